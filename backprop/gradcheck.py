@@ -1,0 +1,174 @@
+"""Finite-difference gradient checking, as a public feature.
+
+For every trainable parameter entry ``p`` (and every input entry) the analytic gradient ``a`` from
+``backward`` is compared with the central difference ::
+
+    n = (L(p + eps) - L(p - eps)) / (2 eps)
+
+computed in float64 on a float64 copy of the model (the caller's model is never touched). ``L`` is
+the loss plus the L1/L2 penalty, with dropout masks held fixed (the dropout generator is rewound
+before every evaluation) and BatchNorm in training mode. An entry agrees when ::
+
+    |a - n| <= rtol * (|a| + |n|) + atol
+
+and the report gives, per parameter, the largest relative error ``|a - n| / (|a| + |n|)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .losses import Loss
+from .model import Sequential
+from .regularization import add_penalty_gradient, penalty
+
+
+@dataclass
+class GradientCheck:
+    """One parameter's (or the input's) comparison."""
+
+    name: str
+    shape: tuple[int, ...]
+    n_checked: int
+    max_rel_error: float
+    max_abs_error: float
+    passed: bool
+
+
+@dataclass
+class GradientReport:
+    """Per-parameter results; ``passed`` is True only when every gradient agrees."""
+
+    checks: list[GradientCheck] = field(default_factory=list)
+    rtol: float = 1e-5
+    atol: float = 1e-8
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def __getitem__(self, name: str) -> GradientCheck:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        rows = [("parameter", "shape", "checked", "max rel err", "max abs err", "ok")]
+        for c in self.checks:
+            rows.append(
+                (
+                    c.name,
+                    str(c.shape),
+                    str(c.n_checked),
+                    f"{c.max_rel_error:.2e}",
+                    f"{c.max_abs_error:.2e}",
+                    "pass" if c.passed else "FAIL",
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(s.ljust(w) for s, w in zip(r, widths, strict=True)) for r in rows]
+        verdict = "all gradients agree" if self.passed else "SOME GRADIENTS DISAGREE"
+        lines.append(f"{verdict} (rtol={self.rtol:g}, atol={self.atol:g})")
+        return "\n".join(lines)
+
+
+def check_gradients(
+    model: Sequential,
+    loss: Loss,
+    X: Any,
+    y: Any,
+    sample_weight: Any = None,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    max_entries: int | None = None,
+    check_input: bool = True,
+    seed: int = 0,
+) -> GradientReport:
+    """Compare every analytic gradient of ``model`` + ``loss`` (+ penalties) with central
+    finite differences in float64.
+
+    Args:
+        model: the model to check (copied to float64; not modified).
+        loss: the loss; ``X``, ``y``, ``sample_weight``: one batch.
+        l1, l2: weight penalties, as the trainer applies them.
+        eps: finite-difference step.
+        rtol, atol: agreement tolerance per entry (see the module docstring).
+        max_entries: check at most this many randomly chosen entries per parameter (all if None).
+        check_input: also check dL/dX.
+        seed: chooses the entries when ``max_entries`` is set.
+
+    Returns:
+        a :class:`GradientReport`; ``print`` it for a table.
+    """
+    m = model.copy(dtype="float64")
+    X64 = np.array(X, dtype=np.float64)
+    rng_state = copy.deepcopy(m.rng.bit_generator.state)
+    saved_buffers = {k: v.copy() for k, v in m.buffers().items()}
+    buffers = m.buffers()
+    w = m.flat_parameters[: m.n_weights]
+    choose = np.random.default_rng(seed)
+
+    def objective(inputs: np.ndarray) -> float:
+        m.rng.bit_generator.state = copy.deepcopy(rng_state)
+        for k, v in saved_buffers.items():
+            buffers[k][...] = v
+        out = m.forward(inputs, training=True)
+        return loss.forward(out, y, sample_weight) + penalty(w, l1, l2)
+
+    # Analytic gradients, all in one backward pass.
+    objective(X64)
+    dX = m.backward(loss.backward())
+    add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1, l2)
+    analytic = m.flat_gradients.copy()
+
+    def compare(name: str, values: np.ndarray, grad: np.ndarray, inputs: np.ndarray) -> None:
+        flat_v, flat_g = values.reshape(-1), grad.reshape(-1)
+        idx = np.arange(flat_v.size)
+        if max_entries is not None and flat_v.size > max_entries:
+            idx = choose.choice(flat_v.size, size=max_entries, replace=False)
+        rel = np.zeros(idx.size)
+        abs_err = np.zeros(idx.size)
+        ok = True
+        for j, i in enumerate(idx):
+            orig = flat_v[i]
+            flat_v[i] = orig + eps
+            plus = objective(inputs)
+            flat_v[i] = orig - eps
+            minus = objective(inputs)
+            flat_v[i] = orig
+            num = (plus - minus) / (2 * eps)
+            a = flat_g[i]
+            abs_err[j] = abs(a - num)
+            scale = abs(a) + abs(num)
+            rel[j] = abs_err[j] / scale if scale > 0 else 0.0
+            ok &= bool(abs_err[j] <= rtol * scale + atol)
+        report.checks.append(
+            GradientCheck(
+                name,
+                tuple(values.shape),
+                int(idx.size),
+                float(rel.max(initial=0.0)),
+                float(abs_err.max(initial=0.0)),
+                ok,
+            )
+        )
+
+    report = GradientReport(rtol=rtol, atol=atol)
+    slices = m.param_slices()
+    for i, layer in enumerate(m.layers):
+        if not layer.trainable:
+            continue
+        for key, value in layer.params.items():
+            name = f"{i}.{key}"
+            compare(name, value, analytic[slices[name]].reshape(value.shape), X64)
+    if check_input:
+        compare("input", X64, dX, X64)
+    return report

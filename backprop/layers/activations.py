@@ -1,0 +1,279 @@
+"""Activation layers: elementwise functions, and the row-wise Softmax.
+
+Each maps ``(n, d) -> (n, d)``. For an elementwise ``y = f(x)`` the backward pass is
+``dx = grad_out * f'(x)``; the table gives ``f`` and ``f'`` as they are computed here:
+
+==============  =======================================  ======================================
+layer           f(x)                                      f'(x)
+==============  =======================================  ======================================
+Identity        x                                         1
+Sigmoid         s = 1 / (1 + exp(-x))  (scipy expit)      s (1 - s)
+Tanh            tanh(x)                                   1 - y^2
+ReLU            max(x, 0)                                 [x > 0]
+LeakyReLU(a)    x if x > 0 else a x                       1 if x > 0 else a
+ELU(a)          x if x > 0 else a (exp(x) - 1)            1 if x > 0 else y + a
+PReLU           x if x > 0 else alpha_j x  (learned)      1 if x > 0 else alpha_j
+GELU            x Phi(x)                                  Phi(x) + x phi(x)
+SiLU            x s(x)                                    s (1 + x (1 - s))
+Softplus        max(x, 0) + log1p(exp(-|x|))              s(x)
+Softmax         exp(x_i - m) / sum_j exp(x_j - m)         dx = y * (g - sum_j g_j y_j)
+==============  =======================================  ======================================
+
+``Phi``/``phi`` are the standard normal CDF/PDF (``GELU(approximate="tanh")`` uses the tanh
+approximation). Every formula is written so that large ``|x|`` never overflows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from .base import Layer, check_positive_int
+
+# Python floats, not NumPy scalars: they keep float32 arrays float32 (NEP 50).
+_SQRT_2 = float(np.sqrt(2.0))
+_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+_INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
+
+
+class Activation(Layer):
+    """An elementwise activation: subclasses implement ``_f(x)`` and ``_df(x, y)``.
+
+    ``forward`` caches ``x`` and ``y`` when training; ``backward`` returns ``grad_out * f'(x)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._x: np.ndarray | None = None
+        self._y: np.ndarray | None = None
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _df(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._check_input(x)
+        y = self._f(x)
+        if training:
+            self._x, self._y = x, y
+        return y
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        if self._x is None:
+            raise self._missing_cache()
+        dx = self._df(self._x, self._y)
+        dx *= grad_out
+        return dx
+
+
+class Identity(Activation):
+    """``y = x``."""
+
+    def _f(self, x):
+        return x.copy()
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out.copy()
+
+
+class Sigmoid(Activation):
+    """Logistic sigmoid ``y = 1 / (1 + exp(-x))`` (overflow-safe through ``scipy.special.expit``)."""
+
+    def _f(self, x):
+        return special.expit(x)
+
+    def _df(self, x, y):
+        return y * (1 - y)
+
+
+class Tanh(Activation):
+    """``y = tanh(x)``, ``dy/dx = 1 - y^2``."""
+
+    def _f(self, x):
+        return np.tanh(x)
+
+    def _df(self, x, y):
+        d = y * y
+        np.subtract(1, d, out=d)
+        return d
+
+
+class ReLU(Activation):
+    """``y = max(x, 0)``, ``dy/dx = [x > 0]`` (0 at x = 0)."""
+
+    def _f(self, x):
+        return np.maximum(x, 0)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        if self._y is None:
+            raise self._missing_cache()
+        return np.where(self._y > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+
+
+class LeakyReLU(Activation):
+    """``y = x`` for ``x > 0`` else ``negative_slope * x``."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        if not np.isfinite(negative_slope):
+            raise ValueError(f"negative_slope must be finite, got {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def _f(self, x):
+        return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
+
+    def _df(self, x, y):
+        return np.where(x > 0, 1, self.negative_slope).astype(x.dtype, copy=False)
+
+    def config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+
+class ELU(Activation):
+    """``y = x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        if not np.isfinite(alpha) or alpha <= 0:
+            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def _f(self, x):
+        a = x.dtype.type(self.alpha)
+        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+
+    def _df(self, x, y):
+        return np.where(x > 0, 1, y + x.dtype.type(self.alpha)).astype(x.dtype, copy=False)
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class GELU(Activation):
+    """Gaussian error linear unit ``y = x * Phi(x)``; ``approximate="tanh"`` for the tanh form."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def _cdf(self, x):
+        if self.approximate == "tanh":
+            return 0.5 * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+        return 0.5 * (1 + special.erf(x / _SQRT_2))
+
+    def _f(self, x):
+        return (x * self._cdf(x)).astype(x.dtype, copy=False)
+
+    def _df(self, x, y):
+        if self.approximate == "tanh":
+            u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
+            t = np.tanh(u)
+            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+        else:
+            d = self._cdf(x) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+        return d.astype(x.dtype, copy=False)
+
+    def config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+
+class SiLU(Activation):
+    """Sigmoid-weighted linear unit (swish) ``y = x * sigmoid(x)``."""
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._check_input(x)
+        s = special.expit(x)
+        if training:
+            self._x, self._y = x, s  # cache the sigmoid: the derivative needs it
+        return x * s
+
+    def _df(self, x, s):
+        return s * (1 + x * (1 - s))
+
+
+class Softplus(Activation):
+    """``y = log(1 + exp(x))`` computed as ``max(x, 0) + log1p(exp(-|x|))``."""
+
+    def _f(self, x):
+        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+    def _df(self, x, y):
+        return special.expit(x)
+
+
+class Softmax(Layer):
+    """Row-wise softmax ``y_ij = exp(x_ij - m_i) / sum_k exp(x_ik - m_i)``, ``m_i = max_k x_ik``.
+
+    Backward is the full vector-Jacobian product ``dx = y * (g - sum_j g_j y_j)`` per row. For
+    classification, prefer feeding logits to ``SoftmaxCrossEntropy`` (fused and more accurate).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._check_input(x)
+        z = x - x.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        if training:
+            self._y = z
+        return z
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        if self._y is None:
+            raise self._missing_cache()
+        y = self._y
+        dot = np.einsum("ij,ij->i", grad_out, y)[:, None]
+        return y * (grad_out - dot)
+
+
+class PReLU(Layer):
+    """Parametric ReLU: ``y = x`` for ``x > 0`` else ``alpha_j * x`` with one learned slope per
+    feature. ``alpha`` has shape ``(n_features,)``; ``dalpha_j = sum_i g_ij * min(x_ij, 0)``.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        init: float = 0.25,
+        dtype: Any = "float32",
+    ) -> None:
+        super().__init__()
+        self.in_features = self.out_features = check_positive_int("n_features", n_features)
+        self.init = float(init)
+        self._x: np.ndarray | None = None
+        self._allocate(dtype, np.random.default_rng(0))
+
+    def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {"alpha": ((self.in_features,), "other")}
+
+    def reset_parameters(self, rng: np.random.Generator) -> None:
+        self.params["alpha"].fill(self.init)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._check_input(x)
+        if training:
+            self._x = x
+        return np.where(x > 0, x, x * self.params["alpha"])
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        if self._x is None:
+            raise self._missing_cache()
+        x = self._x
+        if self.trainable:
+            np.sum(grad_out * np.minimum(x, 0), axis=0, out=self.grads["alpha"])
+        else:
+            self.zero_grads()
+        return np.where(x > 0, grad_out, grad_out * self.params["alpha"])
+
+    def config(self) -> dict[str, Any]:
+        return {"n_features": self.in_features, "init": self.init}

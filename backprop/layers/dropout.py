@@ -1,0 +1,59 @@
+"""Inverted dropout.
+
+Training, with drop rate ``p`` (the *fraction dropped*) and a mask drawn from the model's dropout
+generator::
+
+    m_ij ~ Bernoulli(1 - p)            keep with probability 1 - p
+    y = x * m / (1 - p)                (n, d); E[y] = x
+    dx = grad_out * m / (1 - p)
+
+At inference (``training=False``) the layer is the identity, so nothing needs rescaling later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Inverted dropout with ``drop_rate`` = fraction of units set to zero while training.
+
+    Args:
+        drop_rate: probability of dropping each unit, in ``[0, 1)``.
+        seed: seed or generator for a stand-alone layer; inside a ``Sequential`` the masks come
+            from the model's dropout stream (separate from the initialization stream).
+    """
+
+    def __init__(self, drop_rate: float = 0.5, seed: int | np.random.Generator | None = None):
+        super().__init__()
+        if isinstance(drop_rate, bool) or not isinstance(drop_rate, int | float | np.floating):
+            raise ValueError(f"drop_rate must be a number in [0, 1), got {drop_rate!r}")
+        if not 0.0 <= float(drop_rate) < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+        self.drop_rate = float(drop_rate)
+        self.rng = np.random.default_rng(seed)
+        self._scaled_mask: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._check_input(x)
+        if not training or self.drop_rate == 0.0:
+            self._scaled_mask = None
+            return x.copy() if training else x
+        keep = 1.0 - self.drop_rate
+        mask = self.rng.random(x.shape, dtype=x.dtype) < keep
+        scaled = mask.astype(x.dtype)
+        scaled *= x.dtype.type(1.0 / keep)
+        self._scaled_mask = scaled
+        return x * scaled
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        if self._scaled_mask is None:
+            return grad_out.copy()
+        return grad_out * self._scaled_mask
+
+    def config(self) -> dict[str, Any]:
+        return {"drop_rate": self.drop_rate}

@@ -1,0 +1,250 @@
+"""Losses.
+
+Protocol: ``loss.forward(y_pred, y_true, sample_weight=None) -> float`` and then
+``loss.backward() -> dL/dy_pred`` (same shape and dtype as ``y_pred``). ``y_pred`` is
+``(n_samples, n_outputs)``.
+
+Scaling convention, the same for every loss: each loss computes one value ``l_i`` per sample and
+reports their (weighted) mean ::
+
+    L = sum_i w_i l_i / sum_i w_i          (w_i = 1 without sample_weight, so L = mean_i l_i)
+
+and ``l_i`` averages over the outputs of a sample where a loss is elementwise (MSE, MAE, Huber,
+BinaryCrossEntropy), with no factor 1/2:
+
+==========================  ===============================================================
+loss                        l_i
+==========================  ===============================================================
+MeanSquaredError            mean_k (y_ik - t_ik)^2
+MeanAbsoluteError           mean_k |y_ik - t_ik|
+Huber(delta)                mean_k h(r_ik),  h(r) = r^2 / 2 if |r| <= delta else delta (|r| - delta / 2)
+SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik      (targets t rows sum to 1)
+BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))   (from logits z)
+==========================  ===============================================================
+
+The cross-entropies take logits, not probabilities, and are computed so that huge logits never
+overflow. Their gradients are the fused ``(softmax(z) - t)`` and ``(sigmoid(z) - t)`` (scaled by
+``w_i / sum w`` and, for BCE, ``1 / n_outputs``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+
+def _check_pred(y_pred: Any) -> np.ndarray:
+    y_pred = np.asarray(y_pred)
+    if y_pred.ndim == 1:
+        y_pred = y_pred[:, None]
+    if y_pred.ndim != 2:
+        raise ValueError(f"y_pred must be 2-D (n_samples, n_outputs), got shape {y_pred.shape}")
+    if y_pred.dtype.kind != "f":
+        y_pred = y_pred.astype(np.float64)
+    return y_pred
+
+
+def _check_weights(sample_weight: Any, n: int, dtype: np.dtype) -> np.ndarray | None:
+    """Validated weights scaled to ``w_i / sum(w)`` (None for the plain mean)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    total = w.sum()
+    if total <= 0:
+        raise ValueError("sample_weight must not sum to zero")
+    return (w / total).astype(dtype)
+
+
+class Loss:
+    """Base class: subclasses implement ``_forward`` returning per-sample losses ``(n,)`` and
+    setting ``self._dl`` to dl_i/dy_pred ``(n, k)`` (unscaled)."""
+
+    def __init__(self) -> None:
+        self._grad: np.ndarray | None = None
+
+    def forward(self, y_pred: Any, y_true: Any, sample_weight: Any = None) -> float:
+        y_pred = _check_pred(y_pred)
+        per_sample, dl = self._forward(y_pred, y_true)
+        n = y_pred.shape[0]
+        if n == 0:
+            raise ValueError("cannot compute a loss over 0 samples")
+        w = _check_weights(sample_weight, n, y_pred.dtype)
+        if w is None:
+            dl *= y_pred.dtype.type(1.0 / n)
+            value = float(np.mean(per_sample, dtype=np.float64))
+        else:
+            dl *= w[:, None]
+            value = float(np.dot(per_sample.astype(np.float64), w.astype(np.float64)))
+        self._grad = dl
+        return value
+
+    def backward(self) -> np.ndarray:
+        """dL/dy_pred of the last ``forward`` (a fresh array the caller may keep)."""
+        if self._grad is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._grad
+
+    def _forward(self, y_pred: np.ndarray, y_true: Any) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _targets_like(y_pred: np.ndarray, y_true: Any) -> np.ndarray:
+    t = np.asarray(y_true)
+    if t.dtype.kind not in "fiub":
+        raise ValueError(f"y_true must hold real numbers, got dtype {t.dtype}")
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {np.shape(y_true)}, y_pred has shape {y_pred.shape}")
+    return t.astype(y_pred.dtype, copy=False)
+
+
+class MeanSquaredError(Loss):
+    """``l_i = mean_k (y_ik - t_ik)^2``; ``dl_i/dy = 2 (y - t) / k``."""
+
+    def _forward(self, y_pred, y_true):
+        r = y_pred - _targets_like(y_pred, y_true)
+        k = y_pred.shape[1]
+        per_sample = np.einsum("ij,ij->i", r, r) / k
+        r *= y_pred.dtype.type(2.0 / k)
+        return per_sample, r
+
+
+class MeanAbsoluteError(Loss):
+    """``l_i = mean_k |y_ik - t_ik|``; ``dl_i/dy = sign(y - t) / k`` (0 at a tie)."""
+
+    def _forward(self, y_pred, y_true):
+        r = y_pred - _targets_like(y_pred, y_true)
+        k = y_pred.shape[1]
+        per_sample = np.abs(r).mean(axis=1)
+        dl = np.sign(r)
+        dl *= y_pred.dtype.type(1.0 / k)
+        return per_sample, dl
+
+
+class Huber(Loss):
+    """Quadratic within ``delta`` of the target, linear beyond: robust regression."""
+
+    def __init__(self, delta: float = 1.0) -> None:
+        super().__init__()
+        if not np.isfinite(delta) or delta <= 0:
+            raise ValueError(f"delta must be a positive number, got {delta!r}")
+        self.delta = float(delta)
+
+    def _forward(self, y_pred, y_true):
+        r = y_pred - _targets_like(y_pred, y_true)
+        k, d = y_pred.shape[1], self.delta
+        a = np.abs(r)
+        small = a <= d
+        per_elem = np.where(small, 0.5 * r * r, d * (a - 0.5 * d))
+        dl = np.where(small, r, d * np.sign(r)).astype(y_pred.dtype, copy=False)
+        dl *= y_pred.dtype.type(1.0 / k)
+        return per_elem.mean(axis=1), dl
+
+    def config(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Cross-entropy of ``softmax(z)`` against integer labels ``(n,)`` or probability rows
+    ``(n, k)`` (one-hot or soft), from logits ``z`` ``(n, k)``.
+
+    ``label_smoothing = e`` replaces the target ``t`` by ``(1 - e) t + e / k``.
+    Gradient: ``dl_i/dz = softmax(z_i) - t_i``.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def _targets(self, z: np.ndarray, y_true: Any) -> np.ndarray:
+        n, k = z.shape
+        t = np.asarray(y_true)
+        if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k > 1):
+            labels = t.reshape(-1)
+            if labels.shape[0] != n:
+                raise ValueError(f"y_true has {labels.shape[0]} labels for {n} predictions")
+            if labels.dtype.kind == "f":
+                if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+                    raise ValueError("integer class labels expected, got non-integer values")
+            elif labels.dtype.kind not in "iub":
+                raise ValueError(f"class labels must be integers, got dtype {labels.dtype}")
+            labels = labels.astype(np.intp)
+            if labels.size and (labels.min() < 0 or labels.max() >= k):
+                bad = labels[(labels < 0) | (labels >= k)][0]
+                raise ValueError(f"class label {bad} out of range for {k} outputs")
+            onehot = np.zeros((n, k), dtype=z.dtype)
+            onehot[np.arange(n), labels] = 1
+            t = onehot
+        else:
+            t = _targets_like(z, t)
+        if self.label_smoothing:
+            e = self.label_smoothing
+            t = (1 - e) * t + e / k
+        return t.astype(z.dtype, copy=False)
+
+    def _forward(self, z, y_true):
+        t = self._targets(z, y_true)
+        lse = special.logsumexp(z, axis=1)
+        per_sample = lse - np.einsum("ij,ij->i", t, z)
+        p = np.exp(z - lse[:, None])
+        p -= t
+        return per_sample, p.astype(z.dtype, copy=False)
+
+    def config(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary (and multi-label) cross-entropy from logits ``z`` ``(n, k)`` against targets in
+    [0, 1] of the same shape (``(n,)`` is accepted for ``k = 1``).
+
+    ``l_i = mean_k max(z,0) - z t + log1p(exp(-|z|))``; ``dl_i/dz = (sigmoid(z) - t) / k``.
+    """
+
+    def _forward(self, z, y_true):
+        t = _targets_like(z, y_true)
+        if t.size and (t.min() < 0 or t.max() > 1):
+            raise ValueError("BinaryCrossEntropy targets must lie in [0, 1]")
+        k = z.shape[1]
+        per_elem = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        dl = special.expit(z)
+        dl -= t
+        dl *= z.dtype.type(1.0 / k)
+        return per_elem.mean(axis=1), dl
+
+
+REGISTRY: dict[str, type[Loss]] = {
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "huber": Huber,
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "cross_entropy": SoftmaxCrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+}
+
+
+def get(identifier: str | Loss, **kwargs: Any) -> Loss:
+    """A loss instance from a name (``"mse"``, ``"cross_entropy"``, ...) or an instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if identifier not in REGISTRY:
+        raise ValueError(f"unknown loss {identifier!r}; valid names: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[identifier](**kwargs)

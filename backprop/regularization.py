@@ -1,0 +1,67 @@
+"""L1/L2 penalties and gradient clipping, as plain functions on flat arrays.
+
+The trainer calls them between ``backward`` and the optimizer step. ``w`` is the weights-only
+slice of a model's flat parameters (biases, gains and slopes are never penalized) and ``g`` the
+matching slice of its flat gradients::
+
+    penalty(w) = l1 * sum |w| + l2 / 2 * sum w^2
+    g += l1 * sign(w) + l2 * w
+
+Clipping works on the flat gradient ``g`` of the whole model (or of one parameter):
+
+* by value: ``g <- clip(g, -c, c)``;
+* by global norm: ``g <- g * min(1, c / ||g||)``, ``||g||`` over every parameter at once;
+* by parameter norm: the same, separately for each parameter's own gradient.
+
+The clipping functions return the norm *before* clipping, which the trainer records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def penalty(w: np.ndarray, l1: float = 0.0, l2: float = 0.0) -> float:
+    """``l1 * sum|w| + l2/2 * sum w^2`` (computed in float64)."""
+    value = 0.0
+    if l1:
+        value += l1 * float(np.abs(w).sum(dtype=np.float64))
+    if l2:
+        value += 0.5 * l2 * float(np.dot(w, w))
+    return value
+
+
+def add_penalty_gradient(w: np.ndarray, g: np.ndarray, l1: float = 0.0, l2: float = 0.0) -> None:
+    """``g += l1 * sign(w) + l2 * w`` in place."""
+    if l2:
+        g += g.dtype.type(l2) * w
+    if l1:
+        g += g.dtype.type(l1) * np.sign(w)
+
+
+def global_norm(g: np.ndarray) -> float:
+    """Euclidean norm of a flat gradient (one dot product)."""
+    return float(np.sqrt(np.dot(g, g)))
+
+
+def clip_by_global_norm(g: np.ndarray, max_norm: float) -> float:
+    """Scale ``g`` in place so that ``||g|| <= max_norm``; returns the norm before clipping."""
+    norm = global_norm(g)
+    if norm > max_norm:
+        g *= g.dtype.type(max_norm / norm)
+    return norm
+
+
+def clip_by_value(g: np.ndarray, clip_value: float) -> None:
+    """Clamp every entry of ``g`` to ``[-clip_value, clip_value]`` in place."""
+    np.clip(g, -clip_value, clip_value, out=g)
+
+
+def clip_by_param_norm(grads: Iterable[np.ndarray], max_norm: float) -> None:
+    """Scale each parameter's gradient separately so that its own norm is ``<= max_norm``."""
+    for g in grads:
+        norm = float(np.sqrt(np.vdot(g, g)))
+        if norm > max_norm:
+            g *= g.dtype.type(max_norm / norm)

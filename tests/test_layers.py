@@ -1,0 +1,200 @@
+"""Every layer: finite-difference gradients in float64, shapes, dtypes, errors, no input mutation."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import backprop as bp
+
+D = 5  # feature width used by the width-preserving layers below
+
+
+def make_layers():
+    """One instance of every layer type, each mapping D features to some width."""
+    return {
+        "Dense": bp.Dense(D, 3),
+        "Identity": bp.Identity(),
+        "Sigmoid": bp.Sigmoid(),
+        "Tanh": bp.Tanh(),
+        "ReLU": bp.ReLU(),
+        "LeakyReLU": bp.LeakyReLU(0.1),
+        "ELU": bp.ELU(0.7),
+        "PReLU": bp.PReLU(D, init=0.2),
+        "GELU": bp.GELU(),
+        "GELU-tanh": bp.GELU(approximate="tanh"),
+        "SiLU": bp.SiLU(),
+        "Softplus": bp.Softplus(),
+        "Softmax": bp.Softmax(),
+        "Dropout": bp.Dropout(0.4),
+        "BatchNorm": bp.BatchNorm(D),
+        "LayerNorm": bp.LayerNorm(D),
+    }
+
+
+@pytest.mark.parametrize("name", list(make_layers()))
+def test_layer_gradients_match_finite_differences(name, rng):
+    layer = make_layers()[name]
+    model = bp.Sequential([layer], dtype="float64", seed=3)
+    if name == "PReLU":
+        # give each feature its own slope so a mix-up between features would show
+        model.layers[0].params["alpha"][...] = np.linspace(-0.3, 0.6, D)
+    if name in ("BatchNorm", "LayerNorm"):
+        model.layers[0].params["gamma"][...] = rng.uniform(0.5, 2.0, D)
+        model.layers[0].params["beta"][...] = rng.normal(size=D)
+    X = rng.normal(size=(6, D)) * 2.0
+    n_out = model.forward(X).shape[1]
+    target = rng.normal(size=(6, n_out))
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, target)
+    assert report.passed, str(report)
+    names = {c.name for c in report.checks}
+    assert "input" in names
+    assert names >= set(model.parameters())
+
+
+def test_gradient_check_catches_a_wrong_backward(rng):
+    class BrokenTanh(bp.Tanh):
+        def _df(self, x, y):  # forgets the square: 1 - y instead of 1 - y^2
+            return 1 - y
+
+    model = bp.Sequential([bp.Dense(D, 4), BrokenTanh(), bp.Dense(4, 2)], dtype="float64", seed=0)
+    X = rng.normal(size=(5, D))
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, rng.normal(size=(5, 2)))
+    assert not report.passed
+    assert not report["0.W"].passed and report["0.W"].max_rel_error > 1e-2
+    assert report["2.W"].passed  # the layer after the broken one is unaffected
+    assert "FAIL" in str(report)
+
+
+@pytest.mark.parametrize("name", list(make_layers()))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_is_kept_and_input_not_modified(name, dtype, rng):
+    model = bp.Sequential([make_layers()[name]], dtype=dtype, seed=0)
+    X = rng.normal(size=(8, D)).astype(dtype)
+    X_before = X.copy()
+    out = model.forward(X, training=True)
+    assert out.dtype == np.dtype(dtype)
+    g = rng.normal(size=out.shape).astype(dtype)
+    g_before = g.copy()
+    dX = model.backward(g)
+    assert dX.dtype == np.dtype(dtype) and dX.shape == X.shape
+    for grad in model.gradients().values():
+        assert grad.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(g, g_before)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 9),
+    widths=st.lists(st.integers(1, 7), min_size=2, max_size=5),
+)
+def test_shapes_agree_for_many_stacks(n, widths):
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:], strict=False):
+        layers += [bp.Dense(a, b), bp.ReLU()]
+    model = bp.Sequential(layers, seed=0)
+    X = np.ones((n, widths[0]), dtype=np.float32)
+    out = model.forward(X, training=True)
+    assert out.shape == (n, widths[-1])
+    assert model.backward(np.ones_like(out)).shape == X.shape
+    for key, p in model.parameters().items():
+        assert model.gradients()[key].shape == p.shape
+
+
+def test_wrong_number_of_features_names_both_numbers():
+    with pytest.raises(ValueError, match="expected 4 features, got 3"):
+        bp.Dense(4, 2).forward(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="expected 6 features, got 5"):
+        bp.BatchNorm(6).forward(np.zeros((2, 5), dtype=np.float32))
+
+
+def test_backward_without_training_forward_is_an_error():
+    layer = bp.Dense(3, 2)
+    layer.forward(np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(RuntimeError, match="training=True"):
+        layer.backward(np.zeros((2, 2), dtype=np.float32))
+
+
+def test_sigmoid_softplus_and_softmax_survive_huge_inputs():
+    x = np.array([[-1e4, -50.0, 0.0, 50.0, 1e4]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        s = bp.Sigmoid().forward(x)
+        sp = bp.Softplus().forward(x)
+        sm = bp.Softmax().forward(x)
+    np.testing.assert_allclose(s, [[0, 1.9287498479639178e-22, 0.5, 1, 1]], atol=1e-30)
+    np.testing.assert_allclose(sp, [[0, 1.9287498479639178e-22, np.log(2), 50, 1e4]])
+    np.testing.assert_allclose(sm, [[0, 0, 0, 0, 1]])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-500, 500), min_size=2, max_size=8), st.integers(1, 4))
+def test_softmax_rows_are_distributions(values, n):
+    x = np.tile(np.array(values), (n, 1))
+    y = bp.Softmax().forward(x)
+    assert np.all(y >= 0)
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(0.0, 0.9), st.integers(0, 2**32 - 1))
+def test_dropout_preserves_the_mean(rate, seed):
+    layer = bp.Dropout(rate, seed=seed)
+    x = np.ones((400, 50))
+    y = layer.forward(x, training=True)
+    # E[y] = x; 20000 Bernoulli draws: 6 standard errors of the mean as the bound
+    sd = np.sqrt(rate / (1 - rate)) / np.sqrt(x.size)
+    assert abs(y.mean() - 1.0) <= 6 * sd + 1e-12
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], 1 / (1 - rate))
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y)), y)  # same mask and scale
+
+
+def test_dropout_is_identity_at_inference():
+    x = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(bp.Dropout(0.5, seed=0).forward(x), x)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, "0.5", None])
+def test_dropout_rejects_bad_rates(bad):
+    with pytest.raises(ValueError, match="drop_rate"):
+        bp.Dropout(bad)
+
+
+def test_batchnorm_running_statistics_and_inference(rng):
+    layer = bp.BatchNorm(3, momentum=0.5, dtype="float64")
+    X = rng.normal(loc=[1.0, -2.0, 5.0], scale=[1.0, 3.0, 0.5], size=(64, 3))
+    layer.forward(X, training=True)
+    # one update from (0, 1): 0.5 * old + 0.5 * batch statistic (unbiased variance)
+    np.testing.assert_allclose(layer.buffers["running_mean"], 0.5 * X.mean(axis=0))
+    np.testing.assert_allclose(layer.buffers["running_var"], 0.5 + 0.5 * X.var(axis=0, ddof=1))
+    for _ in range(60):
+        layer.forward(X, training=True)
+    out = layer.forward(X)  # inference uses the running estimates: close to standardized
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(out.std(axis=0), 1, rtol=2e-2)
+
+
+def test_batchnorm_rejects_single_sample_training_batch():
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        bp.BatchNorm(2).forward(np.zeros((1, 2)), training=True)
+
+
+def test_layernorm_normalizes_each_row(rng):
+    X = rng.normal(size=(4, 6)) * 10 + 3
+    out = bp.LayerNorm(6, dtype="float64").forward(X)
+    np.testing.assert_allclose(out.mean(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(out.std(axis=1), 1, rtol=1e-6)
+
+
+def test_activation_values():
+    x = np.array([[-2.0, -0.5, 0.0, 0.5, 2.0]])
+    np.testing.assert_allclose(bp.ReLU().forward(x), [[0, 0, 0, 0.5, 2]])
+    np.testing.assert_allclose(bp.LeakyReLU(0.1).forward(x), [[-0.2, -0.05, 0, 0.5, 2]])
+    np.testing.assert_allclose(
+        bp.ELU(1.0).forward(x), [[np.exp(-2) - 1, np.exp(-0.5) - 1, 0, 0.5, 2]]
+    )
+    # GELU(x) = x * Phi(x); Phi(0.5) = 0.691462461274013
+    np.testing.assert_allclose(bp.GELU().forward(x)[0, 3], 0.5 * 0.691462461274013)
+    np.testing.assert_allclose(bp.SiLU().forward(x)[0, 4], 2 / (1 + np.exp(-2)))
+    np.testing.assert_allclose(bp.Tanh().forward(x), np.tanh(x))

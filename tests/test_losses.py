@@ -1,0 +1,129 @@
+"""Losses: finite-difference gradients, known values, the scaling convention, stability."""
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+
+def numeric_grad(loss, y_pred, y_true, sample_weight=None, eps=1e-6):
+    g = np.zeros_like(y_pred)
+    for idx in np.ndindex(*y_pred.shape):
+        orig = y_pred[idx]
+        y_pred[idx] = orig + eps
+        plus = loss.forward(y_pred, y_true, sample_weight)
+        y_pred[idx] = orig - eps
+        minus = loss.forward(y_pred, y_true, sample_weight)
+        y_pred[idx] = orig
+        g[idx] = (plus - minus) / (2 * eps)
+    return g
+
+
+def cases(rng):
+    n, k = 6, 3
+    z = rng.normal(size=(n, k)) * 2
+    return {
+        "mse": (bp.MeanSquaredError(), z, rng.normal(size=(n, k))),
+        "mae": (
+            bp.MeanAbsoluteError(),
+            z,
+            z + rng.choice([-1, 1], size=(n, k)) * rng.uniform(0.1, 1, (n, k)),
+        ),
+        "huber": (bp.Huber(0.8), z, rng.normal(size=(n, k)) * 2),
+        "ce-labels": (bp.SoftmaxCrossEntropy(), z, rng.integers(0, k, n)),
+        "ce-onehot": (bp.SoftmaxCrossEntropy(), z, np.eye(k)[rng.integers(0, k, n)]),
+        "ce-smoothing": (bp.SoftmaxCrossEntropy(label_smoothing=0.1), z, rng.integers(0, k, n)),
+        "bce-multilabel": (bp.BinaryCrossEntropy(), z, rng.integers(0, 2, (n, k))),
+        "bce-binary": (bp.BinaryCrossEntropy(), z[:, :1], rng.integers(0, 2, n)),
+    }
+
+
+@pytest.mark.parametrize("name", list(cases(np.random.default_rng(0))))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loss_gradient_matches_finite_differences(name, weighted):
+    rng = np.random.default_rng(7)
+    loss, y_pred, y_true = cases(rng)[name]
+    w = rng.uniform(0.1, 3.0, size=y_pred.shape[0]) if weighted else None
+    loss.forward(y_pred, y_true, w)
+    analytic = loss.backward().copy()
+    numeric = numeric_grad(loss, y_pred.copy(), y_true, w)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_scaling_convention_known_values():
+    y = np.array([[1.0, 2.0], [3.0, 5.0]])
+    t = np.array([[0.0, 0.0], [3.0, 3.0]])
+    # per sample: mean_k r^2 -> (1 + 4)/2 = 2.5 and (0 + 4)/2 = 2; mean over samples 2.25
+    assert bp.MeanSquaredError().forward(y, t) == pytest.approx(2.25)
+    # weighted by (1, 3): (2.5 + 3 * 2) / 4
+    assert bp.MeanSquaredError().forward(y, t, [1, 3]) == pytest.approx(8.5 / 4)
+    # MAE: (1.5 + 1) / 2
+    assert bp.MeanAbsoluteError().forward(y, t) == pytest.approx(1.25)
+    # Huber(1): r = 1 -> 0.5, r = 2 -> 1.5, r = 0 -> 0, r = 2 -> 1.5; means 1.0 and 0.75
+    assert bp.Huber(1.0).forward(y, t) == pytest.approx(0.875)
+
+
+def test_cross_entropy_known_value_and_equivalence_of_label_forms():
+    z = np.array([[2.0, 1.0, 0.1]])
+    expected = -np.log(np.exp(2.0) / np.exp([2.0, 1.0, 0.1]).sum())  # 0.4170300162778335
+    ce = bp.SoftmaxCrossEntropy()
+    assert ce.forward(z, [0]) == pytest.approx(expected)
+    assert ce.forward(z, [[1, 0, 0]]) == pytest.approx(expected)
+    assert expected == pytest.approx(0.4170300162778335)
+
+
+def test_cross_entropies_are_stable_for_huge_logits():
+    z = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 5.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        ce = bp.SoftmaxCrossEntropy()
+        assert ce.forward(z, [0, 0]) == pytest.approx(0.5 * 2e4)
+        assert np.all(np.isfinite(ce.backward()))
+        bce = bp.BinaryCrossEntropy()
+        value = bce.forward(z[:, :1], [1, 1])
+        assert value == pytest.approx(0.5 * 1e4)
+        assert np.all(np.isfinite(bce.backward()))
+
+
+def test_float32_in_float32_out():
+    z = np.ones((4, 3), dtype=np.float32)
+    for loss, t in [
+        (bp.MeanSquaredError(), np.zeros((4, 3))),
+        (bp.SoftmaxCrossEntropy(), [0, 1, 2, 0]),
+        (bp.BinaryCrossEntropy(), np.zeros((4, 3))),
+        (bp.Huber(), np.zeros((4, 3))),
+    ]:
+        loss.forward(z, t)
+        assert loss.backward().dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "loss, y_pred, y_true, match",
+    [
+        (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0, 3], "label 3 out of range for 3"),
+        (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0.5, 1], "integer"),
+        (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0, 1, 2], "3 labels for 2"),
+        (bp.MeanSquaredError(), np.zeros((2, 3)), np.zeros((2, 2)), "shape"),
+        (bp.BinaryCrossEntropy(), np.zeros((2, 1)), [0, 2], r"\[0, 1\]"),
+    ],
+)
+def test_bad_targets_get_clear_errors(loss, y_pred, y_true, match):
+    with pytest.raises(ValueError, match=match):
+        loss.forward(y_pred, y_true)
+
+
+@pytest.mark.parametrize("w, match", [([1, -1], "non-negative"), ([1], "shape"), ([0, 0], "zero")])
+def test_bad_sample_weights(w, match):
+    with pytest.raises(ValueError, match=match):
+        bp.MeanSquaredError().forward(np.zeros((2, 1)), np.zeros(2), w)
+
+
+def test_loss_does_not_modify_inputs():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(5, 3))
+    t = rng.normal(size=(5, 3))
+    z0, t0 = z.copy(), t.copy()
+    for loss in (bp.MeanSquaredError(), bp.Huber(), bp.MeanAbsoluteError()):
+        loss.forward(z, t)
+        loss.backward()
+    np.testing.assert_array_equal(z, z0)
+    np.testing.assert_array_equal(t, t0)
