@@ -1,6 +1,7 @@
 """backprop: readable, vectorized backpropagation for multi-layer perceptrons in NumPy."""
 
-from . import initializers, layers, losses, regularization
+from . import callbacks, data, initializers, layers, losses, optimizers, regularization, schedules
+from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
 from .gradcheck import GradientCheck, GradientReport, check_gradients
 from .layers import (
     ELU,
@@ -20,6 +21,7 @@ from .layers import (
     Softplus,
     Tanh,
 )
+from .lbfgs import LBFGS
 from .losses import (
     BinaryCrossEntropy,
     Huber,
@@ -29,38 +31,75 @@ from .losses import (
     SoftmaxCrossEntropy,
 )
 from .model import Sequential
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .schedules import (
+    Constant,
+    CosineDecay,
+    ExponentialDecay,
+    InverseScaling,
+    ReduceLROnPlateau,
+    Schedule,
+    StepDecay,
+)
+from .trainer import Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "callbacks",
+    "data",
     "initializers",
     "layers",
     "losses",
+    "optimizers",
     "regularization",
-    "Layer",
-    "Dense",
-    "Identity",
-    "Sigmoid",
-    "Tanh",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "PReLU",
-    "GELU",
-    "SiLU",
-    "Softplus",
-    "Softmax",
-    "Dropout",
-    "BatchNorm",
-    "LayerNorm",
-    "Loss",
-    "MeanSquaredError",
-    "MeanAbsoluteError",
-    "Huber",
-    "SoftmaxCrossEntropy",
-    "BinaryCrossEntropy",
-    "Sequential",
-    "check_gradients",
-    "GradientReport",
+    "schedules",
+    "Callback",
+    "CSVLogger",
+    "EarlyStopping",
+    "GradientMonitor",
+    "History",
+    "ProgressBar",
     "GradientCheck",
+    "GradientReport",
+    "check_gradients",
+    "ELU",
+    "GELU",
+    "BatchNorm",
+    "Dense",
+    "Dropout",
+    "Identity",
+    "Layer",
+    "LayerNorm",
+    "LeakyReLU",
+    "PReLU",
+    "ReLU",
+    "Sigmoid",
+    "SiLU",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "LBFGS",
+    "BinaryCrossEntropy",
+    "Huber",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SoftmaxCrossEntropy",
+    "Sequential",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "RMSprop",
+    "Constant",
+    "CosineDecay",
+    "ExponentialDecay",
+    "InverseScaling",
+    "ReduceLROnPlateau",
+    "Schedule",
+    "StepDecay",
+    "Trainer",
+    "TrainingDivergedError",
 ]

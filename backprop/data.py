@@ -1,0 +1,179 @@
+"""Data plumbing: validation, index-shuffled batches, splits, one-hot, and metrics.
+
+Batches are drawn from *indices*: each epoch permutes ``arange(n)`` (never the data) and gathers
+the rows of each batch into a reused buffer, so the training set is never copied. The gathered
+indices are sorted within a batch, which keeps the gather cache-friendly and lets memory-mapped
+arrays read forward; the order of rows inside a batch does not change its gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> np.ndarray:
+    """A 2-D array of real numbers with at least one row; NaN/inf rejected with a clear error.
+
+    Returns ``X`` itself when it is already a float ndarray (no copy) and keeps memmaps as they are.
+    """
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has 0 samples; at least 1 is required")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features; at least 1 is required")
+    if not allow_nan and X.dtype.kind == "f" and not _all_finite(X):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return X
+
+
+def _all_finite(X: np.ndarray, chunk: int = 65536) -> bool:
+    """Finite check in row chunks, so a memmap is never read whole into memory."""
+    for start in range(0, X.shape[0], chunk):
+        block = X[start : start + chunk]
+        if not np.isfinite(block.sum(dtype=np.float64)) and not np.all(np.isfinite(block)):
+            return False
+    return True
+
+
+def check_targets(y: Any, n_samples: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype.kind not in "fiub":
+        raise ValueError(f"y must hold numbers, got dtype {y.dtype}")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {y.shape[0]}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinity")
+    return y
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    return w
+
+
+def batch_indices(
+    indices: np.ndarray, batch_size: int, rng: np.random.Generator | None
+) -> Iterator[np.ndarray]:
+    """Yield ``ceil(len(indices) / batch_size)`` index batches covering ``indices`` exactly once,
+    in a fresh random order when ``rng`` is given; the last batch may be smaller."""
+    order = rng.permutation(indices) if rng is not None else indices
+    for start in range(0, len(order), batch_size):
+        yield np.sort(order[start : start + batch_size])
+
+
+def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``X[idx]``, written into (and cast to the dtype of) ``out[:len(idx)]`` when given."""
+    if out is None:
+        return np.asarray(X[idx])
+    buf = out[: len(idx)]
+    if type(X) is np.ndarray and X.dtype == buf.dtype:
+        np.take(X, idx, axis=0, out=buf, mode="clip")  # indices are valid; "clip" avoids a copy
+    else:
+        buf[...] = X[idx]  # memmaps, other array-likes and dtype casts
+    return buf
+
+
+def split_indices(
+    n: int, fraction: float, rng: np.random.Generator, stratify: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled (train, validation) index arrays with ``round(fraction * n)`` validation rows
+    (at least 1); stratified by class when ``stratify`` holds labels."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {fraction!r}")
+    n_val = max(1, int(round(fraction * n)))
+    if n_val >= n:
+        raise ValueError(f"validation_split={fraction} leaves no training samples out of {n}")
+    if stratify is None:
+        perm = rng.permutation(n)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    val: list[np.ndarray] = []
+    classes, inverse = np.unique(stratify, return_inverse=True)
+    for c in range(len(classes)):
+        members = rng.permutation(np.flatnonzero(inverse == c))
+        val.append(members[: int(round(len(members) * n_val / n))])
+    val_idx = np.sort(np.concatenate(val))
+    mask = np.ones(n, bool)
+    mask[val_idx] = False
+    return np.flatnonzero(mask), val_idx
+
+
+def one_hot(labels: Any, n_classes: int, dtype: Any = np.float32) -> np.ndarray:
+    """``(n,)`` integer labels in ``[0, n_classes)`` to ``(n, n_classes)`` rows of 0/1."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}), got {labels.min()}..{labels.max()}")
+    out = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] = 1
+    return out
+
+
+# -- metrics: accumulate over batches, read once per epoch ------------------------------------
+class Accuracy:
+    """Fraction of samples classified right: argmax for multi-class logits, logit > 0 for
+    binary and multi-label (a multi-label sample counts only if every label is right)."""
+
+    name = "accuracy"
+
+    def reset(self) -> None:
+        self.correct = 0.0
+        self.total = 0.0
+
+    def update(self, out: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> None:
+        if out.shape[1] > 1 and (y.ndim == 1 or y.shape[1] == 1):
+            hit = out.argmax(axis=1) == y.reshape(-1)
+        elif out.shape[1] > 1 and y.shape[1] == out.shape[1] and np.all(y.sum(axis=1) == 1):
+            hit = out.argmax(axis=1) == y.argmax(axis=1)
+        else:
+            hit = np.all((out > 0) == (y.reshape(out.shape) > 0.5), axis=1)
+        weights = np.ones(len(hit)) if w is None else w
+        self.correct += float(np.dot(hit, weights))
+        self.total += float(weights.sum())
+
+    def result(self) -> float:
+        return self.correct / self.total if self.total else float("nan")
+
+
+class R2:
+    """Coefficient of determination, averaged uniformly over outputs (scikit-learn's r2_score),
+    accumulated from running sums so it needs no second pass over the data."""
+
+    name = "r2"
+
+    def reset(self) -> None:
+        self.n = 0.0
+        self.sum_y = self.sum_y2 = self.sse = 0.0
+
+    def update(self, out: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> None:
+        y = y.reshape(out.shape).astype(np.float64)
+        r = out - y
+        weights = np.ones(len(y)) if w is None else w
+        self.n += float(weights.sum())
+        self.sum_y = self.sum_y + weights @ y
+        self.sum_y2 = self.sum_y2 + weights @ (y * y)
+        self.sse = self.sse + weights @ (r * r)
+
+    def result(self) -> float:
+        if not self.n:
+            return float("nan")
+        sst = self.sum_y2 - self.sum_y**2 / self.n
+        sst = np.where(sst > 0, sst, np.nan)
+        return float(np.nanmean(1 - self.sse / sst)) if np.any(np.isfinite(sst)) else float("nan")
+
+
+METRICS = {"accuracy": Accuracy, "r2": R2}

@@ -1,0 +1,261 @@
+"""Learning-rate schedules.
+
+Protocol: a schedule is asked ``schedule(t) -> lr`` where ``t`` counts epochs (``interval="epoch"``,
+the default) or optimizer updates (``interval="update"``), starting at 0; ``base_lr`` is the
+optimizer's learning rate when training begins (set by the trainer through ``start(base_lr)``).
+``observe(logs)`` lets a schedule react to the epoch's metrics (only ReduceLROnPlateau does).
+
+=====================  ==================================================================
+schedule               lr(t)
+=====================  ==================================================================
+Constant               base_lr
+StepDecay              base_lr * gamma ** floor(t / step_size)
+ExponentialDecay       base_lr * gamma ** t
+InverseScaling         base_lr / (t + 1) ** power                 (sklearn's 'invscaling')
+CosineDecay            warm-up: base_lr * (t + 1) / warmup for t < warmup, then
+                       min_lr + (base_lr - min_lr) * (1 + cos(pi * s)) / 2,
+                       s = min(1, (t - warmup) / (total - warmup))
+ReduceLROnPlateau      multiply by ``factor`` after ``patience`` epochs without improvement
+=====================  ==================================================================
+
+The current state of a schedule is plain numbers (``state_dict``) for checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .callbacks import Callback
+
+
+class Schedule:
+    """Base class: subclasses implement ``lr_at(t)`` from ``self.base_lr``."""
+
+    def __init__(self, interval: str = "epoch") -> None:
+        if interval not in ("epoch", "update"):
+            raise ValueError(f"interval must be 'epoch' or 'update', got {interval!r}")
+        self.interval = interval
+        self.base_lr: float | None = None
+
+    def start(self, base_lr: float) -> None:
+        """Called by the trainer when training begins (only the first time, so resuming keeps
+        the original base rate)."""
+        if self.base_lr is None:
+            self.base_lr = float(base_lr)
+
+    def __call__(self, t: int) -> float:
+        if self.base_lr is None:
+            raise RuntimeError("schedule used before start(base_lr)")
+        return float(self.lr_at(t))
+
+    def lr_at(self, t: int) -> float:
+        raise NotImplementedError
+
+    def observe(self, logs: dict[str, float]) -> None:
+        """React to an epoch's metrics (no-op except for plateau schedules)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def config(self) -> dict[str, Any]:
+        return {"interval": self.interval}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+class Constant(Schedule):
+    def lr_at(self, t):
+        return self.base_lr
+
+
+class StepDecay(Schedule):
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs (or updates)."""
+
+    def __init__(self, step_size: int, gamma: float = 0.1, interval: str = "epoch") -> None:
+        super().__init__(interval)
+        self.step_size = int(_positive("step_size", step_size))
+        self.gamma = _positive("gamma", gamma)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma ** (t // self.step_size)
+
+    def config(self):
+        return {"step_size": self.step_size, "gamma": self.gamma, "interval": self.interval}
+
+
+class ExponentialDecay(Schedule):
+    """``base_lr * gamma ** t``."""
+
+    def __init__(self, gamma: float, interval: str = "epoch") -> None:
+        super().__init__(interval)
+        self.gamma = _positive("gamma", gamma)
+
+    def lr_at(self, t):
+        return self.base_lr * self.gamma**t
+
+    def config(self):
+        return {"gamma": self.gamma, "interval": self.interval}
+
+
+class InverseScaling(Schedule):
+    """``base_lr / (t + 1) ** power`` (scikit-learn's 'invscaling' counts samples seen)."""
+
+    def __init__(self, power: float = 0.5, interval: str = "update") -> None:
+        super().__init__(interval)
+        self.power = _positive("power", power)
+
+    def lr_at(self, t):
+        return self.base_lr / (t + 1) ** self.power
+
+    def config(self):
+        return {"power": self.power, "interval": self.interval}
+
+
+class CosineDecay(Schedule):
+    """Linear warm-up over ``warmup`` steps, then a half cosine from ``base_lr`` to ``min_lr``
+    over the remaining ``total - warmup`` steps (constant at ``min_lr`` after ``total``)."""
+
+    def __init__(
+        self, total: int, warmup: int = 0, min_lr: float = 0.0, interval: str = "epoch"
+    ) -> None:
+        super().__init__(interval)
+        self.total = int(_positive("total", total))
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < self.total:
+            raise ValueError(
+                f"warmup must be an integer in [0, total={self.total}), got {warmup!r}"
+            )
+        self.warmup = warmup
+        if not min_lr >= 0:
+            raise ValueError(f"min_lr must be >= 0, got {min_lr!r}")
+        self.min_lr = float(min_lr)
+
+    def lr_at(self, t):
+        if t < self.warmup:
+            return self.base_lr * (t + 1) / self.warmup
+        s = min(1.0, (t - self.warmup) / (self.total - self.warmup))
+        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * s))
+
+    def config(self):
+        return {
+            "total": self.total,
+            "warmup": self.warmup,
+            "min_lr": self.min_lr,
+            "interval": self.interval,
+        }
+
+
+class ReduceLROnPlateau(Schedule, Callback):
+    """Multiply the rate by ``factor`` when ``monitor`` has not improved by more than
+    ``min_delta`` for ``patience`` epochs; never below ``min_lr``.
+
+    Use it as ``schedule=`` or in ``callbacks=`` (either way it owns the learning rate).
+    ``mode`` is "min", "max" or "auto" (max for names containing accuracy/r2/score).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 5,
+        min_delta: float = 0.0,
+        min_lr: float = 0.0,
+        mode: str = "auto",
+    ) -> None:
+        Schedule.__init__(self, "epoch")
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
+        self.monitor, self.factor, self.patience = monitor, float(factor), patience
+        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.mode = resolve_mode(monitor, mode)
+        self.scale = 1.0
+        self.best: float | None = None
+        self.wait = 0
+
+    def lr_at(self, t):
+        return max(self.base_lr * self.scale, self.min_lr)
+
+    def observe(self, logs):
+        value = logs.get(self.monitor)
+        if value is None:
+            return
+        if improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.wait = float(value), 0
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.scale *= self.factor
+            self.wait = 0
+
+    # As a callback: the trainer calls these when the object sits in ``callbacks``.
+    def on_train_begin(self, trainer):
+        self.start(trainer.optimizer.lr)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if trainer.schedule is not self:
+            self.observe(logs)
+            trainer.optimizer.lr = self(epoch + 1)
+
+    def state_dict(self):
+        return {"base_lr": self.base_lr, "scale": self.scale, "best": self.best, "wait": self.wait}
+
+    def config(self):
+        return {
+            "monitor": self.monitor,
+            "factor": self.factor,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "min_lr": self.min_lr,
+            "mode": self.mode,
+        }
+
+
+def resolve_mode(monitor: str, mode: str) -> str:
+    """'min' or 'max' for a monitored quantity; 'auto' maximizes accuracy/r2/score names."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if any(s in monitor for s in ("acc", "r2", "score")) else "min"
+
+
+def improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta``; NaN never improves."""
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+REGISTRY: dict[str, type[Schedule]] = {
+    "constant": Constant,
+    "step": StepDecay,
+    "exponential": ExponentialDecay,
+    "invscaling": InverseScaling,
+    "cosine": CosineDecay,
+    "plateau": ReduceLROnPlateau,
+}
+
+
+def get(identifier: str | Schedule | None, **kwargs: Any) -> Schedule | None:
+    """A schedule from a name (``"cosine"``, ``"step"``, ...), an instance, or None."""
+    if identifier is None or isinstance(identifier, Schedule):
+        return identifier
+    if identifier not in REGISTRY:
+        raise ValueError(f"unknown schedule {identifier!r}; valid names: {', '.join(REGISTRY)}")
+    return REGISTRY[identifier](**kwargs)

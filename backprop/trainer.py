@@ -1,0 +1,459 @@
+"""Trainer: the one training loop of the project.
+
+Three modes resolve to one batch size in one place (:meth:`Trainer.resolve_batch_size`)::
+
+    "stochastic" -> 1          "batch" -> n_samples          "minibatch" -> batch_size
+
+Every epoch is one pass over the training indices in a fresh random order (never a copy of X,
+never sampling with replacement); the last, smaller batch is used, not dropped. Each update is
+:meth:`Trainer.train_step`::
+
+    forward -> loss -> backward -> + L1/L2 -> clip (record the pre-clip norm) -> finite? -> step
+
+A non-finite loss or gradient raises :class:`TrainingDivergedError` naming the epoch and batch,
+before the step, so the model keeps the last good weights. L-BFGS (:class:`backprop.LBFGS`) is
+full-batch: the trainer hands SciPy the same loss-and-gradient function the step uses.
+
+Randomness: ``seed`` is split into a shuffling stream and a validation-split stream, independent
+of the model's initialization and dropout streams.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import losses as losses_mod
+from . import optimizers as optimizers_mod
+from . import schedules as schedules_mod
+from .callbacks import Callback, History
+from .data import (
+    METRICS,
+    R2,
+    Accuracy,
+    batch_indices,
+    check_sample_weight,
+    check_targets,
+    check_X,
+    gather,
+    split_indices,
+)
+from .lbfgs import LBFGS
+from .model import Sequential, spawn_generators
+from .regularization import (
+    add_penalty_gradient,
+    clip_by_global_norm,
+    clip_by_param_norm,
+    clip_by_value,
+    global_norm,
+    penalty,
+)
+
+MODES = ("stochastic", "batch", "minibatch")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A non-finite loss or gradient; the model keeps the weights from before that batch."""
+
+
+def _non_negative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _optional_positive(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+    return float(value)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Trainer:
+    """Trains a :class:`~backprop.Sequential` with a loss and an optimizer.
+
+    Args:
+        model: the model (updated in place).
+        loss: a Loss or its name ("cross_entropy", "mse", ...).
+        optimizer: an Optimizer, ``LBFGS``, or a name ("adam", "sgd", "lbfgs", ...).
+        mode: "stochastic" (1 sample per update), "batch" (all) or "minibatch" (``batch_size``).
+        batch_size: samples per update in minibatch mode.
+        epochs: epochs per call to :meth:`fit` (L-BFGS: iterations).
+        shuffle: draw each epoch's batches in a new random order.
+        l1, l2: penalties ``l1 * sum|W| + l2/2 * sum W^2`` on weights (not biases).
+        clip_norm: clip the global gradient norm to this bound.
+        clip_value: clamp each gradient entry to ``[-clip_value, clip_value]``.
+        clip_param_norm: clip each parameter's gradient norm separately.
+        schedule: a learning-rate Schedule (or name), stepped per epoch or per update.
+        callbacks: Callback instances, called in order.
+        metrics: "auto" (accuracy for cross-entropies, r2 for regression losses), or a list of
+            names from ``("accuracy", "r2")``, or ``[]``.
+        seed: int, Generator or None: batch order and validation split.
+    """
+
+    def __init__(
+        self,
+        model: Sequential,
+        loss: losses_mod.Loss | str,
+        optimizer: optimizers_mod.Optimizer | LBFGS | str,
+        mode: str = "minibatch",
+        batch_size: int = 32,
+        epochs: int = 10,
+        shuffle: bool = True,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+        clip_param_norm: float | None = None,
+        schedule: schedules_mod.Schedule | str | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        metrics: str | Sequence[str] = "auto",
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        if not isinstance(model, Sequential):
+            raise TypeError(f"model must be a backprop Sequential, got {type(model).__name__}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.model = model
+        self.loss = losses_mod.get(loss)
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.mode = mode
+        self.batch_size = _positive_int("batch_size", batch_size)
+        self.epochs = _positive_int("epochs", epochs)
+        self.shuffle = bool(shuffle)
+        self.l1 = _non_negative("l1", l1)
+        self.l2 = _non_negative("l2", l2)
+        self.clip_norm = _optional_positive("clip_norm", clip_norm)
+        self.clip_value = _optional_positive("clip_value", clip_value)
+        self.clip_param_norm = _optional_positive("clip_param_norm", clip_param_norm)
+        self.schedule = schedules_mod.get(schedule)
+        if self.schedule is not None and isinstance(self.optimizer, LBFGS):
+            raise ValueError("learning-rate schedules do not apply to L-BFGS")
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
+        self.metric_names = self._resolve_metrics(metrics)
+        self.shuffle_rng, self.split_rng = spawn_generators(seed, 2)
+        self.history = History()
+        self.epoch = 0  # epochs completed, across calls to fit
+        self.step_count = 0  # optimizer updates taken
+        self.stop_training = False
+        self.has_validation = False
+        self.steps_per_epoch = 0
+        self.initial_epoch = 0
+        self.end_epoch = 0
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _resolve_metrics(self, metrics: str | Sequence[str]) -> list[str]:
+        if metrics == "auto":
+            if isinstance(
+                self.loss, losses_mod.SoftmaxCrossEntropy | losses_mod.BinaryCrossEntropy
+            ):
+                return ["accuracy"]
+            if isinstance(
+                self.loss,
+                losses_mod.MeanSquaredError | losses_mod.MeanAbsoluteError | losses_mod.Huber,
+            ):
+                return ["r2"]
+            return []
+        names = list(metrics)
+        for name in names:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}; valid names: {', '.join(METRICS)}")
+        return names
+
+    def resolve_batch_size(self, n_samples: int) -> int:
+        """The one place where a mode becomes a batch size."""
+        if self.mode == "stochastic":
+            return 1
+        if self.mode == "batch":
+            return n_samples
+        return min(self.batch_size, n_samples)
+
+    def _check_data(self, X: Any, y: Any, sample_weight: Any, name: str = "X"):
+        X = check_X(X, name)
+        expected = self.model.n_features_in
+        if expected is not None and X.shape[1] != expected:
+            raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {expected}")
+        y = check_targets(y, X.shape[0])
+        return X, y, check_sample_weight(sample_weight, X.shape[0])
+
+    def _frozen_mask(self) -> np.ndarray | None:
+        """Boolean mask of flat entries belonging to frozen layers (None when nothing is frozen)."""
+        slices = self.model.trainable_slices()
+        if slices == [slice(0, self.model.n_parameters)]:
+            return None
+        mask = np.ones(self.model.n_parameters, bool)
+        for s in slices:
+            mask[s] = False
+        return mask
+
+    # -- the maths of one update ----------------------------------------------------------------
+    def loss_and_gradients(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None):
+        """Forward, loss, backward and penalties for one batch: returns (loss, output) and leaves
+        dL/dparams in ``model.flat_gradients``. Shared by the step and by L-BFGS."""
+        m = self.model
+        out = m.forward(Xb, training=True)
+        loss = self.loss.forward(out, yb, wb)
+        m.backward(self.loss.backward(), need_input_grad=False)
+        if self.l1 or self.l2:
+            w = m.flat_parameters[: m.n_weights]
+            loss += penalty(w, self.l1, self.l2)
+            add_penalty_gradient(w, m.flat_gradients[: m.n_weights], self.l1, self.l2)
+        if self._frozen is not None:
+            m.flat_gradients[self._frozen] = 0
+        return loss, out
+
+    def train_step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None):
+        """One update on one batch; returns (loss, output, pre-clip gradient norm)."""
+        loss, out = self.loss_and_gradients(Xb, yb, wb)
+        grads = self.model.flat_gradients
+        if self.clip_value is not None:
+            clip_by_value(grads, self.clip_value)
+        if self.clip_param_norm is not None:
+            clip_by_param_norm(self.model.gradients().values(), self.clip_param_norm)
+        if self.clip_norm is not None:
+            norm = clip_by_global_norm(grads, self.clip_norm)
+        else:
+            norm = global_norm(grads)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise self._diverged(loss, norm)
+        self.optimizer.step(self.model.flat_parameters, grads, self._slices)
+        self.step_count += 1
+        return loss, out, norm
+
+    def _diverged(self, loss: float, norm: float) -> TrainingDivergedError:
+        epoch, batch = self._position
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+        return TrainingDivergedError(
+            f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped and the "
+            "model keeps the weights from before this batch (lower the learning rate, clip the "
+            "gradients, or check the data for extreme values)"
+        )
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        validation_data: tuple | None = None,
+        validation_split: float | None = None,
+        sample_weight: Any = None,
+        epochs: int | None = None,
+    ) -> History:
+        """Train for ``epochs`` more epochs (default ``self.epochs``) and return the history.
+
+        Args:
+            X: ``(n_samples, n_features)``; y: labels ``(n_samples,)`` or targets ``(n, k)``.
+            validation_data: ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``.
+            validation_split: fraction of (X, y) held out for validation instead (stratified
+                for classification losses). Its rows are gathered once; the rest are not copied.
+            sample_weight: ``(n_samples,)`` non-negative weights.
+        """
+        X, y, w = self._check_data(X, y, sample_weight)
+        epochs = self.epochs if epochs is None else _positive_int("epochs", epochs)
+        train_idx, val = self._validation(X, y, w, validation_data, validation_split)
+        self.has_validation = val is not None
+        self._slices = self.model.trainable_slices()
+        self._frozen = self._frozen_mask()
+        self.stop_training = False
+        self.initial_epoch, self.end_epoch = self.epoch, self.epoch + epochs
+        callbacks = [*self.callbacks, self.history]
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        if self.schedule is not None:
+            self.schedule.start(self.optimizer.lr)
+        self.error: BaseException | None = None
+        try:
+            if isinstance(self.optimizer, LBFGS):
+                self._fit_lbfgs(X, y, w, train_idx, val, callbacks)
+            else:
+                self._fit_epochs(X, y, w, train_idx, val, callbacks)
+        except KeyboardInterrupt:
+            epoch, batch = getattr(self, "_position", (self.epoch, 0))
+            warnings.warn(
+                f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; the model keeps "
+                f"the weights reached so far ({self.epoch} complete epochs in the history)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            for cb in callbacks:
+                cb.on_train_end(self)
+        return self.history
+
+    def _validation(self, X, y, w, validation_data, validation_split):
+        n = X.shape[0]
+        if validation_data is not None and validation_split is not None:
+            raise ValueError("pass validation_data or validation_split, not both")
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
+            return np.arange(n), self._check_val(validation_data)
+        if validation_split is None:
+            return np.arange(n), None
+        classify = isinstance(self.loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 1
+        train_idx, val_idx = split_indices(
+            n, validation_split, self.split_rng, stratify=y if classify else None
+        )
+        wv = None if w is None else w[val_idx]
+        return train_idx, (gather(X, val_idx), y[val_idx], wv)
+
+    def _check_val(self, validation_data):
+        Xv, yv = validation_data[0], validation_data[1]
+        wv = validation_data[2] if len(validation_data) == 3 else None
+        return self._check_data(Xv, yv, wv, name="X_val")
+
+    def _fit_epochs(self, X, y, w, train_idx, val, callbacks):
+        n_features = X.shape[1]
+        batch_size = self.resolve_batch_size(len(train_idx))
+        self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+        buffer = np.empty((batch_size, n_features), dtype=self.model.dtype)
+        metrics = [METRICS[name]() for name in self.metric_names]
+        rng = self.shuffle_rng if self.shuffle else None
+        for epoch in range(self.initial_epoch, self.end_epoch):
+            if self.stop_training:
+                break
+            start = time.perf_counter()
+            for cb in callbacks:
+                cb.on_epoch_begin(self, epoch)
+            if self.schedule is not None and self.schedule.interval == "epoch":
+                self.optimizer.lr = self.schedule(epoch)
+            for metric in metrics:
+                metric.reset()
+            total = weight_total = norm_sum = 0.0
+            norm_max = 0.0
+            for b, idx in enumerate(batch_indices(train_idx, batch_size, rng)):
+                self._position = (epoch, b)
+                for cb in callbacks:
+                    cb.on_batch_begin(self, b)
+                if self.schedule is not None and self.schedule.interval == "update":
+                    self.optimizer.lr = self.schedule(self.step_count)
+                Xb, yb = gather(X, idx, buffer), y[idx]
+                wb = None if w is None else w[idx]
+                loss, out, norm = self.train_step(Xb, yb, wb)
+                bw = len(idx) if wb is None else float(wb.sum())
+                total += loss * bw
+                weight_total += bw
+                norm_sum += norm
+                norm_max = max(norm_max, norm)
+                for metric in metrics:
+                    metric.update(out, yb, wb)
+                for cb in callbacks:
+                    cb.on_batch_end(self, b, {"loss": loss, "grad_norm": norm})
+            logs: dict[str, float] = {"epoch": epoch + 1, "loss": total / max(weight_total, 1e-300)}
+            logs.update({m.name: m.result() for m in metrics})
+            logs["grad_norm"] = norm_sum / self.steps_per_epoch
+            logs["grad_norm_max"] = norm_max
+            self._finish_epoch(epoch, logs, val, callbacks, start)
+
+    def _finish_epoch(self, epoch, logs, val, callbacks, start):
+        if val is not None:
+            logs.update(self.evaluate(*val, prefix="val_"))
+        logs["lr"] = float(getattr(self.optimizer, "lr", math.nan))
+        if self.schedule is not None:
+            self.schedule.observe(logs)
+        self.epoch = epoch + 1
+        logs["time"] = time.perf_counter() - start
+        for cb in callbacks:
+            cb.on_epoch_end(self, epoch, logs)
+
+    def _fit_lbfgs(self, X, y, w, train_idx, val, callbacks):
+        full = len(train_idx) == X.shape[0]
+        Xt = X if full else gather(X, train_idx)
+        yt = y if full else y[train_idx]
+        wt = w if (w is None or full) else w[train_idx]
+        Xt = np.asarray(Xt, dtype=self.model.dtype)
+        self.steps_per_epoch = 1
+        metrics = [METRICS[name]() for name in self.metric_names]
+        state = {"start": time.perf_counter(), "epoch": self.initial_epoch}
+
+        def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+            self._position = (state["epoch"], 0)
+            self.model.flat_parameters[...] = x
+            loss, _ = self.loss_and_gradients(Xt, yt, wt)
+            norm = global_norm(self.model.flat_gradients)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                raise self._diverged(loss, norm)
+            return loss, self.model.flat_gradients.astype(np.float64)
+
+        def after_iteration(x: np.ndarray, loss: float) -> bool:
+            epoch = state["epoch"]
+            self.model.flat_parameters[...] = x
+            for cb in callbacks:
+                cb.on_epoch_begin(self, epoch)
+            out = self.model.predict(Xt)
+            logs: dict[str, float] = {"epoch": epoch + 1, "loss": float(loss)}
+            for metric in metrics:
+                metric.reset()
+                metric.update(out, yt, wt)
+                logs[metric.name] = metric.result()
+            self._finish_epoch(epoch, logs, val, callbacks, state["start"])
+            state["epoch"], state["start"] = epoch + 1, time.perf_counter()
+            self.step_count += 1
+            return self.stop_training or state["epoch"] >= self.end_epoch
+
+        self.optimizer.minimize(
+            objective,
+            self.model.flat_parameters,
+            after_iteration,
+            self.end_epoch - self.initial_epoch,
+        )
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def evaluate(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        batch_size: int = 1024,
+        prefix: str = "",
+    ) -> dict[str, float]:
+        """Loss (with the L1/L2 penalty, like the training loss) and metrics over (X, y), in
+        chunks of ``batch_size`` rows, in inference mode."""
+        X, y, w = self._check_data(X, y, sample_weight)
+        metrics = [METRICS[name]() for name in self.metric_names]
+        for metric in metrics:
+            metric.reset()
+        total = weight_total = 0.0
+        for start in range(0, X.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            out = self.model.forward(X[sl])
+            wb = None if w is None else w[sl]
+            bw = out.shape[0] if wb is None else float(wb.sum())
+            if bw > 0:
+                total += self.loss.forward(out, y[sl], wb) * bw
+                weight_total += bw
+            for metric in metrics:
+                metric.update(out, y[sl], wb)
+        loss = total / weight_total if weight_total else math.nan
+        loss += penalty(self.model.flat_parameters[: self.model.n_weights], self.l1, self.l2)
+        result = {f"{prefix}loss": loss}
+        result.update({f"{prefix}{m.name}": m.result() for m in metrics})
+        return result
+
+    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """The model's outputs (logits for classification losses) in chunks."""
+        X = check_X(X)
+        return self.model.predict(X, batch_size=batch_size)
+
+
+__all__ = ["Trainer", "TrainingDivergedError", "MODES", "Accuracy", "R2"]
