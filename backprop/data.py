@@ -1,9 +1,7 @@
 """Data plumbing: validation, index-shuffled batches, splits, one-hot, and metrics.
 
-Batches are drawn from *indices*: each epoch permutes ``arange(n)`` (never the data) and gathers
-the rows of each batch into a reused buffer, so the training set is never copied. The gathered
-indices are sorted within a batch, which keeps the gather cache-friendly and lets memory-mapped
-arrays read forward; the order of rows inside a batch does not change its gradient.
+Batches are drawn from *indices*: each epoch permutes the training indices (never the data) and
+gathers the rows of each batch into a reused buffer, so the training set is never copied.
 """
 
 from __future__ import annotations
@@ -67,14 +65,14 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
     return w
 
 
-def batch_indices(
-    indices: np.ndarray, batch_size: int, rng: np.random.Generator | None
-) -> Iterator[np.ndarray]:
-    """Yield ``ceil(len(indices) / batch_size)`` index batches covering ``indices`` exactly once,
-    in a fresh random order when ``rng`` is given; the last batch may be smaller."""
-    order = rng.permutation(indices) if rng is not None else indices
+def batch_indices(order: np.ndarray, batch_size: int, sort: bool = False) -> Iterator[np.ndarray]:
+    """Yield ``ceil(len(order) / batch_size)`` consecutive batches of the index array ``order``
+    (each index exactly once; the last batch may be smaller). ``sort=True`` sorts the indices
+    inside each batch, for arrays that read faster (memmaps) or only (HDF5) in increasing order;
+    the order of rows inside a batch does not change its gradient."""
     for start in range(0, len(order), batch_size):
-        yield np.sort(order[start : start + batch_size])
+        batch = order[start : start + batch_size]
+        yield np.sort(batch) if sort else batch
 
 
 def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,12 @@ class Trainer:
         metrics: "auto" (accuracy for cross-entropies, r2 for regression losses), or a list of
             names from ``("accuracy", "r2")``, or ``[]``.
         seed: int, Generator or None: batch order and validation split.
+        sampler: ``sampler(indices) -> order``, called once per epoch with the training indices,
+            returns the epoch's order (a permutation of them). Default: a permutation drawn
+            from the trainer's shuffle stream (or the indices as they are with shuffle=False).
+        penalty_scale: "constant" applies ``l1``/``l2`` as given; "per_sample" divides them by
+            the batch's total sample weight (its size without weights), as scikit-learn's
+            ``alpha`` is defined.
     """
 
     def __init__(
@@ -123,6 +129,8 @@ class Trainer:
         callbacks: Sequence[Callback] | None = None,
         metrics: str | Sequence[str] = "auto",
         seed: int | np.random.Generator | None = None,
+        sampler: Callable[[np.ndarray], np.ndarray] | None = None,
+        penalty_scale: str = "constant",
     ) -> None:
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a backprop Sequential, got {type(model).__name__}")
@@ -149,6 +157,14 @@ class Trainer:
                 raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
         self.metric_names = self._resolve_metrics(metrics)
         self.shuffle_rng, self.split_rng = spawn_generators(seed, 2)
+        if sampler is not None and not callable(sampler):
+            raise TypeError(f"sampler must be callable, got {sampler!r}")
+        self.sampler = sampler
+        if penalty_scale not in ("constant", "per_sample"):
+            raise ValueError(
+                f"penalty_scale must be 'constant' or 'per_sample', got {penalty_scale!r}"
+            )
+        self.penalty_scale = penalty_scale
         self.history = History()
         self.epoch = 0  # epochs completed, across calls to fit
         self.step_count = 0  # optimizer updates taken
@@ -212,9 +228,13 @@ class Trainer:
         loss = self.loss.forward(out, yb, wb)
         m.backward(self.loss.backward(), need_input_grad=False)
         if self.l1 or self.l2:
+            l1, l2 = self.l1, self.l2
+            if self.penalty_scale == "per_sample":
+                total = len(Xb) if wb is None else float(np.sum(wb))
+                l1, l2 = l1 / total, l2 / total
             w = m.flat_parameters[: m.n_weights]
-            loss += penalty(w, self.l1, self.l2)
-            add_penalty_gradient(w, m.flat_gradients[: m.n_weights], self.l1, self.l2)
+            loss += penalty(w, l1, l2)
+            add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1, l2)
         if self._frozen is not None:
             m.flat_gradients[self._frozen] = 0
         return loss, out
@@ -328,7 +348,7 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
         buffer = np.empty((batch_size, n_features), dtype=self.model.dtype)
         metrics = [METRICS[name]() for name in self.metric_names]
-        rng = self.shuffle_rng if self.shuffle else None
+        sort = type(X) is not np.ndarray  # memmaps and HDF5 read in increasing index order
         for epoch in range(self.initial_epoch, self.end_epoch):
             if self.stop_training:
                 break
@@ -341,7 +361,8 @@ class Trainer:
                 metric.reset()
             total = weight_total = norm_sum = 0.0
             norm_max = 0.0
-            for b, idx in enumerate(batch_indices(train_idx, batch_size, rng)):
+            order = self._epoch_order(train_idx)
+            for b, idx in enumerate(batch_indices(order, batch_size, sort)):
                 self._position = (epoch, b)
                 for cb in callbacks:
                     cb.on_batch_begin(self, b)
@@ -365,9 +386,21 @@ class Trainer:
             logs["grad_norm_max"] = norm_max
             self._finish_epoch(epoch, logs, val, callbacks, start)
 
+    def _epoch_order(self, train_idx: np.ndarray) -> np.ndarray:
+        if not self.shuffle:
+            return train_idx
+        if self.sampler is not None:
+            order = np.asarray(self.sampler(train_idx))
+            if order.shape != train_idx.shape:
+                raise ValueError(
+                    f"sampler returned {order.shape[0]} indices for {train_idx.shape[0]} samples"
+                )
+            return order
+        return self.shuffle_rng.permutation(train_idx)
+
     def _finish_epoch(self, epoch, logs, val, callbacks, start):
         if val is not None:
-            logs.update(self.evaluate(*val, prefix="val_"))
+            logs.update(self._evaluate(*val, prefix="val_"))
         logs["lr"] = float(getattr(self.optimizer, "lr", math.nan))
         if self.schedule is not None:
             self.schedule.observe(logs)
@@ -430,6 +463,9 @@ class Trainer:
         """Loss (with the L1/L2 penalty, like the training loss) and metrics over (X, y), in
         chunks of ``batch_size`` rows, in inference mode."""
         X, y, w = self._check_data(X, y, sample_weight)
+        return self._evaluate(X, y, w, batch_size, prefix)
+
+    def _evaluate(self, X, y, w, batch_size: int = 1024, prefix: str = "") -> dict[str, float]:
         metrics = [METRICS[name]() for name in self.metric_names]
         for metric in metrics:
             metric.reset()
