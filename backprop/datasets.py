@@ -1,0 +1,89 @@
+"""Image data sets stored as plain ``.npz`` files (MNIST, Fashion-MNIST) and an IDX reader.
+
+The files are made once by ``python scripts/fetch_data.py mnist|fashion-mnist`` and hold four
+arrays, loaded with ``allow_pickle=False``::
+
+    X_train (60000, 784) uint8    y_train (60000,) uint8
+    X_test  (10000, 784) uint8    y_test  (10000,) uint8
+
+Pixels stay uint8 (0..255) on disk; divide by 255 for inputs in [0, 1]. The default folder is
+``$BACKPROP_DATA`` or ``./data``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+KEYS = ("X_train", "y_train", "X_test", "y_test")
+FETCH_HINT = "python scripts/fetch_data.py {name}"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("BACKPROP_DATA", "data"))
+
+
+def load_npz_dataset(path: str | os.PathLike) -> tuple[np.ndarray, ...]:
+    """``(X_train, y_train, X_test, y_test)`` from an ``.npz`` with those four arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    with np.load(path, allow_pickle=False) as f:
+        missing = [k for k in KEYS if k not in f.files]
+        if missing:
+            raise ValueError(f"{path}: missing arrays {missing}; expected {list(KEYS)}")
+        arrays = tuple(f[k] for k in KEYS)
+    X_train, y_train, X_test, y_test = arrays
+    for name, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
+        if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"{path}: {name} arrays have shapes {X.shape} and {y.shape}")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise ValueError(f"{path}: train has {X_train.shape[1]} features, test {X_test.shape[1]}")
+    return arrays
+
+
+def _load_named(name: str, filename: str, path: str | os.PathLike | None):
+    path = Path(path) if path is not None else data_dir() / filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{name} not found at {path}; create it with: {FETCH_HINT.format(name=name)}"
+        )
+    return load_npz_dataset(path)
+
+
+def load_mnist(path: str | os.PathLike | None = None) -> tuple[np.ndarray, ...]:
+    """MNIST, 60,000 training and 10,000 test images of 28x28 handwritten digits."""
+    return _load_named("mnist", "mnist.npz", path)
+
+
+def load_fashion_mnist(path: str | os.PathLike | None = None) -> tuple[np.ndarray, ...]:
+    """Fashion-MNIST, 60,000 training and 10,000 test images of 28x28 clothing items."""
+    return _load_named("fashion-mnist", "fashion-mnist.npz", path)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): a big-endian header ``0 0 type ndim``, one uint32
+    size per dimension, then the data. Only unsigned-byte data (type 0x08) is accepted; the
+    declared size must match the bytes present."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+    if raw[2] != 0x08:
+        raise ValueError(f"{path}: IDX data type 0x{raw[2]:02x} unsupported (only unsigned bytes)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    size = int(np.prod(shape, dtype=np.int64))
+    if len(raw) - header != size:
+        raise ValueError(
+            f"{path}: header declares {size} bytes of data, file has {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
