@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from .lbfgs import LBFGS
+
 
 def _check_number(name: str, value: Any, low: float = 0.0, low_inclusive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.number):
@@ -279,13 +281,11 @@ REGISTRY: dict[str, type[Optimizer]] = {
 }
 
 
-def get(identifier: str | Optimizer, **kwargs: Any) -> Optimizer:
+def get(identifier: str | Optimizer | LBFGS, **kwargs: Any) -> Optimizer | LBFGS:
     """An optimizer from a name (``"adam"``, ``"sgd"``, ..., ``"lbfgs"``) or an instance."""
-    if isinstance(identifier, Optimizer):
+    if isinstance(identifier, Optimizer | LBFGS):
         return identifier
     if identifier == "lbfgs":
-        from .lbfgs import LBFGS
-
         return LBFGS(**kwargs)
     if identifier not in REGISTRY:
         valid = ", ".join(sorted([*REGISTRY, "lbfgs"]))

@@ -42,8 +42,10 @@ def add_penalty_gradient(w: np.ndarray, g: np.ndarray, l1: float = 0.0, l2: floa
 
 
 def global_norm(g: np.ndarray) -> float:
-    """Euclidean norm of a flat gradient (one dot product)."""
-    return float(np.sqrt(np.dot(g, g)))
+    """Euclidean norm of a flat gradient (one dot product); inf when it overflows, which the
+    trainer treats as divergence."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.sqrt(np.dot(g, g)))
 
 
 def clip_by_global_norm(g: np.ndarray, max_norm: float) -> float:

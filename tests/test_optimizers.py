@@ -1,0 +1,133 @@
+"""Optimizers: one hand-worked step each (arithmetic in the comments), in-place updates, state."""
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+
+def one_step(opt, p, g, steps=1):
+    p = np.array(p, dtype=np.float64)
+    g = np.array(g, dtype=np.float64)
+    before = p  # the same object must be updated in place
+    for _ in range(steps):
+        opt.step(p, g)
+    assert p is before
+    return p
+
+
+def test_sgd_plain():
+    # p = 1 - 0.1 * 0.5 = 0.95 ; p = -2 - 0.1 * (-1) = -1.9
+    np.testing.assert_allclose(one_step(bp.SGD(lr=0.1), [1.0, -2.0], [0.5, -1.0]), [0.95, -1.9])
+
+
+def test_sgd_momentum_two_steps():
+    # step 1: v = 0.9*0 - 0.1*1 = -0.1        p = 1 - 0.1 = 0.9
+    # step 2: v = 0.9*(-0.1) - 0.1*1 = -0.19  p = 0.9 - 0.19 = 0.71
+    np.testing.assert_allclose(one_step(bp.SGD(lr=0.1, momentum=0.9), [1.0], [1.0], 2), [0.71])
+
+
+def test_sgd_nesterov_two_steps():
+    # step 1: v = -0.1;  p += 0.9*(-0.1) - 0.1*1 = -0.19      -> 0.81
+    # step 2: v = 0.9*(-0.1) - 0.1 = -0.19; p += 0.9*(-0.19) - 0.1 = -0.271 -> 0.539
+    opt = bp.SGD(lr=0.1, momentum=0.9, nesterov=True)
+    np.testing.assert_allclose(one_step(opt, [1.0], [1.0], 2), [0.539])
+
+
+def test_rmsprop():
+    # s = 0.9*0 + 0.1*2^2 = 0.4 ; p = 1 - 0.01 * 2 / (sqrt(0.4) + 1e-8) = 1 - 0.0316227766
+    p = one_step(bp.RMSprop(lr=0.01, rho=0.9, eps=1e-8), [1.0], [2.0])
+    np.testing.assert_allclose(p, [1 - 0.02 / (np.sqrt(0.4) + 1e-8)], rtol=1e-14)
+    assert p[0] == pytest.approx(0.968377223, abs=1e-9)
+
+
+def test_adagrad_two_steps():
+    # step 1: s = 4;  p = 1 - 0.1 * 2 / 2 = 0.9
+    # step 2: s = 8;  p = 0.9 - 0.1 * 2 / sqrt(8) = 0.9 - 0.0707106781 = 0.8292893219
+    opt = bp.Adagrad(lr=0.1, eps=0.0 + 1e-12)
+    np.testing.assert_allclose(one_step(opt, [1.0], [2.0], 2), [0.8292893219], rtol=1e-9)
+
+
+def test_adam_first_step_moves_by_lr():
+    # m = 0.1*g, v = 0.001*g^2; step size = lr*sqrt(1-0.999)/(1-0.9) = lr*0.316227766
+    # update = step * m / (sqrt(v) + eps) = lr * 0.316227766 * 0.1 g / (0.0316227766 |g| + eps)
+    #        ~= lr * sign(g)  (to within eps)
+    p = one_step(bp.Adam(lr=0.01, eps=1e-8), [1.0, 1.0], [3.0, -0.5])
+    np.testing.assert_allclose(p, [0.99, 1.01], rtol=1e-6)
+
+
+def test_adam_second_step_by_hand():
+    # g1 = 1, g2 = 2; b1 = 0.9, b2 = 0.999, lr = 0.1, eps = 1e-8
+    # m = 0.1 -> 0.09 + 0.2 = 0.29;  v = 0.001 -> 0.000999 + 0.004 = 0.004999
+    # step size t=2: 0.1 * sqrt(1 - 0.999^2) / (1 - 0.9^2) = 0.1 * 0.0447101778 / 0.19
+    # p1 = 1 - 0.1 * sqrt(0.001) / 0.1 * 0.1 / (sqrt(0.001) + 1e-8)   (~0.9)
+    # p2 = p1 - 0.0235316725 * 0.29 / (sqrt(0.004999) + 1e-8)
+    opt = bp.Adam(lr=0.1)
+    p = np.array([1.0])
+    opt.step(p, np.array([1.0]))
+    p1 = 1 - 0.1 * np.sqrt(0.001) / 0.1 * 0.1 / (np.sqrt(0.001) + 1e-8)
+    np.testing.assert_allclose(p, [p1], rtol=1e-14)
+    opt.step(p, np.array([2.0]))
+    step = 0.1 * np.sqrt(1 - 0.999**2) / (1 - 0.9**2)
+    np.testing.assert_allclose(p, [p1 - step * 0.29 / (np.sqrt(0.004999) + 1e-8)], rtol=1e-12)
+
+
+def test_amsgrad_uses_the_largest_second_moment():
+    # after a big gradient then a small one, v drops but v_max does not: smaller step than Adam
+    plain, ams = bp.Adam(lr=0.1), bp.Adam(lr=0.1, amsgrad=True)
+    p1, p2 = np.array([0.0]), np.array([0.0])
+    for g in (10.0, 0.1):
+        plain.step(p1, np.array([g]))
+        ams.step(p2, np.array([g]))
+    assert abs(p2[0] + 0.1) < abs(p1[0] + 0.1)  # both moved ~-0.1 on step 1
+    np.testing.assert_array_equal(
+        ams.state["v_max"], np.maximum(ams.state["v_max"], ams.state["v"])
+    )
+
+
+def test_adamw_decays_weights_decoupled_from_the_gradient():
+    # zero gradient: Adam's step is 0, only the decay acts: p = 2 - 0.1 * 0.5 * 2 = 1.9
+    opt = bp.AdamW(lr=0.1, weight_decay=0.5)
+    np.testing.assert_allclose(one_step(opt, [2.0], [0.0]), [1.9])
+
+
+def test_step_respects_slices_and_dtype():
+    p = np.ones(6, dtype=np.float32)
+    g = np.ones(6, dtype=np.float32)
+    opt = bp.SGD(lr=0.5, momentum=0.5)
+    opt.step(p, g, [slice(0, 2), slice(4, 6)])
+    np.testing.assert_array_equal(p, [0.5, 0.5, 1, 1, 0.5, 0.5])
+    assert p.dtype == np.float32 and opt.state["velocity"].dtype == np.float32
+
+
+def test_state_dict_round_trip_continues_identically():
+    rng = np.random.default_rng(0)
+    grads = rng.normal(size=(5, 4))
+    a, b = bp.Adam(lr=0.05), bp.Adam(lr=0.05)
+    pa = np.zeros(4)
+    for g in grads[:3]:
+        a.step(pa, g)
+    pb = pa.copy()
+    b.load_state_dict(a.state_dict())
+    for g in grads[3:]:
+        a.step(pa, g)
+        b.step(pb, g)
+    np.testing.assert_array_equal(pa, pb)
+
+
+@pytest.mark.parametrize(
+    "factory, match",
+    [
+        (lambda: bp.SGD(lr=-1), "lr"),
+        (lambda: bp.SGD(lr=float("nan")), "lr"),
+        (lambda: bp.SGD(lr=0.1, momentum=1.0), "momentum"),
+        (lambda: bp.SGD(lr=0.1, nesterov=True), "nesterov"),
+        (lambda: bp.Adam(beta_1=1.5), "beta_1"),
+        (lambda: bp.RMSprop(eps=0), "eps"),
+        (lambda: bp.AdamW(weight_decay=-1), "weight_decay"),
+        (lambda: bp.optimizers.get("adamx"), "valid names"),
+    ],
+)
+def test_bad_hyperparameters_are_named(factory, match):
+    with pytest.raises(ValueError, match=match):
+        factory()

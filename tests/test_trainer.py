@@ -1,0 +1,441 @@
+"""Trainer: modes, epochs over shuffled indices, penalties, clipping, stopping, determinism."""
+
+import math
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import backprop as bp
+
+
+class Recorder(bp.Layer):
+    """Identity layer that records the sample ids (column 0) of every training batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, x, training=False):
+        if training:
+            self.batches.append(np.rint(x[:, 0]).astype(int))
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def id_data(n, d=3):
+    X = np.zeros((n, d), dtype=np.float32)
+    X[:, 0] = np.arange(n)
+    return X, np.arange(n) % 2
+
+
+def recorder_trainer(mode, batch_size=4, epochs=2, **kw):
+    rec = Recorder()
+    model = bp.Sequential([rec, bp.Dense(3, 2)], seed=0)
+    trainer = bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.SGD(1e-3),
+        mode=mode,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=1,
+        **kw,
+    )
+    return rec, trainer
+
+
+@pytest.mark.parametrize(
+    "mode, n, batch_size, steps",
+    [
+        ("stochastic", 10, 4, 10),
+        ("batch", 10, 4, 1),
+        ("minibatch", 10, 4, 3),
+        ("minibatch", 12, 4, 3),
+        ("minibatch", 3, 8, 1),
+    ],
+)
+def test_steps_per_epoch_and_every_sample_once(mode, n, batch_size, steps):
+    rec, trainer = recorder_trainer(mode, batch_size=batch_size, epochs=3)
+    X, y = id_data(n)
+    trainer.fit(X, y)
+    assert trainer.steps_per_epoch == steps
+    assert len(rec.batches) == 3 * steps and trainer.step_count == 3 * steps
+    epochs = [np.concatenate(rec.batches[i * steps : (i + 1) * steps]) for i in range(3)]
+    for seen in epochs:
+        np.testing.assert_array_equal(np.sort(seen), np.arange(n))  # each sample exactly once
+    if mode == "minibatch" and n % batch_size:
+        assert len(rec.batches[steps - 1]) == n % batch_size  # the last partial batch is used
+    if n > 3 and mode != "batch":
+        assert not np.array_equal(epochs[0], epochs[1])  # a fresh order each epoch
+
+
+def test_no_shuffle_keeps_the_order():
+    rec, trainer = recorder_trainer("minibatch", shuffle=False)
+    trainer.fit(*id_data(10))
+    np.testing.assert_array_equal(np.concatenate(rec.batches[:3]), np.arange(10))
+
+
+def test_training_never_copies_the_data_set():
+    X = np.random.default_rng(0).random((40_000, 100), dtype=np.float32)  # 16 MB
+    y = (X[:, 0] > 0.5).astype(int)
+    model = bp.Sequential([bp.Dense(100, 16), bp.ReLU(), bp.Dense(16, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "adam", batch_size=256, epochs=2, seed=0)
+    tracemalloc.start()
+    trainer.fit(X, y)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 0.25 * X.nbytes, f"peak {peak / 1e6:.1f} MB for {X.nbytes / 1e6:.1f} MB of data"
+
+
+def test_same_seed_bitwise_identical_and_dropout_uses_its_own_stream():
+    def run(dropout, seed=3):
+        rec = Recorder()
+        layers = [rec, bp.Dense(3, 8), bp.ReLU()]
+        layers += [bp.Dropout(0.5)] if dropout else []
+        model = bp.Sequential([*layers, bp.Dense(8, 2)], seed=seed)
+        init = model.flat_parameters.copy()
+        t = bp.Trainer(model, "cross_entropy", "adam", batch_size=4, epochs=3, seed=seed)
+        h = t.fit(*id_data(20))
+        return init, model.flat_parameters.copy(), h["loss"], rec.batches
+
+    a, b, c = run(False), run(False), run(True)
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[2] == b[2]
+    np.testing.assert_array_equal(a[0], c[0])  # dropout does not change the initial weights
+    for x, z in zip(a[3], c[3], strict=True):  # ... nor the shuffle order
+        np.testing.assert_array_equal(x, z)
+    assert not np.array_equal(a[1], c[1])
+
+
+def numeric_loss_gradient(trainer, X, y, w=None, eps=1e-6):
+    p = trainer.model.flat_parameters
+    num = np.zeros_like(p)
+    for i in range(p.size):
+        orig = p[i]
+        p[i] = orig + eps
+        plus, _ = trainer.loss_and_gradients(X, y, w)
+        p[i] = orig - eps
+        minus, _ = trainer.loss_and_gradients(X, y, w)
+        p[i] = orig
+        num[i] = (plus - minus) / (2 * eps)
+    return num
+
+
+@pytest.mark.parametrize("penalty_scale", ["constant", "per_sample"])
+def test_penalized_gradient_matches_finite_differences(penalty_scale, rng):
+    model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2)], dtype="float64", seed=0)
+    trainer = bp.Trainer(
+        model, "cross_entropy", "sgd", l1=0.03, l2=0.2, penalty_scale=penalty_scale
+    )
+    trainer._frozen = None
+    X, y, w = rng.normal(size=(6, 3)), rng.integers(0, 2, 6), rng.uniform(0.5, 2, 6)
+    loss, _ = trainer.loss_and_gradients(X, y, w)
+    analytic = model.flat_gradients.copy()
+    np.testing.assert_allclose(
+        analytic, numeric_loss_gradient(trainer, X, y, w), rtol=1e-6, atol=1e-9
+    )
+    plain = bp.Trainer(model, "cross_entropy", "sgd")
+    plain._frozen = None
+    base, _ = plain.loss_and_gradients(X, y, w)
+    W = model.flat_parameters[: model.n_weights]
+    scale = 1.0 if penalty_scale == "constant" else 1.0 / w.sum()
+    expected = 0.03 * scale * np.abs(W).sum() + 0.1 * scale * W @ W
+    assert loss - base == pytest.approx(expected)
+    bias_grad_with = analytic[model.n_weights :]
+    np.testing.assert_allclose(
+        bias_grad_with, model.flat_gradients[model.n_weights :]
+    )  # no bias penalty
+
+
+class GradSpy(bp.Callback):
+    def __init__(self):
+        self.norms = []
+
+    def on_batch_end(self, trainer, batch, logs):
+        g = trainer.model.flat_gradients
+        self.norms.append((float(np.sqrt(g @ g)), logs["grad_norm"]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.floats(1e-3, 5.0), seed=st.integers(0, 1000))
+def test_global_norm_clipping_keeps_the_bound(bound, seed):
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(16, 5)) * 10, rng.integers(0, 3, 16)
+    model = bp.Sequential([bp.Dense(5, 8), bp.ReLU(), bp.Dense(8, 3)], seed=seed)
+    spy = GradSpy()
+    trainer = bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.SGD(0.01),
+        batch_size=4,
+        epochs=1,
+        clip_norm=bound,
+        callbacks=[spy],
+        seed=seed,
+    )
+    h = trainer.fit(X, y)
+    for after, before in spy.norms:
+        assert after <= bound * (1 + 1e-5)
+        assert after == pytest.approx(min(before, bound), rel=1e-4)
+    assert h["grad_norm_max"][0] == pytest.approx(max(b for _, b in spy.norms))
+
+
+def test_clip_by_value_and_per_parameter_norm():
+    g = np.array([3.0, -4.0, 0.5])
+    bp.regularization.clip_by_value(g, 1.0)
+    np.testing.assert_array_equal(g, [1.0, -1.0, 0.5])
+    a, b = np.array([3.0, 4.0]), np.array([0.3, 0.4])
+    bp.regularization.clip_by_param_norm([a, b], 1.0)
+    np.testing.assert_allclose(a, [0.6, 0.8])
+    np.testing.assert_allclose(b, [0.3, 0.4])  # already within the bound
+
+
+def test_early_stopping_stops_at_patience_and_restores_the_best_weights(rng):
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] + rng.normal(scale=2.0, size=60) > 0).astype(int)  # noisy: it will overfit
+    Xv = rng.normal(size=(40, 4))
+    yv = (Xv[:, 0] > 0).astype(int)
+    snapshots = []
+
+    class Snap(bp.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots.append(trainer.model.flat_parameters.copy())
+
+    model = bp.Sequential([bp.Dense(4, 64), bp.ReLU(), bp.Dense(64, 2)], seed=0)
+    stop = bp.EarlyStopping(patience=3)
+    trainer = bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.Adam(0.05),
+        batch_size=8,
+        epochs=200,
+        callbacks=[stop, Snap()],
+        seed=0,
+    )
+    h = trainer.fit(X, y, validation_data=(Xv, yv))
+    best = int(np.argmin(h["val_loss"]))
+    assert stop.best_epoch == best
+    assert len(h["val_loss"]) == best + 1 + 3  # stopped exactly `patience` epochs after the best
+    assert len(h["val_loss"]) < 200
+    np.testing.assert_array_equal(model.flat_parameters, snapshots[best])
+
+
+def test_early_stopping_treats_nan_as_no_improvement():
+    stop = bp.EarlyStopping(monitor="loss", patience=2)
+
+    class Fake:
+        stop_training = False
+        has_validation = False
+        model = bp.Sequential([bp.Dense(2, 1)], seed=0)
+
+    t = Fake()
+    stop.on_train_begin(t)
+    for epoch, value in enumerate([1.0, math.nan, math.nan]):
+        stop.on_epoch_end(t, epoch, {"loss": value})
+    assert stop.best == 1.0 and t.stop_training
+
+
+def test_early_stopping_without_validation_data_is_a_clear_error():
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", callbacks=[bp.EarlyStopping()])
+    with pytest.raises(ValueError, match="no validation data"):
+        trainer.fit(*id_data(6))
+
+
+def test_frozen_layers_do_not_change(rng):
+    model = bp.Sequential([bp.Dense(4, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0)
+    model.layers[0].trainable = False
+    frozen = model.layers[0].params["W"].copy(), model.layers[0].params["b"].copy()
+    head = model.layers[2].params["W"].copy()
+    trainer = bp.Trainer(
+        model, "cross_entropy", bp.AdamW(0.01, weight_decay=0.1), l2=0.1, epochs=3, seed=0
+    )
+    trainer.fit(rng.normal(size=(32, 4)), rng.integers(0, 3, 32))
+    np.testing.assert_array_equal(model.layers[0].params["W"], frozen[0])
+    np.testing.assert_array_equal(model.layers[0].params["b"], frozen[1])
+    assert not np.array_equal(model.layers[2].params["W"], head)
+
+
+def test_diverging_run_raises_naming_epoch_and_batch_and_keeps_finite_weights():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)), rng.normal(size=64)
+    model = bp.Sequential([bp.Dense(4, 16), bp.ReLU(), bp.Dense(16, 1)], seed=0)
+    seen = []
+
+    class Keep(bp.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            seen.append(trainer.model.flat_parameters.copy())
+
+    trainer = bp.Trainer(
+        model, "mse", bp.SGD(lr=1e6), batch_size=8, epochs=50, callbacks=[Keep()], seed=0
+    )
+    with pytest.raises(bp.TrainingDivergedError, match=r"at epoch \d+, batch \d+"):
+        trainer.fit(X, y)
+    assert np.all(np.isfinite(model.flat_parameters))
+    np.testing.assert_array_equal(model.flat_parameters, seen[-1])  # the bad update was not applied
+
+
+def test_keyboard_interrupt_keeps_weights_and_says_so():
+    class CtrlC(bp.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=10, callbacks=[CtrlC()])
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        h = trainer.fit(*id_data(8))
+    assert trainer.epoch == 2 and len(h["loss"]) == 1  # epoch 2's row was not recorded
+
+
+def test_fit_continues_epochs_and_history():
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=2, seed=0)
+    trainer.fit(*id_data(8))
+    h = trainer.fit(*id_data(8), epochs=3)
+    assert h["epoch"] == [1, 2, 3, 4, 5]
+
+
+def test_validation_split_is_stratified_and_reported(rng):
+    X, y = rng.normal(size=(100, 4)), np.repeat([0, 1, 2, 3], 25)
+    model = bp.Sequential([bp.Dense(4, 4)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "adam", epochs=2, seed=0)
+    h = trainer.fit(X, y, validation_split=0.2)
+    assert {"val_loss", "val_accuracy", "accuracy", "lr", "grad_norm", "time"} <= set(h)
+    train_idx, val_idx = bp.data.split_indices(100, 0.2, np.random.default_rng(0), stratify=y)
+    assert len(val_idx) == 20 and np.all(np.bincount(y[val_idx]) == 5)
+    assert len(np.intersect1d(train_idx, val_idx)) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "online"}, "mode"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"epochs": 1.5}, "epochs"),
+        ({"l2": -1}, "l2"),
+        ({"clip_norm": 0}, "clip_norm"),
+        ({"metrics": ["f1"]}, "metric"),
+        ({"penalty_scale": "x"}, "penalty_scale"),
+    ],
+)
+def test_bad_trainer_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bp.Trainer(bp.Sequential([bp.Dense(3, 2)]), "cross_entropy", "sgd", **kwargs)
+
+
+def test_bad_fit_data_is_named():
+    trainer = bp.Trainer(bp.Sequential([bp.Dense(3, 2)]), "cross_entropy", "sgd")
+    with pytest.raises(ValueError, match="X has 4 features, but the model expects 3"):
+        trainer.fit(np.zeros((5, 4)), np.zeros(5, int))
+    with pytest.raises(ValueError, match="X has 5 samples but y has 4"):
+        trainer.fit(np.zeros((5, 3)), np.zeros(4, int))
+    with pytest.raises(ValueError, match="NaN"):
+        trainer.fit(np.full((5, 3), np.nan), np.zeros(5, int))
+
+
+# -- learning ------------------------------------------------------------------------------------
+def test_xor_is_solved():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    y = np.array([0, 1, 1, 0])
+    model = bp.Sequential([bp.Dense(2, 8), bp.Tanh(), bp.Dense(8, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.05), mode="batch", epochs=300, seed=0)
+    trainer.fit(X, y)
+    np.testing.assert_array_equal(model.forward(X).argmax(axis=1), y)
+
+
+def test_digits_reaches_97_percent_with_adam():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    model = bp.Sequential([bp.Dense(64, 128), bp.ReLU(), bp.Dense(128, 10)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(1e-3), batch_size=32, epochs=40, seed=0)
+    trainer.fit(Xtr, ytr)
+    assert trainer.evaluate(Xte, yte)["accuracy"] >= 0.97
+
+
+def test_regression_reaches_a_sensible_r2():
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    y = (y - y.mean()) / y.std()
+    model = bp.Sequential([bp.Dense(10, 32), bp.ReLU(), bp.Dense(32, 1)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, "mse", bp.Adam(3e-3), batch_size=32, epochs=60, l2=1e-3, seed=0)
+    h = trainer.fit(X[:350], y[:350], validation_data=(X[350:], y[350:]))
+    assert h["val_r2"][-1] > 0.4  # linear models reach about 0.5 on this split
+
+
+def test_lbfgs_converges_on_a_small_problem():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    model = bp.Sequential([bp.Dense(4, 8), bp.Tanh(), bp.Dense(8, 3)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.LBFGS(tol=1e-8), epochs=500, l2=1e-3)
+    h = trainer.fit(X, y)
+    assert h["accuracy"][-1] >= 0.97
+    assert h["loss"][-1] < h["loss"][0] / 5
+    # at the optimum the penalized gradient vanishes
+    trainer.loss_and_gradients(X, y)
+    assert np.abs(model.flat_gradients).max() < 1e-3
+
+
+def test_schedules_drive_the_learning_rate_per_epoch_and_per_update():
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    t = bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.SGD(0.1),
+        batch_size=4,
+        epochs=4,
+        schedule=bp.StepDecay(step_size=2, gamma=0.5),
+        seed=0,
+    )
+    h = t.fit(*id_data(8))
+    np.testing.assert_allclose(h["lr"], [0.1, 0.1, 0.05, 0.05])
+    t = bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.SGD(0.1),
+        batch_size=4,
+        epochs=2,
+        schedule=bp.InverseScaling(power=1.0, interval="update"),
+        seed=0,
+    )
+    h = t.fit(*id_data(8))  # 2 updates per epoch; lr of the last update: 0.1 / (t + 1)
+    np.testing.assert_allclose(h["lr"], [0.1 / 2, 0.1 / 4])
+
+
+def test_gradient_monitor_sees_vanishing_gradients_in_a_deep_sigmoid_net(rng):
+    layers = []
+    for _ in range(8):
+        layers += [bp.Dense(16, 16, init="small_normal"), bp.Sigmoid()]
+    model = bp.Sequential([bp.Dense(4, 16), bp.Sigmoid(), *layers, bp.Dense(16, 2)], seed=0)
+    mon = bp.GradientMonitor()
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=1, callbacks=[mon], seed=0)
+    with pytest.warns(RuntimeWarning, match="vanishing"):
+        h = trainer.fit(rng.normal(size=(32, 4)), rng.integers(0, 2, 32))
+    assert h["grad_norm/0.W"][0] < 1e-4 * h["grad_norm/18.W"][0]
+
+
+def test_gradient_monitor_reports_dead_relus(rng):
+    model = bp.Sequential([bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 2)], seed=0)
+    model.layers[0].params["b"][:3] = -100.0  # three units can never fire
+    trainer = bp.Trainer(
+        model, "cross_entropy", bp.SGD(1e-4), epochs=1, callbacks=[bp.GradientMonitor()], seed=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        h = trainer.fit(rng.normal(size=(32, 4)), rng.integers(0, 2, 32))
+    assert h["dead_relu/1"][0] >= 0.5
