@@ -7,11 +7,14 @@ For every trainable parameter entry ``p`` (and every input entry) the analytic g
 
 computed in float64 on a float64 copy of the model (the caller's model is never touched). ``L`` is
 the loss plus the L1/L2 penalty, with dropout masks held fixed (the dropout generator is rewound
-before every evaluation) and BatchNorm in training mode. An entry agrees when ::
+before every evaluation) and BatchNorm in training mode. The relative error of an entry is ::
 
-    |a - n| <= rtol * (|a| + |n|) + atol
+    rel = |a - n| / max(|a| + |n|, atol / rtol)
 
-and the report gives, per parameter, the largest relative error ``|a - n| / (|a| + |n|)``.
+(gradients smaller than ``atol / rtol`` are measured against that floor, so that round-off on
+a zero gradient does not read as a 100% error), and an entry agrees when ``rel <= rtol``, that
+is when ``|a - n| <= max(rtol * (|a| + |n|), atol)``. The report gives, per parameter, the
+largest relative and absolute errors.
 """
 
 from __future__ import annotations
@@ -100,7 +103,8 @@ def check_gradients(
         loss: the loss; ``X``, ``y``, ``sample_weight``: one batch.
         l1, l2: weight penalties, as the trainer applies them.
         eps: finite-difference step.
-        rtol, atol: agreement tolerance per entry (see the module docstring).
+        rtol, atol: agreement tolerance per entry (see the module docstring): an entry agrees
+            when ``|a - n| <= max(rtol * (|a| + |n|), atol)``.
         max_entries: check at most this many randomly chosen entries per parameter (all if None).
         check_input: also check dL/dX.
         seed: chooses the entries when ``max_entries`` is set.
@@ -147,9 +151,8 @@ def check_gradients(
             num = (plus - minus) / (2 * eps)
             a = flat_g[i]
             abs_err[j] = abs(a - num)
-            scale = abs(a) + abs(num)
-            rel[j] = abs_err[j] / scale if scale > 0 else 0.0
-            ok &= bool(abs_err[j] <= rtol * scale + atol)
+            rel[j] = abs_err[j] / max(abs(a) + abs(num), floor)
+            ok &= bool(rel[j] <= rtol)
         report.checks.append(
             GradientCheck(
                 name,
@@ -161,6 +164,7 @@ def check_gradients(
             )
         )
 
+    floor = atol / rtol
     report = GradientReport(rtol=rtol, atol=atol)
     slices = m.param_slices()
     for i, layer in enumerate(m.layers):

@@ -253,10 +253,16 @@ def test_frozen_layers_do_not_change(rng):
     model.layers[0].trainable = False
     frozen = model.layers[0].params["W"].copy(), model.layers[0].params["b"].copy()
     head = model.layers[2].params["W"].copy()
-    trainer = bp.Trainer(
-        model, "cross_entropy", bp.AdamW(0.01, weight_decay=0.1), l2=0.1, epochs=3, seed=0
-    )
+    frozen_grads = []
+
+    class Spy(bp.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            frozen_grads.append(np.abs(trainer.model.gradients()["0.W"]).max())
+
+    opt = bp.AdamW(0.01, weight_decay=0.1)
+    trainer = bp.Trainer(model, "cross_entropy", opt, l2=0.1, epochs=3, seed=0, callbacks=[Spy()])
     trainer.fit(rng.normal(size=(32, 4)), rng.integers(0, 3, 32))
+    assert max(frozen_grads) == 0  # no L2 gradient leaks into the frozen layer's report
     np.testing.assert_array_equal(model.layers[0].params["W"], frozen[0])
     np.testing.assert_array_equal(model.layers[0].params["b"], frozen[1])
     assert not np.array_equal(model.layers[2].params["W"], head)
