@@ -165,7 +165,7 @@ class ProgressBar(Callback):
 
     def on_batch_end(self, trainer, batch, logs):
         if self._live and batch % 10 == 0:
-            n = trainer.steps_per_epoch
+            n = trainer.steps_per_epoch or "?"
             self._out().write(f"\r  batch {batch + 1}/{n}  loss {logs['loss']:.4f}")
             self._out().flush()
 

@@ -12,16 +12,21 @@ from typing import Any
 import numpy as np
 
 
-def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> np.ndarray:
-    """A 2-D array of real numbers with at least one row; NaN/inf rejected with a clear error.
+def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
+    """A 2-D array of real numbers with at least one row and column; NaN/inf rejected.
 
-    Returns ``X`` itself when it is already a float ndarray (no copy) and keeps memmaps as they are.
+    ndarrays (memmaps included) are returned as they are, never copied. Other array-likes with
+    ``shape``, ``dtype`` and ``__getitem__`` (an HDF5 dataset) are kept as they are too, so
+    that training reads them batch by batch; anything else goes through ``np.asarray``. The
+    finite check reads the rows in blocks of about 16 MB.
     """
     if not isinstance(X, np.ndarray):
-        X = np.asarray(X)
+        array_like = all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__"))
+        if not (array_like and len(X.shape) == 2):
+            X = np.asarray(X)
     if X.dtype.kind not in "fiub":
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if X.ndim != 2:
+    if len(X.shape) != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} has 0 samples; at least 1 is required")
@@ -32,10 +37,11 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> np.ndarray:
     return X
 
 
-def _all_finite(X: np.ndarray, chunk: int = 65536) -> bool:
-    """Finite check in row chunks, so a memmap is never read whole into memory."""
-    for start in range(0, X.shape[0], chunk):
-        block = X[start : start + chunk]
+def _all_finite(X: Any, block_bytes: int = 1 << 24) -> bool:
+    """Finite check in row blocks, so a memmap or an HDF5 dataset is never read whole."""
+    rows = max(1, block_bytes // max(1, X.shape[1] * X.dtype.itemsize))
+    for start in range(0, X.shape[0], rows):
+        block = np.asarray(X[start : start + rows])
         if not np.isfinite(block.sum(dtype=np.float64)) and not np.all(np.isfinite(block)):
             return False
     return True

@@ -164,9 +164,11 @@ class Sequential:
 
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Inference in chunks of ``batch_size`` rows, so that only one chunk's activations are
-        alive at a time; returns ``(n_samples, n_outputs)`` in the model's dtype."""
-        X = np.asarray(X)
-        if X.ndim != 2:
+        alive at a time; returns ``(n_samples, n_outputs)`` in the model's dtype. ``X`` may be a
+        memmap or another array-like with row slicing: it is read one chunk at a time."""
+        if not hasattr(X, "shape"):
+            X = np.asarray(X)
+        if len(X.shape) != 2:
             raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
         n = X.shape[0]
         if n <= batch_size:

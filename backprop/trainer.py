@@ -57,6 +57,11 @@ from .regularization import (
 MODES = ("stochastic", "batch", "minibatch")
 
 
+def is_batch_stream(X: Any) -> bool:
+    """True for an iterable of batches (not an array-like with a shape)."""
+    return not hasattr(X, "shape") and hasattr(X, "__iter__") and not isinstance(X, str | bytes)
+
+
 class TrainingDivergedError(FloatingPointError):
     """A non-finite loss or gradient; the model keeps the weights from before that batch."""
 
@@ -201,7 +206,7 @@ class Trainer:
             return n_samples
         return min(self.batch_size, n_samples)
 
-    def _check_data(self, X: Any, y: Any, sample_weight: Any, name: str = "X"):
+    def _check_data(self, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
         X = check_X(X, name)
         expected = self.model.n_features_in
         if expected is not None and X.shape[1] != expected:
@@ -270,7 +275,7 @@ class Trainer:
     def fit(
         self,
         X: Any,
-        y: Any,
+        y: Any = None,
         validation_data: tuple | None = None,
         validation_split: float | None = None,
         sample_weight: Any = None,
@@ -279,15 +284,44 @@ class Trainer:
         """Train for ``epochs`` more epochs (default ``self.epochs``) and return the history.
 
         Args:
-            X: ``(n_samples, n_features)``; y: labels ``(n_samples,)`` or targets ``(n, k)``.
+            X: ``(n_samples, n_features)``: an ndarray, a ``np.memmap`` or any array-like with
+                ``shape``, ``dtype`` and sorted fancy indexing (an HDF5 dataset): batches are
+                gathered row by row, so a memmap is never read whole into memory. Or, with
+                ``y=None``, an iterable of ``(X_batch, y_batch)`` or ``(X_batch, y_batch,
+                w_batch)`` tuples, used as given (its own batch sizes and order); for several
+                epochs it must be re-iterable (a list, or an object whose ``__iter__`` starts
+                over), not a one-shot generator.
+            y: labels ``(n_samples,)`` or targets ``(n, k)``; None for an iterable of batches.
             validation_data: ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``.
             validation_split: fraction of (X, y) held out for validation instead (stratified
                 for classification losses). Its rows are gathered once; the rest are not copied.
             sample_weight: ``(n_samples,)`` non-negative weights.
         """
-        X, y, w = self._check_data(X, y, sample_weight)
         epochs = self.epochs if epochs is None else _positive_int("epochs", epochs)
-        train_idx, val = self._validation(X, y, w, validation_data, validation_split)
+        if y is None:
+            if not is_batch_stream(X):
+                raise ValueError("y is required unless X is an iterable of (X, y) batches")
+            if validation_split is not None or sample_weight is not None:
+                raise ValueError(
+                    "with an iterable of batches, pass validation_data (not validation_split) "
+                    "and put weights in the batches as (X, y, w)"
+                )
+            if isinstance(self.optimizer, LBFGS):
+                raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
+            val = None if validation_data is None else self._check_val(validation_data)
+            self.steps_per_epoch = 0  # unknown until the first pass
+
+            def batches():
+                return self._stream_batches(X)
+        else:
+            X, y, w = self._check_data(X, y, sample_weight)
+            train_idx, val = self._validation(X, y, w, validation_data, validation_split)
+            batch_size = self.resolve_batch_size(len(train_idx))
+            self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+            buffer = np.empty((batch_size, X.shape[1]), dtype=self.model.dtype)
+
+            def batches():
+                return self._array_batches(X, y, w, train_idx, batch_size, buffer)
         self.has_validation = val is not None
         self._slices = self.model.trainable_slices()
         self._frozen = self._frozen_mask()
@@ -303,7 +337,7 @@ class Trainer:
             if isinstance(self.optimizer, LBFGS):
                 self._fit_lbfgs(X, y, w, train_idx, val, callbacks)
             else:
-                self._fit_epochs(X, y, w, train_idx, val, callbacks)
+                self._fit_epochs(batches, val, callbacks)
         except KeyboardInterrupt:
             epoch, batch = getattr(self, "_position", (self.epoch, 0))
             warnings.warn(
@@ -342,13 +376,21 @@ class Trainer:
         wv = validation_data[2] if len(validation_data) == 3 else None
         return self._check_data(Xv, yv, wv, name="X_val")
 
-    def _fit_epochs(self, X, y, w, train_idx, val, callbacks):
-        n_features = X.shape[1]
-        batch_size = self.resolve_batch_size(len(train_idx))
-        self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
-        buffer = np.empty((batch_size, n_features), dtype=self.model.dtype)
-        metrics = [METRICS[name]() for name in self.metric_names]
+    def _array_batches(self, X, y, w, train_idx, batch_size, buffer):
+        """One epoch of (X_batch, y_batch, w_batch) gathered from arrays by shuffled indices."""
         sort = type(X) is not np.ndarray  # memmaps and HDF5 read in increasing index order
+        for idx in batch_indices(self._epoch_order(train_idx), batch_size, sort):
+            yield gather(X, idx, buffer), y[idx], None if w is None else w[idx]
+
+    def _stream_batches(self, source):
+        """One epoch of validated batches from a user's iterable of (X, y[, w]) tuples."""
+        for item in source:
+            if not isinstance(item, tuple | list) or len(item) not in (2, 3):
+                raise ValueError("each batch must be a tuple (X, y) or (X, y, w)")
+            yield self._check_data(*item, name="X_batch")
+
+    def _fit_epochs(self, batches, val, callbacks):
+        metrics = [METRICS[name]() for name in self.metric_names]
         for epoch in range(self.initial_epoch, self.end_epoch):
             if self.stop_training:
                 break
@@ -361,28 +403,34 @@ class Trainer:
                 metric.reset()
             total = weight_total = norm_sum = 0.0
             norm_max = 0.0
-            order = self._epoch_order(train_idx)
-            for b, idx in enumerate(batch_indices(order, batch_size, sort)):
+            n_batches = 0
+            for b, (Xb, yb, wb) in enumerate(batches()):
                 self._position = (epoch, b)
                 for cb in callbacks:
                     cb.on_batch_begin(self, b)
                 if self.schedule is not None and self.schedule.interval == "update":
                     self.optimizer.lr = self.schedule(self.step_count)
-                Xb, yb = gather(X, idx, buffer), y[idx]
-                wb = None if w is None else w[idx]
                 loss, out, norm = self.train_step(Xb, yb, wb)
-                bw = len(idx) if wb is None else float(wb.sum())
+                bw = len(Xb) if wb is None else float(wb.sum())
                 total += loss * bw
                 weight_total += bw
                 norm_sum += norm
                 norm_max = max(norm_max, norm)
+                n_batches += 1
                 for metric in metrics:
                     metric.update(out, yb, wb)
                 for cb in callbacks:
                     cb.on_batch_end(self, b, {"loss": loss, "grad_norm": norm})
+            if n_batches == 0:
+                raise ValueError(
+                    f"no training batches in epoch {epoch + 1}: an iterable of batches must be "
+                    "re-iterable for several epochs (a list, or an object whose __iter__ starts "
+                    "over), not a one-shot generator"
+                )
+            self.steps_per_epoch = n_batches
             logs: dict[str, float] = {"epoch": epoch + 1, "loss": total / max(weight_total, 1e-300)}
             logs.update({m.name: m.result() for m in metrics})
-            logs["grad_norm"] = norm_sum / self.steps_per_epoch
+            logs["grad_norm"] = norm_sum / n_batches
             logs["grad_norm_max"] = norm_max
             self._finish_epoch(epoch, logs, val, callbacks, start)
 

@@ -1,0 +1,131 @@
+"""Training from data that does not sit in memory: memmaps, HDF5-like array-likes, batch streams."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+
+def make_memmap(path, n, d=128, seed=0):
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, 8192):  # write in blocks: the test never holds the whole array
+        X[start : start + 8192] = rng.random((min(8192, n - start), d), dtype=np.float32)
+    X.flush()
+    y = (np.asarray(X[:, 0]) > 0.5).astype(np.int64)
+    return np.load(path, mmap_mode="r"), y
+
+
+def peak_fit_memory(X, y):
+    model = bp.Sequential([bp.Dense(X.shape[1], 32), bp.ReLU(), bp.Dense(32, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "adam", batch_size=256, epochs=1, seed=0)
+    tracemalloc.start()
+    trainer.fit(X, y)
+    model.predict(X, batch_size=1024)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak, trainer
+
+
+def test_memmap_training_memory_does_not_grow_with_the_data(tmp_path):
+    small, y_small = make_memmap(tmp_path / "small.npy", 10_000)
+    large, y_large = make_memmap(tmp_path / "large.npy", 80_000)  # 41 MB on disk
+    peak_small, _ = peak_fit_memory(small, y_small)
+    peak_large, trainer = peak_fit_memory(large, y_large)
+    # Beyond the labels and the index permutation (8 bytes a row each, both O(n) and tiny
+    # next to the 512-byte rows), memory is the same: the data is read batch by batch.
+    per_row_overhead = 2 * 8 * (80_000 - 10_000)
+    assert peak_large - peak_small < per_row_overhead + 1_000_000
+    assert peak_large < 0.1 * large.nbytes, f"peak {peak_large / 1e6:.1f} MB"
+    assert trainer.history["accuracy"][-1] > 0.75  # one epoch of a learnable task
+
+
+class SortedOnlyArray:
+    """An HDF5-dataset stand-in: rows by slice or by *increasing* integer indices only, and a
+    count of the largest number of rows any single read returned."""
+
+    def __init__(self, data):
+        self._data = data
+        self.shape, self.dtype = data.shape, data.dtype
+        self.largest_read = 0
+
+    def __getitem__(self, key):
+        if isinstance(key, np.ndarray) and np.any(np.diff(key) <= 0):
+            raise TypeError("indexing elements must be in increasing order")
+        out = np.array(self._data[key])
+        self.largest_read = max(self.largest_read, len(out))
+        return out
+
+
+def test_array_like_with_sorted_fancy_indexing(rng):
+    data = rng.normal(size=(3000, 8)).astype(np.float32)
+    y = (data[:, 0] > 0).astype(int)
+    X = SortedOnlyArray(data)
+    model = bp.Sequential([bp.Dense(8, 16), bp.ReLU(), bp.Dense(16, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=64, epochs=5, seed=0)
+    h = trainer.fit(X, y, validation_split=0.1)
+    assert h["val_accuracy"][-1] > 0.9
+    assert X.largest_read <= 3000  # one finite-check block (16 MB) covers it here ...
+    X.largest_read = 0
+    trainer.fit(X, y, epochs=1)
+    model.predict(X, batch_size=500)
+    assert X.largest_read <= 3000
+
+
+def test_array_like_reads_are_bounded_by_the_block_size(rng):
+    data = rng.normal(size=(5000, 4096)).astype(np.float32)  # 82 MB: several 16 MB blocks
+    X = SortedOnlyArray(data)
+    bp.data.check_X(X)
+    assert X.largest_read == (1 << 24) // (4096 * 4)
+
+
+class Batches:
+    """A re-iterable source of (X, y) batches, as a reader over files would be."""
+
+    def __init__(self, X, y, size):
+        self.X, self.y, self.size = X, y, size
+
+    def __iter__(self):
+        for start in range(0, len(self.X), self.size):
+            yield self.X[start : start + self.size], self.y[start : start + self.size]
+
+
+def test_iterable_of_batches_equals_arrays_in_the_same_order(rng):
+    X, y = rng.normal(size=(200, 5)), rng.integers(0, 3, 200)
+
+    def trained(source_is_stream):
+        model = bp.Sequential([bp.Dense(5, 8), bp.Tanh(), bp.Dense(8, 3)], seed=1)
+        trainer = bp.Trainer(
+            model, "cross_entropy", "adam", batch_size=32, epochs=3, shuffle=False, seed=0
+        )
+        if source_is_stream:
+            h = trainer.fit(Batches(X, y, 32), validation_data=(X[:50], y[:50]))
+        else:
+            h = trainer.fit(X, y, validation_data=(X[:50], y[:50]))
+        return model.flat_parameters.copy(), h
+
+    (a, ha), (b, hb) = trained(False), trained(True)
+    np.testing.assert_array_equal(a, b)
+    assert ha["loss"] == hb["loss"] and ha["val_loss"] == hb["val_loss"]
+
+
+def test_a_one_shot_generator_fails_clearly_on_the_second_epoch(rng):
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    gen = ((X[i : i + 8], y[i : i + 8]) for i in range(0, 40, 8))
+    trainer = bp.Trainer(bp.Sequential([bp.Dense(3, 2)], seed=0), "cross_entropy", "sgd", epochs=2)
+    with pytest.raises(ValueError, match="no training batches in epoch 2.*re-iterable"):
+        trainer.fit(gen)
+
+
+def test_stream_errors_are_named(rng):
+    trainer = bp.Trainer(bp.Sequential([bp.Dense(3, 2)], seed=0), "cross_entropy", "sgd")
+    with pytest.raises(ValueError, match="y is required"):
+        trainer.fit(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"tuple \(X, y\)"):
+        trainer.fit([np.zeros((4, 3))])
+    with pytest.raises(ValueError, match="X_batch has 4 features, but the model expects 3"):
+        trainer.fit([(np.zeros((4, 4)), np.zeros(4, int))])
+    with pytest.raises(ValueError, match="validation_data"):
+        trainer.fit([(np.zeros((4, 3)), np.zeros(4, int))], validation_split=0.5)
