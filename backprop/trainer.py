@@ -322,6 +322,7 @@ class Trainer:
 
             def batches():
                 return self._array_batches(X, y, w, train_idx, batch_size, buffer)
+
         self.has_validation = val is not None
         self._slices = self.model.trainable_slices()
         self._frozen = self._frozen_mask()
@@ -384,10 +385,14 @@ class Trainer:
 
     def _stream_batches(self, source):
         """One epoch of validated batches from a user's iterable of (X, y[, w]) tuples."""
-        for item in source:
+        for b, item in enumerate(source):
+            where = f"epoch {self._position[0] + 1}, batch {b + 1}"
             if not isinstance(item, tuple | list) or len(item) not in (2, 3):
-                raise ValueError("each batch must be a tuple (X, y) or (X, y, w)")
-            yield self._check_data(*item, name="X_batch")
+                raise ValueError(f"{where}: each batch must be a tuple (X, y) or (X, y, w)")
+            try:
+                yield self._check_data(*item, name="X_batch")
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
 
     def _fit_epochs(self, batches, val, callbacks):
         metrics = [METRICS[name]() for name in self.metric_names]
@@ -404,6 +409,7 @@ class Trainer:
             total = weight_total = norm_sum = 0.0
             norm_max = 0.0
             n_batches = 0
+            self._position = (epoch, 0)
             for b, (Xb, yb, wb) in enumerate(batches()):
                 self._position = (epoch, b)
                 for cb in callbacks:

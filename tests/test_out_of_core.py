@@ -119,6 +119,18 @@ def test_a_one_shot_generator_fails_clearly_on_the_second_epoch(rng):
         trainer.fit(gen)
 
 
+def test_a_nan_in_a_streamed_batch_names_the_epoch_and_batch(rng):
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    bad = X.copy()
+    bad[17, 1] = np.nan
+    trainer = bp.Trainer(bp.Sequential([bp.Dense(3, 2)], seed=0), "cross_entropy", "sgd", epochs=2)
+    before = trainer.model.flat_parameters.copy()
+    with pytest.raises(ValueError, match="epoch 1, batch 3: X_batch contains NaN"):
+        trainer.fit(Batches(bad, y, 8))
+    assert np.all(np.isfinite(trainer.model.flat_parameters))
+    assert not np.array_equal(before, trainer.model.flat_parameters)  # 2 good batches applied
+
+
 def test_stream_errors_are_named(rng):
     trainer = bp.Trainer(bp.Sequential([bp.Dense(3, 2)], seed=0), "cross_entropy", "sgd")
     with pytest.raises(ValueError, match="y is required"):
