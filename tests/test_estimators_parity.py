@@ -122,6 +122,8 @@ def test_sgd_parity(name, setting):
     params.update(setting)
     theirs, ours = _fit_both(kind, X, y, **params)
     _assert_same(theirs, ours, X)
+    # the learning rate in force at the end (invscaling decay, adaptive divisions)
+    assert ours._trainer.optimizer.lr == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -231,8 +233,8 @@ def test_lbfgs_reaches_the_same_loss(name):
 
 
 def test_initial_weights_are_sklearns():
-    """Before any update (max_iter=1 with a zero learning-rate effect is impossible in
-    scikit-learn, so compare the draws directly): our draw order is W0, b0, W1, b1, ..."""
+    """The initial weights themselves, drawn in scikit-learn's order W0, b0, W1, b1, ... with
+    Glorot's bound (factor 2 for the logistic activation)."""
     X, y = _data("iris")
     ours = bp.MLPClassifier(hidden_layer_sizes=(4, 3), activation="logistic", random_state=9)
     ours._validate_params()
