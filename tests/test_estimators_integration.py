@@ -78,8 +78,10 @@ def test_clone_pickle_joblib(iris, tmp_path):
     ):
         np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
         # coefs_ are still the model's weights after the round trip
-        restored.coefs_[0][0, 0] += 1.0
-        assert restored.model_.layers[0].params["W"][0, 0] == restored.coefs_[0][0, 0]
+        W = restored.coefs_[0]
+        before = float(W[0, 0])
+        W[0, 0] += 1.0
+        assert restored.model_.layers[0].params["W"][0, 0] == before + 1.0
         restored.partial_fit(*iris)  # and training goes on
         assert restored.n_iter_ == 1
 
