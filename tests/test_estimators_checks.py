@@ -12,6 +12,9 @@ from backprop import MLPClassifier, MLPRegressor
 ESTIMATORS = [
     MLPClassifier(hidden_layer_sizes=(20,), max_iter=100, random_state=0),
     MLPRegressor(hidden_layer_sizes=(20,), max_iter=100, random_state=0),
+    # the other two solvers, the full-batch one and plain sgd with Nesterov momentum
+    MLPClassifier(hidden_layer_sizes=(20,), solver="lbfgs", max_iter=30, random_state=0),
+    MLPRegressor(hidden_layer_sizes=(20,), solver="sgd", max_iter=100, random_state=0),
 ]
 
 
