@@ -248,3 +248,38 @@ def test_initial_weights_are_sklearns():
         bound = np.sqrt(2.0 / (fan_in + fan_out))  # factor 2 for the logistic activation
         np.testing.assert_array_equal(W, rs.uniform(-bound, bound, (fan_in, fan_out)))
         np.testing.assert_array_equal(b, rs.uniform(-bound, bound, fan_out))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(hidden_layer_sizes=()),  # no hidden layer: a linear model
+        dict(hidden_layer_sizes=[5, 4], activation="logistic", momentum=1.0),
+        dict(batch_size=500),  # larger than the data: clipped, with a warning
+        dict(shuffle=False, batch_size=20),
+        dict(solver="adam", n_iter_no_change=np.inf, tol=10.0),
+    ],
+    ids=["no-hidden", "momentum-1", "big-batch", "no-shuffle", "inf-patience"],
+)
+@pytest.mark.filterwarnings("ignore:Got `batch_size`:UserWarning")
+def test_edge_settings_parity(params):
+    X, y = _data("iris")
+    base = dict(hidden_layer_sizes=(5,), solver="sgd", max_iter=10, random_state=0)
+    theirs, ours = _fit_both("MLPClassifier", X, y, **{**base, **params})
+    _assert_same(theirs, ours, X)
+
+
+def test_random_state_instance_and_verbose_output(capsys):
+    """A RandomState instance is used as is (its stream advances), and verbose prints what
+    scikit-learn prints."""
+    X, y = _data("iris")
+    params = dict(hidden_layer_sizes=(4,), solver="sgd", batch_size=50, max_iter=3, verbose=True)
+    params.update(early_stopping=True, validation_fraction=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = sknn.MLPClassifier(random_state=np.random.RandomState(4), **params).fit(X, y)
+        printed_theirs = capsys.readouterr().out
+        ours = bp.MLPClassifier(random_state=np.random.RandomState(4), **params).fit(X, y)
+        printed_ours = capsys.readouterr().out
+    assert printed_ours == printed_theirs and "Validation score" in printed_ours
+    _assert_same(theirs, ours, X)

@@ -68,10 +68,10 @@ class SklearnMonitor(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         est = self.est
-        if self.validation is not None:
-            self._validate(trainer, logs)
         if est.solver == "lbfgs":
             est.loss_curve_.append(float(logs["loss"]))
+            if self.validation is not None:
+                self._validate(trainer, logs)
             return
         est.loss_ = self._accumulated / self.n_train
         est.n_iter_ += 1
@@ -80,6 +80,8 @@ class SklearnMonitor(Callback):
         logs["sklearn_loss"] = est.loss_
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        if self.validation is not None:
+            self._validate(trainer, logs)
         self._count_no_improvement(trainer)
         if est.solver == "sgd" and est.learning_rate == "invscaling" and est.schedule is None:
             trainer.optimizer.lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
