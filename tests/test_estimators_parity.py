@@ -237,7 +237,7 @@ def test_initial_weights_are_sklearns():
     Glorot's bound (factor 2 for the logistic activation)."""
     X, y = _data("iris")
     ours = bp.MLPClassifier(hidden_layer_sizes=(4, 3), activation="logistic", random_state=9)
-    ours._validate_params()
+    ours._check_params()
     ours.n_outputs_ = 3
     ours.out_activation_ = "softmax"
     ours._build(4, np.dtype(np.float64), np.random.RandomState(9))

@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import layers as L
@@ -52,7 +53,7 @@ class BaseMLP(BaseEstimator):
     """Shared parameters, fitting and prediction. Subclasses define ``__init__`` (scikit-learn
     reads the parameter names from its signature), ``_validate_input`` and ``_score_raw``."""
 
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
         C.hidden_sizes(self)
         for name, low, high, closed in (
             ("alpha", 0, None, "left"),
@@ -78,10 +79,11 @@ class BaseMLP(BaseEstimator):
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             C.check_bool(self, name)
         n_hidden = len(C.hidden_sizes(self))
-        for act in C.per_layer(self, "activation", n_hidden) or [self.activation]:
-            if isinstance(act, str) and act not in ACTIVATION_LAYERS and n_hidden == 0:
-                act = "identity"  # no hidden layer: the activation is never used
-            if act not in ACTIVATION_LAYERS:
+        acts = C.per_layer(self, "activation", n_hidden)
+        if isinstance(self.activation, str):
+            acts = [self.activation]  # checked even without hidden layers, as in scikit-learn
+        for act in acts:
+            if not isinstance(act, str) or act not in ACTIVATION_LAYERS:
                 raise ValueError(
                     f"The 'activation' parameter of {type(self).__name__} must be a str among "
                     f"{sorted(ACTIVATION_LAYERS)} (or a list of them, one per hidden layer). "
@@ -208,7 +210,7 @@ class BaseMLP(BaseEstimator):
 
     # -- fitting --------------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, incremental=False, validation_data=None):
-        self._validate_params()
+        self._check_params()
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, Y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
         sw = self._sample_weight(sample_weight, X, y_raw)
@@ -264,6 +266,13 @@ class BaseMLP(BaseEstimator):
             ) from exc
         if self.solver == "lbfgs":
             self._finish_lbfgs(trainer.optimizer.result)
+        elif monitor.max_iter_reached:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         if not np.all(np.isfinite(self.model_.flat_parameters)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
@@ -272,18 +281,18 @@ class BaseMLP(BaseEstimator):
         return self
 
     def _finish_lbfgs(self, result) -> None:
+        """``n_iter_``, ``loss_`` and scikit-learn's warning when L-BFGS did not converge (the
+        trainer stops SciPy through its callback at ``max_iter``, hence our own message)."""
         self.n_iter_ = min(int(result.nit), int(self.max_iter))
         self.loss_ = float(result.fun)
         if result.status != 0:
-            from sklearn.exceptions import ConvergenceWarning
-
-            message = result.message
+            reason = "the iteration limit max_iter" if self.n_iter_ >= self.max_iter else None
             warnings.warn(
-                f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
-                f"(status={result.status}): {message}. Increase the number of iterations "
-                "(max_iter) or scale the data.",
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s): stopped by "
+                f"{reason or result.message}. Increase the number of iterations (max_iter) or "
+                "scale the data.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _sample_weight(self, sample_weight, X, y_raw):

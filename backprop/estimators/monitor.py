@@ -22,11 +22,9 @@ records the loss of every iteration.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from ..callbacks import Callback
 
@@ -53,6 +51,7 @@ class SklearnMonitor(Callback):
         self.batch_size = batch_size
         self.validation = validation
         self.incremental = incremental
+        self.max_iter_reached = False
 
     def on_train_begin(self, trainer):
         # Validation is ours: declare it so that user callbacks may monitor "val_loss".
@@ -98,12 +97,7 @@ class SklearnMonitor(Callback):
         if self.incremental:
             trainer.stop_training = True
         elif est.n_iter_ == est.max_iter:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the "
-                "optimization hasn't converged yet.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+            self.max_iter_reached = True  # the estimator warns once fit returns
 
     def _validate(self, trainer, logs):
         est = self.est

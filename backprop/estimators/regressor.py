@@ -105,11 +105,11 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """One epoch over (X, y)."""
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
         from .conventions import check_options
 
         check_options(self, "loss", ("squared_error", "poisson"))
-        super()._validate_params()
+        super()._check_params()
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
