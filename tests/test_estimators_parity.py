@@ -219,13 +219,21 @@ def test_partial_fit_and_warm_start_parity():
     _assert_same(theirs, ours, Xr)
 
 
-@pytest.mark.parametrize("name", ["iris", "regression", "multilabel"])
-def test_lbfgs_reaches_the_same_loss(name):
+@pytest.mark.parametrize(
+    "name,extra",
+    [
+        ("iris", {}),
+        ("iris", dict(max_fun=10)),  # stopped by the evaluation budget
+        ("iris", dict(tol=1e-2, alpha=1.0, max_iter=200)),  # stopped by the gradient tolerance
+        ("regression", {}),
+        ("multilabel", {}),
+    ],
+)
+def test_lbfgs_reaches_the_same_loss(name, extra):
     X, y = _data(name)
     kind = "MLPRegressor" if name == "regression" else "MLPClassifier"
-    theirs, ours = _fit_both(
-        kind, X, y, hidden_layer_sizes=(8,), solver="lbfgs", max_iter=40, random_state=0
-    )
+    params = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=40, random_state=0)
+    theirs, ours = _fit_both(kind, X, y, **{**params, **extra})
     assert ours.n_iter_ == theirs.n_iter_
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
     for a, b in zip(theirs.coefs_, ours.coefs_, strict=True):

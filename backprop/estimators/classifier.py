@@ -34,7 +34,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         solver: also "rmsprop", "adagrad", "adamw" (``learning_rate_init``, ``epsilon``,
             ``beta_1``/``beta_2`` and ``weight_decay`` apply).
         dropout: fraction of units dropped after each hidden activation (one rate, or a list).
-        normalization: None, "batch" or "layer" (after each hidden Dense, before activation).
+        normalization: None, "batch" or "layer" (after each hidden Dense, before activation;
+            "batch" needs every batch, the last one included, to hold at least 2 samples).
         l1: L1 penalty on the weights, scaled per sample like ``alpha``.
         clip_norm: clip the global gradient norm of every update to this bound.
         weight_decay: decoupled weight decay of the "adamw" solver.
@@ -53,7 +54,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``,
     ``n_iter_``, ``t_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``,
     ``n_features_in_``), plus ``model_`` (the Sequential, raw logits out) and
-    ``validation_loss_curve_``. ``coefs_``/``intercepts_`` are views into ``model_``;
+    ``validation_loss_curve_`` (the loss on the validation set after each epoch, without the
+    penalty terms). ``coefs_``/``intercepts_`` are views into ``model_``;
     with ``solver="lbfgs"`` ``loss_curve_`` holds the loss of every iteration.
     """
 
