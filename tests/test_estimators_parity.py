@@ -180,8 +180,10 @@ def test_early_stopping_parity(name, solver):
     _assert_same(theirs, ours, X)
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
 @pytest.mark.parametrize("name", ["iris", "regression"])
-def test_sample_weight_parity(name):
+def test_sample_weight_parity(name, early_stopping):
+    """Weighted loss, penalty scaled by the batch's weight sum, weighted validation scores."""
     X, y = _data(name)
     weights = np.random.default_rng(0).integers(0, 4, size=len(y)).astype(float)
     kind = "MLPClassifier" if name == "iris" else "MLPRegressor"
@@ -196,6 +198,8 @@ def test_sample_weight_parity(name):
         max_iter=10,
         learning_rate_init=0.01,
         random_state=2,
+        early_stopping=early_stopping,
+        n_iter_no_change=2,
     )
     _assert_same(theirs, ours, X)
 
