@@ -295,3 +295,19 @@ def test_random_state_instance_and_verbose_output(capsys):
         printed_ours = capsys.readouterr().out
     assert printed_ours == printed_theirs and "Validation score" in printed_ours
     _assert_same(theirs, ours, X)
+
+
+def test_float32_agrees_to_float32_rounding():
+    """In float32 both libraries round differently (summation order); the closest honest
+    promise is agreement to a few float32 ulps over the 10 epochs."""
+    X, y = _data("iris")
+    params = dict(
+        hidden_layer_sizes=(8,), solver="adam", batch_size=25, max_iter=10, random_state=2
+    )
+    theirs, ours = _fit_both(
+        "MLPClassifier", X.astype(np.float32), y, learning_rate_init=0.01, **params
+    )
+    assert ours.coefs_[0].dtype == theirs.coefs_[0].dtype == np.float32
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    for a, b in zip(theirs.coefs_, ours.coefs_, strict=True):
+        assert _rel(a, b) < 1e-4
