@@ -2,6 +2,7 @@
 
 from . import callbacks, data, initializers, layers, losses, optimizers, regularization, schedules
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
+from .estimators import MLPClassifier, MLPRegressor  # scikit-learn estimators (issue 4)
 from .gradcheck import GradientCheck, GradientReport, check_gradients
 from .layers import (
     ELU,
@@ -46,6 +47,8 @@ from .trainer import Trainer, TrainingDivergedError
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLPClassifier",
+    "MLPRegressor",
     "callbacks",
     "data",
     "initializers",

@@ -1,0 +1,18 @@
+"""scikit-learn-compatible estimators: thin adapters over Sequential + Trainer.
+
+========================  ===============================================================
+module                    concept
+========================  ===============================================================
+base.py                   BaseMLP: validation, building the model, handing it to Trainer
+classifier.py             MLPClassifier (label encoding, probabilities)
+regressor.py              MLPRegressor (squared error, Poisson)
+losses.py                 scikit-learn's loss values and gradients, as backprop Losses
+conventions.py            RandomState draws: init, split, shuffles; parameter checks
+monitor.py                the Trainer callback with scikit-learn's per-epoch bookkeeping
+========================  ===============================================================
+"""
+
+from .classifier import MLPClassifier
+from .regressor import MLPRegressor
+
+__all__ = ["MLPClassifier", "MLPRegressor"]

@@ -1,0 +1,355 @@
+"""BaseMLP: the adapter shared by MLPClassifier and MLPRegressor.
+
+``fit`` validates the data (scikit-learn's ``validate_data``), builds a :class:`Sequential`
+``Dense -> [norm] -> activation -> [dropout] -> ... -> Dense`` whose initial weights are
+scikit-learn's draws, and hands it to the project's :class:`Trainer` with a scikit-learn loss
+(:mod:`.losses`), ``l2=alpha`` scaled per sample, the epoch order drawn by
+:class:`.conventions.ShuffleSampler`, and :class:`.monitor.SklearnMonitor` for the bookkeeping.
+There is no training loop here: ``Trainer.fit`` is the loop.
+
+``model_`` outputs the raw last layer ``z`` (logits for classifiers); ``out_activation_`` names
+the link that ``predict``/``predict_proba`` apply. ``coefs_[i]`` and ``intercepts_[i]`` are
+*views* of the Dense weights inside ``model_`` (``(fan_in, fan_out)`` and ``(fan_out,)``):
+reading them costs nothing, and writing into them changes the model.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .. import layers as L
+from ..callbacks import Callback
+from ..lbfgs import LBFGS
+from ..model import Sequential
+from ..optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
+from ..schedules import Schedule
+from ..schedules import get as get_schedule
+from ..trainer import Trainer, TrainingDivergedError
+from . import conventions as C
+from .losses import for_output
+from .monitor import SklearnMonitor
+
+SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
+STOCHASTIC = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
+ACTIVATION_LAYERS = {
+    "identity": L.Identity,
+    "logistic": L.Sigmoid,
+    "tanh": L.Tanh,
+    "relu": L.ReLU,
+    "leaky_relu": L.LeakyReLU,
+    "elu": L.ELU,
+    "gelu": L.GELU,
+    "silu": L.SiLU,
+    "softplus": L.Softplus,
+}
+
+
+class BaseMLP(BaseEstimator):
+    """Shared parameters, fitting and prediction. Subclasses define ``__init__`` (scikit-learn
+    reads the parameter names from its signature), ``_validate_input`` and ``_score_raw``."""
+
+    def _check_params(self) -> None:
+        C.hidden_sizes(self)
+        for name, low, high, closed in (
+            ("alpha", 0, None, "left"),
+            ("learning_rate_init", 0, None, "neither"),
+            ("power_t", 0, None, "left"),
+            ("tol", 0, None, "left"),
+            ("momentum", 0, 1, "both"),
+            ("validation_fraction", 0, 1, "left"),
+            ("beta_1", 0, 1, "left"),
+            ("beta_2", 0, 1, "left"),
+            ("epsilon", 0, None, "neither"),
+            ("l1", 0, None, "left"),
+            ("weight_decay", 0, None, "left"),
+        ):
+            C.check_real(self, name, low, high, closed)
+        C.check_options(self, "solver", SOLVERS)
+        C.check_options(self, "learning_rate", ("constant", "invscaling", "adaptive"))
+        if self.batch_size != "auto":
+            C.check_int(self, "batch_size", 1)
+        C.check_int(self, "max_iter", 1)
+        C.check_int(self, "n_iter_no_change", 1, allow_inf=True)
+        C.check_int(self, "max_fun", 1)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            C.check_bool(self, name)
+        n_hidden = len(C.hidden_sizes(self))
+        acts = C.per_layer(self, "activation", n_hidden)
+        if isinstance(self.activation, str):
+            acts = [self.activation]  # checked even without hidden layers, as in scikit-learn
+        for act in acts:
+            if not isinstance(act, str) or act not in ACTIVATION_LAYERS:
+                raise ValueError(
+                    f"The 'activation' parameter of {type(self).__name__} must be a str among "
+                    f"{sorted(ACTIVATION_LAYERS)} (or a list of them, one per hidden layer). "
+                    f"Got {act!r} instead."
+                )
+        for rate in C.per_layer(self, "dropout", n_hidden):
+            if not (C._is_real(rate) and 0 <= rate < 1):
+                raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout!r}")
+        if self.normalization not in (None, "batch", "layer"):
+            raise ValueError(
+                f"normalization must be None, 'batch' or 'layer', got {self.normalization!r}"
+            )
+        if self.clip_norm is not None:
+            C.check_real(self, "clip_norm", 0, None, "neither")
+        if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
+            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        if self.schedule is not None and not isinstance(self.schedule, Schedule | str):
+            raise ValueError(
+                f"schedule must be a backprop Schedule or its name, got {self.schedule!r}"
+            )
+        for cb in self.callbacks or []:
+            if not isinstance(cb, Callback):
+                raise ValueError(f"callbacks must be backprop Callback instances, got {cb!r}")
+
+    # -- fitted attributes that live in the model -----------------------------------------------
+    def _dense_layers(self) -> list[L.Dense]:
+        check_is_fitted(self, "model_")
+        return [layer for layer in self.model_.layers if isinstance(layer, L.Dense)]
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Views of each Dense layer's ``W`` ``(fan_in, fan_out)`` inside ``model_``."""
+        return [layer.params["W"] for layer in self._dense_layers()]
+
+    @coefs_.setter
+    def coefs_(self, values: list[np.ndarray]) -> None:
+        for layer, value in zip(self._dense_layers(), values, strict=True):
+            layer.params["W"][...] = value
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Views of each Dense layer's ``b`` ``(fan_out,)`` inside ``model_``."""
+        return [layer.params["b"] for layer in self._dense_layers()]
+
+    @intercepts_.setter
+    def intercepts_(self, values: list[np.ndarray]) -> None:
+        for layer, value in zip(self._dense_layers(), values, strict=True):
+            layer.params["b"][...] = value
+
+    # -- building -------------------------------------------------------------------------------
+    def _train_dtype(self, X: np.ndarray) -> np.dtype:
+        return np.dtype(self.dtype) if self.dtype is not None else X.dtype
+
+    def _build(self, n_features: int, dtype: np.dtype, rs: np.random.RandomState) -> None:
+        """``model_`` with scikit-learn's initial weights, and the fitted bookkeeping."""
+        sizes = C.hidden_sizes(self)
+        n_hidden = len(sizes)
+        acts = C.per_layer(self, "activation", n_hidden)
+        drops = C.per_layer(self, "dropout", n_hidden)
+        units = [n_features, *sizes, self.n_outputs_]
+        layers: list[L.Layer] = []
+        for i, width in enumerate(sizes):
+            layers.append(L.Dense(units[i], width))
+            if self.normalization == "batch":
+                layers.append(L.BatchNorm(width))
+            elif self.normalization == "layer":
+                layers.append(L.LayerNorm(width))
+            layers.append(ACTIVATION_LAYERS[acts[i]]())
+            if drops[i] > 0:
+                layers.append(L.Dropout(drops[i]))
+        layers.append(L.Dense(units[-2], self.n_outputs_))
+        self.model_ = Sequential(layers, dtype=dtype, seed=C.model_seed(self.random_state, rs))
+        last = acts[-1] if acts else (self.activation if isinstance(self.activation, str) else "")
+        factors = [C.init_factor(a) for a in acts] + [C.init_factor(last)]
+        draws = C.glorot_uniform(rs, units, factors, dtype)
+        for layer, (W, b) in zip(self._dense_layers(), draws, strict=True):
+            layer.params["W"][...] = W
+            layer.params["b"][...] = b
+        self.n_layers_ = len(units)
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self.validation_loss_curve_ = []
+        self._best_params = self.model_.flat_parameters.copy()
+        self._best_buffers = {k: v.copy() for k, v in self.model_.buffers().items()}
+        self._trainer = None
+        self._no_improvement_count = 0
+        if self.solver in STOCHASTIC and self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf if self.solver in STOCHASTIC else None
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _optimizer(self):
+        lr = float(self.learning_rate_init)
+        if self.solver == "lbfgs":
+            return LBFGS(tol=float(self.tol), max_fun=int(self.max_fun))
+        if self.solver == "sgd":
+            nesterov = bool(self.nesterovs_momentum) and self.momentum > 0
+            opt = SGD(lr, momentum=min(float(self.momentum), 0.5), nesterov=nesterov)
+            opt.momentum = float(self.momentum)  # scikit-learn allows momentum = 1
+            return opt
+        if self.solver == "adam":
+            return Adam(lr, self.beta_1, self.beta_2, self.epsilon)
+        if self.solver == "adamw":
+            return AdamW(lr, self.beta_1, self.beta_2, self.epsilon, self.weight_decay)
+        if self.solver == "rmsprop":
+            return RMSprop(lr, eps=self.epsilon)
+        return Adagrad(lr, eps=self.epsilon)
+
+    def _batch_size(self, n: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be "
+                "clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(self.batch_size, 1, n))
+
+    # -- fitting --------------------------------------------------------------------------------
+    def _fit(self, X, y, sample_weight=None, incremental=False, validation_data=None):
+        self._check_params()
+        first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        X, Y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
+        sw = self._sample_weight(sample_weight, X, y_raw)
+        dtype = self._train_dtype(X) if first_pass else self.model_.dtype
+        Y = Y.astype(dtype)
+        rs = C.make_random_state(self.random_state)
+        if first_pass:
+            self.n_outputs_ = Y.shape[1]
+            self.out_activation_ = self._out_activation()
+            self._build(X.shape[1], dtype, rs)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        train, validation = self._split(X, Y, y_raw, sw, rs, validation_data)
+        if validation is not None and self.validation_scores_ is None:
+            self.validation_scores_ = []
+        Xt, Yt, wt = train
+        n = Xt.shape[0]
+        batch = n if self.solver == "lbfgs" else self._batch_size(n)
+        monitor = SklearnMonitor(self, n, batch, validation, incremental)
+        trainer = self._trainer if incremental else None
+        if trainer is None:
+            trainer = Trainer(
+                self.model_,
+                for_output(self.out_activation_),
+                "lbfgs" if self.solver == "lbfgs" else self._optimizer(),
+                mode="batch" if self.solver == "lbfgs" else "minibatch",
+                batch_size=batch,
+                epochs=int(self.max_iter),
+                shuffle=bool(self.shuffle),
+                l1=float(self.l1),
+                l2=float(self.alpha),
+                clip_norm=self.clip_norm,
+                schedule=None if self.solver == "lbfgs" else get_schedule(self.schedule),
+                metrics=[],
+                seed=0,  # unused: the sampler draws the order
+                penalty_scale="per_sample",
+            )
+            if self.solver == "lbfgs":
+                # optimizers.get() accepts only names for L-BFGS (not an instance): set ours.
+                trainer.optimizer = self._optimizer()
+            self._trainer = trainer
+        trainer.batch_size = batch
+        trainer.sampler = C.ShuffleSampler(rs)
+        trainer.callbacks = [monitor, *(self.callbacks or [])]
+        if self.solver != "lbfgs":
+            self.n_iter_ = 0
+        try:
+            trainer.fit(Xt, Yt, sample_weight=wt, epochs=1 if incremental else int(self.max_iter))
+        except TrainingDivergedError as exc:
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain large "
+                f"values and need to be preprocessed. ({exc})"
+            ) from exc
+        if self.solver == "lbfgs":
+            self._finish_lbfgs(trainer.optimizer.result)
+        elif monitor.max_iter_reached:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if not np.all(np.isfinite(self.model_.flat_parameters)):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain large "
+                "values and need to be preprocessed."
+            )
+        return self
+
+    def _finish_lbfgs(self, result) -> None:
+        """``n_iter_``, ``loss_`` and scikit-learn's warning when L-BFGS did not converge (the
+        trainer stops SciPy through its callback at ``max_iter``, hence our own message)."""
+        self.n_iter_ = min(int(result.nit), int(self.max_iter))
+        self.loss_ = float(result.fun)
+        if result.status != 0:
+            reason = "the iteration limit max_iter" if self.n_iter_ >= self.max_iter else None
+            warnings.warn(
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s): stopped by "
+                f"{reason or result.message}. Increase the number of iterations (max_iter) or "
+                "scale the data.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    def _sample_weight(self, sample_weight, X, y_raw):
+        if sample_weight is None:
+            return self._class_weight(None, y_raw)
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
+            raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
+        if not np.all(np.isfinite(sw)):
+            raise ValueError("sample_weight contains NaN or infinity")
+        if np.any(sw < 0):
+            raise ValueError("Negative values in data passed to sample_weight")
+        return self._class_weight(sw, y_raw)
+
+    def _class_weight(self, sw, y_raw):
+        return sw
+
+    def _split(self, X, Y, y_raw, sw, rs, validation_data):
+        """(train, validation): ``(X, Y, w)`` and ``(X_val, y_val, Y_val, w_val)`` or None."""
+        if validation_data is not None:
+            if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
+            Xv, Yv, yv = self._validate_eval(validation_data[0], validation_data[1])
+            wv = None
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                wv = np.asarray(validation_data[2], dtype=np.float64)
+            return (X, Y, sw), (Xv, yv, Yv.astype(self.model_.dtype), wv)
+        if not (self.early_stopping and self.solver in STOCHASTIC):
+            return (X, Y, sw), None
+        stratify = Y.astype(bool) if self._stratify() else None
+        tr, va = C.early_stopping_split(rs, X.shape[0], self.validation_fraction, stratify)
+        if len(va) < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' or the size of "
+                "your dataset."
+            )
+        w_tr = None if sw is None else sw[tr]
+        w_va = None if sw is None else sw[va]
+        return (X[tr], Y[tr], w_tr), (X[va], y_raw[va], Y[va], w_va)
+
+    def _stratify(self) -> bool:
+        return False
+
+    # -- prediction -----------------------------------------------------------------------------
+    def _forward(self, X) -> np.ndarray:
+        """Validated ``X`` through ``model_``: the raw outputs ``z`` ``(n_samples, n_outputs)``."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        return self.model_.predict(X)
+
+    def _link(self, z: np.ndarray) -> np.ndarray:
+        return for_output(self.out_activation_).link(z)
+
+    def partial_fit_available(self) -> bool:
+        if self.solver not in STOCHASTIC:
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not "
+                "stochastic."
+            )
+        return True

@@ -1,0 +1,189 @@
+"""scikit-learn's conventions, reproduced draw for draw: random state, initial weights, the
+early-stopping split, the per-epoch shuffle, and constructor-parameter validation.
+
+scikit-learn's MLP draws everything from one ``np.random.RandomState``, re-created from
+``random_state`` at every call to ``fit``/``partial_fit``, in this order:
+
+1. (first fit only) for each layer ``i``: ``W_i ~ U(-a, a)`` of shape ``(fan_in, fan_out)``,
+   then ``b_i ~ U(-a, a)`` of shape ``(fan_out,)``, with ``a = sqrt(f / (fan_in + fan_out))``,
+   ``f = 2`` for the logistic activation and ``f = 6`` otherwise (Glorot et al.);
+2. (early stopping only) the train/validation split, ``train_test_split(...,
+   test_size=validation_fraction)``, stratified only for single-output classification;
+3. once per epoch: the order of the training indices, ``RandomState.shuffle(arange(n))``.
+
+This is the one place in the project that uses a ``RandomState``: bit-for-bit parity needs it.
+The global NumPy state is never used: ``random_state=None`` seeds a fresh ``RandomState`` from
+the operating system's entropy.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+#: Hidden activations we accept: scikit-learn's four plus the project's extra layers.
+ACTIVATIONS = (
+    "identity",
+    "logistic",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "gelu",
+    "silu",
+    "softplus",
+)
+
+
+def make_random_state(random_state: Any) -> np.random.RandomState:
+    """A ``RandomState`` from None (fresh OS entropy), an int, a ``RandomState`` (used as is,
+    so its stream advances, as in scikit-learn) or a ``Generator`` (seeds a new one)."""
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    if random_state is None:
+        return np.random.RandomState(np.random.SeedSequence().generate_state(4))
+    if isinstance(random_state, np.random.Generator):
+        return np.random.RandomState(random_state.integers(0, 2**32, size=4, dtype=np.uint32))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return np.random.RandomState(int(random_state))
+    raise ValueError(
+        f"random_state must be None, an int, a numpy RandomState or Generator; got {random_state!r}"
+    )
+
+
+def model_seed(random_state: Any, rs: np.random.RandomState) -> np.random.Generator:
+    """The Generator for dropout masks, derived without advancing ``rs`` (so that switching
+    dropout on never changes the initial weights, the split or the batches)."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return np.random.default_rng(np.random.SeedSequence([int(random_state), 0x5EED]))
+    return np.random.default_rng(np.random.SeedSequence(rs.get_state(legacy=True)[1]))
+
+
+def glorot_uniform(
+    rs: np.random.RandomState, layer_units: Sequence[int], factors: Sequence[float], dtype: Any
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """scikit-learn's initial ``(W_i, b_i)`` for each pair of consecutive layer widths, drawn in
+    float64 and cast to ``dtype``; ``factors[i]`` is the ``f`` of layer ``i``."""
+    out = []
+    for fan_in, fan_out, f in zip(layer_units[:-1], layer_units[1:], factors, strict=True):
+        bound = np.sqrt(f / (fan_in + fan_out))
+        W = rs.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False)
+        b = rs.uniform(-bound, bound, fan_out).astype(dtype, copy=False)
+        out.append((W, b))
+    return out
+
+
+def init_factor(activation: str) -> float:
+    """Glorot's ``f``: 2 for the logistic sigmoid, 6 for everything else."""
+    return 2.0 if activation == "logistic" else 6.0
+
+
+class ShuffleSampler:
+    """The Trainer's ``sampler``, reproducing scikit-learn's epoch order: it keeps the previous
+    epoch's order and permutes *that* (``order = order[perm]``, ``perm`` from
+    ``rs.shuffle(arange(n))``, the draw ``sklearn.utils.shuffle`` makes), starting from the
+    indices as given. A class, not a closure, so that fitted estimators pickle."""
+
+    def __init__(self, rs: np.random.RandomState) -> None:
+        self.rs = rs
+        self.order: np.ndarray | None = None
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        if self.order is None or len(self.order) != len(indices):
+            self.order = np.asarray(indices)
+        perm = np.arange(len(indices))
+        self.rs.shuffle(perm)
+        self.order = self.order[perm]
+        return self.order
+
+
+def early_stopping_split(
+    rs: np.random.RandomState, n_samples: int, fraction: float, stratify: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices, in the order scikit-learn gathers its rows."""
+    idx = np.arange(n_samples)
+    train, val = train_test_split(idx, random_state=rs, test_size=fraction, stratify=stratify)
+    return train, val
+
+
+# -- constructor-parameter validation, with scikit-learn's wording --------------------------------
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _fail(est: Any, name: str, must: str, value: Any) -> None:
+    raise ValueError(
+        f"The {name!r} parameter of {type(est).__name__} must be {must}. Got {value!r} instead."
+    )
+
+
+def check_real(est: Any, name: str, low: float, high: float | None = None, closed: str = "left"):
+    """``low <= value`` (or ``<`` when ``closed`` excludes it) and likewise for ``high``."""
+    v = getattr(est, name)
+    lo_ok = _is_real(v) and (v >= low if closed in ("left", "both") else v > low)
+    hi_ok = high is None or (
+        _is_real(v) and (v <= high if closed in ("right", "both") else v < high)
+    )
+    if not (lo_ok and hi_ok) or (_is_real(v) and np.isnan(v)):
+        left = "[" if closed in ("left", "both") else "("
+        right = "]" if closed in ("right", "both") else ")"
+        _fail(
+            est,
+            name,
+            f"a float in the range {left}{low}, {'inf' if high is None else high}{right}",
+            v,
+        )
+
+
+def check_int(est: Any, name: str, low: int, allow_inf: bool = False) -> None:
+    v = getattr(est, name)
+    if allow_inf and _is_real(v) and v == np.inf:
+        return
+    if not (_is_int(v) and v >= low):
+        extra = " or inf" if allow_inf else ""
+        _fail(est, name, f"an int in the range [{low}, inf){extra}", v)
+
+
+def check_options(est: Any, name: str, options: Sequence[Any]) -> None:
+    v = getattr(est, name)
+    if not isinstance(v, str) or v not in options:
+        _fail(est, name, f"a str among {sorted(options)}", v)
+
+
+def check_bool(est: Any, name: str) -> None:
+    v = getattr(est, name)
+    if not isinstance(v, bool | np.bool_):
+        _fail(est, name, "an instance of 'bool'", v)
+
+
+def per_layer(est: Any, name: str, n_hidden: int) -> list[Any]:
+    """A per-hidden-layer setting given once (applies to every hidden layer) or as a list."""
+    v = getattr(est, name)
+    if isinstance(v, str) or not isinstance(v, Sequence):
+        return [v] * n_hidden
+    if len(v) != n_hidden:
+        raise ValueError(
+            f"{name} has {len(v)} entries but there are {n_hidden} hidden layers "
+            f"(hidden_layer_sizes={est.hidden_layer_sizes!r})"
+        )
+    return list(v)
+
+
+def hidden_sizes(est: Any) -> list[int]:
+    """``hidden_layer_sizes`` as a list of positive ints (an int means one hidden layer)."""
+    sizes = est.hidden_layer_sizes
+    if not hasattr(sizes, "__iter__"):
+        sizes = [sizes]
+    sizes = list(sizes)
+    for s in sizes:
+        if not _is_int(s) or s <= 0:
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {est.hidden_layer_sizes!r}.")
+    return [int(s) for s in sizes]

@@ -1,0 +1,157 @@
+"""SklearnMonitor: the Trainer callback that keeps scikit-learn's per-epoch bookkeeping.
+
+The Trainer runs the epochs; this callback only watches and steers them, in scikit-learn's order
+at the end of every epoch::
+
+    loss_ = sum_b (batch loss_b * batch size_b) / n_train     (penalty included, as scikit-learn)
+    t_ += n_train;  n_iter_ += 1;  loss_curve_.append(loss_)
+    early stopping:  score = accuracy / r2 on the validation set -> validation_scores_
+                     no-improvement count += 1  if score < best_validation_score_ + tol
+                     keep a copy of the weights when score > best_validation_score_
+    otherwise:       no-improvement count += 1  if loss_ > best_loss_ - tol
+    'invscaling':    lr = learning_rate_init / (t_ + 1) ** power_t
+    count > n_iter_no_change:  'adaptive' sgd divides lr by 5 (stops once lr <= 1e-6),
+                               everything else stops the Trainer
+
+and, at the end of training with early stopping, puts back the best weights. The state it
+updates lives on the estimator (``loss_curve_``, ``best_loss_``, ``_no_improvement_count``, ...),
+so it carries over ``warm_start`` and ``partial_fit`` as in scikit-learn. With L-BFGS it only
+records the loss of every iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..callbacks import Callback
+
+
+class SklearnMonitor(Callback):
+    """Args:
+    est: the estimator being fitted (its attributes are updated in place).
+    n_train, batch_size: size of the training set and of a full batch.
+    validation: ``(X_val, y_val, Y_val, w_val)`` (raw labels/targets for the score, encoded
+        targets for the loss) or None.
+    incremental: a ``partial_fit`` call (one epoch, no max_iter warning).
+    """
+
+    def __init__(
+        self,
+        est: Any,
+        n_train: int,
+        batch_size: int,
+        validation: tuple | None,
+        incremental: bool = False,
+    ) -> None:
+        self.est = est
+        self.n_train = n_train
+        self.batch_size = batch_size
+        self.validation = validation
+        self.incremental = incremental
+        self.max_iter_reached = False
+
+    def on_train_begin(self, trainer):
+        # Validation is ours: declare it so that user callbacks may monitor "val_loss".
+        if self.validation is not None:
+            trainer.has_validation = True
+
+    def on_epoch_begin(self, trainer, epoch):
+        self._accumulated = 0.0
+
+    def on_batch_end(self, trainer, batch, logs):
+        size = min(self.batch_size, self.n_train - batch * self.batch_size)
+        self._accumulated += logs["loss"] * size
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        est = self.est
+        if est.solver == "lbfgs":
+            est.loss_curve_.append(float(logs["loss"]))
+            if self.validation is not None:
+                self._validate(trainer, logs)
+            return
+        est.loss_ = self._accumulated / self.n_train
+        est.n_iter_ += 1
+        est.t_ += self.n_train
+        est.loss_curve_.append(est.loss_)
+        logs["sklearn_loss"] = est.loss_
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        if self.validation is not None:
+            self._validate(trainer, logs)
+        self._count_no_improvement(trainer)
+        if est.solver == "sgd" and est.learning_rate == "invscaling" and est.schedule is None:
+            trainer.optimizer.lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if est.early_stopping else "Training loss"
+            msg = (
+                f"{what} did not improve more than tol={est.tol:f} for "
+                f"{est.n_iter_no_change} consecutive epochs."
+            )
+            if self._adapt_or_stop(trainer, msg):
+                trainer.stop_training = True
+            else:
+                est._no_improvement_count = 0
+        if self.incremental:
+            trainer.stop_training = True
+        elif est.n_iter_ == est.max_iter:
+            self.max_iter_reached = True  # the estimator warns once fit returns
+
+    def _validate(self, trainer, logs):
+        est = self.est
+        Xv, yv, Yv, wv = self.validation
+        z = trainer.model.predict(Xv)
+        score = est._score_raw(z, yv, wv)
+        val_loss = trainer.loss.forward(z, Yv, wv) if np.all(np.isfinite(z)) else math.nan
+        est.validation_loss_curve_.append(float(val_loss))
+        logs["val_loss"], logs["val_score"] = float(val_loss), float(score)
+        if est.verbose:
+            print(f"Validation score: {score:f}")
+        if est.validation_scores_ is not None:
+            est.validation_scores_.append(score)
+
+    def _count_no_improvement(self, trainer):
+        est = self.est
+        if est.early_stopping:
+            last = est.validation_scores_[-1]
+            if last < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if last > est.best_validation_score_:
+                est.best_validation_score_ = last
+                est._best_params = trainer.model.flat_parameters.copy()
+                est._best_buffers = {k: v.copy() for k, v in trainer.model.buffers().items()}
+        else:
+            if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if est.loss_curve_[-1] < est.best_loss_:
+                est.best_loss_ = est.loss_curve_[-1]
+
+    def _adapt_or_stop(self, trainer, msg: str) -> bool:
+        """True to stop; 'adaptive' sgd divides the rate by 5 instead while it is > 1e-6."""
+        est = self.est
+        adaptive = est.solver == "sgd" and est.learning_rate == "adaptive" and est.schedule is None
+        if not adaptive:
+            if est.verbose:
+                print(msg + " Stopping.")
+            return True
+        if trainer.optimizer.lr <= 1e-6:
+            if est.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        trainer.optimizer.lr /= 5.0
+        if est.verbose:
+            print(msg + f" Setting learning rate to {trainer.optimizer.lr:f}")
+        return False
+
+    def on_train_end(self, trainer):
+        est = self.est
+        if est.early_stopping and est.solver != "lbfgs" and est._best_params is not None:
+            trainer.model.flat_parameters[...] = est._best_params
+            for k, v in trainer.model.buffers().items():
+                v[...] = est._best_buffers[k]
