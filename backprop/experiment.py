@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def new_run_dir(config: Config, out: str | None) -> Path:
     if out:
         return Path(out)
     name = config["output"]["name"] or Path(config.path).stem
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = Path(config["output"]["dir"]) / f"{name}-{stamp}"
     k = 1
     while path.exists():

@@ -239,6 +239,7 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
         tr, va = split_indices(len(X), opts["validation_size"], rng, stratify=strat)
         X, y, X_val, y_val = X[tr], y[tr], X[va], y[va]
     ds = Dataset(X, y, X_val, y_val, X_test, y_test, task, image_shape=image)
+    ds.test_is_train = test_is_train
     ds.classes = None if classes is None else classes.tolist()
     if opts["standardize"]:
         ds.x_mean = X.mean(axis=0)
