@@ -242,8 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 usage/config, 1 training failure)."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parser.parse_args(argv)
+        if argv[:1] == ["bench"]:  # everything after "bench" belongs to benchmarks/run.py
+            args = argparse.Namespace(func=cmd_bench, args=argv[1:])
+        else:
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,7 +170,7 @@ def run(
         try:
             trainer.fit(ds.X_train, ds.y_train, validation_data=validation, epochs=remaining)
         except (FloatingPointError, ValueError, RuntimeError) as exc:
-            log(f"training failed: {exc}")
+            print(f"backprop: training failed: {exc}", file=sys.stderr)
             write_history(trainer.history, run_dir / "history.csv")
             return 1, {}
     elif finished and es is not None:
