@@ -27,7 +27,7 @@ import numpy as np
 from . import config as config_mod
 from . import sources
 from .callbacks import GradientMonitor, ProgressBar
-from .checkpoint import Checkpoint, stopped_early
+from .checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from .config import Config, ConfigError
 from .io import save
 from .losses import BinaryCrossEntropy
@@ -174,7 +174,9 @@ def run(
             write_history(trainer.history, run_dir / "history.csv")
             return 1, {}
     elif finished and es is not None:
-        es.on_train_end(trainer)  # early stopping had ended the run: restore its best weights
+        # early stopping had ended the run: put back its best weights, as the run's end did
+        restore_early_stopping(trainer, header)
+        es.on_train_end(trainer)
     seconds = time.perf_counter() - start
     metrics: dict[str, Any] = evaluate_all(trainer, ds)
     metrics.update(

@@ -184,7 +184,7 @@ def _read_checked(z: zipfile.ZipFile, where: str, expect):
         raise ModelFileError(f"{where}: header must be 1-D uint8, got {blob.dtype} {blob.shape}")
     try:
         header = json.loads(blob.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{where}: header is not valid JSON ({exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{where}: header does not say format {FORMAT!r}")

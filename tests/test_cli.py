@@ -230,3 +230,20 @@ def test_python_dash_m_backprop_in_a_subprocess(tmp_path):
         [*cmd, "--set", "trainer.epochs=x"], capture_output=True, text=True, env=env
     )
     assert bad.returncode == 2 and "expected an integer" in bad.stderr
+
+
+def test_resuming_a_run_that_stopped_early_changes_nothing(digits_run, tmp_path):
+    config, _ = digits_run
+    run = tmp_path / "r"
+    args = ["--quiet", "--set", "output.plots=false", "--set", "early_stopping.min_delta=10.0"]
+    assert (
+        main(["train", str(config), "--out", str(run), *args, "--set", "early_stopping.patience=1"])
+        == 0
+    )
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["stopped_early"] and first["epochs"] == 2 and first["best_epoch"] == 1
+    before = bp.load(run / "model.npz").flat_parameters.copy()
+    assert main(["train", "--resume", str(run), "--quiet", "--set", "output.plots=false"]) == 0
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["epochs"] == 2 and after["stopped_early"]
+    assert np.array_equal(bp.load(run / "model.npz").flat_parameters, before)

@@ -159,13 +159,14 @@ def test_truncated_and_foreign_files_are_refused(saved, tmp_path):
         bp.load(tmp_path / "nope.npz")
 
 
-def test_header_that_is_not_json_is_refused(saved, tmp_path):
+@pytest.mark.parametrize("blob", [b"{not json", b"[" * 200_000, b"\xff\xfe"])
+def test_header_that_is_not_json_is_refused(saved, tmp_path, blob):
     with zipfile.ZipFile(saved) as z:
         members = {n: z.read(n) for n in z.namelist()}
     import io
 
     buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.frombuffer(b"{not json", dtype=np.uint8))
+    np.lib.format.write_array(buf, np.frombuffer(blob, dtype=np.uint8))
     members[f"{HEADER}.npy"] = buf.getvalue()
     bad = tmp_path / "bad.npz"
     with zipfile.ZipFile(bad, "w") as z:
