@@ -51,8 +51,11 @@ def test_model_and_prediction_figures_are_labelled():
     model = bp.Sequential([bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 3)], seed=0)
     _labelled(plotting.fig_weights(model), legend=False)
     fig = plotting.fig_first_layer(model, (2, 2))
-    assert len([ax for ax in fig.axes if ax.images]) == 6
-    plotting.plt.close(fig)
+    mosaic = fig.axes[0].images[0].get_array()
+    assert mosaic.shape == (2, 6 * 3 - 1)  # six 2x2 units in one row, 1-pixel gaps
+    W = model.parameters()["0.W"]
+    assert np.allclose(mosaic[:, 3:5], W[:, 1].reshape(2, 2) / np.abs(W[:, 1]).max())
+    _labelled(fig, legend=False)
     assert plotting.fig_first_layer(model, (3, 3)) is None
     y = np.array([0, 1, 2, 2, 1])
     fig = plotting.fig_confusion(y, np.array([0, 1, 2, 1, 1]), ["a", "b", "c"])
