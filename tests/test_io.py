@@ -205,3 +205,23 @@ def test_other_kinds_plug_in_through_register_kind(tmp_path):
     assert np.array_equal(back.w, np.arange(4.0))
     with pytest.raises(TypeError, match="cannot save a dict"):
         bp.save({}, tmp_path / "x.npz")
+
+
+def test_sizes_are_checked_before_anything_is_allocated(saved, tmp_path):
+    import tracemalloc
+
+    def huge(header):
+        # A consistent lie: the architecture and the declarations both claim a 5 x 10^8 layer
+        # (2 GB of float32), while the member on disk holds 5 x 8.
+        header["config"]["layers"][0]["config"]["out_features"] = 10**8
+        header["arrays"]["param/0.W"]["shape"] = [5, 10**8]
+        header["arrays"]["param/0.b"]["shape"] = [10**8]
+        return header
+
+    bad = _tamper(saved, tmp_path / "huge.npz", header_fn=huge)
+    tracemalloc.start()
+    with pytest.raises(ModelFileError, match=r"'param/0.W' is <f4 \(5, 8\), but the header"):
+        bp.load(bad)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2**20
