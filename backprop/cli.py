@@ -88,6 +88,14 @@ def _raw_data(data: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+def _same_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise label equality; numbers compare as numbers (a CSV's "3.0" is class 3)."""
+    try:
+        return a.astype(np.float64) == b.astype(np.float64)
+    except ValueError:
+        return a.astype(str) == b.astype(str)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     mf = load_file(args.model)
     try:
@@ -97,7 +105,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pred, _ = _predictions(mf, X)
     result: dict[str, Any] = {"n_samples": int(len(X))}
     if mf.metadata.get("task") == "classification":
-        result["accuracy"] = float(np.mean(pred.astype(str) == np.asarray(y).astype(str)))
+        result["accuracy"] = float(np.mean(_same_labels(pred, np.asarray(y))))
     else:
         y = np.asarray(y, dtype=np.float64).reshape(pred.shape)
         ss = np.sum((y - y.mean(axis=0)) ** 2)

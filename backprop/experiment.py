@@ -85,7 +85,10 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
         callbacks.append(es)
     callbacks.append(ProgressBar(force=not quiet, enabled=not quiet))
     best = run_dir / "checkpoint-best.npz" if out["save_best"] and ds.X_val is not None else None
-    ckpt = Checkpoint(run_dir / "checkpoint.npz", out["checkpoint_every"], best_path=best)
+    try:
+        ckpt = Checkpoint(run_dir / "checkpoint.npz", out["checkpoint_every"], best_path=best)
+    except ValueError as exc:
+        raise ConfigError(f"{config.path}: output.checkpoint_every: {exc}") from None
     callbacks.append(ckpt)
     trainer = config_mod.build_trainer(config, model, callbacks)
     return model, trainer, es, ckpt
@@ -149,8 +152,8 @@ def run(
 ) -> tuple[int, dict[str, Any]]:
     """Train and write the run directory; returns (exit code, metrics)."""
     ds = load_data(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
     model, trainer, es, ckpt = build(config, ds, run_dir, quiet)
+    run_dir.mkdir(parents=True, exist_ok=True)
     total = config["trainer"]["epochs"]
     finished = False
     if resume:

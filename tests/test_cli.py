@@ -113,7 +113,7 @@ def test_evaluate_matches_the_run_metrics(digits_run, capsys):
     assert result["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-12)
 
 
-def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path):
+def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path, capsys):
     from sklearn.datasets import load_digits
 
     _, run = digits_run
@@ -149,6 +149,10 @@ def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path):
     with np.load(tmp_path / "p.npz", allow_pickle=False) as f:
         assert f["outputs"].shape == (50, 10)
         assert np.array_equal(f["y_pred"], f["outputs"].argmax(axis=1))
+    capsys.readouterr()
+    assert main(["evaluate", model, "--data", str(tmp_path / "in.csv"), "--target", "label"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == {"n_samples": 50, "accuracy": float(np.mean(from_npy == y[:50]))}
 
 
 def test_plot_redraws_the_figures(digits_run):
@@ -180,7 +184,8 @@ def test_regression_and_2d_runs_draw_their_figures(tmp_path):
     assert (tmp_path / "m" / "figures" / "decision_boundary.png").is_file()
 
 
-def test_exit_code_2_for_usage_and_config_errors(tmp_path, capsys):
+def test_exit_code_2_for_usage_and_config_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a failed run must not leave a run directory behind
     assert main([]) == 2
     assert main(["--help"]) == 0
     assert main(["train", str(tmp_path / "nope.toml")]) == 2
@@ -196,6 +201,9 @@ def test_exit_code_2_for_usage_and_config_errors(tmp_path, capsys):
     missing = DIGITS.replace('source = "digits"', 'source = "file"\npath = "no/such.csv"')
     assert main(["train", str(_write(tmp_path / "f.toml", missing))]) == 2
     assert "data file not found: no/such.csv" in capsys.readouterr().err
+    assert main(["train", str(good), "--set", "output.checkpoint_every=0"]) == 2
+    assert "checkpoint_every: every must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
     junk = _write(tmp_path / "junk.npz", "not a model")
     assert main(["evaluate", str(junk), "--data", str(good)]) == 2
     assert "not a backprop model file" in capsys.readouterr().err
