@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python scripts/train_digits_by_hand.py
+	$(BIN)/backprop train configs/digits.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,8 +2,11 @@
 
 from . import callbacks, data, initializers, layers, losses, optimizers, regularization, schedules
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import ConfigError, load_config
 from .estimators import MLPClassifier, MLPRegressor  # scikit-learn estimators (issue 4)
 from .gradcheck import GradientCheck, GradientReport, check_gradients
+from .io import ModelFileError, load, register_kind, save
 from .layers import (
     ELU,
     GELU,
@@ -105,4 +108,14 @@ __all__ = [
     "StepDecay",
     "Trainer",
     "TrainingDivergedError",
+    # files, checkpoints and configs
+    "Checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "ConfigError",
+    "load_config",
+    "ModelFileError",
+    "load",
+    "register_kind",
+    "save",
 ]

@@ -20,6 +20,7 @@ of the model's initialization and dropout streams.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -504,6 +505,32 @@ class Trainer:
             after_iteration,
             self.end_epoch - self.initial_epoch,
         )
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs besides the model's weights: epoch and update counts,
+        both random streams, optimizer and schedule state, and the history (copies)."""
+        return {
+            "epoch": self.epoch,
+            "step_count": self.step_count,
+            "shuffle_rng": copy.deepcopy(self.shuffle_rng.bit_generator.state),
+            "split_rng": copy.deepcopy(self.split_rng.bit_generator.state),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": None if self.schedule is None else self.schedule.state_dict(),
+            "history": {k: list(v) for k, v in self.history.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; the next ``fit`` continues the run."""
+        self.epoch = int(state["epoch"])
+        self.step_count = int(state["step_count"])
+        self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
+        self.split_rng.bit_generator.state = state["split_rng"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state.get("schedule") is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        self.history.clear()
+        self.history.update({k: list(v) for k, v in state["history"].items()})
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(

@@ -1,0 +1,270 @@
+"""The ``backprop`` command (also ``python -m backprop``).
+
+    backprop train CONFIG [--set section.key=value ...] [--out DIR] [--resume RUN_DIR] [--quiet]
+    backprop evaluate MODEL --data CONFIG.toml|FILE [--target COLUMN]
+    backprop predict MODEL INPUT --output FILE [--target COLUMN]
+    backprop gradcheck CONFIG [--set ...] [--samples N]
+    backprop plot RUN_DIR
+    backprop bench [ARGS ...]
+
+Exit codes: 0 success, 2 usage or config error (also a missing or malformed file), 1 training
+failure (a diverged run, a failed gradient check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import config as config_mod
+from .config import ConfigError
+from .io import ModelFileError, load_file
+from .plotting import Preprocessing, class_codes
+
+
+def _error(message: str) -> int:
+    print(f"backprop: error: {message}", file=sys.stderr)
+    return 2
+
+
+# -- train ---------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from .experiment import new_run_dir, run
+
+    if args.config is None and args.resume is None:
+        return _error("train needs a CONFIG (or --resume RUN_DIR)")
+    path = args.config or Path(args.resume) / "config.toml"
+    config = config_mod.load_config(path, args.set)
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            return _error(f"run directory not found: {run_dir}")
+    else:
+        run_dir = new_run_dir(config, args.out)
+    code, _ = run(config, run_dir, resume=args.resume is not None, quiet=args.quiet)
+    return code
+
+
+# -- evaluate / predict ----------------------------------------------------------------------------
+def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
+    from .sources import transform_X
+
+    n = mf.obj.n_features_in
+    if X.ndim != 2 or X.shape[1] != n:
+        raise ConfigError(f"the model expects {n} features, the input has shape {X.shape}")
+    return mf.obj.predict(transform_X(Preprocessing(mf.extras), X, mf.obj.dtype))
+
+
+def _predictions(mf: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions in the data's own terms, raw outputs)."""
+    from .sources import inverse_y
+
+    out = _outputs(mf, X)
+    if mf.metadata.get("task") == "classification":
+        return np.asarray(mf.metadata["classes"])[class_codes(out)], out
+    return inverse_y(Preprocessing(mf.extras), out), out
+
+
+def _raw_data(data: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    from .sources import prepare, read_table
+
+    if data.endswith(".toml"):
+        cfg = config_mod.load_config(data)
+        opts = {**cfg["data"], "standardize": False, "standardize_target": False}
+        ds = prepare(opts, np.float64)  # the same split; the model's own scaling comes later
+        y = ds.y_test if ds.task == "regression" else np.asarray(ds.classes)[ds.y_test]
+        return ds.X_test, y
+    X, y = read_table(
+        data, target if target is not None else ("y" if data.endswith(".npz") else None)
+    )
+    if y is None:
+        raise ConfigError(f"{data}: no target; name the target column with --target")
+    return X, y
+
+
+def _same_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise label equality; numbers compare as numbers (a CSV's "3.0" is class 3)."""
+    try:
+        return a.astype(np.float64) == b.astype(np.float64)
+    except ValueError:
+        return a.astype(str) == b.astype(str)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    mf = load_file(args.model)
+    try:
+        X, y = _raw_data(args.data, args.target)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    pred, _ = _predictions(mf, X)
+    result: dict[str, Any] = {"n_samples": int(len(X))}
+    if mf.metadata.get("task") == "classification":
+        result["accuracy"] = float(np.mean(_same_labels(pred, np.asarray(y))))
+    else:
+        y = np.asarray(y, dtype=np.float64).reshape(pred.shape)
+        ss = np.sum((y - y.mean(axis=0)) ** 2)
+        result["r2"] = float(1 - np.sum((y - pred) ** 2) / ss) if ss > 0 else float("nan")
+        result["rmse"] = float(np.sqrt(np.mean((y - pred) ** 2)))
+        result["mae"] = float(np.mean(np.abs(y - pred)))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .sources import read_table
+
+    mf = load_file(args.model)
+    try:
+        X, _ = read_table(args.input, args.target)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    pred, out = _predictions(mf, np.asarray(X, dtype=np.float64))
+    path = Path(args.output)
+    if path.suffix == ".npy":
+        np.save(path, pred, allow_pickle=False)
+    elif path.suffix == ".npz":
+        np.savez(path, y_pred=pred, outputs=out)
+    elif path.suffix == ".csv":
+        cols = pred.reshape(len(pred), -1)
+        names = (
+            ["prediction"]
+            if cols.shape[1] == 1
+            else [f"prediction_{j}" for j in range(cols.shape[1])]
+        )
+        lines = [",".join(names)] + [",".join(str(v) for v in row) for row in cols.tolist()]
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        return _error(f"--output {path}: use a .npy, .npz or .csv file name")
+    print(f"wrote {len(pred)} predictions to {path}")
+    return 0
+
+
+# -- gradcheck, plot, bench ------------------------------------------------------------------------
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from .experiment import load_data, n_model_outputs
+    from .gradcheck import check_gradients
+
+    config = config_mod.load_config(args.config, [*args.set, "model.dtype=float64"])
+    ds = load_data(config, np.float64)
+    model = config_mod.build_model(config, ds.n_features, n_model_outputs(config, ds))
+    n = min(args.samples, len(ds.X_train))
+    report = check_gradients(
+        model,
+        config_mod.build_loss(config),
+        ds.X_train[:n],
+        ds.y_train[:n],
+        l1=config["trainer"]["l1"],
+        l2=config["trainer"]["l2"],
+        max_entries=args.max_entries,
+    )
+    print(report)
+    return 0 if report.passed else 1
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plotting import draw_run
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        return _error(f"run directory not found: {run_dir}")
+    written = draw_run(run_dir)
+    if not written:
+        return _error(f"{run_dir}: nothing to plot (no history.csv or model.npz)")
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    script = Path("benchmarks/run.py")
+    if not script.is_file():
+        return _error(
+            f"{script} not found: run `backprop bench` from the repository root "
+            "(the benchmark harness lives in benchmarks/run.py)"
+        )
+    spec = importlib.util.spec_from_file_location("backprop_benchmarks_run", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(list(args.args)) or 0)
+
+
+# -- the parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backprop",
+        description="Train, evaluate and inspect multi-layer perceptrons from TOML configs.",
+        epilog="exit codes: 0 success, 2 usage or config error, 1 training failure",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train from a config and write a run directory")
+    p.add_argument("config", nargs="?", help="a TOML config (default with --resume: its own)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set trainer.epochs=5 (repeatable)",
+    )
+    p.add_argument("--out", help="run directory (default: output.dir/NAME-TIME)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a model file on labelled data")
+    p.add_argument("model", help="a model file (model.npz of a run)")
+    p.add_argument("--data", required=True, help="a config (its test split) or .npz/.npy/.csv")
+    p.add_argument("--target", help="target column (.csv name, .npy index, .npz array)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict for the rows of a file")
+    p.add_argument("model", help="a model file")
+    p.add_argument("input", help="features as .npy, .npz (array X) or .csv (header row)")
+    p.add_argument("--output", required=True, help="where to write: .npy, .npz or .csv")
+    p.add_argument("--target", help="a column of the input to leave out")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("gradcheck", help="finite-difference gradient report for a config's model")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--samples", type=int, default=16, help="batch size for the check")
+    p.add_argument("--max-entries", type=int, default=200, help="entries per parameter")
+    p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser("plot", help="re-draw a run directory's figures")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("bench", help="run the benchmark table (benchmarks/run.py)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to benchmarks/run.py")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 usage/config, 1 training failure)."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv[:1] == ["bench"]:  # everything after "bench" belongs to benchmarks/run.py
+            args = argparse.Namespace(func=cmd_bench, args=argv[1:])
+        else:
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except (ConfigError, ModelFileError, FileNotFoundError) as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        return _error("interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""Experiment configs: TOML tables -> objects, through the registries and nothing else.
+
+Tables and what they become (every key is checked; an unknown key names the allowed ones, the
+file and the line)::
+
+    [data]            backprop.sources.prepare      source, test/validation sizes, scaling
+    [model]           Sequential                    dtype, seed, [[model.layers]] tables
+    [[model.layers]]  backprop.layers.REGISTRY      type = "Dense", then the class's arguments;
+                                                    in_features / n_features are inferred, and
+                                                    the last Dense's out_features too
+    [loss]            backprop.losses.REGISTRY      name, then the class's arguments
+    [optimizer]       backprop.optimizers.get       name, then the class's arguments
+    [schedule]        backprop.schedules.REGISTRY   optional; name, then the arguments
+    [trainer]         Trainer arguments             mode, batch_size, epochs, l1, l2, ...
+    [early_stopping]  EarlyStopping                 optional; enabled = false turns it off
+    [output]          the run directory             dir, checkpoint_every, plots, ...
+
+``--set section.key=value`` overrides one key; the value is read as a TOML value (bare words
+are strings) and must have the key's type. Nothing is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import layers as layers_mod
+from . import losses as losses_mod
+from . import optimizers as optimizers_mod
+from . import schedules as schedules_mod
+from .lbfgs import LBFGS
+from .sources import COMMON_OPTIONS, SOURCE_OPTIONS
+
+
+class ConfigError(ValueError):
+    """A config the user can fix: unknown key, wrong type, unknown name."""
+
+
+# Fixed tables: key -> (type, default). Types: a Python type or a tuple of them.
+FIXED: dict[str, dict[str, tuple[Any, Any]]] = {
+    "model": {"dtype": (str, "float32"), "seed": (int, 0), "layers": (list, None)},
+    "trainer": {
+        "mode": (str, "minibatch"),
+        "batch_size": (int, 32),
+        "epochs": (int, 20),
+        "shuffle": (bool, True),
+        "l1": (float, 0.0),
+        "l2": (float, 0.0),
+        "clip_norm": (float, None),
+        "clip_value": (float, None),
+        "seed": (int, 0),
+    },
+    "early_stopping": {
+        "enabled": (bool, True),
+        "monitor": (str, "val_loss"),
+        "patience": (int, 10),
+        "min_delta": (float, 0.0),
+        "restore_best_weights": (bool, True),
+    },
+    "output": {
+        "dir": (str, "runs"),
+        "name": (str, ""),
+        "checkpoint_every": (int, 5),
+        "save_best": (bool, True),
+        "plots": (bool, True),
+        "gradient_monitor": (bool, True),
+    },
+}
+NAMED = {"loss": "mse", "optimizer": "adam", "schedule": None}
+SECTIONS = ("data", "model", "loss", "optimizer", "schedule", "trainer", "early_stopping", "output")
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+TYPE_NAMES[list] = "a list"
+
+
+def _named_class(section: str, name: Any) -> type:
+    if section == "loss":
+        registry = losses_mod.REGISTRY
+    elif section == "optimizer":
+        registry = {**optimizers_mod.REGISTRY, "lbfgs": LBFGS}
+    else:
+        registry = schedules_mod.REGISTRY
+    if name not in registry:
+        raise ConfigError(f"unknown {section} {name!r}; valid names: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def class_arguments(cls: type, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
+    """``{argument: (type, default)}`` of a constructor; the type comes from the default value
+    (or the annotation when the default is None or missing)."""
+    out = {}
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = None if p.default is inspect.Parameter.empty else p.default
+        if default is not None:
+            typ: Any = type(default)
+        else:
+            ann = str(p.annotation)
+            typ = int if "int" in ann and "float" not in ann else float if "float" in ann else str
+        out[p.name] = (float if typ is int and "float" in str(p.annotation) else typ, default)
+    return out
+
+
+def check_type(value: Any, typ: Any, what: str) -> Any:
+    """``value`` if it has type ``typ`` (an int is accepted for a float); else a ConfigError."""
+    ok = isinstance(value, typ) and not (typ is not bool and isinstance(value, bool))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ConfigError(f"{what}: expected {TYPE_NAMES.get(typ, typ.__name__)}, got {value!r}")
+    return value
+
+
+def line_of(text: str, table: str, key: str | None = None, index: int = 0) -> int | None:
+    """Line number (1-based) of ``key`` in ``[table]`` (the ``index``-th ``[[table]]``)."""
+    current, seen = None, -1
+    for n, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"\s*\[\[?\s*([\w.\-]+)\s*\]\]?", line)
+        if m:
+            current = m.group(1)
+            if current == table:
+                seen += 1
+                if key is None and seen == index:
+                    return n
+            continue
+        if current == table and seen == index and key is not None:
+            if re.match(rf"\s*{re.escape(key)}\s*=", line):
+                return n
+    return None
+
+
+@dataclass
+class Config:
+    """A validated config: ``resolved`` holds every table with its defaults filled in."""
+
+    path: str
+    resolved: dict[str, Any]
+    text: str = ""
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.resolved[section]
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """``"section.key=value"`` -> (section, key, value); the value is read as TOML."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. trainer.epochs=5")
+    dotted, raw = item.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word: a string
+    return section, key, value
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read, override and validate a config file (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return resolve(raw, str(path), text, overrides)
+
+
+def resolve(
+    raw: dict[str, Any], where: str = "<config>", text: str = "", overrides: list[str] = ()
+) -> Config:
+    raw = copy.deepcopy(raw)
+    origins: dict[str, str] = {}
+    for item in overrides:
+        section, key, value = parse_override(item)
+        if section not in SECTIONS:
+            raise ConfigError(f"--set {item!r}: unknown section {section!r}; sections: {SECTIONS}")
+        raw.setdefault(section, {})[key] = value
+        origins[f"{section}.{key}"] = f"--set {item}"
+
+    def where_is(section: str, key: str | None = None, index: int = 0) -> str:
+        dotted = f"{section}.{key}"
+        if dotted in origins:
+            return origins[dotted]
+        line = line_of(text, section, key, index) if text else None
+        return f"{where}, line {line}" if line else where
+
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown table(s) {unknown}; allowed: {', '.join(SECTIONS)}")
+    out: dict[str, Any] = {}
+    for section in SECTIONS:
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where_is(section)}: [{section}] must be a table")
+        if section == "data":
+            source = table.get("source", COMMON_OPTIONS["source"])
+            if source not in SOURCE_OPTIONS:
+                raise ConfigError(
+                    f"{where_is(section, 'source')}: unknown data source {source!r}; "
+                    f"valid: {', '.join(SOURCE_OPTIONS)}"
+                )
+            spec = {
+                k: (type(v), v) for k, v in {**COMMON_OPTIONS, **SOURCE_OPTIONS[source]}.items()
+            }
+            if source == "file":
+                spec["target"] = ((str, int), "y")
+        elif section in NAMED:
+            if section == "schedule" and not table:
+                out[section] = None
+                continue
+            name = table.get("name", NAMED[section])
+            check_type(name, str, f"{where_is(section, 'name')}: {section}.name")
+            spec = {"name": (str, name), **class_arguments(_named_class(section, name))}
+        else:
+            spec = FIXED[section]
+        out[section] = _check_table(table, spec, section, where_is)
+    out["model"]["layers"] = _check_layers(out["model"].get("layers"), where_is)
+    for key in ("test_size", "validation_size"):
+        if not 0 <= out["data"][key] < 1:
+            raise ConfigError(f"{where_is('data', key)}: data.{key} must be in [0, 1)")
+    return Config(where, out, text, origins)
+
+
+def _check_table(table, spec, section, where_is) -> dict[str, Any]:
+    unknown = sorted(set(table) - set(spec))
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"{where_is(section, key)}: unknown key {section}.{key}; "
+            f"allowed keys in [{section}]: {', '.join(spec)}"
+        )
+    out = {}
+    for key, (typ, default) in spec.items():
+        if key in table:
+            out[key] = check_type(table[key], typ, f"{where_is(section, key)}: {section}.{key}")
+        elif default is not None:
+            out[key] = default
+    return out
+
+
+def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
+    if not isinstance(specs, list) or not specs:
+        raise ConfigError(
+            f"{where_is('model')}: [model] needs a non-empty list of [[model.layers]]"
+        )
+    out = []
+    for i, spec in enumerate(specs):
+        at = where_is("model.layers", None, i)
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise ConfigError(f'{at}: layer {i} needs a type, e.g. type = "Dense"')
+        try:
+            cls = layers_mod.get(spec["type"])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{at}: layer {i}: {exc}") from None
+        allowed = {**class_arguments(cls, skip=("dtype", "seed")), "trainable": (bool, True)}
+        for key, value in spec.items():
+            if key == "type":
+                continue
+            if key not in allowed:
+                raise ConfigError(
+                    f"{where_is('model.layers', key, i)}: unknown key {key!r} for layer {i} "
+                    f"({cls.__name__}); allowed keys: type, {', '.join(allowed)}"
+                )
+            typ = allowed[key][0]
+            check_type(value, typ, f"{where_is('model.layers', key, i)}: layer {i} {key}")
+        out.append(dict(spec))
+    return out
+
+
+# -- building objects ------------------------------------------------------------------------
+def build_model(config: Config, n_features: int, n_outputs: int):
+    """The Sequential described by ``[model]``, with widths inferred from the data."""
+    from .model import Sequential
+
+    specs = config["model"]["layers"]
+    last_dense = max((i for i, s in enumerate(specs) if s["type"] == "Dense"), default=None)
+    layers, width = [], n_features
+    for i, spec in enumerate(specs):
+        cls = layers_mod.get(spec["type"])
+        kwargs = {k: v for k, v in spec.items() if k not in ("type", "trainable")}
+        if cls is layers_mod.Dense:
+            kwargs.setdefault("in_features", width)
+            if i == last_dense:
+                kwargs.setdefault("out_features", n_outputs)
+            if "out_features" not in kwargs:
+                raise ConfigError(f"{config.path}: layer {i} (Dense) needs out_features")
+        elif "n_features" in class_arguments(cls):
+            kwargs.setdefault("n_features", width)
+        try:
+            layer = cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{config.path}: layer {i} ({cls.__name__}): {exc}") from None
+        layer.trainable = spec.get("trainable", True)
+        width = layer.out_features or width
+        layers.append(layer)
+    try:
+        return Sequential(layers, dtype=config["model"]["dtype"], seed=config["model"]["seed"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [model]: {exc}") from None
+
+
+def _build_named(config: Config, section: str):
+    table = config[section]
+    if table is None:
+        return None
+    kwargs = {k: v for k, v in table.items() if k != "name"}
+    try:
+        return _named_class(section, table["name"])(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [{section}]: {exc}") from None
+
+
+def build_loss(config: Config):
+    return _build_named(config, "loss")
+
+
+def build_optimizer(config: Config):
+    return _build_named(config, "optimizer")
+
+
+def build_schedule(config: Config):
+    return _build_named(config, "schedule")
+
+
+def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
+    """The Trainer for ``model`` from ``[loss]``, ``[optimizer]``, ``[schedule]``, ``[trainer]``."""
+    from .trainer import Trainer
+
+    try:
+        return Trainer(
+            model,
+            build_loss(config),
+            build_optimizer(config),
+            schedule=build_schedule(config),
+            callbacks=callbacks,
+            **config["trainer"],
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [trainer]: {exc}") from None
+
+
+def build_early_stopping(config: Config):
+    from .callbacks import EarlyStopping
+
+    table = dict(config["early_stopping"])
+    if not table.pop("enabled"):
+        return None
+    try:
+        return EarlyStopping(**table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [early_stopping]: {exc}") from None
+
+
+def dumps(resolved: dict[str, Any]) -> str:
+    """The resolved config as TOML (tables of plain values, and the layers as [[model.layers]])."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, float):
+            return repr(v) if v == v and abs(v) != float("inf") else ("nan" if v != v else "inf")
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return str(v)
+
+    lines = []
+    for section in SECTIONS:
+        table = resolved.get(section)
+        if table is None:
+            continue
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {value(v)}" for k, v in table.items() if k != "layers"]
+        lines.append("")
+        if section == "model":
+            for spec in table["layers"]:
+                lines.append("[[model.layers]]")
+                lines += [f"{k} = {value(v)}" for k, v in spec.items()]
+                lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,213 @@
+"""One experiment from a config: data -> model + trainer -> fit -> evaluation -> run directory.
+
+The run directory (``output.dir/<name>-<time>`` or ``--out``) holds::
+
+    config.toml        the resolved config (defaults filled in, --set applied)
+    checkpoint.npz     the latest full training state (every ``checkpoint_every`` epochs)
+    checkpoint-best.npz  the state at the best validation loss (``save_best``)
+    model.npz          the final model, with preprocessing and class names (bp.load reads it)
+    history.csv        one row per epoch: loss, metrics, val_*, lr, grad norms, time
+    predictions.npz    test-set targets and predictions (and 2-D inputs) for the figures
+    metrics.json       final train / validation / test figures, epochs, time
+    figures/*.png      see backprop.plotting
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import config as config_mod
+from . import sources
+from .callbacks import GradientMonitor, ProgressBar
+from .checkpoint import Checkpoint, restore_early_stopping, stopped_early
+from .config import Config, ConfigError
+from .io import save
+from .losses import BinaryCrossEntropy
+from .plotting import class_codes, write_history
+
+
+def load_data(config: Config, dtype: Any = None) -> sources.Dataset:
+    """The config's data, split and standardized; data problems become ConfigErrors."""
+    dtype = config["model"]["dtype"] if dtype is None else dtype
+    try:
+        return sources.prepare(config["data"], dtype)
+    except FileNotFoundError:
+        raise
+    except (ValueError, ImportError) as exc:
+        raise ConfigError(f"{config.path}: [data]: {exc}") from None
+
+
+def n_model_outputs(config: Config, ds: sources.Dataset) -> int:
+    """Output width: one logit for two classes under binary cross-entropy, else k."""
+    if ds.task == "classification" and isinstance(
+        config_mod.build_loss(config), BinaryCrossEntropy
+    ):
+        if len(ds.classes) == 2:
+            return 1
+    return ds.n_outputs
+
+
+def new_run_dir(config: Config, out: str | None) -> Path:
+    if out:
+        return Path(out)
+    name = config["output"]["name"] or Path(config.path).stem
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = Path(config["output"]["dir"]) / f"{name}-{stamp}"
+    k = 1
+    while path.exists():
+        k += 1
+        path = Path(config["output"]["dir"]) / f"{name}-{stamp}-{k}"
+    return path
+
+
+def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
+    """(model, trainer, early_stopping, checkpoint) for ``config``; Checkpoint comes last."""
+    model = config_mod.build_model(config, ds.n_features, n_model_outputs(config, ds))
+    es = config_mod.build_early_stopping(config)
+    if es is not None and es.monitor.startswith("val_") and ds.X_val is None:
+        raise ConfigError(
+            f"{config.path}: early_stopping.monitor is {es.monitor!r} but data.validation_size "
+            "is 0; set a validation size, monitor 'loss', or set early_stopping.enabled = false"
+        )
+    out = config["output"]
+    callbacks: list = []
+    if out["gradient_monitor"]:
+        callbacks.append(GradientMonitor())
+    if es is not None:
+        callbacks.append(es)
+    callbacks.append(ProgressBar(force=not quiet, enabled=not quiet))
+    best = run_dir / "checkpoint-best.npz" if out["save_best"] and ds.X_val is not None else None
+    try:
+        ckpt = Checkpoint(run_dir / "checkpoint.npz", out["checkpoint_every"], best_path=best)
+    except ValueError as exc:
+        raise ConfigError(f"{config.path}: output.checkpoint_every: {exc}") from None
+    callbacks.append(ckpt)
+    trainer = config_mod.build_trainer(config, model, callbacks)
+    return model, trainer, es, ckpt
+
+
+def targets(ds: sources.Dataset, part: str) -> np.ndarray:
+    return getattr(ds, f"y_{part}")
+
+
+def evaluate_all(trainer: Any, ds: sources.Dataset) -> dict[str, dict[str, float]]:
+    parts = {"train": (ds.X_train, ds.y_train), "test": (ds.X_test, ds.y_test)}
+    if ds.X_val is not None:
+        parts["validation"] = (ds.X_val, ds.y_val)
+    result = {name: trainer.evaluate(X, y) for name, (X, y) in parts.items()}
+    if ds.task == "regression":
+        pred = sources.inverse_y(ds, trainer.predict(ds.X_test))
+        true = sources.inverse_y(ds, ds.y_test)
+        result["test"]["rmse"] = float(np.sqrt(np.mean((pred - true) ** 2)))
+        result["test"]["mae"] = float(np.mean(np.abs(pred - true)))
+    return {k: {m: float(v) for m, v in d.items()} for k, d in result.items()}
+
+
+def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> None:
+    metadata = {
+        "task": ds.task,
+        "classes": ds.classes,
+        "image_shape": list(ds.image_shape) if ds.image_shape else None,
+        "n_features": ds.n_features,
+        "source": config["data"]["source"],
+        "loss": config["loss"]["name"],
+    }
+    extras = {
+        k: getattr(ds, k)
+        for k in ("x_mean", "x_scale", "y_mean", "y_scale")
+        if getattr(ds, k) is not None
+    }
+    save(model, path, metadata=metadata, extras=extras)
+
+
+def save_predictions(path: Path, model: Any, ds: sources.Dataset) -> None:
+    out = model.predict(ds.X_test)
+    arrays: dict[str, np.ndarray] = {}
+    if ds.task == "classification":
+        arrays["y_true"] = np.asarray(ds.y_test, dtype=np.int64)
+        arrays["y_pred"] = class_codes(out)
+    else:
+        arrays["y_true"] = sources.inverse_y(ds, ds.y_test)
+        arrays["y_pred"] = sources.inverse_y(ds, out)
+    if ds.n_features == 2:
+        X = np.asarray(ds.X_test, dtype=np.float64)
+        arrays["X"] = X if ds.x_mean is None else X * ds.x_scale + ds.x_mean
+    np.savez(path, **arrays)
+
+
+def run(
+    config: Config,
+    run_dir: Path,
+    resume: bool = False,
+    quiet: bool = False,
+    log: Any = print,
+) -> tuple[int, dict[str, Any]]:
+    """Train and write the run directory; returns (exit code, metrics)."""
+    ds = load_data(config)
+    model, trainer, es, ckpt = build(config, ds, run_dir, quiet)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    total = config["trainer"]["epochs"]
+    finished = False
+    if resume:
+        if not ckpt.path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from: {ckpt.path}")
+        header = ckpt.resume(trainer)
+        finished = stopped_early(header)
+        log(f"resuming {run_dir} at epoch {trainer.epoch} of {total}")
+    (run_dir / "config.toml").write_text(config_mod.dumps(config.resolved))
+    if not quiet:
+        log(model.summary())
+        log(f"data: {ds.info}; task: {ds.task}")
+    remaining = total - trainer.epoch
+    start = time.perf_counter()
+    validation = None if ds.X_val is None else (ds.X_val, ds.y_val)
+    if remaining > 0 and not finished:
+        try:
+            trainer.fit(ds.X_train, ds.y_train, validation_data=validation, epochs=remaining)
+        except (FloatingPointError, ValueError, RuntimeError) as exc:
+            print(f"backprop: training failed: {exc}", file=sys.stderr)
+            write_history(trainer.history, run_dir / "history.csv")
+            return 1, {}
+    elif finished and es is not None:
+        # early stopping had ended the run: put back its best weights, as the run's end did
+        restore_early_stopping(trainer, header)
+        es.on_train_end(trainer)
+    seconds = time.perf_counter() - start
+    metrics: dict[str, Any] = evaluate_all(trainer, ds)
+    metrics.update(
+        epochs=trainer.epoch,
+        steps=trainer.step_count,
+        time_seconds=round(seconds, 3),
+        stopped_early=es is not None and es.stopped_epoch is not None,
+        best_epoch=None if es is None or es.best_epoch is None else es.best_epoch + 1,
+        n_parameters=model.n_parameters,
+        test_is_training_data=ds.test_is_train,
+        data=ds.info,
+    )
+    save_model(run_dir / "model.npz", model, ds, config)
+    save_predictions(run_dir / "predictions.npz", model, ds)
+    write_history(trainer.history, run_dir / "history.csv")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
+    if config["output"]["plots"]:
+        from .plotting import draw_run
+
+        draw_run(run_dir)
+    test = metrics["test"]
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+    log(f"test: {shown}  ({trainer.epoch} epochs, {seconds:.1f}s)")
+    log(f"run directory: {run_dir}")
+    return 0, metrics
+
+
+def _nan_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return str(v)

@@ -1,0 +1,279 @@
+"""Data sources for configs and the command line: bundled sets, generators, files, MNIST.
+
+``prepare(options)`` turns a config's ``[data]`` table into a :class:`Dataset`::
+
+    load (X, y)  ->  test split (stratified for classification; MNIST keeps its official one)
+                 ->  validation split from the rest
+                 ->  standardization fitted on the training part only, applied to all parts
+
+Splits draw from ``np.random.default_rng(seed)``; sklearn generators get the integer ``seed``.
+Class labels become ``0..n_classes-1``; the original labels are kept in ``Dataset.classes``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import datasets
+from .data import split_indices
+
+BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+# source -> {option: default}; the type of each default is the option's type (None: see TYPES)
+SOURCE_OPTIONS: dict[str, dict[str, Any]] = {
+    **{name: {} for name in BUNDLED},
+    "moons": {"n_samples": 500, "noise": 0.2},
+    "circles": {"n_samples": 500, "noise": 0.1, "factor": 0.5},
+    "blobs": {"n_samples": 500, "n_features": 2, "centers": 3, "cluster_std": 1.0},
+    "classification": {"n_samples": 500, "n_features": 20, "n_informative": 5, "n_classes": 2},
+    "regression": {"n_samples": 500, "n_features": 10, "n_informative": 5, "noise": 10.0},
+    "xor": {"n_samples": 4, "noise": 0.0},
+    "file": {"path": "", "target": "y", "task": "auto"},
+    "mnist": {"path": "", "n_train": 0},
+    "fashion_mnist": {"path": "", "n_train": 0},
+}
+COMMON_OPTIONS: dict[str, Any] = {
+    "source": "digits",
+    "test_size": 0.25,
+    "validation_size": 0.1,
+    "standardize": True,
+    "standardize_target": True,
+    "seed": 0,
+}
+REGRESSION_SOURCES = ("diabetes", "regression")
+
+
+@dataclass
+class Dataset:
+    """Train / validation / test parts, already preprocessed, and how to preprocess new data."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray | None
+    y_val: np.ndarray | None
+    X_test: np.ndarray
+    y_test: np.ndarray
+    task: str
+    classes: list | None = None
+    x_mean: np.ndarray | None = None
+    x_scale: np.ndarray | None = None
+    y_mean: np.ndarray | None = None
+    y_scale: np.ndarray | None = None
+    image_shape: tuple[int, int] | None = None
+    test_is_train: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        if self.task == "classification":
+            return len(self.classes)
+        return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
+
+
+def _bundled(name: str):
+    from sklearn import datasets as skd
+
+    loader = getattr(skd, f"load_{name}")
+    X, y = loader(return_X_y=True)
+    return X, y
+
+
+def _generated(name: str, opts: dict[str, Any], seed: int):
+    from sklearn import datasets as skd
+
+    if name == "moons":
+        return skd.make_moons(opts["n_samples"], noise=opts["noise"], random_state=seed)
+    if name == "circles":
+        return skd.make_circles(
+            opts["n_samples"], noise=opts["noise"], factor=opts["factor"], random_state=seed
+        )
+    if name == "blobs":
+        return skd.make_blobs(
+            opts["n_samples"],
+            n_features=opts["n_features"],
+            centers=opts["centers"],
+            cluster_std=opts["cluster_std"],
+            random_state=seed,
+        )
+    if name == "classification":
+        return skd.make_classification(
+            opts["n_samples"],
+            n_features=opts["n_features"],
+            n_informative=opts["n_informative"],
+            n_redundant=0,
+            n_classes=opts["n_classes"],
+            random_state=seed,
+        )
+    return skd.make_regression(
+        opts["n_samples"],
+        n_features=opts["n_features"],
+        n_informative=opts["n_informative"],
+        noise=opts["noise"],
+        random_state=seed,
+    )
+
+
+def _xor(opts: dict[str, Any], seed: int):
+    """The four corners of the unit square, labelled by XOR, repeated to ``n_samples``."""
+    corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    idx = np.arange(opts["n_samples"]) % 4
+    X = corners[idx] + opts["noise"] * np.random.default_rng(seed).standard_normal((len(idx), 2))
+    return X, (corners[idx, 0] != corners[idx, 1]).astype(np.int64)
+
+
+def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(X, y)`` from ``.npz`` (arrays ``X`` and ``target``), ``.npy`` (a 2-D array; ``target``
+    a column index or None) or ``.csv`` (a header row; ``target`` a column name or None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            if "X" not in f.files:
+                raise ValueError(f"{path}: no array 'X' (arrays: {f.files})")
+            if target is not None and target not in f.files:
+                raise ValueError(f"{path}: no target array {target!r} (arrays: {f.files})")
+            return f["X"], (None if target is None else f[target])
+    if suffix == ".npy":
+        A = np.load(path, allow_pickle=False)
+        if A.ndim != 2:
+            raise ValueError(f"{path}: expected a 2-D array, got shape {A.shape}")
+        if target is None:
+            return A, None
+        if not isinstance(target, int) or not -A.shape[1] <= target < A.shape[1]:
+            raise ValueError(f"{path}: target must be a column index below {A.shape[1]}")
+        return np.delete(A, target, axis=1), A[:, target]
+    if suffix == ".csv":
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            raise ValueError(f"{path}: empty file")
+        header, body = rows[0], rows[1:]
+        if target is not None and target not in header:
+            raise ValueError(f"{path}: no column {target!r}; columns: {header}")
+        t = None if target is None else header.index(target)
+        feats = [i for i in range(len(header)) if i != t]
+        try:
+            X = np.array([[float(r[i]) for i in feats] for r in body], dtype=np.float64)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"{path}: non-numeric or missing feature value ({exc})") from None
+        if t is None:
+            return X, None
+        labels = [r[t] for r in body]
+        try:
+            return X, np.array([float(v) for v in labels])
+        except ValueError:
+            return X, np.array(labels)
+    raise ValueError(f"{path}: unsupported file type {suffix!r} (use .npz, .npy or .csv)")
+
+
+def _is_classification(y: np.ndarray) -> bool:
+    if y.dtype.kind in "iubUSO":
+        return True
+    return y.ndim == 1 and bool(np.all(y == np.round(y))) and len(np.unique(y)) <= 50
+
+
+def load_source(opts: dict[str, Any]):
+    """``(X, y, task, test_part or None, image_shape)`` for the ``source`` in ``opts``."""
+    name, seed = opts["source"], opts["seed"]
+    test, image = None, None
+    if name in BUNDLED:
+        X, y = _bundled(name)
+        image = (8, 8) if name == "digits" else None
+    elif name == "xor":
+        X, y = _xor(opts, seed)
+    elif name in ("mnist", "fashion_mnist"):
+        loader = datasets.load_mnist if name == "mnist" else datasets.load_fashion_mnist
+        X, y, Xt, yt = loader(opts["path"] or None)
+        if opts["n_train"]:
+            X, y = X[: opts["n_train"]], y[: opts["n_train"]]
+        # pixels 0..255 -> [0, 1]: the usual input scale for MNIST
+        X, Xt = X / np.float32(255), Xt / np.float32(255)
+        test, image = (Xt, yt), (28, 28)
+    elif name == "file":
+        if not opts["path"]:
+            raise ValueError("data.path is required for source = 'file'")
+        X, y = read_table(opts["path"], opts["target"])
+    else:
+        X, y = _generated(name, opts, seed)
+    if name == "file" and opts["task"] != "auto":
+        task = opts["task"]
+    elif name in BUNDLED + ("mnist", "fashion_mnist", "xor", "file"):
+        task = "regression" if name in REGRESSION_SOURCES else None
+        task = task or ("classification" if _is_classification(np.asarray(y)) else "regression")
+    else:
+        task = "regression" if name in REGRESSION_SOURCES else "classification"
+    return np.asarray(X), np.asarray(y), task, test, image
+
+
+def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
+    """Load, split and standardize the data described by a config's ``[data]`` table."""
+    X, y, task, test, image = load_source(opts)
+    classes = None
+    rng = np.random.default_rng(opts["seed"])
+    if task == "classification":
+        all_y = y if test is None else np.concatenate([y, test[1]])
+        classes, codes = np.unique(all_y, return_inverse=True)
+        y, test = codes[: len(y)], (None if test is None else (test[0], codes[len(y) :]))
+    strat = y if task == "classification" else None
+    test_is_train = False
+    if test is not None:
+        X_test, y_test = test
+    elif opts["test_size"] > 0:
+        tr, te = split_indices(len(X), opts["test_size"], rng, stratify=strat)
+        X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
+    else:
+        X_test, y_test, test_is_train = X, y, True
+    X_val = y_val = None
+    if opts["validation_size"] > 0:
+        strat = y if task == "classification" else None
+        tr, va = split_indices(len(X), opts["validation_size"], rng, stratify=strat)
+        X, y, X_val, y_val = X[tr], y[tr], X[va], y[va]
+    ds = Dataset(X, y, X_val, y_val, X_test, y_test, task, image_shape=image)
+    ds.test_is_train = test_is_train
+    ds.classes = None if classes is None else classes.tolist()
+    if opts["standardize"]:
+        ds.x_mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        ds.x_scale = np.where(scale > 0, scale, 1.0)
+    if task == "regression" and opts["standardize_target"]:
+        ds.y_mean = np.atleast_1d(y.mean(axis=0))
+        ds.y_scale = np.atleast_1d(np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0))
+    ds.X_train = transform_X(ds, ds.X_train, dtype)
+    ds.X_test = transform_X(ds, ds.X_test, dtype)
+    ds.X_val = None if X_val is None else transform_X(ds, X_val, dtype)
+    if task == "regression":
+        ds.y_train = transform_y(ds, ds.y_train, dtype)
+        ds.y_test = transform_y(ds, ds.y_test, dtype)
+        ds.y_val = None if y_val is None else transform_y(ds, y_val, dtype)
+    ds.info = {"source": opts["source"], "n_train": len(ds.X_train), "n_test": len(ds.X_test)}
+    ds.info["n_val"] = 0 if X_val is None else len(X_val)
+    return ds
+
+
+def transform_X(ds: Any, X: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """New inputs preprocessed as the training part was (standardized in float64)."""
+    if ds.x_mean is None:
+        return np.asarray(X).astype(dtype, copy=False)
+    return ((np.asarray(X, dtype=np.float64) - ds.x_mean) / ds.x_scale).astype(dtype)
+
+
+def transform_y(ds: Any, y: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    if ds.y_mean is not None:
+        y = (y - ds.y_mean) / ds.y_scale
+    return y.astype(dtype)
+
+
+def inverse_y(ds: Any, y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    return y if ds.y_mean is None else y * ds.y_scale + ds.y_mean

@@ -1,0 +1,105 @@
+"""Checkpoints: a run stopped mid-way and resumed ends bitwise equal to an uninterrupted run."""
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.checkpoint import Checkpoint
+from backprop.io import ModelFileError
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] + X[:, 2] > 0).astype(np.int64) + (X[:, 3] > 1)
+    return X[:240], y[:240], X[240:], y[240:]
+
+
+class StopAfter(bp.Callback):
+    def __init__(self, k):
+        self.k = k
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch + 1 == self.k:
+            trainer.stop_training = True
+
+
+def _build(path, extra=(), schedule="step"):
+    model = bp.Sequential(
+        [bp.Dense(6, 16), bp.ReLU(), bp.Dropout(0.25), bp.BatchNorm(16), bp.Dense(16, 3)],
+        seed=0,
+    )
+    # min_delta makes the counters matter: this run stops after epoch 8, best at epoch 5
+    es = bp.EarlyStopping(patience=3, min_delta=0.02, restore_best_weights=True)
+    sched = bp.StepDecay(2, 0.5) if schedule == "step" else bp.ReduceLROnPlateau(patience=1)
+    ckpt = Checkpoint(path, every=1, best_path=str(path) + ".best")
+    trainer = bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.Adam(0.01),
+        batch_size=16,
+        schedule=sched,
+        callbacks=[bp.GradientMonitor(), es, *extra, ckpt],
+        seed=5,
+    )
+    return model, trainer, es, ckpt
+
+
+@pytest.mark.parametrize("schedule", ["step", "plateau"])
+@pytest.mark.parametrize("stop_at", [1, 6])
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path, schedule, stop_at):
+    X, y, Xv, yv = _data()
+    total = 8
+    model_a, trainer_a, es_a, _ = _build(tmp_path / "a.npz", schedule=schedule)
+    trainer_a.fit(X, y, validation_data=(Xv, yv), epochs=total)
+
+    _, trainer_b, _, _ = _build(tmp_path / "b.npz", [StopAfter(stop_at)], schedule=schedule)
+    trainer_b.fit(X, y, validation_data=(Xv, yv), epochs=total)
+    assert trainer_b.epoch == stop_at
+
+    model_c, trainer_c, es_c, ckpt = _build(tmp_path / "b.npz", schedule=schedule)
+    ckpt.resume(trainer_c)
+    assert trainer_c.epoch == stop_at
+    trainer_c.fit(X, y, validation_data=(Xv, yv), epochs=total - trainer_c.epoch)
+
+    assert np.array_equal(model_a.flat_parameters, model_c.flat_parameters)
+    for key, value in model_a.buffers().items():
+        assert np.array_equal(value, model_c.buffers()[key])
+    assert trainer_a.epoch == trainer_c.epoch and trainer_a.step_count == trainer_c.step_count
+    assert trainer_a.history["val_loss"] == trainer_c.history["val_loss"]
+    assert trainer_a.history["grad_norm/0.W"] == trainer_c.history["grad_norm/0.W"]
+    assert es_a.state_dict() == es_c.state_dict()
+    if schedule == "step":
+        assert es_a.stopped_epoch == 7 and es_a.best_epoch == 4
+    assert trainer_a.optimizer.lr == trainer_c.optimizer.lr
+
+
+def test_checkpoint_holds_every_piece_of_state(tmp_path):
+    X, y, Xv, yv = _data()
+    model, trainer, es, ckpt = _build(tmp_path / "c.npz")
+    trainer.fit(X, y, validation_data=(Xv, yv), epochs=3)
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
+        names = set(f.files)
+    assert {"model/0.W", "model/3.running_mean", "model/3.gamma"} <= names
+    assert "optimizer/state.m" in names and "optimizer/state.v" in names
+    assert "early_stopping/0/params" in names
+    header = bp.load_checkpoint(tmp_path / "c.npz", _build(tmp_path / "x.npz")[1])
+    assert header["trainer"]["epoch"] == 3
+    assert header["trainer"]["shuffle_rng"]["bit_generator"] == "PCG64"
+    assert header["model_rng"] == model.rng.bit_generator.state
+    assert len(header["trainer"]["history"]["loss"]) == 3
+    assert (tmp_path / "c.npz.best").is_file()
+
+
+def test_resume_into_a_different_model_is_refused(tmp_path):
+    X, y, Xv, yv = _data()
+    _, trainer, _, _ = _build(tmp_path / "c.npz")
+    trainer.fit(X, y, validation_data=(Xv, yv), epochs=1)
+    other = bp.Sequential([bp.Dense(6, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0)
+    other_trainer = bp.Trainer(other, "cross_entropy", "adam")
+    with pytest.raises(ModelFileError, match="do not match"):
+        bp.load_checkpoint(tmp_path / "c.npz", other_trainer)
+    model_file = tmp_path / "m.npz"
+    bp.save(other, model_file)
+    with pytest.raises(ModelFileError, match="not a checkpoint"):
+        bp.load_checkpoint(model_file, other_trainer)

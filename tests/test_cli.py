@@ -1,0 +1,262 @@
+"""The backprop command end to end: train, resume, evaluate, predict, plot, gradcheck, bench."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.cli import main
+
+ROOT = Path(__file__).parent.parent
+
+DIGITS = """\
+[data]
+source = "digits"
+validation_size = 0.15
+
+[model]
+seed = 0
+
+[[model.layers]]
+type = "Dense"
+out_features = 24
+[[model.layers]]
+type = "ReLU"
+[[model.layers]]
+type = "Dropout"
+drop_rate = 0.1
+[[model.layers]]
+type = "Dense"
+
+[loss]
+name = "cross_entropy"
+
+[optimizer]
+name = "adam"
+lr = 0.01
+
+[schedule]
+name = "step"
+step_size = 2
+gamma = 0.7
+
+[trainer]
+epochs = 6
+batch_size = 64
+
+[early_stopping]
+patience = 10
+
+[output]
+checkpoint_every = 2
+"""
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("digits")
+    config = _write(tmp / "digits.toml", DIGITS)
+    code = main(["train", str(config), "--out", str(tmp / "run"), "--quiet"])
+    assert code == 0
+    return config, tmp / "run"
+
+
+def test_train_writes_a_complete_run_directory(digits_run):
+    _, run = digits_run
+    for name in ("config.toml", "metrics.json", "history.csv", "model.npz", "checkpoint.npz"):
+        assert (run / name).is_file(), name
+    figures = {p.name for p in (run / "figures").iterdir()}
+    expected = {"loss.png", "metrics.png", "lr.png", "grad_norms.png", "weights.png"}
+    assert expected | {"confusion.png", "first_layer.png"} <= figures
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 6 and metrics["test"]["accuracy"] > 0.85
+    assert set(metrics) >= {"train", "validation", "test", "time_seconds"}
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) == 7 and "val_loss" in history[0] and "grad_norm/0.W" in history[0]
+    resolved = bp.load_config(run / "config.toml")
+    assert resolved["trainer"]["epochs"] == 6 and resolved["optimizer"]["lr"] == 0.01
+
+
+def test_resume_continues_to_the_same_weights(digits_run, tmp_path, capsys):
+    config, full = digits_run
+    half = tmp_path / "half"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(half), *args, "--set", "trainer.epochs=3"]) == 0
+    first_rows = (half / "history.csv").read_text().splitlines()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(half), *args, "--set", "trainer.epochs=6"]) == 0
+    assert f"resuming {half} at epoch 3 of 6" in capsys.readouterr().out
+    a, b = bp.load(full / "model.npz"), bp.load(half / "model.npz")
+    assert np.array_equal(a.flat_parameters, b.flat_parameters)
+    metrics = json.loads((half / "metrics.json").read_text())
+    assert metrics["epochs"] == 6
+    rows = (half / "history.csv").read_text().splitlines()
+    # the first three rows (with their measured times) come from the checkpoint, not a re-run
+    assert len(rows) == 7 and rows[:4] == first_rows
+
+
+def test_evaluate_matches_the_run_metrics(digits_run, capsys):
+    config, run = digits_run
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(config)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert result["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-12)
+
+
+def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path, capsys):
+    from sklearn.datasets import load_digits
+
+    _, run = digits_run
+    X, y = load_digits(return_X_y=True)
+    header = ",".join([f"p{i}" for i in range(64)] + ["label"])
+    rows = [",".join(str(v) for v in [*x, t]) for x, t in zip(X[:50], y[:50], strict=True)]
+    _write(tmp_path / "in.csv", "\n".join([header, *rows]) + "\n")
+    np.save(tmp_path / "in.npy", X[:50])
+    out_csv, out_npy = tmp_path / "p.csv", tmp_path / "p.npy"
+    model = str(run / "model.npz")
+    assert (
+        main(
+            [
+                "predict",
+                model,
+                str(tmp_path / "in.csv"),
+                "--target",
+                "label",
+                "--output",
+                str(out_csv),
+            ]
+        )
+        == 0
+    )
+    assert main(["predict", model, str(tmp_path / "in.npy"), "--output", str(out_npy)]) == 0
+    from_csv = np.array(out_csv.read_text().split()[1:], dtype=int)
+    from_npy = np.load(out_npy, allow_pickle=False)
+    assert np.array_equal(from_csv, from_npy)
+    assert np.mean(from_npy == y[:50]) > 0.85
+    assert (
+        main(["predict", model, str(tmp_path / "in.npy"), "--output", str(tmp_path / "p.npz")]) == 0
+    )
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as f:
+        assert f["outputs"].shape == (50, 10)
+        assert np.array_equal(f["y_pred"], f["outputs"].argmax(axis=1))
+    capsys.readouterr()
+    assert main(["evaluate", model, "--data", str(tmp_path / "in.csv"), "--target", "label"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == {"n_samples": 50, "accuracy": float(np.mean(from_npy == y[:50]))}
+
+
+def test_plot_redraws_the_figures(digits_run):
+    _, run = digits_run
+    for p in (run / "figures").iterdir():
+        p.unlink()
+    assert main(["plot", str(run)]) == 0
+    assert (run / "figures" / "loss.png").stat().st_size > 5000
+    assert (run / "figures" / "confusion.png").is_file()
+
+
+def test_gradcheck_reports_agreement(digits_run, capsys):
+    config, _ = digits_run
+    assert main(["gradcheck", str(config), "--samples", "8", "--max-entries", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "all gradients agree" in out and "0.W" in out
+
+
+def test_regression_and_2d_runs_draw_their_figures(tmp_path):
+    diabetes = (ROOT / "configs" / "diabetes.toml").read_text()
+    _write(tmp_path / "d.toml", diabetes)
+    args = ["--quiet", "--set", "trainer.epochs=3", "--set", "output.gradient_monitor=false"]
+    assert main(["train", str(tmp_path / "d.toml"), "--out", str(tmp_path / "d"), *args]) == 0
+    assert (tmp_path / "d" / "figures" / "pred_vs_true.png").is_file()
+    metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert "rmse" in metrics["test"] and "r2" in metrics["test"]
+    _write(tmp_path / "m.toml", (ROOT / "configs" / "moons.toml").read_text())
+    assert main(["train", str(tmp_path / "m.toml"), "--out", str(tmp_path / "m"), *args]) == 0
+    assert (tmp_path / "m" / "figures" / "decision_boundary.png").is_file()
+
+
+def test_exit_code_2_for_usage_and_config_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a failed run must not leave a run directory behind
+    assert main([]) == 2
+    assert main(["--help"]) == 0
+    assert main(["train", str(tmp_path / "nope.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    bad = _write(tmp_path / "bad.toml", DIGITS.replace("epochs = 6", "epochs = 6\nepoch = 2"))
+    assert main(["train", str(bad), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    line = bad.read_text().splitlines().index("epoch = 2") + 1
+    assert "unknown key trainer.epoch" in err and f"bad.toml, line {line}:" in err
+    good = _write(tmp_path / "good.toml", DIGITS)
+    assert main(["train", str(good), "--set", "trainer.epochs=many"]) == 2
+    assert "expected an integer, got 'many'" in capsys.readouterr().err
+    missing = DIGITS.replace('source = "digits"', 'source = "file"\npath = "no/such.csv"')
+    assert main(["train", str(_write(tmp_path / "f.toml", missing))]) == 2
+    assert "data file not found: no/such.csv" in capsys.readouterr().err
+    assert main(["train", str(good), "--set", "output.checkpoint_every=0"]) == 2
+    assert "checkpoint_every: every must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    junk = _write(tmp_path / "junk.npz", "not a model")
+    assert main(["evaluate", str(junk), "--data", str(good)]) == 2
+    assert "not a backprop model file" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:overflow|invalid value:RuntimeWarning")
+def test_exit_code_1_when_training_diverges(tmp_path, capsys):
+    config = _write(tmp_path / "c.toml", DIGITS)
+    args = ["--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e30", "--quiet"]
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), *args]) == 1
+    assert "training failed: non-finite" in capsys.readouterr().err
+
+
+def test_bench_runs_benchmarks_run_py_or_explains(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench"]) == 2
+    assert "benchmarks/run.py not found" in capsys.readouterr().err
+    (tmp_path / "benchmarks").mkdir()
+    _write(
+        tmp_path / "benchmarks" / "run.py",
+        "def main(argv):\n    print('bench args', argv)\n    return 3\n",
+    )
+    assert main(["bench", "--quick", "digits"]) == 3
+    assert "bench args ['--quick', 'digits']" in capsys.readouterr().out
+
+
+def test_python_dash_m_backprop_in_a_subprocess(tmp_path):
+    config = _write(tmp_path / "xor.toml", (ROOT / "configs" / "xor.toml").read_text())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "backprop", "train", str(config), "--out", str(tmp_path / "run")]
+    cmd += ["--set", "output.plots=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 1/300" in proc.stderr and "epoch 300/300" in proc.stderr  # progress display
+    assert "accuracy 1.0000" in proc.stdout
+    bad = subprocess.run(
+        [*cmd, "--set", "trainer.epochs=x"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2 and "expected an integer" in bad.stderr
+
+
+def test_resuming_a_run_that_stopped_early_changes_nothing(digits_run, tmp_path):
+    config, _ = digits_run
+    run = tmp_path / "r"
+    args = ["--quiet", "--set", "output.plots=false", "--set", "early_stopping.min_delta=10.0"]
+    assert (
+        main(["train", str(config), "--out", str(run), *args, "--set", "early_stopping.patience=1"])
+        == 0
+    )
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["stopped_early"] and first["epochs"] == 2 and first["best_epoch"] == 1
+    before = bp.load(run / "model.npz").flat_parameters.copy()
+    assert main(["train", "--resume", str(run), "--quiet", "--set", "output.plots=false"]) == 0
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["epochs"] == 2 and after["stopped_early"]
+    assert np.array_equal(bp.load(run / "model.npz").flat_parameters, before)

@@ -1,0 +1,141 @@
+"""Configs: every shipped file resolves; unknown keys and bad values get actionable errors."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import backprop as bp
+from backprop import config as cfg
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+
+SMALL = """\
+[data]
+source = "digits"
+
+[model]
+seed = 0
+
+[[model.layers]]
+type = "Dense"
+out_features = 16
+[[model.layers]]
+type = "ReLU"
+[[model.layers]]
+type = "Dense"
+
+[loss]
+name = "cross_entropy"
+
+[trainer]
+epochs = 3
+batch_size = 64
+"""
+
+
+@pytest.fixture
+def small(tmp_path):
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+def test_shipped_configs_all_resolve():
+    names = {p.stem for p in CONFIGS}
+    assert {"digits", "xor", "moons", "diabetes", "mnist"} <= names
+    assert {"digits-stochastic", "digits-batch", "digits-minibatch"} <= names
+    modes = {}
+    for path in CONFIGS:
+        config = bp.load_config(path)
+        modes[path.stem] = config["trainer"]["mode"]
+    assert modes["digits-stochastic"] == "stochastic" and modes["digits-batch"] == "batch"
+    assert modes["digits-minibatch"] == "minibatch"
+
+
+def test_defaults_are_filled_in_and_widths_inferred(small):
+    config = bp.load_config(small)
+    assert config["optimizer"] == {"name": "adam", **_adam_defaults()}
+    assert config["trainer"]["mode"] == "minibatch" and config["schedule"] is None
+    model = cfg.build_model(config, n_features=64, n_outputs=10)
+    assert model.parameters()["0.W"].shape == (64, 16)
+    assert model.parameters()["2.W"].shape == (16, 10)
+
+
+def _adam_defaults():
+    return {"lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "eps": 1e-8, "amsgrad": False}
+
+
+def test_unknown_key_names_allowed_keys_file_and_line(small):
+    small.write_text(SMALL.replace("epochs = 3", "epochs = 3\nepoks = 4"))
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small)
+    message = str(err.value)
+    assert "unknown key trainer.epoks" in message
+    assert f"{small}, line 20" in message
+    assert "batch_size" in message and "clip_norm" in message
+
+
+def test_unknown_layer_argument_names_the_layer_and_its_arguments(small):
+    small.write_text(SMALL.replace("out_features = 16", "out_features = 16\nunits = 3"))
+    with pytest.raises(bp.ConfigError, match=r"line 10: unknown key 'units' for layer 0 \(Dense\)"):
+        bp.load_config(small)
+
+
+def test_unknown_names_list_the_valid_ones(small):
+    small.write_text(
+        SMALL.replace(
+            'name = "cross_entropy"', 'name = "cross_entropy"\n[optimizer]\nname = "adamx"'
+        )
+    )
+    with pytest.raises(
+        bp.ConfigError, match="unknown optimizer 'adamx'; valid names: adagrad, adam"
+    ):
+        bp.load_config(small)
+    small.write_text(SMALL.replace('type = "ReLU"', 'type = "Relu"'))
+    with pytest.raises(bp.ConfigError, match="unknown layer type 'Relu'"):
+        bp.load_config(small)
+    small.write_text(SMALL + "\n[optimiser]\nlr = 1\n")
+    with pytest.raises(bp.ConfigError, match=r"unknown table\(s\) \['optimiser'\]"):
+        bp.load_config(small)
+
+
+def test_wrong_type_in_the_file(small):
+    small.write_text(SMALL.replace("epochs = 3", 'epochs = "3"'))
+    with pytest.raises(
+        bp.ConfigError, match="line 19: trainer.epochs: expected an integer, got '3'"
+    ):
+        bp.load_config(small)
+
+
+def test_set_overrides_with_type_checks(small):
+    config = bp.load_config(
+        small, ["trainer.epochs=7", "optimizer.lr=1", "optimizer.name=sgd", "trainer.shuffle=false"]
+    )
+    assert config["trainer"]["epochs"] == 7 and config["trainer"]["shuffle"] is False
+    assert config["optimizer"]["name"] == "sgd" and config["optimizer"]["lr"] == 1.0
+    assert isinstance(config["optimizer"]["lr"], float)
+    bad = {
+        "trainer.epochs=abc": "--set trainer.epochs=abc: trainer.epochs: expected an integer, got 'abc'",
+        "trainer.epochs=2.5": "expected an integer, got 2.5",
+        "trainer.shuffle=1": "expected true or false, got 1",
+        "optimizer.lr=fast": "optimizer.lr: expected a number, got 'fast'",
+        "trainer.epochz=3": "unknown key trainer.epochz",
+        "trainer=3": "expected section.key=value",
+        "train.epochs=3": "unknown section 'train'",
+    }
+    for item, message in bad.items():
+        with pytest.raises(bp.ConfigError) as err:
+            bp.load_config(small, [item])
+        assert message in str(err.value), (item, str(err.value))
+
+
+def test_resolved_config_round_trips_through_toml(small):
+    config = bp.load_config(small, ["trainer.clip_norm=5"])
+    again = cfg.resolve(tomllib.loads(cfg.dumps(config.resolved)))
+    assert again.resolved == config.resolved
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(bp.ConfigError, match="config file not found: .*nope.toml"):
+        bp.load_config(tmp_path / "nope.toml")

@@ -1,0 +1,79 @@
+"""Figures: every one has a title, labelled axes and (for several series) a legend."""
+
+import math
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop import plotting
+
+
+def _history():
+    n = 5
+    return {
+        "epoch": list(range(1, n + 1)),
+        "loss": [1.0 / (e + 1) for e in range(n)],
+        "val_loss": [1.2 / (e + 1) for e in range(n)],
+        "accuracy": [0.5 + 0.1 * e for e in range(n)],
+        "val_accuracy": [0.45 + 0.1 * e for e in range(n)],
+        "lr": [0.01 * 0.5**e for e in range(n)],
+        "grad_norm/0.W": [1.0, 0.5, 0.4, 0.3, 0.2],
+        "grad_norm/0.b": [0.1, 0.05, 0.04, 0.03, math.nan],
+    }
+
+
+def _labelled(fig, legend=True):
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        assert ax.get_title(), "missing title"
+        assert ax.get_xlabel() and ax.get_ylabel(), "missing axis label"
+        if legend:
+            assert ax.get_legend() is not None, "missing legend"
+    plotting.plt.close(fig)
+
+
+def test_history_figures_are_labelled():
+    h = _history()
+    _labelled(plotting.fig_loss(h))
+    _labelled(plotting.fig_metrics(h))
+    _labelled(plotting.fig_lr(h))
+    fig = plotting.fig_grad_norms(h)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["0.W", "0.b"]
+    assert fig.axes[0].get_yscale() == "log"
+    _labelled(fig)
+    assert plotting.fig_metrics({"loss": [1.0]}) is None
+    assert plotting.fig_grad_norms({"loss": [1.0]}) is None
+
+
+def test_model_and_prediction_figures_are_labelled():
+    model = bp.Sequential([bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 3)], seed=0)
+    _labelled(plotting.fig_weights(model), legend=False)
+    fig = plotting.fig_first_layer(model, (2, 2))
+    mosaic = fig.axes[0].images[0].get_array()
+    assert mosaic.shape == (2, 6 * 3 - 1)  # six 2x2 units in one row, 1-pixel gaps
+    W = model.parameters()["0.W"]
+    assert np.allclose(mosaic[:, 3:5], W[:, 1].reshape(2, 2) / np.abs(W[:, 1]).max())
+    _labelled(fig, legend=False)
+    assert plotting.fig_first_layer(model, (3, 3)) is None
+    y = np.array([0, 1, 2, 2, 1])
+    fig = plotting.fig_confusion(y, np.array([0, 1, 2, 1, 1]), ["a", "b", "c"])
+    assert "accuracy 0.800" in fig.axes[0].get_title()
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["1", "0", "0", "0", "2", "0", "0", "1", "1"]  # row c: one as b, one as c
+    _labelled(fig, legend=False)
+    _labelled(plotting.fig_pred_vs_true(np.arange(5.0), np.arange(5.0) + 0.1))
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    labels = (X[:, 0] > 0).astype(int)
+    fig = plotting.fig_decision_boundary(lambda P: (P[:, 0] > 0).astype(int), X, labels, [0, 1])
+    _labelled(fig)
+
+
+def test_history_csv_round_trip(tmp_path):
+    h = _history()
+    plotting.write_history(h, tmp_path / "h.csv")
+    back = plotting.read_history(tmp_path / "h.csv")
+    assert list(back) == list(h)
+    for key in h:
+        assert back[key] == pytest.approx(h[key], nan_ok=True)

@@ -1,0 +1,75 @@
+"""Data sources: splits, scaling fitted on the training part only, files, MNIST-style npz."""
+
+import numpy as np
+import pytest
+
+from backprop import sources
+
+OPTS = {**sources.COMMON_OPTIONS}
+
+
+def _opts(**kw):
+    source = kw.get("source", "digits")
+    return {**OPTS, **sources.SOURCE_OPTIONS[source], **kw}
+
+
+def test_splits_are_disjoint_stratified_and_scaled_on_train_only():
+    ds = sources.prepare(_opts(source="digits", test_size=0.25, validation_size=0.1))
+    n = len(ds.X_train) + len(ds.X_val) + len(ds.X_test)
+    assert n == 1797 and ds.task == "classification" and ds.classes == list(range(10))
+    assert abs(len(ds.X_test) - 450) <= 5
+    # every class keeps about its share in the test split
+    assert np.bincount(ds.y_test).min() >= 40
+    # standardized with training statistics: exactly centred on train, not on the other parts
+    assert np.abs(ds.X_train.mean(axis=0)).max() < 1e-5
+    assert np.abs(ds.X_test.mean(axis=0)).max() > 1e-3
+    assert np.abs(ds.X_val.mean(axis=0)).max() > 1e-3
+    assert ds.X_train.dtype == np.float32 and ds.image_shape == (8, 8)
+
+
+def test_regression_targets_are_scaled_with_training_statistics():
+    ds = sources.prepare(_opts(source="diabetes"))
+    assert ds.task == "regression" and ds.y_train.shape[1] == 1
+    assert abs(float(ds.y_train.mean())) < 1e-5 and abs(float(ds.y_train.std()) - 1) < 1e-5
+    raw = sources.inverse_y(ds, ds.y_test)
+    assert 25 <= raw.min() and raw.max() <= 346
+
+
+def test_csv_file_with_a_named_string_target(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    labels = np.where(X[:, 0] > 0, "yes", "no")
+    lines = ["a,label,b,c"] + [f"{x[0]},{t},{x[1]},{x[2]}" for x, t in zip(X, labels, strict=True)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    ds = sources.prepare(_opts(source="file", path=str(tmp_path / "d.csv"), target="label"))
+    assert ds.task == "classification" and ds.classes == ["no", "yes"] and ds.n_features == 3
+    with pytest.raises(ValueError, match="no column 'lbl'; columns"):
+        sources.prepare(_opts(source="file", path=str(tmp_path / "d.csv"), target="lbl"))
+    with pytest.raises(FileNotFoundError, match="data file not found: .*missing.csv"):
+        sources.prepare(_opts(source="file", path=str(tmp_path / "missing.csv")))
+
+
+def test_npz_file_regression(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 4))
+    np.savez(tmp_path / "d.npz", X=X, y=X @ np.arange(4.0) + 0.5)
+    ds = sources.prepare(_opts(source="file", path=str(tmp_path / "d.npz")))
+    assert ds.task == "regression" and ds.n_outputs == 1
+
+
+def test_mnist_style_file_keeps_its_test_split_and_scales_pixels(tmp_path):
+    rng = np.random.default_rng(2)
+    arrays = {
+        "X_train": rng.integers(0, 256, size=(30, 784), dtype=np.uint8),
+        "y_train": np.arange(30, dtype=np.uint8) % 10,
+        "X_test": np.full((7, 784), 255, dtype=np.uint8),
+        "y_test": np.arange(7, dtype=np.uint8),
+    }
+    np.savez(tmp_path / "m.npz", **arrays)
+    opts = _opts(source="mnist", path=str(tmp_path / "m.npz"), standardize=False, n_train=20)
+    ds = sources.prepare(opts)
+    assert len(ds.X_test) == 7 and np.all(ds.X_test == 1.0)
+    assert len(ds.X_train) + len(ds.X_val) == 20 and ds.image_shape == (28, 28)
+    assert 0.0 <= ds.X_train.min() and ds.X_train.max() <= 1.0
+    with pytest.raises(FileNotFoundError, match="fetch_data.py mnist"):
+        sources.prepare(_opts(source="mnist", path=str(tmp_path / "none.npz")))
