@@ -4,7 +4,6 @@ from . import callbacks, data, initializers, layers, losses, optimizers, regular
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, load_config
-from .estimators import MLPClassifier, MLPRegressor  # scikit-learn estimators (issue 4)
 from .gradcheck import GradientCheck, GradientReport, check_gradients
 from .io import ModelFileError, load, register_kind, save
 from .layers import (
@@ -48,6 +47,17 @@ from .schedules import (
 from .trainer import Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """scikit-learn estimators (issue 4), imported on first use: importing scikit-learn takes
+    seconds, which ``import backprop`` and the command line should not pay."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'backprop' has no attribute {name!r}")
+
 
 __all__ = [
     "MLPClassifier",

@@ -142,3 +142,11 @@ def test_user_early_stopping_callback_sees_the_validation_loss(iris):
     stop = bp.EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0)
     est = clf(solver="adam", max_iter=50, callbacks=[stop]).fit(X, y, validation_data=(X, y))
     assert est.n_iter_ == 2  # the first epoch sets the best, the second cannot beat it by 10
+
+
+def test_validation_weights_are_checked(iris):
+    X, y = iris
+    with pytest.raises(ValueError, match="sample_weight.shape"):
+        clf(max_iter=2).fit(X, y, validation_data=(X, y, np.ones(3)))
+    est = clf(max_iter=2).fit(X, y, validation_data=(X, y, (y == 0).astype(float)))
+    assert est.validation_scores_[-1] == pytest.approx(est.score(X[y == 0], y[y == 0]))

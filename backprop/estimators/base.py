@@ -316,9 +316,8 @@ class BaseMLP(BaseEstimator):
             if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
                 raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
             Xv, Yv, yv = self._validate_eval(validation_data[0], validation_data[1])
-            wv = None
-            if len(validation_data) == 3 and validation_data[2] is not None:
-                wv = np.asarray(validation_data[2], dtype=np.float64)
+            w_given = validation_data[2] if len(validation_data) == 3 else None
+            wv = self._sample_weight(w_given, Xv, yv)  # checked, class weights applied
             return (X, Y, sw), (Xv, yv, Yv.astype(self.model_.dtype), wv)
         if not (self.early_stopping and self.solver in STOCHASTIC):
             return (X, Y, sw), None
