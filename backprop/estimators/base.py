@@ -235,7 +235,7 @@ class BaseMLP(BaseEstimator):
             trainer = Trainer(
                 self.model_,
                 for_output(self.out_activation_),
-                "lbfgs" if self.solver == "lbfgs" else self._optimizer(),
+                self._optimizer(),
                 mode="batch" if self.solver == "lbfgs" else "minibatch",
                 batch_size=batch,
                 epochs=int(self.max_iter),
@@ -248,9 +248,6 @@ class BaseMLP(BaseEstimator):
                 seed=0,  # unused: the sampler draws the order
                 penalty_scale="per_sample",
             )
-            if self.solver == "lbfgs":
-                # optimizers.get() accepts only names for L-BFGS (not an instance): set ours.
-                trainer.optimizer = self._optimizer()
             self._trainer = trainer
         trainer.batch_size = batch
         trainer.sampler = C.ShuffleSampler(rs)
