@@ -222,9 +222,10 @@ def test_bench_runs_benchmarks_run_py_or_explains(tmp_path, monkeypatch, capsys)
     assert main(["bench"]) == 2
     assert "benchmarks/run.py not found" in capsys.readouterr().err
     (tmp_path / "benchmarks").mkdir()
+    _write(tmp_path / "benchmarks" / "helper.py", "NAME = 'bench args'\n")
     _write(
         tmp_path / "benchmarks" / "run.py",
-        "def main(argv):\n    print('bench args', argv)\n    return 3\n",
+        "from helper import NAME\n\ndef main(argv):\n    print(NAME, argv)\n    return 3\n",
     )
     assert main(["bench", "--quick", "digits"]) == 3
     assert "bench args ['--quick', 'digits']" in capsys.readouterr().out
