@@ -188,10 +188,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{script} not found: run `backprop bench` from the repository root "
             "(the benchmark harness lives in benchmarks/run.py)"
         )
-    spec = importlib.util.spec_from_file_location("backprop_benchmarks_run", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return int(module.main(list(args.args)) or 0)
+    # As `python benchmarks/run.py` would: its folder and the repository root on the path.
+    added = [p for p in (str(script.parent.resolve()), str(Path.cwd())) if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        spec = importlib.util.spec_from_file_location("backprop_benchmarks_run", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return int(module.main(list(args.args)) or 0)
+    finally:
+        for p in added:
+            sys.path.remove(p)
 
 
 # -- the parser ----------------------------------------------------------------------------------

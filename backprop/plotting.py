@@ -211,11 +211,12 @@ def fig_decision_boundary(
     for c in range(k):
         pts = X[np.asarray(y) == c]
         color = cmap(c / max(k - 1, 1)) if k == 2 else cmap(c)
+        size = 14 if len(X) > 50 else 60  # a handful of points (XOR) must stay visible
         ax.scatter(
-            pts[:, 0], pts[:, 1], s=14, color=color, edgecolor="k", lw=0.3, label=str(classes[c])
+            pts[:, 0], pts[:, 1], s=size, color=color, edgecolor="k", lw=0.3, label=str(classes[c])
         )
     ax.set(title="Decision regions and test points", xlabel="feature 0", ylabel="feature 1")
-    ax.legend(title="class")
+    ax.legend(title="class", framealpha=0.7)
     fig.tight_layout()
     return fig
 

@@ -222,9 +222,10 @@ def test_bench_runs_benchmarks_run_py_or_explains(tmp_path, monkeypatch, capsys)
     assert main(["bench"]) == 2
     assert "benchmarks/run.py not found" in capsys.readouterr().err
     (tmp_path / "benchmarks").mkdir()
+    _write(tmp_path / "benchmarks" / "helper.py", "NAME = 'bench args'\n")
     _write(
         tmp_path / "benchmarks" / "run.py",
-        "def main(argv):\n    print('bench args', argv)\n    return 3\n",
+        "from helper import NAME\n\ndef main(argv):\n    print(NAME, argv)\n    return 3\n",
     )
     assert main(["bench", "--quick", "digits"]) == 3
     assert "bench args ['--quick', 'digits']" in capsys.readouterr().out
@@ -260,3 +261,79 @@ def test_resuming_a_run_that_stopped_early_changes_nothing(digits_run, tmp_path)
     after = json.loads((run / "metrics.json").read_text())
     assert after["epochs"] == 2 and after["stopped_early"]
     assert np.array_equal(bp.load(run / "model.npz").flat_parameters, before)
+
+
+KILLABLE = """\
+[data]
+source = "classification"
+n_samples = 240
+n_features = 10
+validation_size = 0.2
+
+[model]
+seed = 0
+
+[[model.layers]]
+type = "Dense"
+out_features = 16
+[[model.layers]]
+type = "Tanh"
+[[model.layers]]
+type = "Dense"
+
+[loss]
+name = "cross_entropy"
+
+[optimizer]
+name = "sgd"
+lr = 0.01
+momentum = 0.9
+
+[trainer]
+mode = "stochastic"
+epochs = 500
+
+[early_stopping]
+enabled = false
+
+[output]
+checkpoint_every = 1
+plots = false
+gradient_monitor = false
+"""
+
+
+def test_resume_after_the_process_was_killed(tmp_path):
+    import time
+
+    from backprop.io import read_archive
+
+    config = _write(tmp_path / "k.toml", KILLABLE)
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "backprop", "train", str(config), "--out", str(run), "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        epoch = 0
+        while epoch < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            if (run / "checkpoint.npz").is_file():
+                epoch = read_archive(run / "checkpoint.npz")[0]["trainer"]["epoch"]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -9, "the run should still have been going when it was killed"
+    saved = read_archive(run / "checkpoint.npz")[0]["trainer"]
+    k = saved["epoch"]
+    assert k >= 2 and not (run / "model.npz").exists()
+    total = f"trainer.epochs={k + 2}"
+    assert main(["train", "--resume", str(run), "--quiet", "--set", total]) == 0
+    whole = tmp_path / "whole"
+    assert main(["train", str(config), "--out", str(whole), "--quiet", "--set", total]) == 0
+    a, b = bp.load(run / "model.npz"), bp.load(whole / "model.npz")
+    assert np.array_equal(a.flat_parameters, b.flat_parameters)
+    # the killed run's first k epochs (with their measured times) were kept, not re-run
+    from backprop.plotting import read_history
+
+    assert read_history(run / "history.csv")["time"][:k] == saved["history"]["time"]
