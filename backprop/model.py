@@ -104,24 +104,36 @@ class Sequential:
         self.flat_parameters = np.zeros(total, dtype=self.dtype)
         self.flat_gradients = np.zeros(total, dtype=self.dtype)
         self._offsets: dict[str, tuple[int, int]] = {}
-        views: dict[int, tuple[dict, dict]] = {i: ({}, {}) for i in range(len(self.layers))}
         start = 0
-        for (i, key, shape, _), size in zip(specs, sizes, strict=True):
-            stop = start + size
-            views[i][0][key] = self.flat_parameters[start:stop].reshape(shape)
-            views[i][1][key] = self.flat_gradients[start:stop].reshape(shape)
-            self._offsets[f"{i}.{key}"] = (start, stop)
-            start = stop
+        for (i, key, _, _), size in zip(specs, sizes, strict=True):
+            self._offsets[f"{i}.{key}"] = (start, start + size)
+            start += size
+        self._bind_views()
         for i, layer in enumerate(self.layers):
-            order = list(layer.param_specs())
-            params, grads = views[i]
-            if order:
-                layer.bind({k: params[k] for k in order}, {k: grads[k] for k in order})
             layer._set_dtype(self.dtype)
             if isinstance(layer, Dropout):
                 layer.rng = self.rng
             if isinstance(layer, Dense):
                 layer.auto_init = initializers.default_for_activation(self._activation_after(i))
+
+    def _bind_views(self) -> None:
+        """Make every layer's ``params``/``grads`` views into the two flat buffers."""
+        for i, layer in enumerate(self.layers):
+            specs = layer.param_specs()
+            if not specs:
+                continue
+            params, grads = {}, {}
+            for key, (shape, _) in specs.items():
+                a, b = self._offsets[f"{i}.{key}"]
+                params[key] = self.flat_parameters[a:b].reshape(shape)
+                grads[key] = self.flat_gradients[a:b].reshape(shape)
+            layer.bind(params, grads)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickle and deepcopy store each layer's parameter views as separate arrays; bind them
+        # to the flat buffers again (whose values are the same) so that updates reach them.
+        self.__dict__.update(state)
+        self._bind_views()
 
     def _activation_after(self, i: int) -> str | None:
         for layer in self.layers[i + 1 :]:

@@ -246,3 +246,21 @@ def test_copy_is_independent_and_can_change_dtype():
     np.testing.assert_allclose(twin.flat_parameters, model.flat_parameters)
     twin.flat_parameters[:] = 0
     assert np.any(model.flat_parameters != 0)
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_copies_keep_parameters_as_views_into_the_flat_buffer(how, rng):
+    import copy
+    import pickle
+
+    model = mlp(dtype="float32")
+    twin = pickle.loads(pickle.dumps(model)) if how == "pickle" else copy.deepcopy(model)
+    for key, p in twin.parameters().items():
+        assert np.shares_memory(p, twin.flat_parameters), key
+        assert np.shares_memory(twin.gradients()[key], twin.flat_gradients), key
+        np.testing.assert_array_equal(p, model.parameters()[key])
+    assert twin.layers[2].rng is twin.rng  # dropout still draws from the model's stream
+    X = rng.normal(size=(8, 4)).astype(np.float32)
+    twin.flat_parameters *= 2  # an update of the flat vector reaches the layers
+    np.testing.assert_array_equal(twin.layers[0].params["W"], 2 * model.layers[0].params["W"])
+    assert not np.array_equal(twin.forward(X), model.forward(X))
