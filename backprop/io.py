@@ -29,6 +29,7 @@ Plugging in another kind of object (the hook estimators use)::
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -281,6 +282,8 @@ def load_file(path: str | os.PathLike) -> ModelFile:
 
     def expect(header):
         name = header.get("kind")
+        if name not in KINDS and name in LAZY_KINDS:
+            importlib.import_module(LAZY_KINDS[name])
         if name not in KINDS:
             raise ModelFileError(f"{where}: unknown kind {name!r}; known kinds: {', '.join(KINDS)}")
         if not isinstance(header.get("config"), dict):
@@ -347,7 +350,7 @@ def _layer_specs(config: dict[str, Any]) -> list[tuple[type, dict[str, Any], boo
     return out
 
 
-def _sequential_expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Array shapes implied by the architecture, computed without building anything."""
     dtype = np.dtype(config.get("dtype", "float32"))
     if dtype not in (np.float32, np.float64):
@@ -390,7 +393,15 @@ def _sequential_from_payload(config, arrays, where):
 
 
 register_kind(
-    "Sequential", Sequential, _sequential_to_payload, _sequential_from_payload, _sequential_expected
+    "Sequential",
+    Sequential,
+    _sequential_to_payload,
+    _sequential_from_payload,
+    expected_sequential_arrays,
 )
+
+# Kinds registered by modules that `import backprop` does not load up front (scikit-learn's
+# import is slow): loading a file of such a kind imports its module first.
+LAZY_KINDS = {"MLPClassifier": "backprop.estimators", "MLPRegressor": "backprop.estimators"}
 
 __all__ = ["ModelFile", "ModelFileError", "load", "load_file", "register_kind", "save"]

@@ -9,9 +9,11 @@ regressor.py              MLPRegressor (squared error, Poisson)
 losses.py                 scikit-learn's loss values and gradients, as backprop Losses
 conventions.py            RandomState draws: init, split, shuffles; parameter checks
 monitor.py                the Trainer callback with scikit-learn's per-epoch bookkeeping
+persistence.py            bp.save / bp.load for fitted estimators (the io kind registry)
 ========================  ===============================================================
 """
 
+from . import persistence  # noqa: F401  (registers the estimators with bp.save / bp.load)
 from .classifier import MLPClassifier
 from .regressor import MLPRegressor
 

@@ -1,0 +1,136 @@
+"""``bp.save`` / ``bp.load`` for fitted estimators, through the ``backprop.io`` kind registry.
+
+A file holds (see :mod:`backprop.io` for the container):
+
+* config: the constructor parameters (plain JSON values), the fitted network's architecture,
+  and the fitted scalars and curves (``n_iter_``, ``loss_curve_``, ``classes_`` as text, ...);
+* arrays: the network's parameters and buffers (``classes_`` is JSON: numbers, bools and text
+  keep their values and dtype).
+
+A loaded estimator predicts, scores and reports its fitted attributes exactly as the saved one.
+It does not carry the optimizer's state: further ``partial_fit`` or ``warm_start`` training
+continues from the saved weights with a fresh optimizer. Parameters that hold Python objects
+(``callbacks``, a ``schedule`` instance, a ``RandomState``) cannot be written as plain values;
+they are saved as None with a warning that names them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.validation import check_is_fitted
+
+from .. import io
+from .classifier import MLPClassifier
+from .regressor import MLPRegressor
+
+FITTED_SCALARS = (
+    "n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_", "t_", "loss_",
+    "best_loss_", "best_validation_score_", "loss_curve_", "validation_loss_curve_",
+    "validation_scores_",
+)  # fmt: skip
+
+
+def _plain(value: Any) -> tuple[bool, Any]:
+    """``(ok, json_value)``: numbers, strings, None, and lists/tuples/dicts of them."""
+    if value is None or isinstance(value, bool | str):
+        return True, value
+    if isinstance(value, int | float | np.integer | np.floating):
+        return True, value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, list | tuple | np.ndarray):
+        items = [_plain(v) for v in list(value)]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if isinstance(value, dict):  # class_weight: keys may be numbers, so store pairs
+        items = [(_plain(k), _plain(v)) for k, v in value.items()]
+        ok = all(a[0] and b[0] for a, b in items)
+        return ok, {"__pairs__": [[a[1], b[1]] for a, b in items]}
+    return False, None
+
+
+def _unplain(name: str, value: Any) -> Any:
+    if isinstance(value, dict) and "__pairs__" in value:
+        return {k: v for k, v in value["__pairs__"]}
+    if name == "hidden_layer_sizes" and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    check_is_fitted(est, "model_")
+    params, dropped = {}, []
+    for name, value in est.get_params(deep=False).items():
+        ok, plain = _plain(value)
+        params[name] = plain if ok else None
+        if not ok:
+            dropped.append(name)
+    if dropped:
+        warnings.warn(
+            f"{type(est).__name__} parameters {', '.join(dropped)} hold Python objects and are "
+            "saved as None; the fitted network and attributes are saved in full",
+            UserWarning,
+            stacklevel=3,
+        )
+    fitted = {}
+    for name in FITTED_SCALARS:
+        if hasattr(est, name):
+            ok, plain = _plain(getattr(est, name))
+            fitted[name] = plain if ok else None
+    arrays = est.model_.state_dict()
+    if isinstance(est, MLPClassifier):
+        classes = np.asarray(est.classes_)
+        kind = classes.dtype.kind
+        if kind not in "biufUO":
+            raise TypeError(f"cannot save class labels of dtype {classes.dtype}")
+        # JSON holds ints, floats (exactly, by repr), bools and strings: no array needed.
+        fitted["classes_"] = [str(c) for c in classes] if kind == "O" else classes.tolist()
+        fitted["classes_dtype"] = "object" if kind == "O" else classes.dtype.str
+        fitted["y_type_"] = est._label_binarizer.y_type_
+    config = {"params": params, "model": io.sequential_config(est.model_), "fitted": fitted}
+    return config, arrays
+
+
+def _expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return io.expected_sequential_arrays(config["model"])
+
+
+def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str):
+    params = {k: _unplain(k, v) for k, v in config["params"].items()}
+    est = cls(**params)
+    est.model_ = io.sequential_from_config(config["model"])
+    est.model_.load_state_dict(arrays)
+    fitted = dict(config["fitted"])
+    if cls is MLPClassifier:
+        labels, dtype = fitted.pop("classes_"), fitted.pop("classes_dtype")
+        if not isinstance(labels, list) or not labels:
+            raise ValueError(f"classes_ must be a non-empty list, got {labels!r}")
+        est.classes_ = np.asarray(labels, dtype=object if dtype == "object" else np.dtype(dtype))
+        y_type = fitted.pop("y_type_")
+        binarizer = LabelBinarizer()
+        if y_type.startswith("multilabel"):
+            binarizer.fit(np.eye(len(est.classes_), dtype=int))
+        else:
+            binarizer.fit(est.classes_)
+        if binarizer.y_type_ != y_type:
+            raise ValueError(f"classes {est.classes_!r} do not give label type {y_type!r}")
+        est._label_binarizer = binarizer
+    for name, value in fitted.items():
+        setattr(est, name, value)
+    # Private state that _build() would set: continued training starts from the saved weights.
+    est._trainer = None
+    est._best_params = est.model_.flat_parameters.copy()
+    est._best_buffers = {k: v.copy() for k, v in est.model_.buffers().items()}
+    est._no_improvement_count = 0
+    return est
+
+
+for _cls in (MLPClassifier, MLPRegressor):
+    io.register_kind(
+        _cls.__name__,
+        _cls,
+        _to_payload,
+        lambda config, arrays, where, _cls=_cls: _from_payload(_cls, config, arrays, where),
+        _expected,
+    )

@@ -1,0 +1,139 @@
+"""bp.save / bp.load for fitted estimators: same predictions and attributes, no pickle."""
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris, make_multilabel_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+
+import backprop as bp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fitted(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+def cases():
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    Xm, Ym = make_multilabel_classification(n_samples=80, n_classes=3, random_state=0)
+    Xr, yr = make_regression(n_samples=80, n_features=5, n_targets=2, random_state=0)
+    clf = {"hidden_layer_sizes": (8,), "max_iter": 30, "random_state": 0}
+    return {
+        "int-labels": (bp.MLPClassifier(**clf), X, y),
+        "string-labels": (bp.MLPClassifier(**clf, dropout=0.1, normalization="batch"), X, names),
+        "binary": (bp.MLPClassifier(**clf, solver="lbfgs"), X, y == 1),
+        "multilabel": (bp.MLPClassifier(**clf, early_stopping=True), Xm, Ym),
+        "regressor": (
+            bp.MLPRegressor(
+                hidden_layer_sizes=(8,),
+                max_iter=30,
+                random_state=0,
+                activation=["gelu"],
+            ),
+            Xr,
+            yr,
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(cases()))
+def test_round_trip_predicts_identically(name, tmp_path):
+    est, X, y = cases()[name]
+    fitted(est, X, y)
+    path = tmp_path / "model.npz"
+    bp.save(est, path)
+    back = bp.load(path)
+    assert type(back) is type(est)
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    if hasattr(est, "predict_proba"):
+        np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+        np.testing.assert_array_equal(back.classes_, est.classes_)
+    for attr in (
+        "n_iter_",
+        "loss_curve_",
+        "best_loss_",
+        "validation_scores_",
+        "n_layers_",
+        "n_outputs_",
+        "out_activation_",
+        "n_features_in_",
+        "t_",
+    ):
+        assert getattr(back, attr) == getattr(est, attr), attr
+    assert back.get_params() == est.get_params()
+    assert back.score(X, y) == est.score(X, y)
+
+
+def test_loaded_estimator_can_keep_training(tmp_path):
+    est, X, y = cases()["int-labels"]
+    fitted(est, X, y)
+    bp.save(est, tmp_path / "m.npz")
+    back = bp.load(tmp_path / "m.npz")
+    before = back.coefs_[0].copy()
+    back.partial_fit(X, y)
+    assert not np.array_equal(back.coefs_[0], before)
+    assert np.shares_memory(back.coefs_[0], back.model_.flat_parameters)
+
+
+def test_object_parameters_are_dropped_with_a_warning(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    est = fitted(
+        bp.MLPClassifier(
+            hidden_layer_sizes=(4,), max_iter=5, random_state=0, callbacks=[bp.GradientMonitor()]
+        ),
+        X,
+        y,
+    )
+    with pytest.warns(UserWarning, match="callbacks hold Python objects"):
+        bp.save(est, tmp_path / "m.npz")
+    assert bp.load(tmp_path / "m.npz").callbacks is None
+
+
+def test_unfitted_estimator_is_refused(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        bp.save(bp.MLPRegressor(), tmp_path / "m.npz")
+
+
+def test_loading_in_a_fresh_process_needs_no_estimator_import(tmp_path):
+    est, X, y = cases()["int-labels"]
+    fitted(est, X, y)
+    bp.save(est, tmp_path / "m.npz")
+    code = (
+        "import sys, numpy as np, backprop as bp; m = bp.load(sys.argv[1]); "
+        "print(type(m).__name__, m.predict(np.load(sys.argv[2]))[:5].tolist())"
+    )
+    np.save(tmp_path / "x.npy", X)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "m.npz"), str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    assert out.stdout.strip() == f"MLPClassifier {est.predict(X)[:5].tolist()}"
+
+
+def test_a_file_whose_classes_contradict_its_label_type_is_refused(tmp_path):
+    est, X, y = cases()["int-labels"]
+    fitted(est, X, y)
+    path = tmp_path / "m.npz"
+    bp.save(est, path)
+    header, arrays = bp.io.read_archive(path, lambda h: None)
+    header["config"]["fitted"]["y_type_"] = "binary"  # three classes cannot be binary
+    bp.io.write_archive(path, {k: header[k] for k in ("kind", "config", "metadata")}, arrays)
+    with pytest.raises(bp.ModelFileError, match="label type"):
+        bp.load(path)
