@@ -150,3 +150,36 @@ def test_grid_search_runs_on_the_cluster_and_agrees_with_a_local_run(client, dig
     )
     # the fits ran as cluster tasks (joblib groups several fits into one task)
     assert len(stream.data) >= 2
+
+
+def test_a_failing_partial_fit_changes_nothing(digits):
+    X, y = digits
+    clf = bp.MLPClassifier(
+        hidden_layer_sizes=(16,), batch_size=50, shuffle=False, random_state=0, dropout=0.1
+    )
+    clf.partial_fit(X[:200], y[:200], classes=np.arange(10))
+    before = {
+        "params": clf.model_.flat_parameters.copy(),
+        "state": {k: v.copy() for k, v in clf._trainer.optimizer.state.items()},
+        "t": clf._trainer.optimizer.iterations,
+        "attrs": (clf.n_iter_, clf.t_, list(clf.loss_curve_), clf.best_loss_),
+        "dropout": str(clf.model_.rng.bit_generator.state),
+    }
+    bad = X[200:400].copy()
+    bad[120:] = 1e200  # finite, but the forward pass overflows: batch 3 of 4 diverges
+    with pytest.raises(ValueError, match="non-finite"):
+        clf.partial_fit(bad, y[200:400])
+    np.testing.assert_array_equal(clf.model_.flat_parameters, before["params"])
+    for key, value in before["state"].items():
+        np.testing.assert_array_equal(clf._trainer.optimizer.state[key], value)
+    assert clf._trainer.optimizer.iterations == before["t"]
+    assert (clf.n_iter_, clf.t_, clf.loss_curve_, clf.best_loss_) == before["attrs"]
+    assert str(clf.model_.rng.bit_generator.state) == before["dropout"]
+    # ... and training goes on as if the failed call had never happened
+    again = bp.MLPClassifier(
+        hidden_layer_sizes=(16,), batch_size=50, shuffle=False, random_state=0, dropout=0.1
+    )
+    again.partial_fit(X[:200], y[:200], classes=np.arange(10))
+    clf.partial_fit(X[200:400], y[200:400])
+    again.partial_fit(X[200:400], y[200:400])
+    np.testing.assert_array_equal(clf.coefs_[0], again.coefs_[0])

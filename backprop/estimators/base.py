@@ -15,6 +15,7 @@ reading them costs nothing, and writing into them changes the model.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -252,15 +253,20 @@ class BaseMLP(BaseEstimator):
         trainer.batch_size = batch
         trainer.sampler = C.ShuffleSampler(rs)
         trainer.callbacks = [monitor, *(self.callbacks or [])]
+        saved = self._snapshot(trainer) if incremental else None
         if self.solver != "lbfgs":
             self.n_iter_ = 0
         try:
             trainer.fit(Xt, Yt, sample_weight=wt, epochs=1 if incremental else int(self.max_iter))
-        except TrainingDivergedError as exc:
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain large "
-                f"values and need to be preprocessed. ({exc})"
-            ) from exc
+        except BaseException as exc:
+            if saved is not None:  # a failed partial_fit changes nothing
+                self._restore(trainer, saved)
+            if isinstance(exc, TrainingDivergedError):
+                raise ValueError(
+                    "Solver produced non-finite parameter weights. The input data may contain "
+                    f"large values and need to be preprocessed. ({exc})"
+                ) from exc
+            raise
         if self.solver == "lbfgs":
             self._finish_lbfgs(trainer.optimizer.result)
         elif monitor.max_iter_reached:
@@ -276,6 +282,23 @@ class BaseMLP(BaseEstimator):
                 "values and need to be preprocessed."
             )
         return self
+
+    def _snapshot(self, trainer: Trainer) -> tuple:
+        """Everything one partial_fit call may change: fitted attributes, the network, the
+        dropout stream, and the trainer (optimizer state, counters, shuffle stream, history)."""
+        skip = {"model_", "_trainer", *self.get_params(deep=False)}
+        attrs = {k: copy.deepcopy(v) for k, v in vars(self).items() if k not in skip}
+        model = self.model_
+        rng_state = copy.deepcopy(model.rng.bit_generator.state)
+        return attrs, model.state_dict(), rng_state, trainer.state_dict()
+
+    def _restore(self, trainer: Trainer, saved: tuple) -> None:
+        attrs, weights, rng_state, trainer_state = saved
+        vars(self).update(attrs)
+        self.model_.load_state_dict(weights)
+        self.model_.rng.bit_generator.state = rng_state
+        self.model_.zero_grad()
+        trainer.load_state_dict(trainer_state)
 
     def _finish_lbfgs(self, result) -> None:
         """``n_iter_``, ``loss_`` and scikit-learn's warning when L-BFGS did not converge (the
