@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -233,7 +234,7 @@ def _read_checked(z: zipfile.ZipFile, where: str, expect):
                 f"{where}: array {name!r} is {got_dtype.str} {got_shape}, "
                 f"but the header declares {dtype} {shape}"
             )
-        need = offset + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        need = offset + math.prod(shape) * np.dtype(dtype).itemsize  # exact: no overflow
         if info.file_size != need:
             raise ModelFileError(
                 f"{where}: array {name!r} holds {info.file_size - offset} data bytes, "
@@ -302,6 +303,9 @@ def load_file(path: str | os.PathLike) -> ModelFile:
     header, arrays = read_archive(path, expect)
     kind = KINDS[header["kind"]]
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+    for name, value in params.items():
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ModelFileError(f"{where}: parameter {name!r} contains NaN or infinity")
     extras = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
     try:
         obj = kind.from_payload(header["config"], params, where)

@@ -225,3 +225,31 @@ def test_sizes_are_checked_before_anything_is_allocated(saved, tmp_path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 20 * 2**20
+
+
+def test_nan_weights_are_refused(saved, tmp_path):
+    w = np.zeros((5, 8), np.float32)
+    w[2, 3] = np.nan
+    bad = _tamper(saved, tmp_path / "nan.npz", replace={"param/0.W": w})
+    with pytest.raises(ModelFileError, match="parameter '0.W' contains NaN"):
+        bp.load(bad)
+
+
+@pytest.mark.parametrize("shape", [[10**6, 10**7], [2**40, 2**40]])
+def test_a_declared_size_of_terabytes_is_refused_without_allocating(saved, tmp_path, shape):
+    import tracemalloc
+
+    def huge(header):
+        header["config"]["layers"][0]["config"]["out_features"] = shape[1]
+        header["config"]["layers"][0]["config"]["in_features"] = shape[0]
+        header["arrays"]["param/0.W"]["shape"] = shape
+        header["arrays"]["param/0.b"]["shape"] = [shape[1]]
+        return header
+
+    bad = _tamper(saved, tmp_path / "tera.npz", header_fn=huge)
+    tracemalloc.start()
+    with pytest.raises(ModelFileError):
+        bp.load(bad)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 * 2**20
