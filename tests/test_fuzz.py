@@ -119,3 +119,36 @@ def test_losses_on_random_inputs(which, pred_shape, target, data):
         return
     assert np.isfinite(value) or which < 3  # squared errors of huge targets may overflow
     assert loss.backward().shape == pred.shape
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 12),
+    d=st.integers(0, 4),
+    kind=st.sampled_from(["classifier", "regressor"]),
+    data=st.data(),
+)
+def test_estimators_on_random_data(n, d, kind, data):
+    """fit/predict on random shapes and values: it works, or a ValueError says why."""
+    import warnings
+
+    X = data.draw(arrays(np.float64, (n, d), elements=st.floats(-1e6, 1e6)))
+    if kind == "classifier":
+        y = data.draw(arrays(np.int64, (n,), elements=st.integers(0, 2)))
+        est = bp.MLPClassifier(hidden_layer_sizes=(3,), max_iter=3, random_state=0)
+    else:
+        y = data.draw(arrays(np.float64, (n,), elements=st.floats(-1e3, 1e3)))
+        est = bp.MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, random_state=0)
+    X0, y0 = X.copy(), y.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            est.fit(X, y)
+        except ValueError as exc:
+            assert str(exc)
+            return
+        finally:
+            np.testing.assert_array_equal(X, X0)
+            np.testing.assert_array_equal(y, y0)
+        pred = est.predict(X)
+    assert pred.shape[0] == n
