@@ -125,7 +125,7 @@ def plot(runs: list[dict], out_dir: Path) -> None:
     save_figure(fig, out_dir, "modes_first_updates")
 
 
-def run(out_dir: Path, fast: bool = False) -> dict:
+def run(out_dir: Path, fast: bool = False, plots: bool = True) -> dict:
     """Train the three modes; write figures and summary to ``out_dir``; return the numbers."""
     out_dir = Path(out_dir)
     data = digits()
@@ -137,7 +137,8 @@ def run(out_dir: Path, fast: bool = False) -> dict:
         else {"stochastic": 5, "minibatch": 30, "batch": 300}
     )
     runs = [train_mode(mode, epochs[mode], data) for mode in ("stochastic", "minibatch", "batch")]
-    plot(runs, out_dir)
+    if plots:
+        plot(runs, out_dir)
     keys = [
         "mode",
         "batch_size",

@@ -107,7 +107,7 @@ def plot(runs: list[dict], out_dir: Path) -> None:
     save_figure(fig, out_dir, "vanishing_gradients")
 
 
-def run(out_dir: Path, fast: bool = False) -> dict:
+def run(out_dir: Path, fast: bool = False, plots: bool = True) -> dict:
     """Train the three networks; write figures and summary to ``out_dir``; return the numbers."""
     out_dir = Path(out_dir)
     data = digits()
@@ -115,7 +115,8 @@ def run(out_dir: Path, fast: bool = False) -> dict:
     if fast:
         data["X_train"], data["y_train"] = data["X_train"][:400], data["y_train"][:400]
     runs = [train(kind, data, epochs) for kind in COLORS]
-    plot(runs, out_dir)
+    if plots:
+        plot(runs, out_dir)
     keys = [
         "kind",
         "first_layer_grad_epoch1",
