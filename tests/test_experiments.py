@@ -111,13 +111,14 @@ def test_initialization_zeros_never_break_symmetry(tmp_path):
     assert small["final_train_loss"] > 0.95 * small["initial_loss"]  # stalls
 
 
-def test_transfer_features_carry_over_but_scratch_wins_on_8x8_digits(tmp_path):
+def test_transfer_on_8x8_digits_specialized_features_lose_to_random_ones(tmp_path):
     results = transfer.run(tmp_path, fast=True, plots=False, use_mnist=False)["digits"]
     assert results["source_test_accuracy"] > 0.9
-    few = results["mean_accuracy"]["2"]
-    # frozen features from digits 0-4 separate digits 5-9 far above chance (0.2) ...
-    assert few["frozen features"] > 0.5
-    # ... yet on 64 clean pixels a network trained from scratch on the same images does better
-    # (on MNIST the frozen features win at 1-2 images per class: docs/experiments/transfer.md)
-    assert few["from scratch"] > few["frozen features"]
-    assert few["fine-tuned"] > few["frozen features"]
+    for n, few in results["mean_accuracy"].items():
+        # frozen features of digits 0-4 separate digits 5-9 far above chance (0.2) ...
+        assert few["frozen features"] > 0.5, n
+        # ... yet worse than frozen *random* features: the source network discarded what
+        # tells 5-9 apart. (On MNIST the source features win: docs/experiments/transfer.md.)
+        assert few["frozen random features"] > few["frozen features"], n
+        # the copied weights are still a fine starting point when everything is trained
+        assert few["fine-tuned"] > few["frozen features"], n

@@ -61,6 +61,8 @@ def train_mode(mode: str, epochs: int, data: dict, batch_size: int = 32) -> dict
     per_epoch = trainer.steps_per_epoch
     epoch_loss = loss[steps % per_epoch == 0]  # the loss after each whole epoch (and at 0)
     below = np.flatnonzero(epoch_loss[1:] < TARGET)
+    reached = np.flatnonzero(loss < TARGET)
+    seconds_to_target = float(recorder.full_time[reached[0]]) if reached.size else None
     # noise: the share of the loss's movement over the first EARLY updates that goes upward
     # (0 for a monotone descent, about 0.5 for a random walk)
     change = np.diff(loss[: EARLY + 1])
@@ -75,6 +77,7 @@ def train_mode(mode: str, epochs: int, data: dict, batch_size: int = 32) -> dict
         "final_train_loss": float(loss[-1]),
         "test_accuracy": accuracy(model, data["X_test"], data["y_test"]),
         "epochs_to_target": int(below[0] + 1) if below.size else None,
+        "seconds_to_target": seconds_to_target,
         "updates_raising_loss": float(np.mean(change > 0)),
         "upward_share": upward,
         "steps": steps,
@@ -109,7 +112,7 @@ def plot(runs: list[dict], out_dir: Path) -> None:
     save_figure(fig, out_dir, "modes_curves")
 
     # the first updates, on a linear axis: the noise of one-sample steps is visible
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for r in runs:
         label = (
             f"{r['mode']}: {100 * r['updates_raising_loss']:.0f}% of updates raise the loss, "
@@ -119,9 +122,10 @@ def plot(runs: list[dict], out_dir: Path) -> None:
         ax.plot(r["steps"][s], r["loss"][s], color=COLORS[r["mode"]], lw=1, label=label)
     ax.set_title(f"The first {EARLY} updates: training loss after each update")
     ax.set_xlabel("update")
-    ax.set_ylabel("cross-entropy on the training set")
+    ax.set_ylabel("cross-entropy on the whole training set")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.95)
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.25)  # room for the legend above the curves
     save_figure(fig, out_dir, "modes_first_updates")
 
 
@@ -148,6 +152,7 @@ def run(out_dir: Path, fast: bool = False, plots: bool = True) -> dict:
         "final_train_loss",
         "test_accuracy",
         "epochs_to_target",
+        "seconds_to_target",
         "updates_raising_loss",
         "upward_share",
     ]
@@ -155,7 +160,8 @@ def run(out_dir: Path, fast: bool = False, plots: bool = True) -> dict:
     body = f"""
 Digits, {len(data["X_train"])} training and {len(data["X_test"])} test images; 64-64-10 ReLU
 network; plain SGD with lr={LR} in every mode; `epochs_to_target` is the first epoch whose
-training loss is below {TARGET} (None: not within the run); over the first {EARLY}
+training loss is below {TARGET} (None: not within the run), `seconds_to_target` the training
+time until the first update after which it is; over the first {EARLY}
 updates, `updates_raising_loss` is the fraction of updates after which the training loss is
 higher than before, and `upward_share` is the upward part of the loss's total movement
 (0: a monotone descent; about 0.5: a random walk).

@@ -77,6 +77,10 @@ def train(optimizer, data: dict, epochs: int, schedule=None) -> dict:
         diverged = True
     history = trainer.history
     curve = [initial, *history.get("loss", [])]
+    # dead ReLU units: output 0 for every training image
+    with np.errstate(over="ignore", invalid="ignore"):
+        hidden = model.layers[1].forward(model.layers[0].forward(data["X_train"]))
+    dead = float(np.mean(~np.any(hidden > 0, axis=0)))
     if diverged:
         curve.append(math.inf)  # the epoch in which it diverged
     return {
@@ -85,6 +89,7 @@ def train(optimizer, data: dict, epochs: int, schedule=None) -> dict:
         "diverged": diverged,
         "epochs_run": trainer.epoch,
         "initial_loss": initial,
+        "dead_units": dead,
         "final_train_loss": math.inf if diverged else float(history["loss"][-1]),
         "test_accuracy": accuracy(model, data["X_test"], data["y_test"]),
     }
@@ -128,21 +133,22 @@ def plot_sweep(sweep: dict, out_dir: Path) -> None:
     initial = next(iter(sweep.values()))["initial_loss"]
     for ax in axes:
         ax.axhline(initial, color="grey", ls=":", lw=1, label="initial loss (chance: ln 10)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     lrs = np.array(list(sweep))
     finals = np.array([r["final_train_loss"] for r in sweep.values()])
     ok = np.isfinite(finals)
     axes[1].plot(lrs[ok], finals[ok], "o-", color="tab:blue", label="final training loss")
-    top = finals[ok].max() * 3
-    axes[1].plot(
-        lrs[~ok],
-        np.full((~ok).sum(), top),
-        "x",
-        color="tab:red",
-        ms=10,
-        mew=2,
-        label="diverged (non-finite loss)",
-    )
+    if any_diverged:
+        top = finals[ok].max() * 3
+        axes[1].plot(
+            lrs[~ok],
+            np.full((~ok).sum(), top),
+            "x",
+            color="tab:red",
+            ms=10,
+            mew=2,
+            label="diverged (non-finite loss)",
+        )
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("learning rate, log scale")
@@ -200,6 +206,8 @@ def run(out_dir: Path, fast: bool = False, plots: bool = True) -> dict:
     opt_rows, sweep_rows = rows(opt_runs, "optimizer"), rows(sweep, "SGD lr")
     sched_rows = rows(sched_runs, "schedule")
     for row, r in zip(sweep_rows, sweep.values(), strict=True):
+        row["initial_loss"] = r["initial_loss"]
+        row["dead_units"] = r["dead_units"]
         row["max_loss_over_initial"] = float(np.max(r["curve"]) / r["initial_loss"])
     body = f"""
 Digits, {len(data["X_train"])} training and {len(data["X_test"])} test images; 64-64-10 ReLU
@@ -216,7 +224,8 @@ epoch (inf: diverged, the trainer raised TrainingDivergedError).
 ## Learning-rate sweep (plain SGD)
 
 `max_loss_over_initial`: the largest epoch loss divided by the initial loss (> 1: the loss went
-up at some point).
+up at some point); `dead_units`: the fraction of the 64 hidden ReLU units that output 0 for
+every training image at the end.
 
 {table(sweep_rows)}
 
