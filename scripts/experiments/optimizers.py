@@ -132,12 +132,24 @@ def plot_sweep(sweep: dict, out_dir: Path) -> None:
     axes[0].set_title(f"Plain SGD: training loss per learning rate{note}")
     initial = next(iter(sweep.values()))["initial_loss"]
     for ax in axes:
-        ax.axhline(initial, color="grey", ls=":", lw=1, label="initial loss (chance: ln 10)")
+        ax.axhline(initial, color="grey", ls=":", lw=1, label=f"initial loss ({initial:.2f})")
     axes[0].legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     lrs = np.array(list(sweep))
     finals = np.array([r["final_train_loss"] for r in sweep.values()])
     ok = np.isfinite(finals)
     axes[1].plot(lrs[ok], finals[ok], "o-", color="tab:blue", label="final training loss")
+    dead = {lr: r for lr, r in sweep.items() if r["dead_units"] > 0.5}
+    if dead:  # the ReLUs died: the network outputs a constant
+        shares = sorted({f"{100 * r['dead_units']:.0f}%" for r in dead.values()})
+        axes[1].annotate(
+            f"lr {', '.join(f'{lr:g}' for lr in dead)}:\n{' / '.join(shares)} of the ReLUs dead",
+            (min(dead), min(r["final_train_loss"] for r in dead.values())),
+            textcoords="offset points",
+            xytext=(25, -75),
+            ha="left",
+            fontsize=8,
+            arrowprops={"arrowstyle": "->", "color": "grey"},
+        )
     if any_diverged:
         top = finals[ok].max() * 3
         axes[1].plot(

@@ -141,7 +141,11 @@ def plot(runs: list[dict], out_dir: Path, lr: float, hidden: int) -> None:
     ax.bar(x + 0.2, [r["test_accuracy"] for r in runs], 0.4, label="test", color="tab:blue")
     for i, r in enumerate(runs):
         ax.text(
-            i + 0.2, r["test_accuracy"] + 0.01, f"{r['test_accuracy']:.3f}", ha="center", fontsize=8
+            i + 0.2,
+            r["test_accuracy"] + 0.004,
+            f"{r['test_accuracy']:.3f}",
+            ha="center",
+            fontsize=8,
         )
     ax.set_xticks(x, [r["setting"] for r in runs], fontsize=8)
     ax.set_ylim(0.85, 1.02)
