@@ -29,7 +29,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 import backprop as bp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs" / "experiments"
+DOCS = ROOT / "docs" / "experiments"  # full runs: the figures and numbers the docs show
+FAST = ROOT / "runs" / "experiments"  # fast runs (runs/ is not tracked by git)
 SEED = 0  # every experiment derives its model and trainer seeds from this one
 DPI = 100
 
@@ -153,14 +154,18 @@ def write_summary(out_dir: Path, title: str, body: str, results: dict[str, Any])
 
 
 def main(run: Callable[..., dict], name: str) -> None:
-    """Command line of one experiment: ``--out DIR`` (default docs/experiments/NAME), ``--fast``."""
+    """Command line of one experiment: ``--out DIR`` (default docs/experiments/NAME, or
+    runs/experiments/NAME with ``--fast``), ``--fast``."""
     parser = argparse.ArgumentParser(description=(run.__module__ or name))
-    parser.add_argument("--out", type=Path, default=DOCS / name, help="output folder")
+    parser.add_argument(
+        "--out", type=Path, help=f"output folder (default {DOCS / name}; with --fast {FAST / name})"
+    )
     parser.add_argument("--fast", action="store_true", help="the reduced form the tests run")
     args = parser.parse_args()
+    if args.out is None:  # a fast run never overwrites the documented full run
+        args.out = (FAST if args.fast else DOCS) / name
     start = time.perf_counter()
-    with threadpool_limits(limits=1):
-        results = run(args.out, fast=args.fast)
+    with threadpool_limits(limits=1):  # small matrices: one BLAS thread, repeatable timings
+        run(args.out, fast=args.fast)
     print(f"{name}: {time.perf_counter() - start:.1f} s -> {args.out}")
     print((args.out / "summary.md").read_text())
-    _ = results
