@@ -86,6 +86,14 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A work array shaped like ``like``, reused from step to step (not part of the state):
+        intermediate results go there with ``out=`` instead of into new arrays."""
+        buf = getattr(self, "_work", None)
+        if buf is None or buf.size < like.size or buf.dtype != like.dtype:
+            buf = self._work = np.empty(like.size, dtype=like.dtype)
+        return buf[: like.size].reshape(like.shape)
+
     def reset(self) -> None:
         """Forget all state (as if no step had been taken)."""
         self.state = {}
@@ -130,12 +138,13 @@ class SGD(Optimizer):
             return
         mu = p.dtype.type(self.momentum)
         v = state["velocity"]
+        lr_g = np.multiply(g, lr, out=self._scratch(p))
         v *= mu
-        v -= lr * g  # v = momentum * v - lr * g
+        v -= lr_g  # v = momentum * v - lr * g
         if self.nesterov:
             # Look ahead: p += momentum * v - lr * g.
             p += mu * v
-            p -= lr * g
+            p -= lr_g
         else:
             p += v
 
@@ -221,20 +230,24 @@ class Adam(Optimizer):
         dt = p.dtype.type
         b1, b2 = dt(self.beta_1), dt(self.beta_2)
         m, v = state["m"], state["v"]
+        tmp = self._scratch(p)  # every intermediate goes here: no new arrays per step
         # First and second moment estimates.
         m *= b1
-        m += (1 - b1) * g
+        np.multiply(g, 1 - b1, out=tmp)
+        m += tmp  # m = b1 * m + (1 - b1) * g
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
         v *= b2
-        v += (1 - b2) * (g * g)
+        v += tmp  # v = b2 * v + (1 - b2) * g^2
         if self.amsgrad:
             np.maximum(state["v_max"], v, out=state["v_max"])
             v = state["v_max"]
         # Bias correction is folded into the step size.
-        denom = np.sqrt(v)
-        denom += dt(self.eps)
-        np.divide(m, denom, out=denom)
-        denom *= dt(self._step_size)
-        p -= denom
+        np.sqrt(v, out=tmp)
+        tmp += dt(self.eps)
+        np.divide(m, tmp, out=tmp)
+        tmp *= dt(self._step_size)
+        p -= tmp
 
     def config(self):
         return {
