@@ -226,10 +226,24 @@ class Adam(Optimizer):
         self._step_size = self.lr * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         super().step(params, grads, slices)
 
+    # The update is elementwise, so a large flat vector is updated block by block: a block of
+    # p, g, m, v and the work array (5 x 128 KiB in float32) stays in the L2 cache through all
+    # twelve passes instead of streaming every array from memory twelve times. Same results.
+    block_size = 32768
+
     def _update(self, p, g, state):
+        arrays = [state["m"], state["v"], state.get("v_max")]
+        n, bs = p.size, self.block_size
+        if p.ndim != 1 or n <= 2 * bs:
+            self._update_block(p, g, *arrays)
+            return
+        for start in range(0, n, bs):
+            sl = slice(start, start + bs)
+            self._update_block(p[sl], g[sl], *[None if a is None else a[sl] for a in arrays])
+
+    def _update_block(self, p, g, m, v, v_max):
         dt = p.dtype.type
         b1, b2 = dt(self.beta_1), dt(self.beta_2)
-        m, v = state["m"], state["v"]
         tmp = self._scratch(p)  # every intermediate goes here: no new arrays per step
         # First and second moment estimates.
         m *= b1
@@ -240,8 +254,8 @@ class Adam(Optimizer):
         v *= b2
         v += tmp  # v = b2 * v + (1 - b2) * g^2
         if self.amsgrad:
-            np.maximum(state["v_max"], v, out=state["v_max"])
-            v = state["v_max"]
+            np.maximum(v_max, v, out=v_max)
+            v = v_max
         # Bias correction is folded into the step size.
         np.sqrt(v, out=tmp)
         tmp += dt(self.eps)
