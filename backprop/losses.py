@@ -77,7 +77,7 @@ class Loss:
         w = _check_weights(sample_weight, n, y_pred.dtype)
         if w is None:
             dl *= y_pred.dtype.type(1.0 / n)
-            value = float(np.mean(per_sample, dtype=np.float64))
+            value = float(per_sample.sum(dtype=np.float64)) / n  # the mean, in float64
         else:
             dl *= w[:, None]
             value = float(np.dot(per_sample.astype(np.float64), w.astype(np.float64)))
@@ -171,6 +171,7 @@ class SoftmaxCrossEntropy(Loss):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
+        self._rows: np.ndarray | None = None
 
     def _labels(self, z: np.ndarray, y_true: Any) -> np.ndarray | None:
         """Validated integer labels ``(n,)``, or None when ``y_true`` holds probability rows."""
@@ -187,7 +188,8 @@ class SoftmaxCrossEntropy(Loss):
         elif labels.dtype.kind not in "iub":
             raise ValueError(f"class labels must be integers, got dtype {labels.dtype}")
         labels = labels.astype(np.intp, copy=False)
-        if labels.size and (labels.min() < 0 or labels.max() >= k):
+        # One reduction checks both ends: seen as unsigned, a negative label is huge.
+        if labels.size and labels.view(np.uintp).max() >= k:
             bad = labels[(labels < 0) | (labels >= k)][0]
             raise ValueError(f"class label {bad} out of range for {k} outputs")
         return labels
@@ -215,7 +217,9 @@ class SoftmaxCrossEntropy(Loss):
         labels = None if self.label_smoothing else self._labels(z, y_true)
         m = z.max(axis=1, keepdims=True)
         shifted = z - m
-        rows = np.arange(z.shape[0])
+        rows = self._rows
+        if rows is None or rows.shape[0] != z.shape[0]:
+            rows = self._rows = np.arange(z.shape[0])  # kept: every batch has the same size
         if labels is not None:
             target_logit = shifted[rows, labels]
         else:

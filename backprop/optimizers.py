@@ -29,6 +29,7 @@ paragraph of section 2) and as scikit-learn does, so ``eps`` is added to the *un
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -223,7 +224,7 @@ class Adam(Optimizer):
     def step(self, params, grads, slices=None):
         # The bias-corrected step size depends on t only: compute it once per step.
         t = self.iterations + 1
-        self._step_size = self.lr * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        self._step_size = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         super().step(params, grads, slices)
 
     # The update is elementwise, so a large flat vector is updated block by block: a block of
