@@ -2,9 +2,9 @@
 
 Run from the repository root::
 
-    python benchmarks/run.py                       # every workload (about 5-10 minutes)
+    python benchmarks/run.py                       # every workload (10-15 minutes here)
     python benchmarks/run.py --quick               # small subsets, well under a minute
-    python benchmarks/run.py --workloads mnist128 digits --repeats 5 --threads 2
+    python benchmarks/run.py --workloads mnist128 digits --repeats 7 --threads 2
 
 Method (nanoGPT ``bench.py`` style: warm up, then time, compare in the same run):
 
@@ -15,7 +15,8 @@ Method (nanoGPT ``bench.py`` style: warm up, then time, compare in the same run)
 2. Per workload: one warm-up fit per system on a slice of the data, then ``--repeats`` rounds;
    each round fits every system once from scratch, in an order rotated round by round
    (interleaved, so drifting machine load hits every system alike). The GEMM-only bound is
-   timed in the same rotation. Reported times are medians over the rounds.
+   timed in the same rotation. Reported times are medians over the rounds; ratios (and the
+   GEMM fraction) are medians of per-round ratios, each between runs made back to back.
 3. Untimed extra runs measure memory with tracemalloc (NumPy reports its allocations there):
    the peak of fit and of predict above what was allocated before (the data is not counted).
 
@@ -54,6 +55,12 @@ from benchmarks.report import format_table, targets
 PEERS = ("sklearn", "torch")
 
 
+def _default_repeats(name: str, quick: bool) -> int:
+    if name.startswith("mnist"):
+        return 2 if quick else 5
+    return 3 if quick else 9
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small subsets, few repetitions")
@@ -65,15 +72,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="which workloads (default: all)",
     )
     p.add_argument("--systems", nargs="+", choices=[s.name for s in systems_mod.ALL])
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3; quick 2)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed rounds per workload (default: 5 for MNIST, 9 for the small ones; quick: 2, 3)",
+    )
     p.add_argument("--threads", type=int, default=1, help="BLAS threads for every system")
     p.add_argument("--data-dir", default=os.environ.get("BACKPROP_DATA", "data"))
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 2 if args.quick else 3
-    if args.repeats < 1 or args.threads < 1:
+    if args.repeats is not None and args.repeats < 1 or args.threads < 1:
         p.error("--repeats and --threads must be >= 1")
     return args
 
@@ -127,23 +137,27 @@ def bench_workload(w, systems, repeats: int, memory: bool, log) -> list[dict]:
             times[s.name].append(seconds)
             last[s.name] = (fitted, steps)
         log(f"  round {r + 1}/{repeats} done")
-    gemm_per_step = statistics.median(gemm) / w.steps_per_epoch
     rows = []
     for s in systems:
         fitted, steps = last[s.name]
-        seconds = statistics.median(times[s.name])
         epochs_done = steps / w.steps_per_epoch
+        seconds = statistics.median(times[s.name])
         row = {
             "workload": w.name,
             "system": s.name,
             "s_per_epoch": seconds / epochs_done,
             "us_per_step": seconds / steps * 1e6,
             "steps": steps,
-            "gemm_fraction": gemm_per_step * steps / seconds,
+            "epochs": epochs_done,
+            # Paired by round: the GEMM-only time of a round over this system's time that round.
+            "gemm_fraction": statistics.median(
+                g / w.steps_per_epoch * steps / t for g, t in zip(gemm, times[s.name], strict=True)
+            ),
             "score": systems_mod.score(w, s.predict(fitted, w.X_test)),
             "fit_mb": math.nan,
             "predict_mb": math.nan,
             "times": times[s.name],
+            "gemm_times": gemm,
         }
         if memory and s.reports_to_tracemalloc:
             (fitted, _), peak = _traced(lambda s=s: s.fit(w))
@@ -159,11 +173,21 @@ def bench_workload(w, systems, repeats: int, memory: bool, log) -> list[dict]:
     for row in rows:
         for peer in PEERS:
             ref = next((x for x in rows if x["system"] == peer), None)
-            row[f"vs_{peer}"] = row["s_per_epoch"] / ref["s_per_epoch"] if ref else math.nan
+            row[f"vs_{peer}"] = math.nan if ref is None else _paired_ratio(row, ref)
     return rows
 
 
+def _paired_ratio(row: dict, ref: dict) -> float:
+    """Median over rounds of (this system's time per epoch / the peer's, in the same round):
+    both ran back to back, so a load change between rounds cancels out."""
+    return statistics.median(
+        (t / row["epochs"]) / (u / ref["epochs"])
+        for t, u in zip(row["times"], ref["times"], strict=True)
+    )
+
+
 def environment(args) -> list[str]:
+    rounds = args.repeats or "5 (MNIST) / 9 (others)" if not args.quick else args.repeats or "2-3"
     blas = [
         f"{i['internal_api']} {i.get('version')} ({i.get('architecture')}, {i['num_threads']} thr)"
         for i in threadpool_info()
@@ -182,7 +206,7 @@ def environment(args) -> list[str]:
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
         f"# numpy {np.__version__}, scikit-learn {sklearn.__version__}, torch {torch_v}; "
-        f"threads pinned to {args.threads}; medians of {args.repeats} interleaved rounds",
+        f"threads pinned to {args.threads}; medians of {rounds} interleaved rounds",
         f"# BLAS: {'; '.join(blas)}; " + ", ".join(f"{k}={v}" for k, v in env.items()),
     ]
 
@@ -224,7 +248,8 @@ def main(argv: list[str]) -> int:
                 else:
                     active.append(s)
             log(f"{name}: {w.description}")
-            rows += bench_workload(w, active, args.repeats, not args.no_memory, log)
+            repeats = args.repeats or _default_repeats(name, args.quick)
+            rows += bench_workload(w, active, repeats, not args.no_memory, log)
     lines = [
         *header,
         f"# command: python benchmarks/run.py {' '.join(argv)}".rstrip(),
