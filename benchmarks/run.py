@@ -50,7 +50,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from benchmarks import systems as systems_mod
 from benchmarks import workloads as workloads_mod
-from benchmarks.report import format_table, targets
+from benchmarks.report import format_table, paired_ratio, targets
 
 PEERS = ("sklearn", "torch")
 
@@ -173,17 +173,8 @@ def bench_workload(w, systems, repeats: int, memory: bool, log) -> list[dict]:
     for row in rows:
         for peer in PEERS:
             ref = next((x for x in rows if x["system"] == peer), None)
-            row[f"vs_{peer}"] = math.nan if ref is None else _paired_ratio(row, ref)
+            row[f"vs_{peer}"] = math.nan if ref is None else paired_ratio(row, ref)
     return rows
-
-
-def _paired_ratio(row: dict, ref: dict) -> float:
-    """Median over rounds of (this system's time per epoch / the peer's, in the same round):
-    both ran back to back, so a load change between rounds cancels out."""
-    return statistics.median(
-        (t / row["epochs"]) / (u / ref["epochs"])
-        for t, u in zip(row["times"], ref["times"], strict=True)
-    )
 
 
 def environment(args) -> list[str]:
