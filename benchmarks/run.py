@@ -117,11 +117,18 @@ def _traced(fn):
     return result, peak
 
 
-def bench_workload(w, systems, repeats: int, memory: bool, log) -> list[dict]:
+def bench_workload(w, systems, repeats: int, memory: bool, log, notes: list[str]) -> list[dict]:
     rng = np.random.default_rng(0)
     warm = w.subset(max(10 * (w.batch_size or 0), 512))
+    working = []
     for s in systems:
-        s.fit(warm)
+        try:  # a system that fails its warm-up is reported, not allowed to stop the run
+            s.fit(warm)
+        except Exception as exc:
+            notes.append(f"{w.name}/{s.name}: skipped: warm-up failed: {type(exc).__name__}: {exc}")
+        else:
+            working.append(s)
+    systems = working
     systems_mod.gemm_epoch_seconds(warm, rng)
     times: dict[str, list[float]] = {s.name: [] for s in systems}
     gemm: list[float] = []
@@ -240,7 +247,7 @@ def main(argv: list[str]) -> int:
                     active.append(s)
             log(f"{name}: {w.description}")
             repeats = args.repeats or _default_repeats(name, args.quick)
-            rows += bench_workload(w, active, repeats, not args.no_memory, log)
+            rows += bench_workload(w, active, repeats, not args.no_memory, log, notes)
     lines = [
         *header,
         f"# command: python benchmarks/run.py {' '.join(argv)}".rstrip(),

@@ -59,3 +59,28 @@ def test_quick_run_prints_every_row_with_finite_ratios(bench_main, tmp_path, cap
         assert f"{r['vs_sklearn']:.2f}" in line.split()
     assert rows[("digits", "sklearn")]["vs_sklearn"] == 1.0
     assert "targets" in printed
+
+
+def test_a_failing_system_is_noted_and_the_others_still_run(bench_main, tmp_path, monkeypatch):
+    systems = importlib.import_module("benchmarks.systems")
+
+    def broken(self, w):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(systems.Sklearn, "fit", broken)
+    report = tmp_path / "results.json"
+    argv = [
+        "--quick",
+        "--repeats",
+        "1",
+        "--workloads",
+        "digits",
+        "--systems",
+        "backprop",
+        "sklearn",
+    ]
+    assert bench_main([*argv, "--no-memory", "--json", str(report)]) == 0
+    results = json.loads(report.read_text())
+    assert [(r["workload"], r["system"]) for r in results["rows"]] == [("digits", "backprop")]
+    assert math.isnan(results["rows"][0]["vs_sklearn"])  # no peer, no ratio (printed as "-")
+    assert any("digits/sklearn" in n and "RuntimeError: boom" in n for n in results["notes"])
