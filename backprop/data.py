@@ -145,9 +145,12 @@ class Accuracy:
             hit = out.argmax(axis=1) == y.argmax(axis=1)
         else:
             hit = np.all((out > 0) == (y.reshape(out.shape) > 0.5), axis=1)
-        weights = np.ones(len(hit)) if w is None else w
-        self.correct += float(np.dot(hit, weights))
-        self.total += float(weights.sum())
+        if w is None:
+            self.correct += float(np.count_nonzero(hit))
+            self.total += float(len(hit))
+        else:
+            self.correct += float(np.dot(hit, w))
+            self.total += float(w.sum())
 
     def result(self) -> float:
         return self.correct / self.total if self.total else float("nan")

@@ -77,7 +77,7 @@ class Loss:
         w = _check_weights(sample_weight, n, y_pred.dtype)
         if w is None:
             dl *= y_pred.dtype.type(1.0 / n)
-            value = float(np.mean(per_sample, dtype=np.float64))
+            value = float(per_sample.sum(dtype=np.float64)) / n  # the mean, in float64
         else:
             dl *= w[:, None]
             value = float(np.dot(per_sample.astype(np.float64), w.astype(np.float64)))
@@ -171,40 +171,70 @@ class SoftmaxCrossEntropy(Loss):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
+        self._rows: np.ndarray | None = None
 
-    def _targets(self, z: np.ndarray, y_true: Any) -> np.ndarray:
+    def _labels(self, z: np.ndarray, y_true: Any) -> np.ndarray | None:
+        """Validated integer labels ``(n,)``, or None when ``y_true`` holds probability rows."""
         n, k = z.shape
         t = np.asarray(y_true)
-        if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k > 1):
-            labels = t.reshape(-1)
-            if labels.shape[0] != n:
-                raise ValueError(f"y_true has {labels.shape[0]} labels for {n} predictions")
-            if labels.dtype.kind == "f":
-                if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-                    raise ValueError("integer class labels expected, got non-integer values")
-            elif labels.dtype.kind not in "iub":
-                raise ValueError(f"class labels must be integers, got dtype {labels.dtype}")
-            labels = labels.astype(np.intp)
-            if labels.size and (labels.min() < 0 or labels.max() >= k):
-                bad = labels[(labels < 0) | (labels >= k)][0]
-                raise ValueError(f"class label {bad} out of range for {k} outputs")
-            onehot = np.zeros((n, k), dtype=z.dtype)
-            onehot[np.arange(n), labels] = 1
-            t = onehot
+        if not (t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1 and k > 1)):
+            return None
+        labels = t.reshape(-1)
+        if labels.shape[0] != n:
+            raise ValueError(f"y_true has {labels.shape[0]} labels for {n} predictions")
+        if labels.dtype.kind == "f":
+            if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+                raise ValueError("integer class labels expected, got non-integer values")
+        elif labels.dtype.kind not in "iub":
+            raise ValueError(f"class labels must be integers, got dtype {labels.dtype}")
+        labels = labels.astype(np.intp, copy=False)
+        # One reduction checks both ends: seen as unsigned, a negative label is huge.
+        if labels.size and labels.view(np.uintp).max() >= k:
+            bad = labels[(labels < 0) | (labels >= k)][0]
+            raise ValueError(f"class label {bad} out of range for {k} outputs")
+        return labels
+
+    def _targets(self, z: np.ndarray, y_true: Any) -> np.ndarray:
+        """Target rows ``(n, k)`` (one-hot for labels), label smoothing applied."""
+        n, k = z.shape
+        labels = self._labels(z, y_true)
+        if labels is not None:
+            t = np.zeros((n, k), dtype=z.dtype)
+            t[np.arange(n), labels] = 1
         else:
-            t = _targets_like(z, t)
+            t = _targets_like(z, y_true)
         if self.label_smoothing:
             e = self.label_smoothing
             t = (1 - e) * t + e / k
         return t.astype(z.dtype, copy=False)
 
     def _forward(self, z, y_true):
-        t = self._targets(z, y_true)
-        lse = special.logsumexp(z, axis=1)
-        per_sample = lse - np.einsum("ij,ij->i", t, z)
-        p = np.exp(z - lse[:, None])
-        p -= t
-        return per_sample, p.astype(z.dtype, copy=False)
+        # Fused softmax and cross-entropy, shifted by the row maximum m so nothing overflows:
+        #   s_i = sum_k exp(z_ik - m_i),   logsumexp_i = log s_i + m_i,
+        #   l_i = logsumexp_i - sum_k t_ik z_ik,   dl_i/dz = exp(z_i - m_i) / s_i - t_i.
+        # Integer labels (no smoothing) index the one target entry instead of a one-hot matrix,
+        # and their l_i = log s_i - (z_iy - m_i) avoids adding and subtracting m_i.
+        labels = None if self.label_smoothing else self._labels(z, y_true)
+        m = z.max(axis=1, keepdims=True)
+        shifted = z - m
+        rows = self._rows
+        if rows is None or rows.shape[0] != z.shape[0]:
+            rows = self._rows = np.arange(z.shape[0])  # kept: every batch has the same size
+        if labels is not None:
+            target_logit = shifted[rows, labels]
+        else:
+            t = self._targets(z, y_true)
+            target_logit = np.einsum("ij,ij->i", t, z) - m[:, 0]
+        p = np.exp(shifted, out=shifted)
+        s = p.sum(axis=1, keepdims=True)
+        p /= s
+        per_sample = np.log(s[:, 0])
+        per_sample -= target_logit
+        if labels is not None:
+            p[rows, labels] -= 1
+        else:
+            p -= t
+        return per_sample, p
 
     def config(self) -> dict[str, Any]:
         return {"label_smoothing": self.label_smoothing}

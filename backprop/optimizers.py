@@ -29,6 +29,7 @@ paragraph of section 2) and as scikit-learn does, so ``eps`` is added to the *un
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,14 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A work array shaped like ``like``, reused from step to step (not part of the state):
+        intermediate results go there with ``out=`` instead of into new arrays."""
+        buf = getattr(self, "_work", None)
+        if buf is None or buf.size < like.size or buf.dtype != like.dtype:
+            buf = self._work = np.empty(like.size, dtype=like.dtype)
+        return buf[: like.size].reshape(like.shape)
+
     def reset(self) -> None:
         """Forget all state (as if no step had been taken)."""
         self.state = {}
@@ -130,12 +139,13 @@ class SGD(Optimizer):
             return
         mu = p.dtype.type(self.momentum)
         v = state["velocity"]
+        lr_g = np.multiply(g, lr, out=self._scratch(p))
         v *= mu
-        v -= lr * g  # v = momentum * v - lr * g
+        v -= lr_g  # v = momentum * v - lr * g
         if self.nesterov:
             # Look ahead: p += momentum * v - lr * g.
             p += mu * v
-            p -= lr * g
+            p -= lr_g
         else:
             p += v
 
@@ -214,27 +224,45 @@ class Adam(Optimizer):
     def step(self, params, grads, slices=None):
         # The bias-corrected step size depends on t only: compute it once per step.
         t = self.iterations + 1
-        self._step_size = self.lr * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        self._step_size = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         super().step(params, grads, slices)
 
+    # The update is elementwise, so a large flat vector is updated block by block: a block of
+    # p, g, m, v and the work array (5 x 128 KiB in float32) stays in the L2 cache through all
+    # twelve passes instead of streaming every array from memory twelve times. Same results.
+    block_size = 32768
+
     def _update(self, p, g, state):
+        arrays = [state["m"], state["v"], state.get("v_max")]
+        n, bs = p.size, self.block_size
+        if p.ndim != 1 or n <= 2 * bs:
+            self._update_block(p, g, *arrays)
+            return
+        for start in range(0, n, bs):
+            sl = slice(start, start + bs)
+            self._update_block(p[sl], g[sl], *[None if a is None else a[sl] for a in arrays])
+
+    def _update_block(self, p, g, m, v, v_max):
         dt = p.dtype.type
         b1, b2 = dt(self.beta_1), dt(self.beta_2)
-        m, v = state["m"], state["v"]
+        tmp = self._scratch(p)  # every intermediate goes here: no new arrays per step
         # First and second moment estimates.
         m *= b1
-        m += (1 - b1) * g
+        np.multiply(g, 1 - b1, out=tmp)
+        m += tmp  # m = b1 * m + (1 - b1) * g
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
         v *= b2
-        v += (1 - b2) * (g * g)
+        v += tmp  # v = b2 * v + (1 - b2) * g^2
         if self.amsgrad:
-            np.maximum(state["v_max"], v, out=state["v_max"])
-            v = state["v_max"]
+            np.maximum(v_max, v, out=v_max)
+            v = v_max
         # Bias correction is folded into the step size.
-        denom = np.sqrt(v)
-        denom += dt(self.eps)
-        np.divide(m, denom, out=denom)
-        denom *= dt(self._step_size)
-        p -= denom
+        np.sqrt(v, out=tmp)
+        tmp += dt(self.eps)
+        np.divide(m, tmp, out=tmp)
+        tmp *= dt(self._step_size)
+        p -= tmp
 
     def config(self):
         return {

@@ -111,7 +111,9 @@ class ReLU(Activation):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         if self._y is None:
             raise self._missing_cache()
-        return np.where(self._y > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+        # grad_out * [y > 0]: a multiply by the boolean mask is several times faster than
+        # np.where (no data-dependent branches). The float32/float64 dtype of grad_out is kept.
+        return np.multiply(grad_out, self._y > 0, dtype=grad_out.dtype)
 
 
 class LeakyReLU(Activation):

@@ -83,7 +83,7 @@ class Dense(Layer):
             raise self._missing_cache()
         if self.trainable:
             np.matmul(self._x.T, grad_out, out=self.grads["W"])
-            np.sum(grad_out, axis=0, out=self.grads["b"])
+            np.add.reduce(grad_out, axis=0, out=self.grads["b"])  # np.sum without its wrapper
         else:
             self.zero_grads()
 

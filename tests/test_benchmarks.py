@@ -1,0 +1,86 @@
+"""Smoke test of the benchmark harness on tiny workloads. It checks the table's rows and that every
+ratio is a finite positive number; it never asserts a speed (timings are the benchmark's job)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench_main():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.run").main
+
+
+def _torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_quick_run_prints_every_row_with_finite_ratios(bench_main, tmp_path, capsys):
+    report = tmp_path / "results.json"
+    argv = ["--quick", "--repeats", "1", "--workloads", "digits", "regression", "lbfgs", "mnist128"]
+    # An empty data folder: MNIST is missing, so its workload must be skipped with a note.
+    argv += ["--data-dir", str(tmp_path), "--json", str(report)]
+    assert bench_main(argv) == 0
+    printed = capsys.readouterr().out
+    results = json.loads(report.read_text())
+    rows = {(r["workload"], r["system"]): r for r in results["rows"]}
+
+    peers = ["backprop", "sklearn"] + (["torch"] if _torch_available() else [])
+    expected = {(w, s) for w in ("digits", "regression") for s in peers}
+    expected |= {("lbfgs", "backprop"), ("lbfgs", "sklearn")}
+    assert expected <= set(rows)
+    assert not any(w == "mnist128" for w, _ in rows)
+    assert any("mnist128" in n and "fetch_data.py" in n for n in results["notes"])
+
+    for (workload, system), r in rows.items():
+        for key in ("s_per_epoch", "us_per_step", "gemm_fraction", "vs_sklearn"):
+            assert math.isfinite(r[key]) and r[key] > 0, (workload, system, key, r[key])
+        if workload != "lbfgs" and "torch" in peers:
+            assert math.isfinite(r["vs_torch"]) and r["vs_torch"] > 0
+        assert math.isfinite(r["score"]) and r["score"] <= 1.0  # accuracy or R2
+        if system != "torch":
+            assert r["fit_mb"] > 0 and r["predict_mb"] > 0
+        # The table line of this row, with its ratio to sklearn printed the same way.
+        line = next(ln for ln in printed.splitlines() if ln.split()[:2] == [workload, system])
+        assert f"{r['vs_sklearn']:.2f}" in line.split()
+    assert rows[("digits", "sklearn")]["vs_sklearn"] == 1.0
+    assert "targets" in printed
+
+
+def test_a_failing_system_is_noted_and_the_others_still_run(bench_main, tmp_path, monkeypatch):
+    systems = importlib.import_module("benchmarks.systems")
+
+    def broken(self, w):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(systems.Sklearn, "fit", broken)
+    report = tmp_path / "results.json"
+    argv = [
+        "--quick",
+        "--repeats",
+        "1",
+        "--workloads",
+        "digits",
+        "--systems",
+        "backprop",
+        "sklearn",
+    ]
+    assert bench_main([*argv, "--no-memory", "--json", str(report)]) == 0
+    results = json.loads(report.read_text())
+    assert [(r["workload"], r["system"]) for r in results["rows"]] == [("digits", "backprop")]
+    assert math.isnan(results["rows"][0]["vs_sklearn"])  # no peer, no ratio (printed as "-")
+    assert any("digits/sklearn" in n and "RuntimeError: boom" in n for n in results["notes"])
