@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from .data import check_sample_weight
+
 
 def _check_pred(y_pred: Any) -> np.ndarray:
     y_pred = np.asarray(y_pred)
@@ -48,13 +50,9 @@ def _check_pred(y_pred: Any) -> np.ndarray:
 
 def _check_weights(sample_weight: Any, n: int, dtype: np.dtype) -> np.ndarray | None:
     """Validated weights scaled to ``w_i / sum(w)`` (None for the plain mean)."""
-    if sample_weight is None:
+    w = check_sample_weight(sample_weight, n)
+    if w is None:
         return None
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if w.shape != (n,):
-        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("sample_weight must be finite and non-negative")
     total = w.sum()
     if total <= 0:
         raise ValueError("sample_weight must not sum to zero")
