@@ -48,9 +48,10 @@ def global_norm(g: np.ndarray) -> float:
         return float(np.sqrt(np.dot(g, g)))
 
 
-def clip_by_global_norm(g: np.ndarray, max_norm: float) -> float:
-    """Scale ``g`` in place so that ``||g|| <= max_norm``; returns the norm before clipping."""
-    norm = global_norm(g)
+def clip_by_global_norm(g: np.ndarray, max_norm: float, norm: float | None = None) -> float:
+    """Scale ``g`` in place so that ``||g|| <= max_norm``; returns the norm before clipping.
+    ``norm`` is ``||g||`` when the caller has it already (it saves a pass over ``g``)."""
+    norm = global_norm(g) if norm is None else norm
     if norm > max_norm:
         g *= g.dtype.type(max_norm / norm)
     return norm

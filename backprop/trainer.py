@@ -249,16 +249,18 @@ class Trainer:
         """One update on one batch; returns (loss, output, pre-clip gradient norm)."""
         loss, out = self.loss_and_gradients(Xb, yb, wb)
         grads = self.model.flat_gradients
-        if self.clip_value is not None:
-            clip_by_value(grads, self.clip_value)
-        if self.clip_param_norm is not None:
-            clip_by_param_norm(self.model.gradients().values(), self.clip_param_norm)
-        if self.clip_norm is not None:
-            norm = clip_by_global_norm(grads, self.clip_norm)
-        else:
-            norm = global_norm(grads)
+        norm = global_norm(grads)  # before any clipping: the norm the history records
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise self._diverged(loss, norm)
+        clipped = False
+        if self.clip_value is not None:
+            clip_by_value(grads, self.clip_value)
+            clipped = True
+        if self.clip_param_norm is not None:
+            clip_by_param_norm(self.model.gradients().values(), self.clip_param_norm)
+            clipped = True
+        if self.clip_norm is not None:
+            clip_by_global_norm(grads, self.clip_norm, None if clipped else norm)
         self.optimizer.step(self.model.flat_parameters, grads, self._slices)
         self.step_count += 1
         return loss, out, norm

@@ -445,3 +445,30 @@ def test_gradient_monitor_reports_dead_relus(rng):
         warnings.simplefilter("ignore", RuntimeWarning)
         h = trainer.fit(rng.normal(size=(32, 4)), rng.integers(0, 2, 32))
     assert h["dead_relu/1"][0] >= 0.5
+
+
+def test_recorded_norm_is_taken_before_every_kind_of_clipping(rng):
+    X, y = rng.normal(size=(16, 5)) * 10, rng.integers(0, 3, 16)
+    model = bp.Sequential([bp.Dense(5, 8), bp.ReLU(), bp.Dense(8, 3)], dtype="float64", seed=0)
+    spy = GradSpy()
+    unclipped = bp.Trainer(
+        model.copy(), "cross_entropy", bp.SGD(0.0 + 1e-12), batch_size=16, epochs=1, seed=0
+    )
+    unclipped.fit(X, y)
+    trainer = bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.SGD(1e-12),
+        batch_size=16,
+        epochs=1,
+        clip_value=1e-3,
+        clip_param_norm=1e-3,
+        clip_norm=1e-3,
+        callbacks=[spy],
+        seed=0,
+    )
+    h = trainer.fit(X, y)
+    after, before = spy.norms[0]
+    assert before == pytest.approx(unclipped.history["grad_norm"][0], rel=1e-9)
+    assert h["grad_norm"][0] == pytest.approx(before, rel=1e-12)
+    assert after <= 1e-3 * (1 + 1e-9) < before
