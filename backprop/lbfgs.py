@@ -8,10 +8,15 @@ iteration counts as one epoch in the history; ``max_fun`` bounds the number of l
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from .data import METRICS, gather
+from .regularization import global_norm
 
 
 class LBFGS:
@@ -66,6 +71,51 @@ class LBFGS:
         )
         params[...] = self.result.x
         return self.result
+
+    def fit(self, trainer: Any, X, y, w, train_idx, val, callbacks) -> None:
+        """Run the trainer's full-batch L-BFGS fit: one iteration is one epoch of its history.
+
+        Called by ``Trainer.fit``; uses its loss-and-gradient function, callbacks and logs."""
+        full = len(train_idx) == X.shape[0]
+        Xt = X if full else gather(X, train_idx)
+        yt = y if full else y[train_idx]
+        wt = w if (w is None or full) else w[train_idx]
+        Xt = np.asarray(Xt, dtype=trainer.model.dtype)
+        trainer.steps_per_epoch = 1
+        metrics = [METRICS[name]() for name in trainer.metric_names]
+        state = {"start": time.perf_counter(), "epoch": trainer.initial_epoch}
+
+        def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+            trainer._position = (state["epoch"], 0)
+            trainer.model.flat_parameters[...] = x
+            loss, _ = trainer.loss_and_gradients(Xt, yt, wt)
+            norm = global_norm(trainer.model.flat_gradients)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                raise trainer._diverged(loss, norm)
+            return loss, trainer.model.flat_gradients.astype(np.float64)
+
+        def after_iteration(x: np.ndarray, loss: float) -> bool:
+            epoch = state["epoch"]
+            trainer.model.flat_parameters[...] = x
+            for cb in callbacks:
+                cb.on_epoch_begin(trainer, epoch)
+            out = trainer.model.predict(Xt)
+            logs: dict[str, float] = {"epoch": epoch + 1, "loss": float(loss)}
+            for metric in metrics:
+                metric.reset()
+                metric.update(out, yt, wt)
+                logs[metric.name] = metric.result()
+            trainer._finish_epoch(epoch, logs, val, callbacks, state["start"])
+            state["epoch"], state["start"] = epoch + 1, time.perf_counter()
+            trainer.step_count += 1
+            return trainer.stop_training or state["epoch"] >= trainer.end_epoch
+
+        self.minimize(
+            objective,
+            trainer.model.flat_parameters,
+            after_iteration,
+            trainer.end_epoch - trainer.initial_epoch,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {}

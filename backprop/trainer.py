@@ -339,7 +339,7 @@ class Trainer:
         self.error: BaseException | None = None
         try:
             if isinstance(self.optimizer, LBFGS):
-                self._fit_lbfgs(X, y, w, train_idx, val, callbacks)
+                self.optimizer.fit(self, X, y, w, train_idx, val, callbacks)
             else:
                 self._fit_epochs(batches, val, callbacks)
         except KeyboardInterrupt:
@@ -465,48 +465,6 @@ class Trainer:
         logs["time"] = time.perf_counter() - start
         for cb in callbacks:
             cb.on_epoch_end(self, epoch, logs)
-
-    def _fit_lbfgs(self, X, y, w, train_idx, val, callbacks):
-        full = len(train_idx) == X.shape[0]
-        Xt = X if full else gather(X, train_idx)
-        yt = y if full else y[train_idx]
-        wt = w if (w is None or full) else w[train_idx]
-        Xt = np.asarray(Xt, dtype=self.model.dtype)
-        self.steps_per_epoch = 1
-        metrics = [METRICS[name]() for name in self.metric_names]
-        state = {"start": time.perf_counter(), "epoch": self.initial_epoch}
-
-        def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-            self._position = (state["epoch"], 0)
-            self.model.flat_parameters[...] = x
-            loss, _ = self.loss_and_gradients(Xt, yt, wt)
-            norm = global_norm(self.model.flat_gradients)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                raise self._diverged(loss, norm)
-            return loss, self.model.flat_gradients.astype(np.float64)
-
-        def after_iteration(x: np.ndarray, loss: float) -> bool:
-            epoch = state["epoch"]
-            self.model.flat_parameters[...] = x
-            for cb in callbacks:
-                cb.on_epoch_begin(self, epoch)
-            out = self.model.predict(Xt)
-            logs: dict[str, float] = {"epoch": epoch + 1, "loss": float(loss)}
-            for metric in metrics:
-                metric.reset()
-                metric.update(out, yt, wt)
-                logs[metric.name] = metric.result()
-            self._finish_epoch(epoch, logs, val, callbacks, state["start"])
-            state["epoch"], state["start"] = epoch + 1, time.perf_counter()
-            self.step_count += 1
-            return self.stop_training or state["epoch"] >= self.end_epoch
-
-        self.optimizer.minimize(
-            objective,
-            self.model.flat_parameters,
-            after_iteration,
-            self.end_epoch - self.initial_epoch,
-        )
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
