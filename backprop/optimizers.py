@@ -153,6 +153,13 @@ class SGD(Optimizer):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
 
 
+def _step_by_root(p: np.ndarray, g: np.ndarray, s: np.ndarray, lr: float, eps: float) -> None:
+    """``p -= lr * g / (sqrt(s) + eps)``: the step RMSprop and Adagrad share."""
+    denom = np.sqrt(s)
+    denom += p.dtype.type(eps)
+    p -= p.dtype.type(lr) * g / denom
+
+
 class RMSprop(Optimizer):
     """Divide the step by a running root-mean-square of recent gradients."""
 
@@ -168,9 +175,7 @@ class RMSprop(Optimizer):
         rho = p.dtype.type(self.rho)
         s *= rho
         s += (1 - rho) * g * g  # s = rho * s + (1 - rho) * g^2
-        denom = np.sqrt(s)
-        denom += p.dtype.type(self.eps)
-        p -= p.dtype.type(self.lr) * g / denom
+        _step_by_root(p, g, s, self.lr, self.eps)
 
     def config(self):
         return {"lr": self.lr, "rho": self.rho, "eps": self.eps}
@@ -195,9 +200,7 @@ class Adagrad(Optimizer):
     def _update(self, p, g, state):
         s = state["sum_sq"]
         s += g * g  # s += g^2
-        denom = np.sqrt(s)
-        denom += p.dtype.type(self.eps)
-        p -= p.dtype.type(self.lr) * g / denom
+        _step_by_root(p, g, s, self.lr, self.eps)
 
     def config(self):
         return {"lr": self.lr, "eps": self.eps, "initial_accumulator": self.initial_accumulator}
