@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import initializers
+from . import sparse as sparse_mod
 from .layers import BatchNorm, Dense, Dropout, Layer, LayerNorm
 from .layers.base import as_float_dtype
 
@@ -153,9 +154,13 @@ class Sequential:
     def forward(self, X: Any, training: bool = False) -> np.ndarray:
         """Output ``(n_samples, n_outputs)`` for input ``X`` ``(n_samples, n_features_in)``.
 
-        ``X`` is cast to the model's dtype (a copy only when its dtype differs).
+        ``X`` is cast to the model's dtype (a copy only when its dtype differs). A scipy.sparse
+        ``X`` stays sparse (CSR) and needs a first layer that takes it (:mod:`backprop.sparse`).
         """
-        out = as_2d_float(X, self.dtype)
+        if sparse_mod.is_sparse(X):
+            out = sparse_mod.as_model_input(X, self.dtype, self.layers[0])
+        else:
+            out = as_2d_float(X, self.dtype)
         for layer in self.layers:
             out = layer.forward(out, training=training)
         return out

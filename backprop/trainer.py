@@ -54,6 +54,7 @@ from .regularization import (
     global_norm,
     penalty,
 )
+from .sparse import is_sparse
 
 MODES = ("stochastic", "batch", "minibatch")
 
@@ -236,7 +237,7 @@ class Trainer:
         if self.l1 or self.l2:
             l1, l2 = self.l1, self.l2
             if self.penalty_scale == "per_sample":
-                total = len(Xb) if wb is None else float(np.sum(wb))
+                total = Xb.shape[0] if wb is None else float(np.sum(wb))
                 l1, l2 = l1 / total, l2 / total
             w = m.flat_parameters[: m.n_weights]
             loss += penalty(w, l1, l2)
@@ -321,7 +322,8 @@ class Trainer:
             train_idx, val = self._validation(X, y, w, validation_data, validation_split)
             batch_size = self.resolve_batch_size(len(train_idx))
             self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
-            buffer = np.empty((batch_size, X.shape[1]), dtype=self.model.dtype)
+            rows = 0 if is_sparse(X) else batch_size  # a sparse batch is gathered as CSR
+            buffer = np.empty((rows, X.shape[1]), dtype=self.model.dtype)
 
             def batches():
                 return self._array_batches(X, y, w, train_idx, batch_size, buffer)
@@ -420,7 +422,7 @@ class Trainer:
                 if self.schedule is not None and self.schedule.interval == "update":
                     self.optimizer.lr = self.schedule(self.step_count)
                 loss, out, norm = self.train_step(Xb, yb, wb)
-                bw = len(Xb) if wb is None else float(wb.sum())
+                bw = Xb.shape[0] if wb is None else float(wb.sum())
                 total += loss * bw
                 weight_total += bw
                 norm_sum += norm

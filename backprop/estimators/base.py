@@ -109,6 +109,11 @@ class BaseMLP(BaseEstimator):
             if not isinstance(cb, Callback):
                 raise ValueError(f"callbacks must be backprop Callback instances, got {cb!r}")
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR/CSC X is trained on as CSR, never made dense
+        return tags
+
     # -- fitted attributes that live in the model -----------------------------------------------
     def _dense_layers(self) -> list[L.Dense]:
         check_is_fitted(self, "model_")
@@ -359,7 +364,7 @@ class BaseMLP(BaseEstimator):
     def _forward(self, X) -> np.ndarray:
         """Validated ``X`` through ``model_``: the raw outputs ``z`` ``(n_samples, n_outputs)``."""
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=(np.float64, np.float32), reset=False)
         return self.model_.predict(X)
 
     def _link(self, z: np.ndarray) -> np.ndarray:

@@ -9,6 +9,9 @@ Backward, given ``g = dL/dy`` of shape ``(n, out_features)``::
     dW = x.T @ g             (in_features, out_features)
     db = sum_i g[i]          (out_features,)
     dx = g @ W.T             (n, in_features)
+
+A scipy.sparse ``x`` (CSR) is taken as it is: ``x @ W`` and ``x.T @ g`` are sparse-dense
+products and ``backward`` returns None, as no layer sits upstream (see :mod:`backprop.sparse`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import initializers
+from .. import sparse as sparse_mod
 from .base import Layer, check_positive_int
 
 
@@ -36,6 +40,8 @@ class Dense(Layer):
         seed: seed or generator for a stand-alone layer's initial weights; a ``Sequential``
             re-initializes every layer from its own seed.
     """
+
+    accepts_sparse = True  # a scipy.sparse batch may come in as the model's input
 
     def __init__(
         self,
@@ -72,7 +78,10 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
-        y = x @ self.params["W"]
+        if sparse_mod.is_sparse(x):
+            y = sparse_mod.matmul(x, self.params["W"])
+        else:
+            y = x @ self.params["W"]
         y += self.params["b"]
         if training:
             self._x = x
@@ -82,13 +91,18 @@ class Dense(Layer):
         if self._x is None:
             raise self._missing_cache()
         if self.trainable:
-            np.matmul(self._x.T, grad_out, out=self.grads["W"])
+            if sparse_mod.is_sparse(self._x):
+                sparse_mod.transpose_matmul(self._x, grad_out, self.grads["W"])
+            else:
+                np.matmul(self._x.T, grad_out, out=self.grads["W"])
             np.add.reduce(grad_out, axis=0, out=self.grads["b"])  # np.sum without its wrapper
         else:
             self.zero_grads()
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         self.backward_params_only(grad_out)
+        if sparse_mod.is_sparse(self._x):
+            return None  # no dL/dx for a sparse input: nothing upstream needs it
         return grad_out @ self.params["W"].T
 
     def config(self) -> dict[str, Any]:
