@@ -34,6 +34,7 @@ from ..trainer import Trainer, TrainingDivergedError
 from . import conventions as C
 from .losses import for_output
 from .monitor import SklearnMonitor
+from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
 
 SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
 STOCHASTIC = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
@@ -50,7 +51,7 @@ ACTIVATION_LAYERS = {
 }
 
 
-class BaseMLP(BaseEstimator):
+class BaseMLP(SklearnPrivateMixin, BaseEstimator):
     """Shared parameters, fitting and prediction. Subclasses define ``__init__`` (scikit-learn
     reads the parameter names from its signature), ``_validate_input`` and ``_score_raw``."""
 
@@ -119,25 +120,35 @@ class BaseMLP(BaseEstimator):
         check_is_fitted(self, "model_")
         return [layer for layer in self.model_.layers if isinstance(layer, L.Dense)]
 
+    def _weights(self, key: str) -> list[np.ndarray]:
+        if "model_" not in vars(self) and f"_hand_set_{key}" in vars(self):
+            return vars(self)[f"_hand_set_{key}"]  # set by hand before fit (see _set_weights)
+        return WeightViews(layer.params[key] for layer in self._dense_layers())
+
+    def _set_weights(self, key: str, values: list[np.ndarray]) -> None:
+        if "model_" not in vars(self):  # kept as given; partial_fit or warm_start starts there
+            vars(self)[f"_hand_set_{key}"] = values if isinstance(values, list) else list(values)
+            return
+        for layer, value in zip(self._dense_layers(), values, strict=True):
+            layer.params[key][...] = value
+
     @property
     def coefs_(self) -> list[np.ndarray]:
         """Views of each Dense layer's ``W`` ``(fan_in, fan_out)`` inside ``model_``."""
-        return [layer.params["W"] for layer in self._dense_layers()]
+        return self._weights("W")
 
     @coefs_.setter
     def coefs_(self, values: list[np.ndarray]) -> None:
-        for layer, value in zip(self._dense_layers(), values, strict=True):
-            layer.params["W"][...] = value
+        self._set_weights("W", values)
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
         """Views of each Dense layer's ``b`` ``(fan_out,)`` inside ``model_``."""
-        return [layer.params["b"] for layer in self._dense_layers()]
+        return self._weights("b")
 
     @intercepts_.setter
     def intercepts_(self, values: list[np.ndarray]) -> None:
-        for layer, value in zip(self._dense_layers(), values, strict=True):
-            layer.params["b"][...] = value
+        self._set_weights("b", values)
 
     # -- building -------------------------------------------------------------------------------
     def _train_dtype(self, X: np.ndarray) -> np.dtype:
@@ -186,7 +197,7 @@ class BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _optimizer(self):
+    def _make_optimizer(self):
         lr = float(self.learning_rate_init)
         if self.solver == "lbfgs":
             return LBFGS(tol=float(self.tol), max_fun=int(self.max_fun))
@@ -227,6 +238,7 @@ class BaseMLP(BaseEstimator):
             self.n_outputs_ = Y.shape[1]
             self.out_activation_ = self._out_activation()
             self._build(X.shape[1], dtype, rs)
+            load_hand_set(self, incremental or self.warm_start)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         train, validation = self._split(X, Y, y_raw, sw, rs, validation_data)
@@ -241,7 +253,7 @@ class BaseMLP(BaseEstimator):
             trainer = Trainer(
                 self.model_,
                 for_output(self.out_activation_),
-                self._optimizer(),
+                self._make_optimizer(),
                 mode="batch" if self.solver == "lbfgs" else "minibatch",
                 batch_size=batch,
                 epochs=int(self.max_iter),
@@ -266,12 +278,14 @@ class BaseMLP(BaseEstimator):
         except BaseException as exc:
             if saved is not None:  # a failed partial_fit changes nothing
                 self._restore(trainer, saved)
-            if isinstance(exc, TrainingDivergedError):
+            if not isinstance(exc, TrainingDivergedError):
+                raise
+            if not (self.early_stopping and self.solver in STOCHASTIC and saved is None):
                 raise ValueError(
                     "Solver produced non-finite parameter weights. The input data may contain "
                     f"large values and need to be preprocessed. ({exc})"
                 ) from exc
-            raise
+            self._record_divergence(exc)
         if self.solver == "lbfgs":
             self._finish_lbfgs(trainer.optimizer.result)
         elif monitor.max_iter_reached:
@@ -287,6 +301,21 @@ class BaseMLP(BaseEstimator):
                 "values and need to be preprocessed."
             )
         return self
+
+    def _record_divergence(self, exc: TrainingDivergedError) -> None:
+        """With early stopping, a diverging run ends as in scikit-learn (its issue #29504): no
+        error, NaN recorded for the epoch, and the best weights so far (the monitor put them
+        back when training ended)."""
+        self.n_iter_ += 1
+        for curve in (self.loss_curve_, self.validation_scores_, self.validation_loss_curve_):
+            curve.append(float("nan"))
+        warnings.warn(
+            f"{exc}. With early_stopping=True the fit ends here without an error: NaN is recorded "
+            "as this epoch's loss and validation score, and the model keeps the weights of the "
+            f"best validation score ({self.best_validation_score_}).",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
     def _snapshot(self, trainer: Trainer) -> tuple:
         """Everything one partial_fit call may change: fitted attributes, the network, the
