@@ -87,3 +87,21 @@ def test_the_fortunes_config_trains_through_the_command_line(tmp_path, capsys):
     assert metrics["test"]["accuracy"] > 0.8  # three topics with disjoint words
     model = bp.load(tmp_path / "run" / "model.npz")
     assert isinstance(model, bp.Sequential) and model.layers[0].in_features > 21
+
+
+def test_the_sparse_benchmark_runs_on_a_small_folder(tmp_path, capsys):
+    import importlib
+    import sys
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    bench = importlib.import_module("benchmarks.sparse_text")
+    folder = write_fortunes(tmp_path / "f")
+    argv = ["--path", str(folder), "--min-documents", "1", "--epochs", "1", "--repeats", "1"]
+    assert bench.main([*argv, "--hidden", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:4]}
+    assert set(rows) == {"backprop", "sklearn"}
+    for values in rows.values():
+        assert all(np.isfinite(float(v)) and float(v) >= 0 for v in values)
+    assert float(rows["sklearn"][1]) == 1.0  # the ratio column is relative to sklearn
