@@ -123,7 +123,9 @@ def test_check_X_keeps_csr_converts_csc_and_rejects_nan(rng):
 
 def peak_fit_memory(X, y, batch_size=256):
     model = bp.Sequential([bp.Dense(X.shape[1], 16), bp.ReLU(), bp.Dense(16, 2)], seed=0)
-    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(1e-2), batch_size=batch_size, seed=0, epochs=1)
+    trainer = bp.Trainer(
+        model, "cross_entropy", bp.Adam(1e-2), batch_size=batch_size, seed=0, epochs=1
+    )
     tracemalloc.start()
     trainer.fit(X, y)
     model.predict(X, batch_size=1024)
@@ -174,3 +176,18 @@ def test_memmapped_csr_trains_at_memory_that_does_not_grow_with_the_data(tmp_pat
     stored = sum(a.nbytes for a in arrays)
     assert peak_large < 0.25 * stored, f"peak {peak_large / 1e6:.1f} MB of {stored / 1e6:.1f}"
     assert trainer.history["accuracy"][-1] > 0.7, trainer.history["accuracy"]  # majority: ~0.5
+
+
+def test_batch_streams_validation_data_and_backward_on_sparse(rng):
+    X, y = sparse_data(rng)
+    results = []
+    for data in (X.toarray(), X):
+        model = mlp(X.shape[1])
+        trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=2, seed=0)
+        batches = [(data[:60], y[:60]), (data[60:], y[60:])]
+        results.append(trainer.fit(batches, validation_data=(data[:30], y[:30])))
+        model.forward(data, training=True)
+        dX = model.backward(np.ones((X.shape[0], 2)))
+        assert (dX is None) == sp.issparse(data)  # no input gradient for a sparse input
+    for key in ("loss", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(results[1][key], results[0][key], rtol=1e-10, err_msg=key)
