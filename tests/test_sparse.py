@@ -191,3 +191,18 @@ def test_batch_streams_validation_data_and_backward_on_sparse(rng):
         assert (dX is None) == sp.issparse(data)  # no input gradient for a sparse input
     for key in ("loss", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(results[1][key], results[0][key], rtol=1e-10, err_msg=key)
+
+
+def test_the_sparse_out_of_core_benchmark_runs(capsys):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    bench = importlib.import_module("benchmarks.sparse_out_of_core")
+    assert bench.main(["--rows", "1000", "2000", "--terms", "500", "--nnz", "5"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["1000", "2000"]
+    assert all(float(v) >= 0 for r in rows for v in r)
