@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import backprop as bp  # noqa: E402
-from backprop import text  # noqa: E402
+from backprop.app import text  # noqa: E402
 
 
 def load(path: str, categories: list[str] | None, min_documents: int):

@@ -9,8 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 import backprop as bp
-from backprop import sources, text
-from backprop.cli import main
+from backprop.app import sources, text
+from backprop.app.cli import main
 
 ROOT = Path(__file__).parent.parent
 TOPICS = {

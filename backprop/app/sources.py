@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data import split_indices
 from . import datasets, text
-from .data import split_indices
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 # source -> {option: default}; the type of each default is the option's type (None: see TYPES)
@@ -35,7 +35,7 @@ SOURCE_OPTIONS: dict[str, dict[str, Any]] = {
     "file": {"path": "", "target": "y", "task": "auto"},
     "mnist": {"path": "", "n_train": 0},
     "fashion_mnist": {"path": "", "n_train": 0},
-    "text": text.TEXT_OPTIONS,  # documents -> TF-IDF, a sparse X (see backprop.text)
+    "text": text.TEXT_OPTIONS,  # documents -> TF-IDF, a sparse X (see backprop.app.text)
 }
 COMMON_OPTIONS: dict[str, Any] = {
     "source": "digits",
