@@ -33,7 +33,7 @@ from ..schedules import get as get_schedule
 from ..trainer import Trainer, TrainingDivergedError
 from . import conventions as C
 from .losses import for_output
-from .monitor import SklearnMonitor
+from .monitor import SklearnMonitor, record_divergence
 from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
 
 SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
@@ -285,7 +285,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                     "Solver produced non-finite parameter weights. The input data may contain "
                     f"large values and need to be preprocessed. ({exc})"
                 ) from exc
-            self._record_divergence(exc)
+            record_divergence(self, exc)
         if self.solver == "lbfgs":
             self._finish_lbfgs(trainer.optimizer.result)
         elif monitor.max_iter_reached:
@@ -301,21 +301,6 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 "values and need to be preprocessed."
             )
         return self
-
-    def _record_divergence(self, exc: TrainingDivergedError) -> None:
-        """With early stopping, a diverging run ends as in scikit-learn (its issue #29504): no
-        error, NaN recorded for the epoch, and the best weights so far (the monitor put them
-        back when training ended)."""
-        self.n_iter_ += 1
-        for curve in (self.loss_curve_, self.validation_scores_, self.validation_loss_curve_):
-            curve.append(float("nan"))
-        warnings.warn(
-            f"{exc}. With early_stopping=True the fit ends here without an error: NaN is recorded "
-            "as this epoch's loss and validation score, and the model keeps the weights of the "
-            f"best validation score ({self.best_validation_score_}).",
-            ConvergenceWarning,
-            stacklevel=4,
-        )
 
     def _snapshot(self, trainer: Trainer) -> tuple:
         """Everything one partial_fit call may change: fitted attributes, the network, the
