@@ -20,9 +20,11 @@ from scripts.experiments import (  # noqa: E402
     modes,
     optimizers,
     regularization,
+    residual,
     transfer,
     vanishing,
 )
+from scripts.experiments._common import fmt  # noqa: E402
 
 
 def test_modes_minibatch_beats_batch_per_epoch_and_stochastic_is_noisiest(tmp_path):
@@ -122,3 +124,42 @@ def test_transfer_on_8x8_digits_specialized_features_lose_to_random_ones(tmp_pat
         assert few["frozen random features"] > few["frozen features"], n
         # the copied weights are still a fine starting point when everything is trained
         assert few["fine-tuned"] > few["frozen features"], n
+
+
+def test_residual_skips_carry_the_gradient_that_a_plain_sigmoid_stack_loses(tmp_path):
+    runs = residual.run(tmp_path, fast=True, plots=False)["runs"]
+    plain, skip = runs["sigmoid, plain"], runs["sigmoid, residual"]
+    assert plain["first_layer_grad_epoch1"] < 1e-12 * skip["first_layer_grad_epoch1"]
+    per_layer = plain["grad_norm_per_layer_epoch1"]
+    assert all(a < b for a, b in zip(per_layer, per_layer[1:], strict=False))  # shrinks backwards
+    for label in ("sigmoid, residual", "tanh, residual"):
+        hidden = runs[label]["grad_norm_per_layer_epoch1"][: residual.DEPTH - 1]
+        assert max(hidden) < 10 * min(hidden), label  # about flat across the 29 hidden layers
+    assert runs["ReLU, residual"]["diverged"].startswith("non-finite")  # variance doubles/block
+    assert runs["ReLU, plain"]["diverged"] == "no"
+
+
+def test_residual_page_shows_the_numbers_of_its_results_file():
+    """docs/experiments/residual.md's table is the full run's results.json, cell by cell."""
+    page = (ROOT / "docs" / "experiments" / "residual.md").read_text()
+    results = json.loads((ROOT / "docs" / "experiments" / "residual" / "results.json").read_text())
+    assert results["fast"] is False and f"{results['epochs']} epochs" in page
+    columns = [
+        "first_layer_grad_epoch1",
+        "last_layer_grad_epoch1",
+        "first_over_last_epoch1",
+        "epoch1_loss",
+        "final_train_loss",
+        "test_accuracy",
+        "diverged",
+    ]
+    rows = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in results["runs"]:
+            rows[cells[0]] = cells[1:]
+    assert set(rows) == set(results["runs"])
+    for label, run in results["runs"].items():
+        assert rows[label] == [fmt(run[c]) for c in columns], label
+    sigmoid = results["runs"]["sigmoid, plain"]["grad_norm_per_layer_epoch1"]
+    assert f"{sigmoid[0]:.3g}" in page and f"{sigmoid[-1]:.2g}" in page  # the prose quotes them
