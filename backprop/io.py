@@ -401,6 +401,9 @@ register_kind(
 
 # Kinds registered by modules that `import backprop` does not load up front (scikit-learn's
 # import is slow): loading a file of such a kind imports its module first.
-LAZY_KINDS = {"MLPClassifier": "backprop.estimators", "MLPRegressor": "backprop.estimators"}
+LAZY_KINDS = {
+    name: "backprop.estimators"
+    for name in ("MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor")
+}
 
 __all__ = ["ModelFile", "ModelFileError", "load", "load_file", "register_kind", "save"]
