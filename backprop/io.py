@@ -362,6 +362,8 @@ def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, t
             out[f"{i}.{key}"] = (dtype.str, tuple(pshape))
         for key, bshape in layer.buffer_specs().items():
             out[f"{i}.{key}"] = (dtype.str, tuple(bshape))
+        for key, buf in layer.buffers.items():  # buffers a layer made without declaring them
+            out.setdefault(f"{i}.{key}", (dtype.str, tuple(buf.shape)))
     return out
 
 
