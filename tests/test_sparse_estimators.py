@@ -93,3 +93,16 @@ def test_float32_sparse_input_trains_and_predicts_in_float32(digits):
         sknn.MLPClassifier(hidden_layer_sizes=(10,), max_iter=5, random_state=0), X32, y
     )
     np.testing.assert_allclose(ours.predict_proba(X32), theirs.predict_proba(X32), atol=1e-4)
+
+
+def test_neural_net_estimators_on_sparse_equal_dense(digits):
+    X, y = digits
+    w = np.random.default_rng(1).uniform(0.5, 2.0, size=X.shape[0])
+    for est, target in ((bp.NeuralNetClassifier, y), (bp.NeuralNetRegressor, y / 9.0)):
+        args = dict(epochs=3, batch_size=32, random_state=0)
+        dense = est(**args).fit(X.toarray(), target, sample_weight=w)
+        sparse = est(**args).fit(X.tocsc(), target, sample_weight=w)
+        np.testing.assert_allclose(sparse.loss_curve_, dense.loss_curve_, rtol=1e-10)
+        np.testing.assert_allclose(sparse.predict(X), dense.predict(X.toarray()), rtol=1e-9)
+    with pytest.raises(TypeError, match="first layer, BatchNorm, cannot take sparse input"):
+        bp.NeuralNetClassifier(layers=[bp.BatchNorm(), bp.Dense(8)], epochs=1).fit(X, y)
