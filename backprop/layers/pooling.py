@@ -1,0 +1,205 @@
+"""Pooling layers, channels last: windowed max/average (1-D and 2-D) and global average.
+
+Windows are those of :mod:`~backprop.layers._windows` (``pool_size`` plays the kernel, stride
+defaults to ``pool_size``, no dilation). With ``win`` the ``(n, oh, ow, kh*kw, c)`` windows::
+
+    MaxPool:   y[s, i, j, ch] = max_r win[s, i, j, r, ch]
+               dx: G[s, i, j, ch] goes to the one window position r* = argmax_r win[s, i, j, r, ch]
+    AvgPool:   y[s, i, j, ch] = sum_r win[s, i, j, r, ch] / count[i, j]
+               dx: G[s, i, j, ch] / count[i, j] goes to every real (non-padding) position
+    GlobalAvgPool: y[s, ch] = mean over every position of x[s, ..., ch];  dx = G / (h*w), broadcast
+
+Ties in max pooling: the *first* maximal position of the window in row-major order (top-most,
+then left-most) receives the whole gradient; the others get zero (NumPy's ``argmax`` rule, and
+what PyTorch's CPU kernel does). Overlapping windows (stride < pool size) add their gradients.
+
+Padding: max pooling pads with -inf and average pooling divides by the number of real inputs
+in each window (padding is not counted), so padding never changes a value. A window must hold
+at least one real input: an int padding must be smaller than the pool size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._windows import col2im_add, windows
+from .base import Layer
+from .spatial import SpatialLayer
+
+
+class _Pool(SpatialLayer):
+    def __init__(self, pool_size: Any = 2, stride: Any = None, padding: Any = "valid") -> None:
+        super().__init__(pool_size, pool_size if stride is None else stride, padding, 1)
+
+    @property
+    def pool_size(self) -> tuple[int, ...]:
+        return self.kernel_size
+
+    def _check_padding(self, lo: int, hi: int, axis: int) -> None:
+        k = self._k2[axis]
+        if lo >= k or hi >= k:
+            raise ValueError(
+                f"{type(self).__name__}: padding {self.padding!r} must be smaller than "
+                f"pool_size {self.pool_size}, else a window holds only padding"
+            )
+
+    def config(self) -> dict[str, Any]:
+        cfg = self._spatial_config()
+        cfg["pool_size"] = cfg.pop("kernel_size")
+        return cfg
+
+    def _grad_input(self, dwin: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """col2im of window gradients ``(n, oh, ow, kh, kw, c)`` -> ``(n, *in_shape)``."""
+        dxp = np.zeros(self._padded_shape(dwin.shape[0], dwin.shape[-1]), dtype=dtype)
+        col2im_add(dxp, dwin, self._k2, self._s2, (1, 1))
+        return self._unpad(dxp)
+
+
+class _MaxPool(_Pool):
+    pad_value = -np.inf
+
+    def __init__(self, pool_size: Any = 2, stride: Any = None, padding: Any = "valid") -> None:
+        super().__init__(pool_size, stride, padding)
+        self._argmax: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``y = max over each window``; caches the argmax (first maximum) when training."""
+        x4 = self._input4(x)
+        n, c = x4.shape[0], x4.shape[-1]
+        (oh, ow), (kh, kw) = self._out2, self._k2
+        win = self._ws.get("win", (n, oh, ow, kh * kw, c), x4.dtype)
+        np.copyto(win.reshape(n, oh, ow, kh, kw, c), self._windows(self._padded(x4)))
+        idx = win.argmax(axis=3)[:, :, :, None, :]
+        y = np.take_along_axis(win, idx, axis=3)[:, :, :, 0, :]
+        self._argmax = idx.astype(np.uint8 if kh * kw < 256 else np.intp) if training else None
+        return y.reshape(n, *self.out_shape)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx[s, window position r*] += G[s, i, j, ch]`` (first maximum of each window)."""
+        if self._argmax is None:
+            raise self._missing_cache()
+        n, (oh, ow), (kh, kw) = grad_out.shape[0], self._out2, self._k2
+        c = grad_out.shape[-1]
+        dwin = np.zeros((n, oh, ow, kh * kw, c), dtype=grad_out.dtype)
+        g = grad_out.reshape(n, oh, ow, 1, c)
+        np.put_along_axis(dwin, self._argmax.astype(np.intp), g, axis=3)
+        return self._grad_input(dwin.reshape(n, oh, ow, kh, kw, c), grad_out.dtype)
+
+
+class _AvgPool(_Pool):
+    def __init__(self, pool_size: Any = 2, stride: Any = None, padding: Any = "valid") -> None:
+        super().__init__(pool_size, stride, padding)
+        self._inv_count = np.ones((1, 1, 1), dtype=np.float64)
+        self._cached = False
+
+    def _after_build(self) -> None:
+        # count[i, j]: real inputs under window (i, j); computed once from a padded map of ones.
+        h, w = self._to2(self.in_shape[:-1], 1)
+        (t, b), (left, r) = self._pads
+        ones = np.zeros((1, h + t + b, w + left + r, 1))
+        ones[:, t : t + h, left : left + w] = 1.0
+        count = windows(ones, self._out2, self._k2, self._s2, (1, 1)).sum(axis=(3, 4))
+        self._inv_count = (1.0 / count[0]).reshape(*self._out2, 1)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``y = sum over each window / count`` (padding not counted)."""
+        x4 = self._input4(x)
+        y = self._windows(self._padded(x4)).sum(axis=(3, 4))
+        y *= self._inv_count.astype(y.dtype, copy=False)
+        self._cached = training
+        return y.reshape(x4.shape[0], *self.out_shape)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Every real input of window (i, j) receives ``G[s, i, j, ch] / count[i, j]``."""
+        if not self._cached:
+            raise self._missing_cache()
+        n, (oh, ow) = grad_out.shape[0], self._out2
+        g = grad_out.reshape(n, oh, ow, grad_out.shape[-1])
+        g = g * self._inv_count.astype(grad_out.dtype, copy=False)
+        dwin = np.broadcast_to(g[:, :, :, None, None, :], (n, oh, ow, *self._k2, g.shape[-1]))
+        return self._grad_input(dwin, grad_out.dtype)
+
+
+class MaxPool2D(_MaxPool):
+    """Max pooling on ``(n, h, w, c)``: ``pool_size`` (k or (kh, kw), default 2), ``stride``
+    (default ``pool_size``), ``padding`` ("valid", "same" or int < pool size)."""
+
+    ndim = 2
+
+
+class AvgPool2D(_AvgPool):
+    """Average pooling on ``(n, h, w, c)``; arguments as :class:`MaxPool2D`."""
+
+    ndim = 2
+
+
+class MaxPool1D(_MaxPool):
+    """Max pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``."""
+
+    ndim = 1
+
+
+class AvgPool1D(_AvgPool):
+    """Average pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``."""
+
+    ndim = 1
+
+
+class _GlobalAvgPool(Layer):
+    ndim = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_shape: tuple[int, ...] | None = None
+        self.out_shape: tuple[int, ...] | None = None
+        self.built = False
+        self._n_positions = 1
+        self._cached = False
+
+    def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(h, w, c)`` (or ``(t, c)``) -> ``(c,)``."""
+        shape = tuple(int(s) for s in in_shape)
+        name = type(self).__name__
+        if self.built:
+            if shape != self.in_shape:
+                raise ValueError(f"{name} was built for input {self.in_shape}, got {shape}")
+            return self.out_shape
+        if len(shape) != self.ndim + 1 or min(shape) < 1:
+            axes = "(h, w, channels)" if self.ndim == 2 else "(steps, channels)"
+            raise ValueError(f"{name} expects a per-sample input shape {axes}, got {shape}")
+        self.in_shape, self.out_shape = shape, (shape[-1],)
+        self._n_positions = int(np.prod(shape[:-1]))
+        self.built = True
+        return self.out_shape
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``y[s, ch] = mean over positions of x[s, ..., ch]``: ``(n, *in_shape)`` -> ``(n, c)``."""
+        if not self.built:
+            self.build(x.shape[1:])
+        if x.shape[1:] != self.in_shape:
+            raise ValueError(f"{type(self).__name__} expects (n, *{self.in_shape}), got {x.shape}")
+        self._cached = training
+        return x.mean(axis=tuple(range(1, x.ndim - 1)))
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx[s, ..., ch] = G[s, ch] / n_positions`` at every position."""
+        if not self._cached:
+            raise self._missing_cache()
+        n, c = grad_out.shape
+        dx = np.empty((n, *self.in_shape), dtype=grad_out.dtype)
+        dx[...] = (grad_out / self._n_positions).reshape(n, *([1] * self.ndim), c)
+        return dx
+
+
+class GlobalAvgPool2D(_GlobalAvgPool):
+    """Mean over height and width: ``(n, h, w, c)`` -> ``(n, c)``."""
+
+    ndim = 2
+
+
+class GlobalAvgPool1D(_GlobalAvgPool):
+    """Mean over time: ``(n, t, c)`` -> ``(n, c)``."""
+
+    ndim = 1
