@@ -78,7 +78,7 @@ class _Conv(SpatialLayer):
         return self.filters
 
     def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
-        if not self.built:
+        if self.out_shape is None:
             raise RuntimeError(f"{type(self).__name__}: call build(in_shape) before param_specs()")
         c = self.in_shape[-1]
         return {

@@ -65,27 +65,41 @@ class _MaxPool(_Pool):
         self._argmax: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """``y = max over each window``; caches the argmax (first maximum) when training."""
+        """``y = max over each window``, one pass per window offset; when training, also the
+        offset of the first maximum (a later offset replaces it only when strictly greater)."""
         x4 = self._input4(x)
-        n, c = x4.shape[0], x4.shape[-1]
-        (oh, ow), (kh, kw) = self._out2, self._k2
-        win = self._ws.get("win", (n, oh, ow, kh * kw, c), x4.dtype)
-        np.copyto(win.reshape(n, oh, ow, kh, kw, c), self._windows(self._padded(x4)))
-        idx = win.argmax(axis=3)[:, :, :, None, :]
-        y = np.take_along_axis(win, idx, axis=3)[:, :, :, 0, :]
-        self._argmax = idx.astype(np.uint8 if kh * kw < 256 else np.intp) if training else None
-        return y.reshape(n, *self.out_shape)
+        win = self._windows(self._padded(x4))  # (n, oh, ow, kh, kw, c) view
+        kh, kw = self._k2
+        y = win[:, :, :, 0, 0, :].copy()
+        idx = np.zeros(y.shape, dtype=np.uint8 if kh * kw < 256 else np.intp) if training else None
+        for r in range(1, kh * kw):
+            v = win[:, :, :, r // kw, r % kw, :]
+            if idx is None:
+                np.maximum(y, v, out=y)
+            else:
+                better = v > y
+                np.copyto(y, v, where=better)
+                idx[better] = r
+        self._argmax = idx
+        return y.reshape(x4.shape[0], *self.out_shape)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """``dx[s, window position r*] += G[s, i, j, ch]`` (first maximum of each window)."""
+        """``dx[s, window position r*] += G[s, i, j, ch]`` (first maximum of each window); loops
+        over the window offsets, never over pixels."""
         if self._argmax is None:
             raise self._missing_cache()
-        n, (oh, ow), (kh, kw) = grad_out.shape[0], self._out2, self._k2
-        c = grad_out.shape[-1]
-        dwin = np.zeros((n, oh, ow, kh * kw, c), dtype=grad_out.dtype)
-        g = grad_out.reshape(n, oh, ow, 1, c)
-        np.put_along_axis(dwin, self._argmax.astype(np.intp), g, axis=3)
-        return self._grad_input(dwin.reshape(n, oh, ow, kh, kw, c), grad_out.dtype)
+        idx = self._argmax
+        g = grad_out.reshape(idx.shape)
+        kh, kw = self._k2
+        (sh, sw), (oh, ow) = self._s2, self._out2
+        dxp = np.zeros(self._padded_shape(g.shape[0], g.shape[-1]), dtype=grad_out.dtype)
+        zero = np.zeros((), dtype=grad_out.dtype)
+        for r in range(kh * kw):
+            a, b = divmod(r, kw)
+            rows = slice(a, a + sh * (oh - 1) + 1, sh)
+            cols = slice(b, b + sw * (ow - 1) + 1, sw)
+            dxp[:, rows, cols, :] += np.where(idx == r, g, zero)
+        return self._unpad(dxp)
 
 
 class _AvgPool(_Pool):
@@ -154,7 +168,6 @@ class _GlobalAvgPool(Layer):
         super().__init__()
         self.in_shape: tuple[int, ...] | None = None
         self.out_shape: tuple[int, ...] | None = None
-        self.built = False
         self._n_positions = 1
         self._cached = False
 
@@ -162,7 +175,7 @@ class _GlobalAvgPool(Layer):
         """``(h, w, c)`` (or ``(t, c)``) -> ``(c,)``."""
         shape = tuple(int(s) for s in in_shape)
         name = type(self).__name__
-        if self.built:
+        if self.out_shape is not None:
             if shape != self.in_shape:
                 raise ValueError(f"{name} was built for input {self.in_shape}, got {shape}")
             return self.out_shape
@@ -171,12 +184,11 @@ class _GlobalAvgPool(Layer):
             raise ValueError(f"{name} expects a per-sample input shape {axes}, got {shape}")
         self.in_shape, self.out_shape = shape, (shape[-1],)
         self._n_positions = int(np.prod(shape[:-1]))
-        self.built = True
         return self.out_shape
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``y[s, ch] = mean over positions of x[s, ..., ch]``: ``(n, *in_shape)`` -> ``(n, c)``."""
-        if not self.built:
+        if self.out_shape is None:
             self.build(x.shape[1:])
         if x.shape[1:] != self.in_shape:
             raise ValueError(f"{type(self).__name__} expects (n, *{self.in_shape}), got {x.shape}")

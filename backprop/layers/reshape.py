@@ -22,7 +22,6 @@ class _ShapeLayer(Layer):
         super().__init__()
         self.in_shape: tuple[int, ...] | None = None
         self.out_shape: tuple[int, ...] | None = None
-        self.built = False
 
     def _target(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         raise NotImplementedError
@@ -36,7 +35,7 @@ class _ShapeLayer(Layer):
             raise ValueError(
                 f"{name}: input shape must be a tuple of ints, got {in_shape!r}"
             ) from None
-        if self.built:
+        if self.out_shape is not None:
             if shape != self.in_shape:
                 raise ValueError(f"{name} was built for input {self.in_shape}, got {shape}")
             return self.out_shape
@@ -44,11 +43,10 @@ class _ShapeLayer(Layer):
             raise ValueError(f"{name} expects a non-empty per-sample shape, got {shape}")
         self.out_shape = self._target(shape)
         self.in_shape = shape
-        self.built = True
         return self.out_shape
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if not self.built:
+        if self.out_shape is None:
             self.build(x.shape[1:])
         if x.shape[1:] != self.in_shape:
             raise ValueError(f"{type(self).__name__} expects (n, *{self.in_shape}), got {x.shape}")

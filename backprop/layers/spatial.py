@@ -32,7 +32,6 @@ class SpatialLayer(Layer):
         self.dilation = as_tuple("dilation", dilation, nd)
         self.in_shape: tuple[int, ...] | None = None
         self.out_shape: tuple[int, ...] | None = None
-        self.built = False
         # 2-D versions (a 1-D layer has a unit height) and the resolved padding, set by build.
         self._k2 = self._s2 = self._d2 = (1, 1)
         self._pads = ((0, 0), (0, 0))
@@ -55,7 +54,7 @@ class SpatialLayer(Layer):
             raise ValueError(
                 f"{name}: input shape must be a tuple of ints, got {in_shape!r}"
             ) from None
-        if self.built:
+        if self.out_shape is not None:
             if shape != self.in_shape:
                 raise ValueError(f"{name} was built for input {self.in_shape}, got {shape}")
             return self.out_shape
@@ -87,7 +86,6 @@ class SpatialLayer(Layer):
         spatial = tuple(outs) if self.ndim == 2 else (outs[1],)
         self.in_shape = shape
         self.out_shape = (*spatial, self._out_channels(shape[-1]))
-        self.built = True
         self._after_build()
         return self.out_shape
 
@@ -100,7 +98,7 @@ class SpatialLayer(Layer):
     # -- arrays ---------------------------------------------------------------------------------
     def _input4(self, x: np.ndarray) -> np.ndarray:
         """Check ``x`` against the built shape and view it as ``(n, h, w, c)``."""
-        if not self.built:
+        if self.out_shape is None:
             if x.ndim < 2:
                 raise ValueError(f"{type(self).__name__} got an input of shape {x.shape}")
             self.build(x.shape[1:])
