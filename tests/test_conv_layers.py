@@ -320,3 +320,26 @@ def test_wrong_input_shape_after_build_is_refused():
 def test_config_rebuilds_an_equivalent_layer(layer):
     clone = type(layer)(**json.loads(json.dumps(layer.config())))
     assert clone.config() == layer.config()
+
+
+def test_agrees_with_pytorch_when_installed():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(9)
+    conv = make(Conv2D(4, (3, 2), stride=2, padding=1, dilation=(1, 2)), (7, 8, 3))
+    pool = make(MaxPool2D(3, stride=2, padding=1), conv.out_shape)
+    x = rng.standard_normal((2, 7, 8, 3))
+    y = pool.forward(conv.forward(x, training=True), training=True)
+    g = rng.standard_normal(y.shape)
+    dx = conv.backward(pool.backward(g))
+
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)  # NCHW
+    Wt = torch.tensor(conv.params["W"].transpose(3, 2, 0, 1), requires_grad=True)  # (f, c, kh, kw)
+    bt = torch.tensor(conv.params["b"], requires_grad=True)
+    yt = F.conv2d(xt, Wt, bt, stride=2, padding=1, dilation=(1, 2))
+    yt = F.max_pool2d(yt, 3, stride=2, padding=1)
+    yt.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+    np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(conv.grads["W"], Wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-10)
+    np.testing.assert_allclose(conv.grads["b"], bt.grad.numpy(), rtol=1e-10)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._windows import col2im_add, windows
+from ._windows import col2im_add
 from .base import Layer
 from .spatial import SpatialLayer
 
@@ -105,23 +105,27 @@ class _MaxPool(_Pool):
 class _AvgPool(_Pool):
     def __init__(self, pool_size: Any = 2, stride: Any = None, padding: Any = "valid") -> None:
         super().__init__(pool_size, stride, padding)
-        self._inv_count = np.ones((1, 1, 1), dtype=np.float64)
+        self._inv_count: np.ndarray | None = None
         self._cached = False
 
-    def _after_build(self) -> None:
-        # count[i, j]: real inputs under window (i, j); computed once from a padded map of ones.
-        h, w = self._to2(self.in_shape[:-1], 1)
-        (t, b), (left, r) = self._pads
-        ones = np.zeros((1, h + t + b, w + left + r, 1))
-        ones[:, t : t + h, left : left + w] = 1.0
-        count = windows(ones, self._out2, self._k2, self._s2, (1, 1)).sum(axis=(3, 4))
-        self._inv_count = (1.0 / count[0]).reshape(*self._out2, 1)
+    def _inverse_counts(self, dtype: np.dtype) -> np.ndarray:
+        """``1 / count[i, j]`` ``(oh, ow, 1)``: count = real inputs under window (i, j), the
+        product of the per-axis counts ``min(start + k, size) - max(start, 0)``. Made at the
+        first forward, not in build, so that a shape read from a file allocates nothing."""
+        if self._inv_count is None or self._inv_count.dtype != dtype:
+            counts = []
+            for ax, size in enumerate(self._to2(self.in_shape[:-1], 1)):
+                start = np.arange(self._out2[ax]) * self._s2[ax] - self._pads[ax][0]
+                counts.append(np.minimum(start + self._k2[ax], size) - np.maximum(start, 0))
+            inv = 1.0 / np.multiply.outer(counts[0], counts[1])
+            self._inv_count = inv[:, :, None].astype(dtype)
+        return self._inv_count
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``y = sum over each window / count`` (padding not counted)."""
         x4 = self._input4(x)
         y = self._windows(self._padded(x4)).sum(axis=(3, 4))
-        y *= self._inv_count.astype(y.dtype, copy=False)
+        y *= self._inverse_counts(y.dtype)
         self._cached = training
         return y.reshape(x4.shape[0], *self.out_shape)
 
@@ -131,7 +135,7 @@ class _AvgPool(_Pool):
             raise self._missing_cache()
         n, (oh, ow) = grad_out.shape[0], self._out2
         g = grad_out.reshape(n, oh, ow, grad_out.shape[-1])
-        g = g * self._inv_count.astype(grad_out.dtype, copy=False)
+        g = g * self._inverse_counts(grad_out.dtype)
         dwin = np.broadcast_to(g[:, :, :, None, None, :], (n, oh, ow, *self._k2, g.shape[-1]))
         return self._grad_input(dwin, grad_out.dtype)
 
