@@ -9,7 +9,8 @@ Everything here works on channels-last 2-D maps ``(n, h, w, c)``; the 1-D layers
 built with ``as_strided`` (no copy, no loop). Copying it once into a C-contiguous buffer gives the
 im2col matrix ``cols`` of shape ``(n*oh*ow, kh*kw*c)``. Its adjoint, col2im, adds every window
 back where it came from; it loops over the ``kh*kw`` kernel offsets only, each offset being one
-strided slice-add over every sample, output position and channel at once.
+strided slice-add over every sample, output position and channel at once. Gradients arrive
+offset-major, ``(kh, kw, n, oh, ow, c)``, so that each slice-add reads one contiguous block.
 """
 
 from __future__ import annotations
@@ -79,20 +80,33 @@ def windows(xp: np.ndarray, out: Pair, kernel: Pair, stride: Pair, dilation: Pai
     )
 
 
-def col2im_add(
-    dxp: np.ndarray, dwin: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair
-) -> None:
-    """Adjoint of :func:`windows`: ``dxp[s, i*sh + a*dh, j*sw + b*dw, ch] += dwin[s, i, j, a, b,
-    ch]`` for every index, in place. ``dwin`` is ``(n, oh, ow, kh, kw, c)``; the loop runs over
-    the ``kh*kw`` kernel offsets ``(a, b)`` only."""
-    oh, ow = dwin.shape[1], dwin.shape[2]
-    for a in range(kernel[0]):
+def im2col_copy(cols6: np.ndarray, win: np.ndarray) -> None:
+    """Copy the window view ``win`` ``(n, oh, ow, kh, kw, c)`` into the C-contiguous ``cols6``
+    of the same shape (the im2col matrix seen as 6-D). One ``copyto`` when each window row is a
+    long contiguous run (``kw*c``); with few channels (a 1-channel image: runs of ``kw``) one
+    copy per kernel offset instead, whose inner loop runs along the output width."""
+    _, _, ow, kh, kw, c = win.shape
+    if kw * c >= ow:
+        np.copyto(cols6, win)
+        return
+    for a in range(kh):
+        for b in range(kw):
+            np.copyto(cols6[:, :, :, a, b, :], win[:, :, :, a, b, :])
+
+
+def col2im_add(dxp: np.ndarray, blocks: np.ndarray, stride: Pair, dilation: Pair) -> None:
+    """Adjoint of :func:`windows`: ``dxp[s, i*sh + a*dh, j*sw + b*dw, ch] += blocks[a, b, s, i, j,
+    ch]`` for every index, in place. ``blocks`` is ``(kh, kw, n, oh, ow, c)`` (any strides: a
+    transposed window-gradient view works); the loop runs over the ``kh*kw`` kernel offsets
+    ``(a, b)`` only, each one a strided slice-add over every sample, position and channel."""
+    kh, kw, _, oh, ow, _ = blocks.shape
+    for a in range(kh):
         r = a * dilation[0]
         rows = slice(r, r + stride[0] * (oh - 1) + 1, stride[0])
-        for b in range(kernel[1]):
+        for b in range(kw):
             q = b * dilation[1]
             cols = slice(q, q + stride[1] * (ow - 1) + 1, stride[1])
-            dxp[:, rows, cols, :] += dwin[:, :, :, a, b, :]
+            dxp[:, rows, cols, :] += blocks[a, b]
 
 
 class Workspace:

@@ -22,7 +22,8 @@ Dense layer whose "samples" are the m output positions::
                                        j*sw + b'*dw, ch] * G[s, i, j, o]: the correlation of the
                                        input with the output gradient (dilated by the stride)
     db  = G.sum(axis=0)      (f,)
-    dX  = G @ W2.T           (m, K)    the gradient of every window copy
+    dX  = G @ W2.T           (m, K)    the gradient of every window copy (computed offset-major:
+                                       (kh*kw, m, c), block (a, b') = G @ W[a, b'].T)
     dxp = col2im(dX)         (n, hp, wp, c)  each window copy added back where it was read from
 
 Written per input pixel, col2im gives ::
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from .. import initializers
-from ._windows import col2im_add
+from ._windows import col2im_add, im2col_copy
 from .base import check_positive_int
 from .spatial import SpatialLayer
 
@@ -106,7 +107,7 @@ class _Conv(SpatialLayer):
         c = x4.shape[-1]
         cols = self._ws.get("cols", (n * oh * ow, kh * kw * c), x4.dtype)
         # im2col: one copy of the strided window view into the reused buffer.
-        np.copyto(cols.reshape(n, oh, ow, kh, kw, c), self._windows(self._padded(x4)))
+        im2col_copy(cols.reshape(n, oh, ow, kh, kw, c), self._windows(self._padded(x4)))
         y = cols @ self._W2(self.params)
         y += self.params["b"]
         self._cols = cols if training else None  # inference reuses the buffer: no stale cache
@@ -135,12 +136,15 @@ class _Conv(SpatialLayer):
         """
         G = self._param_grads(grad_out)
         cols, self._cols = self._cols, None
-        dcols = np.matmul(G, self._W2(self.params).T, out=cols)  # X is no longer needed
         n = grad_out.shape[0]
         (oh, ow), (kh, kw) = self._out2, self._k2
         c = self.in_shape[-1]
-        dxp = np.zeros(self._padded_shape(n, c), dtype=dcols.dtype)
-        col2im_add(dxp, dcols.reshape(n, oh, ow, kh, kw, c), self._k2, self._s2, self._d2)
+        # dX = G @ W2.T, computed offset-major: block (a, b) = G @ W[a, b].T, shape (m, c), one
+        # batched product written into X's buffer (X is no longer needed).
+        Wt = self.params["W"].reshape(kh * kw, c, self.filters).transpose(0, 2, 1)
+        blocks = np.matmul(G, Wt, out=cols.reshape(kh * kw, G.shape[0], c))
+        dxp = np.zeros(self._padded_shape(n, c), dtype=blocks.dtype)
+        col2im_add(dxp, blocks.reshape(kh, kw, n, oh, ow, c), self._s2, self._d2)
         return self._unpad(dxp)
 
     def config(self) -> dict[str, Any]:

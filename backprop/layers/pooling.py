@@ -53,7 +53,7 @@ class _Pool(SpatialLayer):
     def _grad_input(self, dwin: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """col2im of window gradients ``(n, oh, ow, kh, kw, c)`` -> ``(n, *in_shape)``."""
         dxp = np.zeros(self._padded_shape(dwin.shape[0], dwin.shape[-1]), dtype=dtype)
-        col2im_add(dxp, dwin, self._k2, self._s2, (1, 1))
+        col2im_add(dxp, dwin.transpose(3, 4, 0, 1, 2, 5), self._s2, (1, 1))
         return self._unpad(dxp)
 
 
@@ -72,14 +72,15 @@ class _MaxPool(_Pool):
         kh, kw = self._k2
         y = win[:, :, :, 0, 0, :].copy()
         idx = np.zeros(y.shape, dtype=np.uint8 if kh * kw < 256 else np.intp) if training else None
+        better = np.empty(y.shape, dtype=bool) if training else None
         for r in range(1, kh * kw):
             v = win[:, :, :, r // kw, r % kw, :]
             if idx is None:
                 np.maximum(y, v, out=y)
             else:
-                better = v > y
+                better = np.greater(v, y, out=better)
                 np.copyto(y, v, where=better)
-                idx[better] = r
+                np.copyto(idx, r, where=better)
         self._argmax = idx
         return y.reshape(x4.shape[0], *self.out_shape)
 
