@@ -49,7 +49,7 @@ import numpy as np
 from .. import initializers
 from ._windows import col2im_add, im2col_copy
 from .base import check_positive_int
-from .spatial import SpatialLayer
+from .spatial import Ints, Padding, SpatialLayer
 
 
 class _Conv(SpatialLayer):
@@ -58,10 +58,10 @@ class _Conv(SpatialLayer):
     def __init__(
         self,
         filters: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: str | int | Any = "valid",
-        dilation: Any = 1,
+        kernel_size: Ints,
+        stride: Ints = 1,
+        padding: Padding = "valid",
+        dilation: Ints = 1,
         init: str | Any = "auto",
         bias_init: str | Any = "zeros",
     ) -> None:

@@ -26,11 +26,13 @@ import numpy as np
 
 from ._windows import col2im_add
 from .base import Layer
-from .spatial import SpatialLayer
+from .spatial import Ints, Padding, SpatialLayer
 
 
 class _Pool(SpatialLayer):
-    def __init__(self, pool_size: Any = 2, stride: Any = None, padding: Any = "valid") -> None:
+    def __init__(
+        self, pool_size: Ints = 2, stride: Ints | None = None, padding: Padding = "valid"
+    ) -> None:
         super().__init__(pool_size, pool_size if stride is None else stride, padding, 1)
 
     @property
@@ -60,7 +62,9 @@ class _Pool(SpatialLayer):
 class _MaxPool(_Pool):
     pad_value = -np.inf
 
-    def __init__(self, pool_size: Any = 2, stride: Any = None, padding: Any = "valid") -> None:
+    def __init__(
+        self, pool_size: Ints = 2, stride: Ints | None = None, padding: Padding = "valid"
+    ) -> None:
         super().__init__(pool_size, stride, padding)
         self._argmax: np.ndarray | None = None
 
@@ -104,7 +108,9 @@ class _MaxPool(_Pool):
 
 
 class _AvgPool(_Pool):
-    def __init__(self, pool_size: Any = 2, stride: Any = None, padding: Any = "valid") -> None:
+    def __init__(
+        self, pool_size: Ints = 2, stride: Ints | None = None, padding: Padding = "valid"
+    ) -> None:
         super().__init__(pool_size, stride, padding)
         self._inv_count: np.ndarray | None = None
         self._cached = False

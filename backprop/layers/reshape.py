@@ -71,7 +71,7 @@ class Reshape(_ShapeLayer):
     shape : the per-sample output shape (no batch axis), e.g. ``(28, 28, 1)``.
     """
 
-    def __init__(self, shape: Any) -> None:
+    def __init__(self, shape: tuple[int, ...] | list[int]) -> None:
         super().__init__()
         try:
             target = tuple(int(s) for s in shape)

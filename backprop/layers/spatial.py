@@ -16,6 +16,10 @@ import numpy as np
 from ._windows import Workspace, as_tuple, axis_padding, check_padding, windows
 from .base import Layer
 
+#: Config-visible types of the window arguments (one int for every axis, or one per axis).
+Ints = int | tuple[int, ...] | list[int]
+Padding = str | int | tuple[int, ...] | list[int]
+
 
 class SpatialLayer(Layer):
     """Base of Conv1D/2D and the windowed pooling layers: kernel, stride, padding, dilation."""
@@ -23,7 +27,7 @@ class SpatialLayer(Layer):
     ndim: int = 2  # spatial axes: 1 or 2
     pad_value: float = 0.0
 
-    def __init__(self, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
+    def __init__(self, kernel_size: Ints, stride: Ints, padding: Padding, dilation: Ints) -> None:
         super().__init__()
         nd = self.ndim
         self.kernel_size = as_tuple("kernel_size", kernel_size, nd)
