@@ -18,11 +18,13 @@ from .layers import (
     LeakyReLU,
     PReLU,
     ReLU,
+    Residual,
     Sigmoid,
     SiLU,
     Softmax,
     Softplus,
     Tanh,
+    register_layer,
 )
 from .lbfgs import LBFGS
 from .losses import (
@@ -31,6 +33,7 @@ from .losses import (
     Loss,
     MeanAbsoluteError,
     MeanSquaredError,
+    Poisson,
     SoftmaxCrossEntropy,
 )
 from .model import Sequential
@@ -90,6 +93,8 @@ __all__ = [
     "LeakyReLU",
     "PReLU",
     "ReLU",
+    "Residual",
+    "register_layer",
     "Sigmoid",
     "SiLU",
     "Softmax",
@@ -101,6 +106,7 @@ __all__ = [
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "Poisson",
     "SoftmaxCrossEntropy",
     "Sequential",
     "SGD",
