@@ -49,6 +49,7 @@ import numpy as np
 from .. import initializers
 from ._windows import col2im_add, im2col_copy
 from .base import check_positive_int
+from .registry import register_layer
 from .spatial import Ints, Padding, SpatialLayer
 
 
@@ -149,7 +150,7 @@ class _Conv(SpatialLayer):
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"filters": self.filters, **self._spatial_config()}
-        cfg["dilation"] = list(self.dilation)
+        cfg["dilation"] = self.dilation[0] if len(set(self.dilation)) == 1 else list(self.dilation)
         if isinstance(self.init, str):
             cfg["init"] = self.init
         if isinstance(self.bias_init, str):
@@ -157,6 +158,7 @@ class _Conv(SpatialLayer):
         return cfg
 
 
+@register_layer
 class Conv2D(_Conv):
     """2-D convolution on channels-last images ``(n, h, w, c)`` -> ``(n, oh, ow, filters)``.
 
@@ -179,6 +181,7 @@ class Conv2D(_Conv):
     ndim = 2
 
 
+@register_layer
 class Conv1D(_Conv):
     """1-D convolution on sequences ``(n, t, c)`` -> ``(n, ot, filters)``.
 

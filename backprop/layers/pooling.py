@@ -26,10 +26,13 @@ import numpy as np
 
 from ._windows import col2im_add
 from .base import Layer
+from .registry import register_layer
 from .spatial import Ints, Padding, SpatialLayer
 
 
 class _Pool(SpatialLayer):
+    init_transparent = True  # max/avg pooling commute with the ReLU family's choice of init
+
     def __init__(
         self, pool_size: Ints = 2, stride: Ints | None = None, padding: Padding = "valid"
     ) -> None:
@@ -49,8 +52,7 @@ class _Pool(SpatialLayer):
 
     def config(self) -> dict[str, Any]:
         cfg = self._spatial_config()
-        cfg["pool_size"] = cfg.pop("kernel_size")
-        return cfg
+        return {"pool_size": cfg.pop("kernel_size"), **cfg}
 
     def _grad_input(self, dwin: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """col2im of window gradients ``(n, oh, ow, kh, kw, c)`` -> ``(n, *in_shape)``."""
@@ -147,6 +149,7 @@ class _AvgPool(_Pool):
         return self._grad_input(dwin, grad_out.dtype)
 
 
+@register_layer
 class MaxPool2D(_MaxPool):
     """Max pooling on ``(n, h, w, c)``: ``pool_size`` (k or (kh, kw), default 2), ``stride``
     (default ``pool_size``), ``padding`` ("valid", "same" or int < pool size)."""
@@ -154,18 +157,21 @@ class MaxPool2D(_MaxPool):
     ndim = 2
 
 
+@register_layer
 class AvgPool2D(_AvgPool):
     """Average pooling on ``(n, h, w, c)``; arguments as :class:`MaxPool2D`."""
 
     ndim = 2
 
 
+@register_layer
 class MaxPool1D(_MaxPool):
     """Max pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``."""
 
     ndim = 1
 
 
+@register_layer
 class AvgPool1D(_AvgPool):
     """Average pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``."""
 
@@ -174,6 +180,7 @@ class AvgPool1D(_AvgPool):
 
 class _GlobalAvgPool(Layer):
     ndim = 2
+    init_transparent = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -216,12 +223,14 @@ class _GlobalAvgPool(Layer):
         return dx
 
 
+@register_layer
 class GlobalAvgPool2D(_GlobalAvgPool):
     """Mean over height and width: ``(n, h, w, c)`` -> ``(n, c)``."""
 
     ndim = 2
 
 
+@register_layer
 class GlobalAvgPool1D(_GlobalAvgPool):
     """Mean over time: ``(n, t, c)`` -> ``(n, c)``."""
 

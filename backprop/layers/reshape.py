@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 
 from .base import Layer
+from .registry import register_layer
 
 
 class _ShapeLayer(Layer):
+    init_transparent = True  # moving values around does not change which init suits them
+
     def __init__(self) -> None:
         super().__init__()
         self.in_shape: tuple[int, ...] | None = None
@@ -56,6 +59,7 @@ class _ShapeLayer(Layer):
         return grad_out.reshape(grad_out.shape[0], *self.in_shape)
 
 
+@register_layer
 class Flatten(_ShapeLayer):
     """``(n, d1, ..., dk)`` -> ``(n, d1*...*dk)``, row-major (the last axis varies fastest)."""
 
@@ -63,6 +67,7 @@ class Flatten(_ShapeLayer):
         return (math.prod(in_shape),)
 
 
+@register_layer
 class Reshape(_ShapeLayer):
     """``(n, *in_shape)`` -> ``(n, *shape)``; one entry of ``shape`` may be -1 (inferred).
 

@@ -145,9 +145,12 @@ class SpatialLayer(Layer):
         return self._ws.nbytes
 
     def _spatial_config(self) -> dict[str, Any]:
-        pad = self.padding if isinstance(self.padding, str) else list(self.padding)
+        def compact(t: tuple[int, ...]) -> int | list[int]:
+            return t[0] if len(set(t)) == 1 else list(t)
+
+        pad = self.padding if isinstance(self.padding, str) else compact(self.padding)
         return {
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
+            "kernel_size": compact(self.kernel_size),
+            "stride": compact(self.stride),
             "padding": pad,
         }
