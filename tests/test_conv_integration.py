@@ -226,3 +226,23 @@ def test_a_huge_declared_image_size_allocates_nothing_while_loading(tmp_path):
     tracemalloc.stop()
     assert back.layers[2].out_shape == (5 * 10**8 - 1, 5 * 10**8 - 1, 2)
     assert peak < 20 * 2**20
+
+
+def test_neural_net_classifier_trains_the_same_cnn_on_rows_and_on_images():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    conv = [bp.Conv2D(8, 3, padding="same"), bp.ReLU(), bp.MaxPool2D(2), bp.Flatten()]
+    clf = bp.NeuralNetClassifier([bp.Reshape((8, 8, 1)), *conv], epochs=6, lr=3e-3, random_state=0)
+    clf.fit(X[:1200], y[:1200])
+    assert clf.score(X[1200:], y[1200:]) > 0.85
+    assert isinstance(clf.model_.layers[1], bp.Conv2D)
+    images = bp.NeuralNetClassifier(conv, epochs=6, lr=3e-3, random_state=0)
+    images.fit(X[:1200].reshape(-1, 8, 8, 1), y[:1200])
+    np.testing.assert_allclose(
+        images.predict_proba(X[1200:].reshape(-1, 8, 8, 1)),
+        clf.predict_proba(X[1200:]),
+        rtol=1e-4,
+        atol=1e-6,
+    )
