@@ -191,13 +191,13 @@ def fig_feature_maps(model: Any, x: np.ndarray, n: int = 8) -> plt.Figure | None
     and then, per layer whose output is an image ``(h, w, c)``, its first ``n`` channels."""
     out = np.asarray(x, dtype=model.dtype)[None]
     maps: list[tuple[str, np.ndarray]] = []
+    if out.ndim == 4:
+        maps.append(("input", out))
     for i, layer in enumerate(model.layers):
-        before = out
         out = layer.forward(out)
-        if out.ndim == 4 and not maps:
-            maps.append(("input", before.reshape(out.shape[1], out.shape[2], -1)[None]))
-        if out.ndim == 4:
-            maps.append((f"{i}: {type(layer).__name__}", out))
+        if out.ndim == 4:  # a Reshape of the input rows shows the input image itself
+            reshape = not layer.params and type(layer).__name__ == "Reshape"
+            maps.append(("input" if reshape and not maps else f"{i}: {type(layer).__name__}", out))
     if not maps:
         return None
     cols = min(n, max(m.shape[-1] for _, m in maps))

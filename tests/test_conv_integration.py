@@ -188,6 +188,7 @@ def test_backprop_train_on_a_cnn_config_writes_the_cnn_figures(tmp_path):
     assert {"conv_filters.png", "feature_maps.png", "confusion.png"} <= figures
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_convolution_experiment_fast_cnn_beats_mlp_at_each_budget(tmp_path):
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -246,3 +247,25 @@ def test_neural_net_classifier_trains_the_same_cnn_on_rows_and_on_images():
         rtol=1e-4,
         atol=1e-6,
     )
+
+
+def test_convolution_page_shows_the_numbers_of_its_results_file():
+    """docs/experiments/convolution.md's table and gradient report are the full run's
+    results.json, cell by cell."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import json
+
+    from scripts.experiments._common import fmt
+
+    page = (ROOT / "docs" / "experiments" / "convolution.md").read_text()
+    results = json.loads((ROOT / "docs/experiments/convolution/results.json").read_text())
+    assert results["fast"] is False and results["data"] in page
+    assert results["gradient_check"]["passed"] and results["gradient_check"]["report"] in page
+    columns = ["model", "architecture", "parameters", "train_loss", "test_accuracy"]
+    rows = []
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in ("MLP", "CNN"):
+            rows.append(cells)
+    assert rows == [[fmt(r[c]) for c in columns] for r in results["comparison"]]
