@@ -248,12 +248,15 @@ def test_buffers_are_reused_and_inference_drops_the_cache():
     x = np.random.default_rng(7).standard_normal((4, 6, 6, 1))
     layer.forward(x, training=True)
     size = layer.workspace_nbytes
+    cols = layer._cols
     layer.backward(np.ones((4, 6, 6, 2)))
     layer.forward(x[:2], training=True)  # a smaller last batch fits in the same buffers
+    assert layer.workspace_nbytes == size and np.shares_memory(layer._cols, cols)
+    big = np.random.default_rng(7).standard_normal((40, 6, 6, 1))
+    layer.forward(big, training=False)  # inference in a large chunk leaves no large buffer
     assert layer.workspace_nbytes == size
-    layer.forward(x[:2], training=False)
     with pytest.raises(RuntimeError, match="without a preceding forward"):
-        layer.backward(np.ones((2, 6, 6, 2)))
+        layer.backward(np.ones((40, 6, 6, 2)))
 
 
 def test_a_smaller_batch_after_a_larger_one_keeps_padding_zero():

@@ -106,12 +106,12 @@ class _Conv(SpatialLayer):
         n = x4.shape[0]
         (oh, ow), (kh, kw) = self._out2, self._k2
         c = x4.shape[-1]
-        cols = self._ws.get("cols", (n * oh * ow, kh * kw * c), x4.dtype)
+        cols = self._scratch("cols", (n * oh * ow, kh * kw * c), x4.dtype, training)
         # im2col: one copy of the strided window view into the reused buffer.
-        im2col_copy(cols.reshape(n, oh, ow, kh, kw, c), self._windows(self._padded(x4)))
+        im2col_copy(cols.reshape(n, oh, ow, kh, kw, c), self._windows(self._padded(x4, training)))
         y = cols @ self._W2(self.params)
         y += self.params["b"]
-        self._cols = cols if training else None  # inference reuses the buffer: no stale cache
+        self._cols = cols if training else None
         return y.reshape(n, *self.out_shape)
 
     def backward_params_only(self, grad_out: np.ndarray) -> None:

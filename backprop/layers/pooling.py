@@ -74,7 +74,7 @@ class _MaxPool(_Pool):
         """``y = max over each window``, one pass per window offset; when training, also the
         offset of the first maximum (a later offset replaces it only when strictly greater)."""
         x4 = self._input4(x)
-        win = self._windows(self._padded(x4))  # (n, oh, ow, kh, kw, c) view
+        win = self._windows(self._padded(x4, training))  # (n, oh, ow, kh, kw, c) view
         kh, kw = self._k2
         y = win[:, :, :, 0, 0, :].copy()
         idx = np.zeros(y.shape, dtype=np.uint8 if kh * kw < 256 else np.intp) if training else None
@@ -133,7 +133,7 @@ class _AvgPool(_Pool):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``y = sum over each window / count`` (padding not counted)."""
         x4 = self._input4(x)
-        y = self._windows(self._padded(x4)).sum(axis=(3, 4))
+        y = self._windows(self._padded(x4, training)).sum(axis=(3, 4))
         y *= self._inverse_counts(y.dtype)
         self._cached = training
         return y.reshape(x4.shape[0], *self.out_shape)

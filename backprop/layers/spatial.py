@@ -115,13 +115,22 @@ class SpatialLayer(Layer):
             raise ValueError(f"{type(self).__name__} expects a float input, got dtype {x.dtype}")
         return x if self.ndim == 2 else x[:, None]
 
-    def _padded(self, x4: np.ndarray) -> np.ndarray:
-        """``x4`` with its padding, in a reused buffer whose border keeps ``pad_value``."""
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any, training: bool, fill=None):
+        """A scratch array: while training, the reused buffer ``name`` (sized for the training
+        batch); at inference a fresh one, so that predicting in large chunks does not leave
+        chunk-sized buffers behind for the rest of training."""
+        if training:
+            return self._ws.get(name, shape, dtype, fill=fill)
+        return np.empty(shape, dtype=dtype) if fill is None else np.full(shape, fill, dtype=dtype)
+
+    def _padded(self, x4: np.ndarray, training: bool = True) -> np.ndarray:
+        """``x4`` with its padding, in a buffer whose border keeps ``pad_value``."""
         (t, b), (left, r) = self._pads
         if t == b == left == r == 0:
             return x4
         n, h, w, c = x4.shape
-        xp = self._ws.get("xp", (n, h + t + b, w + left + r, c), x4.dtype, fill=self.pad_value)
+        shape = (n, h + t + b, w + left + r, c)
+        xp = self._scratch("xp", shape, x4.dtype, training, fill=self.pad_value)
         xp[:, t : t + h, left : left + w, :] = x4
         return xp
 
