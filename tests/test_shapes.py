@@ -247,3 +247,12 @@ def test_an_iterable_of_batches_builds_the_model_from_its_first_batch(rng):
             [bp.Dense(4), bp.Tanh(), Flat(), bp.Dense(2)], input_shape=(2, 3), seed=0
         ).flat_parameters,
     )
+
+
+def test_a_layer_that_skips_the_base_init_gets_a_clear_error():
+    class Forgetful(bp.Layer):
+        def __init__(self):  # forgets super().__init__()
+            self.k = 1
+
+    with pytest.raises(TypeError, match=r"layer 0 \(Forgetful\).*super\(\).__init__\(\)"):
+        bp.Sequential([Forgetful(), bp.Dense(2)], input_shape=(3,))
