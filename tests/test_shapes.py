@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import backprop as bp
 
@@ -256,3 +258,40 @@ def test_a_layer_that_skips_the_base_init_gets_a_clear_error():
 
     with pytest.raises(TypeError, match=r"layer 0 \(Forgetful\).*super\(\).__init__\(\)"):
         bp.Sequential([Forgetful(), bp.Dense(2)], input_shape=(3,))
+
+
+ANY_RANK = {
+    "Dense": lambda: bp.Dense(3),
+    "Identity": bp.Identity,
+    "Sigmoid": bp.Sigmoid,
+    "Tanh": bp.Tanh,
+    "ReLU": bp.ReLU,
+    "LeakyReLU": bp.LeakyReLU,
+    "ELU": bp.ELU,
+    "PReLU": bp.PReLU,
+    "GELU": bp.GELU,
+    "SiLU": bp.SiLU,
+    "Softplus": bp.Softplus,
+    "Softmax": bp.Softmax,
+    "Dropout": lambda: bp.Dropout(0.3),
+    "BatchNorm": bp.BatchNorm,
+    "LayerNorm": bp.LayerNorm,
+    "Residual": lambda: bp.Residual([bp.Dense(4), bp.Tanh(), bp.Dense(5)]),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    name=st.sampled_from(sorted(ANY_RANK)),
+    shape=st.lists(st.integers(1, 4), min_size=0, max_size=2).map(lambda s: (*s, 5)),
+    n=st.integers(2, 5),
+)
+def test_every_layer_keeps_the_batch_and_middle_axes_of_any_rank(name, shape, n):
+    model = bp.Sequential([ANY_RANK[name]()], input_shape=shape, dtype="float64", seed=0)
+    x = np.random.default_rng(0).normal(size=(n, *shape))
+    out = model.forward(x, training=True)
+    width = 3 if name == "Dense" else 5
+    assert out.shape == (n, *shape[:-1], width) and model.out_shape == (*shape[:-1], width)
+    assert model.backward(np.ones_like(out)).shape == x.shape
+    for key, g in model.gradients().items():
+        assert g.shape == model.parameters()[key].shape
