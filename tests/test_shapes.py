@@ -34,8 +34,14 @@ def test_dense_infers_its_input_width_and_keeps_the_two_argument_form():
         "init": "auto",
         "bias_init": "zeros",
     }
+    # the old signature Dense(in_features, out_features), positional or by keyword
+    assert bp.Dense(64, out_features=10).config()["in_features"] == 64
+    assert bp.Dense(64, 10).params["W"].shape == (64, 10)  # and it owns its arrays at once
+    assert bp.Dense(10).config() == {"out_features": 10, "init": "auto", "bias_init": "zeros"}
     with pytest.raises(TypeError, match="out_features"):
         bp.Dense()
+    with pytest.raises(TypeError, match="in_features twice"):
+        bp.Dense(3, 4, in_features=3)
     with pytest.raises(TypeError, match="3 sizes"):
         bp.Dense(1, 2, 3)
 
