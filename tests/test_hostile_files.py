@@ -1,0 +1,199 @@
+"""Files written by an adversary: forged zip records, repeated members, oversized numbers,
+edited checkpoint headers and estimator tables. Each is refused with one ModelFileError that
+names the file, before any array data is read."""
+
+import io
+import json
+import struct
+import tracemalloc
+import warnings
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.cli import main
+from backprop.io import HEADER, ModelFileError, read_archive, write_archive
+
+
+# -- a hand-written zip whose records say whatever we like -----------------------------------
+def _npy_header(dtype: str, shape: tuple) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue()
+
+
+def forge_zip(path, members):
+    """Write ``members`` = [(name, data, declared_size)] as a stored zip64 archive whose local
+    headers and central directory both declare ``declared_size`` bytes for each member, however
+    few bytes of ``data`` follow. Returns the file's size."""
+    out, central = bytearray(), bytearray()
+    for name, data, size in members:
+        name_b = name.encode()
+        crc = zlib.crc32(data)
+        extra = struct.pack("<HHQQ", 1, 16, size, size)
+        offset = len(out)
+        out += struct.pack(
+            "<4s5H3L2H", b"PK\x03\x04", 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+            len(name_b), len(extra),
+        )  # fmt: skip
+        out += name_b + extra + data
+        central += struct.pack(
+            "<4s6H3L5H2L", b"PK\x01\x02", 45, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+            len(name_b), len(extra), 0, 0, 0, 0, offset,
+        )  # fmt: skip
+        central += name_b + extra
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(out), 0
+    )
+    path.write_bytes(bytes(out + central + end))
+    return path.stat().st_size
+
+
+def _json_member(header: dict) -> bytes:
+    blob = json.dumps(header).encode()
+    return _npy_header("|u1", (len(blob),)) + blob
+
+
+def forged_terabyte_model(path):
+    """A ~1 KB file that consistently claims a 2^20 x 2^20 float32 layer (4 TiB): the
+    architecture, the array table, the .npy headers and both zip records all agree."""
+    n = 2**20
+    header = {
+        "format": "backprop",
+        "version": 1,
+        "kind": "Sequential",
+        "config": {
+            "dtype": "float32",
+            "layers": [{"type": "Dense", "config": {"in_features": n, "out_features": n}}],
+        },
+        "metadata": {},
+        "arrays": {
+            "param/0.W": {"dtype": "<f4", "shape": [n, n]},
+            "param/0.b": {"dtype": "<f4", "shape": [n]},
+        },
+    }
+    head = _json_member(header)
+    w, b = _npy_header("<f4", (n, n)), _npy_header("<f4", (n,))
+    return forge_zip(
+        path,
+        [
+            (f"{HEADER}.npy", head, len(head)),
+            ("param/0.W.npy", w + b"\0" * 64, len(w) + 4 * n * n),
+            ("param/0.b.npy", b + b"\0" * 64, len(b) + 4 * n),
+        ],
+    )
+
+
+def test_a_kilobyte_file_declaring_terabytes_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "forged.npz"
+    assert forged_terabyte_model(path) < 2048
+    with zipfile.ZipFile(path) as z:  # the zip records really do declare 4 TiB
+        assert z.getinfo("param/0.W.npy").file_size > 4 * 10**12
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=r"forged.npz: member param/0.W.npy declares"):
+            bp.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+
+
+def test_the_command_line_reports_a_forged_file_in_one_line(tmp_path, capsys):
+    path = tmp_path / "forged.npz"
+    forged_terabyte_model(path)
+    X = tmp_path / "x.npy"
+    np.save(X, np.zeros((2, 3)))
+    assert main(["predict", str(path), str(X), "--output", str(tmp_path / "p.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("backprop: error: ") and "forged.npz" in err
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as z:
+        return [(i.filename, z.read(i)) for i in z.infolist()]
+
+
+def _rezip(path, members):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        with zipfile.ZipFile(path, "w") as z:
+            for name, data in members:
+                z.writestr(name, data)
+    return path
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "good.npz"
+    bp.save(bp.Sequential([bp.Dense(3, 4), bp.ReLU(), bp.Dense(4, 2)], seed=0), path)
+    return path
+
+
+def test_a_repeated_member_is_refused(saved, tmp_path):
+    members = _members(saved)
+    other = np.lib.format.write_array  # a second W, of the right shape, after the first
+    buf = io.BytesIO()
+    other(buf, np.full((3, 4), 7, np.float32))
+    bad = _rezip(tmp_path / "dup.npz", [*members, ("param/0.W.npy", buf.getvalue())])
+    with pytest.raises(ModelFileError, match=r"dup.npz: members \['param/0.W.npy'\] appear"):
+        bp.load(bad)
+
+
+def test_overlapping_members_are_refused(saved, tmp_path):
+    """Two directory entries pointing at the same bytes (the overlapping-member zip bomb)."""
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as z:
+        infos = {i.filename: i for i in z.infolist()}
+    first, second = infos["param/0.b.npy"], infos["param/2.b.npy"]
+    # point the second entry's central-directory offset at the first member's local header
+    cd = data.find(b"PK\x01\x02")
+    while cd != -1:
+        name_len = struct.unpack_from("<H", data, cd + 28)[0]
+        name = bytes(data[cd + 46 : cd + 46 + name_len]).decode()
+        if name == second.filename:
+            struct.pack_into("<L", data, cd + 42, first.header_offset)
+        cd = data.find(b"PK\x01\x02", cd + 4)
+    bad = tmp_path / "overlap.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="overlap.npz: .*(overlap|local header)"):
+        bp.load(bad)
+
+
+@pytest.mark.parametrize("digits", [50, 5000, 100_000])
+def test_a_huge_integer_in_the_header_names_the_file(saved, tmp_path, digits):
+    members = dict(_members(saved))
+    header = json.loads(np.lib.format.read_array(io.BytesIO(members[f"{HEADER}.npy"])).tobytes())
+    text = json.dumps(header).replace('"version": 1', f'"version": {"9" * digits}')
+    members[f"{HEADER}.npy"] = _npy_header("|u1", (len(text),)) + text.encode()
+    bad = _rezip(tmp_path / "bigint.npz", list(members.items()))
+    with pytest.raises(ModelFileError, match=f"bigint.npz: header holds an integer of {digits}"):
+        bp.load(bad)
+
+
+def test_a_directory_is_reported_as_a_directory(tmp_path, capsys):
+    folder = tmp_path / "model.npz"
+    folder.mkdir()
+    with pytest.raises(ModelFileError, match="model.npz: is a directory, not a model file"):
+        bp.load(folder)
+    with pytest.raises(ModelFileError, match="is a directory"):
+        read_archive(folder)
+    assert main(["evaluate", str(folder), "--data", "x.csv"]) == 2
+    assert "model.npz: is a directory" in capsys.readouterr().err
+
+
+def test_loading_a_checkpoint_as_a_model_points_to_load_checkpoint(tmp_path):
+    trainer = bp.Trainer(bp.Sequential([bp.Dense(2, 2)], seed=0), "mse", "sgd", epochs=1)
+    trainer.fit(np.zeros((4, 2)), np.zeros((4, 2)))
+    bp.save_checkpoint(tmp_path / "ckpt.npz", trainer)
+    with pytest.raises(ModelFileError, match=r"training checkpoint.*bp\.load_checkpoint"):
+        bp.load(tmp_path / "ckpt.npz")
+    write_archive(tmp_path / "odd.npz", {"kind": "Widget", "config": {}}, {})
+    with pytest.raises(ModelFileError, match="known kinds: .*MLPClassifier.*MLPRegressor.*Seq"):
+        bp.load(tmp_path / "odd.npz")
