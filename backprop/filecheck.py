@@ -36,7 +36,8 @@ import json
 import struct
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 MAX_INT_DIGITS = 40  # 2**128 has 39 digits: enough for any random-generator state
@@ -211,10 +212,11 @@ def table(fields: dict[str, Spec], optional: Iterable[str] = (), extra: bool = F
 
 
 def like(template: Any, overrides: dict[str, Spec] | None = None) -> Spec:
-    """The shape of ``template`` (a live object's state); ``overrides`` replace top-level keys."""
+    """The shape of ``template`` (a live object's state); ``overrides`` replace the specs of
+    top-level keys the template has."""
     if isinstance(template, dict):
         fields = {k: like(v) for k, v in template.items()}
-        fields.update(overrides or {})
+        fields.update({k: s for k, s in (overrides or {}).items() if k in template})
         return table(fields)
     if isinstance(template, list | tuple):
         return list_of(like(template[0])) if template else list_of(anything)
@@ -236,3 +238,108 @@ def check(value: Any, spec: Spec, where: str, what: str) -> Any:
     except Invalid as exc:
         raise _error(where, f"{exc.path}: {exc.message}") from None
     return value
+
+
+# -- the checkpoint header ---------------------------------------------------------------------
+EARLY_STOPPING_STATE = table(
+    {
+        "best": optional(number(finite=False)),
+        "best_epoch": optional(integer(0)),
+        "wait": integer(0),
+        "stopped_epoch": optional(integer(0)),
+    }
+)
+HISTORY = mapping(list_of(optional(number(finite=False))))
+
+
+def checkpoint_schema(trainer: Any) -> Spec:
+    """The schema of a checkpoint header that ``trainer`` (freshly built) can take: the
+    trainer's, optimizer's, schedule's and generators' state have the keys and kinds of the
+    live objects' own ``state_dict()``, counts are non-negative integers."""
+    state = trainer.state_dict()
+    scalars = {k: v for k, v in state.pop("optimizer").items() if not hasattr(v, "shape")}
+    counts = {k: integer(0) for k in ("epoch", "step_count") if k in state}
+    return table(
+        {
+            "format": anything,  # format, version and arrays: checked by io.read_archive
+            "version": anything,
+            "arrays": anything,
+            "kind": text(["checkpoint"]),
+            "model": mapping(anything),  # compared with the configured model's own
+            "model_rng": like(trainer.model.rng.bit_generator.state),
+            "trainer": like(state, {**counts, "history": HISTORY}),
+            "optimizer": like(scalars, {"iterations": integer(0), "lr": number(0)}),
+            "early_stopping": list_of(EARLY_STOPPING_STATE),
+            "extra": table(
+                {"checkpoint_best": optional(number(finite=False))},
+                optional=["checkpoint_best"],
+                extra=True,
+            ),
+        }
+    )
+
+
+@contextmanager
+def owner_refusals(where: str) -> Iterator[None]:
+    """Turn the ``KeyError``/``TypeError``/``ValueError`` an object's ``load_state_dict`` raises
+    for a value from a file into a ModelFileError that names the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        if type(exc).__name__ == "ModelFileError":
+            raise
+        raise _error(where, f"state the configured objects refuse: {exc!r}") from None
+
+
+# -- the estimator table -----------------------------------------------------------------------
+def _label(v: Any, path: str) -> None:
+    if not isinstance(v, int | float | str):  # bool is an int
+        raise Invalid(path, f"expected a class label (number, bool or text), got {v!r}")
+
+
+def _label_dtype(v: Any, path: str) -> None:
+    import numpy as np
+
+    try:
+        ok = v == "object" or np.dtype(v).kind in "biufU"
+    except TypeError:
+        ok = False
+    if not isinstance(v, str) or not ok:
+        raise Invalid(path, f"expected 'object' or a bool, int, float or str dtype, got {v!r}")
+
+
+def estimator_schema(param_names: Iterable[str], classifier: bool) -> Spec:
+    """The ``config`` table of a saved MLPClassifier/MLPRegressor: exactly its constructor
+    parameters (values checked by the estimator's own ``_check_params``), the network, and the
+    fitted attributes below and no others (a file never sets an arbitrary attribute)."""
+    names = list(param_names)  # a parameter the file leaves out takes its default
+    curve = list_of(number(finite=False))
+    score = optional(number(finite=False))
+    fitted = {
+        "n_features_in_": integer(1),
+        "n_outputs_": integer(1),
+        "out_activation_": text(["identity", "exp", "logistic", "softmax"]),
+        "n_layers_": integer(2),
+        "n_iter_": integer(0),
+        "t_": integer(0),
+        "loss_": score,
+        "best_loss_": score,
+        "best_validation_score_": score,
+        "loss_curve_": curve,
+        "validation_loss_curve_": optional(curve),
+        "validation_scores_": optional(curve),
+        "feature_names_in_": list_of(text()),
+    }
+    required = ["n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_"]
+    if classifier:
+        fitted["classes_"] = list_of(_label, min_length=1)
+        fitted["classes_dtype"] = _label_dtype
+        fitted["y_type_"] = text(["binary", "multiclass", "multilabel-indicator"])
+        required += ["classes_", "classes_dtype", "y_type_"]
+    return table(
+        {
+            "params": table(dict.fromkeys(names, anything), optional=names),
+            "model": mapping(anything),
+            "fitted": table(fitted, optional=set(fitted) - set(required)),
+        }
+    )

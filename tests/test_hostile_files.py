@@ -197,3 +197,139 @@ def test_loading_a_checkpoint_as_a_model_points_to_load_checkpoint(tmp_path):
     write_archive(tmp_path / "odd.npz", {"kind": "Widget", "config": {}}, {})
     with pytest.raises(ModelFileError, match="known kinds: .*MLPClassifier.*MLPRegressor.*Seq"):
         bp.load(tmp_path / "odd.npz")
+
+
+# -- edited headers: a CRC-valid file whose JSON says something wrong -----------------------
+def _read_header(path):
+    members = dict(_members(path))
+    blob = np.lib.format.read_array(io.BytesIO(members[f"{HEADER}.npy"]))
+    return members, json.loads(blob.tobytes())
+
+
+def _edit_header(src, dst, fn):
+    members, header = _read_header(src)
+    fn(header)
+    text = json.dumps(header).encode()
+    members[f"{HEADER}.npy"] = _npy_header("|u1", (len(text),)) + text
+    return _rezip(dst, list(members.items()))
+
+
+def _ckpt_trainer():
+    model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2)], seed=0)
+    return bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.Adam(0.01),
+        epochs=2,
+        batch_size=8,
+        schedule=bp.StepDecay(2, 0.5),
+        callbacks=[bp.EarlyStopping(patience=5)],
+        seed=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "ckpt.npz"
+    trainer = _ckpt_trainer()
+    rng = np.random.default_rng(0)
+    trainer.fit(rng.normal(size=(32, 3)), np.arange(32) % 2, validation_split=0.25)
+    bp.save_checkpoint(path, trainer)
+    return path
+
+
+def _put(*keys, value=None, delete=False):
+    def fn(header):
+        node = header
+        for k in keys[:-1]:
+            node = node[k]
+        if delete:
+            del node[keys[-1]]
+        else:
+            node[keys[-1]] = value
+
+    return fn
+
+
+CHECKPOINT_EDITS = [
+    ("negative-epoch", _put("trainer", "epoch", value=-1), r"header.trainer.epoch: .* got -1"),
+    ("text-epoch", _put("trainer", "epoch", value="3"), r"trainer.epoch: .* got '3'"),
+    ("no-epoch", _put("trainer", "epoch", delete=True), r"header.trainer: missing \['epoch'\]"),
+    ("float-steps", _put("trainer", "step_count", value=1.5), "trainer.step_count"),
+    ("rng", _put("model_rng", value={"bit_generator": "PCG64"}), "header.model_rng: missing"),
+    ("rng-value", _put("trainer", "shuffle_rng", "state", "inc", value=-5), "shuffle_rng.state"),
+    ("lr", _put("optimizer", "lr", value="fast"), r"header.optimizer.lr: .* got 'fast'"),
+    ("lr-negative", _put("optimizer", "lr", value=-1.0), "header.optimizer.lr"),
+    ("history", _put("trainer", "history", "loss", value="low"), "trainer.history.loss"),
+    ("es-best", _put("early_stopping", 0, "best", value="x"), r"early_stopping\[0\].best"),
+    ("es-wait", _put("early_stopping", 0, "wait", value=-2), r"early_stopping\[0\].wait"),
+    ("es-extra", _put("early_stopping", 0, "restore", value=1), r"unknown \['restore'\]"),
+    ("schedule", _put("trainer", "schedule", "predict", value=1), r"schedule: unknown"),
+    ("ckpt-best", _put("extra", "checkpoint_best", value=[1]), "extra.checkpoint_best"),
+    ("top-level", _put("callbacks", value=[]), r"header: unknown \['callbacks'\]"),
+]
+
+
+@pytest.mark.parametrize(
+    "edit, message", [c[1:] for c in CHECKPOINT_EDITS], ids=[c[0] for c in CHECKPOINT_EDITS]
+)
+def test_an_edited_checkpoint_header_is_refused_by_field(checkpoint_file, tmp_path, edit, message):
+    bad = _edit_header(checkpoint_file, tmp_path / "edited.npz", edit)
+    trainer = _ckpt_trainer()
+    before = trainer.model.flat_parameters.copy()
+    with pytest.raises(ModelFileError, match=f"edited.npz: .*{message}"):
+        bp.load_checkpoint(bad, trainer)
+    assert np.array_equal(trainer.model.flat_parameters, before)  # refused before any change
+    bp.load_checkpoint(checkpoint_file, _ckpt_trainer())  # the unedited file loads
+
+
+def _fitted_estimator():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=["height", "weight", "age"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bp.MLPClassifier((4,), max_iter=5, random_state=0).fit(X, np.arange(40) % 3), X
+
+
+ESTIMATOR_EDITS = [
+    ("set-method", _put("config", "fitted", "predict", value="x"), r"unknown \['predict'\]"),
+    ("null-model", _put("config", "fitted", "model_", value=None), r"unknown \['model_'\]"),
+    ("private", _put("config", "fitted", "_trainer", value=1), r"unknown \['_trainer'\]"),
+    ("param", _put("config", "params", "fit", value=1), r"config.params: unknown \['fit'\]"),
+    ("param-value", _put("config", "params", "activation", value="nope"), "activation.*nope"),
+    ("features", _put("config", "fitted", "n_features_in_", value=-1), "n_features_in_"),
+    ("width", _put("config", "fitted", "n_features_in_", value=7), "network takes 3"),
+    ("outputs", _put("config", "fitted", "n_outputs_", value=9), "network gives 3"),
+    ("names", _put("config", "fitted", "feature_names_in_", value=["a"]), "1 feature_names"),
+    ("names-type", _put("config", "fitted", "feature_names_in_", value=[1, 2, 3]), r"\[0\]"),
+    ("classes", _put("config", "fitted", "classes_", value=[]), "classes_: expected at least"),
+    ("labels", _put("config", "fitted", "classes_", value=[{}, 1, 2]), r"classes_\[0\]"),
+    ("dtype", _put("config", "fitted", "classes_dtype", value="|O"), "classes_dtype"),
+    ("curve", _put("config", "fitted", "loss_curve_", value="x"), "loss_curve_"),
+    ("no-iter", _put("config", "fitted", "n_iter_", delete=True), r"missing \['n_iter_'\]"),
+]
+
+
+@pytest.mark.parametrize(
+    "edit, message", [c[1:] for c in ESTIMATOR_EDITS], ids=[c[0] for c in ESTIMATOR_EDITS]
+)
+def test_an_edited_estimator_table_is_refused_by_field(tmp_path, edit, message):
+    est, _ = _fitted_estimator()
+    bp.save(est, tmp_path / "est.npz")
+    bad = _edit_header(tmp_path / "est.npz", tmp_path / "edited.npz", edit)
+    with pytest.raises(ModelFileError, match=f"edited.npz: .*{message}"):
+        bp.load(bad)
+
+
+def test_a_saved_estimator_keeps_its_feature_names(tmp_path):
+    est, X = _fitted_estimator()
+    bp.save(est, tmp_path / "est.npz")
+    back = bp.load(tmp_path / "est.npz")
+    assert list(back.feature_names_in_) == ["height", "weight", "age"]
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    swapped = X[["weight", "height", "age"]]
+    for model in (est, back):  # refused alike before and after the round trip
+        with pytest.raises(ValueError, match="feature names"):
+            model.predict(swapped)

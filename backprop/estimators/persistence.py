@@ -23,14 +23,14 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from .. import io
+from .. import filecheck, io
 from .classifier import MLPClassifier
 from .regressor import MLPRegressor
 
 FITTED_SCALARS = (
     "n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_", "t_", "loss_",
     "best_loss_", "best_validation_score_", "loss_curve_", "validation_loss_curve_",
-    "validation_scores_",
+    "validation_scores_", "feature_names_in_",
 )  # fmt: skip
 
 
@@ -97,11 +97,17 @@ def _expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str):
+    schema = filecheck.estimator_schema(cls._get_param_names(), cls is MLPClassifier)
+    filecheck.check(config, schema, where, "config")
     params = {k: _unplain(k, v) for k, v in config["params"].items()}
     est = cls(**params)
+    est._check_params()
     est.model_ = io.sequential_from_config(config["model"])
     est.model_.load_state_dict(arrays)
     fitted = dict(config["fitted"])
+    _check_widths(est.model_, fitted)
+    if "feature_names_in_" in fitted:
+        est.feature_names_in_ = np.asarray(fitted.pop("feature_names_in_"), dtype=object)
     if cls is MLPClassifier:
         labels, dtype = fitted.pop("classes_"), fitted.pop("classes_dtype")
         if not isinstance(labels, list) or not labels:
@@ -124,6 +130,19 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     est._best_buffers = {k: v.copy() for k, v in est.model_.buffers().items()}
     est._no_improvement_count = 0
     return est
+
+
+def _check_widths(model: Any, fitted: dict[str, Any]) -> None:
+    """The fitted widths must be the network's own, and one feature name per input."""
+    widths = [layer for layer in model.layers if hasattr(layer, "in_features")]
+    n_in, n_out = widths[0].in_features, widths[-1].out_features
+    if fitted["n_features_in_"] != n_in:
+        raise ValueError(f"n_features_in_ is {fitted['n_features_in_']}, the network takes {n_in}")
+    names = fitted.get("feature_names_in_")
+    if names is not None and len(names) != n_in:
+        raise ValueError(f"{len(names)} feature_names_in_ for {n_in} features")
+    if fitted["n_outputs_"] != n_out:
+        raise ValueError(f"n_outputs_ is {fitted['n_outputs_']}, the network gives {n_out}")
 
 
 for _cls in (MLPClassifier, MLPRegressor):
