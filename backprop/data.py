@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 
-def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
-    """A 2-D array of real numbers with at least one row and column; NaN/inf rejected.
+def check_X(X: Any, name: str = "X", allow_nan: bool = False, dtype: Any = None) -> Any:
+    """A 2-D array of real numbers with at least one row and column; NaN/inf rejected, and,
+    with ``dtype`` (the model's), values that casting to it would turn into infinity.
 
     ndarrays (memmaps included) are returned as they are, never copied. Other array-likes with
     ``shape``, ``dtype`` and ``__getitem__`` (an HDF5 dataset) are kept as they are too, so
@@ -34,17 +35,35 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
         raise ValueError(f"{name} has 0 features; at least 1 is required")
     if not allow_nan and X.dtype.kind == "f" and not _all_finite(X):
         raise ValueError(f"{name} contains NaN or infinity")
+    if dtype is not None and X.dtype.kind == "f" and X.dtype.itemsize > np.dtype(dtype).itemsize:
+        check_range(X, name, np.dtype(dtype))
     return X
 
 
-def _all_finite(X: Any, block_bytes: int = 1 << 24) -> bool:
-    """Finite check in row blocks, so a memmap or an HDF5 dataset is never read whole."""
+def _blocks(X: Any, block_bytes: int = 1 << 24) -> Iterator[np.ndarray]:
+    """Row blocks of about ``block_bytes``, so a memmap or an HDF5 dataset is never read whole."""
     rows = max(1, block_bytes // max(1, X.shape[1] * X.dtype.itemsize))
     for start in range(0, X.shape[0], rows):
-        block = np.asarray(X[start : start + rows])
+        yield np.asarray(X[start : start + rows])
+
+
+def _all_finite(X: Any) -> bool:
+    for block in _blocks(X):
         if not np.isfinite(block.sum(dtype=np.float64)) and not np.all(np.isfinite(block)):
             return False
     return True
+
+
+def check_range(X: Any, name: str, dtype: np.dtype) -> None:
+    """Refuse finite values that become infinite in ``dtype`` (float64 data, float32 model)."""
+    limit = float(np.finfo(dtype).max)
+    for block in _blocks(X):
+        big = np.abs(block[np.isfinite(block)]) if block.size else block
+        if big.size and float(big.max()) > limit:
+            raise ValueError(
+                f"{name} holds a value of magnitude {float(big.max()):.4g}, beyond the range of the model's {dtype} "
+                f"(largest {limit:.4g}); scale the data, or use a float64 model"
+            )
 
 
 def check_targets(y: Any, n_samples: int) -> np.ndarray:

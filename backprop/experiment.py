@@ -41,6 +41,8 @@ def load_data(config: Config, dtype: Any = None) -> sources.Dataset:
         return sources.prepare(config["data"], dtype)
     except FileNotFoundError:
         raise
+    except ConfigError:  # already names its place
+        raise
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"{config.path}: [data]: {exc}") from None
 

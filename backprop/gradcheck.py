@@ -112,8 +112,18 @@ def check_gradients(
     Returns:
         a :class:`GradientReport`; ``print`` it for a table.
     """
+    if max_entries is not None and (
+        isinstance(max_entries, bool)
+        or not isinstance(max_entries, int | np.integer)
+        or max_entries < 1
+    ):
+        raise ValueError(
+            f"max_entries must be a positive integer or None (all entries), got {max_entries!r}"
+        )
     m = model.copy(dtype="float64")
     X64 = np.array(X, dtype=np.float64)
+    if X64.ndim < 1 or X64.shape[0] < 1:
+        raise ValueError(f"X must hold at least one sample, got shape {X64.shape}")
     rng_state = copy.deepcopy(m.rng.bit_generator.state)
     saved_buffers = {k: v.copy() for k, v in m.buffers().items()}
     buffers = m.buffers()

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import initializers
+from .data import check_range
 from .layers import BatchNorm, Dense, Dropout, Layer, LayerNorm
 from .layers.base import as_float_dtype
 
@@ -49,6 +50,8 @@ def as_2d_float(X: Any, dtype: np.dtype, name: str = "X") -> np.ndarray:
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.dtype.kind == "f" and X.dtype.itemsize > np.dtype(dtype).itemsize:
+        check_range(X, name, np.dtype(dtype))  # float64 values a float32 model cannot hold
     return X if X.dtype == dtype else X.astype(dtype)
 
 

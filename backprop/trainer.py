@@ -208,7 +208,7 @@ class Trainer:
         return min(self.batch_size, n_samples)
 
     def _check_data(self, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
-        X = check_X(X, name)
+        X = check_X(X, name, dtype=self.model.dtype)
         expected = self.model.n_features_in
         if expected is not None and X.shape[1] != expected:
             raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {expected}")
