@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.cli import main
 from backprop import sources
+from backprop.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
