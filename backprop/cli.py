@@ -118,7 +118,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         X, y = _raw_data(args.data, args.target)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    pred, _ = _predictions(mf, X)
+    try:
+        pred, _ = _predictions(mf, X)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.data}: {exc}") from None
     result: dict[str, Any] = {"n_samples": int(len(X))}
     if mf.metadata.get("task") == "classification":
         result["accuracy"] = float(np.mean(_same_labels(pred, np.asarray(y))))
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ModelFileError, FileNotFoundError) as exc:
         return _error(str(exc))
     except OSError as exc:  # an unwritable folder, a full disk, a path through a file
-        where = f"{exc.filename}: " if exc.filename else ""
+        where = f"{exc.filename}: " if exc.filename else "I/O error: "
         return _error(f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         print("backprop: interrupted", file=sys.stderr)

@@ -67,10 +67,12 @@ def new_run_dir(config: Config, out: str | None) -> Path:
     name = config["output"]["name"] or Path(config.path).stem
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = Path(config["output"]["dir"]) / f"{name}-{stamp}"
-    k = 1
+    first, k = path, 1
     while path.exists():
         k += 1
         path = Path(config["output"]["dir"]) / f"{name}-{stamp}-{k}"
+    if k > 1:  # never reuse a run directory silently
+        print(f"backprop: {first} exists; this run writes to {path}", file=sys.stderr)
     return path
 
 

@@ -291,3 +291,43 @@ def test_ctrl_c_keeps_the_model_and_exits_130(tmp_path):
     assert len(rows) - 1 >= saved
     resumed = ["train", "--resume", str(run), "--quiet", "--set", f"trainer.epochs={saved + 1}"]
     assert main(resumed) == 0
+
+
+def test_an_output_stream_on_a_full_disk_is_one_line(trained, capsys, monkeypatch):
+    class Full:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    code = main(["evaluate", str(trained / "model.npz"), "--data", str(trained / "config.toml")])
+    one_line_error(capsys, code, 2, "I/O error: No space left on device")
+
+
+def test_a_default_run_directory_is_never_reused(tmp_path, capsys, monkeypatch):
+    from backprop import experiment
+
+    class Frozen(experiment.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5, tzinfo=tz)
+
+    monkeypatch.setattr(experiment, "datetime", Frozen)
+    config = small_config(tmp_path, epochs=1)
+    sets = ["--quiet", "--set", f"output.dir={tmp_path / 'runs'}"]
+    assert main(["train", str(config), *sets]) == 0
+    assert main(["train", str(config), *sets]) == 0
+    first, second = tmp_path / "runs/c-20260102-030405", tmp_path / "runs/c-20260102-030405-2"
+    assert (first / "model.npz").is_file() and (second / "model.npz").is_file()
+    assert f"{first} exists; this run writes to {second}" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_non_finite_input(trained, tmp_path, capsys):
+    n = bp.load(trained / "model.npz").n_features_in
+    X = np.zeros((4, n))
+    X[1, 0] = np.inf
+    np.savez(tmp_path / "d.npz", X=X, y=np.zeros(4))
+    code = main(["evaluate", str(trained / "model.npz"), "--data", str(tmp_path / "d.npz")])
+    one_line_error(capsys, code, 2, "d.npz: the input holds inf at row 2, column 1")
