@@ -288,7 +288,9 @@ def test_ctrl_c_keeps_the_model_and_exits_130(tmp_path):
     saved = bp.io.read_archive(run / "checkpoint.npz")[0]["trainer"]["epoch"]
     assert saved >= 1 and model.n_parameters > 0
     rows = (run / "history.csv").read_text().strip().splitlines()
-    assert len(rows) - 1 >= saved
+    # (a Ctrl-C between the Checkpoint's and the History's end-of-epoch hooks leaves the
+    # history one epoch behind the checkpoint; resuming rebuilds it from the checkpoint)
+    assert len(rows) - 1 >= saved - 1
     resumed = ["train", "--resume", str(run), "--quiet", "--set", f"trainer.epochs={saved + 1}"]
     assert main(resumed) == 0
 
