@@ -9,7 +9,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import backprop as bp
-from backprop.config import ConfigError, load_config
+from backprop.app.config import ConfigError, build_trainer, load_config
 from backprop.io import ModelFileError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -366,7 +366,7 @@ CASES = [
     # -- configs and the command line -----------------------------------------------------------
     (
         "config-prefix-once",
-        lambda a, t: bp.config.build_trainer(
+        lambda a, t: build_trainer(
             load_config(ROOT / "configs/xor.toml", ["optimizer.lr=-1"]), trainer().model, []
         ),
         ConfigError,
@@ -445,7 +445,7 @@ def test_the_catalogue_is_broad():
 def test_command_line_usage_errors_exit_2_with_a_message(
     argv, message, capsys, tmp_path, monkeypatch
 ):
-    from backprop.cli import main
+    from backprop.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2

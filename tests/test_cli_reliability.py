@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop import sources
-from backprop.cli import main
+from backprop.app import sources
+from backprop.app.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -309,7 +309,7 @@ def test_an_output_stream_on_a_full_disk_is_one_line(trained, capsys, monkeypatc
 
 
 def test_a_default_run_directory_is_never_reused(tmp_path, capsys, monkeypatch):
-    from backprop import experiment
+    from backprop.app import experiment
 
     class Frozen(experiment.datetime):
         @classmethod

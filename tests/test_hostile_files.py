@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.cli import main
+from backprop.app.cli import main
 from backprop.io import HEADER, ModelFileError, read_archive, write_archive
 
 
