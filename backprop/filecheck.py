@@ -33,6 +33,7 @@ Schemas (:func:`check`): small validators, each a function ``(value, path) -> No
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zipfile
 from collections import Counter
@@ -82,6 +83,62 @@ def check_zip_layout(z: zipfile.ZipFile, f: Any, file_size: int, where: str) -> 
     for (_, end, name), (start, _, other) in zip(spans, spans[1:], strict=False):
         if start < end:
             raise _error(where, f"members {name} and {other} overlap")
+
+
+DEFLATE_MAX_RATIO = 1032  # no valid deflate stream expands more than this
+
+
+def _npy_need(f: Any, where: str, member: str) -> tuple[int, int]:
+    """(header bytes, data bytes) an ``.npy`` stream's own header declares."""
+    import numpy as np
+
+    try:
+        version = np.lib.format.read_magic(f)
+        read = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }.get(version)
+        if read is None:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, _, dtype = read(f)
+    except ValueError as exc:
+        raise _error(where, f"{member} is not a valid array: {exc}") from None
+    count = 1
+    for d in shape:
+        count *= d
+    return f.tell(), count * dtype.itemsize
+
+
+def check_array_file(path: Any) -> None:
+    """Before ``np.load`` reads a data file (``.npy`` or ``.npz``): every array must fit in the
+    bytes the file really holds (a compressed member in what its compressed bytes can inflate
+    to), so a forged header never makes NumPy allocate more than a small multiple of the file."""
+    where = str(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if where.lower().endswith(".npy"):
+            head, need = _npy_need(f, where, "the file")
+            if head + need > size:
+                raise _error(where, f"declares {need} bytes of data but holds {size - head}")
+            return
+        try:
+            z = zipfile.ZipFile(f)
+        except zipfile.BadZipFile as exc:
+            raise _error(where, f"not a valid .npz archive ({exc})") from None
+        with z:
+            check_zip_layout(z, f, size, where)
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                room = info.compress_size
+                if info.compress_type != zipfile.ZIP_STORED:
+                    room *= DEFLATE_MAX_RATIO
+                with z.open(info) as member:
+                    head, need = _npy_need(member, where, info.filename)
+                if head + need > min(room, info.file_size):
+                    raise _error(
+                        where, f"{info.filename} declares {need} bytes of data it cannot hold"
+                    )
 
 
 # -- the JSON header ---------------------------------------------------------------------------

@@ -333,3 +333,36 @@ def test_a_saved_estimator_keeps_its_feature_names(tmp_path):
     for model in (est, back):  # refused alike before and after the round trip
         with pytest.raises(ValueError, match="feature names"):
             model.predict(swapped)
+
+
+def _forged_data_files(tmp_path):
+    n = 2**20
+    head = _npy_header("<f8", (n, n))
+    npy = tmp_path / "huge.npy"
+    npy.write_bytes(head + b"\0" * 64)  # a header that claims 8 TiB, and 64 bytes of data
+    npz = tmp_path / "huge.npz"
+    forge_zip(npz, [("X.npy", head + b"\0" * 64, len(head) + 8 * n * n)])  # zip records agree
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("X.npy", _npy_header("<f8", (n, 64)) + b"\0" * 4096)  # deflates to ~50 B
+    return [npy, npz, bomb]
+
+
+def test_forged_data_files_are_refused_before_numpy_allocates(tmp_path, capsys):
+    from backprop.app.sources import read_table
+
+    model = tmp_path / "m.npz"
+    bp.save(bp.Sequential([bp.Dense(3, 2)], seed=0), model)
+    for path in _forged_data_files(tmp_path):
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=f"{path.name}: .*declares .* bytes"):
+                read_table(path, None)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * 2**20, path
+        code = main(["predict", str(model), str(path), "--output", str(tmp_path / "p.npy")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert path.name in err

@@ -310,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # an unwritable folder, a full disk, a path through a file
         where = f"{exc.filename}: " if exc.filename else "I/O error: "
         return _error(f"{where}{exc.strerror or exc}")
+    except MemoryError as exc:
+        return _error(f"out of memory ({exc})")
     except KeyboardInterrupt:
         print("backprop: interrupted", file=sys.stderr)
         return 130

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import filecheck
 from ..data import split_indices
 from . import datasets
 
@@ -137,6 +138,8 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix in (".npz", ".npy"):
+        filecheck.check_array_file(path)  # sizes against the real file, before np.load
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as f:
             if "X" not in f.files:
