@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from . import filecheck
+from . import filecheck, schemas
 from .callbacks import Callback, EarlyStopping, History
 from .io import ModelFileError, read_archive, sequential_config, write_archive
 from .schedules import improved, resolve_mode
@@ -92,7 +92,7 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
     def expect(header):
         if header.get("kind") != "checkpoint":
             raise ModelFileError(f"{where}: not a checkpoint (kind {header.get('kind')!r})")
-        filecheck.check(header, filecheck.checkpoint_schema(trainer), where, "header")
+        schemas.check(header, schemas.checkpoint_schema(trainer), where, "header")
         wanted = {f"model/{k}": (v.dtype.str, v.shape) for k, v in model.state_dict().items()}
         flat = (model.dtype.str, (model.n_parameters,))
         for name, spec in header["arrays"].items():

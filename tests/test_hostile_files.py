@@ -251,6 +251,22 @@ def _put(*keys, value=None, delete=False):
     return fn
 
 
+def _in(where, *keys, **kw):
+    """An edit of the optimizer's or the first EarlyStopping's state, wherever the checkpoint
+    format keeps it (beside the trainer's state, or inside it)."""
+
+    def fn(header):
+        nested = "optimizer" not in header
+        if where == "optimizer":
+            path = ("trainer", "optimizer") if nested else ("optimizer",)
+        else:
+            path = ("trainer", "callbacks", 0, "state") if nested else ("early_stopping", 0)
+        _put(*path, *keys, **kw)(header)
+
+    return fn
+
+
+ES = r"(early_stopping\[0\]|trainer.callbacks\[0\].state)"
 CHECKPOINT_EDITS = [
     ("negative-epoch", _put("trainer", "epoch", value=-1), r"header.trainer.epoch: .* got -1"),
     ("text-epoch", _put("trainer", "epoch", value="3"), r"trainer.epoch: .* got '3'"),
@@ -258,15 +274,18 @@ CHECKPOINT_EDITS = [
     ("float-steps", _put("trainer", "step_count", value=1.5), "trainer.step_count"),
     ("rng", _put("model_rng", value={"bit_generator": "PCG64"}), "header.model_rng: missing"),
     ("rng-value", _put("trainer", "shuffle_rng", "state", "inc", value=-5), "shuffle_rng.state"),
-    ("lr", _put("optimizer", "lr", value="fast"), r"header.optimizer.lr: .* got 'fast'"),
-    ("lr-negative", _put("optimizer", "lr", value=-1.0), "header.optimizer.lr"),
+    ("lr", _in("optimizer", "lr", value="fast"), r"optimizer.lr: .* got 'fast'"),
+    ("lr-negative", _in("optimizer", "lr", value=-1.0), "optimizer.lr: expected a finite"),
+    ("iterations", _in("optimizer", "iterations", value=-4), "optimizer.iterations"),
     ("history", _put("trainer", "history", "loss", value="low"), "trainer.history.loss"),
-    ("es-best", _put("early_stopping", 0, "best", value="x"), r"early_stopping\[0\].best"),
-    ("es-wait", _put("early_stopping", 0, "wait", value=-2), r"early_stopping\[0\].wait"),
-    ("es-extra", _put("early_stopping", 0, "restore", value=1), r"unknown \['restore'\]"),
+    ("es-best", _in("es", "best", value="x"), ES + r".best: .* got 'x'"),
+    ("es-wait", _in("es", "wait", value=-2), ES + r".wait: .* got -2"),
+    ("es-epoch", _in("es", "best_epoch", value=-1), ES + r".best_epoch"),
+    ("es-extra", _in("es", "restore", value=1), r"unknown \['restore'\]"),
     ("schedule", _put("trainer", "schedule", "predict", value=1), r"schedule: unknown"),
     ("ckpt-best", _put("extra", "checkpoint_best", value=[1]), "extra.checkpoint_best"),
-    ("top-level", _put("callbacks", value=[]), r"header: unknown \['callbacks'\]"),
+    ("top-level", _put("hooks", value=[]), r"header: unknown \['hooks'\]"),
+    ("trainer-key", _put("trainer", "lr_scale", value=2.0), r"header.trainer: unknown"),
 ]
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from .. import filecheck, io
+from .. import io, schemas
 from .classifier import MLPClassifier
 from .regressor import MLPRegressor
 
@@ -97,8 +97,8 @@ def _expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str):
-    schema = filecheck.estimator_schema(cls._get_param_names(), cls is MLPClassifier)
-    filecheck.check(config, schema, where, "config")
+    schema = schemas.estimator_schema(cls._get_param_names(), cls is MLPClassifier)
+    schemas.check(config, schema, where, "config")
     params = {k: _unplain(k, v) for k, v in config["params"].items()}
     est = cls(**params)
     est._check_params()
