@@ -452,6 +452,15 @@ def test_command_line_usage_errors_exit_2_with_a_message(
     assert message in capsys.readouterr().err
 
 
+def test_a_gradient_check_of_nothing_is_not_a_pass():
+    model = bp.Sequential([bp.Dense(4, 3)], seed=0)
+    model.layers[0].trainable = False
+    report = bp.check_gradients(model, bp.SoftmaxCrossEntropy(), X4, Y3, check_input=False)
+    assert not report.passed and "NOTHING WAS CHECKED" in str(report)
+    report = bp.check_gradients(model, bp.SoftmaxCrossEntropy(), X4, Y3)  # dL/dX is checked
+    assert report.passed and report["input"].n_checked == X4.size
+
+
 def test_one_class_targets_follow_scikit_learn():
     """Not an error, as in scikit-learn: a one-class classifier predicts that class."""
     with warnings.catch_warnings():
