@@ -299,7 +299,7 @@ def estimator_schema(param_names: Iterable[str], classifier: bool) -> Spec:
     fitted = {
         "n_features_in_": integer(1),
         "n_outputs_": integer(1),
-        "out_activation_": text(["identity", "exp", "logistic", "softmax"]),
+        "out_activation_": text(["logistic", "softmax"] if classifier else ["identity", "exp"]),
         "n_layers_": integer(2),
         "n_iter_": integer(0),
         "t_": integer(0),

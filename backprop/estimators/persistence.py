@@ -24,6 +24,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
 from .. import io, schemas
+from ..layers import Dense
 from .classifier import MLPClassifier
 from .regressor import MLPRegressor
 
@@ -121,6 +122,7 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
             binarizer.fit(est.classes_)
         if binarizer.y_type_ != y_type:
             raise ValueError(f"classes {est.classes_!r} do not give label type {y_type!r}")
+        _check_link(fitted["out_activation_"], y_type, len(est.classes_), est.model_)
         est._label_binarizer = binarizer
     for name, value in fitted.items():
         setattr(est, name, value)
@@ -134,7 +136,7 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
 
 def _check_widths(model: Any, fitted: dict[str, Any]) -> None:
     """The fitted widths must be the network's own, and one feature name per input."""
-    widths = [layer for layer in model.layers if hasattr(layer, "in_features")]
+    widths = [layer for layer in model.layers if isinstance(layer, Dense)]
     n_in, n_out = widths[0].in_features, widths[-1].out_features
     if fitted["n_features_in_"] != n_in:
         raise ValueError(f"n_features_in_ is {fitted['n_features_in_']}, the network takes {n_in}")
@@ -143,6 +145,21 @@ def _check_widths(model: Any, fitted: dict[str, Any]) -> None:
         raise ValueError(f"{len(names)} feature_names_in_ for {n_in} features")
     if fitted["n_outputs_"] != n_out:
         raise ValueError(f"n_outputs_ is {fitted['n_outputs_']}, the network gives {n_out}")
+    if fitted["n_layers_"] != len(widths) + 1:
+        raise ValueError(f"n_layers_ is {fitted['n_layers_']}, the network has {len(widths) + 1}")
+
+
+def _check_link(link: str, y_type: str, n_classes: int, model: Any) -> None:
+    """A classifier's output link and width are those its label type needs."""
+    need = "softmax" if y_type == "multiclass" else "logistic"
+    if link != need:
+        raise ValueError(f"out_activation_ is {link!r}; {y_type} labels need {need!r}")
+    k = 1 if y_type == "binary" else n_classes
+    n_out = [layer for layer in model.layers if isinstance(layer, Dense)][-1].out_features
+    if n_out != k:
+        raise ValueError(
+            f"{n_classes} {y_type} classes need {k} outputs, the network gives {n_out}"
+        )
 
 
 for _cls in (MLPClassifier, MLPRegressor):
