@@ -393,3 +393,14 @@ def test_forged_data_files_are_refused_before_numpy_allocates(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
         assert path.name in err
+
+
+def test_plot_refuses_a_forged_predictions_file_in_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    bp.save(bp.Sequential([bp.Dense(3, 2)], seed=0), run / "model.npz")
+    forged = _forged_data_files(tmp_path)[1]
+    (run / "predictions.npz").write_bytes(forged.read_bytes())
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "predictions.npz" in err and "declares" in err, err

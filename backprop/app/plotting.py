@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..filecheck import check_array_file  # noqa: E402
 from ..io import load_file  # noqa: E402
 
 
@@ -244,6 +245,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
             figures["first_layer"] = fig_first_layer(model_file.obj, tuple(shape))
     if (run_dir / "predictions.npz").is_file() and model_file is not None:
         meta = model_file.metadata
+        check_array_file(run_dir / "predictions.npz")  # sizes against the file, before np.load
         with np.load(run_dir / "predictions.npz", allow_pickle=False) as f:
             pred = {k: f[k] for k in f.files}
         if meta.get("task") == "classification":
