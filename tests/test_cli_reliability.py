@@ -284,7 +284,12 @@ def test_ctrl_c_keeps_the_model_and_exits_130(tmp_path):
     assert proc.returncode == 130, err
     assert err.count("\n") == 1 and "Traceback" not in err and "Warning" not in err, err
     assert err.startswith("backprop: interrupted after ") and "--resume" in err
-    model = bp.load(run / "model.npz")  # the weights reached, saved as a usable model
+    model = bp.load(run / "model.npz")  # the trained weights, saved as a usable model
+    from backprop.app.config import build_model, load_config
+
+    untrained = build_model(load_config(config), 20, 2)
+    assert model.n_parameters == untrained.n_parameters
+    assert not np.array_equal(model.flat_parameters, untrained.flat_parameters)
     saved = bp.io.read_archive(run / "checkpoint.npz")[0]["trainer"]["epoch"]
     assert saved >= 1 and model.n_parameters > 0
     rows = (run / "history.csv").read_text().strip().splitlines()

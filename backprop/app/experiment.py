@@ -294,13 +294,14 @@ def interrupts() -> Iterator[list[bool]]:
 def interrupted_exit(
     run_dir: Path, model: Any, ds: sources.Dataset, config: Config, trainer: Any, total: int
 ) -> int:
-    """After Ctrl-C: keep the model as training left it and the history, say so in one line,
-    and return 130 (128 + SIGINT, the shell's convention)."""
+    """After Ctrl-C: keep the model as training left it (the weights reached, or early
+    stopping's best so far when it restores them) and the history, say so in one line, and
+    return 130 (128 + SIGINT, the shell's convention)."""
     save_model(run_dir / "model.npz", model, ds, config)
     write_history(trainer.history, run_dir / "history.csv")
     print(
         f"backprop: interrupted after {trainer.epoch} of {total} epochs; {run_dir / 'model.npz'} "
-        f"holds the weights reached so far and checkpoint.npz the last saved epoch (continue "
+        f"holds the model as training left it and checkpoint.npz the last saved epoch (continue "
         f"with: backprop train --resume {run_dir})",
         file=sys.stderr,
     )
