@@ -31,6 +31,7 @@ import numpy as np
 from ..callbacks import GradientMonitor, ProgressBar
 from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from ..io import save
+from ..landscape import TrajectoryRecorder
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from . import config as config_mod
 from . import sources
@@ -79,7 +80,7 @@ def new_run_dir(config: Config, out: str | None) -> Path:
 # The files a run writes (and ``--force`` replaces); other files in the folder are left alone.
 RUN_FILES = (
     "config.toml", "checkpoint.npz", "checkpoint-best.npz", "model.npz", "history.csv",
-    "predictions.npz", "metrics.json",
+    "predictions.npz", "metrics.json", "trajectory.npy",
 )  # fmt: skip
 
 
@@ -133,6 +134,8 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     callbacks: list = []
     if out["gradient_monitor"]:
         callbacks.append(GradientMonitor())
+    if out["trajectory"]:  # for `backprop landscape`: the weights after every epoch
+        callbacks.append(TrajectoryRecorder())
     if es is not None:
         callbacks.append(es)
     callbacks.append(ProgressBar(force=not quiet, enabled=not quiet))
@@ -235,7 +238,7 @@ def run(
         if interrupted:
             return interrupted_exit(run_dir, model, ds, config, trainer, total), {}
     elif finished and es is not None:
-        # early stopping had ended the run: put back its best weights, as the run's end did
+        # the run was over: put back early stopping's best weights, as the run's end did
         restore_early_stopping(trainer, header)
         es.on_train_end(trainer)
     seconds = time.perf_counter() - start
@@ -252,6 +255,9 @@ def run(
     )
     save_model(run_dir / "model.npz", model, ds, config)
     save_predictions(run_dir / "predictions.npz", model, ds)
+    for cb in trainer.callbacks:
+        if isinstance(cb, TrajectoryRecorder) and cb.snapshots:  # none if nothing was trained
+            np.save(run_dir / "trajectory.npy", np.stack(cb.snapshots), allow_pickle=False)
     write_history(trainer.history, run_dir / "history.csv")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
     if config["output"]["plots"]:
