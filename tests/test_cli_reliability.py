@@ -268,6 +268,7 @@ def test_ctrl_c_keeps_the_model_and_exits_130(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "backprop", "train", str(config), "--out", str(run), "--quiet"]
+    cmd += ["--set", "early_stopping.enabled=false"]  # still training when the signal comes
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
