@@ -332,6 +332,7 @@ ESTIMATOR_EDITS = [
     ),
     ("link-kind", _put("config", "fitted", "out_activation_", value="exp"), "out_activation_"),
     ("layers", _put("config", "fitted", "n_layers_", value=5), "n_layers_ is 5, the network"),
+    ("hidden", _put("config", "params", "hidden_layer_sizes", value=[9]), r"the network \[4\]"),
     ("labels", _put("config", "fitted", "classes_", value=[{}, 1, 2]), r"classes_\[0\]"),
     ("dtype", _put("config", "fitted", "classes_dtype", value="|O"), "classes_dtype"),
     ("curve", _put("config", "fitted", "loss_curve_", value="x"), "loss_curve_"),

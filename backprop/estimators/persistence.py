@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import io, schemas
 from ..layers import Dense
 from .classifier import MLPClassifier
+from .conventions import hidden_sizes
 from .regressor import MLPRegressor
 
 FITTED_SCALARS = (
@@ -107,6 +108,9 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     est.model_.load_state_dict(arrays)
     fitted = dict(config["fitted"])
     _check_widths(est.model_, fitted)
+    hidden = [layer.out_features for layer in est.model_.layers if isinstance(layer, Dense)][:-1]
+    if hidden_sizes(est) != hidden:
+        raise ValueError(f"hidden_layer_sizes is {est.hidden_layer_sizes!r}, the network {hidden}")
     if "feature_names_in_" in fitted:
         est.feature_names_in_ = np.asarray(fitted.pop("feature_names_in_"), dtype=object)
     if cls is MLPClassifier:
