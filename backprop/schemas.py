@@ -273,7 +273,7 @@ def _checkpoint_schema_nested(trainer: Any, state: dict[str, Any]) -> Spec:
 
 
 # -- the estimator table -----------------------------------------------------------------------
-def _label(v: Any, path: str) -> None:
+def label(v: Any, path: str) -> None:
     if not isinstance(v, int | float | str):  # bool is an int
         raise Invalid(path, f"expected a class label (number, bool or text), got {v!r}")
 
@@ -313,7 +313,7 @@ def estimator_schema(param_names: Iterable[str], classifier: bool) -> Spec:
     }
     required = ["n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_"]
     if classifier:
-        fitted["classes_"] = list_of(_label, min_length=1)
+        fitted["classes_"] = list_of(label, min_length=1)
         fitted["classes_dtype"] = _label_dtype
         fitted["y_type_"] = text(["binary", "multiclass", "multilabel-indicator"])
         required += ["classes_", "classes_dtype", "y_type_"]

@@ -4,6 +4,7 @@ names the file, before any array data is read."""
 
 import io
 import json
+import re
 import struct
 import tracemalloc
 import warnings
@@ -405,3 +406,50 @@ def test_plot_refuses_a_forged_predictions_file_in_one_line(tmp_path, capsys):
     assert main(["plot", str(run)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "predictions.npz" in err and "declares" in err, err
+
+
+def _cli_model(path, metadata=None, extras=None):
+    model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 3)], seed=0)
+    meta = {"task": "classification", "classes": ["a", "b", "c"], "n_features": 3}
+    ext = {"x_mean": np.zeros(3), "x_scale": np.ones(3)}
+    bp.save(model, path, metadata={**meta, **(metadata or {})}, extras={**ext, **(extras or {})})
+    return path
+
+
+@pytest.mark.parametrize(
+    "metadata, extras, message",
+    [
+        ({"classes": "abc"}, None, "metadata.classes: expected a list"),
+        ({"classes": ["a", "b"]}, None, "metadata.classes must name the 3 classes"),
+        ({"classes": None}, None, "metadata.classes must name the 3 classes"),
+        ({"task": "dance"}, None, "metadata.task: expected"),
+        ({"n_features": -1}, None, "metadata.n_features"),
+        (None, {"x_scale": np.zeros(3)}, r"extra/x_scale must hold 3 finite numbers > 0"),
+        (None, {"x_mean": np.zeros(5)}, r"extra/x_mean must hold 3 finite numbers .*\(5,\)"),
+        (None, {"x_mean": np.array([0, np.nan, 0])}, "extra/x_mean must hold 3 finite"),
+        (None, {"y_mean": np.zeros((2, 2))}, r"extra/y_mean must hold 3 finite"),
+    ],
+)
+def test_the_command_line_checks_what_it_reads_from_a_model_file(
+    tmp_path, capsys, metadata, extras, message
+):
+    model = _cli_model(tmp_path / "m.npz", metadata, extras)
+    X = tmp_path / "x.npy"
+    np.save(X, np.zeros((2, 3)))
+    assert main(["predict", str(model), str(X), "--output", str(tmp_path / "p.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.search(f"m.npz: .*{message}", err), err
+    assert not (tmp_path / "p.npy").exists()
+
+
+def test_the_command_line_names_a_model_file_it_cannot_use(tmp_path, capsys):
+    est, _ = _fitted_estimator()
+    bp.save(est, tmp_path / "est.npz")
+    X = tmp_path / "x.npy"
+    np.save(X, np.zeros((2, 3)))
+    code = main(["predict", str(tmp_path / "est.npz"), str(X), "--output", str(tmp_path / "p.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "holds a MLPClassifier" in err, err
+    good = _cli_model(tmp_path / "good.npz")  # the same checks pass a well-formed file
+    assert main(["predict", str(good), str(X), "--output", str(tmp_path / "p.npy")]) == 0
