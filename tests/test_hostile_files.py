@@ -453,3 +453,13 @@ def test_the_command_line_names_a_model_file_it_cannot_use(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "holds a MLPClassifier" in err, err
     good = _cli_model(tmp_path / "good.npz")  # the same checks pass a well-formed file
     assert main(["predict", str(good), str(X), "--output", str(tmp_path / "p.npy")]) == 0
+
+
+def test_plot_checks_the_model_file_too(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    _cli_model(run / "model.npz", {"classes": ["only one"]})
+    np.savez(run / "predictions.npz", y_true=np.zeros(2, np.int64), y_pred=np.zeros(2, np.int64))
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metadata.classes must name the 3 classes" in err, err

@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import schemas
-from ..io import ModelFileError, load_file
-from ..model import Sequential
+from ..io import ModelFileError
 from . import config as config_mod
 from . import tools
 from .config import ConfigError
+from .modelfile import checked_model_file
 from .plotting import Preprocessing, class_codes
 
 
@@ -61,51 +60,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # -- evaluate / predict ----------------------------------------------------------------------------
-METADATA = schemas.table(
-    {
-        "task": schemas.text(["classification", "regression"]),
-        "classes": schemas.optional(schemas.list_of(schemas.label)),
-        "image_shape": schemas.optional(schemas.list_of(schemas.integer(1))),
-        "n_features": schemas.integer(1),
-    },
-    optional=["task", "classes", "image_shape", "n_features"],
-    extra=True,
-)
-
-
-def _model_file(path: str) -> Any:
-    """``load_file(path)`` plus what evaluate and predict rely on: a Sequential, metadata of the
-    right kinds, preprocessing arrays of its widths, and one class name per class it outputs."""
-    mf = load_file(path)
-    if not isinstance(mf.obj, Sequential) or mf.obj.n_features_in is None:
-        raise ConfigError(
-            f"{path}: holds a {type(mf.obj).__name__}; evaluate and predict take the model.npz "
-            "of a `backprop train` run (load other files with bp.load)"
-        )
-    schemas.check(mf.metadata, METADATA, path, "metadata")
-    n_in = mf.obj.n_features_in
-    n_out = mf.obj.predict(np.zeros((1, n_in))).shape[1]
-    for key, width in (("x_mean", n_in), ("x_scale", n_in), ("y_mean", n_out), ("y_scale", n_out)):
-        v = mf.extras.get(key)
-        if v is None:
-            continue
-        scale = key.endswith("scale")
-        ok = v.shape == (width,) and v.dtype.kind == "f" and bool(np.all(np.isfinite(v)))
-        if not ok or (scale and np.any(v <= 0)):
-            raise ModelFileError(
-                f"{path}: extra/{key} must hold {width} finite numbers{' > 0' if scale else ''} "
-                f"(the model's width), got {v.dtype} {v.shape}"
-            )
-    if mf.metadata.get("task") == "classification":
-        classes, k = mf.metadata.get("classes"), 2 if n_out == 1 else n_out
-        if not isinstance(classes, list) or len(classes) != k:
-            raise ModelFileError(
-                f"{path}: metadata.classes must name the {k} classes of the model's {n_out} "
-                f"outputs, got {classes!r}"
-            )
-    return mf
-
-
 def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
     from .sources import transform_X
 
@@ -162,7 +116,7 @@ def _same_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    mf = _model_file(args.model)
+    mf = checked_model_file(args.model)
     try:
         X, y = _raw_data(args.data, args.target)
     except ValueError as exc:
@@ -187,7 +141,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .sources import read_table
 
-    mf = _model_file(args.model)
+    mf = checked_model_file(args.model)
     try:
         X, _ = read_table(args.input, args.target)
     except ValueError as exc:

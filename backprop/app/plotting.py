@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..filecheck import check_array_file  # noqa: E402
-from ..io import load_file  # noqa: E402
+from .modelfile import checked_model_file  # noqa: E402
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:
@@ -238,7 +238,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         figures["grad_norms"] = fig_grad_norms(history)
     model_file = None
     if (run_dir / "model.npz").is_file():
-        model_file = load_file(run_dir / "model.npz")
+        model_file = checked_model_file(run_dir / "model.npz")
         figures["weights"] = fig_weights(model_file.obj)
         shape = model_file.metadata.get("image_shape")
         if shape:
