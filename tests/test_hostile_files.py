@@ -352,8 +352,14 @@ def test_an_edited_estimator_table_is_refused_by_field(tmp_path, edit, message):
         bp.load(bad)
 
 
-def test_a_saved_estimator_keeps_its_feature_names(tmp_path):
+@pytest.mark.parametrize("kind", ["mlp", "neuralnet"])
+def test_a_saved_estimator_keeps_its_feature_names(tmp_path, kind):
     est, X = _fitted_estimator()
+    if kind == "neuralnet":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = bp.NeuralNetClassifier([bp.Dense(4), bp.ReLU()], epochs=2, random_state=0)
+            est.fit(X, np.arange(40) % 3)
     bp.save(est, tmp_path / "est.npz")
     back = bp.load(tmp_path / "est.npz")
     assert list(back.feature_names_in_) == ["height", "weight", "age"]

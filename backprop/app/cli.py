@@ -63,19 +63,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
     from .sources import transform_X
 
-    n = mf.obj.n_features_in
+    shape = mf.obj.in_shape
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):
         raise ConfigError(f"the input must hold numbers, got {np.asarray(X).dtype}") from None
-    if X.ndim != 2 or X.shape[1] != n:
-        raise ConfigError(f"the model expects {n} features, the input has shape {X.shape}")
-    bad = np.argwhere(~np.isfinite(X))
+    if X.shape[1:] != shape:
+        want = shape[0] if len(shape) == 1 else f"samples of shape {shape}"
+        raise ConfigError(f"the model expects {want} features, the input has shape {X.shape}")
+    bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))
     if len(bad):
         r, c = bad[0]
         raise ConfigError(
-            f"the input holds {X[r, c]} at row {r + 1}, column {c + 1} ({len(bad)} non-finite "
-            "values in all); predictions need finite features"
+            f"the input holds {X.reshape(len(X), -1)[r, c]} at row {r + 1}, column {c + 1} "
+            f"({len(bad)} non-finite values in all); predictions need finite features"
         )
     return mf.obj.predict(transform_X(Preprocessing(mf.extras), X, mf.obj.dtype))
 

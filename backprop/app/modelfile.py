@@ -29,23 +29,26 @@ def checked_model_file(path: str | Path) -> ModelFile:
     """``load_file(path)`` plus what evaluate and predict rely on: a Sequential, metadata of the
     right kinds, preprocessing arrays of its widths, and one class name per class it outputs."""
     mf = load_file(path)
-    if not isinstance(mf.obj, Sequential) or mf.obj.n_features_in is None:
+    if not isinstance(mf.obj, Sequential) or mf.obj.in_shape is None:
         raise ConfigError(
             f"{path}: holds a {type(mf.obj).__name__}; evaluate and predict take the model.npz "
             "of a `backprop train` run (load other files with bp.load)"
         )
     schemas.check(mf.metadata, METADATA, path, "metadata")
-    n_in = mf.obj.n_features_in
-    n_out = mf.obj.predict(np.zeros((1, n_in))).shape[1]
-    for key, width in (("x_mean", n_in), ("x_scale", n_in), ("y_mean", n_out), ("y_scale", n_out)):
+    in_shape, n_out = tuple(mf.obj.in_shape), mf.obj.n_outputs
+    for key, shape in (("x_mean", in_shape), ("x_scale", in_shape)) + (
+        ("y_mean", (n_out,)),
+        ("y_scale", (n_out,)),
+    ):
         v = mf.extras.get(key)
         if v is None:
             continue
         scale = key.endswith("scale")
-        ok = v.shape == (width,) and v.dtype.kind == "f" and bool(np.all(np.isfinite(v)))
+        ok = v.shape == shape and v.dtype.kind == "f" and bool(np.all(np.isfinite(v)))
         if not ok or (scale and np.any(v <= 0)):
+            what = shape[0] if len(shape) == 1 else f"{shape} of"
             raise ModelFileError(
-                f"{path}: extra/{key} must hold {width} finite numbers{' > 0' if scale else ''} "
+                f"{path}: extra/{key} must hold {what} finite numbers{' > 0' if scale else ''} "
                 f"(the model's width), got {v.dtype} {v.shape}"
             )
     if mf.metadata.get("task") == "classification":

@@ -24,9 +24,10 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
 from .. import io, schemas
-from ..layers import Dense
+from ..layers import Dense, Layer, layer_from_spec, layer_spec
 from .classifier import MLPClassifier
 from .conventions import hidden_sizes
+from .neuralnet import NeuralNetClassifier, NeuralNetRegressor
 from .regressor import MLPRegressor
 
 FITTED_SCALARS = (
@@ -34,6 +35,16 @@ FITTED_SCALARS = (
     "best_loss_", "best_validation_score_", "loss_curve_", "validation_loss_curve_",
     "validation_scores_", "feature_names_in_",
 )  # fmt: skip
+# NeuralNet estimators: fitted attributes, and the private state predict and warm_start read.
+NEURALNET_FITTED = (
+    "n_features_in_",
+    "n_outputs_",
+    "n_iter_",
+    "loss_curve_",
+    "history_",
+    "_seed",
+    "_y_1d",
+)
 
 
 def _plain(value: Any) -> tuple[bool, Any]:
@@ -57,14 +68,41 @@ def _unplain(name: str, value: Any) -> Any:
         return {k: v for k, v in value["__pairs__"]}
     if name == "hidden_layer_sizes" and isinstance(value, list):
         return tuple(value)
+    if name == "layers" and isinstance(value, dict) and "__layers__" in value:
+        return [layer_from_spec(spec) for spec in value["__layers__"]]
     return value
+
+
+def _param(name: str, value: Any) -> tuple[bool, Any]:
+    """A constructor parameter as JSON; a NeuralNet's layer list as the layers' own specs."""
+    if name == "layers" and isinstance(value, list | tuple):
+        if all(isinstance(layer, Layer) for layer in value):
+            return True, {"__layers__": [layer_spec(layer) for layer in value]}
+    return _plain(value)
+
+
+def _classes_to_json(classes: np.ndarray, fitted: dict[str, Any]) -> None:
+    classes = np.asarray(classes)
+    kind = classes.dtype.kind
+    if kind not in "biufUO":
+        raise TypeError(f"cannot save class labels of dtype {classes.dtype}")
+    # JSON holds ints, floats (exactly, by repr), bools and strings: no array needed.
+    fitted["classes_"] = [str(c) for c in classes] if kind == "O" else classes.tolist()
+    fitted["classes_dtype"] = "object" if kind == "O" else classes.dtype.str
+
+
+def _classes_from_json(fitted: dict[str, Any]) -> np.ndarray:
+    labels, dtype = fitted.pop("classes_"), fitted.pop("classes_dtype")
+    if not isinstance(labels, list) or not labels:
+        raise ValueError(f"classes_ must be a non-empty list, got {labels!r}")
+    return np.asarray(labels, dtype=object if dtype == "object" else np.dtype(dtype))
 
 
 def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     check_is_fitted(est, "model_")
     params, dropped = {}, []
     for name, value in est.get_params(deep=False).items():
-        ok, plain = _plain(value)
+        ok, plain = _param(name, value)
         params[name] = plain if ok else None
         if not ok:
             dropped.append(name)
@@ -76,19 +114,14 @@ def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             stacklevel=3,
         )
     fitted = {}
-    for name in FITTED_SCALARS:
+    for name in FITTED_SCALARS + NEURALNET_FITTED:
         if hasattr(est, name):
             ok, plain = _plain(getattr(est, name))
             fitted[name] = plain if ok else None
     arrays = est.model_.state_dict()
+    if isinstance(est, MLPClassifier | NeuralNetClassifier):
+        _classes_to_json(est.classes_, fitted)
     if isinstance(est, MLPClassifier):
-        classes = np.asarray(est.classes_)
-        kind = classes.dtype.kind
-        if kind not in "biufUO":
-            raise TypeError(f"cannot save class labels of dtype {classes.dtype}")
-        # JSON holds ints, floats (exactly, by repr), bools and strings: no array needed.
-        fitted["classes_"] = [str(c) for c in classes] if kind == "O" else classes.tolist()
-        fitted["classes_dtype"] = "object" if kind == "O" else classes.dtype.str
         fitted["y_type_"] = est._label_binarizer.y_type_
     config = {"params": params, "model": io.sequential_config(est.model_), "fitted": fitted}
     return config, arrays
@@ -99,25 +132,40 @@ def _expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str):
-    schema = schemas.estimator_schema(cls._get_param_names(), cls is MLPClassifier)
-    schemas.check(config, schema, where, "config")
+    mlp = cls in (MLPClassifier, MLPRegressor)
+    if mlp:  # the NeuralNet estimators take an allow-list of fitted names below
+        schema = schemas.estimator_schema(cls._get_param_names(), cls is MLPClassifier)
+        schemas.check(config, schema, where, "config")
     params = {k: _unplain(k, v) for k, v in config["params"].items()}
     est = cls(**params)
-    est._check_params()
+    if mlp:
+        est._check_params()
     est.model_ = io.sequential_from_config(config["model"])
     est.model_.load_state_dict(arrays)
     fitted = dict(config["fitted"])
+    names = fitted.pop("feature_names_in_", None)
+    if names is not None:  # columns in another order are then refused, as before saving
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"feature_names_in_ must be a list of names, got {names!r}")
+        if len(names) != est.model_.n_features_in:
+            raise ValueError(
+                f"{len(names)} feature_names_in_ for {est.model_.n_features_in} inputs"
+            )
+        est.feature_names_in_ = np.asarray(names, dtype=object)
+    if cls in (NeuralNetClassifier, NeuralNetRegressor):
+        if cls is NeuralNetClassifier:
+            est.classes_ = _classes_from_json(fitted)
+        for name, value in fitted.items():
+            if name not in NEURALNET_FITTED:
+                raise ValueError(f"unexpected fitted attribute {name!r}")
+            setattr(est, name, _unplain(name, value))
+        return est
     _check_widths(est.model_, fitted)
     hidden = [layer.out_features for layer in est.model_.layers if isinstance(layer, Dense)][:-1]
     if hidden_sizes(est) != hidden:
         raise ValueError(f"hidden_layer_sizes is {est.hidden_layer_sizes!r}, the network {hidden}")
-    if "feature_names_in_" in fitted:
-        est.feature_names_in_ = np.asarray(fitted.pop("feature_names_in_"), dtype=object)
     if cls is MLPClassifier:
-        labels, dtype = fitted.pop("classes_"), fitted.pop("classes_dtype")
-        if not isinstance(labels, list) or not labels:
-            raise ValueError(f"classes_ must be a non-empty list, got {labels!r}")
-        est.classes_ = np.asarray(labels, dtype=object if dtype == "object" else np.dtype(dtype))
+        est.classes_ = _classes_from_json(fitted)
         y_type = fitted.pop("y_type_")
         binarizer = LabelBinarizer()
         if y_type.startswith("multilabel"):
@@ -139,14 +187,11 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
 
 
 def _check_widths(model: Any, fitted: dict[str, Any]) -> None:
-    """The fitted widths must be the network's own, and one feature name per input."""
+    """The fitted widths must be the network's own."""
     widths = [layer for layer in model.layers if isinstance(layer, Dense)]
     n_in, n_out = widths[0].in_features, widths[-1].out_features
     if fitted["n_features_in_"] != n_in:
         raise ValueError(f"n_features_in_ is {fitted['n_features_in_']}, the network takes {n_in}")
-    names = fitted.get("feature_names_in_")
-    if names is not None and len(names) != n_in:
-        raise ValueError(f"{len(names)} feature_names_in_ for {n_in} features")
     if fitted["n_outputs_"] != n_out:
         raise ValueError(f"n_outputs_ is {fitted['n_outputs_']}, the network gives {n_out}")
     if fitted["n_layers_"] != len(widths) + 1:
@@ -166,7 +211,7 @@ def _check_link(link: str, y_type: str, n_classes: int, model: Any) -> None:
         )
 
 
-for _cls in (MLPClassifier, MLPRegressor):
+for _cls in (MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor):
     io.register_kind(
         _cls.__name__,
         _cls,
