@@ -452,6 +452,16 @@ def test_command_line_usage_errors_exit_2_with_a_message(
     assert message in capsys.readouterr().err
 
 
+def test_sparse_values_beyond_float32_are_named_too():
+    sparse = pytest.importorskip("scipy.sparse")
+    X = sparse.csr_matrix(np.where(X4 > 2, 1e39, 0.0))
+    message = "X holds a value of magnitude 1e\\+39, beyond the range of the model's float32"
+    with pytest.raises(ValueError, match=message):
+        trainer(loss="mse", n_out=1).fit(X, np.zeros(30))
+    with pytest.raises(ValueError, match=message):
+        bp.Sequential([bp.Dense(4, 2)]).predict(X)
+
+
 def test_a_gradient_check_of_nothing_is_not_a_pass():
     model = bp.Sequential([bp.Dense(4, 3)], seed=0)
     model.layers[0].trainable = False
