@@ -1,6 +1,16 @@
 """backprop: readable, vectorized backpropagation for multi-layer perceptrons in NumPy."""
 
-from . import callbacks, data, initializers, layers, losses, optimizers, regularization, schedules
+from . import (
+    callbacks,
+    data,
+    inference,
+    initializers,
+    layers,
+    losses,
+    optimizers,
+    regularization,
+    schedules,
+)
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, load_config
@@ -22,6 +32,7 @@ from .layers import (
     SiLU,
     Softmax,
     Softplus,
+    Standardize,
     Tanh,
 )
 from .lbfgs import LBFGS
@@ -50,7 +61,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """scikit-learn estimators (issue 4), imported on first use: importing scikit-learn takes
+    """scikit-learn estimators, imported on first use: importing scikit-learn takes
     seconds, which ``import backprop`` and the command line should not pay."""
     if name in ("MLPClassifier", "MLPRegressor"):
         from . import estimators
@@ -64,6 +75,7 @@ __all__ = [
     "MLPRegressor",
     "callbacks",
     "data",
+    "inference",
     "initializers",
     "layers",
     "losses",
@@ -94,6 +106,7 @@ __all__ = [
     "SiLU",
     "Softmax",
     "Softplus",
+    "Standardize",
     "Tanh",
     "LBFGS",
     "BinaryCrossEntropy",

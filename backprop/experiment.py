@@ -14,6 +14,7 @@ The run directory (``output.dir/<name>-<time>`` or ``--out``) holds::
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -30,7 +31,9 @@ from .callbacks import GradientMonitor, ProgressBar
 from .checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from .config import Config, ConfigError
 from .io import save
+from .layers import Standardize
 from .losses import BinaryCrossEntropy
+from .model import Sequential
 from .plotting import class_codes, write_history
 
 
@@ -111,7 +114,30 @@ def evaluate_all(trainer: Any, ds: sources.Dataset) -> dict[str, dict[str, float
     return {k: {m: float(v) for m, v in d.items()} for k, d in result.items()}
 
 
+def with_preprocessing(model: Any, ds: sources.Dataset) -> Any:
+    """``model`` with the data's standardization as layers: ``Standardize`` first (features),
+    ``Standardize(inverse=True)`` last (regression targets), so that the saved model predicts
+    from raw features in the data's own units. The trained layers' values are copied unchanged."""
+    front = [] if ds.x_mean is None else [Standardize(ds.n_features, ds.x_mean, ds.x_scale)]
+    back = []
+    if ds.y_mean is not None:
+        back = [Standardize(len(ds.y_mean), ds.y_mean, ds.y_scale, inverse=True)]
+    if not front and not back:
+        return model
+    layers = front + copy.deepcopy(model.layers) + back
+    full = Sequential(layers, dtype=model.dtype, seed=0)
+    shift = len(front)
+    state = full.state_dict()  # the Standardize buffers, as constructed
+    for key, value in model.state_dict().items():
+        index, rest = key.split(".", 1)
+        state[f"{int(index) + shift}.{rest}"] = value
+    full.load_state_dict(state)
+    return full
+
+
 def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> None:
+    """``model.npz``: the model with its preprocessing inside (see :func:`with_preprocessing`),
+    so ``bp.load(path).predict(raw_X)`` is what ``backprop predict`` computes."""
     metadata = {
         "task": ds.task,
         "classes": ds.classes,
@@ -120,12 +146,7 @@ def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> N
         "source": config["data"]["source"],
         "loss": config["loss"]["name"],
     }
-    extras = {
-        k: getattr(ds, k)
-        for k in ("x_mean", "x_scale", "y_mean", "y_scale")
-        if getattr(ds, k) is not None
-    }
-    save(model, path, metadata=metadata, extras=extras)
+    save(with_preprocessing(model, ds), path, metadata=metadata)
 
 
 def save_predictions(path: Path, model: Any, ds: sources.Dataset) -> None:

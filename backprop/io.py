@@ -377,6 +377,9 @@ def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, t
             if issubclass(cls, layers_mod.BatchNorm):
                 for key in ("running_mean", "running_var"):
                     out[f"{i}.{key}"] = (dtype.str, (kw["n_features"],))
+        elif issubclass(cls, layers_mod.Standardize):
+            for key in ("mean", "scale"):
+                out[f"{i}.{key}"] = (dtype.str, (kw["n_features"],))
     return out
 
 

@@ -284,8 +284,9 @@ class Sequential:
         return new
 
     def summary(self) -> str:
-        """Per-layer output width, parameter count and trainability, as a text table."""
-        rows = [("#", "layer", "output", "params", "trainable")]
+        """Per-layer type, output width, parameter count, trainability (layers with parameters
+        only) and settings, as a text table."""
+        rows = [("#", "layer", "output", "params", "trainable", "settings")]
         width = self.n_features_in
         total = trainable = 0
         for i, layer in enumerate(self.layers):
@@ -294,18 +295,15 @@ class Sequential:
             n = sum(p.size for p in layer.params.values())
             total += n
             trainable += n if layer.trainable else 0
-            rows.append(
-                (
-                    str(i),
-                    repr(layer),
-                    f"(None, {width})",
-                    str(n),
-                    "yes" if layer.trainable else "no",
-                )
-            )
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-        lines.insert(1, "-" * len(lines[0]))
+            status = ("yes" if layer.trainable else "no (frozen)") if layer.params else ""
+            name = type(layer).__name__
+            rows.append((str(i), name, f"(None, {width})", str(n), status, layer.extra_repr()))
+        widths = [max(len(r[c]) for r in rows) for c in range(6)]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
+        lines.insert(1, "-" * max(len(line) for line in lines))
         lines.append(f"total parameters: {total} ({trainable} trainable), dtype {self.dtype}")
         return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import BatchNorm, LayerNorm
+from .preprocessing import Standardize
 
 #: Layer types by class name: the only way a saved model or a config names a layer.
 REGISTRY: dict[str, type[Layer]] = {
@@ -37,6 +38,7 @@ REGISTRY: dict[str, type[Layer]] = {
         Dropout,
         BatchNorm,
         LayerNorm,
+        Standardize,
     )
 }
 
@@ -65,6 +67,7 @@ __all__ = [
     "Dropout",
     "BatchNorm",
     "LayerNorm",
+    "Standardize",
     "REGISTRY",
     "get",
 ]
