@@ -12,6 +12,11 @@ Such blocks are reported as skipped, with the reason, in pytest's summary (``-rs
 without a reason, or any other ``docs-test:`` word, is an error. ``<!-- docs-test: script -->``
 runs the block as its own ``python`` script in a subprocess instead (for blocks that start worker
 processes and must carry their own ``if __name__ == "__main__":`` guard).
+
+Excerpts of library code shown next to a formula are ```py blocks (not run) that name their
+source on the line above, ``<!-- excerpt: backprop/layers/dense.py -->``; each excerpt's lines
+must appear in that file, in order, so an excerpt cannot drift from the code it quotes. A ```py
+block without that marker is an error (a runnable example must be ```python).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```python\s*$")
+EXCERPT_FENCE = re.compile(r"^```py\s*$")
+EXCERPT = re.compile(r"^<!--\s*excerpt:\s*(\S+)\s*-->\s*$")
 MARKER = re.compile(r"^<!--\s*docs-test:\s*(\S+)\s*(.*?)\s*-->\s*$")
 
 
@@ -75,7 +82,40 @@ def parse_blocks(path: Path) -> list[Block]:
     return blocks
 
 
+def parse_excerpts(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line, source file, code lines) of every ```py excerpt of one markdown file."""
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not EXCERPT_FENCE.match(line):
+            continue
+        m = EXCERPT.match(lines[i - 1]) if i else None
+        if not m:
+            raise ValueError(f"{path}:{i + 1}: a ```py block needs <!-- excerpt: FILE --> above")
+        j = i + 1
+        while j < len(lines) and lines[j].rstrip() != "```":
+            j += 1
+        out.append((i + 1, m.group(1), lines[i + 1 : j]))
+    return out
+
+
+def excerpt_problem(source: str, code: list[str]) -> str | None:
+    """None when the excerpt's lines occur in ``source`` in order (exact lines), else why not."""
+    path = ROOT / source
+    if not path.is_file():
+        return f"{source} does not exist"
+    text = path.read_text().splitlines()
+    pos = 0
+    for line in code:
+        try:
+            pos = text.index(line, pos) + 1
+        except ValueError:
+            return f"line not found in {source} (in this order): {line!r}"
+    return None
+
+
 ALL_BLOCKS = [b for p in doc_files() for b in parse_blocks(p)]
+ALL_EXCERPTS = [(p, *e) for p in doc_files() for e in parse_excerpts(p)]
 _sessions: dict[Path, tuple[dict, list[int], Path]] = {}
 
 
@@ -109,6 +149,29 @@ def test_markers_are_well_formed_and_blocks_exist():
             parse_blocks(bad)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "path, line, source, code",
+    ALL_EXCERPTS,
+    ids=[f"{p.relative_to(ROOT)}:{line}" for p, line, _, _ in ALL_EXCERPTS],
+)
+def test_code_excerpt_matches_its_source(path, line, source, code):
+    problem = excerpt_problem(source, code)
+    assert problem is None, f"{path.relative_to(ROOT)}:{line}: {problem}"
+
+
+def test_a_drifted_excerpt_is_caught():
+    assert (
+        excerpt_problem(
+            "backprop/layers/dense.py", ['        return grad_out @ self.params["W"].T']
+        )
+        is None
+    )
+    assert "not found" in excerpt_problem(
+        "backprop/layers/dense.py", ["        return grad_out @ W"]
+    )
+    assert "does not exist" in excerpt_problem("backprop/nothing.py", ["x"])
 
 
 # Script blocks start processes (seconds each on a loaded machine): marked slow.

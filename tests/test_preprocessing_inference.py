@@ -168,3 +168,21 @@ def test_trainer_inference_conveniences(rng):
         reg.predict_proba(X)
     t = X @ np.array([1.0, 2.0, 3.0])
     assert reg.score(X, t) == pytest.approx(reg.evaluate(X, t)["r2"])
+
+
+@pytest.mark.parametrize("name", sorted(bp.layers.REGISTRY))
+def test_every_layer_backward_docstring_gives_its_formula_with_shapes(name):
+    doc = bp.layers.REGISTRY[name].backward.__doc__ or ""
+    assert "dx" in doc and "(n, " in doc, f"{name}.backward: {doc!r}"
+
+
+def test_summary_shows_short_names_and_trainability_only_with_parameters():
+    model = bp.Sequential([bp.Dense(4, 3), bp.ReLU(), bp.Dense(3, 2)], seed=0)
+    model.layers[0].trainable = False
+    rows = [line.split() for line in model.summary().splitlines()[2:5]]
+    assert rows[0][:5] == ["0", "Dense", "(None,", "3)", "15"] and rows[0][5:7] == [
+        "no",
+        "(frozen)",
+    ]
+    assert rows[1] == ["1", "ReLU", "(None,", "3)", "0"]  # no trainable column for ReLU
+    assert rows[2][5] == "yes"

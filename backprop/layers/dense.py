@@ -88,6 +88,14 @@ class Dense(Layer):
             self.zero_grads()
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Gradients of ``y = x @ W + b`` from ``g = grad_out`` ``(n, out_features)``::
+
+            dW = x.T @ g          (in_features, out_features)   written into grads["W"]
+            db = sum_i g[i]       (out_features,)               written into grads["b"]
+            dx = g @ W.T          (n, in_features)              returned
+
+        ``x`` is the input cached by ``forward(x, training=True)``.
+        """
         self.backward_params_only(grad_out)
         return grad_out @ self.params["W"].T
 
