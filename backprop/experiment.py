@@ -201,6 +201,8 @@ def run(
         # early stopping had ended the run: put back its best weights, as the run's end did
         restore_early_stopping(trainer, header)
         es.on_train_end(trainer)
+    if resume and (remaining <= 0 or finished):
+        log(nothing_to_train(trainer.epoch, total, es if finished else None))
     seconds = time.perf_counter() - start
     metrics: dict[str, Any] = evaluate_all(trainer, ds)
     metrics.update(
@@ -226,6 +228,20 @@ def run(
     log(f"test: {shown}  ({trainer.epoch} epochs, {seconds:.1f}s)")
     log(f"run directory: {run_dir}")
     return 0, metrics
+
+
+def nothing_to_train(epoch: int, total: int, es: Any = None) -> str:
+    """Why a resumed run trains no further epoch, and what would make it train."""
+    if es is not None and es.stopped_epoch is not None:
+        best = "" if es.best_epoch is None else f" (best epoch {es.best_epoch + 1}, restored)"
+        return (
+            f"nothing to train: early stopping ended this run at epoch {es.stopped_epoch + 1}"
+            f"{best}; evaluating and saving it again"
+        )
+    return (
+        f"nothing to train: the checkpoint is at epoch {epoch} and trainer.epochs is {total}; "
+        f"add --set trainer.epochs=N with N > {epoch} to train further"
+    )
 
 
 def _nan_safe(v: Any) -> Any:
