@@ -73,3 +73,12 @@ def test_nothing_to_train_after_early_stopping_names_the_epochs():
         "nothing to train: early stopping ended this run at epoch 7 (best epoch 4, restored); "
         "evaluating and saving it again"
     )
+
+
+def test_string_labels_get_an_error_that_shows_the_way():
+    import pytest
+
+    model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "adam", epochs=1)
+    with pytest.raises(ValueError, match=r"not numbers \('cat', 'dog'.*np.unique.*MLPClassifier"):
+        trainer.fit(np.eye(2), np.array(["cat", "dog"]))
