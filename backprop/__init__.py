@@ -45,6 +45,7 @@ from .losses import (
     SoftmaxCrossEntropy,
 )
 from .model import Sequential
+from .monitors import ActivationRecorder, UpdateRatioMonitor
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import (
     Constant,
@@ -59,6 +60,17 @@ from .trainer import Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"
 
+PLOTS = (
+    "plot_activations",
+    "plot_dead_relu",
+    "plot_decision_boundary",
+    "plot_first_layer",
+    "plot_gradient_norms",
+    "plot_history",
+    "plot_update_ratio",
+    "plot_weights",
+)
+
 
 def __getattr__(name: str):
     """scikit-learn estimators, imported on first use: importing scikit-learn takes
@@ -67,12 +79,19 @@ def __getattr__(name: str):
         from . import estimators
 
         return getattr(estimators, name)
+    if name in PLOTS:  # matplotlib loads on the first figure, never on `import backprop`
+        from . import plots
+
+        return getattr(plots, name)
     raise AttributeError(f"module 'backprop' has no attribute {name!r}")
 
 
 __all__ = [
     "MLPClassifier",
     "MLPRegressor",
+    *PLOTS,
+    "ActivationRecorder",
+    "UpdateRatioMonitor",
     "callbacks",
     "data",
     "inference",

@@ -34,6 +34,7 @@ from .io import save
 from .layers import Standardize
 from .losses import BinaryCrossEntropy
 from .model import Sequential
+from .monitors import ActivationRecorder, UpdateRatioMonitor
 from .plotting import class_codes, write_history
 
 
@@ -83,9 +84,11 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     out = config["output"]
     callbacks: list = []
     if out["gradient_monitor"]:
-        callbacks.append(GradientMonitor())
+        callbacks += [GradientMonitor(), UpdateRatioMonitor()]
     if es is not None:
         callbacks.append(es)
+    if out["gradient_monitor"]:  # after early stopping: "end" is the restored model
+        callbacks.append(ActivationRecorder(ds.X_train[:512]))
     callbacks.append(ProgressBar(force=not quiet, enabled=not quiet))
     best = run_dir / "checkpoint-best.npz" if out["save_best"] and ds.X_val is not None else None
     try:
@@ -218,6 +221,9 @@ def run(
     save_model(run_dir / "model.npz", model, ds, config)
     save_predictions(run_dir / "predictions.npz", model, ds)
     write_history(trainer.history, run_dir / "history.csv")
+    for cb in trainer.callbacks:
+        if isinstance(cb, ActivationRecorder) and cb.end:
+            np.savez(run_dir / "activations.npz", **cb.arrays())
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
     if config["output"]["plots"]:
         from .plotting import draw_run

@@ -45,7 +45,9 @@ def shown_as(value: float, text: str) -> bool:
     decimals = len(text.split(".")[1]) if "." in text else 0
     if decimals == 0 and "." not in text:
         return round(value) == x or round(value, 0) == x
-    return round(value, decimals) == round(x, decimals) or f"{value:.{decimals}f}" == text.lstrip("+")
+    return round(value, decimals) == round(x, decimals) or f"{value:.{decimals}f}" == text.lstrip(
+        "+"
+    )
 
 
 def table_numbers(path: Path) -> list[tuple[int, str]]:
@@ -83,7 +85,11 @@ def test_a_stale_page_is_caught(tmp_path):
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"runs": {"ReLU": {"test_accuracy": 0.9466666, "epochs": 40}}}))
     page = tmp_path / "page.md"
-    page.write_text("| network | epochs | accuracy |\n| --- | --- | --- |\n| ReLU + He | 40 | 0.9644 |\n")
+    page.write_text(
+        "| network | epochs | accuracy |\n| --- | --- | --- |\n| ReLU + He | 40 | 0.9644 |\n"
+    )
     assert mismatches(page, results) == ["page.md:3: 0.9644"]
-    page.write_text("| network | epochs | accuracy |\n| --- | --- | --- |\n| ReLU + He | 40 | 0.9467 |\n")
+    page.write_text(
+        "| network | epochs | accuracy |\n| --- | --- | --- |\n| ReLU + He | 40 | 0.9467 |\n"
+    )
     assert mismatches(page, results) == []
