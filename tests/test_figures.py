@@ -73,7 +73,7 @@ def test_plot_api_draws_from_a_trained_model(rng):
 
 @pytest.mark.parametrize("loc", ["upper left"])
 def test_no_point_hides_under_the_legend(loc):
-    # XOR's four corners: an in-axes legend in any corner covers one of them
+    # XOR's four corners; 8 pixels of margin: a marker's radius
     X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     y = np.array([0, 1, 1, 0])
     model = bp.Sequential([bp.Dense(2, 2)], dtype="float64", seed=0)
@@ -82,15 +82,15 @@ def test_no_point_hides_under_the_legend(loc):
     fig.canvas.draw()
     box = ax.get_legend().get_window_extent()
     shown = ax.transData.transform(X)
-    inside = (shown[:, 0] >= box.x0 - 5) & (shown[:, 0] <= box.x1 + 5)
-    inside &= (shown[:, 1] >= box.y0 - 5) & (shown[:, 1] <= box.y1 + 5)
+    inside = (shown[:, 0] >= box.x0 - 8) & (shown[:, 0] <= box.x1 + 8)
+    inside &= (shown[:, 1] >= box.y0 - 8) & (shown[:, 1] <= box.y1 + 8)
     assert not inside.any(), f"legend {box} covers {X[inside]}"
     # the same check catches a legend inside the axes over the point (0, 1): it can fail
     ax.legend(title="class", loc=loc)
     fig.canvas.draw()
     box = ax.get_legend().get_window_extent()
-    inside = (shown[:, 0] >= box.x0 - 5) & (shown[:, 0] <= box.x1 + 5)
-    inside &= (shown[:, 1] >= box.y0 - 5) & (shown[:, 1] <= box.y1 + 5)
+    inside = (shown[:, 0] >= box.x0 - 8) & (shown[:, 0] <= box.x1 + 8)
+    inside &= (shown[:, 1] >= box.y0 - 8) & (shown[:, 1] <= box.y1 + 8)
     assert inside.any()
 
 
