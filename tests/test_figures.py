@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.cli import main
+from backprop.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,6 +114,6 @@ def test_run_directory_has_the_monitor_figures_and_honest_titles(tmp_path):
     figures = {p.name for p in (tmp_path / "x" / "figures").iterdir()}
     assert {"update_ratio.png", "activations.png", "decision_boundary.png"} <= figures
     assert json.loads((tmp_path / "x" / "metrics.json").read_text())["test_is_training_data"]
-    from backprop.plotting import _points_label
+    from backprop.app.plotting import _points_label
 
     assert _points_label(tmp_path / "x") == "training points"

@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import backprop as bp
-from backprop.cli import main
+from backprop.app.cli import main
 
 DIGITS = """\
 [data]
@@ -51,7 +51,7 @@ def run_dir(tmp_path_factory):
 
 
 def _raw_test_split(run_dir):
-    from backprop.cli import _raw_data
+    from backprop.app.cli import _raw_data
 
     return _raw_data(str(run_dir / "config.toml"), None)
 
@@ -132,7 +132,7 @@ def test_regression_model_returns_targets_in_their_own_units(tmp_path):
     assert model.layers[-1].inverse
     with np.load(tmp_path / "d" / "predictions.npz", allow_pickle=False) as f:
         y_pred = f["y_pred"]
-    from backprop.cli import _raw_data
+    from backprop.app.cli import _raw_data
 
     X_raw, _ = _raw_data(str(tmp_path / "d" / "config.toml"), None)
     assert np.allclose(model.predict(X_raw).ravel(), y_pred.ravel(), rtol=1e-4)

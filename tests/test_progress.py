@@ -6,8 +6,8 @@ import json
 import numpy as np
 
 import backprop as bp
-from backprop.cli import main
-from backprop.experiment import nothing_to_train
+from backprop.app.cli import main
+from backprop.app.experiment import nothing_to_train
 
 
 def _fit(callbacks, epochs=4, X=None, y=None, validation=True):

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..inference import classes_from_outputs, proba_from_outputs
 from . import plotting
-from .inference import classes_from_outputs, proba_from_outputs
 
 plt = plotting.plt
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import matplotlib
 
-from .progress import in_notebook
+from ..progress import in_notebook
 
 # Files only (no window) unless the user has chosen a backend already (pyplot imported) or works
 # in a notebook, where the figures these functions return display inline.
@@ -32,7 +32,7 @@ if "matplotlib.pyplot" not in sys.modules and not in_notebook():
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import load_file  # noqa: E402
+from ..io import load_file  # noqa: E402
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:
@@ -318,7 +318,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
                     return model_file.obj.predict(transform_X(prep, P))
 
                 def proba(P):
-                    from .inference import proba_from_outputs
+                    from ..inference import proba_from_outputs
 
                     return proba_from_outputs(outputs(P), meta.get("loss", "cross_entropy"))
 
