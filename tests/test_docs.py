@@ -194,3 +194,20 @@ def test_doc_block_runs(block: Block, tmp_path, tmp_path_factory, monkeypatch):
         assert proc.returncode == 0, f"{block.id} failed:\n{proc.stderr[-3000:]}"
         return
     _run_in_session(block, tmp_path_factory, monkeypatch)
+
+
+PLANNING = re.compile(r"\bissues? \d+\b|\[MISSED\]|\bTODO\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*doc_files(), ROOT / "benchmarks" / "latest.txt"],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_no_internal_planning_language_in_user_facing_text(path):
+    hits = [
+        f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if PLANNING.search(line)
+    ]
+    assert not hits, "\n".join(hits)
