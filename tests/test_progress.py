@@ -2,6 +2,7 @@
 
 import io
 import json
+import sys
 
 import numpy as np
 
@@ -82,3 +83,17 @@ def test_string_labels_get_an_error_that_shows_the_way():
     trainer = bp.Trainer(model, "cross_entropy", "adam", epochs=1)
     with pytest.raises(ValueError, match=r"not numbers \('cat', 'dog'.*np.unique.*MLPClassifier"):
         trainer.fit(np.eye(2), np.array(["cat", "dog"]))
+
+
+def test_a_notebook_gets_the_live_display(monkeypatch):
+    import types
+
+    from backprop.progress import ProgressBar, in_notebook
+
+    assert not in_notebook()
+    kernel = types.SimpleNamespace(config={"IPKernelApp": {}})
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: kernel))
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert in_notebook()
+    assert ProgressBar()._is_live()  # stderr of a kernel is no terminal, yet the bar is live
+    assert not ProgressBar(live=False)._is_live()

@@ -76,6 +76,10 @@ class Standardize(Layer):
         self.reset_buffers()
         return self
 
+    def buffer_specs(self) -> dict[str, tuple[int, ...]]:
+        """``{"mean": (d,), "scale": (d,)}``: saved with the model, never trained."""
+        return {"mean": (self.in_features,), "scale": (self.in_features,)}
+
     def reset_buffers(self) -> None:
         self.buffers["mean"][...] = self._mean0
         self.buffers["scale"][...] = self._scale0
