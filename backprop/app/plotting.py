@@ -170,9 +170,8 @@ def fig_first_layer(model: Any, image_shape: tuple[int, int], n: int = 32) -> pl
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"First-layer weights of hidden units 0-{n - 1}, each as a {h}x{w} image")
-    ax.set_xlabel(
-        "one tile per hidden unit (number at its top left); pixel = weight from that input pixel"
-    )
+    ax.set_xlabel(f"hidden units {cols} to a row (number at each tile's top left)")
+    ax.set_ylabel("pixel = weight from\nthat input pixel")
     fig.colorbar(im, ax=ax, label="weight / max |weight| of the unit", shrink=0.8)
     fig.tight_layout()
     return fig
