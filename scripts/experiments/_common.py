@@ -153,7 +153,7 @@ def environment() -> dict[str, str]:
     return {
         "commit": (commit or "unknown") + (" with local changes" if dirty else ""),
         "numpy": np.__version__,
-        "blas": ", ".join(blas) or "unknown",
+        "blas": ", ".join(sorted(blas)) or "unknown",
         "machine": f"{machine()}, {os.cpu_count()} cores",
     }
 
