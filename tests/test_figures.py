@@ -94,6 +94,7 @@ def test_no_point_hides_under_the_legend(loc):
     assert inside.any()
 
 
+@pytest.mark.slow
 def test_run_directory_has_the_monitor_figures_and_honest_titles(tmp_path):
     xor = (ROOT / "configs" / "xor.toml").read_text()
     (tmp_path / "xor.toml").write_text(xor)
