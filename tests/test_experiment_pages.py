@@ -93,3 +93,17 @@ def test_a_stale_page_is_caught(tmp_path):
         "| network | epochs | accuracy |\n| --- | --- | --- |\n| ReLU + He | 40 | 0.9467 |\n"
     )
     assert mismatches(page, results) == []
+
+
+def test_fast_summaries_say_they_cannot_rank(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from scripts.experiments._common import write_summary
+
+    write_summary(tmp_path, "T", "body", {"fast": True})
+    assert "**Fast form**" in (tmp_path / "summary.md").read_text()
+    env = json.loads((tmp_path / "results.json").read_text())["environment"]
+    assert set(env) == {"commit", "numpy", "blas", "machine"} and env["numpy"]
+    write_summary(tmp_path, "T", "body", {"fast": False})
+    assert "Fast form" not in (tmp_path / "summary.md").read_text()

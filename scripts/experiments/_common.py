@@ -184,6 +184,12 @@ def write_summary(out_dir: Path, title: str, body: str, results: dict[str, Any])
         f"# {title}\n\nMeasured at commit {env['commit']} on {env['machine']}; NumPy "
         f"{env['numpy']} with {env['blas']}, BLAS pinned to one thread; seed {SEED}.\n\n"
     )
+    if results.get("fast"):
+        head += (
+            "**Fast form** (a subset, a few epochs): enough for the tests' qualitative checks, "
+            "too short to rank close competitors. The page's numbers and conclusions come from "
+            "the full run (without `--fast`).\n\n"
+        )
     (out_dir / "summary.md").write_text(head + body.strip() + "\n")
     results = {**results, "environment": env}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
