@@ -5,16 +5,20 @@ from . import (
     data,
     inference,
     initializers,
+    landscape,
     layers,
     losses,
     optimizers,
     regularization,
     schedules,
+    uncertainty,
 )
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
+from .cartography import Cartography
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .gradcheck import GradientCheck, GradientReport, check_gradients
 from .io import ModelFileError, load, register_kind, save
+from .landscape import TrajectoryRecorder
 from .layers import (
     ELU,
     GELU,
@@ -43,6 +47,7 @@ from .losses import (
     MeanSquaredError,
     SoftmaxCrossEntropy,
 )
+from .lr_finder import LRFinderResult, lr_find
 from .model import Sequential
 from .monitors import ActivationRecorder, UpdateRatioMonitor
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
@@ -56,6 +61,13 @@ from .schedules import (
     StepDecay,
 )
 from .trainer import Trainer, TrainingDivergedError
+from .uncertainty import (
+    MCPrediction,
+    TemperatureScaling,
+    expected_calibration_error,
+    mc_dropout_predict,
+    reliability_curve,
+)
 
 __version__ = "0.1.0"
 
@@ -165,4 +177,16 @@ __all__ = [
     "load",
     "register_kind",
     "save",
+    # tools for a training run: learning rate, landscape, uncertainty, training dynamics
+    "landscape",
+    "uncertainty",
+    "Cartography",
+    "LRFinderResult",
+    "lr_find",
+    "MCPrediction",
+    "TemperatureScaling",
+    "TrajectoryRecorder",
+    "expected_calibration_error",
+    "mc_dropout_predict",
+    "reliability_curve",
 ]

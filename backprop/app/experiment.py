@@ -28,6 +28,7 @@ import numpy as np
 from ..callbacks import GradientMonitor, ProgressBar
 from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from ..io import save
+from ..landscape import TrajectoryRecorder
 from ..layers import Standardize
 from ..losses import BinaryCrossEntropy
 from ..model import Sequential
@@ -85,6 +86,8 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     callbacks: list = []
     if out["gradient_monitor"]:
         callbacks += [GradientMonitor(), UpdateRatioMonitor()]
+    if out["trajectory"]:  # for `backprop landscape`: the weights after every epoch
+        callbacks.append(TrajectoryRecorder())
     if es is not None:
         callbacks.append(es)
     if out["gradient_monitor"]:  # after early stopping: "end" is the restored model
@@ -138,6 +141,23 @@ def with_preprocessing(model: Any, ds: sources.Dataset) -> Any:
     return full
 
 
+def without_preprocessing(saved: Any, metadata: dict[str, Any]) -> Any:
+    """The trained network inside a run's ``model.npz``: :func:`with_preprocessing` undone, using
+    the layer counts it recorded in the file's metadata (``preprocessing_layers``)."""
+    front, back = metadata.get("preprocessing_layers", [0, 0])
+    if not front and not back:
+        return saved
+    inner = copy.deepcopy(saved.layers[front : len(saved.layers) - back])
+    model = Sequential(inner, dtype=saved.dtype, seed=0)
+    state = {}
+    for key, value in saved.state_dict().items():
+        index, rest = key.split(".", 1)
+        if front <= int(index) < len(saved.layers) - back:
+            state[f"{int(index) - front}.{rest}"] = value
+    model.load_state_dict(state)
+    return model
+
+
 def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> None:
     """``model.npz``: the model with its preprocessing inside (see :func:`with_preprocessing`),
     so ``bp.load(path).predict(raw_X)`` is what ``backprop predict`` computes."""
@@ -148,6 +168,8 @@ def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> N
         "n_features": ds.n_features,
         "source": config["data"]["source"],
         "loss": config["loss"]["name"],
+        # Standardize layers added in front of and behind the trained network
+        "preprocessing_layers": [int(ds.x_mean is not None), int(ds.y_mean is not None)],
     }
     save(with_preprocessing(model, ds), path, metadata=metadata)
 
@@ -220,6 +242,9 @@ def run(
     )
     save_model(run_dir / "model.npz", model, ds, config)
     save_predictions(run_dir / "predictions.npz", model, ds)
+    for cb in trainer.callbacks:
+        if isinstance(cb, TrajectoryRecorder):
+            np.save(run_dir / "trajectory.npy", np.stack(cb.snapshots), allow_pickle=False)
     write_history(trainer.history, run_dir / "history.csv")
     for cb in trainer.callbacks:
         if isinstance(cb, ActivationRecorder) and cb.end:
