@@ -186,3 +186,9 @@ def test_summary_shows_short_names_and_trainability_only_with_parameters():
     ]
     assert rows[1] == ["1", "ReLU", "(None,", "3)", "0"]  # no trainable column for ReLU
     assert rows[2][5] == "yes"
+
+
+@pytest.mark.parametrize("name", sorted(set(bp.losses.REGISTRY.values()), key=lambda c: c.__name__))
+def test_every_loss_backward_docstring_gives_its_gradient(name):
+    doc = name.backward.__doc__ or ""
+    assert name.gradient in doc and "(n, k)" in doc and name.gradient != bp.Loss.gradient
