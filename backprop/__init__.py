@@ -31,12 +31,14 @@ from .layers import (
     LeakyReLU,
     PReLU,
     ReLU,
+    Residual,
     Sigmoid,
     SiLU,
     Softmax,
     Softplus,
     Standardize,
     Tanh,
+    register_layer,
 )
 from .lbfgs import LBFGS
 from .losses import (
@@ -45,6 +47,7 @@ from .losses import (
     Loss,
     MeanAbsoluteError,
     MeanSquaredError,
+    Poisson,
     SoftmaxCrossEntropy,
 )
 from .lr_finder import LRFinderResult, lr_find
@@ -88,7 +91,7 @@ def __getattr__(name: str):
     seconds, which ``import backprop`` and the command line should not pay. ``load_config`` and
     ``ConfigError`` live in the application (:mod:`backprop.app`), which the library never
     imports; so do the ``plot_*`` figures (matplotlib loads on the first one)."""
-    if name in ("MLPClassifier", "MLPRegressor"):
+    if name in ("MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
@@ -106,6 +109,8 @@ def __getattr__(name: str):
 __all__ = [
     "MLPClassifier",
     "MLPRegressor",
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
     *PLOTS,
     "ActivationRecorder",
     "UpdateRatioMonitor",
@@ -138,6 +143,8 @@ __all__ = [
     "LeakyReLU",
     "PReLU",
     "ReLU",
+    "Residual",
+    "register_layer",
     "Sigmoid",
     "SiLU",
     "Softmax",
@@ -150,6 +157,7 @@ __all__ = [
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "Poisson",
     "SoftmaxCrossEntropy",
     "Sequential",
     "SGD",

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from .base import Layer, check_positive_int
+from .registry import register_layer
 
 
+@register_layer
 class Standardize(Layer):
     """Per-feature standardization ``y = (x - mean) / scale`` with saved statistics.
 
