@@ -9,7 +9,11 @@ A block that cannot run in CI says so on the line just above its fence, with a r
     <!-- docs-test: skip needs data/mnist.npz (python scripts/fetch_data.py mnist) -->
 
 Such blocks are reported as skipped, with the reason, in pytest's summary (``-rs``); a marker
-without a reason, or any other ``docs-test:`` word, is an error. ``<!-- docs-test: script -->``
+without a reason, or any other ``docs-test:`` word, is an error. A block that needs a data file
+the suite may not have names it instead, and runs when it is there (skipped, with the path as the
+reason, when it is not); ``data/`` is then visible from the block's working directory:
+
+    <!-- docs-test: needs data/fortunes --> ``<!-- docs-test: script -->``
 runs the block as its own ``python`` script in a subprocess instead (for blocks that start worker
 processes and must carry their own ``if __name__ == "__main__":`` guard).
 
@@ -70,10 +74,10 @@ def parse_blocks(path: Path) -> list[Block]:
             m = MARKER.match(prev)
             if m:
                 mode, reason = m.group(1), m.group(2)
-                if mode not in ("skip", "script"):
+                if mode not in ("skip", "script", "needs"):
                     raise ValueError(f"{path}:{start}: unknown docs-test marker {mode!r}")
-                if mode == "skip" and not reason:
-                    raise ValueError(f"{path}:{start}: a docs-test skip needs a reason")
+                if mode in ("skip", "needs") and not reason:
+                    raise ValueError(f"{path}:{start}: a docs-test {mode} needs a reason")
             blocks.append(
                 Block(path, start + 1, "\n".join(lines[start + 1 : j]) + "\n", mode, reason)
             )
@@ -130,9 +134,13 @@ def _run_in_session(block: Block, tmp_path_factory, monkeypatch) -> None:
     for earlier in ALL_BLOCKS:
         if earlier.path != block.path or earlier.line > block.line or earlier.line in done:
             continue
-        if earlier.mode != "run":
+        if earlier.mode not in ("run", "needs") or (
+            earlier.mode == "needs" and not (ROOT / earlier.reason).exists()
+        ):
             continue
         done.append(earlier.line)
+        if earlier.mode == "needs" and not (cwd / "data").exists():
+            (cwd / "data").symlink_to(ROOT / "data", target_is_directory=True)
         code = compile(earlier.code, earlier.id, "exec")
         exec(code, namespace)  # noqa: S102 - the documentation's own examples
 
@@ -144,6 +152,11 @@ def test_markers_are_well_formed_and_blocks_exist():
         tmp.write_text("<!-- docs-test: skip -->\n```python\npass\n```\n")
         with pytest.raises(ValueError, match="needs a reason"):
             parse_blocks(bad)
+        tmp.write_text("<!-- docs-test: needs -->\n```python\npass\n```\n")
+        with pytest.raises(ValueError, match="needs a reason"):
+            parse_blocks(bad)
+        tmp.write_text("<!-- docs-test: needs data/x.npz -->\n```python\npass\n```\n")
+        assert [(b.mode, b.reason) for b in parse_blocks(bad)] == [("needs", "data/x.npz")]
         tmp.write_text("<!-- docs-test: maybe x -->\n```python\npass\n```\n")
         with pytest.raises(ValueError, match="unknown docs-test marker"):
             parse_blocks(bad)
@@ -185,6 +198,9 @@ PARAMS = [
 def test_doc_block_runs(block: Block, tmp_path, tmp_path_factory, monkeypatch):
     if block.mode == "skip":
         pytest.skip(f"docs-test marker: {block.reason}")
+    if block.mode == "needs":
+        if not (ROOT / block.reason).exists():
+            pytest.skip(f"docs-test marker: needs {block.reason}, which is not there")
     if block.mode == "script":
         script = tmp_path / "block.py"
         script.write_text(block.code)
