@@ -19,6 +19,7 @@ import numpy as np
 from .callbacks import Callback
 from .layers import Dense, Dropout
 from .layers.base import Layer
+from .sparse import is_sparse
 
 
 class UpdateRatioMonitor(Callback):
@@ -74,7 +75,7 @@ class ActivationRecorder(Callback):
         self.end: dict[str, np.ndarray] = {}
 
     def record(self, model: Any) -> dict[str, np.ndarray]:
-        out = np.asarray(self.X, dtype=model.dtype)
+        out = self.X if is_sparse(self.X) else np.asarray(self.X, dtype=model.dtype)
         found: dict[str, np.ndarray] = {}
         for i, layer in enumerate(model.layers):
             out = layer.forward(out, training=False)

@@ -118,3 +118,12 @@ def test_run_directory_has_the_monitor_figures_and_honest_titles(tmp_path):
     from backprop.app.plotting import _points_label
 
     assert _points_label(tmp_path / "x") == "training points"
+
+
+def test_activation_recorder_takes_sparse_input():
+    from scipy import sparse
+
+    X = sparse.random(30, 6, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    model = bp.Sequential([bp.Dense(6, 4), bp.ReLU(), bp.Dense(4, 2)], seed=0)
+    rec = bp.ActivationRecorder(X)
+    assert rec.record(model)["1 ReLU"].shape == (30 * 4,)
