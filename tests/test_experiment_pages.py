@@ -51,9 +51,17 @@ def shown_as(value: float, text: str) -> bool:
 
 
 def table_numbers(path: Path) -> list[tuple[int, str]]:
-    """(line, number as written) for every number in the page's table rows."""
+    """(line, number as written) for every number in the page's table rows. A table whose
+    first row follows a ``<!-- numbers: SOURCE -->`` line holds numbers from elsewhere (a
+    benchmark's output, say) and is left out."""
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    lines = path.read_text().splitlines()
+    elsewhere = False
+    for i, line in enumerate(lines, 1):
+        if line.startswith("|") and (i == 1 or not lines[i - 2].startswith("|")):
+            elsewhere = i > 1 and lines[i - 2].startswith("<!-- numbers:")
+        if elsewhere and line.startswith("|"):
+            continue
         if line.startswith("|") and not set(line) <= set("|- :"):
             cells = line.strip("|").split("|")
             for cell in cells:
@@ -107,3 +115,14 @@ def test_fast_summaries_say_they_cannot_rank(tmp_path):
     assert set(env) == {"commit", "numpy", "blas", "machine"} and env["numpy"]
     write_summary(tmp_path, "T", "body", {"fast": False})
     assert "Fast form" not in (tmp_path / "summary.md").read_text()
+
+
+def test_a_table_marked_as_from_elsewhere_is_left_out(tmp_path):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"acc": 0.5}))
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- numbers: benchmarks/cnn.py -->\n| batch | s |\n| --- | --- |\n| 64 | 316.12 |\n\n"
+        "| run | acc |\n| --- | --- |\n| a | 0.7 |\n"
+    )
+    assert mismatches(page, results) == ["page.md:8: 0.7"]
