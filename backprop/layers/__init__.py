@@ -13,9 +13,13 @@ from .activations import (
     Softplus,
     Tanh,
 )
+from .attention import MultiHeadSelfAttention
 from .base import Layer
+from .cells import GRU, LSTM, RNN
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding, LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from .masking import Masking
 from .normalization import BatchNorm, LayerNorm
 
 #: Layer types by class name: the only way a saved model or a config names a layer.
@@ -37,6 +41,15 @@ REGISTRY: dict[str, type[Layer]] = {
         Dropout,
         BatchNorm,
         LayerNorm,
+        # sequences (issue 14)
+        Embedding,
+        Masking,
+        RNN,
+        LSTM,
+        GRU,
+        MultiHeadSelfAttention,
+        SinusoidalPositionalEncoding,
+        LearnedPositionalEncoding,
     )
 }
 
@@ -65,6 +78,14 @@ __all__ = [
     "Dropout",
     "BatchNorm",
     "LayerNorm",
+    "Embedding",
+    "Masking",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "MultiHeadSelfAttention",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEncoding",
     "REGISTRY",
     "get",
 ]
