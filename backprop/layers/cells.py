@@ -87,19 +87,17 @@ class RNN(Recurrent):
         return {"new": new}
 
     def _steps_backward(self, dH, keep):
-        c, U = self._cache, self.params["U"]
+        c = self._cache
         new, m = c["new"], c["m"]
+        U_T = np.ascontiguousarray(self.params["U"].T)
+        deriv = 1 - new * new if self.activation == "tanh" else (new > 0).astype(new.dtype)
         da = np.empty_like(new)
         dh_next = np.zeros_like(dH[0])
         for s in range(dH.shape[0] - 1, -1, -1):
-            dh = dH[s] + dh_next
-            ms = None if m is None else m[s]
-            dnew, dpass = split_grad(ms, dh)
-            if self.activation == "tanh":
-                np.multiply(dnew, 1 - new[s] * new[s], out=da[s])
-            else:
-                np.multiply(dnew, new[s] > 0, out=da[s])
-            dh_next = da[s] @ U.T
+            dh = self._record(s, dH[s] + dh_next)
+            dnew, dpass = split_grad(None if m is None else m[s], dh)
+            np.multiply(dnew, deriv[s], out=da[s])
+            dh_next = da[s] @ U_T
             dh_next += dpass
             if keep is not None:
                 dh_next *= keep[s]
@@ -139,49 +137,66 @@ class LSTM(Recurrent):
             self.params["b"][H : 2 * H] = self.forget_bias
 
     def _steps_forward(self, a_in, hs, m):
-        U, H = self.params["U"], self.units
+        H = self.units
         t = a_in.shape[0]
+        # One tanh per step for all four blocks: sigmoid(a) = tanh(a / 2) / 2 + 1 / 2, with the
+        # halving folded into U and a_in once (columns of i, f, o), the rest done after the tanh.
+        half = np.ones(4 * H, dtype=a_in.dtype)
+        half[: 2 * H] = half[3 * H :] = 0.5
+        shift = np.full(4 * H, 0.5, dtype=a_in.dtype)
+        shift[2 * H : 3 * H] = 0
+        U = self.params["U"] * half
+        a_in = a_in * half
         gates = np.empty_like(a_in)  # activated i, f, g, o
         cs = np.zeros_like(hs)  # cs[s + 1]: the (carried) cell after step s
         tanh_c = np.empty_like(hs[1:])  # tanh(c_s) of the new cell, before the carry
         c_new = np.empty_like(hs[0])
+        ig = np.empty_like(hs[0])
         for s in range(t):
             a = np.matmul(hs[s], U, out=gates[s])
             a += a_in[s]
-            sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])
-            np.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])
-            sigmoid(a[:, 3 * H :], out=a[:, 3 * H :])
+            np.tanh(a, out=a)
+            a *= half
+            a += shift
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
             np.multiply(f, cs[s], out=c_new)
-            c_new += i * g
+            c_new += np.multiply(i, g, out=ig)
             np.tanh(c_new, out=tanh_c[s])
-            ms = None if m is None else m[s]
-            carry(ms, c_new, cs[s], cs[s + 1])
-            carry(ms, o * tanh_c[s], hs[s], hs[s + 1])
+            if m is None:
+                cs[s + 1] = c_new
+                np.multiply(o, tanh_c[s], out=hs[s + 1])
+            else:
+                carry(m[s], c_new, cs[s], cs[s + 1])
+                carry(m[s], o * tanh_c[s], hs[s], hs[s + 1])
         return {"gates": gates, "cs": cs, "tanh_c": tanh_c}
 
     def _steps_backward(self, dH, keep):
-        c, U, H = self._cache, self.params["U"], self.units
+        c, H = self._cache, self.units
         gates, cs, tanh_c, m = c["gates"], c["cs"], c["tanh_c"], c["m"]
+        U_T = np.ascontiguousarray(self.params["U"].T)
+        # The activations' derivatives for every step at once: i(1-i), f(1-f), 1-g^2, o(1-o),
+        # and dh_s/dc_s = o (1 - tanh(c_s)^2).
+        deriv = gates * (1 - gates)
+        g_block = gates[:, :, 2 * H : 3 * H]
+        np.subtract(1, g_block * g_block, out=deriv[:, :, 2 * H : 3 * H])
+        out_gain = gates[:, :, 3 * H :] * (1 - tanh_c * tanh_c)
         da = np.empty_like(gates)
         dh_next = np.zeros_like(dH[0])
         dc_next = np.zeros_like(dH[0])
         for s in range(dH.shape[0] - 1, -1, -1):
             ms = None if m is None else m[s]
-            dh, dh_pass = split_grad(ms, dH[s] + dh_next)
+            dh, dh_pass = split_grad(ms, self._record(s, dH[s] + dh_next))
             dc, dc_pass = split_grad(ms, dc_next)
-            g4 = gates[s]
-            i, f, g, o = g4[:, :H], g4[:, H : 2 * H], g4[:, 2 * H : 3 * H], g4[:, 3 * H :]
-            tc = tanh_c[s]
-            dc = dc + dh * o * (1 - tc * tc)
-            d = da[s]
-            np.multiply(dc * g, i * (1 - i), out=d[:, :H])
-            np.multiply(dc * cs[s], f * (1 - f), out=d[:, H : 2 * H])
-            np.multiply(dc * i, 1 - g * g, out=d[:, 2 * H : 3 * H])
-            np.multiply(dh * tc, o * (1 - o), out=d[:, 3 * H :])
-            dh_next = d @ U.T
+            g4, d = gates[s], da[s]
+            dc = dc + dh * out_gain[s]
+            np.multiply(dc, g4[:, 2 * H : 3 * H], out=d[:, :H])  # through i
+            np.multiply(dc, cs[s], out=d[:, H : 2 * H])  # through f
+            np.multiply(dc, g4[:, :H], out=d[:, 2 * H : 3 * H])  # through g
+            np.multiply(dh, tanh_c[s], out=d[:, 3 * H :])  # through o
+            d *= deriv[s]
+            dh_next = d @ U_T
             dh_next += dh_pass
-            dc_next = dc * f
+            dc_next = dc * g4[:, H : 2 * H]
             dc_next += dc_pass
             if keep is not None:
                 dh_next *= keep[s]
@@ -230,25 +245,28 @@ class GRU(Recurrent):
         return {"gates": gates, "hn": hn}
 
     def _steps_backward(self, dH, keep):
-        c, U, H = self._cache, self.params["U"], self.units
+        c, H = self._cache, self.units
         gates, hn, hs, m = c["gates"], c["hn"], c["hs"], c["m"]
+        U_T = np.ascontiguousarray(self.params["U"].T)
+        r, z, n = gates[:, :, :H], gates[:, :, H : 2 * H], gates[:, :, 2 * H :]
+        # Per-step factors for every step at once: dh_s -> the pre-activations of n, r, z.
+        n_gain = (1 - z) * (1 - n * n)
+        r_gain = hn * r * (1 - r)
+        z_gain = (hs[:-1] - n) * z * (1 - z)
         da_in = np.empty_like(gates)
         da_rec = np.empty_like(gates)
         dh_next = np.zeros_like(dH[0])
         for s in range(dH.shape[0] - 1, -1, -1):
             ms = None if m is None else m[s]
-            dh, dh_pass = split_grad(ms, dH[s] + dh_next)
-            g3 = gates[s]
-            r, z, n = g3[:, :H], g3[:, H : 2 * H], g3[:, 2 * H :]
-            dn = dh * (1 - z) * (1 - n * n)  # gradient of n's pre-activation
+            dh, dh_pass = split_grad(ms, self._record(s, dH[s] + dh_next))
             di, dr = da_in[s], da_rec[s]
-            np.multiply(dn * hn[s], r * (1 - r), out=di[:, :H])
-            np.multiply(dh * (hs[s] - n), z * (1 - z), out=di[:, H : 2 * H])
-            di[:, 2 * H :] = dn
+            dn = np.multiply(dh, n_gain[s], out=di[:, 2 * H :])
+            np.multiply(dn, r_gain[s], out=di[:, :H])
+            np.multiply(dh, z_gain[s], out=di[:, H : 2 * H])
             dr[:, : 2 * H] = di[:, : 2 * H]
-            np.multiply(dn, r, out=dr[:, 2 * H :])
-            dh_next = dr @ U.T
-            dh_next += dh * z
+            np.multiply(dn, r[s], out=dr[:, 2 * H :])
+            dh_next = dr @ U_T
+            dh_next += dh * z[s]
             dh_next += dh_pass
             if keep is not None:
                 dh_next *= keep[s]

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from .base import Layer, check_positive_int
 from .masking import check_mask, check_sequence
@@ -48,12 +49,8 @@ REDUCTIONS = ("last", "mean")
 
 
 def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``1 / (1 + exp(-a))`` without overflow: computed as ``(1 + tanh(a / 2)) / 2``."""
-    out = np.multiply(a, 0.5, out=out)
-    np.tanh(out, out=out)
-    out += 1
-    out *= 0.5
-    return out
+    """``1 / (1 + exp(-a))``, without overflow (scipy's ``expit``)."""
+    return special.expit(a, out=out)
 
 
 class Recurrent(Layer):
@@ -81,6 +78,11 @@ class Recurrent(Layer):
         self.out_shape: tuple[int, ...] | None = None
         self.built = False
         self._cache: dict[str, Any] | None = None
+        #: Set True to keep, after each backward, ``state_grad_norms`` ``(t,)``: the mean over
+        #: the batch of ``||dL/dh_s||`` (the total gradient reaching each step's state).
+        self.record_state_grads = False
+        self.state_grad_norms: np.ndarray | None = None
+        self._state_grads: np.ndarray | None = None
 
     # -- shapes and parameters ------------------------------------------------------------------
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -195,7 +197,11 @@ class Recurrent(Layer):
         n, t, d = x.shape
         dH = self._output_grad(grad_out, t)
         keep = self._keep(n, t, dH.dtype)
+        self._state_grads = np.zeros_like(dH) if self.record_state_grads else None
         da_in, da_rec = self._steps_backward(dH, keep)
+        if self._state_grads is not None:
+            self.state_grad_norms = np.linalg.norm(self._state_grads, axis=2).mean(axis=1)
+            self._state_grads = None
         if self.trainable:
             gh = da_in.shape[2]
             np.matmul(
@@ -213,6 +219,12 @@ class Recurrent(Layer):
         if not need_input_grad:
             return None
         return np.matmul(da_in, self.params["W"].T).transpose(1, 0, 2)
+
+    def _record(self, s: int, dh: np.ndarray) -> np.ndarray:
+        """Keep ``dL/dh_s`` when ``record_state_grads`` is on; returns ``dh`` unchanged."""
+        if self._state_grads is not None:
+            self._state_grads[s] = dh
+        return dh
 
     def _extra_grads(self, da_rec: np.ndarray) -> None:
         """Gradients of parameters beyond W, U, b (GRU's ``b_hn``)."""
