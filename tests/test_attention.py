@@ -206,3 +206,16 @@ def test_sequence_cross_entropy_ignores_padded_steps(rng):
         loss.forward(z, np.full((n, t), 5))
     with pytest.raises(ValueError, match="no real"):
         loss.forward(z, np.full((n, t), -1))
+
+
+@pytest.mark.parametrize("reduce", ["mean", "last"])
+def test_sequence_pool_over_valid_steps(reduce, rng):
+    x = rng.standard_normal((3, 4, 2))
+    mask = padding_mask(3, 4)
+    layer = standalone(bp.SequencePool(reduce), (4, 2))
+    errors = finite_difference_check(layer, x, mask)
+    assert max(errors.values()) < 1e-6, errors
+    out = layer.forward(x, mask=mask)
+    expected = x[0, :2].mean(axis=0) if reduce == "mean" else x[0, 1]
+    np.testing.assert_allclose(out[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(out[1], x[1].mean(axis=0) if reduce == "mean" else x[1, 3])

@@ -19,7 +19,7 @@ from .cells import GRU, LSTM, RNN
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding, LearnedPositionalEncoding, SinusoidalPositionalEncoding
-from .masking import Masking
+from .masking import Masking, SequencePool
 from .normalization import BatchNorm, LayerNorm
 
 #: Layer types by class name: the only way a saved model or a config names a layer.
@@ -44,6 +44,7 @@ REGISTRY: dict[str, type[Layer]] = {
         # sequences (issue 14)
         Embedding,
         Masking,
+        SequencePool,
         RNN,
         LSTM,
         GRU,
@@ -80,6 +81,7 @@ __all__ = [
     "LayerNorm",
     "Embedding",
     "Masking",
+    "SequencePool",
     "RNN",
     "LSTM",
     "GRU",

@@ -94,3 +94,57 @@ class Masking(Layer):
 
     def config(self) -> dict[str, Any]:
         return {"mask_value": self.mask_value}
+
+
+class SequencePool(Layer):
+    """Sequence to vector: ``(n, t, d)`` -> ``(n, d)``, honouring the padding mask.
+
+    ``reduce="mean"``: ``y_i = sum_s m_is x_is / max(1, sum_s m_is)`` (``m = 1`` without a mask);
+    ``dx_is = m_is dy_i / max(1, sum_s m_is)``. ``reduce="last"``: ``y_i = x_{i, L_i}`` with
+    ``L_i`` the last valid step (the last step without a mask); ``dx`` is ``dy`` there, 0
+    elsewhere. Used after attention blocks; recurrent layers do the same with
+    ``return_sequences=False``.
+    """
+
+    supports_mask = True
+
+    def __init__(self, reduce: str = "mean") -> None:
+        super().__init__()
+        if reduce not in ("mean", "last"):
+            raise ValueError(f"reduce must be 'mean' or 'last', got {reduce!r}")
+        self.reduce = reduce
+        self._weights: np.ndarray | None = None
+
+    def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(in_shape) != 2:
+            raise ValueError(f"SequencePool expects (t, features) per sample, got {in_shape}")
+        self.in_shape = tuple(in_shape)
+        self.out_shape = (in_shape[1],)
+        self.built = True
+        return self.out_shape
+
+    def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
+        check_sequence(x, self, None)
+        n, t, _ = x.shape
+        mask = check_mask(mask, n, t, self)
+        m = np.ones((n, t), dtype=x.dtype) if mask is None else mask.astype(x.dtype)
+        if self.reduce == "mean":
+            w = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+        else:
+            last = t - 1 - np.argmax(m[:, ::-1] > 0, axis=1)
+            w = np.zeros_like(m)
+            w[np.arange(n), last] = m[np.arange(n), last]
+        if training:
+            self._weights = w
+        return np.einsum("ns,nsd->nd", w, x)
+
+    def compute_mask(self, x: np.ndarray, mask: Any) -> None:
+        return None
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        if self._weights is None:
+            raise self._missing_cache()
+        return self._weights[:, :, None] * grad_out[:, None, :]
+
+    def config(self) -> dict[str, Any]:
+        return {"reduce": self.reduce}
