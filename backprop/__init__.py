@@ -25,6 +25,7 @@ from .layers import (
     MultiHeadSelfAttention,
     PReLU,
     ReLU,
+    Residual,
     SequencePool,
     Sigmoid,
     SiLU,
@@ -32,6 +33,7 @@ from .layers import (
     Softmax,
     Softplus,
     Tanh,
+    register_layer,
 )
 from .lbfgs import LBFGS
 from .losses import (
@@ -40,6 +42,7 @@ from .losses import (
     Loss,
     MeanAbsoluteError,
     MeanSquaredError,
+    Poisson,
     SequenceCrossEntropy,
     SoftmaxCrossEntropy,
 )
@@ -100,6 +103,8 @@ __all__ = [
     "LeakyReLU",
     "PReLU",
     "ReLU",
+    "Residual",
+    "register_layer",
     "Sigmoid",
     "SiLU",
     "Softmax",
@@ -121,6 +126,7 @@ __all__ = [
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "Poisson",
     "SoftmaxCrossEntropy",
     "Sequential",
     "SGD",

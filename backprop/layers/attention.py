@@ -34,8 +34,10 @@ import numpy as np
 
 from .base import Layer, check_positive_int
 from .masking import check_mask, check_sequence
+from .registry import register_layer
 
 
+@register_layer
 class MultiHeadSelfAttention(Layer):
     """Scaled dot-product self-attention over ``(n, t, d)``; see the module docstring.
 
@@ -52,24 +54,14 @@ class MultiHeadSelfAttention(Layer):
         self.num_heads = check_positive_int("num_heads", num_heads)
         self.key_dim = check_positive_int("key_dim", key_dim)
         self.causal = bool(causal)
-        self.in_shape: tuple[int, ...] | None = None
-        self.out_shape: tuple[int, ...] | None = None
-        self.built = False
         self._cache: dict[str, Any] | None = None
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-        in_shape = tuple(int(s) for s in in_shape)
-        if len(in_shape) != 2 or min(in_shape) < 1:
+        if len(in_shape) != 2:
             raise ValueError(
                 f"MultiHeadSelfAttention expects per-sample input (t, features), got {in_shape}"
             )
-        if self.built and in_shape != self.in_shape:
-            raise ValueError(
-                f"MultiHeadSelfAttention was built for {self.in_shape}, got {in_shape}"
-            )
-        self.in_shape = self.out_shape = in_shape
-        self.built = True
-        return self.out_shape
+        return in_shape
 
     def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
         if self.in_shape is None:

@@ -42,10 +42,12 @@ from typing import Any
 import numpy as np
 
 from .recurrent import Recurrent, carry, sigmoid, split_grad
+from .registry import register_layer
 
 ACTIVATIONS = ("tanh", "relu")
 
 
+@register_layer
 class RNN(Recurrent):
     """Elman RNN ``h_s = act(x_s @ W + b + h_{s-1} @ U)``; see the module docstring.
 
@@ -107,6 +109,7 @@ class RNN(Recurrent):
         return {**super().config(), "activation": self.activation}
 
 
+@register_layer
 class LSTM(Recurrent):
     """Long short-term memory with PyTorch's gates (i, f, g, o); see the module docstring.
 
@@ -207,6 +210,7 @@ class LSTM(Recurrent):
         return {**super().config(), "forget_bias": self.forget_bias}
 
 
+@register_layer
 class GRU(Recurrent):
     """Gated recurrent unit with PyTorch's equations (r, z, n); see the module docstring.
 

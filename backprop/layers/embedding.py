@@ -22,30 +22,21 @@ import numpy as np
 
 from .base import Layer, check_positive_int
 from .masking import check_sequence
+from .registry import register_layer
 
 
 class _SequenceLayer(Layer):
     """Shape bookkeeping for layers that keep ``(t, d)``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.in_shape: tuple[int, ...] | None = None
-        self.out_shape: tuple[int, ...] | None = None
-        self.built = False
-
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-        in_shape = tuple(int(s) for s in in_shape)
-        if len(in_shape) != 2 or min(in_shape) < 1:
+        if len(in_shape) != 2:
             raise ValueError(
                 f"{type(self).__name__} expects per-sample input (t, features), got {in_shape}"
             )
-        if self.built and in_shape != self.in_shape:
-            raise ValueError(f"{type(self).__name__} was built for {self.in_shape}, got {in_shape}")
-        self.in_shape = self.out_shape = in_shape
-        self.built = True
-        return self.out_shape
+        return in_shape
 
 
+@register_layer
 class Embedding(Layer):
     """Lookup table ``E`` ``(vocab_size, dim)``: ids ``(n, t)`` -> vectors ``(n, t, dim)``.
 
@@ -63,22 +54,13 @@ class Embedding(Layer):
         self.vocab_size = check_positive_int("vocab_size", vocab_size)
         self.dim = check_positive_int("dim", dim)
         self.mask_zero = bool(mask_zero)
-        self.in_shape: tuple[int, ...] | None = None
-        self.out_shape: tuple[int, ...] | None = None
-        self.built = False
         self._ids: np.ndarray | None = None
         self._dtype: np.dtype = np.dtype(np.float32)
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-        in_shape = tuple(int(s) for s in in_shape)
-        if len(in_shape) != 1 or in_shape[0] < 1:
+        if len(in_shape) != 1:
             raise ValueError(f"Embedding expects per-sample input (t,) of ids, got {in_shape}")
-        if self.built and in_shape != self.in_shape:
-            raise ValueError(f"Embedding was built for {self.in_shape}, got {in_shape}")
-        self.in_shape = in_shape
-        self.out_shape = (in_shape[0], self.dim)
-        self.built = True
-        return self.out_shape
+        return (in_shape[0], self.dim)
 
     def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {"E": ((self.vocab_size, self.dim), "weight")}
@@ -152,6 +134,7 @@ def sinusoidal_table(t: int, d: int) -> np.ndarray:
     return table
 
 
+@register_layer
 class SinusoidalPositionalEncoding(_SequenceLayer):
     """``y = x + P`` with the fixed sinusoidal table ``P`` ``(t, d)``; ``dx = dy``."""
 
@@ -163,6 +146,7 @@ class SinusoidalPositionalEncoding(_SequenceLayer):
         return grad_out
 
 
+@register_layer
 class LearnedPositionalEncoding(_SequenceLayer):
     """``y = x + P`` with a trained table ``P`` ``(t, d)`` (one row per position)."""
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .base import Layer
+from .registry import register_layer
 
 
 def forward_with_mask(
@@ -64,6 +65,7 @@ def check_sequence(x: np.ndarray, layer: Layer, features: int | None) -> None:
         )
 
 
+@register_layer
 class Masking(Layer):
     """Identity on ``(n, t, d)`` that marks a step as padding when all of its ``d`` features equal
     ``mask_value``: ``mask[i, s] = any_k x[i, s, k] != mask_value``."""
@@ -77,9 +79,7 @@ class Masking(Layer):
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(in_shape) != 2:
             raise ValueError(f"Masking expects (t, features) per sample, got {in_shape}")
-        self.in_shape = self.out_shape = tuple(in_shape)
-        self.built = True
-        return self.out_shape
+        return in_shape
 
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         check_sequence(x, self, None)
@@ -96,6 +96,7 @@ class Masking(Layer):
         return {"mask_value": self.mask_value}
 
 
+@register_layer
 class SequencePool(Layer):
     """Sequence to vector: ``(n, t, d)`` -> ``(n, d)``, honouring the padding mask.
 
@@ -118,10 +119,7 @@ class SequencePool(Layer):
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(in_shape) != 2:
             raise ValueError(f"SequencePool expects (t, features) per sample, got {in_shape}")
-        self.in_shape = tuple(in_shape)
-        self.out_shape = (in_shape[1],)
-        self.built = True
-        return self.out_shape
+        return (in_shape[1],)
 
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         check_sequence(x, self, None)

@@ -74,9 +74,6 @@ class Recurrent(Layer):
             raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
         self.reduce = reduce
         self.truncate = None if truncate is None else check_positive_int("truncate", truncate)
-        self.in_shape: tuple[int, ...] | None = None
-        self.out_shape: tuple[int, ...] | None = None
-        self.built = False
         self._cache: dict[str, Any] | None = None
         #: Set True to keep, after each backward, ``state_grad_norms`` ``(t,)``: the mean over
         #: the batch of ``||dL/dh_s||`` (the total gradient reaching each step's state).
@@ -86,22 +83,11 @@ class Recurrent(Layer):
 
     # -- shapes and parameters ------------------------------------------------------------------
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-        in_shape = tuple(int(s) for s in in_shape)
-        if len(in_shape) != 2 or min(in_shape) < 1:
+        if len(in_shape) != 2:
             raise ValueError(
                 f"{type(self).__name__} expects per-sample input (t, features), got {in_shape}"
             )
-        if self.built:
-            if in_shape != self.in_shape:
-                raise ValueError(
-                    f"{type(self).__name__} was built for {self.in_shape}, got {in_shape}"
-                )
-            return self.out_shape
-        t = in_shape[0]
-        self.in_shape = in_shape
-        self.out_shape = (t, self.units) if self.return_sequences else (self.units,)
-        self.built = True
-        return self.out_shape
+        return (in_shape[0], self.units) if self.return_sequences else (self.units,)
 
     def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
         if self.in_shape is None:
