@@ -2,7 +2,7 @@
 
 For ``x`` ``(n, t, d)``, ``h = num_heads`` heads of width ``k = key_dim`` (``hk = h * k``)::
 
-    Q = x @ Wq + bq,  K = x @ Wk + bk,  V = x @ Wv + bv      Wq, Wk, Wv: (d, hk), biases (hk,)
+    Q = x @ Wq + bq,  K = x @ Wk,  V = x @ Wv + bv           Wq, Wk, Wv: (d, hk), bq, bv: (hk,)
     split into heads: Q, K, V -> (n, h, t, k)
     S = Q @ K^T / sqrt(k)                                      (n, h, t, t)
     S[..., i, j] = -inf where key j is padding, or j > i when causal
@@ -13,6 +13,9 @@ For ``x`` ``(n, t, d)``, ``h = num_heads`` heads of width ``k = key_dim`` (``hk 
 The output has the input's width d, so the layer sits inside ``Residual``. At padded query steps
 the output is 0. A query with no allowed key (only in a sequence that is all padding) gets A = 0.
 
+There is no key bias: it would add ``q_i . bk`` to every score of row i, which the softmax
+ignores, so its gradient is exactly 0 (torch has one; it has no effect there either).
+
 Backward, given ``dy`` ``(n, t, d)``::
 
     dWo = O^T dy,  dbo = sum dy,  dO = dy @ Wo^T -> heads (n, h, t, k)
@@ -22,7 +25,7 @@ Backward, given ``dy`` ``(n, t, d)``::
     dWq = x^T dQ (and likewise K, V),  dx = dQ Wq^T + dK Wk^T + dV Wv^T
 
 Mapping to ``torch.nn.MultiheadAttention(d, h, batch_first=True)`` when ``k = d / h``:
-``in_proj_weight = concat(Wq, Wk, Wv, axis=1).T``, ``in_proj_bias = concat(bq, bk, bv)``,
+``in_proj_weight = concat(Wq, Wk, Wv, axis=1).T``, ``in_proj_bias = concat(bq, 0, bv)``,
 ``out_proj.weight = Wo.T``, ``out_proj.bias = bo``.
 """
 
@@ -71,7 +74,7 @@ class MultiHeadSelfAttention(Layer):
             key: ((d, hk), "weight") for key in ("Wq", "Wk", "Wv")
         }
         specs["Wo"] = ((hk, d), "weight")
-        specs.update({key: ((hk,), "other") for key in ("bq", "bk", "bv")})
+        specs.update({key: ((hk,), "other") for key in ("bq", "bv")})
         specs["bo"] = ((d,), "other")
         return specs
 
@@ -110,7 +113,7 @@ class MultiHeadSelfAttention(Layer):
         mask = check_mask(mask, n, t, self)
         p = self.params
         q = self._heads(x @ p["Wq"] + p["bq"])
-        k = self._heads(x @ p["Wk"] + p["bk"])
+        k = self._heads(x @ p["Wk"])
         v = self._heads(x @ p["Wv"] + p["bv"])
         scale = x.dtype.type(1.0 / np.sqrt(self.key_dim))
         s = np.matmul(q, k.transpose(0, 1, 3, 2))
@@ -167,7 +170,8 @@ class MultiHeadSelfAttention(Layer):
             np.sum(dy, axis=(0, 1), out=g["bo"])
             for name, dz in (("q", dq), ("k", dk), ("v", dv)):
                 np.matmul(x2.T, dz.reshape(n * t, hk), out=g["W" + name])
-                np.sum(dz, axis=(0, 1), out=g["b" + name])
+                if name != "k":
+                    np.sum(dz, axis=(0, 1), out=g["b" + name])
         else:
             self.zero_grads()
         return dq @ p["Wq"].T + dk @ p["Wk"].T + dv @ p["Wv"].T

@@ -73,6 +73,12 @@ class TestAccuracy(bp.Callback):
     def on_epoch_end(self, trainer, epoch, logs):
         self.curve.append(float(np.mean(trainer.model.predict(self.X).argmax(axis=1) == self.y)))
         self.times.append(time.perf_counter() - self._start)
+        name = "LSTM" if isinstance(trainer.model.layers[0], bp.LSTM) else "transformer"
+        print(
+            f"{name} epoch {epoch + 1}: test accuracy {self.curve[-1]:.4f}, loss "
+            f"{logs['loss']:.4f}, {self.times[-1]:.0f} s",
+            flush=True,
+        )
 
 
 def train(name: str, data: dict, epochs: int) -> dict:
