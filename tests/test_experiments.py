@@ -10,16 +10,21 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # scripts/ is a folder of the repository, not an installed package
     sys.path.insert(0, str(ROOT))
 
 from scripts.experiments import (  # noqa: E402
+    adding,
     exploding,
+    exploding_through_time,
     initialization,
     modes,
     optimizers,
     regularization,
+    sequential_mnist,
     transfer,
     vanishing,
 )
@@ -122,3 +127,34 @@ def test_transfer_on_8x8_digits_specialized_features_lose_to_random_ones(tmp_pat
         assert few["frozen random features"] > few["frozen features"], n
         # the copied weights are still a fine starting point when everything is trained
         assert few["fine-tuned"] > few["frozen features"], n
+
+
+@pytest.mark.slow
+def test_adding_problem_gradient_vanishes_through_time_in_the_tanh_rnn(tmp_path):
+    runs = adding.run(tmp_path, fast=True, plots=False)["runs"]
+    rnn, lstm = runs["tanh RNN t=20"], runs["LSTM t=20"]
+    # at initialization the gradient reaching the first step is orders of magnitude below the
+    # last step's in the tanh RNN, much less so through the LSTM's cell
+    assert rnn["grad_first_over_last_init"] < 1e-3
+    assert lstm["grad_first_over_last_init"] > 10 * rnn["grad_first_over_last_init"]
+    assert all(math.isfinite(r["test_mse"]) for r in runs.values())
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"{rnn['test_mse']:.4g}" in summary
+
+
+def test_exploding_through_time_diverges_without_clipping(tmp_path):
+    runs = exploding_through_time.run(tmp_path, fast=True, plots=False)["runs"]
+    free, clipped = runs["no clipping"], runs["clip_norm=1"]
+    assert free["state_grad_ratio_init"] > 1e4  # the gradient grows going back in time
+    assert free["max_loss"] > 1e6 * free["first_loss"] or free["diverged"] != "no"
+    assert clipped["diverged"] == "no" and clipped["clipped_share"] == 1.0
+    assert clipped["max_loss"] < 2 * clipped["first_loss"]
+
+
+def test_sequential_mnist_fast_form_runs(tmp_path):
+    if not (ROOT / "data" / "mnist.npz").is_file():
+        pytest.skip("data/mnist.npz missing (python scripts/fetch_data.py mnist)")
+    runs = sequential_mnist.run(tmp_path, fast=True, plots=False)["runs"]
+    assert set(runs) == {"LSTM", "transformer"}
+    for r in runs.values():
+        assert r["test_accuracy"] > 0.15  # above chance after one epoch on 600 images

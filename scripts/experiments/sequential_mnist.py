@@ -140,11 +140,13 @@ def run(
     data = mnist_rows(fast)
     epochs = epochs or (1 if fast else 10)
     results: dict = {}
+    merged: dict = {}
 
     def write(record: dict) -> None:
         # Runs of one model at a time (they take long) merge with earlier results in out_dir.
         old = out_dir / "results.json"
-        merged = json.loads(old.read_text())["runs"] if old.is_file() and not fast else {}
+        if old.is_file() and not fast:
+            merged.update(json.loads(old.read_text())["runs"])
         merged[record["model"]] = record
         runs = list(merged.values())
         if plots:
