@@ -65,7 +65,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """scikit-learn estimators (issue 4), imported on first use: importing scikit-learn takes
     seconds, which ``import backprop`` and the command line should not pay."""
-    if name in ("MLPClassifier", "MLPRegressor"):
+    if name in ("MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
@@ -75,6 +75,8 @@ def __getattr__(name: str):
 __all__ = [
     "MLPClassifier",
     "MLPRegressor",
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
     "callbacks",
     "data",
     "initializers",

@@ -1,5 +1,6 @@
 """The guided experiments (scripts/experiments) in their fast form: each test runs one
-experiment through the public API and checks the qualitative claim its page makes.
+experiment through the public API and checks the qualitative claim its page makes. They are
+marked slow (``make test-fast`` leaves them out; ``make test`` runs them).
 
 Figures are the slow part on a loaded machine, so only one test draws them; the others check
 the numbers (``plots=False``).
@@ -24,12 +25,15 @@ from scripts.experiments import (  # noqa: E402
     modes,
     optimizers,
     regularization,
+    residual,
     sequential_mnist,
     transfer,
     vanishing,
 )
+from scripts.experiments._common import fmt  # noqa: E402
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_modes_minibatch_beats_batch_per_epoch_and_stochastic_is_noisiest(tmp_path):
     runs = modes.run(tmp_path, fast=True, plots=False)["runs"]
     mini, batch, sgd = runs["minibatch"], runs["batch"], runs["stochastic"]
@@ -45,6 +49,7 @@ def test_modes_minibatch_beats_batch_per_epoch_and_stochastic_is_noisiest(tmp_pa
     assert f"{mini['final_train_loss']:.4g}" in summary
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_vanishing_sigmoid_first_layer_gradient_orders_of_magnitude_below_relu(tmp_path):
     runs = vanishing.run(tmp_path, fast=True, plots=False)["runs"]
     sigmoid, relu, bn = runs["sigmoid"], runs["ReLU + He"], runs["sigmoid + BatchNorm"]
@@ -57,6 +62,7 @@ def test_vanishing_sigmoid_first_layer_gradient_orders_of_magnitude_below_relu(t
     assert all(a < b for a, b in zip(per_layer, per_layer[1:], strict=False))  # shrinks backwards
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_exploding_diverges_without_clipping_and_trains_with_global_norm_clipping(tmp_path):
     runs = exploding.run(tmp_path, fast=True)["runs"]  # this one also draws its figure
     free, clipped = runs["no clipping"], runs["clip_norm=1"]
@@ -71,6 +77,7 @@ def test_exploding_diverges_without_clipping_and_trains_with_global_norm_clippin
     assert json.loads((tmp_path / "results.json").read_text())["fast"] is True
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_regularization_narrows_the_train_validation_gap(tmp_path):
     runs = regularization.run(tmp_path, fast=True, plots=False)["runs"]
     none = runs.pop("none")
@@ -80,6 +87,7 @@ def test_regularization_narrows_the_train_validation_gap(tmp_path):
     assert runs["early stopping"]["epochs_run"] < none["epochs_run"]
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_optimizers_adaptive_and_lbfgs_beat_small_sgd_and_too_large_lr_fails(tmp_path):
     results = optimizers.run(tmp_path, fast=True, plots=False)
     opt, sweep = results["optimizers"], results["lr_sweep"]
@@ -99,6 +107,7 @@ def test_optimizers_adaptive_and_lbfgs_beat_small_sgd_and_too_large_lr_fails(tmp
     assert all(b < a for a, b in zip(decay, decay[1:], strict=False))
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_initialization_zeros_never_break_symmetry(tmp_path):
     runs = initialization.run(tmp_path, fast=True, plots=False)["runs"]
     width = initialization.WIDTH
@@ -116,6 +125,7 @@ def test_initialization_zeros_never_break_symmetry(tmp_path):
     assert small["final_train_loss"] > 0.95 * small["initial_loss"]  # stalls
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_transfer_on_8x8_digits_specialized_features_lose_to_random_ones(tmp_path):
     results = transfer.run(tmp_path, fast=True, plots=False, use_mnist=False)["digits"]
     assert results["source_test_accuracy"] > 0.9
@@ -129,7 +139,7 @@ def test_transfer_on_8x8_digits_specialized_features_lose_to_random_ones(tmp_pat
         assert few["fine-tuned"] > few["frozen features"], n
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_adding_problem_gradient_vanishes_through_time_in_the_tanh_rnn(tmp_path):
     runs = adding.run(tmp_path, fast=True, plots=False)["runs"]
     rnn, lstm = runs["tanh RNN t=20"], runs["LSTM t=20"]
@@ -142,6 +152,7 @@ def test_adding_problem_gradient_vanishes_through_time_in_the_tanh_rnn(tmp_path)
     assert f"{rnn['test_mse']:.4g}" in summary
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_exploding_through_time_diverges_without_clipping(tmp_path):
     runs = exploding_through_time.run(tmp_path, fast=True, plots=False)["runs"]
     free, clipped = runs["no clipping"], runs["clip_norm=1"]
@@ -151,6 +162,7 @@ def test_exploding_through_time_diverges_without_clipping(tmp_path):
     assert clipped["max_loss"] < 2 * clipped["first_loss"]
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_sequential_mnist_fast_form_runs(tmp_path):
     if not (ROOT / "data" / "mnist.npz").is_file():
         pytest.skip("data/mnist.npz missing (python scripts/fetch_data.py mnist)")
@@ -158,3 +170,43 @@ def test_sequential_mnist_fast_form_runs(tmp_path):
     assert set(runs) == {"LSTM", "transformer"}
     for r in runs.values():
         assert r["test_accuracy"] > 0.15  # above chance after one epoch on 600 images
+
+
+@pytest.mark.slow  # runs an experiment (fast form)
+def test_residual_skips_carry_the_gradient_that_a_plain_sigmoid_stack_loses(tmp_path):
+    runs = residual.run(tmp_path, fast=True, plots=False)["runs"]
+    plain, skip = runs["sigmoid, plain"], runs["sigmoid, residual"]
+    assert plain["first_layer_grad_epoch1"] < 1e-12 * skip["first_layer_grad_epoch1"]
+    per_layer = plain["grad_norm_per_layer_epoch1"]
+    assert all(a < b for a, b in zip(per_layer, per_layer[1:], strict=False))  # shrinks backwards
+    for label in ("sigmoid, residual", "tanh, residual"):
+        hidden = runs[label]["grad_norm_per_layer_epoch1"][: residual.DEPTH - 1]
+        assert max(hidden) < 10 * min(hidden), label  # about flat across the 29 hidden layers
+    assert runs["ReLU, residual"]["diverged"].startswith("non-finite")  # variance doubles/block
+    assert runs["ReLU, plain"]["diverged"] == "no"
+
+
+def test_residual_page_shows_the_numbers_of_its_results_file():
+    """docs/experiments/residual.md's table is the full run's results.json, cell by cell."""
+    page = (ROOT / "docs" / "experiments" / "residual.md").read_text()
+    results = json.loads((ROOT / "docs" / "experiments" / "residual" / "results.json").read_text())
+    assert results["fast"] is False and f"{results['epochs']} epochs" in page
+    columns = [
+        "first_layer_grad_epoch1",
+        "last_layer_grad_epoch1",
+        "first_over_last_epoch1",
+        "epoch1_loss",
+        "final_train_loss",
+        "test_accuracy",
+        "diverged",
+    ]
+    rows = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in results["runs"]:
+            rows[cells[0]] = cells[1:]
+    assert set(rows) == set(results["runs"])
+    for label, run in results["runs"].items():
+        assert rows[label] == [fmt(run[c]) for c in columns], label
+    sigmoid = results["runs"]["sigmoid, plain"]["grad_norm_per_layer_epoch1"]
+    assert f"{sigmoid[0]:.3g}" in page and f"{sigmoid[-1]:.2g}" in page  # the prose quotes them
