@@ -139,3 +139,26 @@ def test_adding_config_trains_through_the_command_line(tmp_path):
     )
     model = bp.load(tmp_path / "model.npz")
     assert isinstance(model.layers[0], bp.LSTM) and model.in_shape == (8, 2)
+
+
+@pytest.mark.slow
+def test_neural_net_classifier_with_sequence_models(rng):
+    """Sequence models through the scikit-learn estimator: float sequences and token ids."""
+    from sklearn.base import clone
+
+    X = rng.standard_normal((120, 6, 3)).astype(np.float32)
+    y = (X[:, 0, 0] > 0).astype(int)  # the label sits at the first step: carried by the LSTM
+    clf = bp.NeuralNetClassifier(
+        layers=[bp.LSTM(8)], lr=0.01, batch_size=16, epochs=15, random_state=0
+    )
+    clf.fit(X, y)
+    assert clf.predict(X).shape == (120,) and clf.predict_proba(X).shape == (120, 2)
+    assert clf.score(X, y) > 0.9
+    ids = rng.integers(1, 7, size=(120, 5))
+    ids[:60, 3:] = 0  # padded
+    labels = (ids[:, 0] > 3).astype(int)
+    tok = clone(clf).set_params(
+        layers=[bp.Embedding(7, 4, mask_zero=True), bp.GRU(6, reduce="mean")]
+    )
+    tok.fit(ids, labels)
+    assert tok.score(ids, labels) > 0.8
