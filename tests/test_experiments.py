@@ -210,3 +210,29 @@ def test_residual_page_shows_the_numbers_of_its_results_file():
         assert rows[label] == [fmt(run[c]) for c in columns], label
     sigmoid = results["runs"]["sigmoid, plain"]["grad_norm_per_layer_epoch1"]
     assert f"{sigmoid[0]:.3g}" in page and f"{sigmoid[-1]:.2g}" in page  # the prose quotes them
+
+
+@pytest.mark.parametrize(
+    ("page", "label_column"),
+    [
+        ("exploding_through_time", "setting"),
+    ],
+)
+def test_sequence_pages_show_the_numbers_of_their_results_files(page, label_column):
+    """Each sequence experiment page's table holds its full run's results.json, cell by cell
+    (rows keyed by their first cells, which name the run)."""
+    text = (ROOT / "docs" / "experiments" / f"{page}.md").read_text()
+    results = json.loads((ROOT / "docs" / "experiments" / page / "results.json").read_text())
+    assert results["fast"] is False
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    shown = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        shown[tuple(cells[:2])] = dict(zip(header, cells, strict=True))
+    for run in results["runs"].values():
+        key = (fmt(run[header[0]]), fmt(run[header[1]]))
+        assert key in shown, key
+        for column, cell in shown[key].items():
+            assert cell == fmt(run[column]), (key, column)
+    assert len(shown) == len(results["runs"])
