@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import backprop as bp  # noqa: E402
+from backprop.app.datasets import load_mnist  # noqa: E402
 
 BATCH, T, D, H = 128, 28, 28, 128
 D_MODEL, HEADS, FFN = 64, 4, 128
@@ -38,7 +39,7 @@ D_MODEL, HEADS, FFN = 64, 4, 128
 
 def mnist_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
     try:
-        X, y, _, _ = bp.datasets.load_mnist()
+        X, y, _, _ = load_mnist()
         X, y = X[:n], y[:n]
     except FileNotFoundError:
         rng = np.random.default_rng(0)

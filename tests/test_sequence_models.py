@@ -121,7 +121,7 @@ def test_sequence_models_save_and_load(tmp_path, rng):
 def test_sequence_configs_build(config):
     from pathlib import Path
 
-    from backprop import config as config_mod
+    from backprop.app import config as config_mod
 
     cfg = bp.load_config(Path(__file__).resolve().parents[1] / "configs" / config)
     shape = (100, 2) if "adding" in config else (28, 28)
@@ -131,7 +131,7 @@ def test_sequence_configs_build(config):
 
 @pytest.mark.slow
 def test_adding_config_trains_through_the_command_line(tmp_path):
-    from backprop.cli import main
+    from backprop.app.cli import main
 
     args = ["--set", "data.n_samples=200", "--set", "data.length=8", "--set", "trainer.epochs=2"]
     assert (

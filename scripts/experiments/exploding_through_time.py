@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import backprop as bp
-from backprop.datasets import adding_problem
+from backprop.app.datasets import adding_problem
 
 from ._common import SEED, BatchRecorder, main, save_figure, table, write_summary
 

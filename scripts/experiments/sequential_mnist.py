@@ -26,6 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import backprop as bp
+from backprop.app.datasets import load_mnist
 
 from ._common import DOCS, FAST, SEED, save_figure, table, write_summary
 
@@ -56,7 +57,7 @@ def make_model(name: str) -> bp.Sequential:
 
 def mnist_rows(fast: bool) -> dict:
     """MNIST as float32 sequences ``(n, 28, 28)`` in [0, 1] (row s of an image is step s)."""
-    X, y, Xt, yt = bp.datasets.load_mnist()
+    X, y, Xt, yt = load_mnist()
     if fast:
         X, y, Xt, yt = X[:600], y[:600], Xt[:300], yt[:300]
     rows = lambda A: (A.reshape(-1, 28, 28) / np.float32(255)).astype(np.float32)  # noqa: E731
