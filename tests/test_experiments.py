@@ -216,6 +216,8 @@ def test_residual_page_shows_the_numbers_of_its_results_file():
     ("page", "label_column"),
     [
         ("exploding_through_time", "setting"),
+        ("adding", "network"),
+        ("sequential_mnist", "model"),
     ],
 )
 def test_sequence_pages_show_the_numbers_of_their_results_files(page, label_column):
