@@ -55,6 +55,7 @@ from .regularization import (
     global_norm,
     penalty,
 )
+from .sparse import is_sparse
 
 MODES = ("stochastic", "batch", "minibatch")
 
@@ -256,7 +257,7 @@ class Trainer:
         if self.l1 or self.l2:
             l1, l2 = self.l1, self.l2
             if self.penalty_scale == "per_sample":
-                total = len(Xb) if wb is None else float(np.sum(wb))
+                total = Xb.shape[0] if wb is None else float(np.sum(wb))
                 l1, l2 = l1 / total, l2 / total
             w = m.flat_parameters[: m.n_weights]
             loss += penalty(w, l1, l2)
@@ -349,8 +350,9 @@ class Trainer:
             batch_size = self.resolve_batch_size(len(train_idx))
             self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
             keep_ints = self.model.integer_input and X.dtype.kind in "iu"
+            rows = 0 if is_sparse(X) else batch_size  # a sparse batch is gathered as CSR
             buffer = np.empty(
-                (batch_size, *X.shape[1:]), dtype=X.dtype if keep_ints else self.model.dtype
+                (rows, *X.shape[1:]), dtype=X.dtype if keep_ints else self.model.dtype
             )
 
             def batches():
@@ -450,7 +452,7 @@ class Trainer:
                 if self.schedule is not None and self.schedule.interval == "update":
                     self.optimizer.lr = self.schedule(self.step_count)
                 loss, out, norm = self.train_step(Xb, yb, wb)
-                bw = len(Xb) if wb is None else float(wb.sum())
+                bw = Xb.shape[0] if wb is None else float(wb.sum())
                 total += loss * bw
                 weight_total += bw
                 norm_sum += norm

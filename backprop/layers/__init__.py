@@ -17,12 +17,22 @@ from .attention import MultiHeadSelfAttention
 from .base import Layer
 from .cells import GRU, LSTM, RNN
 from .containers import Residual
+from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding, LearnedPositionalEncoding, SinusoidalPositionalEncoding
 from .masking import Masking, SequencePool
 from .normalization import BatchNorm, LayerNorm
+from .pooling import (
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    MaxPool1D,
+    MaxPool2D,
+)
 from .registry import REGISTRY, get, layer_from_spec, layer_spec, register_layer
+from .reshape import Flatten, Reshape
 
 __all__ = [
     "Layer",
@@ -51,6 +61,16 @@ __all__ = [
     "SinusoidalPositionalEncoding",
     "LearnedPositionalEncoding",
     "Residual",
+    "Conv1D",
+    "Conv2D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "Flatten",
+    "Reshape",
     "REGISTRY",
     "get",
     "layer_from_spec",
