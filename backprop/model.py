@@ -37,6 +37,7 @@ from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
 from .layers.containers import named_layers
 from .layers.dense import set_auto_init
+from .layers.masking import forward_with_mask
 
 SeedLike = int | np.random.Generator | None
 
@@ -243,9 +244,9 @@ class Sequential:
         ``X`` is cast to the model's dtype (a copy only when its dtype differs). A scipy.sparse
         ``X`` stays sparse (CSR) and needs a first layer that takes it (:mod:`backprop.sparse`).
         """
-        out = self.check_input(X)
-        for layer in self.layers:
-            out = layer.forward(out, training=training)
+        out, mask = self.check_input(X), None
+        for layer in self.layers:  # padding masks travel along (see layers/masking.py)
+            out, mask = forward_with_mask(layer, out, training, mask)
         return out
 
     def backward(self, grad_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
