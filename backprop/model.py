@@ -26,14 +26,16 @@ A ``Sequential`` (re-)initializes every layer it is given from its own seed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from . import initializers
+from . import sparse as sparse_mod
 from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
+from .layers.containers import named_layers
+from .layers.dense import set_auto_init
 
 SeedLike = int | np.random.Generator | None
 
@@ -45,33 +47,6 @@ def spawn_generators(seed: SeedLike, n: int) -> list[np.random.Generator]:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
         raise ValueError(f"seed must be an int, a numpy Generator or None, got {seed!r}")
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
-
-
-def named_layers(
-    layers: Iterable[Layer], prefix: str = "", trainable: bool = True
-) -> Iterator[tuple[str, Layer, bool]]:
-    """``(name, layer, trainable)`` for every layer and, depth first, every container's children;
-    a layer counts as trainable only when its containers are too."""
-    for i, layer in enumerate(layers):
-        name, t = f"{prefix}{i}", trainable and layer.trainable
-        yield name, layer, t
-        yield from named_layers(layer.children(), f"{name}.", t)
-
-
-def _activation_after(layers: list[Layer], i: int) -> str | None:
-    """The activation that follows layer ``i`` (for Dense's "auto" initializer)."""
-    for layer in layers[i + 1 :]:
-        if layer.init_transparent:
-            continue
-        return None if hasattr(layer, "auto_init") else type(layer).__name__
-    return None
-
-
-def _set_auto_init(layers: list[Layer]) -> None:
-    for i, layer in enumerate(layers):
-        if hasattr(layer, "auto_init"):
-            layer.auto_init = initializers.default_for_activation(_activation_after(layers, i))
-        _set_auto_init(layer.children())
 
 
 class Sequential:
@@ -102,6 +77,11 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} is {layer!r}, not a backprop Layer")
+            if not all(hasattr(layer, a) for a in ("params", "grads", "buffers", "trainable")):
+                raise TypeError(
+                    f"layer {i} ({type(layer).__name__}) has no params/grads/buffers: "
+                    "its __init__ must call super().__init__()"
+                )
         self.dtype = as_float_dtype(dtype)
         self.seed = seed if isinstance(seed, int) else None
         self._init_rng, self.rng = spawn_generators(seed, 2)
@@ -190,7 +170,7 @@ class Sequential:
         for layer in self.layers:
             layer._allocate_buffers(self.dtype)
             layer.set_rng(self.rng)
-        _set_auto_init(self.layers)
+        set_auto_init(self.layers)
 
     def _bind_views(self) -> None:
         """Make every layer's ``params``/``grads`` views into the two flat buffers."""
@@ -221,7 +201,16 @@ class Sequential:
     # -- computation --------------------------------------------------------------------------
     def check_input(self, X: Any, name: str = "X") -> np.ndarray:
         """``X`` as an array of shape ``(n, *in_shape)`` in the model's dtype (integer input
-        passes uncast when the first layer takes integers); builds the model on first use."""
+        passes uncast when the first layer takes integers); builds the model on first use. A
+        scipy.sparse ``X`` stays sparse (CSR) and needs a first layer that takes it
+        (:mod:`backprop.sparse`)."""
+        if sparse_mod.is_sparse(X):
+            X = sparse_mod.as_model_input(X, self.dtype, self.layers[0], name)
+            if not self.built:
+                self.build(X.shape[1:])
+            if X.shape[1:] != self.in_shape:
+                raise self.shape_error(X.shape, name)
+            return X
         X = np.asarray(X)
         if X.dtype.kind not in "fiub":
             raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
@@ -248,7 +237,8 @@ class Sequential:
     def forward(self, X: Any, training: bool = False) -> np.ndarray:
         """Output ``(n, *out_shape)`` for input ``X`` ``(n, *in_shape)``.
 
-        ``X`` is cast to the model's dtype (a copy only when its dtype differs).
+        ``X`` is cast to the model's dtype (a copy only when its dtype differs). A scipy.sparse
+        ``X`` stays sparse (CSR) and needs a first layer that takes it (:mod:`backprop.sparse`).
         """
         out = self.check_input(X)
         for layer in self.layers:

@@ -48,12 +48,14 @@ from .lbfgs import LBFGS
 from .model import Sequential, spawn_generators
 from .regularization import (
     add_penalty_gradient,
+    clip_adaptive,
     clip_by_global_norm,
     clip_by_param_norm,
     clip_by_value,
     global_norm,
     penalty,
 )
+from .sparse import is_sparse
 
 MODES = ("stochastic", "batch", "minibatch")
 
@@ -104,6 +106,10 @@ class Trainer:
         clip_norm: clip the global gradient norm to this bound.
         clip_value: clamp each gradient entry to ``[-clip_value, clip_value]``.
         clip_param_norm: clip each parameter's gradient norm separately.
+        clip_mode: None, or "agc" for adaptive gradient clipping (Brock et al. 2021): each unit's
+            gradient norm is bounded by ``clip_factor`` times its weight norm (see
+            :func:`backprop.regularization.clip_adaptive`). Applied after the other clips.
+        clip_factor: the AGC bound ``lambda`` (0.01 by default).
         schedule: a learning-rate Schedule (or name), stepped per epoch or per update.
         callbacks: Callback instances, called in order.
         metrics: "auto" (accuracy for cross-entropies, r2 for regression losses), or a list of
@@ -131,6 +137,8 @@ class Trainer:
         clip_norm: float | None = None,
         clip_value: float | None = None,
         clip_param_norm: float | None = None,
+        clip_mode: str | None = None,
+        clip_factor: float = 0.01,
         schedule: schedules_mod.Schedule | str | None = None,
         callbacks: Sequence[Callback] | None = None,
         metrics: str | Sequence[str] = "auto",
@@ -154,6 +162,10 @@ class Trainer:
         self.clip_norm = _optional_positive("clip_norm", clip_norm)
         self.clip_value = _optional_positive("clip_value", clip_value)
         self.clip_param_norm = _optional_positive("clip_param_norm", clip_param_norm)
+        if clip_mode not in (None, "agc"):
+            raise ValueError(f"clip_mode must be None or 'agc', got {clip_mode!r}")
+        self.clip_mode = clip_mode
+        self.clip_factor = _optional_positive("clip_factor", clip_factor)
         self.schedule = schedules_mod.get(schedule)
         if self.schedule is not None and isinstance(self.optimizer, LBFGS):
             raise ValueError("learning-rate schedules do not apply to L-BFGS")
@@ -245,7 +257,7 @@ class Trainer:
         if self.l1 or self.l2:
             l1, l2 = self.l1, self.l2
             if self.penalty_scale == "per_sample":
-                total = len(Xb) if wb is None else float(np.sum(wb))
+                total = Xb.shape[0] if wb is None else float(np.sum(wb))
                 l1, l2 = l1 / total, l2 / total
             w = m.flat_parameters[: m.n_weights]
             loss += penalty(w, l1, l2)
@@ -270,6 +282,9 @@ class Trainer:
             clipped = True
         if self.clip_norm is not None:
             clip_by_global_norm(grads, self.clip_norm, None if clipped else norm)
+        if self.clip_mode == "agc":
+            m = self.model
+            clip_adaptive(m.parameters().values(), m.gradients().values(), self.clip_factor)
         self.optimizer.step(self.model.flat_parameters, grads, self._slices)
         self.step_count += 1
         return loss, out, norm
@@ -321,6 +336,10 @@ class Trainer:
             if isinstance(self.optimizer, LBFGS):
                 raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
             val = None if validation_data is None else self._check_val(validation_data)
+            if not self.model.built:  # the first batch fixes the input shape
+                first = next(iter(X), None)
+                if isinstance(first, tuple | list) and first:
+                    self.model.build(np.shape(first[0])[1:])
             self.steps_per_epoch = 0  # unknown until the first pass
 
             def batches():
@@ -331,8 +350,9 @@ class Trainer:
             batch_size = self.resolve_batch_size(len(train_idx))
             self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
             keep_ints = self.model.integer_input and X.dtype.kind in "iu"
+            rows = 0 if is_sparse(X) else batch_size  # a sparse batch is gathered as CSR
             buffer = np.empty(
-                (batch_size, *X.shape[1:]), dtype=X.dtype if keep_ints else self.model.dtype
+                (rows, *X.shape[1:]), dtype=X.dtype if keep_ints else self.model.dtype
             )
 
             def batches():
@@ -432,7 +452,7 @@ class Trainer:
                 if self.schedule is not None and self.schedule.interval == "update":
                     self.optimizer.lr = self.schedule(self.step_count)
                 loss, out, norm = self.train_step(Xb, yb, wb)
-                bw = len(Xb) if wb is None else float(wb.sum())
+                bw = Xb.shape[0] if wb is None else float(wb.sum())
                 total += loss * bw
                 weight_total += bw
                 norm_sum += norm

@@ -39,7 +39,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import backprop as bp
-from backprop.datasets import load_mnist
+from backprop.app.datasets import load_mnist
 
 
 def lenet5_backprop(seed: int = 0) -> bp.Sequential:

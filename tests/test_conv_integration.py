@@ -176,8 +176,8 @@ def test_configs_parse_and_name_the_new_layers():
 
 @pytest.mark.slow
 def test_backprop_train_on_a_cnn_config_writes_the_cnn_figures(tmp_path):
-    from backprop import config as config_mod
-    from backprop.experiment import run
+    from backprop.app import config as config_mod
+    from backprop.app.experiment import run
 
     cfg = config_mod.load_config(_digits_config(tmp_path))
     assert cfg["data"]["source"] == "digits"

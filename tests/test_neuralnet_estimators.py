@@ -173,3 +173,45 @@ def test_integer_token_input_reaches_the_first_layer_uncast():
     assert est.score(X, y) > 0.9
     with pytest.raises(ValueError, match="integer input"):
         est.predict(X.astype(float))
+
+
+def test_fitted_estimators_save_and_load_with_bp_save(tmp_path):
+    X, y = _images()
+    X = X.reshape(len(X), 16)
+    labels = np.array(["left-top", "right-top", "left-bottom"])[y]
+    clf = bp.NeuralNetClassifier(
+        [bp.Dense(8), bp.ReLU(), bp.Residual([bp.Dense(8), bp.Tanh()])], epochs=3, random_state=0
+    ).fit(X, labels)
+    bp.save(clf, tmp_path / "clf.npz")
+    back = bp.load(tmp_path / "clf.npz")
+    assert type(back) is bp.NeuralNetClassifier and list(back.classes_) == list(clf.classes_)
+    assert np.array_equal(back.predict_proba(X), clf.predict_proba(X))
+    assert back.history_ == clf.history_ and back.get_params()["epochs"] == 3
+    assert isinstance(back.layers[2], bp.Residual) and not back.layers[2].built
+
+    rng = np.random.default_rng(0)
+    Xr, yr = rng.normal(size=(40, 3)), rng.normal(size=40)
+    reg = bp.NeuralNetRegressor(_hidden, epochs=2, random_state=0).fit(Xr, yr)
+    with pytest.warns(UserWarning, match="layers"):  # a function cannot be written as JSON
+        bp.save(reg, tmp_path / "reg.npz")
+    back = bp.load(tmp_path / "reg.npz")
+    assert back.layers is None and np.array_equal(back.predict(Xr), reg.predict(Xr))
+    assert back.predict(Xr).shape == (40,)
+
+
+def test_zero_sample_weights_equal_removing_the_samples_and_dtype_follows_X():
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    w = (rng.uniform(size=30) > 0.3).astype(float)
+    kw = {"mode": "batch", "epochs": 5, "lr": 0.05, "shuffle": False, "random_state": 0}
+    weighted = bp.NeuralNetClassifier(_hidden, **kw).fit(X, y, sample_weight=w)
+    removed = bp.NeuralNetClassifier(_hidden, **kw).fit(X[w > 0], y[w > 0])
+    assert weighted.model_.dtype == np.float64  # float64 X, as scikit-learn gives
+    np.testing.assert_allclose(weighted.predict_proba(X), removed.predict_proba(X), rtol=1e-10)
+    assert not np.allclose(
+        bp.NeuralNetClassifier(_hidden, **kw).fit(X, y).predict_proba(X), removed.predict_proba(X)
+    )
+    f32 = bp.NeuralNetClassifier(_hidden, **kw).fit(X.astype(np.float32), y)
+    assert f32.model_.dtype == np.float32
+    with pytest.raises(ValueError, match="sample_weight.shape"):
+        removed.fit(X, y, sample_weight=w[:5])

@@ -52,7 +52,8 @@ class NeuralNet(BaseEstimator):
             the :class:`~backprop.Trainer`'s options (callbacks are copied at every fit).
         validation_split: fraction of the training data held out; ``history_`` then has
             ``val_loss``.
-        dtype: "float32" or "float64": the network's dtype.
+        dtype: "float32", "float64", or None (default) for the dtype of X (float32 X trains a
+            float32 network; float64 X, like scikit-learn's, a float64 one; token ids float32).
         random_state: None, an int or a RandomState: initial weights, dropout, batch order.
         warm_start: continue training ``model_`` on the next fit instead of starting over.
     """
@@ -75,7 +76,7 @@ class NeuralNet(BaseEstimator):
         schedule: Any = None,
         callbacks: list | None = None,
         validation_split: float | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,
         random_state: Any = None,
         warm_start: bool = False,
     ) -> None:
@@ -121,13 +122,14 @@ class NeuralNet(BaseEstimator):
 
     def _validate_X(self, X: Any, reset: bool, integer: bool) -> np.ndarray:
         dtype = None if integer else (np.float64, np.float32)
-        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=dtype)
+        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=dtype, accept_sparse="csr")
         if integer and X.dtype.kind not in "iu":
             raise ValueError(f"the first layer takes integer input, got X of dtype {X.dtype}")
         return X
 
-    def fit(self, X: Any, y: Any) -> NeuralNet:
-        """Train the network on ``X`` ``(n_samples, *in_shape)`` and targets ``y``."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> NeuralNet:
+        """Train the network on ``X`` ``(n_samples, *in_shape)`` and targets ``y``, each sample's
+        loss weighted by ``sample_weight`` (the Trainer's weighted mean) when given."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
@@ -148,9 +150,12 @@ class NeuralNet(BaseEstimator):
                 raise ValueError("layers is empty and output_layer is False: no network to train")
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             self._seed = seed
-            model = Sequential(stack, input_shape=X.shape[1:], dtype=self.dtype, seed=seed)
-        if len(X) != len(Y):
-            raise ValueError(f"X has {len(X)} samples but y has {len(Y)}")
+            dtype = self.dtype
+            if dtype is None:
+                dtype = X.dtype if X.dtype.kind == "f" else np.float32
+            model = Sequential(stack, input_shape=X.shape[1:], dtype=dtype, seed=seed)
+        if X.shape[0] != len(Y):  # X.shape: a scipy.sparse X has no len()
+            raise ValueError(f"X has {X.shape[0]} samples but y has {len(Y)}")
         optimizer = self.optimizer
         if isinstance(optimizer, str):
             kwargs = {} if optimizer == "lbfgs" else {"lr": self.lr}
@@ -172,7 +177,17 @@ class NeuralNet(BaseEstimator):
             metrics=[],
             seed=self._seed + 1 + (len(self.history_["loss"]) if continuing else 0),
         )
-        history = trainer.fit(X, Y, validation_split=self.validation_split)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != (X.shape[0],):
+                raise ValueError(
+                    f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},)!"
+                )
+            if sample_weight.sum() <= 0:
+                raise ValueError("sample_weight sums to zero: no sample to learn from")
+        history = trainer.fit(
+            X, Y, validation_split=self.validation_split, sample_weight=sample_weight
+        )
         logs = {k: [float(v) for v in values] for k, values in history.items()}
         if continuing:
             for key, values in logs.items():
@@ -195,6 +210,7 @@ class NeuralNet(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
+        tags.input_tags.sparse = True  # as CSR, when the first layer takes it (a Dense does)
         return tags
 
 
@@ -269,7 +285,7 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
         schedule: Any = None,
         callbacks: list | None = None,
         validation_split: float | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,
         random_state: Any = None,
         warm_start: bool = False,
     ) -> None:
@@ -315,7 +331,7 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
             self._y_1d = y.ndim == 1
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} targets, the network {self.n_outputs_}")
-        return Y.astype(np.dtype(self.dtype))
+        return Y  # float64; the loss casts it to the network's dtype batch by batch
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions ``(n_samples,)`` for a 1-D training target, else ``(n, n_outputs)``."""

@@ -138,6 +138,8 @@ class Layer:
 
     in_features: int | None = None
     out_features: int | None = None
+    in_shape: Shape | None = None  # class defaults: a subclass that skips __init__ still works
+    out_shape: Shape | None = None
     integer_input: bool = False
     #: Dense's "auto" initializer looks through these layers for the activation that follows.
     init_transparent: bool = False
@@ -223,8 +225,13 @@ class Layer:
         self.reset_parameters(rng)
 
     def _allocate_buffers(self, dtype: np.dtype) -> None:
-        """Fresh buffers of ``dtype`` from ``buffer_specs()``, reset."""
-        self.buffers = {k: np.zeros(shape, dtype=dtype) for k, shape in self.buffer_specs().items()}
+        """Fresh buffers of ``dtype`` from ``buffer_specs()``, reset. A layer that declares no
+        specs but made its own ``buffers`` keeps them, cast to ``dtype``."""
+        specs = self.buffer_specs()
+        if not specs:
+            self._set_dtype(np.dtype(dtype))
+            return
+        self.buffers = {k: np.zeros(shape, dtype=dtype) for k, shape in specs.items()}
         self.reset_buffers()
 
     def bind(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:

@@ -12,6 +12,9 @@ Backward, given ``g = dL/dy``, with ``X`` and ``G`` the inputs and gradients fla
     dW = X.T @ G             (in_features, out_features)
     db = sum_rows G          (out_features,)
     dx = g @ W.T             (n, ..., in_features)
+
+A scipy.sparse ``x`` (CSR) is taken as it is: ``x @ W`` and ``X.T @ G`` are sparse-dense
+products and ``backward`` returns None, as no layer sits upstream (see :mod:`backprop.sparse`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import initializers
+from .. import sparse as sparse_mod
 from .base import Layer, Shape, allocation_enabled, check_positive_int
 from .registry import register_layer
 
@@ -46,6 +50,7 @@ class Dense(Layer):
             re-initializes every layer from its own seed.
     """
 
+    accepts_sparse = True  # a scipy.sparse batch may come in as the model's input
     output_size_argument = "out_features"
 
     def __init__(
@@ -64,13 +69,11 @@ class Dense(Layer):
                 f"Dense takes (out_features) or (in_features, out_features), got {len(sizes)} "
                 "sizes; pass init, bias_init, dtype and seed by keyword"
             )
-        given = dict(
-            zip(
-                ("out_features",) if len(sizes) == 1 else ("in_features", "out_features"),
-                sizes,
-                strict=False,
-            )
-        )
+        if len(sizes) == 2 or (len(sizes) == 1 and out_features is not None):
+            names: tuple[str, ...] = ("in_features", "out_features")  # Dense(64, out_features=10)
+        else:
+            names = ("out_features",)  # Dense(10)
+        given = dict(zip(names, sizes, strict=False))
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if value is not None:
                 if name in given:
@@ -115,7 +118,10 @@ class Dense(Layer):
         self._check_input(x)
         if not self.params:
             raise self._unallocated()
-        y = x @ self.params["W"]
+        if sparse_mod.is_sparse(x):
+            y = sparse_mod.matmul(x, self.params["W"])
+        else:
+            y = x @ self.params["W"]
         y += self.params["b"]
         if training:
             self._x = x
@@ -130,11 +136,16 @@ class Dense(Layer):
         x, g = self._x, grad_out
         if x.ndim != 2:  # rows of the last axis: every middle position is a sample of the map
             x, g = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-        np.matmul(x.T, g, out=self.grads["W"])
+        if sparse_mod.is_sparse(x):
+            sparse_mod.transpose_matmul(x, g, self.grads["W"])
+        else:
+            np.matmul(x.T, g, out=self.grads["W"])
         np.add.reduce(g, axis=0, out=self.grads["b"])  # np.sum without its wrapper
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         self.backward_params_only(grad_out)
+        if sparse_mod.is_sparse(self._x):
+            return None  # no dL/dx for a sparse input: nothing upstream needs it
         return grad_out @ self.params["W"].T
 
     def config(self) -> dict[str, Any]:
@@ -147,3 +158,21 @@ class Dense(Layer):
         if isinstance(self.bias_init, str):
             cfg["bias_init"] = self.bias_init
         return cfg
+
+
+def _activation_after(layers: list[Layer], i: int) -> str | None:
+    """The activation that follows layer ``i``, looking through Dropout and normalization."""
+    for layer in layers[i + 1 :]:
+        if layer.init_transparent:
+            continue
+        return None if hasattr(layer, "auto_init") else type(layer).__name__
+    return None
+
+
+def set_auto_init(layers: list[Layer]) -> None:
+    """Give every Dense with ``init="auto"`` (in ``layers`` and inside containers) the
+    initializer of the activation that follows it: He for the ReLU family, else Glorot."""
+    for i, layer in enumerate(layers):
+        if hasattr(layer, "auto_init"):
+            layer.auto_init = initializers.default_for_activation(_activation_after(layers, i))
+        set_auto_init(layer.children())

@@ -3,7 +3,7 @@
 Tables and what they become (every key is checked; an unknown key names the allowed ones, the
 file and the line)::
 
-    [data]            backprop.sources.prepare      source, test/validation sizes, scaling
+    [data]            backprop.app.sources.prepare      source, test/validation sizes, scaling
     [model]           Sequential                    dtype, seed, [[model.layers]] tables
     [[model.layers]]  backprop.layers.REGISTRY      type = "Dense", then the class's arguments
                                                     (any registered layer; the argument types
@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import layers as layers_mod
-from . import losses as losses_mod
-from . import optimizers as optimizers_mod
-from . import schedules as schedules_mod
-from .layers.registry import check_argument, constructor_arguments
-from .lbfgs import LBFGS
+from .. import layers as layers_mod
+from .. import losses as losses_mod
+from .. import optimizers as optimizers_mod
+from .. import schedules as schedules_mod
+from ..layers.registry import check_argument, constructor_arguments
+from ..lbfgs import LBFGS
 from .sources import COMMON_OPTIONS, SOURCE_OPTIONS
 
 
@@ -57,6 +57,8 @@ FIXED: dict[str, dict[str, tuple[Any, Any]]] = {
         "l2": (float, 0.0),
         "clip_norm": (float, None),
         "clip_value": (float, None),
+        "clip_mode": (str, None),
+        "clip_factor": (float, 0.01),
         "seed": (int, 0),
     },
     "early_stopping": {
@@ -73,6 +75,7 @@ FIXED: dict[str, dict[str, tuple[Any, Any]]] = {
         "save_best": (bool, True),
         "plots": (bool, True),
         "gradient_monitor": (bool, True),
+        "trajectory": (bool, False),
     },
 }
 NAMED = {"loss": "mse", "optimizer": "adam", "schedule": None}
@@ -277,7 +280,7 @@ def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: in
     """The Sequential described by ``[model]``, built for input of ``n_features`` (an int, or a
     per-sample shape); the last layer that declares an ``output_size_argument`` (Dense's
     ``out_features``) gets ``n_outputs`` unless the config sets it."""
-    from .model import Sequential
+    from ..model import Sequential
 
     specs = config["model"]["layers"]
     classes = [layers_mod.get(spec["type"]) for spec in specs]
@@ -327,7 +330,7 @@ def build_schedule(config: Config):
 
 def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
     """The Trainer for ``model`` from ``[loss]``, ``[optimizer]``, ``[schedule]``, ``[trainer]``."""
-    from .trainer import Trainer
+    from ..trainer import Trainer
 
     try:
         return Trainer(
@@ -343,7 +346,7 @@ def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
 
 
 def build_early_stopping(config: Config):
-    from .callbacks import EarlyStopping
+    from ..callbacks import EarlyStopping
 
     table = dict(config["early_stopping"])
     if not table.pop("enabled"):
