@@ -45,6 +45,7 @@ from .schedules import (
     StepDecay,
 )
 from .trainer import Trainer, TrainingDivergedError
+from .view import TrainingView
 
 __version__ = "0.1.0"
 
@@ -117,6 +118,7 @@ __all__ = [
     "Schedule",
     "StepDecay",
     "Trainer",
+    "TrainingView",
     "TrainingDivergedError",
     # files, checkpoints and configs
     "Checkpoint",

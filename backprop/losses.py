@@ -61,7 +61,14 @@ def _check_weights(sample_weight: Any, n: int, dtype: np.dtype) -> np.ndarray | 
 
 class Loss:
     """Base class: subclasses implement ``_forward`` returning per-sample losses ``(n,)`` and
-    setting ``self._dl`` to dl_i/dy_pred ``(n, k)`` (unscaled)."""
+    setting ``self._dl`` to dl_i/dy_pred ``(n, k)`` (unscaled).
+
+    ``decision`` says how a classification loss's outputs become classes, which is what the
+    accuracy metric uses: "argmax" (one class per row), "threshold" (each output is a label,
+    on when its logit is > 0), or None for losses that do not classify.
+    """
+
+    decision: str | None = None
 
     def __init__(self) -> None:
         self._grad: np.ndarray | None = None
@@ -164,6 +171,8 @@ class SoftmaxCrossEntropy(Loss):
     Gradient: ``dl_i/dz = softmax(z_i) - t_i``.
     """
 
+    decision = "argmax"
+
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
@@ -244,6 +253,8 @@ class BinaryCrossEntropy(Loss):
 
     ``l_i = mean_k max(z,0) - z t + log1p(exp(-|z|))``; ``dl_i/dz = (sigmoid(z) - t) / k``.
     """
+
+    decision = "threshold"
 
     def _forward(self, z, y_true):
         t = _targets_like(z, y_true)

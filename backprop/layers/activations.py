@@ -108,6 +108,12 @@ class ReLU(Activation):
     def _f(self, x):
         return np.maximum(x, 0)
 
+    @property
+    def last_output(self) -> np.ndarray | None:
+        """``y`` of the last ``forward(x, training=True)`` (None before one): read by
+        GradientMonitor to count dead units."""
+        return self._y
+
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         if self._y is None:
             raise self._missing_cache()
@@ -164,8 +170,14 @@ class GELU(Activation):
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
+    # The tanh form saturates: beyond |x| = 10, tanh(u) is +-1 to within 1e-37, so
+    # Phi(x) and the derivative are exactly 1 (x > 0) or 0 (x < 0) in float32 and float64.
+    # Clipping x there keeps x**3 and x**2 from overflowing (inf * 0 = NaN in the derivative).
+    _TANH_SATURATION = 10.0
+
     def _cdf(self, x):
         if self.approximate == "tanh":
+            x = np.clip(x, -self._TANH_SATURATION, self._TANH_SATURATION)
             return 0.5 * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
         return 0.5 * (1 + special.erf(x / _SQRT_2))
 
@@ -174,6 +186,7 @@ class GELU(Activation):
 
     def _df(self, x, y):
         if self.approximate == "tanh":
+            x = np.clip(x, -self._TANH_SATURATION, self._TANH_SATURATION)
             u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
             t = np.tanh(u)
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
