@@ -1,5 +1,11 @@
 """Where a Trainer's batches and validation rows come from.
 
+* :func:`feed`: ``Trainer.fit``'s data, checked, as ``(batches, validation)``: ``batches(epoch)``
+  gives one epoch of ``(X_batch, y_batch, w_batch)``; ``validation`` is ``(X, y, w)`` or None.
+  The mode's batch size comes from ``trainer.resolve_batch_size``; a last batch of a single row
+  joins the previous batch when the model normalizes with batch statistics (BatchNorm), whose
+  variance over one row is 0; L-BFGS gets the whole training set as its one batch.
+
 * :class:`ValidationSplit`: ``validation_split`` is drawn once per Trainer, from the trainer's
   split stream, and kept: a second ``fit`` on the same data validates on the same rows (rows
   that validated never train), and checkpoints save the indices so a resumed run uses them too.
@@ -16,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import gather, split_indices
+from .data import check_sample_weight, check_targets, check_X, gather, split_indices
+from .training_checks import needs_pairs
 
 
 def is_batch_stream(X: Any) -> bool:
@@ -79,6 +86,101 @@ class ValidationSplit:
             raise ValueError(f"a saved validation split must hold indices below {n}")
         self.n, self.fraction = n, float(state["fraction"])
         self.val_idx = val_idx.astype(np.intp)
+
+
+def check_data(model: Any, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
+    """``(X, y, w)`` checked against each other and against the model's input width."""
+    X = check_X(X, name)
+    expected = model.n_features_in
+    if expected is not None and X.shape[1] != expected:
+        raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {expected}")
+    y = check_targets(y, X.shape[0])
+    return X, y, check_sample_weight(sample_weight, X.shape[0])
+
+
+def feed(trainer: Any, X, y, sample_weight, validation_data, validation_split):
+    """``(batches, validation)`` for ``trainer.fit`` (see the module docstring); sets
+    ``trainer.steps_per_epoch``."""
+    if y is None:
+        return _stream(trainer, X, validation_data, validation_split, sample_weight)
+    X, y, w = check_data(trainer.model, X, y, sample_weight)
+    train_idx, val = _validation(trainer, X, y, w, validation_data, validation_split)
+    if not trainer.has_learning_rate:  # L-BFGS: one batch, the whole training set, gathered once
+        full = len(train_idx) == X.shape[0]
+        Xt = np.asarray(X if full else gather(X, train_idx), dtype=trainer.model.dtype)
+        batch = (Xt, y[train_idx], None if w is None else w[train_idx])
+        trainer.steps_per_epoch = 1
+        return (lambda epoch: iter([batch])), val
+    batch_size = trainer.resolve_batch_size(len(train_idx))
+    pairs = needs_pairs(trainer.model) and len(train_idx) > 1
+    n_batches = -(-len(train_idx) // batch_size)
+    if pairs and len(train_idx) % batch_size == 1:
+        n_batches -= 1  # the last row joins the previous batch
+    trainer.steps_per_epoch = n_batches
+    buffer = np.empty((batch_size + pairs, X.shape[1]), dtype=trainer.model.dtype)
+
+    def batches(epoch: int):
+        order = _epoch_order(trainer, train_idx)
+        bounds = [min(b * batch_size, len(order)) for b in range(n_batches)] + [len(order)]
+        return array_batches(X, y, w, order, bounds, buffer)
+
+    return batches, val
+
+
+def _stream(trainer, X, validation_data, validation_split, sample_weight):
+    if not is_batch_stream(X):
+        raise ValueError("y is required unless X is an iterable of (X, y) batches")
+    if validation_split is not None or sample_weight is not None:
+        raise ValueError(
+            "with an iterable of batches, pass validation_data (not validation_split) "
+            "and put weights in the batches as (X, y, w)"
+        )
+    if not trainer.has_learning_rate:
+        raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
+    val = None if validation_data is None else _check_val(trainer, validation_data)
+    trainer.steps_per_epoch = 0  # unknown until the first pass
+
+    def check(*item, name):
+        return check_data(trainer.model, *item, name=name)
+
+    return (lambda epoch: stream_batches(X, epoch, check)), val
+
+
+def _validation(trainer, X, y, w, validation_data, validation_split):
+    n = X.shape[0]
+    if validation_data is not None and validation_split is not None:
+        raise ValueError("pass validation_data or validation_split, not both")
+    if validation_data is not None:
+        return np.arange(n), _check_val(trainer, validation_data)
+    if validation_split is None:
+        return np.arange(n), None
+    classify = trainer.loss.decision == "argmax" and y.ndim == 1
+    train_idx, val_idx = trainer.validation_split.indices(
+        n, validation_split, y if classify else None
+    )
+    wv = None if w is None else w[val_idx]
+    return train_idx, (gather(X, val_idx), y[val_idx], wv)
+
+
+def _check_val(trainer, validation_data):
+    if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+        raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
+    Xv, yv = validation_data[0], validation_data[1]
+    wv = validation_data[2] if len(validation_data) == 3 else None
+    return check_data(trainer.model, Xv, yv, wv, name="X_val")
+
+
+def _epoch_order(trainer, train_idx: np.ndarray) -> np.ndarray:
+    if not trainer.shuffle:
+        return train_idx
+    if trainer.sampler is not None:
+        order = np.asarray(trainer.sampler(train_idx))
+        if order.shape != train_idx.shape:
+            raise ValueError(
+                f"sampler returned {order.shape[0]} indices for {train_idx.shape[0]} samples"
+            )
+        return order
+    return trainer.shuffle_rng.permutation(train_idx)
 
 
 def array_batches(

@@ -68,6 +68,33 @@ class LBFGS:
         return f"LBFGS(tol={self.tol}, max_fun={self.max_fun}, memory={self.memory})"
 
 
+def iteration_step(trainer: Any, batches: Callable) -> tuple[LBFGSRun, Callable]:
+    """Start ``trainer.optimizer`` (an LBFGS) on the trainer's one full batch; returns the run
+    (to close) and the step the trainer's epoch loop calls in place of ``train_step``: one
+    L-BFGS iteration, returning ``(loss, output, gradient norm)`` at the point reached, or
+    raising StopIteration once SciPy has stopped on its own (converged, or ``max_fun``)."""
+    ((Xt, yt, wt),) = list(batches(trainer.epoch))
+    last: dict[str, Any] = {}
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, last["out"], last["norm"] = trainer.checked_loss_and_gradients(Xt, yt, wt)
+        return loss, trainer.model.flat_gradients
+
+    params = trainer.model.flat_parameters
+    run = trainer.optimizer.start(objective, params, trainer.end_epoch - trainer.epoch)
+
+    def step(Xb: Any, yb: Any, wb: Any) -> tuple[float, np.ndarray, float]:
+        loss = run.next_iteration()
+        if loss is None:
+            raise StopIteration
+        if not np.array_equal(run.last_x, params):
+            objective(params.astype(np.float64))  # measure at the accepted point
+        trainer.step_count += 1
+        return loss, last["out"], last["norm"]
+
+    return run, step
+
+
 class LBFGSRun:
     """One ``scipy.optimize.minimize`` call, driven one iteration at a time.
 
@@ -81,7 +108,7 @@ class LBFGSRun:
     def __init__(self, lbfgs: LBFGS, objective, params: np.ndarray, max_iter: int) -> None:
         self.lbfgs, self.objective, self.params = lbfgs, objective, params
         self.max_iter = max_iter
-        self.last_x: np.ndarray | None = None  # the point of the last objective evaluation
+        self.last_x: np.ndarray | None = None  # the parameters of the last evaluation
         self._go: queue.Queue[bool] = queue.Queue()
         self._back: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True, name="backprop-lbfgs")
@@ -89,8 +116,8 @@ class LBFGSRun:
         self._thread.start()
 
     def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        self.last_x = x.copy()
         self.params[...] = x
+        self.last_x = self.params.copy()  # in the model's dtype, to compare with params
         loss, grad = self.objective(x)
         return loss, grad.astype(np.float64)
 

@@ -26,11 +26,10 @@ initialization and dropout streams.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,19 +38,19 @@ from . import checks
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import schedules as schedules_mod
-from .batching import ValidationSplit, array_batches, is_batch_stream, stream_batches
+from .batching import ValidationSplit, check_data, feed
 from .callbacks import Callback, History
-from .data import METRICS, R2, Accuracy, check_sample_weight, check_targets, check_X, gather
-from .lbfgs import LBFGS
+from .data import METRICS, R2, Accuracy, check_X
+from .lbfgs import LBFGS, iteration_step
 from .model import Sequential, spawn_generators
 from .regularization import add_penalty_gradient, global_norm, penalty
 from .training_checks import (
-    check_lbfgs_options,
+    check_options,
     clip_gradients,
+    evaluate_arrays,
     make_metrics,
-    match_callback_states,
-    needs_pairs,
 )
+from .training_state import TrainerState
 from .view import TrainingView
 
 MODES = ("stochastic", "batch", "minibatch")
@@ -61,7 +60,7 @@ class TrainingDivergedError(FloatingPointError):
     """A non-finite loss or gradient; the model keeps the weights from before that batch."""
 
 
-class Trainer:
+class Trainer(TrainerState):
     """Trains a :class:`~backprop.Sequential` with a loss and an optimizer.
 
     Args:
@@ -166,18 +165,7 @@ class Trainer:
         return self.schedule if isinstance(self.schedule, schedules_mod.Schedule) else None
 
     def _check_options(self, fitting: bool = False) -> None:
-        for cb in self.callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
-        plateaus = [cb for cb in self._hooks() if isinstance(cb, schedules_mod.ReduceLROnPlateau)]
-        if plateaus and self._stepped_schedule() is not None:
-            raise ValueError(
-                f"ReduceLROnPlateau cannot share a run with schedule={self.schedule!r}: the "
-                "schedule sets the learning rate every epoch and would undo its reductions; "
-                "use one of them"
-            )
-        if not self.has_learning_rate:
-            check_lbfgs_options(self, plateaus, warn=fitting)
+        check_options(self, fitting)
 
     def resolve_batch_size(self, n_samples: int) -> int:
         """The one place where a mode becomes a batch size."""
@@ -186,14 +174,6 @@ class Trainer:
         if self.mode == "batch":
             return n_samples
         return min(self.batch_size, n_samples)
-
-    def _check_data(self, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
-        X = check_X(X, name)
-        expected = self.model.n_features_in
-        if expected is not None and X.shape[1] != expected:
-            raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {expected}")
-        y = check_targets(y, X.shape[0])
-        return X, y, check_sample_weight(sample_weight, X.shape[0])
 
     def _refresh_masks(self) -> None:
         """Trainable slices and the frozen mask, recomputed when a layer's flag changed."""
@@ -216,10 +196,6 @@ class Trainer:
             return self.l1 / total_weight, self.l2 / total_weight
         return self.l1, self.l2
 
-    def _penalty(self, total_weight: float) -> float:
-        l1, l2 = self.penalty_terms(total_weight)
-        return penalty(self.model.flat_parameters[: self.model.n_weights], l1, l2)
-
     def loss_and_gradients(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None):
         """Forward, loss, backward and penalties for one batch: returns (loss, output) and leaves
         dL/dparams in ``model.flat_gradients``. Shared by the step and by L-BFGS."""
@@ -237,28 +213,31 @@ class Trainer:
             m.flat_gradients[self._frozen] = 0
         return loss, out
 
+    def checked_loss_and_gradients(self, Xb, yb, wb=None) -> tuple[float, np.ndarray, float]:
+        """:meth:`loss_and_gradients`, then ``(loss, output, gradient norm)``; a non-finite loss
+        or norm raises :class:`TrainingDivergedError` naming the epoch and batch."""
+        loss, out = self.loss_and_gradients(Xb, yb, wb)
+        norm = global_norm(self.model.flat_gradients)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            epoch, batch = self._position
+            what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+            raise TrainingDivergedError(
+                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped "
+                "and the model keeps the weights from before this batch (lower the learning "
+                "rate, clip the gradients, or check the data for extreme values)"
+            )
+        return loss, out, norm
+
     def train_step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None):
         """One update on one batch; returns (loss, output, pre-clip gradient norm)."""
         if not self.has_learning_rate:
             raise ValueError("train_step takes one gradient step; L-BFGS steps through fit")
-        loss, out = self.loss_and_gradients(Xb, yb, wb)
-        grads = self.model.flat_gradients
-        norm = global_norm(grads)  # before any clipping: the norm the history records
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            raise self._diverged(loss, norm)
+        loss, out, norm = self.checked_loss_and_gradients(Xb, yb, wb)
+        grads = self.model.flat_gradients  # norm: before any clipping, as the history records
         clip_gradients(self, grads, norm)
         self.optimizer.step(self.model.flat_parameters, grads, self._slices)
         self.step_count += 1
         return loss, out, norm
-
-    def _diverged(self, loss: float, norm: float) -> TrainingDivergedError:
-        epoch, batch = self._position
-        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
-        return TrainingDivergedError(
-            f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped and the "
-            "model keeps the weights from before this batch (lower the learning rate, clip the "
-            "gradients, or check the data for extreme values)"
-        )
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(
@@ -294,10 +273,7 @@ class Trainer:
         epochs = self.epochs if epochs is None else checks.positive_int("epochs", epochs)
         checks.one_of("interrupt", interrupt, ("warn", "raise"))
         self._check_options(fitting=True)
-        if y is None:
-            batches, val = self._stream(X, validation_data, validation_split, sample_weight)
-        else:
-            batches, val = self._arrays(X, y, sample_weight, validation_data, validation_split)
+        batches, val = feed(self, X, y, sample_weight, validation_data, validation_split)
         hooks = self._hooks()
         self.has_validation = val is not None or any(cb.provides_validation for cb in hooks)
         self.stop_training = self.interrupted = False
@@ -311,7 +287,7 @@ class Trainer:
             if (schedule := self._stepped_schedule()) is not None:
                 schedule.start(self.optimizer.lr)
             if not self.has_learning_rate:
-                run, step = self._lbfgs_run(batches)
+                run, step = iteration_step(self, batches)
             else:
                 step = self.train_step
             self._fit_epochs(batches, step, val, hooks, view)
@@ -332,107 +308,6 @@ class Trainer:
             for cb in hooks:
                 cb.on_train_end(view)
         return self.history
-
-    def _stream(self, X, validation_data, validation_split, sample_weight):
-        if not is_batch_stream(X):
-            raise ValueError("y is required unless X is an iterable of (X, y) batches")
-        if validation_split is not None or sample_weight is not None:
-            raise ValueError(
-                "with an iterable of batches, pass validation_data (not validation_split) "
-                "and put weights in the batches as (X, y, w)"
-            )
-        if not self.has_learning_rate:
-            raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
-        val = None if validation_data is None else self._check_val(validation_data)
-        self.steps_per_epoch = 0  # unknown until the first pass
-        return (lambda epoch: stream_batches(X, epoch, self._check_data)), val
-
-    def _arrays(self, X, y, sample_weight, validation_data, validation_split):
-        X, y, w = self._check_data(X, y, sample_weight)
-        train_idx, val = self._validation(X, y, w, validation_data, validation_split)
-        if not self.has_learning_rate:  # one batch: the whole training set, gathered once
-            full = len(train_idx) == X.shape[0]
-            Xt = np.asarray(X if full else gather(X, train_idx), dtype=self.model.dtype)
-            batch = (Xt, y[train_idx], None if w is None else w[train_idx])
-            self.steps_per_epoch = 1
-            return (lambda epoch: iter([batch])), val
-        batch_size = self.resolve_batch_size(len(train_idx))
-        pairs = needs_pairs(self.model) and len(train_idx) > 1
-        n_batches = math.ceil(len(train_idx) / batch_size)
-        if pairs and len(train_idx) % batch_size == 1:
-            n_batches -= 1  # the last row joins the previous batch (see the module docstring)
-        self.steps_per_epoch = n_batches
-        buffer = np.empty((batch_size + pairs, X.shape[1]), dtype=self.model.dtype)
-
-        def batches(epoch: int):
-            order = self._epoch_order(train_idx)
-            sizes = _batch_bounds(len(order), batch_size, n_batches)
-            return array_batches(X, y, w, order, sizes, buffer)
-
-        return batches, val
-
-    def _validation(self, X, y, w, validation_data, validation_split):
-        n = X.shape[0]
-        if validation_data is not None and validation_split is not None:
-            raise ValueError("pass validation_data or validation_split, not both")
-        if validation_data is not None:
-            if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
-            return np.arange(n), self._check_val(validation_data)
-        if validation_split is None:
-            return np.arange(n), None
-        classify = isinstance(self.loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 1
-        train_idx, val_idx = self.validation_split.indices(
-            n, validation_split, y if classify else None
-        )
-        wv = None if w is None else w[val_idx]
-        return train_idx, (gather(X, val_idx), y[val_idx], wv)
-
-    def _check_val(self, validation_data):
-        Xv, yv = validation_data[0], validation_data[1]
-        wv = validation_data[2] if len(validation_data) == 3 else None
-        return self._check_data(Xv, yv, wv, name="X_val")
-
-    def _epoch_order(self, train_idx: np.ndarray) -> np.ndarray:
-        if not self.shuffle:
-            return train_idx
-        if self.sampler is not None:
-            order = np.asarray(self.sampler(train_idx))
-            if order.shape != train_idx.shape:
-                raise ValueError(
-                    f"sampler returned {order.shape[0]} indices for {train_idx.shape[0]} samples"
-                )
-            return order
-        return self.shuffle_rng.permutation(train_idx)
-
-    def _lbfgs_run(self, batches):
-        """Start L-BFGS on the one full batch; the epoch loop's step is one of its iterations."""
-        ((Xt, yt, wt),) = list(batches(self.epoch))
-        last = {}
-
-        def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-            loss, last["out"] = self.loss_and_gradients(Xt, yt, wt)
-            norm = global_norm(self.model.flat_gradients)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                raise self._diverged(loss, norm)
-            return loss, self.model.flat_gradients
-
-        run = self.optimizer.start(objective, self.model.flat_parameters, self.epochs_left())
-
-        def step(Xb, yb, wb):
-            loss = run.next_iteration()
-            if loss is None:  # SciPy stopped on its own (converged, or max_fun)
-                raise StopIteration
-            if not np.array_equal(run.last_x, self.model.flat_parameters):
-                # the last evaluation was not at the accepted point: measure there
-                objective(self.model.flat_parameters.astype(np.float64))
-            self.step_count += 1
-            return loss, last["out"], global_norm(self.model.flat_gradients)
-
-        return run, step
-
-    def epochs_left(self) -> int:
-        return self.end_epoch - self.epoch
 
     def _fit_epochs(self, batches, step, val, hooks, view):
         metrics = make_metrics(self.loss, self.metric_names)
@@ -493,56 +368,6 @@ class Trainer:
             for cb in hooks:
                 cb.on_epoch_end(view, epoch, logs)
 
-    # -- checkpoints ----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs besides the model's weights: epoch and update counts,
-        both random streams, the validation split, optimizer and schedule state, every
-        callback's state (in order), and the history (copies). Values are numbers, strings,
-        lists, dicts and NumPy arrays."""
-        stepped = self._stepped_schedule()
-        return {
-            "epoch": self.epoch,
-            "step_count": self.step_count,
-            "shuffle_rng": copy.deepcopy(self.shuffle_rng.bit_generator.state),
-            "split_rng": copy.deepcopy(self.validation_split.rng.bit_generator.state),
-            "validation_split": self.validation_split.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": None if stepped is None else stepped.state_dict(),
-            "callbacks": [
-                {"type": type(cb).__name__, "state": cb.state_dict()} for cb in self._hooks()[:-1]
-            ],
-            "history": {k: list(v) for k, v in self.history.items()},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; the next ``fit`` continues the run. The
-        callbacks get their state right after their ``on_train_begin`` in that fit (which may
-        reset them for a fresh run), or at once through :meth:`restore_callbacks`."""
-        self.epoch = int(state["epoch"])
-        self.step_count = int(state["step_count"])
-        self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
-        self.validation_split.rng.bit_generator.state = state["split_rng"]
-        self.validation_split.load_state_dict(state.get("validation_split"))
-        self.optimizer.load_state_dict(state["optimizer"])
-        stepped = self._stepped_schedule()
-        if stepped is not None and state.get("schedule") is not None:
-            stepped.load_state_dict(state["schedule"])
-        self._pending_callback_states = match_callback_states(
-            self._hooks()[:-1], state.get("callbacks", [])
-        )
-        self.history.clear()
-        self.history.update({k: list(v) for k, v in state["history"].items()})
-
-    def restore_callbacks(self) -> None:
-        """Give the callbacks the state loaded by :meth:`load_state_dict` now (a finished run
-        that is not fitted again, say)."""
-        self._apply_pending_callback_states()
-
-    def _apply_pending_callback_states(self) -> None:
-        saved, self._pending_callback_states = self._pending_callback_states, None
-        for cb, state in saved or []:
-            cb.load_state_dict(state)
-
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(
         self,
@@ -554,40 +379,16 @@ class Trainer:
     ) -> dict[str, float]:
         """Loss (with the L1/L2 penalty, scaled as the training loss's) and metrics over
         (X, y), in chunks of ``batch_size`` rows, in inference mode."""
-        X, y, w = self._check_data(X, y, sample_weight)
+        X, y, w = check_data(self.model, X, y, sample_weight)
         return self._evaluate(X, y, w, checks.positive_int("batch_size", batch_size), prefix)
 
     def _evaluate(self, X, y, w, batch_size: int = 1024, prefix: str = "") -> dict[str, float]:
-        metrics = make_metrics(self.loss, self.metric_names)
-        for metric in metrics:
-            metric.reset()
-        total = weight_total = 0.0
-        for start in range(0, X.shape[0], batch_size):
-            sl = slice(start, start + batch_size)
-            out = self.model.forward(X[sl])
-            wb = None if w is None else w[sl]
-            bw = out.shape[0] if wb is None else float(wb.sum())
-            if bw > 0:
-                total += self.loss.forward(out, y[sl], wb) * bw
-                weight_total += bw
-            for metric in metrics:
-                metric.update(out, y[sl], wb)
-        loss = total / weight_total if weight_total else math.nan
-        loss += self._penalty(weight_total)
-        result = {f"{prefix}loss": loss}
-        result.update({f"{prefix}{m.name}": m.result() for m in metrics})
-        return result
+        return evaluate_arrays(self, X, y, w, batch_size, prefix)
 
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """The model's outputs (logits for classification losses) in chunks."""
         X = check_X(X)
         return self.model.predict(X, batch_size=batch_size)
-
-
-def _batch_bounds(n: int, batch_size: int, n_batches: int) -> Iterable[int]:
-    """The start of each batch: ``n_batches`` batches of ``batch_size``, the last taking the
-    rest (one row more than ``batch_size`` when a single row would be left over)."""
-    return [min(b * batch_size, n) for b in range(n_batches)] + [n]
 
 
 __all__ = ["Trainer", "TrainingDivergedError", "MODES", "Accuracy", "R2", "METRICS"]

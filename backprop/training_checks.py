@@ -1,5 +1,6 @@
-"""The Trainer's rules about its options: which metrics a loss gets, what L-BFGS refuses, how
-gradients are clipped, and which models need training batches of at least two rows.
+"""The Trainer's rules: which metrics a loss gets, what L-BFGS refuses, how gradients are
+clipped, how a data set is evaluated (penalty included, scaled as in training), which models
+need training batches of at least two rows, and how saved callback states find their callbacks.
 
 L-BFGS and the options that cannot apply to it::
 
@@ -15,6 +16,7 @@ L-BFGS and the options that cannot apply to it::
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +25,7 @@ import numpy as np
 
 from . import losses as losses_mod
 from .data import METRICS, Accuracy
-from .regularization import clip_by_global_norm, clip_by_param_norm, clip_by_value
+from .regularization import clip_by_global_norm, clip_by_param_norm, clip_by_value, penalty
 
 
 def _walk(layers: Sequence[Any]):
@@ -65,7 +67,56 @@ def make_metrics(loss: losses_mod.Loss, metrics: str | Sequence[str], names_only
             )
     if names_only:
         return names
-    return [Accuracy(loss.decision) if n == "accuracy" else METRICS[n]() for n in names]
+    metrics = [Accuracy(loss.decision) if n == "accuracy" else METRICS[n]() for n in names]
+    for metric in metrics:
+        metric.reset()
+    return metrics
+
+
+def check_options(trainer: Any, fitting: bool = False) -> None:
+    """The checks that span several options, run at construction and again by ``fit`` (the
+    estimators set ``callbacks`` after construction): callbacks are Callbacks; a plateau does
+    not share a run with another schedule; L-BFGS gets only what applies to it."""
+    from .callbacks import Callback
+    from .schedules import ReduceLROnPlateau
+
+    for cb in trainer.callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
+    hooks = [trainer.schedule, *trainer.callbacks]
+    plateaus = [cb for cb in hooks if isinstance(cb, ReduceLROnPlateau)]
+    if plateaus and trainer.schedule is not None and trainer.schedule not in plateaus:
+        raise ValueError(
+            f"ReduceLROnPlateau cannot share a run with schedule={trainer.schedule!r}: the "
+            "schedule sets the learning rate every epoch and would undo its reductions; "
+            "use one of them"
+        )
+    if not trainer.has_learning_rate:
+        check_lbfgs_options(trainer, plateaus, warn=fitting)
+
+
+def evaluate_arrays(trainer: Any, X, y, w, batch_size: int, prefix: str) -> dict[str, float]:
+    """``Trainer.evaluate`` on checked arrays: the loss plus the penalty, scaled by the
+    evaluated data's total weight as the training loss is (``trainer.penalty_terms``), and the
+    metrics, in chunks of ``batch_size`` rows in inference mode."""
+    metrics = make_metrics(trainer.loss, trainer.metric_names)
+    total = weight_total = 0.0
+    for start in range(0, X.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        out = trainer.model.forward(X[sl])
+        wb = None if w is None else w[sl]
+        bw = out.shape[0] if wb is None else float(wb.sum())
+        if bw > 0:
+            total += trainer.loss.forward(out, y[sl], wb) * bw
+            weight_total += bw
+        for metric in metrics:
+            metric.update(out, y[sl], wb)
+    loss = total / weight_total if weight_total else math.nan
+    l1, l2 = trainer.penalty_terms(weight_total)
+    loss += penalty(trainer.model.flat_parameters[: trainer.model.n_weights], l1, l2)
+    result = {f"{prefix}loss": loss}
+    result.update({f"{prefix}{m.name}": m.result() for m in metrics})
+    return result
 
 
 def check_lbfgs_options(trainer: Any, plateaus: Sequence[Any], warn: bool) -> None:
