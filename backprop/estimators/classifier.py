@@ -35,7 +35,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             ``beta_1``/``beta_2`` and ``weight_decay`` apply).
         dropout: fraction of units dropped after each hidden activation (one rate, or a list).
         normalization: None, "batch" or "layer" (after each hidden Dense, before activation;
-            "batch" needs every batch, the last one included, to hold at least 2 samples).
+            with "batch" a last batch of one row joins the previous batch).
         l1: L1 penalty on the weights, scaled per sample like ``alpha``.
         clip_norm: clip the global gradient norm of every update to this bound.
         weight_decay: decoupled weight decay of the "adamw" solver.
