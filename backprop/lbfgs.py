@@ -102,13 +102,15 @@ class LBFGSRun:
     iteration's loss, with ``params`` set to the new point (and the model's gradients, as the
     objective left them, at that point); it returns None once SciPy has stopped on its own
     (converged, or ``max_fun`` reached). ``close()`` ends the run and waits for the thread.
-    An exception raised by the objective (divergence) comes out of ``next_iteration``.
+    An exception raised by the objective (divergence) comes out of ``next_iteration``, with
+    ``params`` put back to the last accepted point.
     """
 
     def __init__(self, lbfgs: LBFGS, objective, params: np.ndarray, max_iter: int) -> None:
         self.lbfgs, self.objective, self.params = lbfgs, objective, params
         self.max_iter = max_iter
         self.last_x: np.ndarray | None = None  # the parameters of the last evaluation
+        self._accepted = params.copy()  # the last point an iteration accepted
         self._go: queue.Queue[bool] = queue.Queue()
         self._back: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True, name="backprop-lbfgs")
@@ -123,6 +125,7 @@ class LBFGSRun:
 
     def _after_iteration(self, intermediate_result: Any) -> None:
         self.params[...] = intermediate_result.x
+        self._accepted[...] = self.params
         self._back.put(("iteration", float(intermediate_result.fun)))
         if not self._go.get():
             raise StopIteration
@@ -148,6 +151,7 @@ class LBFGSRun:
                 },
             )
         except BaseException as exc:  # handed to the trainer's thread, raised there
+            self.params[...] = self._accepted  # not the trial point that failed
             self._back.put(("error", exc))
             return
         self.params[...] = result.x

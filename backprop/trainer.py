@@ -279,11 +279,11 @@ class Trainer(TrainerState):
         self.stop_training = self.interrupted = False
         self.initial_epoch, self.end_epoch = self.epoch, self.epoch + epochs
         view = TrainingView(self)
+        for cb in hooks:
+            cb.on_train_begin(view)
+        self._apply_pending_callback_states()
         run = None
         try:
-            for cb in hooks:
-                cb.on_train_begin(view)
-            self._apply_pending_callback_states()
             if (schedule := self._stepped_schedule()) is not None:
                 schedule.start(self.optimizer.lr)
             if not self.has_learning_rate:

@@ -573,3 +573,33 @@ def test_the_training_modules_import_no_cycle():
     ]
     cyclic = [m for m in training if reach(f"backprop.{m}", f"backprop.{m}", set())]
     assert cyclic == []
+
+
+class NaNOnCall(bp.MeanSquaredError):
+    """MSE that turns NaN at its ``k``-th evaluation (a trial point of the line search)."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k, self.calls = k, 0
+
+    def _forward(self, y_pred, y_true):
+        self.calls += 1
+        per_sample, dl = super()._forward(y_pred, y_true)
+        return (per_sample * np.nan, dl) if self.calls == self.k else (per_sample, dl)
+
+
+def test_lbfgs_divergence_keeps_the_last_accepted_weights():
+    X, _ = _blobs(30)
+    Y = np.random.default_rng(1).normal(size=(30, 3))
+    model = _mlp()
+    snapshots = []
+
+    class Snap(bp.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            snapshots.append(trainer.model.flat_parameters.copy())
+
+    trainer = bp.Trainer(model, NaNOnCall(4), "lbfgs", epochs=10, callbacks=[Snap()])
+    with pytest.raises(bp.TrainingDivergedError, match="non-finite loss"):
+        trainer.fit(X, Y)
+    assert snapshots  # the NaN came at a trial point after at least one iteration
+    np.testing.assert_array_equal(model.flat_parameters, snapshots[-1])
