@@ -155,7 +155,7 @@ def _validation(trainer, X, y, w, validation_data, validation_split):
     if validation_split is None:
         return np.arange(n), None
     classify = trainer.loss.decision == "argmax" and y.ndim == 1
-    train_idx, val_idx = trainer.validation_split.indices(
+    train_idx, val_idx = trainer.validation_rows.indices(
         n, validation_split, y if classify else None
     )
     wv = None if w is None else w[val_idx]

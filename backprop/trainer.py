@@ -130,7 +130,7 @@ class Trainer(TrainerState):
         self.callbacks = list(callbacks or [])
         self.metric_names = make_metrics(self.loss, metrics, names_only=True)
         self.shuffle_rng, split_rng = spawn_generators(seed, 2)
-        self.validation_split = ValidationSplit(split_rng)
+        self.validation_rows = ValidationSplit(split_rng)
         if sampler is not None and not callable(sampler):
             raise TypeError(f"sampler must be callable, got {sampler!r}")
         self.sampler = sampler

@@ -31,8 +31,8 @@ class TrainerState:
             "epoch": self.epoch,
             "step_count": self.step_count,
             "shuffle_rng": copy.deepcopy(self.shuffle_rng.bit_generator.state),
-            "split_rng": copy.deepcopy(self.validation_split.rng.bit_generator.state),
-            "validation_split": self.validation_split.state_dict(),
+            "split_rng": copy.deepcopy(self.validation_rows.rng.bit_generator.state),
+            "validation_split": self.validation_rows.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": None if stepped is None else stepped.state_dict(),
             "callbacks": [
@@ -48,8 +48,8 @@ class TrainerState:
         self.epoch = int(state["epoch"])
         self.step_count = int(state["step_count"])
         self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
-        self.validation_split.rng.bit_generator.state = state["split_rng"]
-        self.validation_split.load_state_dict(state.get("validation_split"))
+        self.validation_rows.rng.bit_generator.state = state["split_rng"]
+        self.validation_rows.load_state_dict(state.get("validation_split"))
         self.optimizer.load_state_dict(state["optimizer"])
         stepped = self._stepped_schedule()
         if stepped is not None and state.get("schedule") is not None:

@@ -192,7 +192,9 @@ class GELU(Activation):
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
         else:
-            d = self._cdf(x) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+            # x phi(x) is below 1e-340 beyond |x| = 40: clipping there keeps x * x finite
+            xc = np.clip(x, -40.0, 40.0)
+            d = self._cdf(x) + xc * _INV_SQRT_2PI * np.exp(-0.5 * xc * xc)
         return d.astype(x.dtype, copy=False)
 
     def config(self) -> dict[str, Any]:
