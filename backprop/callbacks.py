@@ -254,7 +254,14 @@ class GradientMonitor(Callback):
         self._dead: dict[int, float] = {}
 
     def on_train_begin(self, trainer):
-        self._warned: set[str] = set()
+        self._warned = set()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The parameters already warned about (a resumed run does not warn again)."""
+        return {"warned": sorted(self._warned)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._warned = {str(name) for name in state["warned"]}
 
     def on_epoch_begin(self, trainer, epoch):
         self._sums: dict[str, float] = {}

@@ -254,7 +254,13 @@ CASES = [
         "unknown optimizer 'adamx'",
         {},
     ),
-    ("trainer-lr", lambda a, t: bp.Adam(lr=float("nan")), ValueError, "lr must be finite", {}),
+    (
+        "trainer-lr",
+        lambda a, t: bp.Adam(lr=float("nan")),
+        ValueError,
+        "lr must be a finite number > 0, got nan",
+        {},
+    ),
     (
         "trainer-split-empty",  # 10 classes x 4 samples: a stratified 10% split has no rows
         lambda a, t: trainer(n_out=10).fit(a["X"], a["y"], validation_split=0.1),

@@ -604,3 +604,35 @@ def test_lbfgs_divergence_keeps_the_last_accepted_weights():
         trainer.fit(X, Y)
     assert snapshots  # the NaN came at a trial point after at least one iteration
     np.testing.assert_array_equal(model.flat_parameters, snapshots[-1])
+
+
+def test_every_stateful_callback_and_schedule_round_trips_its_state(tmp_path):
+    X, y = _blobs(40)
+    made = {
+        "early": lambda: bp.EarlyStopping(monitor="loss", patience=50),
+        "plateau": lambda: bp.ReduceLROnPlateau(monitor="loss", patience=0, min_delta=10.0),
+        "monitor": lambda: bp.GradientMonitor(explode=1e-9),  # warns at once: state to keep
+        "checkpoint": lambda: Checkpoint(
+            tmp_path / "c.npz", best_path=tmp_path / "b.npz", monitor="loss"
+        ),
+    }
+    objs = {k: f() for k, f in made.items()}
+    schedule = bp.StepDecay(1, 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bp.Trainer(_mlp(), "cross_entropy", "sgd", epochs=3, callbacks=list(objs.values())).fit(
+            X, y
+        )
+        bp.Trainer(_mlp(), "cross_entropy", "sgd", epochs=2, schedule=schedule).fit(X, y)
+    for key, obj in objs.items():
+        state = obj.state_dict()
+        assert state, key  # each of them had something to keep
+        fresh = made[key]()
+        fresh.load_state_dict(state)
+        got = fresh.state_dict()
+        assert got.keys() == state.keys(), key
+        for k, v in state.items():
+            assert np.array_equal(got[k], v) if isinstance(v, np.ndarray) else got[k] == v, (key, k)
+    fresh = bp.StepDecay(1, 0.5)
+    fresh.load_state_dict(schedule.state_dict())
+    assert fresh(3) == schedule(3)
