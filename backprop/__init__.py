@@ -1,11 +1,23 @@
 """backprop: readable, vectorized backpropagation for multi-layer perceptrons in NumPy."""
 
-from . import callbacks, data, initializers, layers, losses, optimizers, regularization, schedules
+from . import (
+    callbacks,
+    data,
+    initializers,
+    landscape,
+    layers,
+    losses,
+    optimizers,
+    regularization,
+    schedules,
+    uncertainty,
+)
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
+from .cartography import Cartography
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import ConfigError, load_config
 from .gradcheck import GradientCheck, GradientReport, check_gradients
 from .io import ModelFileError, load, register_kind, save
+from .landscape import TrajectoryRecorder
 from .layers import (
     ELU,
     GELU,
@@ -33,6 +45,7 @@ from .losses import (
     MeanSquaredError,
     SoftmaxCrossEntropy,
 )
+from .lr_finder import LRFinderResult, lr_find
 from .model import Sequential
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import (
@@ -45,18 +58,31 @@ from .schedules import (
     StepDecay,
 )
 from .trainer import Trainer, TrainingDivergedError
+from .uncertainty import (
+    MCPrediction,
+    TemperatureScaling,
+    expected_calibration_error,
+    mc_dropout_predict,
+    reliability_curve,
+)
 from .view import TrainingView
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """scikit-learn estimators (issue 4), imported on first use: importing scikit-learn takes
-    seconds, which ``import backprop`` and the command line should not pay."""
+    """Names imported on first use. The scikit-learn estimators: importing scikit-learn takes
+    seconds, which ``import backprop`` and the command line should not pay. ``load_config`` and
+    ``ConfigError`` live in the application (:mod:`backprop.app`), which the library never
+    imports."""
     if name in ("MLPClassifier", "MLPRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
+    if name in ("load_config", "ConfigError"):
+        from .app import config
+
+        return getattr(config, name)
     raise AttributeError(f"module 'backprop' has no attribute {name!r}")
 
 
@@ -130,4 +156,16 @@ __all__ = [
     "load",
     "register_kind",
     "save",
+    # tools for a training run: learning rate, landscape, uncertainty, training dynamics
+    "landscape",
+    "uncertainty",
+    "Cartography",
+    "LRFinderResult",
+    "lr_find",
+    "MCPrediction",
+    "TemperatureScaling",
+    "TrajectoryRecorder",
+    "expected_calibration_error",
+    "mc_dropout_predict",
+    "reliability_curve",
 ]

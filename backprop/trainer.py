@@ -76,6 +76,10 @@ class Trainer(TrainerState):
         clip_norm: clip the global gradient norm to this bound.
         clip_value: clamp each gradient entry to ``[-clip_value, clip_value]``.
         clip_param_norm: clip each parameter's gradient norm separately.
+        clip_mode: None, or "agc" for adaptive gradient clipping (Brock et al. 2021): each unit's
+            gradient norm is bounded by ``clip_factor`` times its weight norm (see
+            :func:`backprop.regularization.clip_adaptive`). Applied after the other clips.
+        clip_factor: the AGC bound ``lambda`` (0.01 by default).
         schedule: a learning-rate Schedule (or name), stepped per epoch or per update; or a
             ReduceLROnPlateau, which then runs as the first callback.
         callbacks: Callback instances, called in order.
@@ -105,6 +109,8 @@ class Trainer(TrainerState):
         clip_norm: float | None = None,
         clip_value: float | None = None,
         clip_param_norm: float | None = None,
+        clip_mode: str | None = None,
+        clip_factor: float = 0.01,
         schedule: schedules_mod.Schedule | schedules_mod.ReduceLROnPlateau | str | None = None,
         callbacks: Sequence[Callback] | None = None,
         metrics: str | Sequence[str] = "auto",
@@ -126,6 +132,8 @@ class Trainer(TrainerState):
         self.clip_norm = checks.optional_positive("clip_norm", clip_norm)
         self.clip_value = checks.optional_positive("clip_value", clip_value)
         self.clip_param_norm = checks.optional_positive("clip_param_norm", clip_param_norm)
+        self.clip_mode = checks.one_of("clip_mode", clip_mode, (None, "agc"))
+        self.clip_factor = checks.optional_positive("clip_factor", clip_factor)
         self.schedule = schedules_mod.get(schedule)
         self.callbacks = list(callbacks or [])
         self.metric_names = make_metrics(self.loss, metrics, names_only=True)

@@ -25,7 +25,13 @@ import numpy as np
 
 from . import losses as losses_mod
 from .data import METRICS, Accuracy
-from .regularization import clip_by_global_norm, clip_by_param_norm, clip_by_value, penalty
+from .regularization import (
+    clip_adaptive,
+    clip_by_global_norm,
+    clip_by_param_norm,
+    clip_by_value,
+    penalty,
+)
 
 
 def _walk(layers: Sequence[Any]):
@@ -124,7 +130,7 @@ def check_lbfgs_options(trainer: Any, plateaus: Sequence[Any], warn: bool) -> No
     docstring."""
     clips = [
         name
-        for name in ("clip_norm", "clip_value", "clip_param_norm")
+        for name in ("clip_norm", "clip_value", "clip_param_norm", "clip_mode")
         if getattr(trainer, name) is not None
     ]
     if clips:
@@ -152,8 +158,8 @@ def check_lbfgs_options(trainer: Any, plateaus: Sequence[Any], warn: bool) -> No
 
 
 def clip_gradients(trainer: Any, grads: np.ndarray, norm: float) -> None:
-    """The trainer's clipping, in place: by value, per parameter, then by global norm
-    (``norm`` is the pre-clip global norm, reused when nothing was clipped before)."""
+    """The trainer's clipping, in place: by value, per parameter, by global norm (``norm`` is
+    the pre-clip global norm, reused when nothing was clipped before), then adaptive (AGC)."""
     clipped = False
     if trainer.clip_value is not None:
         clip_by_value(grads, trainer.clip_value)
@@ -163,6 +169,9 @@ def clip_gradients(trainer: Any, grads: np.ndarray, norm: float) -> None:
         clipped = True
     if trainer.clip_norm is not None:
         clip_by_global_norm(grads, trainer.clip_norm, None if clipped else norm)
+    if trainer.clip_mode == "agc":
+        m = trainer.model
+        clip_adaptive(m.parameters().values(), m.gradients().values(), trainer.clip_factor)
 
 
 def match_callback_states(callbacks: Sequence[Any], saved: Sequence[Any]) -> list[tuple]:

@@ -9,7 +9,7 @@ The run directory (``output.dir/<name>-<time>`` or ``--out``) holds::
     history.csv        one row per epoch: loss, metrics, val_*, lr, grad norms, time
     predictions.npz    test-set targets and predictions (and 2-D inputs) for the figures
     metrics.json       final train / validation / test figures, epochs, time
-    figures/*.png      see backprop.plotting
+    figures/*.png      see backprop.app.plotting
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from ..callbacks import GradientMonitor, ProgressBar
+from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
+from ..io import save
+from ..landscape import TrajectoryRecorder
+from ..losses import BinaryCrossEntropy
 from . import config as config_mod
 from . import sources
-from .callbacks import GradientMonitor, ProgressBar
-from .checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from .config import Config, ConfigError
-from .io import save
-from .losses import BinaryCrossEntropy
 from .plotting import class_codes, write_history
 
 
@@ -81,6 +82,8 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     callbacks: list = []
     if out["gradient_monitor"]:
         callbacks.append(GradientMonitor())
+    if out["trajectory"]:  # for `backprop landscape`: the weights after every epoch
+        callbacks.append(TrajectoryRecorder())
     if es is not None:
         callbacks.append(es)
     callbacks.append(ProgressBar(force=not quiet, enabled=not quiet))
@@ -194,6 +197,9 @@ def run(
     )
     save_model(run_dir / "model.npz", model, ds, config)
     save_predictions(run_dir / "predictions.npz", model, ds)
+    for cb in trainer.callbacks:
+        if isinstance(cb, TrajectoryRecorder):
+            np.save(run_dir / "trajectory.npy", np.stack(cb.snapshots), allow_pickle=False)
     write_history(trainer.history, run_dir / "history.csv")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
     if config["output"]["plots"]:

@@ -5,6 +5,7 @@
     backprop predict MODEL INPUT --output FILE [--target COLUMN]
     backprop gradcheck CONFIG [--set ...] [--samples N]
     backprop plot RUN_DIR
+    backprop lr-find CONFIG | landscape RUN_DIR | uncertainty RUN_DIR | cartography CONFIG
     backprop bench [ARGS ...]
 
 Exit codes: 0 success, 2 usage or config error (also a missing or malformed file), 1 training
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from ..io import ModelFileError, load_file
 from . import config as config_mod
+from . import tools
 from .config import ConfigError
-from .io import ModelFileError, load_file
 from .plotting import Preprocessing, class_codes
 
 
@@ -147,8 +149,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # -- gradcheck, plot, bench ------------------------------------------------------------------------
 def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from ..gradcheck import check_gradients
     from .experiment import load_data, n_model_outputs
-    from .gradcheck import check_gradients
 
     config = config_mod.load_config(args.config, [*args.set, "model.dtype=float64"])
     ds = load_data(config, np.float64)
@@ -185,8 +187,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     script = Path("benchmarks/run.py")
     if not script.is_file():
         return _error(
-            f"{script} not found: run `backprop bench` from the repository root "
-            "(the benchmark harness lives in benchmarks/run.py)"
+            f"{script} not found: the benchmark harness is not part of the installed package; "
+            "in a checkout of the repository run `make bench` (or `backprop bench` from its root)"
         )
     # As `python benchmarks/run.py` would: its folder and the repository root on the path.
     added = [p for p in (str(script.parent.resolve()), str(Path.cwd())) if p not in sys.path]
@@ -247,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="re-draw a run directory's figures")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_plot)
+
+    tools.add_parsers(sub)
 
     p = sub.add_parser("bench", help="run the benchmark table (benchmarks/run.py)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to benchmarks/run.py")
