@@ -250,6 +250,15 @@ class TrajectoryRecorder(Callback):
             self.snapshots.append(trainer.model.flat_parameters.copy())
             self.epochs.append(epoch + 1)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The snapshots so far (saved in checkpoints: a resumed run keeps its trajectory)."""
+        stacked = np.stack(self.snapshots) if self.snapshots else np.empty((0, 0))
+        return {"snapshots": stacked, "epochs": list(self.epochs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.snapshots = [np.array(row) for row in state["snapshots"]]
+        self.epochs = [int(e) for e in state["epochs"]]
+
 
 __all__ = [
     "TrajectoryRecorder",

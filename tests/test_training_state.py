@@ -612,6 +612,8 @@ def test_every_stateful_callback_and_schedule_round_trips_its_state(tmp_path):
         "early": lambda: bp.EarlyStopping(monitor="loss", patience=50),
         "plateau": lambda: bp.ReduceLROnPlateau(monitor="loss", patience=0, min_delta=10.0),
         "monitor": lambda: bp.GradientMonitor(explode=1e-9),  # warns at once: state to keep
+        "trajectory": lambda: bp.TrajectoryRecorder(),
+        "cartography": lambda: bp.Cartography(X, y),
         "checkpoint": lambda: Checkpoint(
             tmp_path / "c.npz", best_path=tmp_path / "b.npz", monitor="loss"
         ),

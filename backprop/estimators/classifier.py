@@ -33,7 +33,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             name per hidden layer.
         solver: also "rmsprop", "adagrad", "adamw" (``learning_rate_init``, ``epsilon``,
             ``beta_1``/``beta_2`` and ``weight_decay`` apply).
-        dropout: fraction of units dropped after each hidden activation (one rate, or a list).
+        dropout: fraction of units dropped after each hidden activation (one rate, or a list);
+            refused with ``solver="lbfgs"``, whose line search needs a deterministic loss.
         normalization: None, "batch" or "layer" (after each hidden Dense, before activation;
             with "batch" a last batch of one row joins the previous batch).
         l1: L1 penalty on the weights, scaled per sample like ``alpha``.
