@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import losses as losses_mod
+from .callbacks import Callback
 from .data import METRICS, Accuracy
 from .regularization import (
     clip_adaptive,
@@ -32,6 +33,7 @@ from .regularization import (
     clip_by_value,
     penalty,
 )
+from .schedules import ReduceLROnPlateau
 
 
 def _walk(layers: Sequence[Any]):
@@ -83,9 +85,6 @@ def check_options(trainer: Any, fitting: bool = False) -> None:
     """The checks that span several options, run at construction and again by ``fit`` (the
     estimators set ``callbacks`` after construction): callbacks are Callbacks; a plateau does
     not share a run with another schedule; L-BFGS gets only what applies to it."""
-    from .callbacks import Callback
-    from .schedules import ReduceLROnPlateau
-
     for cb in trainer.callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
