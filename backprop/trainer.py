@@ -12,16 +12,12 @@ variance over one row is 0). Each update is :meth:`Trainer.train_step`::
     forward -> loss -> backward -> + L1/L2 -> clip (record the pre-clip norm) -> finite? -> step
 
 A non-finite loss or gradient raises :class:`TrainingDivergedError` naming the epoch and batch,
-before the step, so the model keeps the last good weights. L-BFGS (:class:`backprop.LBFGS`) is
-full-batch: each epoch is one "batch", the whole training set, whose step is one L-BFGS
-iteration (see :mod:`backprop.lbfgs`); the hooks and logs are the same as for any optimizer.
-
+before the step, so the model keeps the last good weights. L-BFGS is full-batch: each epoch is
+one batch, the whole training set, whose step is one L-BFGS iteration (:mod:`backprop.lbfgs`).
 Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the
 validation loss and :meth:`Trainer.evaluate`, so all three agree under every ``penalty_scale``.
-
-Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. Randomness: ``seed`` is
-split into a shuffling stream and a validation-split stream, independent of the model's
-initialization and dropout streams.
+Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. ``seed`` is split into a
+shuffling and a validation-split stream, independent of the model's own streams.
 """
 
 from __future__ import annotations
@@ -40,7 +36,7 @@ from . import optimizers as optimizers_mod
 from . import schedules as schedules_mod
 from .batching import ValidationSplit, check_data, feed
 from .callbacks import Callback, History
-from .data import METRICS, R2, Accuracy, check_X
+from .data import check_X
 from .lbfgs import LBFGS, iteration_step
 from .model import Sequential, spawn_generators
 from .regularization import add_penalty_gradient, global_norm, penalty
@@ -399,4 +395,4 @@ class Trainer(TrainerState):
         return self.model.predict(X, batch_size=batch_size)
 
 
-__all__ = ["Trainer", "TrainingDivergedError", "MODES", "Accuracy", "R2", "METRICS"]
+__all__ = ["Trainer", "TrainingDivergedError", "MODES"]

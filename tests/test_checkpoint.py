@@ -123,3 +123,17 @@ def test_resume_into_a_different_model_is_refused(tmp_path):
     bp.save(other, model_file)
     with pytest.raises(ModelFileError, match="not a checkpoint"):
         bp.load_checkpoint(model_file, other_trainer)
+
+
+def test_resume_with_a_validation_split_is_bitwise_equal(tmp_path):
+    """The split is drawn once and saved: the resumed run validates on the same rows."""
+    X, y, _, _ = _data()
+    model_a, trainer_a, _, _ = _build(tmp_path / "a.npz")
+    trainer_a.fit(X, y, validation_split=0.2, epochs=5)
+    _, trainer_b, _, _ = _build(tmp_path / "b.npz", [StopAfter(2)])
+    trainer_b.fit(X, y, validation_split=0.2, epochs=5)
+    model_c, trainer_c, _, ckpt = _build(tmp_path / "b.npz")
+    ckpt.resume(trainer_c)
+    trainer_c.fit(X, y, validation_split=0.2, epochs=5 - trainer_c.epoch)
+    assert np.array_equal(model_a.flat_parameters, model_c.flat_parameters)
+    assert trainer_a.history["val_loss"] == trainer_c.history["val_loss"]
