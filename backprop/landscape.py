@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .callbacks import Callback
 from .data import check_sample_weight, check_targets, check_X
 from .regularization import penalty
@@ -234,9 +235,7 @@ class TrajectoryRecorder(Callback):
     """
 
     def __init__(self, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        self.every = int(every)
+        self.every = checks.positive_int("every", every)
         self.snapshots: list[np.ndarray] = []
         self.epochs: list[int] = []
 
