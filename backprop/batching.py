@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .data import check_sample_weight, check_targets, check_X, gather, split_indices
 from .training_checks import needs_pairs
 
@@ -81,9 +82,10 @@ class ValidationSplit:
             self.n = self.fraction = self.val_idx = None
             return
         val_idx = np.asarray(state["val_idx"])
-        n = int(state["n"])
-        if val_idx.ndim != 1 or val_idx.dtype.kind not in "iu" or np.any(val_idx >= n):
-            raise ValueError(f"a saved validation split must hold indices below {n}")
+        n = checks.positive_int("n", state["n"])
+        bad = val_idx.ndim != 1 or val_idx.dtype.kind not in "iu" or len(val_idx) == 0
+        if bad or val_idx.min() < 0 or val_idx.max() >= n:
+            raise ValueError(f"a saved validation split must hold indices in [0, {n})")
         self.n, self.fraction = n, float(state["fraction"])
         self.val_idx = val_idx.astype(np.intp)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import checks
 from .training_checks import match_callback_states
 
 
@@ -45,18 +46,23 @@ class TrainerState:
         """Restore what :meth:`state_dict` returned; the next ``fit`` continues the run. The
         callbacks get their state right after their ``on_train_begin`` in that fit (which may
         reset them for a fresh run), or at once through :meth:`restore_callbacks`."""
-        self.epoch = int(state["epoch"])
-        self.step_count = int(state["step_count"])
+        epoch = checks.non_negative_int("epoch", state["epoch"])
+        step_count = checks.non_negative_int("step_count", state["step_count"])
+        for key in ("shuffle_rng", "split_rng"):  # refused here, before anything changes
+            copy.deepcopy(self.shuffle_rng).bit_generator.state = state[key]
+        pairs = match_callback_states(self._hooks()[:-1], state.get("callbacks", []))
+        history = state["history"]
+        if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+            raise ValueError("the saved history must map names to lists")
+        self.validation_rows.load_state_dict(state.get("validation_split"))  # checks first
+        self.epoch, self.step_count = epoch, step_count
         self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
         self.validation_rows.rng.bit_generator.state = state["split_rng"]
-        self.validation_rows.load_state_dict(state.get("validation_split"))
         self.optimizer.load_state_dict(state["optimizer"])
         stepped = self._stepped_schedule()
         if stepped is not None and state.get("schedule") is not None:
             stepped.load_state_dict(state["schedule"])
-        self._pending_callback_states = match_callback_states(
-            self._hooks()[:-1], state.get("callbacks", [])
-        )
+        self._pending_callback_states = pairs
         self.history.clear()
         self.history.update({k: list(v) for k, v in state["history"].items()})
 

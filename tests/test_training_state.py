@@ -561,3 +561,24 @@ def test_the_library_modules_import_no_cycle():
 
     cyclic = sorted(m for m in graph if m != "backprop.__init__" and reach(m, m, set()))
     assert cyclic == []
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda s: s.update(epoch=-1), "epoch must be a non-negative integer"),
+        (lambda s: s.update(step_count="7"), "step_count must be a non-negative integer"),
+        (lambda s: s["validation_split"].update(val_idx=np.array([-1])), r"indices in \[0, 40\)"),
+        (lambda s: s["callbacks"].append({"type": "Mystery", "state": {"x": 1}}), "lacks: Mystery"),
+    ],
+)
+def test_an_edited_trainer_state_is_refused_and_changes_nothing(edit, match):
+    X, y = _blobs(40)
+    trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=2, seed=0)
+    trainer.fit(X, y, validation_split=0.25)
+    state = trainer.state_dict()
+    edit(state)
+    fresh = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=2, seed=0)
+    with pytest.raises(ValueError, match=match):
+        fresh.load_state_dict(state)
+    assert fresh.epoch == 0 and fresh.step_count == 0 and not fresh.history
