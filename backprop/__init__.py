@@ -30,11 +30,13 @@ from .layers import (
     LeakyReLU,
     PReLU,
     ReLU,
+    Residual,
     Sigmoid,
     SiLU,
     Softmax,
     Softplus,
     Tanh,
+    register_layer,
 )
 from .lbfgs import LBFGS
 from .losses import (
@@ -43,6 +45,7 @@ from .losses import (
     Loss,
     MeanAbsoluteError,
     MeanSquaredError,
+    Poisson,
     SoftmaxCrossEntropy,
 )
 from .lr_finder import LRFinderResult, lr_find
@@ -75,7 +78,7 @@ def __getattr__(name: str):
     seconds, which ``import backprop`` and the command line should not pay. ``load_config`` and
     ``ConfigError`` live in the application (:mod:`backprop.app`), which the library never
     imports."""
-    if name in ("MLPClassifier", "MLPRegressor"):
+    if name in ("MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
@@ -89,6 +92,8 @@ def __getattr__(name: str):
 __all__ = [
     "MLPClassifier",
     "MLPRegressor",
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
     "callbacks",
     "data",
     "initializers",
@@ -117,6 +122,8 @@ __all__ = [
     "LeakyReLU",
     "PReLU",
     "ReLU",
+    "Residual",
+    "register_layer",
     "Sigmoid",
     "SiLU",
     "Softmax",
@@ -128,6 +135,7 @@ __all__ = [
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "Poisson",
     "SoftmaxCrossEntropy",
     "Sequential",
     "SGD",

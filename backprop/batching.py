@@ -91,11 +91,20 @@ class ValidationSplit:
 
 
 def check_data(model: Any, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
-    """``(X, y, w)`` checked against each other and against the model's input width."""
+    """``(X, y, w)`` checked against each other and against the model's input shape (an
+    unbuilt model is built from the first data it sees)."""
     X = check_X(X, name)
-    expected = model.n_features_in
-    if expected is not None and X.shape[1] != expected:
-        raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {expected}")
+    if not model.built:
+        model.build(X.shape[1:])  # the first data fixes the input shape
+    expected = model.in_shape
+    if tuple(X.shape[1:]) != expected:
+        if len(X.shape) == 2 and len(expected) == 1:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features, but the model expects {expected[0]}"
+            )
+        raise ValueError(
+            f"{name} has samples of shape {tuple(X.shape[1:])}, but the model expects {expected}"
+        )
     y = check_targets(y, X.shape[0])
     return X, y, check_sample_weight(sample_weight, X.shape[0])
 
@@ -107,9 +116,11 @@ def feed(trainer: Any, X, y, sample_weight, validation_data, validation_split):
         return _stream(trainer, X, validation_data, validation_split, sample_weight)
     X, y, w = check_data(trainer.model, X, y, sample_weight)
     train_idx, val = _validation(trainer, X, y, w, validation_data, validation_split)
+    keep_ints = trainer.model.integer_input and X.dtype.kind in "iu"  # Embedding indices
+    dtype = X.dtype if keep_ints else trainer.model.dtype
     if not trainer.has_learning_rate:  # L-BFGS: one batch, the whole training set, gathered once
         full = len(train_idx) == X.shape[0]
-        Xt = np.asarray(X if full else gather(X, train_idx), dtype=trainer.model.dtype)
+        Xt = np.asarray(X if full else gather(X, train_idx), dtype=dtype)
         batch = (Xt, y[train_idx], None if w is None else w[train_idx])
         trainer.steps_per_epoch = 1
         return (lambda epoch: iter([batch])), val
@@ -119,7 +130,7 @@ def feed(trainer: Any, X, y, sample_weight, validation_data, validation_split):
     if pairs and len(train_idx) % batch_size == 1:
         n_batches -= 1  # the last row joins the previous batch
     trainer.steps_per_epoch = n_batches
-    buffer = np.empty((batch_size + pairs, X.shape[1]), dtype=trainer.model.dtype)
+    buffer = np.empty((batch_size + pairs, *X.shape[1:]), dtype=dtype)
 
     def batches(epoch: int):
         order = _epoch_order(trainer, train_idx)
@@ -140,6 +151,10 @@ def _stream(trainer, X, validation_data, validation_split, sample_weight):
     if not trainer.has_learning_rate:
         raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
     val = None if validation_data is None else _check_val(trainer, validation_data)
+    if not trainer.model.built:  # the first batch fixes the input shape
+        first = next(iter(X), None)
+        if isinstance(first, tuple | list) and first:
+            trainer.model.build(np.shape(first[0])[1:])
     trainer.steps_per_epoch = 0  # unknown until the first pass
 
     def check(*item, name):

@@ -246,8 +246,9 @@ class GradientMonitor(Callback):
 
     def __init__(self, every: int = 1, vanish_ratio: float = 1e-4, explode: float = 1e4) -> None:
         self.every = checks.positive_int("every", every)
-        self.vanish_ratio = checks.non_negative("vanish_ratio", vanish_ratio)
-        self.explode = checks.positive("explode", explode)
+        self.vanish_ratio = checks.real("vanish_ratio", vanish_ratio, 0, None, "left")
+        # explode=inf switches that warning off
+        self.explode = checks.real("explode", explode, 0, None, "neither", allow_inf=True)
         self._warned: set[str] = set()
         self._sums: dict[str, float] = {}
         self._count = 0
