@@ -24,6 +24,7 @@ import numpy as np
 
 from . import checks
 from .data import check_sample_weight, check_targets, check_X, gather, split_indices
+from .sparse import is_sparse
 from .training_checks import needs_pairs
 
 
@@ -120,7 +121,11 @@ def feed(trainer: Any, X, y, sample_weight, validation_data, validation_split):
     dtype = X.dtype if keep_ints else trainer.model.dtype
     if not trainer.has_learning_rate:  # L-BFGS: one batch, the whole training set, gathered once
         full = len(train_idx) == X.shape[0]
-        Xt = np.asarray(X if full else gather(X, train_idx), dtype=dtype)
+        Xt = X if full else gather(X, train_idx)
+        if is_sparse(Xt):  # CSR stays CSR, cast once (L-BFGS reads the whole set anyway)
+            Xt = Xt if Xt.dtype == dtype else Xt.astype(dtype)
+        else:
+            Xt = np.asarray(Xt, dtype=dtype)
         batch = (Xt, y[train_idx], None if w is None else w[train_idx])
         trainer.steps_per_epoch = 1
         return (lambda epoch: iter([batch])), val
@@ -130,7 +135,8 @@ def feed(trainer: Any, X, y, sample_weight, validation_data, validation_split):
     if pairs and len(train_idx) % batch_size == 1:
         n_batches -= 1  # the last row joins the previous batch
     trainer.steps_per_epoch = n_batches
-    buffer = np.empty((batch_size + pairs, *X.shape[1:]), dtype=dtype)
+    rows = 0 if is_sparse(X) else batch_size + pairs  # a sparse batch is gathered as CSR
+    buffer = np.empty((rows, *X.shape[1:]), dtype=dtype)
 
     def batches(epoch: int):
         order = _epoch_order(trainer, train_idx)

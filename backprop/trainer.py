@@ -209,7 +209,7 @@ class Trainer(TrainerState):
         loss = self.loss.forward(out, yb, wb)
         m.backward(self.loss.backward(), need_input_grad=False)
         if self.l1 or self.l2:
-            l1, l2 = self.penalty_terms(len(Xb) if wb is None else float(np.sum(wb)))
+            l1, l2 = self.penalty_terms(Xb.shape[0] if wb is None else float(np.sum(wb)))
             w = m.flat_parameters[: m.n_weights]
             loss += penalty(w, l1, l2)
             add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1, l2)
@@ -340,7 +340,7 @@ class Trainer(TrainerState):
                 except StopIteration:
                     self.stop_training = True
                     break
-                bw = len(Xb) if wb is None else float(wb.sum())
+                bw = Xb.shape[0] if wb is None else float(wb.sum())
                 total += loss * bw
                 weight_total += bw
                 norm_sum += norm
@@ -348,7 +348,7 @@ class Trainer(TrainerState):
                 n_batches += 1
                 for metric in metrics:
                     metric.update(out, yb, wb)
-                logs = {"loss": loss, "grad_norm": norm, "batch_size": len(Xb)}
+                logs = {"loss": loss, "grad_norm": norm, "batch_size": Xb.shape[0]}
                 for cb in hooks:
                     cb.on_batch_end(view, b, logs)
             if self.stop_training and n_batches == 0:

@@ -33,7 +33,8 @@ from ..schedules import get as get_schedule
 from ..trainer import Trainer, TrainingDivergedError
 from . import conventions as C
 from .losses import for_output
-from .monitor import SklearnMonitor
+from .monitor import SklearnMonitor, record_divergence
+from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
 
 SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
 STOCHASTIC = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
@@ -50,7 +51,7 @@ ACTIVATION_LAYERS = {
 }
 
 
-class BaseMLP(BaseEstimator):
+class BaseMLP(SklearnPrivateMixin, BaseEstimator):
     """Shared parameters, fitting and prediction. Subclasses define ``__init__`` (scikit-learn
     reads the parameter names from its signature), ``_validate_input`` and ``_score_raw``."""
 
@@ -111,30 +112,45 @@ class BaseMLP(BaseEstimator):
             if not isinstance(cb, Callback):
                 raise ValueError(f"callbacks must be backprop Callback instances, got {cb!r}")
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR/CSC X is trained on as CSR, never made dense
+        return tags
+
     # -- fitted attributes that live in the model -----------------------------------------------
     def _dense_layers(self) -> list[L.Dense]:
         check_is_fitted(self, "model_")
         return [layer for layer in self.model_.layers if isinstance(layer, L.Dense)]
 
+    def _weights(self, key: str) -> list[np.ndarray]:
+        if "model_" not in vars(self) and f"_hand_set_{key}" in vars(self):
+            return vars(self)[f"_hand_set_{key}"]  # set by hand before fit (see _set_weights)
+        return WeightViews(layer.params[key] for layer in self._dense_layers())
+
+    def _set_weights(self, key: str, values: list[np.ndarray]) -> None:
+        if "model_" not in vars(self):  # kept as given; partial_fit or warm_start starts there
+            vars(self)[f"_hand_set_{key}"] = values if isinstance(values, list) else list(values)
+            return
+        for layer, value in zip(self._dense_layers(), values, strict=True):
+            layer.params[key][...] = value
+
     @property
     def coefs_(self) -> list[np.ndarray]:
         """Views of each Dense layer's ``W`` ``(fan_in, fan_out)`` inside ``model_``."""
-        return [layer.params["W"] for layer in self._dense_layers()]
+        return self._weights("W")
 
     @coefs_.setter
     def coefs_(self, values: list[np.ndarray]) -> None:
-        for layer, value in zip(self._dense_layers(), values, strict=True):
-            layer.params["W"][...] = value
+        self._set_weights("W", values)
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
         """Views of each Dense layer's ``b`` ``(fan_out,)`` inside ``model_``."""
-        return [layer.params["b"] for layer in self._dense_layers()]
+        return self._weights("b")
 
     @intercepts_.setter
     def intercepts_(self, values: list[np.ndarray]) -> None:
-        for layer, value in zip(self._dense_layers(), values, strict=True):
-            layer.params["b"][...] = value
+        self._set_weights("b", values)
 
     # -- building -------------------------------------------------------------------------------
     def _train_dtype(self, X: np.ndarray) -> np.dtype:
@@ -183,7 +199,7 @@ class BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _optimizer(self):
+    def _make_optimizer(self):
         lr = float(self.learning_rate_init)
         if self.solver == "lbfgs":
             return LBFGS(tol=float(self.tol), max_fun=int(self.max_fun))
@@ -224,6 +240,7 @@ class BaseMLP(BaseEstimator):
             self.n_outputs_ = Y.shape[1]
             self.out_activation_ = self._out_activation()
             self._build(X.shape[1], dtype, rs)
+            load_hand_set(self, incremental or self.warm_start)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         train, validation = self._split(X, Y, y_raw, sw, rs, validation_data)
@@ -243,7 +260,7 @@ class BaseMLP(BaseEstimator):
             trainer = Trainer(
                 self.model_,
                 for_output(self.out_activation_),
-                self._optimizer(),
+                self._make_optimizer(),
                 mode="batch" if self.solver == "lbfgs" else "minibatch",
                 batch_size=batch,
                 epochs=int(self.max_iter),
@@ -277,12 +294,14 @@ class BaseMLP(BaseEstimator):
         except BaseException as exc:
             if saved is not None:  # a failed partial_fit changes nothing
                 self._restore(trainer, saved)
-            if isinstance(exc, TrainingDivergedError):
+            if not isinstance(exc, TrainingDivergedError):
+                raise
+            if not (self.early_stopping and self.solver in STOCHASTIC and saved is None):
                 raise ValueError(
                     "Solver produced non-finite parameter weights. The input data may contain "
                     f"large values and need to be preprocessed. ({exc})"
                 ) from exc
-            raise
+            record_divergence(self, exc)
         if self.solver == "lbfgs":
             self._finish_lbfgs(trainer.optimizer.result)
         elif monitor.max_iter_reached:
@@ -383,7 +402,7 @@ class BaseMLP(BaseEstimator):
     def _forward(self, X) -> np.ndarray:
         """Validated ``X`` through ``model_``: the raw outputs ``z`` ``(n_samples, n_outputs)``."""
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=(np.float64, np.float32), reset=False)
         return self.model_.predict(X)
 
     def _link(self, z: np.ndarray) -> np.ndarray:
