@@ -94,7 +94,7 @@ class ValidationSplit:
 def check_data(model: Any, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
     """``(X, y, w)`` checked against each other and against the model's input shape (an
     unbuilt model is built from the first data it sees)."""
-    X = check_X(X, name)
+    X = check_X(X, name, dtype=model.dtype)
     if not model.built:
         model.build(X.shape[1:])  # the first data fixes the input shape
     expected = model.in_shape

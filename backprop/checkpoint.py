@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks
+from . import checks, filecheck, schemas
 from .callbacks import Callback, History, improved, resolve_mode
 from .io import ModelFileError, read_archive, sequential_config, write_archive
 
@@ -109,6 +109,13 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
     def expect(header):
         if header.get("kind") != "checkpoint":
             raise ModelFileError(f"{where}: not a checkpoint (kind {header.get('kind')!r})")
+        schemas.check(header, schemas.checkpoint_schema(trainer), where, "header")
+        shape = (header.get("model") or {}).get("input_shape")
+        if not model.built and isinstance(shape, list):
+            try:  # a model that waits for its first data takes the checkpoint's input shape
+                model.build(shape)
+            except ValueError as exc:
+                raise ModelFileError(f"{where}: {exc}") from None
         wanted = {f"model/{k}": (v.dtype.str, v.shape) for k, v in model.state_dict().items()}
         for name, spec in header["arrays"].items():
             if name.startswith("state/"):  # sizes checked against the file; owners check use
@@ -128,14 +135,10 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
                 f"{where}: optimizer array {key!r} is {value.dtype} {value.shape}, the model's "
                 f"parameters are {flat[0]} {flat[1]}"
             )
-    try:
+    with filecheck.owner_refusals(where):  # the owners' own checks, as file errors
         trainer.load_state_dict(state)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(
-            f"{where}: the checkpoint's trainer state is unusable ({exc!r})"
-        ) from None
+        model.rng.bit_generator.state = header["model_rng"]
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-    model.rng.bit_generator.state = header["model_rng"]
     header["trainer"] = state
     return header
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import sparse as sparse_mod
+from .data import check_range
 from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
 from .layers.containers import named_layers
@@ -77,6 +78,11 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} is {layer!r}, not a backprop Layer")
+            if not all(hasattr(layer, a) for a in ("params", "grads", "buffers", "trainable")):
+                raise TypeError(
+                    f"layer {i} ({type(layer).__name__}) has no params/grads/buffers: "
+                    "its __init__ must call super().__init__()"
+                )
         self.dtype = as_float_dtype(dtype)
         self.seed = seed if isinstance(seed, int) else None
         self._init_rng, self.rng = spawn_generators(seed, 2)
@@ -217,6 +223,8 @@ class Sequential:
             raise self.shape_error(X.shape, name)
         if self.integer_input and X.dtype.kind in "iu":
             return X
+        if X.dtype.kind == "f" and X.dtype.itemsize > self.dtype.itemsize:
+            check_range(X, name, self.dtype)  # float64 values a float32 model cannot hold
         return X if X.dtype == self.dtype else X.astype(self.dtype)
 
     def shape_error(self, shape: tuple[int, ...], name: str = "X") -> ValueError:
