@@ -13,7 +13,7 @@ from . import (
     schedules,
     uncertainty,
 )
-from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
+from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History
 from .cartography import Cartography
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .gradcheck import GradientCheck, GradientReport, check_gradients
@@ -74,6 +74,7 @@ from .lr_finder import LRFinderResult, lr_find
 from .model import Sequential
 from .monitors import ActivationRecorder, UpdateRatioMonitor
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .progress import ProgressBar
 from .schedules import (
     Constant,
     CosineDecay,
@@ -91,6 +92,7 @@ from .uncertainty import (
     mc_dropout_predict,
     reliability_curve,
 )
+from .view import TrainingView
 
 __version__ = "0.1.0"
 
@@ -214,6 +216,7 @@ __all__ = [
     "Schedule",
     "StepDecay",
     "Trainer",
+    "TrainingView",
     "TrainingDivergedError",
     # files, checkpoints and configs
     "Checkpoint",
