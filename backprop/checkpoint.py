@@ -6,6 +6,7 @@ holding::
     arrays   model/<name>            parameters and buffers
              optimizer/state.<k>     optimizer moments / velocity (flat, one per kind)
              early_stopping/<j>/...  the best weights an EarlyStopping callback keeps
+             pruning/mask            the pruning mask, bool (n_weights,), when there is one
     header   model architecture, the model's dropout generator state, the trainer's
              epoch, step_count, shuffle and split generator states, optimizer and schedule
              scalars, history, early-stopping counters, and the Checkpoint's own best score
@@ -29,6 +30,7 @@ import numpy as np
 
 from .callbacks import Callback, EarlyStopping, History
 from .io import ModelFileError, read_archive, sequential_config, write_archive
+from .pruning import set_mask
 from .schedules import improved, resolve_mode
 
 
@@ -63,6 +65,8 @@ def save_checkpoint(
             arrays[f"optimizer/{key}"] = value
         else:
             optimizer[key] = _json_value(value)
+    if model.weight_mask is not None:  # pruning hook (issue 15): the mask survives resume
+        arrays["pruning/mask"] = model.weight_mask
     stoppers = []
     for j, es in enumerate(cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)):
         stoppers.append({k: _json_value(v) for k, v in es.state_dict().items()})
@@ -98,6 +102,8 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
                 name.startswith("early_stopping/") and name.endswith("/params")
             ):
                 wanted[name] = flat  # flat vectors the size of the model's parameters
+            elif name == "pruning/mask":
+                wanted[name] = ("|b1", (model.n_weights,))
             elif name.startswith("early_stopping/"):
                 wanted[name] = (spec["dtype"], tuple(spec["shape"]))  # checked by load
         return wanted
@@ -107,6 +113,7 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
         raise ModelFileError(f"{where}: the checkpoint's model differs from the configured one")
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
     model.rng.bit_generator.state = header["model_rng"]
+    set_mask(model, arrays.get("pruning/mask"))  # pruning hook: the run's mask, or none
     state = dict(header["trainer"])
     state["optimizer"] = {
         **header["optimizer"],

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import layers as layers_mod
+from . import pruning_files
 from .model import Sequential
 
 FORMAT = "backprop"
@@ -335,7 +336,8 @@ def sequential_config(model: Sequential) -> dict[str, Any]:
 
 
 def _sequential_to_payload(model: Sequential):
-    return sequential_config(model), model.state_dict()
+    # Pruning hook (issue 15): a masked model stores its weights compactly.
+    return pruning_files.compact_payload(model, sequential_config(model), model.state_dict())
 
 
 def _layer_specs(config: dict[str, Any]) -> list[tuple[type, dict[str, Any], bool]]:
@@ -392,7 +394,9 @@ def sequential_from_config(config: dict[str, Any], seed: int = 0) -> Sequential:
 
 def _sequential_from_payload(config, arrays, where):
     model = sequential_from_config(config)
+    arrays, mask = pruning_files.expand(model, config, arrays)  # pruning hook (issue 15)
     model.load_state_dict(arrays)
+    pruning_files.pruning.set_mask(model, mask)
     return model
 
 
@@ -401,7 +405,7 @@ register_kind(
     Sequential,
     _sequential_to_payload,
     _sequential_from_payload,
-    expected_sequential_arrays,
+    lambda config: pruning_files.expected_arrays(config, expected_sequential_arrays(config)),
 )
 
 # Kinds registered by modules that `import backprop` does not load up front (scikit-learn's

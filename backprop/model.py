@@ -74,6 +74,8 @@ class Sequential:
         self.dtype = as_float_dtype(dtype)
         self.seed = seed if isinstance(seed, int) else None
         init_rng, self.rng = spawn_generators(seed, 2)
+        # Pruning (issue 15, backprop.pruning): None, or a bool (n_weights,) mask; False = pruned.
+        self.weight_mask: np.ndarray | None = None
         self._check_sizes()
         self._build()
         self.reset_parameters(init_rng)
@@ -281,7 +283,15 @@ class Sequential:
         new.load_state_dict(self.state_dict())
         new.rng.bit_generator.state = copy.deepcopy(self.rng.bit_generator.state)
         new.seed = self.seed
+        new.weight_mask = None if self.weight_mask is None else self.weight_mask.copy()
         return new
+
+    def sparsity(self) -> dict[str, float]:
+        """Fraction of exactly-zero weights per weight parameter (``"0.W"``...) and ``"total"``
+        (see :mod:`backprop.pruning`)."""
+        from .pruning import sparsity
+
+        return sparsity(self)
 
     def summary(self) -> str:
         """Per-layer output width, parameter count and trainability, as a text table."""

@@ -31,6 +31,7 @@ import numpy as np
 
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
+from . import pruning
 from . import schedules as schedules_mod
 from .callbacks import Callback, History
 from .data import (
@@ -53,6 +54,7 @@ from .regularization import (
     clip_by_value,
     global_norm,
     penalty,
+    soft_threshold,
 )
 
 MODES = ("stochastic", "batch", "minibatch")
@@ -115,6 +117,13 @@ class Trainer:
         penalty_scale: "constant" applies ``l1``/``l2`` as given; "per_sample" divides them by
             the batch's total sample weight (its size without weights), as scikit-learn's
             ``alpha`` is defined.
+        l1_method: "subgradient" adds ``l1 * sign(w)`` to the gradient; "proximal"
+            soft-thresholds the weights after each step, ``w <- sign(w) max(|w| - lr l1, 0)``,
+            which gives exact zeros (not with L-BFGS).
+
+    Pruning: when ``model.weight_mask`` is set (:mod:`backprop.pruning`), pruned weights get no
+    gradient and are zeroed, with the optimizer's state on them, after every step and at the end
+    of ``fit``.
     """
 
     def __init__(
@@ -137,6 +146,7 @@ class Trainer:
         seed: int | np.random.Generator | None = None,
         sampler: Callable[[np.ndarray], np.ndarray] | None = None,
         penalty_scale: str = "constant",
+        l1_method: str = "subgradient",
     ) -> None:
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a backprop Sequential, got {type(model).__name__}")
@@ -171,6 +181,11 @@ class Trainer:
                 f"penalty_scale must be 'constant' or 'per_sample', got {penalty_scale!r}"
             )
         self.penalty_scale = penalty_scale
+        if l1_method not in ("subgradient", "proximal"):
+            raise ValueError(f"l1_method must be 'subgradient' or 'proximal', got {l1_method!r}")
+        if l1_method == "proximal" and isinstance(self.optimizer, LBFGS):
+            raise ValueError("l1_method='proximal' needs a first-order optimizer, not L-BFGS")
+        self.l1_method = l1_method
         self.history = History()
         self.epoch = 0  # epochs completed, across calls to fit
         self.step_count = 0  # optimizer updates taken
@@ -234,16 +249,22 @@ class Trainer:
         loss = self.loss.forward(out, yb, wb)
         m.backward(self.loss.backward(), need_input_grad=False)
         if self.l1 or self.l2:
-            l1, l2 = self.l1, self.l2
-            if self.penalty_scale == "per_sample":
-                total = len(Xb) if wb is None else float(np.sum(wb))
-                l1, l2 = l1 / total, l2 / total
+            l1, l2 = self._penalties(Xb, wb)
             w = m.flat_parameters[: m.n_weights]
             loss += penalty(w, l1, l2)
-            add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1, l2)
+            l1_grad = 0.0 if self.l1_method == "proximal" else l1
+            add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1_grad, l2)
         if self._frozen is not None:
             m.flat_gradients[self._frozen] = 0
+        pruning.mask_gradients(m)  # pruning hook (issue 15): pruned weights get no gradient
         return loss, out
+
+    def _penalties(self, Xb: np.ndarray, wb: np.ndarray | None) -> tuple[float, float]:
+        """``(l1, l2)`` for this batch: as given, or divided by its total sample weight."""
+        if self.penalty_scale != "per_sample":
+            return self.l1, self.l2
+        total = len(Xb) if wb is None else float(np.sum(wb))
+        return self.l1 / total, self.l2 / total
 
     def train_step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None):
         """One update on one batch; returns (loss, output, pre-clip gradient norm)."""
@@ -262,6 +283,14 @@ class Trainer:
         if self.clip_norm is not None:
             clip_by_global_norm(grads, self.clip_norm, None if clipped else norm)
         self.optimizer.step(self.model.flat_parameters, grads, self._slices)
+        # Proximal L1 and pruning masks (issue 15): both act on the weights after the step.
+        if self.l1 and self.l1_method == "proximal":
+            t = self.optimizer.lr * self._penalties(Xb, wb)[0]
+            for s in self._slices:  # trainable weights only
+                soft_threshold(
+                    self.model.flat_parameters[s.start : min(s.stop, self.model.n_weights)], t
+                )
+        pruning.after_step(self.model, self.optimizer)
         self.step_count += 1
         return loss, out, norm
 
@@ -330,6 +359,7 @@ class Trainer:
         self._slices = self.model.trainable_slices()
         self._frozen = self._frozen_mask()
         self.stop_training = False
+        pruning.enforce(self.model, self.optimizer)  # pruning hook: a mask set before fit
         self.initial_epoch, self.end_epoch = self.epoch, self.epoch + epochs
         callbacks = [*self.callbacks, self.history]
         for cb in callbacks:
@@ -356,6 +386,7 @@ class Trainer:
         finally:
             for cb in callbacks:
                 cb.on_train_end(self)
+            pruning.enforce(self.model, self.optimizer)  # pruning hook: restored weights too
         return self.history
 
     def _validation(self, X, y, w, validation_data, validation_split):

@@ -1,0 +1,444 @@
+"""Pruning LeNet-300-100 on MNIST: magnitude, random and lottery-ticket pruning, gradual
+(Zhu & Gupta 2017) and iterative (Han et al. 2015) schedules, and structured pruning.
+
+Stages, each one's numbers cached in ``runs/pruning-cache/`` (a re-run skips what is done):
+
+1. dense: LeNet-300-100 (784-300-100-10, ReLU), Adam, cosine decay, ``EPOCHS`` epochs; weight
+   snapshots at initialization and after ``REWIND_STEP`` updates.
+2. gradual: from the dense weights, sparsity 0 -> ``GRADUAL_TARGET`` along the cubic curve over
+   ``GRADUAL_EPOCHS`` epochs, then ``FINETUNE_EPOCHS`` more with the mask fixed.
+3. iterative (Han): prune to 1 - (1 - s)^(r / R) after each of R rounds, retraining in between.
+4. curve: for each sparsity, one-shot magnitude pruning + short fine-tuning, random pruning +
+   the same fine-tuning, the lottery ticket (magnitude mask, weights rewound to their initial
+   values, trained ``EPOCHS`` epochs) and its control (same mask, fresh random weights).
+5. structured: remove hidden units by mean activation, fine-tune, time inference.
+
+``--fast`` runs the same code on sklearn's 8x8 digits with a small network in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import backprop as bp
+from backprop import pruning
+from backprop.datasets import load_mnist
+from scripts.experiments._common import (
+    ROOT,
+    SEED,
+    digits,
+    fmt,
+    main,
+    plt,
+    save_figure,
+    table,
+    write_summary,
+)
+
+NAME = "pruning"
+MNIST_PATH = ROOT / "data" / "mnist.npz"
+FULL = {
+    "hidden": [300, 100],
+    "batch_size": 128,
+    "lr": 1e-3,
+    "epochs": 12,
+    "rewind_step": 500,
+    "gradual_target": 0.95,
+    "gradual_epochs": 12,
+    "finetune_epochs": 8,
+    "han_rounds": 3,
+    "han_epochs": 2,
+    "curve": [0.5, 0.8, 0.9, 0.95, 0.98],
+    "curve_finetune_epochs": 2,
+    "ticket_sparsity": 0.9,
+    "unit_fraction": 0.5,
+}
+FAST = {
+    **FULL,
+    "hidden": [48, 24],
+    "batch_size": 32,
+    "lr": 3e-3,
+    "epochs": 12,
+    "rewind_step": 20,
+    "gradual_target": 0.8,
+    "gradual_epochs": 6,
+    "finetune_epochs": 4,
+    "han_rounds": 2,
+    "han_epochs": 3,
+    "curve": [0.5, 0.9],
+    "curve_finetune_epochs": 3,
+    "ticket_sparsity": 0.5,
+}
+
+
+def load_data(fast: bool) -> dict[str, np.ndarray]:
+    if fast:
+        d = digits()
+        return {k: d[k] for k in ("X_train", "y_train", "X_test", "y_test")}
+    X_train, y_train, X_test, y_test = load_mnist(MNIST_PATH)
+    scale = np.float32(1 / 255)
+    return {
+        "X_train": X_train.astype(np.float32) * scale,
+        "y_train": y_train.astype(np.int64),
+        "X_test": X_test.astype(np.float32) * scale,
+        "y_test": y_test.astype(np.int64),
+    }
+
+
+def build(cfg: dict[str, Any], n_features: int, seed: int) -> bp.Sequential:
+    h1, h2 = cfg["hidden"]
+    layers = [bp.Dense(n_features, h1), bp.ReLU(), bp.Dense(h1, h2), bp.ReLU(), bp.Dense(h2, 10)]
+    return bp.Sequential(layers, seed=seed)
+
+
+def fit(model, data, cfg, epochs, lr=None, callbacks=()) -> bp.Trainer:
+    """Adam with a cosine decay to zero over ``epochs``: every stage trains this way."""
+    trainer = bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.Adam(cfg["lr"] if lr is None else lr),
+        batch_size=cfg["batch_size"],
+        epochs=epochs,
+        schedule=bp.CosineDecay(total=epochs),
+        callbacks=list(callbacks),
+        seed=SEED,
+    )
+    trainer.fit(data["X_train"], data["y_train"])
+    return trainer
+
+
+def test_error(model: bp.Sequential, data: dict[str, np.ndarray]) -> float:
+    return float(np.mean(np.argmax(model.predict(data["X_test"]), axis=1) != data["y_test"]))
+
+
+def kept(model: bp.Sequential) -> float:
+    return 1.0 - model.sparsity()["total"]
+
+
+class ErrorCurve(bp.Callback):
+    """Test error and sparsity after every epoch."""
+
+    def __init__(self, data):
+        self.data, self.error, self.sparsity = data, [], []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.error.append(test_error(trainer.model, self.data))
+        self.sparsity.append(trainer.model.sparsity()["total"])
+
+
+# -- stages -------------------------------------------------------------------------------------
+def stage_dense(cfg, data, cache):
+    model = build(cfg, data["X_train"].shape[1], SEED)
+    init = pruning.WeightSnapshot(0)
+    early = pruning.WeightSnapshot(cfg["rewind_step"])
+    start = time.perf_counter()
+    fit(model, data, cfg, cfg["epochs"], callbacks=[init, early])
+    np.savez(
+        cache / "dense.npz", trained=model.flat_parameters, init=init.params, early=early.params
+    )
+    return {"test_error": test_error(model, data), "seconds": time.perf_counter() - start}
+
+
+def dense_model(cfg, data, cache, which="trained") -> bp.Sequential:
+    model = build(cfg, data["X_train"].shape[1], SEED)
+    with np.load(cache / "dense.npz", allow_pickle=False) as f:
+        model.flat_parameters[...] = f[which]
+    return model
+
+
+def stage_gradual(cfg, data, cache):
+    model = dense_model(cfg, data, cache)
+    n = int(np.ceil(len(data["y_train"]) / cfg["batch_size"]))
+    end = cfg["gradual_epochs"] * n
+    gradual = pruning.GradualPruning(cfg["gradual_target"], 0, end, frequency=max(1, n // 4))
+    curve = ErrorCurve(data)
+    total = cfg["gradual_epochs"] + cfg["finetune_epochs"]
+    fit(model, data, cfg, total, callbacks=[gradual, curve])
+    np.savez(cache / "gradual.npz", params=model.flat_parameters, mask=model.weight_mask)
+    per_layer = {k: v for k, v in model.sparsity().items() if k != "total"}
+    return {
+        "test_error": test_error(model, data),
+        "kept": kept(model),
+        "per_layer_sparsity": per_layer,
+        "error_per_epoch": curve.error,
+        "sparsity_per_epoch": curve.sparsity,
+    }
+
+
+def stage_han(cfg, data, cache):
+    model = dense_model(cfg, data, cache)
+    trainer = bp.Trainer(
+        model, "cross_entropy", bp.Adam(cfg["lr"] / 2), batch_size=cfg["batch_size"], seed=SEED
+    )
+    rounds = pruning.iterative_pruning(
+        trainer,
+        data["X_train"],
+        data["y_train"],
+        cfg["gradual_target"],
+        cfg["han_rounds"],
+        cfg["han_epochs"],
+        evaluate=(data["X_test"], data["y_test"]),
+    )
+    return {
+        "test_error": test_error(model, data),
+        "kept": kept(model),
+        "rounds": [{"kept": 1 - r["sparsity"], "test_error": 1 - r["accuracy"]} for r in rounds],
+    }
+
+
+def ticket(cfg, data, cache, s, rewind="init", fresh_seed=None):
+    """Train the magnitude mask of sparsity ``s`` (from the dense weights) from the snapshot
+    ``rewind`` or, with ``fresh_seed``, from new random weights."""
+    mask = pruning.compute_mask(dense_model(cfg, data, cache), s)
+    if fresh_seed is None:
+        model = dense_model(cfg, data, cache, rewind)
+    else:
+        model = build(cfg, data["X_train"].shape[1], fresh_seed)
+    pruning.set_mask(model, mask)
+    fit(model, data, cfg, cfg["epochs"])
+    return {"test_error": test_error(model, data), "kept": kept(model)}
+
+
+def finetuned(cfg, data, cache, s, method):
+    model = dense_model(cfg, data, cache)
+    rng = np.random.default_rng(SEED)
+    pruning.prune(model, s, method=method, rng=rng)
+    after_prune = test_error(model, data)
+    fit(model, data, cfg, cfg["curve_finetune_epochs"], lr=cfg["lr"] / 2)
+    return {"error_after_pruning": after_prune, "test_error": test_error(model, data)}
+
+
+def stage_tickets(cfg, data, cache):
+    """At ``ticket_sparsity``: the ticket rewound to init and to update k, and its control."""
+    s = cfg["ticket_sparsity"]
+    return {
+        "ticket": ticket(cfg, data, cache, s),
+        "reinit": ticket(cfg, data, cache, s, fresh_seed=SEED + 1),
+        "ticket_rewind_k": ticket(cfg, data, cache, s, rewind="early"),
+    }
+
+
+def curve_point(s, method):
+    def stage(cfg, data, cache):
+        if method == "ticket":
+            return ticket(cfg, data, cache, s)
+        if method == "reinit":
+            return ticket(cfg, data, cache, s, fresh_seed=SEED + 1)
+        return finetuned(cfg, data, cache, s, method)
+
+    return stage
+
+
+def stage_structured(cfg, data, cache):
+    from backprop import structured
+
+    model = dense_model(cfg, data, cache)
+    X = data["X_train"][:10000]
+    dead = structured.dead_units(model, X)
+    slim_dead = structured.remove_units(model, dead)
+    same = float(np.max(np.abs(slim_dead.predict(data["X_test"]) - model.predict(data["X_test"]))))
+    keep = {
+        i: int(round(cfg["unit_fraction"] * n)) for i, n in structured.unit_counts(model).items()
+    }
+    slim = structured.prune_units(model, keep, criterion="activation", X=X)
+    before_ft = test_error(slim, data)
+    fit(slim, data, cfg, cfg["curve_finetune_epochs"], lr=cfg["lr"] / 2)
+    times = {}
+    for label, m in (("dense", model), ("structured", slim)):
+        m.predict(data["X_test"])  # warm-up
+        best = min(_timed(m, data["X_test"]) for _ in range(5))
+        times[label] = best
+    return {
+        "dead_units": {str(k): len(v) for k, v in dead.items()},
+        "dead_removed_max_abs_change": same,
+        "units_kept": {str(k): v for k, v in keep.items()},
+        "parameters": {"dense": model.n_parameters, "structured": slim.n_parameters},
+        "error_before_finetune": before_ft,
+        "test_error": test_error(slim, data),
+        "dense_test_error": test_error(model, data),
+        "predict_seconds": times,
+        "speedup": times["dense"] / times["structured"],
+    }
+
+
+def _timed(model, X) -> float:
+    start = time.perf_counter()
+    model.predict(X)
+    return time.perf_counter() - start
+
+
+def stages(cfg) -> dict[str, Any]:
+    """Every unit of work by name, most important first (each is cached on its own)."""
+    out = {"dense": stage_dense, "gradual": stage_gradual, "tickets": stage_tickets}
+    for method in ("magnitude", "random"):
+        out.update({f"curve/{s}/{method}": curve_point(s, method) for s in cfg["curve"]})
+    out["han"] = stage_han
+    out["structured"] = stage_structured
+    for method in ("ticket", "reinit"):
+        out.update(
+            {
+                f"curve/{s}/{method}": curve_point(s, method)
+                for s in cfg["curve"]
+                if s != cfg["ticket_sparsity"]
+            }
+        )
+    return out
+
+
+def collect(done: dict[str, Any], cfg) -> dict[str, Any]:
+    """The cached pieces arranged for the page: ``results["curve"][s][method]``."""
+    results = {k: v for k, v in done.items() if not k.startswith("curve/")}
+    curve: dict[str, dict[str, Any]] = {}
+    for s in cfg["curve"]:
+        point = {}
+        for method in LABELS:
+            if s == cfg["ticket_sparsity"] and method in ("ticket", "reinit"):
+                point[method] = done["tickets"][method]
+            elif f"curve/{s}/{method}" in done:
+                point[method] = done[f"curve/{s}/{method}"]
+        curve[str(s)] = point
+    results["curve"] = curve
+    return results
+
+
+# -- figures and page ---------------------------------------------------------------------------
+LABELS = {
+    "magnitude": "magnitude, one-shot + fine-tune",
+    "random": "random, one-shot + fine-tune",
+    "ticket": "lottery ticket (rewound to init)",
+    "reinit": "same mask, random re-init",
+}
+
+
+def figures(results, out_dir):
+    curve = results["curve"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    styles = {"magnitude": "o-", "random": "s--", "ticket": "^-", "reinit": "v:"}
+    for method, style in styles.items():
+        points = [
+            (1 - float(s), 100 * p[method]["test_error"]) for s, p in curve.items() if method in p
+        ]
+        if points:
+            ax.plot(*zip(*points, strict=True), style, label=LABELS[method])
+    ax.axhline(100 * results["dense"]["test_error"], color="k", lw=0.8, label="dense")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("fraction of weights kept")
+    ax.set_ylabel("test error (%)")
+    ax.legend(fontsize=8)
+    ax.set_title("LeNet-300-100 on MNIST: accuracy against sparsity")
+    save_figure(fig, out_dir, "pruning_accuracy")
+
+    g = results["gradual"]
+    per_layer = g["per_layer_sparsity"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = list(per_layer)
+    axes[0].bar(names, [100 * (1 - per_layer[k]) for k in names])
+    axes[0].set_ylabel("weights kept (%)")
+    axes[0].set_title("Per-layer density after gradual pruning")
+    epochs = np.arange(1, len(g["error_per_epoch"]) + 1)
+    axes[1].plot(epochs, [100 * e for e in g["error_per_epoch"]], "o-", ms=3)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("test error (%)")
+    ax2 = axes[1].twinx()
+    ax2.plot(epochs, [100 * s for s in g["sparsity_per_epoch"]], "r--")
+    ax2.set_ylabel("sparsity (%)", color="r")
+    axes[1].set_title("Gradual pruning (Zhu & Gupta): error and sparsity")
+    save_figure(fig, out_dir, "pruning_layers")
+
+
+def summary(results, cfg) -> str:
+    """The page's tables; pieces that did not run are left out (and said so)."""
+    rows = [{"model": "dense", "weights kept": 1.0, "test error": results["dense"]["test_error"]}]
+    rows.append(
+        {
+            "model": "gradual (Zhu & Gupta)",
+            "weights kept": results["gradual"]["kept"],
+            "test error": results["gradual"]["test_error"],
+        }
+    )
+    if "han" in results:
+        rows.append(
+            {
+                "model": f"iterative (Han), {cfg['han_rounds']} rounds",
+                "weights kept": results["han"]["kept"],
+                "test error": results["han"]["test_error"],
+            }
+        )
+    t = results["tickets"]
+    for key, label in (
+        ("ticket", "lottery ticket, rewound to init"),
+        ("ticket_rewind_k", f"lottery ticket, rewound to update {cfg['rewind_step']}"),
+        ("reinit", "same mask, random re-init"),
+    ):
+        rows.append(
+            {"model": label, "weights kept": t[key]["kept"], "test error": t[key]["test_error"]}
+        )
+    body = "## Test error\n\n" + table(rows)
+    curve_rows = []
+    for s, point in results["curve"].items():
+        row: dict[str, Any] = {"weights kept": round(1 - float(s), 4)}
+        row.update({LABELS[m]: point[m]["test_error"] if m in point else "not run" for m in LABELS})
+        curve_rows.append(row)
+    body += "\n\n## Test error against weights kept\n\n" + table(curve_rows)
+    layers = [
+        {"weight": k, "sparsity": v} for k, v in results["gradual"]["per_layer_sparsity"].items()
+    ]
+    body += "\n\n## Per-layer sparsity (gradual)\n\n" + table(layers)
+    st = results.get("structured")
+    if st is None:
+        return body + "\n\nStructured pruning: not run.\n"
+    body += "\n\n## Structured pruning\n\n" + table(
+        [
+            {
+                "model": "dense",
+                "parameters": st["parameters"]["dense"],
+                "test error": st["dense_test_error"],
+                "predict s (10k rows)": st["predict_seconds"]["dense"],
+            },
+            {
+                "model": "units removed + fine-tuned",
+                "parameters": st["parameters"]["structured"],
+                "test error": st["test_error"],
+                "predict s (10k rows)": st["predict_seconds"]["structured"],
+            },
+        ]
+    )
+    body += f"\n\nSpeed-up {fmt(st['speedup'])}x; dead units {st['dead_units']}.\n"
+    return body
+
+
+def run(
+    out_dir: Path,
+    fast: bool = False,
+    plots: bool = True,
+    cache: Path | None = None,
+    only: tuple[str, ...] | None = None,
+):
+    cfg = FAST if fast else FULL
+    cache = cache or (out_dir / "cache" if fast else ROOT / "runs" / "pruning-cache")
+    cache.mkdir(parents=True, exist_ok=True)
+    data = load_data(fast)
+    done_file = cache / "stages.json"
+    done = json.loads(done_file.read_text()) if done_file.is_file() else {}
+    for name, stage in stages(cfg).items():
+        if name not in done and (only is None or name in only or name == "dense"):
+            start = time.perf_counter()
+            done[name] = stage(cfg, data, cache)
+            done[name]["stage_seconds"] = time.perf_counter() - start
+            done_file.write_text(json.dumps(done, indent=1))
+            print(f"{name}: {done[name].get('test_error')} ({done[name]['stage_seconds']:.0f} s)")
+    results = {"fast": fast, "config": cfg, **collect(done, cfg)}
+    if plots:
+        figures(results, out_dir)
+    write_summary(out_dir, "Pruning LeNet-300-100", summary(results, cfg), results)
+    return results
+
+
+if __name__ == "__main__":
+    main(run, NAME)
