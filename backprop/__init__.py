@@ -1,6 +1,7 @@
 """backprop: readable, vectorized backpropagation for multi-layer perceptrons in NumPy."""
 
 from . import callbacks, data, initializers, layers, losses, optimizers, regularization, schedules
+from . import pruning, structured  # issue 15: masks, schedules, unit removal
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, load_config
@@ -70,6 +71,8 @@ __all__ = [
     "optimizers",
     "regularization",
     "schedules",
+    "pruning",
+    "structured",
     "Callback",
     "CSVLogger",
     "EarlyStopping",
