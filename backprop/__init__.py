@@ -1,7 +1,17 @@
 """backprop: readable, vectorized backpropagation for multi-layer perceptrons in NumPy."""
 
-from . import callbacks, data, initializers, layers, losses, optimizers, regularization, schedules
-from . import pruning, structured  # issue 15: masks, schedules, unit removal
+from . import (
+    callbacks,
+    data,
+    initializers,
+    layers,
+    losses,
+    optimizers,
+    pruning,
+    regularization,
+    schedules,
+    structured,
+)
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, load_config
