@@ -81,6 +81,9 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     callbacks: list = []
     if out["gradient_monitor"]:
         callbacks.append(GradientMonitor())
+    pruning = config_mod.build_pruning(config)  # [pruning] (issue 15): before the checkpoint
+    if pruning is not None:
+        callbacks.append(pruning)
     if es is not None:
         callbacks.append(es)
     callbacks.append(ProgressBar(force=not quiet, enabled=not quiet))

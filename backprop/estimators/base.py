@@ -24,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import layers as L
+from .. import pruning
 from ..callbacks import Callback
 from ..lbfgs import LBFGS
 from ..model import Sequential
@@ -67,6 +68,7 @@ class BaseMLP(BaseEstimator):
             ("beta_2", 0, 1, "left"),
             ("epsilon", 0, None, "neither"),
             ("l1", 0, None, "left"),
+            ("sparsity", 0, 1, "left"),
             ("weight_decay", 0, None, "left"),
         ):
             C.check_real(self, name, low, high, closed)
@@ -77,6 +79,8 @@ class BaseMLP(BaseEstimator):
         C.check_int(self, "max_iter", 1)
         C.check_int(self, "n_iter_no_change", 1, allow_inf=True)
         C.check_int(self, "max_fun", 1)
+        C.check_int(self, "pruning_epochs", 1)
+        C.check_options(self, "l1_method", ("subgradient", "proximal"))
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             C.check_bool(self, name)
         n_hidden = len(C.hidden_sizes(self))
@@ -248,11 +252,12 @@ class BaseMLP(BaseEstimator):
                 metrics=[],
                 seed=0,  # unused: the sampler draws the order
                 penalty_scale="per_sample",
+                l1_method=self.l1_method,
             )
             self._trainer = trainer
         trainer.batch_size = batch
         trainer.sampler = C.ShuffleSampler(rs)
-        trainer.callbacks = [monitor, *(self.callbacks or [])]
+        trainer.callbacks = [monitor, *self._pruning(n, batch), *(self.callbacks or [])]
         saved = self._snapshot(trainer) if incremental else None
         if self.solver != "lbfgs":
             self.n_iter_ = 0
@@ -276,12 +281,36 @@ class BaseMLP(BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        self._finish_pruning(trainer)
         if not np.all(np.isfinite(self.model_.flat_parameters)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
                 "values and need to be preprocessed."
             )
         return self
+
+    # -- pruning (issue 15) ---------------------------------------------------------------------
+    def _pruning(self, n: int, batch: int) -> list[Callback]:
+        """The GradualPruning callback for ``sparsity`` (none when it is 0)."""
+        if not self.sparsity:
+            return []
+        steps = 1 if self.solver == "lbfgs" else -(-n // batch)  # updates per epoch
+        end = int(self.pruning_epochs) * steps
+        return [pruning.GradualPruning(float(self.sparsity), 0, end, max(1, steps // 4))]
+
+    def _finish_pruning(self, trainer: Trainer) -> None:
+        """Training stopped before the schedule reached ``sparsity``: prune the rest now."""
+        mask = self.model_.weight_mask
+        wanted = round(float(self.sparsity) * self.model_.n_weights)  # as compute_mask rounds
+        if self.sparsity and (mask is None or np.count_nonzero(~mask) < wanted):
+            warnings.warn(
+                f"training stopped before the pruning schedule reached sparsity {self.sparsity}; "
+                "the remaining weights were pruned in one shot without retraining (raise "
+                "max_iter or n_iter_no_change, or lower pruning_epochs)",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+            pruning.prune(self.model_, float(self.sparsity), optimizer=trainer.optimizer)
 
     def _snapshot(self, trainer: Trainer) -> tuple:
         """Everything one partial_fit call may change: fitted attributes, the network, the

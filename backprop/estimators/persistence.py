@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from .. import io
+from .. import io, pruning_files
 from .classifier import MLPClassifier
 from .regressor import MLPRegressor
 
@@ -78,7 +78,10 @@ def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if hasattr(est, name):
             ok, plain = _plain(getattr(est, name))
             fitted[name] = plain if ok else None
-    arrays = est.model_.state_dict()
+    # pruning hook (issue 15): a pruned network is stored compactly, with its mask
+    model_config, arrays = pruning_files.compact_payload(
+        est.model_, io.sequential_config(est.model_), est.model_.state_dict()
+    )
     if isinstance(est, MLPClassifier):
         classes = np.asarray(est.classes_)
         kind = classes.dtype.kind
@@ -88,19 +91,22 @@ def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         fitted["classes_"] = [str(c) for c in classes] if kind == "O" else classes.tolist()
         fitted["classes_dtype"] = "object" if kind == "O" else classes.dtype.str
         fitted["y_type_"] = est._label_binarizer.y_type_
-    config = {"params": params, "model": io.sequential_config(est.model_), "fitted": fitted}
+    config = {"params": params, "model": model_config, "fitted": fitted}
     return config, arrays
 
 
 def _expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    return io.expected_sequential_arrays(config["model"])
+    dense = io.expected_sequential_arrays(config["model"])
+    return pruning_files.expected_arrays(config["model"], dense)
 
 
 def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str):
     params = {k: _unplain(k, v) for k, v in config["params"].items()}
     est = cls(**params)
     est.model_ = io.sequential_from_config(config["model"])
+    arrays, mask = pruning_files.expand(est.model_, config["model"], arrays)
     est.model_.load_state_dict(arrays)
+    pruning_files.pruning.set_mask(est.model_, mask)
     fitted = dict(config["fitted"])
     if cls is MLPClassifier:
         labels, dtype = fitted.pop("classes_"), fitted.pop("classes_dtype")
