@@ -154,3 +154,15 @@ def test_pruning_experiment_fast_form(tmp_path):
     assert st["dead_removed_max_abs_change"] <= 1e-4  # float32
     summary = (tmp_path / "summary.md").read_text()
     assert f"{dense:.4g}" in summary
+
+
+def test_inference_benchmark_compares_structured_and_masked_models():
+    from benchmarks import pruning as bench
+
+    rows = {r["model"]: r for r in bench.measure(rows=64, repeats=1)}
+    dense = rows["dense"]
+    assert dense["speedup"] == 1.0
+    assert rows["unstructured 90%"]["parameters"] == dense["parameters"]  # a mask shrinks nothing
+    assert rows["unstructured 90%"]["nonzero weights"] < 0.11 * dense["nonzero weights"]
+    sizes = [rows[f"structured {p}% units"]["parameters"] for p in (75, 50, 25)]
+    assert dense["parameters"] > sizes[0] > sizes[1] > sizes[2]
