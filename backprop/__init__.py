@@ -14,7 +14,6 @@ from . import (
 )
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import ConfigError, load_config
 from .gradcheck import GradientCheck, GradientReport, check_gradients
 from .io import ModelFileError, load, register_kind, save
 from .layers import (
@@ -61,12 +60,18 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """scikit-learn estimators (issue 4), imported on first use: importing scikit-learn takes
-    seconds, which ``import backprop`` and the command line should not pay."""
+    """Names imported on first use. The scikit-learn estimators: importing scikit-learn takes
+    seconds, which ``import backprop`` and the command line should not pay. ``load_config`` and
+    ``ConfigError`` live in the application (:mod:`backprop.app`), which the library never
+    imports."""
     if name in ("MLPClassifier", "MLPRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
+    if name in ("load_config", "ConfigError"):
+        from .app import config
+
+        return getattr(config, name)
     raise AttributeError(f"module 'backprop' has no attribute {name!r}")
 
 

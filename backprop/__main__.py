@@ -1,7 +1,7 @@
-"""``python -m backprop``: the command line (see backprop.cli)."""
+"""``python -m backprop``: the command line (see backprop.app.cli)."""
 
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

@@ -84,7 +84,7 @@ class Workload:
 
 @functools.lru_cache(maxsize=2)
 def _mnist(data_dir: str, quick: bool):
-    from backprop.datasets import load_mnist
+    from backprop.app.datasets import load_mnist
 
     X_train, y_train, X_test, y_test = load_mnist(Path(data_dir) / "mnist.npz")
     if quick:

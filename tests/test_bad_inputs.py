@@ -9,7 +9,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import backprop as bp
-from backprop.config import ConfigError, load_config
+from backprop.app.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(0)
@@ -386,7 +386,7 @@ def test_the_catalogue_is_broad():
 def test_command_line_usage_errors_exit_2_with_a_message(
     argv, message, capsys, tmp_path, monkeypatch
 ):
-    from backprop.cli import main
+    from backprop.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.cli import main
+from backprop.app.cli import main
 
 ROOT = Path(__file__).parent.parent
 
@@ -334,6 +334,6 @@ def test_resume_after_the_process_was_killed(tmp_path):
     a, b = bp.load(run / "model.npz"), bp.load(whole / "model.npz")
     assert np.array_equal(a.flat_parameters, b.flat_parameters)
     # the killed run's first k epochs (with their measured times) were kept, not re-run
-    from backprop.plotting import read_history
+    from backprop.app.plotting import read_history
 
     assert read_history(run / "history.csv")["time"][:k] == saved["history"]["time"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import backprop as bp
-from backprop import config as cfg
+from backprop.app import config as cfg
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
 

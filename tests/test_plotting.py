@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop import plotting
+from backprop.app import plotting
 
 
 def _history():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from backprop import sources
+from backprop.app import sources
 
 OPTS = {**sources.COMMON_OPTIONS}
 

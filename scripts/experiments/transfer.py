@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import backprop as bp
-from backprop.datasets import load_mnist
+from backprop.app.datasets import load_mnist
 
 from ._common import ROOT, SEED, accuracy, digits, main, save_figure, table, write_summary
 

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import load_file  # noqa: E402
+from ..io import load_file  # noqa: E402
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:

@@ -9,7 +9,7 @@ The run directory (``output.dir/<name>-<time>`` or ``--out``) holds::
     history.csv        one row per epoch: loss, metrics, val_*, lr, grad norms, time
     predictions.npz    test-set targets and predictions (and 2-D inputs) for the figures
     metrics.json       final train / validation / test figures, epochs, time
-    figures/*.png      see backprop.plotting
+    figures/*.png      see backprop.app.plotting
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ..callbacks import GradientMonitor, ProgressBar
+from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
+from ..io import save
+from ..losses import BinaryCrossEntropy
 from . import config as config_mod
 from . import sources
-from .callbacks import GradientMonitor, ProgressBar
-from .checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from .config import Config, ConfigError
-from .io import save
-from .losses import BinaryCrossEntropy
 from .plotting import class_codes, write_history
 
 

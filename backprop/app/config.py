@@ -3,7 +3,7 @@
 Tables and what they become (every key is checked; an unknown key names the allowed ones, the
 file and the line)::
 
-    [data]            backprop.sources.prepare      source, test/validation sizes, scaling
+    [data]            backprop.app.sources.prepare      source, test/validation sizes, scaling
     [model]           Sequential                    dtype, seed, [[model.layers]] tables
     [[model.layers]]  backprop.layers.REGISTRY      type = "Dense", then the class's arguments;
                                                     in_features / n_features are inferred, and
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import layers as layers_mod
-from . import losses as losses_mod
-from . import optimizers as optimizers_mod
-from . import schedules as schedules_mod
-from .lbfgs import LBFGS
+from .. import layers as layers_mod
+from .. import losses as losses_mod
+from .. import optimizers as optimizers_mod
+from .. import schedules as schedules_mod
+from ..lbfgs import LBFGS
 from .sources import COMMON_OPTIONS, SOURCE_OPTIONS
 
 
@@ -300,7 +300,7 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
 # -- building objects ------------------------------------------------------------------------
 def build_model(config: Config, n_features: int, n_outputs: int):
     """The Sequential described by ``[model]``, with widths inferred from the data."""
-    from .model import Sequential
+    from ..model import Sequential
 
     specs = config["model"]["layers"]
     last_dense = max((i for i, s in enumerate(specs) if s["type"] == "Dense"), default=None)
@@ -354,7 +354,7 @@ def build_schedule(config: Config):
 
 def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
     """The Trainer for ``model`` from ``[loss]``, ``[optimizer]``, ``[schedule]``, ``[trainer]``."""
-    from .trainer import Trainer
+    from ..trainer import Trainer
 
     try:
         return Trainer(
@@ -383,7 +383,7 @@ def build_pruning(config: Config):
 
 
 def build_early_stopping(config: Config):
-    from .callbacks import EarlyStopping
+    from ..callbacks import EarlyStopping
 
     table = dict(config["early_stopping"])
     if not table.pop("enabled"):

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ..io import ModelFileError, load_file
 from . import config as config_mod
 from .config import ConfigError
-from .io import ModelFileError, load_file
 from .plotting import Preprocessing, class_codes
 
 
@@ -147,8 +147,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # -- gradcheck, plot, bench ------------------------------------------------------------------------
 def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from ..gradcheck import check_gradients
     from .experiment import load_data, n_model_outputs
-    from .gradcheck import check_gradients
 
     config = config_mod.load_config(args.config, [*args.set, "model.dtype=float64"])
     ds = load_data(config, np.float64)
@@ -185,8 +185,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     script = Path("benchmarks/run.py")
     if not script.is_file():
         return _error(
-            f"{script} not found: run `backprop bench` from the repository root "
-            "(the benchmark harness lives in benchmarks/run.py)"
+            f"{script} not found: the benchmark harness is not part of the installed package; "
+            "in a checkout of the repository run `make bench` (or `backprop bench` from its root)"
         )
     # As `python benchmarks/run.py` would: its folder and the repository root on the path.
     added = [p for p in (str(script.parent.resolve()), str(Path.cwd())) if p not in sys.path]

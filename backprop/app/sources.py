@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data import split_indices
 from . import datasets
-from .data import split_indices
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 # source -> {option: default}; the type of each default is the option's type (None: see TYPES)
