@@ -11,8 +11,8 @@ import pytest
 from sklearn.datasets import load_digits
 
 import backprop as bp
-from backprop.cli import main
-from backprop.config import ConfigError, build_pruning, load_config
+from backprop.app.cli import main
+from backprop.app.config import ConfigError, build_pruning, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

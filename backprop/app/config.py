@@ -371,7 +371,7 @@ def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
 
 def build_pruning(config: Config):
     """The GradualPruning callback of ``[pruning]``, or None when its sparsity is 0."""
-    from .pruning import GradualPruning
+    from ..pruning import GradualPruning
 
     table = dict(config["pruning"])
     if not table["sparsity"]:

@@ -27,7 +27,7 @@ import numpy as np
 
 import backprop as bp
 from backprop import pruning
-from backprop.datasets import load_mnist
+from backprop.app.datasets import load_mnist
 from scripts.experiments._common import (
     ROOT,
     SEED,
