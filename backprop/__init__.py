@@ -28,11 +28,13 @@ from .layers import (
     LeakyReLU,
     PReLU,
     ReLU,
+    Residual,
     Sigmoid,
     SiLU,
     Softmax,
     Softplus,
     Tanh,
+    register_layer,
 )
 from .lbfgs import LBFGS
 from .losses import (
@@ -41,6 +43,7 @@ from .losses import (
     Loss,
     MeanAbsoluteError,
     MeanSquaredError,
+    Poisson,
     SoftmaxCrossEntropy,
 )
 from .model import Sequential
@@ -108,6 +111,8 @@ __all__ = [
     "LeakyReLU",
     "PReLU",
     "ReLU",
+    "Residual",
+    "register_layer",
     "Sigmoid",
     "SiLU",
     "Softmax",
@@ -119,6 +124,7 @@ __all__ = [
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "Poisson",
     "SoftmaxCrossEntropy",
     "Sequential",
     "SGD",

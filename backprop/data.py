@@ -13,7 +13,8 @@ import numpy as np
 
 
 def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
-    """A 2-D array of real numbers with at least one row and column; NaN/inf rejected.
+    """An array of real numbers of shape ``(n_samples, *sample_shape)``, at least 2-D, with at
+    least one sample and no empty axis; NaN/inf rejected.
 
     ndarrays (memmaps included) are returned as they are, never copied. Other array-likes with
     ``shape``, ``dtype`` and ``__getitem__`` (an HDF5 dataset) are kept as they are too, so
@@ -22,16 +23,17 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
     """
     if not isinstance(X, np.ndarray):
         array_like = all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__"))
-        if not (array_like and len(X.shape) == 2):
+        if not (array_like and len(X.shape) >= 2):
             X = np.asarray(X)
     if X.dtype.kind not in "fiub":
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if len(X.shape) != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if len(X.shape) < 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features) or more, got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} has 0 samples; at least 1 is required")
-    if X.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features; at least 1 is required")
+    if 0 in X.shape[1:]:
+        what = "features" if len(X.shape) == 2 else f"entries per sample (shape {X.shape})"
+        raise ValueError(f"{name} has 0 {what}; at least 1 is required")
     if not allow_nan and X.dtype.kind == "f" and not _all_finite(X):
         raise ValueError(f"{name} contains NaN or infinity")
     return X
@@ -39,7 +41,8 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
 
 def _all_finite(X: Any, block_bytes: int = 1 << 24) -> bool:
     """Finite check in row blocks, so a memmap or an HDF5 dataset is never read whole."""
-    rows = max(1, block_bytes // max(1, X.shape[1] * X.dtype.itemsize))
+    row_bytes = int(np.prod(X.shape[1:])) * X.dtype.itemsize
+    rows = max(1, block_bytes // max(1, row_bytes))
     for start in range(0, X.shape[0], rows):
         block = np.asarray(X[start : start + rows])
         if not np.isfinite(block.sum(dtype=np.float64)) and not np.all(np.isfinite(block)):

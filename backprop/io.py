@@ -11,7 +11,8 @@ File layout (an uncompressed zip, readable by ``np.load(path, allow_pickle=False
 Reading never unpickles and checks before it reads: the header's size is bounded, its version
 must be one this library writes, every declared array must be present with exactly the declared
 dtype and shape (read from the member's own ``.npy`` header) and a byte count that matches, and
-only then is any data read. Layer types resolve through :data:`backprop.layers.REGISTRY` only.
+only then is any data read. Layer types resolve through :data:`backprop.layers.REGISTRY` only,
+and the arrays a model needs come from its layers' own ``build`` and ``param_specs``.
 Anything else raises :class:`ModelFileError` naming the file and the problem.
 
 Writes are atomic: a temporary file in the target's folder, flushed to disk, then ``os.replace``.
@@ -325,75 +326,69 @@ def load(path: str | os.PathLike) -> Any:
 
 # -- the Sequential kind -------------------------------------------------------------------------
 def sequential_config(model: Sequential) -> dict[str, Any]:
-    layers = [
-        {"type": type(layer).__name__, "config": layer.config(), "trainable": layer.trainable}
-        for layer in model.layers
-    ]
-    for spec in layers:
-        if spec["type"] not in layers_mod.REGISTRY:
-            raise TypeError(f"layer type {spec['type']} is not in backprop.layers.REGISTRY")
-    return {"dtype": model.dtype.name, "layers": layers}
+    """The architecture as JSON: dtype, input shape (when known) and one spec per layer, each
+    from the layer itself (:func:`backprop.layers.layer_spec`)."""
+    config: dict[str, Any] = {
+        "dtype": model.dtype.name,
+        "layers": [layers_mod.layer_spec(layer) for layer in model.layers],
+    }
+    if model.in_shape is not None:
+        config["input_shape"] = list(model.in_shape)
+    return config
 
 
 def _sequential_to_payload(model: Sequential):
+    if not model.built:
+        raise ValueError("cannot save a model that is not built yet: give input_shape or fit it")
     # Pruning hook (issue 15): a masked model stores its weights compactly.
     return pruning_files.compact_payload(model, sequential_config(model), model.state_dict())
 
 
-def _layer_specs(config: dict[str, Any]) -> list[tuple[type, dict[str, Any], bool]]:
-    specs = config.get("layers")
-    if not isinstance(specs, list) or not specs:
-        raise ValueError("'layers' must be a non-empty list")
-    out = []
-    for i, spec in enumerate(specs):
-        if not isinstance(spec, dict) or set(spec) - {"type", "config", "trainable"}:
-            raise ValueError(f"layer {i}: malformed entry {spec!r}")
-        cls = layers_mod.get(spec.get("type"))
-        kwargs = spec.get("config", {})
-        if not isinstance(kwargs, dict):
-            raise ValueError(f"layer {i}: config must be a table, got {kwargs!r}")
-        out.append((cls, kwargs, bool(spec.get("trainable", True))))
-    return out
-
-
 def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Array shapes implied by the architecture, computed without building anything."""
+    """Array shapes implied by the architecture, from the layers' own ``build``,
+    ``param_specs`` and ``buffer_specs``, allocating nothing of the declared sizes."""
+    with layers_mod.base.unallocated():
+        layers = [layers_mod.layer_from_spec(s, f"layer {i}") for i, s in enumerate(_specs(config))]
     dtype = np.dtype(config.get("dtype", "float32"))
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {config.get('dtype')!r}")
+    shape = config.get("input_shape")
+    shape = layers[0].default_in_shape() if shape is None else shape
+    if shape is None:
+        raise ValueError("the file gives no input_shape and layer 0 does not imply one")
+    shape = layers_mod.base.as_shape(shape, "input_shape")
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
-    for i, (cls, kw, _) in enumerate(_layer_specs(config)):
-        dims = [kw.get(k) for k in ("in_features", "out_features", "n_features")]
-        if any(
-            d is not None and (not isinstance(d, int) or isinstance(d, bool) or d < 1) for d in dims
-        ):
-            raise ValueError(f"layer {i} ({cls.__name__}): sizes must be positive integers")
-        if issubclass(cls, layers_mod.Dense):
-            out[f"{i}.W"] = (dtype.str, (kw["in_features"], kw["out_features"]))
-            out[f"{i}.b"] = (dtype.str, (kw["out_features"],))
-        elif issubclass(cls, layers_mod.PReLU):
-            out[f"{i}.alpha"] = (dtype.str, (kw["n_features"],))
-        elif issubclass(cls, layers_mod.BatchNorm | layers_mod.LayerNorm):
-            for key in ("gamma", "beta"):
-                out[f"{i}.{key}"] = (dtype.str, (kw["n_features"],))
-            if issubclass(cls, layers_mod.BatchNorm):
-                for key in ("running_mean", "running_var"):
-                    out[f"{i}.{key}"] = (dtype.str, (kw["n_features"],))
+    for i, layer in enumerate(layers):
+        shape = layer.build(shape)
+        for key, (pshape, _) in layer.param_specs().items():
+            out[f"{i}.{key}"] = (dtype.str, tuple(pshape))
+        for key, bshape in layer.buffer_specs().items():
+            out[f"{i}.{key}"] = (dtype.str, tuple(bshape))
     return out
+
+
+def _specs(config: dict[str, Any]) -> list[Any]:
+    specs = config.get("layers")
+    if not isinstance(specs, list) or not specs:
+        raise ValueError("'layers' must be a non-empty list")
+    return specs
 
 
 def sequential_from_config(config: dict[str, Any], seed: int = 0) -> Sequential:
     """Build a Sequential (freshly initialized) from :func:`sequential_config` output."""
-    layers = []
-    for cls, kwargs, trainable in _layer_specs(config):
-        layer = cls(**kwargs)
-        layer.trainable = trainable
-        layers.append(layer)
-    return Sequential(layers, dtype=config.get("dtype", "float32"), seed=seed)
+    layers = [layers_mod.layer_from_spec(s, f"layer {i}") for i, s in enumerate(_specs(config))]
+    return Sequential(
+        layers,
+        input_shape=config.get("input_shape"),
+        dtype=config.get("dtype", "float32"),
+        seed=seed,
+    )
 
 
 def _sequential_from_payload(config, arrays, where):
     model = sequential_from_config(config)
+    if not model.built:
+        raise ValueError("the file gives no input_shape and layer 0 does not imply one")
     arrays, mask = pruning_files.expand(model, config, arrays)  # pruning hook (issue 15)
     model.load_state_dict(arrays)
     pruning_files.pruning.set_mask(model, mask)

@@ -20,6 +20,7 @@ MeanAbsoluteError           mean_k |y_ik - t_ik|
 Huber(delta)                mean_k h(r_ik),  h(r) = r^2 / 2 if |r| <= delta else delta (|r| - delta / 2)
 SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik      (targets t rows sum to 1)
 BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))   (from logits z)
+Poisson                     mean_k  exp(z) - t z                         (from log-rates z)
 ==========================  ===============================================================
 
 The cross-entropies take logits, not probabilities, and are computed so that huge logits never
@@ -257,6 +258,27 @@ class BinaryCrossEntropy(Loss):
         return per_elem.mean(axis=1), dl
 
 
+class Poisson(Loss):
+    """Poisson negative log-likelihood of counts ``t >= 0`` given log-rates ``z`` ``(n, k)``
+    (the rate is ``exp(z)``; the constant ``log t!`` is dropped).
+
+    ``l_i = mean_k exp(z) - t z``; ``dl_i/dz = (exp(z) - t) / k``. Its minimum over ``z`` is at
+    ``exp(z) = t``. (scikit-learn's ``loss="poisson"`` reports the half deviance instead, which
+    differs by a term in ``t`` only; see :mod:`backprop.estimators.losses`.)
+    """
+
+    def _forward(self, z, y_true):
+        t = _targets_like(z, y_true)
+        if t.size and t.min() < 0:
+            raise ValueError("Poisson targets must be counts >= 0")
+        k = z.shape[1]
+        rate = np.exp(z)
+        per_sample = (rate - t * z).mean(axis=1)
+        rate -= t
+        rate *= z.dtype.type(1.0 / k)
+        return per_sample, rate
+
+
 REGISTRY: dict[str, type[Loss]] = {
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
@@ -266,6 +288,7 @@ REGISTRY: dict[str, type[Loss]] = {
     "softmax_cross_entropy": SoftmaxCrossEntropy,
     "cross_entropy": SoftmaxCrossEntropy,
     "binary_cross_entropy": BinaryCrossEntropy,
+    "poisson": Poisson,
 }
 
 

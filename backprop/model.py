@@ -1,34 +1,39 @@
 """Sequential: a stack of layers that owns their parameters in two flat buffers.
 
+Shapes. ``forward`` maps ``(n, *in_shape)`` to ``(n, *out_shape)``; ``backward`` takes dL/dy of
+the output's shape and returns dL/dX of the input's shape. The model is *built* (every layer's
+``build`` called in turn, parameters allocated and initialized) at construction when the input
+shape is known: given as ``input_shape``, or implied by the first layer (``Dense(64, 10)``
+implies ``(64,)``). Otherwise it is built by the first ``forward`` or ``fit``, from the data.
+
 Storage. Every parameter of every layer is a view into one contiguous array
 ``flat_parameters`` (and its gradient into ``flat_gradients``), laid out weights first::
 
-    [ 0.W | 2.W | 4.W | ... | 0.b | 2.b | 3.gamma | 3.beta | 4.b ]
-      <----- n_weights ----->
+    [ 0.W | 2.W | 4.0.W | ... | 0.b | 2.b | 3.gamma | 3.beta | 4.0.b ]
+      <------- n_weights ------->
 
 so that an optimizer step is a few vectorized calls over the whole network, the global gradient
 norm is one dot product, L-BFGS hands SciPy the flat vector directly, and "weights only" (for
-L1/L2 and max-norm) is the slice ``flat_parameters[:n_weights]``.
+L1/L2 and max-norm) is the slice ``flat_parameters[:n_weights]``. Names are ``"index.key"``;
+a container's children add their own index (``"4.0.W"``).
 
 Randomness. ``seed`` (int, Generator or None) is split into two independent streams: one draws
 the initial weights, the other the dropout masks. Turning dropout on therefore never changes the
-initial weights. A ``Sequential`` (re-)initializes every layer it is given from its own seed.
-
-Shapes: ``forward`` maps ``(n_samples, n_features_in)`` to ``(n_samples, n_outputs)``; ``backward``
-takes dL/dy of the output's shape and returns dL/dX of the input's shape.
+initial weights, and building at construction or at the first forward gives the same weights.
+A ``Sequential`` (re-)initializes every layer it is given from its own seed.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from . import initializers
-from .layers import BatchNorm, Dense, Dropout, Layer, LayerNorm
-from .layers.base import as_float_dtype
+from .layers import Layer
+from .layers.base import Shape, as_float_dtype, as_shape
 
 SeedLike = int | np.random.Generator | None
 
@@ -42,14 +47,31 @@ def spawn_generators(seed: SeedLike, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-def as_2d_float(X: Any, dtype: np.dtype, name: str = "X") -> np.ndarray:
-    """``X`` as a 2-D array of ``dtype``; copies only if the dtype differs. Clear errors otherwise."""
-    X = np.asarray(X)
-    if X.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-    return X if X.dtype == dtype else X.astype(dtype)
+def named_layers(
+    layers: Iterable[Layer], prefix: str = "", trainable: bool = True
+) -> Iterator[tuple[str, Layer, bool]]:
+    """``(name, layer, trainable)`` for every layer and, depth first, every container's children;
+    a layer counts as trainable only when its containers are too."""
+    for i, layer in enumerate(layers):
+        name, t = f"{prefix}{i}", trainable and layer.trainable
+        yield name, layer, t
+        yield from named_layers(layer.children(), f"{name}.", t)
+
+
+def _activation_after(layers: list[Layer], i: int) -> str | None:
+    """The activation that follows layer ``i`` (for Dense's "auto" initializer)."""
+    for layer in layers[i + 1 :]:
+        if layer.init_transparent:
+            continue
+        return None if hasattr(layer, "auto_init") else type(layer).__name__
+    return None
+
+
+def _set_auto_init(layers: list[Layer]) -> None:
+    for i, layer in enumerate(layers):
+        if hasattr(layer, "auto_init"):
+            layer.auto_init = initializers.default_for_activation(_activation_after(layers, i))
+        _set_auto_init(layer.children())
 
 
 class Sequential:
@@ -57,14 +79,23 @@ class Sequential:
 
     Args:
         layers: the layers, in order.
+        input_shape: the per-sample input shape (no batch axis); None to take it from the first
+            layer when it fixes one, else from the data at the first forward or fit.
         dtype: "float32" (default) or "float64": the dtype of every parameter and activation.
         seed: int, ``np.random.Generator`` or None: initial weights and dropout masks.
 
     Raises:
-        ValueError: when adjacent layers disagree on a feature count (the message names both).
+        ValueError: when a layer cannot take the shape the previous one outputs (the message names
+            both layers and the shapes).
     """
 
-    def __init__(self, layers: Iterable[Layer], dtype: Any = "float32", seed: SeedLike = None):
+    def __init__(
+        self,
+        layers: Iterable[Layer],
+        input_shape: Any = None,
+        dtype: Any = "float32",
+        seed: SeedLike = None,
+    ):
         self.layers: list[Layer] = list(layers)
         if not self.layers:
             raise ValueError("Sequential needs at least one layer")
@@ -73,50 +104,95 @@ class Sequential:
                 raise TypeError(f"layer {i} is {layer!r}, not a backprop Layer")
         self.dtype = as_float_dtype(dtype)
         self.seed = seed if isinstance(seed, int) else None
-        init_rng, self.rng = spawn_generators(seed, 2)
+        self._init_rng, self.rng = spawn_generators(seed, 2)
+        self.in_shape: Shape | None = None
+        self.out_shape: Shape | None = None
+        self.n_weights = 0
+        self.flat_parameters = np.zeros(0, dtype=self.dtype)
+        self.flat_gradients = np.zeros(0, dtype=self.dtype)
+        self._offsets: dict[str, tuple[int, int]] = {}
         # Pruning (issue 15, backprop.pruning): None, or a bool (n_weights,) mask; False = pruned.
         self.weight_mask: np.ndarray | None = None
-        self._check_sizes()
-        self._build()
-        self.reset_parameters(init_rng)
+        shape = input_shape if input_shape is not None else self.layers[0].default_in_shape()
+        if shape is not None:
+            self.build(shape)
 
     # -- construction -------------------------------------------------------------------------
-    def _check_sizes(self) -> None:
-        width, source = None, None
-        for i, layer in enumerate(self.layers):
-            if layer.in_features is not None and width is not None and layer.in_features != width:
-                raise ValueError(
-                    f"layer {i} ({type(layer).__name__}) expects {layer.in_features} features but "
-                    f"layer {source} ({type(self.layers[source]).__name__}) outputs {width}"
-                )
-            if layer.out_features is not None:
-                width, source = layer.out_features, i
+    @property
+    def built(self) -> bool:
+        return self.out_shape is not None
 
-    def _build(self) -> None:
+    @property
+    def integer_input(self) -> bool:
+        """True when the first layer takes integer input (X is then passed uncast)."""
+        return bool(self.layers[0].integer_input)
+
+    def build(self, input_shape: Any) -> Shape:
+        """Build every layer for ``input_shape`` (no batch axis), allocate the flat buffers and
+        initialize from the model's seed; returns the output shape. A no-op once built with the
+        same shape."""
+        shape = as_shape(input_shape, "input_shape")
+        if self.built:
+            if shape != self.in_shape:
+                raise ValueError(
+                    f"the model was built for input shape {self.in_shape}, not {shape}"
+                )
+            return self.out_shape
+        out = self._build_shapes(shape)
+        self._allocate()
+        self.in_shape, self.out_shape = shape, out
+        self.reset_parameters(self._init_rng)
+        return out
+
+    def _build_shapes(self, shape: Shape) -> Shape:
+        source: int | None = None  # the layer that produced the current shape
+        for i, layer in enumerate(self.layers):
+            try:
+                out = layer.build(shape)
+            except ValueError as exc:
+                raise ValueError(self._mismatch(i, shape, source, exc)) from None
+            if out != shape or layer.out_features is not None:
+                source = i
+            shape = out
+        return shape
+
+    def _mismatch(self, i: int, shape: Shape, source: int | None, exc: Exception) -> str:
+        layer = self.layers[i]
+        name = f"layer {i} ({type(layer).__name__})"
+        src = (
+            "the input"
+            if source is None
+            else f"layer {source} ({type(self.layers[source]).__name__})"
+        )
+        if layer.in_features is not None and shape[-1] != layer.in_features:
+            return (
+                f"{name} expects {layer.in_features} features but {src} outputs {shape[-1]} "
+                f"(it expects shape (..., {layer.in_features}), {src} outputs {shape})"
+            )
+        return f"{name} cannot take shape {shape} from {src}: {exc}"
+
+    def _allocate(self) -> None:
         specs = [
-            (i, key, tuple(shape), kind)
+            (f"{i}.{key}", tuple(shape), kind)
             for i, layer in enumerate(self.layers)
             for key, (shape, kind) in layer.param_specs().items()
         ]
         # Weights first, so that "every weight" is the single slice [:n_weights].
-        specs.sort(key=lambda s: s[3] != "weight")
-        sizes = [int(np.prod(s[2])) for s in specs]
-        self.n_weights = sum(n for n, s in zip(sizes, specs, strict=True) if s[3] == "weight")
-        total = sum(sizes)
-        self.flat_parameters = np.zeros(total, dtype=self.dtype)
-        self.flat_gradients = np.zeros(total, dtype=self.dtype)
-        self._offsets: dict[str, tuple[int, int]] = {}
+        specs.sort(key=lambda s: s[2] != "weight")
+        sizes = [int(np.prod(s[1])) for s in specs]
+        self.n_weights = sum(n for n, s in zip(sizes, specs, strict=True) if s[2] == "weight")
+        self.flat_parameters = np.zeros(sum(sizes), dtype=self.dtype)
+        self.flat_gradients = np.zeros(sum(sizes), dtype=self.dtype)
+        self._offsets = {}
         start = 0
-        for (i, key, _, _), size in zip(specs, sizes, strict=True):
-            self._offsets[f"{i}.{key}"] = (start, start + size)
+        for (name, _, _), size in zip(specs, sizes, strict=True):
+            self._offsets[name] = (start, start + size)
             start += size
         self._bind_views()
-        for i, layer in enumerate(self.layers):
-            layer._set_dtype(self.dtype)
-            if isinstance(layer, Dropout):
-                layer.rng = self.rng
-            if isinstance(layer, Dense):
-                layer.auto_init = initializers.default_for_activation(self._activation_after(i))
+        for layer in self.layers:
+            layer._allocate_buffers(self.dtype)
+            layer.set_rng(self.rng)
+        _set_auto_init(self.layers)
 
     def _bind_views(self) -> None:
         """Make every layer's ``params``/``grads`` views into the two flat buffers."""
@@ -137,13 +213,6 @@ class Sequential:
         self.__dict__.update(state)
         self._bind_views()
 
-    def _activation_after(self, i: int) -> str | None:
-        for layer in self.layers[i + 1 :]:
-            if isinstance(layer, Dropout | BatchNorm | LayerNorm):
-                continue
-            return None if isinstance(layer, Dense) else type(layer).__name__
-        return None
-
     def reset_parameters(self, rng: np.random.Generator) -> None:
         """Re-draw every layer's parameters from ``rng`` and reset running statistics."""
         for layer in self.layers:
@@ -152,12 +221,38 @@ class Sequential:
         self.flat_gradients.fill(0)
 
     # -- computation --------------------------------------------------------------------------
+    def check_input(self, X: Any, name: str = "X") -> np.ndarray:
+        """``X`` as an array of shape ``(n, *in_shape)`` in the model's dtype (integer input
+        passes uncast when the first layer takes integers); builds the model on first use."""
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+        if not self.built:
+            if X.ndim < 2:
+                raise ValueError(f"{name} must be at least 2-D (n_samples, ...), got {X.shape}")
+            self.build(X.shape[1:])
+        if X.shape[1:] != self.in_shape:
+            raise self.shape_error(X.shape, name)
+        if self.integer_input and X.dtype.kind in "iu":
+            return X
+        return X if X.dtype == self.dtype else X.astype(self.dtype)
+
+    def shape_error(self, shape: tuple[int, ...], name: str = "X") -> ValueError:
+        """The error for data of ``shape`` that does not fit ``(n, *in_shape)``."""
+        want = self.in_shape
+        if len(shape) == len(want) + 1 and shape[1:-1] == want[:-1]:
+            return ValueError(f"{name}: expected {want[-1]} features, got {shape[-1]}")
+        dims = ", ".join(str(d) for d in want)
+        return ValueError(
+            f"{name} must be {len(want) + 1}-D (n_samples, {dims}), got shape {tuple(shape)}"
+        )
+
     def forward(self, X: Any, training: bool = False) -> np.ndarray:
-        """Output ``(n_samples, n_outputs)`` for input ``X`` ``(n_samples, n_features_in)``.
+        """Output ``(n, *out_shape)`` for input ``X`` ``(n, *in_shape)``.
 
         ``X`` is cast to the model's dtype (a copy only when its dtype differs).
         """
-        out = as_2d_float(X, self.dtype)
+        out = self.check_input(X)
         for layer in self.layers:
             out = layer.forward(out, training=training)
         return out
@@ -178,17 +273,17 @@ class Sequential:
 
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Inference in chunks of ``batch_size`` rows, so that only one chunk's activations are
-        alive at a time; returns ``(n_samples, n_outputs)`` in the model's dtype. ``X`` may be a
+        alive at a time; returns ``(n, *out_shape)`` in the model's dtype. ``X`` may be a
         memmap or another array-like with row slicing: it is read one chunk at a time."""
         if not hasattr(X, "shape"):
             X = np.asarray(X)
-        if len(X.shape) != 2:
-            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+        if len(X.shape) < 2:
+            raise ValueError(f"X must be at least 2-D (n_samples, ...), got shape {X.shape}")
         n = X.shape[0]
         if n <= batch_size:
             return self.forward(X)
         first = self.forward(X[:batch_size])
-        out = np.empty((n, first.shape[1]), dtype=first.dtype)
+        out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
         out[:batch_size] = first
         for start in range(batch_size, n, batch_size):
             out[start : start + batch_size] = self.forward(X[start : start + batch_size])
@@ -197,23 +292,24 @@ class Sequential:
     __call__ = forward
 
     # -- parameters by name -------------------------------------------------------------------
+    def _named(self, what: str) -> dict[str, np.ndarray]:
+        return {
+            f"{i}.{k}": v
+            for i, layer in enumerate(self.layers)
+            for k, v in getattr(layer, what).items()
+        }
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Live views of every parameter, keyed ``"index.key"`` (``"0.W"``, ``"3.gamma"``)."""
-        return {
-            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()
-        }
+        return self._named("params")
 
     def gradients(self) -> dict[str, np.ndarray]:
         """Live views of every gradient, with the same keys and shapes as :meth:`parameters`."""
-        return {
-            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
-        }
+        return self._named("grads")
 
     def buffers(self) -> dict[str, np.ndarray]:
         """Live views of non-trained state (BatchNorm running statistics), keyed like params."""
-        return {
-            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()
-        }
+        return self._named("buffers")
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed ``"index.key"``."""
@@ -244,26 +340,32 @@ class Sequential:
 
     @property
     def n_features_in(self) -> int | None:
-        return next((la.in_features for la in self.layers if la.in_features is not None), None)
+        """The input width for tabular ``(n, n_features)`` input; None otherwise or unbuilt."""
+        if self.in_shape is not None:
+            return self.in_shape[0] if len(self.in_shape) == 1 else None
+        return self.layers[0].in_features
 
     @property
     def n_outputs(self) -> int | None:
-        return next(
-            (la.out_features for la in reversed(self.layers) if la.out_features is not None), None
-        )
+        """The width of the output's last axis (None until built)."""
+        return None if self.out_shape is None else self.out_shape[-1]
 
     def param_slices(self) -> dict[str, slice]:
         """Where each named parameter lives in ``flat_parameters``."""
         return {k: slice(a, b) for k, (a, b) in self._offsets.items()}
 
+    def trainable_parameter_names(self) -> list[str]:
+        """Names of the parameters of trainable layers (inside trainable containers)."""
+        return [
+            f"{name}.{key}"
+            for name, layer, trainable in named_layers(self.layers)
+            if trainable and not layer.children()
+            for key in layer.params
+        ]
+
     def trainable_slices(self) -> list[slice]:
         """Contiguous runs of ``flat_parameters`` that belong to trainable layers (merged)."""
-        runs = sorted(
-            self._offsets[f"{i}.{k}"]
-            for i, layer in enumerate(self.layers)
-            if layer.trainable
-            for k in layer.params
-        )
+        runs = sorted(self._offsets[name] for name in self.trainable_parameter_names())
         merged: list[list[int]] = []
         for a, b in runs:
             if merged and merged[-1][1] == a:
@@ -278,8 +380,13 @@ class Sequential:
     # -- copies, description -------------------------------------------------------------------
     def copy(self, dtype: Any = None) -> Sequential:
         """An independent model with the same layers, weights and buffers (optionally re-typed)."""
+        dtype = self.dtype if dtype is None else dtype
+        if not self.built:
+            new = copy.deepcopy(self)
+            new.dtype = as_float_dtype(dtype)
+            return new
         layers = copy.deepcopy(self.layers)
-        new = Sequential(layers, dtype=self.dtype if dtype is None else dtype, seed=0)
+        new = Sequential(layers, input_shape=self.in_shape, dtype=dtype, seed=0)
         new.load_state_dict(self.state_dict())
         new.rng.bit_generator.state = copy.deepcopy(self.rng.bit_generator.state)
         new.seed = self.seed
@@ -294,29 +401,26 @@ class Sequential:
         return sparsity(self)
 
     def summary(self) -> str:
-        """Per-layer output width, parameter count and trainability, as a text table."""
+        """Per-layer output shape, parameter count and trainability, as a text table (a
+        container's children indented under it)."""
         rows = [("#", "layer", "output", "params", "trainable")]
-        width = self.n_features_in
-        total = trainable = 0
-        for i, layer in enumerate(self.layers):
-            if layer.out_features is not None:
-                width = layer.out_features
+        total = trainable_total = 0
+        for name, layer, trainable in named_layers(self.layers):
+            depth = name.count(".")
             n = sum(p.size for p in layer.params.values())
-            total += n
-            trainable += n if layer.trainable else 0
-            rows.append(
-                (
-                    str(i),
-                    repr(layer),
-                    f"(None, {width})",
-                    str(n),
-                    "yes" if layer.trainable else "no",
-                )
-            )
+            if not layer.children():
+                total += n
+                trainable_total += n if trainable else 0
+            shown = repr(layer) if not layer.children() else f"{type(layer).__name__}"
+            out = "?" if layer.out_shape is None else str((None, *layer.out_shape))
+            rows.append((name, "  " * depth + shown, out, str(n), "yes" if trainable else "no"))
         widths = [max(len(r[c]) for r in rows) for c in range(5)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
         lines.insert(1, "-" * len(lines[0]))
-        lines.append(f"total parameters: {total} ({trainable} trainable), dtype {self.dtype}")
+        lines.append(
+            f"total parameters: {total} ({trainable_total} trainable), dtype {self.dtype}"
+            + ("" if self.built else " (not built yet: shapes come with the first input)")
+        )
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -26,7 +26,6 @@ Masks from :mod:`backprop.pruning` are carried over to the kept weights.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -65,18 +64,22 @@ def unit_counts(model: Sequential) -> dict[int, int]:
 
 
 def activations(model: Sequential, X: Any, batch_size: int = 1024) -> dict[int, np.ndarray]:
-    """``{i: (n_samples, units)}``: what each prunable layer's units send to the next Dense."""
+    """``{i: (n_samples, units)}``: what each prunable layer's units send to the next Dense
+    (for N-D input, every position counts as a sample: ``(n * ..., units)``)."""
     groups = hidden_groups(model)
     taps = {between[-1] if between else i: i for i, (between, _) in groups.items()}
     out: dict[int, list[np.ndarray]] = {i: [] for i in groups}
     X = np.asarray(X)
     for start in range(0, X.shape[0], batch_size):
-        h = np.asarray(X[start : start + batch_size], dtype=model.dtype)
+        h = model.check_input(X[start : start + batch_size])
         for k, layer in enumerate(model.layers):
             h = layer.forward(h, training=False)
             if k in taps:
                 out[taps[k]].append(h)
-    return {i: np.concatenate(parts) for i, parts in out.items()}
+    # units are the last axis: (n, ..., units) -> (n * ..., units)
+    return {
+        i: np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts]) for i, parts in out.items()
+    }
 
 
 def unit_scores(model: Sequential, criterion: str = "norm", X: Any = None) -> dict[int, np.ndarray]:
@@ -168,7 +171,7 @@ def remove_units(model: Sequential, remove: dict[int, Any], X: Any = None) -> Se
         _shrunk_layer(layer, keep_in.get(k), keep_idx.get(k))
         for k, layer in enumerate(model.layers)
     ]
-    new = Sequential(layers, dtype=model.dtype, seed=0)
+    new = Sequential(layers, input_shape=model.in_shape, dtype=model.dtype, seed=0)
     state = {}
     for name, value in model.state_dict().items():
         k, key = name.split(".", 1)
@@ -213,19 +216,16 @@ def _slice(k, key, value, keep_in, keep_idx, model) -> np.ndarray:
 
 
 def _shrunk_layer(layer: Layer, rows: np.ndarray | None, units: np.ndarray | None) -> Layer:
-    """A fresh layer of the same type whose sizes match the kept inputs/units."""
-    if rows is None and units is None:
-        return copy.deepcopy(layer)
+    """A fresh, unbuilt layer of the same type and configuration whose sizes match the kept
+    inputs/units (sizes the layer infers from its input are left to the build)."""
     cfg = dict(layer.config())
     if type(layer) is Dense:
-        if rows is not None:
+        if rows is not None and "in_features" in cfg:
             cfg["in_features"] = int(rows.size)
         if units is not None:
             cfg["out_features"] = int(units.size)
-    elif isinstance(layer, BatchNorm | PReLU):
+    elif units is not None and "n_features" in cfg:  # BatchNorm, PReLU
         cfg["n_features"] = int(units.size)
-    else:
-        return copy.deepcopy(layer)  # elementwise: no size
     new = type(layer)(**cfg)
     new.trainable = layer.trainable
     return new

@@ -224,9 +224,18 @@ class Trainer:
 
     def _check_data(self, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
         X = check_X(X, name)
-        expected = self.model.n_features_in
-        if expected is not None and X.shape[1] != expected:
-            raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {expected}")
+        if not self.model.built:
+            self.model.build(X.shape[1:])  # the first data fixes the input shape
+        expected = self.model.in_shape
+        if tuple(X.shape[1:]) != expected:
+            if len(X.shape) == 2 and len(expected) == 1:
+                raise ValueError(
+                    f"{name} has {X.shape[1]} features, but the model expects {expected[0]}"
+                )
+            raise ValueError(
+                f"{name} has samples of shape {tuple(X.shape[1:])}, but the model expects "
+                f"{expected}"
+            )
         y = check_targets(y, X.shape[0])
         return X, y, check_sample_weight(sample_weight, X.shape[0])
 
@@ -350,7 +359,10 @@ class Trainer:
             train_idx, val = self._validation(X, y, w, validation_data, validation_split)
             batch_size = self.resolve_batch_size(len(train_idx))
             self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
-            buffer = np.empty((batch_size, X.shape[1]), dtype=self.model.dtype)
+            keep_ints = self.model.integer_input and X.dtype.kind in "iu"
+            buffer = np.empty(
+                (batch_size, *X.shape[1:]), dtype=X.dtype if keep_ints else self.model.dtype
+            )
 
             def batches():
                 return self._array_batches(X, y, w, train_idx, batch_size, buffer)

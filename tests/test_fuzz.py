@@ -63,7 +63,8 @@ def test_layers_reject_wrong_shapes_with_value_errors(which, shape, width):
     except ValueError as exc:
         assert str(exc)
         return
-    assert x.ndim == 2 and out.shape[0] == x.shape[0]
+    # Layers act on any batch of rank >= 2 (issue 12): the batch and middle axes are kept.
+    assert x.ndim >= 2 and out.ndim == x.ndim and out.shape[:-1] == x.shape[:-1]
 
 
 @SETTINGS

@@ -211,11 +211,12 @@ def test_sizes_are_checked_before_anything_is_allocated(saved, tmp_path):
     import tracemalloc
 
     def huge(header):
-        # A consistent lie: the architecture and the declarations both claim a 5 x 10^8 layer
-        # (2 GB of float32), while the member on disk holds 5 x 8.
-        header["config"]["layers"][0]["config"]["out_features"] = 10**8
-        header["arrays"]["param/0.W"]["shape"] = [5, 10**8]
-        header["arrays"]["param/0.b"]["shape"] = [10**8]
+        # A consistent lie: the architecture and the declarations both claim a 10^8 x 8 layer
+        # (2 GB of float32), while the member on disk holds 5 x 8. (The input width is the lie:
+        # since issue 12 a lie about out_features no longer fits the next layer's width.)
+        header["config"]["layers"][0]["config"]["in_features"] = 10**8
+        header["config"]["input_shape"] = [10**8]
+        header["arrays"]["param/0.W"]["shape"] = [10**8, 8]
         return header
 
     bad = _tamper(saved, tmp_path / "huge.npz", header_fn=huge)

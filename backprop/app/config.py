@@ -5,9 +5,13 @@ file and the line)::
 
     [data]            backprop.app.sources.prepare      source, test/validation sizes, scaling
     [model]           Sequential                    dtype, seed, [[model.layers]] tables
-    [[model.layers]]  backprop.layers.REGISTRY      type = "Dense", then the class's arguments;
-                                                    in_features / n_features are inferred, and
-                                                    the last Dense's out_features too
+    [[model.layers]]  backprop.layers.REGISTRY      type = "Dense", then the class's arguments
+                                                    (any registered layer; the argument types
+                                                    come from its constructor's type hints);
+                                                    input widths are inferred when the model is
+                                                    built, and the last layer with an
+                                                    ``output_size_argument`` gets the task's
+                                                    number of outputs
     [loss]            backprop.losses.REGISTRY      name, then the class's arguments
     [optimizer]       backprop.optimizers.get       name, then the class's arguments
     [schedule]        backprop.schedules.REGISTRY   optional; name, then the arguments
@@ -23,7 +27,6 @@ are strings) and must have the key's type. Nothing is ever evaluated as code.
 from __future__ import annotations
 
 import copy
-import inspect
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ from .. import layers as layers_mod
 from .. import losses as losses_mod
 from .. import optimizers as optimizers_mod
 from .. import schedules as schedules_mod
+from ..layers.registry import check_argument, constructor_arguments
 from ..lbfgs import LBFGS
 from .sources import COMMON_OPTIONS, SOURCE_OPTIONS
 
@@ -97,6 +101,7 @@ SECTIONS = (
 )
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 TYPE_NAMES[list] = "a list"
+TYPE_NAMES[dict] = "a table"
 
 
 def _named_class(section: str, name: Any) -> type:
@@ -112,30 +117,20 @@ def _named_class(section: str, name: Any) -> type:
 
 
 def class_arguments(cls: type, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
-    """``{argument: (type, default)}`` of a constructor; the type comes from the default value
-    (or the annotation when the default is None or missing)."""
-    out = {}
-    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
-        if p.name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        default = None if p.default is inspect.Parameter.empty else p.default
-        if default is not None:
-            typ: Any = type(default)
-        else:
-            ann = str(p.annotation)
-            typ = int if "int" in ann and "float" not in ann else float if "float" in ann else str
-        out[p.name] = (float if typ is int and "float" in str(p.annotation) else typ, default)
-    return out
+    """``{argument: (types, default)}`` of a constructor, from its resolved type hints (see
+    :func:`backprop.layers.registry.constructor_arguments`); ``types`` None accepts any value."""
+    return constructor_arguments(cls, skip)
 
 
 def check_type(value: Any, typ: Any, what: str) -> Any:
-    """``value`` if it has type ``typ`` (an int is accepted for a float); else a ConfigError."""
-    ok = isinstance(value, typ) and not (typ is not bool and isinstance(value, bool))
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not ok:
-        raise ConfigError(f"{what}: expected {TYPE_NAMES.get(typ, typ.__name__)}, got {value!r}")
-    return value
+    """``value`` if it has type ``typ`` (a type, a tuple of types, or None for any; an int is
+    accepted for a float); else a ConfigError."""
+    typs = typ if typ is None or isinstance(typ, tuple) else (typ,)
+    try:
+        return check_argument(value, typs)
+    except TypeError:
+        names = " or ".join(TYPE_NAMES.get(t, t.__name__) for t in typs)
+        raise ConfigError(f"{what}: expected {names}, got {value!r}") from None
 
 
 def line_of(text: str, table: str, key: str | None = None, index: int = 0) -> int | None:
@@ -283,6 +278,7 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{at}: layer {i}: {exc}") from None
         allowed = {**class_arguments(cls, skip=("dtype", "seed")), "trainable": (bool, True)}
+        checked = {"type": spec["type"]}
         for key, value in spec.items():
             if key == "type":
                 continue
@@ -292,39 +288,38 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
                     f"({cls.__name__}); allowed keys: type, {', '.join(allowed)}"
                 )
             typ = allowed[key][0]
-            check_type(value, typ, f"{where_is('model.layers', key, i)}: layer {i} {key}")
-        out.append(dict(spec))
+            what = f"{where_is('model.layers', key, i)}: layer {i} {key}"
+            checked[key] = check_type(value, typ, what)  # an int given for a float becomes one
+        out.append(checked)
     return out
 
 
 # -- building objects ------------------------------------------------------------------------
-def build_model(config: Config, n_features: int, n_outputs: int):
-    """The Sequential described by ``[model]``, with widths inferred from the data."""
+def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: int):
+    """The Sequential described by ``[model]``, built for input of ``n_features`` (an int, or a
+    per-sample shape); the last layer that declares an ``output_size_argument`` (Dense's
+    ``out_features``) gets ``n_outputs`` unless the config sets it."""
     from ..model import Sequential
 
     specs = config["model"]["layers"]
-    last_dense = max((i for i, s in enumerate(specs) if s["type"] == "Dense"), default=None)
-    layers, width = [], n_features
-    for i, spec in enumerate(specs):
-        cls = layers_mod.get(spec["type"])
+    classes = [layers_mod.get(spec["type"]) for spec in specs]
+    last = max((i for i, c in enumerate(classes) if c.output_size_argument), default=None)
+    layers = []
+    for i, (spec, cls) in enumerate(zip(specs, classes, strict=True)):
         kwargs = {k: v for k, v in spec.items() if k not in ("type", "trainable")}
-        if cls is layers_mod.Dense:
-            kwargs.setdefault("in_features", width)
-            if i == last_dense:
-                kwargs.setdefault("out_features", n_outputs)
-            if "out_features" not in kwargs:
-                raise ConfigError(f"{config.path}: layer {i} (Dense) needs out_features")
-        elif "n_features" in class_arguments(cls):
-            kwargs.setdefault("n_features", width)
+        if i == last:
+            kwargs.setdefault(cls.output_size_argument, n_outputs)
         try:
             layer = cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config.path}: layer {i} ({cls.__name__}): {exc}") from None
         layer.trainable = spec.get("trainable", True)
-        width = layer.out_features or width
         layers.append(layer)
+    shape = (n_features,) if isinstance(n_features, int) else tuple(n_features)
     try:
-        return Sequential(layers, dtype=config["model"]["dtype"], seed=config["model"]["seed"])
+        return Sequential(
+            layers, input_shape=shape, dtype=config["model"]["dtype"], seed=config["model"]["seed"]
+        )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{config.path}: [model]: {exc}") from None
 
@@ -406,6 +401,8 @@ def dumps(resolved: dict[str, Any]) -> str:
             return repr(v) if v == v and abs(v) != float("inf") else ("nan" if v != v else "inf")
         if isinstance(v, list):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):  # a nested layer of a container, as an inline table
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         return str(v)
 
     lines = []

@@ -1,4 +1,4 @@
-"""Layers: the :class:`Layer` protocol and every built-in layer, plus the name registry."""
+"""Layers: the :class:`Layer` protocol, every built-in layer, containers, and the registry."""
 
 from .activations import (
     ELU,
@@ -14,39 +14,11 @@ from .activations import (
     Tanh,
 )
 from .base import Layer
+from .containers import Residual
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import BatchNorm, LayerNorm
-
-#: Layer types by class name: the only way a saved model or a config names a layer.
-REGISTRY: dict[str, type[Layer]] = {
-    cls.__name__: cls
-    for cls in (
-        Dense,
-        Identity,
-        Sigmoid,
-        Tanh,
-        ReLU,
-        LeakyReLU,
-        ELU,
-        PReLU,
-        GELU,
-        SiLU,
-        Softplus,
-        Softmax,
-        Dropout,
-        BatchNorm,
-        LayerNorm,
-    )
-}
-
-
-def get(name: str) -> type[Layer]:
-    """Return the layer class called ``name``; an unknown name lists the valid ones."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown layer type {name!r}; valid names: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
+from .registry import REGISTRY, get, layer_from_spec, layer_spec, register_layer
 
 __all__ = [
     "Layer",
@@ -65,6 +37,10 @@ __all__ = [
     "Dropout",
     "BatchNorm",
     "LayerNorm",
+    "Residual",
     "REGISTRY",
     "get",
+    "layer_from_spec",
+    "layer_spec",
+    "register_layer",
 ]

@@ -1,6 +1,7 @@
 """Activation layers: elementwise functions, and the row-wise Softmax.
 
-Each maps ``(n, d) -> (n, d)``. For an elementwise ``y = f(x)`` the backward pass is
+Each maps ``(n, *shape) -> (n, *shape)``, for any per-sample shape (Softmax and PReLU work along
+the last axis). For an elementwise ``y = f(x)`` the backward pass is
 ``dx = grad_out * f'(x)``; the table gives ``f`` and ``f'`` as they are computed here:
 
 ==============  =======================================  ======================================
@@ -30,7 +31,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from .base import Layer, check_positive_int
+from .base import Layer, Shape, allocation_enabled, check_positive_int
+from .registry import register_layer
 
 # Python floats, not NumPy scalars: they keep float32 arrays float32 (NEP 50).
 _SQRT_2 = float(np.sqrt(2.0))
@@ -70,6 +72,7 @@ class Activation(Layer):
         return dx
 
 
+@register_layer
 class Identity(Activation):
     """``y = x``."""
 
@@ -80,6 +83,7 @@ class Identity(Activation):
         return grad_out.copy()
 
 
+@register_layer
 class Sigmoid(Activation):
     """Logistic sigmoid ``y = 1 / (1 + exp(-x))`` (overflow-safe through ``scipy.special.expit``)."""
 
@@ -90,6 +94,7 @@ class Sigmoid(Activation):
         return y * (1 - y)
 
 
+@register_layer
 class Tanh(Activation):
     """``y = tanh(x)``, ``dy/dx = 1 - y^2``."""
 
@@ -102,6 +107,7 @@ class Tanh(Activation):
         return d
 
 
+@register_layer
 class ReLU(Activation):
     """``y = max(x, 0)``, ``dy/dx = [x > 0]`` (0 at x = 0)."""
 
@@ -116,6 +122,7 @@ class ReLU(Activation):
         return np.multiply(grad_out, self._y > 0, dtype=grad_out.dtype)
 
 
+@register_layer
 class LeakyReLU(Activation):
     """``y = x`` for ``x > 0`` else ``negative_slope * x``."""
 
@@ -135,6 +142,7 @@ class LeakyReLU(Activation):
         return {"negative_slope": self.negative_slope}
 
 
+@register_layer
 class ELU(Activation):
     """``y = x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``."""
 
@@ -155,6 +163,7 @@ class ELU(Activation):
         return {"alpha": self.alpha}
 
 
+@register_layer
 class GELU(Activation):
     """Gaussian error linear unit ``y = x * Phi(x)``; ``approximate="tanh"`` for the tanh form."""
 
@@ -186,6 +195,7 @@ class GELU(Activation):
         return {"approximate": self.approximate}
 
 
+@register_layer
 class SiLU(Activation):
     """Sigmoid-weighted linear unit (swish) ``y = x * sigmoid(x)``."""
 
@@ -200,6 +210,7 @@ class SiLU(Activation):
         return s * (1 + x * (1 - s))
 
 
+@register_layer
 class Softplus(Activation):
     """``y = log(1 + exp(x))`` computed as ``max(x, 0) + log1p(exp(-|x|))``."""
 
@@ -210,8 +221,10 @@ class Softplus(Activation):
         return special.expit(x)
 
 
+@register_layer
 class Softmax(Layer):
-    """Row-wise softmax ``y_ij = exp(x_ij - m_i) / sum_k exp(x_ik - m_i)``, ``m_i = max_k x_ik``.
+    """Softmax over the last axis ``y_ij = exp(x_ij - m_i) / sum_k exp(x_ik - m_i)``,
+    ``m_i = max_k x_ik`` (``i`` runs over every position but the last axis).
 
     Backward is the full vector-Jacobian product ``dx = y * (g - sum_j g_j y_j)`` per row. For
     classification, prefer feeding logits to ``SoftmaxCrossEntropy`` (fused and more accurate).
@@ -223,9 +236,9 @@ class Softmax(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
-        z = x - x.max(axis=1, keepdims=True)
+        z = x - x.max(axis=-1, keepdims=True)
         np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
+        z /= z.sum(axis=-1, keepdims=True)
         if training:
             self._y = z
         return z
@@ -234,35 +247,51 @@ class Softmax(Layer):
         if self._y is None:
             raise self._missing_cache()
         y = self._y
-        dot = np.einsum("ij,ij->i", grad_out, y)[:, None]
+        dot = np.einsum("...j,...j->...", grad_out, y)[..., None]
         return y * (grad_out - dot)
 
 
+@register_layer
 class PReLU(Layer):
     """Parametric ReLU: ``y = x`` for ``x > 0`` else ``alpha_j * x`` with one learned slope per
-    feature. ``alpha`` has shape ``(n_features,)``; ``dalpha_j = sum_i g_ij * min(x_ij, 0)``.
+    feature ``j`` of the last axis. ``alpha`` has shape ``(n_features,)``;
+    ``dalpha_j = sum g_.j * min(x_.j, 0)`` over every other axis.
+
+    Args:
+        n_features: the last axis' width; None (default) learns it when the layer is built.
+        init: the initial slope.
     """
 
     def __init__(
         self,
-        n_features: int,
+        n_features: int | None = None,
         init: float = 0.25,
         dtype: Any = "float32",
     ) -> None:
         super().__init__()
-        self.in_features = self.out_features = check_positive_int("n_features", n_features)
+        if n_features is not None:
+            self.in_features = self.out_features = check_positive_int("n_features", n_features)
+        self._given = self.in_features
         self.init = float(init)
         self._x: np.ndarray | None = None
-        self._allocate(dtype, np.random.default_rng(0))
+        if self.in_features is not None and allocation_enabled():
+            self._allocate(dtype, np.random.default_rng(0))
 
-    def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
-        return {"alpha": ((self.in_features,), "other")}
+    def build(self, in_shape: Shape) -> Shape:
+        self._check_last_axis(in_shape)
+        self.in_features = self.out_features = in_shape[-1]
+        return in_shape
+
+    def param_specs(self) -> dict[str, tuple[Shape, str]]:
+        return {} if self.in_features is None else {"alpha": ((self.in_features,), "other")}
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
         self.params["alpha"].fill(self.init)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        if not self.params:
+            raise self._unallocated()
         if training:
             self._x = x
         return np.where(x > 0, x, x * self.params["alpha"])
@@ -272,10 +301,13 @@ class PReLU(Layer):
             raise self._missing_cache()
         x = self._x
         if self.trainable:
-            np.sum(grad_out * np.minimum(x, 0), axis=0, out=self.grads["alpha"])
+            axes = tuple(range(x.ndim - 1))
+            np.sum(grad_out * np.minimum(x, 0), axis=axes, out=self.grads["alpha"])
         else:
             self.zero_grads()
         return np.where(x > 0, grad_out, grad_out * self.params["alpha"])
 
     def config(self) -> dict[str, Any]:
-        return {"n_features": self.in_features, "init": self.init}
+        cfg: dict[str, Any] = {} if self._given is None else {"n_features": self._given}
+        cfg["init"] = self.init
+        return cfg

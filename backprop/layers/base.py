@@ -1,31 +1,47 @@
 """The Layer protocol.
 
-A layer maps a batch ``x`` of shape ``(n_samples, in_features)`` to ``(n_samples, out_features)``.
+A layer maps a batch ``x`` of shape ``(n, *in_shape)`` to ``(n, *out_shape)``; ``in_shape`` is the
+per-sample shape (no batch axis). Its life has three steps:
+
+1. ``__init__`` stores the constructor arguments only; no input shape is needed.
+2. ``build(in_shape) -> out_shape`` validates the input shape (a ValueError names the layer and
+   the shape), stores ``in_shape`` and ``out_shape`` and returns ``out_shape``; then ``built`` is
+   True and ``param_specs()`` is valid. Building again with the same shape does nothing, with
+   another shape is an error. The default build keeps the shape (``out_shape = in_shape``).
+3. Storage: a :class:`~backprop.Sequential` makes ``params``/``grads`` views into its two flat
+   buffers (:meth:`Layer.bind`) and calls ``reset_parameters(rng)``; a stand-alone layer gets its
+   own arrays from ``initialize(in_shape, dtype, seed)``.
+
+Then:
 
 * ``params`` and ``grads`` are dicts with the same keys and shapes (``"W"``, ``"b"``, ``"gamma"``,
-  ``"beta"``, ``"alpha"``). Inside a :class:`~backprop.Sequential` they are views into the model's
-  two flat buffers, so a layer must write its gradients *into* ``grads[key]`` (``out=`` or ``[...]
-  =``) and never rebind them.
+  ...). A layer writes its gradients *into* ``grads[key]`` (``out=`` or ``[...] =``), never rebinds.
 * ``forward(x, training=False)`` returns the output. Only when ``training`` is true does it cache,
   under named private attributes, exactly what ``backward`` needs; each call overwrites the cache.
-* ``backward(grad_out)`` takes dL/dy ``(n_samples, out_features)``, overwrites ``grads`` with
-  dL/dparams and returns dL/dx ``(n_samples, in_features)``. It never writes into ``grad_out``.
+* ``backward(grad_out)`` takes dL/dy ``(n, *out_shape)``, overwrites ``grads`` with dL/dparams
+  and returns dL/dx ``(n, *in_shape)``. It never writes into ``grad_out``.
 * ``trainable = False`` freezes the layer: its gradients are left at zero and optimizers skip it.
-* ``buffers`` holds non-trained state saved with the model (BatchNorm's running statistics).
+* ``buffers`` holds non-trained state saved with the model (BatchNorm's running statistics),
+  declared by ``buffer_specs()`` and reset by ``reset_buffers()``.
+* ``config()`` returns JSON-able constructor arguments: ``type(layer)(**layer.config())`` is an
+  equivalent unbuilt layer. With :func:`register_layer` this is all files and configs need.
 
 A parametric layer declares its parameters in ``param_specs()``: ``{key: (shape, kind)}`` where
-``kind`` is ``"weight"`` (penalized by L1/L2 and max-norm) or ``"other"`` (biases, gains, slopes),
-and fills them in ``reset_parameters(rng)``. Built on its own, a layer owns its arrays; a
-``Sequential`` rebinds them into its flat buffers (see :meth:`Layer.bind`).
+``kind`` is ``"weight"`` (penalized by L1/L2 and max-norm, pruned by masks) or ``"other"``
+(biases, gains, slopes), and fills them in ``reset_parameters(rng)``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+Shape = tuple[int, ...]
 
 
 def as_float_dtype(dtype: Any) -> np.dtype:
@@ -45,30 +61,141 @@ def check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def as_shape(shape: Any, what: str = "shape") -> Shape:
+    """``shape`` as a tuple of positive ints with at least one axis (an int is a 1-tuple)."""
+    if isinstance(shape, int | np.integer) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{what} must be a tuple of positive integers, got {shape!r}") from None
+    if not dims or any(
+        isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 1 for d in dims
+    ):
+        raise ValueError(f"{what} must be a non-empty tuple of positive integers, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+_ALLOCATE = [True]
+
+
+@contextlib.contextmanager
+def unallocated() -> Iterator[None]:
+    """Construct layers without their stand-alone arrays (to read their shapes only: a file's
+    declared sizes are checked before anything of that size is allocated)."""
+    _ALLOCATE.append(False)
+    try:
+        yield
+    finally:
+        _ALLOCATE.pop()
+
+
+def allocation_enabled() -> bool:
+    return _ALLOCATE[-1]
+
+
+def _guard_build(build):
+    """Wrap a ``build`` method with the protocol's bookkeeping: validate the shape, make a second
+    build with the same shape a no-op and one with another shape an error, and record
+    ``in_shape``/``out_shape``. Every subclass's ``build`` is wrapped (see ``__init_subclass__``)."""
+
+    @functools.wraps(build)
+    def guarded(self: Layer, in_shape: Any) -> Shape:
+        in_shape = as_shape(in_shape, f"{type(self).__name__} input shape")
+        if self.out_shape is not None:
+            if in_shape != self.in_shape:
+                raise ValueError(
+                    f"{type(self).__name__} was built for input shape {self.in_shape}; "
+                    f"it cannot be built again for {in_shape}"
+                )
+            return self.out_shape
+        try:
+            out = as_shape(build(self, in_shape), f"{type(self).__name__} output shape")
+        except BaseException:
+            self.in_shape = self.out_shape = None
+            raise
+        self.in_shape, self.out_shape = in_shape, out
+        return out
+
+    guarded.__guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
 class Layer:
-    """Base class of every layer. Subclasses override ``forward`` and ``backward``.
+    """Base class of every layer. Subclasses override ``forward`` and ``backward``, and ``build``
+    when the output shape differs from the input shape or parameters depend on it.
 
     Attributes:
         params: dict of parameter arrays (empty for parameter-free layers).
         grads: dict of gradient arrays with the same keys and shapes as ``params``.
         buffers: dict of non-trained state arrays (saved, not optimized).
         trainable: when False the layer's parameters are frozen.
-        in_features / out_features: feature counts when the layer fixes them, else None
-            (parameter-free layers keep the width they receive).
+        in_shape / out_shape: per-sample shapes, None until ``build``.
+        in_features / out_features: last-axis widths when the layer fixes them, else None.
+        integer_input: class attribute; True for layers that take integer input (Embedding), so
+            that models and trainers do not cast X to float for them.
     """
 
     in_features: int | None = None
     out_features: int | None = None
+    integer_input: bool = False
+    #: Dense's "auto" initializer looks through these layers for the activation that follows.
+    init_transparent: bool = False
+    #: The constructor argument a config may fill with the task's number of outputs (the last
+    #: layer that has one gets it), e.g. ``"out_features"`` for Dense.
+    output_size_argument: str | None = None
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.trainable: bool = True
+        self.in_shape: Shape | None = None
+        self.out_shape: Shape | None = None
 
-    # -- parameters -------------------------------------------------------------------------
-    def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None and not getattr(build, "__guarded__", False):
+            cls.build = _guard_build(build)
+
+    # -- shapes ---------------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return self.out_shape is not None
+
+    def build(self, in_shape: Shape) -> Shape:
+        """Learn the input shape ``in_shape`` (no batch axis) and return the output shape."""
+        self._check_last_axis(in_shape)
+        return in_shape
+
+    def default_in_shape(self) -> Shape | None:
+        """The input shape this layer implies on its own (``(in_features,)`` when fixed), which a
+        ``Sequential`` uses when no ``input_shape`` is given; None when the layer cannot tell."""
+        return None if self.in_features is None else (self.in_features,)
+
+    def _check_last_axis(self, in_shape: Shape) -> None:
+        if self.in_features is not None and in_shape[-1] != self.in_features:
+            raise ValueError(
+                f"{type(self).__name__} expected {self.in_features} features, got "
+                f"{in_shape[-1]} (input shape {in_shape})"
+            )
+
+    def initialize(self, in_shape: Any, dtype: Any = "float64", seed: Any = 0) -> Shape:
+        """Stand-alone use: build for ``in_shape``, allocate own arrays of ``dtype`` and draw the
+        initial parameters from ``seed``; returns the output shape."""
+        out = self.build(in_shape)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._allocate(dtype, rng)
+        return out
+
+    # -- parameters -----------------------------------------------------------------------------
+    def param_specs(self) -> dict[str, tuple[Shape, str]]:
         """``{key: (shape, kind)}``; kind is ``"weight"`` or ``"other"``. Empty by default."""
+        return {}
+
+    def buffer_specs(self) -> dict[str, Shape]:
+        """``{key: shape}`` of the non-trained state arrays. Empty by default."""
         return {}
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -76,6 +203,13 @@ class Layer:
 
     def reset_buffers(self) -> None:
         """Reset non-trained state (running statistics) in place."""
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        """Receive the model's stream for randomness during training (dropout masks)."""
+
+    def children(self) -> list[Layer]:
+        """Sub-layers of a container (empty for an ordinary layer)."""
+        return []
 
     def _allocate(self, dtype: Any, rng: np.random.Generator) -> None:
         """Give a stand-alone layer its own arrays and initialize them."""
@@ -85,7 +219,13 @@ class Layer:
             {k: np.empty(shape, dtype=dt) for k, (shape, _) in specs.items()},
             {k: np.zeros(shape, dtype=dt) for k, (shape, _) in specs.items()},
         )
+        self._allocate_buffers(dt)
         self.reset_parameters(rng)
+
+    def _allocate_buffers(self, dtype: np.dtype) -> None:
+        """Fresh buffers of ``dtype`` from ``buffer_specs()``, reset."""
+        self.buffers = {k: np.zeros(shape, dtype=dtype) for k, shape in self.buffer_specs().items()}
+        self.reset_buffers()
 
     def bind(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """Adopt ``params``/``grads`` (views into a model's flat buffers) as this layer's storage."""
@@ -97,12 +237,12 @@ class Layer:
                 self.buffers[key] = buf.astype(dt)
 
     def _set_dtype(self, dtype: np.dtype) -> None:
-        """Cast buffers of a parameter-free layer (called by Sequential)."""
+        """Cast buffers (called by Sequential)."""
         for key, buf in self.buffers.items():
             if buf.dtype != dtype:
                 self.buffers[key] = buf.astype(dtype)
 
-    # -- computation ------------------------------------------------------------------------
+    # -- computation ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
@@ -118,17 +258,24 @@ class Layer:
         for g in self.grads.values():
             g.fill(0)
 
-    # -- helpers for subclasses ---------------------------------------------------------------
+    # -- helpers for subclasses -----------------------------------------------------------------
     def _check_input(self, x: np.ndarray) -> None:
-        if x.ndim != 2:
+        """A batch ``(n, *in_shape)``: at least 2-D, and the last axis as the layer expects."""
+        if x.ndim < 2:
             raise ValueError(
-                f"{type(self).__name__} expects a 2-D batch (n_samples, n_features), "
+                f"{type(self).__name__} expects a batch of at least 2-D (n_samples, ...), "
                 f"got an array of shape {x.shape}"
             )
-        if self.in_features is not None and x.shape[1] != self.in_features:
+        if self.in_features is not None and x.shape[-1] != self.in_features:
             raise ValueError(
-                f"{type(self).__name__} expected {self.in_features} features, got {x.shape[1]}"
+                f"{type(self).__name__} expected {self.in_features} features, got {x.shape[-1]}"
             )
+
+    def _unallocated(self) -> RuntimeError:
+        return RuntimeError(
+            f"{type(self).__name__} has no parameters yet: put it in a Sequential, or call "
+            "layer.initialize(in_shape) to use it on its own"
+        )
 
     def _missing_cache(self) -> RuntimeError:
         return RuntimeError(
@@ -136,7 +283,7 @@ class Layer:
         )
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments as plain JSON values (used by save/load)."""
+        """Constructor arguments as plain JSON values (used by save/load and configs)."""
         return {}
 
     def extra_repr(self) -> str:
@@ -144,3 +291,6 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+Layer.build = _guard_build(Layer.build)  # type: ignore[method-assign]

@@ -1,14 +1,17 @@
-"""Dense (fully connected) layer.
+"""Dense (fully connected) layer, acting on the last axis.
 
-Forward, for a batch ``x`` of shape ``(n, in_features)``::
+Forward, for ``x`` of shape ``(n, ..., in_features)`` (any number of middle axes, as
+``torch.nn.Linear`` and Keras' Dense)::
 
-    y = x @ W + b            W: (in_features, out_features), b: (out_features,), y: (n, out_features)
+    y = x @ W + b            W: (in_features, out_features), b: (out_features,),
+                             y: (n, ..., out_features)
 
-Backward, given ``g = dL/dy`` of shape ``(n, out_features)``::
+Backward, given ``g = dL/dy``, with ``X`` and ``G`` the inputs and gradients flattened to rows
+``(m, in_features)`` and ``(m, out_features)`` (``m = n`` for a 2-D batch)::
 
-    dW = x.T @ g             (in_features, out_features)
-    db = sum_i g[i]          (out_features,)
-    dx = g @ W.T             (n, in_features)
+    dW = X.T @ G             (in_features, out_features)
+    db = sum_rows G          (out_features,)
+    dx = g @ W.T             (n, ..., in_features)
 """
 
 from __future__ import annotations
@@ -18,15 +21,21 @@ from typing import Any
 import numpy as np
 
 from .. import initializers
-from .base import Layer, check_positive_int
+from .base import Layer, Shape, allocation_enabled, check_positive_int
+from .registry import register_layer
 
 
+@register_layer
 class Dense(Layer):
-    """Fully connected layer ``y = x @ W + b``.
+    """Fully connected layer ``y = x @ W + b`` on the last axis.
+
+    ``Dense(out_features)`` learns ``in_features`` from its input when built;
+    ``Dense(in_features, out_features)`` fixes it (and then owns initialized arrays right away,
+    so it can be used on its own).
 
     Args:
-        in_features: number of input features.
-        out_features: number of output units.
+        *sizes: ``(out_features,)`` or ``(in_features, out_features)``.
+        in_features, out_features: the same sizes as keywords.
         init: weight initializer name (see :mod:`backprop.initializers`) or callable. ``"auto"``
             picks He for the ReLU family and Glorot otherwise, from the activation that follows
             the layer inside a ``Sequential`` (Glorot uniform when the layer stands alone).
@@ -37,18 +46,42 @@ class Dense(Layer):
             re-initializes every layer from its own seed.
     """
 
+    output_size_argument = "out_features"
+
     def __init__(
         self,
-        in_features: int,
-        out_features: int,
+        *sizes: int,
+        in_features: int | None = None,
+        out_features: int | None = None,
         init: str | Any = "auto",
         bias_init: str | Any = "zeros",
         dtype: Any = "float32",
         seed: int | np.random.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = check_positive_int("in_features", in_features)
-        self.out_features = check_positive_int("out_features", out_features)
+        if len(sizes) > 2:
+            raise TypeError(
+                f"Dense takes (out_features) or (in_features, out_features), got {len(sizes)} "
+                "sizes; pass init, bias_init, dtype and seed by keyword"
+            )
+        given = dict(
+            zip(
+                ("out_features",) if len(sizes) == 1 else ("in_features", "out_features"),
+                sizes,
+                strict=False,
+            )
+        )
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if value is not None:
+                if name in given:
+                    raise TypeError(f"Dense got {name} twice")
+                given[name] = value
+        if "out_features" not in given:
+            raise TypeError("Dense needs out_features, e.g. Dense(10) or Dense(64, 10)")
+        self.out_features = check_positive_int("out_features", given["out_features"])
+        self._given_in = given.get("in_features")
+        if self._given_in is not None:
+            self._given_in = self.in_features = check_positive_int("in_features", self._given_in)
         if init != "auto":
             initializers.get(init)
         initializers.get(bias_init)
@@ -56,9 +89,17 @@ class Dense(Layer):
         self.bias_init = bias_init
         self.auto_init = "glorot_uniform"  # set by Sequential from the following activation
         self._x: np.ndarray | None = None
-        self._allocate(dtype, np.random.default_rng(seed))
+        if self.in_features is not None and allocation_enabled():
+            self._allocate(dtype, np.random.default_rng(seed))
 
-    def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
+    def build(self, in_shape: Shape) -> Shape:
+        self._check_last_axis(in_shape)
+        self.in_features = in_shape[-1]
+        return (*in_shape[:-1], self.out_features)
+
+    def param_specs(self) -> dict[str, tuple[Shape, str]]:
+        if self.in_features is None:
+            return {}
         return {
             "W": ((self.in_features, self.out_features), "weight"),
             "b": ((self.out_features,), "other"),
@@ -72,6 +113,8 @@ class Dense(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        if not self.params:
+            raise self._unallocated()
         y = x @ self.params["W"]
         y += self.params["b"]
         if training:
@@ -81,18 +124,24 @@ class Dense(Layer):
     def backward_params_only(self, grad_out: np.ndarray) -> None:
         if self._x is None:
             raise self._missing_cache()
-        if self.trainable:
-            np.matmul(self._x.T, grad_out, out=self.grads["W"])
-            np.add.reduce(grad_out, axis=0, out=self.grads["b"])  # np.sum without its wrapper
-        else:
+        if not self.trainable:
             self.zero_grads()
+            return
+        x, g = self._x, grad_out
+        if x.ndim != 2:  # rows of the last axis: every middle position is a sample of the map
+            x, g = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+        np.matmul(x.T, g, out=self.grads["W"])
+        np.add.reduce(g, axis=0, out=self.grads["b"])  # np.sum without its wrapper
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         self.backward_params_only(grad_out)
         return grad_out @ self.params["W"].T
 
     def config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"in_features": self.in_features, "out_features": self.out_features}
+        cfg: dict[str, Any] = {}
+        if self._given_in is not None:
+            cfg["in_features"] = self._given_in
+        cfg["out_features"] = self.out_features
         if isinstance(self.init, str):
             cfg["init"] = self.init
         if isinstance(self.bias_init, str):

@@ -4,7 +4,7 @@ Training, with drop rate ``p`` (the *fraction dropped*) and a mask drawn from th
 generator::
 
     m_ij ~ Bernoulli(1 - p)            keep with probability 1 - p
-    y = x * m / (1 - p)                (n, d); E[y] = x
+    y = x * m / (1 - p)                (n, *shape), any shape; E[y] = x
     dx = grad_out * m / (1 - p)
 
 At inference (``training=False``) the layer is the identity, so nothing needs rescaling later.
@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from .base import Layer
+from .registry import register_layer
 
 
+@register_layer
 class Dropout(Layer):
     """Inverted dropout with ``drop_rate`` = fraction of units set to zero while training.
 
@@ -27,6 +29,8 @@ class Dropout(Layer):
         seed: seed or generator for a stand-alone layer; inside a ``Sequential`` the masks come
             from the model's dropout stream (separate from the initialization stream).
     """
+
+    init_transparent = True
 
     def __init__(self, drop_rate: float = 0.5, seed: int | np.random.Generator | None = None):
         super().__init__()
@@ -37,6 +41,9 @@ class Dropout(Layer):
         self.drop_rate = float(drop_rate)
         self.rng = np.random.default_rng(seed)
         self._scaled_mask: np.ndarray | None = None
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        self.rng = rng
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)

@@ -1,21 +1,22 @@
-"""Batch normalization and layer normalization.
+"""Batch normalization and layer normalization, channels last.
 
-Both compute ``y = gamma * xhat + beta`` with ``xhat = (x - mu) / sqrt(var + eps)``; they differ in
-the axis the statistics run over. For a batch ``x`` of shape ``(n, d)``:
+Both compute ``y = gamma * xhat + beta`` with ``xhat = (x - mu) / sqrt(var + eps)``, where
+``gamma`` and ``beta`` have the width ``d`` of the last axis; they differ in the axes the
+statistics run over. For ``x`` of shape ``(n, ..., d)``:
 
-* BatchNorm: ``mu, var`` per feature over the batch (axis 0), shapes ``(d,)``. At inference the
-  running estimates are used instead::
+* BatchNorm: ``mu, var`` per feature over every axis but the last (the batch, and for images the
+  positions), shapes ``(d,)``; ``m`` values per statistic (``n`` for a 2-D batch, ``n*h*w`` for
+  images). At inference the running estimates are used instead::
 
       running_mean <- momentum * running_mean + (1 - momentum) * mu
-      running_var  <- momentum * running_var  + (1 - momentum) * var * n / (n - 1)   (unbiased)
+      running_var  <- momentum * running_var  + (1 - momentum) * var * m / (m - 1)   (unbiased)
 
-* LayerNorm: ``mu, var`` per sample over the features (axis 1), shapes ``(n, 1)``; the same in
-  training and inference.
+* LayerNorm: ``mu, var`` per position over the last axis, shapes ``(n, ..., 1)``; ``m = d``;
+  the same in training and inference.
 
-Backward, with ``dxhat = g * gamma`` and ``m`` the number of values each statistic averages over
-(``n`` for BatchNorm, ``d`` for LayerNorm), sums along that same axis::
+Backward, with ``dxhat = g * gamma``, means taken along the statistics' axes::
 
-    dgamma = sum_i g * xhat            dbeta = sum_i g          (over the batch, shapes (d,))
+    dgamma = sum g * xhat            dbeta = sum g       (over every axis but the last, (d,))
     dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps)
 """
 
@@ -25,24 +26,41 @@ from typing import Any
 
 import numpy as np
 
-from .base import Layer, check_positive_int
+from .base import Layer, Shape, allocation_enabled, check_positive_int
+from .registry import register_layer
 
 
 class _Normalization(Layer):
-    """Shared parameters and backward pass; subclasses choose the statistics axis."""
+    """Shared parameters and backward pass; subclasses choose the statistics axes."""
 
-    axis = 0
+    init_transparent = True
 
-    def __init__(self, n_features: int, eps: float, dtype: Any) -> None:
+    def __init__(self, n_features: int | None, eps: float, dtype: Any) -> None:
         super().__init__()
-        self.in_features = self.out_features = check_positive_int("n_features", n_features)
+        if n_features is not None:
+            self.in_features = self.out_features = check_positive_int("n_features", n_features)
+        self._given = self.in_features
         if not np.isfinite(eps) or eps <= 0:
             raise ValueError(f"eps must be a positive number, got {eps!r}")
         self.eps = float(eps)
         self._xhat: np.ndarray | None = None
         self._inv_std: np.ndarray | None = None
 
-    def param_specs(self) -> dict[str, tuple[tuple[int, ...], str]]:
+    def _stand_alone(self, dtype: Any) -> None:
+        if self.in_features is not None and allocation_enabled():
+            self._allocate(dtype, np.random.default_rng(0))
+
+    def build(self, in_shape: Shape) -> Shape:
+        self._check_last_axis(in_shape)
+        self.in_features = self.out_features = in_shape[-1]
+        return in_shape
+
+    def _axes(self, x: np.ndarray) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def param_specs(self) -> dict[str, tuple[Shape, str]]:
+        if self.in_features is None:
+            return {}
         return {"gamma": ((self.in_features,), "other"), "beta": ((self.in_features,), "other")}
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
@@ -61,10 +79,11 @@ class _Normalization(Layer):
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         if self._xhat is None:
             raise self._missing_cache()
-        xhat, ax = self._xhat, self.axis
+        xhat, ax = self._xhat, self._axes(self._xhat)
+        all_but_last = tuple(range(xhat.ndim - 1))
         if self.trainable:
-            np.sum(grad_out * xhat, axis=0, out=self.grads["gamma"])
-            np.sum(grad_out, axis=0, out=self.grads["beta"])
+            np.sum(grad_out * xhat, axis=all_but_last, out=self.grads["gamma"])
+            np.sum(grad_out, axis=all_but_last, out=self.grads["beta"])
         else:
             self.zero_grads()
         dxhat = grad_out * self.params["gamma"]
@@ -75,76 +94,99 @@ class _Normalization(Layer):
         dx *= self._inv_std
         return dx
 
+    def _check_ready(self, x: np.ndarray) -> None:
+        self._check_input(x)
+        if not self.params:
+            raise self._unallocated()
 
+
+@register_layer
 class BatchNorm(_Normalization):
-    """Batch normalization over the batch axis, with running statistics for inference.
+    """Batch normalization over every axis but the last, with running statistics for inference.
 
     Args:
-        n_features: number of features ``d``.
+        n_features: width ``d`` of the last axis; None (default) learns it when built.
         momentum: weight of the old running value in the update (0.9 keeps 90% of it).
         eps: added to the variance before the square root.
     """
 
-    axis = 0
-
     def __init__(
-        self, n_features: int, momentum: float = 0.9, eps: float = 1e-5, dtype: Any = "float32"
+        self,
+        n_features: int | None = None,
+        momentum: float = 0.9,
+        eps: float = 1e-5,
+        dtype: Any = "float32",
     ) -> None:
         super().__init__(n_features, eps, dtype)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
-        dt = np.dtype(dtype)
-        self.buffers = {
-            "running_mean": np.zeros(self.in_features, dtype=dt),
-            "running_var": np.ones(self.in_features, dtype=dt),
-        }
-        self._allocate(dtype, np.random.default_rng(0))
+        self._stand_alone(dtype)
+
+    def _axes(self, x: np.ndarray) -> tuple[int, ...]:
+        return tuple(range(x.ndim - 1))
+
+    def buffer_specs(self) -> dict[str, Shape]:
+        if self.in_features is None:
+            return {}
+        return {"running_mean": (self.in_features,), "running_var": (self.in_features,)}
 
     def reset_buffers(self) -> None:
         self.buffers["running_mean"].fill(0)
         self.buffers["running_var"].fill(1)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._check_input(x)
+        self._check_ready(x)
         if not training:
             return self._normalize(
                 x, self.buffers["running_mean"], self.buffers["running_var"], False
             )
-        n = x.shape[0]
-        if n < 2:
+        axes = self._axes(x)
+        m = x.size // x.shape[-1]
+        if m < 2:
             raise ValueError(
-                f"BatchNorm needs at least 2 samples per training batch, got {n}; "
+                f"BatchNorm needs at least 2 samples per training batch, got {m}; "
                 "use LayerNorm for stochastic (batch size 1) training"
             )
-        mu = x.mean(axis=0)
-        var = x.var(axis=0)
-        m = self.momentum
+        mu = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        k = self.momentum
         rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-        rm *= m
-        rm += (1 - m) * mu
-        rv *= m
-        rv += (1 - m) * var * (n / (n - 1))
+        rm *= k
+        rm += (1 - k) * mu
+        rv *= k
+        rv += (1 - k) * var * (m / (m - 1))
         return self._normalize(x, mu, var, True)
 
     def config(self) -> dict[str, Any]:
-        return {"n_features": self.in_features, "momentum": self.momentum, "eps": self.eps}
+        cfg: dict[str, Any] = {} if self._given is None else {"n_features": self._given}
+        return {**cfg, "momentum": self.momentum, "eps": self.eps}
 
 
+@register_layer
 class LayerNorm(_Normalization):
-    """Layer normalization over the features of each sample (same in training and inference)."""
+    """Layer normalization over the last axis of each sample (same in training and inference).
 
-    axis = 1
+    Args:
+        n_features: width ``d`` of the last axis; None (default) learns it when built.
+        eps: added to the variance before the square root.
+    """
 
-    def __init__(self, n_features: int, eps: float = 1e-5, dtype: Any = "float32") -> None:
+    def __init__(
+        self, n_features: int | None = None, eps: float = 1e-5, dtype: Any = "float32"
+    ) -> None:
         super().__init__(n_features, eps, dtype)
-        self._allocate(dtype, np.random.default_rng(0))
+        self._stand_alone(dtype)
+
+    def _axes(self, x: np.ndarray) -> tuple[int, ...]:
+        return (x.ndim - 1,)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        self._check_input(x)
-        mu = x.mean(axis=1, keepdims=True)
-        var = x.var(axis=1, keepdims=True)
+        self._check_ready(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        var = x.var(axis=-1, keepdims=True)
         return self._normalize(x, mu, var, training)
 
     def config(self) -> dict[str, Any]:
-        return {"n_features": self.in_features, "eps": self.eps}
+        cfg: dict[str, Any] = {} if self._given is None else {"n_features": self._given}
+        return {**cfg, "eps": self.eps}
