@@ -166,3 +166,14 @@ def test_inference_benchmark_compares_structured_and_masked_models():
     assert rows["unstructured 90%"]["nonzero weights"] < 0.11 * dense["nonzero weights"]
     sizes = [rows[f"structured {p}% units"]["parameters"] for p in (75, 50, 25)]
     assert dense["parameters"] > sizes[0] > sizes[1] > sizes[2]
+
+
+def test_the_readme_pruning_example_runs(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Pruning and sparsity", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "'total': 0.9" in out and "(64, 64)" in out
+    assert bp.load(tmp_path / "pruned.npz").weight_mask.mean() == pytest.approx(0.1, abs=1e-3)
