@@ -10,7 +10,7 @@ import pytest
 from scipy import special
 
 import backprop as bp
-from backprop import config as cfg
+from backprop.app import config as cfg
 from backprop.checkpoint import load_checkpoint, save_checkpoint
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop import config as cfg
+from backprop.app import config as cfg
 from backprop.checkpoint import load_checkpoint, save_checkpoint
 
 
