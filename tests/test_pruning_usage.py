@@ -144,7 +144,7 @@ def test_pruning_experiment_fast_form(tmp_path):
     dense = results["dense"]["test_error"]
     assert dense < 0.1
     target = experiment.FAST["gradual_targets"][0]
-    g = results["gradual"][str(target)]
+    g = results["gradual"][f"{target} from init"]
     assert g["kept"] == pytest.approx(1 - target, abs=0.01)
     assert g["sparsity_per_epoch"][-1] >= g["sparsity_per_epoch"][0]
     for point in results["curve"].values():
