@@ -305,14 +305,10 @@ def stages(cfg) -> dict[str, Any]:
     out["structured"] = stage_structured
     t = cfg["gradual_targets"][0]
     out[f"gradual/{t} from init, twice as long"] = stage_gradual(t, longer=2)
-    for method in ("ticket", "reinit"):
-        out.update(
-            {
-                f"curve/{s}/{method}": curve_point(s, method)
-                for s in cfg["curve"]
-                if s != cfg["ticket_sparsity"]
-            }
-        )
+    for s in sorted(cfg["curve"], reverse=True):  # the sparsest first: tickets matter most there
+        if s != cfg["ticket_sparsity"]:
+            for method in ("ticket", "reinit"):
+                out[f"curve/{s}/{method}"] = curve_point(s, method)
     return out
 
 
