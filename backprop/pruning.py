@@ -6,10 +6,14 @@ pruned). ``True`` keeps a weight, ``False`` prunes it. The invariant::
 
     w[~mask] == 0   and   every optimizer state array s[:n_weights][~mask] == 0
 
-holds after :func:`set_mask` and after every training step: the trainer zeroes the pruned
-gradients before the step and calls :func:`enforce` after it (so no momentum, moment estimate or
-weight decay can revive a pruned weight), and again after ``fit`` (EarlyStopping may restore
+holds for the weights after :func:`set_mask` (for the state too when it is given the optimizer),
+and for both after every training step. The trainer zeroes the pruned gradients before each
+step (:func:`mask_gradients`), zeroes the pruned weights after it and, whenever the mask has
+changed, the optimizer's state on them (:func:`after_step`), so neither momentum, moment
+estimates, weight decay nor a user's optimizer can revive a pruned weight. It also calls
+:func:`enforce` when ``fit`` begins (a mask set before) and ends (EarlyStopping may restore
 weights from before a later pruning step). L-BFGS sees zero gradients on pruned weights.
+Replace ``model.weight_mask`` (as :func:`set_mask` does) rather than editing it in place.
 
 Masks (``scope="global"``: one threshold over all weights; ``"layer"``: the same fraction in each
 weight parameter; weights already pruned stay pruned)::

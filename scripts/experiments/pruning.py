@@ -377,24 +377,35 @@ def figures(results, cfg, out_dir):
     save_figure(fig, out_dir, "pruning_layers")
 
 
+def pct(x: float, digits: int = 2) -> str:
+    """A fraction as a percentage: the page quotes errors this way (0.0161 -> "1.61%")."""
+    return f"{100 * x:.{digits}f}%"
+
+
 def summary(results, cfg) -> str:
     """The page's tables; pieces that did not run are left out (and said so)."""
-    rows = [{"model": "dense", "weights kept": 1.0, "test error": results["dense"]["test_error"]}]
+    rows = [
+        {
+            "model": "dense",
+            "weights kept": "100%",
+            "test error": pct(results["dense"]["test_error"]),
+        }
+    ]
     for g in results["gradual"].values():
         plan = " + ".join(str(e) for e in g["epochs"])
         rows.append(
             {
                 "model": f"gradual from {g['start']}, Adam lr {g['lr']:g}, {plan} epochs",
-                "weights kept": g["kept"],
-                "test error": g["test_error"],
+                "weights kept": pct(g["kept"], 1),
+                "test error": pct(g["test_error"]),
             }
         )
     if "han" in results:
         rows.append(
             {
                 "model": f"iterative (Han), {cfg['han_rounds']} rounds",
-                "weights kept": results["han"]["kept"],
-                "test error": results["han"]["test_error"],
+                "weights kept": pct(results["han"]["kept"], 1),
+                "test error": pct(results["han"]["test_error"]),
             }
         )
     t = results["tickets"]
@@ -404,13 +415,19 @@ def summary(results, cfg) -> str:
         ("reinit", "same mask, random re-init"),
     ):
         rows.append(
-            {"model": label, "weights kept": t[key]["kept"], "test error": t[key]["test_error"]}
+            {
+                "model": label,
+                "weights kept": pct(t[key]["kept"], 1),
+                "test error": pct(t[key]["test_error"]),
+            }
         )
     body = "## Test error\n\n" + table(rows)
     curve_rows = []
     for s, point in results["curve"].items():
-        row: dict[str, Any] = {"weights kept": round(1 - float(s), 4)}
-        row.update({LABELS[m]: point[m]["test_error"] if m in point else "not run" for m in LABELS})
+        row: dict[str, Any] = {"weights kept": pct(1 - float(s), 0)}
+        row.update(
+            {LABELS[m]: pct(point[m]["test_error"]) if m in point else "not run" for m in LABELS}
+        )
         curve_rows.append(row)
     body += "\n\n## Test error against weights kept\n\n" + table(curve_rows)
     layers = [
@@ -428,14 +445,14 @@ def summary(results, cfg) -> str:
             {
                 "model": "dense",
                 "parameters": st["parameters"]["dense"],
-                "test error": st["dense_test_error"],
-                "predict s (10k rows)": st["predict_seconds"]["dense"],
+                "test error": pct(st["dense_test_error"]),
+                "predict s (test set)": st["predict_seconds"]["dense"],
             },
             {
                 "model": "units removed + fine-tuned",
                 "parameters": st["parameters"]["structured"],
-                "test error": st["test_error"],
-                "predict s (10k rows)": st["predict_seconds"]["structured"],
+                "test error": pct(st["test_error"]),
+                "predict s (test set)": st["predict_seconds"]["structured"],
             },
         ]
     )
@@ -444,7 +461,7 @@ def summary(results, cfg) -> str:
         f"training images) per layer: {st['dead_units']}; removing them changes the outputs on "
         f"those images by at most {fmt(st['dead_removed_max_abs_change_on_X'])} and on the "
         f"test images by at most {fmt(st['dead_removed_max_abs_change'])} (test error "
-        f"{fmt(st['dead_removed_test_error'])}).\n"
+        f"{pct(st['dead_removed_test_error'])}).\n"
     )
     return body
 
