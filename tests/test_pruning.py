@@ -383,3 +383,26 @@ def test_proximal_l1_gives_exact_zeros_where_subgradient_l1_gives_none():
         bp.Trainer(_model(), "cross_entropy", "sgd", l1_method="lasso")
     with pytest.raises(ValueError, match="L-BFGS"):
         bp.Trainer(_model(), "cross_entropy", "lbfgs", l1_method="proximal")
+
+
+def test_masked_gradients_are_zero_where_pruned_and_exact_where_kept():
+    # float64 central differences of loss + L2 penalty with respect to the kept weights.
+    X, y = _data(40)
+    model = _model()
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(1e-9), batch_size=40, l2=0.01, seed=0)
+    trainer.fit(X, y, epochs=1)
+    mask = pruning.prune(model, 0.5)
+    trainer.loss_and_gradients(X, y)
+    g = model.flat_gradients[: model.n_weights].copy()
+    assert np.all(g[~mask] == 0) and np.count_nonzero(g[mask]) > 0.9 * mask.sum()
+    w = model.flat_parameters
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    for i in rng.choice(np.flatnonzero(mask), 12, replace=False):
+        old = w[i]
+        w[i] = old + eps
+        up = trainer.loss_and_gradients(X, y)[0]
+        w[i] = old - eps
+        down = trainer.loss_and_gradients(X, y)[0]
+        w[i] = old
+        assert (up - down) / (2 * eps) == pytest.approx(g[i], rel=1e-5, abs=1e-9)

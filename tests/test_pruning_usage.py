@@ -55,7 +55,6 @@ enabled = false
 
 [output]
 checkpoint_every = 2
-plots = false
 """
 
 
@@ -74,6 +73,7 @@ def test_pruning_table_builds_the_gradual_callback_and_checks_its_keys(tmp_path)
         build_pruning(load_config(path))
 
 
+@pytest.mark.slow  # draws the run's figures: several seconds on a loaded machine
 def test_backprop_train_with_a_pruning_table_saves_a_sparse_model(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text(CONFIG)
@@ -83,6 +83,9 @@ def test_backprop_train_with_a_pruning_table_saves_a_sparse_model(tmp_path):
     assert model.sparsity()["total"] == pytest.approx(0.75, abs=1 / model.n_weights)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.8
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert "sparsity" in history[0].split(",")
+    assert (tmp_path / "run" / "figures" / "sparsity.png").stat().st_size > 5000
 
 
 def _digits():
@@ -153,7 +156,7 @@ def test_pruning_experiment_fast_form(tmp_path):
     assert st["parameters"]["structured"] < st["parameters"]["dense"]
     assert st["dead_removed_max_abs_change"] <= 1e-4  # float32
     summary = (tmp_path / "summary.md").read_text()
-    assert f"{dense:.4g}" in summary
+    assert experiment.pct(dense) in summary
 
 
 def test_inference_benchmark_compares_structured_and_masked_models():
@@ -177,3 +180,21 @@ def test_the_readme_pruning_example_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "'total': 0.9" in out and "(64, 64)" in out
     assert bp.load(tmp_path / "pruned.npz").weight_mask.mean() == pytest.approx(0.1, abs=1e-3)
+
+
+def test_the_pruning_page_and_readme_quote_the_numbers_of_the_results_file():
+    from scripts.experiments.pruning import pct
+
+    results = json.loads((ROOT / "docs/experiments/pruning/results.json").read_text())
+    assert results["fast"] is False
+    page = (ROOT / "docs/experiments/pruning.md").read_text()
+    errors = [results[k]["test_error"] for k in ("dense", "han", "structured")]
+    errors += [g["test_error"] for g in results["gradual"].values()]
+    errors += [t["test_error"] for t in results["tickets"].values() if isinstance(t, dict)]
+    errors += [m["test_error"] for point in results["curve"].values() for m in point.values()]
+    assert [pct(e) for e in errors if pct(e) not in page] == []
+    readme = (ROOT / "README.md").read_text().split("## Pruning and sparsity", 1)[1]
+    headline = [results["dense"], results["gradual"]["0.92 from init"]]
+    headline += [results["gradual"]["0.95 from init"], *results["tickets"].values()]
+    quoted = [pct(r["test_error"]) for r in headline if isinstance(r, dict)]
+    assert [q for q in quoted if q not in readme.split("## ", 1)[0]] == []
