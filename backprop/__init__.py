@@ -4,6 +4,7 @@ from . import (
     callbacks,
     data,
     initializers,
+    landscape,
     layers,
     losses,
     optimizers,
@@ -11,11 +12,14 @@ from . import (
     regularization,
     schedules,
     structured,
+    uncertainty,
 )
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
+from .cartography import Cartography
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .gradcheck import GradientCheck, GradientReport, check_gradients
 from .io import ModelFileError, load, register_kind, save
+from .landscape import TrajectoryRecorder
 from .layers import (
     ELU,
     GELU,
@@ -46,6 +50,7 @@ from .losses import (
     Poisson,
     SoftmaxCrossEntropy,
 )
+from .lr_finder import LRFinderResult, lr_find
 from .model import Sequential
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import (
@@ -58,6 +63,13 @@ from .schedules import (
     StepDecay,
 )
 from .trainer import Trainer, TrainingDivergedError
+from .uncertainty import (
+    MCPrediction,
+    TemperatureScaling,
+    expected_calibration_error,
+    mc_dropout_predict,
+    reliability_curve,
+)
 
 __version__ = "0.1.0"
 
@@ -152,4 +164,16 @@ __all__ = [
     "load",
     "register_kind",
     "save",
+    # tools for a training run: learning rate, landscape, uncertainty, training dynamics
+    "landscape",
+    "uncertainty",
+    "Cartography",
+    "LRFinderResult",
+    "lr_find",
+    "MCPrediction",
+    "TemperatureScaling",
+    "TrajectoryRecorder",
+    "expected_calibration_error",
+    "mc_dropout_predict",
+    "reliability_curve",
 ]

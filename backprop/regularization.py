@@ -12,7 +12,15 @@ Clipping works on the flat gradient ``g`` of the whole model (or of one paramete
 
 * by value: ``g <- clip(g, -c, c)``;
 * by global norm: ``g <- g * min(1, c / ||g||)``, ``||g||`` over every parameter at once;
-* by parameter norm: the same, separately for each parameter's own gradient.
+* by parameter norm: the same, separately for each parameter's own gradient;
+* adaptively, unit by unit (AGC, Brock et al. 2021): for each unit ``i`` of a parameter ``W``
+  (one index of its last axis, e.g. the column of a Dense ``W`` feeding one output unit; each
+  entry of a 1-D parameter)::
+
+      G_i <- G_i * min(1, lambda * max(||W_i||, eps) / ||G_i||)
+
+  so that no unit's update is larger than ``lambda`` times its weights (``eps`` keeps units with
+  zero weights, such as zero-initialized biases, trainable).
 
 The clipping functions return the norm *before* clipping, which the trainer records.
 """
@@ -84,3 +92,41 @@ def clip_by_param_norm(grads: Iterable[np.ndarray], max_norm: float) -> None:
         norm = float(np.sqrt(np.vdot(g, g)))
         if norm > max_norm:
             g *= g.dtype.type(max_norm / norm)
+
+
+def _units(a: np.ndarray) -> np.ndarray:
+    """``a`` as ``(entries_per_unit, n_units)``: units along the last axis; 1-D: one entry each."""
+    return a.reshape(1, -1) if a.ndim <= 1 else a.reshape(-1, a.shape[-1])
+
+
+def clip_adaptive(
+    params: Iterable[np.ndarray], grads: Iterable[np.ndarray], factor: float, eps: float = 1e-3
+) -> float:
+    """Adaptive gradient clipping, unit-wise, in place (see the module docstring).
+
+    Parameters
+    ----------
+    params, grads : iterables of ndarray
+        Matching parameters and their gradients (the gradients are scaled in place).
+    factor : float
+        ``lambda``, the largest allowed ratio ``||G_i|| / max(||W_i||, eps)``.
+    eps : float
+        Floor of the weight norm.
+
+    Returns
+    -------
+    float
+        The largest ratio ``||G_i|| / max(||W_i||, eps)`` before clipping.
+    """
+    worst = 0.0
+    for w, g in zip(params, grads, strict=True):
+        gu = _units(g)  # a view: scaling it scales g
+        w_norm = np.maximum(np.linalg.norm(_units(w), axis=0), eps)
+        g_norm = np.linalg.norm(gu, axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = g_norm / w_norm
+        if ratio.size:
+            worst = max(worst, float(np.max(ratio)))
+        scale = np.where(ratio > factor, factor * w_norm / np.maximum(g_norm, 1e-38), 1.0)
+        gu *= scale.astype(g.dtype)
+    return worst

@@ -49,6 +49,7 @@ from .lbfgs import LBFGS
 from .model import Sequential, spawn_generators
 from .regularization import (
     add_penalty_gradient,
+    clip_adaptive,
     clip_by_global_norm,
     clip_by_param_norm,
     clip_by_value,
@@ -106,6 +107,10 @@ class Trainer:
         clip_norm: clip the global gradient norm to this bound.
         clip_value: clamp each gradient entry to ``[-clip_value, clip_value]``.
         clip_param_norm: clip each parameter's gradient norm separately.
+        clip_mode: None, or "agc" for adaptive gradient clipping (Brock et al. 2021): each unit's
+            gradient norm is bounded by ``clip_factor`` times its weight norm (see
+            :func:`backprop.regularization.clip_adaptive`). Applied after the other clips.
+        clip_factor: the AGC bound ``lambda`` (0.01 by default).
         schedule: a learning-rate Schedule (or name), stepped per epoch or per update.
         callbacks: Callback instances, called in order.
         metrics: "auto" (accuracy for cross-entropies, r2 for regression losses), or a list of
@@ -140,6 +145,8 @@ class Trainer:
         clip_norm: float | None = None,
         clip_value: float | None = None,
         clip_param_norm: float | None = None,
+        clip_mode: str | None = None,
+        clip_factor: float = 0.01,
         schedule: schedules_mod.Schedule | str | None = None,
         callbacks: Sequence[Callback] | None = None,
         metrics: str | Sequence[str] = "auto",
@@ -164,6 +171,10 @@ class Trainer:
         self.clip_norm = _optional_positive("clip_norm", clip_norm)
         self.clip_value = _optional_positive("clip_value", clip_value)
         self.clip_param_norm = _optional_positive("clip_param_norm", clip_param_norm)
+        if clip_mode not in (None, "agc"):
+            raise ValueError(f"clip_mode must be None or 'agc', got {clip_mode!r}")
+        self.clip_mode = clip_mode
+        self.clip_factor = _optional_positive("clip_factor", clip_factor)
         self.schedule = schedules_mod.get(schedule)
         if self.schedule is not None and isinstance(self.optimizer, LBFGS):
             raise ValueError("learning-rate schedules do not apply to L-BFGS")
@@ -291,6 +302,9 @@ class Trainer:
             clipped = True
         if self.clip_norm is not None:
             clip_by_global_norm(grads, self.clip_norm, None if clipped else norm)
+        if self.clip_mode == "agc":
+            m = self.model
+            clip_adaptive(m.parameters().values(), m.gradients().values(), self.clip_factor)
         self.optimizer.step(self.model.flat_parameters, grads, self._slices)
         # Proximal L1 and pruning masks (issue 15): both act on the weights after the step.
         if self.l1 and self.l1_method == "proximal":

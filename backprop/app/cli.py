@@ -5,6 +5,7 @@
     backprop predict MODEL INPUT --output FILE [--target COLUMN]
     backprop gradcheck CONFIG [--set ...] [--samples N]
     backprop plot RUN_DIR
+    backprop lr-find CONFIG | landscape RUN_DIR | uncertainty RUN_DIR | cartography CONFIG
     backprop bench [ARGS ...]
 
 Exit codes: 0 success, 2 usage or config error (also a missing or malformed file), 1 training
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..io import ModelFileError, load_file
 from . import config as config_mod
+from . import tools
 from .config import ConfigError
 from .plotting import Preprocessing, class_codes
 
@@ -247,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="re-draw a run directory's figures")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_plot)
+
+    tools.add_parsers(sub)
 
     p = sub.add_parser("bench", help="run the benchmark table (benchmarks/run.py)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to benchmarks/run.py")

@@ -58,6 +58,8 @@ FIXED: dict[str, dict[str, tuple[Any, Any]]] = {
         "l2": (float, 0.0),
         "clip_norm": (float, None),
         "clip_value": (float, None),
+        "clip_mode": (str, None),
+        "clip_factor": (float, 0.01),
         "seed": (int, 0),
         "l1_method": (str, "subgradient"),
     },
@@ -85,6 +87,7 @@ FIXED: dict[str, dict[str, tuple[Any, Any]]] = {
         "save_best": (bool, True),
         "plots": (bool, True),
         "gradient_monitor": (bool, True),
+        "trajectory": (bool, False),
     },
 }
 NAMED = {"loss": "mse", "optimizer": "adam", "schedule": None}

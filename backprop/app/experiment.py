@@ -27,6 +27,7 @@ import numpy as np
 from ..callbacks import GradientMonitor, ProgressBar
 from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from ..io import save
+from ..landscape import TrajectoryRecorder
 from ..losses import BinaryCrossEntropy
 from . import config as config_mod
 from . import sources
@@ -81,6 +82,8 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     callbacks: list = []
     if out["gradient_monitor"]:
         callbacks.append(GradientMonitor())
+    if out["trajectory"]:  # for `backprop landscape`: the weights after every epoch
+        callbacks.append(TrajectoryRecorder())
     pruning = config_mod.build_pruning(config)  # [pruning] (issue 15): before the checkpoint
     if pruning is not None:
         callbacks.append(pruning)
@@ -197,6 +200,9 @@ def run(
     )
     save_model(run_dir / "model.npz", model, ds, config)
     save_predictions(run_dir / "predictions.npz", model, ds)
+    for cb in trainer.callbacks:
+        if isinstance(cb, TrajectoryRecorder):
+            np.save(run_dir / "trajectory.npy", np.stack(cb.snapshots), allow_pickle=False)
     write_history(trainer.history, run_dir / "history.csv")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
     if config["output"]["plots"]:

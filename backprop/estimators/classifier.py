@@ -245,6 +245,36 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         p = self.predict_proba(X)
         return np.log(p, out=p)
 
+    def predict_proba_mc(
+        self, X: Any, n_samples: int = 30, random_state: int | None = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """MC dropout (Gal & Ghahramani 2016): ``predict_proba`` averaged over ``n_samples``
+        passes with dropout on (see :func:`backprop.mc_dropout_predict`). Needs ``dropout > 0``.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        n_samples : int
+            Forward passes, each with new dropout masks.
+        random_state : int or None
+            The masks (the fitted model's own random stream is not used).
+
+        Returns
+        -------
+        mean, std : ndarray (n_samples, n_classes)
+            Mean and standard deviation of the probabilities, in the order of ``classes_``.
+        """
+        from ..uncertainty import mc_dropout_predict
+
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        kind = "softmax" if self.out_activation_ == "softmax" else "sigmoid"
+        mc = mc_dropout_predict(self.model_, X, n_samples, output=kind, seed=random_state)
+        if self.n_outputs_ == 1:
+            p, s = mc.mean.ravel(), mc.std.ravel()
+            return np.vstack([1 - p, p]).T, np.vstack([s, s]).T
+        return mc.mean, mc.std
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True

@@ -149,3 +149,31 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """Predictions ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
         p = self._link(self._forward(X))
         return p.ravel() if p.shape[1] == 1 else p
+
+    def predict_mc(
+        self, X: Any, n_samples: int = 30, random_state: int | None = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """MC dropout (Gal & Ghahramani 2016): mean and standard deviation of the predictions
+        over ``n_samples`` passes with dropout on. Needs ``dropout > 0``.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        n_samples : int
+        random_state : int or None
+            The dropout masks.
+
+        Returns
+        -------
+        mean, std : ndarray, shaped like :meth:`predict`'s output
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        from ..uncertainty import mc_dropout_predict
+
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        mc = mc_dropout_predict(self.model_, X, n_samples, output="identity", seed=random_state)
+        if mc.mean.shape[1] == 1:
+            return mc.mean.ravel(), mc.std.ravel()
+        return mc.mean, mc.std

@@ -24,6 +24,7 @@ NAMES = [
     "optimizers",
     "initialization",
     "transfer",
+    "tools",
 ]
 
 

@@ -1,0 +1,209 @@
+"""Learning-rate range test (Smith 2017, "Cyclical learning rates for training neural networks").
+
+A copy of the model is trained for at most ``steps`` mini-batch updates while the learning rate
+grows geometrically from ``start`` to ``end``::
+
+    lr_k = start * (end / start) ** (k / (steps - 1))          k = 0, ..., steps - 1
+
+The raw batch losses are noisy, so they are smoothed by a bias-corrected exponential moving
+average (the same correction Adam applies to its moments)::
+
+    a_k = beta * a_{k-1} + (1 - beta) * L_k,   a_{-1} = 0
+    s_k = a_k / (1 - beta ** (k + 1))
+
+The test stops early when ``s_k > diverge * min_{j<=k} s_j`` or a loss is not finite: past that
+point the rate is too large to train at all.
+
+The suggested rate is the rate of the smoothed minimum divided by ten, ``lr[argmin s] / 10``: a
+rate still well inside the stable range. The rate at which the smoothed loss falls fastest per
+unit of log-rate before its minimum (``argmin_k ds/dlog(lr)``, the other common rule) is returned
+too as ``lr_steepest``; on short tests it lies late, because the moving average lags the rate.
+On digits (64-64-10 ReLU, batch 32, 15 epochs, ``tests/test_tools.py``), the minimum / 10 rule
+trained Adam, SGD and SGD with momentum 0.9 to within a point of a hand-tuned rate, while the
+steepest-descent rate was too large for SGD with momentum (0.30 test accuracy).
+
+``beta = 0.9`` by default (fastai uses 0.98 over longer tests): with 100 steps, an average over
+the last ~50 steps lags the rate by a factor of ten or more.
+
+Nothing passed in changes: the model, the optimizer (and its state) and the trainer's random
+streams are copied first, and the copies are what trains.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .data import check_sample_weight, check_targets, check_X, gather
+from .regularization import add_penalty_gradient, clip_by_global_norm, global_norm, penalty
+
+
+@dataclass
+class LRFinderResult:
+    """What :func:`lr_find` measured.
+
+    Attributes
+    ----------
+    lrs : ndarray (k,)
+        The learning rates tried, in order (``k <= steps``: the test may stop early).
+    losses : ndarray (k,)
+        The raw batch loss at each rate (with the L1/L2 penalty, as the Trainer reports it).
+    smoothed : ndarray (k,)
+        The bias-corrected moving average of ``losses``.
+    suggestion : float
+        The rate at the minimum of ``smoothed``, divided by ten.
+    lr_steepest : float
+        The rate at the steepest descent of ``smoothed`` before its minimum.
+    diverged : bool
+        True when the test stopped because the loss exploded (rather than running out of steps).
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    suggestion: float
+    lr_steepest: float
+    diverged: bool
+
+
+def _check_range(start: float, end: float, steps: int, beta: float, diverge: float) -> None:
+    for name, value in (("start", start), ("end", end), ("diverge", diverge)):
+        if not isinstance(value, int | float | np.floating) or isinstance(value, bool):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not end > start:
+        raise ValueError(f"end must be larger than start, got start={start!r}, end={end!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 5:
+        raise ValueError(f"steps must be an integer >= 5, got {steps!r}")
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    if not diverge > 1.0:
+        raise ValueError(f"diverge must be larger than 1, got {diverge!r}")
+
+
+def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:
+    """``(rate of the minimum / 10, steepest-descent rate)`` from a smoothed range-test curve."""
+    lrs, smoothed = np.asarray(lrs, float), np.asarray(smoothed, float)
+    i_min = int(np.argmin(smoothed))
+    lr_min_over_10 = float(lrs[i_min] / 10.0)
+    if i_min < 2:
+        return lr_min_over_10, lr_min_over_10
+    slope = np.gradient(smoothed[: i_min + 1], np.log(lrs[: i_min + 1]))
+    return lr_min_over_10, float(lrs[int(np.argmin(slope[:i_min]))])
+
+
+def lr_find(
+    trainer: Any,
+    X: Any,
+    y: Any,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    sample_weight: Any = None,
+    beta: float = 0.9,
+    diverge: float = 4.0,
+    seed: int | np.random.Generator | None = 0,
+) -> LRFinderResult:
+    """Run the learning-rate range test on a copy of ``trainer``'s model and optimizer.
+
+    Parameters
+    ----------
+    trainer : Trainer
+        Supplies the model, loss, optimizer (with its state), batch size (its mode resolved as in
+        training), L1/L2 penalties and global-norm clipping. None of it is modified.
+    X, y : array-like
+        Training data, ``(n_samples, *in_shape)`` and labels or targets.
+    start, end : float
+        The first and last learning rate (``0 < start < end``).
+    steps : int
+        At most this many updates, one per rate (>= 5).
+    sample_weight : array-like (n_samples,), optional
+        Per-sample weights, as in :meth:`Trainer.fit`.
+    beta : float
+        Smoothing of the moving average, in ``[0, 1)``.
+    diverge : float
+        Stop once the smoothed loss exceeds ``diverge`` times its minimum so far.
+    seed : int, Generator or None
+        The batch order (the trainer's own streams are left untouched).
+
+    Returns
+    -------
+    LRFinderResult
+        The curve and the suggested rates.
+    """
+    _check_range(start, end, steps, beta, diverge)
+    X = check_X(X)
+    y = check_targets(y, X.shape[0])
+    w = check_sample_weight(sample_weight, X.shape[0])
+    model = trainer.model.copy()
+    optimizer = copy.deepcopy(trainer.optimizer)
+    loss_fn = copy.deepcopy(trainer.loss)
+    if not hasattr(optimizer, "step") or not hasattr(optimizer, "lr"):
+        raise ValueError(
+            f"lr_find needs a first-order optimizer with a learning rate, got "
+            f"{type(optimizer).__name__} (L-BFGS chooses its own step by line search)"
+        )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n = X.shape[0]
+    batch_size = trainer.resolve_batch_size(n)
+    slices = model.trainable_slices()
+    l1, l2 = float(getattr(trainer, "l1", 0.0)), float(getattr(trainer, "l2", 0.0))
+    clip_norm = getattr(trainer, "clip_norm", None)
+    lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
+    order = rng.permutation(n)
+    pos = 0
+    losses, smoothed = [], []
+    avg, best, diverged = 0.0, math.inf, False
+    for k, lr in enumerate(lrs):
+        if pos + batch_size > n:  # a new pass over the data, in a new order
+            order, pos = rng.permutation(n), 0
+        idx = np.sort(order[pos : pos + batch_size])
+        pos += batch_size
+        Xb, yb = gather(X, idx), y[idx]
+        wb = None if w is None else w[idx]
+        out = model.forward(Xb, training=True)
+        loss = loss_fn.forward(out, yb, wb)
+        model.backward(loss_fn.backward(), need_input_grad=False)
+        weights, grads = model.flat_parameters[: model.n_weights], model.flat_gradients
+        if l1 or l2:
+            loss += penalty(weights, l1, l2)
+            add_penalty_gradient(weights, grads[: model.n_weights], l1, l2)
+        norm = global_norm(grads)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            diverged = True
+            break
+        losses.append(float(loss))
+        avg = beta * avg + (1.0 - beta) * loss
+        s = avg / (1.0 - beta ** (k + 1))
+        smoothed.append(float(s))
+        best = min(best, s)
+        if k > 0 and s > diverge * best:
+            diverged = True
+            break
+        if clip_norm is not None:
+            clip_by_global_norm(grads, clip_norm, norm)
+        optimizer.lr = float(lr)
+        optimizer.step(model.flat_parameters, grads, slices)
+    if len(smoothed) < 3:
+        raise ValueError(
+            f"the loss diverged after {len(smoothed)} steps, at lr={lrs[len(smoothed)]:.3g}: "
+            "start the range lower"
+        )
+    tried = lrs[: len(smoothed)]
+    suggestion, lr_steepest = suggest(tried, np.asarray(smoothed))
+    return LRFinderResult(
+        lrs=tried,
+        losses=np.asarray(losses),
+        smoothed=np.asarray(smoothed),
+        suggestion=suggestion,
+        lr_steepest=lr_steepest,
+        diverged=diverged,
+    )
+
+
+__all__ = ["LRFinderResult", "lr_find", "suggest"]

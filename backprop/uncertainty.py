@@ -1,0 +1,270 @@
+"""Predictive uncertainty: Monte Carlo dropout and calibration.
+
+**MC dropout** (Gal & Ghahramani 2016). Dropout stays on at inference and the model is run ``T``
+times on the same input, each time with fresh masks ``m_t``; the outputs ``p_t = s(f(x; m_t))``
+(``s`` = softmax for SoftmaxCrossEntropy, sigmoid for BinaryCrossEntropy, identity for regression
+losses) approximate samples from the predictive distribution::
+
+    mean = 1/T sum_t p_t                      (n, k)
+    std  = sqrt(1/T sum_t (p_t - mean)^2)     (n, k)
+    entropy = -sum_c mean_c log mean_c        (n,)   classification: total uncertainty
+    mutual_information = entropy - 1/T sum_t H(p_t)  (n,)   the part due to the weights (BALD)
+
+Only the Dropout layers switch to training behaviour: BatchNorm keeps its running statistics and
+nothing is cached or updated. The masks come from the generator passed in, not from the model's
+dropout stream, so a later training run is not disturbed.
+
+**Calibration** of a classifier. With ``M`` equal-width bins of the confidence ``max_c p_c``::
+
+    ECE = sum_b (n_b / n) |accuracy_b - confidence_b|
+
+and **temperature scaling** (Guo et al. 2017) divides the logits by one scalar ``T > 0`` fitted
+on validation data by minimizing the negative log-likelihood::
+
+    T* = argmin_T  -1/n sum_i log softmax(z_i / T)[y_i]
+
+It changes no prediction (the argmax is the same), only the confidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import optimize, special
+
+from .layers import Dropout
+from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+
+
+def output_transform(loss: Any) -> str:
+    """``"softmax"``, ``"sigmoid"`` or ``"identity"``: what turns the model's outputs into
+    predictions for this loss (an instance or one of those names)."""
+    if isinstance(loss, str):
+        if loss not in ("softmax", "sigmoid", "identity"):
+            raise ValueError(
+                f"output must be 'softmax', 'sigmoid', 'identity' or a Loss, got {loss!r}"
+            )
+        return loss
+    if isinstance(loss, SoftmaxCrossEntropy):
+        return "softmax"
+    if isinstance(loss, BinaryCrossEntropy):
+        return "sigmoid"
+    return "identity"
+
+
+def _transform(out: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "softmax":
+        return special.softmax(out, axis=-1)
+    if kind == "sigmoid":
+        return special.expit(out)
+    return out
+
+
+@dataclass
+class MCPrediction:
+    """The result of :func:`mc_dropout_predict`.
+
+    Attributes
+    ----------
+    mean, std : ndarray (n, k)
+        Mean and standard deviation over the ``n_samples`` passes (probabilities for
+        classification losses, outputs for regression).
+    entropy, mutual_information : ndarray (n,) or None
+        Predictive entropy of ``mean`` and its epistemic part (softmax outputs only).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    entropy: np.ndarray | None
+    mutual_information: np.ndarray | None
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    return -np.sum(special.xlogy(p, p), axis=-1)
+
+
+def mc_dropout_predict(
+    model: Any,
+    X: Any,
+    n_samples: int = 30,
+    output: Any = "softmax",
+    batch_size: int = 1024,
+    seed: int | np.random.Generator | None = 0,
+) -> MCPrediction:
+    """Monte Carlo dropout predictions of a ``Sequential`` with at least one Dropout layer.
+
+    Parameters
+    ----------
+    model : Sequential
+        Not modified (its dropout stream is not used either).
+    X : array-like (n_samples, *in_shape)
+    n_samples : int
+        Forward passes per input, each with new masks (>= 2).
+    output : Loss or {"softmax", "sigmoid", "identity"}
+        How outputs become predictions (see :func:`output_transform`).
+    batch_size : int
+        Rows per chunk: memory holds one chunk's activations and its ``n_samples`` outputs.
+    seed : int, Generator or None
+        The dropout masks.
+
+    Returns
+    -------
+    MCPrediction
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    kind = output_transform(output)
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    if not dropouts:
+        raise ValueError(
+            "MC dropout needs a model with at least one Dropout layer; this one has none "
+            f"({', '.join(type(la).__name__ for la in model.layers)})"
+        )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    X = np.asarray(X) if not hasattr(X, "shape") else X
+    saved = [layer.rng for layer in dropouts]
+    means, stds, ents, mis = [], [], [], []
+    try:
+        for layer in dropouts:
+            layer.rng = rng
+        for start in range(0, X.shape[0], batch_size):
+            xb = np.asarray(X[start : start + batch_size], dtype=model.dtype)
+            samples = []
+            for _ in range(n_samples):
+                out = xb
+                for layer in model.layers:
+                    out = layer.forward(out, training=isinstance(layer, Dropout))
+                samples.append(_transform(out.astype(np.float64), kind))
+            P = np.stack(samples)  # (T, chunk, k)
+            mean = P.mean(axis=0)
+            means.append(mean)
+            stds.append(P.std(axis=0))
+            if kind == "softmax":
+                ent = _entropy(mean)
+                ents.append(ent)
+                mis.append(ent - _entropy(P).mean(axis=0))
+    finally:
+        for layer, r in zip(dropouts, saved, strict=True):
+            layer.rng = r
+    return MCPrediction(
+        mean=np.concatenate(means),
+        std=np.concatenate(stds),
+        entropy=np.concatenate(ents) if ents else None,
+        mutual_information=np.concatenate(mis) if mis else None,
+    )
+
+
+def _check_probs(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y)
+    if probs.ndim != 2 or probs.shape[0] != y.shape[0] or y.ndim != 1:
+        raise ValueError(
+            f"expected probabilities (n, n_classes) and labels (n,), got {probs.shape} and "
+            f"{y.shape}"
+        )
+    return probs, y.astype(np.int64)
+
+
+def reliability_curve(
+    probs: Any, y: Any, n_bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per confidence bin: mean confidence, accuracy and count (empty bins have NaN means).
+
+    Parameters
+    ----------
+    probs : array-like (n, n_classes)
+        Predicted probabilities.
+    y : array-like (n,)
+        Integer labels.
+    n_bins : int
+        Equal-width bins over [0, 1].
+
+    Returns
+    -------
+    confidence, accuracy : ndarray (n_bins,)
+    counts : ndarray (n_bins,) of int
+    """
+    probs, y = _check_probs(probs, y)
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y).astype(np.float64)
+    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.bincount(bins, conf, n_bins) / counts
+        accuracy = np.bincount(bins, correct, n_bins) / counts
+    return confidence, accuracy, counts
+
+
+def expected_calibration_error(probs: Any, y: Any, n_bins: int = 15) -> float:
+    """``sum_b (n_b / n) |accuracy_b - confidence_b|`` over equal-width confidence bins."""
+    confidence, accuracy, counts = reliability_curve(probs, y, n_bins)
+    used = counts > 0
+    return float(np.sum(counts[used] * np.abs(accuracy[used] - confidence[used])) / counts.sum())
+
+
+class TemperatureScaling:
+    """Divide logits by a scalar temperature fitted on held-out data (Guo et al. 2017).
+
+    Attributes
+    ----------
+    temperature_ : float
+        The fitted ``T`` (1.0 before :meth:`fit`).
+    """
+
+    def __init__(self, bounds: tuple[float, float] = (0.05, 20.0)) -> None:
+        if not 0 < bounds[0] < bounds[1]:
+            raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds!r}")
+        self.bounds = bounds
+        self.temperature_ = 1.0
+
+    @staticmethod
+    def _nll(logits: np.ndarray, y: np.ndarray, T: float) -> float:
+        logp = special.log_softmax(logits / T, axis=1)
+        return float(-np.mean(logp[np.arange(len(y)), y]))
+
+    def fit(self, logits: Any, y: Any) -> TemperatureScaling:
+        """Fit ``T`` by minimizing the NLL of ``softmax(logits / T)``; returns self.
+
+        Parameters
+        ----------
+        logits : array-like (n, n_classes)
+        y : array-like (n,) integer labels
+
+        Returns
+        -------
+        TemperatureScaling
+        """
+        logits, y = _check_probs(logits, y)
+        lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
+        res = optimize.minimize_scalar(
+            lambda log_t: self._nll(logits, y, float(np.exp(log_t))),
+            bounds=(lo, hi),
+            method="bounded",
+            options={"xatol": 1e-6},
+        )
+        self.temperature_ = float(np.exp(res.x))
+        return self
+
+    def transform(self, logits: Any) -> np.ndarray:
+        """Calibrated probabilities ``softmax(logits / T)``, ``(n, n_classes)``.
+
+        Parameters
+        ----------
+        logits : array-like (n, n_classes)
+
+        Returns
+        -------
+        ndarray (n, n_classes)
+        """
+        return special.softmax(np.asarray(logits, np.float64) / self.temperature_, axis=1)
+
+
+__all__ = [
+    "MCPrediction",
+    "TemperatureScaling",
+    "expected_calibration_error",
+    "mc_dropout_predict",
+    "output_transform",
+    "reliability_curve",
+]

@@ -1,0 +1,398 @@
+"""The training-run tools: LR range test, loss landscapes, MC dropout and calibration, dataset
+cartography, adaptive gradient clipping (backprop/lr_finder.py, landscape.py, uncertainty.py,
+cartography.py, regularization.clip_adaptive)."""
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import special
+
+import backprop as bp
+from backprop import landscape as ls
+from backprop.regularization import clip_adaptive
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts.experiments import tools as tools_experiment  # noqa: E402
+from scripts.experiments._common import digits  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits()
+
+
+def mlp(n_out=10, dropout=0.0, seed=0, dtype="float32"):
+    layers = [bp.Dense(64, 64), bp.ReLU()]
+    if dropout:
+        layers.append(bp.Dropout(dropout))
+    layers += [bp.Dense(64, n_out)]
+    return bp.Sequential(layers, seed=seed, dtype=dtype)
+
+
+def make_trainer(model, optimizer, epochs=15, **kw):
+    return bp.Trainer(
+        model, bp.SoftmaxCrossEntropy(), optimizer, batch_size=32, epochs=epochs, seed=0, **kw
+    )
+
+
+# -- learning-rate range test ------------------------------------------------------------------------
+def test_lr_find_leaves_model_optimizer_and_trainer_bitwise_unchanged(data):
+    model = mlp()
+    opt = bp.Adam(1e-3)
+    trainer = make_trainer(model, opt, epochs=1)
+    trainer.fit(data["X_train"][:200], data["y_train"][:200])  # optimizer state is not empty
+    before = (
+        model.flat_parameters.copy(),
+        model.flat_gradients.copy(),
+        copy.deepcopy(opt.state_dict()),
+        copy.deepcopy(trainer.state_dict()),
+        copy.deepcopy(model.rng.bit_generator.state),
+    )
+    result = bp.lr_find(trainer, data["X_train"], data["y_train"], steps=30)
+    assert len(result.lrs) >= 3
+    np.testing.assert_array_equal(model.flat_parameters, before[0])
+    np.testing.assert_array_equal(model.flat_gradients, before[1])
+    after_opt = opt.state_dict()
+    for key, value in before[2].items():
+        np.testing.assert_array_equal(np.asarray(after_opt[key]), np.asarray(value), err_msg=key)
+    assert trainer.state_dict()["shuffle_rng"] == before[3]["shuffle_rng"]
+    assert trainer.state_dict()["step_count"] == before[3]["step_count"]
+    assert model.rng.bit_generator.state == before[4]
+
+
+def test_lr_find_stops_when_the_loss_diverges_and_the_rates_grow_geometrically(data):
+    trainer = make_trainer(mlp(), bp.SGD(0.01))
+    result = bp.lr_find(trainer, data["X_train"], data["y_train"], start=1e-4, end=1e4, steps=60)
+    assert result.diverged
+    assert len(result.lrs) < 60
+    ratios = result.lrs[1:] / result.lrs[:-1]
+    np.testing.assert_allclose(ratios, (1e4 / 1e-4) ** (1 / 59), rtol=1e-9)
+    assert result.smoothed[-1] > 4 * result.smoothed.min() or not np.isfinite(result.losses[-1])
+
+
+def test_suggest_takes_the_minimum_over_ten_and_the_steepest_descent_before_it():
+    lrs = np.geomspace(1e-5, 1.0, 11)  # 1e-5, 1e-4.5, ..., 1
+    smoothed = np.array([3.0, 3.0, 2.9, 2.5, 1.5, 1.0, 0.8, 0.7, 0.9, 2.0, 5.0])
+    suggestion, steepest = bp.lr_finder.suggest(lrs, smoothed)
+    assert suggestion == pytest.approx(lrs[7] / 10)
+    assert steepest == pytest.approx(lrs[4])  # the largest drop per log-rate: 2.5 -> 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"start": 0.0}, "start"),
+        ({"start": 1.0, "end": 0.1}, "end must be larger"),
+        ({"steps": 2}, "steps"),
+        ({"diverge": 1.0}, "diverge"),
+    ],
+)
+def test_lr_find_refuses_bad_ranges(data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bp.lr_find(make_trainer(mlp(), bp.Adam()), data["X_train"], data["y_train"], **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "make, hand",
+    [(lambda lr: bp.Adam(lr), 1e-3), (lambda lr: bp.SGD(lr, momentum=0.9), 0.01)],
+    ids=["adam", "sgd-momentum"],
+)
+def test_the_suggested_rate_trains_as_well_as_a_hand_tuned_one(data, make, hand):
+    trainer = make_trainer(mlp(), make(1e-3))
+    suggested = bp.lr_find(trainer, data["X_train"], data["y_train"]).suggestion
+    scores = []
+    for lr in (hand, suggested):
+        model = mlp()
+        make_trainer(model, make(lr)).fit(data["X_train"], data["y_train"])
+        scores.append(np.mean(model.predict(data["X_test"]).argmax(1) == data["y_test"]))
+    assert scores[1] >= scores[0] - 0.02, (suggested, scores)
+
+
+# -- loss landscapes ---------------------------------------------------------------------------------
+def full_loss(model, X, y):
+    return float(bp.SoftmaxCrossEntropy().forward(model.forward(X), y))
+
+
+def test_loss_along_line_hits_both_ends_and_batching_does_not_change_it(data):
+    X, y = data["X_train"][:300], data["y_train"][:300]
+    start, trained = mlp(seed=1, dtype="float64"), mlp(seed=2, dtype="float64")
+    before = trained.flat_parameters.copy()
+    alphas, losses = ls.loss_along_line(
+        trained,
+        bp.SoftmaxCrossEntropy(),
+        X,
+        y,
+        start.flat_parameters,
+        alphas=np.array([0.0, 0.5, 1.0]),
+        batch_size=37,
+    )
+    assert losses[0] == pytest.approx(full_loss(start, X, y), rel=1e-12)
+    assert losses[2] == pytest.approx(full_loss(trained, X, y), rel=1e-12)
+    mid = trained.copy()
+    mid.flat_parameters[:] = 0.5 * (start.flat_parameters + before)
+    assert losses[1] == pytest.approx(full_loss(mid, X, y), rel=1e-12)
+    np.testing.assert_array_equal(trained.flat_parameters, before)  # not modified
+
+
+def test_filter_normalized_direction_matches_each_units_weight_norm():
+    model = mlp(seed=3, dtype="float64")
+    d = ls.filter_normalized_direction(model, np.random.default_rng(0))
+    params = model.parameters()
+    for name, sl in model.param_slices().items():
+        piece = d[sl].reshape(params[name].shape)
+        if name.endswith(".W"):
+            np.testing.assert_allclose(
+                np.linalg.norm(piece, axis=0), np.linalg.norm(params[name], axis=0), rtol=1e-12
+            )
+        else:
+            assert not piece.any(), name  # biases get a zero direction
+
+
+def test_project_trajectory_recovers_plane_coordinates():
+    rng = np.random.default_rng(0)
+    center, d1, d2 = rng.standard_normal((3, 50))
+    coords = rng.standard_normal((7, 2))
+    points = center + coords[:, :1] * d1 + coords[:, 1:] * d2
+    np.testing.assert_allclose(ls.project_trajectory(points, center, d1, d2), coords, atol=1e-12)
+
+
+def test_loss_surface_center_is_the_trained_loss_and_a_direction_raises_it(data):
+    X, y = data["X_train"][:300], data["y_train"][:300]
+    model = mlp(dtype="float64")
+    make_trainer(model, bp.Adam(1e-2), epochs=20).fit(X, y)
+    rng = np.random.default_rng(0)
+    d1, d2 = (ls.filter_normalized_direction(model, rng) for _ in range(2))
+    grid = np.array([-1.0, 0.0, 1.0])
+    Z = ls.loss_surface(model, bp.SoftmaxCrossEntropy(), X, y, d1, d2, grid, grid)
+    assert Z[1, 1] == pytest.approx(full_loss(model, X, y), rel=1e-12)
+    assert Z.min() == Z[1, 1]  # a trained minimum: every unit step away is worse
+
+
+# -- MC dropout and calibration ----------------------------------------------------------------------
+def test_mc_dropout_needs_dropout_and_leaves_the_model_untouched(data):
+    with pytest.raises(ValueError, match="Dropout"):
+        bp.mc_dropout_predict(mlp(), data["X_test"])
+    model = bp.Sequential(
+        [bp.Dense(64, 32), bp.BatchNorm(32), bp.ReLU(), bp.Dropout(0.5), bp.Dense(32, 10)], seed=0
+    )
+    state = model.state_dict()
+    rng_state = copy.deepcopy(model.rng.bit_generator.state)
+    a = bp.mc_dropout_predict(model, data["X_test"][:50], n_samples=5, seed=3)
+    b = bp.mc_dropout_predict(model, data["X_test"][:50], n_samples=5, seed=3)
+    np.testing.assert_array_equal(a.mean, b.mean)  # the seed decides the masks
+    assert a.std.max() > 0  # the masks differ between passes
+    np.testing.assert_allclose(a.mean.sum(axis=1), 1.0, rtol=1e-9)
+    for key, value in model.state_dict().items():  # BatchNorm statistics included
+        np.testing.assert_array_equal(value, state[key], err_msg=key)
+    assert model.rng.bit_generator.state == rng_state
+    assert all(layer.rng is model.rng for layer in model.layers if isinstance(layer, bp.Dropout))
+
+
+@pytest.mark.slow
+def test_mc_dropout_entropy_is_higher_on_a_class_never_seen(data):
+    seen = data["y_train"] != 9
+    model = bp.Sequential(
+        [bp.Dense(64, 128), bp.ReLU(), bp.Dropout(0.3), bp.Dense(128, 9)],
+        seed=0,
+    )
+    make_trainer(model, bp.Adam(1e-3), epochs=30).fit(data["X_train"][seen], data["y_train"][seen])
+    mc = bp.mc_dropout_predict(model, data["X_test"], n_samples=20, seed=0)
+    unseen = data["y_test"] == 9
+    assert mc.entropy[unseen].mean() > 2 * mc.entropy[~unseen].mean()
+    assert mc.mutual_information[unseen].mean() > mc.mutual_information[~unseen].mean()
+
+
+def test_ece_of_a_hand_worked_example():
+    # two bins used (of 10): confidence 0.95 (3 samples, 2 right) and 0.65 (1 sample, right)
+    probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.05, 0.95], [0.35, 0.65]])
+    y = np.array([0, 0, 0, 1])
+    # |2/3 - 0.95| * 3/4 + |1 - 0.65| * 1/4
+    expected = abs(2 / 3 - 0.95) * 0.75 + 0.35 * 0.25
+    assert bp.expected_calibration_error(probs, y, n_bins=10) == pytest.approx(expected)
+    conf, acc, counts = bp.reliability_curve(probs, y, n_bins=10)
+    assert counts.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0, 3]
+
+
+def test_temperature_scaling_recovers_the_temperature_that_made_the_labels():
+    rng = np.random.default_rng(0)
+    logits = 3.0 * rng.standard_normal((20000, 5))
+    true_t = 2.5
+    p = special.softmax(logits / true_t, axis=1)
+    y = (p.cumsum(axis=1) > rng.random((len(p), 1))).argmax(axis=1)
+    ts = bp.TemperatureScaling().fit(logits, y)
+    assert ts.temperature_ == pytest.approx(true_t, rel=0.05)
+    scaled = ts.transform(logits)
+    np.testing.assert_array_equal(scaled.argmax(1), logits.argmax(1))  # predictions unchanged
+    assert bp.expected_calibration_error(scaled, y) < bp.expected_calibration_error(
+        special.softmax(logits, axis=1), y
+    )
+
+
+# -- dataset cartography -----------------------------------------------------------------------------
+def test_cartography_finds_flipped_labels(data):
+    X, y = data["X_train"], data["y_train"]
+    rng = np.random.default_rng(1)
+    n_flip = int(0.05 * len(y))
+    flipped = rng.choice(len(y), n_flip, replace=False)
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, 10, n_flip)) % 10
+    carto = bp.Cartography(X, noisy)
+    make_trainer(mlp(), bp.Adam(1e-3), epochs=12, callbacks=[carto]).fit(X, noisy)
+    assert carto.probabilities.shape == (12, len(y))
+    assert carto.probabilities.dtype == np.float32
+    top = carto.suspicious(n_flip)
+    assert np.isin(top, flipped).mean() >= 0.5  # chance is 0.05
+    assert set(carto.suspicious()) == set(range(len(y)))
+
+
+def test_cartography_records_p_of_the_given_label():
+    X = np.eye(3, dtype=np.float32)
+    model = bp.Sequential([bp.Dense(3, 3)], seed=0)
+    carto = bp.Cartography(X, np.array([0, 1, 2]))
+    carto.on_epoch_end(type("View", (), {"model": model})(), 0, {})
+    expected = special.softmax(model.forward(X).astype(np.float64), axis=1)[[0, 1, 2], [0, 1, 2]]
+    np.testing.assert_allclose(carto.probabilities[0], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="integer labels"):
+        bp.Cartography(X, np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(RuntimeError, match="no epoch"):
+        bp.Cartography(X, np.array([0, 1, 2])).confidence()
+
+
+# -- adaptive gradient clipping ----------------------------------------------------------------------
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    factor=st.floats(1e-3, 1.0),
+    scale=st.floats(1e-3, 1e3),
+)
+def test_agc_never_leaves_a_unit_ratio_above_the_factor(seed, factor, scale):
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal((5, 4)), rng.standard_normal(4) * 0.0, rng.standard_normal(3)]
+    grads = [scale * rng.standard_normal(p.shape) for p in params]
+    before = [g.copy() for g in grads]
+    clip_adaptive(params, grads, factor, eps=1e-3)
+    for w, g, g0 in zip(params, grads, before, strict=True):
+        wu = np.maximum(
+            np.linalg.norm(w.reshape(-1, w.shape[-1]) if w.ndim > 1 else w[None], axis=0), 1e-3
+        )
+        gu = np.linalg.norm(g.reshape(-1, g.shape[-1]) if g.ndim > 1 else g[None], axis=0)
+        assert np.all(gu <= factor * wu * (1 + 1e-9))
+        # a unit inside the bound is untouched; a clipped one keeps its direction
+        g0u = np.linalg.norm(g0.reshape(-1, g0.shape[-1]) if g0.ndim > 1 else g0[None], axis=0)
+        inside = g0u <= factor * wu
+        cols = g.reshape(-1, g.shape[-1]) if g.ndim > 1 else g[None]
+        cols0 = g0.reshape(-1, g0.shape[-1]) if g0.ndim > 1 else g0[None]
+        np.testing.assert_array_equal(cols[:, inside], cols0[:, inside])
+
+
+def test_agc_in_the_trainer_records_the_pre_clip_norm_and_rescues_the_exploding_network(data):
+    from scripts.experiments import exploding
+
+    X, y = data["X_train"][:400], data["y_train"][:400]
+    free = make_trainer(exploding.make_model(), bp.SGD(lr=exploding.LR), epochs=3)
+    with pytest.raises(bp.TrainingDivergedError), np.errstate(all="ignore"):
+        free.fit(X, y)
+    model = exploding.make_model()
+    norms = []
+
+    class Norms(bp.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            norms.append(logs["grad_norm"])
+
+    agc = make_trainer(
+        model,
+        bp.SGD(lr=exploding.LR),
+        epochs=3,
+        clip_mode="agc",
+        clip_factor=0.1,
+        callbacks=[Norms()],
+    )
+    history = agc.fit(X, y)
+    assert np.all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < history["loss"][0] / 2
+    assert norms[0] > 100  # the recorded norm is the one before clipping
+    with pytest.raises(ValueError, match="clip_mode"):
+        make_trainer(mlp(), bp.SGD(0.1), clip_mode="global")
+
+
+# -- the experiment page and the command line ----------------------------------------------------------
+def test_tools_experiment_fast_form_makes_the_pages_points(tmp_path):
+    results = tools_experiment.run(tmp_path, fast=True)
+    assert results["cartography"]["precision"] > 10 * results["cartography"]["chance"]
+    u = results["uncertainty"]
+    assert u["entropy_unseen"] > u["entropy_seen"]
+    agc = {r["setting"]: r for r in results["agc"]["rows"]}
+    assert agc["no clipping"]["diverged"] != "no" and agc["AGC 0.1"]["diverged"] == "no"
+    for name in ("lr_find", "landscape_1d", "landscape_2d", "reliability", "cartography"):
+        assert (tmp_path / f"tools_{name}.png").stat().st_size > 5_000, name
+    assert json.loads((tmp_path / "results.json").read_text())["fast"] is True
+
+
+def test_the_tools_page_shows_the_numbers_of_its_results_file():
+    folder = ROOT / "docs" / "experiments"
+    page = (folder / "tools.md").read_text()
+    summary = (folder / "tools" / "summary.md").read_text()
+    results = json.loads((folder / "tools" / "results.json").read_text())
+    rows = [line for line in summary.splitlines() if line.startswith("| ")]
+    assert len(rows) > 15
+    for line in rows:  # every table row the script wrote, verbatim
+        assert line in page, line
+    c = results["cartography"]
+    assert f"share of {c['precision']:.4f} are flipped ones" in page
+    u = results["uncertainty"]
+    assert f"{u['entropy_seen']:.4f}" in summary  # the summary is made from the results
+
+
+def test_the_tools_command_line(tmp_path, monkeypatch):
+    from backprop.app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = str(ROOT / "configs" / "digits.toml")
+    quick = ["--set", "trainer.epochs=3", "--set", "output.plots=false"]
+    run_dir = tmp_path / "run"
+    args = ["train", config, *quick, "--set", "output.trajectory=true"]
+    assert main([*args, "--out", str(run_dir), "--quiet"]) == 0
+    assert np.load(run_dir / "trajectory.npy").shape[0] == 4  # start + 3 epochs
+    assert main(["lr-find", config, "--steps", "20", "--out", str(tmp_path / "lr.png")]) == 0
+    assert (tmp_path / "lr.png").stat().st_size > 5_000
+    assert main(["landscape", str(run_dir), "--points", "5", "--samples", "200"]) == 0
+    assert (run_dir / "figures" / "landscape_2d.png").is_file()
+    assert main(["uncertainty", str(run_dir), "--samples", "3"]) == 0
+    numbers = json.loads((run_dir / "uncertainty.json").read_text())
+    assert 0 <= numbers["test_ece"] <= 1 and numbers["temperature"] > 0
+    assert main(["cartography", config, *quick, "--top", "5", "--out", str(tmp_path / "c")]) == 0
+    assert len((tmp_path / "c" / "suspicious.csv").read_text().splitlines()) == 6
+    assert main(["landscape", str(run_dir), "--points", "2"]) == 2
+    assert main(["landscape", str(tmp_path / "nowhere")]) == 2
+
+
+def test_estimators_offer_mc_dropout(data):
+    X, y = data["X_train"], data["y_train"]
+    clf = bp.MLPClassifier(hidden_layer_sizes=(32,), dropout=0.3, max_iter=20, random_state=0)
+    with pytest.warns(Warning):  # 20 iterations: sklearn's ConvergenceWarning
+        clf.fit(X, y)
+    mean, std = clf.predict_proba_mc(data["X_test"], n_samples=8)
+    assert mean.shape == std.shape == (len(data["X_test"]), 10)
+    np.testing.assert_allclose(mean.sum(axis=1), 1.0, rtol=1e-6)
+    assert std.max() > 0
+    assert np.mean(mean.argmax(1) == data["y_test"]) > 0.8
+    plain = bp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    with pytest.warns(Warning):
+        plain.fit(X[:100], y[:100])
+    with pytest.raises(ValueError, match="Dropout"):
+        plain.predict_proba_mc(X[:5])
+    reg = bp.MLPRegressor(hidden_layer_sizes=(16,), dropout=0.2, max_iter=5, random_state=0)
+    with pytest.warns(Warning):
+        reg.fit(X[:200], y[:200].astype(float))
+    m, s = reg.predict_mc(X[:7], n_samples=4)
+    assert m.shape == s.shape == (7,)
