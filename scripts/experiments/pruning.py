@@ -100,7 +100,7 @@ def build(cfg: dict[str, Any], n_features: int, seed: int) -> bp.Sequential:
     return bp.Sequential(layers, seed=seed)
 
 
-def fit(model, data, cfg, epochs, lr=None, callbacks=()) -> bp.Trainer:
+def fit(model, data, cfg, epochs, lr=None, callbacks=(), seed=SEED) -> bp.Trainer:
     """Adam with a cosine decay to zero over ``epochs``: every stage trains this way."""
     trainer = bp.Trainer(
         model,
@@ -110,7 +110,7 @@ def fit(model, data, cfg, epochs, lr=None, callbacks=()) -> bp.Trainer:
         epochs=epochs,
         schedule=bp.CosineDecay(total=epochs),
         callbacks=list(callbacks),
-        seed=SEED,
+        seed=seed,
     )
     trainer.fit(data["X_train"], data["y_train"])
     return trainer
@@ -155,14 +155,15 @@ def dense_model(cfg, data, cache, which="trained") -> bp.Sequential:
     return model
 
 
-def stage_gradual(target, longer: int = 1):
+def stage_gradual(target, longer: int = 1, seed: int = SEED):
     """Gradual pruning during training from the initialization (as Zhu & Gupta): dense for
     ``gradual_begin`` epochs, sparsity 0 -> ``target`` over ``gradual_epochs`` epochs, then
     ``finetune_epochs`` with the mask fixed; one cosine learning-rate decay over all of it.
-    ``longer`` multiplies the pruning and fine-tuning epochs."""
+    ``longer`` multiplies the pruning and fine-tuning epochs; ``seed`` sets the initial weights
+    and the batch order."""
 
     def stage(cfg, data, cache):
-        model = build(cfg, data["X_train"].shape[1], SEED)
+        model = build(cfg, data["X_train"].shape[1], seed)
         n = int(np.ceil(len(data["y_train"]) / cfg["batch_size"]))
         begin = cfg["gradual_begin"] * n
         end = begin + longer * cfg["gradual_epochs"] * n
@@ -173,12 +174,12 @@ def stage_gradual(target, longer: int = 1):
             longer * cfg["gradual_epochs"],
             longer * cfg["finetune_epochs"],
         ]
-        fit(model, data, cfg, sum(epochs), lr=cfg["gradual_lr"], callbacks=[gradual, curve])
+        fit(model, data, cfg, sum(epochs), cfg["gradual_lr"], [gradual, curve], seed)
         per_layer = {k: v for k, v in model.sparsity().items() if k != "total"}
         return {
             "test_error": test_error(model, data),
             "kept": kept(model),
-            "start": "init",
+            "start": "init" if seed == SEED else f"init (seed {seed})",
             "lr": cfg["gradual_lr"],
             "epochs": epochs,
             "per_layer_sparsity": per_layer,
@@ -305,6 +306,8 @@ def stages(cfg) -> dict[str, Any]:
     out["structured"] = stage_structured
     t = cfg["gradual_targets"][0]
     out[f"gradual/{t} from init, twice as long"] = stage_gradual(t, longer=2)
+    for t in cfg["gradual_targets"]:  # the same runs with another seed: how much is noise
+        out[f"gradual/{t} from init, seed 1"] = stage_gradual(t, seed=SEED + 1)
     for s in sorted(cfg["curve"], reverse=True):  # the sparsest first: tickets matter most there
         if s != cfg["ticket_sparsity"]:
             for method in ("ticket", "reinit"):
@@ -353,7 +356,13 @@ def figures(results, cfg, out_dir):
     ax.axhline(100 * results["dense"]["test_error"], color="k", lw=0.8, label="dense")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("fraction of weights kept")
+    kept_ticks = sorted(1 - float(s) for s in curve)
+    ax.set_xticks(kept_ticks, [f"{100 * k:g}%" for k in kept_ticks])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    err_ticks = [1, 2, 3, 5, 10, 20, 50]
+    ax.set_yticks(err_ticks, [str(e) for e in err_ticks])
+    ax.yaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xlabel("weights kept")
     ax.set_ylabel("test error (%)")
     ax.legend(fontsize=8)
     ax.set_title("LeNet-300-100 on MNIST: accuracy against sparsity")
@@ -365,7 +374,7 @@ def figures(results, cfg, out_dir):
     names = list(per_layer)
     axes[0].bar(names, [100 * (1 - per_layer[k]) for k in names])
     axes[0].set_ylabel("weights kept (%)")
-    axes[0].set_title("Per-layer density after gradual pruning")
+    axes[0].set_title(f"Per-layer density, gradual pruning to {100 * g['kept']:.0f}%")
     epochs = np.arange(1, len(g["error_per_epoch"]) + 1)
     axes[1].plot(epochs, [100 * e for e in g["error_per_epoch"]], "o-", ms=3)
     axes[1].set_xlabel("epoch")
