@@ -142,6 +142,7 @@ def test_estimator_proximal_l1_gives_exact_zeros():
 
 def test_pruning_experiment_fast_form(tmp_path):
     from scripts.experiments import pruning as experiment
+    from scripts.experiments import pruning_report
 
     results = experiment.run(tmp_path, fast=True, plots=False)
     dense = results["dense"]["test_error"]
@@ -156,7 +157,7 @@ def test_pruning_experiment_fast_form(tmp_path):
     assert st["parameters"]["structured"] < st["parameters"]["dense"]
     assert st["dead_removed_max_abs_change"] <= 1e-4  # float32
     summary = (tmp_path / "summary.md").read_text()
-    assert experiment.pct(dense) in summary
+    assert pruning_report.pct(dense) in summary
 
 
 def test_inference_benchmark_compares_structured_and_masked_models():
@@ -183,7 +184,7 @@ def test_the_readme_pruning_example_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_the_pruning_page_and_readme_quote_the_numbers_of_the_results_file():
-    from scripts.experiments.pruning import pct
+    from scripts.experiments.pruning_report import pct
 
     results = json.loads((ROOT / "docs/experiments/pruning/results.json").read_text())
     assert results["fast"] is False
