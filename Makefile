@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench format clean
+.PHONY: run test test-fast bench format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the tests marked slow (long learning runs, experiments, the
+# estimator checks), in under a minute. CI runs `make test`, which runs them all.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(VENV)/.installed-run
 	$(BIN)/backprop bench

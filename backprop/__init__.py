@@ -79,7 +79,7 @@ def __getattr__(name: str):
     seconds, which ``import backprop`` and the command line should not pay. ``load_config`` and
     ``ConfigError`` live in the application (:mod:`backprop.app`), which the library never
     imports."""
-    if name in ("MLPClassifier", "MLPRegressor"):
+    if name in ("MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
@@ -93,6 +93,8 @@ def __getattr__(name: str):
 __all__ = [
     "MLPClassifier",
     "MLPRegressor",
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
     "callbacks",
     "data",
     "initializers",

@@ -364,6 +364,8 @@ def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, t
             out[f"{i}.{key}"] = (dtype.str, tuple(pshape))
         for key, bshape in layer.buffer_specs().items():
             out[f"{i}.{key}"] = (dtype.str, tuple(bshape))
+        for key, buf in layer.buffers.items():  # buffers a layer made without declaring them
+            out.setdefault(f"{i}.{key}", (dtype.str, tuple(buf.shape)))
     return out
 
 
@@ -405,6 +407,9 @@ register_kind(
 
 # Kinds registered by modules that `import backprop` does not load up front (scikit-learn's
 # import is slow): loading a file of such a kind imports its module first.
-LAZY_KINDS = {"MLPClassifier": "backprop.estimators", "MLPRegressor": "backprop.estimators"}
+LAZY_KINDS = {
+    name: "backprop.estimators"
+    for name in ("MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor")
+}
 
 __all__ = ["ModelFile", "ModelFileError", "load", "load_file", "register_kind", "save"]

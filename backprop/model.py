@@ -26,14 +26,15 @@ A ``Sequential`` (re-)initializes every layer it is given from its own seed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from . import initializers
 from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
+from .layers.containers import named_layers
+from .layers.dense import set_auto_init
 
 SeedLike = int | np.random.Generator | None
 
@@ -45,33 +46,6 @@ def spawn_generators(seed: SeedLike, n: int) -> list[np.random.Generator]:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
         raise ValueError(f"seed must be an int, a numpy Generator or None, got {seed!r}")
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
-
-
-def named_layers(
-    layers: Iterable[Layer], prefix: str = "", trainable: bool = True
-) -> Iterator[tuple[str, Layer, bool]]:
-    """``(name, layer, trainable)`` for every layer and, depth first, every container's children;
-    a layer counts as trainable only when its containers are too."""
-    for i, layer in enumerate(layers):
-        name, t = f"{prefix}{i}", trainable and layer.trainable
-        yield name, layer, t
-        yield from named_layers(layer.children(), f"{name}.", t)
-
-
-def _activation_after(layers: list[Layer], i: int) -> str | None:
-    """The activation that follows layer ``i`` (for Dense's "auto" initializer)."""
-    for layer in layers[i + 1 :]:
-        if layer.init_transparent:
-            continue
-        return None if hasattr(layer, "auto_init") else type(layer).__name__
-    return None
-
-
-def _set_auto_init(layers: list[Layer]) -> None:
-    for i, layer in enumerate(layers):
-        if hasattr(layer, "auto_init"):
-            layer.auto_init = initializers.default_for_activation(_activation_after(layers, i))
-        _set_auto_init(layer.children())
 
 
 class Sequential:
@@ -192,7 +166,7 @@ class Sequential:
         for layer in self.layers:
             layer._allocate_buffers(self.dtype)
             layer.set_rng(self.rng)
-        _set_auto_init(self.layers)
+        set_auto_init(self.layers)
 
     def _bind_views(self) -> None:
         """Make every layer's ``params``/``grads`` views into the two flat buffers."""

@@ -364,6 +364,10 @@ class Trainer:
             if isinstance(self.optimizer, LBFGS):
                 raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
             val = None if validation_data is None else self._check_val(validation_data)
+            if not self.model.built:  # the first batch fixes the input shape
+                first = next(iter(X), None)
+                if isinstance(first, tuple | list) and first:
+                    self.model.build(np.shape(first[0])[1:])
             self.steps_per_epoch = 0  # unknown until the first pass
 
             def batches():

@@ -29,6 +29,7 @@ def _torch_available() -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_quick_run_prints_every_row_with_finite_ratios(bench_main, tmp_path, capsys):
     report = tmp_path / "results.json"
     argv = ["--quick", "--repeats", "1", "--workloads", "digits", "regression", "lbfgs", "mnist128"]

@@ -155,6 +155,7 @@ def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path, capsys):
     assert result == {"n_samples": 50, "accuracy": float(np.mean(from_npy == y[:50]))}
 
 
+@pytest.mark.slow
 def test_plot_redraws_the_figures(digits_run):
     _, run = digits_run
     for p in (run / "figures").iterdir():
@@ -171,6 +172,7 @@ def test_gradcheck_reports_agreement(digits_run, capsys):
     assert "all gradients agree" in out and "0.W" in out
 
 
+@pytest.mark.slow
 def test_regression_and_2d_runs_draw_their_figures(tmp_path):
     diabetes = (ROOT / "configs" / "diabetes.toml").read_text()
     _write(tmp_path / "d.toml", diabetes)
@@ -231,6 +233,7 @@ def test_bench_runs_benchmarks_run_py_or_explains(tmp_path, monkeypatch, capsys)
     assert "bench args ['--quick', 'digits']" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_dash_m_backprop_in_a_subprocess(tmp_path):
     config = _write(tmp_path / "xor.toml", (ROOT / "configs" / "xor.toml").read_text())
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -303,6 +306,7 @@ gradient_monitor = false
 """
 
 
+@pytest.mark.slow
 def test_resume_after_the_process_was_killed(tmp_path):
     import time
 

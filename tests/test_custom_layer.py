@@ -174,3 +174,32 @@ def test_poisson_loss_is_exported():
     value = loss.forward(z, np.array([[1.0], [2.0]]))
     # mean of exp(z) - y z: (1 - 0 + e - 2) / 2
     assert value == pytest.approx((1 + np.e - 2) / 2)
+
+
+@bp.register_layer
+class RunningMax(bp.Layer):
+    """Identity that tracks the largest |x| seen in training, in a buffer it makes itself
+    (no buffer_specs): such a layer keeps its buffer in a model and in a file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffers = {"peak": np.zeros(1)}
+
+    def forward(self, x, training=False):
+        if training:
+            self.buffers["peak"][0] = max(self.buffers["peak"][0], float(np.abs(x).max()))
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def test_a_buffer_made_by_the_layer_itself_is_kept_and_saved(tmp_path, rng):
+    model = bp.Sequential([bp.Dense(3, 2), RunningMax()], seed=0)
+    assert model.buffers()["1.peak"].dtype == np.float32  # cast to the model's dtype
+    model.forward(rng.normal(size=(4, 3)), training=True)
+    assert model.buffers()["1.peak"][0] > 0
+    bp.save(model, tmp_path / "m.npz")
+    assert np.array_equal(
+        bp.load(tmp_path / "m.npz").buffers()["1.peak"], model.buffers()["1.peak"]
+    )

@@ -51,6 +51,7 @@ def run_in_subprocess(tmp_path, name):
     return arrays, history
 
 
+@pytest.mark.slow
 def test_same_seeds_give_bitwise_identical_runs_in_two_processes(tmp_path):
     a, ha = run_in_subprocess(tmp_path, "a")
     b, hb = run_in_subprocess(tmp_path, "b")

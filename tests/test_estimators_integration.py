@@ -54,6 +54,7 @@ def test_fit_is_one_trainer_fit(iris, monkeypatch):
     assert calls == [60, 1]
 
 
+@pytest.mark.slow
 def test_pipeline_grid_search_and_cross_val(iris, diabetes):
     X, y = load_iris(return_X_y=True)
     pipe = make_pipeline(StandardScaler(), small_clf()).fit(X, y)

@@ -106,6 +106,7 @@ def test_unfitted_estimator_is_refused(tmp_path):
         bp.save(bp.MLPRegressor(), tmp_path / "m.npz")
 
 
+@pytest.mark.slow
 def test_loading_in_a_fresh_process_needs_no_estimator_import(tmp_path):
     est, X, y = cases()["int-labels"]
     fitted(est, X, y)

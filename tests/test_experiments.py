@@ -1,5 +1,6 @@
 """The guided experiments (scripts/experiments) in their fast form: each test runs one
-experiment through the public API and checks the qualitative claim its page makes.
+experiment through the public API and checks the qualitative claim its page makes. They are
+marked slow (``make test-fast`` leaves them out; ``make test`` runs them).
 
 Figures are the slow part on a loaded machine, so only one test draws them; the others check
 the numbers (``plots=False``).
@@ -9,6 +10,8 @@ import json
 import math
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # scripts/ is a folder of the repository, not an installed package
@@ -20,11 +23,14 @@ from scripts.experiments import (  # noqa: E402
     modes,
     optimizers,
     regularization,
+    residual,
     transfer,
     vanishing,
 )
+from scripts.experiments._common import fmt  # noqa: E402
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_modes_minibatch_beats_batch_per_epoch_and_stochastic_is_noisiest(tmp_path):
     runs = modes.run(tmp_path, fast=True, plots=False)["runs"]
     mini, batch, sgd = runs["minibatch"], runs["batch"], runs["stochastic"]
@@ -40,6 +46,7 @@ def test_modes_minibatch_beats_batch_per_epoch_and_stochastic_is_noisiest(tmp_pa
     assert f"{mini['final_train_loss']:.4g}" in summary
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_vanishing_sigmoid_first_layer_gradient_orders_of_magnitude_below_relu(tmp_path):
     runs = vanishing.run(tmp_path, fast=True, plots=False)["runs"]
     sigmoid, relu, bn = runs["sigmoid"], runs["ReLU + He"], runs["sigmoid + BatchNorm"]
@@ -52,6 +59,7 @@ def test_vanishing_sigmoid_first_layer_gradient_orders_of_magnitude_below_relu(t
     assert all(a < b for a, b in zip(per_layer, per_layer[1:], strict=False))  # shrinks backwards
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_exploding_diverges_without_clipping_and_trains_with_global_norm_clipping(tmp_path):
     runs = exploding.run(tmp_path, fast=True)["runs"]  # this one also draws its figure
     free, clipped = runs["no clipping"], runs["clip_norm=1"]
@@ -66,6 +74,7 @@ def test_exploding_diverges_without_clipping_and_trains_with_global_norm_clippin
     assert json.loads((tmp_path / "results.json").read_text())["fast"] is True
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_regularization_narrows_the_train_validation_gap(tmp_path):
     runs = regularization.run(tmp_path, fast=True, plots=False)["runs"]
     none = runs.pop("none")
@@ -75,6 +84,7 @@ def test_regularization_narrows_the_train_validation_gap(tmp_path):
     assert runs["early stopping"]["epochs_run"] < none["epochs_run"]
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_optimizers_adaptive_and_lbfgs_beat_small_sgd_and_too_large_lr_fails(tmp_path):
     results = optimizers.run(tmp_path, fast=True, plots=False)
     opt, sweep = results["optimizers"], results["lr_sweep"]
@@ -94,6 +104,7 @@ def test_optimizers_adaptive_and_lbfgs_beat_small_sgd_and_too_large_lr_fails(tmp
     assert all(b < a for a, b in zip(decay, decay[1:], strict=False))
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_initialization_zeros_never_break_symmetry(tmp_path):
     runs = initialization.run(tmp_path, fast=True, plots=False)["runs"]
     width = initialization.WIDTH
@@ -111,6 +122,7 @@ def test_initialization_zeros_never_break_symmetry(tmp_path):
     assert small["final_train_loss"] > 0.95 * small["initial_loss"]  # stalls
 
 
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_transfer_on_8x8_digits_specialized_features_lose_to_random_ones(tmp_path):
     results = transfer.run(tmp_path, fast=True, plots=False, use_mnist=False)["digits"]
     assert results["source_test_accuracy"] > 0.9
@@ -122,3 +134,43 @@ def test_transfer_on_8x8_digits_specialized_features_lose_to_random_ones(tmp_pat
         assert few["frozen random features"] > few["frozen features"], n
         # the copied weights are still a fine starting point when everything is trained
         assert few["fine-tuned"] > few["frozen features"], n
+
+
+@pytest.mark.slow  # runs an experiment (fast form)
+def test_residual_skips_carry_the_gradient_that_a_plain_sigmoid_stack_loses(tmp_path):
+    runs = residual.run(tmp_path, fast=True, plots=False)["runs"]
+    plain, skip = runs["sigmoid, plain"], runs["sigmoid, residual"]
+    assert plain["first_layer_grad_epoch1"] < 1e-12 * skip["first_layer_grad_epoch1"]
+    per_layer = plain["grad_norm_per_layer_epoch1"]
+    assert all(a < b for a, b in zip(per_layer, per_layer[1:], strict=False))  # shrinks backwards
+    for label in ("sigmoid, residual", "tanh, residual"):
+        hidden = runs[label]["grad_norm_per_layer_epoch1"][: residual.DEPTH - 1]
+        assert max(hidden) < 10 * min(hidden), label  # about flat across the 29 hidden layers
+    assert runs["ReLU, residual"]["diverged"].startswith("non-finite")  # variance doubles/block
+    assert runs["ReLU, plain"]["diverged"] == "no"
+
+
+def test_residual_page_shows_the_numbers_of_its_results_file():
+    """docs/experiments/residual.md's table is the full run's results.json, cell by cell."""
+    page = (ROOT / "docs" / "experiments" / "residual.md").read_text()
+    results = json.loads((ROOT / "docs" / "experiments" / "residual" / "results.json").read_text())
+    assert results["fast"] is False and f"{results['epochs']} epochs" in page
+    columns = [
+        "first_layer_grad_epoch1",
+        "last_layer_grad_epoch1",
+        "first_over_last_epoch1",
+        "epoch1_loss",
+        "final_train_loss",
+        "test_accuracy",
+        "diverged",
+    ]
+    rows = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in results["runs"]:
+            rows[cells[0]] = cells[1:]
+    assert set(rows) == set(results["runs"])
+    for label, run in results["runs"].items():
+        assert rows[label] == [fmt(run[c]) for c in columns], label
+    sigmoid = results["runs"]["sigmoid, plain"]["grad_norm_per_layer_epoch1"]
+    assert f"{sigmoid[0]:.3g}" in page and f"{sigmoid[-1]:.2g}" in page  # the prose quotes them

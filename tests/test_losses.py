@@ -35,6 +35,7 @@ def cases(rng):
         "ce-smoothing": (bp.SoftmaxCrossEntropy(label_smoothing=0.1), z, rng.integers(0, k, n)),
         "bce-multilabel": (bp.BinaryCrossEntropy(), z, rng.integers(0, 2, (n, k))),
         "bce-binary": (bp.BinaryCrossEntropy(), z[:, :1], rng.integers(0, 2, n)),
+        "poisson": (bp.Poisson(), z, rng.poisson(2.0, (n, k))),
     }
 
 
@@ -91,6 +92,7 @@ def test_float32_in_float32_out():
         (bp.SoftmaxCrossEntropy(), [0, 1, 2, 0]),
         (bp.BinaryCrossEntropy(), np.zeros((4, 3))),
         (bp.Huber(), np.zeros((4, 3))),
+        (bp.Poisson(), np.zeros((4, 3))),
     ]:
         loss.forward(z, t)
         assert loss.backward().dtype == np.float32
@@ -104,6 +106,7 @@ def test_float32_in_float32_out():
         (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0, 1, 2], "3 labels for 2"),
         (bp.MeanSquaredError(), np.zeros((2, 3)), np.zeros((2, 2)), "shape"),
         (bp.BinaryCrossEntropy(), np.zeros((2, 1)), [0, 2], r"\[0, 1\]"),
+        (bp.Poisson(), np.zeros((2, 1)), [1, -1], "counts >= 0"),
     ],
 )
 def test_bad_targets_get_clear_errors(loss, y_pred, y_true, match):

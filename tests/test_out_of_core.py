@@ -74,6 +74,7 @@ def test_array_like_with_sorted_fancy_indexing(rng):
     assert X.largest_read <= 3000
 
 
+@pytest.mark.slow
 def test_array_like_reads_are_bounded_by_the_block_size(rng):
     data = rng.normal(size=(5000, 4096)).astype(np.float32)  # 82 MB: several 16 MB blocks
     X = SortedOnlyArray(data)

@@ -96,6 +96,7 @@ def client():
     cluster.close()
 
 
+@pytest.mark.slow  # a Dask LocalCluster
 def test_incremental_over_a_chunked_dask_array_equals_local_partial_fit(client, digits):
     import dask.array as da
     from dask_ml.wrappers import Incremental
@@ -113,6 +114,7 @@ def test_incremental_over_a_chunked_dask_array_equals_local_partial_fit(client, 
     assert inc.score(Xd, yd) == pytest.approx(local.score(X, y))
 
 
+@pytest.mark.slow  # a Dask LocalCluster
 def test_parallel_post_fit_predicts_on_the_cluster(client, digits):
     import dask.array as da
     from dask_ml.wrappers import ParallelPostFit
@@ -126,6 +128,7 @@ def test_parallel_post_fit_predicts_on_the_cluster(client, digits):
     np.testing.assert_allclose(pred.compute(), clf.estimator.predict(X), rtol=1e-12)
 
 
+@pytest.mark.slow  # a Dask LocalCluster
 def test_grid_search_runs_on_the_cluster_and_agrees_with_a_local_run(client, digits):
     import joblib
     from distributed import get_task_stream

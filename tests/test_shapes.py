@@ -229,3 +229,21 @@ def test_integer_input_passes_uncast_to_a_first_layer_that_asks_for_it(rng):
     before = model.parameters()["0.T"].copy()
     trainer.fit(X, y, epochs=1)
     assert not np.array_equal(before, model.parameters()["0.T"])  # the table does learn
+
+
+def test_an_iterable_of_batches_builds_the_model_from_its_first_batch(rng):
+    X, y = rng.normal(size=(24, 2, 3)), rng.integers(0, 2, 24)
+    batches = [(X[i : i + 8], y[i : i + 8]) for i in range(0, 24, 8)]
+    model = bp.Sequential([bp.Dense(4), bp.Tanh(), Flat(), bp.Dense(2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), epochs=2, seed=0)
+    trainer.fit(batches)
+    twin = bp.Sequential([bp.Dense(4), bp.Tanh(), Flat(), bp.Dense(2)], input_shape=(2, 3), seed=0)
+    bp.Trainer(twin, "cross_entropy", bp.SGD(0.1), epochs=2, seed=0).fit(batches)
+    assert model.in_shape == (2, 3)
+    assert np.array_equal(model.flat_parameters, twin.flat_parameters)  # and it did train:
+    assert not np.array_equal(
+        model.flat_parameters,
+        bp.Sequential(
+            [bp.Dense(4), bp.Tanh(), Flat(), bp.Dense(2)], input_shape=(2, 3), seed=0
+        ).flat_parameters,
+    )

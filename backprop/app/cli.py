@@ -57,9 +57,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
     from .sources import transform_X
 
-    n = mf.obj.n_features_in
-    if X.ndim != 2 or X.shape[1] != n:
-        raise ConfigError(f"the model expects {n} features, the input has shape {X.shape}")
+    shape = mf.obj.in_shape
+    if X.shape[1:] != shape:
+        want = shape[0] if len(shape) == 1 else f"samples of shape {shape}"
+        raise ConfigError(f"the model expects {want} features, the input has shape {X.shape}")
     return mf.obj.predict(transform_X(Preprocessing(mf.extras), X, mf.obj.dtype))
 
 

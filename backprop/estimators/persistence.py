@@ -24,7 +24,9 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
 from .. import io, pruning_files
+from ..layers import Layer, layer_from_spec, layer_spec
 from .classifier import MLPClassifier
+from .neuralnet import NeuralNetClassifier, NeuralNetRegressor
 from .regressor import MLPRegressor
 
 FITTED_SCALARS = (
@@ -32,6 +34,16 @@ FITTED_SCALARS = (
     "best_loss_", "best_validation_score_", "loss_curve_", "validation_loss_curve_",
     "validation_scores_",
 )  # fmt: skip
+# NeuralNet estimators: fitted attributes, and the private state predict and warm_start read.
+NEURALNET_FITTED = (
+    "n_features_in_",
+    "n_outputs_",
+    "n_iter_",
+    "loss_curve_",
+    "history_",
+    "_seed",
+    "_y_1d",
+)
 
 
 def _plain(value: Any) -> tuple[bool, Any]:
@@ -55,14 +67,41 @@ def _unplain(name: str, value: Any) -> Any:
         return {k: v for k, v in value["__pairs__"]}
     if name == "hidden_layer_sizes" and isinstance(value, list):
         return tuple(value)
+    if name == "layers" and isinstance(value, dict) and "__layers__" in value:
+        return [layer_from_spec(spec) for spec in value["__layers__"]]
     return value
+
+
+def _param(name: str, value: Any) -> tuple[bool, Any]:
+    """A constructor parameter as JSON; a NeuralNet's layer list as the layers' own specs."""
+    if name == "layers" and isinstance(value, list | tuple):
+        if all(isinstance(layer, Layer) for layer in value):
+            return True, {"__layers__": [layer_spec(layer) for layer in value]}
+    return _plain(value)
+
+
+def _classes_to_json(classes: np.ndarray, fitted: dict[str, Any]) -> None:
+    classes = np.asarray(classes)
+    kind = classes.dtype.kind
+    if kind not in "biufUO":
+        raise TypeError(f"cannot save class labels of dtype {classes.dtype}")
+    # JSON holds ints, floats (exactly, by repr), bools and strings: no array needed.
+    fitted["classes_"] = [str(c) for c in classes] if kind == "O" else classes.tolist()
+    fitted["classes_dtype"] = "object" if kind == "O" else classes.dtype.str
+
+
+def _classes_from_json(fitted: dict[str, Any]) -> np.ndarray:
+    labels, dtype = fitted.pop("classes_"), fitted.pop("classes_dtype")
+    if not isinstance(labels, list) or not labels:
+        raise ValueError(f"classes_ must be a non-empty list, got {labels!r}")
+    return np.asarray(labels, dtype=object if dtype == "object" else np.dtype(dtype))
 
 
 def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     check_is_fitted(est, "model_")
     params, dropped = {}, []
     for name, value in est.get_params(deep=False).items():
-        ok, plain = _plain(value)
+        ok, plain = _param(name, value)
         params[name] = plain if ok else None
         if not ok:
             dropped.append(name)
@@ -74,7 +113,7 @@ def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             stacklevel=3,
         )
     fitted = {}
-    for name in FITTED_SCALARS:
+    for name in FITTED_SCALARS + NEURALNET_FITTED:
         if hasattr(est, name):
             ok, plain = _plain(getattr(est, name))
             fitted[name] = plain if ok else None
@@ -82,14 +121,9 @@ def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     model_config, arrays = pruning_files.compact_payload(
         est.model_, io.sequential_config(est.model_), est.model_.state_dict()
     )
+    if isinstance(est, MLPClassifier | NeuralNetClassifier):
+        _classes_to_json(est.classes_, fitted)
     if isinstance(est, MLPClassifier):
-        classes = np.asarray(est.classes_)
-        kind = classes.dtype.kind
-        if kind not in "biufUO":
-            raise TypeError(f"cannot save class labels of dtype {classes.dtype}")
-        # JSON holds ints, floats (exactly, by repr), bools and strings: no array needed.
-        fitted["classes_"] = [str(c) for c in classes] if kind == "O" else classes.tolist()
-        fitted["classes_dtype"] = "object" if kind == "O" else classes.dtype.str
         fitted["y_type_"] = est._label_binarizer.y_type_
     config = {"params": params, "model": model_config, "fitted": fitted}
     return config, arrays
@@ -108,11 +142,16 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     est.model_.load_state_dict(arrays)
     pruning_files.pruning.set_mask(est.model_, mask)
     fitted = dict(config["fitted"])
+    if cls in (NeuralNetClassifier, NeuralNetRegressor):
+        if cls is NeuralNetClassifier:
+            est.classes_ = _classes_from_json(fitted)
+        for name, value in fitted.items():
+            if name not in NEURALNET_FITTED:
+                raise ValueError(f"unexpected fitted attribute {name!r}")
+            setattr(est, name, _unplain(name, value))
+        return est
     if cls is MLPClassifier:
-        labels, dtype = fitted.pop("classes_"), fitted.pop("classes_dtype")
-        if not isinstance(labels, list) or not labels:
-            raise ValueError(f"classes_ must be a non-empty list, got {labels!r}")
-        est.classes_ = np.asarray(labels, dtype=object if dtype == "object" else np.dtype(dtype))
+        est.classes_ = _classes_from_json(fitted)
         y_type = fitted.pop("y_type_")
         binarizer = LabelBinarizer()
         if y_type.startswith("multilabel"):
@@ -132,7 +171,7 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     return est
 
 
-for _cls in (MLPClassifier, MLPRegressor):
+for _cls in (MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor):
     io.register_kind(
         _cls.__name__,
         _cls,

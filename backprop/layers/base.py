@@ -223,8 +223,13 @@ class Layer:
         self.reset_parameters(rng)
 
     def _allocate_buffers(self, dtype: np.dtype) -> None:
-        """Fresh buffers of ``dtype`` from ``buffer_specs()``, reset."""
-        self.buffers = {k: np.zeros(shape, dtype=dtype) for k, shape in self.buffer_specs().items()}
+        """Fresh buffers of ``dtype`` from ``buffer_specs()``, reset. A layer that declares no
+        specs but made its own ``buffers`` keeps them, cast to ``dtype``."""
+        specs = self.buffer_specs()
+        if not specs:
+            self._set_dtype(np.dtype(dtype))
+            return
+        self.buffers = {k: np.zeros(shape, dtype=dtype) for k, shape in specs.items()}
         self.reset_buffers()
 
     def bind(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:

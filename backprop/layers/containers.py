@@ -13,13 +13,24 @@ configs nest without knowing the container.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .base import Layer, Shape
 from .registry import layer_from_spec, layer_spec, register_layer
+
+
+def named_layers(
+    layers: Iterable[Layer], prefix: str = "", trainable: bool = True
+) -> Iterator[tuple[str, Layer, bool]]:
+    """``(name, layer, trainable)`` for every layer and, depth first, every container's children
+    (``"3"``, ``"3.0"``, ...); a layer counts as trainable only when its containers are too."""
+    for i, layer in enumerate(layers):
+        name, t = f"{prefix}{i}", trainable and layer.trainable
+        yield name, layer, t
+        yield from named_layers(layer.children(), f"{name}.", t)
 
 
 def _share(named: dict[str, Any], j: int) -> dict[str, Any]:

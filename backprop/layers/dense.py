@@ -147,3 +147,21 @@ class Dense(Layer):
         if isinstance(self.bias_init, str):
             cfg["bias_init"] = self.bias_init
         return cfg
+
+
+def _activation_after(layers: list[Layer], i: int) -> str | None:
+    """The activation that follows layer ``i``, looking through Dropout and normalization."""
+    for layer in layers[i + 1 :]:
+        if layer.init_transparent:
+            continue
+        return None if hasattr(layer, "auto_init") else type(layer).__name__
+    return None
+
+
+def set_auto_init(layers: list[Layer]) -> None:
+    """Give every Dense with ``init="auto"`` (in ``layers`` and inside containers) the
+    initializer of the activation that follows it: He for the ReLU family, else Glorot."""
+    for i, layer in enumerate(layers):
+        if hasattr(layer, "auto_init"):
+            layer.auto_init = initializers.default_for_activation(_activation_after(layers, i))
+        set_auto_init(layer.children())

@@ -1,0 +1,224 @@
+"""Speed over many epochs: the time of every 100 updates, from the first to the last.
+
+One epoch on easy data hides what users meet: over several epochs of real MNIST, optimizer state
+of weights whose gradient is almost always zero decays into the subnormal range, and every update
+slows down for good. This benchmark trains the same network the same way in one process:
+
+    backprop             bp.Trainer + Adam (its optimizers flush near-subnormal state)
+    backprop, no flush   the same with ``optimizer.flush_every = 0`` (the behaviour before)
+    torch                PyTorch eager on the CPU with its defaults
+    torch, FTZ           the same after ``torch.set_flush_denormal(True)`` (flush-to-zero)
+
+Network 784-256-128-10 ReLU, Adam lr 1e-3, real MNIST pixels / 255 (float32), BLAS pinned to
+``--threads``. For each batch size it prints the total time, the median time of 100 updates, and
+the slowest 100-update window against the median; it draws the time of every 100 updates over
+training (``--plot``). ``--scaling`` adds a thread-scaling table (one epoch, batch 128).
+
+    python benchmarks/steps.py --epochs 5 --batch 32 128 --plot benchmarks/steps.png
+    python benchmarks/steps.py --rows 6000 --epochs 2            # a quick look
+
+This machine is shared: absolute times move with the load; same-run ratios are what counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+SIZES = (784, 256, 128, 10)
+WINDOW = 100
+
+
+def load(rows: int | None, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    from backprop.app.datasets import load_mnist
+
+    X, y, _, _ = load_mnist(Path(data_dir) / "mnist.npz")
+    X = (np.asarray(X, np.float32) / np.float32(255)).reshape(len(X), -1)
+    if rows:
+        X, y = X[:rows], y[:rows]
+    return X, np.asarray(y, np.int64)
+
+
+def window_times(stamps: list[float]) -> np.ndarray:
+    """Seconds per ``WINDOW`` updates from the time stamps taken every ``WINDOW`` updates."""
+    return np.diff(np.asarray(stamps))
+
+
+def run_backprop(X, y, batch, epochs, flush: bool) -> np.ndarray:
+    import backprop as bp
+
+    layers: list = []
+    for a, b in zip(SIZES[:-1], SIZES[1:], strict=True):
+        layers += [bp.Dense(a, b), bp.ReLU()]
+    model = bp.Sequential(layers[:-1], seed=0)
+    opt = bp.Adam(1e-3)
+    if not flush:
+        opt.flush_every = 0
+    stamps: list[float] = []
+
+    class Stamp(bp.Callback):
+        def on_batch_end(self, trainer, b, logs):
+            if trainer.step_count % WINDOW == 0:
+                stamps.append(time.perf_counter())
+
+    trainer = bp.Trainer(
+        model, "cross_entropy", opt, batch_size=batch, epochs=epochs, seed=0, callbacks=[Stamp()]
+    )
+    stamps.append(time.perf_counter())
+    trainer.fit(X, y)
+    return window_times(stamps)
+
+
+def run_torch(X, y, batch, epochs, ftz: bool) -> np.ndarray:
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_flush_denormal(ftz)
+    mods: list = []
+    for a, b in zip(SIZES[:-1], SIZES[1:], strict=True):
+        mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*mods[:-1])
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(0)
+    stamps = [time.perf_counter()]
+    step = 0
+    try:
+        for _ in range(epochs):
+            order = torch.randperm(len(Xt), generator=gen)
+            for start in range(0, len(Xt), batch):
+                idx = order[start : start + batch]
+                opt.zero_grad()
+                loss = loss_fn(net(Xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+                step += 1
+                if step % WINDOW == 0:
+                    stamps.append(time.perf_counter())
+    finally:
+        torch.set_flush_denormal(False)
+    return window_times(stamps)
+
+
+def systems(torch_ok: bool) -> dict:
+    out = {
+        "backprop": lambda X, y, b, e: run_backprop(X, y, b, e, flush=True),
+        "backprop, no flush": lambda X, y, b, e: run_backprop(X, y, b, e, flush=False),
+    }
+    if torch_ok:
+        out["torch"] = lambda X, y, b, e: run_torch(X, y, b, e, ftz=False)
+        out["torch, FTZ"] = lambda X, y, b, e: run_torch(X, y, b, e, ftz=True)
+    return out
+
+
+def summarize(times: np.ndarray) -> dict:
+    med = float(np.median(times))
+    return {
+        "total": float(times.sum()),
+        "median_100": med,
+        "slowest_over_median": float(times.max() / med),
+        "last_epoch_over_first": float(
+            np.median(times[-max(1, len(times) // 5) :])
+            / np.median(times[: max(1, len(times) // 5)])
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch", type=int, nargs="+", default=[32, 128])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rows", type=int, default=None, help="use the first ROWS training images")
+    p.add_argument("--data", default="data", help="folder holding mnist.npz")
+    p.add_argument("--plot", help="write the time-per-100-updates figure here (PNG)")
+    p.add_argument("--scaling", action="store_true", help="add the thread-scaling table")
+    args = p.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch_ok = True
+    except ImportError:
+        print("torch is not installed: backprop only (pip install torch==2.13.0)")
+        torch_ok = False
+    X, y = load(args.rows, args.data)
+    runs: dict[tuple[str, int], np.ndarray] = {}
+    with threadpool_limits(limits=args.threads):
+        for batch in args.batch:
+            for name, fn in systems(torch_ok).items():
+                fn(X[: 20 * batch], y[: 20 * batch], batch, 1)  # warm-up
+                runs[(name, batch)] = fn(X, y, batch, args.epochs)
+    print(
+        f"MNIST {len(X)} rows, {args.epochs} epochs, {args.threads} threads, Adam, 784-256-128-10"
+    )
+    print(
+        "| system | batch | total s | median ms / 100 updates | slowest / median | last / first |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (name, batch), t in runs.items():
+        s = summarize(t)
+        print(
+            f"| {name} | {batch} | {s['total']:.2f} | {1e3 * s['median_100']:.1f} | "
+            f"{s['slowest_over_median']:.2f} | {s['last_epoch_over_first']:.2f} |"
+        )
+    for batch in args.batch:
+        if torch_ok:
+            for peer in ("torch", "torch, FTZ"):
+                ratio = runs[("backprop", batch)].sum() / runs[(peer, batch)].sum()
+                print(f"batch {batch}: backprop / {peer} = {ratio:.2f}")
+    if args.scaling:
+        print("\nthread scaling, one epoch, batch 128 (seconds)")
+        counts = sorted({1, 2, args.threads, *([] if args.threads <= 2 else [args.threads])})
+        print("| system | " + " | ".join(f"{c} threads" for c in counts) + " |")
+        print("|---" * (len(counts) + 1) + "|")
+        for name, fn in systems(torch_ok).items():
+            if "no flush" in name:
+                continue
+            cells = []
+            for c in counts:
+                with threadpool_limits(limits=c):
+                    if torch_ok:
+                        torch.set_num_threads(c)
+                    cells.append(float(fn(X, y, 128, 1).sum()))
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in cells) + " |")
+    if args.plot:
+        plot(runs, args, Path(args.plot))
+    return 0
+
+
+def plot(runs, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(args.batch), figsize=(6.5 * len(args.batch), 4.2))
+    axes = np.atleast_1d(axes)
+    for ax, batch in zip(axes, args.batch, strict=True):
+        for name in dict.fromkeys(n for n, _ in runs):
+            t = runs[(name, batch)]
+            ax.plot(np.arange(1, len(t) + 1) * WINDOW, 1e3 * t, lw=1, label=name)
+        ax.set_title(f"batch {batch}: time of every {WINDOW} updates ({args.epochs} epochs)")
+        ax.set_xlabel("update")
+        ax.set_ylabel(f"ms per {WINDOW} updates")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    print(f"figure: {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
