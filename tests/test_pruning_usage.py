@@ -118,8 +118,9 @@ def test_estimator_that_stops_early_finishes_the_pruning_with_a_warning():
     est = bp.MLPRegressor(
         hidden_layer_sizes=(8,), max_iter=2, random_state=0, sparsity=0.5, pruning_epochs=50
     )
-    with pytest.warns(Warning, match="pruned in one shot"):
+    with pytest.warns(Warning) as caught:  # also scikit-learn's "max_iter reached"
         est.fit(X, y.astype(float))
+    assert any("pruned in one shot" in str(w.message) for w in caught)
     assert est.model_.sparsity()["total"] == pytest.approx(0.5, abs=1 / est.model_.n_weights)
 
 
