@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from . import sparse as sparse_mod
+
 
 def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
     """An array of real numbers of shape ``(n_samples, *sample_shape)``, at least 2-D, with at
@@ -19,8 +21,11 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
     ndarrays (memmaps included) are returned as they are, never copied. Other array-likes with
     ``shape``, ``dtype`` and ``__getitem__`` (an HDF5 dataset) are kept as they are too, so
     that training reads them batch by batch; anything else goes through ``np.asarray``. The
-    finite check reads the rows in blocks of about 16 MB.
+    finite check reads the rows in blocks of about 16 MB. A scipy.sparse ``X`` comes back as
+    CSR, never dense (:func:`backprop.sparse.check_sparse_X`).
     """
+    if sparse_mod.is_sparse(X):
+        return sparse_mod.check_sparse_X(X, name, allow_nan)
     if not isinstance(X, np.ndarray):
         array_like = all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__"))
         if not (array_like and len(X.shape) >= 2):
@@ -85,7 +90,11 @@ def batch_indices(order: np.ndarray, batch_size: int, sort: bool = False) -> Ite
 
 
 def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Rows ``X[idx]``, written into (and cast to the dtype of) ``out[:len(idx)]`` when given."""
+    """Rows ``X[idx]``, written into (and cast to the dtype of) ``out[:len(idx)]`` when given.
+    A sparse ``X`` gives a CSR of those rows alone (cast to ``out``'s dtype; ``out`` may then
+    be a 0-row array that only carries the dtype)."""
+    if sparse_mod.is_sparse(X):
+        return sparse_mod.gather_rows(X, idx, None if out is None else out.dtype)
     if out is None:
         return np.asarray(X[idx])
     buf = out[: len(idx)]

@@ -28,6 +28,7 @@ import numpy as np
 from .losses import Loss
 from .model import Sequential
 from .regularization import add_penalty_gradient, penalty
+from .sparse import is_sparse
 
 
 @dataclass
@@ -106,18 +107,21 @@ def check_gradients(
         rtol, atol: agreement tolerance per entry (see the module docstring): an entry agrees
             when ``|a - n| <= max(rtol * (|a| + |n|), atol)``.
         max_entries: check at most this many randomly chosen entries per parameter (all if None).
-        check_input: also check dL/dX.
+        check_input: also check dL/dX (never for a scipy.sparse ``X``).
         seed: chooses the entries when ``max_entries`` is set.
 
     Returns:
         a :class:`GradientReport`; ``print`` it for a table.
     """
     if not model.built:
-        model.build(np.shape(X)[1:])
+        model.build(X.shape[1:] if is_sparse(X) else np.shape(X)[1:])
     m = model.copy(dtype="float64")
-    integer = m.integer_input and np.asarray(X).dtype.kind in "iu"  # token ids stay integers
-    X64 = np.asarray(X) if integer else np.array(X, dtype=np.float64)
-    check_input = check_input and not integer
+    if is_sparse(X):  # a sparse input has no dL/dX to check (see backprop.sparse)
+        X64, check_input = X.tocsr().astype(np.float64), False
+    else:
+        integer = m.integer_input and np.asarray(X).dtype.kind in "iu"  # token ids stay integers
+        X64 = np.asarray(X) if integer else np.array(X, dtype=np.float64)
+        check_input = check_input and not integer
     rng_state = copy.deepcopy(m.rng.bit_generator.state)
     saved_buffers = {k: v.copy() for k, v in m.buffers().items()}
     buffers = m.buffers()

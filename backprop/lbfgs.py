@@ -17,6 +17,7 @@ import numpy as np
 
 from .data import METRICS, gather
 from .regularization import global_norm
+from .sparse import is_sparse
 
 
 class LBFGS:
@@ -80,7 +81,10 @@ class LBFGS:
         Xt = X if full else gather(X, train_idx)
         yt = y if full else y[train_idx]
         wt = w if (w is None or full) else w[train_idx]
-        Xt = np.asarray(Xt, dtype=trainer.model.dtype)
+        if is_sparse(Xt):  # CSR stays CSR, cast once (L-BFGS reads the whole set anyway)
+            Xt = Xt if Xt.dtype == trainer.model.dtype else Xt.astype(trainer.model.dtype)
+        else:
+            Xt = np.asarray(Xt, dtype=trainer.model.dtype)
         trainer.steps_per_epoch = 1
         metrics = [METRICS[name]() for name in trainer.metric_names]
         state = {"start": time.perf_counter(), "epoch": trainer.initial_epoch}

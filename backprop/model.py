@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from . import sparse as sparse_mod
 from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
 from .layers.containers import named_layers
@@ -197,7 +198,16 @@ class Sequential:
     # -- computation --------------------------------------------------------------------------
     def check_input(self, X: Any, name: str = "X") -> np.ndarray:
         """``X`` as an array of shape ``(n, *in_shape)`` in the model's dtype (integer input
-        passes uncast when the first layer takes integers); builds the model on first use."""
+        passes uncast when the first layer takes integers); builds the model on first use. A
+        scipy.sparse ``X`` stays sparse (CSR) and needs a first layer that takes it
+        (:mod:`backprop.sparse`)."""
+        if sparse_mod.is_sparse(X):
+            X = sparse_mod.as_model_input(X, self.dtype, self.layers[0], name)
+            if not self.built:
+                self.build(X.shape[1:])
+            if X.shape[1:] != self.in_shape:
+                raise self.shape_error(X.shape, name)
+            return X
         X = np.asarray(X)
         if X.dtype.kind not in "fiub":
             raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
@@ -224,7 +234,8 @@ class Sequential:
     def forward(self, X: Any, training: bool = False) -> np.ndarray:
         """Output ``(n, *out_shape)`` for input ``X`` ``(n, *in_shape)``.
 
-        ``X`` is cast to the model's dtype (a copy only when its dtype differs).
+        ``X`` is cast to the model's dtype (a copy only when its dtype differs). A scipy.sparse
+        ``X`` stays sparse (CSR) and needs a first layer that takes it (:mod:`backprop.sparse`).
         """
         out = self.check_input(X)
         for layer in self.layers:

@@ -57,6 +57,7 @@ from .regularization import (
     penalty,
     soft_threshold,
 )
+from .sparse import is_sparse
 
 MODES = ("stochastic", "batch", "minibatch")
 
@@ -283,7 +284,7 @@ class Trainer:
         """``(l1, l2)`` for this batch: as given, or divided by its total sample weight."""
         if self.penalty_scale != "per_sample":
             return self.l1, self.l2
-        total = len(Xb) if wb is None else float(np.sum(wb))
+        total = Xb.shape[0] if wb is None else float(np.sum(wb))  # shape: sparse X has no len
         return self.l1 / total, self.l2 / total
 
     def train_step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None):
@@ -378,8 +379,9 @@ class Trainer:
             batch_size = self.resolve_batch_size(len(train_idx))
             self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
             keep_ints = self.model.integer_input and X.dtype.kind in "iu"
+            rows = 0 if is_sparse(X) else batch_size  # a sparse batch is gathered as CSR
             buffer = np.empty(
-                (batch_size, *X.shape[1:]), dtype=X.dtype if keep_ints else self.model.dtype
+                (rows, *X.shape[1:]), dtype=X.dtype if keep_ints else self.model.dtype
             )
 
             def batches():
@@ -481,7 +483,7 @@ class Trainer:
                 if self.schedule is not None and self.schedule.interval == "update":
                     self.optimizer.lr = self.schedule(self.step_count)
                 loss, out, norm = self.train_step(Xb, yb, wb)
-                bw = len(Xb) if wb is None else float(wb.sum())
+                bw = Xb.shape[0] if wb is None else float(wb.sum())
                 total += loss * bw
                 weight_total += bw
                 norm_sum += norm

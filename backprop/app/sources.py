@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..data import split_indices
-from . import datasets
+from . import datasets, text
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 # source -> {option: default}; the type of each default is the option's type (None: see TYPES)
@@ -35,6 +35,7 @@ SOURCE_OPTIONS: dict[str, dict[str, Any]] = {
     "file": {"path": "", "target": "y", "task": "auto"},
     "mnist": {"path": "", "n_train": 0},
     "fashion_mnist": {"path": "", "n_train": 0},
+    "text": text.TEXT_OPTIONS,  # documents -> TF-IDF, a sparse X (see backprop.app.text)
 }
 COMMON_OPTIONS: dict[str, Any] = {
     "source": "digits",
@@ -199,6 +200,9 @@ def load_source(opts: dict[str, Any]):
         # pixels 0..255 -> [0, 1]: the usual input scale for MNIST
         X, Xt = X / np.float32(255), Xt / np.float32(255)
         test, image = (Xt, yt), (28, 28)
+    elif name == "text":
+        X, y = text.read_fortunes(opts["path"], opts["categories"], opts["min_documents"])
+        return X, y, "classification", None, None
     elif name == "file":
         if not opts["path"]:
             raise ValueError("data.path is required for source = 'file'")
@@ -241,22 +245,25 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     ds = Dataset(X, y, X_val, y_val, X_test, y_test, task, image_shape=image)
     ds.test_is_train = test_is_train
     ds.classes = None if classes is None else classes.tolist()
-    if opts["standardize"]:
+    if opts["source"] == "text":  # sparse TF-IDF rows: unit length already, never centered
+        text.vectorize(ds, opts, dtype)
+    elif opts["standardize"]:
         ds.x_mean = X.mean(axis=0)
         scale = X.std(axis=0)
         ds.x_scale = np.where(scale > 0, scale, 1.0)
     if task == "regression" and opts["standardize_target"]:
         ds.y_mean = np.atleast_1d(y.mean(axis=0))
         ds.y_scale = np.atleast_1d(np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0))
-    ds.X_train = transform_X(ds, ds.X_train, dtype)
-    ds.X_test = transform_X(ds, ds.X_test, dtype)
-    ds.X_val = None if X_val is None else transform_X(ds, X_val, dtype)
+    if opts["source"] != "text":
+        ds.X_train = transform_X(ds, ds.X_train, dtype)
+        ds.X_test = transform_X(ds, ds.X_test, dtype)
+        ds.X_val = None if X_val is None else transform_X(ds, X_val, dtype)
     if task == "regression":
         ds.y_train = transform_y(ds, ds.y_train, dtype)
         ds.y_test = transform_y(ds, ds.y_test, dtype)
         ds.y_val = None if y_val is None else transform_y(ds, y_val, dtype)
-    ds.info = {"source": opts["source"], "n_train": len(ds.X_train), "n_test": len(ds.X_test)}
-    ds.info["n_val"] = 0 if X_val is None else len(X_val)
+    ds.info.update(source=opts["source"], n_train=ds.X_train.shape[0], n_test=ds.X_test.shape[0])
+    ds.info["n_val"] = 0 if X_val is None else X_val.shape[0]
     return ds
 
 

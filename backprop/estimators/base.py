@@ -24,7 +24,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import layers as L
-from .. import pruning
 from ..callbacks import Callback
 from ..lbfgs import LBFGS
 from ..model import Sequential
@@ -33,8 +32,10 @@ from ..schedules import Schedule
 from ..schedules import get as get_schedule
 from ..trainer import Trainer, TrainingDivergedError
 from . import conventions as C
+from . import sparsity
 from .losses import for_output
-from .monitor import SklearnMonitor
+from .monitor import SklearnMonitor, record_divergence
+from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
 
 SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
 STOCHASTIC = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
@@ -51,7 +52,7 @@ ACTIVATION_LAYERS = {
 }
 
 
-class BaseMLP(BaseEstimator):
+class BaseMLP(SklearnPrivateMixin, BaseEstimator):
     """Shared parameters, fitting and prediction. Subclasses define ``__init__`` (scikit-learn
     reads the parameter names from its signature), ``_validate_input`` and ``_score_raw``."""
 
@@ -113,30 +114,45 @@ class BaseMLP(BaseEstimator):
             if not isinstance(cb, Callback):
                 raise ValueError(f"callbacks must be backprop Callback instances, got {cb!r}")
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR/CSC X is trained on as CSR, never made dense
+        return tags
+
     # -- fitted attributes that live in the model -----------------------------------------------
     def _dense_layers(self) -> list[L.Dense]:
         check_is_fitted(self, "model_")
         return [layer for layer in self.model_.layers if isinstance(layer, L.Dense)]
 
+    def _weights(self, key: str) -> list[np.ndarray]:
+        if "model_" not in vars(self) and f"_hand_set_{key}" in vars(self):
+            return vars(self)[f"_hand_set_{key}"]  # set by hand before fit (see _set_weights)
+        return WeightViews(layer.params[key] for layer in self._dense_layers())
+
+    def _set_weights(self, key: str, values: list[np.ndarray]) -> None:
+        if "model_" not in vars(self):  # kept as given; partial_fit or warm_start starts there
+            vars(self)[f"_hand_set_{key}"] = values if isinstance(values, list) else list(values)
+            return
+        for layer, value in zip(self._dense_layers(), values, strict=True):
+            layer.params[key][...] = value
+
     @property
     def coefs_(self) -> list[np.ndarray]:
         """Views of each Dense layer's ``W`` ``(fan_in, fan_out)`` inside ``model_``."""
-        return [layer.params["W"] for layer in self._dense_layers()]
+        return self._weights("W")
 
     @coefs_.setter
     def coefs_(self, values: list[np.ndarray]) -> None:
-        for layer, value in zip(self._dense_layers(), values, strict=True):
-            layer.params["W"][...] = value
+        self._set_weights("W", values)
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
         """Views of each Dense layer's ``b`` ``(fan_out,)`` inside ``model_``."""
-        return [layer.params["b"] for layer in self._dense_layers()]
+        return self._weights("b")
 
     @intercepts_.setter
     def intercepts_(self, values: list[np.ndarray]) -> None:
-        for layer, value in zip(self._dense_layers(), values, strict=True):
-            layer.params["b"][...] = value
+        self._set_weights("b", values)
 
     # -- building -------------------------------------------------------------------------------
     def _train_dtype(self, X: np.ndarray) -> np.dtype:
@@ -185,7 +201,7 @@ class BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _optimizer(self):
+    def _make_optimizer(self):
         lr = float(self.learning_rate_init)
         if self.solver == "lbfgs":
             return LBFGS(tol=float(self.tol), max_fun=int(self.max_fun))
@@ -226,6 +242,7 @@ class BaseMLP(BaseEstimator):
             self.n_outputs_ = Y.shape[1]
             self.out_activation_ = self._out_activation()
             self._build(X.shape[1], dtype, rs)
+            load_hand_set(self, incremental or self.warm_start)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         train, validation = self._split(X, Y, y_raw, sw, rs, validation_data)
@@ -240,7 +257,7 @@ class BaseMLP(BaseEstimator):
             trainer = Trainer(
                 self.model_,
                 for_output(self.out_activation_),
-                self._optimizer(),
+                self._make_optimizer(),
                 mode="batch" if self.solver == "lbfgs" else "minibatch",
                 batch_size=batch,
                 epochs=int(self.max_iter),
@@ -257,7 +274,8 @@ class BaseMLP(BaseEstimator):
             self._trainer = trainer
         trainer.batch_size = batch
         trainer.sampler = C.ShuffleSampler(rs)
-        trainer.callbacks = [monitor, *self._pruning(n, batch), *(self.callbacks or [])]
+        gradual = sparsity.callbacks(self, n, batch)  # pruning (issue 15): [] when sparsity=0
+        trainer.callbacks = [monitor, *gradual, *(self.callbacks or [])]
         saved = self._snapshot(trainer) if incremental else None
         if self.solver != "lbfgs":
             self.n_iter_ = 0
@@ -266,12 +284,14 @@ class BaseMLP(BaseEstimator):
         except BaseException as exc:
             if saved is not None:  # a failed partial_fit changes nothing
                 self._restore(trainer, saved)
-            if isinstance(exc, TrainingDivergedError):
+            if not isinstance(exc, TrainingDivergedError):
+                raise
+            if not (self.early_stopping and self.solver in STOCHASTIC and saved is None):
                 raise ValueError(
                     "Solver produced non-finite parameter weights. The input data may contain "
                     f"large values and need to be preprocessed. ({exc})"
                 ) from exc
-            raise
+            record_divergence(self, exc)
         if self.solver == "lbfgs":
             self._finish_lbfgs(trainer.optimizer.result)
         elif monitor.max_iter_reached:
@@ -281,36 +301,13 @@ class BaseMLP(BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self._finish_pruning(trainer)
+        sparsity.finish(self, trainer)
         if not np.all(np.isfinite(self.model_.flat_parameters)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
                 "values and need to be preprocessed."
             )
         return self
-
-    # -- pruning (issue 15) ---------------------------------------------------------------------
-    def _pruning(self, n: int, batch: int) -> list[Callback]:
-        """The GradualPruning callback for ``sparsity`` (none when it is 0)."""
-        if not self.sparsity:
-            return []
-        steps = 1 if self.solver == "lbfgs" else -(-n // batch)  # updates per epoch
-        end = int(self.pruning_epochs) * steps
-        return [pruning.GradualPruning(float(self.sparsity), 0, end, max(1, steps // 4))]
-
-    def _finish_pruning(self, trainer: Trainer) -> None:
-        """Training stopped before the schedule reached ``sparsity``: prune the rest now."""
-        mask = self.model_.weight_mask
-        wanted = round(float(self.sparsity) * self.model_.n_weights)  # as compute_mask rounds
-        if self.sparsity and (mask is None or np.count_nonzero(~mask) < wanted):
-            warnings.warn(
-                f"training stopped before the pruning schedule reached sparsity {self.sparsity}; "
-                "the remaining weights were pruned in one shot without retraining (raise "
-                "max_iter or n_iter_no_change, or lower pruning_epochs)",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-            pruning.prune(self.model_, float(self.sparsity), optimizer=trainer.optimizer)
 
     def _snapshot(self, trainer: Trainer) -> tuple:
         """Everything one partial_fit call may change: fitted attributes, the network, the
@@ -388,7 +385,7 @@ class BaseMLP(BaseEstimator):
     def _forward(self, X) -> np.ndarray:
         """Validated ``X`` through ``model_``: the raw outputs ``z`` ``(n_samples, n_outputs)``."""
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=(np.float64, np.float32), reset=False)
         return self.model_.predict(X)
 
     def _link(self, z: np.ndarray) -> np.ndarray:

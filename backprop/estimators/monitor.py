@@ -22,9 +22,11 @@ records the loss of every iteration.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from ..callbacks import Callback
 
@@ -155,3 +157,19 @@ class SklearnMonitor(Callback):
             trainer.model.flat_parameters[...] = est._best_params
             for k, v in trainer.model.buffers().items():
                 v[...] = est._best_buffers[k]
+
+
+def record_divergence(est: Any, exc: BaseException) -> None:
+    """End a diverging fit with early stopping as scikit-learn does (its issue #29504): no error,
+    NaN recorded as the epoch's loss and validation score, and the best weights so far (which
+    :meth:`SklearnMonitor.on_train_end` put back), with a warning that says so."""
+    est.n_iter_ += 1
+    for curve in (est.loss_curve_, est.validation_scores_, est.validation_loss_curve_):
+        curve.append(float("nan"))
+    warnings.warn(
+        f"{exc}. With early_stopping=True the fit ends here without an error: NaN is recorded "
+        "as this epoch's loss and validation score, and the model keeps the weights of the "
+        f"best validation score ({est.best_validation_score_}).",
+        ConvergenceWarning,
+        stacklevel=4,
+    )

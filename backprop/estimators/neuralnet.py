@@ -122,7 +122,7 @@ class NeuralNet(BaseEstimator):
 
     def _validate_X(self, X: Any, reset: bool, integer: bool) -> np.ndarray:
         dtype = None if integer else (np.float64, np.float32)
-        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=dtype)
+        X = validate_data(self, X, reset=reset, allow_nd=True, dtype=dtype, accept_sparse="csr")
         if integer and X.dtype.kind not in "iu":
             raise ValueError(f"the first layer takes integer input, got X of dtype {X.dtype}")
         return X
@@ -154,8 +154,8 @@ class NeuralNet(BaseEstimator):
             if dtype is None:
                 dtype = X.dtype if X.dtype.kind == "f" else np.float32
             model = Sequential(stack, input_shape=X.shape[1:], dtype=dtype, seed=seed)
-        if len(X) != len(Y):
-            raise ValueError(f"X has {len(X)} samples but y has {len(Y)}")
+        if X.shape[0] != len(Y):  # X.shape: a scipy.sparse X has no len()
+            raise ValueError(f"X has {X.shape[0]} samples but y has {len(Y)}")
         optimizer = self.optimizer
         if isinstance(optimizer, str):
             kwargs = {} if optimizer == "lbfgs" else {"lr": self.lr}
@@ -179,9 +179,9 @@ class NeuralNet(BaseEstimator):
         )
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype=np.float64)
-            if sample_weight.shape != (len(X),):
+            if sample_weight.shape != (X.shape[0],):
                 raise ValueError(
-                    f"sample_weight.shape == {sample_weight.shape}, expected ({len(X)},)!"
+                    f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},)!"
                 )
             if sample_weight.sum() <= 0:
                 raise ValueError("sample_weight sums to zero: no sample to learn from")
@@ -210,6 +210,7 @@ class NeuralNet(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
+        tags.input_tags.sparse = True  # as CSR, when the first layer takes it (a Dense does)
         return tags
 
 

@@ -124,6 +124,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             y,
             multi_output=True,
             y_numeric=True,
+            accept_sparse="csr",
             dtype=(np.float64, np.float32),
             reset=reset,
         )

@@ -12,6 +12,9 @@ Backward, given ``g = dL/dy``, with ``X`` and ``G`` the inputs and gradients fla
     dW = X.T @ G             (in_features, out_features)
     db = sum_rows G          (out_features,)
     dx = g @ W.T             (n, ..., in_features)
+
+A scipy.sparse ``x`` (CSR) is taken as it is: ``x @ W`` and ``X.T @ G`` are sparse-dense
+products and ``backward`` returns None, as no layer sits upstream (see :mod:`backprop.sparse`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import initializers
+from .. import sparse as sparse_mod
 from .base import Layer, Shape, allocation_enabled, check_positive_int
 from .registry import register_layer
 
@@ -46,6 +50,7 @@ class Dense(Layer):
             re-initializes every layer from its own seed.
     """
 
+    accepts_sparse = True  # a scipy.sparse batch may come in as the model's input
     output_size_argument = "out_features"
 
     def __init__(
@@ -115,7 +120,10 @@ class Dense(Layer):
         self._check_input(x)
         if not self.params:
             raise self._unallocated()
-        y = x @ self.params["W"]
+        if sparse_mod.is_sparse(x):
+            y = sparse_mod.matmul(x, self.params["W"])
+        else:
+            y = x @ self.params["W"]
         y += self.params["b"]
         if training:
             self._x = x
@@ -130,11 +138,16 @@ class Dense(Layer):
         x, g = self._x, grad_out
         if x.ndim != 2:  # rows of the last axis: every middle position is a sample of the map
             x, g = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-        np.matmul(x.T, g, out=self.grads["W"])
+        if sparse_mod.is_sparse(x):
+            sparse_mod.transpose_matmul(x, g, self.grads["W"])
+        else:
+            np.matmul(x.T, g, out=self.grads["W"])
         np.add.reduce(g, axis=0, out=self.grads["b"])  # np.sum without its wrapper
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         self.backward_params_only(grad_out)
+        if sparse_mod.is_sparse(self._x):
+            return None  # no dL/dx for a sparse input: nothing upstream needs it
         return grad_out @ self.params["W"].T
 
     def config(self) -> dict[str, Any]:
