@@ -406,3 +406,17 @@ def test_masked_gradients_are_zero_where_pruned_and_exact_where_kept():
         down = trainer.loss_and_gradients(X, y)[0]
         w[i] = old
         assert (up - down) / (2 * eps) == pytest.approx(g[i], rel=1e-5, abs=1e-9)
+
+
+def test_masks_cover_nested_weights_of_containers():
+    X, y = _data()
+    model = bp.Sequential(
+        [bp.Dense(6, 8), bp.Residual([bp.Dense(8), bp.Tanh()]), bp.Dense(8, 3)],
+        dtype="float64",
+        seed=0,
+    )
+    assert set(pruning.weight_slices(model)) == {"0.W", "1.0.W", "2.W"}
+    mask = pruning.prune(model, 0.5, scope="layer")
+    bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=16).fit(X, y, epochs=2)
+    s = model.sparsity()
+    assert s["1.0.W"] == 0.5 and np.all(model.flat_parameters[: model.n_weights][~mask] == 0)
