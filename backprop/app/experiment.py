@@ -143,6 +143,8 @@ def save_predictions(path: Path, model: Any, ds: sources.Dataset) -> None:
     else:
         arrays["y_true"] = sources.inverse_y(ds, ds.y_test)
         arrays["y_pred"] = sources.inverse_y(ds, out)
+    if any(p.ndim > 2 for p in model.parameters().values()):  # convolutional: for feature maps
+        arrays["image"] = np.asarray(ds.X_test[:1])
     if ds.n_features == 2:
         X = np.asarray(ds.X_test, dtype=np.float64)
         arrays["X"] = X if ds.x_mean is None else X * ds.x_scale + ds.x_mean

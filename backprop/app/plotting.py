@@ -4,9 +4,12 @@ Each ``fig_*`` function returns a Figure; :func:`draw_run` writes every figure t
 run directory into ``RUN_DIR/figures/`` from the files the run left behind::
 
     history.csv      -> loss.png, metrics.png, lr.png, grad_norms.png
-    model.npz        -> weights.png, first_layer.png (square inputs: 8x8 digits, 28x28 MNIST)
+    model.npz        -> weights.png, first_layer.png (square inputs: 8x8 digits, 28x28 MNIST),
+                        conv_filters.png (a model with a Conv2D layer)
     predictions.npz  -> confusion.png (classification), pred_vs_true.png (regression),
-                        decision_boundary.png (2-D inputs)
+                        decision_boundary.png (2-D inputs), feature_maps.png (a convolutional
+                        model: the first test image as the model
+                        takes it, stored as ``image``, layer by layer)
 """
 
 from __future__ import annotations
@@ -183,6 +186,62 @@ def fig_first_layer(model: Any, image_shape: tuple[int, int], n: int = 32) -> pl
     return fig
 
 
+def fig_conv_filters(model: Any, n: int = 32) -> plt.Figure | None:
+    """The first Conv2D layer's filters ``W[:, :, ch, f]`` as ``kh x kw`` images (averaged over
+    the input channels when there are several), each scaled by its own max |w|."""
+    W = next((v for k, v in model.parameters().items() if k.endswith(".W") and v.ndim == 4), None)
+    if W is None:
+        return None
+    kernels = W.astype(np.float64).mean(axis=2)  # (kh, kw, filters)
+    n = min(n, kernels.shape[-1])
+    cols = min(8, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols + 0.6, 1.25 * rows + 0.6))
+    for j, ax in enumerate(np.ravel(axes)):
+        ax.set_axis_off()
+        if j < n:
+            k = kernels[:, :, j]
+            ax.imshow(k / (np.abs(k).max() or 1.0), cmap="RdBu_r", vmin=-1, vmax=1)
+            ax.set_title(f"filter {j}", fontsize=8)
+    c_in = W.shape[2]
+    how = "" if c_in == 1 else f", mean over {c_in} input channels"
+    fig.suptitle(f"First convolution: {n} filters, {W.shape[0]}x{W.shape[1]}{how}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_feature_maps(model: Any, x: np.ndarray, n: int = 8) -> plt.Figure | None:
+    """One input sample ``x`` (a row as the model takes it) through the model: the input image
+    and then, per layer whose output is an image ``(h, w, c)``, its first ``n`` channels."""
+    out = np.asarray(x, dtype=model.dtype)[None]
+    maps: list[tuple[str, np.ndarray]] = []
+    if out.ndim == 4:
+        maps.append(("input", out))
+    for i, layer in enumerate(model.layers):
+        out = layer.forward(out)
+        if out.ndim == 4:  # a Reshape of the input rows shows the input image itself
+            reshape = not layer.params and type(layer).__name__ == "Reshape"
+            maps.append(("input" if reshape and not maps else f"{i}: {type(layer).__name__}", out))
+    if not maps:
+        return None
+    cols = min(n, max(m.shape[-1] for _, m in maps))
+    fig, axes = plt.subplots(
+        len(maps), cols, figsize=(1.3 * cols + 1.4, 1.35 * len(maps) + 0.5), squeeze=False
+    )
+    for r, (name, m) in enumerate(maps):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < m.shape[-1]:
+                ax.imshow(m[0, :, :, c], cmap="gray" if r == 0 else "viridis")
+            else:
+                ax.set_axis_off()
+        axes[r][0].set_ylabel(name, fontsize=8)
+    fig.suptitle("Feature maps of one test image, layer by layer (first channels)")
+    fig.tight_layout()
+    return fig
+
+
 def fig_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> plt.Figure:
     k = len(classes)
     cm = np.zeros((k, k), dtype=np.int64)
@@ -269,10 +328,13 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         shape = model_file.metadata.get("image_shape")
         if shape:
             figures["first_layer"] = fig_first_layer(model_file.obj, tuple(shape))
+        figures["conv_filters"] = fig_conv_filters(model_file.obj)
     if (run_dir / "predictions.npz").is_file() and model_file is not None:
         meta = model_file.metadata
         with np.load(run_dir / "predictions.npz", allow_pickle=False) as f:
             pred = {k: f[k] for k in f.files}
+        if "image" in pred:
+            figures["feature_maps"] = fig_feature_maps(model_file.obj, pred["image"][0])
         if meta.get("task") == "classification":
             figures["confusion"] = fig_confusion(pred["y_true"], pred["y_pred"], meta["classes"])
             if "X" in pred and pred["X"].shape[1] == 2:

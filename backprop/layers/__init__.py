@@ -15,10 +15,20 @@ from .activations import (
 )
 from .base import Layer
 from .containers import Residual
+from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import BatchNorm, LayerNorm
+from .pooling import (
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    MaxPool1D,
+    MaxPool2D,
+)
 from .registry import REGISTRY, get, layer_from_spec, layer_spec, register_layer
+from .reshape import Flatten, Reshape
 
 __all__ = [
     "Layer",
@@ -38,6 +48,16 @@ __all__ = [
     "BatchNorm",
     "LayerNorm",
     "Residual",
+    "Conv1D",
+    "Conv2D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "Flatten",
+    "Reshape",
     "REGISTRY",
     "get",
     "layer_from_spec",

@@ -26,6 +26,7 @@ NAMES = [
     "transfer",
     "tools",
     "residual",
+    "convolution",
 ]
 
 

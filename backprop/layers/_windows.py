@@ -1,0 +1,146 @@
+"""Sliding windows for convolution and pooling: im2col as a strided view, col2im as a scatter-add.
+
+Everything here works on channels-last 2-D maps ``(n, h, w, c)``; the 1-D layers call it with
+``h = 1``. For kernel ``(kh, kw)``, stride ``(sh, sw)``, dilation ``(dh, dw)`` and a padded map
+``xp`` of shape ``(n, hp, wp, c)``, the window view is ::
+
+    win[s, i, j, a, b, ch] = xp[s, i*sh + a*dh, j*sw + b*dw, ch]      (n, oh, ow, kh, kw, c)
+
+built with ``as_strided`` (no copy, no loop). Copying it once into a C-contiguous buffer gives the
+im2col matrix ``cols`` of shape ``(n*oh*ow, kh*kw*c)``. Its adjoint, col2im, adds every window
+back where it came from; it loops over the ``kh*kw`` kernel offsets only, each offset being one
+strided slice-add over every sample, output position and channel at once. Gradients arrive
+offset-major, ``(kh, kw, n, oh, ow, c)``, so that each slice-add reads one contiguous block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+Pair = tuple[int, int]
+
+
+def as_tuple(name: str, value: Any, n: int, minimum: int = 1) -> tuple[int, ...]:
+    """``value`` (an int or a sequence of ``n`` ints, each >= ``minimum``) as an n-tuple."""
+    items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    if len(items) == 1:
+        items = items * n
+    ok = len(items) == n and all(
+        not isinstance(v, bool) and isinstance(v, int | np.integer) and v >= minimum for v in items
+    )
+    if not ok:
+        raise ValueError(
+            f"{name} must be an integer >= {minimum} or a sequence of {n} of them, got {value!r}"
+        )
+    return tuple(int(v) for v in items)
+
+
+def check_padding(value: Any, n: int) -> str | tuple[int, ...]:
+    """``"valid"``, ``"same"``, or non-negative int(s) padded on both sides of each axis."""
+    if isinstance(value, str):
+        if value not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid', 'same' or an int >= 0, got {value!r}")
+        return value
+    return as_tuple("padding", value, n, minimum=0)
+
+
+def axis_padding(padding: str | int, size: int, k: int, s: int, d: int) -> tuple[int, int, int]:
+    """``(before, after, out)`` along one axis of length ``size``.
+
+    The effective kernel spans ``e = d*(k-1) + 1`` inputs. ``"valid"`` pads nothing;
+    ``"same"`` pads ``max((ceil(size/s) - 1)*s + e - size, 0)`` in total so that
+    ``out = ceil(size/s)``, the odd element after (TensorFlow's rule); an int pads that many on
+    both sides. Then ``out = (size + before + after - e) // s + 1``.
+    """
+    e = d * (k - 1) + 1
+    if padding == "valid":
+        lo = hi = 0
+    elif padding == "same":
+        total = max((math.ceil(size / s) - 1) * s + e - size, 0)
+        lo, hi = total // 2, total - total // 2
+    else:
+        lo = hi = int(padding)
+    return lo, hi, (size + lo + hi - e) // s + 1
+
+
+def windows(xp: np.ndarray, out: Pair, kernel: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
+    """Read-only view ``(n, oh, ow, kh, kw, c)`` of the windows of ``xp`` ``(n, hp, wp, c)``."""
+    n, _, _, c = xp.shape
+    s0, s1, s2, s3 = xp.strides
+    return as_strided(
+        xp,
+        shape=(n, out[0], out[1], kernel[0], kernel[1], c),
+        strides=(s0, s1 * stride[0], s2 * stride[1], s1 * dilation[0], s2 * dilation[1], s3),
+        writeable=False,
+    )
+
+
+def im2col_copy(cols6: np.ndarray, win: np.ndarray) -> None:
+    """Copy the window view ``win`` ``(n, oh, ow, kh, kw, c)`` into the C-contiguous ``cols6``
+    of the same shape (the im2col matrix seen as 6-D). One ``copyto`` when each window row is a
+    long contiguous run (``kw*c``); with few channels (a 1-channel image: runs of ``kw``) one
+    copy per kernel offset instead, whose inner loop runs along the output width."""
+    _, _, ow, kh, kw, c = win.shape
+    if kw * c >= ow:
+        np.copyto(cols6, win)
+        return
+    for a in range(kh):
+        for b in range(kw):
+            np.copyto(cols6[:, :, :, a, b, :], win[:, :, :, a, b, :])
+
+
+def col2im_add(dxp: np.ndarray, blocks: np.ndarray, stride: Pair, dilation: Pair) -> None:
+    """Adjoint of :func:`windows`: ``dxp[s, i*sh + a*dh, j*sw + b*dw, ch] += blocks[a, b, s, i, j,
+    ch]`` for every index, in place. ``blocks`` is ``(kh, kw, n, oh, ow, c)`` (any strides: a
+    transposed window-gradient view works); the loop runs over the ``kh*kw`` kernel offsets
+    ``(a, b)`` only, each one a strided slice-add over every sample, position and channel."""
+    kh, kw, _, oh, ow, _ = blocks.shape
+    for a in range(kh):
+        r = a * dilation[0]
+        rows = slice(r, r + stride[0] * (oh - 1) + 1, stride[0])
+        for b in range(kw):
+            q = b * dilation[1]
+            cols = slice(q, q + stride[1] * (ow - 1) + 1, stride[1])
+            dxp[:, rows, cols, :] += blocks[a, b]
+
+
+class Workspace:
+    """Scratch arrays reused from step to step (im2col matrices, padded inputs).
+
+    ``get(name, shape, dtype, fill)`` returns a C-contiguous array of ``shape`` that is the
+    prefix of a buffer kept under ``name``; the buffer grows only when a larger batch (or another
+    dtype) arrives, and ``fill`` is written only when it is (re)allocated. A padded input keeps
+    its zero (or -inf) border that way while each step writes only the interior.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any, fill: float | None = None):
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            buf = np.empty(size, dtype=dtype)
+            if fill is not None:
+                buf.fill(fill)
+            self._buffers[name] = buf
+        return buf[:size].reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by every buffer."""
+        return sum(b.nbytes for b in self._buffers.values())
+
+    def clear(self) -> None:
+        self._buffers.clear()
+
+    def __deepcopy__(self, memo: dict) -> Workspace:
+        return Workspace()  # scratch space is never worth copying
+
+    def __getstate__(self) -> dict:
+        return {"_buffers": {}}
