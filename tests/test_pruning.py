@@ -420,3 +420,22 @@ def test_masks_cover_nested_weights_of_containers():
     bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=16).fit(X, y, epochs=2)
     s = model.sparsity()
     assert s["1.0.W"] == 0.5 and np.all(model.flat_parameters[: model.n_weights][~mask] == 0)
+
+
+def test_masks_cover_convolution_kernels():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 6, 6, 2))
+    y = rng.integers(0, 3, 24)
+    model = bp.Sequential(
+        [bp.Conv2D(4, 3), bp.ReLU(), bp.Flatten(), bp.Dense(3)],
+        input_shape=(6, 6, 2),
+        dtype="float64",
+        seed=0,
+    )
+    mask = pruning.prune(model, 0.7)
+    watch = PrunedStayZero()
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.05, momentum=0.9), batch_size=8)
+    trainer.callbacks = [watch]
+    trainer.fit(X, y, epochs=2)
+    assert "0.W" in model.sparsity() and watch.worst == 0.0 and watch.checks > 5
+    assert np.all(model.parameters()["0.W"].ravel()[~mask[: 3 * 3 * 2 * 4]] == 0)
