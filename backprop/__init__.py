@@ -9,8 +9,10 @@ from . import (
     layers,
     losses,
     optimizers,
+    pruning,
     regularization,
     schedules,
+    structured,
     uncertainty,
 )
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History
@@ -155,6 +157,8 @@ __all__ = [
     "optimizers",
     "regularization",
     "schedules",
+    "pruning",
+    "structured",
     "Callback",
     "CSVLogger",
     "EarlyStopping",

@@ -7,6 +7,7 @@ holding::
              state/<path>      every array in the trainer's state_dict, named by its place in
                                it (optimizer moments, the validation split, the best weights
                                an EarlyStopping keeps, ...)
+             pruning/mask      the pruning mask, bool (n_weights,), when there is one
     header   model architecture, the model's dropout generator state, and the trainer's
              state_dict with each array replaced by {"__array__": name}: epoch, step_count, the
              random streams, optimizer and schedule state, every callback's state_dict (in
@@ -39,6 +40,7 @@ from .io import (
     sequential_config,
     write_archive,
 )
+from .pruning import set_mask
 
 ARRAY = "__array__"
 
@@ -96,6 +98,8 @@ def save_checkpoint(
     arrays: dict[str, np.ndarray] = {}
     header_state = _split_arrays(state, arrays)
     arrays.update({f"model/{k}": v for k, v in model.state_dict().items()})
+    if model.weight_mask is not None:  # pruning hook (issue 15): the mask survives resume
+        arrays["pruning/mask"] = model.weight_mask
     header = {
         "kind": "checkpoint",
         "model": sequential_config(model),
@@ -133,6 +137,8 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
         for name, spec in header["arrays"].items():
             if name.startswith("state/"):  # sizes checked against the file; owners check use
                 wanted[name] = (spec["dtype"], tuple(spec["shape"]))
+            elif name == "pruning/mask":
+                wanted[name] = ("|b1", (model.n_weights,))
         return wanted
 
     header, arrays = read_archive(path, expect)
@@ -152,6 +158,7 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
         trainer.load_state_dict(state)
         model.rng.bit_generator.state = header["model_rng"]
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    set_mask(model, arrays.get("pruning/mask"))  # pruning hook: the run's mask, or none
     header["trainer"] = state
     return header
 

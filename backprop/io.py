@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from . import filecheck
+from . import filecheck, pruning_files
 from . import layers as layers_mod
 from .model import Sequential
 
@@ -354,7 +354,8 @@ def sequential_config(model: Sequential) -> dict[str, Any]:
 def _sequential_to_payload(model: Sequential):
     if not model.built:
         raise ValueError("cannot save a model that is not built yet: give input_shape or fit it")
-    return sequential_config(model), model.state_dict()
+    # Pruning hook (issue 15): a masked model stores its weights compactly.
+    return pruning_files.compact_payload(model, sequential_config(model), model.state_dict())
 
 
 def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -404,7 +405,9 @@ def _sequential_from_payload(config, arrays, where):
     model = sequential_from_config(config)
     if not model.built:
         raise ValueError("the file gives no input_shape and layer 0 does not imply one")
+    arrays, mask = pruning_files.expand(model, config, arrays)  # pruning hook (issue 15)
     model.load_state_dict(arrays)
+    pruning_files.pruning.set_mask(model, mask)
     return model
 
 
@@ -413,7 +416,7 @@ register_kind(
     Sequential,
     _sequential_to_payload,
     _sequential_from_payload,
-    expected_sequential_arrays,
+    lambda config: pruning_files.expected_arrays(config, expected_sequential_arrays(config)),
 )
 
 # Kinds registered by modules that `import backprop` does not load up front (scikit-learn's

@@ -93,6 +93,8 @@ class Sequential:
         self.flat_parameters = np.zeros(0, dtype=self.dtype)
         self.flat_gradients = np.zeros(0, dtype=self.dtype)
         self._offsets: dict[str, tuple[int, int]] = {}
+        # Pruning (issue 15, backprop.pruning): None, or a bool (n_weights,) mask; False = pruned.
+        self.weight_mask: np.ndarray | None = None
         shape = input_shape if input_shape is not None else self.layers[0].default_in_shape()
         if shape is not None:
             self.build(shape)
@@ -382,7 +384,15 @@ class Sequential:
         new.load_state_dict(self.state_dict())
         new.rng.bit_generator.state = copy.deepcopy(self.rng.bit_generator.state)
         new.seed = self.seed
+        new.weight_mask = None if self.weight_mask is None else self.weight_mask.copy()
         return new
+
+    def sparsity(self) -> dict[str, float]:
+        """Fraction of exactly-zero weights per weight parameter (``"0.W"``...) and ``"total"``
+        (see :mod:`backprop.pruning`)."""
+        from .pruning import sparsity
+
+        return sparsity(self)
 
     def summary(self) -> str:
         """Per-layer type (a container's children indented under it), output shape, parameter

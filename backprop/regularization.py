@@ -5,7 +5,8 @@ slice of a model's flat parameters (biases, gains and slopes are never penalized
 matching slice of its flat gradients::
 
     penalty(w) = l1 * sum |w| + l2 / 2 * sum w^2
-    g += l1 * sign(w) + l2 * w
+    g += l1 * sign(w) + l2 * w                 (subgradient L1, the default)
+    w <- sign(w) * max(|w| - lr * l1, 0)       (proximal L1: after the step, exact zeros)
 
 Clipping works on the flat gradient ``g`` of the whole model (or of one parameter):
 
@@ -47,6 +48,21 @@ def add_penalty_gradient(w: np.ndarray, g: np.ndarray, l1: float = 0.0, l2: floa
         g += g.dtype.type(l2) * w
     if l1:
         g += g.dtype.type(l1) * np.sign(w)
+
+
+def soft_threshold(w: np.ndarray, threshold: float) -> None:
+    """Proximal step of ``threshold * sum|w|`` in place: ``w <- sign(w) * max(|w| - t, 0)``.
+
+    Applied after an optimizer step with ``t = lr * l1`` it is proximal gradient descent on the
+    L1 penalty (ISTA): weights whose magnitude falls below ``t`` become exactly zero, which the
+    subgradient ``l1 * sign(w)`` never achieves (it makes them oscillate around zero).
+    """
+    if threshold <= 0:
+        return
+    shrunk = np.abs(w)
+    shrunk -= w.dtype.type(threshold)
+    np.maximum(shrunk, 0, out=shrunk)
+    np.copysign(shrunk, w, out=w)
 
 
 def global_norm(g: np.ndarray) -> float:

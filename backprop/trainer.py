@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks, inference
+from . import checks, inference, pruning
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import schedules as schedules_mod
@@ -39,7 +39,7 @@ from .callbacks import Callback, History
 from .data import check_X
 from .lbfgs import LBFGS, iteration_step
 from .model import Sequential, spawn_generators
-from .regularization import add_penalty_gradient, global_norm, penalty
+from .regularization import add_penalty_gradient, global_norm, penalty, soft_threshold
 from .training_checks import (
     check_options,
     clip_gradients,
@@ -89,6 +89,13 @@ class Trainer(TrainerState):
         penalty_scale: "constant" applies ``l1``/``l2`` as given; "per_sample" divides them by
             the total sample weight of the data they are measured on (a training batch, the
             validation set, the data given to ``evaluate``), as scikit-learn's ``alpha`` is.
+        l1_method: "subgradient" adds ``l1 * sign(w)`` to the gradient; "proximal"
+            soft-thresholds the weights after each step, ``w <- sign(w) max(|w| - lr l1, 0)``,
+            which gives exact zeros (not with L-BFGS).
+
+    Pruning: when ``model.weight_mask`` is set (:mod:`backprop.pruning`), pruned weights get no
+    gradient and are zeroed, with the optimizer's state on them, after every step and at the end
+    of ``fit``.
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class Trainer(TrainerState):
         seed: int | np.random.Generator | None = None,
         sampler: Callable[[np.ndarray], np.ndarray] | None = None,
         penalty_scale: str = "constant",
+        l1_method: str = "subgradient",
     ) -> None:
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a backprop Sequential, got {type(model).__name__}")
@@ -141,6 +149,9 @@ class Trainer(TrainerState):
         self.penalty_scale = checks.one_of(
             "penalty_scale", penalty_scale, ("constant", "per_sample")
         )
+        self.l1_method = checks.one_of("l1_method", l1_method, ("subgradient", "proximal"))
+        if l1_method == "proximal" and isinstance(self.optimizer, LBFGS):
+            raise ValueError("l1_method='proximal' needs a first-order optimizer, not L-BFGS")
         self.history = History()
         self.epoch = 0  # epochs completed, across calls to fit
         self.step_count = 0  # optimizer updates taken (L-BFGS: iterations)
@@ -213,9 +224,11 @@ class Trainer(TrainerState):
             l1, l2 = self.penalty_terms(Xb.shape[0] if wb is None else float(np.sum(wb)))
             w = m.flat_parameters[: m.n_weights]
             loss += penalty(w, l1, l2)
-            add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1, l2)
+            l1_grad = 0.0 if self.l1_method == "proximal" else l1
+            add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1_grad, l2)
         if self._frozen is not None:
             m.flat_gradients[self._frozen] = 0
+        pruning.mask_gradients(m)  # pruning hook (issue 15): pruned weights get no gradient
         return loss, out
 
     def checked_loss_and_gradients(self, Xb, yb, wb=None) -> tuple[float, np.ndarray, float]:
@@ -241,6 +254,15 @@ class Trainer(TrainerState):
         grads = self.model.flat_gradients  # norm: before any clipping, as the history records
         clip_gradients(self, grads, norm)
         self.optimizer.step(self.model.flat_parameters, grads, self._slices)
+        # Proximal L1 and pruning masks (issue 15): both act on the weights after the step.
+        if self.l1 and self.l1_method == "proximal":
+            total = Xb.shape[0] if wb is None else float(np.sum(wb))  # sparse X has no len
+            t = self.optimizer.lr * self.penalty_terms(total)[0]
+            for s in self._slices:  # trainable weights only
+                soft_threshold(
+                    self.model.flat_parameters[s.start : min(s.stop, self.model.n_weights)], t
+                )
+        pruning.after_step(self.model, self.optimizer)
         self.step_count += 1
         return loss, out, norm
 
@@ -283,6 +305,7 @@ class Trainer(TrainerState):
         self.has_validation = val is not None or any(cb.provides_validation for cb in hooks)
         self.stop_training = self.interrupted = False
         self.notes = []
+        pruning.enforce(self.model, self.optimizer)  # pruning hook: a mask set before fit
         self.initial_epoch, self.end_epoch = self.epoch, self.epoch + epochs
         view = TrainingView(self)
         for cb in hooks:
@@ -313,6 +336,7 @@ class Trainer(TrainerState):
                 run.close()
             for cb in hooks:
                 cb.on_train_end(view)
+            pruning.enforce(self.model, self.optimizer)  # pruning hook: restored weights too
         return self.history
 
     def _fit_epochs(self, batches, step, val, hooks, view):

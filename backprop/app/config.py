@@ -16,6 +16,7 @@ file and the line)::
     [optimizer]       backprop.optimizers.get       name, then the class's arguments
     [schedule]        backprop.schedules.REGISTRY   optional; name, then the arguments
     [trainer]         Trainer arguments             mode, batch_size, epochs, l1, l2, ...
+    [pruning]         backprop.pruning.GradualPruning   optional; sparsity = 0 (default) is off
     [early_stopping]  EarlyStopping                 optional; enabled = false turns it off
     [output]          the run directory             dir, checkpoint_every, plots, ...
 
@@ -60,6 +61,17 @@ FIXED: dict[str, dict[str, tuple[Any, Any]]] = {
         "clip_mode": (str, None),
         "clip_factor": (float, 0.01),
         "seed": (int, 0),
+        "l1_method": (str, "subgradient"),
+    },
+    # Gradual magnitude pruning (Zhu & Gupta 2017) while training; sparsity = 0 turns it off.
+    "pruning": {
+        "sparsity": (float, 0.0),
+        "scope": (str, "global"),
+        "begin_step": (int, 0),
+        "end_step": (int, 1000),
+        "frequency": (int, 100),
+        "initial": (float, 0.0),
+        "power": (float, 3.0),
     },
     "early_stopping": {
         "enabled": (bool, True),
@@ -79,7 +91,17 @@ FIXED: dict[str, dict[str, tuple[Any, Any]]] = {
     },
 }
 NAMED = {"loss": "mse", "optimizer": "adam", "schedule": None}
-SECTIONS = ("data", "model", "loss", "optimizer", "schedule", "trainer", "early_stopping", "output")
+SECTIONS = (
+    "data",
+    "model",
+    "loss",
+    "optimizer",
+    "schedule",
+    "trainer",
+    "pruning",
+    "early_stopping",
+    "output",
+)
 TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 TYPE_NAMES[list] = "a list"
 TYPE_NAMES[dict] = "a table"
@@ -353,6 +375,19 @@ def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{config.path}: [trainer]: {exc}") from None
+
+
+def build_pruning(config: Config):
+    """The GradualPruning callback of ``[pruning]``, or None when its sparsity is 0."""
+    from ..pruning import GradualPruning
+
+    table = dict(config["pruning"])
+    if not table["sparsity"]:
+        return None
+    try:
+        return GradualPruning(table.pop("sparsity"), **table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [pruning]: {exc}") from None
 
 
 def build_early_stopping(config: Config):

@@ -38,6 +38,7 @@ from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from ..model import Sequential
 from ..monitors import ActivationRecorder, UpdateRatioMonitor
 from ..progress import ProgressBar
+from ..pruning import set_mask
 from . import config as config_mod
 from . import sources
 from .config import Config, ConfigError
@@ -141,6 +142,9 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
         callbacks += [GradientMonitor(), UpdateRatioMonitor()]
     if out["trajectory"]:  # for `backprop landscape`: the weights after every epoch
         callbacks.append(TrajectoryRecorder())
+    pruning = config_mod.build_pruning(config)  # [pruning] (issue 15): before the checkpoint
+    if pruning is not None:
+        callbacks.append(pruning)
     if es is not None:
         callbacks.append(es)
     if out["gradient_monitor"]:  # after early stopping: "end" is the restored model
@@ -191,6 +195,9 @@ def with_preprocessing(model: Any, ds: sources.Dataset) -> Any:
         index, rest = key.split(".", 1)
         state[f"{int(index) + shift}.{rest}"] = value
     full.load_state_dict(state)
+    # Standardize has no weights, so the flat weight layout, and a pruning mask over it, is the
+    # trained model's own.
+    set_mask(full, model.weight_mask)
     return full
 
 
@@ -208,6 +215,7 @@ def without_preprocessing(saved: Any, metadata: dict[str, Any]) -> Any:
         if front <= int(index) < len(saved.layers) - back:
             state[f"{int(index) - front}.{rest}"] = value
     model.load_state_dict(state)
+    set_mask(model, saved.weight_mask)
     return model
 
 

@@ -139,6 +139,30 @@ def fig_weights(model: Any) -> plt.Figure:
     return fig
 
 
+def fig_sparsity(model: Any, history: dict[str, list[float]] | None = None) -> plt.Figure:
+    """Per-layer density of a pruned model (fraction of each weight matrix kept), and the
+    total sparsity per epoch when the history has it (the GradualPruning callback logs it)."""
+    per_layer = {k: v for k, v in model.sparsity().items() if k != "total"}
+    curve = (history or {}).get("sparsity")
+    fig, axes = plt.subplots(
+        1, 2 if curve else 1, figsize=(9 if curve else 4.5, 3.4), squeeze=False
+    )
+    ax = axes[0][0]
+    shapes = model.parameters()
+    names = list(per_layer)
+    ax.bar(names, [100 * (1 - per_layer[k]) for k in names], color="tab:blue")
+    ax.set_xticks(range(len(names)), [f"{k}\n{shapes[k].shape}" for k in names], fontsize=8)
+    total = 100 * (1 - model.sparsity()["total"])
+    ax.set(ylabel="weights kept (%)", title=f"Density per weight matrix (total {total:.1f}%)")
+    if curve:
+        ax = axes[0][1]
+        ax.plot(_epochs(history), [100 * c for c in curve], "o-", ms=3, color="tab:red")
+        ax.set(xlabel="epoch", ylabel="sparsity (%)", title="Sparsity while training")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def fig_first_layer(model: Any, image_shape: tuple[int, int], n: int = 32) -> plt.Figure | None:
     """The first ``n`` hidden units' input weights, each drawn as an image of the input's shape
     (a pixel's colour is the weight from that pixel), tiled 8 to a row into one mosaic (one
@@ -350,6 +374,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
     out_dir = run_dir / "figures"
     out_dir.mkdir(exist_ok=True)
     figures: dict[str, Any] = {}
+    history = None
     if (run_dir / "history.csv").is_file():
         history = read_history(run_dir / "history.csv")
         figures["loss"] = fig_loss(history)
@@ -361,6 +386,8 @@ def draw_run(run_dir: str | Path) -> list[Path]:
     if (run_dir / "model.npz").is_file():
         model_file = checked_model_file(run_dir / "model.npz")
         figures["weights"] = fig_weights(model_file.obj)
+        if model_file.obj.weight_mask is not None:  # a pruned model (issue 15)
+            figures["sparsity"] = fig_sparsity(model_file.obj, history)
         shape = model_file.metadata.get("image_shape")
         if shape:
             figures["first_layer"] = fig_first_layer(model_file.obj, tuple(shape))

@@ -32,6 +32,7 @@ from ..schedules import ReduceLROnPlateau, Schedule
 from ..schedules import get as get_schedule
 from ..trainer import Trainer, TrainingDivergedError
 from . import conventions as C
+from . import sparsity
 from .losses import for_output
 from .monitor import SklearnMonitor, record_divergence
 from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
@@ -68,6 +69,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             ("beta_2", 0, 1, "left"),
             ("epsilon", 0, None, "neither"),
             ("l1", 0, None, "left"),
+            ("sparsity", 0, 1, "left"),
             ("weight_decay", 0, None, "left"),
         ):
             C.check_real(self, name, low, high, closed)
@@ -78,6 +80,8 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         C.check_int(self, "max_iter", 1)
         C.check_int(self, "n_iter_no_change", 1, allow_inf=True)
         C.check_int(self, "max_fun", 1)
+        C.check_int(self, "pruning_epochs", 1)
+        C.check_options(self, "l1_method", ("subgradient", "proximal"))
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             C.check_bool(self, name)
         n_hidden = len(C.hidden_sizes(self))
@@ -272,13 +276,20 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 metrics=[],
                 seed=0,  # unused: the sampler draws the order
                 penalty_scale="per_sample",
+                l1_method=self.l1_method,
             )
             self._trainer = trainer
             # a plateau watches the validation the monitor adds: it runs right after it
             self._plateau = [plateau] if plateau is not None else []
         trainer.batch_size = batch
         trainer.sampler = C.ShuffleSampler(rs)
-        trainer.callbacks = [monitor, *getattr(self, "_plateau", []), *(self.callbacks or [])]
+        gradual = sparsity.callbacks(self, n, batch)  # pruning (issue 15): [] when sparsity=0
+        trainer.callbacks = [
+            monitor,
+            *getattr(self, "_plateau", []),
+            *gradual,
+            *(self.callbacks or []),
+        ]
         saved = self._snapshot(trainer) if incremental else None
         if self.solver != "lbfgs":
             self.n_iter_ = 0
@@ -311,6 +322,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        sparsity.finish(self, trainer)
         if not np.all(np.isfinite(self.model_.flat_parameters)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large "

@@ -46,6 +46,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         dtype: None (the data's: float32 stays float32, the rest float64), "float32" or
             "float64": the dtype of the weights and of the training arithmetic.
         callbacks: backprop Callbacks, run by the Trainer after the estimator's own.
+        l1_method: "subgradient" (``l1 * sign(w)`` in the gradient) or "proximal"
+            (soft-thresholding after each step: exact zeros; not with "lbfgs").
+        sparsity: fraction of the weights to prune by magnitude (:mod:`backprop.pruning`),
+            raised along Zhu & Gupta's cubic curve over the first ``pruning_epochs`` epochs;
+            if training stops before that, the rest is pruned in one shot at the end (with a
+            warning). 0 prunes nothing.
+        pruning_epochs: epochs over which the sparsity rises to ``sparsity``.
 
     Extra fit argument ``validation_data=(X_val, y_val[, w_val])``: the validation set for
     ``early_stopping`` instead of a split of (X, y), and for ``validation_loss_curve_`` and
@@ -95,6 +102,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         class_weight: Any = None,
         dtype: Any = None,
         callbacks: Any = None,
+        l1_method: str = "subgradient",
+        sparsity: float = 0.0,
+        pruning_epochs: int = 10,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -128,6 +138,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self.class_weight = class_weight
         self.dtype = dtype
         self.callbacks = callbacks
+        self.l1_method = l1_method
+        self.sparsity = sparsity
+        self.pruning_epochs = pruning_epochs
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None, validation_data: Any = None):
         """Fit on ``X`` ``(n_samples, n_features)`` and labels ``y`` ``(n_samples,)`` (or a

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from .. import io, schemas
+from .. import io, pruning_files, schemas
 from ..layers import Dense, Layer, layer_from_spec, layer_spec
 from .classifier import MLPClassifier
 from .conventions import hidden_sizes
@@ -118,17 +118,21 @@ def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if hasattr(est, name):
             ok, plain = _plain(getattr(est, name))
             fitted[name] = plain if ok else None
-    arrays = est.model_.state_dict()
+    # pruning hook (issue 15): a pruned network is stored compactly, with its mask
+    model_config, arrays = pruning_files.compact_payload(
+        est.model_, io.sequential_config(est.model_), est.model_.state_dict()
+    )
     if isinstance(est, MLPClassifier | NeuralNetClassifier):
         _classes_to_json(est.classes_, fitted)
     if isinstance(est, MLPClassifier):
         fitted["y_type_"] = est._label_binarizer.y_type_
-    config = {"params": params, "model": io.sequential_config(est.model_), "fitted": fitted}
+    config = {"params": params, "model": model_config, "fitted": fitted}
     return config, arrays
 
 
 def _expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    return io.expected_sequential_arrays(config["model"])
+    dense = io.expected_sequential_arrays(config["model"])
+    return pruning_files.expected_arrays(config["model"], dense)
 
 
 def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str):
@@ -141,7 +145,9 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     if mlp:
         est._check_params()
     est.model_ = io.sequential_from_config(config["model"])
+    arrays, mask = pruning_files.expand(est.model_, config["model"], arrays)
     est.model_.load_state_dict(arrays)
+    pruning_files.pruning.set_mask(est.model_, mask)
     fitted = dict(config["fitted"])
     names = fitted.pop("feature_names_in_", None)
     if names is not None:  # columns in another order are then refused, as before saving

@@ -61,6 +61,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         schedule: Any = None,
         dtype: Any = None,
         callbacks: Any = None,
+        l1_method: str = "subgradient",
+        sparsity: float = 0.0,
+        pruning_epochs: int = 10,
     ) -> None:
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -94,6 +97,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         self.schedule = schedule
         self.dtype = dtype
         self.callbacks = callbacks
+        self.l1_method = l1_method
+        self.sparsity = sparsity
+        self.pruning_epochs = pruning_epochs
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None, validation_data: Any = None):
         """Fit on ``X`` ``(n_samples, n_features)`` and targets ``y`` ``(n_samples,)`` or
