@@ -12,6 +12,7 @@ from . import (
     schedules,
     uncertainty,
 )
+from ._version import __version__ as __version__
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
 from .cartography import Cartography
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -78,8 +79,6 @@ from .uncertainty import (
     mc_dropout_predict,
     reliability_curve,
 )
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):
