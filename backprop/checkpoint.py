@@ -91,6 +91,12 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
     def expect(header):
         if header.get("kind") != "checkpoint":
             raise ModelFileError(f"{where}: not a checkpoint (kind {header.get('kind')!r})")
+        shape = (header.get("model") or {}).get("input_shape")
+        if not model.built and isinstance(shape, list):
+            try:  # a model that waits for its first data takes the checkpoint's input shape
+                model.build(shape)
+            except ValueError as exc:
+                raise ModelFileError(f"{where}: {exc}") from None
         wanted = {f"model/{k}": (v.dtype.str, v.shape) for k, v in model.state_dict().items()}
         flat = (model.dtype.str, (model.n_parameters,))
         for name, spec in header["arrays"].items():

@@ -77,6 +77,11 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} is {layer!r}, not a backprop Layer")
+            if not all(hasattr(layer, a) for a in ("params", "grads", "buffers", "trainable")):
+                raise TypeError(
+                    f"layer {i} ({type(layer).__name__}) has no params/grads/buffers: "
+                    "its __init__ must call super().__init__()"
+                )
         self.dtype = as_float_dtype(dtype)
         self.seed = seed if isinstance(seed, int) else None
         self._init_rng, self.rng = spawn_generators(seed, 2)

@@ -112,8 +112,8 @@ def test_it_checkpoints_and_resumes_bitwise(tmp_path):
         model = _model(seed=1)
         trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=32, seed=3)
         if resume is not None:
-            model.build(X.shape[1:])  # a checkpoint restores into a built model
-            load_checkpoint(resume, trainer)
+            load_checkpoint(resume, trainer)  # builds the model from the file's input shape
+            assert model.in_shape == (5,)
         trainer.fit(X, y, epochs=epochs)
         return model, trainer
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import backprop as bp
 
@@ -32,8 +34,14 @@ def test_dense_infers_its_input_width_and_keeps_the_two_argument_form():
         "init": "auto",
         "bias_init": "zeros",
     }
+    # the old signature Dense(in_features, out_features), positional or by keyword
+    assert bp.Dense(64, out_features=10).config()["in_features"] == 64
+    assert bp.Dense(64, 10).params["W"].shape == (64, 10)  # and it owns its arrays at once
+    assert bp.Dense(10).config() == {"out_features": 10, "init": "auto", "bias_init": "zeros"}
     with pytest.raises(TypeError, match="out_features"):
         bp.Dense()
+    with pytest.raises(TypeError, match="in_features twice"):
+        bp.Dense(3, 4, in_features=3)
     with pytest.raises(TypeError, match="3 sizes"):
         bp.Dense(1, 2, 3)
 
@@ -247,3 +255,49 @@ def test_an_iterable_of_batches_builds_the_model_from_its_first_batch(rng):
             [bp.Dense(4), bp.Tanh(), Flat(), bp.Dense(2)], input_shape=(2, 3), seed=0
         ).flat_parameters,
     )
+
+
+def test_a_layer_that_skips_the_base_init_gets_a_clear_error():
+    class Forgetful(bp.Layer):
+        def __init__(self):  # forgets super().__init__()
+            self.k = 1
+
+    with pytest.raises(TypeError, match=r"layer 0 \(Forgetful\).*super\(\).__init__\(\)"):
+        bp.Sequential([Forgetful(), bp.Dense(2)], input_shape=(3,))
+
+
+ANY_RANK = {
+    "Dense": lambda: bp.Dense(3),
+    "Identity": bp.Identity,
+    "Sigmoid": bp.Sigmoid,
+    "Tanh": bp.Tanh,
+    "ReLU": bp.ReLU,
+    "LeakyReLU": bp.LeakyReLU,
+    "ELU": bp.ELU,
+    "PReLU": bp.PReLU,
+    "GELU": bp.GELU,
+    "SiLU": bp.SiLU,
+    "Softplus": bp.Softplus,
+    "Softmax": bp.Softmax,
+    "Dropout": lambda: bp.Dropout(0.3),
+    "BatchNorm": bp.BatchNorm,
+    "LayerNorm": bp.LayerNorm,
+    "Residual": lambda: bp.Residual([bp.Dense(4), bp.Tanh(), bp.Dense(5)]),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    name=st.sampled_from(sorted(ANY_RANK)),
+    shape=st.lists(st.integers(1, 4), min_size=0, max_size=2).map(lambda s: (*s, 5)),
+    n=st.integers(2, 5),
+)
+def test_every_layer_keeps_the_batch_and_middle_axes_of_any_rank(name, shape, n):
+    model = bp.Sequential([ANY_RANK[name]()], input_shape=shape, dtype="float64", seed=0)
+    x = np.random.default_rng(0).normal(size=(n, *shape))
+    out = model.forward(x, training=True)
+    width = 3 if name == "Dense" else 5
+    assert out.shape == (n, *shape[:-1], width) and model.out_shape == (*shape[:-1], width)
+    assert model.backward(np.ones_like(out)).shape == x.shape
+    for key, g in model.gradients().items():
+        assert g.shape == model.parameters()[key].shape

@@ -138,6 +138,8 @@ class Layer:
 
     in_features: int | None = None
     out_features: int | None = None
+    in_shape: Shape | None = None  # class defaults: a subclass that skips __init__ still works
+    out_shape: Shape | None = None
     integer_input: bool = False
     #: Dense's "auto" initializer looks through these layers for the activation that follows.
     init_transparent: bool = False

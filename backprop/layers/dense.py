@@ -69,13 +69,11 @@ class Dense(Layer):
                 f"Dense takes (out_features) or (in_features, out_features), got {len(sizes)} "
                 "sizes; pass init, bias_init, dtype and seed by keyword"
             )
-        given = dict(
-            zip(
-                ("out_features",) if len(sizes) == 1 else ("in_features", "out_features"),
-                sizes,
-                strict=False,
-            )
-        )
+        if len(sizes) == 2 or (len(sizes) == 1 and out_features is not None):
+            names: tuple[str, ...] = ("in_features", "out_features")  # Dense(64, out_features=10)
+        else:
+            names = ("out_features",)  # Dense(10)
+        given = dict(zip(names, sizes, strict=False))
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if value is not None:
                 if name in given:
