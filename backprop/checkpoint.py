@@ -48,6 +48,17 @@ def save_checkpoint(
 
     ``logs``: the epoch's logs when called from ``on_epoch_end`` (the History callback has not
     recorded them yet; they are added to the saved history).
+
+    Parameters
+    ----------
+    path : str | Path
+        Where to write.
+    trainer : Any
+        The :class:`Trainer` whose state is saved.
+    logs : dict[str, float] | None, default None
+        The epoch's logs when called from ``on_epoch_end``.
+    extra : dict[str, Any] | None, default None
+        JSON values stored in the header.
     """
     model = trainer.model
     state = trainer.state_dict()
@@ -84,7 +95,20 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
     """Restore ``trainer`` (and its model) from a checkpoint; returns the header, whose
-    ``"early_stopping"`` entries are applied by :func:`restore_early_stopping`."""
+    ``"early_stopping"`` entries are applied by :func:`restore_early_stopping`.
+
+    Parameters
+    ----------
+    path : str | Path
+        A file written by :func:`save_checkpoint` or :class:`Checkpoint`.
+    trainer : Any
+        The :class:`Trainer` to restore, in place (with its model, optimizer and random streams).
+
+    Returns
+    -------
+    dict[str, Any]
+        The checkpoint's header (epoch, logs, early-stopping state).
+    """
     model = trainer.model
     where = str(path)
 
@@ -154,6 +178,19 @@ class Checkpoint(Callback):
 
     Put it last in ``callbacks``. ``resume(trainer)`` loads ``path`` into a freshly built
     trainer and re-applies early-stopping state when training begins.
+
+    Parameters
+    ----------
+    path : str | Path
+        The checkpoint file (overwritten every ``every`` epochs).
+    every : int, default 1
+        Epochs between two saves.
+    best_path : str | Path | None, default None
+        Optional second file, written whenever ``monitor`` improves.
+    monitor : str, default 'val_loss'
+        The logged value that decides the best epoch.
+    mode : str, default 'auto'
+        "min", "max" or "auto".
     """
 
     def __init__(

@@ -135,7 +135,13 @@ class MeanAbsoluteError(Loss):
 
 
 class Huber(Loss):
-    """Quadratic within ``delta`` of the target, linear beyond: robust regression."""
+    """Quadratic within ``delta`` of the target, linear beyond: robust regression.
+
+    Parameters
+    ----------
+    delta : float, default 1.0
+        Residual size where the loss turns from quadratic to linear.
+    """
 
     def __init__(self, delta: float = 1.0) -> None:
         super().__init__()
@@ -163,6 +169,11 @@ class SoftmaxCrossEntropy(Loss):
 
     ``label_smoothing = e`` replaces the target ``t`` by ``(1 - e) t + e / k``.
     Gradient: ``dl_i/dz = softmax(z_i) - t_i``.
+
+    Parameters
+    ----------
+    label_smoothing : float, default 0.0
+        ``e`` in ``[0, 1)``: the target ``t`` becomes ``(1 - e) t + e / k``.
     """
 
     def __init__(self, label_smoothing: float = 0.0) -> None:

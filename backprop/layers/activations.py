@@ -124,7 +124,13 @@ class ReLU(Activation):
 
 @register_layer
 class LeakyReLU(Activation):
-    """``y = x`` for ``x > 0`` else ``negative_slope * x``."""
+    """``y = x`` for ``x > 0`` else ``negative_slope * x``.
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        Slope for ``x <= 0``.
+    """
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -144,7 +150,13 @@ class LeakyReLU(Activation):
 
 @register_layer
 class ELU(Activation):
-    """``y = x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``."""
+    """``y = x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        Saturation value ``-alpha`` for large negative inputs.
+    """
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -165,7 +177,13 @@ class ELU(Activation):
 
 @register_layer
 class GELU(Activation):
-    """Gaussian error linear unit ``y = x * Phi(x)``; ``approximate="tanh"`` for the tanh form."""
+    """Gaussian error linear unit ``y = x * Phi(x)``; ``approximate="tanh"`` for the tanh form.
+
+    Parameters
+    ----------
+    approximate : str, default 'none'
+        "none" for the exact ``Phi`` (error function) or "tanh" for the tanh approximation.
+    """
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
@@ -257,9 +275,13 @@ class PReLU(Layer):
     feature ``j`` of the last axis. ``alpha`` has shape ``(n_features,)``;
     ``dalpha_j = sum g_.j * min(x_.j, 0)`` over every other axis.
 
-    Args:
-        n_features: the last axis' width; None (default) learns it when the layer is built.
-        init: the initial slope.
+    Parameters
+    ----------
+    n_features : int | None, default None
+        the last axis' width; None (default) learns it when the layer is built.
+    init : float, default 0.25
+        the initial slope.
+
     """
 
     def __init__(
