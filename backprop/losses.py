@@ -10,18 +10,18 @@ reports their (weighted) mean ::
     L = sum_i w_i l_i / sum_i w_i          (w_i = 1 without sample_weight, so L = mean_i l_i)
 
 and ``l_i`` averages over the outputs of a sample where a loss is elementwise (MSE, MAE, Huber,
-BinaryCrossEntropy), with no factor 1/2:
+BinaryCrossEntropy), with no factor 1/2::
 
-==========================  ===============================================================
-loss                        l_i
-==========================  ===============================================================
-MeanSquaredError            mean_k (y_ik - t_ik)^2
-MeanAbsoluteError           mean_k |y_ik - t_ik|
-Huber(delta)                mean_k h(r_ik),  h(r) = r^2 / 2 if |r| <= delta else delta (|r| - delta / 2)
-SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik      (targets t rows sum to 1)
-BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))   (from logits z)
-Poisson                     mean_k  exp(z) - t z                         (from log-rates z)
-==========================  ===============================================================
+    ==========================  ===============================================================
+    loss                        l_i
+    ==========================  ===============================================================
+    MeanSquaredError            mean_k (y_ik - t_ik)^2
+    MeanAbsoluteError           mean_k |y_ik - t_ik|
+    Huber(delta)                mean_k h(r_ik),  h(r) = r^2 / 2 if |r| <= delta else delta (|r| - delta / 2)
+    SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik      (targets t rows sum to 1)
+    BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))   (from logits z)
+    Poisson                     mean_k  exp(z) - t z                         (from log-rates z)
+    ==========================  ===============================================================
 
 The cross-entropies take logits, not probabilities, and are computed so that huge logits never
 overflow. Their gradients are the fused ``(softmax(z) - t)`` and ``(sigmoid(z) - t)`` (scaled by

@@ -585,7 +585,7 @@ class Trainer:
         batch_size : int, default 1024
             Rows per chunk.
         prefix : str, default ''
-            Prepended to every key ("val_" gives ``val_loss``).
+            Prepended to every key (``"val_"`` gives ``val_loss``).
 
         Returns
         -------

@@ -99,7 +99,7 @@ def mc_dropout_predict(
     ----------
     model : Sequential
         Not modified (its dropout stream is not used either).
-    X : array-like (n_samples, *in_shape)
+    X : array-like of shape ``(n_samples, *in_shape)``
     n_samples : int
         Forward passes per input, each with new masks (>= 2).
     output : Loss or {"softmax", "sigmoid", "identity"}

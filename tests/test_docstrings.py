@@ -146,3 +146,13 @@ def test_the_rule_catches_a_missing_section_and_a_stale_name():
 
     assert problems("no_returns", no_returns) == ["no_returns: no Returns section"]
     assert problems("stale", stale) == ["stale: Parameters names what it does not take: ['y']"]
+
+
+def test_the_api_reference_lists_every_public_name():
+    """docs/api.rst (the site's API reference) has an autosummary entry for each name."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.rst").read_text()
+    listed = set(re.findall(r"^   (\w+)$", text, flags=re.M))
+    assert set(bp.__all__) - listed == set()
+    assert listed - set(bp.__all__) == set()
