@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from . import filecheck, schemas
 from .callbacks import Callback, EarlyStopping, History
 from .io import ModelFileError, read_archive, sequential_config, write_archive
 from .schedules import improved, resolve_mode
@@ -115,6 +116,7 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
     def expect(header):
         if header.get("kind") != "checkpoint":
             raise ModelFileError(f"{where}: not a checkpoint (kind {header.get('kind')!r})")
+        schemas.check(header, schemas.checkpoint_schema(trainer), where, "header")
         shape = (header.get("model") or {}).get("input_shape")
         if not model.built and isinstance(shape, list):
             try:  # a model that waits for its first data takes the checkpoint's input shape
@@ -136,13 +138,14 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
     if header.get("model") != sequential_config(model):
         raise ModelFileError(f"{where}: the checkpoint's model differs from the configured one")
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-    model.rng.bit_generator.state = header["model_rng"]
     state = dict(header["trainer"])
     state["optimizer"] = {
         **header["optimizer"],
         **{k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")},
     }
-    trainer.load_state_dict(state)
+    with filecheck.owner_refusals(where):  # the owners' own checks, as file errors
+        model.rng.bit_generator.state = header["model_rng"]
+        trainer.load_state_dict(state)
     header["_arrays"] = arrays
     return header
 

@@ -14,9 +14,10 @@ import numpy as np
 from . import sparse as sparse_mod
 
 
-def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
+def check_X(X: Any, name: str = "X", allow_nan: bool = False, dtype: Any = None) -> Any:
     """An array of real numbers of shape ``(n_samples, *sample_shape)``, at least 2-D, with at
-    least one sample and no empty axis; NaN/inf rejected.
+    least one sample and no empty axis; NaN/inf rejected, and, with ``dtype`` (the model's),
+    values that casting to it would turn into infinity.
 
     ndarrays (memmaps included) are returned as they are, never copied. Other array-likes with
     ``shape``, ``dtype`` and ``__getitem__`` (an HDF5 dataset) are kept as they are too, so
@@ -25,7 +26,14 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
     CSR, never dense (:func:`backprop.sparse.check_sparse_X`).
     """
     if sparse_mod.is_sparse(X):
-        return sparse_mod.check_sparse_X(X, name, allow_nan)
+        X = sparse_mod.check_sparse_X(X, name, allow_nan)
+        if (
+            dtype is not None
+            and X.dtype.kind == "f"
+            and X.dtype.itemsize > np.dtype(dtype).itemsize
+        ):
+            check_range(X.data[:, None], name, np.dtype(dtype))  # the stored values
+        return X
     if not isinstance(X, np.ndarray):
         array_like = all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__"))
         if not (array_like and len(X.shape) >= 2):
@@ -41,18 +49,36 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
         raise ValueError(f"{name} has 0 {what}; at least 1 is required")
     if not allow_nan and X.dtype.kind == "f" and not _all_finite(X):
         raise ValueError(f"{name} contains NaN or infinity")
+    if dtype is not None and X.dtype.kind == "f" and X.dtype.itemsize > np.dtype(dtype).itemsize:
+        check_range(X, name, np.dtype(dtype))
     return X
 
 
-def _all_finite(X: Any, block_bytes: int = 1 << 24) -> bool:
-    """Finite check in row blocks, so a memmap or an HDF5 dataset is never read whole."""
+def _blocks(X: Any, block_bytes: int = 1 << 24) -> Iterator[np.ndarray]:
+    """Row blocks of about ``block_bytes``, so a memmap or an HDF5 dataset is never read whole."""
     row_bytes = int(np.prod(X.shape[1:])) * X.dtype.itemsize
     rows = max(1, block_bytes // max(1, row_bytes))
     for start in range(0, X.shape[0], rows):
-        block = np.asarray(X[start : start + rows])
+        yield np.asarray(X[start : start + rows])
+
+
+def _all_finite(X: Any) -> bool:
+    for block in _blocks(X):
         if not np.isfinite(block.sum(dtype=np.float64)) and not np.all(np.isfinite(block)):
             return False
     return True
+
+
+def check_range(X: Any, name: str, dtype: np.dtype) -> None:
+    """Refuse finite values that become infinite in ``dtype`` (float64 data, float32 model)."""
+    limit = float(np.finfo(dtype).max)
+    for block in _blocks(X):
+        big = np.abs(block[np.isfinite(block)]) if block.size else block
+        if big.size and float(big.max()) > limit:
+            raise ValueError(
+                f"{name} holds a value of magnitude {float(big.max()):.4g}, beyond the range of the model's {dtype} "
+                f"(largest {limit:.4g}); scale the data, or use a float64 model"
+            )
 
 
 def check_targets(y: Any, n_samples: int) -> np.ndarray:

@@ -61,7 +61,8 @@ class GradientCheck:
 
 @dataclass
 class GradientReport:
-    """Per-parameter results; ``passed`` is True only when every gradient agrees.
+    """Per-parameter results; ``passed`` is True only when at least one entry was checked and
+    every gradient agrees (a check of nothing is never a pass).
 
     Attributes
     ----------
@@ -79,7 +80,7 @@ class GradientReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return sum(c.n_checked for c in self.checks) > 0 and all(c.passed for c in self.checks)
 
     def __getitem__(self, name: str) -> GradientCheck:
         for c in self.checks:
@@ -103,6 +104,8 @@ class GradientReport:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(s.ljust(w) for s, w in zip(r, widths, strict=True)) for r in rows]
         verdict = "all gradients agree" if self.passed else "SOME GRADIENTS DISAGREE"
+        if not any(c.n_checked for c in self.checks):
+            verdict = "NOTHING WAS CHECKED (no trainable parameter, and check_input=False)"
         lines.append(f"{verdict} (rtol={self.rtol:g}, atol={self.atol:g})")
         return "\n".join(lines)
 
@@ -151,6 +154,16 @@ def check_gradients(
         a :class:`GradientReport`; ``print`` it for a table.
 
     """
+    if max_entries is not None and (
+        isinstance(max_entries, bool)
+        or not isinstance(max_entries, int | np.integer)
+        or max_entries < 1
+    ):
+        raise ValueError(
+            f"max_entries must be a positive integer or None (all entries), got {max_entries!r}"
+        )
+    if np.ndim(X) < 1 or np.shape(X)[0] < 1:
+        raise ValueError(f"X must hold at least one sample, got shape {np.shape(X)}")
     if not model.built:
         model.build(X.shape[1:] if is_sparse(X) else np.shape(X)[1:])
     m = model.copy(dtype="float64")

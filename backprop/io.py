@@ -34,6 +34,7 @@ import importlib
 import json
 import math
 import os
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from . import filecheck
 from . import layers as layers_mod
 from .model import Sequential
 
@@ -173,19 +175,24 @@ def read_archive(
     ``{name: (dtype, shape)}`` the caller requires; a difference is an error."""
     path = Path(path)
     where = str(path)
+    if path.is_dir():
+        raise ModelFileError(f"{where}: is a directory, not a model file")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelFileError(
-            f"{where}: not a backprop model file (not a valid .npz archive, or truncated: {exc})"
-        ) from None
-    with z:
+    with open(path, "rb") as f:
         try:
-            return _read_checked(z, where, expect)
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise ModelFileError(f"{where}: corrupt or truncated archive ({exc})") from None
+            z = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ModelFileError(
+                f"{where}: not a backprop model file (not a valid .npz archive, or truncated: "
+                f"{exc})"
+            ) from None
+        with z:
+            try:
+                filecheck.check_zip_layout(z, f, os.fstat(f.fileno()).st_size, where)
+                return _read_checked(z, where, expect)
+            except (zipfile.BadZipFile, EOFError, OSError, struct.error) as exc:
+                raise ModelFileError(f"{where}: corrupt or truncated archive ({exc})") from None
 
 
 def _read_checked(z: zipfile.ZipFile, where: str, expect):
@@ -200,9 +207,10 @@ def _read_checked(z: zipfile.ZipFile, where: str, expect):
     if blob.dtype != np.uint8 or blob.ndim != 1:
         raise ModelFileError(f"{where}: header must be 1-D uint8, got {blob.dtype} {blob.shape}")
     try:
-        header = json.loads(blob.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        text = blob.tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ModelFileError(f"{where}: header is not valid JSON ({exc})") from None
+    header = filecheck.parse_json(text, where)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{where}: header does not say format {FORMAT!r}")
     version = header.get("version")
@@ -311,8 +319,15 @@ def load_file(path: str | os.PathLike) -> ModelFile:
         name = header.get("kind")
         if name not in KINDS and name in LAZY_KINDS:
             importlib.import_module(LAZY_KINDS[name])
+        if name == "checkpoint":
+            raise ModelFileError(
+                f"{where}: is a training checkpoint, not a saved model; restore it into a "
+                "trainer with bp.load_checkpoint(path, trainer), or continue its run with "
+                "`backprop train --resume RUN_DIR`"
+            )
         if name not in KINDS:
-            raise ModelFileError(f"{where}: unknown kind {name!r}; known kinds: {', '.join(KINDS)}")
+            known = ", ".join(sorted(set(KINDS) | set(LAZY_KINDS)))
+            raise ModelFileError(f"{where}: unknown kind {name!r}; known kinds: {known}")
         if not isinstance(header.get("config"), dict):
             raise ModelFileError(f"{where}: header has no 'config' table")
         guess = KINDS[name].expected_arrays

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import sparse as sparse_mod
+from .data import check_range
 from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
 from .layers.containers import named_layers
@@ -230,6 +231,8 @@ class Sequential:
             raise self.shape_error(X.shape, name)
         if self.integer_input and X.dtype.kind in "iu":
             return X
+        if X.dtype.kind == "f" and X.dtype.itemsize > self.dtype.itemsize:
+            check_range(X, name, self.dtype)  # float64 values a float32 model cannot hold
         return X if X.dtype == self.dtype else X.astype(self.dtype)
 
     def shape_error(self, shape: tuple[int, ...], name: str = "X") -> ValueError:

@@ -81,6 +81,10 @@ def as_model_input(X: Any, dtype: np.dtype, first_layer: Any, name: str = "X") -
         X = X.tocsr()
     if X.dtype.kind not in "fiub":
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.dtype.kind == "f" and X.dtype.itemsize > np.dtype(dtype).itemsize:
+        from .data import check_range  # data imports this module
+
+        check_range(X.data[:, None], name, np.dtype(dtype))  # the stored values, as one column
     return X if X.dtype == dtype else X.astype(dtype)
 
 

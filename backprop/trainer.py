@@ -241,7 +241,7 @@ class Trainer:
         return min(self.batch_size, n_samples)
 
     def _check_data(self, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
-        X = check_X(X, name)
+        X = check_X(X, name, dtype=self.model.dtype)
         if not self.model.built:
             self.model.build(X.shape[1:])  # the first data fixes the input shape
         expected = self.model.in_shape

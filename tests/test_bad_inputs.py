@@ -9,7 +9,8 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 import backprop as bp
-from backprop.app.config import ConfigError, load_config
+from backprop.app.config import ConfigError, build_trainer, load_config
+from backprop.io import ModelFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(0)
@@ -42,6 +43,13 @@ def fitted_clf():
 
 def trainer(n_in=4, n_out=3, loss="cross_entropy", **kw):
     return bp.Trainer(bp.Sequential([bp.Dense(n_in, n_out)], seed=0), loss, "sgd", **kw)
+
+
+def saved_checkpoint(tmp_path):
+    t = trainer(loss="mse", n_out=2, epochs=1)
+    t.fit(X4, np.zeros((30, 2)))
+    bp.save_checkpoint(tmp_path / "ckpt.npz", t)
+    return tmp_path / "ckpt.npz"
 
 
 def config_with(tmp_path, old, new):
@@ -316,7 +324,55 @@ CASES = [
         r"y_true has shape \(4, 2\), y_pred has shape \(4, 3\)",
         {"p": np.zeros((4, 3)), "y": np.zeros((4, 2))},
     ),
+    (
+        "model-f32-range",
+        lambda a, t: bp.Sequential([bp.Dense(4, 2)]).predict(a["X"]),
+        ValueError,
+        r"X holds a value of magnitude 1e\+39, beyond the range of the model's float32",
+        {"X": np.where(X4 > 2, -1e39, X4)},
+    ),
+    (
+        "trainer-f32-range",
+        lambda a, t: trainer().fit(a["X"], a["y"]),
+        ValueError,
+        "beyond the range of the model's float32 .*use a float64 model",
+        {"X": np.where(X4 > 2, 1e39, X4), "y": Y3},
+    ),
+    (
+        "gradcheck-max-entries",
+        lambda a, t: bp.check_gradients(
+            trainer().model, bp.SoftmaxCrossEntropy(), a["X"], a["y"], max_entries=0
+        ),
+        ValueError,
+        "max_entries must be a positive integer or None .*got 0",
+        {"X": X4, "y": Y3},
+    ),
+    (
+        "gradcheck-empty",
+        lambda a, t: bp.check_gradients(trainer().model, bp.SoftmaxCrossEntropy(), a["X"], a["y"]),
+        ValueError,
+        r"X must hold at least one sample, got shape \(0, 4\)",
+        {"X": X4[:0].copy(), "y": Y3[:0].copy()},
+    ),
+    # -- files ----------------------------------------------------------------------------------
+    ("io-directory", lambda a, t: bp.load(t), ModelFileError, "is a directory, not a model", {}),
+    (
+        "io-checkpoint",
+        lambda a, t: bp.load(saved_checkpoint(t)),
+        ModelFileError,
+        r"ckpt.npz: is a training checkpoint.*bp.load_checkpoint\(path, trainer\)",
+        {},
+    ),
     # -- configs and the command line -----------------------------------------------------------
+    (
+        "config-prefix-once",
+        lambda a, t: build_trainer(
+            load_config(ROOT / "configs/xor.toml", ["optimizer.lr=-1"]), trainer().model, []
+        ),
+        ConfigError,
+        r"^[^:]*xor.toml: \[optimizer\]: lr must be finite and > 0, got -1.0$",
+        {},
+    ),
     (
         "config-key",
         lambda a, t: load_config(config_with(t, "epochs = 300", "epochz = 3")),
@@ -381,6 +437,9 @@ def test_the_catalogue_is_broad():
         (["evaluate", "nomodel.npz", "--data", "digits"], "model file not found: nomodel.npz"),
         (["train"], "train needs a CONFIG (or --resume RUN_DIR)"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["train", "--resume", "gone"], "--resume gone: run directory not found"),
+        (["gradcheck", "x.toml", "--samples", "-3"], "must be a positive integer, got '-3'"),
+        (["gradcheck", "x.toml", "--max-entries", "0"], "must be a positive integer, got '0'"),
     ],
 )
 def test_command_line_usage_errors_exit_2_with_a_message(
@@ -391,6 +450,25 @@ def test_command_line_usage_errors_exit_2_with_a_message(
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_sparse_values_beyond_float32_are_named_too():
+    sparse = pytest.importorskip("scipy.sparse")
+    X = sparse.csr_matrix(np.where(X4 > 2, 1e39, 0.0))
+    message = "X holds a value of magnitude 1e\\+39, beyond the range of the model's float32"
+    with pytest.raises(ValueError, match=message):
+        trainer(loss="mse", n_out=1).fit(X, np.zeros(30))
+    with pytest.raises(ValueError, match=message):
+        bp.Sequential([bp.Dense(4, 2)]).predict(X)
+
+
+def test_a_gradient_check_of_nothing_is_not_a_pass():
+    model = bp.Sequential([bp.Dense(4, 3)], seed=0)
+    model.layers[0].trainable = False
+    report = bp.check_gradients(model, bp.SoftmaxCrossEntropy(), X4, Y3, check_input=False)
+    assert not report.passed and "NOTHING WAS CHECKED" in str(report)
+    report = bp.check_gradients(model, bp.SoftmaxCrossEntropy(), X4, Y3)  # dL/dX is checked
+    assert report.passed and report["input"].n_checked == X4.size
 
 
 def test_one_class_targets_follow_scikit_learn():

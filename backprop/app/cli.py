@@ -1,6 +1,7 @@
 """The ``backprop`` command (also ``python -m backprop``).
 
-    backprop train CONFIG [--set section.key=value ...] [--out DIR] [--resume RUN_DIR] [--quiet]
+    backprop train CONFIG [--set section.key=value ...] [--out DIR [--force]] [--resume RUN_DIR]
+                   [--quiet]
     backprop train --example NAME [...] | backprop train --list-examples
     backprop evaluate MODEL --data CONFIG.toml|FILE [--target COLUMN]
     backprop predict MODEL INPUT --output FILE [--target COLUMN]
@@ -9,8 +10,9 @@
     backprop lr-find CONFIG | landscape RUN_DIR | uncertainty RUN_DIR | cartography CONFIG
     backprop bench [ARGS ...]
 
-Exit codes: 0 success, 2 usage or config error (also a missing or malformed file), 1 training
-failure (a diverged run, a failed gradient check).
+Exit codes: 0 success, 2 usage or config error (also a missing, malformed or unwritable file, a
+full disk), 1 training failure (a diverged run, a failed gradient check), 130 interrupted (Ctrl-C).
+Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ..io import ModelFileError, load_file
+from ..io import ModelFileError
 from . import config as config_mod
 from . import tools
 from .config import ConfigError
+from .modelfile import checked_model_file
 from .plotting import Preprocessing, class_codes
 
 
@@ -38,7 +41,7 @@ def _error(message: str) -> int:
 
 # -- train ---------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from .experiment import new_run_dir, run
+    from .experiment import claim_run_dir, new_run_dir, run
     from .shipped import example_path, list_examples
 
     if args.list_examples:
@@ -50,14 +53,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.config = str(example_path(args.example))
     if args.config is None and args.resume is None:
         return _error("train needs a CONFIG (or --example NAME, or --resume RUN_DIR)")
-    path = args.config or Path(args.resume) / "config.toml"
-    config = config_mod.load_config(path, args.set)
     if args.resume is not None:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
-            return _error(f"run directory not found: {run_dir}")
-    else:
+            what = "is not a directory" if run_dir.exists() else "run directory not found"
+            return _error(f"--resume {run_dir}: {what}")
+        if args.config is None and not (run_dir / "config.toml").is_file():
+            return _error(f"--resume {run_dir}: not a run directory (it has no config.toml)")
+    config = config_mod.load_config(args.config or run_dir / "config.toml", args.set)
+    if args.resume is None:
         run_dir = new_run_dir(config, args.out)
+        claim_run_dir(run_dir, args.force)
     code, _ = run(config, run_dir, resume=args.resume is not None, quiet=args.quiet)
     return code
 
@@ -67,9 +73,20 @@ def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
     from .sources import transform_X
 
     shape = mf.obj.in_shape
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"the input must hold numbers, got {np.asarray(X).dtype}") from None
     if X.shape[1:] != shape:
         want = shape[0] if len(shape) == 1 else f"samples of shape {shape}"
         raise ConfigError(f"the model expects {want} features, the input has shape {X.shape}")
+    bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))
+    if len(bad):
+        r, c = bad[0]
+        raise ConfigError(
+            f"the input holds {X.reshape(len(X), -1)[r, c]} at row {r + 1}, column {c + 1} "
+            f"({len(bad)} non-finite values in all); predictions need finite features"
+        )
     return mf.obj.predict(transform_X(Preprocessing(mf.extras), X, mf.obj.dtype))
 
 
@@ -109,12 +126,15 @@ def _same_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    mf = load_file(args.model)
+    mf = checked_model_file(args.model)
     try:
         X, y = _raw_data(args.data, args.target)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    pred, _ = _predictions(mf, X)
+    try:
+        pred, _ = _predictions(mf, X)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.data}: {exc}") from None
     result: dict[str, Any] = {"n_samples": int(len(X))}
     if mf.metadata.get("task") == "classification":
         result["accuracy"] = float(np.mean(_same_labels(pred, np.asarray(y))))
@@ -131,12 +151,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .sources import read_table
 
-    mf = load_file(args.model)
+    mf = checked_model_file(args.model)
     try:
         X, _ = read_table(args.input, args.target)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    pred, out = _predictions(mf, np.asarray(X, dtype=np.float64))
+    try:
+        pred, out = _predictions(mf, X)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.input}: {exc}") from None
     path = Path(args.output)
     if path.suffix == ".npy":
         np.save(path, pred, allow_pickle=False)
@@ -165,7 +188,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     config = config_mod.load_config(args.config, [*args.set, "model.dtype=float64"])
     ds = load_data(config, np.float64)
     model = config_mod.build_model(config, ds.n_features, n_model_outputs(config, ds))
-    n = min(args.samples, len(ds.X_train))
+    n = min(args.samples, len(ds.X_train))  # both positive (see _positive_int)
     report = check_gradients(
         model,
         config_mod.build_loss(config),
@@ -214,11 +237,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # -- the parser ----------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backprop",
         description="Train, evaluate and inspect multi-layer perceptrons from TOML configs.",
-        epilog="exit codes: 0 success, 2 usage or config error, 1 training failure",
+        epilog="exit codes: 0 success, 2 usage, config or file error, 1 training failure, "
+        "130 interrupted",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -235,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-examples", action="store_true", help="list the shipped examples")
     p.add_argument("--out", help="run directory (default: output.dir/NAME-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument(
+        "--force", action="store_true", help="replace the run already in --out (else refused)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_train)
 
@@ -254,8 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradcheck", help="finite-difference gradient report for a config's model")
     p.add_argument("config")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    p.add_argument("--samples", type=int, default=16, help="batch size for the check")
-    p.add_argument("--max-entries", type=int, default=200, help="entries per parameter")
+    p.add_argument("--samples", type=_positive_int, default=16, help="batch size for the check")
+    p.add_argument(
+        "--max-entries", type=_positive_int, default=200, help="entries checked per parameter"
+    )
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("plot", help="re-draw a run directory's figures")
@@ -285,8 +324,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, ModelFileError, FileNotFoundError) as exc:
         return _error(str(exc))
+    except OSError as exc:  # an unwritable folder, a full disk, a path through a file
+        where = f"{exc.filename}: " if exc.filename else "I/O error: "
+        return _error(f"{where}{exc.strerror or exc}")
+    except MemoryError as exc:
+        return _error(f"out of memory ({exc})")
     except KeyboardInterrupt:
-        return _error("interrupted")
+        print("backprop: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -269,6 +269,8 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
             raise ConfigError(f'{at}: layer {i} needs a type, e.g. type = "Dense"')
         try:
             cls = layers_mod.get(spec["type"])
+        except ConfigError:  # already names its place
+            raise
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{at}: layer {i}: {exc}") from None
         allowed = {**class_arguments(cls, skip=("dtype", "seed")), "trainable": (bool, True)}
@@ -305,6 +307,8 @@ def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: in
             kwargs.setdefault(cls.output_size_argument, n_outputs)
         try:
             layer = cls(**kwargs)
+        except ConfigError:  # already names its place
+            raise
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config.path}: layer {i} ({cls.__name__}): {exc}") from None
         layer.trainable = spec.get("trainable", True)
@@ -314,6 +318,8 @@ def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: in
         return Sequential(
             layers, input_shape=shape, dtype=config["model"]["dtype"], seed=config["model"]["seed"]
         )
+    except ConfigError:  # already names its place
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{config.path}: [model]: {exc}") from None
 
@@ -325,6 +331,8 @@ def _build_named(config: Config, section: str):
     kwargs = {k: v for k, v in table.items() if k != "name"}
     try:
         return _named_class(section, table["name"])(**kwargs)
+    except ConfigError:  # already names its place
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{config.path}: [{section}]: {exc}") from None
 
@@ -354,6 +362,8 @@ def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
             callbacks=callbacks,
             **config["trainer"],
         )
+    except ConfigError:  # already names its place
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{config.path}: [trainer]: {exc}") from None
 
@@ -366,6 +376,8 @@ def build_early_stopping(config: Config):
         return None
     try:
         return EarlyStopping(**table)
+    except ConfigError:  # already names its place
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{config.path}: [early_stopping]: {exc}") from None
 

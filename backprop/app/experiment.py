@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from ..callbacks import GradientMonitor, ProgressBar
 from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from ..io import save
 from ..landscape import TrajectoryRecorder
-from ..losses import BinaryCrossEntropy
+from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from . import config as config_mod
 from . import sources
 from .config import Config, ConfigError
@@ -41,6 +45,8 @@ def load_data(config: Config, dtype: Any = None) -> sources.Dataset:
     try:
         return sources.prepare(config["data"], dtype)
     except FileNotFoundError:
+        raise
+    except ConfigError:  # already names its place
         raise
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"{config.path}: [data]: {exc}") from None
@@ -62,11 +68,57 @@ def new_run_dir(config: Config, out: str | None) -> Path:
     name = config["output"]["name"] or Path(config.path).stem
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     path = Path(config["output"]["dir"]) / f"{name}-{stamp}"
-    k = 1
+    first, k = path, 1
     while path.exists():
         k += 1
         path = Path(config["output"]["dir"]) / f"{name}-{stamp}-{k}"
+    if k > 1:  # never reuse a run directory silently
+        print(f"backprop: {first} exists; this run writes to {path}", file=sys.stderr)
     return path
+
+
+# The files a run writes (and ``--force`` replaces); other files in the folder are left alone.
+RUN_FILES = (
+    "config.toml", "checkpoint.npz", "checkpoint-best.npz", "model.npz", "history.csv",
+    "predictions.npz", "metrics.json", "trajectory.npy",
+)  # fmt: skip
+
+
+def claim_run_dir(path: Path, force: bool = False) -> None:
+    """Refuse ``--out`` naming a file, or a folder that already holds a run (unless ``force``,
+    which deletes that run's files and figures first)."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path}: is a file, not a directory")
+    old = [name for name in RUN_FILES if (path / name).exists()]
+    if old and not force:
+        raise ConfigError(
+            f"--out {path}: already holds a run ({', '.join(old)}); pass --force to replace it, "
+            f"--resume {path} to continue it, or choose another --out"
+        )
+    for name in old:
+        (path / name).unlink()
+    for figure in (path / "figures").glob("*.png") if old else ():
+        figure.unlink()
+
+
+def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
+    """Refuse, before the run directory exists, a loss that cannot score the data: a regression
+    loss on class labels, a classification loss on real-valued targets, or any loss whose
+    forward pass rejects a sample of the targets."""
+    name = config["loss"]["name"]
+    classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
+    if classifier_loss != (ds.task == "classification"):
+        use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
+        raise ConfigError(
+            f"{config.path}: loss.name = {name!r} does not fit the data ({config['data']['source']}"
+            f" is a {ds.task} task); use {use}"
+        )
+    try:
+        trainer.evaluate(ds.X_train[:2], ds.y_train[:2])
+    except ValueError as exc:
+        raise ConfigError(
+            f"{config.path}: loss.name = {name!r} cannot score the data: {exc}"
+        ) from None
 
 
 def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
@@ -158,6 +210,7 @@ def run(
     """Train and write the run directory; returns (exit code, metrics)."""
     ds = load_data(config)
     model, trainer, es, ckpt = build(config, ds, run_dir, quiet)
+    check_loss_fits(config, ds, trainer)
     run_dir.mkdir(parents=True, exist_ok=True)
     total = config["trainer"]["epochs"]
     finished = False
@@ -165,7 +218,9 @@ def run(
         if not ckpt.path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from: {ckpt.path}")
         header = ckpt.resume(trainer)
-        finished = stopped_early(header)
+        # a run that stopped early or used all its epochs is over: its results are rebuilt
+        # from the checkpoint (early stopping's best weights included), never retrained
+        finished = stopped_early(header) or trainer.epoch >= total
         log(f"resuming {run_dir} at epoch {trainer.epoch} of {total}")
     (run_dir / "config.toml").write_text(config_mod.dumps(config.resolved))
     if not quiet:
@@ -176,13 +231,16 @@ def run(
     validation = None if ds.X_val is None else (ds.X_val, ds.y_val)
     if remaining > 0 and not finished:
         try:
-            trainer.fit(ds.X_train, ds.y_train, validation_data=validation, epochs=remaining)
+            with interrupts() as interrupted:
+                trainer.fit(ds.X_train, ds.y_train, validation_data=validation, epochs=remaining)
         except (FloatingPointError, ValueError, RuntimeError) as exc:
             print(f"backprop: training failed: {exc}", file=sys.stderr)
             write_history(trainer.history, run_dir / "history.csv")
             return 1, {}
+        if interrupted:
+            return interrupted_exit(run_dir, model, ds, config, trainer, total), {}
     elif finished and es is not None:
-        # early stopping had ended the run: put back its best weights, as the run's end did
+        # the run was over: put back early stopping's best weights, as the run's end did
         restore_early_stopping(trainer, header)
         es.on_train_end(trainer)
     seconds = time.perf_counter() - start
@@ -200,7 +258,7 @@ def run(
     save_model(run_dir / "model.npz", model, ds, config)
     save_predictions(run_dir / "predictions.npz", model, ds)
     for cb in trainer.callbacks:
-        if isinstance(cb, TrajectoryRecorder):
+        if isinstance(cb, TrajectoryRecorder) and cb.snapshots:  # none if nothing was trained
             np.save(run_dir / "trajectory.npy", np.stack(cb.snapshots), allow_pickle=False)
     write_history(trainer.history, run_dir / "history.csv")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
@@ -213,6 +271,49 @@ def run(
     log(f"test: {shown}  ({trainer.epoch} epochs, {seconds:.1f}s)")
     log(f"run directory: {run_dir}")
     return 0, metrics
+
+
+@contextmanager
+def interrupts() -> Iterator[list[bool]]:
+    """Note a Ctrl-C (SIGINT) whether or not the code inside swallows its KeyboardInterrupt:
+    yields a list that holds True afterwards if one arrived. The trainer's own warning about it
+    is silenced (the caller reports the interruption in its own words)."""
+    seen: list[bool] = []
+
+    def handler(signum, frame):
+        seen[:] = [True]
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: only a re-raised KeyboardInterrupt is seen
+        previous = None
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "training interrupted", RuntimeWarning)
+            yield seen
+    except KeyboardInterrupt:
+        seen[:] = [True]
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def interrupted_exit(
+    run_dir: Path, model: Any, ds: sources.Dataset, config: Config, trainer: Any, total: int
+) -> int:
+    """After Ctrl-C: keep the model as training left it (the weights reached, or early
+    stopping's best so far when it restores them) and the history, say so in one line, and
+    return 130 (128 + SIGINT, the shell's convention)."""
+    save_model(run_dir / "model.npz", model, ds, config)
+    write_history(trainer.history, run_dir / "history.csv")
+    print(
+        f"backprop: interrupted after {trainer.epoch} of {total} epochs; {run_dir / 'model.npz'} "
+        f"holds the model as training left it and checkpoint.npz the last saved epoch (continue "
+        f"with: backprop train --resume {run_dir})",
+        file=sys.stderr,
+    )
+    return 130
 
 
 def _nan_safe(v: Any) -> Any:

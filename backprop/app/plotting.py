@@ -26,7 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..io import load_file  # noqa: E402
+from ..filecheck import check_array_file  # noqa: E402
+from .modelfile import checked_model_file  # noqa: E402
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:
@@ -296,7 +297,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         figures["grad_norms"] = fig_grad_norms(history)
     model_file = None
     if (run_dir / "model.npz").is_file():
-        model_file = load_file(run_dir / "model.npz")
+        model_file = checked_model_file(run_dir / "model.npz")
         figures["weights"] = fig_weights(model_file.obj)
         shape = model_file.metadata.get("image_shape")
         if shape:
@@ -304,6 +305,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         figures["conv_filters"] = fig_conv_filters(model_file.obj)
     if (run_dir / "predictions.npz").is_file() and model_file is not None:
         meta = model_file.metadata
+        check_array_file(run_dir / "predictions.npz")  # sizes against the file, before np.load
         with np.load(run_dir / "predictions.npz", allow_pickle=False) as f:
             pred = {k: f[k] for k in f.files}
         if "image" in pred:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import filecheck
 from ..data import split_indices
 from . import datasets, text
 
@@ -132,11 +133,14 @@ def _xor(opts: dict[str, Any], seed: int):
 
 def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(X, y)`` from ``.npz`` (arrays ``X`` and ``target``), ``.npy`` (a 2-D array; ``target``
-    a column index or None) or ``.csv`` (a header row; ``target`` a column name or None)."""
+    a column index or None) or ``.csv`` (``target`` a column name or None; a file without a
+    header row, see :func:`has_header`, names its columns "0", "1", ...)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix in (".npz", ".npy"):
+        filecheck.check_array_file(path)  # sizes against the real file, before np.load
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as f:
             if "X" not in f.files:
@@ -155,13 +159,18 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
         return np.delete(A, target, axis=1), A[:, target]
     if suffix == ".csv":
         with open(path, newline="") as f:
-            rows = list(csv.reader(f))
+            rows = [r for r in csv.reader(f) if r]  # blank lines hold no row
         if not rows:
             raise ValueError(f"{path}: empty file")
-        header, body = rows[0], rows[1:]
-        if target is not None and target not in header:
+        if has_header(rows):
+            header, body = rows[0], rows[1:]
+        else:  # every row is data; columns are known by their 0-based index
+            header, body = [str(i) for i in range(len(rows[0]))], rows
+        if not body:
+            raise ValueError(f"{path}: a header row and no data rows")
+        if target is not None and str(target) not in header:
             raise ValueError(f"{path}: no column {target!r}; columns: {header}")
-        t = None if target is None else header.index(target)
+        t = None if target is None else header.index(str(target))
         feats = [i for i in range(len(header)) if i != t]
         try:
             X = np.array([[float(r[i]) for i in feats] for r in body], dtype=np.float64)
@@ -175,6 +184,25 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
         except ValueError:
             return X, np.array(labels)
     raise ValueError(f"{path}: unsupported file type {suffix!r} (use .npz, .npy or .csv)")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def has_header(rows: list[list[str]]) -> bool:
+    """Whether a CSV's first row names its columns, decided by content: it does when one of its
+    cells is not a number in a column whose other cells are all numbers (or when it is the only
+    row and holds a non-number). A first row of numbers only is data, never a header."""
+    first, rest = rows[0], rows[1:]
+    for j, cell in enumerate(first):
+        if not _is_number(cell) and all(_is_number(r[j]) for r in rest if j < len(r)):
+            return True
+    return False
 
 
 def _is_classification(y: np.ndarray) -> bool:

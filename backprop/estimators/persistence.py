@@ -23,16 +23,17 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from .. import io
-from ..layers import Layer, layer_from_spec, layer_spec
+from .. import io, schemas
+from ..layers import Dense, Layer, layer_from_spec, layer_spec
 from .classifier import MLPClassifier
+from .conventions import hidden_sizes
 from .neuralnet import NeuralNetClassifier, NeuralNetRegressor
 from .regressor import MLPRegressor
 
 FITTED_SCALARS = (
     "n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_", "t_", "loss_",
     "best_loss_", "best_validation_score_", "loss_curve_", "validation_loss_curve_",
-    "validation_scores_",
+    "validation_scores_", "feature_names_in_",
 )  # fmt: skip
 # NeuralNet estimators: fitted attributes, and the private state predict and warm_start read.
 NEURALNET_FITTED = (
@@ -131,11 +132,26 @@ def _expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str):
+    mlp = cls in (MLPClassifier, MLPRegressor)
+    if mlp:  # the NeuralNet estimators take an allow-list of fitted names below
+        schema = schemas.estimator_schema(cls._get_param_names(), cls is MLPClassifier)
+        schemas.check(config, schema, where, "config")
     params = {k: _unplain(k, v) for k, v in config["params"].items()}
     est = cls(**params)
+    if mlp:
+        est._check_params()
     est.model_ = io.sequential_from_config(config["model"])
     est.model_.load_state_dict(arrays)
     fitted = dict(config["fitted"])
+    names = fitted.pop("feature_names_in_", None)
+    if names is not None:  # columns in another order are then refused, as before saving
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"feature_names_in_ must be a list of names, got {names!r}")
+        if len(names) != est.model_.n_features_in:
+            raise ValueError(
+                f"{len(names)} feature_names_in_ for {est.model_.n_features_in} inputs"
+            )
+        est.feature_names_in_ = np.asarray(names, dtype=object)
     if cls in (NeuralNetClassifier, NeuralNetRegressor):
         if cls is NeuralNetClassifier:
             est.classes_ = _classes_from_json(fitted)
@@ -144,6 +160,10 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
                 raise ValueError(f"unexpected fitted attribute {name!r}")
             setattr(est, name, _unplain(name, value))
         return est
+    _check_widths(est.model_, fitted)
+    hidden = [layer.out_features for layer in est.model_.layers if isinstance(layer, Dense)][:-1]
+    if hidden_sizes(est) != hidden:
+        raise ValueError(f"hidden_layer_sizes is {est.hidden_layer_sizes!r}, the network {hidden}")
     if cls is MLPClassifier:
         est.classes_ = _classes_from_json(fitted)
         y_type = fitted.pop("y_type_")
@@ -154,6 +174,7 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
             binarizer.fit(est.classes_)
         if binarizer.y_type_ != y_type:
             raise ValueError(f"classes {est.classes_!r} do not give label type {y_type!r}")
+        _check_link(fitted["out_activation_"], y_type, len(est.classes_), est.model_)
         est._label_binarizer = binarizer
     for name, value in fitted.items():
         setattr(est, name, value)
@@ -163,6 +184,31 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     est._best_buffers = {k: v.copy() for k, v in est.model_.buffers().items()}
     est._no_improvement_count = 0
     return est
+
+
+def _check_widths(model: Any, fitted: dict[str, Any]) -> None:
+    """The fitted widths must be the network's own."""
+    widths = [layer for layer in model.layers if isinstance(layer, Dense)]
+    n_in, n_out = widths[0].in_features, widths[-1].out_features
+    if fitted["n_features_in_"] != n_in:
+        raise ValueError(f"n_features_in_ is {fitted['n_features_in_']}, the network takes {n_in}")
+    if fitted["n_outputs_"] != n_out:
+        raise ValueError(f"n_outputs_ is {fitted['n_outputs_']}, the network gives {n_out}")
+    if fitted["n_layers_"] != len(widths) + 1:
+        raise ValueError(f"n_layers_ is {fitted['n_layers_']}, the network has {len(widths) + 1}")
+
+
+def _check_link(link: str, y_type: str, n_classes: int, model: Any) -> None:
+    """A classifier's output link and width are those its label type needs."""
+    need = "softmax" if y_type == "multiclass" else "logistic"
+    if link != need:
+        raise ValueError(f"out_activation_ is {link!r}; {y_type} labels need {need!r}")
+    k = 1 if y_type == "binary" else n_classes
+    n_out = [layer for layer in model.layers if isinstance(layer, Dense)][-1].out_features
+    if n_out != k:
+        raise ValueError(
+            f"{n_classes} {y_type} classes need {k} outputs, the network gives {n_out}"
+        )
 
 
 for _cls in (MLPClassifier, MLPRegressor, NeuralNetClassifier, NeuralNetRegressor):

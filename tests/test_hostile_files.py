@@ -1,0 +1,471 @@
+"""Files written by an adversary: forged zip records, repeated members, oversized numbers,
+edited checkpoint headers and estimator tables. Each is refused with one ModelFileError that
+names the file, before any array data is read."""
+
+import io
+import json
+import re
+import struct
+import tracemalloc
+import warnings
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.app.cli import main
+from backprop.io import HEADER, ModelFileError, read_archive, write_archive
+
+
+# -- a hand-written zip whose records say whatever we like -----------------------------------
+def _npy_header(dtype: str, shape: tuple) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    return buf.getvalue()
+
+
+def forge_zip(path, members):
+    """Write ``members`` = [(name, data, declared_size)] as a stored zip64 archive whose local
+    headers and central directory both declare ``declared_size`` bytes for each member, however
+    few bytes of ``data`` follow. Returns the file's size."""
+    out, central = bytearray(), bytearray()
+    for name, data, size in members:
+        name_b = name.encode()
+        crc = zlib.crc32(data)
+        extra = struct.pack("<HHQQ", 1, 16, size, size)
+        offset = len(out)
+        out += struct.pack(
+            "<4s5H3L2H", b"PK\x03\x04", 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+            len(name_b), len(extra),
+        )  # fmt: skip
+        out += name_b + extra + data
+        central += struct.pack(
+            "<4s6H3L5H2L", b"PK\x01\x02", 45, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF,
+            len(name_b), len(extra), 0, 0, 0, 0, offset,
+        )  # fmt: skip
+        central += name_b + extra
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(out), 0
+    )
+    path.write_bytes(bytes(out + central + end))
+    return path.stat().st_size
+
+
+def _json_member(header: dict) -> bytes:
+    blob = json.dumps(header).encode()
+    return _npy_header("|u1", (len(blob),)) + blob
+
+
+def forged_terabyte_model(path):
+    """A ~1 KB file that consistently claims a 2^20 x 2^20 float32 layer (4 TiB): the
+    architecture, the array table, the .npy headers and both zip records all agree."""
+    n = 2**20
+    header = {
+        "format": "backprop",
+        "version": 1,
+        "kind": "Sequential",
+        "config": {
+            "dtype": "float32",
+            "layers": [{"type": "Dense", "config": {"in_features": n, "out_features": n}}],
+        },
+        "metadata": {},
+        "arrays": {
+            "param/0.W": {"dtype": "<f4", "shape": [n, n]},
+            "param/0.b": {"dtype": "<f4", "shape": [n]},
+        },
+    }
+    head = _json_member(header)
+    w, b = _npy_header("<f4", (n, n)), _npy_header("<f4", (n,))
+    return forge_zip(
+        path,
+        [
+            (f"{HEADER}.npy", head, len(head)),
+            ("param/0.W.npy", w + b"\0" * 64, len(w) + 4 * n * n),
+            ("param/0.b.npy", b + b"\0" * 64, len(b) + 4 * n),
+        ],
+    )
+
+
+def test_a_kilobyte_file_declaring_terabytes_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "forged.npz"
+    assert forged_terabyte_model(path) < 2048
+    with zipfile.ZipFile(path) as z:  # the zip records really do declare 4 TiB
+        assert z.getinfo("param/0.W.npy").file_size > 4 * 10**12
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=r"forged.npz: member param/0.W.npy declares"):
+            bp.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+
+
+def test_the_command_line_reports_a_forged_file_in_one_line(tmp_path, capsys):
+    path = tmp_path / "forged.npz"
+    forged_terabyte_model(path)
+    X = tmp_path / "x.npy"
+    np.save(X, np.zeros((2, 3)))
+    assert main(["predict", str(path), str(X), "--output", str(tmp_path / "p.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("backprop: error: ") and "forged.npz" in err
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as z:
+        return [(i.filename, z.read(i)) for i in z.infolist()]
+
+
+def _rezip(path, members):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        with zipfile.ZipFile(path, "w") as z:
+            for name, data in members:
+                z.writestr(name, data)
+    return path
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "good.npz"
+    bp.save(bp.Sequential([bp.Dense(3, 4), bp.ReLU(), bp.Dense(4, 2)], seed=0), path)
+    return path
+
+
+def test_a_repeated_member_is_refused(saved, tmp_path):
+    members = _members(saved)
+    other = np.lib.format.write_array  # a second W, of the right shape, after the first
+    buf = io.BytesIO()
+    other(buf, np.full((3, 4), 7, np.float32))
+    bad = _rezip(tmp_path / "dup.npz", [*members, ("param/0.W.npy", buf.getvalue())])
+    with pytest.raises(ModelFileError, match=r"dup.npz: members \['param/0.W.npy'\] appear"):
+        bp.load(bad)
+
+
+def test_overlapping_members_are_refused(saved, tmp_path):
+    """Two directory entries pointing at the same bytes (the overlapping-member zip bomb)."""
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as z:
+        infos = {i.filename: i for i in z.infolist()}
+    first, second = infos["param/0.b.npy"], infos["param/2.b.npy"]
+    # point the second entry's central-directory offset at the first member's local header
+    cd = data.find(b"PK\x01\x02")
+    while cd != -1:
+        name_len = struct.unpack_from("<H", data, cd + 28)[0]
+        name = bytes(data[cd + 46 : cd + 46 + name_len]).decode()
+        if name == second.filename:
+            struct.pack_into("<L", data, cd + 42, first.header_offset)
+        cd = data.find(b"PK\x01\x02", cd + 4)
+    bad = tmp_path / "overlap.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="overlap.npz: .*(overlap|local header)"):
+        bp.load(bad)
+
+
+@pytest.mark.parametrize("digits", [50, 5000, 100_000])
+def test_a_huge_integer_in_the_header_names_the_file(saved, tmp_path, digits):
+    members = dict(_members(saved))
+    header = json.loads(np.lib.format.read_array(io.BytesIO(members[f"{HEADER}.npy"])).tobytes())
+    text = json.dumps(header).replace('"version": 1', f'"version": {"9" * digits}')
+    members[f"{HEADER}.npy"] = _npy_header("|u1", (len(text),)) + text.encode()
+    bad = _rezip(tmp_path / "bigint.npz", list(members.items()))
+    with pytest.raises(ModelFileError, match=f"bigint.npz: header holds an integer of {digits}"):
+        bp.load(bad)
+
+
+def test_a_directory_is_reported_as_a_directory(tmp_path, capsys):
+    folder = tmp_path / "model.npz"
+    folder.mkdir()
+    with pytest.raises(ModelFileError, match="model.npz: is a directory, not a model file"):
+        bp.load(folder)
+    with pytest.raises(ModelFileError, match="is a directory"):
+        read_archive(folder)
+    assert main(["evaluate", str(folder), "--data", "x.csv"]) == 2
+    assert "model.npz: is a directory" in capsys.readouterr().err
+
+
+def test_loading_a_checkpoint_as_a_model_points_to_load_checkpoint(tmp_path):
+    trainer = bp.Trainer(bp.Sequential([bp.Dense(2, 2)], seed=0), "mse", "sgd", epochs=1)
+    trainer.fit(np.zeros((4, 2)), np.zeros((4, 2)))
+    bp.save_checkpoint(tmp_path / "ckpt.npz", trainer)
+    with pytest.raises(ModelFileError, match=r"training checkpoint.*bp\.load_checkpoint"):
+        bp.load(tmp_path / "ckpt.npz")
+    write_archive(tmp_path / "odd.npz", {"kind": "Widget", "config": {}}, {})
+    with pytest.raises(ModelFileError, match="known kinds: .*MLPClassifier.*MLPRegressor.*Seq"):
+        bp.load(tmp_path / "odd.npz")
+
+
+# -- edited headers: a CRC-valid file whose JSON says something wrong -----------------------
+def _read_header(path):
+    members = dict(_members(path))
+    blob = np.lib.format.read_array(io.BytesIO(members[f"{HEADER}.npy"]))
+    return members, json.loads(blob.tobytes())
+
+
+def _edit_header(src, dst, fn):
+    members, header = _read_header(src)
+    fn(header)
+    text = json.dumps(header).encode()
+    members[f"{HEADER}.npy"] = _npy_header("|u1", (len(text),)) + text
+    return _rezip(dst, list(members.items()))
+
+
+def _ckpt_trainer():
+    model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2)], seed=0)
+    return bp.Trainer(
+        model,
+        "cross_entropy",
+        bp.Adam(0.01),
+        epochs=2,
+        batch_size=8,
+        schedule=bp.StepDecay(2, 0.5),
+        callbacks=[bp.EarlyStopping(patience=5)],
+        seed=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "ckpt.npz"
+    trainer = _ckpt_trainer()
+    rng = np.random.default_rng(0)
+    trainer.fit(rng.normal(size=(32, 3)), np.arange(32) % 2, validation_split=0.25)
+    bp.save_checkpoint(path, trainer)
+    return path
+
+
+def _put(*keys, value=None, delete=False):
+    def fn(header):
+        node = header
+        for k in keys[:-1]:
+            node = node[k]
+        if delete:
+            del node[keys[-1]]
+        else:
+            node[keys[-1]] = value
+
+    return fn
+
+
+def _in(where, *keys, **kw):
+    """An edit of the optimizer's or the first EarlyStopping's state, wherever the checkpoint
+    format keeps it (beside the trainer's state, or inside it)."""
+
+    def fn(header):
+        nested = "optimizer" not in header
+        if where == "optimizer":
+            path = ("trainer", "optimizer") if nested else ("optimizer",)
+        else:
+            path = ("trainer", "callbacks", 0, "state") if nested else ("early_stopping", 0)
+        _put(*path, *keys, **kw)(header)
+
+    return fn
+
+
+ES = r"(early_stopping\[0\]|trainer.callbacks\[0\].state)"
+CHECKPOINT_EDITS = [
+    ("negative-epoch", _put("trainer", "epoch", value=-1), r"header.trainer.epoch: .* got -1"),
+    ("text-epoch", _put("trainer", "epoch", value="3"), r"trainer.epoch: .* got '3'"),
+    ("no-epoch", _put("trainer", "epoch", delete=True), r"header.trainer: missing \['epoch'\]"),
+    ("float-steps", _put("trainer", "step_count", value=1.5), "trainer.step_count"),
+    ("rng", _put("model_rng", value={"bit_generator": "PCG64"}), "header.model_rng: missing"),
+    ("rng-value", _put("trainer", "shuffle_rng", "state", "inc", value=-5), "shuffle_rng.state"),
+    ("lr", _in("optimizer", "lr", value="fast"), r"optimizer.lr: .* got 'fast'"),
+    ("lr-negative", _in("optimizer", "lr", value=-1.0), "optimizer.lr: expected a finite"),
+    ("iterations", _in("optimizer", "iterations", value=-4), "optimizer.iterations"),
+    ("history", _put("trainer", "history", "loss", value="low"), "trainer.history.loss"),
+    ("es-best", _in("es", "best", value="x"), ES + r".best: .* got 'x'"),
+    ("es-wait", _in("es", "wait", value=-2), ES + r".wait: .* got -2"),
+    ("es-epoch", _in("es", "best_epoch", value=-1), ES + r".best_epoch"),
+    ("es-extra", _in("es", "restore", value=1), r"unknown \['restore'\]"),
+    ("schedule", _put("trainer", "schedule", "predict", value=1), r"schedule: unknown"),
+    ("ckpt-best", _put("extra", "checkpoint_best", value=[1]), "extra.checkpoint_best"),
+    ("top-level", _put("hooks", value=[]), r"header: unknown \['hooks'\]"),
+    ("trainer-key", _put("trainer", "lr_scale", value=2.0), r"header.trainer: unknown"),
+]
+
+
+@pytest.mark.parametrize(
+    "edit, message", [c[1:] for c in CHECKPOINT_EDITS], ids=[c[0] for c in CHECKPOINT_EDITS]
+)
+def test_an_edited_checkpoint_header_is_refused_by_field(checkpoint_file, tmp_path, edit, message):
+    bad = _edit_header(checkpoint_file, tmp_path / "edited.npz", edit)
+    trainer = _ckpt_trainer()
+    before = trainer.model.flat_parameters.copy()
+    with pytest.raises(ModelFileError, match=f"edited.npz: .*{message}"):
+        bp.load_checkpoint(bad, trainer)
+    assert np.array_equal(trainer.model.flat_parameters, before)  # refused before any change
+    bp.load_checkpoint(checkpoint_file, _ckpt_trainer())  # the unedited file loads
+
+
+def _fitted_estimator():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=["height", "weight", "age"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bp.MLPClassifier((4,), max_iter=5, random_state=0).fit(X, np.arange(40) % 3), X
+
+
+ESTIMATOR_EDITS = [
+    ("set-method", _put("config", "fitted", "predict", value="x"), r"unknown \['predict'\]"),
+    ("null-model", _put("config", "fitted", "model_", value=None), r"unknown \['model_'\]"),
+    ("private", _put("config", "fitted", "_trainer", value=1), r"unknown \['_trainer'\]"),
+    ("param", _put("config", "params", "fit", value=1), r"config.params: unknown \['fit'\]"),
+    ("param-value", _put("config", "params", "activation", value="nope"), "activation.*nope"),
+    ("features", _put("config", "fitted", "n_features_in_", value=-1), "n_features_in_"),
+    ("width", _put("config", "fitted", "n_features_in_", value=7), "network takes 3"),
+    ("outputs", _put("config", "fitted", "n_outputs_", value=9), "network gives 3"),
+    ("names", _put("config", "fitted", "feature_names_in_", value=["a"]), "1 feature_names"),
+    ("names-type", _put("config", "fitted", "feature_names_in_", value=[1, 2, 3]), r"\[0\]"),
+    ("classes", _put("config", "fitted", "classes_", value=[]), "classes_: expected at least"),
+    ("n-classes", _put("config", "fitted", "classes_", value=[0, 1, 2, 3]), "need 4 outputs"),
+    (
+        "link",
+        _put("config", "fitted", "out_activation_", value="logistic"),
+        "labels need 'softmax'",
+    ),
+    ("link-kind", _put("config", "fitted", "out_activation_", value="exp"), "out_activation_"),
+    ("layers", _put("config", "fitted", "n_layers_", value=5), "n_layers_ is 5, the network"),
+    ("hidden", _put("config", "params", "hidden_layer_sizes", value=[9]), r"the network \[4\]"),
+    ("labels", _put("config", "fitted", "classes_", value=[{}, 1, 2]), r"classes_\[0\]"),
+    ("dtype", _put("config", "fitted", "classes_dtype", value="|O"), "classes_dtype"),
+    ("curve", _put("config", "fitted", "loss_curve_", value="x"), "loss_curve_"),
+    ("no-iter", _put("config", "fitted", "n_iter_", delete=True), r"missing \['n_iter_'\]"),
+]
+
+
+@pytest.mark.parametrize(
+    "edit, message", [c[1:] for c in ESTIMATOR_EDITS], ids=[c[0] for c in ESTIMATOR_EDITS]
+)
+def test_an_edited_estimator_table_is_refused_by_field(tmp_path, edit, message):
+    est, _ = _fitted_estimator()
+    bp.save(est, tmp_path / "est.npz")
+    bad = _edit_header(tmp_path / "est.npz", tmp_path / "edited.npz", edit)
+    with pytest.raises(ModelFileError, match=f"edited.npz: .*{message}"):
+        bp.load(bad)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "neuralnet"])
+def test_a_saved_estimator_keeps_its_feature_names(tmp_path, kind):
+    est, X = _fitted_estimator()
+    if kind == "neuralnet":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = bp.NeuralNetClassifier([bp.Dense(4), bp.ReLU()], epochs=2, random_state=0)
+            est.fit(X, np.arange(40) % 3)
+    bp.save(est, tmp_path / "est.npz")
+    back = bp.load(tmp_path / "est.npz")
+    assert list(back.feature_names_in_) == ["height", "weight", "age"]
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    swapped = X[["weight", "height", "age"]]
+    for model in (est, back):  # refused alike before and after the round trip
+        with pytest.raises(ValueError, match="feature names"):
+            model.predict(swapped)
+
+
+def _forged_data_files(tmp_path):
+    n = 2**20
+    head = _npy_header("<f8", (n, n))
+    npy = tmp_path / "huge.npy"
+    npy.write_bytes(head + b"\0" * 64)  # a header that claims 8 TiB, and 64 bytes of data
+    npz = tmp_path / "huge.npz"
+    forge_zip(npz, [("X.npy", head + b"\0" * 64, len(head) + 8 * n * n)])  # zip records agree
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("X.npy", _npy_header("<f8", (n, 64)) + b"\0" * 4096)  # deflates to ~50 B
+    return [npy, npz, bomb]
+
+
+def test_forged_data_files_are_refused_before_numpy_allocates(tmp_path, capsys):
+    from backprop.app.sources import read_table
+
+    model = tmp_path / "m.npz"
+    bp.save(bp.Sequential([bp.Dense(3, 2)], seed=0), model)
+    for path in _forged_data_files(tmp_path):
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=f"{path.name}: .*declares .* bytes"):
+                read_table(path, None)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * 2**20, path
+        code = main(["predict", str(model), str(path), "--output", str(tmp_path / "p.npy")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert path.name in err
+
+
+def test_plot_refuses_a_forged_predictions_file_in_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    bp.save(bp.Sequential([bp.Dense(3, 2)], seed=0), run / "model.npz")
+    forged = _forged_data_files(tmp_path)[1]
+    (run / "predictions.npz").write_bytes(forged.read_bytes())
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "predictions.npz" in err and "declares" in err, err
+
+
+def _cli_model(path, metadata=None, extras=None):
+    model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 3)], seed=0)
+    meta = {"task": "classification", "classes": ["a", "b", "c"], "n_features": 3}
+    ext = {"x_mean": np.zeros(3), "x_scale": np.ones(3)}
+    bp.save(model, path, metadata={**meta, **(metadata or {})}, extras={**ext, **(extras or {})})
+    return path
+
+
+@pytest.mark.parametrize(
+    "metadata, extras, message",
+    [
+        ({"classes": "abc"}, None, "metadata.classes: expected a list"),
+        ({"classes": ["a", "b"]}, None, "metadata.classes must name the 3 classes"),
+        ({"classes": None}, None, "metadata.classes must name the 3 classes"),
+        ({"task": "dance"}, None, "metadata.task: expected"),
+        ({"n_features": -1}, None, "metadata.n_features"),
+        (None, {"x_scale": np.zeros(3)}, r"extra/x_scale must hold 3 finite numbers > 0"),
+        (None, {"x_mean": np.zeros(5)}, r"extra/x_mean must hold 3 finite numbers .*\(5,\)"),
+        (None, {"x_mean": np.array([0, np.nan, 0])}, "extra/x_mean must hold 3 finite"),
+        (None, {"y_mean": np.zeros((2, 2))}, r"extra/y_mean must hold 3 finite"),
+    ],
+)
+def test_the_command_line_checks_what_it_reads_from_a_model_file(
+    tmp_path, capsys, metadata, extras, message
+):
+    model = _cli_model(tmp_path / "m.npz", metadata, extras)
+    X = tmp_path / "x.npy"
+    np.save(X, np.zeros((2, 3)))
+    assert main(["predict", str(model), str(X), "--output", str(tmp_path / "p.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.search(f"m.npz: .*{message}", err), err
+    assert not (tmp_path / "p.npy").exists()
+
+
+def test_the_command_line_names_a_model_file_it_cannot_use(tmp_path, capsys):
+    est, _ = _fitted_estimator()
+    bp.save(est, tmp_path / "est.npz")
+    X = tmp_path / "x.npy"
+    np.save(X, np.zeros((2, 3)))
+    code = main(["predict", str(tmp_path / "est.npz"), str(X), "--output", str(tmp_path / "p.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "holds a MLPClassifier" in err, err
+    good = _cli_model(tmp_path / "good.npz")  # the same checks pass a well-formed file
+    assert main(["predict", str(good), str(X), "--output", str(tmp_path / "p.npy")]) == 0
+
+
+def test_plot_checks_the_model_file_too(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    _cli_model(run / "model.npz", {"classes": ["only one"]})
+    np.savez(run / "predictions.npz", y_true=np.zeros(2, np.int64), y_pred=np.zeros(2, np.int64))
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "metadata.classes must name the 3 classes" in err, err
