@@ -41,7 +41,7 @@ bench: $(VENV)/.installed-run
 # The documentation site, warnings as errors; the gallery and the tutorial notebook run during
 # the build. Open docs/_build/html/index.html.
 docs: $(VENV)/.installed-docs
-	rm -rf docs/_build docs/generated docs/auto_examples docs/jupyter_execute docs/sg_execution_times.rst
+	rm -rf docs/_build docs/generated docs/auto_examples docs/jupyter_execute
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 format: $(VENV)/.installed-test
@@ -50,4 +50,4 @@ format: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
-	rm -rf docs/_build docs/generated docs/auto_examples docs/jupyter_execute docs/sg_execution_times.rst
+	rm -rf docs/_build docs/generated docs/auto_examples docs/jupyter_execute

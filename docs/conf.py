@@ -78,6 +78,7 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",
+    "write_computation_times": False,
 }
 
 # -- HTML ----------------------------------------------------------------------------------------
@@ -101,5 +102,21 @@ def _skip_inherited_from_sklearn(app, what, name, obj, skip, options):
     return None
 
 
+# Pages of docs/ that the index does not name (the derivation page, pages added later) are listed
+# after the named ones, so that a new page never fails the build as "not in any toctree".
+NAMED = {"index", "getting_started", "tutorial", "user_guide", "experiments", "api", "changelog"}
+EXTRA_PAGES = sorted(
+    p.stem
+    for p in Path(__file__).parent.iterdir()
+    if p.suffix in (".md", ".rst", ".ipynb") and p.stem not in NAMED
+)
+
+
+def _list_extra_pages(app, docname, source):
+    if docname == "index":
+        source[0] = source[0].replace("__extra_pages__\n", "".join(f"{n}\n" for n in EXTRA_PAGES))
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_inherited_from_sklearn)
+    app.connect("source-read", _list_extra_pages)
