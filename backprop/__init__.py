@@ -3,6 +3,7 @@
 from . import (
     callbacks,
     data,
+    inference,
     initializers,
     landscape,
     layers,
@@ -46,6 +47,7 @@ from .layers import (
     SiLU,
     Softmax,
     Softplus,
+    Standardize,
     Tanh,
     register_layer,
 )
@@ -61,6 +63,7 @@ from .losses import (
 )
 from .lr_finder import LRFinderResult, lr_find
 from .model import Sequential
+from .monitors import ActivationRecorder, UpdateRatioMonitor
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .schedules import (
     Constant,
@@ -80,16 +83,31 @@ from .uncertainty import (
     reliability_curve,
 )
 
+PLOTS = (
+    "plot_activations",
+    "plot_dead_relu",
+    "plot_decision_boundary",
+    "plot_first_layer",
+    "plot_gradient_norms",
+    "plot_history",
+    "plot_update_ratio",
+    "plot_weights",
+)
+
 
 def __getattr__(name: str):
     """Names imported on first use. The scikit-learn estimators: importing scikit-learn takes
     seconds, which ``import backprop`` and the command line should not pay. ``load_config`` and
     ``ConfigError`` live in the application (:mod:`backprop.app`), which the library never
-    imports."""
+    imports; so do the ``plot_*`` figures (matplotlib loads on the first one)."""
     if name in ("MLPClassifier", "MLPRegressor", "NeuralNetClassifier", "NeuralNetRegressor"):
         from . import estimators
 
         return getattr(estimators, name)
+    if name in PLOTS:  # matplotlib loads on the first figure, never on `import backprop`
+        from .app import plots
+
+        return getattr(plots, name)
     if name in ("load_config", "ConfigError"):
         from .app import config
 
@@ -112,8 +130,12 @@ __all__ = [
     "MLPRegressor",
     "NeuralNetClassifier",
     "NeuralNetRegressor",
+    *PLOTS,
+    "ActivationRecorder",
+    "UpdateRatioMonitor",
     "callbacks",
     "data",
+    "inference",
     "initializers",
     "layers",
     "losses",
@@ -146,6 +168,7 @@ __all__ = [
     "SiLU",
     "Softmax",
     "Softplus",
+    "Standardize",
     "Tanh",
     "LBFGS",
     "BinaryCrossEntropy",

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
-import time
 import warnings
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -153,61 +151,6 @@ class EarlyStopping(Callback):
         }
 
 
-class ProgressBar(Callback):
-    """One line per epoch (epoch, loss, validation metrics, learning rate, time left), with a
-    live batch counter when writing to a terminal. Silent when ``stream`` is not a terminal,
-    unless ``force=True``; silent always with ``enabled=False``.
-
-    Parameters
-    ----------
-    stream : IO[str] | None, default None
-        Where to write (standard error by default).
-    force : bool, default False
-        Write even when ``stream`` is not a terminal.
-    enabled : bool, default True
-        False silences the bar entirely.
-    """
-
-    def __init__(self, stream: IO[str] | None = None, force: bool = False, enabled: bool = True):
-        self.stream = stream
-        self.force = force
-        self.enabled = enabled
-
-    def _out(self) -> IO[str]:
-        return self.stream if self.stream is not None else sys.stderr
-
-    def _active(self) -> bool:
-        if not self.enabled:
-            return False
-        out = self._out()
-        return self.force or (hasattr(out, "isatty") and out.isatty())
-
-    def on_train_begin(self, trainer):
-        self._start = time.perf_counter()
-        self._live = self._active() and hasattr(self._out(), "isatty") and self._out().isatty()
-
-    def on_batch_end(self, trainer, batch, logs):
-        if self._live and batch % 10 == 0:
-            n = trainer.steps_per_epoch or "?"
-            self._out().write(f"\r  batch {batch + 1}/{n}  loss {logs['loss']:.4f}")
-            self._out().flush()
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        if not self._active():
-            return
-        done = epoch + 1 - trainer.initial_epoch
-        elapsed = time.perf_counter() - self._start
-        left = elapsed / max(done, 1) * (trainer.end_epoch - epoch - 1)
-        keys = ["loss", *trainer.metric_names]
-        keys += [f"val_{k}" for k in keys] + ["lr"]
-        keys = [k for k in keys if k in logs]
-        parts = [f"{k} {logs[k]:.4g}" for k in keys]
-        line = f"epoch {epoch + 1}/{trainer.end_epoch}  " + "  ".join(parts)
-        line += f"  {logs['time']:.2f}s  ~{left:.0f}s left"
-        self._out().write(("\r" if self._live else "") + line + "\n")
-        self._out().flush()
-
-
 class CSVLogger(Callback):
     """Append one row per epoch to ``path`` (the header is written with the first row).
 
@@ -315,3 +258,7 @@ class GradientMonitor(Callback):
             logs[f"weight_norm/{name}"] = float(np.sqrt(np.vdot(p, p)))
         for i, frac in self._dead.items():
             logs[f"dead_relu/{i}"] = frac
+
+
+# The progress display lives in its own module (it decides between a live bar and lines).
+from .progress import ProgressBar  # noqa: E402, F401  (re-exported)

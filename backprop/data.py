@@ -83,6 +83,13 @@ def check_range(X: Any, name: str, dtype: np.dtype) -> None:
 
 def check_targets(y: Any, n_samples: int) -> np.ndarray:
     y = np.asarray(y)
+    if y.dtype.kind in "USO":
+        shown = ", ".join(repr(str(v)) for v in np.unique(y.astype(str))[:3])
+        raise ValueError(
+            f"y holds labels that are not numbers ({shown}, ...): the Trainer takes class codes "
+            "0..k-1; encode them with `classes, codes = np.unique(y, return_inverse=True)`, or "
+            "use bp.MLPClassifier / bp.NeuralNetClassifier, which accept any labels"
+        )
     if y.dtype.kind not in "fiub":
         raise ValueError(f"y must hold numbers, got dtype {y.dtype}")
     if y.ndim not in (1, 2):

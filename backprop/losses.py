@@ -64,6 +64,24 @@ class Loss:
     """Base class: subclasses implement ``_forward`` returning per-sample losses ``(n,)`` and
     setting ``self._dl`` to dl_i/dy_pred ``(n, k)`` (unscaled)."""
 
+    #: dl_i/dy_pred of one sample (before the 1/n or weight scaling), shown by help(backward)
+    gradient = "dl_i/dy_pred"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "backward" in cls.__dict__:
+            return
+
+        def backward(self) -> np.ndarray:
+            return super(cls, self).backward()
+
+        backward.__doc__ = (
+            f"dL/dy_pred ``(n, k)`` of the last ``forward``: per sample\n\n    {cls.gradient}\n\n"
+            "times ``1/n`` (``w_i / sum(w)`` with sample weights). A fresh array the caller may keep."
+        )
+        backward.__qualname__ = f"{cls.__qualname__}.backward"
+        cls.backward = backward
+
     def __init__(self) -> None:
         self._grad: np.ndarray | None = None
 
@@ -114,6 +132,8 @@ def _targets_like(y_pred: np.ndarray, y_true: Any) -> np.ndarray:
 class MeanSquaredError(Loss):
     """``l_i = mean_k (y_ik - t_ik)^2``; ``dl_i/dy = 2 (y - t) / k``."""
 
+    gradient = "2 (y_pred - t) / k        (k outputs per sample)"
+
     def _forward(self, y_pred, y_true):
         r = y_pred - _targets_like(y_pred, y_true)
         k = y_pred.shape[1]
@@ -124,6 +144,8 @@ class MeanSquaredError(Loss):
 
 class MeanAbsoluteError(Loss):
     """``l_i = mean_k |y_ik - t_ik|``; ``dl_i/dy = sign(y - t) / k`` (0 at a tie)."""
+
+    gradient = "sign(y_pred - t) / k"
 
     def _forward(self, y_pred, y_true):
         r = y_pred - _targets_like(y_pred, y_true)
@@ -142,6 +164,8 @@ class Huber(Loss):
     delta : float, default 1.0
         Residual size where the loss turns from quadratic to linear.
     """
+
+    gradient = "clip(y_pred - t, -delta, delta) / k"
 
     def __init__(self, delta: float = 1.0) -> None:
         super().__init__()
@@ -175,6 +199,10 @@ class SoftmaxCrossEntropy(Loss):
     label_smoothing : float, default 0.0
         ``e`` in ``[0, 1)``: the target ``t`` becomes ``(1 - e) t + e / k``.
     """
+
+    gradient = (
+        "softmax(z) - t        (softmax and cross-entropy fused: no division by a probability)"
+    )
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -257,6 +285,8 @@ class BinaryCrossEntropy(Loss):
     ``l_i = mean_k max(z,0) - z t + log1p(exp(-|z|))``; ``dl_i/dz = (sigmoid(z) - t) / k``.
     """
 
+    gradient = "(sigmoid(z) - t) / k"
+
     def _forward(self, z, y_true):
         t = _targets_like(z, y_true)
         if t.size and (t.min() < 0 or t.max() > 1):
@@ -277,6 +307,8 @@ class Poisson(Loss):
     ``exp(z) = t``. (scikit-learn's ``loss="poisson"`` reports the half deviance instead, which
     differs by a term in ``t`` only; see :mod:`backprop.estimators.losses`.)
     """
+
+    gradient = "(exp(z) - t) / k"
 
     def _forward(self, z, y_true):
         t = _targets_like(z, y_true)

@@ -429,15 +429,16 @@ class Sequential:
         return new
 
     def summary(self) -> str:
-        """Per-layer output shape, parameter count and trainability, as a text table (a
-        container's children indented under it).
+        """Per-layer type (a container's children indented under it), output shape, parameter
+        count, trainability (shown only for layers that have parameters) and settings, as a text
+        table.
 
         Returns
         -------
         str
             The table, one line per layer.
         """
-        rows = [("#", "layer", "output", "params", "trainable")]
+        rows = [("#", "layer", "output", "params", "trainable", "settings")]
         total = trainable_total = 0
         for name, layer, trainable in named_layers(self.layers):
             depth = name.count(".")
@@ -445,12 +446,16 @@ class Sequential:
             if not layer.children():
                 total += n
                 trainable_total += n if trainable else 0
-            shown = repr(layer) if not layer.children() else f"{type(layer).__name__}"
+            status = ("yes" if trainable else "no (frozen)") if n else ""
+            settings = "" if layer.children() else layer.extra_repr()
             out = "?" if layer.out_shape is None else str((None, *layer.out_shape))
-            rows.append((name, "  " * depth + shown, out, str(n), "yes" if trainable else "no"))
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-        lines.insert(1, "-" * len(lines[0]))
+            rows.append((name, "  " * depth + type(layer).__name__, out, str(n), status, settings))
+        widths = [max(len(r[c]) for r in rows) for c in range(6)]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
+        lines.insert(1, "-" * max(len(line) for line in lines))
         lines.append(
             f"total parameters: {total} ({trainable_total} trainable), dtype {self.dtype}"
             + ("" if self.built else " (not built yet: shapes come with the first input)")

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import inference
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import schedules as schedules_mod
@@ -633,6 +634,19 @@ class Trainer:
         """
         X = check_X(X)
         return self.model.predict(X, batch_size=batch_size)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n, k)``: softmax of the logits for SoftmaxCrossEntropy,
+        sigmoid for BinaryCrossEntropy (see :mod:`backprop.inference`)."""
+        return inference.proba_from_outputs(self.predict(X), self.loss)
+
+    def predict_classes(self, X: Any) -> np.ndarray:
+        """Class codes ``(n,)`` in ``0..k-1``: argmax of the logits (``z > 0`` for one output)."""
+        return inference.classes_from_outputs(self.predict(X), self.loss)
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy for the cross-entropies, R^2 for the regression losses."""
+        return inference.score_outputs(self.predict(X), y, self.loss)
 
 
 __all__ = ["Trainer", "TrainingDivergedError", "MODES", "Accuracy", "R2"]

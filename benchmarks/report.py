@@ -1,4 +1,4 @@
-"""The results table and the issue's targets, checked against the measured rows."""
+"""The results table and the project's performance goals, checked against the measured rows."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _find(rows, workload, system):
 
 
 def fit_memory_budget_mb(w) -> float:
-    """The issue's allowance: 5% of the training data, plus parameters, gradients and Adam's two
+    """The memory allowance: 5% of the training data, plus parameters, gradients and Adam's two
     moments, plus one batch of activations (input, pre- and post-ReLU, output) and their
     gradients."""
     item = 4  # float32
@@ -69,7 +69,7 @@ def fit_memory_budget_mb(w) -> float:
 
 
 def targets(rows: list[dict], workloads: dict) -> list[str]:
-    """One line per target of issue 5 that this run measured: met / MISSED, value and bound."""
+    """One line per performance goal this run measured: met / not met, value and bound."""
     out: list[str] = []
 
     def check(label: str, value: float, bound: float, at_most: bool = True) -> None:
@@ -77,7 +77,7 @@ def targets(rows: list[dict], workloads: dict) -> list[str]:
             return
         ok = value <= bound if at_most else value >= bound
         sign = "<=" if at_most else ">="
-        out.append(f"  [{'met' if ok else 'MISSED'}] {label}: {value:.2f} (target {sign} {bound})")
+        out.append(f"  [{'met' if ok else 'not met'}] {label}: {value:.2f} (target {sign} {bound})")
 
     def ratio(workload: str, peer: str) -> float | None:
         row = _find(rows, workload, "backprop")
@@ -116,7 +116,7 @@ def targets(rows: list[dict], workloads: dict) -> list[str]:
             four = r["predict_mb_4x"] - 4 * out_mb
             ok = four <= 1.25 * one + 0.1
             out.append(
-                f"  [{'met' if ok else 'MISSED'}] {r['workload']} predict peak MB beyond its "
+                f"  [{'met' if ok else 'not met'}] {r['workload']} predict peak MB beyond its "
                 f"output: {one:.2f} for the test set, {four:.2f} for 4x its rows (target: no growth)"
             )
             break

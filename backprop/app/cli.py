@@ -4,7 +4,7 @@
                    [--quiet]
     backprop train --example NAME [...] | backprop train --list-examples
     backprop evaluate MODEL --data CONFIG.toml|FILE [--target COLUMN]
-    backprop predict MODEL INPUT --output FILE [--target COLUMN]
+    backprop predict MODEL INPUT --output FILE [--target COLUMN] [--proba]
     backprop gradcheck CONFIG [--set ...] [--samples N]
     backprop plot RUN_DIR
     backprop lr-find CONFIG | landscape RUN_DIR | uncertainty RUN_DIR | cartography CONFIG
@@ -148,6 +148,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probabilities(mf: Any, out: np.ndarray) -> np.ndarray:
+    from ..inference import proba_from_outputs
+
+    if mf.metadata.get("task") != "classification":
+        raise ConfigError("--proba needs a classification model; this one predicts values")
+    return proba_from_outputs(out, mf.metadata.get("loss", "cross_entropy"))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .sources import read_table
 
@@ -161,22 +169,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise ConfigError(f"{args.input}: {exc}") from None
     path = Path(args.output)
+    if path.suffix not in (".npy", ".npz", ".csv"):
+        return _error(f"--output {path}: use a .npy, .npz or .csv file name")
+    shown, names = pred, None
+    if args.proba:
+        shown = _probabilities(mf, out)
+        names = [f"proba_{c}" for c in mf.metadata.get("classes", range(shown.shape[1]))]
     if path.suffix == ".npy":
-        np.save(path, pred, allow_pickle=False)
+        np.save(path, shown, allow_pickle=False)
     elif path.suffix == ".npz":
-        np.savez(path, y_pred=pred, outputs=out)
-    elif path.suffix == ".csv":
-        cols = pred.reshape(len(pred), -1)
-        names = (
-            ["prediction"]
-            if cols.shape[1] == 1
-            else [f"prediction_{j}" for j in range(cols.shape[1])]
-        )
+        extra = {"proba": shown} if args.proba else {}
+        np.savez(path, y_pred=pred, outputs=out, **extra)
+    else:
+        cols = shown.reshape(len(shown), -1)
+        if names is None or len(names) != cols.shape[1]:
+            names = (
+                ["prediction"]
+                if cols.shape[1] == 1
+                else [f"prediction_{j}" for j in range(cols.shape[1])]
+            )
         lines = [",".join(names)] + [",".join(str(v) for v in row) for row in cols.tolist()]
         path.write_text("\n".join(lines) + "\n")
-    else:
-        return _error(f"--output {path}: use a .npy, .npz or .csv file name")
-    print(f"wrote {len(pred)} predictions to {path}")
+    what = "probability rows" if args.proba else "predictions"
+    print(f"wrote {len(pred)} {what} to {path}")
     return 0
 
 
@@ -286,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="features as .npy, .npz (array X) or .csv (header row)")
     p.add_argument("--output", required=True, help="where to write: .npy, .npz or .csv")
     p.add_argument("--target", help="a column of the input to leave out")
+    p.add_argument(
+        "--proba", action="store_true", help="write class probabilities instead of labels"
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("gradcheck", help="finite-difference gradient report for a config's model")

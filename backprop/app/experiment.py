@@ -14,6 +14,7 @@ The run directory (``output.dir/<name>-<time>`` or ``--out``) holds::
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -32,7 +33,10 @@ from ..callbacks import GradientMonitor, ProgressBar
 from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from ..io import save
 from ..landscape import TrajectoryRecorder
+from ..layers import Standardize
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+from ..model import Sequential
+from ..monitors import ActivationRecorder, UpdateRatioMonitor
 from . import config as config_mod
 from . import sources
 from .config import Config, ConfigError
@@ -133,11 +137,13 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     out = config["output"]
     callbacks: list = []
     if out["gradient_monitor"]:
-        callbacks.append(GradientMonitor())
+        callbacks += [GradientMonitor(), UpdateRatioMonitor()]
     if out["trajectory"]:  # for `backprop landscape`: the weights after every epoch
         callbacks.append(TrajectoryRecorder())
     if es is not None:
         callbacks.append(es)
+    if out["gradient_monitor"]:  # after early stopping: "end" is the restored model
+        callbacks.append(ActivationRecorder(ds.X_train[:512]))
     callbacks.append(ProgressBar(force=not quiet, enabled=not quiet))
     best = run_dir / "checkpoint-best.npz" if out["save_best"] and ds.X_val is not None else None
     try:
@@ -166,7 +172,47 @@ def evaluate_all(trainer: Any, ds: sources.Dataset) -> dict[str, dict[str, float
     return {k: {m: float(v) for m, v in d.items()} for k, d in result.items()}
 
 
+def with_preprocessing(model: Any, ds: sources.Dataset) -> Any:
+    """``model`` with the data's standardization as layers: ``Standardize`` first (features),
+    ``Standardize(inverse=True)`` last (regression targets), so that the saved model predicts
+    from raw features in the data's own units. The trained layers' values are copied unchanged."""
+    front = [] if ds.x_mean is None else [Standardize(ds.n_features, ds.x_mean, ds.x_scale)]
+    back = []
+    if ds.y_mean is not None:
+        back = [Standardize(len(ds.y_mean), ds.y_mean, ds.y_scale, inverse=True)]
+    if not front and not back:
+        return model
+    layers = front + copy.deepcopy(model.layers) + back
+    full = Sequential(layers, dtype=model.dtype, seed=0)
+    shift = len(front)
+    state = full.state_dict()  # the Standardize buffers, as constructed
+    for key, value in model.state_dict().items():
+        index, rest = key.split(".", 1)
+        state[f"{int(index) + shift}.{rest}"] = value
+    full.load_state_dict(state)
+    return full
+
+
+def without_preprocessing(saved: Any, metadata: dict[str, Any]) -> Any:
+    """The trained network inside a run's ``model.npz``: :func:`with_preprocessing` undone, using
+    the layer counts it recorded in the file's metadata (``preprocessing_layers``)."""
+    front, back = metadata.get("preprocessing_layers", [0, 0])
+    if not front and not back:
+        return saved
+    inner = copy.deepcopy(saved.layers[front : len(saved.layers) - back])
+    model = Sequential(inner, dtype=saved.dtype, seed=0)
+    state = {}
+    for key, value in saved.state_dict().items():
+        index, rest = key.split(".", 1)
+        if front <= int(index) < len(saved.layers) - back:
+            state[f"{int(index) - front}.{rest}"] = value
+    model.load_state_dict(state)
+    return model
+
+
 def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> None:
+    """``model.npz``: the model with its preprocessing inside (see :func:`with_preprocessing`),
+    so ``bp.load(path).predict(raw_X)`` is what ``backprop predict`` computes."""
     metadata = {
         "task": ds.task,
         "classes": ds.classes,
@@ -174,13 +220,10 @@ def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> N
         "n_features": ds.n_features,
         "source": config["data"]["source"],
         "loss": config["loss"]["name"],
+        # Standardize layers added in front of and behind the trained network
+        "preprocessing_layers": [int(ds.x_mean is not None), int(ds.y_mean is not None)],
     }
-    extras = {
-        k: getattr(ds, k)
-        for k in ("x_mean", "x_scale", "y_mean", "y_scale")
-        if getattr(ds, k) is not None
-    }
-    save(model, path, metadata=metadata, extras=extras)
+    save(with_preprocessing(model, ds), path, metadata=metadata)
 
 
 def save_predictions(path: Path, model: Any, ds: sources.Dataset) -> None:
@@ -243,6 +286,8 @@ def run(
         # the run was over: put back early stopping's best weights, as the run's end did
         restore_early_stopping(trainer, header)
         es.on_train_end(trainer)
+    if resume and (remaining <= 0 or finished):
+        log(nothing_to_train(trainer.epoch, total, es if finished else None))
     seconds = time.perf_counter() - start
     metrics: dict[str, Any] = evaluate_all(trainer, ds)
     metrics.update(
@@ -261,6 +306,9 @@ def run(
         if isinstance(cb, TrajectoryRecorder) and cb.snapshots:  # none if nothing was trained
             np.save(run_dir / "trajectory.npy", np.stack(cb.snapshots), allow_pickle=False)
     write_history(trainer.history, run_dir / "history.csv")
+    for cb in trainer.callbacks:
+        if isinstance(cb, ActivationRecorder) and cb.end:
+            np.savez(run_dir / "activations.npz", **cb.arrays())
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
     if config["output"]["plots"]:
         from .plotting import draw_run
@@ -314,6 +362,20 @@ def interrupted_exit(
         file=sys.stderr,
     )
     return 130
+
+
+def nothing_to_train(epoch: int, total: int, es: Any = None) -> str:
+    """Why a resumed run trains no further epoch, and what would make it train."""
+    if es is not None and es.stopped_epoch is not None:
+        best = "" if es.best_epoch is None else f" (best epoch {es.best_epoch + 1}, restored)"
+        return (
+            f"nothing to train: early stopping ended this run at epoch {es.stopped_epoch + 1}"
+            f"{best}; evaluating and saving it again"
+        )
+    return (
+        f"nothing to train: the checkpoint is at epoch {epoch} and trainer.epochs is {total}; "
+        f"add --set trainer.epochs=N with N > {epoch} to train further"
+    )
 
 
 def _nan_safe(v: Any) -> Any:

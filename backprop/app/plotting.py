@@ -3,7 +3,9 @@
 Each ``fig_*`` function returns a Figure; :func:`draw_run` writes every figure that applies to a
 run directory into ``RUN_DIR/figures/`` from the files the run left behind::
 
-    history.csv      -> loss.png, metrics.png, lr.png, grad_norms.png
+    history.csv      -> loss.png, metrics.png, lr.png, grad_norms.png, and with the monitors
+                        on: dead_relu.png, update_ratio.png
+    activations.npz  -> activations.png (histograms per activation layer, start and end)
     model.npz        -> weights.png, first_layer.png (square inputs: 8x8 digits, 28x28 MNIST),
                         conv_filters.png (a model with a Conv2D layer)
     predictions.npz  -> confusion.png (classification), pred_vs_true.png (regression),
@@ -15,14 +17,21 @@ run directory into ``RUN_DIR/figures/`` from the files the run left behind::
 from __future__ import annotations
 
 import csv
+import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+from ..progress import in_notebook
+
+# Files only (no window) unless the user has chosen a backend already (pyplot imported) or works
+# in a notebook, where the figures these functions return display inline.
+if "matplotlib.pyplot" not in sys.modules and not in_notebook():
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -131,8 +140,10 @@ def fig_weights(model: Any) -> plt.Figure:
 
 
 def fig_first_layer(model: Any, image_shape: tuple[int, int], n: int = 32) -> plt.Figure | None:
-    """The first ``n`` units' input weights as images, tiled into one mosaic (one ``imshow``
-    is far faster to draw than a grid of axes). Each unit is scaled by its own max |w|."""
+    """The first ``n`` hidden units' input weights, each drawn as an image of the input's shape
+    (a pixel's colour is the weight from that pixel), tiled 8 to a row into one mosaic (one
+    ``imshow`` is far faster to draw than a grid of axes). Each unit is scaled by its own
+    max |w|; each tile is labelled with its unit's number."""
     W = next((v for k, v in model.parameters().items() if k.endswith(".W")), None)
     if W is None or W.shape[0] != image_shape[0] * image_shape[1]:
         return None
@@ -147,17 +158,24 @@ def fig_first_layer(model: Any, image_shape: tuple[int, int], n: int = 32) -> pl
         mosaic[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = unit / (
             np.abs(unit).max() or 1.0
         )
-    fig, ax = plt.subplots(figsize=(1.1 * cols + 1.2, 1.1 * rows + 0.8))
+    fig, ax = plt.subplots(figsize=(1.1 * cols + 1.2, 1.1 * rows + 0.9))
     im = ax.imshow(mosaic, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks([(w + 1) * c + w / 2 - 0.5 for c in range(cols)], [str(c) for c in range(cols)])
-    ax.set_yticks(
-        [(h + 1) * r + h / 2 - 0.5 for r in range(rows)], [str(r * cols) for r in range(rows)]
-    )
-    ax.set(
-        title=f"First-layer weights of units 0-{n - 1} as {h}x{w} images",
-        xlabel="unit (column offset)",
-        ylabel="unit (row start)",
-    )
+    for j in range(n):
+        r, c = divmod(j, cols)
+        ax.text(
+            c * (w + 1) + 0.2,
+            r * (h + 1) + 0.2,
+            str(j),
+            fontsize=7,
+            va="top",
+            ha="left",
+            bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.5, "lw": 0},
+        )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"First-layer weights of hidden units 0-{n - 1}, each as a {h}x{w} image")
+    ax.set_xlabel(f"hidden units {cols} to a row (number at each tile's top left)")
+    ax.set_ylabel("pixel = weight from\nthat input pixel")
     fig.colorbar(im, ax=ax, label="weight / max |weight| of the unit", shrink=0.8)
     fig.tight_layout()
     return fig
@@ -256,27 +274,70 @@ def fig_pred_vs_true(y_true: np.ndarray, y_pred: np.ndarray) -> plt.Figure:
 
 
 def fig_decision_boundary(
-    predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray, classes: list
+    predict: Callable[[np.ndarray], np.ndarray],
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: list,
+    proba: Callable[[np.ndarray], np.ndarray] | None = None,
+    points: str = "test points",
 ) -> plt.Figure:
-    """``predict`` maps raw 2-D points ``(n, 2)`` to class codes."""
+    """Decision regions of a classifier on 2-D inputs, with the points ``X`` coloured by class.
+
+    ``predict`` maps raw points ``(m, 2)`` to class codes; ``proba``, when given, to class
+    probabilities ``(m, k)``: the background is then shaded by the probability of the predicted
+    class (pale near a boundary, where the model is unsure), with the 0.5 contour drawn for two
+    classes. ``points`` names the points in the title ("test points", "training points").
+    """
     pad = 0.5 * (X.max(axis=0) - X.min(axis=0)).max() / 4 + 0.1
     (x0, y0), (x1, y1) = X.min(axis=0) - pad, X.max(axis=0) + pad
     gx, gy = np.meshgrid(np.linspace(x0, x1, 300), np.linspace(y0, y1, 300))
     grid = np.column_stack([gx.ravel(), gy.ravel()])
     zz = predict(grid).reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = plt.subplots(figsize=(6.8, 4.5))
     k = len(classes)
     cmap = plt.get_cmap("coolwarm" if k == 2 else "tab10")
-    ax.contourf(gx, gy, zz, levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.3)
+
+    def color(c: int):
+        return cmap(c / max(k - 1, 1)) if k == 2 else cmap(c)
+
+    if proba is None:
+        ax.contourf(gx, gy, zz, levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.3)
+    else:
+        P = proba(grid)
+        if k == 2:
+            p1 = P[:, -1].reshape(gx.shape)
+            im = ax.contourf(gx, gy, p1, levels=np.linspace(0, 1, 11), cmap=cmap, alpha=0.45)
+            ax.contour(gx, gy, p1, levels=[0.5], colors="k", linewidths=1)
+            fig.colorbar(im, ax=ax, label=f"P(class {classes[-1]})", shrink=0.85)
+        else:
+            rgba = np.array([color(c) for c in range(k)])[zz]
+            rgba[..., 3] = 0.6 * (P.max(axis=1).reshape(gx.shape) - 1 / k) / (1 - 1 / k)
+            ax.imshow(rgba, origin="lower", extent=(x0, x1, y0, y1), aspect="auto")
+    size = 14 if len(X) > 50 else 80  # a handful of points (XOR) must stay visible
     for c in range(k):
         pts = X[np.asarray(y) == c]
-        color = cmap(c / max(k - 1, 1)) if k == 2 else cmap(c)
-        size = 14 if len(X) > 50 else 60  # a handful of points (XOR) must stay visible
         ax.scatter(
-            pts[:, 0], pts[:, 1], s=size, color=color, edgecolor="k", lw=0.3, label=str(classes[c])
+            pts[:, 0],
+            pts[:, 1],
+            s=size,
+            color=color(c),
+            edgecolor="k",
+            lw=0.5,
+            label=str(classes[c]),
+            zorder=3,
         )
-    ax.set(title="Decision regions and test points", xlabel="feature 0", ylabel="feature 1")
-    ax.legend(title="class", framealpha=0.7)
+    if proba is None:
+        title = f"Decision regions and the {points}"
+    elif k == 2:
+        title = f"P(class {classes[-1]}), decision boundary (black) and the {points}"
+    else:
+        title = f"Predicted class, paler where less sure, and the {points}"
+    ax.set_title(title, fontsize=10)
+    ax.set(xlabel="feature 0", ylabel="feature 1")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    # below the axes, so that no point is ever hidden behind it
+    ax.legend(title="class", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=min(k, 6))
     fig.tight_layout()
     return fig
 
@@ -295,6 +356,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         figures["metrics"] = fig_metrics(history)
         figures["lr"] = fig_lr(history)
         figures["grad_norms"] = fig_grad_norms(history)
+        figures.update(_monitor_figures(run_dir, history))
     model_file = None
     if (run_dir / "model.npz").is_file():
         model_file = checked_model_file(run_dir / "model.npz")
@@ -315,11 +377,21 @@ def draw_run(run_dir: str | Path) -> list[Path]:
             if "X" in pred and pred["X"].shape[1] == 2:
                 prep = Preprocessing(model_file.extras)
 
-                def predict(P):
-                    return class_codes(model_file.obj.predict(transform_X(prep, P)))
+                def outputs(P):
+                    return model_file.obj.predict(transform_X(prep, P))
+
+                def proba(P):
+                    from ..inference import proba_from_outputs
+
+                    return proba_from_outputs(outputs(P), meta.get("loss", "cross_entropy"))
 
                 figures["decision_boundary"] = fig_decision_boundary(
-                    predict, pred["X"], pred["y_true"], meta["classes"]
+                    lambda P: class_codes(outputs(P)),
+                    pred["X"],
+                    pred["y_true"],
+                    meta["classes"],
+                    proba=proba,
+                    points=_points_label(run_dir),
                 )
         else:
             figures["pred_vs_true"] = fig_pred_vs_true(pred["y_true"], pred["y_pred"])
@@ -332,6 +404,33 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _monitor_figures(run_dir: Path, history: dict[str, list[float]]) -> dict[str, Any]:
+    """Figures of the monitors' columns and of activations.npz, where the run has them."""
+    from . import plots
+
+    figures: dict[str, Any] = {}
+    if any(k.startswith("dead_relu/") for k in history):
+        figures["dead_relu"] = plots.plot_dead_relu(history)
+    if any(k.startswith("update_ratio/") for k in history):
+        figures["update_ratio"] = plots.plot_update_ratio(history)
+    if (run_dir / "activations.npz").is_file():
+        with np.load(run_dir / "activations.npz", allow_pickle=False) as f:
+            start = {k[6:]: f[k] for k in f.files if k.startswith("start/")}
+            end = {k[4:]: f[k] for k in f.files if k.startswith("end/")}
+        if start or end:
+            figures["activations"] = plots.plot_activations(start, end)
+    return figures
+
+
+def _points_label(run_dir: Path) -> str:
+    """ "training points" when the run's test set is its training set (XOR), else "test points"."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return "test points"
+    return "training points" if metrics.get("test_is_training_data") else "test points"
 
 
 class Preprocessing:

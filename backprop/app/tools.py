@@ -20,7 +20,7 @@ from scipy import special
 
 from .. import landscape as ls
 from ..cartography import Cartography
-from ..io import ModelFileError, load
+from ..io import ModelFileError, load_file
 from ..lr_finder import lr_find
 from ..uncertainty import (
     TemperatureScaling,
@@ -31,7 +31,7 @@ from ..uncertainty import (
 )
 from . import config as config_mod
 from .config import ConfigError
-from .experiment import load_data, n_model_outputs
+from .experiment import load_data, n_model_outputs, without_preprocessing
 
 
 def _model_and_trainer(config: Any, ds: Any, callbacks: list) -> tuple[Any, Any]:
@@ -89,7 +89,8 @@ def _load_run(run_dir: Path) -> tuple[Any, Any, Any, Any, Any]:
     ds = load_data(config)
     initial, trainer = _model_and_trainer(config, ds, [])
     trained = initial.copy()
-    saved = load(run_dir / "model.npz")
+    model_file = load_file(run_dir / "model.npz")
+    saved = without_preprocessing(model_file.obj, model_file.metadata)  # the trained network
     flat = getattr(saved, "flat_parameters", None)
     if flat is None or flat.shape != trained.flat_parameters.shape:
         raise ModelFileError(

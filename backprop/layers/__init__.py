@@ -27,6 +27,7 @@ from .pooling import (
     MaxPool1D,
     MaxPool2D,
 )
+from .preprocessing import Standardize
 from .registry import REGISTRY, get, layer_from_spec, layer_spec, register_layer
 from .reshape import Flatten, Reshape
 
@@ -47,6 +48,7 @@ __all__ = [
     "Dropout",
     "BatchNorm",
     "LayerNorm",
+    "Standardize",
     "Residual",
     "Conv1D",
     "Conv2D",

@@ -40,11 +40,35 @@ _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 _INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
 
 
+def _elementwise_doc(derivative: str) -> str:
+    return (
+        f"Backward of an elementwise activation: ``dx = grad_out * f'(x)`` with\n\n"
+        f"    f'(x) = {derivative}\n\n"
+        "``grad_out = dL/dy`` and ``dx = dL/dx`` have the input's shape ``(n, d)``; no parameter "
+        "gradients. Needs a preceding ``forward(x, training=True)``."
+    )
+
+
 class Activation(Layer):
     """An elementwise activation: subclasses implement ``_f(x)`` and ``_df(x, y)``.
 
     ``forward`` caches ``x`` and ``y`` when training; ``backward`` returns ``grad_out * f'(x)``.
+    Subclasses set ``derivative``, the formula of ``f'`` that ``help(cls.backward)`` shows.
     """
+
+    derivative = "f'(x)"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "backward" in cls.__dict__:
+            return
+
+        def backward(self, grad_out: np.ndarray) -> np.ndarray:
+            return super(cls, self).backward(grad_out)
+
+        backward.__doc__ = _elementwise_doc(cls.derivative)
+        backward.__qualname__ = f"{cls.__qualname__}.backward"
+        cls.backward = backward
 
     def __init__(self) -> None:
         super().__init__()
@@ -65,6 +89,7 @@ class Activation(Layer):
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = grad_out * f'(x)``, elementwise; ``grad_out``, ``dx``: ``(n, d)``."""
         if self._x is None:
             raise self._missing_cache()
         dx = self._df(self._x, self._y)
@@ -76,16 +101,21 @@ class Activation(Layer):
 class Identity(Activation):
     """``y = x``."""
 
+    derivative = "1"
+
     def _f(self, x):
         return x.copy()
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = grad_out`` (a copy), shape ``(n, d)``: the derivative of ``x`` is 1."""
         return grad_out.copy()
 
 
 @register_layer
 class Sigmoid(Activation):
     """Logistic sigmoid ``y = 1 / (1 + exp(-x))`` (overflow-safe through ``scipy.special.expit``)."""
+
+    derivative = "y (1 - y)   with y = sigmoid(x), at most 1/4"
 
     def _f(self, x):
         return special.expit(x)
@@ -97,6 +127,8 @@ class Sigmoid(Activation):
 @register_layer
 class Tanh(Activation):
     """``y = tanh(x)``, ``dy/dx = 1 - y^2``."""
+
+    derivative = "1 - y^2   with y = tanh(x)"
 
     def _f(self, x):
         return np.tanh(x)
@@ -115,6 +147,8 @@ class ReLU(Activation):
         return np.maximum(x, 0)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = grad_out * [x > 0]``: the gradient passes where the unit was active and is 0
+        elsewhere (0 at ``x = 0`` too); ``grad_out``, ``dx``: ``(n, d)``."""
         if self._y is None:
             raise self._missing_cache()
         # grad_out * [y > 0]: a multiply by the boolean mask is several times faster than
@@ -131,6 +165,8 @@ class LeakyReLU(Activation):
     negative_slope : float, default 0.01
         Slope for ``x <= 0``.
     """
+
+    derivative = "1 if x > 0 else negative_slope"
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -158,6 +194,8 @@ class ELU(Activation):
         Saturation value ``-alpha`` for large negative inputs.
     """
 
+    derivative = "1 if x > 0 else y + alpha   (= alpha exp(x))"
+
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
         if not np.isfinite(alpha) or alpha <= 0:
@@ -184,6 +222,8 @@ class GELU(Activation):
     approximate : str, default 'none'
         "none" for the exact ``Phi`` (error function) or "tanh" for the tanh approximation.
     """
+
+    derivative = "Phi(x) + x phi(x)   (Phi, phi: the standard normal CDF and PDF)"
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
@@ -217,6 +257,8 @@ class GELU(Activation):
 class SiLU(Activation):
     """Sigmoid-weighted linear unit (swish) ``y = x * sigmoid(x)``."""
 
+    derivative = "s (1 + x (1 - s))   with s = sigmoid(x)"
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
         s = special.expit(x)
@@ -231,6 +273,8 @@ class SiLU(Activation):
 @register_layer
 class Softplus(Activation):
     """``y = log(1 + exp(x))`` computed as ``max(x, 0) + log1p(exp(-|x|))``."""
+
+    derivative = "sigmoid(x)"
 
     def _f(self, x):
         return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
@@ -262,6 +306,10 @@ class Softmax(Layer):
         return z
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Per row, ``dx_i = y_i * (g_i - sum_j g_j y_j)``: the Jacobian
+        ``dy_j/dx_i = y_j ([i = j] - y_i)`` times ``g = grad_out``. ``g``, ``y``, ``dx``:
+        ``(n, k)``. (Followed by a cross-entropy this collapses to ``y - t``; the fused
+        ``SoftmaxCrossEntropy`` computes that directly from logits.)"""
         if self._y is None:
             raise self._missing_cache()
         y = self._y
@@ -319,6 +367,8 @@ class PReLU(Layer):
         return np.where(x > 0, x, x * self.params["alpha"])
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = g`` where ``x > 0`` else ``alpha_j g`` ``(n, d)``;
+        ``dalpha_j = sum_i g_ij min(x_ij, 0)`` ``(d,)``, written into ``grads["alpha"]``."""
         if self._x is None:
             raise self._missing_cache()
         x = self._x

@@ -148,6 +148,9 @@ class Residual(Layer):
         return out + x  # a new array: out may be x itself (Dropout at inference)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = g + df/dx^T g``: the gradient reaches the input along both paths of
+        ``y = x + f(x)``, directly and back through ``f``'s layers (which fill their own
+        ``grads``). ``g = grad_out`` and ``dx`` have the input's shape ``(n, *in_shape)``."""
         g = grad_out
         for layer in reversed(self.layers):
             g = layer.backward(g)

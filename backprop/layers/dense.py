@@ -151,6 +151,15 @@ class Dense(Layer):
         np.add.reduce(g, axis=0, out=self.grads["b"])  # np.sum without its wrapper
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
+        """Gradients of ``y = x @ W + b`` from ``g = grad_out`` ``(n, out_features)``::
+
+            dW = x.T @ g          (in_features, out_features)   written into grads["W"]
+            db = sum_i g[i]       (out_features,)               written into grads["b"]
+            dx = g @ W.T          (n, in_features)              returned
+
+        ``x`` is the input cached by ``forward(x, training=True)``. A sparse ``x`` (CSR) gets
+        ``dW`` and ``db`` but no ``dx`` (None): nothing upstream of a first layer needs it.
+        """
         self.backward_params_only(grad_out)
         if sparse_mod.is_sparse(self._x):
             return None  # no dL/dx for a sparse input: nothing upstream needs it

@@ -62,6 +62,8 @@ class Dropout(Layer):
         return x * scaled
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = grad_out * m / (1 - p)`` with the training forward's mask ``m`` and drop rate
+        ``p``; ``grad_out``, ``dx``: ``(n, d)`` (the identity when nothing was dropped)."""
         if self._scaled_mask is None:
             return grad_out.copy()
         return grad_out * self._scaled_mask

@@ -77,6 +77,15 @@ class _Normalization(Layer):
         return y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """With ``g = grad_out`` ``(n, d)``, ``xhat = (x - mu) / sqrt(var + eps)`` and
+        ``dxhat = g * gamma``; means run over the statistics' axis (batch for BatchNorm, features
+        for LayerNorm)::
+
+            dgamma = sum_i g * xhat      dbeta = sum_i g                    (d,)
+            dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps)    (n, d)
+
+        The two means are the paths through ``mu`` and ``var``.
+        """
         if self._xhat is None:
             raise self._missing_cache()
         xhat, ax = self._xhat, self._axes(self._xhat)

@@ -92,7 +92,8 @@ class _MaxPool(_Pool):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx[s, window position r*] += G[s, i, j, ch]`` (first maximum of each window); loops
-        over the window offsets, never over pixels."""
+        over the window offsets, never over pixels. ``G = grad_out``: ``(n, *out_shape)``;
+        ``dx``: ``(n, *in_shape)``, zero except at each window's maximum."""
         if self._argmax is None:
             raise self._missing_cache()
         idx = self._argmax
@@ -139,7 +140,9 @@ class _AvgPool(_Pool):
         return y.reshape(x4.shape[0], *self.out_shape)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """Every real input of window (i, j) receives ``G[s, i, j, ch] / count[i, j]``."""
+        """Every real input of window (i, j) receives ``G[s, i, j, ch] / count[i, j]``
+        (summed over the windows it belongs to). ``G = grad_out``: ``(n, *out_shape)``;
+        ``dx``: ``(n, *in_shape)``."""
         if not self._cached:
             raise self._missing_cache()
         n, (oh, ow) = grad_out.shape[0], self._out2
@@ -254,7 +257,8 @@ class _GlobalAvgPool(Layer):
         return x.mean(axis=tuple(range(1, x.ndim - 1)))
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """``dx[s, ..., ch] = G[s, ch] / n_positions`` at every position."""
+        """``dx[s, ..., ch] = G[s, ch] / n_positions`` at every position. ``G = grad_out``:
+        ``(n, channels)``; ``dx``: ``(n, *in_shape)``."""
         if not self._cached:
             raise self._missing_cache()
         n, c = grad_out.shape

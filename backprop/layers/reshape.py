@@ -56,6 +56,8 @@ class _ShapeLayer(Layer):
         return x.reshape(x.shape[0], *self.out_shape)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = grad_out`` reshaped from ``(n, *out_shape)`` to ``(n, *in_shape)``: a reshape
+        moves no value, so the gradient is the same numbers in the input's shape."""
         return grad_out.reshape(grad_out.shape[0], *self.in_shape)
 
 

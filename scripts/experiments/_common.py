@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +129,35 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
+def environment() -> dict[str, str]:
+    """What a reader needs to reproduce the numbers: commit, NumPy and its BLAS, machine."""
+    from threadpoolctl import threadpool_info
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "backprop", "scripts"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        commit, dirty = "", ""
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')})"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    return {
+        "commit": (commit or "unknown") + (" with local changes" if dirty else ""),
+        "numpy": np.__version__,
+        "blas": ", ".join(sorted(blas)) or "unknown",
+        "machine": f"{machine()}, {os.cpu_count()} cores",
+    }
+
+
 def fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
@@ -148,8 +179,19 @@ def table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
 def write_summary(out_dir: Path, title: str, body: str, results: dict[str, Any]) -> None:
     """``summary.md`` (human-readable, with the machine and seed) and ``results.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    head = f"# {title}\n\nMeasured on {machine()}, seed {SEED}, BLAS pinned to one thread.\n\n"
+    env = environment()
+    head = (
+        f"# {title}\n\nMeasured at commit {env['commit']} on {env['machine']}; NumPy "
+        f"{env['numpy']} with {env['blas']}, BLAS pinned to one thread; seed {SEED}.\n\n"
+    )
+    if results.get("fast"):
+        head += (
+            "**Fast form** (a subset, a few epochs): enough for the tests' qualitative checks, "
+            "too short to rank close competitors. The page's numbers and conclusions come from "
+            "the full run (without `--fast`).\n\n"
+        )
     (out_dir / "summary.md").write_text(head + body.strip() + "\n")
+    results = {**results, "environment": env}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
 
 

@@ -55,7 +55,7 @@ def make_model() -> bp.Sequential:
         layers += [bp.Dense(n_in, WIDTH, init=large_normal), bp.ReLU()]
         n_in = WIDTH
     layers.append(bp.Dense(n_in, 10, init=large_normal))
-    return bp.Sequential(layers, seed=SEED)
+    return bp.Sequential(layers, dtype="float64", seed=SEED)  # float64: the same digits everywhere
 
 
 def train(label: str, data: dict, epochs: int) -> dict:

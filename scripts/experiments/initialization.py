@@ -64,7 +64,7 @@ def make_model(init) -> bp.Sequential:
         layers += [bp.Dense(n_in, WIDTH, init=init), bp.ReLU()]
         n_in = WIDTH
     layers.append(bp.Dense(n_in, 10, init=init))
-    return bp.Sequential(layers, seed=SEED)
+    return bp.Sequential(layers, dtype="float64", seed=SEED)  # float64: the same digits everywhere
 
 
 def activation_scale(model: bp.Sequential, X: np.ndarray) -> list[float]:

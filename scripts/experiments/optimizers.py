@@ -58,7 +58,9 @@ LR_SWEEP = [0.001, 0.01, 0.1, 0.5, 2.0, 8.0, 32.0]
 
 
 def make_model() -> bp.Sequential:
-    return bp.Sequential([bp.Dense(64, 64), bp.ReLU(), bp.Dense(64, 10)], seed=SEED)
+    return bp.Sequential(
+        [bp.Dense(64, 64), bp.ReLU(), bp.Dense(64, 10)], dtype="float64", seed=SEED
+    )  # float64: the same digits everywhere
 
 
 def train(optimizer, data: dict, epochs: int, schedule=None) -> dict:

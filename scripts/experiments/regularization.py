@@ -57,7 +57,7 @@ def make_model(drop_rate: float = 0.0, hidden: int = HIDDEN) -> bp.Sequential:
     if drop_rate:
         layers.append(bp.Dropout(drop_rate))
     layers.append(bp.Dense(hidden, 10))
-    return bp.Sequential(layers, seed=SEED)
+    return bp.Sequential(layers, dtype="float64", seed=SEED)  # float64: the same digits everywhere
 
 
 def train(label: str, data: dict, epochs: int, lr: float, hidden: int = HIDDEN) -> dict:

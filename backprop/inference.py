@@ -1,0 +1,102 @@
+"""Predictions that know the loss: probabilities, class labels and a score.
+
+A network outputs raw numbers; the loss says what they mean::
+
+    loss                    outputs z (n, k)       probabilities               classes
+    SoftmaxCrossEntropy     logits                 softmax(z), rows sum to 1   argmax_k z
+    BinaryCrossEntropy      logits                 sigmoid(z), (n, k)          z > 0 (k = 1)
+    MSE / MAE / Huber       values                 (none: a regression)        (none)
+
+``score`` is accuracy for the cross-entropies and R^2 for the regression losses, as
+scikit-learn's ``score`` is. :class:`~backprop.Trainer` has these as methods (it knows its loss);
+for a bare model pass the loss: ``predict_proba(model, X, "cross_entropy")``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from . import losses as losses_mod
+from .data import R2
+
+_CLASSIFIERS = (losses_mod.SoftmaxCrossEntropy, losses_mod.BinaryCrossEntropy)
+
+
+def _classification_loss(loss: losses_mod.Loss | str, what: str) -> losses_mod.Loss:
+    loss = losses_mod.get(loss)
+    if not isinstance(loss, _CLASSIFIERS):
+        raise ValueError(
+            f"{what} needs a classification loss (SoftmaxCrossEntropy or BinaryCrossEntropy), "
+            f"got {type(loss).__name__}: its outputs are values, use predict"
+        )
+    return loss
+
+
+def proba_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np.ndarray:
+    """Class probabilities ``(n, k)`` from raw outputs ``(n, k)`` under ``loss``.
+
+    Softmax cross-entropy: ``softmax(z)`` row-wise. Binary cross-entropy with one output:
+    ``[1 - sigmoid(z), sigmoid(z)]`` (two columns, as scikit-learn's ``predict_proba``); with
+    several outputs (multi-label): ``sigmoid(z)`` per output.
+    """
+    loss = _classification_loss(loss, "predict_proba")
+    z = np.asarray(outputs)
+    if isinstance(loss, losses_mod.SoftmaxCrossEntropy):
+        return special.softmax(z, axis=1).astype(z.dtype, copy=False)
+    p = special.expit(z).astype(z.dtype, copy=False)
+    return np.column_stack([1 - p[:, 0], p[:, 0]]) if p.shape[1] == 1 else p
+
+
+def classes_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np.ndarray:
+    """Class codes ``(n,)`` (argmax, or ``z > 0`` for one binary output); multi-label
+    binary cross-entropy gives ``(n, k)`` 0/1 indicators."""
+    loss = _classification_loss(loss, "predict_classes")
+    z = np.asarray(outputs)
+    if isinstance(loss, losses_mod.SoftmaxCrossEntropy):
+        return z.argmax(axis=1)
+    codes = (z > 0).astype(np.int64)
+    return codes[:, 0] if codes.shape[1] == 1 else codes
+
+
+def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> float:
+    """Accuracy (cross-entropies; labels or one-hot rows) or R^2 (regression losses)."""
+    loss = losses_mod.get(loss)
+    z = np.asarray(outputs)
+    y = np.asarray(y)
+    if isinstance(loss, _CLASSIFIERS):
+        pred = classes_from_outputs(z, loss)
+        if isinstance(loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 2 and y.shape[1] > 1:
+            y = y.argmax(axis=1)  # one-hot or soft rows
+        return float(np.mean(pred == y.reshape(pred.shape)))
+    metric = R2()  # scikit-learn's r2_score: R^2 per output, averaged uniformly
+    metric.reset()
+    metric.update(z, y)
+    return metric.result()
+
+
+def predict_proba(model: Any, X: Any, loss: losses_mod.Loss | str) -> np.ndarray:
+    """``proba_from_outputs(model.predict(X), loss)``: probabilities ``(n, k)``."""
+    return proba_from_outputs(model.predict(X), loss)
+
+
+def predict_classes(model: Any, X: Any, loss: losses_mod.Loss | str) -> np.ndarray:
+    """``classes_from_outputs(model.predict(X), loss)``: class codes ``(n,)``."""
+    return classes_from_outputs(model.predict(X), loss)
+
+
+def score(model: Any, X: Any, y: Any, loss: losses_mod.Loss | str) -> float:
+    """Accuracy or R^2 of ``model`` on ``(X, y)`` (see :func:`score_outputs`)."""
+    return score_outputs(model.predict(X), y, loss)
+
+
+__all__ = [
+    "classes_from_outputs",
+    "predict_classes",
+    "predict_proba",
+    "proba_from_outputs",
+    "score",
+    "score_outputs",
+]

@@ -1,0 +1,120 @@
+"""Preprocessing as a layer, so that a saved model carries it.
+
+``Standardize`` holds per-feature statistics as *buffers* (saved with the model, never trained)::
+
+    forward:   y = (x - mean) / scale          x, y: (n, d); mean, scale: (d,)
+    backward:  dx = g / scale                  g = dL/dy: (n, d)
+
+With ``inverse=True`` it undoes a standardization, which is how a regression model hands back
+targets in their own units::
+
+    forward:   y = x * scale + mean            backward:  dx = g * scale
+
+Put it first (and, inverse, last) in a ``Sequential`` and train on raw features: the model file
+then holds everything ``predict`` needs, in Python and on the command line alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Layer, check_positive_int
+from .registry import register_layer
+
+
+@register_layer
+class Standardize(Layer):
+    """Per-feature standardization ``y = (x - mean) / scale`` with saved statistics.
+
+    Parameters
+    ----------
+    n_features : int
+        number of features ``d``.
+    mean, scale : Any, default None
+        the statistics, arrays of shape ``(d,)`` (default: 0 and 1, the identity);
+        or call :meth:`adapt` on training data. A scale of 0 is replaced by 1.
+    inverse : bool, default False
+        apply ``y = x * scale + mean`` instead (undo a standardization).
+    dtype : str, default "float32"
+        dtype of the statistics buffers.
+
+    Notes
+    -----
+    The statistics are buffers: ``model.state_dict()`` and model files hold them, optimizers and
+    L1/L2 never touch them. ``reset_buffers`` puts back the values given here (or by ``adapt``).
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        mean: Any = None,
+        scale: Any = None,
+        inverse: bool = False,
+        dtype: Any = "float32",
+    ) -> None:
+        super().__init__()
+        self.in_features = self.out_features = check_positive_int("n_features", n_features)
+        self.inverse = bool(inverse)
+        dt = np.dtype(dtype)
+        self._mean0 = self._checked("mean", 0.0 if mean is None else mean)
+        self._scale0 = self._checked("scale", 1.0 if scale is None else scale)
+        self.buffers = {"mean": self._mean0.astype(dt), "scale": self._scale0.astype(dt)}
+        self._scale: np.ndarray | None = None
+
+    def _checked(self, name: str, value: Any) -> np.ndarray:
+        arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.in_features,)).copy()
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"Standardize {name} must be finite, got {value!r}")
+        if name == "scale":
+            if np.any(arr < 0):
+                raise ValueError(f"Standardize scale must be non-negative, got {value!r}")
+            arr[arr == 0] = 1.0
+        return arr
+
+    def adapt(self, X: Any) -> Standardize:
+        """Set ``mean`` and ``scale`` (standard deviation, 0 -> 1) from ``X`` ``(n, d)``, in
+        float64; returns the layer."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.in_features:
+            raise ValueError(
+                f"Standardize.adapt expects (n_samples, {self.in_features}), got shape {X.shape}"
+            )
+        self._mean0 = X.mean(axis=0)
+        self._scale0 = self._checked("scale", X.std(axis=0))
+        self.reset_buffers()
+        return self
+
+    def buffer_specs(self) -> dict[str, tuple[int, ...]]:
+        """``{"mean": (d,), "scale": (d,)}``: saved with the model, never trained."""
+        return {"mean": (self.in_features,), "scale": (self.in_features,)}
+
+    def reset_buffers(self) -> None:
+        self.buffers["mean"][...] = self._mean0
+        self.buffers["scale"][...] = self._scale0
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        self._check_input(x)
+        mean, scale = self.buffers["mean"], self.buffers["scale"]
+        if self.inverse:
+            y = x * scale
+            y += mean
+        else:
+            y = x - mean
+            y /= scale
+        if training:
+            self._scale = scale
+        return y
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = g / scale`` (``g * scale`` when ``inverse``); ``g`` and ``dx`` are ``(n, d)``.
+
+        No parameter gradients: ``mean`` and ``scale`` are buffers, not trained.
+        """
+        if self._scale is None:
+            raise self._missing_cache()
+        return grad_out * self._scale if self.inverse else grad_out / self._scale
+
+    def config(self) -> dict[str, Any]:
+        return {"n_features": self.in_features, "inverse": self.inverse}

@@ -1,0 +1,128 @@
+"""The experiment pages say what their results files say.
+
+Every number in a table of ``docs/experiments/NAME.md`` (and of its generated ``summary.md``)
+must equal, at the precision shown, a number in ``docs/experiments/NAME/results.json``, the file
+the run that made the page wrote. Re-running an experiment without updating its page, or editing
+a page by hand, fails here. Each generated summary also names the commit, NumPy/BLAS and machine.
+"""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "experiments"
+PAGES = sorted(p.stem for p in DOCS.glob("*.md"))
+NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def leaves(obj):
+    """Every number in a JSON tree."""
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from leaves(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from leaves(v)
+    elif isinstance(obj, bool) or obj is None:
+        return
+    elif isinstance(obj, int | float):
+        yield float(obj)
+
+
+def shown_as(value: float, text: str) -> bool:
+    """Does ``value``, rounded as ``text`` is written, read ``text``?"""
+    x = float(text)
+    if not math.isfinite(value):
+        return False
+    if "e" in text.lower():
+        mantissa = text.lower().split("e")[0]
+        decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+        return f"{value:.{decimals}e}" == f"{x:.{decimals}e}"
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    if decimals == 0 and "." not in text:
+        return round(value) == x or round(value, 0) == x
+    return round(value, decimals) == round(x, decimals) or f"{value:.{decimals}f}" == text.lstrip(
+        "+"
+    )
+
+
+def table_numbers(path: Path) -> list[tuple[int, str]]:
+    """(line, number as written) for every number in the page's table rows. A table whose
+    first row follows a ``<!-- numbers: SOURCE -->`` line holds numbers from elsewhere (a
+    benchmark's output, say) and is left out."""
+    out = []
+    lines = path.read_text().splitlines()
+    elsewhere = False
+    for i, line in enumerate(lines, 1):
+        if line.startswith("|") and (i == 1 or not lines[i - 2].startswith("|")):
+            elsewhere = i > 1 and lines[i - 2].startswith("<!-- numbers:")
+        if elsewhere and line.startswith("|"):
+            continue
+        if line.startswith("|") and not set(line) <= set("|- :"):
+            cells = line.strip("|").split("|")
+            for cell in cells:
+                cell = cell.strip()
+                if NUMBER.fullmatch(cell):  # a cell that is one number, not a label like "L1 1e-3"
+                    out.append((i, cell))
+    return out
+
+
+def mismatches(page: Path, results: Path) -> list[str]:
+    """``line: number`` for every table number of ``page`` that no field of ``results`` reads."""
+    values = list(leaves(json.loads(results.read_text())))
+    return [
+        f"{page.name}:{line}: {text}"
+        for line, text in table_numbers(page)
+        if not any(shown_as(v, text) for v in values)
+    ]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_numbers_equal_the_results_file(name):
+    results = DOCS / name / "results.json"
+    assert results.is_file(), f"{name}: no results.json"
+    bad = mismatches(DOCS / f"{name}.md", results) + mismatches(DOCS / name / "summary.md", results)
+    assert not bad, f"numbers in no field of {name}/results.json:\n" + "\n".join(bad)
+
+
+def test_a_stale_page_is_caught(tmp_path):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"runs": {"ReLU": {"test_accuracy": 0.9466666, "epochs": 40}}}))
+    page = tmp_path / "page.md"
+    page.write_text(
+        "| network | epochs | accuracy |\n| --- | --- | --- |\n| ReLU + He | 40 | 0.9644 |\n"
+    )
+    assert mismatches(page, results) == ["page.md:3: 0.9644"]
+    page.write_text(
+        "| network | epochs | accuracy |\n| --- | --- | --- |\n| ReLU + He | 40 | 0.9467 |\n"
+    )
+    assert mismatches(page, results) == []
+
+
+def test_fast_summaries_say_they_cannot_rank(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from scripts.experiments._common import write_summary
+
+    write_summary(tmp_path, "T", "body", {"fast": True})
+    assert "**Fast form**" in (tmp_path / "summary.md").read_text()
+    env = json.loads((tmp_path / "results.json").read_text())["environment"]
+    assert set(env) == {"commit", "numpy", "blas", "machine"} and env["numpy"]
+    write_summary(tmp_path, "T", "body", {"fast": False})
+    assert "Fast form" not in (tmp_path / "summary.md").read_text()
+
+
+def test_a_table_marked_as_from_elsewhere_is_left_out(tmp_path):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"acc": 0.5}))
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- numbers: benchmarks/cnn.py -->\n| batch | s |\n| --- | --- |\n| 64 | 316.12 |\n\n"
+        "| run | acc |\n| --- | --- |\n| a | 0.7 |\n"
+    )
+    assert mismatches(page, results) == ["page.md:8: 0.7"]

@@ -1,0 +1,129 @@
+"""The plotting API (lazy: importing backprop loads no matplotlib) and the monitors' figures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.app.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_importing_backprop_loads_no_matplotlib_until_a_plot():
+    code = (
+        "import sys, backprop as bp\n"
+        "assert 'matplotlib' not in sys.modules, 'imported too early'\n"
+        "fig = bp.plot_history({'loss': [1.0, 0.5], 'val_loss': [1.1, 0.7]})\n"
+        "assert 'matplotlib' in sys.modules and len(fig.axes) == 1\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_update_ratio_is_the_step_over_the_weights():
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    model = bp.Sequential([bp.Dense(3, 2)], dtype="float64", seed=0)
+    before = model.parameters()["0.W"].copy()
+    monitor = bp.UpdateRatioMonitor()
+    trainer = bp.Trainer(
+        model, "mse", bp.SGD(lr=0.1), mode="batch", epochs=1, callbacks=[monitor], shuffle=False
+    )
+    history = trainer.fit(X, np.zeros((4, 2)))
+    after = model.parameters()["0.W"]
+    expected = np.linalg.norm(after - before) / np.linalg.norm(after)
+    assert history["update_ratio/0.W"][0] == pytest.approx(expected, rel=1e-12)
+    assert "update_ratio/0.b" not in history  # weights only
+
+
+def test_plot_api_draws_from_a_trained_model(rng):
+    X = rng.normal(size=(80, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    model = bp.Sequential([bp.Dense(2, 8), bp.ReLU(), bp.Dense(8, 2)], dtype="float64", seed=0)
+    rec = bp.ActivationRecorder(X[:40])
+    trainer = bp.Trainer(
+        model,
+        "cross_entropy",
+        "adam",
+        epochs=3,
+        seed=0,
+        callbacks=[bp.GradientMonitor(), bp.UpdateRatioMonitor(), rec],
+    )
+    history = trainer.fit(X, y)
+    figs = [
+        bp.plot_history(history),
+        bp.plot_gradient_norms(history),
+        bp.plot_dead_relu(history),
+        bp.plot_update_ratio(history),
+        bp.plot_weights(model),
+        bp.plot_activations(rec.start, rec.end),
+        bp.plot_decision_boundary(model, X, y, points="training points"),
+    ]
+    assert all(f.axes for f in figs)
+    assert set(rec.start) == {"1 ReLU"} and rec.end["1 ReLU"].size == 40 * 8
+    boundary = figs[-1].axes[0]
+    assert boundary.get_title().endswith("and the training points")
+    with pytest.raises(ValueError, match="UpdateRatioMonitor"):
+        bp.plot_update_ratio({"loss": [1.0]})
+
+
+@pytest.mark.parametrize("loc", ["upper left"])
+def test_no_point_hides_under_the_legend(loc):
+    # XOR's four corners; 8 pixels of margin: a marker's radius
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([0, 1, 1, 0])
+    model = bp.Sequential([bp.Dense(2, 2)], dtype="float64", seed=0)
+    fig = bp.plot_decision_boundary(model, X, y)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    shown = ax.transData.transform(X)
+    inside = (shown[:, 0] >= box.x0 - 8) & (shown[:, 0] <= box.x1 + 8)
+    inside &= (shown[:, 1] >= box.y0 - 8) & (shown[:, 1] <= box.y1 + 8)
+    assert not inside.any(), f"legend {box} covers {X[inside]}"
+    # the same check catches a legend inside the axes over the point (0, 1): it can fail
+    ax.legend(title="class", loc=loc)
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    inside = (shown[:, 0] >= box.x0 - 8) & (shown[:, 0] <= box.x1 + 8)
+    inside &= (shown[:, 1] >= box.y0 - 8) & (shown[:, 1] <= box.y1 + 8)
+    assert inside.any()
+
+
+@pytest.mark.slow
+def test_run_directory_has_the_monitor_figures_and_honest_titles(tmp_path):
+    xor = (ROOT / "configs" / "xor.toml").read_text()
+    (tmp_path / "xor.toml").write_text(xor)
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "xor.toml"),
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+                "--set",
+                "trainer.epochs=20",
+            ]
+        )
+        == 0
+    )
+    figures = {p.name for p in (tmp_path / "x" / "figures").iterdir()}
+    assert {"update_ratio.png", "activations.png", "decision_boundary.png"} <= figures
+    assert json.loads((tmp_path / "x" / "metrics.json").read_text())["test_is_training_data"]
+    from backprop.app.plotting import _points_label
+
+    assert _points_label(tmp_path / "x") == "training points"
+
+
+def test_activation_recorder_takes_sparse_input():
+    from scipy import sparse
+
+    X = sparse.random(30, 6, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    model = bp.Sequential([bp.Dense(6, 4), bp.ReLU(), bp.Dense(4, 2)], seed=0)
+    rec = bp.ActivationRecorder(X)
+    assert rec.record(model)["1 ReLU"].shape == (30 * 4,)
