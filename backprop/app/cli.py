@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _error("give a CONFIG or --example NAME, not both")
         args.config = str(example_path(args.example))
     if args.config is None and args.resume is None:
-        return _error("train needs a CONFIG (or --example NAME, or --resume RUN_DIR)")
+        return _error("train needs a CONFIG (or --resume RUN_DIR), or --example NAME")
     if args.resume is not None:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
