@@ -29,7 +29,13 @@ import numpy as np
 
 from . import filecheck, schemas
 from .callbacks import Callback, EarlyStopping, History
-from .io import ModelFileError, read_archive, sequential_config, write_archive
+from .io import (
+    ModelFileError,
+    expected_sequential_arrays,
+    read_archive,
+    sequential_config,
+    write_archive,
+)
 from .schedules import improved, resolve_mode
 
 
@@ -120,8 +126,15 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
         shape = (header.get("model") or {}).get("input_shape")
         if not model.built and isinstance(shape, list):
             try:  # a model that waits for its first data takes the checkpoint's input shape
+                filecheck.check_fits(
+                    expected_sequential_arrays({**sequential_config(model), "input_shape": shape}),
+                    Path(path).stat().st_size,
+                    where,
+                )  # before build allocates what a forged input_shape implies
                 model.build(shape)
             except ValueError as exc:
+                if isinstance(exc, ModelFileError):
+                    raise
                 raise ModelFileError(f"{where}: {exc}") from None
         wanted = {f"model/{k}": (v.dtype.str, v.shape) for k, v in model.state_dict().items()}
         flat = (model.dtype.str, (model.n_parameters,))

@@ -152,3 +152,20 @@ def owner_refusals(where: str) -> Iterator[None]:
         if type(exc).__name__ == "ModelFileError":
             raise
         raise _error(where, f"state the configured objects refuse: {exc!r}") from None
+
+
+def check_fits(arrays: dict[str, tuple[str, tuple[int, ...]]], file_size: int, where: str) -> None:
+    """Refuse an architecture whose ``{name: (dtype, shape)}`` arrays need more bytes than the
+    whole file holds: they are stored in it, so such a file cannot be what it claims."""
+    import numpy as np
+
+    need = 0
+    for dtype, shape in arrays.values():
+        count = 1
+        for d in shape:
+            count *= d
+        need += count * np.dtype(dtype).itemsize
+    if need > file_size:
+        raise _error(
+            where, f"its model needs {need} bytes of parameters; the file holds {file_size}"
+        )

@@ -299,6 +299,68 @@ class BinaryCrossEntropy(Loss):
         return per_elem.mean(axis=1), dl
 
 
+class SequenceCrossEntropy(Loss):
+    """Per-step cross-entropy for sequence-to-sequence tasks: logits ``z`` ``(n, t, k)``, integer
+    labels ``(n, t)``; a label equal to ``ignore_index`` marks a padded step, which adds nothing
+    to the loss or its gradient. With ``V`` the set of real steps and weights ``w_i`` (1 without
+    ``sample_weight``)::
+
+        L = sum_{(i,s) in V} w_i ce(z_is, y_is) / sum_{(i,s) in V} w_i
+        dL/dz_is = w_i (softmax(z_is) - onehot(y_is)) / sum_{(i,s) in V} w_i     (0 off V)
+
+    so the loss is the mean over real steps (torch's ``ignore_index`` with ``reduction="mean"``).
+    """
+
+    gradient = (
+        "w_i (softmax(z_is) - onehot(y_is)) / sum_V w   per step s of (n, t, k) logits; "
+        "0 at ignored steps (the 1/n is this sum)"
+    )
+
+    def __init__(self, ignore_index: int = -1) -> None:
+        super().__init__()
+        self.ignore_index = int(ignore_index)
+
+    def forward(self, y_pred: Any, y_true: Any, sample_weight: Any = None) -> float:
+        z = np.asarray(y_pred)
+        if z.ndim != 3 or z.dtype.kind != "f":
+            raise ValueError(
+                f"y_pred must be float logits (n, t, classes), got {z.dtype} {z.shape}"
+            )
+        n, t, k = z.shape
+        labels = np.asarray(y_true)
+        if labels.shape != (n, t):
+            raise ValueError(f"y_true must have shape {(n, t)}, got {labels.shape}")
+        if labels.dtype.kind not in "iu":
+            if labels.dtype.kind != "f" or np.any(labels != np.round(labels)):
+                raise ValueError(f"y_true must hold integer labels, got dtype {labels.dtype}")
+            labels = labels.astype(np.intp)
+        valid = labels != self.ignore_index
+        if np.any(valid & ((labels < 0) | (labels >= k))):
+            bad = labels[valid & ((labels < 0) | (labels >= k))][0]
+            raise ValueError(f"class label {bad} out of range for {k} outputs")
+        w = check_sample_weight(sample_weight, n)
+        weight = valid.astype(z.dtype) if w is None else valid * w[:, None].astype(z.dtype)
+        total = weight.sum(dtype=np.float64)
+        if total <= 0:
+            raise ValueError("SequenceCrossEntropy: no real (non-ignored, weighted) step")
+        # Softmax and log-sum-exp shifted by each step's maximum, as in SoftmaxCrossEntropy.
+        p = z - z.max(axis=2, keepdims=True)
+        safe = np.where(valid, labels, 0)
+        target = np.take_along_axis(p, safe[:, :, None], axis=2)[:, :, 0]
+        np.exp(p, out=p)
+        s = p.sum(axis=2, keepdims=True)
+        p /= s
+        per_step = np.log(s[:, :, 0]) - target
+        value = float((per_step * weight).sum(dtype=np.float64) / total)
+        np.put_along_axis(p, safe[:, :, None], np.take_along_axis(p, safe[:, :, None], 2) - 1, 2)
+        p *= (weight / z.dtype.type(total))[:, :, None]
+        self._grad = p
+        return value
+
+    def config(self) -> dict[str, Any]:
+        return {"ignore_index": self.ignore_index}
+
+
 class Poisson(Loss):
     """Poisson negative log-likelihood of counts ``t >= 0`` given log-rates ``z`` ``(n, k)``
     (the rate is ``exp(z)``; the constant ``log t!`` is dropped).
@@ -331,6 +393,7 @@ REGISTRY: dict[str, type[Loss]] = {
     "softmax_cross_entropy": SoftmaxCrossEntropy,
     "cross_entropy": SoftmaxCrossEntropy,
     "binary_cross_entropy": BinaryCrossEntropy,
+    "sequence_cross_entropy": SequenceCrossEntropy,
     "poisson": Poisson,
 }
 

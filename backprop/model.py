@@ -37,6 +37,7 @@ from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
 from .layers.containers import named_layers
 from .layers.dense import set_auto_init
+from .layers.masking import forward_with_mask
 
 SeedLike = int | np.random.Generator | None
 
@@ -263,9 +264,9 @@ class Sequential:
         np.ndarray
             Output ``(n, *out_shape)`` in the model's dtype.
         """
-        out = self.check_input(X)
-        for layer in self.layers:
-            out = layer.forward(out, training=training)
+        out, mask = self.check_input(X), None
+        for layer in self.layers:  # padding masks travel along (see layers/masking.py)
+            out, mask = forward_with_mask(layer, out, training, mask)
         return out
 
     def backward(self, grad_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:

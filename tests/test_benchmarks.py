@@ -85,3 +85,15 @@ def test_a_failing_system_is_noted_and_the_others_still_run(bench_main, tmp_path
     assert [(r["workload"], r["system"]) for r in results["rows"]] == [("digits", "backprop")]
     assert math.isnan(results["rows"][0]["vs_sklearn"])  # no peer, no ratio (printed as "-")
     assert any("digits/sklearn" in n and "RuntimeError: boom" in n for n in results["notes"])
+
+
+@pytest.mark.slow
+def test_sequence_benchmark_runs_and_reports_finite_ratios():
+    pytest.importorskip("torch")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    rows = importlib.import_module("benchmarks.sequence").main(
+        ["--batches", "2", "--repeats", "1", "--threads", "1"]
+    )
+    assert [r["benchmark"][:4] for r in rows] == ["LSTM", "tran"]
+    assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)

@@ -18,12 +18,15 @@ if str(ROOT) not in sys.path:  # scripts/ is a folder of the repository, not an 
     sys.path.insert(0, str(ROOT))
 
 from scripts.experiments import (  # noqa: E402
+    adding,
     exploding,
+    exploding_through_time,
     initialization,
     modes,
     optimizers,
     regularization,
     residual,
+    sequential_mnist,
     transfer,
     vanishing,
 )
@@ -137,6 +140,39 @@ def test_transfer_on_8x8_digits_specialized_features_lose_to_random_ones(tmp_pat
 
 
 @pytest.mark.slow  # runs an experiment (fast form)
+def test_adding_problem_gradient_vanishes_through_time_in_the_tanh_rnn(tmp_path):
+    runs = adding.run(tmp_path, fast=True, plots=False)["runs"]
+    rnn, lstm = runs["tanh RNN t=20"], runs["LSTM t=20"]
+    # at initialization the gradient reaching the first step is orders of magnitude below the
+    # last step's in the tanh RNN, much less so through the LSTM's cell
+    assert rnn["grad_first_over_last_init"] < 1e-3
+    assert lstm["grad_first_over_last_init"] > 10 * rnn["grad_first_over_last_init"]
+    assert all(math.isfinite(r["test_mse"]) for r in runs.values())
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"{rnn['test_mse']:.4g}" in summary
+
+
+@pytest.mark.slow  # runs an experiment (fast form)
+def test_exploding_through_time_diverges_without_clipping(tmp_path):
+    runs = exploding_through_time.run(tmp_path, fast=True, plots=False)["runs"]
+    free, clipped = runs["no clipping"], runs["clip_norm=1"]
+    assert free["state_grad_ratio_init"] > 1e4  # the gradient grows going back in time
+    assert free["max_loss"] > 1e6 * free["first_loss"] or free["diverged"] != "no"
+    assert clipped["diverged"] == "no" and clipped["clipped_share"] == 1.0
+    assert clipped["max_loss"] < 2 * clipped["first_loss"]
+
+
+@pytest.mark.slow  # runs an experiment (fast form)
+def test_sequential_mnist_fast_form_runs(tmp_path):
+    if not (ROOT / "data" / "mnist.npz").is_file():
+        pytest.skip("data/mnist.npz missing (python scripts/fetch_data.py mnist)")
+    runs = sequential_mnist.run(tmp_path, fast=True, plots=False)["runs"]
+    assert set(runs) == {"LSTM", "transformer"}
+    for r in runs.values():
+        assert r["test_accuracy"] > 0.15  # above chance after one epoch on 600 images
+
+
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_residual_skips_carry_the_gradient_that_a_plain_sigmoid_stack_loses(tmp_path):
     runs = residual.run(tmp_path, fast=True, plots=False)["runs"]
     plain, skip = runs["sigmoid, plain"], runs["sigmoid, residual"]
@@ -174,3 +210,31 @@ def test_residual_page_shows_the_numbers_of_its_results_file():
         assert rows[label] == [fmt(run[c]) for c in columns], label
     sigmoid = results["runs"]["sigmoid, plain"]["grad_norm_per_layer_epoch1"]
     assert f"{sigmoid[0]:.3g}" in page and f"{sigmoid[-1]:.2g}" in page  # the prose quotes them
+
+
+@pytest.mark.parametrize(
+    ("page", "label_column"),
+    [
+        ("exploding_through_time", "setting"),
+        ("adding", "network"),
+        ("sequential_mnist", "model"),
+    ],
+)
+def test_sequence_pages_show_the_numbers_of_their_results_files(page, label_column):
+    """Each sequence experiment page's table holds its full run's results.json, cell by cell
+    (rows keyed by their first cells, which name the run)."""
+    text = (ROOT / "docs" / "experiments" / f"{page}.md").read_text()
+    results = json.loads((ROOT / "docs" / "experiments" / page / "results.json").read_text())
+    assert results["fast"] is False
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    shown = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        shown[tuple(cells[:2])] = dict(zip(header, cells, strict=True))
+    for run in results["runs"].values():
+        key = (fmt(run[header[0]]), fmt(run[header[1]]))
+        assert key in shown, key
+        for column, cell in shown[key].items():
+            assert cell == fmt(run[column]), (key, column)
+    assert len(shown) == len(results["runs"])

@@ -469,3 +469,25 @@ def test_plot_checks_the_model_file_too(tmp_path, capsys):
     assert main(["plot", str(run)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "metadata.classes must name the 3 classes" in err, err
+
+
+def test_a_forged_input_shape_in_a_checkpoint_is_refused_before_building(tmp_path):
+    def fresh():
+        model = bp.Sequential([bp.Dense(4), bp.Tanh(), bp.Dense(2)], seed=0)  # built by data
+        return bp.Trainer(model, "mse", "sgd", epochs=1)
+
+    trainer = fresh()
+    trainer.fit(np.zeros((8, 3)), np.zeros((8, 2)))
+    bp.save_checkpoint(tmp_path / "ckpt.npz", trainer)
+    bad = _edit_header(
+        tmp_path / "ckpt.npz", tmp_path / "shape.npz", _put("model", "input_shape", value=[10**9])
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match="shape.npz: its model needs 16000000056 bytes"):
+            bp.load_checkpoint(bad, fresh())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+    bp.load_checkpoint(tmp_path / "ckpt.npz", fresh())  # the unedited file loads

@@ -127,7 +127,7 @@ def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
 
 def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     """(model, trainer, early_stopping, checkpoint) for ``config``; Checkpoint comes last."""
-    model = config_mod.build_model(config, ds.n_features, n_model_outputs(config, ds))
+    model = config_mod.build_model(config, ds.X_train.shape[1:], n_model_outputs(config, ds))
     es = config_mod.build_early_stopping(config)
     if es is not None and es.monitor.startswith("val_") and ds.X_val is None:
         raise ConfigError(

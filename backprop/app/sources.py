@@ -34,8 +34,10 @@ SOURCE_OPTIONS: dict[str, dict[str, Any]] = {
     "regression": {"n_samples": 500, "n_features": 10, "n_informative": 5, "noise": 10.0},
     "xor": {"n_samples": 4, "noise": 0.0},
     "file": {"path": "", "target": "y", "task": "auto"},
-    "mnist": {"path": "", "n_train": 0},
-    "fashion_mnist": {"path": "", "n_train": 0},
+    "mnist": {"path": "", "n_train": 0, "as_sequence": False},
+    "fashion_mnist": {"path": "", "n_train": 0, "as_sequence": False},
+    # the adding problem (datasets.adding_problem): X (n, length, 2), y (n,), regression
+    "adding": {"n_samples": 10000, "length": 100},
     "text": text.TEXT_OPTIONS,  # documents -> TF-IDF, a sparse X (see backprop.app.text)
 }
 COMMON_OPTIONS: dict[str, Any] = {
@@ -46,7 +48,7 @@ COMMON_OPTIONS: dict[str, Any] = {
     "standardize_target": True,
     "seed": 0,
 }
-REGRESSION_SOURCES = ("diabetes", "regression")
+REGRESSION_SOURCES = ("diabetes", "regression", "adding")
 
 
 @dataclass
@@ -228,6 +230,13 @@ def load_source(opts: dict[str, Any]):
         # pixels 0..255 -> [0, 1]: the usual input scale for MNIST
         X, Xt = X / np.float32(255), Xt / np.float32(255)
         test, image = (Xt, yt), (28, 28)
+        if opts["as_sequence"]:  # each image a sequence of 28 rows of 28 pixels: (n, 28, 28)
+            X, Xt = X.reshape(-1, 28, 28), Xt.reshape(-1, 28, 28)
+            test, image = (Xt, yt), None
+    elif name == "adding":
+        X, y = datasets.adding_problem(
+            opts["n_samples"], opts["length"], np.random.default_rng(seed)
+        )
     elif name == "text":
         X, y = text.read_fortunes(opts["path"], opts["categories"], opts["min_documents"])
         return X, y, "classification", None, None

@@ -35,7 +35,7 @@ from .experiment import load_data, n_model_outputs, without_preprocessing
 
 
 def _model_and_trainer(config: Any, ds: Any, callbacks: list) -> tuple[Any, Any]:
-    model = config_mod.build_model(config, ds.n_features, n_model_outputs(config, ds))
+    model = config_mod.build_model(config, ds.X_train.shape[1:], n_model_outputs(config, ds))
     return model, config_mod.build_trainer(config, model, callbacks)
 
 

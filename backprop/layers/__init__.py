@@ -13,11 +13,15 @@ from .activations import (
     Softplus,
     Tanh,
 )
+from .attention import MultiHeadSelfAttention
 from .base import Layer
+from .cells import GRU, LSTM, RNN
 from .containers import Residual
 from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding, LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from .masking import Masking, SequencePool
 from .normalization import BatchNorm, LayerNorm
 from .pooling import (
     AvgPool1D,
@@ -49,6 +53,15 @@ __all__ = [
     "BatchNorm",
     "LayerNorm",
     "Standardize",
+    "Embedding",
+    "Masking",
+    "SequencePool",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "MultiHeadSelfAttention",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEncoding",
     "Residual",
     "Conv1D",
     "Conv2D",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .base import Layer, Shape
+from .masking import forward_with_mask
 from .registry import layer_from_spec, layer_spec, register_layer
 
 
@@ -141,11 +142,16 @@ class Residual(Layer):
             layer.zero_grads()
 
     # -- computation ----------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    supports_mask = True  # hands a padding mask to its layers (see masking.py)
+
+    def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         out = x
         for layer in self.layers:
-            out = layer.forward(out, training=training)
+            out, _ = forward_with_mask(layer, out, training, mask)
         return out + x  # a new array: out may be x itself (Dropout at inference)
+
+    def compute_mask(self, x: np.ndarray, mask: Any) -> Any:
+        return mask
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = g + df/dx^T g``: the gradient reaches the input along both paths of

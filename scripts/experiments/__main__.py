@@ -1,6 +1,6 @@
 """Run the guided experiments: ``python -m scripts.experiments [--fast] [--out DIR] [NAME ...]``.
 
-Without names it runs all nine, in order, each writing its figures, ``summary.md`` and
+Without names it runs all ten, in order, each writing its figures, ``summary.md`` and
 ``results.json`` into ``DIR/NAME`` (default ``docs/experiments/NAME``, or
 ``runs/experiments/NAME`` with ``--fast`` so that a fast run never overwrites the documented one).
 """

@@ -1,0 +1,171 @@
+"""Sequence models against PyTorch on the CPU, in one process, BLAS pinned to ``--threads``.
+
+    python benchmarks/sequence.py [--batches 60] [--repeats 5] [--threads 2]
+
+1. **LSTM epoch of sequential MNIST**: ``LSTM(128) -> Dense(10)``, softmax cross-entropy, Adam,
+   batch 128, 28 steps of 28 pixels. Each system trains ``--batches`` batches (the first
+   ``batches * 128`` training images; random images when data/mnist.npz is missing) and the
+   time is scaled to a 60,000-image epoch (469 batches). Ours goes through ``bp.Trainer``;
+   torch through ``nn.LSTM(batch_first=True)``, ``nn.Linear``, ``nn.CrossEntropyLoss`` and
+   ``torch.optim.Adam`` in the usual loop.
+2. **One transformer encoder block, forward + backward** on ``(128, 28, 64)``: pre-norm,
+   4 heads of 16, feed-forward 128 with GELU, no dropout. Ours: ``Residual([LayerNorm,
+   MultiHeadSelfAttention])`` and ``Residual([LayerNorm, Dense, GELU, Dense])`` in a Sequential;
+   torch: ``nn.TransformerEncoderLayer(64, 4, 128, dropout=0, activation="gelu",
+   norm_first=True, batch_first=True)``.
+
+Rounds alternate the systems (so drifting load hits both); reported times are medians over
+``--repeats`` rounds after one warm-up, and the ratio is ours / torch's (> 1: we are slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import backprop as bp  # noqa: E402
+from backprop.app.datasets import load_mnist  # noqa: E402
+
+BATCH, T, D, H = 128, 28, 28, 128
+D_MODEL, HEADS, FFN = 64, 4, 128
+
+
+def mnist_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        X, y, _, _ = load_mnist()
+        X, y = X[:n], y[:n]
+    except FileNotFoundError:
+        rng = np.random.default_rng(0)
+        X, y = rng.integers(0, 256, size=(n, T * D)), rng.integers(0, 10, size=n)
+    return (X.reshape(n, T, D) / np.float32(255)).astype(np.float32), y.astype(np.int64)
+
+
+def ours_lstm(X: np.ndarray, y: np.ndarray) -> float:
+    model = bp.Sequential([bp.LSTM(H), bp.Dense(10)], input_shape=(T, D), seed=0)
+    trainer = bp.Trainer(
+        model, bp.SoftmaxCrossEntropy(), bp.Adam(lr=1e-3), batch_size=BATCH, epochs=1, seed=0
+    )
+    start = time.perf_counter()
+    trainer.fit(X, y)
+    return time.perf_counter() - start
+
+
+def torch_lstm(X: np.ndarray, y: np.ndarray) -> float:
+    import torch
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(D, H, batch_first=True)
+    head = torch.nn.Linear(H, 10)
+    opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    order = torch.randperm(len(X))
+    start = time.perf_counter()
+    for i in range(0, len(X), BATCH):
+        idx = order[i : i + BATCH]
+        opt.zero_grad()
+        out, _ = lstm(Xt[idx])
+        loss = loss_fn(head(out[:, -1]), yt[idx])
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def ours_block(x: np.ndarray, g: np.ndarray):
+    model = bp.Sequential(
+        [
+            bp.Residual(
+                [bp.LayerNorm(D_MODEL), bp.MultiHeadSelfAttention(HEADS, D_MODEL // HEADS)]
+            ),
+            bp.Residual([bp.LayerNorm(D_MODEL), bp.Dense(FFN), bp.GELU(), bp.Dense(D_MODEL)]),
+        ],
+        input_shape=(T, D_MODEL),
+        seed=0,
+    )
+
+    def step() -> float:
+        start = time.perf_counter()
+        model.forward(x, training=True)
+        model.backward(g)
+        return time.perf_counter() - start
+
+    return step
+
+
+def torch_block(x: np.ndarray, g: np.ndarray):
+    import torch
+
+    block = torch.nn.TransformerEncoderLayer(
+        D_MODEL, HEADS, FFN, dropout=0.0, activation="gelu", norm_first=True, batch_first=True
+    )
+    xt, gt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(g)
+
+    def step() -> float:
+        start = time.perf_counter()
+        block(xt).backward(gt)
+        return time.perf_counter() - start
+
+    return step
+
+
+def compare(name: str, ours, theirs, repeats: int, scale: float = 1.0) -> dict:
+    ours(), theirs()  # warm-up
+    a, b = [], []
+    for r in range(repeats):
+        pair = [(a, ours), (b, theirs)]
+        for times, fn in pair if r % 2 == 0 else pair[::-1]:
+            times.append(fn() * scale)
+    ratio = statistics.median(x / y for x, y in zip(a, b, strict=True))
+    row = {"benchmark": name, "backprop_s": statistics.median(a), "torch_s": statistics.median(b)}
+    row["ratio"] = ratio
+    print(f"{name:44s} {row['backprop_s']:9.4f} s {row['torch_s']:9.4f} s {ratio:6.2f}x")
+    return row
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=60, help="LSTM batches timed per round")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = []
+    with threadpool_limits(limits=args.threads):
+        print(f"threads={args.threads}, torch {torch.__version__}, numpy {np.__version__}")
+        print(f"{'':44s} {'backprop':>11s} {'torch':>11s}  ratio")
+        X, y = mnist_rows(args.batches * BATCH)
+        scale = 469 / args.batches  # seconds per 60,000-image epoch
+        rows.append(
+            compare(
+                "LSTM(128) epoch, sequential MNIST (s/epoch)",
+                lambda: ours_lstm(X, y),
+                lambda: torch_lstm(X, y),
+                args.repeats,
+                scale,
+            )
+        )
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((BATCH, T, D_MODEL)).astype(np.float32)
+        g = rng.standard_normal((BATCH, T, D_MODEL)).astype(np.float32)
+        rows.append(
+            compare(
+                "transformer block fwd+bwd (128x28x64) (s)",
+                ours_block(x, g),
+                torch_block(x, g),
+                args.repeats * 4,
+            )
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Sequence layers inside models: whole-model gradient checks with masks, clipping, files,
+configs and the command line."""
+
+import numpy as np
+import pytest
+
+import backprop as bp
+
+
+def token_batch(rng, n=4, t=6, vocab=9):
+    ids = rng.integers(1, vocab, size=(n, t))
+    ids[0, 4:] = 0  # padding (id 0) at the end of two sequences
+    ids[2, 3:] = 0
+    return ids
+
+
+def test_whole_model_gradients_with_padding_masks_and_a_per_step_loss(rng):
+    """Embedding(mask_zero) -> LSTM(sequences) -> Residual(LayerNorm, causal attention) ->
+    positional encoding -> Dense: per-step cross-entropy that ignores padded steps."""
+    ids = token_batch(rng)
+    labels = rng.integers(0, 3, size=ids.shape)
+    labels[ids == 0] = -1
+    model = bp.Sequential(
+        [
+            bp.Embedding(9, 4, mask_zero=True),
+            bp.LSTM(3, return_sequences=True),
+            bp.LearnedPositionalEncoding(),
+            bp.Residual([bp.LayerNorm(), bp.MultiHeadSelfAttention(2, 2, causal=True)]),
+            bp.Dense(3),
+        ],
+        input_shape=(6,),
+        dtype="float64",
+        seed=0,
+    )
+    report = bp.check_gradients(model, bp.SequenceCrossEntropy(), ids, labels, check_input=False)
+    assert report.passed, report
+
+
+@pytest.mark.parametrize("cell", [bp.RNN, bp.GRU])
+def test_whole_model_gradients_with_masking_and_mean_reduction(cell, rng):
+    X = rng.standard_normal((3, 5, 2))
+    X[1, 3:] = 0.0  # Masking(0.0) marks these steps as padding
+    model = bp.Sequential(
+        [bp.Masking(0.0), cell(4, reduce="mean", truncate=None), bp.Dense(2)],
+        input_shape=(5, 2),
+        dtype="float64",
+        seed=0,
+    )
+    # dL/dX is not checked: nudging a padded step's zeros makes it a real step (the mask comes
+    # from the data), so the loss is not differentiable in X there.
+    y = rng.standard_normal((3, 2))
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, y, check_input=False)
+    assert report.passed, report
+
+
+def test_padding_does_not_change_a_models_predictions(rng):
+    model = bp.Sequential(
+        [bp.Embedding(9, 4, mask_zero=True), bp.GRU(5, return_sequences=True)]
+        + [bp.Residual([bp.MultiHeadSelfAttention(2, 3)]), bp.SequencePool("mean"), bp.Dense(2)],
+        input_shape=(6,),
+        seed=0,
+    )
+    ids = token_batch(rng)
+    short = model.predict(ids[:1, :4]) if False else None  # noqa: F841 (shape is fixed at 6)
+    longer = ids.copy()
+    out = model.predict(ids)
+    longer[0, 4:] = 0  # already padding: same output
+    np.testing.assert_array_equal(model.predict(longer), out)
+    alone = bp.Sequential(
+        [bp.Embedding(9, 4, mask_zero=True), bp.GRU(5, return_sequences=True)]
+        + [bp.Residual([bp.MultiHeadSelfAttention(2, 3)]), bp.SequencePool("mean"), bp.Dense(2)],
+        input_shape=(4,),
+        seed=0,
+    )
+    alone.load_state_dict(model.state_dict())
+    np.testing.assert_allclose(alone.predict(ids[:1, :4]), out[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_global_norm_clipping_applies_to_recurrent_models(rng):
+    X = rng.standard_normal((32, 8, 3)).astype(np.float32)
+    y = rng.standard_normal(32).astype(np.float32)
+    model = bp.Sequential([bp.LSTM(6), bp.Dense(1)], input_shape=(8, 3), seed=0)
+    model.layers[0].params["U"][...] *= 20  # large recurrent weights: a large gradient
+
+    seen = []
+
+    class Watch(bp.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            seen.append((logs["grad_norm"], float(np.linalg.norm(model.flat_gradients))))
+
+    trainer = bp.Trainer(
+        model, bp.MeanSquaredError(), bp.SGD(lr=0.01), batch_size=8, epochs=1,
+        clip_norm=0.5, callbacks=[Watch()], seed=0,
+    )  # fmt: skip
+    trainer.fit(X, y)
+    assert all(before > 0.5 for before, _ in seen)  # the bound was active ...
+    assert all(after <= 0.5 * (1 + 1e-5) for _, after in seen)  # ... and held
+
+
+def test_sequence_models_save_and_load(tmp_path, rng):
+    model = bp.Sequential(
+        [bp.Embedding(9, 8, mask_zero=True), bp.SinusoidalPositionalEncoding()]
+        + [bp.Residual([bp.LayerNorm(), bp.MultiHeadSelfAttention(2, 4, causal=True)])]
+        + [bp.LSTM(5, return_sequences=True, truncate=3), bp.GRU(4, reduce="mean")]
+        + [bp.Dense(3)],
+        input_shape=(6,),
+        seed=0,
+    )
+    ids = token_batch(rng)
+    path = tmp_path / "seq.npz"
+    bp.save(model, path)
+    loaded = bp.load(path)
+    np.testing.assert_array_equal(loaded.predict(ids), model.predict(ids))
+    assert [layer.config() for layer in loaded.layers] == [la.config() for la in model.layers]
+    assert loaded.layers[3].truncate == 3 and loaded.layers[2].layers[1].causal
+
+
+@pytest.mark.parametrize(
+    "config", ["adding-lstm.toml", "mnist-rows-lstm.toml", "mnist-rows-transformer.toml"]
+)
+def test_sequence_configs_build(config):
+    from pathlib import Path
+
+    from backprop.app import config as config_mod
+
+    cfg = bp.load_config(Path(__file__).resolve().parents[1] / "configs" / config)
+    shape = (100, 2) if "adding" in config else (28, 28)
+    model = config_mod.build_model(cfg, shape, 1 if "adding" in config else 10)
+    assert model.out_shape == ((1,) if "adding" in config else (10,))
+
+
+@pytest.mark.slow
+def test_adding_config_trains_through_the_command_line(tmp_path):
+    from backprop.app.cli import main
+
+    args = ["--set", "data.n_samples=200", "--set", "data.length=8", "--set", "trainer.epochs=2"]
+    assert (
+        main(["train", "configs/adding-lstm.toml", "--out", str(tmp_path), "--quiet", *args]) == 0
+    )
+    model = bp.load(tmp_path / "model.npz")
+    assert isinstance(model.layers[0], bp.LSTM) and model.in_shape == (8, 2)
+
+
+@pytest.mark.slow
+def test_neural_net_classifier_with_sequence_models(rng):
+    """Sequence models through the scikit-learn estimator: float sequences and token ids."""
+    from sklearn.base import clone
+
+    X = rng.standard_normal((120, 6, 3)).astype(np.float32)
+    y = (X[:, 0, 0] > 0).astype(int)  # the label sits at the first step: carried by the LSTM
+    clf = bp.NeuralNetClassifier(
+        layers=[bp.LSTM(8)], lr=0.01, batch_size=16, epochs=15, random_state=0
+    )
+    clf.fit(X, y)
+    assert clf.predict(X).shape == (120,) and clf.predict_proba(X).shape == (120, 2)
+    assert clf.score(X, y) > 0.9
+    ids = rng.integers(1, 7, size=(120, 5))
+    ids[:60, 3:] = 0  # padded
+    labels = (ids[:, 0] > 3).astype(int)
+    tok = clone(clf).set_params(
+        layers=[bp.Embedding(7, 4, mask_zero=True), bp.GRU(6, reduce="mean")]
+    )
+    tok.fit(ids, labels)
+    assert tok.score(ids, labels) > 0.8
