@@ -309,6 +309,11 @@ class SequenceCrossEntropy(Loss):
         dL/dz_is = w_i (softmax(z_is) - onehot(y_is)) / sum_{(i,s) in V} w_i     (0 off V)
 
     so the loss is the mean over real steps (torch's ``ignore_index`` with ``reduction="mean"``).
+
+    Parameters
+    ----------
+    ignore_index : int, default -1
+        The label that marks a padded step.
     """
 
     gradient = (

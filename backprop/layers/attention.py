@@ -44,10 +44,15 @@ from .registry import register_layer
 class MultiHeadSelfAttention(Layer):
     """Scaled dot-product self-attention over ``(n, t, d)``; see the module docstring.
 
-    Args:
-        num_heads: h, the number of heads.
-        key_dim: k, the width of each head's queries, keys and values.
-        causal: when True, step i attends only to steps j <= i.
+    Parameters
+    ----------
+    num_heads : int
+        h, the number of heads.
+    key_dim : int
+        k, the width of each head's queries, keys and values.
+    causal : bool, default False
+        when True, step i attends only to steps j <= i.
+
     """
 
     supports_mask = True
