@@ -148,13 +148,15 @@ class MultiHeadSelfAttention(Layer):
         self._backward(grad_out)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """Given ``dy`` ``(n, t, d)``, per head (shapes ``(n, h, t, k)`` and ``(n, h, t, t)``)::
+        """The gradients of the attention block, given ``dy`` ``(n, t, d)``.
 
-        dWo = O^T dy   dbo = sum dy   dO = dy @ Wo^T
-        dA = dO @ V^T   dV = A^T @ dO
-        dS = A * (dA - sum_j dA * A)                 the softmax Jacobian
-        dQ = dS @ K / sqrt(k)   dK = dS^T @ Q / sqrt(k)
-        dWq = x^T dQ (likewise K, V)   dx = dQ Wq^T + dK Wk^T + dV Wv^T     (n, t, d)
+        Per head (shapes ``(n, h, t, k)`` and ``(n, h, t, t)``)::
+
+            dWo = O^T dy   dbo = sum dy   dO = dy @ Wo^T
+            dA = dO @ V^T   dV = A^T @ dO
+            dS = A * (dA - sum_j dA * A)                 the softmax Jacobian
+            dQ = dS @ K / sqrt(k)   dK = dS^T @ Q / sqrt(k)
+            dWq = x^T dQ (likewise K, V)   dx = dQ Wq^T + dK Wk^T + dV Wv^T     (n, t, d)
         """
         return self._backward(grad_out)
 
