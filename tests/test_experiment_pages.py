@@ -2,7 +2,8 @@
 
 Every number in a table of ``docs/experiments/NAME.md`` (and of its generated ``summary.md``)
 must equal, at the precision shown, a number in ``docs/experiments/NAME/results.json``, the file
-the run that made the page wrote. Re-running an experiment without updating its page, or editing
+the run that made the page wrote, or in another JSON file the page's runs wrote beside it (the
+convolution page's ``runs.json`` holds the ``backprop train`` runs it quotes). Re-running an experiment without updating its page, or editing
 a page by hand, fails here. Each generated summary also names the commit, NumPy/BLAS and machine.
 """
 
@@ -71,9 +72,11 @@ def table_numbers(path: Path) -> list[tuple[int, str]]:
     return out
 
 
-def mismatches(page: Path, results: Path) -> list[str]:
-    """``line: number`` for every table number of ``page`` that no field of ``results`` reads."""
-    values = list(leaves(json.loads(results.read_text())))
+def mismatches(page: Path, results: Path | list[Path]) -> list[str]:
+    """``line: number`` for every table number of ``page`` that no field of ``results`` (one
+    JSON file or several) reads."""
+    files = results if isinstance(results, list) else [results]
+    values = [v for f in files for v in leaves(json.loads(f.read_text()))]
     return [
         f"{page.name}:{line}: {text}"
         for line, text in table_numbers(page)
@@ -85,8 +88,9 @@ def mismatches(page: Path, results: Path) -> list[str]:
 def test_page_numbers_equal_the_results_file(name):
     results = DOCS / name / "results.json"
     assert results.is_file(), f"{name}: no results.json"
-    bad = mismatches(DOCS / f"{name}.md", results) + mismatches(DOCS / name / "summary.md", results)
-    assert not bad, f"numbers in no field of {name}/results.json:\n" + "\n".join(bad)
+    files = sorted((DOCS / name).glob("*.json"))
+    bad = mismatches(DOCS / f"{name}.md", files) + mismatches(DOCS / name / "summary.md", files)
+    assert not bad, f"numbers in no JSON file of {name}/:\n" + "\n".join(bad)
 
 
 def test_a_stale_page_is_caught(tmp_path):
