@@ -14,7 +14,7 @@ from . import (
     uncertainty,
 )
 from ._version import __version__ as __version__
-from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History, ProgressBar
+from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History
 from .cartography import Cartography
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .gradcheck import GradientCheck, GradientReport, check_gradients
@@ -75,6 +75,7 @@ from .lr_finder import LRFinderResult, lr_find
 from .model import Sequential
 from .monitors import ActivationRecorder, UpdateRatioMonitor
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .progress import ProgressBar
 from .schedules import (
     Constant,
     CosineDecay,
@@ -92,6 +93,7 @@ from .uncertainty import (
     mc_dropout_predict,
     reliability_curve,
 )
+from .view import TrainingView
 
 PLOTS = (
     "plot_activations",
@@ -213,6 +215,7 @@ __all__ = [
     "Schedule",
     "StepDecay",
     "Trainer",
+    "TrainingView",
     "TrainingDivergedError",
     # files, checkpoints and configs
     "Checkpoint",

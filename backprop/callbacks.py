@@ -2,7 +2,8 @@
 
 Protocol (every hook is a no-op by default; override the ones you need)::
 
-    on_train_begin(trainer)
+    on_train_begin(trainer)                # ``trainer`` is a TrainingView (backprop.view):
+                                           # model, loss, epoch, step, lr, stop_training, ...
     on_epoch_begin(trainer, epoch)
     on_batch_begin(trainer, batch)
     on_batch_end(trainer, batch, logs)     # after the update; model.gradients() still holds the
@@ -12,6 +13,11 @@ Protocol (every hook is a no-op by default; override the ones you need)::
 
 A callback stops training by setting ``trainer.stop_training = True``; it never raises to stop.
 The trainer itself never prints: printing is the ProgressBar's job.
+
+State: a callback whose state matters for resuming returns it from ``state_dict()`` (plain
+numbers, strings, lists, dicts and NumPy arrays) and takes it back in ``load_state_dict``.
+Checkpoints save every callback's state without knowing its type; on resume the trainer
+applies it right after ``on_train_begin`` (which may reset the callback for a fresh run).
 """
 
 from __future__ import annotations
@@ -23,9 +29,24 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
+
 
 class Callback:
-    """Base class with no-op hooks."""
+    """Base class with no-op hooks and an empty state.
+
+    ``provides_validation``: True for a callback that adds ``val_*`` keys to the epoch logs
+    itself (the estimators' monitor), so that others may monitor them.
+    """
+
+    provides_validation: bool = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """The callback's resumable state (empty for a stateless callback)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
     def on_train_begin(self, trainer: Any) -> None:
         pass
@@ -90,17 +111,11 @@ class EarlyStopping(Callback):
         mode: str = "auto",
         restore_best_weights: bool = True,
     ) -> None:
-        from .schedules import resolve_mode
-
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
-        if not min_delta >= 0:
-            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
         self.monitor = monitor
-        self.patience = patience
-        self.min_delta = float(min_delta)
+        self.patience = checks.non_negative_int("patience", patience)
+        self.min_delta = checks.non_negative("min_delta", min_delta)
         self.mode = resolve_mode(monitor, mode)
-        self.restore_best_weights = restore_best_weights
+        self.restore_best_weights = checks.boolean("restore_best_weights", restore_best_weights)
         self.reset()
 
     def reset(self) -> None:
@@ -108,47 +123,67 @@ class EarlyStopping(Callback):
         self.best_epoch: int | None = None
         self.wait = 0
         self.stopped_epoch: int | None = None
-        self._best_params: np.ndarray | None = None
-        self._best_buffers: dict[str, np.ndarray] | None = None
+        self.best_params: np.ndarray | None = None  # flat parameters of the best epoch
+        self.best_buffers: dict[str, np.ndarray] | None = None  # and its buffers
 
     def on_train_begin(self, trainer):
-        if self.monitor.startswith("val_") and not trainer.has_validation:
-            raise ValueError(
-                f"EarlyStopping monitors {self.monitor!r} but fit got no validation data; "
-                "pass validation_data= or validation_split=, or monitor='loss'"
-            )
+        check_monitor_has_validation(self, trainer)
         self.reset()
 
     def on_epoch_end(self, trainer, epoch, logs):
-        from .schedules import improved
-
-        if self.monitor not in logs:
-            raise KeyError(f"EarlyStopping: {self.monitor!r} not in the logs {sorted(logs)}")
-        value = logs[self.monitor]
+        value = monitored(self, logs)
         if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch, self.wait = float(value), epoch, 0
             if self.restore_best_weights:
-                self._best_params = trainer.model.flat_parameters.copy()
-                self._best_buffers = {k: v.copy() for k, v in trainer.model.buffers().items()}
+                self.best_params = trainer.model.flat_parameters.copy()
+                self.best_buffers = {k: v.copy() for k, v in trainer.model.buffers().items()}
             return
         self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             trainer.stop_training = True
+            note = (
+                f"early stopping at epoch {epoch + 1}: {self.monitor} has not improved for "
+                f"{self.patience} epochs"
+            )
+            if self.best_epoch is not None:
+                note += f"; best {self.monitor} {self.best:.4g} at epoch {self.best_epoch + 1}"
+                if self.restore_best_weights:
+                    note += "; restored its weights"
+            if hasattr(trainer, "note"):  # the training view (a bare object in some tests)
+                trainer.note(note)
 
     def on_train_end(self, trainer):
-        if self.restore_best_weights and self._best_params is not None:
-            trainer.model.flat_parameters[...] = self._best_params
+        if self.restore_best_weights and self.best_params is not None:
+            trainer.model.flat_parameters[...] = self.best_params
             for k, v in trainer.model.buffers().items():
-                v[...] = self._best_buffers[k]
+                v[...] = self.best_buffers[k]
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "best": self.best,
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "stopped_epoch": self.stopped_epoch,
         }
+        if self.best_params is not None:
+            state["best_params"] = self.best_params.copy()
+            state["best_buffers"] = {k: v.copy() for k, v in (self.best_buffers or {}).items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = None if state["best"] is None else float(state["best"])
+        self.best_epoch = None if state["best_epoch"] is None else int(state["best_epoch"])
+        self.wait = int(state["wait"])
+        stopped = state["stopped_epoch"]
+        self.stopped_epoch = None if stopped is None else int(stopped)
+        params = state.get("best_params")
+        self.best_params = None if params is None else np.array(params)
+        self.best_buffers = (
+            None
+            if params is None
+            else {k: np.array(v) for k, v in state.get("best_buffers", {}).items()}
+        )
 
 
 class CSVLogger(Callback):
@@ -203,14 +238,24 @@ class GradientMonitor(Callback):
     """
 
     def __init__(self, every: int = 1, vanish_ratio: float = 1e-4, explode: float = 1e4) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        self.every = every
-        self.vanish_ratio = vanish_ratio
-        self.explode = explode
+        self.every = checks.positive_int("every", every)
+        self.vanish_ratio = checks.real("vanish_ratio", vanish_ratio, 0, None, "left")
+        # explode=inf switches that warning off
+        self.explode = checks.real("explode", explode, 0, None, "neither", allow_inf=True)
+        self._warned: set[str] = set()
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._dead: dict[int, float] = {}
 
     def on_train_begin(self, trainer):
-        self._warned: set[str] = set()
+        self._warned = set()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The parameters already warned about (a resumed run does not warn again)."""
+        return {"warned": sorted(self._warned)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._warned = {str(name) for name in state["warned"]}
 
     def on_epoch_begin(self, trainer, epoch):
         self._sums: dict[str, float] = {}
@@ -226,8 +271,9 @@ class GradientMonitor(Callback):
         from .layers import ReLU
 
         for i, layer in enumerate(trainer.model.layers):
-            if isinstance(layer, ReLU) and layer._y is not None:
-                self._dead[i] = float(np.mean(~np.any(layer._y > 0, axis=0)))
+            y = layer.last_output if isinstance(layer, ReLU) else None
+            if y is not None:
+                self._dead[i] = float(np.mean(~np.any(y > 0, axis=0)))
 
     def on_epoch_end(self, trainer, epoch, logs):
         if not self._count:
@@ -260,5 +306,39 @@ class GradientMonitor(Callback):
             logs[f"dead_relu/{i}"] = frac
 
 
-# The progress display lives in its own module (it decides between a live bar and lines).
-from .progress import ProgressBar  # noqa: E402, F401  (re-exported)
+def resolve_mode(monitor: str, mode: str) -> str:
+    """'min' or 'max' for a monitored quantity; 'auto' maximizes accuracy/r2/score names."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if any(s in monitor for s in ("acc", "r2", "score")) else "min"
+
+
+def improved(value: float | None, best: float | None, mode: str, min_delta: float) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta``; NaN never improves."""
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def monitored(cb: Any, logs: dict[str, float]) -> float:
+    """``logs[cb.monitor]``, or a clear error when the key never appears (a monitor that
+    watched a missing key would silently do nothing)."""
+    if cb.monitor not in logs:
+        raise KeyError(
+            f"{type(cb).__name__} monitors {cb.monitor!r}, which is not in the epoch logs "
+            f"{sorted(logs)}; monitor one of those, or put it after the callback that adds it"
+        )
+    return logs[cb.monitor]
+
+
+def check_monitor_has_validation(cb: Any, trainer: Any) -> None:
+    """A ``val_*`` monitor needs validation data: say so before the first epoch."""
+    if cb.monitor.startswith("val_") and not trainer.has_validation:
+        raise ValueError(
+            f"{type(cb).__name__} monitors {cb.monitor!r} but fit got no validation data; "
+            "pass validation_data= or validation_split=, or monitor='loss'"
+        )

@@ -3,16 +3,20 @@
 A checkpoint is a model file (same safe archive as :mod:`backprop.io`, kind ``"checkpoint"``)
 holding::
 
-    arrays   model/<name>            parameters and buffers
-             optimizer/state.<k>     optimizer moments / velocity (flat, one per kind)
-             early_stopping/<j>/...  the best weights an EarlyStopping callback keeps
-    header   model architecture, the model's dropout generator state, the trainer's
-             epoch, step_count, shuffle and split generator states, optimizer and schedule
-             scalars, history, early-stopping counters, and the Checkpoint's own best score
+    arrays   model/<name>      parameters and buffers
+             state/<path>      every array in the trainer's state_dict, named by its place in
+                               it (optimizer moments, the validation split, the best weights
+                               an EarlyStopping keeps, ...)
+    header   model architecture, the model's dropout generator state, and the trainer's
+             state_dict with each array replaced by {"__array__": name}: epoch, step_count, the
+             random streams, optimizer and schedule state, every callback's state_dict (in
+             order, whatever its type), and the history
 
-Resuming = build the same model and trainer from the same config, ``load_checkpoint`` (or
-``Checkpoint.resume``), then ``fit`` the remaining ``total_epochs - trainer.epoch`` epochs. On the
-same machine the final weights are bitwise equal to an uninterrupted run.
+Resuming = build the same model and trainer (same callbacks, in the same order) from the same
+config, ``load_checkpoint`` (or ``Checkpoint.resume``), then ``fit`` the remaining
+``total_epochs - trainer.epoch`` epochs. The callbacks get their state back right after their
+``on_train_begin`` in that fit. On the same machine the final weights are bitwise equal to an
+uninterrupted run.
 
 The :class:`Checkpoint` callback must come last in ``callbacks`` (after EarlyStopping and any
 callback that adds to the logs), so that what it saves includes this epoch's complete state.
@@ -21,14 +25,13 @@ callback that adds to the logs), so that what it saves includes this epoch's com
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import filecheck, schemas
-from .callbacks import Callback, EarlyStopping, History
+from . import checks, filecheck, schemas
+from .callbacks import Callback, History, improved, resolve_mode
 from .io import (
     ModelFileError,
     expected_sequential_arrays,
@@ -36,13 +39,39 @@ from .io import (
     sequential_config,
     write_archive,
 )
-from .schedules import improved, resolve_mode
+
+ARRAY = "__array__"
 
 
-def _json_value(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+def _split_arrays(value: Any, arrays: dict[str, np.ndarray], path: str = "state") -> Any:
+    """``value`` as JSON: every ndarray moved into ``arrays`` under its path in the state
+    (``state/optimizer/state.m``, ``state/callbacks/1/EarlyStopping/best_params``) and replaced
+    by ``{"__array__": name}``; NumPy scalars become Python numbers."""
+    if isinstance(value, np.ndarray):
+        name = path if path not in arrays else f"{path}#{len(arrays)}"
+        arrays[name] = value
+        return {ARRAY: name}
+    if isinstance(value, dict):
+        return {str(k): _split_arrays(v, arrays, f"{path}/{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_split_arrays(v, arrays, f"{path}/{i}") for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _join_arrays(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+    """The inverse of :func:`_split_arrays`."""
+    if isinstance(value, dict):
+        if set(value) == {ARRAY}:
+            name = value[ARRAY]
+            if not isinstance(name, str) or not name.startswith("state/") or name not in arrays:
+                raise ModelFileError(f"{where}: the header refers to a missing array {name!r}")
+            return arrays[name].copy()
+        return {k: _join_arrays(v, arrays, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_arrays(v, arrays, where) for v in value]
+    return value
 
 
 def save_checkpoint(
@@ -53,8 +82,9 @@ def save_checkpoint(
 ) -> None:
     """Write the complete training state of ``trainer`` to ``path`` atomically.
 
-    ``logs``: the epoch's logs when called from ``on_epoch_end`` (the History callback has not
-    recorded them yet; they are added to the saved history).
+    ``trainer`` is a Trainer or the TrainingView a callback gets. ``logs``: the epoch's logs
+    when called from ``on_epoch_end`` (the History callback has not recorded them yet; they
+    are added to the saved history).
 
     Parameters
     ----------
@@ -72,37 +102,24 @@ def save_checkpoint(
     if logs is not None:
         history = History()
         history.update(state["history"])
-        history.on_epoch_end(trainer, trainer.epoch - 1, logs)
-        state["history"] = {k: [_json_value(x) for x in v] for k, v in history.items()}
-    arrays: dict[str, np.ndarray] = {f"model/{k}": v for k, v in model.state_dict().items()}
-    optimizer = {}
-    for key, value in state.pop("optimizer").items():
-        if isinstance(value, np.ndarray):
-            arrays[f"optimizer/{key}"] = value
-        else:
-            optimizer[key] = _json_value(value)
-    stoppers = []
-    for j, es in enumerate(cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)):
-        stoppers.append({k: _json_value(v) for k, v in es.state_dict().items()})
-        if es._best_params is not None:
-            arrays[f"early_stopping/{j}/params"] = es._best_params
-            for k, v in (es._best_buffers or {}).items():
-                arrays[f"early_stopping/{j}/buffers/{k}"] = v
+        history.on_epoch_end(None, trainer.epoch - 1, logs)
+        state["history"] = dict(history)
+    arrays: dict[str, np.ndarray] = {}
+    header_state = _split_arrays(state, arrays)
+    arrays.update({f"model/{k}": v for k, v in model.state_dict().items()})
     header = {
         "kind": "checkpoint",
         "model": sequential_config(model),
         "model_rng": model.rng.bit_generator.state,
-        "trainer": state,
-        "optimizer": optimizer,
-        "early_stopping": stoppers,
-        "extra": extra or {},
+        "trainer": header_state,
+        "extra": _split_arrays(extra or {}, {}),
     }
     write_archive(path, header, arrays)
 
 
 def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
-    """Restore ``trainer`` (and its model) from a checkpoint; returns the header, whose
-    ``"early_stopping"`` entries are applied by :func:`restore_early_stopping`.
+    """Restore ``trainer`` (and its model) from a checkpoint; returns the header (its
+    ``"trainer"`` entry with the arrays put back).
 
     Parameters
     ----------
@@ -137,55 +154,44 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
                     raise
                 raise ModelFileError(f"{where}: {exc}") from None
         wanted = {f"model/{k}": (v.dtype.str, v.shape) for k, v in model.state_dict().items()}
-        flat = (model.dtype.str, (model.n_parameters,))
         for name, spec in header["arrays"].items():
-            if name.startswith("optimizer/") or (
-                name.startswith("early_stopping/") and name.endswith("/params")
-            ):
-                wanted[name] = flat  # flat vectors the size of the model's parameters
-            elif name.startswith("early_stopping/"):
-                wanted[name] = (spec["dtype"], tuple(spec["shape"]))  # checked by load
+            if name.startswith("state/"):  # sizes checked against the file; owners check use
+                wanted[name] = (spec["dtype"], tuple(spec["shape"]))
         return wanted
 
     header, arrays = read_archive(path, expect)
     if header.get("model") != sequential_config(model):
         raise ModelFileError(f"{where}: the checkpoint's model differs from the configured one")
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
-    state = dict(header["trainer"])
-    state["optimizer"] = {
-        **header["optimizer"],
-        **{k[10:]: v for k, v in arrays.items() if k.startswith("optimizer/")},
-    }
+    state = _join_arrays(header.get("trainer"), arrays, where)
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{where}: the checkpoint has no trainer state")
+    flat = (model.dtype, (model.n_parameters,))
+    for key, value in state.get("optimizer", {}).items():
+        if isinstance(value, np.ndarray) and (value.dtype, value.shape) != flat:
+            raise ModelFileError(
+                f"{where}: optimizer array {key!r} is {value.dtype} {value.shape}, the model's "
+                f"parameters are {flat[0]} {flat[1]}"
+            )
     with filecheck.owner_refusals(where):  # the owners' own checks, as file errors
-        model.rng.bit_generator.state = header["model_rng"]
         trainer.load_state_dict(state)
-    header["_arrays"] = arrays
+        model.rng.bit_generator.state = header["model_rng"]
+    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    header["trainer"] = state
     return header
 
 
 def restore_early_stopping(trainer: Any, header: dict[str, Any]) -> None:
-    """Put the checkpoint's early-stopping counters and best weights back (after the
-    callbacks' own ``on_train_begin`` reset them)."""
-    arrays = header["_arrays"]
-    stoppers = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
-    if len(stoppers) != len(header["early_stopping"]):
-        raise ModelFileError("the checkpoint's early-stopping callbacks differ from the configured")
-    for j, (es, saved) in enumerate(zip(stoppers, header["early_stopping"], strict=True)):
-        es.best, es.best_epoch = saved["best"], saved["best_epoch"]
-        es.wait, es.stopped_epoch = saved["wait"], saved["stopped_epoch"]
-        params = arrays.get(f"early_stopping/{j}/params")
-        es._best_params = None if params is None else params.copy()
-        prefix = f"early_stopping/{j}/buffers/"
-        es._best_buffers = (
-            None
-            if params is None
-            else {k[len(prefix) :]: v.copy() for k, v in arrays.items() if k.startswith(prefix)}
-        )
+    """Give the callbacks their checkpointed state now (for a finished run that will not be
+    fitted again). Kept under its old name: it restores every callback, not only EarlyStopping."""
+    trainer.restore_callbacks()
 
 
 def stopped_early(header: dict[str, Any]) -> bool:
     """Whether an EarlyStopping callback had already ended the checkpointed run."""
-    return any(s.get("stopped_epoch") is not None for s in header["early_stopping"])
+    return any(
+        entry["type"] == "EarlyStopping" and entry["state"].get("stopped_epoch") is not None
+        for entry in header["trainer"].get("callbacks", [])
+    )
 
 
 class Checkpoint(Callback):
@@ -193,7 +199,7 @@ class Checkpoint(Callback):
     with ``best_path``, also whenever ``monitor`` improves. Writes are atomic.
 
     Put it last in ``callbacks``. ``resume(trainer)`` loads ``path`` into a freshly built
-    trainer and re-applies early-stopping state when training begins.
+    trainer; every callback gets its state back when training begins.
 
     Parameters
     ----------
@@ -217,43 +223,31 @@ class Checkpoint(Callback):
         monitor: str = "val_loss",
         mode: str = "auto",
     ) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
         self.path = Path(path)
-        self.every = every
+        self.every = checks.positive_int("every", every)
         self.best_path = None if best_path is None else Path(best_path)
         self.monitor = monitor
         self.mode = resolve_mode(monitor, mode)
         self.best: float | None = None
-        self._pending: dict[str, Any] | None = None
 
     def resume(self, trainer: Any, path: str | Path | None = None) -> dict[str, Any]:
-        """Load a checkpoint into ``trainer``; returns its header."""
-        header = load_checkpoint(self.path if path is None else path, trainer)
-        best = header.get("extra", {}).get("checkpoint_best")
-        self.best = None if best is None else float(best)
-        self._pending = header
-        return header
+        """Load a checkpoint into ``trainer``; returns its header. The callbacks get their
+        state back when the next ``fit`` begins."""
+        return load_checkpoint(self.path if path is None else path, trainer)
 
-    def on_train_begin(self, trainer):
-        if trainer.callbacks and trainer.callbacks[-1] is not self:
-            warnings.warn(
-                "Checkpoint is not the last callback: it may save an incomplete epoch state",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        if self._pending is not None:
-            restore_early_stopping(trainer, self._pending)
-            self._pending = None
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = None if state["best"] is None else float(state["best"])
 
     def on_epoch_end(self, trainer, epoch, logs):
         value = logs.get(self.monitor, math.nan)
         better = self.best_path is not None and improved(value, self.best, self.mode, 0.0)
         if better:
             self.best = float(value)
-        extra = {"checkpoint_best": self.best}
         done = epoch + 1
         if done % self.every == 0 or done == trainer.end_epoch or trainer.stop_training:
-            save_checkpoint(self.path, trainer, logs, extra)
+            save_checkpoint(self.path, trainer, logs)
         if better:
-            save_checkpoint(self.best_path, trainer, logs, extra)
+            save_checkpoint(self.best_path, trainer, logs)

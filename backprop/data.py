@@ -174,22 +174,34 @@ def one_hot(labels: Any, n_classes: int, dtype: Any = np.float32) -> np.ndarray:
 
 # -- metrics: accumulate over batches, read once per epoch ------------------------------------
 class Accuracy:
-    """Fraction of samples classified right: argmax for multi-class logits, logit > 0 for
-    binary and multi-label (a multi-label sample counts only if every label is right)."""
+    """Fraction of samples classified right, the rule chosen by the loss (never by the values
+    of the targets):
+
+    * ``decision="argmax"`` (SoftmaxCrossEntropy): the class is the row's argmax; targets are
+      labels ``(n,)`` or probability rows ``(n, k)``, whose argmax is the true class;
+    * ``decision="threshold"`` (BinaryCrossEntropy): each output is a label, on when its logit
+      is > 0 and its target > 0.5; a sample counts only if every label is right.
+    """
 
     name = "accuracy"
+
+    def __init__(self, decision: str = "argmax") -> None:
+        if decision not in ("argmax", "threshold"):
+            raise ValueError(f"decision must be 'argmax' or 'threshold', got {decision!r}")
+        self.decision = decision
+        self.reset()
 
     def reset(self) -> None:
         self.correct = 0.0
         self.total = 0.0
 
     def update(self, out: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> None:
-        if out.shape[1] > 1 and (y.ndim == 1 or y.shape[1] == 1):
-            hit = out.argmax(axis=1) == y.reshape(-1)
-        elif out.shape[1] > 1 and y.shape[1] == out.shape[1] and np.all(y.sum(axis=1) == 1):
-            hit = out.argmax(axis=1) == y.argmax(axis=1)
-        else:
+        if self.decision == "threshold":
             hit = np.all((out > 0) == (y.reshape(out.shape) > 0.5), axis=1)
+        elif y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and out.shape[1] > 1):
+            hit = out.argmax(axis=1) == y.reshape(-1)
+        else:
+            hit = out.argmax(axis=1) == y.argmax(axis=1)
         if w is None:
             self.correct += float(np.count_nonzero(hit))
             self.total += float(len(hit))

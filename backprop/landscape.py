@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .callbacks import Callback
 from .data import check_sample_weight, check_targets, check_X
 from .regularization import penalty
@@ -239,9 +240,7 @@ class TrajectoryRecorder(Callback):
     """
 
     def __init__(self, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        self.every = int(every)
+        self.every = checks.positive_int("every", every)
         self.snapshots: list[np.ndarray] = []
         self.epochs: list[int] = []
 
@@ -254,6 +253,15 @@ class TrajectoryRecorder(Callback):
         if (epoch + 1) % self.every == 0:
             self.snapshots.append(trainer.model.flat_parameters.copy())
             self.epochs.append(epoch + 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The snapshots so far (saved in checkpoints: a resumed run keeps its trajectory)."""
+        stacked = np.stack(self.snapshots) if self.snapshots else np.empty((0, 0))
+        return {"snapshots": stacked, "epochs": list(self.epochs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.snapshots = [np.array(row) for row in state["snapshots"]]
+        self.epochs = [int(e) for e in state["epochs"]]
 
 
 __all__ = [

@@ -1,23 +1,32 @@
-"""Full-batch L-BFGS through ``scipy.optimize.minimize(method="L-BFGS-B")``.
+"""Full-batch L-BFGS through ``scipy.optimize.minimize(method="L-BFGS-B")``, one iteration at a
+time.
 
-The second-order option for small data sets. The trainer supplies ``objective(x) -> (loss, grad)``
-over the whole training set (the same forward/loss/backward/penalty function its mini-batch step
-uses) and SciPy gets the model's flat parameter vector, in float64, directly. One L-BFGS
-iteration counts as one epoch in the history; ``max_fun`` bounds the number of loss evaluations.
+The second-order option for small data sets. SciPy runs its own loop, so :class:`LBFGSRun`
+turns it inside out: SciPy works in a helper thread that hands control back after every
+iteration, and the Trainer's ordinary epoch loop asks for the next iteration as it would take a
+mini-batch step. Only one of the two threads runs at any moment, so results are deterministic.
+One iteration is one epoch (one "batch" of the whole training set) in the history; the hooks,
+``grad_norm`` and GradientMonitor work as with any optimizer.
+
+The objective is the Trainer's ``loss_and_gradients`` over the whole training set, and SciPy
+gets the model's flat parameter vector, in float64, directly. ``max_fun`` bounds the number of
+loss evaluations.
+
+L-BFGS assumes a deterministic objective: with Dropout every evaluation draws new masks and
+the line search stops early, and BatchNorm's running statistics move once per evaluation, not
+per iteration. The Trainer refuses Dropout with L-BFGS and warns about BatchNorm.
 """
 
 from __future__ import annotations
 
-import math
-import time
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .data import METRICS, gather
-from .regularization import global_norm
-from .sparse import is_sparse
+from . import checks
 
 
 class LBFGS:
@@ -37,94 +46,19 @@ class LBFGS:
     lr = float("nan")  # no learning rate: reported as NaN in the history
 
     def __init__(self, tol: float = 1e-5, max_fun: int = 15000, memory: int = 10) -> None:
-        if not (isinstance(tol, int | float) and tol >= 0):
-            raise ValueError(f"tol must be a number >= 0, got {tol!r}")
-        if isinstance(max_fun, bool) or not isinstance(max_fun, int) or max_fun < 1:
-            raise ValueError(f"max_fun must be a positive integer, got {max_fun!r}")
-        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
-            raise ValueError(f"memory must be a positive integer, got {memory!r}")
-        self.tol, self.max_fun, self.memory = float(tol), max_fun, memory
-        self.result: Any = None  # scipy.optimize.OptimizeResult after minimize
+        self.tol = checks.non_negative("tol", tol)
+        self.max_fun = checks.positive_int("max_fun", max_fun)
+        self.memory = checks.positive_int("memory", memory)
+        self.result: Any = None  # scipy.optimize.OptimizeResult of the last run
 
-    def minimize(
+    def start(
         self,
         objective: Callable[[np.ndarray], tuple[float, np.ndarray]],
         params: np.ndarray,
-        after_iteration: Callable[[np.ndarray, float], bool],
         max_iter: int,
-    ) -> Any:
-        """Minimize from ``params`` (updated in place with the result). ``after_iteration(x,
-        loss)`` runs after every iteration and returns True to stop."""
-
-        from scipy import optimize  # imported here: it costs ~0.4 s at `import backprop`
-
-        def callback(intermediate_result: Any) -> None:
-            if after_iteration(intermediate_result.x, float(intermediate_result.fun)):
-                raise StopIteration
-
-        self.result = optimize.minimize(
-            objective,
-            params.astype(np.float64),
-            method="L-BFGS-B",
-            jac=True,
-            callback=callback,
-            options={
-                "maxiter": max_iter,
-                "maxfun": self.max_fun,
-                "gtol": self.tol,
-                "maxcor": self.memory,
-            },
-        )
-        params[...] = self.result.x
-        return self.result
-
-    def fit(self, trainer: Any, X, y, w, train_idx, val, callbacks) -> None:
-        """Run the trainer's full-batch L-BFGS fit: one iteration is one epoch of its history.
-
-        Called by ``Trainer.fit``; uses its loss-and-gradient function, callbacks and logs."""
-        full = len(train_idx) == X.shape[0]
-        Xt = X if full else gather(X, train_idx)
-        yt = y if full else y[train_idx]
-        wt = w if (w is None or full) else w[train_idx]
-        if is_sparse(Xt):  # CSR stays CSR, cast once (L-BFGS reads the whole set anyway)
-            Xt = Xt if Xt.dtype == trainer.model.dtype else Xt.astype(trainer.model.dtype)
-        else:
-            Xt = np.asarray(Xt, dtype=trainer.model.dtype)
-        trainer.steps_per_epoch = 1
-        metrics = [METRICS[name]() for name in trainer.metric_names]
-        state = {"start": time.perf_counter(), "epoch": trainer.initial_epoch}
-
-        def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-            trainer._position = (state["epoch"], 0)
-            trainer.model.flat_parameters[...] = x
-            loss, _ = trainer.loss_and_gradients(Xt, yt, wt)
-            norm = global_norm(trainer.model.flat_gradients)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                raise trainer._diverged(loss, norm)
-            return loss, trainer.model.flat_gradients.astype(np.float64)
-
-        def after_iteration(x: np.ndarray, loss: float) -> bool:
-            epoch = state["epoch"]
-            trainer.model.flat_parameters[...] = x
-            for cb in callbacks:
-                cb.on_epoch_begin(trainer, epoch)
-            out = trainer.model.predict(Xt)
-            logs: dict[str, float] = {"epoch": epoch + 1, "loss": float(loss)}
-            for metric in metrics:
-                metric.reset()
-                metric.update(out, yt, wt)
-                logs[metric.name] = metric.result()
-            trainer._finish_epoch(epoch, logs, val, callbacks, state["start"])
-            state["epoch"], state["start"] = epoch + 1, time.perf_counter()
-            trainer.step_count += 1
-            return trainer.stop_training or state["epoch"] >= trainer.end_epoch
-
-        self.minimize(
-            objective,
-            trainer.model.flat_parameters,
-            after_iteration,
-            trainer.end_epoch - trainer.initial_epoch,
-        )
+    ) -> LBFGSRun:
+        """A run from ``params`` (which each iteration updates in place); see LBFGSRun."""
+        return LBFGSRun(self, objective, params, max_iter)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -137,3 +71,120 @@ class LBFGS:
 
     def __repr__(self) -> str:
         return f"LBFGS(tol={self.tol}, max_fun={self.max_fun}, memory={self.memory})"
+
+
+def iteration_step(trainer: Any, batches: Callable) -> tuple[LBFGSRun, Callable]:
+    """Start ``trainer.optimizer`` (an LBFGS) on the trainer's one full batch; returns the run
+    (to close) and the step the trainer's epoch loop calls in place of ``train_step``: one
+    L-BFGS iteration, returning ``(loss, output, gradient norm)`` at the point reached, or
+    raising StopIteration once SciPy has stopped on its own (converged, or ``max_fun``)."""
+    ((Xt, yt, wt),) = list(batches(trainer.epoch))
+    last: dict[str, Any] = {}
+
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, last["out"], last["norm"] = trainer.checked_loss_and_gradients(Xt, yt, wt)
+        return loss, trainer.model.flat_gradients
+
+    params = trainer.model.flat_parameters
+    run = trainer.optimizer.start(objective, params, trainer.end_epoch - trainer.epoch)
+
+    def step(Xb: Any, yb: Any, wb: Any) -> tuple[float, np.ndarray, float]:
+        loss = run.next_iteration()
+        if loss is None:
+            raise StopIteration
+        if not np.array_equal(run.last_x, params):
+            objective(params.astype(np.float64))  # measure at the accepted point
+        trainer.step_count += 1
+        return loss, last["out"], last["norm"]
+
+    return run, step
+
+
+class LBFGSRun:
+    """One ``scipy.optimize.minimize`` call, driven one iteration at a time.
+
+    ``next_iteration()`` lets SciPy run until its next iteration ends and returns that
+    iteration's loss, with ``params`` set to the new point (and the model's gradients, as the
+    objective left them, at that point); it returns None once SciPy has stopped on its own
+    (converged, or ``max_fun`` reached). ``close()`` ends the run and waits for the thread.
+    An exception raised by the objective (divergence) comes out of ``next_iteration``, with
+    ``params`` put back to the last accepted point.
+    """
+
+    def __init__(self, lbfgs: LBFGS, objective, params: np.ndarray, max_iter: int) -> None:
+        self.lbfgs, self.objective, self.params = lbfgs, objective, params
+        self.max_iter = max_iter
+        self.last_x: np.ndarray | None = None  # the parameters of the last evaluation
+        self._accepted = params.copy()  # the last point an iteration accepted
+        self._go: queue.Queue[bool] = queue.Queue()
+        self._back: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, daemon=True, name="backprop-lbfgs")
+        self._finished = False
+        self._thread.start()
+
+    def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        self.params[...] = x
+        self.last_x = self.params.copy()  # in the model's dtype, to compare with params
+        loss, grad = self.objective(x)
+        return loss, grad.astype(np.float64)
+
+    def _after_iteration(self, intermediate_result: Any) -> None:
+        self.params[...] = intermediate_result.x
+        self._accepted[...] = self.params
+        self._back.put(("iteration", float(intermediate_result.fun)))
+        if not self._go.get():
+            raise StopIteration
+
+    def _work(self) -> None:
+        from scipy import optimize  # imported here: it costs ~0.4 s at `import backprop`
+
+        if not self._go.get():
+            self._back.put(("stopped", None))
+            return
+        try:
+            result = optimize.minimize(
+                self._evaluate,
+                self.params.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                callback=self._after_iteration,
+                options={
+                    "maxiter": self.max_iter,
+                    "maxfun": self.lbfgs.max_fun,
+                    "gtol": self.lbfgs.tol,
+                    "maxcor": self.lbfgs.memory,
+                },
+            )
+        except BaseException as exc:  # handed to the trainer's thread, raised there
+            self.params[...] = self._accepted  # not the trial point that failed
+            self._back.put(("error", exc))
+            return
+        self.params[...] = result.x
+        self.lbfgs.result = result
+        self._back.put(("stopped", None))
+
+    def next_iteration(self) -> float | None:
+        """Run one iteration; its loss, or None when SciPy has stopped."""
+        if self._finished:
+            return None
+        self._go.put(True)
+        kind, value = self._back.get()
+        if kind == "iteration":
+            return value
+        self._finished = True
+        self._thread.join()
+        if kind == "error":
+            raise value
+        return None
+
+    def close(self) -> None:
+        """Stop SciPy (if it is still running) and wait for the thread to end."""
+        if not self._finished:
+            self._finished = True
+            self._go.put(False)
+            while True:
+                kind, value = self._back.get()
+                if kind != "iteration":
+                    break
+                self._go.put(False)
+        self._thread.join()

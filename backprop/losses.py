@@ -62,7 +62,14 @@ def _check_weights(sample_weight: Any, n: int, dtype: np.dtype) -> np.ndarray | 
 
 class Loss:
     """Base class: subclasses implement ``_forward`` returning per-sample losses ``(n,)`` and
-    setting ``self._dl`` to dl_i/dy_pred ``(n, k)`` (unscaled)."""
+    setting ``self._dl`` to dl_i/dy_pred ``(n, k)`` (unscaled).
+
+    ``decision`` says how a classification loss's outputs become classes, which is what the
+    accuracy metric uses: "argmax" (one class per row), "threshold" (each output is a label,
+    on when its logit is > 0), or None for losses that do not classify.
+    """
+
+    decision: str | None = None
 
     #: dl_i/dy_pred of one sample (before the 1/n or weight scaling), shown by help(backward)
     gradient = "dl_i/dy_pred"
@@ -203,6 +210,7 @@ class SoftmaxCrossEntropy(Loss):
     gradient = (
         "softmax(z) - t        (softmax and cross-entropy fused: no division by a probability)"
     )
+    decision = "argmax"
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -286,6 +294,7 @@ class BinaryCrossEntropy(Loss):
     """
 
     gradient = "(sigmoid(z) - t) / k"
+    decision = "threshold"
 
     def _forward(self, z, y_true):
         t = _targets_like(z, y_true)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .data import check_sample_weight, check_targets, check_X, gather
 from .regularization import add_penalty_gradient, clip_by_global_norm, global_norm, penalty
 
@@ -72,14 +73,11 @@ class LRFinderResult:
 
 def _check_range(start: float, end: float, steps: int, beta: float, diverge: float) -> None:
     for name, value in (("start", start), ("end", end), ("diverge", diverge)):
-        if not isinstance(value, int | float | np.floating) or isinstance(value, bool):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not (math.isfinite(value) and value > 0):
+        if not (checks.is_real(value) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     if not end > start:
         raise ValueError(f"end must be larger than start, got start={start!r}, end={end!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 5:
-        raise ValueError(f"steps must be an integer >= 5, got {steps!r}")
+    checks.integer("steps", steps, 5)
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"beta must be in [0, 1), got {beta!r}")
     if not diverge > 1.0:

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas
 
+from . import checks
 from .lbfgs import LBFGS
 
 
@@ -101,21 +102,11 @@ def flush_tiny(a: np.ndarray, work: np.ndarray, mask: np.ndarray) -> None:
 
 
 def _check_number(name: str, value: Any, low: float = 0.0, low_inclusive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    bad = not np.isfinite(value) or (value < low if low_inclusive else value <= low)
-    if bad:
-        bound = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be finite and {bound} {low:g}, got {value!r}")
-    return value
+    return checks.real(name, value, low, None, "left" if low_inclusive else "neither")
 
 
 def _check_fraction(name: str, value: Any) -> float:
-    value = _check_number(name, value)
-    if value >= 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return value
+    return checks.real(name, value, 0.0, 1.0, "left")
 
 
 class Optimizer:

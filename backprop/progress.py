@@ -18,7 +18,7 @@ import sys
 import time
 from typing import IO, Any
 
-from .callbacks import Callback, EarlyStopping
+from .callbacks import Callback
 
 
 def in_notebook() -> bool:
@@ -122,17 +122,8 @@ class ProgressBar(Callback):
     def on_train_end(self, trainer):
         if not self.enabled:
             return
-        for cb in trainer.callbacks:
-            if isinstance(cb, EarlyStopping) and cb.stopped_epoch is not None:
-                note = (
-                    f"early stopping at epoch {cb.stopped_epoch + 1}: {cb.monitor} has not "
-                    f"improved for {cb.patience} epochs"
-                )
-                if cb.best_epoch is not None:
-                    best = f"best {cb.monitor} {cb.best:.4g} at epoch {cb.best_epoch + 1}"
-                    restored = "; restored its weights" if cb.restore_best_weights else ""
-                    note += f"; {best}{restored}"
-                self._write(note)
+        for note in trainer.notes:  # e.g. EarlyStopping's: why it stopped, what it restored
+            self._write(note)
         if self._bar is not None:
             self._bar.close()
             self._bar = None

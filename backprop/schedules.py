@@ -3,7 +3,11 @@
 Protocol: a schedule is asked ``schedule(t) -> lr`` where ``t`` counts epochs (``interval="epoch"``,
 the default) or optimizer updates (``interval="update"``), starting at 0; ``base_lr`` is the
 optimizer's learning rate when training begins (set by the trainer through ``start(base_lr)``).
-``observe(logs)`` lets a schedule react to the epoch's metrics (only ReduceLROnPlateau does).
+ReduceLROnPlateau watches metrics, so it is a callback: it is asked nothing per step, and
+multiplies the optimizer's rate by ``factor`` when its monitored key stops improving. Passed as
+``schedule=`` it runs as the first callback (it sees the trainer's own ``loss``/``val_*`` logs);
+in ``callbacks=`` it sees what the callbacks before it added. It cannot share a run with another
+schedule (that one would overwrite its reductions every epoch): the Trainer refuses the pair.
 
 =====================  ==================================================================
 schedule               lr(t)
@@ -26,7 +30,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .callbacks import Callback
+from . import checks
+from .callbacks import (
+    Callback,
+    check_monitor_has_validation,
+    improved,
+    monitored,
+    resolve_mode,
+)
 
 
 class Schedule:
@@ -39,9 +50,7 @@ class Schedule:
     """
 
     def __init__(self, interval: str = "epoch") -> None:
-        if interval not in ("epoch", "update"):
-            raise ValueError(f"interval must be 'epoch' or 'update', got {interval!r}")
-        self.interval = interval
+        self.interval = checks.one_of("interval", interval, ("epoch", "update"))
         self.base_lr: float | None = None
 
     def start(self, base_lr: float) -> None:
@@ -58,15 +67,12 @@ class Schedule:
     def lr_at(self, t: int) -> float:
         raise NotImplementedError
 
-    def observe(self, logs: dict[str, float]) -> None:
-        """React to an epoch's metrics (no-op except for plateau schedules)."""
-
     def state_dict(self) -> dict[str, Any]:
         return {"base_lr": self.base_lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, v in state.items():
-            setattr(self, k, v)
+        base = state["base_lr"]
+        self.base_lr = None if base is None else float(base)
 
     def config(self) -> dict[str, Any]:
         return {"interval": self.interval}
@@ -74,12 +80,6 @@ class Schedule:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
-
-
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 class Constant(Schedule):
@@ -110,8 +110,8 @@ class StepDecay(Schedule):
 
     def __init__(self, step_size: int, gamma: float = 0.1, interval: str = "epoch") -> None:
         super().__init__(interval)
-        self.step_size = int(_positive("step_size", step_size))
-        self.gamma = _positive("gamma", gamma)
+        self.step_size = checks.positive_int("step_size", step_size)
+        self.gamma = checks.positive("gamma", gamma)
 
     def lr_at(self, t):
         return self.base_lr * self.gamma ** (t // self.step_size)
@@ -133,7 +133,7 @@ class ExponentialDecay(Schedule):
 
     def __init__(self, gamma: float, interval: str = "epoch") -> None:
         super().__init__(interval)
-        self.gamma = _positive("gamma", gamma)
+        self.gamma = checks.positive("gamma", gamma)
 
     def lr_at(self, t):
         return self.base_lr * self.gamma**t
@@ -155,7 +155,7 @@ class InverseScaling(Schedule):
 
     def __init__(self, power: float = 0.5, interval: str = "update") -> None:
         super().__init__(interval)
-        self.power = _positive("power", power)
+        self.power = checks.positive("power", power)
 
     def lr_at(self, t):
         return self.base_lr / (t + 1) ** self.power
@@ -184,15 +184,13 @@ class CosineDecay(Schedule):
         self, total: int, warmup: int = 0, min_lr: float = 0.0, interval: str = "epoch"
     ) -> None:
         super().__init__(interval)
-        self.total = int(_positive("total", total))
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < self.total:
+        self.total = checks.positive_int("total", total)
+        if not checks.is_integer(warmup) or not 0 <= warmup < self.total:
             raise ValueError(
                 f"warmup must be an integer in [0, total={self.total}), got {warmup!r}"
             )
-        self.warmup = warmup
-        if not min_lr >= 0:
-            raise ValueError(f"min_lr must be >= 0, got {min_lr!r}")
-        self.min_lr = float(min_lr)
+        self.warmup = int(warmup)
+        self.min_lr = checks.non_negative("min_lr", min_lr)
 
     def lr_at(self, t):
         if t < self.warmup:
@@ -209,12 +207,18 @@ class CosineDecay(Schedule):
         }
 
 
-class ReduceLROnPlateau(Schedule, Callback):
-    """Multiply the rate by ``factor`` when ``monitor`` has not improved by more than
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by more than
     ``min_delta`` for ``patience`` epochs; never below ``min_lr``.
 
-    Use it as ``schedule=`` or in ``callbacks=`` (either way it owns the learning rate).
-    ``mode`` is "min", "max" or "auto" (max for names containing accuracy/r2/score).
+    A callback (see the module docstring); ``schedule="plateau"`` or ``schedule=`` an instance
+    also works. ``mode`` is "min", "max" or "auto" (max for names containing accuracy/r2/score).
+    A monitored key that never appears in the logs is an error, not a silent no-op. Its state
+    (``scale``, ``best``, ``wait``) is saved in checkpoints; a resumed run continues at the
+    reduced rate.
+
+    The rate it sets is ``max(base_lr * scale, min_lr)``, ``base_lr`` being the optimizer's
+    rate when the first fit began.
 
     Parameters
     ----------
@@ -232,6 +236,8 @@ class ReduceLROnPlateau(Schedule, Callback):
         "min", "max" or "auto".
     """
 
+    interval = "epoch"
+
     def __init__(
         self,
         monitor: str = "val_loss",
@@ -241,25 +247,23 @@ class ReduceLROnPlateau(Schedule, Callback):
         min_lr: float = 0.0,
         mode: str = "auto",
     ) -> None:
-        Schedule.__init__(self, "epoch")
-        if not 0 < factor < 1:
-            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
-        self.monitor, self.factor, self.patience = monitor, float(factor), patience
-        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self.monitor = monitor
+        self.factor = checks.real("factor", factor, 0, 1, "neither")
+        self.patience = checks.non_negative_int("patience", patience)
+        self.min_delta = checks.non_negative("min_delta", min_delta)
+        self.min_lr = checks.non_negative("min_lr", min_lr)
         self.mode = resolve_mode(monitor, mode)
+        self.base_lr: float | None = None
         self.scale = 1.0
         self.best: float | None = None
         self.wait = 0
 
-    def lr_at(self, t):
+    def lr(self) -> float:
+        """The rate this plateau asks for now."""
         return max(self.base_lr * self.scale, self.min_lr)
 
-    def observe(self, logs):
-        value = logs.get(self.monitor)
-        if value is None:
-            return
+    def observe(self, value: float) -> None:
+        """One epoch's monitored value: count it, and reduce the scale after ``patience``."""
         if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.wait = float(value), 0
             return
@@ -268,19 +272,27 @@ class ReduceLROnPlateau(Schedule, Callback):
             self.scale *= self.factor
             self.wait = 0
 
-    # As a callback: the trainer calls these when the object sits in ``callbacks``.
     def on_train_begin(self, trainer):
-        self.start(trainer.optimizer.lr)
+        check_monitor_has_validation(self, trainer)
+        if self.base_lr is None:
+            self.base_lr = float(trainer.lr)
+        trainer.lr = self.lr()
 
     def on_epoch_end(self, trainer, epoch, logs):
-        if trainer.schedule is not self:
-            self.observe(logs)
-            trainer.optimizer.lr = self(epoch + 1)
+        self.observe(monitored(self, logs))
+        trainer.lr = self.lr()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"base_lr": self.base_lr, "scale": self.scale, "best": self.best, "wait": self.wait}
 
-    def config(self):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        base, best = state["base_lr"], state["best"]
+        self.base_lr = None if base is None else float(base)
+        self.scale = float(state["scale"])
+        self.best = None if best is None else float(best)
+        self.wait = int(state["wait"])
+
+    def config(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor,
             "factor": self.factor,
@@ -290,26 +302,12 @@ class ReduceLROnPlateau(Schedule, Callback):
             "mode": self.mode,
         }
 
-
-def resolve_mode(monitor: str, mode: str) -> str:
-    """'min' or 'max' for a monitored quantity; 'auto' maximizes accuracy/r2/score names."""
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode != "auto":
-        return mode
-    return "max" if any(s in monitor for s in ("acc", "r2", "score")) else "min"
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"ReduceLROnPlateau({args})"
 
 
-def improved(value: float, best: float | None, mode: str, min_delta: float) -> bool:
-    """Whether ``value`` beats ``best`` by more than ``min_delta``; NaN never improves."""
-    if value is None or not math.isfinite(value):
-        return False
-    if best is None:
-        return True
-    return value < best - min_delta if mode == "min" else value > best + min_delta
-
-
-REGISTRY: dict[str, type[Schedule]] = {
+REGISTRY: dict[str, type[Schedule] | type[ReduceLROnPlateau]] = {
     "constant": Constant,
     "step": StepDecay,
     "exponential": ExponentialDecay,
@@ -319,9 +317,11 @@ REGISTRY: dict[str, type[Schedule]] = {
 }
 
 
-def get(identifier: str | Schedule | None, **kwargs: Any) -> Schedule | None:
+def get(
+    identifier: str | Schedule | ReduceLROnPlateau | None, **kwargs: Any
+) -> Schedule | ReduceLROnPlateau | None:
     """A schedule from a name (``"cosine"``, ``"step"``, ...), an instance, or None."""
-    if identifier is None or isinstance(identifier, Schedule):
+    if identifier is None or isinstance(identifier, Schedule | ReduceLROnPlateau):
         return identifier
     if identifier not in REGISTRY:
         raise ValueError(f"unknown schedule {identifier!r}; valid names: {', '.join(REGISTRY)}")

@@ -5,22 +5,23 @@ Three modes resolve to one batch size in one place (:meth:`Trainer.resolve_batch
     "stochastic" -> 1          "batch" -> n_samples          "minibatch" -> batch_size
 
 Every epoch is one pass over the training indices in a fresh random order (never a copy of X,
-never sampling with replacement); the last, smaller batch is used, not dropped. Each update is
-:meth:`Trainer.train_step`::
+never sampling with replacement); the last, smaller batch is used, not dropped, except that a
+last batch of a single row joins the previous batch when the model has a BatchNorm (whose
+variance over one row is 0). Each update is :meth:`Trainer.train_step`::
 
     forward -> loss -> backward -> + L1/L2 -> clip (record the pre-clip norm) -> finite? -> step
 
 A non-finite loss or gradient raises :class:`TrainingDivergedError` naming the epoch and batch,
-before the step, so the model keeps the last good weights. L-BFGS (:class:`backprop.LBFGS`) is
-full-batch: the trainer hands SciPy the same loss-and-gradient function the step uses.
-
-Randomness: ``seed`` is split into a shuffling stream and a validation-split stream, independent
-of the model's initialization and dropout streams.
+before the step, so the model keeps the last good weights. L-BFGS is full-batch: each epoch is
+one batch, the whole training set, whose step is one L-BFGS iteration (:mod:`backprop.lbfgs`).
+Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the
+validation loss and :meth:`Trainer.evaluate`, so all three agree under every ``penalty_scale``.
+Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. ``seed`` is split into a
+shuffling and a validation-split stream, independent of the model's own streams.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
@@ -29,70 +30,33 @@ from typing import Any
 
 import numpy as np
 
-from . import inference
+from . import checks, inference
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import schedules as schedules_mod
+from .batching import ValidationSplit, check_data, feed
 from .callbacks import Callback, History
-from .data import (
-    METRICS,
-    R2,
-    Accuracy,
-    batch_indices,
-    check_sample_weight,
-    check_targets,
-    check_X,
-    gather,
-    split_indices,
-)
-from .lbfgs import LBFGS
+from .data import check_X
+from .lbfgs import LBFGS, iteration_step
 from .model import Sequential, spawn_generators
-from .regularization import (
-    add_penalty_gradient,
-    clip_adaptive,
-    clip_by_global_norm,
-    clip_by_param_norm,
-    clip_by_value,
-    global_norm,
-    penalty,
+from .regularization import add_penalty_gradient, global_norm, penalty
+from .training_checks import (
+    check_options,
+    clip_gradients,
+    evaluate_arrays,
+    make_metrics,
 )
-from .sparse import is_sparse
+from .training_state import TrainerState
+from .view import TrainingView
 
 MODES = ("stochastic", "batch", "minibatch")
-
-
-def is_batch_stream(X: Any) -> bool:
-    """True for an iterable of batches (not an array-like with a shape)."""
-    return not hasattr(X, "shape") and hasattr(X, "__iter__") and not isinstance(X, str | bytes)
 
 
 class TrainingDivergedError(FloatingPointError):
     """A non-finite loss or gradient; the model keeps the weights from before that batch."""
 
 
-def _non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
-
-
-def _optional_positive(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-    return float(value)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-class Trainer:
+class Trainer(TrainerState):
     """Trains a :class:`~backprop.Sequential` with a loss and an optimizer.
 
     Parameters
@@ -105,6 +69,7 @@ class Trainer:
         an Optimizer, ``LBFGS``, or a name ("adam", "sgd", "lbfgs", ...).
     mode : str, default 'minibatch'
         "stochastic" (1 sample per update), "batch" (all) or "minibatch" (``batch_size``).
+        L-BFGS is full-batch whatever the mode.
     batch_size : int, default 32
         samples per update in minibatch mode.
     epochs : int, default 10
@@ -125,13 +90,15 @@ class Trainer:
         :func:`backprop.regularization.clip_adaptive`). Applied after the other clips.
     clip_factor : float, default 0.01
         the AGC bound ``lambda`` (0.01 by default).
-    schedule : schedules_mod.Schedule | str | None, default None
-        a learning-rate Schedule (or name), stepped per epoch or per update.
+    schedule : schedules_mod.Schedule | schedules_mod.ReduceLROnPlateau | str | None, default None
+        a learning-rate Schedule (or name), stepped per epoch or per update; or a
+        ReduceLROnPlateau, which then runs as the first callback.
     callbacks : Sequence[Callback] | None, default None
         Callback instances, called in order.
     metrics : str | Sequence[str], default 'auto'
         "auto" (accuracy for cross-entropies, r2 for regression losses), or a list of
-        names from ``("accuracy", "r2")``, or ``[]``.
+        names from ``("accuracy", "r2")``, or ``[]``. Accuracy follows the loss: argmax
+        for SoftmaxCrossEntropy, logit > 0 for BinaryCrossEntropy.
     seed : int | np.random.Generator | None, default None
         int, Generator or None: batch order and validation split.
     sampler : Callable[[np.ndarray], np.ndarray] | None, default None
@@ -140,8 +107,8 @@ class Trainer:
         from the trainer's shuffle stream (or the indices as they are with shuffle=False).
     penalty_scale : str, default 'constant'
         "constant" applies ``l1``/``l2`` as given; "per_sample" divides them by
-        the batch's total sample weight (its size without weights), as scikit-learn's
-        ``alpha`` is defined.
+        the total sample weight of the data they are measured on (a training batch, the
+        validation set, the data given to ``evaluate``), as scikit-learn's ``alpha`` is.
 
     """
 
@@ -161,7 +128,7 @@ class Trainer:
         clip_param_norm: float | None = None,
         clip_mode: str | None = None,
         clip_factor: float = 0.01,
-        schedule: schedules_mod.Schedule | str | None = None,
+        schedule: schedules_mod.Schedule | schedules_mod.ReduceLROnPlateau | str | None = None,
         callbacks: Sequence[Callback] | None = None,
         metrics: str | Sequence[str] = "auto",
         seed: int | np.random.Generator | None = None,
@@ -170,68 +137,61 @@ class Trainer:
     ) -> None:
         if not isinstance(model, Sequential):
             raise TypeError(f"model must be a backprop Sequential, got {type(model).__name__}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.model = model
         self.loss = losses_mod.get(loss)
         self.optimizer = optimizers_mod.get(optimizer)
-        self.mode = mode
-        self.batch_size = _positive_int("batch_size", batch_size)
-        self.epochs = _positive_int("epochs", epochs)
-        self.shuffle = bool(shuffle)
-        self.l1 = _non_negative("l1", l1)
-        self.l2 = _non_negative("l2", l2)
-        self.clip_norm = _optional_positive("clip_norm", clip_norm)
-        self.clip_value = _optional_positive("clip_value", clip_value)
-        self.clip_param_norm = _optional_positive("clip_param_norm", clip_param_norm)
-        if clip_mode not in (None, "agc"):
-            raise ValueError(f"clip_mode must be None or 'agc', got {clip_mode!r}")
-        self.clip_mode = clip_mode
-        self.clip_factor = _optional_positive("clip_factor", clip_factor)
+        self.mode = checks.one_of("mode", mode, MODES)
+        self.batch_size = checks.positive_int("batch_size", batch_size)
+        self.epochs = checks.positive_int("epochs", epochs)
+        self.shuffle = checks.boolean("shuffle", shuffle)
+        self.l1 = checks.non_negative("l1", l1)
+        self.l2 = checks.non_negative("l2", l2)
+        self.clip_norm = checks.optional_positive("clip_norm", clip_norm)
+        self.clip_value = checks.optional_positive("clip_value", clip_value)
+        self.clip_param_norm = checks.optional_positive("clip_param_norm", clip_param_norm)
+        self.clip_mode = checks.one_of("clip_mode", clip_mode, (None, "agc"))
+        self.clip_factor = checks.optional_positive("clip_factor", clip_factor)
         self.schedule = schedules_mod.get(schedule)
-        if self.schedule is not None and isinstance(self.optimizer, LBFGS):
-            raise ValueError("learning-rate schedules do not apply to L-BFGS")
         self.callbacks = list(callbacks or [])
-        for cb in self.callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
-        self.metric_names = self._resolve_metrics(metrics)
-        self.shuffle_rng, self.split_rng = spawn_generators(seed, 2)
+        self.metric_names = make_metrics(self.loss, metrics, names_only=True)
+        self.shuffle_rng, split_rng = spawn_generators(seed, 2)
+        self.validation_rows = ValidationSplit(split_rng)
         if sampler is not None and not callable(sampler):
             raise TypeError(f"sampler must be callable, got {sampler!r}")
         self.sampler = sampler
-        if penalty_scale not in ("constant", "per_sample"):
-            raise ValueError(
-                f"penalty_scale must be 'constant' or 'per_sample', got {penalty_scale!r}"
-            )
-        self.penalty_scale = penalty_scale
+        self.penalty_scale = checks.one_of(
+            "penalty_scale", penalty_scale, ("constant", "per_sample")
+        )
         self.history = History()
         self.epoch = 0  # epochs completed, across calls to fit
-        self.step_count = 0  # optimizer updates taken
+        self.step_count = 0  # optimizer updates taken (L-BFGS: iterations)
         self.stop_training = False
+        self.interrupted = False  # the last fit ended by Ctrl-C
+        self.notes: list[str] = []  # lines callbacks left for the user during the last fit
         self.has_validation = False
         self.steps_per_epoch = 0
-        self.initial_epoch = 0
-        self.end_epoch = 0
+        self.initial_epoch = self.end_epoch = 0
+        self._position = (0, 0)  # (epoch, batch) of the current update, for error messages
+        self._trainable: tuple | None = None  # the layers' trainable flags the masks are for
+        self._slices: list[slice] = []
+        self._frozen: np.ndarray | None = None
+        self._pending_callback_states: list[tuple[Callback, dict]] | None = None
+        self._check_options()
 
-    # -- set-up ---------------------------------------------------------------------------------
-    def _resolve_metrics(self, metrics: str | Sequence[str]) -> list[str]:
-        if metrics == "auto":
-            if isinstance(
-                self.loss, losses_mod.SoftmaxCrossEntropy | losses_mod.BinaryCrossEntropy
-            ):
-                return ["accuracy"]
-            if isinstance(
-                self.loss,
-                losses_mod.MeanSquaredError | losses_mod.MeanAbsoluteError | losses_mod.Huber,
-            ):
-                return ["r2"]
-            return []
-        names = list(metrics)
-        for name in names:
-            if name not in METRICS:
-                raise ValueError(f"unknown metric {name!r}; valid names: {', '.join(METRICS)}")
-        return names
+    @property
+    def has_learning_rate(self) -> bool:
+        return not isinstance(self.optimizer, LBFGS)
+
+    def _hooks(self) -> list[Callback]:
+        """Who hears the hooks, in order: a plateau given as schedule, the callbacks, History."""
+        plateau = isinstance(self.schedule, schedules_mod.ReduceLROnPlateau)
+        return [*([self.schedule] if plateau else []), *self.callbacks, self.history]
+
+    def _stepped_schedule(self) -> schedules_mod.Schedule | None:
+        return self.schedule if isinstance(self.schedule, schedules_mod.Schedule) else None
+
+    def _check_options(self, fitting: bool = False) -> None:
+        check_options(self, fitting)
 
     def resolve_batch_size(self, n_samples: int) -> int:
         """The one place where a mode becomes a batch size."""
@@ -241,46 +201,37 @@ class Trainer:
             return n_samples
         return min(self.batch_size, n_samples)
 
-    def _check_data(self, X: Any, y: Any, sample_weight: Any = None, name: str = "X"):
-        X = check_X(X, name, dtype=self.model.dtype)
-        if not self.model.built:
-            self.model.build(X.shape[1:])  # the first data fixes the input shape
-        expected = self.model.in_shape
-        if tuple(X.shape[1:]) != expected:
-            if len(X.shape) == 2 and len(expected) == 1:
-                raise ValueError(
-                    f"{name} has {X.shape[1]} features, but the model expects {expected[0]}"
-                )
-            raise ValueError(
-                f"{name} has samples of shape {tuple(X.shape[1:])}, but the model expects "
-                f"{expected}"
-            )
-        y = check_targets(y, X.shape[0])
-        return X, y, check_sample_weight(sample_weight, X.shape[0])
-
-    def _frozen_mask(self) -> np.ndarray | None:
-        """Boolean mask of flat entries belonging to frozen layers (None when nothing is frozen)."""
-        slices = self.model.trainable_slices()
-        if slices == [slice(0, self.model.n_parameters)]:
-            return None
-        mask = np.ones(self.model.n_parameters, bool)
-        for s in slices:
-            mask[s] = False
-        return mask
+    def _refresh_masks(self) -> None:
+        """Trainable slices and the frozen mask, recomputed when a layer's flag changed."""
+        key = tuple(layer.trainable for layer in self.model.layers)
+        if key == self._trainable:
+            return
+        self._trainable = key
+        self._slices = self.model.trainable_slices()
+        self._frozen = None
+        if self._slices != [slice(0, self.model.n_parameters)]:
+            self._frozen = np.ones(self.model.n_parameters, bool)
+            for s in self._slices:
+                self._frozen[s] = False
 
     # -- the maths of one update ----------------------------------------------------------------
+    def penalty_terms(self, total_weight: float) -> tuple[float, float]:
+        """``(l1, l2)`` as applied to data of this total sample weight (its row count without
+        weights): as given, or divided by it with ``penalty_scale="per_sample"``."""
+        if self.penalty_scale == "per_sample" and total_weight > 0:
+            return self.l1 / total_weight, self.l2 / total_weight
+        return self.l1, self.l2
+
     def loss_and_gradients(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None):
         """Forward, loss, backward and penalties for one batch: returns (loss, output) and leaves
         dL/dparams in ``model.flat_gradients``. Shared by the step and by L-BFGS."""
         m = self.model
+        self._refresh_masks()
         out = m.forward(Xb, training=True)
         loss = self.loss.forward(out, yb, wb)
         m.backward(self.loss.backward(), need_input_grad=False)
         if self.l1 or self.l2:
-            l1, l2 = self.l1, self.l2
-            if self.penalty_scale == "per_sample":
-                total = Xb.shape[0] if wb is None else float(np.sum(wb))
-                l1, l2 = l1 / total, l2 / total
+            l1, l2 = self.penalty_terms(Xb.shape[0] if wb is None else float(np.sum(wb)))
             w = m.flat_parameters[: m.n_weights]
             loss += penalty(w, l1, l2)
             add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1, l2)
@@ -288,37 +239,31 @@ class Trainer:
             m.flat_gradients[self._frozen] = 0
         return loss, out
 
+    def checked_loss_and_gradients(self, Xb, yb, wb=None) -> tuple[float, np.ndarray, float]:
+        """:meth:`loss_and_gradients`, then ``(loss, output, gradient norm)``; a non-finite loss
+        or norm raises :class:`TrainingDivergedError` naming the epoch and batch."""
+        loss, out = self.loss_and_gradients(Xb, yb, wb)
+        norm = global_norm(self.model.flat_gradients)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            epoch, batch = self._position
+            what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+            raise TrainingDivergedError(
+                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped "
+                "and the model keeps the weights from before this batch (lower the learning "
+                "rate, clip the gradients, or check the data for extreme values)"
+            )
+        return loss, out, norm
+
     def train_step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None):
         """One update on one batch; returns (loss, output, pre-clip gradient norm)."""
-        loss, out = self.loss_and_gradients(Xb, yb, wb)
-        grads = self.model.flat_gradients
-        norm = global_norm(grads)  # before any clipping: the norm the history records
-        if not (math.isfinite(loss) and math.isfinite(norm)):
-            raise self._diverged(loss, norm)
-        clipped = False
-        if self.clip_value is not None:
-            clip_by_value(grads, self.clip_value)
-            clipped = True
-        if self.clip_param_norm is not None:
-            clip_by_param_norm(self.model.gradients().values(), self.clip_param_norm)
-            clipped = True
-        if self.clip_norm is not None:
-            clip_by_global_norm(grads, self.clip_norm, None if clipped else norm)
-        if self.clip_mode == "agc":
-            m = self.model
-            clip_adaptive(m.parameters().values(), m.gradients().values(), self.clip_factor)
+        if not self.has_learning_rate:
+            raise ValueError("train_step takes one gradient step; L-BFGS steps through fit")
+        loss, out, norm = self.checked_loss_and_gradients(Xb, yb, wb)
+        grads = self.model.flat_gradients  # norm: before any clipping, as the history records
+        clip_gradients(self, grads, norm)
         self.optimizer.step(self.model.flat_parameters, grads, self._slices)
         self.step_count += 1
         return loss, out, norm
-
-    def _diverged(self, loss: float, norm: float) -> TrainingDivergedError:
-        epoch, batch = self._position
-        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
-        return TrainingDivergedError(
-            f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped and the "
-            "model keeps the weights from before this batch (lower the learning rate, clip the "
-            "gradients, or check the data for extreme values)"
-        )
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(
@@ -329,6 +274,7 @@ class Trainer:
         validation_split: float | None = None,
         sample_weight: Any = None,
         epochs: int | None = None,
+        interrupt: str = "warn",
     ) -> History:
         """Train for ``epochs`` more epochs (default ``self.epochs``) and return the history.
 
@@ -348,143 +294,87 @@ class Trainer:
             ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``.
         validation_split : float | None, default None
             fraction of (X, y) held out for validation instead (stratified
-            for classification losses). Its rows are gathered once; the rest are not copied.
+            for classification losses). Drawn once per Trainer and kept (in checkpoints
+            too): later fits on the same data validate on the same rows.
         sample_weight : Any, default None
             ``(n_samples,)`` non-negative weights.
+        interrupt : str, default 'warn'
+            what Ctrl-C does: "warn" ends training with a warning, keeping the
+            weights reached so far (``self.interrupted`` is then True); "raise" re-raises
+            the KeyboardInterrupt after the callbacks' ``on_train_end``.
 
         Returns
         -------
         History
             The trainer's :class:`History`: one list per logged quantity (``loss``, ``val_loss``, metrics, ``lr``), one entry per epoch.
         """
-        epochs = self.epochs if epochs is None else _positive_int("epochs", epochs)
-        if y is None:
-            if not is_batch_stream(X):
-                raise ValueError("y is required unless X is an iterable of (X, y) batches")
-            if validation_split is not None or sample_weight is not None:
-                raise ValueError(
-                    "with an iterable of batches, pass validation_data (not validation_split) "
-                    "and put weights in the batches as (X, y, w)"
-                )
-            if isinstance(self.optimizer, LBFGS):
-                raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
-            val = None if validation_data is None else self._check_val(validation_data)
-            if not self.model.built:  # the first batch fixes the input shape
-                first = next(iter(X), None)
-                if isinstance(first, tuple | list) and first:
-                    self.model.build(np.shape(first[0])[1:])
-            self.steps_per_epoch = 0  # unknown until the first pass
-
-            def batches():
-                return self._stream_batches(X)
-        else:
-            X, y, w = self._check_data(X, y, sample_weight)
-            train_idx, val = self._validation(X, y, w, validation_data, validation_split)
-            batch_size = self.resolve_batch_size(len(train_idx))
-            self.steps_per_epoch = math.ceil(len(train_idx) / batch_size)
-            keep_ints = self.model.integer_input and X.dtype.kind in "iu"
-            rows = 0 if is_sparse(X) else batch_size  # a sparse batch is gathered as CSR
-            buffer = np.empty(
-                (rows, *X.shape[1:]), dtype=X.dtype if keep_ints else self.model.dtype
-            )
-
-            def batches():
-                return self._array_batches(X, y, w, train_idx, batch_size, buffer)
-
-        self.has_validation = val is not None
-        self._slices = self.model.trainable_slices()
-        self._frozen = self._frozen_mask()
-        self.stop_training = False
+        epochs = self.epochs if epochs is None else checks.positive_int("epochs", epochs)
+        checks.one_of("interrupt", interrupt, ("warn", "raise"))
+        self._check_options(fitting=True)
+        batches, val = feed(self, X, y, sample_weight, validation_data, validation_split)
+        hooks = self._hooks()
+        self.has_validation = val is not None or any(cb.provides_validation for cb in hooks)
+        self.stop_training = self.interrupted = False
+        self.notes = []
         self.initial_epoch, self.end_epoch = self.epoch, self.epoch + epochs
-        callbacks = [*self.callbacks, self.history]
-        for cb in callbacks:
-            cb.on_train_begin(self)
-        if self.schedule is not None:
-            self.schedule.start(self.optimizer.lr)
-        self.error: BaseException | None = None
+        view = TrainingView(self)
+        for cb in hooks:
+            cb.on_train_begin(view)
+        self._apply_pending_callback_states()
+        run = None
         try:
-            if isinstance(self.optimizer, LBFGS):
-                self.optimizer.fit(self, X, y, w, train_idx, val, callbacks)
+            if (schedule := self._stepped_schedule()) is not None:
+                schedule.start(self.optimizer.lr)
+            if not self.has_learning_rate:
+                run, step = iteration_step(self, batches)
             else:
-                self._fit_epochs(batches, val, callbacks)
+                step = self.train_step
+            self._fit_epochs(batches, step, val, hooks, view)
         except KeyboardInterrupt:
-            epoch, batch = getattr(self, "_position", (self.epoch, 0))
+            self.interrupted = True
+            if interrupt == "raise":
+                raise
+            epoch, batch = self._position
             warnings.warn(
                 f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; the model keeps "
                 f"the weights reached so far ({self.epoch} complete epochs in the history)",
                 RuntimeWarning,
                 stacklevel=2,
             )
-        except BaseException as exc:
-            self.error = exc
-            raise
         finally:
-            for cb in callbacks:
-                cb.on_train_end(self)
+            if run is not None:
+                run.close()
+            for cb in hooks:
+                cb.on_train_end(view)
         return self.history
 
-    def _validation(self, X, y, w, validation_data, validation_split):
-        n = X.shape[0]
-        if validation_data is not None and validation_split is not None:
-            raise ValueError("pass validation_data or validation_split, not both")
-        if validation_data is not None:
-            if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
-            return np.arange(n), self._check_val(validation_data)
-        if validation_split is None:
-            return np.arange(n), None
-        classify = isinstance(self.loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 1
-        train_idx, val_idx = split_indices(
-            n, validation_split, self.split_rng, stratify=y if classify else None
-        )
-        wv = None if w is None else w[val_idx]
-        return train_idx, (gather(X, val_idx), y[val_idx], wv)
-
-    def _check_val(self, validation_data):
-        Xv, yv = validation_data[0], validation_data[1]
-        wv = validation_data[2] if len(validation_data) == 3 else None
-        return self._check_data(Xv, yv, wv, name="X_val")
-
-    def _array_batches(self, X, y, w, train_idx, batch_size, buffer):
-        """One epoch of (X_batch, y_batch, w_batch) gathered from arrays by shuffled indices."""
-        sort = type(X) is not np.ndarray  # memmaps and HDF5 read in increasing index order
-        for idx in batch_indices(self._epoch_order(train_idx), batch_size, sort):
-            yield gather(X, idx, buffer), y[idx], None if w is None else w[idx]
-
-    def _stream_batches(self, source):
-        """One epoch of validated batches from a user's iterable of (X, y[, w]) tuples."""
-        for b, item in enumerate(source):
-            where = f"epoch {self._position[0] + 1}, batch {b + 1}"
-            if not isinstance(item, tuple | list) or len(item) not in (2, 3):
-                raise ValueError(f"{where}: each batch must be a tuple (X, y) or (X, y, w)")
-            try:
-                yield self._check_data(*item, name="X_batch")
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-
-    def _fit_epochs(self, batches, val, callbacks):
-        metrics = [METRICS[name]() for name in self.metric_names]
+    def _fit_epochs(self, batches, step, val, hooks, view):
+        metrics = make_metrics(self.loss, self.metric_names)
+        lr_schedule = self._stepped_schedule()
         for epoch in range(self.initial_epoch, self.end_epoch):
             if self.stop_training:
                 break
             start = time.perf_counter()
-            for cb in callbacks:
-                cb.on_epoch_begin(self, epoch)
-            if self.schedule is not None and self.schedule.interval == "epoch":
-                self.optimizer.lr = self.schedule(epoch)
+            self._position = (epoch, 0)
+            for cb in hooks:
+                cb.on_epoch_begin(view, epoch)
+            if lr_schedule is not None and lr_schedule.interval == "epoch":
+                self.optimizer.lr = lr_schedule(epoch)
             for metric in metrics:
                 metric.reset()
-            total = weight_total = norm_sum = 0.0
-            norm_max = 0.0
+            total = weight_total = norm_sum = norm_max = 0.0
             n_batches = 0
-            self._position = (epoch, 0)
-            for b, (Xb, yb, wb) in enumerate(batches()):
+            for b, (Xb, yb, wb) in enumerate(batches(epoch)):
                 self._position = (epoch, b)
-                for cb in callbacks:
-                    cb.on_batch_begin(self, b)
-                if self.schedule is not None and self.schedule.interval == "update":
-                    self.optimizer.lr = self.schedule(self.step_count)
-                loss, out, norm = self.train_step(Xb, yb, wb)
+                for cb in hooks:
+                    cb.on_batch_begin(view, b)
+                if lr_schedule is not None and lr_schedule.interval == "update":
+                    self.optimizer.lr = lr_schedule(self.step_count)
+                try:
+                    loss, out, norm = step(Xb, yb, wb)
+                except StopIteration:
+                    self.stop_training = True
+                    break
                 bw = Xb.shape[0] if wb is None else float(wb.sum())
                 total += loss * bw
                 weight_total += bw
@@ -493,8 +383,11 @@ class Trainer:
                 n_batches += 1
                 for metric in metrics:
                     metric.update(out, yb, wb)
-                for cb in callbacks:
-                    cb.on_batch_end(self, b, {"loss": loss, "grad_norm": norm})
+                logs = {"loss": loss, "grad_norm": norm, "batch_size": Xb.shape[0]}
+                for cb in hooks:
+                    cb.on_batch_end(view, b, logs)
+            if self.stop_training and n_batches == 0:
+                break  # L-BFGS had converged: no iteration, no epoch
             if n_batches == 0:
                 raise ValueError(
                     f"no training batches in epoch {epoch + 1}: an iterable of batches must be "
@@ -506,62 +399,13 @@ class Trainer:
             logs.update({m.name: m.result() for m in metrics})
             logs["grad_norm"] = norm_sum / n_batches
             logs["grad_norm_max"] = norm_max
-            self._finish_epoch(epoch, logs, val, callbacks, start)
-
-    def _epoch_order(self, train_idx: np.ndarray) -> np.ndarray:
-        if not self.shuffle:
-            return train_idx
-        if self.sampler is not None:
-            order = np.asarray(self.sampler(train_idx))
-            if order.shape != train_idx.shape:
-                raise ValueError(
-                    f"sampler returned {order.shape[0]} indices for {train_idx.shape[0]} samples"
-                )
-            return order
-        return self.shuffle_rng.permutation(train_idx)
-
-    def _finish_epoch(self, epoch, logs, val, callbacks, start):
-        if val is not None:
-            logs.update(self._evaluate(*val, prefix="val_"))
-        logs["lr"] = float(getattr(self.optimizer, "lr", math.nan))
-        if self.schedule is not None:
-            self.schedule.observe(logs)
-        self.epoch = epoch + 1
-        logs["time"] = time.perf_counter() - start
-        for cb in callbacks:
-            cb.on_epoch_end(self, epoch, logs)
-
-    # -- checkpoints ----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs besides the model's weights: epoch and update counts,
-        both random streams, optimizer and schedule state, and the history (copies).
-
-        Returns
-        -------
-        dict[str, Any]
-            JSON values and arrays, as :func:`save_checkpoint` writes them.
-        """
-        return {
-            "epoch": self.epoch,
-            "step_count": self.step_count,
-            "shuffle_rng": copy.deepcopy(self.shuffle_rng.bit_generator.state),
-            "split_rng": copy.deepcopy(self.split_rng.bit_generator.state),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": None if self.schedule is None else self.schedule.state_dict(),
-            "history": {k: list(v) for k, v in self.history.items()},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; the next ``fit`` continues the run."""
-        self.epoch = int(state["epoch"])
-        self.step_count = int(state["step_count"])
-        self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
-        self.split_rng.bit_generator.state = state["split_rng"]
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.schedule is not None and state.get("schedule") is not None:
-            self.schedule.load_state_dict(state["schedule"])
-        self.history.clear()
-        self.history.update({k: list(v) for k, v in state["history"].items()})
+            if val is not None:
+                logs.update(self._evaluate(*val, prefix="val_"))
+            logs["lr"] = float(getattr(self.optimizer, "lr", math.nan))
+            self.epoch = epoch + 1
+            logs["time"] = time.perf_counter() - start
+            for cb in hooks:
+                cb.on_epoch_end(view, epoch, logs)
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(
@@ -572,8 +416,8 @@ class Trainer:
         batch_size: int = 1024,
         prefix: str = "",
     ) -> dict[str, float]:
-        """Loss (with the L1/L2 penalty, like the training loss) and metrics over (X, y), in
-        chunks of ``batch_size`` rows, in inference mode.
+        """Loss (with the L1/L2 penalty, scaled as the training loss's) and metrics over
+        (X, y), in chunks of ``batch_size`` rows, in inference mode.
 
         Parameters
         ----------
@@ -593,29 +437,11 @@ class Trainer:
         dict[str, float]
             ``{"loss": ..., <metric>: ...}`` as Python floats.
         """
-        X, y, w = self._check_data(X, y, sample_weight)
-        return self._evaluate(X, y, w, batch_size, prefix)
+        X, y, w = check_data(self.model, X, y, sample_weight)
+        return self._evaluate(X, y, w, checks.positive_int("batch_size", batch_size), prefix)
 
     def _evaluate(self, X, y, w, batch_size: int = 1024, prefix: str = "") -> dict[str, float]:
-        metrics = [METRICS[name]() for name in self.metric_names]
-        for metric in metrics:
-            metric.reset()
-        total = weight_total = 0.0
-        for start in range(0, X.shape[0], batch_size):
-            sl = slice(start, start + batch_size)
-            out = self.model.forward(X[sl])
-            wb = None if w is None else w[sl]
-            bw = out.shape[0] if wb is None else float(wb.sum())
-            if bw > 0:
-                total += self.loss.forward(out, y[sl], wb) * bw
-                weight_total += bw
-            for metric in metrics:
-                metric.update(out, y[sl], wb)
-        loss = total / weight_total if weight_total else math.nan
-        loss += penalty(self.model.flat_parameters[: self.model.n_weights], self.l1, self.l2)
-        result = {f"{prefix}loss": loss}
-        result.update({f"{prefix}{m.name}": m.result() for m in metrics})
-        return result
+        return evaluate_arrays(self, X, y, w, batch_size, prefix)
 
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """The model's outputs (logits for classification losses) in chunks.
@@ -649,4 +475,4 @@ class Trainer:
         return inference.score_outputs(self.predict(X), y, self.loss)
 
 
-__all__ = ["Trainer", "TrainingDivergedError", "MODES", "Accuracy", "R2"]
+__all__ = ["Trainer", "TrainingDivergedError", "MODES"]

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
+from . import checks
 from .layers import Dropout
 from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 
@@ -113,8 +114,7 @@ def mc_dropout_predict(
     -------
     MCPrediction
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 2:
-        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    checks.integer("n_samples", n_samples, 2)
     kind = output_transform(output)
     dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
     if not dropouts:

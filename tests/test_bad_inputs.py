@@ -45,6 +45,11 @@ def trainer(n_in=4, n_out=3, loss="cross_entropy", **kw):
     return bp.Trainer(bp.Sequential([bp.Dense(n_in, n_out)], seed=0), loss, "sgd", **kw)
 
 
+def _fit_twice(t, X, y):
+    t.fit(X, y, validation_split=0.2)
+    t.fit(X[:-5], y[:-5], validation_split=0.2)  # other rows: the drawn split no longer fits
+
+
 def saved_checkpoint(tmp_path):
     t = trainer(loss="mse", n_out=2, epochs=1)
     t.fit(X4, np.zeros((30, 2)))
@@ -257,7 +262,87 @@ CASES = [
         "unknown optimizer 'adamx'",
         {},
     ),
-    ("trainer-lr", lambda a, t: bp.Adam(lr=float("nan")), ValueError, "lr must be finite", {}),
+    (
+        "trainer-lr",
+        lambda a, t: bp.Adam(lr=float("nan")),
+        ValueError,
+        "lr must be a finite number > 0, got nan",
+        {},
+    ),
+    (
+        "trainer-split-empty",  # 10 classes x 4 samples: a stratified 10% split has no rows
+        lambda a, t: trainer(n_out=10).fit(a["X"], a["y"], validation_split=0.1),
+        ValueError,
+        r"validation_split=0.1 of 40 samples in 10 classes gives an empty validation set",
+        {"X": RNG.normal(size=(40, 4)), "y": np.arange(40) % 10},
+    ),
+    (
+        "trainer-split-moved",
+        lambda a, t: _fit_twice(trainer(epochs=1), a["X"], a["y"]),
+        ValueError,
+        "drew its validation split for 30 samples",
+        {"X": X4, "y": Y3},
+    ),
+    (
+        "trainer-accuracy-regression",
+        lambda a, t: trainer(loss="mse", metrics=["accuracy"]),
+        ValueError,
+        r"accuracy metric needs a classification loss \(one with a decision rule\); MeanSq",
+        {},
+    ),
+    (
+        "trainer-epochs-bool",
+        lambda a, t: trainer(epochs=True),
+        ValueError,
+        "epochs must be a positive integer, got True",
+        {},
+    ),
+    (
+        "trainer-lbfgs-clip",
+        lambda a, t: bp.Trainer(bp.Sequential([bp.Dense(4, 3)]), "mse", "lbfgs", clip_norm=1.0),
+        ValueError,
+        "clip_norm cannot apply to L-BFGS",
+        {},
+    ),
+    (
+        "trainer-lbfgs-dropout",
+        lambda a, t: bp.Trainer(
+            bp.Sequential([bp.Dense(4, 3), bp.Dropout(0.5)]), "mse", "lbfgs"
+        ).fit(a["X"], a["y"]),
+        ValueError,
+        "L-BFGS cannot train a model with Dropout",
+        {"X": X4, "y": RNG.normal(size=(30, 3))},
+    ),
+    (
+        "trainer-plateau-beside-schedule",
+        lambda a, t: trainer(schedule=bp.StepDecay(2), callbacks=[bp.ReduceLROnPlateau()]),
+        ValueError,
+        "ReduceLROnPlateau cannot share a run with schedule=",
+        {},
+    ),
+    (
+        "trainer-plateau-missing-key",
+        lambda a, t: trainer(callbacks=[bp.ReduceLROnPlateau("val_acc")]).fit(
+            a["X"], a["y"], validation_data=(a["X"], a["y"])
+        ),
+        KeyError,
+        "ReduceLROnPlateau monitors 'val_acc', which is not in the epoch logs",
+        {"X": X4, "y": Y3},
+    ),
+    (
+        "est-plateau-without-validation",
+        lambda a, t: clf(schedule=bp.ReduceLROnPlateau()).fit(a["X"], a["y"]),
+        ValueError,
+        "ReduceLROnPlateau monitors 'val_loss' but fit got no validation data",
+        {"X": X4, "y": Y3},
+    ),
+    (
+        "est-balanced-partial-fit",
+        lambda a, t: clf(class_weight="balanced").partial_fit(a["X"], a["y"], classes=[0, 1, 2]),
+        ValueError,
+        "class_weight='balanced' is not supported by partial_fit",
+        {"X": X4[Y3 != 2], "y": Y3[Y3 != 2]},
+    ),
     # -- layers and models ----------------------------------------------------------------------
     (
         "dense-size",
@@ -370,7 +455,7 @@ CASES = [
             load_config(ROOT / "configs/xor.toml", ["optimizer.lr=-1"]), trainer().model, []
         ),
         ConfigError,
-        r"^[^:]*xor.toml: \[optimizer\]: lr must be finite and > 0, got -1.0$",
+        r"^[^:]*xor.toml: \[optimizer\]: lr must be a finite number > 0, got -1.0$",
         {},
     ),
     (

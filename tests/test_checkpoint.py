@@ -31,22 +31,36 @@ def _build(path, extra=(), schedule="step"):
     )
     # min_delta makes the counters matter: this run stops after epoch 8, best at epoch 5
     es = bp.EarlyStopping(patience=3, min_delta=0.02, restore_best_weights=True)
-    sched = bp.StepDecay(2, 0.5) if schedule == "step" else bp.ReduceLROnPlateau(patience=1)
+    sched = bp.StepDecay(2, 0.5) if schedule == "step" else bp.ReduceLROnPlateau(patience=0)
     ckpt = Checkpoint(path, every=1, best_path=str(path) + ".best")
+    as_callback = schedule == "plateau-callback"  # ReduceLROnPlateau in callbacks=
     trainer = bp.Trainer(
         model,
         "cross_entropy",
         bp.Adam(0.01),
         batch_size=16,
-        schedule=sched,
-        callbacks=[bp.GradientMonitor(), es, *extra, ckpt],
+        schedule=None if as_callback else sched,
+        callbacks=[bp.GradientMonitor(), es, *([sched] if as_callback else []), *extra, ckpt],
         seed=5,
     )
     return model, trainer, es, ckpt
 
 
-@pytest.mark.parametrize("schedule", ["step", "plateau"])
-@pytest.mark.parametrize("stop_at", [1, 6])
+def _same_state(a, b):
+    """Equal state dicts, arrays compared bitwise."""
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same_state, a, b))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    return a == b or (a != a and b != b)  # NaN == NaN here
+
+
+@pytest.mark.parametrize("schedule", ["step", "plateau", "plateau-callback"])
+@pytest.mark.parametrize("stop_at", [1, 6, 7])  # the plateau reduces after epoch 7
 def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path, schedule, stop_at):
     X, y, Xv, yv = _data()
     total = 8
@@ -68,9 +82,15 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path, schedule, sto
     assert trainer_a.epoch == trainer_c.epoch and trainer_a.step_count == trainer_c.step_count
     assert trainer_a.history["val_loss"] == trainer_c.history["val_loss"]
     assert trainer_a.history["grad_norm/0.W"] == trainer_c.history["grad_norm/0.W"]
-    assert es_a.state_dict() == es_c.state_dict()
+    assert _same_state(es_a.state_dict(), es_c.state_dict())
+    state_a, state_c = trainer_a.state_dict(), trainer_c.state_dict()
+    del state_a["history"]["time"], state_c["history"]["time"]  # seconds differ, nothing else
+    assert _same_state(state_a, state_c)  # every callback's state too
     if schedule == "step":
         assert es_a.stopped_epoch == 7 and es_a.best_epoch == 4
+    else:  # the plateau reduced the rate before the stop, and the resumed run kept it
+        assert trainer_a.history["lr"] == trainer_c.history["lr"]
+        assert min(trainer_a.history["lr"]) < 0.01
     assert trainer_a.optimizer.lr == trainer_c.optimizer.lr
 
 
@@ -81,8 +101,8 @@ def test_checkpoint_holds_every_piece_of_state(tmp_path):
     with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
         names = set(f.files)
     assert {"model/0.W", "model/3.running_mean", "model/3.gamma"} <= names
-    assert "optimizer/state.m" in names and "optimizer/state.v" in names
-    assert "early_stopping/0/params" in names
+    assert "state/optimizer/state.m" in names and "state/optimizer/state.v" in names
+    assert "state/callbacks/1/state/best_params" in names  # EarlyStopping's, by its place
     header = bp.load_checkpoint(tmp_path / "c.npz", _build(tmp_path / "x.npz")[1])
     assert header["trainer"]["epoch"] == 3
     assert header["trainer"]["shuffle_rng"]["bit_generator"] == "PCG64"
@@ -103,3 +123,17 @@ def test_resume_into_a_different_model_is_refused(tmp_path):
     bp.save(other, model_file)
     with pytest.raises(ModelFileError, match="not a checkpoint"):
         bp.load_checkpoint(model_file, other_trainer)
+
+
+def test_resume_with_a_validation_split_is_bitwise_equal(tmp_path):
+    """The split is drawn once and saved: the resumed run validates on the same rows."""
+    X, y, _, _ = _data()
+    model_a, trainer_a, _, _ = _build(tmp_path / "a.npz")
+    trainer_a.fit(X, y, validation_split=0.2, epochs=5)
+    _, trainer_b, _, _ = _build(tmp_path / "b.npz", [StopAfter(2)])
+    trainer_b.fit(X, y, validation_split=0.2, epochs=5)
+    model_c, trainer_c, _, ckpt = _build(tmp_path / "b.npz")
+    ckpt.resume(trainer_c)
+    trainer_c.fit(X, y, validation_split=0.2, epochs=5 - trainer_c.epoch)
+    assert np.array_equal(model_a.flat_parameters, model_c.flat_parameters)
+    assert trainer_a.history["val_loss"] == trainer_c.history["val_loss"]

@@ -52,10 +52,12 @@ def test_reduce_lr_on_plateau(use_as):
 
 
 def test_plateau_ignores_nan_and_never_goes_below_min_lr():
-    s = started(bp.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=0, min_lr=0.05))
+    s = bp.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=0, min_lr=0.05)
+    s.base_lr = 0.1
     for v in [1.0, math.nan, math.nan, math.nan]:
-        s.observe({"loss": v})
-    assert s(0) == pytest.approx(0.05)
+        s.observe(v)
+    assert s.best == 1.0  # NaN never improved on it
+    assert s.lr() == pytest.approx(0.05)
 
 
 def test_csv_logger_and_progress_bar(tmp_path):

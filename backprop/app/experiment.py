@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..callbacks import GradientMonitor, ProgressBar
+from ..callbacks import GradientMonitor
 from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from ..io import save
 from ..landscape import TrajectoryRecorder
@@ -37,6 +37,7 @@ from ..layers import Standardize
 from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from ..model import Sequential
 from ..monitors import ActivationRecorder, UpdateRatioMonitor
+from ..progress import ProgressBar
 from . import config as config_mod
 from . import sources
 from .config import Config, ConfigError

@@ -28,7 +28,7 @@ from ..callbacks import Callback
 from ..lbfgs import LBFGS
 from ..model import Sequential
 from ..optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
-from ..schedules import Schedule
+from ..schedules import ReduceLROnPlateau, Schedule
 from ..schedules import get as get_schedule
 from ..trainer import Trainer, TrainingDivergedError
 from . import conventions as C
@@ -102,7 +102,9 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             C.check_real(self, "clip_norm", 0, None, "neither")
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
-        if self.schedule is not None and not isinstance(self.schedule, Schedule | str):
+        if self.schedule is not None and not isinstance(
+            self.schedule, Schedule | ReduceLROnPlateau | str
+        ):
             raise ValueError(
                 f"schedule must be a backprop Schedule or its name, got {self.schedule!r}"
             )
@@ -230,7 +232,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         self._check_params()
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, Y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
-        sw = self._sample_weight(sample_weight, X, y_raw)
+        sw = self._sample_weight(sample_weight, X, y_raw, training=True, incremental=incremental)
         dtype = self._train_dtype(X) if first_pass else self.model_.dtype
         Y = Y.astype(dtype)
         rs = C.make_random_state(self.random_state)
@@ -250,6 +252,11 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         monitor = SklearnMonitor(self, n, batch, validation, incremental)
         trainer = self._trainer if incremental else None
         if trainer is None:
+            # A fresh fit gets a fresh copy of the schedule: the constructor's object is never
+            # started or stepped (fit must not change constructor parameters), and no state
+            # (a base rate, a plateau's reduced scale) carries over from an earlier fit.
+            schedule = copy.deepcopy(get_schedule(self.schedule))
+            plateau = schedule if isinstance(schedule, ReduceLROnPlateau) else None
             trainer = Trainer(
                 self.model_,
                 for_output(self.out_activation_),
@@ -261,20 +268,29 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 l1=float(self.l1),
                 l2=float(self.alpha),
                 clip_norm=self.clip_norm,
-                schedule=None if self.solver == "lbfgs" else get_schedule(self.schedule),
+                schedule=None if self.solver == "lbfgs" or plateau else schedule,
                 metrics=[],
                 seed=0,  # unused: the sampler draws the order
                 penalty_scale="per_sample",
             )
             self._trainer = trainer
+            # a plateau watches the validation the monitor adds: it runs right after it
+            self._plateau = [plateau] if plateau is not None else []
         trainer.batch_size = batch
         trainer.sampler = C.ShuffleSampler(rs)
-        trainer.callbacks = [monitor, *(self.callbacks or [])]
+        trainer.callbacks = [monitor, *getattr(self, "_plateau", []), *(self.callbacks or [])]
         saved = self._snapshot(trainer) if incremental else None
         if self.solver != "lbfgs":
             self.n_iter_ = 0
         try:
-            trainer.fit(Xt, Yt, sample_weight=wt, epochs=1 if incremental else int(self.max_iter))
+            trainer.fit(
+                Xt,
+                Yt,
+                sample_weight=wt,
+                epochs=1 if incremental else int(self.max_iter),
+                # Ctrl-C in partial_fit rolls back (below) and reaches the caller's loop
+                interrupt="raise" if incremental else "warn",
+            )
         except BaseException as exc:
             if saved is not None:  # a failed partial_fit changes nothing
                 self._restore(trainer, saved)
@@ -305,7 +321,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
     def _snapshot(self, trainer: Trainer) -> tuple:
         """Everything one partial_fit call may change: fitted attributes, the network, the
         dropout stream, and the trainer (optimizer state, counters, shuffle stream, history)."""
-        skip = {"model_", "_trainer", *self.get_params(deep=False)}
+        skip = {"model_", "_trainer", "_plateau", *self.get_params(deep=False)}
         attrs = {k: copy.deepcopy(v) for k, v in vars(self).items() if k not in skip}
         model = self.model_
         rng_state = copy.deepcopy(model.rng.bit_generator.state)
@@ -318,6 +334,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         self.model_.rng.bit_generator.state = rng_state
         self.model_.zero_grad()
         trainer.load_state_dict(trainer_state)
+        trainer.restore_callbacks()  # the same callbacks as at the snapshot: restore them now
 
     def _finish_lbfgs(self, result) -> None:
         """``n_iter_``, ``loss_`` and scikit-learn's warning when L-BFGS did not converge (the
@@ -334,7 +351,11 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 stacklevel=4,
             )
 
-    def _sample_weight(self, sample_weight, X, y_raw):
+    def _sample_weight(self, sample_weight, X, y_raw, training=False, incremental=False):
+        """Checked weights with class weights applied; the class weights are computed from
+        the training labels of a fit (``training=True``) and reused for validation data."""
+        if training:
+            self._fit_class_weights(y_raw, incremental)
         if sample_weight is None:
             return self._class_weight(None, y_raw)
         sw = np.asarray(sample_weight, dtype=np.float64)
@@ -345,6 +366,9 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         if np.any(sw < 0):
             raise ValueError("Negative values in data passed to sample_weight")
         return self._class_weight(sw, y_raw)
+
+    def _fit_class_weights(self, y_raw, incremental):
+        pass
 
     def _class_weight(self, sw, y_raw):
         return sw

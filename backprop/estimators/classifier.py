@@ -42,10 +42,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         also "rmsprop", "adagrad", "adamw" (``learning_rate_init``, ``epsilon``,
         ``beta_1``/``beta_2`` and ``weight_decay`` apply).
     dropout
-        fraction of units dropped after each hidden activation (one rate, or a list).
+        fraction of units dropped after each hidden activation (one rate, or a list);
+        refused with ``solver="lbfgs"``, whose line search needs a deterministic loss.
     normalization
         None, "batch" or "layer" (after each hidden Dense, before activation;
-        "batch" needs every batch, the last one included, to hold at least 2 samples).
+        with "batch" a last batch of one row joins the previous batch).
     l1
         L1 penalty on the weights, scaled per sample like ``alpha``.
     clip_norm
@@ -227,13 +228,29 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _stratify(self) -> bool:
         return self.n_outputs_ == 1
 
+    def _fit_class_weights(self, y_raw, incremental):
+        """One weight per class, from the training labels of this fit: validation data gets
+        the same weights (never weights from its own class counts)."""
+        self._class_weights = None
+        if self.class_weight is None:
+            return
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            raise ValueError("class_weight is not supported for multi-label targets")
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError(
+                f"class_weight={self.class_weight!r} is not supported by partial_fit: one chunk's "
+                "class counts are not the data's (and a chunk may miss a class). Compute the "
+                "weights once, e.g. sklearn.utils.class_weight.compute_class_weight('balanced', "
+                "classes=classes, y=y_sample), and pass them as a {class: weight} dict"
+            )
+        self._class_weights = compute_class_weight(
+            self.class_weight, classes=self.classes_, y=y_raw
+        )
+
     def _class_weight(self, sw, y_raw):
         if self.class_weight is None:
             return sw
-        if self._label_binarizer.y_type_.startswith("multilabel"):
-            raise ValueError("class_weight is not supported for multi-label targets")
-        weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y_raw)
-        per_sample = weights[np.searchsorted(self.classes_, y_raw)]
+        per_sample = self._class_weights[np.searchsorted(self.classes_, y_raw)]
         return per_sample if sw is None else sw * per_sample
 
     def _decode(self, z: np.ndarray):

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from .. import checks
+
 #: Hidden activations we accept: scikit-learn's four plus the project's extra layers.
 ACTIVATIONS = (
     "identity",
@@ -111,12 +113,8 @@ def early_stopping_split(
 
 
 # -- constructor-parameter validation, with scikit-learn's wording --------------------------------
-def _is_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+_is_real = checks.is_real  # one definition of a number for the library (backprop.checks)
+_is_int = checks.is_integer
 
 
 def _fail(est: Any, name: str, must: str, value: Any) -> None:

@@ -54,18 +54,15 @@ class SklearnMonitor(Callback):
         self.validation = validation
         self.incremental = incremental
         self.max_iter_reached = False
-
-    def on_train_begin(self, trainer):
-        # Validation is ours: declare it so that user callbacks may monitor "val_loss".
-        if self.validation is not None:
-            trainer.has_validation = True
+        # Validation is ours: declared so that later callbacks may monitor "val_loss".
+        self.provides_validation = validation is not None
+        self._accumulated = 0.0
 
     def on_epoch_begin(self, trainer, epoch):
         self._accumulated = 0.0
 
     def on_batch_end(self, trainer, batch, logs):
-        size = min(self.batch_size, self.n_train - batch * self.batch_size)
-        self._accumulated += logs["loss"] * size
+        self._accumulated += logs["loss"] * logs["batch_size"]
 
     def on_epoch_end(self, trainer, epoch, logs):
         est = self.est
@@ -85,7 +82,7 @@ class SklearnMonitor(Callback):
             self._validate(trainer, logs)
         self._count_no_improvement(trainer)
         if est.solver == "sgd" and est.learning_rate == "invscaling" and est.schedule is None:
-            trainer.optimizer.lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
+            trainer.lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
         if est._no_improvement_count > est.n_iter_no_change:
             what = "Validation score" if est.early_stopping else "Training loss"
             msg = (
@@ -142,13 +139,13 @@ class SklearnMonitor(Callback):
             if est.verbose:
                 print(msg + " Stopping.")
             return True
-        if trainer.optimizer.lr <= 1e-6:
+        if trainer.lr <= 1e-6:
             if est.verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
-        trainer.optimizer.lr /= 5.0
+        trainer.lr /= 5.0
         if est.verbose:
-            print(msg + f" Setting learning rate to {trainer.optimizer.lr:f}")
+            print(msg + f" Setting learning rate to {trainer.lr:f}")
         return False
 
     def on_train_end(self, trainer):

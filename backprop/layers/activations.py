@@ -146,6 +146,12 @@ class ReLU(Activation):
     def _f(self, x):
         return np.maximum(x, 0)
 
+    @property
+    def last_output(self) -> np.ndarray | None:
+        """``y`` of the last ``forward(x, training=True)`` (None before one): read by
+        GradientMonitor to count dead units."""
+        return self._y
+
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = grad_out * [x > 0]``: the gradient passes where the unit was active and is 0
         elsewhere (0 at ``x = 0`` too); ``grad_out``, ``dx``: ``(n, d)``."""
@@ -231,8 +237,14 @@ class GELU(Activation):
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
+    # The tanh form saturates: beyond |x| = 10, tanh(u) is +-1 to within 1e-37, so
+    # Phi(x) and the derivative are exactly 1 (x > 0) or 0 (x < 0) in float32 and float64.
+    # Clipping x there keeps x**3 and x**2 from overflowing (inf * 0 = NaN in the derivative).
+    _TANH_SATURATION = 10.0
+
     def _cdf(self, x):
         if self.approximate == "tanh":
+            x = np.clip(x, -self._TANH_SATURATION, self._TANH_SATURATION)
             return 0.5 * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
         return 0.5 * (1 + special.erf(x / _SQRT_2))
 
@@ -241,12 +253,15 @@ class GELU(Activation):
 
     def _df(self, x, y):
         if self.approximate == "tanh":
+            x = np.clip(x, -self._TANH_SATURATION, self._TANH_SATURATION)
             u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
             t = np.tanh(u)
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
         else:
-            d = self._cdf(x) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+            # x phi(x) is below 1e-340 beyond |x| = 40: clipping there keeps x * x finite
+            xc = np.clip(x, -40.0, 40.0)
+            d = self._cdf(x) + xc * _INV_SQRT_2PI * np.exp(-0.5 * xc * xc)
         return d.astype(x.dtype, copy=False)
 
     def config(self) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class _Normalization(Layer):
         self.eps = float(eps)
         self._xhat: np.ndarray | None = None
         self._inv_std: np.ndarray | None = None
+        self._fixed_stats = False  # the last training forward used constants mu, var
 
     def _stand_alone(self, dtype: Any) -> None:
         if self.in_features is not None and allocation_enabled():
@@ -96,6 +97,8 @@ class _Normalization(Layer):
         else:
             self.zero_grads()
         dxhat = grad_out * self.params["gamma"]
+        if self._fixed_stats:  # mu and var were constants: xhat is affine in x
+            return dxhat * self._inv_std
         mean_dxhat = dxhat.mean(axis=ax, keepdims=True)
         mean_dxhat_xhat = (dxhat * xhat).mean(axis=ax, keepdims=True)
         dx = dxhat - mean_dxhat
@@ -122,7 +125,20 @@ class BatchNorm(_Normalization):
     eps : float, default 1e-05
         added to the variance before the square root.
 
+    Notes
+    -----
+    Training with the running statistics instead of the batch's (they are used as constants,
+    and not updated), in two cases:
+
+    * the layer is frozen (``trainable = False``): for transfer learning the layer keeps the
+      statistics it learned, as Keras does; ``gamma``/``beta`` stay fixed too;
+    * the batch holds a single value per feature (one sample of a 2-D batch), whose variance
+      is 0: the Trainer avoids such batches
+      (a last batch of one row joins the previous batch), but a stochastic run, a one-row
+      data set or a user's stream can still send one, and it never crashes.
     """
+
+    batch_statistics = True  # the Trainer keeps its training batches at >= 2 rows when it can
 
     def __init__(
         self,
@@ -156,12 +172,11 @@ class BatchNorm(_Normalization):
                 x, self.buffers["running_mean"], self.buffers["running_var"], False
             )
         axes = self._axes(x)
-        m = x.size // x.shape[-1]
-        if m < 2:
-            raise ValueError(
-                f"BatchNorm needs at least 2 samples per training batch, got {m}; "
-                "use LayerNorm for stochastic (batch size 1) training"
-            )
+        m = x.size // x.shape[-1]  # values per statistic
+        self._fixed_stats = m < 2 or not self.trainable
+        if self._fixed_stats:
+            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+            return self._normalize(x, rm, rv, True)
         mu = x.mean(axis=axes)
         var = x.var(axis=axes)
         k = self.momentum

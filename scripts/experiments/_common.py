@@ -88,7 +88,7 @@ class BatchRecorder(bp.Callback):
     def _record(self, trainer):
         t0 = time.perf_counter()
         elapsed = t0 - self._start - self._paused  # time spent measuring is not training time
-        self.full_step.append(trainer.step_count)
+        self.full_step.append(trainer.step)
         self.full_loss.append(data_loss(trainer.model, trainer.loss, self.X, self.y))
         self.full_time.append(elapsed)
         self._paused += time.perf_counter() - t0
@@ -96,7 +96,7 @@ class BatchRecorder(bp.Callback):
     def on_batch_end(self, trainer, batch, logs):
         self.batch_loss.append(float(logs["loss"]))
         self.grad_norm.append(float(logs["grad_norm"]))
-        if self.X is not None and trainer.step_count % self.every == 0:
+        if self.X is not None and trainer.step % self.every == 0:
             self._record(trainer)
 
 
