@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-fast bench format clean
+.PHONY: run test test-fast bench format clean docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
 	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
 
 run: $(VENV)/.installed-run
 	$(BIN)/backprop train configs/digits.toml
@@ -34,9 +38,16 @@ test-fast: $(VENV)/.installed-test
 bench: $(VENV)/.installed-run
 	$(BIN)/backprop bench
 
+# The documentation site, warnings as errors; the gallery and the tutorial notebook run during
+# the build. Open docs/_build/html/index.html.
+docs: $(VENV)/.installed-docs
+	rm -rf docs/_build docs/generated docs/auto_examples docs/jupyter_execute
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf docs/_build docs/generated docs/auto_examples docs/jupyter_execute

@@ -15,6 +15,7 @@ from . import (
     structured,
     uncertainty,
 )
+from ._version import __version__ as __version__
 from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History
 from .cartography import Cartography
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -95,8 +96,6 @@ from .uncertainty import (
     reliability_curve,
 )
 from .view import TrainingView
-
-__version__ = "0.1.0"
 
 PLOTS = (
     "plot_activations",

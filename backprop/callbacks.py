@@ -88,6 +88,19 @@ class EarlyStopping(Callback):
     epochs, and (by default) put back the weights of the best epoch when training ends.
 
     A NaN score never counts as an improvement. State resets at every ``on_train_begin``.
+
+    Parameters
+    ----------
+    monitor : str, default 'val_loss'
+        The logged value to watch ("val_loss", "val_accuracy", "loss", ...).
+    patience : int, default 10
+        Epochs without improvement before training stops.
+    min_delta : float, default 0.0
+        Smallest change that counts as an improvement.
+    mode : str, default 'auto'
+        "min", "max" or "auto" (max for names containing accuracy/r2/score).
+    restore_best_weights : bool, default True
+        Put back the best epoch's weights when training ends.
     """
 
     def __init__(
@@ -174,7 +187,15 @@ class EarlyStopping(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch to ``path`` (the header is written with the first row)."""
+    """Append one row per epoch to ``path`` (the header is written with the first row).
+
+    Parameters
+    ----------
+    path : str
+        The CSV file.
+    append : bool, default False
+        Add to an existing file instead of overwriting it.
+    """
 
     def __init__(self, path: str, append: bool = False) -> None:
         self.path = path
@@ -205,6 +226,15 @@ class GradientMonitor(Callback):
     units that output 0 for every sample of the last measured batch. It warns once per parameter
     when a gradient norm falls below ``vanish_ratio`` times the largest one (vanishing) or
     exceeds ``explode`` (exploding).
+
+    Parameters
+    ----------
+    every : int, default 1
+        Measure on every ``every``-th batch.
+    vanish_ratio : float, default 0.0001
+        Warn when a parameter's gradient norm falls below this fraction of the largest one.
+    explode : float, default 10000.0
+        Warn when a gradient norm exceeds this value.
     """
 
     def __init__(self, every: int = 1, vanish_ratio: float = 1e-4, explode: float = 1e4) -> None:

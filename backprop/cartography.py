@@ -35,7 +35,7 @@ class Cartography(Callback):
 
     Parameters
     ----------
-    X : array-like (n_samples, *in_shape)
+    X : array-like of shape ``(n_samples, *in_shape)``
         The training inputs (the same rows the trainer trains on; not copied).
     y : array-like (n_samples,)
         Integer labels, as given to the trainer (possibly noisy: that is the point).

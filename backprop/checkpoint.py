@@ -87,6 +87,17 @@ def save_checkpoint(
     ``trainer`` is a Trainer or the TrainingView a callback gets. ``logs``: the epoch's logs
     when called from ``on_epoch_end`` (the History callback has not recorded them yet; they
     are added to the saved history).
+
+    Parameters
+    ----------
+    path : str | Path
+        Where to write.
+    trainer : Any
+        The :class:`Trainer` whose state is saved.
+    logs : dict[str, float] | None, default None
+        The epoch's logs when called from ``on_epoch_end``.
+    extra : dict[str, Any] | None, default None
+        JSON values stored in the header.
     """
     model = trainer.model
     state = trainer.state_dict()
@@ -112,7 +123,20 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
     """Restore ``trainer`` (and its model) from a checkpoint; returns the header (its
-    ``"trainer"`` entry with the arrays put back)."""
+    ``"trainer"`` entry with the arrays put back).
+
+    Parameters
+    ----------
+    path : str | Path
+        A file written by :func:`save_checkpoint` or :class:`Checkpoint`.
+    trainer : Any
+        The :class:`Trainer` to restore, in place (with its model, optimizer and random streams).
+
+    Returns
+    -------
+    dict[str, Any]
+        The checkpoint's header (epoch, logs, early-stopping state).
+    """
     model = trainer.model
     where = str(path)
 
@@ -183,6 +207,19 @@ class Checkpoint(Callback):
 
     Put it last in ``callbacks``. ``resume(trainer)`` loads ``path`` into a freshly built
     trainer; every callback gets its state back when training begins.
+
+    Parameters
+    ----------
+    path : str | Path
+        The checkpoint file (overwritten every ``every`` epochs).
+    every : int, default 1
+        Epochs between two saves.
+    best_path : str | Path | None, default None
+        Optional second file, written whenever ``monitor`` improves.
+    monitor : str, default 'val_loss'
+        The logged value that decides the best epoch.
+    mode : str, default 'auto'
+        "min", "max" or "auto".
     """
 
     def __init__(

@@ -33,7 +33,23 @@ from .sparse import is_sparse
 
 @dataclass
 class GradientCheck:
-    """One parameter's (or the input's) comparison."""
+    """One parameter's (or the input's) comparison.
+
+    Attributes
+    ----------
+    name : str
+        The parameter's name ("0.W", ...) or "input".
+    shape : tuple[int, ...]
+        Its shape.
+    n_checked : int
+        Entries compared.
+    max_rel_error : float
+        Largest relative error among them.
+    max_abs_error : float
+        Largest absolute error among them.
+    passed : bool
+        Every entry within the tolerance.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -46,7 +62,17 @@ class GradientCheck:
 @dataclass
 class GradientReport:
     """Per-parameter results; ``passed`` is True only when at least one entry was checked and
-    every gradient agrees (a check of nothing is never a pass)."""
+    every gradient agrees (a check of nothing is never a pass).
+
+    Attributes
+    ----------
+    checks : list[GradientCheck], default <factory>
+        One :class:`GradientCheck` per parameter (and the input).
+    rtol : float, default 1e-05
+        Relative tolerance used.
+    atol : float, default 1e-08
+        Absolute tolerance used.
+    """
 
     checks: list[GradientCheck] = field(default_factory=list)
     rtol: float = 1e-5
@@ -102,19 +128,31 @@ def check_gradients(
     """Compare every analytic gradient of ``model`` + ``loss`` (+ penalties) with central
     finite differences in float64.
 
-    Args:
-        model: the model to check (copied to float64; not modified).
-        loss: the loss; ``X``, ``y``, ``sample_weight``: one batch.
-        l1, l2: weight penalties, as the trainer applies them.
-        eps: finite-difference step.
-        rtol, atol: agreement tolerance per entry (see the module docstring): an entry agrees
-            when ``|a - n| <= max(rtol * (|a| + |n|), atol)``.
-        max_entries: check at most this many randomly chosen entries per parameter (all if None).
-        check_input: also check dL/dX (never for a scipy.sparse ``X``).
-        seed: chooses the entries when ``max_entries`` is set.
+    Parameters
+    ----------
+    model : Sequential
+        the model to check (copied to float64; not modified).
+    loss : Loss
+        the loss; ``X``, ``y``, ``sample_weight``: one batch.
+    l1, l2 : float, default 0.0
+        weight penalties, as the trainer applies them.
+    eps : float, default 1e-06
+        finite-difference step.
+    rtol, atol : float, default 1e-05
+        agreement tolerance per entry (see the module docstring): an entry agrees
+        when ``|a - n| <= max(rtol * (|a| + |n|), atol)``.
+    max_entries : int | None, default None
+        check at most this many randomly chosen entries per parameter (all if None).
+    check_input : bool, default True
+        also check dL/dX (never for a scipy.sparse ``X``).
+    seed : int, default 0
+        chooses the entries when ``max_entries`` is set.
 
-    Returns:
+    Returns
+    -------
+    GradientReport
         a :class:`GradientReport`; ``print`` it for a table.
+
     """
     if max_entries is not None and (
         isinstance(max_entries, bool)

@@ -83,7 +83,21 @@ def register_kind(
     expected_arrays: Callable[[dict[str, Any]], dict[str, tuple[str, tuple[int, ...]]]]
     | None = None,
 ) -> None:
-    """Make objects of type ``cls`` savable under the name ``name`` (see the module docstring)."""
+    """Make objects of type ``cls`` savable under the name ``name`` (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        The kind's name in the file header.
+    cls : type
+        The type of the objects.
+    to_payload : Callable[[Any], tuple[dict[str, Any], dict[str, np.ndarray]]]
+        ``obj -> (json_header, arrays)``.
+    from_payload : Callable[[dict[str, Any], dict[str, np.ndarray], str], Any]
+        ``(json_header, arrays, path) -> obj``.
+    expected_arrays : Callable[[dict[str, Any]], dict[str, tuple[str, tuple[int, ...]]]] | None, default None
+        Optional ``json_header -> {name: (dtype, shape)}``, checked before any array is read.
+    """
     KINDS[name] = Kind(name, cls, to_payload, from_payload, expected_arrays)
 
 
@@ -277,6 +291,17 @@ def save(
 
     ``metadata`` (JSON values) and ``extras`` (arrays, stored under ``extra/``) travel with it;
     the command line keeps the preprocessing and class names there.
+
+    Parameters
+    ----------
+    obj : Any
+        A :class:`Sequential`, a fitted estimator or any registered kind.
+    path : str or os.PathLike
+        The ``.npz`` file to write.
+    metadata : dict, optional
+        JSON values stored with the object.
+    extras : dict of str to ndarray, optional
+        Arrays stored under ``extra/``.
     """
     kind = kind_of(obj)
     config, arrays = kind.to_payload(obj)
@@ -334,7 +359,18 @@ def load_file(path: str | os.PathLike) -> ModelFile:
 
 
 def load(path: str | os.PathLike) -> Any:
-    """Load an object saved with :func:`save`; never unpickles (see the module docstring)."""
+    """Load an object saved with :func:`save`; never unpickles (see the module docstring).
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        A ``.npz`` file written by :func:`save`.
+
+    Returns
+    -------
+    Any
+        The saved object (a :class:`Sequential`, an estimator, or a registered kind).
+    """
     return load_file(path).obj
 
 

@@ -232,6 +232,11 @@ class TrajectoryRecorder(Callback):
     snapshots : list of ndarray (n_parameters,)
     epochs : list of int
         The epoch after which each snapshot was taken (0: before training).
+
+    Parameters
+    ----------
+    every : int, default 1
+        Epochs between two snapshots.
     """
 
     def __init__(self, every: int = 1) -> None:

@@ -32,10 +32,15 @@ from . import checks
 class LBFGS:
     """Limited-memory BFGS (SciPy's L-BFGS-B without bounds).
 
-    Args:
-        tol: stop when the largest gradient entry falls below ``tol`` (SciPy's ``gtol``).
-        max_fun: maximum number of loss-and-gradient evaluations.
-        memory: number of correction pairs kept (SciPy's ``maxcor``).
+    Parameters
+    ----------
+    tol : float, default 1e-05
+        stop when the largest gradient entry falls below ``tol`` (SciPy's ``gtol``).
+    max_fun : int, default 15000
+        maximum number of loss-and-gradient evaluations.
+    memory : int, default 10
+        number of correction pairs kept (SciPy's ``maxcor``).
+
     """
 
     lr = float("nan")  # no learning rate: reported as NaN in the history

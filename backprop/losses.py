@@ -10,18 +10,18 @@ reports their (weighted) mean ::
     L = sum_i w_i l_i / sum_i w_i          (w_i = 1 without sample_weight, so L = mean_i l_i)
 
 and ``l_i`` averages over the outputs of a sample where a loss is elementwise (MSE, MAE, Huber,
-BinaryCrossEntropy), with no factor 1/2:
+BinaryCrossEntropy), with no factor 1/2::
 
-==========================  ===============================================================
-loss                        l_i
-==========================  ===============================================================
-MeanSquaredError            mean_k (y_ik - t_ik)^2
-MeanAbsoluteError           mean_k |y_ik - t_ik|
-Huber(delta)                mean_k h(r_ik),  h(r) = r^2 / 2 if |r| <= delta else delta (|r| - delta / 2)
-SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik      (targets t rows sum to 1)
-BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))   (from logits z)
-Poisson                     mean_k  exp(z) - t z                         (from log-rates z)
-==========================  ===============================================================
+    ==========================  ===============================================================
+    loss                        l_i
+    ==========================  ===============================================================
+    MeanSquaredError            mean_k (y_ik - t_ik)^2
+    MeanAbsoluteError           mean_k |y_ik - t_ik|
+    Huber(delta)                mean_k h(r_ik),  h(r) = r^2 / 2 if |r| <= delta else delta (|r| - delta / 2)
+    SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik      (targets t rows sum to 1)
+    BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))   (from logits z)
+    Poisson                     mean_k  exp(z) - t z                         (from log-rates z)
+    ==========================  ===============================================================
 
 The cross-entropies take logits, not probabilities, and are computed so that huge logits never
 overflow. Their gradients are the fused ``(softmax(z) - t)`` and ``(sigmoid(z) - t)`` (scaled by
@@ -164,7 +164,13 @@ class MeanAbsoluteError(Loss):
 
 
 class Huber(Loss):
-    """Quadratic within ``delta`` of the target, linear beyond: robust regression."""
+    """Quadratic within ``delta`` of the target, linear beyond: robust regression.
+
+    Parameters
+    ----------
+    delta : float, default 1.0
+        Residual size where the loss turns from quadratic to linear.
+    """
 
     gradient = "clip(y_pred - t, -delta, delta) / k"
 
@@ -194,6 +200,11 @@ class SoftmaxCrossEntropy(Loss):
 
     ``label_smoothing = e`` replaces the target ``t`` by ``(1 - e) t + e / k``.
     Gradient: ``dl_i/dz = softmax(z_i) - t_i``.
+
+    Parameters
+    ----------
+    label_smoothing : float, default 0.0
+        ``e`` in ``[0, 1)``: the target ``t`` becomes ``(1 - e) t + e / k``.
     """
 
     gradient = (
@@ -307,6 +318,11 @@ class SequenceCrossEntropy(Loss):
         dL/dz_is = w_i (softmax(z_is) - onehot(y_is)) / sum_{(i,s) in V} w_i     (0 off V)
 
     so the loss is the mean over real steps (torch's ``ignore_index`` with ``reduction="mean"``).
+
+    Parameters
+    ----------
+    ignore_index : int, default -1
+        The label that marks a padded step.
     """
 
     gradient = (

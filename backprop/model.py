@@ -54,16 +54,24 @@ def spawn_generators(seed: SeedLike, n: int) -> list[np.random.Generator]:
 class Sequential:
     """Layers applied in order, with their parameters in one flat buffer.
 
-    Args:
-        layers: the layers, in order.
-        input_shape: the per-sample input shape (no batch axis); None to take it from the first
-            layer when it fixes one, else from the data at the first forward or fit.
-        dtype: "float32" (default) or "float64": the dtype of every parameter and activation.
-        seed: int, ``np.random.Generator`` or None: initial weights and dropout masks.
+    Parameters
+    ----------
+    layers : Iterable[Layer]
+        the layers, in order.
+    input_shape : Any, default None
+        the per-sample input shape (no batch axis); None to take it from the first
+        layer when it fixes one, else from the data at the first forward or fit.
+    dtype : Any, default 'float32'
+        "float32" (default) or "float64": the dtype of every parameter and activation.
+    seed : SeedLike, default None
+        int, ``np.random.Generator`` or None: initial weights and dropout masks.
 
-    Raises:
-        ValueError: when a layer cannot take the shape the previous one outputs (the message names
-            both layers and the shapes).
+    Raises
+    ------
+    ValueError
+        when a layer cannot take the shape the previous one outputs (the message names
+        both layers and the shapes).
+
     """
 
     def __init__(
@@ -245,6 +253,18 @@ class Sequential:
 
         ``X`` is cast to the model's dtype (a copy only when its dtype differs). A scipy.sparse
         ``X`` stays sparse (CSR) and needs a first layer that takes it (:mod:`backprop.sparse`).
+
+        Parameters
+        ----------
+        X : Any
+            Input ``(n, *in_shape)``.
+        training : bool, default False
+            Training mode: dropout on, batch statistics, caches for :meth:`backward`.
+
+        Returns
+        -------
+        np.ndarray
+            Output ``(n, *out_shape)`` in the model's dtype.
         """
         out, mask = self.check_input(X), None
         for layer in self.layers:  # padding masks travel along (see layers/masking.py)
@@ -256,6 +276,18 @@ class Sequential:
 
         Returns dL/dX, or None when ``need_input_grad`` is False (which skips the first layer's
         input-gradient product, the trainer's default).
+
+        Parameters
+        ----------
+        grad_out : np.ndarray
+            dL/dy ``(n, *out_shape)`` (not modified).
+        need_input_grad : bool, default True
+            Compute dL/dX too.
+
+        Returns
+        -------
+        np.ndarray | None
+            dL/dX ``(n, *in_shape)``, or None when ``need_input_grad`` is False.
         """
         g = grad_out
         for layer in reversed(self.layers[1:]):
@@ -268,7 +300,20 @@ class Sequential:
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Inference in chunks of ``batch_size`` rows, so that only one chunk's activations are
         alive at a time; returns ``(n, *out_shape)`` in the model's dtype. ``X`` may be a
-        memmap or another array-like with row slicing: it is read one chunk at a time."""
+        memmap or another array-like with row slicing: it is read one chunk at a time.
+
+        Parameters
+        ----------
+        X : Any
+            Input ``(n, *in_shape)``: an ndarray, a memmap or a row-sliceable array-like.
+        batch_size : int, default 1024
+            Rows per chunk.
+
+        Returns
+        -------
+        np.ndarray
+            Outputs ``(n, *out_shape)`` in the model's dtype.
+        """
         if not hasattr(X, "shape"):
             X = np.asarray(X)
         if len(X.shape) < 2:
@@ -397,7 +442,13 @@ class Sequential:
     def summary(self) -> str:
         """Per-layer type (a container's children indented under it), output shape, parameter
         count, trainability (shown only for layers that have parameters) and settings, as a text
-        table."""
+        table.
+
+        Returns
+        -------
+        str
+            The table, one line per layer.
+        """
         rows = [("#", "layer", "output", "params", "trainable", "settings")]
         total = trainable_total = 0
         for name, layer, trainable in named_layers(self.layers):

@@ -63,9 +63,13 @@ def _is_activation(layer: Layer) -> bool:
 class ActivationRecorder(Callback):
     """Outputs of the activation layers on ``X`` (inference mode) when training starts and ends.
 
-    Args:
-        X: a fixed sample of (preprocessed) training inputs ``(m, n_features)``.
-        max_values: at most this many values are kept per layer (an even subsample).
+    Parameters
+    ----------
+    X : Any
+        a fixed sample of (preprocessed) training inputs ``(m, n_features)``.
+    max_values : int, default 20000
+        at most this many values are kept per layer (an even subsample).
+
     """
 
     def __init__(self, X: Any, max_values: int = 20_000) -> None:

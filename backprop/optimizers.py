@@ -111,7 +111,13 @@ def _check_fraction(name: str, value: Any) -> float:
 
 class Optimizer:
     """Base class. Subclasses list their state arrays in ``state_names`` and implement
-    ``_update(p, g, state)`` on matching slices, in place."""
+    ``_update(p, g, state)`` on matching slices, in place.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate (a schedule may change it during training).
+    """
 
     state_names: tuple[str, ...] = ()
     flush_every: int = 16  # steps between flushes of near-subnormal state (0: never)
@@ -190,7 +196,17 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional (Nesterov) momentum."""
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    momentum : float, default 0.0
+        Momentum coefficient in ``[0, 1]`` (0: plain SGD).
+    nesterov : bool, default False
+        Use Nesterov's look-ahead momentum.
+    """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
@@ -229,7 +245,17 @@ def _step_by_root(
 
 
 class RMSprop(Optimizer):
-    """Divide the step by a running root-mean-square of recent gradients."""
+    """Divide the step by a running root-mean-square of recent gradients.
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+        Learning rate.
+    rho : float, default 0.9
+        Decay rate of the running mean of squared gradients.
+    eps : float, default 1e-08
+        Added to the root in the denominator.
+    """
 
     state_names = ("square_avg",)
 
@@ -250,7 +276,17 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Per-parameter step sizes shrinking with the sum of squared gradients seen so far."""
+    """Per-parameter step sizes shrinking with the sum of squared gradients seen so far.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Learning rate.
+    eps : float, default 1e-08
+        Added to the root in the denominator.
+    initial_accumulator : float, default 0.0
+        Starting value of the sum of squared gradients.
+    """
 
     state_names = ("sum_sq",)
 
@@ -276,7 +312,21 @@ class Adagrad(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adaptive moment estimation (Kingma & Ba), with the AMSGrad variant on request."""
+    """Adaptive moment estimation (Kingma & Ba), with the AMSGrad variant on request.
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+        Learning rate.
+    beta_1 : float, default 0.9
+        Decay rate of the first-moment (mean) estimate.
+    beta_2 : float, default 0.999
+        Decay rate of the second-moment estimate.
+    eps : float, default 1e-08
+        Added to the root in the denominator.
+    amsgrad : bool, default False
+        Use the running maximum of the second moment (AMSGrad).
+    """
 
     def __init__(
         self,
@@ -343,7 +393,23 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): ``p -= lr * weight_decay * p``
-    after the Adam step, applied to every trainable parameter the optimizer is given."""
+    after the Adam step, applied to every trainable parameter the optimizer is given.
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+        Learning rate.
+    beta_1 : float, default 0.9
+        Decay rate of the first-moment (mean) estimate.
+    beta_2 : float, default 0.999
+        Decay rate of the second-moment estimate.
+    eps : float, default 1e-08
+        Added to the root in the denominator.
+    weight_decay : float, default 0.01
+        Decoupled decay per step, scaled by ``lr``.
+    amsgrad : bool, default False
+        Use the running maximum of the second moment (AMSGrad).
+    """
 
     def __init__(
         self,

@@ -34,12 +34,18 @@ class ProgressBar(Callback):
     """Progress of :meth:`Trainer.fit`: a live bar in a terminal or notebook, one line per
     epoch otherwise, and a note when early stopping ends the run.
 
-    Args:
-        stream: where to write (default ``sys.stderr``).
-        live: ``"auto"`` (a bar when ``stream`` is a terminal or in a notebook), ``True`` or
-            ``False`` (plain lines only).
-        enabled: ``False`` prints nothing at all (``--quiet``).
-        force: kept for compatibility; lines are now printed to any stream.
+    Parameters
+    ----------
+    stream : IO[str] | None, default None
+        where to write (default ``sys.stderr``).
+    live : bool | str, default 'auto'
+        ``"auto"`` (a bar when ``stream`` is a terminal or in a notebook), ``True`` or
+        ``False`` (plain lines only).
+    enabled : bool, default True
+        ``False`` prints nothing at all (``--quiet``).
+    force : bool, default False
+        kept for compatibility; lines are now printed to any stream.
+
     """
 
     def __init__(

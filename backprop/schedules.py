@@ -41,7 +41,13 @@ from .callbacks import (
 
 
 class Schedule:
-    """Base class: subclasses implement ``lr_at(t)`` from ``self.base_lr``."""
+    """Base class: subclasses implement ``lr_at(t)`` from ``self.base_lr``.
+
+    Parameters
+    ----------
+    interval : str, default 'epoch'
+        "epoch" or "update": what one step ``t`` of the schedule counts.
+    """
 
     def __init__(self, interval: str = "epoch") -> None:
         self.interval = checks.one_of("interval", interval, ("epoch", "update"))
@@ -77,12 +83,30 @@ class Schedule:
 
 
 class Constant(Schedule):
+    """The optimizer's own learning rate at every step: ``lr(t) = base_lr``.
+
+    Parameters
+    ----------
+    interval : str, default 'epoch'
+        "epoch" or "update": what one step ``t`` of the schedule counts.
+    """
+
     def lr_at(self, t):
         return self.base_lr
 
 
 class StepDecay(Schedule):
-    """Multiply the rate by ``gamma`` every ``step_size`` epochs (or updates)."""
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs (or updates).
+
+    Parameters
+    ----------
+    step_size : int
+        Steps between two drops.
+    gamma : float, default 0.1
+        Factor of each drop.
+    interval : str, default 'epoch'
+        "epoch" or "update": what one step ``t`` of the schedule counts.
+    """
 
     def __init__(self, step_size: int, gamma: float = 0.1, interval: str = "epoch") -> None:
         super().__init__(interval)
@@ -97,7 +121,15 @@ class StepDecay(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """``base_lr * gamma ** t``."""
+    """``base_lr * gamma ** t``.
+
+    Parameters
+    ----------
+    gamma : float
+        Factor per step.
+    interval : str, default 'epoch'
+        "epoch" or "update": what one step ``t`` of the schedule counts.
+    """
 
     def __init__(self, gamma: float, interval: str = "epoch") -> None:
         super().__init__(interval)
@@ -111,7 +143,15 @@ class ExponentialDecay(Schedule):
 
 
 class InverseScaling(Schedule):
-    """``base_lr / (t + 1) ** power`` (scikit-learn's 'invscaling' counts samples seen)."""
+    """``base_lr / (t + 1) ** power`` (scikit-learn's 'invscaling' counts samples seen).
+
+    Parameters
+    ----------
+    power : float, default 0.5
+        Exponent of the decay.
+    interval : str, default 'update'
+        "epoch" or "update": what one step ``t`` of the schedule counts.
+    """
 
     def __init__(self, power: float = 0.5, interval: str = "update") -> None:
         super().__init__(interval)
@@ -126,7 +166,19 @@ class InverseScaling(Schedule):
 
 class CosineDecay(Schedule):
     """Linear warm-up over ``warmup`` steps, then a half cosine from ``base_lr`` to ``min_lr``
-    over the remaining ``total - warmup`` steps (constant at ``min_lr`` after ``total``)."""
+    over the remaining ``total - warmup`` steps (constant at ``min_lr`` after ``total``).
+
+    Parameters
+    ----------
+    total : int
+        Steps from the start to ``min_lr`` (warm-up included).
+    warmup : int, default 0
+        Steps of linear warm-up from 0 to ``base_lr``.
+    min_lr : float, default 0.0
+        Final learning rate.
+    interval : str, default 'epoch'
+        "epoch" or "update": what one step ``t`` of the schedule counts.
+    """
 
     def __init__(
         self, total: int, warmup: int = 0, min_lr: float = 0.0, interval: str = "epoch"
@@ -167,6 +219,21 @@ class ReduceLROnPlateau(Callback):
 
     The rate it sets is ``max(base_lr * scale, min_lr)``, ``base_lr`` being the optimizer's
     rate when the first fit began.
+
+    Parameters
+    ----------
+    monitor : str, default 'val_loss'
+        The logged value to watch.
+    factor : float, default 0.1
+        Multiplier of the rate on a plateau.
+    patience : int, default 5
+        Epochs without improvement before the rate drops.
+    min_delta : float, default 0.0
+        Smallest change that counts as an improvement.
+    min_lr : float, default 0.0
+        Lower bound of the rate.
+    mode : str, default 'auto'
+        "min", "max" or "auto".
     """
 
     interval = "epoch"

@@ -59,40 +59,63 @@ class TrainingDivergedError(FloatingPointError):
 class Trainer(TrainerState):
     """Trains a :class:`~backprop.Sequential` with a loss and an optimizer.
 
-    Args:
-        model: the model (updated in place).
-        loss: a Loss or its name ("cross_entropy", "mse", ...).
-        optimizer: an Optimizer, ``LBFGS``, or a name ("adam", "sgd", "lbfgs", ...).
-        mode: "stochastic" (1 sample per update), "batch" (all) or "minibatch" (``batch_size``).
-            L-BFGS is full-batch whatever the mode.
-        batch_size: samples per update in minibatch mode.
-        epochs: epochs per call to :meth:`fit` (L-BFGS: iterations).
-        shuffle: draw each epoch's batches in a new random order.
-        l1, l2: penalties ``l1 * sum|W| + l2/2 * sum W^2`` on weights (not biases).
-        clip_norm: clip the global gradient norm to this bound.
-        clip_value: clamp each gradient entry to ``[-clip_value, clip_value]``.
-        clip_param_norm: clip each parameter's gradient norm separately.
-        clip_mode: None, or "agc" for adaptive gradient clipping (Brock et al. 2021): each unit's
-            gradient norm is bounded by ``clip_factor`` times its weight norm (see
-            :func:`backprop.regularization.clip_adaptive`). Applied after the other clips.
-        clip_factor: the AGC bound ``lambda`` (0.01 by default).
-        schedule: a learning-rate Schedule (or name), stepped per epoch or per update; or a
-            ReduceLROnPlateau, which then runs as the first callback.
-        callbacks: Callback instances, called in order.
-        metrics: "auto" (accuracy for cross-entropies, r2 for regression losses), or a list of
-            names from ``("accuracy", "r2")``, or ``[]``. Accuracy follows the loss: argmax
-            for SoftmaxCrossEntropy, logit > 0 for BinaryCrossEntropy.
-        seed: int, Generator or None: batch order and validation split.
-        sampler: ``sampler(indices) -> order``, called once per epoch with the training indices,
-            returns the epoch's order (a permutation of them). Default: a permutation drawn
-            from the trainer's shuffle stream (or the indices as they are with shuffle=False).
-        penalty_scale: "constant" applies ``l1``/``l2`` as given; "per_sample" divides them by
-            the total sample weight of the data they are measured on (a training batch, the
-            validation set, the data given to ``evaluate``), as scikit-learn's ``alpha`` is.
-        l1_method: "subgradient" adds ``l1 * sign(w)`` to the gradient; "proximal"
-            soft-thresholds the weights after each step, ``w <- sign(w) max(|w| - lr l1, 0)``,
-            which gives exact zeros (not with L-BFGS).
+    Parameters
+    ----------
+    model : Sequential
+        the model (updated in place).
+    loss : losses_mod.Loss | str
+        a Loss or its name ("cross_entropy", "mse", ...).
+    optimizer : optimizers_mod.Optimizer | LBFGS | str
+        an Optimizer, ``LBFGS``, or a name ("adam", "sgd", "lbfgs", ...).
+    mode : str, default 'minibatch'
+        "stochastic" (1 sample per update), "batch" (all) or "minibatch" (``batch_size``).
+        L-BFGS is full-batch whatever the mode.
+    batch_size : int, default 32
+        samples per update in minibatch mode.
+    epochs : int, default 10
+        epochs per call to :meth:`fit` (L-BFGS: iterations).
+    shuffle : bool, default True
+        draw each epoch's batches in a new random order.
+    l1, l2 : float, default 0.0
+        penalties ``l1 * sum|W| + l2/2 * sum W^2`` on weights (not biases).
+    clip_norm : float | None, default None
+        clip the global gradient norm to this bound.
+    clip_value : float | None, default None
+        clamp each gradient entry to ``[-clip_value, clip_value]``.
+    clip_param_norm : float | None, default None
+        clip each parameter's gradient norm separately.
+    clip_mode : str | None, default None
+        None, or "agc" for adaptive gradient clipping (Brock et al. 2021): each unit's
+        gradient norm is bounded by ``clip_factor`` times its weight norm (see
+        :func:`backprop.regularization.clip_adaptive`). Applied after the other clips.
+    clip_factor : float, default 0.01
+        the AGC bound ``lambda`` (0.01 by default).
+    schedule : schedules_mod.Schedule | schedules_mod.ReduceLROnPlateau | str | None, default None
+        a learning-rate Schedule (or name), stepped per epoch or per update; or a
+        ReduceLROnPlateau, which then runs as the first callback.
+    callbacks : Sequence[Callback] | None, default None
+        Callback instances, called in order.
+    metrics : str | Sequence[str], default 'auto'
+        "auto" (accuracy for cross-entropies, r2 for regression losses), or a list of
+        names from ``("accuracy", "r2")``, or ``[]``. Accuracy follows the loss: argmax
+        for SoftmaxCrossEntropy, logit > 0 for BinaryCrossEntropy.
+    seed : int | np.random.Generator | None, default None
+        int, Generator or None: batch order and validation split.
+    sampler : Callable[[np.ndarray], np.ndarray] | None, default None
+        ``sampler(indices) -> order``, called once per epoch with the training indices,
+        returns the epoch's order (a permutation of them). Default: a permutation drawn
+        from the trainer's shuffle stream (or the indices as they are with shuffle=False).
+    penalty_scale : str, default 'constant'
+        "constant" applies ``l1``/``l2`` as given; "per_sample" divides them by
+        the total sample weight of the data they are measured on (a training batch, the
+        validation set, the data given to ``evaluate``), as scikit-learn's ``alpha`` is.
+    l1_method : str, default 'subgradient'
+        "subgradient" adds ``l1 * sign(w)`` to the gradient; "proximal" soft-thresholds the
+        weights after each step, ``w <- sign(w) max(|w| - lr l1, 0)``, which gives exact zeros
+        (not with L-BFGS).
 
+    Notes
+    -----
     Pruning: when ``model.weight_mask`` is set (:mod:`backprop.pruning`), pruned weights get no
     gradient and are zeroed, with the optimizer's state on them, after every step and at the end
     of ``fit``.
@@ -279,23 +302,35 @@ class Trainer(TrainerState):
     ) -> History:
         """Train for ``epochs`` more epochs (default ``self.epochs``) and return the history.
 
-        Args:
-            X: ``(n_samples, n_features)``: an ndarray, a ``np.memmap`` or any array-like with
-                ``shape``, ``dtype`` and sorted fancy indexing (an HDF5 dataset): batches are
-                gathered row by row, so a memmap is never read whole into memory. Or, with
-                ``y=None``, an iterable of ``(X_batch, y_batch)`` or ``(X_batch, y_batch,
-                w_batch)`` tuples, used as given (its own batch sizes and order); for several
-                epochs it must be re-iterable (a list, or an object whose ``__iter__`` starts
-                over), not a one-shot generator.
-            y: labels ``(n_samples,)`` or targets ``(n, k)``; None for an iterable of batches.
-            validation_data: ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``.
-            validation_split: fraction of (X, y) held out for validation instead (stratified
-                for classification losses). Drawn once per Trainer and kept (in checkpoints
-                too): later fits on the same data validate on the same rows.
-            sample_weight: ``(n_samples,)`` non-negative weights.
-            interrupt: what Ctrl-C does: "warn" ends training with a warning, keeping the
-                weights reached so far (``self.interrupted`` is then True); "raise" re-raises
-                the KeyboardInterrupt after the callbacks' ``on_train_end``.
+        Parameters
+        ----------
+        X : Any
+            ``(n_samples, n_features)``: an ndarray, a ``np.memmap`` or any array-like with
+            ``shape``, ``dtype`` and sorted fancy indexing (an HDF5 dataset): batches are
+            gathered row by row, so a memmap is never read whole into memory. Or, with
+            ``y=None``, an iterable of ``(X_batch, y_batch)`` or ``(X_batch, y_batch,
+            w_batch)`` tuples, used as given (its own batch sizes and order); for several
+            epochs it must be re-iterable (a list, or an object whose ``__iter__`` starts
+            over), not a one-shot generator.
+        y : Any, default None
+            labels ``(n_samples,)`` or targets ``(n, k)``; None for an iterable of batches.
+        validation_data : tuple | None, default None
+            ``(X_val, y_val)`` or ``(X_val, y_val, w_val)``.
+        validation_split : float | None, default None
+            fraction of (X, y) held out for validation instead (stratified
+            for classification losses). Drawn once per Trainer and kept (in checkpoints
+            too): later fits on the same data validate on the same rows.
+        sample_weight : Any, default None
+            ``(n_samples,)`` non-negative weights.
+        interrupt : str, default 'warn'
+            what Ctrl-C does: "warn" ends training with a warning, keeping the
+            weights reached so far (``self.interrupted`` is then True); "raise" re-raises
+            the KeyboardInterrupt after the callbacks' ``on_train_end``.
+
+        Returns
+        -------
+        History
+            The trainer's :class:`History`: one list per logged quantity (``loss``, ``val_loss``, metrics, ``lr``), one entry per epoch.
         """
         epochs = self.epochs if epochs is None else checks.positive_int("epochs", epochs)
         checks.one_of("interrupt", interrupt, ("warn", "raise"))
@@ -408,7 +443,26 @@ class Trainer(TrainerState):
         prefix: str = "",
     ) -> dict[str, float]:
         """Loss (with the L1/L2 penalty, scaled as the training loss's) and metrics over
-        (X, y), in chunks of ``batch_size`` rows, in inference mode."""
+        (X, y), in chunks of ``batch_size`` rows, in inference mode.
+
+        Parameters
+        ----------
+        X : Any
+            Input rows.
+        y : Any
+            Labels or targets.
+        sample_weight : Any, default None
+            Optional ``(n_samples,)`` weights.
+        batch_size : int, default 1024
+            Rows per chunk.
+        prefix : str, default ''
+            Prepended to every key (``"val_"`` gives ``val_loss``).
+
+        Returns
+        -------
+        dict[str, float]
+            ``{"loss": ..., <metric>: ...}`` as Python floats.
+        """
         X, y, w = check_data(self.model, X, y, sample_weight)
         return self._evaluate(X, y, w, checks.positive_int("batch_size", batch_size), prefix)
 
@@ -416,7 +470,20 @@ class Trainer(TrainerState):
         return evaluate_arrays(self, X, y, w, batch_size, prefix)
 
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """The model's outputs (logits for classification losses) in chunks."""
+        """The model's outputs (logits for classification losses) in chunks.
+
+        Parameters
+        ----------
+        X : Any
+            Input rows.
+        batch_size : int, default 1024
+            Rows per chunk.
+
+        Returns
+        -------
+        np.ndarray
+            The model's outputs ``(n, *out_shape)``.
+        """
         X = check_X(X)
         return self.model.predict(X, batch_size=batch_size)
 

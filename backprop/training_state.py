@@ -26,7 +26,13 @@ class TrainerState:
         """Everything a resumed run needs besides the model's weights: epoch and update counts,
         both random streams, the validation split, optimizer and schedule state, every
         callback's state (in order), and the history (copies). Values are numbers, strings,
-        lists, dicts and NumPy arrays."""
+        lists, dicts and NumPy arrays.
+
+        Returns
+        -------
+        dict[str, Any]
+            JSON values and arrays, as :func:`save_checkpoint` writes them.
+        """
         stepped = self._stepped_schedule()
         return {
             "epoch": self.epoch,

@@ -100,7 +100,7 @@ def mc_dropout_predict(
     ----------
     model : Sequential
         Not modified (its dropout stream is not used either).
-    X : array-like (n_samples, *in_shape)
+    X : array-like of shape ``(n_samples, *in_shape)``
     n_samples : int
         Forward passes per input, each with new masks (>= 2).
     output : Loss or {"softmax", "sigmoid", "identity"}
@@ -197,7 +197,22 @@ def reliability_curve(
 
 
 def expected_calibration_error(probs: Any, y: Any, n_bins: int = 15) -> float:
-    """``sum_b (n_b / n) |accuracy_b - confidence_b|`` over equal-width confidence bins."""
+    """``sum_b (n_b / n) |accuracy_b - confidence_b|`` over equal-width confidence bins.
+
+    Parameters
+    ----------
+    probs : Any
+        Predicted class probabilities ``(n, k)``.
+    y : Any
+        Integer labels ``(n,)``.
+    n_bins : int, default 15
+        Number of equal-width confidence bins.
+
+    Returns
+    -------
+    float
+        The ECE, in ``[0, 1]``.
+    """
     confidence, accuracy, counts = reliability_curve(probs, y, n_bins)
     used = counts > 0
     return float(np.sum(counts[used] * np.abs(accuracy[used] - confidence[used])) / counts.sum())
@@ -210,6 +225,11 @@ class TemperatureScaling:
     ----------
     temperature_ : float
         The fitted ``T`` (1.0 before :meth:`fit`).
+
+    Parameters
+    ----------
+    bounds : tuple[float, float], default (0.05, 20.0)
+        Search interval of the temperature ``T``.
     """
 
     def __init__(self, bounds: tuple[float, float] = (0.05, 20.0)) -> None:

@@ -37,7 +37,13 @@ from typing import Any
 
 
 class TrainingView:
-    """A narrow, typed view of a Trainer for callbacks (see the module docstring)."""
+    """A narrow, typed view of a Trainer for callbacks (see the module docstring).
+
+    Parameters
+    ----------
+    trainer : Any
+        The :class:`Trainer` to view.
+    """
 
     __slots__ = ("_trainer",)
 

@@ -2,6 +2,7 @@
 
     backprop train CONFIG [--set section.key=value ...] [--out DIR [--force]] [--resume RUN_DIR]
                    [--quiet]
+    backprop train --example NAME [...] | backprop train --list-examples
     backprop evaluate MODEL --data CONFIG.toml|FILE [--target COLUMN]
     backprop predict MODEL INPUT --output FILE [--target COLUMN] [--proba]
     backprop gradcheck CONFIG [--set ...] [--samples N]
@@ -41,9 +42,17 @@ def _error(message: str) -> int:
 # -- train ---------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
     from .experiment import claim_run_dir, new_run_dir, run
+    from .shipped import example_path, list_examples
 
+    if args.list_examples:
+        print("\n".join(list_examples()))
+        return 0
+    if args.example is not None:
+        if args.config is not None:
+            return _error("give a CONFIG or --example NAME, not both")
+        args.config = str(example_path(args.example))
     if args.config is None and args.resume is None:
-        return _error("train needs a CONFIG (or --resume RUN_DIR)")
+        return _error("train needs a CONFIG (or --resume RUN_DIR), or --example NAME")
     if args.resume is not None:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
@@ -271,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set trainer.epochs=5 (repeatable)",
     )
+    p.add_argument("--example", metavar="NAME", help="a shipped example config, e.g. digits")
+    p.add_argument("--list-examples", action="store_true", help="list the shipped examples")
     p.add_argument("--out", help="run directory (default: output.dir/NAME-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument(

@@ -181,7 +181,20 @@ def parse_override(item: str) -> tuple[str, str, Any]:
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read, override and validate a config file (see the module docstring)."""
+    """Read, override and validate a config file (see the module docstring).
+
+    Parameters
+    ----------
+    path : str | Path
+        A TOML config file.
+    overrides : list[str], default ()
+        ``"section.key=value"`` strings applied before validation.
+
+    Returns
+    -------
+    Config
+        The validated config.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")

@@ -31,7 +31,18 @@ plt = plotting.plt
 
 
 def plot_history(history: dict[str, list[float]]) -> Any:
-    """Loss (left) and the metric (right, when there is one) per epoch, train and validation."""
+    """Loss (left) and the metric (right, when there is one) per epoch, train and validation.
+
+    Parameters
+    ----------
+    history : dict[str, list[float]]
+        The trainer's history (``trainer.history`` or a run's ``history.json``), with the keys this figure draws.
+
+    Returns
+    -------
+    Any
+        A matplotlib Figure.
+    """
     names = [k for k in ("accuracy", "r2") if k in history]
     fig, axes = plt.subplots(1, 1 + bool(names), figsize=(5.5 * (1 + bool(names)), 3.8))
     axes = np.atleast_1d(axes)
@@ -79,14 +90,36 @@ _NEEDS = {
 
 
 def plot_gradient_norms(history: dict[str, list[float]]) -> Any:
-    """``||dL/dW||`` per parameter per epoch (mean over the epoch's batches), log scale."""
+    """``||dL/dW||`` per parameter per epoch (mean over the epoch's batches), log scale.
+
+    Parameters
+    ----------
+    history : dict[str, list[float]]
+        The trainer's history (``trainer.history`` or a run's ``history.json``), with the keys this figure draws.
+
+    Returns
+    -------
+    Any
+        A matplotlib Figure.
+    """
     return _per_layer(
         history, "grad_norm/", "Gradient norm per parameter", "||dL/dparam||, log scale", True
     )
 
 
 def plot_dead_relu(history: dict[str, list[float]]) -> Any:
-    """Fraction of each ReLU layer's units that output 0 for every sample of a batch."""
+    """Fraction of each ReLU layer's units that output 0 for every sample of a batch.
+
+    Parameters
+    ----------
+    history : dict[str, list[float]]
+        The trainer's history (``trainer.history`` or a run's ``history.json``), with the keys this figure draws.
+
+    Returns
+    -------
+    Any
+        A matplotlib Figure.
+    """
     fig = _per_layer(
         history, "dead_relu/", "Dead ReLU units per layer", "fraction of units never active", False
     )
@@ -96,7 +129,18 @@ def plot_dead_relu(history: dict[str, list[float]]) -> Any:
 
 
 def plot_update_ratio(history: dict[str, list[float]]) -> Any:
-    """``||W_after - W_before|| / ||W||`` per update, averaged over each epoch (1e-3 marked)."""
+    """``||W_after - W_before|| / ||W||`` per update, averaged over each epoch (1e-3 marked).
+
+    Parameters
+    ----------
+    history : dict[str, list[float]]
+        The trainer's history (``trainer.history`` or a run's ``history.json``), with the keys this figure draws.
+
+    Returns
+    -------
+    Any
+        A matplotlib Figure.
+    """
     fig = _per_layer(
         history, "update_ratio/", "Update-to-weight ratio per layer", "||dW|| / ||W||", True
     )
@@ -106,12 +150,38 @@ def plot_update_ratio(history: dict[str, list[float]]) -> Any:
 
 
 def plot_weights(model: Any) -> Any:
-    """A histogram of each weight matrix of ``model``."""
+    """A histogram of each weight matrix of ``model``.
+
+    Parameters
+    ----------
+    model : Any
+        A built Sequential.
+
+    Returns
+    -------
+    Any
+        A matplotlib Figure.
+    """
     return plotting.fig_weights(model)
 
 
 def plot_first_layer(model: Any, image_shape: tuple[int, int], n: int = 32) -> Any:
-    """The first ``n`` hidden units' input weights as ``image_shape`` images."""
+    """The first ``n`` hidden units' input weights as ``image_shape`` images.
+
+    Parameters
+    ----------
+    model : Any
+        A model whose first layer is Dense.
+    image_shape : tuple[int, int]
+        ``(h, w)`` of one input image.
+    n : int, default 32
+        Number of hidden units shown.
+
+    Returns
+    -------
+    Any
+        A matplotlib Figure.
+    """
     fig = plotting.fig_first_layer(model, tuple(image_shape), n)
     if fig is None:
         raise ValueError(f"the first weight matrix does not have {np.prod(image_shape)} rows")
@@ -129,6 +199,26 @@ def plot_decision_boundary(
     """Class probabilities of a classifier over 2-D inputs ``X`` ``(n, 2)``, with the points
     coloured by their labels ``y`` (class codes ``0..k-1``). ``loss`` says how the model's
     outputs become probabilities (softmax or sigmoid); ``points`` names the points in the title.
+
+    Parameters
+    ----------
+    model : Any
+        A trained 2-input classifier (Sequential).
+    X : Any
+        Points ``(n, 2)``.
+    y : Any
+        Class codes ``0..k-1`` ``(n,)``.
+    loss : Any, default 'cross_entropy'
+        How outputs become probabilities: a cross-entropy loss or its name (softmax) or binary cross-entropy (sigmoid).
+    classes : list | None, default None
+        Class names for the legend (codes by default).
+    points : str, default 'points'
+        What the points are, for the title.
+
+    Returns
+    -------
+    Any
+        A matplotlib Figure.
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != 2:
@@ -147,7 +237,20 @@ def plot_decision_boundary(
 
 
 def plot_activations(start: dict[str, np.ndarray], end: dict[str, np.ndarray]) -> Any:
-    """Histograms of each activation layer's outputs at the start and end of training."""
+    """Histograms of each activation layer's outputs at the start and end of training.
+
+    Parameters
+    ----------
+    start : dict[str, np.ndarray]
+        Activation outputs by layer name before training (from :class:`ActivationRecorder`).
+    end : dict[str, np.ndarray]
+        The same after training.
+
+    Returns
+    -------
+    Any
+        A matplotlib Figure.
+    """
     names = list(end or start)
     if not names:
         raise ValueError("no activations recorded (bp.monitors.ActivationRecorder)")

@@ -28,32 +28,54 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     float64 data and the same ``random_state``, ``fit`` reproduces scikit-learn's initial
     weights, batches, updates, ``loss_curve_`` and early-stopping split.
 
-    Extra parameters (their defaults keep scikit-learn's behaviour):
-        activation: also "leaky_relu", "elu", "gelu", "silu", "softplus", or a list with one
-            name per hidden layer.
-        solver: also "rmsprop", "adagrad", "adamw" (``learning_rate_init``, ``epsilon``,
-            ``beta_1``/``beta_2`` and ``weight_decay`` apply).
-        dropout: fraction of units dropped after each hidden activation (one rate, or a list);
-            refused with ``solver="lbfgs"``, whose line search needs a deterministic loss.
-        normalization: None, "batch" or "layer" (after each hidden Dense, before activation;
-            with "batch" a last batch of one row joins the previous batch).
-        l1: L1 penalty on the weights, scaled per sample like ``alpha``.
-        clip_norm: clip the global gradient norm of every update to this bound.
-        weight_decay: decoupled weight decay of the "adamw" solver.
-        schedule: a backprop Schedule (or its name) for the stochastic solvers; replaces
-            ``learning_rate``.
-        class_weight: None, "balanced" or ``{class: weight}``; multiplies ``sample_weight``.
-        dtype: None (the data's: float32 stays float32, the rest float64), "float32" or
-            "float64": the dtype of the weights and of the training arithmetic.
-        callbacks: backprop Callbacks, run by the Trainer after the estimator's own.
-        l1_method: "subgradient" (``l1 * sign(w)`` in the gradient) or "proximal"
-            (soft-thresholding after each step: exact zeros; not with "lbfgs").
-        sparsity: fraction of the weights to prune by magnitude (:mod:`backprop.pruning`),
-            raised along Zhu & Gupta's cubic curve over the first ``pruning_epochs`` epochs;
-            if training stops before that, the rest is pruned in one shot at the end (with a
-            warning). 0 prunes nothing.
-        pruning_epochs: epochs over which the sparsity rises to ``sparsity``.
+    Parameters
+    ----------
+    hidden_layer_sizes, alpha, batch_size, learning_rate, learning_rate_init, power_t : see scikit-learn
+        As in scikit-learn, with its defaults and meanings; so are ``max_iter``, ``shuffle``,
+        ``random_state``, ``tol``, ``verbose``, ``warm_start``, ``momentum``,
+        ``nesterovs_momentum``, ``early_stopping``, ``validation_fraction``, ``beta_1``,
+        ``beta_2``, ``epsilon``, ``n_iter_no_change`` and ``max_fun``.
+    activation
+        also "leaky_relu", "elu", "gelu", "silu", "softplus", or a list with one
+        name per hidden layer.
+    solver
+        also "rmsprop", "adagrad", "adamw" (``learning_rate_init``, ``epsilon``,
+        ``beta_1``/``beta_2`` and ``weight_decay`` apply).
+    dropout
+        fraction of units dropped after each hidden activation (one rate, or a list);
+        refused with ``solver="lbfgs"``, whose line search needs a deterministic loss.
+    normalization
+        None, "batch" or "layer" (after each hidden Dense, before activation;
+        with "batch" a last batch of one row joins the previous batch).
+    l1
+        L1 penalty on the weights, scaled per sample like ``alpha``.
+    clip_norm
+        clip the global gradient norm of every update to this bound.
+    weight_decay
+        decoupled weight decay of the "adamw" solver.
+    schedule
+        a backprop Schedule (or its name) for the stochastic solvers; replaces
+        ``learning_rate``.
+    class_weight
+        None, "balanced" or ``{class: weight}``; multiplies ``sample_weight``.
+    dtype
+        None (the data's: float32 stays float32, the rest float64), "float32" or
+        "float64": the dtype of the weights and of the training arithmetic.
+    callbacks
+        backprop Callbacks, run by the Trainer after the estimator's own.
+    l1_method
+        "subgradient" (``l1 * sign(w)`` in the gradient) or "proximal" (soft-thresholding
+        after each step: exact zeros; not with "lbfgs").
+    sparsity
+        fraction of the weights to prune by magnitude (:mod:`backprop.pruning`), raised along
+        Zhu & Gupta's cubic curve over the first ``pruning_epochs`` epochs; if training stops
+        before that, the rest is pruned in one shot at the end (with a warning). 0 prunes
+        nothing.
+    pruning_epochs
+        epochs over which the sparsity rises to ``sparsity``.
 
+    Notes
+    -----
     Extra fit argument ``validation_data=(X_val, y_val[, w_val])``: the validation set for
     ``early_stopping`` instead of a split of (X, y), and for ``validation_loss_curve_`` and
     ``validation_scores_`` even without early stopping.
@@ -257,11 +279,33 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return float(accuracy_score(y, self._decode(z), sample_weight=sample_weight))
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted labels ``(n_samples,)`` (or an indicator matrix for multi-label)."""
+        """Predicted labels ``(n_samples,)`` (or an indicator matrix for multi-label).
+
+        Parameters
+        ----------
+        X : Any
+            Input rows ``(n_samples, n_features)``, dense or scipy.sparse.
+
+        Returns
+        -------
+        np.ndarray
+            Labels ``(n_samples,)``, or an indicator matrix ``(n_samples, n_classes)`` for multi-label targets.
+        """
         return self._decode(self._forward(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Probabilities ``(n_samples, n_classes)`` in the order of ``classes_``."""
+        """Probabilities ``(n_samples, n_classes)`` in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : Any
+            Input rows ``(n_samples, n_features)``, dense or scipy.sparse.
+
+        Returns
+        -------
+        np.ndarray
+            Probabilities ``(n_samples, n_classes)``, columns in the order of ``classes_``.
+        """
         check_is_fitted(self, "model_")
         p = self._link(self._forward(X))
         if self.n_outputs_ == 1:
@@ -270,7 +314,18 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return p
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        """``log(predict_proba(X))``."""
+        """``log(predict_proba(X))``.
+
+        Parameters
+        ----------
+        X : Any
+            Input rows ``(n_samples, n_features)``, dense or scipy.sparse.
+
+        Returns
+        -------
+        np.ndarray
+            Log-probabilities ``(n_samples, n_classes)``.
+        """
         p = self.predict_proba(X)
         return np.log(p, out=p)
 

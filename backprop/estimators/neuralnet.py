@@ -40,22 +40,32 @@ LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
 class NeuralNet(BaseEstimator):
     """Shared parameters, fitting and prediction (subclasses choose the loss and the targets).
 
-    Args:
-        layers: the network, without its output layer when ``output_layer`` is True: a list of
-            layers (copied at every fit), or a function returning a fresh list. None: one hidden
-            layer ``[Dense(100), ReLU()]``.
-        output_layer: append ``Dense(n_outputs)``.
-        optimizer: a name ("adam", "sgd", ..., "lbfgs") built with ``lr``, or an Optimizer
-            instance (copied at every fit; ``lr`` is then ignored).
-        lr: learning rate for an optimizer given by name.
-        mode, batch_size, epochs, shuffle, l1, l2, clip_norm, clip_value, schedule, callbacks:
-            the :class:`~backprop.Trainer`'s options (callbacks are copied at every fit).
-        validation_split: fraction of the training data held out; ``history_`` then has
-            ``val_loss``.
-        dtype: "float32", "float64", or None (default) for the dtype of X (float32 X trains a
-            float32 network; float64 X, like scikit-learn's, a float64 one; token ids float32).
-        random_state: None, an int or a RandomState: initial weights, dropout, batch order.
-        warm_start: continue training ``model_`` on the next fit instead of starting over.
+    Parameters
+    ----------
+    layers : LayerStack, default None
+        the network, without its output layer when ``output_layer`` is True: a list of
+        layers (copied at every fit), or a function returning a fresh list. None: one hidden
+        layer ``[Dense(100), ReLU()]``.
+    output_layer : bool, default True
+        append ``Dense(n_outputs)``.
+    optimizer : Any, default 'adam'
+        a name ("adam", "sgd", ..., "lbfgs") built with ``lr``, or an Optimizer
+        instance (copied at every fit; ``lr`` is then ignored).
+    lr : float, default 0.001
+        learning rate for an optimizer given by name.
+    mode, batch_size, epochs, shuffle, l1, l2, clip_norm, clip_value, schedule, callbacks
+        the :class:`~backprop.Trainer`'s options (callbacks are copied at every fit).
+    validation_split : float | None, default None
+        fraction of the training data held out; ``history_`` then has
+        ``val_loss``.
+    dtype : str | None, default None
+        "float32", "float64", or None (default) for the dtype of X (float32 X trains a
+        float32 network; float64 X, like scikit-learn's, a float64 one; token ids float32).
+    random_state : Any, default None
+        None, an int or a RandomState: initial weights, dropout, batch order.
+    warm_start : bool, default False
+        continue training ``model_`` on the next fit instead of starting over.
+
     """
 
     def __init__(
@@ -219,6 +229,11 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
 
     ``y`` holds one label per sample (numbers or strings); ``classes_`` are the sorted labels.
     See :class:`NeuralNet` for the parameters.
+
+    Parameters
+    ----------
+    layers, output_layer, optimizer, lr, mode, batch_size, epochs : see NeuralNet
+        These and the other parameters are those of :class:`NeuralNet`.
     """
 
     def _loss(self) -> losses_mod.Loss:
@@ -242,14 +257,36 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities ``(n_samples, n_classes)``: the softmax of the logits."""
+        """Class probabilities ``(n_samples, n_classes)``: the softmax of the logits.
+
+        Parameters
+        ----------
+        X : Any
+            Input samples, of the shape the network was fitted on.
+
+        Returns
+        -------
+        np.ndarray
+            Probabilities ``(n_samples, n_classes)``, columns in the order of ``classes_``.
+        """
         return special.softmax(self._outputs(X).astype(np.float64), axis=1)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         return special.log_softmax(self._outputs(X).astype(np.float64), axis=1)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each sample."""
+        """The most probable class of each sample.
+
+        Parameters
+        ----------
+        X : Any
+            Input samples, of the shape the network was fitted on.
+
+        Returns
+        -------
+        np.ndarray
+            Labels ``(n_samples,)`` taken from ``classes_``.
+        """
         z = self._outputs(X)  # checks that the estimator is fitted, first
         return self.classes_[np.argmax(z, axis=1)]
 
@@ -257,10 +294,13 @@ class NeuralNetClassifier(ClassifierMixin, NeuralNet):
 class NeuralNetRegressor(RegressorMixin, NeuralNet):
     """Regression over any layer stack.
 
-    Args:
-        loss: "mse" (default), "mae", "huber" or "poisson" (the network outputs log-rates and
-            ``predict`` returns ``exp`` of them; targets must be counts >= 0).
+    Parameters
+    ----------
+    loss : str, default 'mse'
+        "mse" (default), "mae", "huber" or "poisson" (the network outputs log-rates and
+        ``predict`` returns ``exp`` of them; targets must be counts >= 0).
         (the rest: see :class:`NeuralNet`)
+
     """
 
     LOSSES = ("mse", "mae", "huber", "poisson")
@@ -334,7 +374,18 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
         return Y  # float64; the loss casts it to the network's dtype batch by batch
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions ``(n_samples,)`` for a 1-D training target, else ``(n, n_outputs)``."""
+        """Predictions ``(n_samples,)`` for a 1-D training target, else ``(n, n_outputs)``.
+
+        Parameters
+        ----------
+        X : Any
+            Input samples, of the shape the network was fitted on.
+
+        Returns
+        -------
+        np.ndarray
+            ``(n_samples,)`` for a 1-D training target, else ``(n_samples, n_outputs)``.
+        """
         z = self._outputs(X).astype(np.float64)
         p = np.exp(z) if self.loss == "poisson" else z
         return p.ravel() if self._y_1d and p.shape[1] == 1 else p

@@ -24,6 +24,14 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     ``class_weight`` and ``classes_``), plus scikit-learn's ``loss`` ("squared_error" or
     "poisson"). Single- and multi-output targets; ``predict`` returns ``(n_samples,)`` for one
     output and ``(n_samples, n_outputs)`` otherwise.
+
+    Parameters
+    ----------
+    loss : str, default "squared_error"
+        "squared_error" or "poisson", as in scikit-learn.
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate : see MLPClassifier
+        These and the other parameters are those of :class:`MLPClassifier` (scikit-learn's and
+        the extras), without ``class_weight``.
     """
 
     def __init__(
@@ -147,7 +155,18 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return float(r2_score(y, p.ravel() if p.shape[1] == 1 else p, sample_weight=sample_weight))
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
+        """Predictions ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``.
+
+        Parameters
+        ----------
+        X : Any
+            Input rows ``(n_samples, n_features)``, dense or scipy.sparse.
+
+        Returns
+        -------
+        np.ndarray
+            ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``.
+        """
         p = self._link(self._forward(X))
         return p.ravel() if p.shape[1] == 1 else p
 

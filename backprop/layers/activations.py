@@ -164,7 +164,13 @@ class ReLU(Activation):
 
 @register_layer
 class LeakyReLU(Activation):
-    """``y = x`` for ``x > 0`` else ``negative_slope * x``."""
+    """``y = x`` for ``x > 0`` else ``negative_slope * x``.
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        Slope for ``x <= 0``.
+    """
 
     derivative = "1 if x > 0 else negative_slope"
 
@@ -186,7 +192,13 @@ class LeakyReLU(Activation):
 
 @register_layer
 class ELU(Activation):
-    """``y = x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``."""
+    """``y = x`` for ``x > 0`` else ``alpha * (exp(x) - 1)``.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        Saturation value ``-alpha`` for large negative inputs.
+    """
 
     derivative = "1 if x > 0 else y + alpha   (= alpha exp(x))"
 
@@ -209,7 +221,13 @@ class ELU(Activation):
 
 @register_layer
 class GELU(Activation):
-    """Gaussian error linear unit ``y = x * Phi(x)``; ``approximate="tanh"`` for the tanh form."""
+    """Gaussian error linear unit ``y = x * Phi(x)``; ``approximate="tanh"`` for the tanh form.
+
+    Parameters
+    ----------
+    approximate : str, default 'none'
+        "none" for the exact ``Phi`` (error function) or "tanh" for the tanh approximation.
+    """
 
     derivative = "Phi(x) + x phi(x)   (Phi, phi: the standard normal CDF and PDF)"
 
@@ -320,9 +338,13 @@ class PReLU(Layer):
     feature ``j`` of the last axis. ``alpha`` has shape ``(n_features,)``;
     ``dalpha_j = sum g_.j * min(x_.j, 0)`` over every other axis.
 
-    Args:
-        n_features: the last axis' width; None (default) learns it when the layer is built.
-        init: the initial slope.
+    Parameters
+    ----------
+    n_features : int | None, default None
+        the last axis' width; None (default) learns it when the layer is built.
+    init : float, default 0.25
+        the initial slope.
+
     """
 
     def __init__(

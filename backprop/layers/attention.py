@@ -44,10 +44,15 @@ from .registry import register_layer
 class MultiHeadSelfAttention(Layer):
     """Scaled dot-product self-attention over ``(n, t, d)``; see the module docstring.
 
-    Args:
-        num_heads: h, the number of heads.
-        key_dim: k, the width of each head's queries, keys and values.
-        causal: when True, step i attends only to steps j <= i.
+    Parameters
+    ----------
+    num_heads : int
+        h, the number of heads.
+    key_dim : int
+        k, the width of each head's queries, keys and values.
+    causal : bool, default False
+        when True, step i attends only to steps j <= i.
+
     """
 
     supports_mask = True
@@ -143,13 +148,15 @@ class MultiHeadSelfAttention(Layer):
         self._backward(grad_out)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """Given ``dy`` ``(n, t, d)``, per head (shapes ``(n, h, t, k)`` and ``(n, h, t, t)``)::
+        """The gradients of the attention block, given ``dy`` ``(n, t, d)``.
 
-        dWo = O^T dy   dbo = sum dy   dO = dy @ Wo^T
-        dA = dO @ V^T   dV = A^T @ dO
-        dS = A * (dA - sum_j dA * A)                 the softmax Jacobian
-        dQ = dS @ K / sqrt(k)   dK = dS^T @ Q / sqrt(k)
-        dWq = x^T dQ (likewise K, V)   dx = dQ Wq^T + dK Wk^T + dV Wv^T     (n, t, d)
+        Per head (shapes ``(n, h, t, k)`` and ``(n, h, t, t)``)::
+
+            dWo = O^T dy   dbo = sum dy   dO = dy @ Wo^T
+            dA = dO @ V^T   dV = A^T @ dO
+            dS = A * (dA - sum_j dA * A)                 the softmax Jacobian
+            dQ = dS @ K / sqrt(k)   dK = dS^T @ Q / sqrt(k)
+            dWq = x^T dQ (likewise K, V)   dx = dQ Wq^T + dK Wk^T + dV Wv^T     (n, t, d)
         """
         return self._backward(grad_out)
 

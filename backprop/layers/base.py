@@ -125,15 +125,23 @@ class Layer:
     """Base class of every layer. Subclasses override ``forward`` and ``backward``, and ``build``
     when the output shape differs from the input shape or parameters depend on it.
 
-    Attributes:
-        params: dict of parameter arrays (empty for parameter-free layers).
-        grads: dict of gradient arrays with the same keys and shapes as ``params``.
-        buffers: dict of non-trained state arrays (saved, not optimized).
-        trainable: when False the layer's parameters are frozen.
-        in_shape / out_shape: per-sample shapes, None until ``build``.
-        in_features / out_features: last-axis widths when the layer fixes them, else None.
-        integer_input: class attribute; True for layers that take integer input (Embedding), so
-            that models and trainers do not cast X to float for them.
+    Attributes
+    ----------
+    params : dict
+        Parameter arrays (empty for parameter-free layers).
+    grads : dict
+        Gradient arrays with the same keys and shapes as ``params``.
+    buffers : dict
+        Non-trained state arrays (saved, not optimized).
+    trainable : bool
+        When False the layer's parameters are frozen.
+    in_shape, out_shape : tuple of int or None
+        Per-sample shapes, None until ``build``.
+    in_features, out_features : int or None
+        Last-axis widths when the layer fixes them, else None.
+    integer_input : bool
+        Class attribute; True for layers that take integer input (Embedding), so that models
+        and trainers do not cast X to float for them.
     """
 
     in_features: int | None = None

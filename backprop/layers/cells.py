@@ -51,13 +51,20 @@ ACTIVATIONS = ("tanh", "relu")
 class RNN(Recurrent):
     """Elman RNN ``h_s = act(x_s @ W + b + h_{s-1} @ U)``; see the module docstring.
 
-    Args:
-        units: H, the size of the state.
-        activation: "tanh" (default) or "relu".
-        return_sequences: output every step's state ``(n, t, H)`` instead of one ``(n, H)``.
-        reduce: without return_sequences, "last" (state after the last valid step) or "mean"
-            (mean of the states over valid steps).
-        truncate: truncated BPTT through at most this many steps (see :mod:`.recurrent`).
+    Parameters
+    ----------
+    units : int
+        H, the size of the state.
+    activation : str, default 'tanh'
+        "tanh" (default) or "relu".
+    return_sequences : bool, default False
+        output every step's state ``(n, t, H)`` instead of one ``(n, H)``.
+    reduce : str, default 'last'
+        without return_sequences, "last" (state after the last valid step) or "mean"
+        (mean of the states over valid steps).
+    truncate : int | None, default None
+        truncated BPTT through at most this many steps (see :mod:`.recurrent`).
+
     """
 
     n_gates = 1
@@ -113,11 +120,16 @@ class RNN(Recurrent):
 class LSTM(Recurrent):
     """Long short-term memory with PyTorch's gates (i, f, g, o); see the module docstring.
 
-    Args:
-        units: H, the size of the state and of the cell.
-        forget_bias: initial value of the forget-gate block of ``b`` (1.0 by default, which keeps
-            the cell open early in training); None keeps PyTorch's uniform initialization.
-        return_sequences, reduce, truncate: as for :class:`RNN`.
+    Parameters
+    ----------
+    units : int
+        H, the size of the state and of the cell.
+    forget_bias : float | None, default 1.0
+        initial value of the forget-gate block of ``b`` (1.0 by default, which keeps
+        the cell open early in training); None keeps PyTorch's uniform initialization.
+    return_sequences, reduce, truncate : bool, default False
+        as for :class:`RNN`.
+
     """
 
     n_gates = 4
@@ -214,8 +226,15 @@ class LSTM(Recurrent):
 class GRU(Recurrent):
     """Gated recurrent unit with PyTorch's equations (r, z, n); see the module docstring.
 
-    Args: as for :class:`RNN` without ``activation``. Parameters: ``W``, ``U``, ``b`` and the
-    recurrent bias of the n block ``b_hn`` ``(H,)``, which the reset gate multiplies.
+    Parameters
+    ----------
+    units, return_sequences, reduce, truncate
+        As for :class:`RNN` (there is no ``activation``).
+
+    Notes
+    -----
+    Learned parameters: ``W``, ``U``, ``b`` and the recurrent bias of the n block ``b_hn``
+    ``(H,)``, which the reset gate multiplies.
     """
 
     n_gates = 3

@@ -47,9 +47,12 @@ def _merged(children: list[Layer], what: str) -> dict[str, np.ndarray]:
 class Residual(Layer):
     """``y = x + f(x)``: a skip connection around ``layers`` (which must keep the shape).
 
-    Args:
-        layers: the layers of ``f``, in order (Layer objects, or their specs
-            ``{"type", "config", "trainable"}`` as :meth:`config` writes them).
+    Parameters
+    ----------
+    layers : Iterable[Layer | dict[str, Any]]
+        the layers of ``f``, in order (Layer objects, or their specs
+        ``{"type", "config", "trainable"}`` as :meth:`config` writes them).
+
     """
 
     def __init__(self, layers: Iterable[Layer | dict[str, Any]]) -> None:

@@ -164,18 +164,27 @@ class Conv2D(_Conv):
 
     Parameters
     ----------
-    filters : number of output channels ``f``.
-    kernel_size : ``k`` or ``(kh, kw)``.
-    stride : ``s`` or ``(sh, sw)`` (default 1).
-    padding : ``"valid"`` (none), ``"same"`` (``oh = ceil(h / sh)``; an odd total puts the extra
+    filters : int
+        Number of output channels ``f``.
+    kernel_size : int or (int, int)
+        ``k`` or ``(kh, kw)``.
+    stride : int or (int, int), default 1
+        ``s`` or ``(sh, sw)``.
+    padding : str, int or (int, int), default "valid"
+        ``"valid"`` (none), ``"same"`` (``oh = ceil(h / sh)``; an odd total puts the extra
         row/column after, as TensorFlow does) or an int ``p`` (or ``(ph, pw)``) of zeros on both
         sides.
-    dilation : ``d`` or ``(dh, dw)``: the kernel reads every d-th input (default 1).
-    init : weight initializer name or ``"auto"`` (He before a ReLU inside a Sequential, Glorot
+    dilation : int or (int, int), default 1
+        ``d`` or ``(dh, dw)``: the kernel reads every d-th input.
+    init : str or callable, default "auto"
+        Weight initializer name or ``"auto"`` (He before a ReLU inside a Sequential, Glorot
         otherwise), with ``fan_in = kh*kw*c`` and ``fan_out = f``.
-    bias_init : bias initializer name (zeros by default).
+    bias_init : str or callable, default "zeros"
+        Bias initializer name.
 
-    Parameters: ``W`` ``(kh, kw, c_in, filters)`` and ``b`` ``(filters,)``.
+    Notes
+    -----
+    Learned parameters: ``W`` ``(kh, kw, c_in, filters)`` and ``b`` ``(filters,)``.
     """
 
     ndim = 2
@@ -187,6 +196,23 @@ class Conv1D(_Conv):
 
     Same arguments as :class:`Conv2D` with ints for ``kernel_size``, ``stride``, ``padding`` and
     ``dilation``. Parameters: ``W`` ``(k, c_in, filters)`` and ``b`` ``(filters,)``.
+
+    Parameters
+    ----------
+    filters : int
+        Number of output channels.
+    kernel_size : Ints
+        Kernel length ``k``.
+    stride : Ints, default 1
+        Step between kernel positions.
+    padding : Padding, default 'valid'
+        "valid", "same" or an int of zeros on each side.
+    dilation : Ints, default 1
+        Spacing between kernel taps.
+    init : str | Any, default 'auto'
+        Weight initializer name or callable ("auto": He before the ReLU family, Glorot otherwise).
+    bias_init : str | Any, default 'zeros'
+        Bias initializer name or callable.
     """
 
     ndim = 1

@@ -37,17 +37,25 @@ class Dense(Layer):
     ``Dense(in_features, out_features)`` fixes it (and then owns initialized arrays right away,
     so it can be used on its own).
 
-    Args:
-        *sizes: ``(out_features,)`` or ``(in_features, out_features)``.
-        in_features, out_features: the same sizes as keywords.
-        init: weight initializer name (see :mod:`backprop.initializers`) or callable. ``"auto"``
-            picks He for the ReLU family and Glorot otherwise, from the activation that follows
-            the layer inside a ``Sequential`` (Glorot uniform when the layer stands alone).
-        bias_init: bias initializer name or callable (zeros by default).
-        dtype: dtype of a stand-alone layer's arrays ("float32" or "float64"); a ``Sequential``
-            replaces it with its own.
-        seed: seed or generator for a stand-alone layer's initial weights; a ``Sequential``
-            re-initializes every layer from its own seed.
+    Parameters
+    ----------
+    *sizes : int
+        ``(out_features,)`` or ``(in_features, out_features)``.
+    in_features, out_features : int | None, default None
+        the same sizes as keywords.
+    init : str | Any, default 'auto'
+        weight initializer name (see :mod:`backprop.initializers`) or callable. ``"auto"``
+        picks He for the ReLU family and Glorot otherwise, from the activation that follows
+        the layer inside a ``Sequential`` (Glorot uniform when the layer stands alone).
+    bias_init : str | Any, default 'zeros'
+        bias initializer name or callable (zeros by default).
+    dtype : Any, default 'float32'
+        dtype of a stand-alone layer's arrays ("float32" or "float64"); a ``Sequential``
+        replaces it with its own.
+    seed : int | np.random.Generator | None, default None
+        seed or generator for a stand-alone layer's initial weights; a ``Sequential``
+        re-initializes every layer from its own seed.
+
     """
 
     accepts_sparse = True  # a scipy.sparse batch may come in as the model's input

@@ -24,10 +24,14 @@ from .registry import register_layer
 class Dropout(Layer):
     """Inverted dropout with ``drop_rate`` = fraction of units set to zero while training.
 
-    Args:
-        drop_rate: probability of dropping each unit, in ``[0, 1)``.
-        seed: seed or generator for a stand-alone layer; inside a ``Sequential`` the masks come
-            from the model's dropout stream (separate from the initialization stream).
+    Parameters
+    ----------
+    drop_rate : float, default 0.5
+        probability of dropping each unit, in ``[0, 1)``.
+    seed : int | np.random.Generator | None, default None
+        seed or generator for a stand-alone layer; inside a ``Sequential`` the masks come
+        from the model's dropout stream (separate from the initialization stream).
+
     """
 
     init_transparent = True

@@ -40,10 +40,15 @@ class _SequenceLayer(Layer):
 class Embedding(Layer):
     """Lookup table ``E`` ``(vocab_size, dim)``: ids ``(n, t)`` -> vectors ``(n, t, dim)``.
 
-    Args:
-        vocab_size: number of ids; valid ids are ``0 .. vocab_size - 1``.
-        dim: width of each vector.
-        mask_zero: treat id 0 as padding (zero output, no gradient, and a mask for later layers).
+    Parameters
+    ----------
+    vocab_size : int
+        number of ids; valid ids are ``0 .. vocab_size - 1``.
+    dim : int
+        width of each vector.
+    mask_zero : bool, default False
+        treat id 0 as padding (zero output, no gradient, and a mask for later layers).
+
     """
 
     integer_input = True

@@ -68,7 +68,13 @@ def check_sequence(x: np.ndarray, layer: Layer, features: int | None) -> None:
 @register_layer
 class Masking(Layer):
     """Identity on ``(n, t, d)`` that marks a step as padding when all of its ``d`` features equal
-    ``mask_value``: ``mask[i, s] = any_k x[i, s, k] != mask_value``."""
+    ``mask_value``: ``mask[i, s] = any_k x[i, s, k] != mask_value``.
+
+    Parameters
+    ----------
+    mask_value : float, default 0.0
+        A step whose features all equal this value is padding.
+    """
 
     supports_mask = True
 
@@ -106,6 +112,11 @@ class SequencePool(Layer):
     ``L_i`` the last valid step (the last step without a mask); ``dx`` is ``dy`` there, 0
     elsewhere. Used after attention blocks; recurrent layers do the same with
     ``return_sequences=False``.
+
+    Parameters
+    ----------
+    reduce : str, default 'mean'
+        "mean" (over the valid steps) or "last" (the last valid step).
     """
 
     supports_mask = True

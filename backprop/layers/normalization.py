@@ -116,11 +116,17 @@ class _Normalization(Layer):
 class BatchNorm(_Normalization):
     """Batch normalization over every axis but the last, with running statistics for inference.
 
-    Args:
-        n_features: width ``d`` of the last axis; None (default) learns it when built.
-        momentum: weight of the old running value in the update (0.9 keeps 90% of it).
-        eps: added to the variance before the square root.
+    Parameters
+    ----------
+    n_features : int | None, default None
+        width ``d`` of the last axis; None (default) learns it when built.
+    momentum : float, default 0.9
+        weight of the old running value in the update (0.9 keeps 90% of it).
+    eps : float, default 1e-05
+        added to the variance before the square root.
 
+    Notes
+    -----
     Training with the running statistics instead of the batch's (they are used as constants,
     and not updated), in two cases:
 
@@ -190,9 +196,13 @@ class BatchNorm(_Normalization):
 class LayerNorm(_Normalization):
     """Layer normalization over the last axis of each sample (same in training and inference).
 
-    Args:
-        n_features: width ``d`` of the last axis; None (default) learns it when built.
-        eps: added to the variance before the square root.
+    Parameters
+    ----------
+    n_features : int | None, default None
+        width ``d`` of the last axis; None (default) learns it when built.
+    eps : float, default 1e-05
+        added to the variance before the square root.
+
     """
 
     def __init__(

@@ -155,28 +155,68 @@ class _AvgPool(_Pool):
 @register_layer
 class MaxPool2D(_MaxPool):
     """Max pooling on ``(n, h, w, c)``: ``pool_size`` (k or (kh, kw), default 2), ``stride``
-    (default ``pool_size``), ``padding`` ("valid", "same" or int < pool size)."""
+    (default ``pool_size``), ``padding`` ("valid", "same" or int < pool size).
+
+    Parameters
+    ----------
+    pool_size : Ints, default 2
+        Window size (an int, or one int per spatial axis).
+    stride : Ints | None, default None
+        Step between windows; None: ``pool_size``.
+    padding : Padding, default 'valid'
+        "valid" (none), "same" (output size ``ceil(in / stride)``) or an int smaller than the window.
+    """
 
     ndim = 2
 
 
 @register_layer
 class AvgPool2D(_AvgPool):
-    """Average pooling on ``(n, h, w, c)``; arguments as :class:`MaxPool2D`."""
+    """Average pooling on ``(n, h, w, c)``; arguments as :class:`MaxPool2D`.
+
+    Parameters
+    ----------
+    pool_size : Ints, default 2
+        Window size (an int, or one int per spatial axis).
+    stride : Ints | None, default None
+        Step between windows; None: ``pool_size``.
+    padding : Padding, default 'valid'
+        "valid" (none), "same" (output size ``ceil(in / stride)``) or an int smaller than the window.
+    """
 
     ndim = 2
 
 
 @register_layer
 class MaxPool1D(_MaxPool):
-    """Max pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``."""
+    """Max pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``.
+
+    Parameters
+    ----------
+    pool_size : Ints, default 2
+        Window size (an int, or one int per spatial axis).
+    stride : Ints | None, default None
+        Step between windows; None: ``pool_size``.
+    padding : Padding, default 'valid'
+        "valid" (none), "same" (output size ``ceil(in / stride)``) or an int smaller than the window.
+    """
 
     ndim = 1
 
 
 @register_layer
 class AvgPool1D(_AvgPool):
-    """Average pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``."""
+    """Average pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``.
+
+    Parameters
+    ----------
+    pool_size : Ints, default 2
+        Window size (an int, or one int per spatial axis).
+    stride : Ints | None, default None
+        Step between windows; None: ``pool_size``.
+    padding : Padding, default 'valid'
+        "valid" (none), "same" (output size ``ceil(in / stride)``) or an int smaller than the window.
+    """
 
     ndim = 1
 

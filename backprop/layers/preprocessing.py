@@ -28,12 +28,20 @@ from .registry import register_layer
 class Standardize(Layer):
     """Per-feature standardization ``y = (x - mean) / scale`` with saved statistics.
 
-    Args:
-        n_features: number of features ``d``.
-        mean, scale: the statistics, arrays of shape ``(d,)`` (default: 0 and 1, the identity);
-            or call :meth:`adapt` on training data. A scale of 0 is replaced by 1.
-        inverse: apply ``y = x * scale + mean`` instead (undo a standardization).
+    Parameters
+    ----------
+    n_features : int
+        number of features ``d``.
+    mean, scale : Any, default None
+        the statistics, arrays of shape ``(d,)`` (default: 0 and 1, the identity);
+        or call :meth:`adapt` on training data. A scale of 0 is replaced by 1.
+    inverse : bool, default False
+        apply ``y = x * scale + mean`` instead (undo a standardization).
+    dtype : str, default "float32"
+        dtype of the statistics buffers.
 
+    Notes
+    -----
     The statistics are buffers: ``model.state_dict()`` and model files hold them, optimizers and
     L1/L2 never touch them. ``reset_buffers`` puts back the values given here (or by ``adapt``).
     """

@@ -27,7 +27,18 @@ def register_layer(cls: type[Layer]) -> type[Layer]:
     """Class decorator: make ``cls`` known to files, configs and the command line by its name.
 
     Registering another class under a name already taken is an error (re-running the same class
-    definition, in a notebook say, replaces the old entry)."""
+    definition, in a notebook say, replaces the old entry).
+
+    Parameters
+    ----------
+    cls : type[Layer]
+        A :class:`Layer` subclass.
+
+    Returns
+    -------
+    type[Layer]
+        ``cls`` itself, registered.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register_layer expects a subclass of backprop.Layer, got {cls!r}")
     name = cls.__name__
