@@ -66,7 +66,7 @@ def run_backprop(X, y, batch, epochs, flush: bool) -> np.ndarray:
 
     class Stamp(bp.Callback):
         def on_batch_end(self, trainer, b, logs):
-            if trainer.step_count % WINDOW == 0:
+            if trainer.step % WINDOW == 0:
                 stamps.append(time.perf_counter())
 
     trainer = bp.Trainer(

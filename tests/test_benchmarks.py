@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,3 +98,19 @@ def test_sequence_benchmark_runs_and_reports_finite_ratios():
     )
     assert [r["benchmark"][:4] for r in rows] == ["LSTM", "tran"]
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
+
+
+def test_steps_benchmark_times_every_window_of_updates():
+    """benchmarks/steps.py (speed over many epochs): its backprop runs, with and without the
+    subnormal flush, return one time per 100 updates, all positive (no speed is asserted)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    steps = importlib.import_module("benchmarks.steps")
+    rng = np.random.default_rng(0)
+    X = rng.random((3200, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 3200)
+    for flush in (True, False):
+        times = steps.run_backprop(X, y, 32, 2, flush=flush)  # 200 updates: 2 windows
+        assert times.shape == (2,) and np.all(times > 0)
+    summary = steps.summarize(np.array([1.0, 2.0, 1.0, 1.0]))
+    assert summary["slowest_over_median"] == 2.0
