@@ -14,6 +14,7 @@ from .activations import (
     Tanh,
 )
 from .attention import MultiHeadSelfAttention
+from .augment import RandomShift2D
 from .base import Layer
 from .cells import GRU, LSTM, RNN
 from .containers import Residual
@@ -50,6 +51,7 @@ __all__ = [
     "Softplus",
     "Softmax",
     "Dropout",
+    "RandomShift2D",
     "BatchNorm",
     "LayerNorm",
     "Standardize",

@@ -1,0 +1,122 @@
+"""Data augmentation as a layer: random shifts of images while training, nothing at inference.
+
+``RandomShift2D(max_shift=k)`` moves every image of a training batch by its own random whole
+number of pixels, ``dy`` down and ``dx`` right, each drawn uniformly from ``{-k, ..., k}``;
+what leaves the frame is dropped and what enters it is zero. Channels last, ``x`` and ``y``
+``(n, h, w, c)``::
+
+    y[s, i, j, ch] = x[s, i - dy[s], j - dx[s], ch]   where that index lies inside the image,
+                     0                                 elsewhere.
+
+It is linear in ``x`` with 0/1 coefficients, and its adjoint moves the gradient back::
+
+    dx[s, p, q, ch] = G[s, p + dy[s], q + dx[s], ch]   where that index lies inside, 0 elsewhere.
+
+Both loop over the ``(2k + 1)**2`` possible shifts (one slice copy per shift that occurs, over
+every sample drawn with it), never over samples or pixels. Outside training the layer returns
+its input unchanged, so a saved model predicts on the images as they are. The shifts come from
+the model's dropout stream (``set_rng``), an explicit ``np.random.Generator``; the data set is
+never copied, only the batch being trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Layer
+from .registry import register_layer
+
+
+def _span(d: int, size: int) -> tuple[slice, slice]:
+    """Destination and source slices along one axis for a shift by ``d`` (|d| < size)."""
+    if d >= 0:
+        return slice(d, size), slice(0, size - d)
+    return slice(0, size + d), slice(-d, size)
+
+
+@register_layer
+class RandomShift2D(Layer):
+    """Shift each training image by up to ``max_shift`` pixels in each direction, zero-filled.
+
+    Parameters
+    ----------
+    max_shift : int, default 2
+        Largest shift ``k`` in pixels; ``dy`` and ``dx`` are drawn independently and uniformly
+        from ``{-k, ..., k}``, per image and per training batch. 0 makes the layer the identity.
+    seed : int | np.random.Generator | None, default None
+        Seed or generator for a stand-alone layer; inside a ``Sequential`` the shifts come from
+        the model's dropout stream.
+    """
+
+    init_transparent = True
+
+    def __init__(self, max_shift: int = 2, seed: int | np.random.Generator | None = None):
+        super().__init__()
+        if isinstance(max_shift, bool) or not isinstance(max_shift, int | np.integer):
+            raise ValueError(f"max_shift must be a non-negative integer, got {max_shift!r}")
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be a non-negative integer, got {max_shift!r}")
+        self.max_shift = int(max_shift)
+        self.rng = np.random.default_rng(seed)
+        self._shifts: np.ndarray | None = None
+
+    def set_rng(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Images ``(h, w, c)``; the output has the same shape."""
+        shape = tuple(int(s) for s in in_shape)
+        if len(shape) != 3:
+            raise ValueError(f"RandomShift2D expects images (h, w, c), got input shape {shape}")
+        return shape
+
+    def _check_images(self, x: np.ndarray) -> None:
+        if x.ndim != 4:
+            raise ValueError(f"RandomShift2D expects a batch (n, h, w, c), got shape {x.shape}")
+
+    def _move(self, src: np.ndarray, sign: int) -> np.ndarray:
+        """``out[s] = src[s]`` shifted by ``sign * shifts[s]``, zero-filled (sign -1: adjoint)."""
+        n, h, w, _ = src.shape
+        out = np.zeros_like(src)
+        shifts = self._shifts
+        k = self.max_shift
+        for dy in range(-k, k + 1):
+            if abs(dy) >= h:
+                continue
+            rows_to, rows_from = _span(sign * dy, h)
+            for dx in range(-k, k + 1):
+                if abs(dx) >= w:
+                    continue
+                sel = np.flatnonzero((shifts[0] == dy) & (shifts[1] == dx))
+                if sel.size == 0:
+                    continue
+                cols_to, cols_from = _span(sign * dx, w)
+                out[sel, rows_to, cols_to, :] = src[sel, rows_from, cols_from, :]
+        return out
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """``y`` ``(n, h, w, c)``: ``x`` shifted per image while training, ``x`` itself else."""
+        self._check_images(x)
+        if not training:
+            self._shifts = None
+            return x
+        k = self.max_shift
+        self._shifts = self.rng.integers(-k, k + 1, size=(2, x.shape[0]))
+        return self._move(x, 1)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """``dx = G`` shifted back by each image's ``(-dy, -dx)``, zero-filled; ``(n, h, w, c)``
+        (the identity after an inference forward)."""
+        if self._shifts is None:
+            return grad_out.copy()
+        if self._shifts.shape[1] != grad_out.shape[0]:
+            raise ValueError(
+                f"RandomShift2D.backward: gradient for {grad_out.shape[0]} images, the forward "
+                f"shifted {self._shifts.shape[1]}"
+            )
+        return self._move(grad_out, -1)
+
+    def config(self) -> dict[str, Any]:
+        return {"max_shift": self.max_shift}
