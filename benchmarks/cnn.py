@@ -18,9 +18,10 @@ pinned to ``--threads`` threads (threadpoolctl for NumPy, ``torch.set_num_thread
 Method: one warm-up epoch on ``--warmup`` rows per system, then ``--repeats`` rounds, each timing
 one epoch of every system back to back (order rotated per round); reported: median seconds per
 epoch and the median of per-round ratios backprop/torch. Memory: after training, the bytes held by
-every layer's reused scratch buffers (im2col matrices and padded inputs, ``workspace_nbytes``)
-against the largest activation of one batch (the largest ``batch * prod(out_shape)`` of any layer,
-in bytes).
+the reused scratch buffers (the convolution workspace that every conv layer shares, holding one
+chunk's padded input and im2col matrix, plus any layer's own buffers, ``workspace_nbytes``;
+the workspace is emptied before each batch size) against the largest activation of one batch
+(the largest ``batch * prod(out_shape)`` of any layer, in bytes).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from threadpoolctl import threadpool_limits
 
 import backprop as bp
 from backprop.app.datasets import load_mnist
+from backprop.layers import conv
 
 
 def lenet5_backprop(seed: int = 0) -> bp.Sequential:
@@ -107,8 +109,10 @@ def torch_epoch(X: np.ndarray, y: np.ndarray, batch: int) -> float:
 
 
 def memory_report(model: bp.Sequential, batch: int) -> tuple[int, int]:
-    """(scratch bytes of every layer, bytes of the largest activation of one batch)."""
-    scratch = sum(getattr(layer, "workspace_nbytes", 0) for layer in model.layers)
+    """(scratch bytes: the shared convolution workspace and every layer's own buffers; bytes
+    of the largest activation of one batch)."""
+    own = sum(getattr(layer, "workspace_nbytes", 0) for layer in model.layers)
+    scratch = conv.shared_workspace_nbytes() + own
     item = model.dtype.itemsize
     largest = max(batch * math.prod(layer.out_shape) * item for layer in model.layers)
     return scratch, largest
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with threadpool_limits(limits=args.threads):
         for batch in args.batches:
+            conv.clear_shared_workspace()  # measure this batch size's workspace only
             backprop_epoch(X[: args.warmup], y[: args.warmup], batch)
             if have_torch:
                 torch_epoch(X[: args.warmup], y[: args.warmup], batch)

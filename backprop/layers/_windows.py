@@ -16,6 +16,7 @@ offset-major, ``(kh, kw, n, oh, ow, c)``, so that each slice-add reads one conti
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,6 +132,17 @@ class Workspace:
             self._buffers[name] = buf
         return buf[:size].reshape(shape)
 
+    def get_many(self, name: str, shapes: Sequence[tuple[int, ...]], dtype: Any) -> list:
+        """C-contiguous arrays of ``shapes``, one after another in the single buffer ``name``
+        (so that the buffer is sized by the largest *sum* any one caller asks for)."""
+        sizes = [math.prod(shape) for shape in shapes]
+        flat = self.get(name, (sum(sizes),), dtype)
+        out, start = [], 0
+        for shape, size in zip(shapes, sizes, strict=True):
+            out.append(flat[start : start + size].reshape(shape))
+            start += size
+        return out
+
     @property
     def nbytes(self) -> int:
         """Bytes held by every buffer."""
@@ -144,3 +156,18 @@ class Workspace:
 
     def __getstate__(self) -> dict:
         return {"_buffers": {}}
+
+
+_local = threading.local()
+
+
+def shared_workspace() -> Workspace:
+    """This thread's workspace, shared by every convolution layer of every model.
+
+    It holds scratch only: nothing in it outlives one ``forward`` or ``backward`` call, so layers
+    that run one after another can all use it (each thread has its own, so models trained in
+    parallel threads do not share one)."""
+    ws = getattr(_local, "workspace", None)
+    if ws is None:
+        ws = _local.workspace = Workspace()
+    return ws

@@ -36,21 +36,63 @@ rows) with the kernel flipped in both spatial axes and transposed in its channel
 loops over the ``kh*kw`` offsets ``(a, b')``, each one a strided slice-add over every sample,
 position and channel; it never loops over pixels. ``dx`` is ``dxp`` without its padding.
 
-Memory: the im2col matrix lives in a per-layer buffer reused from step to step, and ``dX``
-overwrites it once ``dW2`` is computed (``X`` is not needed after that).
+Memory: chunks of samples and one shared workspace. The batch is processed in chunks of ``ns``
+samples (rows ``s0*oh*ow`` to ``s1*oh*ow`` of the matrices above; the last chunk may be
+shorter). For each chunk ``[s0, s1)``::
+
+    forward:   xpc  = pad(x[s0:s1])                  (ns, hp, wp, c)   only when padded
+               Xc   = im2col(xpc)                    (ns*oh*ow, K)
+               Y[rows of the chunk] = Xc @ W2        one product per chunk; then Y += b
+    backward:  Xc   = im2col(pad(x[s0:s1])) again,   from the input kept since forward
+               dW2 += Xc.T @ Gc                      Gc = G[rows of the chunk]  (ns*oh*ow, f)
+               dXc  = Gc @ W2.T  into Xc's buffer    (offset-major: (kh*kw, ns*oh*ow, c))
+               dxp[s0:s1] += col2im(dXc)             loops over the kh*kw offsets only
+    db = G.sum(axis=0) over the whole batch, once.
+
+The sums over rows split into sums over chunks, so the result equals the unchunked one up to
+float rounding. ``xpc`` and ``Xc`` live in one buffer of this thread's workspace that *every*
+convolution layer shares (:func:`~backprop.layers._windows.shared_workspace`): a layer keeps
+only a reference to its input between forward and backward (an activation the network holds
+anyway), so nothing of the workspace outlives a call and the buffer is sized by the largest
+chunk of any layer, reused from step to step. The chunk size is ::
+
+    ns = clip(floor(WORKSPACE_RATIO * n * max(in_size, out_size) / need), 1, n)
+    need = oh*ow*K + (hp*wp*c if padded else 0)      workspace elements per sample
+
+(``in_size``, ``out_size``: elements of one sample's input and output), evened out over
+``ceil(n / ns)`` chunks. So the workspace holds at most ``WORKSPACE_RATIO`` times the largest
+activation of the batch (or one sample's ``need`` when that is larger). The price is a second
+im2col copy per step in backward (none for a frozen layer); ``chunk_samples`` on an instance
+fixes ``ns`` (tests compare chunked and unchunked results with it). Inference uses fresh arrays
+of the same chunk size, so predicting in large batches leaves no large buffer behind.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from .. import initializers
-from ._windows import col2im_add, im2col_copy
+from ._windows import col2im_add, im2col_copy, shared_workspace
 from .base import check_positive_int
 from .registry import register_layer
 from .spatial import Ints, Padding, SpatialLayer
+
+#: A chunk's im2col workspace holds at most this many times the larger of a layer's input and
+#: output activations of the whole batch (see the module docstring).
+WORKSPACE_RATIO = 2.0
+
+
+def shared_workspace_nbytes() -> int:
+    """Bytes held by this thread's convolution workspace (shared by every Conv1D/Conv2D)."""
+    return shared_workspace().nbytes
+
+
+def clear_shared_workspace() -> None:
+    """Free this thread's convolution workspace (it is re-made, sized anew, on the next call)."""
+    shared_workspace().clear()
 
 
 class _Conv(SpatialLayer):
@@ -74,7 +116,8 @@ class _Conv(SpatialLayer):
         self.init = init
         self.bias_init = bias_init
         self.auto_init = "glorot_uniform"  # a Sequential picks He before a ReLU
-        self._cols: np.ndarray | None = None
+        self._x: np.ndarray | None = None  # the input, kept from forward to backward
+        self.chunk_samples: int | None = None  # None: the WORKSPACE_RATIO rule
 
     def _out_channels(self, c_in: int) -> int:
         return self.filters
@@ -100,53 +143,126 @@ class _Conv(SpatialLayer):
         W = store["W"]
         return W.reshape(W.size // self.filters, self.filters)
 
+    # -- chunks -----------------------------------------------------------------------------------
+    def _chunk(self, n: int) -> int:
+        """Samples per chunk for a batch of ``n`` (see the module docstring)."""
+        if self.chunk_samples is not None:
+            ns = int(self.chunk_samples)
+        else:
+            (oh, ow), (kh, kw) = self._out2, self._k2
+            c = self.in_shape[-1]
+            need = oh * ow * kh * kw * c + (math.prod(self._padded_shape(1, c)) if self._pad else 0)
+            act = max(math.prod(self.in_shape), math.prod(self.out_shape))
+            ns = int(WORKSPACE_RATIO * n * act // need)
+        ns = min(n, max(1, ns))
+        return -(-n // -(-n // ns))  # the same count of chunks, evened out
+
+    @property
+    def _pad(self) -> bool:
+        return any(p != 0 for pair in self._pads for p in pair)
+
+    def _chunk_buffers(self, ns: int, dtype: np.dtype, training: bool) -> list[np.ndarray]:
+        """``[xp, cols]`` (``[cols]`` without padding) for chunks of up to ``ns`` samples: views
+        of the shared workspace while training, fresh arrays at inference."""
+        (oh, ow), (kh, kw) = self._out2, self._k2
+        c = self.in_shape[-1]
+        shapes = [(ns * oh * ow, kh * kw * c)]
+        if self._pad:
+            shapes.insert(0, self._padded_shape(ns, c))
+        if training:
+            return shared_workspace().get_many(f"conv-{dtype}", shapes, dtype)
+        return [np.empty(shape, dtype=dtype) for shape in shapes]
+
+    def _chunk_cols(self, xc: np.ndarray, bufs: list[np.ndarray]) -> np.ndarray:
+        """The im2col matrix ``(ns*oh*ow, K)`` of the chunk ``xc`` ``(ns, h, w, c)``, in the
+        chunk buffers (the padded copy rewrites its whole border: other layers share it)."""
+        ns = xc.shape[0]
+        (oh, ow), (kh, kw) = self._out2, self._k2
+        c = xc.shape[-1]
+        src = xc
+        if self._pad:
+            (t, _), (left, _) = self._pads
+            h, w = xc.shape[1:3]
+            src = bufs[0][:ns]
+            src[:, :t] = 0
+            src[:, t + h :] = 0
+            src[:, t : t + h, :left] = 0
+            src[:, t : t + h, left + w :] = 0
+            src[:, t : t + h, left : left + w] = xc
+        cols = bufs[-1][: ns * oh * ow]
+        im2col_copy(cols.reshape(ns, oh, ow, kh, kw, c), self._windows(src))
+        return cols
+
+    # -- computation --------------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """``y = im2col(pad(x)) @ W2 + b``: ``(n, *in_shape)`` -> ``(n, *out_shape)``."""
+        """``y = im2col(pad(x)) @ W2 + b``, chunk by chunk: ``(n, *in_shape)`` ->
+        ``(n, *out_shape)``."""
         x4 = self._input4(x)
         n = x4.shape[0]
-        (oh, ow), (kh, kw) = self._out2, self._k2
-        c = x4.shape[-1]
-        cols = self._scratch("cols", (n * oh * ow, kh * kw * c), x4.dtype, training)
-        # im2col: one copy of the strided window view into the reused buffer.
-        im2col_copy(cols.reshape(n, oh, ow, kh, kw, c), self._windows(self._padded(x4, training)))
-        y = cols @ self._W2(self.params)
+        m = self._out2[0] * self._out2[1]
+        W2 = self._W2(self.params)
+        dtype = np.result_type(x4.dtype, W2.dtype)
+        ns = self._chunk(n)
+        bufs = self._chunk_buffers(ns, dtype, training)
+        y = np.empty((n * m, self.filters), dtype=dtype)
+        for s0 in range(0, n, ns):
+            s1 = min(n, s0 + ns)
+            cols = self._chunk_cols(x4[s0:s1], bufs)
+            np.matmul(cols, W2, out=y[s0 * m : s1 * m])
         y += self.params["b"]
-        self._cols = cols if training else None
+        self._x = x4 if training else None
         return y.reshape(n, *self.out_shape)
 
     def backward_params_only(self, grad_out: np.ndarray) -> None:
-        """``dW2 = X.T @ G`` and ``db = sum_rows G`` (see the module docstring)."""
-        self._param_grads(grad_out)
-        self._cols = None
-
-    def _param_grads(self, grad_out: np.ndarray) -> np.ndarray:
-        if self._cols is None:
-            raise self._missing_cache()
-        G = grad_out.reshape(self._cols.shape[0], self.filters)
-        if self.trainable:
-            np.matmul(self._cols.T, G, out=self._W2(self.grads))
-            np.add.reduce(G, axis=0, out=self.grads["b"])
-        else:
-            self.zero_grads()
-        return G
+        """``dW2 = sum over chunks of Xc.T @ Gc`` and ``db = sum_rows G`` (module docstring)."""
+        self._backward(grad_out, need_dx=False)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """``dW2 = X.T @ G``, ``db = sum_rows G``, ``dx = unpad(col2im(G @ W2.T))``.
+        """``dW2 = X.T @ G``, ``db = sum_rows G``, ``dx = unpad(col2im(G @ W2.T))``, chunk by
+        chunk with im2col recomputed from the kept input.
 
         ``grad_out`` is ``(n, *out_shape)``; returns ``(n, *in_shape)``.
         """
-        G = self._param_grads(grad_out)
-        cols, self._cols = self._cols, None
-        n = grad_out.shape[0]
+        return self._backward(grad_out, need_dx=True)
+
+    def _backward(self, grad_out: np.ndarray, need_dx: bool) -> np.ndarray | None:
+        if self._x is None:
+            raise self._missing_cache()
+        x4, self._x = self._x, None
+        n = x4.shape[0]
         (oh, ow), (kh, kw) = self._out2, self._k2
-        c = self.in_shape[-1]
-        # dX = G @ W2.T, computed offset-major: block (a, b) = G @ W[a, b].T, shape (m, c), one
-        # batched product written into X's buffer (X is no longer needed).
-        Wt = self.params["W"].reshape(kh * kw, c, self.filters).transpose(0, 2, 1)
-        blocks = np.matmul(G, Wt, out=cols.reshape(kh * kw, G.shape[0], c))
-        dxp = np.zeros(self._padded_shape(n, c), dtype=blocks.dtype)
-        col2im_add(dxp, blocks.reshape(kh, kw, n, oh, ow, c), self._s2, self._d2)
-        return self._unpad(dxp)
+        m, c, f = oh * ow, x4.shape[-1], self.filters
+        G = grad_out.reshape(n * m, f)
+        W = self.params["W"]
+        if self.trainable:
+            dW2 = self._W2(self.grads)
+            np.add.reduce(G, axis=0, out=self.grads["b"])
+        else:
+            self.zero_grads()
+            if not need_dx:
+                return None
+        dtype = np.result_type(x4.dtype, W.dtype)
+        ns = self._chunk(n)
+        bufs = self._chunk_buffers(ns, dtype, training=True)
+        dxp = np.zeros(self._padded_shape(n, c), dtype=dtype) if need_dx else None
+        # dX = G @ W2.T computed offset-major: block (a, b) = Gc @ W[a, b].T, shape (rows, c).
+        Wt = W.reshape(kh * kw, c, f).transpose(0, 2, 1)
+        for s0 in range(0, n, ns):
+            s1 = min(n, s0 + ns)
+            Gc = G[s0 * m : s1 * m]
+            if self.trainable:
+                cols = self._chunk_cols(x4[s0:s1], bufs)
+                if s0 == 0:
+                    np.matmul(cols.T, Gc, out=dW2)
+                else:
+                    dW2 += cols.T @ Gc  # a (K, f) temporary
+            if need_dx:
+                out = bufs[-1][: (s1 - s0) * m].reshape(kh * kw, (s1 - s0) * m, c)
+                blocks = np.matmul(Gc, Wt, out=out)  # Xc is no longer needed: reuse its buffer
+                col2im_add(
+                    dxp[s0:s1], blocks.reshape(kh, kw, s1 - s0, oh, ow, c), self._s2, self._d2
+                )
+        return self._unpad(dxp) if need_dx else None
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"filters": self.filters, **self._spatial_config()}
