@@ -104,7 +104,20 @@ def _skip_inherited_from_sklearn(app, what, name, obj, skip, options):
 
 # Pages of docs/ that the index does not name (the derivation page, pages added later) are listed
 # after the named ones, so that a new page never fails the build as "not in any toctree".
-NAMED = {"index", "getting_started", "tutorial", "user_guide", "experiments", "api", "changelog"}
+NAMED = {
+    "index",
+    "getting_started",
+    "tutorial",
+    "user_guide",
+    "backprop",
+    "sequences",
+    "experiments",
+    "api",
+    "benchmarks",
+    "reliability",
+    "layout",
+    "changelog",
+}
 EXTRA_PAGES = sorted(
     p.stem
     for p in Path(__file__).parent.iterdir()

@@ -1,4 +1,4 @@
-"""The architecture the README's layout section promises: the library never imports the
+"""The architecture docs/layout.md promises: the library never imports the
 application (``backprop.app``), and ``import backprop`` loads no matplotlib and no TOML parsing."""
 
 import ast
