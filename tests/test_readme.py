@@ -5,6 +5,8 @@ Its results and performance tables quote numbers measured elsewhere; every numbe
 a re-measured page with a stale README fails here. The feature table must name real public names,
 the two commands must be Makefile targets, every linked page must exist, and every user-guide page
 must be in the user guide's toctree (Sphinx would otherwise stop `make docs` with a warning).
+The benchmarks page's table, which the README's performance rows quote, must be the one in
+``benchmarks/latest.txt``.
 """
 
 from __future__ import annotations
@@ -112,3 +114,26 @@ def test_every_user_guide_page_is_in_the_user_guide_toctree():
 
 def test_the_readme_stays_a_first_visit():
     assert len(README.read_text().splitlines()) < 200
+
+
+def table_block(page: str) -> list[str]:
+    """The first indented block of ``page`` that starts with a ``workload`` header row."""
+    lines = page.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    workload "))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line[4:].rstrip())
+    return block
+
+
+def test_the_benchmarks_page_quotes_benchmarks_latest_txt_verbatim():
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    latest = [
+        line.rstrip() for line in (ROOT / "benchmarks" / "latest.txt").read_text().split("\n")
+    ]
+    block = table_block(page)
+    assert len(block) >= 10
+    start = latest.index(block[0])
+    assert latest[start : start + len(block)] == block
