@@ -55,7 +55,24 @@ exclude_patterns = [
 # -- API reference -------------------------------------------------------------------------------
 autosummary_generate = True
 autodoc_typehints = "none"  # numpydoc sections carry the types
-autodoc_default_options = {"inherited-members": False}
+# Which classes show inherited members is the class template's choice (an "inherited-members"
+# entry here would override its directive option under Sphinx 9).
+
+
+def _mixin_hosts() -> list[str]:
+    """Public classes whose methods partly live in mixins (``Sequential``: ``FlatParameters``;
+    ``Trainer``: ``TrainerState``, ``Predictions``): their pages show the inherited members too,
+    every other class only its own (a layer's page does not repeat the Layer protocol)."""
+    hosts = []
+    for name in backprop.__all__:
+        obj = getattr(backprop, name)
+        mro = obj.__mro__[1:] if isinstance(obj, type) else ()
+        if any((base.__doc__ or "").startswith("Mixin of") for base in mro):
+            hosts.append(name)
+    return hosts
+
+
+autosummary_context = {"mixin_hosts": _mixin_hosts()}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
