@@ -10,10 +10,14 @@ slows down for good. This benchmark trains the same network the same way in one 
     torch, FTZ           the same after ``torch.set_flush_denormal(True)`` (flush-to-zero)
 
 Network 784-256-128-10 ReLU, Adam lr 1e-3, real MNIST pixels / 255 (float32), BLAS pinned to
-``--threads``. The systems train **in turns**: each runs in its own Python thread, but only the
-one holding the turn computes; it trains 100 updates, records how long they took, and hands the
-turn to the next (round robin, see :class:`Turns`). A change in the machine's load therefore
-hits every system in the same stretch of wall time, instead of whichever ran during it. For each batch size it prints the total time, the median time of 100 updates, and
+``--threads``. The systems run one after the other by default. ``--turns K`` makes them take
+turns instead: each runs in its own Python thread, but only the one holding the turn computes; it
+trains ``K`` windows of 100 updates, records how long each took, and hands the turn to the next
+(round robin, see :class:`Turns`), so that a change in the machine's load hits every system in
+the same stretch of wall time. The price: each switch leaves the previous system's BLAS or
+OpenMP worker threads spinning for a while (OpenBLAS spins up to about 0.1 s before sleeping),
+which slows the first window of the next turn; small ``K`` makes that visible, and on a quiet
+machine the default is the fairer measure. For each batch size it prints the total time, the median time of 100 updates, and
 the slowest 100-update window against the median; it draws the time of every 100 updates over
 training (``--plot``). ``--scaling`` adds a thread-scaling table (one epoch, batch 128).
 
@@ -62,8 +66,9 @@ class Turns:
     ``Turns(None)`` is a no-op clock for warm-ups and tests: ``tick`` only records the time.
     """
 
-    def __init__(self, names: list[str] | None) -> None:
+    def __init__(self, names: list[str] | None, every: int | None = 1) -> None:
         self.order = list(names or [])
+        self.every = every  # windows per turn; None: a system keeps the turn until it stops
         self.cond = threading.Condition()
         self.current = 0
         self.done: set[str] = set()
@@ -95,8 +100,11 @@ class Turns:
 
     def tick(self, name: str) -> None:
         self.windows[name].append(time.perf_counter() - self.t0[name])
-        self._pass(name)
-        self._wait(name)
+        if self.every and len(self.windows[name]) % self.every == 0:
+            self._pass(name)
+            self._wait(name)
+        else:
+            self.t0[name] = time.perf_counter()
 
     def stop(self, name: str) -> None:
         self._pass(name, finished=True)
@@ -185,10 +193,13 @@ def systems(torch_ok: bool) -> dict:
     return out
 
 
-def in_turns(fns: dict, X, y, batch: int, epochs: int) -> dict[str, np.ndarray]:
-    """Train every system of ``fns`` in its own thread, taking turns of ``WINDOW`` updates;
-    returns each one's window times. An error in one system is raised after all have ended."""
-    turns = Turns(list(fns))
+def in_turns(
+    fns: dict, X, y, batch: int, epochs: int, every: int | None = 1
+) -> dict[str, np.ndarray]:
+    """Train every system of ``fns`` in its own thread, taking turns of ``every`` windows of
+    ``WINDOW`` updates (None: each trains to the end before the next starts); returns each
+    one's window times. An error in one system is raised after all have ended."""
+    turns = Turns(list(fns), every)
     errors: list[BaseException] = []
 
     def work(name, fn):
@@ -229,7 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="data", help="folder holding mnist.npz")
     p.add_argument("--plot", help="write the time-per-100-updates figure here (PNG)")
     p.add_argument("--scaling", action="store_true", help="add the thread-scaling table")
+    p.add_argument(
+        "--turns",
+        type=int,
+        default=None,
+        metavar="K",
+        help="alternate the systems every K windows of 100 updates (default: one after another)",
+    )
     args = p.parse_args(argv)
+    if args.turns is not None and args.turns < 1:
+        p.error(f"--turns must be >= 1, got {args.turns}")
     try:
         import torch
 
@@ -245,10 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             fns = systems(torch_ok)
             for fn in fns.values():
                 fn(X[: 20 * batch], y[: 20 * batch], batch, 1)  # warm-up
-            for name, t in in_turns(fns, X, y, batch, args.epochs).items():
+            for name, t in in_turns(fns, X, y, batch, args.epochs, args.turns).items():
                 runs[(name, batch)] = t
+    order = f"in turns of {args.turns} windows" if args.turns else "one after another"
     print(
-        f"MNIST {len(X)} rows, {args.epochs} epochs, {args.threads} threads, Adam, 784-256-128-10"
+        f"MNIST {len(X)} rows, {args.epochs} epochs, {args.threads} threads, Adam, "
+        f"784-256-128-10, systems {order}"
     )
     print(
         "| system | batch | total s | median ms / 100 updates | slowest / median | last / first |"

@@ -144,6 +144,12 @@ def test_steps_benchmark_systems_take_turns_of_one_window():
     out = steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1)
     assert log == ["a", "b", "c", "a", "c", "a"]
     assert [len(out[k]) for k in "abc"] == [3, 1, 2]
+    log.clear()
+    steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, every=2)
+    assert log == ["a", "a", "b", "c", "c", "a"]
+    log.clear()
+    steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, every=None)
+    assert log == ["a", "a", "a", "b", "c", "c"]
 
     def broken(X, y, batch, epochs, turns, name):
         turns.start(name)
