@@ -13,9 +13,11 @@ step s of a test batch, over s: at initialization and after training.
     python -m scripts.experiments.adding            # the full run (see docs/experiments/adding.md)
     python -m scripts.experiments.adding --fast     # seconds: what the tests run
     python -m scripts.experiments.adding --lengths 200   # one length; keeps the others' results
+    python -m scripts.experiments.adding --lengths 200 --network LSTM --epochs 32 --out DIR
 
-A run of some lengths only keeps the runs of the other lengths already in ``OUT/results.json``
-when they were made with the same recipe (fast or full), and redraws the figure with all of them.
+A run of some lengths or networks only keeps the other runs already in ``OUT/results.json``
+when they were made with the same recipe (fast or full, epochs), and redraws the figure with all
+of them.
 """
 
 from __future__ import annotations
@@ -173,10 +175,11 @@ sequences.
 
 
 def earlier_runs(
-    out_dir: Path, lengths: tuple[int, ...], n_train: int, epochs: int, fast: bool
+    out_dir: Path, todo: set[tuple[str, int]], n_train: int, epochs: int, fast: bool
 ) -> tuple[list[dict], dict | None]:
-    """The runs in ``out_dir/results.json`` of lengths other than ``lengths``, if that file was
-    made with the same recipe (else none), and the environment they were measured in."""
+    """The runs in ``out_dir/results.json`` other than the ``(network, t)`` pairs in ``todo``,
+    if that file was made with the same recipe (else none), and the environment they were
+    measured in."""
     path = out_dir / "results.json"
     if not path.is_file():
         return [], None
@@ -184,10 +187,10 @@ def earlier_runs(
     if (old.get("fast"), old.get("epochs"), old.get("n_train")) != (fast, epochs, n_train):
         print(f"{path}: another recipe; its runs are not kept", flush=True)
         return [], None
-    kept = [r for r in old["runs"].values() if r["t"] not in lengths]
+    kept = [r for r in old["runs"].values() if (r["network"], r["t"]) not in todo]
     if not kept:
         return [], None
-    return kept, old.get("earlier_environment", old.get("environment"))
+    return kept, old.get("earlier_environment", old.get("environment", "not recorded"))
 
 
 def run(
@@ -195,21 +198,30 @@ def run(
     fast: bool = False,
     plots: bool = True,
     lengths: tuple[int, ...] | None = None,
+    networks: tuple[str, ...] | None = None,
+    epochs: int | None = None,
 ) -> dict:
-    """Train the three networks at each length in ``lengths`` (default ``LENGTHS``, or
-    ``FAST_LENGTHS`` with ``fast``); runs of other lengths already in ``out_dir`` are kept."""
+    """Train ``networks`` (default all of ``CELLS``) at each length in ``lengths`` (default
+    ``LENGTHS``, or ``FAST_LENGTHS`` with ``fast``) for ``epochs`` (default 16, fast 2); the
+    other runs already in ``out_dir`` with the same recipe are kept."""
     out_dir = Path(out_dir)
     lengths = tuple(lengths or (FAST_LENGTHS if fast else LENGTHS))
+    networks = tuple(networks or CELLS)
     if any(t < 2 for t in lengths):
         raise ValueError(f"lengths must be at least 2 (a marker in each half), got {lengths}")
-    n_train, n_test, epochs = (512, 256, 2) if fast else (8000, 1000, 16)
-    runs, earlier_env = earlier_runs(out_dir, lengths, n_train, epochs, fast)
+    unknown = [name for name in networks if name not in CELLS]
+    if unknown:
+        raise ValueError(f"unknown network {unknown[0]!r}; valid: {', '.join(CELLS)}")
+    n_train, n_test, default_epochs = (512, 256, 2) if fast else (8000, 1000, 16)
+    epochs = epochs or default_epochs
+    todo = {(cell, t) for cell in networks for t in lengths}
+    runs, earlier_env = earlier_runs(out_dir, todo, n_train, epochs, fast)
     results: dict = {}
     for length in lengths:
         X, y = adding_problem(n_train, length, np.random.default_rng(SEED))
         Xt, yt = adding_problem(n_test, length, np.random.default_rng(SEED + 1))
         data = {"X_train": X, "y_train": y, "X_test": Xt, "y_test": yt}
-        for cell in CELLS:
+        for cell in networks:
             print(f"t={length} {cell}: training", flush=True)
             runs.append(train(cell, length, data, epochs))
             print(f"t={length} {cell}: test MSE {runs[-1]['test_mse']:.4g}", flush=True)
@@ -234,11 +246,15 @@ def main() -> None:
         help=f"sequence lengths to run (default {LENGTHS}, fast {FAST_LENGTHS}); "
         "the results of other lengths already in the output folder are kept",
     )
+    parser.add_argument(
+        "--network", choices=list(CELLS), action="append", help="one network (repeatable)"
+    )
+    parser.add_argument("--epochs", type=int, help="epochs (default 16; fast 2)")
     args = parser.parse_args()
     out = args.out or (FAST if args.fast else DOCS) / NAME
     start = time.perf_counter()
     with threadpool_limits(limits=1):  # small matrices: one BLAS thread, repeatable timings
-        run(out, fast=args.fast, lengths=args.lengths)
+        run(out, fast=args.fast, lengths=args.lengths, networks=args.network, epochs=args.epochs)
     print(f"{NAME}: {time.perf_counter() - start:.1f} s -> {out}")
     print((out / "summary.md").read_text())
 
