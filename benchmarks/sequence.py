@@ -16,7 +16,9 @@
    norm_first=True, batch_first=True)``.
 
 Rounds alternate the systems (so drifting load hits both); reported times are medians over
-``--repeats`` rounds after one warm-up, and the ratio is ours / torch's (> 1: we are slower).
+``--repeats`` rounds after one warm-up, and the ratio is the median over rounds of ours / torch's
+(> 1: we are slower); each round's ratio and the ratio of the two fastest rounds are printed too,
+so that a loaded machine's noise shows.
 The output names the data, the threads and the load averages (``os.getloadavg``) before and
 after; ``--out FILE`` writes it to FILE as well (e.g. benchmarks/sequence-latest.txt).
 """
@@ -139,8 +141,14 @@ def compare(name: str, ours, theirs, repeats: int, scale: float = 1.0) -> dict:
     ratio = statistics.median(x / y for x, y in zip(a, b, strict=True))
     row = {"benchmark": name, "backprop_s": statistics.median(a), "torch_s": statistics.median(b)}
     row["ratio"] = ratio
+    row["ratio_of_fastest"] = min(a) / min(b)
+    row["round_ratios"] = [x / y for x, y in zip(a, b, strict=True)]
     row["line"] = f"{name:44s} {row['backprop_s']:9.4f} s {row['torch_s']:9.4f} s {ratio:6.2f}x"
-    print(row["line"], flush=True)
+    row["detail"] = (
+        f"    rounds: ratios {' '.join(f'{r:.2f}' for r in row['round_ratios'])}; "
+        f"fastest {min(a):.4g} s vs {min(b):.4g} s = {row['ratio_of_fastest']:.2f}x"
+    )
+    print(row["line"], row["detail"], sep="\n", flush=True)
     return row
 
 
@@ -182,7 +190,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 scale,
             )
         )
-        lines.append(rows[-1]["line"])
+        lines += [rows[-1]["line"], rows[-1]["detail"]]
         rng = np.random.default_rng(0)
         x = rng.standard_normal((BATCH, T, D_MODEL)).astype(np.float32)
         g = rng.standard_normal((BATCH, T, D_MODEL)).astype(np.float32)
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 args.repeats * 4,
             )
         )
-        lines.append(rows[-1]["line"])
+        lines += [rows[-1]["line"], rows[-1]["detail"]]
         say(f"after: {load()}")
     for row in rows:
         row["data"] = source if row["benchmark"].startswith("LSTM") else "random (128, 28, 64)"

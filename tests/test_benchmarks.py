@@ -104,7 +104,9 @@ def test_sequence_benchmark_runs_and_reports_finite_ratios(tmp_path):
     assert rows[0]["data"].startswith("MNIST" if mnist else "RANDOM")
     report = out.read_text()
     assert "a partial epoch" in report and report.count("load average") == 2
-    assert all(r["line"] in report for r in rows)
+    assert all(r["line"] in report and r["detail"] in report for r in rows)
+    assert [len(r["round_ratios"]) for r in rows] == [1, 4]  # the block runs 4x the rounds
+    assert all(r["ratio_of_fastest"] > 0 for r in rows)
 
 
 def test_steps_benchmark_times_every_window_of_updates():
