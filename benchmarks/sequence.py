@@ -17,8 +17,10 @@
 
 Rounds alternate the systems (so drifting load hits both); reported times are medians over
 ``--repeats`` rounds after one warm-up, and the ratio is the median over rounds of ours / torch's
-(> 1: we are slower); each round's ratio and the ratio of the two fastest rounds are printed too,
-so that a loaded machine's noise shows.
+(> 1: we are slower); the quartiles and range of the rounds' ratios and the ratio of the two
+fastest rounds are printed too, so that a loaded machine's noise shows. On a shared machine,
+many short rounds (``--batches 5 --repeats 41``) interleave the systems more finely than a few
+long ones.
 The output names the data, the threads and the load averages (``os.getloadavg``) before and
 after; ``--out FILE`` writes it to FILE as well (e.g. benchmarks/sequence-latest.txt).
 """
@@ -144,9 +146,11 @@ def compare(name: str, ours, theirs, repeats: int, scale: float = 1.0) -> dict:
     row["ratio_of_fastest"] = min(a) / min(b)
     row["round_ratios"] = [x / y for x, y in zip(a, b, strict=True)]
     row["line"] = f"{name:44s} {row['backprop_s']:9.4f} s {row['torch_s']:9.4f} s {ratio:6.2f}x"
+    q1, q2, q3 = np.percentile(row["round_ratios"], [25, 50, 75])
     row["detail"] = (
-        f"    rounds: ratios {' '.join(f'{r:.2f}' for r in row['round_ratios'])}; "
-        f"fastest {min(a):.4g} s vs {min(b):.4g} s = {row['ratio_of_fastest']:.2f}x"
+        f"    {repeats} rounds; their ratios: quartiles {q1:.2f} {q2:.2f} {q3:.2f}, "
+        f"range {min(row['round_ratios']):.2f} to {max(row['round_ratios']):.2f}; "
+        f"fastest rounds {min(a):.4g} s vs {min(b):.4g} s = {row['ratio_of_fastest']:.2f}x"
     )
     print(row["line"], row["detail"], sep="\n", flush=True)
     return row
