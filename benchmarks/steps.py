@@ -23,6 +23,7 @@ This machine is shared: absolute times move with the load; same-run ratios are w
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -166,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| --- | --- | --- | --- | --- | --- |")
     for (name, batch), t in runs.items():
+        if len(t) == 0:
+            print(f"| {name} | {batch} | - | fewer than {WINDOW} updates: no window | - | - |")
+            continue
         s = summarize(t)
         print(
             f"| {name} | {batch} | {s['total']:.2f} | {1e3 * s['median_100']:.1f} | "
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"batch {batch}: backprop / {peer} = {ratio:.2f}")
     if args.scaling:
         print("\nthread scaling, one epoch, batch 128 (seconds)")
-        counts = sorted({1, 2, args.threads, *([] if args.threads <= 2 else [args.threads])})
+        counts = sorted({1, 2, args.threads, os.cpu_count() or 1})  # and all cores
         print("| system | " + " | ".join(f"{c} threads" for c in counts) + " |")
         print("|---" * (len(counts) + 1) + "|")
         for name, fn in systems(torch_ok).items():

@@ -123,3 +123,32 @@ def test_steps_benchmark_times_every_window_of_updates():
         assert times.shape == (2,) and np.all(times > 0)
     summary = steps.summarize(np.array([1.0, 2.0, 1.0, 1.0]))
     assert summary["slowest_over_median"] == 2.0
+
+
+def test_sgd_workload_and_epochs_option_reach_every_system(bench_main, tmp_path, monkeypatch):
+    """``sgd128`` trains every system with SGD + momentum 0.9 and ``--epochs`` sets the MNIST
+    workloads' epochs (random stand-in data: only the plumbing is checked here)."""
+    workloads = importlib.import_module("benchmarks.workloads")
+    systems = importlib.import_module("benchmarks.systems")
+    rng = np.random.default_rng(0)
+
+    def fake_mnist(data_dir, quick):
+        X = rng.random((300, 784), dtype=np.float32)
+        y = np.arange(300) % 10
+        return X[:200], y[:200], X[200:], y[200:]
+
+    monkeypatch.setattr(workloads, "_mnist", fake_mnist)
+    w = workloads.make("sgd128", epochs=2)
+    assert (w.solver, w.lr, w.momentum, w.epochs) == ("sgd", 0.01, 0.9, 2)
+    params = systems.sklearn_params(w)
+    assert params["solver"] == "sgd" and params["momentum"] == 0.9
+    assert params["nesterovs_momentum"] is False and params["max_iter"] == 2
+    report = tmp_path / "results.json"
+    argv = ["--quick", "--repeats", "1", "--workloads", "sgd128", "--epochs", "2", "--no-memory"]
+    assert bench_main([*argv, "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert {"backprop", "sklearn"} <= {r["system"] for r in rows}
+    for r in rows:
+        assert r["epochs"] == 2 and r["steps"] == 2 * 2  # 200 rows at batch 128: 2 steps a epoch
+    with pytest.raises(SystemExit):
+        bench_main(["--epochs", "0"])
