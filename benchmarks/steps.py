@@ -10,7 +10,10 @@ slows down for good. This benchmark trains the same network the same way in one 
     torch, FTZ           the same after ``torch.set_flush_denormal(True)`` (flush-to-zero)
 
 Network 784-256-128-10 ReLU, Adam lr 1e-3, real MNIST pixels / 255 (float32), BLAS pinned to
-``--threads``. For each batch size it prints the total time, the median time of 100 updates, and
+``--threads``. The systems train **in turns**: each runs in its own Python thread, but only the
+one holding the turn computes; it trains 100 updates, records how long they took, and hands the
+turn to the next (round robin, see :class:`Turns`). A change in the machine's load therefore
+hits every system in the same stretch of wall time, instead of whichever ran during it. For each batch size it prints the total time, the median time of 100 updates, and
 the slowest 100-update window against the median; it draws the time of every 100 updates over
 training (``--plot``). ``--scaling`` adds a thread-scaling table (one epoch, batch 128).
 
@@ -23,8 +26,10 @@ This machine is shared: absolute times move with the load; same-run ratios are w
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,12 +53,62 @@ def load(rows: int | None, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     return X, np.asarray(y, np.int64)
 
 
-def window_times(stamps: list[float]) -> np.ndarray:
-    """Seconds per ``WINDOW`` updates from the time stamps taken every ``WINDOW`` updates."""
-    return np.diff(np.asarray(stamps))
+class Turns:
+    """Round-robin turns between systems that train in threads: exactly one computes at a time.
+
+    A system calls ``start(name)`` before its first update, ``tick(name)`` after every
+    ``WINDOW`` updates (which records the time since its turn began and hands the turn on), and
+    ``stop(name)`` when it is done (in a ``finally``, so that the others never wait for it).
+    ``Turns(None)`` is a no-op clock for warm-ups and tests: ``tick`` only records the time.
+    """
+
+    def __init__(self, names: list[str] | None) -> None:
+        self.order = list(names or [])
+        self.cond = threading.Condition()
+        self.current = 0
+        self.done: set[str] = set()
+        self.windows: dict[str, list[float]] = {}
+        self.t0: dict[str, float] = {}
+
+    def _wait(self, name: str) -> None:
+        if self.order:
+            with self.cond:
+                self.cond.wait_for(lambda: self.order[self.current] == name)
+        self.t0[name] = time.perf_counter()
+
+    def _pass(self, name: str, finished: bool = False) -> None:
+        if not self.order:
+            return
+        with self.cond:
+            if finished:
+                self.done.add(name)
+            for k in range(1, len(self.order) + 1):  # the next system not yet done
+                i = (self.current + k) % len(self.order)
+                if self.order[i] not in self.done:
+                    self.current = i
+                    break
+            self.cond.notify_all()
+
+    def start(self, name: str) -> None:
+        self.windows[name] = []
+        self._wait(name)
+
+    def tick(self, name: str) -> None:
+        self.windows[name].append(time.perf_counter() - self.t0[name])
+        self._pass(name)
+        self._wait(name)
+
+    def stop(self, name: str) -> None:
+        self._pass(name, finished=True)
+
+    def times(self, name: str) -> np.ndarray:
+        """Seconds of each complete window of ``WINDOW`` updates of ``name``."""
+        return np.asarray(self.windows.get(name, []))
 
 
-def run_backprop(X, y, batch, epochs, flush: bool) -> np.ndarray:
+def run_backprop(
+    X, y, batch, epochs, flush: bool, turns: Turns | None = None, name: str = "backprop"
+) -> np.ndarray:
     import backprop as bp
 
     layers: list = []
@@ -63,26 +118,31 @@ def run_backprop(X, y, batch, epochs, flush: bool) -> np.ndarray:
     opt = bp.Adam(1e-3)
     if not flush:
         opt.flush_every = 0
-    stamps: list[float] = []
+    turns = turns or Turns(None)
 
     class Stamp(bp.Callback):
         def on_batch_end(self, trainer, b, logs):
             if trainer.step % WINDOW == 0:
-                stamps.append(time.perf_counter())
+                turns.tick(name)
 
     trainer = bp.Trainer(
         model, "cross_entropy", opt, batch_size=batch, epochs=epochs, seed=0, callbacks=[Stamp()]
     )
-    stamps.append(time.perf_counter())
-    trainer.fit(X, y)
-    return window_times(stamps)
+    turns.start(name)
+    try:
+        trainer.fit(X, y)
+    finally:
+        turns.stop(name)
+    return turns.times(name)
 
 
-def run_torch(X, y, batch, epochs, ftz: bool) -> np.ndarray:
+def run_torch(
+    X, y, batch, epochs, ftz: bool, turns: Turns | None = None, name: str = "torch"
+) -> np.ndarray:
     import torch
 
+    turns = turns or Turns(None)
     torch.manual_seed(0)
-    torch.set_flush_denormal(ftz)
     mods: list = []
     for a, b in zip(SIZES[:-1], SIZES[1:], strict=True):
         mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
@@ -91,8 +151,9 @@ def run_torch(X, y, batch, epochs, ftz: bool) -> np.ndarray:
     loss_fn = torch.nn.CrossEntropyLoss()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(0)
-    stamps = [time.perf_counter()]
     step = 0
+    turns.start(name)
+    torch.set_flush_denormal(ftz)
     try:
         for _ in range(epochs):
             order = torch.randperm(len(Xt), generator=gen)
@@ -104,21 +165,46 @@ def run_torch(X, y, batch, epochs, ftz: bool) -> np.ndarray:
                 opt.step()
                 step += 1
                 if step % WINDOW == 0:
-                    stamps.append(time.perf_counter())
+                    turns.tick(name)
+                    torch.set_flush_denormal(ftz)  # in case the flag is per process, not thread
     finally:
         torch.set_flush_denormal(False)
-    return window_times(stamps)
+        turns.stop(name)
+    return turns.times(name)
 
 
 def systems(torch_ok: bool) -> dict:
+    """name -> ``fn(X, y, batch, epochs, turns=None, name=...)`` returning the window times."""
     out = {
-        "backprop": lambda X, y, b, e: run_backprop(X, y, b, e, flush=True),
-        "backprop, no flush": lambda X, y, b, e: run_backprop(X, y, b, e, flush=False),
+        "backprop": functools.partial(run_backprop, flush=True),
+        "backprop, no flush": functools.partial(run_backprop, flush=False),
     }
     if torch_ok:
-        out["torch"] = lambda X, y, b, e: run_torch(X, y, b, e, ftz=False)
-        out["torch, FTZ"] = lambda X, y, b, e: run_torch(X, y, b, e, ftz=True)
+        out["torch"] = functools.partial(run_torch, ftz=False)
+        out["torch, FTZ"] = functools.partial(run_torch, ftz=True)
     return out
+
+
+def in_turns(fns: dict, X, y, batch: int, epochs: int) -> dict[str, np.ndarray]:
+    """Train every system of ``fns`` in its own thread, taking turns of ``WINDOW`` updates;
+    returns each one's window times. An error in one system is raised after all have ended."""
+    turns = Turns(list(fns))
+    errors: list[BaseException] = []
+
+    def work(name, fn):
+        try:
+            fn(X, y, batch, epochs, turns=turns, name=name)
+        except BaseException as exc:  # re-raised in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=item) for item in fns.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return {name: turns.times(name) for name in fns}
 
 
 def summarize(times: np.ndarray) -> dict:
@@ -156,9 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, int], np.ndarray] = {}
     with threadpool_limits(limits=args.threads):
         for batch in args.batch:
-            for name, fn in systems(torch_ok).items():
+            fns = systems(torch_ok)
+            for fn in fns.values():
                 fn(X[: 20 * batch], y[: 20 * batch], batch, 1)  # warm-up
-                runs[(name, batch)] = fn(X, y, batch, args.epochs)
+            for name, t in in_turns(fns, X, y, batch, args.epochs).items():
+                runs[(name, batch)] = t
     print(
         f"MNIST {len(X)} rows, {args.epochs} epochs, {args.threads} threads, Adam, 784-256-128-10"
     )

@@ -125,6 +125,52 @@ def test_steps_benchmark_times_every_window_of_updates():
     assert summary["slowest_over_median"] == 2.0
 
 
+def test_steps_benchmark_systems_take_turns_of_one_window():
+    """In ``in_turns`` only one system computes at a time and they alternate every window, so
+    a load change hits all of them alike; a system that finishes early or fails frees the
+    others instead of leaving them waiting."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    steps = importlib.import_module("benchmarks.steps")
+    log: list[str] = []
+    active: list[str] = []
+
+    def fake(windows):
+        def fn(X, y, batch, epochs, turns, name):
+            turns.start(name)
+            try:
+                for _ in range(windows):
+                    active.append(name)
+                    assert active == [name], active  # nobody else is computing
+                    log.append(name)
+                    active.remove(name)
+                    turns.tick(name)
+            finally:
+                turns.stop(name)
+
+        return fn
+
+    out = steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1)
+    assert log == ["a", "b", "c", "a", "c", "a"]
+    assert [len(out[k]) for k in "abc"] == [3, 1, 2]
+
+    def broken(X, y, batch, epochs, turns, name):
+        turns.start(name)
+        try:
+            raise RuntimeError("boom")
+        finally:
+            turns.stop(name)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        steps.in_turns({"ok": fake(2), "bad": broken}, None, None, 32, 1)
+    rng = np.random.default_rng(0)
+    X = rng.random((3200, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 3200)
+    fns = {k: v for k, v in steps.systems(torch_ok=False).items()}
+    out = steps.in_turns(fns, X, y, 32, 2)  # 200 updates each: 2 windows each
+    assert {k: v.shape for k, v in out.items()} == {k: (2,) for k in fns}
+
+
 def test_sgd_workload_and_epochs_option_reach_every_system(bench_main, tmp_path, monkeypatch):
     """``sgd128`` trains every system with SGD + momentum 0.9 and ``--epochs`` sets the MNIST
     workloads' epochs (random stand-in data: only the plumbing is checked here)."""
