@@ -145,7 +145,7 @@ def report(
     epochs: int,
     fast: bool,
     out_dir: Path,
-    earlier_environment: dict | None = None,
+    earlier_environment: dict | str | None = None,
 ) -> dict:
     """Write summary.md and results.json for the runs so far (called after every run, so that a
     run cut short still leaves consistent files)."""
@@ -176,7 +176,7 @@ sequences.
 
 def earlier_runs(
     out_dir: Path, todo: set[tuple[str, int]], n_train: int, epochs: int, fast: bool
-) -> tuple[list[dict], dict | None]:
+) -> tuple[list[dict], dict | str | None]:
     """The runs in ``out_dir/results.json`` other than the ``(network, t)`` pairs in ``todo``,
     if that file was made with the same recipe (else none), and the environment they were
     measured in."""
