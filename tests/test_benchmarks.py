@@ -89,15 +89,24 @@ def test_a_failing_system_is_noted_and_the_others_still_run(bench_main, tmp_path
 
 
 @pytest.mark.slow
-def test_sequence_benchmark_runs_and_reports_finite_ratios():
+def test_sequence_benchmark_runs_and_reports_finite_ratios(tmp_path):
     pytest.importorskip("torch")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    out = tmp_path / "sequence.txt"
     rows = importlib.import_module("benchmarks.sequence").main(
-        ["--batches", "2", "--repeats", "1", "--threads", "1"]
+        ["--batches", "2", "--repeats", "1", "--threads", "1", "--out", str(out)]
     )
     assert [r["benchmark"][:4] for r in rows] == ["LSTM", "tran"]
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
+    # the report names its data (real MNIST when the file is there) and holds both rows
+    mnist = (ROOT / "data" / "mnist.npz").is_file()
+    assert rows[0]["data"].startswith("MNIST" if mnist else "RANDOM")
+    report = out.read_text()
+    assert "a partial epoch" in report and report.count("load average") == 2
+    assert all(r["line"] in report and r["detail"] in report for r in rows)
+    assert [len(r["round_ratios"]) for r in rows] == [1, 4]  # the block runs 4x the rounds
+    assert all(r["ratio_of_fastest"] > 0 for r in rows)
 
 
 def test_steps_benchmark_times_every_window_of_updates():
