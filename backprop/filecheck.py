@@ -2,7 +2,7 @@
 
 :mod:`backprop.io` reads model and checkpoint files; this module decides what it may trust.
 Every check here runs before any array data is read, and every refusal is a
-:class:`~backprop.io.ModelFileError` that names the file.
+:class:`~backprop.archive.ModelFileError` that names the file.
 
 The container (:func:`check_zip_layout`): a zip's directory is written by whoever wrote the file,
 so its sizes prove nothing by themselves. Each member's local header is found at its declared
@@ -33,7 +33,7 @@ LOCAL_MAGIC = b"PK\x03\x04"
 
 
 def _error(where: str, message: str) -> Exception:
-    from .io import ModelFileError  # io imports this module
+    from .archive import ModelFileError  # archive imports this module
 
     return ModelFileError(f"{where}: {message}")
 

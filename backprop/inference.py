@@ -20,7 +20,7 @@ import numpy as np
 from scipy import special
 
 from . import losses as losses_mod
-from .data import R2
+from .data import R2, check_X
 
 _CLASSIFIERS = (losses_mod.SoftmaxCrossEntropy, losses_mod.BinaryCrossEntropy)
 
@@ -92,7 +92,44 @@ def score(model: Any, X: Any, y: Any, loss: losses_mod.Loss | str) -> float:
     return score_outputs(model.predict(X), y, loss)
 
 
+class Predictions:
+    """Mixin of :class:`~backprop.Trainer`: its model's outputs read through its loss. Needs
+    ``self.model`` (a Sequential) and ``self.loss`` (a Loss)."""
+
+    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """The model's outputs (logits for classification losses) in chunks.
+
+        Parameters
+        ----------
+        X : Any
+            Input rows.
+        batch_size : int, default 1024
+            Rows per chunk.
+
+        Returns
+        -------
+        np.ndarray
+            The model's outputs ``(n, *out_shape)``.
+        """
+        X = check_X(X)
+        return self.model.predict(X, batch_size=batch_size)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n, k)``: softmax of the logits for SoftmaxCrossEntropy,
+        sigmoid for BinaryCrossEntropy (see :mod:`backprop.inference`)."""
+        return proba_from_outputs(self.predict(X), self.loss)
+
+    def predict_classes(self, X: Any) -> np.ndarray:
+        """Class codes ``(n,)`` in ``0..k-1``: argmax of the logits (``z > 0`` for one output)."""
+        return classes_from_outputs(self.predict(X), self.loss)
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy for the cross-entropies, R^2 for the regression losses."""
+        return score_outputs(self.predict(X), y, self.loss)
+
+
 __all__ = [
+    "Predictions",
     "classes_from_outputs",
     "predict_classes",
     "predict_proba",

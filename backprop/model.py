@@ -7,15 +7,9 @@ shape is known: given as ``input_shape``, or implied by the first layer (``Dense
 implies ``(64,)``). Otherwise it is built by the first ``forward`` or ``fit``, from the data.
 
 Storage. Every parameter of every layer is a view into one contiguous array
-``flat_parameters`` (and its gradient into ``flat_gradients``), laid out weights first::
-
-    [ 0.W | 2.W | 4.0.W | ... | 0.b | 2.b | 3.gamma | 3.beta | 4.0.b ]
-      <------- n_weights ------->
-
-so that an optimizer step is a few vectorized calls over the whole network, the global gradient
-norm is one dot product, L-BFGS hands SciPy the flat vector directly, and "weights only" (for
-L1/L2 and max-norm) is the slice ``flat_parameters[:n_weights]``. Names are ``"index.key"``;
-a container's children add their own index (``"4.0.W"``).
+``flat_parameters`` (and its gradient into ``flat_gradients``), laid out weights first, with
+names ``"index.key"`` (``"4.0.W"`` inside a container): the layout and the access by name are
+:class:`backprop.parameters.FlatParameters`, a mixin of ``Sequential``.
 
 Randomness. ``seed`` (int, Generator or None) is split into two independent streams: one draws
 the initial weights, the other the dropout masks. Turning dropout on therefore never changes the
@@ -36,8 +30,8 @@ from .data import check_range
 from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
 from .layers.containers import named_layers
-from .layers.dense import set_auto_init
 from .layers.masking import forward_with_mask
+from .parameters import FlatParameters
 
 SeedLike = int | np.random.Generator | None
 
@@ -51,7 +45,7 @@ def spawn_generators(seed: SeedLike, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-class Sequential:
+class Sequential(FlatParameters):
     """Layers applied in order, with their parameters in one flat buffer.
 
     Parameters
@@ -160,48 +154,6 @@ class Sequential:
                 f"(it expects shape (..., {layer.in_features}), {src} outputs {shape})"
             )
         return f"{name} cannot take shape {shape} from {src}: {exc}"
-
-    def _allocate(self) -> None:
-        specs = [
-            (f"{i}.{key}", tuple(shape), kind)
-            for i, layer in enumerate(self.layers)
-            for key, (shape, kind) in layer.param_specs().items()
-        ]
-        # Weights first, so that "every weight" is the single slice [:n_weights].
-        specs.sort(key=lambda s: s[2] != "weight")
-        sizes = [int(np.prod(s[1])) for s in specs]
-        self.n_weights = sum(n for n, s in zip(sizes, specs, strict=True) if s[2] == "weight")
-        self.flat_parameters = np.zeros(sum(sizes), dtype=self.dtype)
-        self.flat_gradients = np.zeros(sum(sizes), dtype=self.dtype)
-        self._offsets = {}
-        start = 0
-        for (name, _, _), size in zip(specs, sizes, strict=True):
-            self._offsets[name] = (start, start + size)
-            start += size
-        self._bind_views()
-        for layer in self.layers:
-            layer._allocate_buffers(self.dtype)
-            layer.set_rng(self.rng)
-        set_auto_init(self.layers)
-
-    def _bind_views(self) -> None:
-        """Make every layer's ``params``/``grads`` views into the two flat buffers."""
-        for i, layer in enumerate(self.layers):
-            specs = layer.param_specs()
-            if not specs:
-                continue
-            params, grads = {}, {}
-            for key, (shape, _) in specs.items():
-                a, b = self._offsets[f"{i}.{key}"]
-                params[key] = self.flat_parameters[a:b].reshape(shape)
-                grads[key] = self.flat_gradients[a:b].reshape(shape)
-            layer.bind(params, grads)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Pickle and deepcopy store each layer's parameter views as separate arrays; bind them
-        # to the flat buffers again (whose values are the same) so that updates reach them.
-        self.__dict__.update(state)
-        self._bind_views()
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
         """Re-draw every layer's parameters from ``rng`` and reset running statistics."""
@@ -329,92 +281,6 @@ class Sequential:
         return out
 
     __call__ = forward
-
-    # -- parameters by name -------------------------------------------------------------------
-    def _named(self, what: str) -> dict[str, np.ndarray]:
-        return {
-            f"{i}.{k}": v
-            for i, layer in enumerate(self.layers)
-            for k, v in getattr(layer, what).items()
-        }
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        """Live views of every parameter, keyed ``"index.key"`` (``"0.W"``, ``"3.gamma"``)."""
-        return self._named("params")
-
-    def gradients(self) -> dict[str, np.ndarray]:
-        """Live views of every gradient, with the same keys and shapes as :meth:`parameters`."""
-        return self._named("grads")
-
-    def buffers(self) -> dict[str, np.ndarray]:
-        """Live views of non-trained state (BatchNorm running statistics), keyed like params."""
-        return self._named("buffers")
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter and buffer, keyed ``"index.key"``."""
-        state = {k: v.copy() for k, v in self.parameters().items()}
-        state.update({k: v.copy() for k, v in self.buffers().items()})
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Write ``state`` into the model in place. Keys and shapes must match exactly; nothing is
-        written unless every entry is valid."""
-        targets = {**self.parameters(), **self.buffers()}
-        missing = sorted(set(targets) - set(state))
-        unexpected = sorted(set(state) - set(targets))
-        if missing or unexpected:
-            raise KeyError(f"state_dict mismatch: missing {missing}, unexpected {unexpected}")
-        for key, target in targets.items():
-            value = np.asarray(state[key])
-            if value.shape != target.shape:
-                raise ValueError(f"{key}: expected shape {target.shape}, got {value.shape}")
-            if value.dtype.kind not in "fiu":
-                raise ValueError(f"{key}: expected real numbers, got dtype {value.dtype}")
-        for key, target in targets.items():
-            target[...] = state[key]
-
-    @property
-    def n_parameters(self) -> int:
-        return int(self.flat_parameters.size)
-
-    @property
-    def n_features_in(self) -> int | None:
-        """The input width for tabular ``(n, n_features)`` input; None otherwise or unbuilt."""
-        if self.in_shape is not None:
-            return self.in_shape[0] if len(self.in_shape) == 1 else None
-        return self.layers[0].in_features
-
-    @property
-    def n_outputs(self) -> int | None:
-        """The width of the output's last axis (None until built)."""
-        return None if self.out_shape is None else self.out_shape[-1]
-
-    def param_slices(self) -> dict[str, slice]:
-        """Where each named parameter lives in ``flat_parameters``."""
-        return {k: slice(a, b) for k, (a, b) in self._offsets.items()}
-
-    def trainable_parameter_names(self) -> list[str]:
-        """Names of the parameters of trainable layers (inside trainable containers)."""
-        return [
-            f"{name}.{key}"
-            for name, layer, trainable in named_layers(self.layers)
-            if trainable and not layer.children()
-            for key in layer.params
-        ]
-
-    def trainable_slices(self) -> list[slice]:
-        """Contiguous runs of ``flat_parameters`` that belong to trainable layers (merged)."""
-        runs = sorted(self._offsets[name] for name in self.trainable_parameter_names())
-        merged: list[list[int]] = []
-        for a, b in runs:
-            if merged and merged[-1][1] == a:
-                merged[-1][1] = b
-            else:
-                merged.append([a, b])
-        return [slice(a, b) for a, b in merged]
-
-    def zero_grad(self) -> None:
-        self.flat_gradients.fill(0)
 
     # -- copies, description -------------------------------------------------------------------
     def copy(self, dtype: Any = None) -> Sequential:

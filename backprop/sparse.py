@@ -24,8 +24,12 @@ import scipy.sparse as sp
 
 
 def is_sparse(X: Any) -> bool:
-    """True for any scipy.sparse matrix or array."""
-    return sp.issparse(X)
+    """True for any scipy.sparse matrix or array.
+
+    A NumPy array answers at once: this runs several times per training step, and
+    ``scipy.sparse.issparse`` goes through an ``isinstance`` against an abstract base class.
+    """
+    return type(X) is not np.ndarray and sp.issparse(X)
 
 
 def check_sparse_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:

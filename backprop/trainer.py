@@ -18,26 +18,29 @@ Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the trai
 validation loss and :meth:`Trainer.evaluate`, so all three agree under every ``penalty_scale``.
 Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. ``seed`` is split into a
 shuffling and a validation-split stream, independent of the model's own streams.
+
+The Trainer is this module (options, the maths of one update, evaluation) and three mixins: the
+epoch loop and its hooks (:mod:`backprop.training_loop`), the checkpoint state
+(:mod:`backprop.training_state`) and the predictions that know the loss
+(:class:`backprop.inference.Predictions`).
 """
 
 from __future__ import annotations
 
 import math
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import checks, inference, pruning
+from . import checks, pruning
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
 from . import schedules as schedules_mod
 from .batching import ValidationSplit, check_data, feed
 from .callbacks import Callback, History
-from .data import check_X
-from .lbfgs import LBFGS, iteration_step
+from .inference import Predictions
+from .lbfgs import LBFGS
 from .model import Sequential, spawn_generators
 from .regularization import add_penalty_gradient, global_norm, penalty, soft_threshold
 from .training_checks import (
@@ -46,8 +49,8 @@ from .training_checks import (
     evaluate_arrays,
     make_metrics,
 )
+from .training_loop import TrainingLoop
 from .training_state import TrainerState
-from .view import TrainingView
 
 MODES = ("stochastic", "batch", "minibatch")
 
@@ -56,7 +59,7 @@ class TrainingDivergedError(FloatingPointError):
     """A non-finite loss or gradient; the model keeps the weights from before that batch."""
 
 
-class Trainer(TrainerState):
+class Trainer(Predictions, TrainingLoop, TrainerState):
     """Trains a :class:`~backprop.Sequential` with a loss and an optimizer.
 
     Parameters
@@ -336,102 +339,7 @@ class Trainer(TrainerState):
         checks.one_of("interrupt", interrupt, ("warn", "raise"))
         self._check_options(fitting=True)
         batches, val = feed(self, X, y, sample_weight, validation_data, validation_split)
-        hooks = self._hooks()
-        self.has_validation = val is not None or any(cb.provides_validation for cb in hooks)
-        self.stop_training = self.interrupted = False
-        self.notes = []
-        pruning.enforce(self.model, self.optimizer)  # pruning hook: a mask set before fit
-        self.initial_epoch, self.end_epoch = self.epoch, self.epoch + epochs
-        view = TrainingView(self)
-        for cb in hooks:
-            cb.on_train_begin(view)
-        self._apply_pending_callback_states()
-        run = None
-        try:
-            if (schedule := self._stepped_schedule()) is not None:
-                schedule.start(self.optimizer.lr)
-            if not self.has_learning_rate:
-                run, step = iteration_step(self, batches)
-            else:
-                step = self.train_step
-            self._fit_epochs(batches, step, val, hooks, view)
-        except KeyboardInterrupt:
-            self.interrupted = True
-            if interrupt == "raise":
-                raise
-            epoch, batch = self._position
-            warnings.warn(
-                f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; the model keeps "
-                f"the weights reached so far ({self.epoch} complete epochs in the history)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        finally:
-            if run is not None:
-                run.close()
-            for cb in hooks:
-                cb.on_train_end(view)
-            pruning.enforce(self.model, self.optimizer)  # pruning hook: restored weights too
-        return self.history
-
-    def _fit_epochs(self, batches, step, val, hooks, view):
-        metrics = make_metrics(self.loss, self.metric_names)
-        lr_schedule = self._stepped_schedule()
-        for epoch in range(self.initial_epoch, self.end_epoch):
-            if self.stop_training:
-                break
-            start = time.perf_counter()
-            self._position = (epoch, 0)
-            for cb in hooks:
-                cb.on_epoch_begin(view, epoch)
-            if lr_schedule is not None and lr_schedule.interval == "epoch":
-                self.optimizer.lr = lr_schedule(epoch)
-            for metric in metrics:
-                metric.reset()
-            total = weight_total = norm_sum = norm_max = 0.0
-            n_batches = 0
-            for b, (Xb, yb, wb) in enumerate(batches(epoch)):
-                self._position = (epoch, b)
-                for cb in hooks:
-                    cb.on_batch_begin(view, b)
-                if lr_schedule is not None and lr_schedule.interval == "update":
-                    self.optimizer.lr = lr_schedule(self.step_count)
-                try:
-                    loss, out, norm = step(Xb, yb, wb)
-                except StopIteration:
-                    self.stop_training = True
-                    break
-                bw = Xb.shape[0] if wb is None else float(wb.sum())
-                total += loss * bw
-                weight_total += bw
-                norm_sum += norm
-                norm_max = max(norm_max, norm)
-                n_batches += 1
-                for metric in metrics:
-                    metric.update(out, yb, wb)
-                logs = {"loss": loss, "grad_norm": norm, "batch_size": Xb.shape[0]}
-                for cb in hooks:
-                    cb.on_batch_end(view, b, logs)
-            if self.stop_training and n_batches == 0:
-                break  # L-BFGS had converged: no iteration, no epoch
-            if n_batches == 0:
-                raise ValueError(
-                    f"no training batches in epoch {epoch + 1}: an iterable of batches must be "
-                    "re-iterable for several epochs (a list, or an object whose __iter__ starts "
-                    "over), not a one-shot generator"
-                )
-            self.steps_per_epoch = n_batches
-            logs: dict[str, float] = {"epoch": epoch + 1, "loss": total / max(weight_total, 1e-300)}
-            logs.update({m.name: m.result() for m in metrics})
-            logs["grad_norm"] = norm_sum / n_batches
-            logs["grad_norm_max"] = norm_max
-            if val is not None:
-                logs.update(self._evaluate(*val, prefix="val_"))
-            logs["lr"] = float(getattr(self.optimizer, "lr", math.nan))
-            self.epoch = epoch + 1
-            logs["time"] = time.perf_counter() - start
-            for cb in hooks:
-                cb.on_epoch_end(view, epoch, logs)
+        return self._run(batches, val, epochs, interrupt)
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(
@@ -468,37 +376,6 @@ class Trainer(TrainerState):
 
     def _evaluate(self, X, y, w, batch_size: int = 1024, prefix: str = "") -> dict[str, float]:
         return evaluate_arrays(self, X, y, w, batch_size, prefix)
-
-    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """The model's outputs (logits for classification losses) in chunks.
-
-        Parameters
-        ----------
-        X : Any
-            Input rows.
-        batch_size : int, default 1024
-            Rows per chunk.
-
-        Returns
-        -------
-        np.ndarray
-            The model's outputs ``(n, *out_shape)``.
-        """
-        X = check_X(X)
-        return self.model.predict(X, batch_size=batch_size)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities ``(n, k)``: softmax of the logits for SoftmaxCrossEntropy,
-        sigmoid for BinaryCrossEntropy (see :mod:`backprop.inference`)."""
-        return inference.proba_from_outputs(self.predict(X), self.loss)
-
-    def predict_classes(self, X: Any) -> np.ndarray:
-        """Class codes ``(n,)`` in ``0..k-1``: argmax of the logits (``z > 0`` for one output)."""
-        return inference.classes_from_outputs(self.predict(X), self.loss)
-
-    def score(self, X: Any, y: Any) -> float:
-        """Accuracy for the cross-entropies, R^2 for the regression losses."""
-        return inference.score_outputs(self.predict(X), y, self.loss)
 
 
 __all__ = ["Trainer", "TrainingDivergedError", "MODES"]

@@ -83,16 +83,23 @@ def targets(rows: list[dict], workloads: dict) -> list[str]:
         row = _find(rows, workload, "backprop")
         return None if row is None or _find(rows, workload, peer) is None else row[f"vs_{peer}"]
 
-    check("mnist128 backprop/sklearn epoch time", ratio("mnist128", "sklearn"), 0.5)
-    check("mnist128 backprop/torch epoch time", ratio("mnist128", "torch"), 0.65)
-    for name, bound in (("mnist128", 0.75), ("mnist1024", 0.85)):
-        row = _find(rows, name, "backprop")
-        check(f"{name} GEMM-only bound / epoch time", row and row["gemm_fraction"], bound, False)
-    check("mnist32 backprop/sklearn epoch time", ratio("mnist32", "sklearn"), 0.45)
-    check("mnist32 backprop/torch epoch time", ratio("mnist32", "torch"), 0.6)
+    # The speed issue's targets (issue 16), measured over 3 epochs with 2 threads.
+    check("mnist128 backprop/torch epoch time", ratio("mnist128", "torch"), 0.6)
+    check("mnist32 backprop/torch epoch time", ratio("mnist32", "torch"), 0.5)
+    est = _find(rows, "mnist128", "backprop-est")
+    if est is not None and _find(rows, "mnist128", "sklearn") is not None:
+        check("mnist128 MLPClassifier/sklearn epoch time", est["vs_sklearn"], 0.45)
     row = _find(rows, "digits", "backprop")
-    check("digits microseconds per update", row and row["us_per_step"], 100)
-    check("digits backprop/sklearn epoch time", ratio("digits", "sklearn"), 0.3)
+    check("digits microseconds per update", row and row["us_per_step"], 60)
+    check("digits backprop/sklearn epoch time", ratio("digits", "sklearn"), 0.25)
+    for name, label, bound in (("mnist128", "Adam", 0.55), ("sgd128", "SGD momentum", 0.75)):
+        row = _find(rows, name, "backprop")
+        check(
+            f"{name} ({label}) GEMM-only bound / epoch time",
+            row and row["gemm_fraction"],
+            bound,
+            False,
+        )
     for r in rows:
         if r["system"] == "backprop-est":
             base = _find(rows, r["workload"], "backprop")

@@ -79,12 +79,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="timed rounds per workload (default: 5 for MNIST, 9 for the small ones; quick: 2, 3)",
     )
     p.add_argument("--threads", type=int, default=1, help="BLAS threads for every system")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="epochs per timed run of the MNIST workloads"
+    )
     p.add_argument("--data-dir", default=os.environ.get("BACKPROP_DATA", "data"))
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     if args.repeats is not None and args.repeats < 1 or args.threads < 1:
         p.error("--repeats and --threads must be >= 1")
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs must be >= 1, got {args.epochs}")
     return args
 
 
@@ -233,7 +238,7 @@ def main(argv: list[str]) -> int:
         _pin_threads(args.threads)
         header = environment(args)
         for name in names:
-            w = workloads_mod.make(name, quick=args.quick, data_dir=args.data_dir)
+            w = workloads_mod.make(name, args.quick, args.data_dir, args.epochs)
             if isinstance(w, str):
                 notes.append(f"{name}: {w}")
                 continue
@@ -259,7 +264,8 @@ def main(argv: list[str]) -> int:
     if notes:
         lines += ["", *[f"note: {n}" for n in notes]]
     checks = targets(
-        rows, {n: workloads_mod.make(n, args.quick, args.data_dir) for n in descriptions}
+        rows,
+        {n: workloads_mod.make(n, args.quick, args.data_dir, args.epochs) for n in descriptions},
     )
     if checks:
         lines += ["", "targets (quick mode: indicative only):" if args.quick else "targets:"]

@@ -1,11 +1,12 @@
 """Sequence models against PyTorch on the CPU, in one process, BLAS pinned to ``--threads``.
 
-    python benchmarks/sequence.py [--batches 60] [--repeats 5] [--threads 2]
+    python benchmarks/sequence.py [--batches 60] [--repeats 5] [--threads 2] [--out FILE]
 
 1. **LSTM epoch of sequential MNIST**: ``LSTM(128) -> Dense(10)``, softmax cross-entropy, Adam,
-   batch 128, 28 steps of 28 pixels. Each system trains ``--batches`` batches (the first
-   ``batches * 128`` training images; random images when data/mnist.npz is missing) and the
-   time is scaled to a 60,000-image epoch (469 batches). Ours goes through ``bp.Trainer``;
+   batch 128, 28 steps of 28 pixels. Each system trains ``--batches`` batches (a partial epoch:
+   the first ``batches * 128`` training images of data/mnist.npz; random images, said so in the
+   output, when that file is missing) and the time is scaled to a 60,000-image epoch (469
+   batches). Ours goes through ``bp.Trainer``;
    torch through ``nn.LSTM(batch_first=True)``, ``nn.Linear``, ``nn.CrossEntropyLoss`` and
    ``torch.optim.Adam`` in the usual loop.
 2. **One transformer encoder block, forward + backward** on ``(128, 28, 64)``: pre-norm,
@@ -15,12 +16,19 @@
    norm_first=True, batch_first=True)``.
 
 Rounds alternate the systems (so drifting load hits both); reported times are medians over
-``--repeats`` rounds after one warm-up, and the ratio is ours / torch's (> 1: we are slower).
+``--repeats`` rounds after one warm-up, and the ratio is the median over rounds of ours / torch's
+(> 1: we are slower); the quartiles and range of the rounds' ratios and the ratio of the two
+fastest rounds are printed too, so that a loaded machine's noise shows. On a shared machine,
+many short rounds (``--batches 5 --repeats 41``) interleave the systems more finely than a few
+long ones.
+The output names the data, the threads and the load averages (``os.getloadavg``) before and
+after; ``--out FILE`` writes it to FILE as well (e.g. benchmarks/sequence-latest.txt).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -37,14 +45,19 @@ BATCH, T, D, H = 128, 28, 28, 128
 D_MODEL, HEADS, FFN = 64, 4, 128
 
 
-def mnist_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+def mnist_rows(n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The first ``n`` MNIST training images as ``(n, 28, 28)`` float32 rows in [0, 1], their
+    labels, and where they came from (random pixels and labels when data/mnist.npz is missing)."""
     try:
         X, y, _, _ = load_mnist()
         X, y = X[:n], y[:n]
+        source = f"MNIST, the first {len(X)} training images"
     except FileNotFoundError:
         rng = np.random.default_rng(0)
         X, y = rng.integers(0, 256, size=(n, T * D)), rng.integers(0, 10, size=n)
-    return (X.reshape(n, T, D) / np.float32(255)).astype(np.float32), y.astype(np.int64)
+        source = f"RANDOM images ({n}; data/mnist.npz missing), not MNIST"
+    X = (X.reshape(len(X), T, D) / np.float32(255)).astype(np.float32)
+    return X, y.astype(np.int64), source
 
 
 def ours_lstm(X: np.ndarray, y: np.ndarray) -> float:
@@ -115,6 +128,11 @@ def torch_block(x: np.ndarray, g: np.ndarray):
     return step
 
 
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} (1, 5, 15 min)"
+
+
 def compare(name: str, ours, theirs, repeats: int, scale: float = 1.0) -> dict:
     ours(), theirs()  # warm-up
     a, b = [], []
@@ -125,7 +143,16 @@ def compare(name: str, ours, theirs, repeats: int, scale: float = 1.0) -> dict:
     ratio = statistics.median(x / y for x, y in zip(a, b, strict=True))
     row = {"benchmark": name, "backprop_s": statistics.median(a), "torch_s": statistics.median(b)}
     row["ratio"] = ratio
-    print(f"{name:44s} {row['backprop_s']:9.4f} s {row['torch_s']:9.4f} s {ratio:6.2f}x")
+    row["ratio_of_fastest"] = min(a) / min(b)
+    row["round_ratios"] = [x / y for x, y in zip(a, b, strict=True)]
+    row["line"] = f"{name:44s} {row['backprop_s']:9.4f} s {row['torch_s']:9.4f} s {ratio:6.2f}x"
+    q1, q2, q3 = np.percentile(row["round_ratios"], [25, 50, 75])
+    row["detail"] = (
+        f"    {repeats} rounds; their ratios: quartiles {q1:.2f} {q2:.2f} {q3:.2f}, "
+        f"range {min(row['round_ratios']):.2f} to {max(row['round_ratios']):.2f}; "
+        f"fastest rounds {min(a):.4g} s vs {min(b):.4g} s = {row['ratio_of_fastest']:.2f}x"
+    )
+    print(row["line"], row["detail"], sep="\n", flush=True)
     return row
 
 
@@ -134,16 +161,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batches", type=int, default=60, help="LSTM batches timed per round")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args(argv)
+    if args.batches < 1 or args.repeats < 1 or args.threads < 1:
+        parser.error(f"--batches, --repeats and --threads must be >= 1, got {vars(args)}")
     import torch
 
     torch.set_num_threads(args.threads)
     rows = []
+    lines = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     with threadpool_limits(limits=args.threads):
-        print(f"threads={args.threads}, torch {torch.__version__}, numpy {np.__version__}")
-        print(f"{'':44s} {'backprop':>11s} {'torch':>11s}  ratio")
-        X, y = mnist_rows(args.batches * BATCH)
-        scale = 469 / args.batches  # seconds per 60,000-image epoch
+        X, y, source = mnist_rows(args.batches * BATCH)
+        say(f"threads={args.threads}, torch {torch.__version__}, numpy {np.__version__}")
+        say(f"before: {load()}")
+        say(
+            f"LSTM: {len(X) // BATCH} batches of {BATCH} ({source}), a partial epoch, timed "
+            f"and scaled to 469 batches; median of {args.repeats} rounds"
+        )
+        say(f"{'':44s} {'backprop':>11s} {'torch':>11s}  ratio")
+        scale = 469 / (len(X) / BATCH)  # seconds per 60,000-image epoch
         rows.append(
             compare(
                 "LSTM(128) epoch, sequential MNIST (s/epoch)",
@@ -153,6 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 scale,
             )
         )
+        lines += [rows[-1]["line"], rows[-1]["detail"]]
         rng = np.random.default_rng(0)
         x = rng.standard_normal((BATCH, T, D_MODEL)).astype(np.float32)
         g = rng.standard_normal((BATCH, T, D_MODEL)).astype(np.float32)
@@ -164,6 +206,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 args.repeats * 4,
             )
         )
+        lines += [rows[-1]["line"], rows[-1]["detail"]]
+        say(f"after: {load()}")
+    for row in rows:
+        row["data"] = source if row["benchmark"].startswith("LSTM") else "random (128, 28, 64)"
+    if args.out is not None:
+        command = " ".join(["python benchmarks/sequence.py", *(argv or sys.argv[1:])])
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        args.out.write_text(f"# {command}   ({stamp})\n" + "\n".join(lines) + "\n")
     return rows
 
 

@@ -10,7 +10,14 @@ slows down for good. This benchmark trains the same network the same way in one 
     torch, FTZ           the same after ``torch.set_flush_denormal(True)`` (flush-to-zero)
 
 Network 784-256-128-10 ReLU, Adam lr 1e-3, real MNIST pixels / 255 (float32), BLAS pinned to
-``--threads``. For each batch size it prints the total time, the median time of 100 updates, and
+``--threads``. The systems run one after the other by default. ``--turns K`` makes them take
+turns instead: each runs in its own Python thread, but only the one holding the turn computes; it
+trains ``K`` windows of 100 updates, records how long each took, and hands the turn to the next
+(round robin, see :class:`Turns`), so that a change in the machine's load hits every system in
+the same stretch of wall time. The price: each switch leaves the previous system's BLAS or
+OpenMP worker threads spinning for a while (OpenBLAS spins up to about 0.1 s before sleeping),
+which slows the first window of the next turn; small ``K`` makes that visible, and on a quiet
+machine the default is the fairer measure. For each batch size it prints the total time, the median time of 100 updates, and
 the slowest 100-update window against the median; it draws the time of every 100 updates over
 training (``--plot``). ``--scaling`` adds a thread-scaling table (one epoch, batch 128).
 
@@ -23,7 +30,10 @@ This machine is shared: absolute times move with the load; same-run ratios are w
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,12 +57,66 @@ def load(rows: int | None, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     return X, np.asarray(y, np.int64)
 
 
-def window_times(stamps: list[float]) -> np.ndarray:
-    """Seconds per ``WINDOW`` updates from the time stamps taken every ``WINDOW`` updates."""
-    return np.diff(np.asarray(stamps))
+class Turns:
+    """Round-robin turns between systems that train in threads: exactly one computes at a time.
+
+    A system calls ``start(name)`` before its first update, ``tick(name)`` after every
+    ``WINDOW`` updates (which records the time since its turn began and hands the turn on), and
+    ``stop(name)`` when it is done (in a ``finally``, so that the others never wait for it).
+    ``Turns(None)`` is a no-op clock for warm-ups and tests: ``tick`` only records the time.
+    """
+
+    def __init__(self, names: list[str] | None, every: int | None = 1) -> None:
+        self.order = list(names or [])
+        self.every = every  # windows per turn; None: a system keeps the turn until it stops
+        self.cond = threading.Condition()
+        self.current = 0
+        self.done: set[str] = set()
+        self.windows: dict[str, list[float]] = {}
+        self.t0: dict[str, float] = {}
+
+    def _wait(self, name: str) -> None:
+        if self.order:
+            with self.cond:
+                self.cond.wait_for(lambda: self.order[self.current] == name)
+        self.t0[name] = time.perf_counter()
+
+    def _pass(self, name: str, finished: bool = False) -> None:
+        if not self.order:
+            return
+        with self.cond:
+            if finished:
+                self.done.add(name)
+            for k in range(1, len(self.order) + 1):  # the next system not yet done
+                i = (self.current + k) % len(self.order)
+                if self.order[i] not in self.done:
+                    self.current = i
+                    break
+            self.cond.notify_all()
+
+    def start(self, name: str) -> None:
+        self.windows[name] = []
+        self._wait(name)
+
+    def tick(self, name: str) -> None:
+        self.windows[name].append(time.perf_counter() - self.t0[name])
+        if self.every and len(self.windows[name]) % self.every == 0:
+            self._pass(name)
+            self._wait(name)
+        else:
+            self.t0[name] = time.perf_counter()
+
+    def stop(self, name: str) -> None:
+        self._pass(name, finished=True)
+
+    def times(self, name: str) -> np.ndarray:
+        """Seconds of each complete window of ``WINDOW`` updates of ``name``."""
+        return np.asarray(self.windows.get(name, []))
 
 
-def run_backprop(X, y, batch, epochs, flush: bool) -> np.ndarray:
+def run_backprop(
+    X, y, batch, epochs, flush: bool, turns: Turns | None = None, name: str = "backprop"
+) -> np.ndarray:
     import backprop as bp
 
     layers: list = []
@@ -62,26 +126,31 @@ def run_backprop(X, y, batch, epochs, flush: bool) -> np.ndarray:
     opt = bp.Adam(1e-3)
     if not flush:
         opt.flush_every = 0
-    stamps: list[float] = []
+    turns = turns or Turns(None)
 
     class Stamp(bp.Callback):
         def on_batch_end(self, trainer, b, logs):
             if trainer.step % WINDOW == 0:
-                stamps.append(time.perf_counter())
+                turns.tick(name)
 
     trainer = bp.Trainer(
         model, "cross_entropy", opt, batch_size=batch, epochs=epochs, seed=0, callbacks=[Stamp()]
     )
-    stamps.append(time.perf_counter())
-    trainer.fit(X, y)
-    return window_times(stamps)
+    turns.start(name)
+    try:
+        trainer.fit(X, y)
+    finally:
+        turns.stop(name)
+    return turns.times(name)
 
 
-def run_torch(X, y, batch, epochs, ftz: bool) -> np.ndarray:
+def run_torch(
+    X, y, batch, epochs, ftz: bool, turns: Turns | None = None, name: str = "torch"
+) -> np.ndarray:
     import torch
 
+    turns = turns or Turns(None)
     torch.manual_seed(0)
-    torch.set_flush_denormal(ftz)
     mods: list = []
     for a, b in zip(SIZES[:-1], SIZES[1:], strict=True):
         mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
@@ -90,8 +159,9 @@ def run_torch(X, y, batch, epochs, ftz: bool) -> np.ndarray:
     loss_fn = torch.nn.CrossEntropyLoss()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(0)
-    stamps = [time.perf_counter()]
     step = 0
+    turns.start(name)
+    torch.set_flush_denormal(ftz)
     try:
         for _ in range(epochs):
             order = torch.randperm(len(Xt), generator=gen)
@@ -103,21 +173,49 @@ def run_torch(X, y, batch, epochs, ftz: bool) -> np.ndarray:
                 opt.step()
                 step += 1
                 if step % WINDOW == 0:
-                    stamps.append(time.perf_counter())
+                    turns.tick(name)
+                    torch.set_flush_denormal(ftz)  # in case the flag is per process, not thread
     finally:
         torch.set_flush_denormal(False)
-    return window_times(stamps)
+        turns.stop(name)
+    return turns.times(name)
 
 
 def systems(torch_ok: bool) -> dict:
+    """name -> ``fn(X, y, batch, epochs, turns=None, name=...)`` returning the window times."""
     out = {
-        "backprop": lambda X, y, b, e: run_backprop(X, y, b, e, flush=True),
-        "backprop, no flush": lambda X, y, b, e: run_backprop(X, y, b, e, flush=False),
+        "backprop": functools.partial(run_backprop, flush=True),
+        "backprop, no flush": functools.partial(run_backprop, flush=False),
     }
     if torch_ok:
-        out["torch"] = lambda X, y, b, e: run_torch(X, y, b, e, ftz=False)
-        out["torch, FTZ"] = lambda X, y, b, e: run_torch(X, y, b, e, ftz=True)
+        out["torch"] = functools.partial(run_torch, ftz=False)
+        out["torch, FTZ"] = functools.partial(run_torch, ftz=True)
     return out
+
+
+def in_turns(
+    fns: dict, X, y, batch: int, epochs: int, every: int | None = 1
+) -> dict[str, np.ndarray]:
+    """Train every system of ``fns`` in its own thread, taking turns of ``every`` windows of
+    ``WINDOW`` updates (None: each trains to the end before the next starts); returns each
+    one's window times. An error in one system is raised after all have ended."""
+    turns = Turns(list(fns), every)
+    errors: list[BaseException] = []
+
+    def work(name, fn):
+        try:
+            fn(X, y, batch, epochs, turns=turns, name=name)
+        except BaseException as exc:  # re-raised in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=item) for item in fns.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return {name: turns.times(name) for name in fns}
 
 
 def summarize(times: np.ndarray) -> dict:
@@ -142,7 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="data", help="folder holding mnist.npz")
     p.add_argument("--plot", help="write the time-per-100-updates figure here (PNG)")
     p.add_argument("--scaling", action="store_true", help="add the thread-scaling table")
+    p.add_argument(
+        "--turns",
+        type=int,
+        default=None,
+        metavar="K",
+        help="alternate the systems every K windows of 100 updates (default: one after another)",
+    )
     args = p.parse_args(argv)
+    if args.turns is not None and args.turns < 1:
+        p.error(f"--turns must be >= 1, got {args.turns}")
     try:
         import torch
 
@@ -155,17 +262,24 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, int], np.ndarray] = {}
     with threadpool_limits(limits=args.threads):
         for batch in args.batch:
-            for name, fn in systems(torch_ok).items():
+            fns = systems(torch_ok)
+            for fn in fns.values():
                 fn(X[: 20 * batch], y[: 20 * batch], batch, 1)  # warm-up
-                runs[(name, batch)] = fn(X, y, batch, args.epochs)
+            for name, t in in_turns(fns, X, y, batch, args.epochs, args.turns).items():
+                runs[(name, batch)] = t
+    order = f"in turns of {args.turns} windows" if args.turns else "one after another"
     print(
-        f"MNIST {len(X)} rows, {args.epochs} epochs, {args.threads} threads, Adam, 784-256-128-10"
+        f"MNIST {len(X)} rows, {args.epochs} epochs, {args.threads} threads, Adam, "
+        f"784-256-128-10, systems {order}"
     )
     print(
         "| system | batch | total s | median ms / 100 updates | slowest / median | last / first |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
     for (name, batch), t in runs.items():
+        if len(t) == 0:
+            print(f"| {name} | {batch} | - | fewer than {WINDOW} updates: no window | - | - |")
+            continue
         s = summarize(t)
         print(
             f"| {name} | {batch} | {s['total']:.2f} | {1e3 * s['median_100']:.1f} | "
@@ -178,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"batch {batch}: backprop / {peer} = {ratio:.2f}")
     if args.scaling:
         print("\nthread scaling, one epoch, batch 128 (seconds)")
-        counts = sorted({1, 2, args.threads, *([] if args.threads <= 2 else [args.threads])})
+        counts = sorted({1, 2, args.threads, os.cpu_count() or 1})  # and all cores
         print("| system | " + " | ".join(f"{c} threads" for c in counts) + " |")
         print("|---" * (len(counts) + 1) + "|")
         for name, fn in systems(torch_ok).items():

@@ -58,11 +58,10 @@ class BackpropTrainer(System):
                 model, loss, bp.LBFGS(tol=0.0), mode="batch", epochs=w.epochs, seed=0
             )
         else:
-            trainer = bp.Trainer(
-                model, loss, bp.Adam(lr=w.lr), batch_size=w.batch_size, epochs=w.epochs, seed=0
-            )
+            opt = bp.Adam(lr=w.lr) if w.solver == "adam" else bp.SGD(lr=w.lr, momentum=w.momentum)
+            trainer = bp.Trainer(model, loss, opt, batch_size=w.batch_size, epochs=w.epochs, seed=0)
         trainer.fit(w.X_train, w.y_train)
-        steps = trainer.step_count if w.solver == "adam" else trainer.epoch
+        steps = trainer.epoch if w.solver == "lbfgs" else trainer.step_count
         return model, steps
 
     def predict(self, fitted, X):
@@ -73,7 +72,13 @@ class BackpropTrainer(System):
 def sklearn_params(w: Workload) -> dict[str, Any]:
     """scikit-learn ``MLPClassifier``/``MLPRegressor`` settings equal to the workload's (no
     early stop by ``tol``: ``tol=0`` and a patience longer than the run)."""
+    sgd = (
+        {"momentum": w.momentum, "nesterovs_momentum": False, "learning_rate": "constant"}
+        if w.solver == "sgd"
+        else {}
+    )
     return {
+        **sgd,
         "hidden_layer_sizes": w.hidden,
         "activation": "relu",
         "solver": w.solver,
@@ -139,7 +144,7 @@ class BackpropEstimator(SklearnLike):
 
 class Torch(System):
     """PyTorch eager on the CPU: ``nn.Sequential`` of ``Linear``/``ReLU``, ``torch.optim.Adam``
-    (or ``LBFGS``), a plain loop over ``randperm`` batches with ``loss.item()`` per batch."""
+    (or ``SGD`` with momentum), a plain loop over ``randperm`` batches with ``loss.item()`` per batch."""
 
     name = "torch"
     reports_to_tracemalloc = False  # its C++ allocator does not report to tracemalloc
@@ -167,7 +172,10 @@ class Torch(System):
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
             layers += [nn.Linear(a, b), nn.ReLU()]
         model = nn.Sequential(*layers[:-1])
-        opt = torch.optim.Adam(model.parameters(), lr=w.lr, betas=(0.9, 0.999), eps=1e-8)
+        if w.solver == "sgd":
+            opt = torch.optim.SGD(model.parameters(), lr=w.lr, momentum=w.momentum)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=w.lr, betas=(0.9, 0.999), eps=1e-8)
         X = torch.from_numpy(w.X_train)
         if w.task == "classification":
             y, loss_fn = torch.from_numpy(w.y_train), F.cross_entropy

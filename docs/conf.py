@@ -55,7 +55,24 @@ exclude_patterns = [
 # -- API reference -------------------------------------------------------------------------------
 autosummary_generate = True
 autodoc_typehints = "none"  # numpydoc sections carry the types
-autodoc_default_options = {"inherited-members": False}
+# Which classes show inherited members is the class template's choice (an "inherited-members"
+# entry here would override its directive option under Sphinx 9).
+
+
+def _mixin_hosts() -> list[str]:
+    """Public classes whose methods partly live in mixins (``Sequential``: ``FlatParameters``;
+    ``Trainer``: ``TrainerState``, ``Predictions``): their pages show the inherited members too,
+    every other class only its own (a layer's page does not repeat the Layer protocol)."""
+    hosts = []
+    for name in backprop.__all__:
+        obj = getattr(backprop, name)
+        mro = obj.__mro__[1:] if isinstance(obj, type) else ()
+        if any((base.__doc__ or "").startswith("Mixin of") for base in mro):
+            hosts.append(name)
+    return hosts
+
+
+autosummary_context = {"mixin_hosts": _mixin_hosts()}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
@@ -104,7 +121,20 @@ def _skip_inherited_from_sklearn(app, what, name, obj, skip, options):
 
 # Pages of docs/ that the index does not name (the derivation page, pages added later) are listed
 # after the named ones, so that a new page never fails the build as "not in any toctree".
-NAMED = {"index", "getting_started", "tutorial", "user_guide", "experiments", "api", "changelog"}
+NAMED = {
+    "index",
+    "getting_started",
+    "tutorial",
+    "user_guide",
+    "backprop",
+    "sequences",
+    "experiments",
+    "api",
+    "benchmarks",
+    "reliability",
+    "layout",
+    "changelog",
+}
 EXTRA_PAGES = sorted(
     p.stem
     for p in Path(__file__).parent.iterdir()

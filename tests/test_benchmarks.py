@@ -89,15 +89,24 @@ def test_a_failing_system_is_noted_and_the_others_still_run(bench_main, tmp_path
 
 
 @pytest.mark.slow
-def test_sequence_benchmark_runs_and_reports_finite_ratios():
+def test_sequence_benchmark_runs_and_reports_finite_ratios(tmp_path):
     pytest.importorskip("torch")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    out = tmp_path / "sequence.txt"
     rows = importlib.import_module("benchmarks.sequence").main(
-        ["--batches", "2", "--repeats", "1", "--threads", "1"]
+        ["--batches", "2", "--repeats", "1", "--threads", "1", "--out", str(out)]
     )
     assert [r["benchmark"][:4] for r in rows] == ["LSTM", "tran"]
     assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in rows)
+    # the report names its data (real MNIST when the file is there) and holds both rows
+    mnist = (ROOT / "data" / "mnist.npz").is_file()
+    assert rows[0]["data"].startswith("MNIST" if mnist else "RANDOM")
+    report = out.read_text()
+    assert "a partial epoch" in report and report.count("load average") == 2
+    assert all(r["line"] in report and r["detail"] in report for r in rows)
+    assert [len(r["round_ratios"]) for r in rows] == [1, 4]  # the block runs 4x the rounds
+    assert all(r["ratio_of_fastest"] > 0 for r in rows)
 
 
 def test_steps_benchmark_times_every_window_of_updates():
@@ -114,3 +123,84 @@ def test_steps_benchmark_times_every_window_of_updates():
         assert times.shape == (2,) and np.all(times > 0)
     summary = steps.summarize(np.array([1.0, 2.0, 1.0, 1.0]))
     assert summary["slowest_over_median"] == 2.0
+
+
+def test_steps_benchmark_systems_take_turns_of_one_window():
+    """In ``in_turns`` only one system computes at a time and they alternate every window, so
+    a load change hits all of them alike; a system that finishes early or fails frees the
+    others instead of leaving them waiting."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    steps = importlib.import_module("benchmarks.steps")
+    log: list[str] = []
+    active: list[str] = []
+
+    def fake(windows):
+        def fn(X, y, batch, epochs, turns, name):
+            turns.start(name)
+            try:
+                for _ in range(windows):
+                    active.append(name)
+                    assert active == [name], active  # nobody else is computing
+                    log.append(name)
+                    active.remove(name)
+                    turns.tick(name)
+            finally:
+                turns.stop(name)
+
+        return fn
+
+    out = steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1)
+    assert log == ["a", "b", "c", "a", "c", "a"]
+    assert [len(out[k]) for k in "abc"] == [3, 1, 2]
+    log.clear()
+    steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, every=2)
+    assert log == ["a", "a", "b", "c", "c", "a"]
+    log.clear()
+    steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, every=None)
+    assert log == ["a", "a", "a", "b", "c", "c"]
+
+    def broken(X, y, batch, epochs, turns, name):
+        turns.start(name)
+        try:
+            raise RuntimeError("boom")
+        finally:
+            turns.stop(name)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        steps.in_turns({"ok": fake(2), "bad": broken}, None, None, 32, 1)
+    rng = np.random.default_rng(0)
+    X = rng.random((3200, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 3200)
+    fns = {k: v for k, v in steps.systems(torch_ok=False).items()}
+    out = steps.in_turns(fns, X, y, 32, 2)  # 200 updates each: 2 windows each
+    assert {k: v.shape for k, v in out.items()} == {k: (2,) for k in fns}
+
+
+def test_sgd_workload_and_epochs_option_reach_every_system(bench_main, tmp_path, monkeypatch):
+    """``sgd128`` trains every system with SGD + momentum 0.9 and ``--epochs`` sets the MNIST
+    workloads' epochs (random stand-in data: only the plumbing is checked here)."""
+    workloads = importlib.import_module("benchmarks.workloads")
+    systems = importlib.import_module("benchmarks.systems")
+    rng = np.random.default_rng(0)
+
+    def fake_mnist(data_dir, quick):
+        X = rng.random((300, 784), dtype=np.float32)
+        y = np.arange(300) % 10
+        return X[:200], y[:200], X[200:], y[200:]
+
+    monkeypatch.setattr(workloads, "_mnist", fake_mnist)
+    w = workloads.make("sgd128", epochs=2)
+    assert (w.solver, w.lr, w.momentum, w.epochs) == ("sgd", 0.01, 0.9, 2)
+    params = systems.sklearn_params(w)
+    assert params["solver"] == "sgd" and params["momentum"] == 0.9
+    assert params["nesterovs_momentum"] is False and params["max_iter"] == 2
+    report = tmp_path / "results.json"
+    argv = ["--quick", "--repeats", "1", "--workloads", "sgd128", "--epochs", "2", "--no-memory"]
+    assert bench_main([*argv, "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert {"backprop", "sklearn"} <= {r["system"] for r in rows}
+    for r in rows:
+        assert r["epochs"] == 2 and r["steps"] == 2 * 2  # 200 rows at batch 128: 2 steps a epoch
+    with pytest.raises(SystemExit):
+        bench_main(["--epochs", "0"])

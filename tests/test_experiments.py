@@ -153,6 +153,25 @@ def test_adding_problem_gradient_vanishes_through_time_in_the_tanh_rnn(tmp_path)
 
 
 @pytest.mark.slow  # runs an experiment (fast form)
+def test_adding_problem_runs_lengths_and_networks_separately_and_keeps_the_others(tmp_path):
+    """``--lengths``/``--network``: a run of part of the experiment keeps the other runs of the
+    same recipe in the output folder, replaces the ones it reruns, and drops other recipes."""
+    adding.run(tmp_path, fast=True, plots=False, lengths=(10,))
+    runs = adding.run(tmp_path, fast=True, plots=False, lengths=(20,))["runs"]
+    assert sorted(runs) == sorted(f"{n} t={t}" for n in adding.CELLS for t in (10, 20))
+    again = adding.run(tmp_path, fast=True, plots=False, lengths=(10,), networks=("GRU",))["runs"]
+    assert again == runs  # the rerun replaced GRU t=10 with the same numbers (same seeds)
+    rows = [
+        line for line in (tmp_path / "summary.md").read_text().splitlines() if "| GRU |" in line
+    ]
+    assert len(rows) == 2
+    other = adding.run(tmp_path, fast=True, plots=False, lengths=(10,), networks=("GRU",), epochs=1)
+    assert list(other["runs"]) == ["GRU t=10"] and other["epochs"] == 1
+    with pytest.raises(ValueError, match="'RNN'"):
+        adding.run(tmp_path, fast=True, lengths=(10,), networks=("RNN",))
+
+
+@pytest.mark.slow  # runs an experiment (fast form)
 def test_exploding_through_time_diverges_without_clipping(tmp_path):
     runs = exploding_through_time.run(tmp_path, fast=True, plots=False)["runs"]
     free, clipped = runs["no clipping"], runs["clip_norm=1"]

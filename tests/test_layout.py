@@ -1,4 +1,4 @@
-"""The architecture the README's layout section promises: the library never imports the
+"""The architecture docs/layout.md promises: the library never imports the
 application (``backprop.app``), and ``import backprop`` loads no matplotlib and no TOML parsing."""
 
 import ast
@@ -74,3 +74,19 @@ def test_load_config_is_still_reachable_from_the_top_level(tmp_path):
 
     assert bp.load_config.__module__ == "backprop.app.config"
     assert issubclass(bp.ConfigError, Exception)
+
+
+# -- issue 12.7: no module over about 400 lines -----------------------------------------------
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_over_400_lines():
+    """Every module of the package, library and application, at most 400 lines: a file that
+    grows past it is split by concept (STYLE.md), not trimmed of its docstrings."""
+    too_long = sorted(
+        (n, str(p.relative_to(PACKAGE.parent)))
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    )
+    listed = ", ".join(f"{path} ({n} lines)" for n, path in too_long)
+    assert too_long == [], f"modules over {MAX_MODULE_LINES} lines: {listed}"

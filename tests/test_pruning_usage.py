@@ -173,18 +173,20 @@ def test_inference_benchmark_compares_structured_and_masked_models():
     assert dense["parameters"] > sizes[0] > sizes[1] > sizes[2]
 
 
-def test_the_readme_pruning_example_runs(tmp_path, monkeypatch, capsys):
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Pruning and sparsity", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+PRUNING_GUIDE = ROOT / "docs" / "user_guide" / "pruning.md"
+
+
+def test_the_user_guide_pruning_example_runs(tmp_path, monkeypatch, capsys):
+    text = PRUNING_GUIDE.read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, str(PRUNING_GUIDE), "exec"), {})
     out = capsys.readouterr().out
     assert "'total': 0.9" in out and "(64, 64)" in out
     assert bp.load(tmp_path / "pruned.npz").weight_mask.mean() == pytest.approx(0.1, abs=1e-3)
 
 
-def test_the_pruning_page_and_readme_quote_the_numbers_of_the_results_file():
+def test_the_pruning_page_and_user_guide_quote_the_numbers_of_the_results_file():
     from scripts.experiments.pruning_report import pct
 
     results = json.loads((ROOT / "docs/experiments/pruning/results.json").read_text())
@@ -195,8 +197,8 @@ def test_the_pruning_page_and_readme_quote_the_numbers_of_the_results_file():
     errors += [t["test_error"] for t in results["tickets"].values() if isinstance(t, dict)]
     errors += [m["test_error"] for point in results["curve"].values() for m in point.values()]
     assert [pct(e) for e in errors if pct(e) not in page] == []
-    readme = (ROOT / "README.md").read_text().split("## Pruning and sparsity", 1)[1]
+    guide = PRUNING_GUIDE.read_text()
     headline = [results["dense"], results["gradual"]["0.92 from init"]]
     headline += [results["gradual"]["0.95 from init"], *results["tickets"].values()]
     quoted = [pct(r["test_error"]) for r in headline if isinstance(r, dict)]
-    assert [q for q in quoted if q not in readme.split("## ", 1)[0]] == []
+    assert [q for q in quoted if q not in guide] == []

@@ -22,6 +22,10 @@ file and the line)::
 
 ``--set section.key=value`` overrides one key; the value is read as a TOML value (bare words
 are strings) and must have the key's type. Nothing is ever evaluated as code.
+
+This module reads and validates (:func:`load_config`) and writes back (:func:`dumps`); the
+tables' keys, types and :class:`ConfigError` are :mod:`.config_schema`, the objects built from a
+config :mod:`.config_build`. Every name is importable from here.
 """
 
 from __future__ import annotations
@@ -29,111 +33,32 @@ from __future__ import annotations
 import copy
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import layers as layers_mod
-from .. import losses as losses_mod
-from .. import optimizers as optimizers_mod
-from .. import schedules as schedules_mod
-from ..layers.registry import check_argument, constructor_arguments
-from ..lbfgs import LBFGS
-from .sources import COMMON_OPTIONS, SOURCE_OPTIONS
-
-
-class ConfigError(ValueError):
-    """A config the user can fix: unknown key, wrong type, unknown name."""
-
-
-# Fixed tables: key -> (type, default). Types: a Python type or a tuple of them.
-FIXED: dict[str, dict[str, tuple[Any, Any]]] = {
-    "model": {"dtype": (str, "float32"), "seed": (int, 0), "layers": (list, None)},
-    "trainer": {
-        "mode": (str, "minibatch"),
-        "batch_size": (int, 32),
-        "epochs": (int, 20),
-        "shuffle": (bool, True),
-        "l1": (float, 0.0),
-        "l2": (float, 0.0),
-        "clip_norm": (float, None),
-        "clip_value": (float, None),
-        "clip_mode": (str, None),
-        "clip_factor": (float, 0.01),
-        "seed": (int, 0),
-        "l1_method": (str, "subgradient"),
-    },
-    # Gradual magnitude pruning (Zhu & Gupta 2017) while training; sparsity = 0 turns it off.
-    "pruning": {
-        "sparsity": (float, 0.0),
-        "scope": (str, "global"),
-        "begin_step": (int, 0),
-        "end_step": (int, 1000),
-        "frequency": (int, 100),
-        "initial": (float, 0.0),
-        "power": (float, 3.0),
-    },
-    "early_stopping": {
-        "enabled": (bool, True),
-        "monitor": (str, "val_loss"),
-        "patience": (int, 10),
-        "min_delta": (float, 0.0),
-        "restore_best_weights": (bool, True),
-    },
-    "output": {
-        "dir": (str, "runs"),
-        "name": (str, ""),
-        "checkpoint_every": (int, 5),
-        "save_best": (bool, True),
-        "plots": (bool, True),
-        "gradient_monitor": (bool, True),
-        "trajectory": (bool, False),
-    },
-}
-NAMED = {"loss": "mse", "optimizer": "adam", "schedule": None}
-SECTIONS = (
-    "data",
-    "model",
-    "loss",
-    "optimizer",
-    "schedule",
-    "trainer",
-    "pruning",
-    "early_stopping",
-    "output",
+from .config_build import (  # noqa: F401  (re-exported: the builders were this module's first)
+    _build_named,
+    build_early_stopping,
+    build_loss,
+    build_model,
+    build_optimizer,
+    build_pruning,
+    build_schedule,
+    build_trainer,
 )
-TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-TYPE_NAMES[list] = "a list"
-TYPE_NAMES[dict] = "a table"
-
-
-def _named_class(section: str, name: Any) -> type:
-    if section == "loss":
-        registry = losses_mod.REGISTRY
-    elif section == "optimizer":
-        registry = {**optimizers_mod.REGISTRY, "lbfgs": LBFGS}
-    else:
-        registry = schedules_mod.REGISTRY
-    if name not in registry:
-        raise ConfigError(f"unknown {section} {name!r}; valid names: {', '.join(sorted(registry))}")
-    return registry[name]
-
-
-def class_arguments(cls: type, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
-    """``{argument: (types, default)}`` of a constructor, from its resolved type hints (see
-    :func:`backprop.layers.registry.constructor_arguments`); ``types`` None accepts any value."""
-    return constructor_arguments(cls, skip)
-
-
-def check_type(value: Any, typ: Any, what: str) -> Any:
-    """``value`` if it has type ``typ`` (a type, a tuple of types, or None for any; an int is
-    accepted for a float); else a ConfigError."""
-    typs = typ if typ is None or isinstance(typ, tuple) else (typ,)
-    try:
-        return check_argument(value, typs)
-    except TypeError:
-        names = " or ".join(TYPE_NAMES.get(t, t.__name__) for t in typs)
-        raise ConfigError(f"{what}: expected {names}, got {value!r}") from None
+from .config_schema import (  # noqa: F401  (re-exported)
+    FIXED,
+    NAMED,
+    SECTIONS,
+    TYPE_NAMES,
+    Config,
+    ConfigError,
+    _named_class,
+    check_type,
+    class_arguments,
+)
+from .sources import COMMON_OPTIONS, SOURCE_OPTIONS
 
 
 def line_of(text: str, table: str, key: str | None = None, index: int = 0) -> int | None:
@@ -152,19 +77,6 @@ def line_of(text: str, table: str, key: str | None = None, index: int = 0) -> in
             if re.match(rf"\s*{re.escape(key)}\s*=", line):
                 return n
     return None
-
-
-@dataclass
-class Config:
-    """A validated config: ``resolved`` holds every table with its defaults filled in."""
-
-    path: str
-    resolved: dict[str, Any]
-    text: str = ""
-    origins: dict[str, str] = field(default_factory=dict)
-
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        return self.resolved[section]
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
@@ -310,111 +222,6 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
             checked[key] = check_type(value, typ, what)  # an int given for a float becomes one
         out.append(checked)
     return out
-
-
-# -- building objects ------------------------------------------------------------------------
-def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: int):
-    """The Sequential described by ``[model]``, built for input of ``n_features`` (an int, or a
-    per-sample shape); the last layer that declares an ``output_size_argument`` (Dense's
-    ``out_features``) gets ``n_outputs`` unless the config sets it."""
-    from ..model import Sequential
-
-    specs = config["model"]["layers"]
-    classes = [layers_mod.get(spec["type"]) for spec in specs]
-    last = max((i for i, c in enumerate(classes) if c.output_size_argument), default=None)
-    layers = []
-    for i, (spec, cls) in enumerate(zip(specs, classes, strict=True)):
-        kwargs = {k: v for k, v in spec.items() if k not in ("type", "trainable")}
-        if i == last:
-            kwargs.setdefault(cls.output_size_argument, n_outputs)
-        try:
-            layer = cls(**kwargs)
-        except ConfigError:  # already names its place
-            raise
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{config.path}: layer {i} ({cls.__name__}): {exc}") from None
-        layer.trainable = spec.get("trainable", True)
-        layers.append(layer)
-    shape = (n_features,) if isinstance(n_features, int) else tuple(n_features)
-    try:
-        return Sequential(
-            layers, input_shape=shape, dtype=config["model"]["dtype"], seed=config["model"]["seed"]
-        )
-    except ConfigError:  # already names its place
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [model]: {exc}") from None
-
-
-def _build_named(config: Config, section: str):
-    table = config[section]
-    if table is None:
-        return None
-    kwargs = {k: v for k, v in table.items() if k != "name"}
-    try:
-        return _named_class(section, table["name"])(**kwargs)
-    except ConfigError:  # already names its place
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [{section}]: {exc}") from None
-
-
-def build_loss(config: Config):
-    return _build_named(config, "loss")
-
-
-def build_optimizer(config: Config):
-    return _build_named(config, "optimizer")
-
-
-def build_schedule(config: Config):
-    return _build_named(config, "schedule")
-
-
-def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
-    """The Trainer for ``model`` from ``[loss]``, ``[optimizer]``, ``[schedule]``, ``[trainer]``."""
-    from ..trainer import Trainer
-
-    try:
-        return Trainer(
-            model,
-            build_loss(config),
-            build_optimizer(config),
-            schedule=build_schedule(config),
-            callbacks=callbacks,
-            **config["trainer"],
-        )
-    except ConfigError:  # already names its place
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [trainer]: {exc}") from None
-
-
-def build_pruning(config: Config):
-    """The GradualPruning callback of ``[pruning]``, or None when its sparsity is 0."""
-    from ..pruning import GradualPruning
-
-    table = dict(config["pruning"])
-    if not table["sparsity"]:
-        return None
-    try:
-        return GradualPruning(table.pop("sparsity"), **table)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [pruning]: {exc}") from None
-
-
-def build_early_stopping(config: Config):
-    from ..callbacks import EarlyStopping
-
-    table = dict(config["early_stopping"])
-    if not table.pop("enabled"):
-        return None
-    try:
-        return EarlyStopping(**table)
-    except ConfigError:  # already names its place
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [early_stopping]: {exc}") from None
 
 
 def dumps(resolved: dict[str, Any]) -> str:

@@ -1,7 +1,9 @@
 """Figures of a training run (matplotlib, Agg backend: files only, no window).
 
 Each ``fig_*`` function returns a Figure; :func:`draw_run` writes every figure that applies to a
-run directory into ``RUN_DIR/figures/`` from the files the run left behind::
+run directory into ``RUN_DIR/figures/`` from the files the run left behind. The figures live by
+family (training curves in :mod:`.curves`, pictures of the model in :mod:`.model_figures`,
+predictions in :mod:`.prediction_figures`); every name is importable from this module::
 
     history.csv      -> loss.png, metrics.png, lr.png, grad_norms.png, and with the monitors
                         on: dead_relu.png, update_ratio.png
@@ -16,354 +18,32 @@ run directory into ``RUN_DIR/figures/`` from the files the run left behind::
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-from ..progress import in_notebook
-
-# Files only (no window) unless the user has chosen a backend already (pyplot imported) or works
-# in a notebook, where the figures these functions return display inline.
-if "matplotlib.pyplot" not in sys.modules and not in_notebook():
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..filecheck import check_array_file  # noqa: E402
-from .modelfile import checked_model_file  # noqa: E402
-
-
-def read_history(path: str | Path) -> dict[str, list[float]]:
-    """history.csv back into ``{column: values}`` (empty cells become NaN)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    keys = rows[0].keys() if rows else []
-    return {k: [float(r[k]) if r[k] not in ("", None) else math.nan for r in rows] for k in keys}
-
-
-def write_history(history: dict[str, list[float]], path: str | Path) -> None:
-    keys = list(history)
-    n = max((len(v) for v in history.values()), default=0)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(keys)
-        for i in range(n):
-            w.writerow([repr(float(history[k][i])) if i < len(history[k]) else "" for k in keys])
-
-
-def _epochs(history: dict[str, list[float]]) -> np.ndarray:
-    n = len(history.get("loss", []))
-    return np.asarray(history.get("epoch", range(1, n + 1)), dtype=float)
-
-
-def fig_loss(history: dict[str, list[float]]) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    x = _epochs(history)
-    for key, label in (("loss", "train"), ("val_loss", "validation")):
-        if key in history:
-            ax.plot(x, history[key], label=label, marker="." if len(x) < 40 else None)
-    values = np.asarray(history.get("loss", []), dtype=float)
-    if values.size and np.all(values[np.isfinite(values)] > 0):
-        ax.set_yscale("log")
-    ax.set(title="Loss per epoch", xlabel="epoch", ylabel="loss (incl. L1/L2 penalty)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def fig_metrics(history: dict[str, list[float]]) -> plt.Figure | None:
-    names = [k for k in ("accuracy", "r2") if k in history]
-    if not names:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4))
-    x = _epochs(history)
-    for name in names:
-        ax.plot(x, history[name], label=f"train {name}")
-        if f"val_{name}" in history:
-            ax.plot(x, history[f"val_{name}"], label=f"validation {name}")
-    ax.set(title="Metric per epoch", xlabel="epoch", ylabel=" / ".join(names))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def fig_lr(history: dict[str, list[float]]) -> plt.Figure | None:
-    if "lr" not in history or not np.all(np.isfinite(history["lr"])):
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(_epochs(history), history["lr"], label="learning rate", color="tab:purple")
-    ax.set(title="Learning rate (set at the start of each epoch)", xlabel="epoch", ylabel="lr")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def fig_grad_norms(history: dict[str, list[float]]) -> plt.Figure | None:
-    keys = [k for k in history if k.startswith("grad_norm/")]
-    if not keys:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    x = _epochs(history)
-    for k in keys:
-        ax.plot(x, history[k], label=k.split("/", 1)[1])
-    ax.set_yscale("log")
-    ax.set(
-        title="Gradient norm per parameter (mean over the epoch's batches)",
-        xlabel="epoch",
-        ylabel="||dL/dparam|| (log scale)",
-    )
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(ncol=2, fontsize="small", title="parameter")
-    fig.tight_layout()
-    return fig
-
-
-def fig_weights(model: Any) -> plt.Figure:
-    weights = [(k, v) for k, v in model.parameters().items() if k.endswith(".W")]
-    n = max(len(weights), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
-    for ax, (name, W) in zip(axes[0], weights, strict=False):
-        ax.hist(np.ravel(W), bins=50, color="tab:blue")
-        ax.set(title=f"{name} {W.shape}", xlabel="weight value", ylabel="count")
-    fig.suptitle("Weight histograms per Dense layer")
-    fig.tight_layout()
-    return fig
-
-
-def fig_sparsity(model: Any, history: dict[str, list[float]] | None = None) -> plt.Figure:
-    """Per-layer density of a pruned model (fraction of each weight matrix kept), and the
-    total sparsity per epoch when the history has it (the GradualPruning callback logs it)."""
-    per_layer = {k: v for k, v in model.sparsity().items() if k != "total"}
-    curve = (history or {}).get("sparsity")
-    fig, axes = plt.subplots(
-        1, 2 if curve else 1, figsize=(9 if curve else 4.5, 3.4), squeeze=False
-    )
-    ax = axes[0][0]
-    shapes = model.parameters()
-    names = list(per_layer)
-    ax.bar(names, [100 * (1 - per_layer[k]) for k in names], color="tab:blue")
-    ax.set_xticks(range(len(names)), [f"{k}\n{shapes[k].shape}" for k in names], fontsize=8)
-    total = 100 * (1 - model.sparsity()["total"])
-    ax.set(ylabel="weights kept (%)", title=f"Density per weight matrix (total {total:.1f}%)")
-    if curve:
-        ax = axes[0][1]
-        ax.plot(_epochs(history), [100 * c for c in curve], "o-", ms=3, color="tab:red")
-        ax.set(xlabel="epoch", ylabel="sparsity (%)", title="Sparsity while training")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def fig_first_layer(model: Any, image_shape: tuple[int, int], n: int = 32) -> plt.Figure | None:
-    """The first ``n`` hidden units' input weights, each drawn as an image of the input's shape
-    (a pixel's colour is the weight from that pixel), tiled 8 to a row into one mosaic (one
-    ``imshow`` is far faster to draw than a grid of axes). Each unit is scaled by its own
-    max |w|; each tile is labelled with its unit's number."""
-    W = next((v for k, v in model.parameters().items() if k.endswith(".W")), None)
-    if W is None or W.shape[0] != image_shape[0] * image_shape[1]:
-        return None
-    n = min(n, W.shape[1])
-    cols = min(8, n)
-    rows = math.ceil(n / cols)
-    h, w = image_shape
-    mosaic = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
-    for j in range(n):
-        unit = W[:, j].reshape(image_shape).astype(np.float64)
-        r, c = divmod(j, cols)
-        mosaic[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = unit / (
-            np.abs(unit).max() or 1.0
-        )
-    fig, ax = plt.subplots(figsize=(1.1 * cols + 1.2, 1.1 * rows + 0.9))
-    im = ax.imshow(mosaic, cmap="RdBu_r", vmin=-1, vmax=1)
-    for j in range(n):
-        r, c = divmod(j, cols)
-        ax.text(
-            c * (w + 1) + 0.2,
-            r * (h + 1) + 0.2,
-            str(j),
-            fontsize=7,
-            va="top",
-            ha="left",
-            bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.5, "lw": 0},
-        )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"First-layer weights of hidden units 0-{n - 1}, each as a {h}x{w} image")
-    ax.set_xlabel(f"hidden units {cols} to a row (number at each tile's top left)")
-    ax.set_ylabel("pixel = weight from\nthat input pixel")
-    fig.colorbar(im, ax=ax, label="weight / max |weight| of the unit", shrink=0.8)
-    fig.tight_layout()
-    return fig
-
-
-def fig_conv_filters(model: Any, n: int = 32) -> plt.Figure | None:
-    """The first Conv2D layer's filters ``W[:, :, ch, f]`` as ``kh x kw`` images (averaged over
-    the input channels when there are several), each scaled by its own max |w|."""
-    W = next((v for k, v in model.parameters().items() if k.endswith(".W") and v.ndim == 4), None)
-    if W is None:
-        return None
-    kernels = W.astype(np.float64).mean(axis=2)  # (kh, kw, filters)
-    n = min(n, kernels.shape[-1])
-    cols = min(8, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols + 0.6, 1.25 * rows + 0.6))
-    for j, ax in enumerate(np.ravel(axes)):
-        ax.set_axis_off()
-        if j < n:
-            k = kernels[:, :, j]
-            ax.imshow(k / (np.abs(k).max() or 1.0), cmap="RdBu_r", vmin=-1, vmax=1)
-            ax.set_title(f"filter {j}", fontsize=8)
-    c_in = W.shape[2]
-    how = "" if c_in == 1 else f", mean over {c_in} input channels"
-    fig.suptitle(f"First convolution: {n} filters, {W.shape[0]}x{W.shape[1]}{how}")
-    fig.tight_layout()
-    return fig
-
-
-def fig_feature_maps(model: Any, x: np.ndarray, n: int = 8) -> plt.Figure | None:
-    """One input sample ``x`` (a row as the model takes it) through the model: the input image
-    and then, per layer whose output is an image ``(h, w, c)``, its first ``n`` channels."""
-    out = np.asarray(x, dtype=model.dtype)[None]
-    maps: list[tuple[str, np.ndarray]] = []
-    if out.ndim == 4:
-        maps.append(("input", out))
-    for i, layer in enumerate(model.layers):
-        out = layer.forward(out)
-        if out.ndim == 4:  # a Reshape of the input rows shows the input image itself
-            reshape = not layer.params and type(layer).__name__ == "Reshape"
-            maps.append(("input" if reshape and not maps else f"{i}: {type(layer).__name__}", out))
-    if not maps:
-        return None
-    cols = min(n, max(m.shape[-1] for _, m in maps))
-    fig, axes = plt.subplots(
-        len(maps), cols, figsize=(1.3 * cols + 1.4, 1.35 * len(maps) + 0.5), squeeze=False
-    )
-    for r, (name, m) in enumerate(maps):
-        for c, ax in enumerate(axes[r]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < m.shape[-1]:
-                ax.imshow(m[0, :, :, c], cmap="gray" if r == 0 else "viridis")
-            else:
-                ax.set_axis_off()
-        axes[r][0].set_ylabel(name, fontsize=8)
-    fig.suptitle("Feature maps of one test image, layer by layer (first channels)")
-    fig.tight_layout()
-    return fig
-
-
-def fig_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> plt.Figure:
-    k = len(classes)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * k, 0.6 + 0.5 * k) if k > 6 else (4.5, 4))
-    im = ax.imshow(cm, cmap="Blues")
-    for i in range(k):
-        for j in range(k):
-            color = "white" if cm[i, j] > cm.max() / 2 else "black"
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=color, fontsize=8)
-    labels = [str(c) for c in classes]
-    ax.set_xticks(range(k), labels)
-    ax.set_yticks(range(k), labels)
-    acc = np.trace(cm) / max(cm.sum(), 1)
-    ax.set(title=f"Confusion matrix, test set (accuracy {acc:.3f})", xlabel="predicted class")
-    ax.set_ylabel("true class")
-    fig.colorbar(im, ax=ax, label="samples")
-    fig.tight_layout()
-    return fig
-
-
-def fig_pred_vs_true(y_true: np.ndarray, y_pred: np.ndarray) -> plt.Figure:
-    y_true, y_pred = np.ravel(y_true), np.ravel(y_pred)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(y_true, y_pred, s=12, alpha=0.7, label="test samples")
-    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
-    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="perfect prediction")
-    ss = np.sum((y_true - y_true.mean()) ** 2)
-    r2 = 1 - np.sum((y_true - y_pred) ** 2) / ss if ss > 0 else math.nan
-    ax.set(title=f"Predicted vs true, test set (R² {r2:.3f})", xlabel="true", ylabel="predicted")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def fig_decision_boundary(
-    predict: Callable[[np.ndarray], np.ndarray],
-    X: np.ndarray,
-    y: np.ndarray,
-    classes: list,
-    proba: Callable[[np.ndarray], np.ndarray] | None = None,
-    points: str = "test points",
-) -> plt.Figure:
-    """Decision regions of a classifier on 2-D inputs, with the points ``X`` coloured by class.
-
-    ``predict`` maps raw points ``(m, 2)`` to class codes; ``proba``, when given, to class
-    probabilities ``(m, k)``: the background is then shaded by the probability of the predicted
-    class (pale near a boundary, where the model is unsure), with the 0.5 contour drawn for two
-    classes. ``points`` names the points in the title ("test points", "training points").
-    """
-    pad = 0.5 * (X.max(axis=0) - X.min(axis=0)).max() / 4 + 0.1
-    (x0, y0), (x1, y1) = X.min(axis=0) - pad, X.max(axis=0) + pad
-    gx, gy = np.meshgrid(np.linspace(x0, x1, 300), np.linspace(y0, y1, 300))
-    grid = np.column_stack([gx.ravel(), gy.ravel()])
-    zz = predict(grid).reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(6.8, 4.5))
-    k = len(classes)
-    cmap = plt.get_cmap("coolwarm" if k == 2 else "tab10")
-
-    def color(c: int):
-        return cmap(c / max(k - 1, 1)) if k == 2 else cmap(c)
-
-    if proba is None:
-        ax.contourf(gx, gy, zz, levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.3)
-    else:
-        P = proba(grid)
-        if k == 2:
-            p1 = P[:, -1].reshape(gx.shape)
-            im = ax.contourf(gx, gy, p1, levels=np.linspace(0, 1, 11), cmap=cmap, alpha=0.45)
-            ax.contour(gx, gy, p1, levels=[0.5], colors="k", linewidths=1)
-            fig.colorbar(im, ax=ax, label=f"P(class {classes[-1]})", shrink=0.85)
-        else:
-            rgba = np.array([color(c) for c in range(k)])[zz]
-            rgba[..., 3] = 0.6 * (P.max(axis=1).reshape(gx.shape) - 1 / k) / (1 - 1 / k)
-            ax.imshow(rgba, origin="lower", extent=(x0, x1, y0, y1), aspect="auto")
-    size = 14 if len(X) > 50 else 80  # a handful of points (XOR) must stay visible
-    for c in range(k):
-        pts = X[np.asarray(y) == c]
-        ax.scatter(
-            pts[:, 0],
-            pts[:, 1],
-            s=size,
-            color=color(c),
-            edgecolor="k",
-            lw=0.5,
-            label=str(classes[c]),
-            zorder=3,
-        )
-    if proba is None:
-        title = f"Decision regions and the {points}"
-    elif k == 2:
-        title = f"P(class {classes[-1]}), decision boundary (black) and the {points}"
-    else:
-        title = f"Predicted class, paler where less sure, and the {points}"
-    ax.set_title(title, fontsize=10)
-    ax.set(xlabel="feature 0", ylabel="feature 1")
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    # below the axes, so that no point is ever hidden behind it
-    ax.legend(title="class", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=min(k, 6))
-    fig.tight_layout()
-    return fig
+from ..filecheck import check_array_file
+from .curves import (  # noqa: F401  (re-exported: the figures were this module's first)
+    _epochs,
+    fig_grad_norms,
+    fig_loss,
+    fig_lr,
+    fig_metrics,
+    read_history,
+    write_history,
+)
+from .model_figures import (  # noqa: F401
+    fig_conv_filters,
+    fig_feature_maps,
+    fig_first_layer,
+    fig_sparsity,
+    fig_weights,
+)
+from .modelfile import checked_model_file
+from .mpl import plt
+from .prediction_figures import fig_confusion, fig_decision_boundary, fig_pred_vs_true
 
 
 def draw_run(run_dir: str | Path) -> list[Path]:

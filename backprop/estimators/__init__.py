@@ -4,6 +4,7 @@
 module                    concept
 ========================  ===============================================================
 base.py                   BaseMLP: validation, building the model, handing it to Trainer
+mlp_params.py             BaseMLP's parameter checks, solvers and activations
 classifier.py             MLPClassifier (label encoding, probabilities)
 regressor.py              MLPRegressor (squared error, Poisson)
 neuralnet.py              NeuralNetClassifier / NeuralNetRegressor over any layer stack

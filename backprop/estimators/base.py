@@ -5,7 +5,8 @@
 scikit-learn's draws, and hands it to the project's :class:`Trainer` with a scikit-learn loss
 (:mod:`.losses`), ``l2=alpha`` scaled per sample, the epoch order drawn by
 :class:`.conventions.ShuffleSampler`, and :class:`.monitor.SklearnMonitor` for the bookkeeping.
-There is no training loop here: ``Trainer.fit`` is the loop.
+There is no training loop here: ``Trainer.fit`` is the loop. The parameter checks and the
+solver's optimizer are :mod:`.mlp_params`.
 
 ``model_`` outputs the raw last layer ``z`` (logits for classifiers); ``out_activation_`` names
 the link that ``predict``/``predict_proba`` apply. ``coefs_[i]`` and ``intercepts_[i]`` are
@@ -24,32 +25,22 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import layers as L
-from ..callbacks import Callback
-from ..lbfgs import LBFGS
 from ..model import Sequential
-from ..optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
-from ..schedules import ReduceLROnPlateau, Schedule
+from ..schedules import ReduceLROnPlateau
 from ..schedules import get as get_schedule
 from ..trainer import Trainer, TrainingDivergedError
 from . import conventions as C
 from . import sparsity
 from .losses import for_output
+from .mlp_params import (  # noqa: F401  (re-exported: they were defined here first)
+    ACTIVATION_LAYERS,
+    SOLVERS,
+    STOCHASTIC,
+    check_params,
+    make_optimizer,
+)
 from .monitor import SklearnMonitor, record_divergence
 from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
-
-SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
-STOCHASTIC = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
-ACTIVATION_LAYERS = {
-    "identity": L.Identity,
-    "logistic": L.Sigmoid,
-    "tanh": L.Tanh,
-    "relu": L.ReLU,
-    "leaky_relu": L.LeakyReLU,
-    "elu": L.ELU,
-    "gelu": L.GELU,
-    "silu": L.SiLU,
-    "softplus": L.Softplus,
-}
 
 
 class BaseMLP(SklearnPrivateMixin, BaseEstimator):
@@ -57,64 +48,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
     reads the parameter names from its signature), ``_validate_input`` and ``_score_raw``."""
 
     def _check_params(self) -> None:
-        C.hidden_sizes(self)
-        for name, low, high, closed in (
-            ("alpha", 0, None, "left"),
-            ("learning_rate_init", 0, None, "neither"),
-            ("power_t", 0, None, "left"),
-            ("tol", 0, None, "left"),
-            ("momentum", 0, 1, "both"),
-            ("validation_fraction", 0, 1, "left"),
-            ("beta_1", 0, 1, "left"),
-            ("beta_2", 0, 1, "left"),
-            ("epsilon", 0, None, "neither"),
-            ("l1", 0, None, "left"),
-            ("sparsity", 0, 1, "left"),
-            ("weight_decay", 0, None, "left"),
-        ):
-            C.check_real(self, name, low, high, closed)
-        C.check_options(self, "solver", SOLVERS)
-        C.check_options(self, "learning_rate", ("constant", "invscaling", "adaptive"))
-        if self.batch_size != "auto":
-            C.check_int(self, "batch_size", 1)
-        C.check_int(self, "max_iter", 1)
-        C.check_int(self, "n_iter_no_change", 1, allow_inf=True)
-        C.check_int(self, "max_fun", 1)
-        C.check_int(self, "pruning_epochs", 1)
-        C.check_options(self, "l1_method", ("subgradient", "proximal"))
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            C.check_bool(self, name)
-        n_hidden = len(C.hidden_sizes(self))
-        acts = C.per_layer(self, "activation", n_hidden)
-        if isinstance(self.activation, str):
-            acts = [self.activation]  # checked even without hidden layers, as in scikit-learn
-        for act in acts:
-            if not isinstance(act, str) or act not in ACTIVATION_LAYERS:
-                raise ValueError(
-                    f"The 'activation' parameter of {type(self).__name__} must be a str among "
-                    f"{sorted(ACTIVATION_LAYERS)} (or a list of them, one per hidden layer). "
-                    f"Got {act!r} instead."
-                )
-        for rate in C.per_layer(self, "dropout", n_hidden):
-            if not (C._is_real(rate) and 0 <= rate < 1):
-                raise ValueError(f"dropout rates must be in [0, 1), got {self.dropout!r}")
-        if self.normalization not in (None, "batch", "layer"):
-            raise ValueError(
-                f"normalization must be None, 'batch' or 'layer', got {self.normalization!r}"
-            )
-        if self.clip_norm is not None:
-            C.check_real(self, "clip_norm", 0, None, "neither")
-        if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
-            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
-        if self.schedule is not None and not isinstance(
-            self.schedule, Schedule | ReduceLROnPlateau | str
-        ):
-            raise ValueError(
-                f"schedule must be a backprop Schedule or its name, got {self.schedule!r}"
-            )
-        for cb in self.callbacks or []:
-            if not isinstance(cb, Callback):
-                raise ValueError(f"callbacks must be backprop Callback instances, got {cb!r}")
+        check_params(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -204,21 +138,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             self.best_validation_score_ = None
 
     def _make_optimizer(self):
-        lr = float(self.learning_rate_init)
-        if self.solver == "lbfgs":
-            return LBFGS(tol=float(self.tol), max_fun=int(self.max_fun))
-        if self.solver == "sgd":
-            nesterov = bool(self.nesterovs_momentum) and self.momentum > 0
-            opt = SGD(lr, momentum=min(float(self.momentum), 0.5), nesterov=nesterov)
-            opt.momentum = float(self.momentum)  # scikit-learn allows momentum = 1
-            return opt
-        if self.solver == "adam":
-            return Adam(lr, self.beta_1, self.beta_2, self.epsilon)
-        if self.solver == "adamw":
-            return AdamW(lr, self.beta_1, self.beta_2, self.epsilon, self.weight_decay)
-        if self.solver == "rmsprop":
-            return RMSprop(lr, eps=self.epsilon)
-        return Adagrad(lr, eps=self.epsilon)
+        return make_optimizer(self)
 
     def _batch_size(self, n: int) -> int:
         if self.batch_size == "auto":

@@ -1,0 +1,118 @@
+"""Objects from a validated config: the model, loss, optimizer, schedule, Trainer and callbacks.
+
+Every builder takes a :class:`~backprop.app.config_schema.Config` (already validated by
+:func:`~backprop.app.config.load_config`) and turns a constructor's refusal (TypeError or
+ValueError) into a :class:`ConfigError` that names the file and the table. Library modules are
+imported inside the builders, so reading a config loads no more of the library than it needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import layers as layers_mod
+from .config_schema import Config, ConfigError, _named_class
+
+
+def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: int):
+    """The Sequential described by ``[model]``, built for input of ``n_features`` (an int, or a
+    per-sample shape); the last layer that declares an ``output_size_argument`` (Dense's
+    ``out_features``) gets ``n_outputs`` unless the config sets it."""
+    from ..model import Sequential
+
+    specs = config["model"]["layers"]
+    classes = [layers_mod.get(spec["type"]) for spec in specs]
+    last = max((i for i, c in enumerate(classes) if c.output_size_argument), default=None)
+    layers = []
+    for i, (spec, cls) in enumerate(zip(specs, classes, strict=True)):
+        kwargs = {k: v for k, v in spec.items() if k not in ("type", "trainable")}
+        if i == last:
+            kwargs.setdefault(cls.output_size_argument, n_outputs)
+        try:
+            layer = cls(**kwargs)
+        except ConfigError:  # already names its place
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{config.path}: layer {i} ({cls.__name__}): {exc}") from None
+        layer.trainable = spec.get("trainable", True)
+        layers.append(layer)
+    shape = (n_features,) if isinstance(n_features, int) else tuple(n_features)
+    try:
+        return Sequential(
+            layers, input_shape=shape, dtype=config["model"]["dtype"], seed=config["model"]["seed"]
+        )
+    except ConfigError:  # already names its place
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [model]: {exc}") from None
+
+
+def _build_named(config: Config, section: str):
+    table = config[section]
+    if table is None:
+        return None
+    kwargs = {k: v for k, v in table.items() if k != "name"}
+    try:
+        return _named_class(section, table["name"])(**kwargs)
+    except ConfigError:  # already names its place
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [{section}]: {exc}") from None
+
+
+def build_loss(config: Config):
+    return _build_named(config, "loss")
+
+
+def build_optimizer(config: Config):
+    return _build_named(config, "optimizer")
+
+
+def build_schedule(config: Config):
+    return _build_named(config, "schedule")
+
+
+def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
+    """The Trainer for ``model`` from ``[loss]``, ``[optimizer]``, ``[schedule]``, ``[trainer]``."""
+    from ..trainer import Trainer
+
+    try:
+        return Trainer(
+            model,
+            build_loss(config),
+            build_optimizer(config),
+            schedule=build_schedule(config),
+            callbacks=callbacks,
+            **config["trainer"],
+        )
+    except ConfigError:  # already names its place
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [trainer]: {exc}") from None
+
+
+def build_pruning(config: Config):
+    """The GradualPruning callback of ``[pruning]``, or None when its sparsity is 0."""
+    from ..pruning import GradualPruning
+
+    table = dict(config["pruning"])
+    if not table["sparsity"]:
+        return None
+    try:
+        return GradualPruning(table.pop("sparsity"), **table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [pruning]: {exc}") from None
+
+
+def build_early_stopping(config: Config):
+    from ..callbacks import EarlyStopping
+
+    table = dict(config["early_stopping"])
+    if not table.pop("enabled"):
+        return None
+    try:
+        return EarlyStopping(**table)
+    except ConfigError:  # already names its place
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{config.path}: [early_stopping]: {exc}") from None

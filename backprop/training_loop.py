@@ -1,0 +1,139 @@
+"""TrainingLoop: the epochs a :class:`~backprop.Trainer` runs once ``fit`` has its data.
+
+``Trainer.fit`` checks its arguments and resolves its data into ``batches(epoch)`` and the
+validation arrays (:func:`~backprop.batching.feed`); this mixin then runs the hooks around the
+epochs, in this order::
+
+    on_train_begin -> (callback states restored) -> per epoch:
+        on_epoch_begin -> lr from an "epoch" schedule -> per batch:
+            on_batch_begin -> lr from an "update" schedule -> step -> on_batch_end
+        -> epoch logs (loss, metrics, grad_norm, grad_norm_max, val_*, lr, time) -> on_epoch_end
+    -> on_train_end (always, also after Ctrl-C or an error)
+
+The epoch loss is the sample-weighted mean of the batch losses,
+``sum_b w_b loss_b / sum_b w_b`` with ``w_b`` the batch's total weight (its row count without
+weights); ``grad_norm`` is the mean of the batches' pre-clip gradient norms. The step is
+``Trainer.train_step`` for first-order optimizers, one L-BFGS iteration per epoch for L-BFGS
+(:func:`~backprop.lbfgs.iteration_step`), whose run is closed at the end. A step that raises
+StopIteration (L-BFGS converged) ends training; an epoch without batches is an error.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+
+from . import pruning
+from .callbacks import Callback, History
+from .lbfgs import iteration_step
+from .training_checks import make_metrics
+from .view import TrainingView
+
+
+class TrainingLoop:
+    """Mixin of :class:`~backprop.Trainer`: the epoch loop of ``fit`` (see the module docstring)."""
+
+    def _run(self, batches: Callable, val: tuple | None, epochs: int, interrupt: str) -> History:
+        """Run ``epochs`` epochs over ``batches(epoch)``, validating on ``val`` (or None) after
+        each; Ctrl-C warns or re-raises as ``interrupt`` says. Returns the history."""
+        hooks = self._hooks()
+        self.has_validation = val is not None or any(cb.provides_validation for cb in hooks)
+        self.stop_training = self.interrupted = False
+        self.notes = []
+        pruning.enforce(self.model, self.optimizer)  # pruning hook: a mask set before fit
+        self.initial_epoch, self.end_epoch = self.epoch, self.epoch + epochs
+        view = TrainingView(self)
+        for cb in hooks:
+            cb.on_train_begin(view)
+        self._apply_pending_callback_states()
+        run = None
+        try:
+            if (schedule := self._stepped_schedule()) is not None:
+                schedule.start(self.optimizer.lr)
+            if not self.has_learning_rate:
+                run, step = iteration_step(self, batches)
+            else:
+                step = self.train_step
+            self._fit_epochs(batches, step, val, hooks, view)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            if interrupt == "raise":
+                raise
+            epoch, batch = self._position
+            warnings.warn(
+                f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; the model keeps "
+                f"the weights reached so far ({self.epoch} complete epochs in the history)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        finally:
+            if run is not None:
+                run.close()
+            for cb in hooks:
+                cb.on_train_end(view)
+            pruning.enforce(self.model, self.optimizer)  # pruning hook: restored weights too
+        return self.history
+
+    def _fit_epochs(
+        self, batches: Callable, step: Callable, val: tuple | None, hooks: list[Callback], view
+    ) -> None:
+        """The epochs themselves: each one's batches, steps and logs (see the module docstring)."""
+        metrics = make_metrics(self.loss, self.metric_names)
+        lr_schedule = self._stepped_schedule()
+        for epoch in range(self.initial_epoch, self.end_epoch):
+            if self.stop_training:
+                break
+            start = time.perf_counter()
+            self._position = (epoch, 0)
+            for cb in hooks:
+                cb.on_epoch_begin(view, epoch)
+            if lr_schedule is not None and lr_schedule.interval == "epoch":
+                self.optimizer.lr = lr_schedule(epoch)
+            for metric in metrics:
+                metric.reset()
+            total = weight_total = norm_sum = norm_max = 0.0
+            n_batches = 0
+            for b, (Xb, yb, wb) in enumerate(batches(epoch)):
+                self._position = (epoch, b)
+                for cb in hooks:
+                    cb.on_batch_begin(view, b)
+                if lr_schedule is not None and lr_schedule.interval == "update":
+                    self.optimizer.lr = lr_schedule(self.step_count)
+                try:
+                    loss, out, norm = step(Xb, yb, wb)
+                except StopIteration:
+                    self.stop_training = True
+                    break
+                bw = Xb.shape[0] if wb is None else float(wb.sum())
+                total += loss * bw
+                weight_total += bw
+                norm_sum += norm
+                norm_max = max(norm_max, norm)
+                n_batches += 1
+                for metric in metrics:
+                    metric.update(out, yb, wb)
+                logs = {"loss": loss, "grad_norm": norm, "batch_size": Xb.shape[0]}
+                for cb in hooks:
+                    cb.on_batch_end(view, b, logs)
+            if self.stop_training and n_batches == 0:
+                break  # L-BFGS had converged: no iteration, no epoch
+            if n_batches == 0:
+                raise ValueError(
+                    f"no training batches in epoch {epoch + 1}: an iterable of batches must be "
+                    "re-iterable for several epochs (a list, or an object whose __iter__ starts "
+                    "over), not a one-shot generator"
+                )
+            self.steps_per_epoch = n_batches
+            logs: dict[str, float] = {"epoch": epoch + 1, "loss": total / max(weight_total, 1e-300)}
+            logs.update({m.name: m.result() for m in metrics})
+            logs["grad_norm"] = norm_sum / n_batches
+            logs["grad_norm_max"] = norm_max
+            if val is not None:
+                logs.update(self._evaluate(*val, prefix="val_"))
+            logs["lr"] = float(getattr(self.optimizer, "lr", math.nan))
+            self.epoch = epoch + 1
+            logs["time"] = time.perf_counter() - start
+            for cb in hooks:
+                cb.on_epoch_end(view, epoch, logs)
