@@ -44,6 +44,7 @@ exclude_patterns = [
     ".DS_Store",
     # each experiment's summary.md is a data file of its page, not a page
     "experiments/*/*.md",
+    "experiments/*/*/*.md",  # and of a page's extra runs (adding/lstm_t200_24_epochs/)
     # sphinx-gallery's downloadable notebooks are outputs, not sources
     "auto_examples/*.ipynb",
     "auto_examples/*.py",
