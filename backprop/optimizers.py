@@ -7,24 +7,14 @@ step, so each update is a handful of vectorized NumPy calls for the whole networ
 plain attribute that schedules overwrite. ``state_dict()``/``load_state_dict()`` copy the state
 out and back for checkpoints.
 
-Update rules (``g`` gradient, ``p`` parameter, ``t`` the update count starting at 1)::
+Update rules (``g`` gradient, ``p`` parameter)::
 
     SGD:       v = momentum * v - lr * g
                p += v                                   (classic momentum)
                p += momentum * v - lr * g               (nesterov=True)
-    RMSprop:   s = rho * s + (1 - rho) * g^2
-               p -= lr * g / (sqrt(s) + eps)
-    Adagrad:   s += g^2
-               p -= lr * g / (sqrt(s) + eps)
-    Adam:      m = b1 * m + (1 - b1) * g
-               v = b2 * v + (1 - b2) * g^2
-               vmax = max(vmax, v)                      (amsgrad=True: use vmax for v below)
-               p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
-    AdamW:     Adam, then p -= lr * weight_decay * p    (decoupled weight decay)
 
-Adam's bias correction is folded into the step size as in Kingma & Ba (Algorithm 1, final
-paragraph of section 2) and as scikit-learn does, so ``eps`` is added to the *uncorrected*
-``sqrt(v)``.
+RMSprop, Adagrad, Adam and AdamW: their rules, and Adam's bias correction, head
+:mod:`backprop.adaptive`.
 
 Where they live: the base class, the in-place kernels and the flushing of subnormal state in
 :mod:`backprop.optimizer_base`; SGD here; RMSprop, Adagrad, Adam and AdamW in
