@@ -61,14 +61,18 @@ class Turns:
     """Round-robin turns between systems that train in threads: exactly one computes at a time.
 
     A system calls ``start(name)`` before its first update, ``tick(name)`` after every
-    ``WINDOW`` updates (which records the time since its turn began and hands the turn on), and
-    ``stop(name)`` when it is done (in a ``finally``, so that the others never wait for it).
+    ``WINDOW`` updates (which records the time of that window and, every ``every`` windows, hands
+    the turn on), and ``stop(name)`` when it is done (in a ``finally``, so that the others never
+    wait for it; :func:`in_turns` also stops a system that failed before its first turn).
     ``Turns(None)`` is a no-op clock for warm-ups and tests: ``tick`` only records the time.
     """
 
-    def __init__(self, names: list[str] | None, every: int | None = 1) -> None:
+    def __init__(
+        self, names: list[str] | None, every: int | None = 1, timeout: float | None = None
+    ) -> None:
         self.order = list(names or [])
         self.every = every  # windows per turn; None: a system keeps the turn until it stops
+        self.timeout = timeout  # seconds to wait for a turn before giving up (None: forever)
         self.cond = threading.Condition()
         self.current = 0
         self.done: set[str] = set()
@@ -78,7 +82,10 @@ class Turns:
     def _wait(self, name: str) -> None:
         if self.order:
             with self.cond:
-                self.cond.wait_for(lambda: self.order[self.current] == name)
+                if not self.cond.wait_for(
+                    lambda: self.order[self.current] == name, timeout=self.timeout
+                ):
+                    raise TimeoutError(f"{name} waited {self.timeout} s for its turn")
         self.t0[name] = time.perf_counter()
 
     def _pass(self, name: str, finished: bool = False) -> None:
@@ -87,6 +94,9 @@ class Turns:
         with self.cond:
             if finished:
                 self.done.add(name)
+            holder = self.order[self.current]
+            if holder != name and holder not in self.done:
+                return  # a system that ends out of turn (it failed early) takes no one's turn
             for k in range(1, len(self.order) + 1):  # the next system not yet done
                 i = (self.current + k) % len(self.order)
                 if self.order[i] not in self.done:
@@ -194,12 +204,12 @@ def systems(torch_ok: bool) -> dict:
 
 
 def in_turns(
-    fns: dict, X, y, batch: int, epochs: int, every: int | None = 1
+    fns: dict, X, y, batch: int, epochs: int, every: int | None = 1, timeout: float | None = None
 ) -> dict[str, np.ndarray]:
     """Train every system of ``fns`` in its own thread, taking turns of ``every`` windows of
     ``WINDOW`` updates (None: each trains to the end before the next starts); returns each
     one's window times. An error in one system is raised after all have ended."""
-    turns = Turns(list(fns), every)
+    turns = Turns(list(fns), every, timeout)
     errors: list[BaseException] = []
 
     def work(name, fn):
@@ -207,6 +217,7 @@ def in_turns(
             fn(X, y, batch, epochs, turns=turns, name=name)
         except BaseException as exc:  # re-raised in the main thread below
             errors.append(exc)
+            turns.stop(name)  # in case it failed before its first turn
 
     threads = [threading.Thread(target=work, args=item) for item in fns.items()]
     for t in threads:

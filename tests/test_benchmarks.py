@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,8 +126,8 @@ def test_steps_benchmark_times_every_window_of_updates():
     assert summary["slowest_over_median"] == 2.0
 
 
-def test_steps_benchmark_systems_take_turns_of_one_window():
-    """In ``in_turns`` only one system computes at a time and they alternate every window, so
+def test_steps_benchmark_systems_take_turns():
+    """In ``in_turns`` only one system computes at a time and they alternate every K windows, so
     a load change hits all of them alike; a system that finishes early or fails frees the
     others instead of leaving them waiting."""
     if str(ROOT) not in sys.path:
@@ -135,10 +136,14 @@ def test_steps_benchmark_systems_take_turns_of_one_window():
     log: list[str] = []
     active: list[str] = []
 
-    def fake(windows):
+    def fake(windows, hold_until_done=None):
         def fn(X, y, batch, epochs, turns, name):
             turns.start(name)
             try:
+                for _ in range(2000 if hold_until_done else 0):  # keep the turn a while
+                    if hold_until_done in turns.done:
+                        break
+                    time.sleep(0.005)
                 for _ in range(windows):
                     active.append(name)
                     assert active == [name], active  # nobody else is computing
@@ -150,14 +155,18 @@ def test_steps_benchmark_systems_take_turns_of_one_window():
 
         return fn
 
-    out = steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1)
+    out = steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, timeout=20)
     assert log == ["a", "b", "c", "a", "c", "a"]
     assert [len(out[k]) for k in "abc"] == [3, 1, 2]
     log.clear()
-    steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, every=2)
+    steps.in_turns(
+        {"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, every=2, timeout=20
+    )
     assert log == ["a", "a", "b", "c", "c", "a"]
     log.clear()
-    steps.in_turns({"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, every=None)
+    steps.in_turns(
+        {"a": fake(3), "b": fake(1), "c": fake(2)}, None, None, 32, 1, every=None, timeout=20
+    )
     assert log == ["a", "a", "a", "b", "c", "c"]
 
     def broken(X, y, batch, epochs, turns, name):
@@ -168,7 +177,17 @@ def test_steps_benchmark_systems_take_turns_of_one_window():
             turns.stop(name)
 
     with pytest.raises(RuntimeError, match="boom"):
-        steps.in_turns({"ok": fake(2), "bad": broken}, None, None, 32, 1)
+        steps.in_turns({"ok": fake(2), "bad": broken}, None, None, 32, 1, timeout=20)
+
+    def fails_before_its_turn(X, y, batch, epochs, turns, name):
+        raise RuntimeError("early")
+
+    log.clear()
+    # "ok" holds the first turn until "early" has failed: that must not hand the turn to "c"
+    fns = {"ok": fake(2, hold_until_done="early"), "early": fails_before_its_turn, "c": fake(1)}
+    with pytest.raises(RuntimeError, match="early"):
+        steps.in_turns(fns, 0, 0, 32, 1, timeout=20)
+    assert log == ["ok", "c", "ok"]
     rng = np.random.default_rng(0)
     X = rng.random((3200, 784), dtype=np.float32)
     y = rng.integers(0, 10, 3200)
