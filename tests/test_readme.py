@@ -30,11 +30,16 @@ def section(text: str, title: str) -> str:
 
 
 def table_rows(text: str) -> list[list[str]]:
-    """The cells of every body row of the markdown tables in ``text``."""
-    rows = [
-        line.strip().strip("|").split("|") for line in text.splitlines() if line.startswith("|")
-    ]
-    return [[c.strip() for c in r] for r in rows[2:] if not set("".join(r)) <= set("- :")]
+    """The cells of every body row of the markdown tables in ``text`` (each table's header row
+    and separator left out)."""
+    rows, previous = [], ""
+    for line in text.splitlines():
+        if line.startswith("|") and previous.startswith("|"):
+            cells = line.strip().strip("|").split("|")
+            if not set("".join(cells)) <= set("- :"):  # not the separator
+                rows.append([c.strip() for c in cells])
+        previous = line
+    return rows
 
 
 def unquoted_numbers(row: list[str], base: Path) -> list[str]:
