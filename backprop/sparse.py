@@ -39,18 +39,24 @@ def check_sparse_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
     A CSR is returned as it is (no copy), so memmapped ``data``/``indices``/``indptr`` stay on
     disk; the finite check reads ``X.data`` in blocks of about 16 MB.
     """
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if X.format != "csr":
-        X = X.tocsr()
-    if X.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    X = _real_csr(X, name)
     if X.shape[0] == 0:
         raise ValueError(f"{name} has 0 samples; at least 1 is required")
     if X.shape[1] == 0:
         raise ValueError(f"{name} has 0 features; at least 1 is required")
     if not allow_nan and X.dtype.kind == "f" and not _data_finite(X.data):
         raise ValueError(f"{name} contains NaN or infinity")
+    return X
+
+
+def _real_csr(X: Any, name: str) -> Any:
+    """``X`` as a 2-D CSR of real numbers (converted once when it has another format)."""
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.format != "csr":
+        X = X.tocsr()
+    if X.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
     return X
 
 
@@ -79,12 +85,7 @@ def as_model_input(X: Any, dtype: np.dtype, first_layer: Any, name: str = "X") -
             f"{type(first_layer).__name__}, cannot take sparse input; only a first Dense layer "
             "can. Put a Dense layer first, or pass X.toarray() if it fits in memory."
         )
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if X.format != "csr":
-        X = X.tocsr()
-    if X.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    X = _real_csr(X, name)
     if X.dtype.kind == "f" and X.dtype.itemsize > np.dtype(dtype).itemsize:
         from .data import check_range  # data imports this module
 

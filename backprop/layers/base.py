@@ -286,6 +286,19 @@ class Layer:
                 f"{type(self).__name__} expected {self.in_features} features, got {x.shape[-1]}"
             )
 
+    def _built_for(self, x: np.ndarray) -> None:
+        """Build from ``x`` on first use, then check that ``x`` is ``(n, *in_shape)`` (layers
+        whose whole per-sample shape matters: convolutions, pooling, reshapes)."""
+        if self.out_shape is None:
+            if x.ndim < 2:
+                raise ValueError(f"{type(self).__name__} got an input of shape {x.shape}")
+            self.build(x.shape[1:])
+        if x.shape[1:] != self.in_shape:
+            dims = ", ".join(map(str, self.in_shape))
+            raise ValueError(
+                f"{type(self).__name__} expects inputs of shape (n, {dims}), got {x.shape}"
+            )
+
     def _unallocated(self) -> RuntimeError:
         return RuntimeError(
             f"{type(self).__name__} has no parameters yet: put it in a Sequential, or call "

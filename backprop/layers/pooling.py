@@ -227,32 +227,23 @@ class _GlobalAvgPool(Layer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.in_shape: tuple[int, ...] | None = None
-        self.out_shape: tuple[int, ...] | None = None
         self._n_positions = 1
         self._cached = False
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """``(h, w, c)`` (or ``(t, c)``) -> ``(c,)``."""
-        shape = tuple(int(s) for s in in_shape)
-        name = type(self).__name__
-        if self.out_shape is not None:
-            if shape != self.in_shape:
-                raise ValueError(f"{name} was built for input {self.in_shape}, got {shape}")
-            return self.out_shape
-        if len(shape) != self.ndim + 1 or min(shape) < 1:
+        shape = in_shape  # a tuple of positive ints: the base class's build guard checked it
+        if len(shape) != self.ndim + 1:
             axes = "(h, w, channels)" if self.ndim == 2 else "(steps, channels)"
-            raise ValueError(f"{name} expects a per-sample input shape {axes}, got {shape}")
-        self.in_shape, self.out_shape = shape, (shape[-1],)
+            raise ValueError(
+                f"{type(self).__name__} expects a per-sample input shape {axes}, got {shape}"
+            )
         self._n_positions = int(np.prod(shape[:-1]))
-        return self.out_shape
+        return (shape[-1],)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``y[s, ch] = mean over positions of x[s, ..., ch]``: ``(n, *in_shape)`` -> ``(n, c)``."""
-        if self.out_shape is None:
-            self.build(x.shape[1:])
-        if x.shape[1:] != self.in_shape:
-            raise ValueError(f"{type(self).__name__} expects (n, *{self.in_shape}), got {x.shape}")
+        self._built_for(x)
         self._cached = training
         return x.mean(axis=tuple(range(1, x.ndim - 1)))
 

@@ -21,38 +21,12 @@ from .registry import register_layer
 class _ShapeLayer(Layer):
     init_transparent = True  # moving values around does not change which init suits them
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.in_shape: tuple[int, ...] | None = None
-        self.out_shape: tuple[int, ...] | None = None
-
-    def _target(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-        raise NotImplementedError
-
-    def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Validate the per-sample ``in_shape`` and return the per-sample output shape."""
-        name = type(self).__name__
-        try:
-            shape = tuple(int(s) for s in in_shape)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{name}: input shape must be a tuple of ints, got {in_shape!r}"
-            ) from None
-        if self.out_shape is not None:
-            if shape != self.in_shape:
-                raise ValueError(f"{name} was built for input {self.in_shape}, got {shape}")
-            return self.out_shape
-        if not shape or min(shape) < 1:
-            raise ValueError(f"{name} expects a non-empty per-sample shape, got {shape}")
-        self.out_shape = self._target(shape)
-        self.in_shape = shape
-        return self.out_shape
+    # Subclasses' ``build`` returns the per-sample output shape; the base class's build guard
+    # checks ``in_shape`` (a tuple of positive ints), refuses a rebuild with another shape and
+    # records both shapes.
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if self.out_shape is None:
-            self.build(x.shape[1:])
-        if x.shape[1:] != self.in_shape:
-            raise ValueError(f"{type(self).__name__} expects (n, *{self.in_shape}), got {x.shape}")
+        self._built_for(x)
         return x.reshape(x.shape[0], *self.out_shape)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
@@ -65,7 +39,8 @@ class _ShapeLayer(Layer):
 class Flatten(_ShapeLayer):
     """``(n, d1, ..., dk)`` -> ``(n, d1*...*dk)``, row-major (the last axis varies fastest)."""
 
-    def _target(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(math.prod(in_shape),)``."""
         return (math.prod(in_shape),)
 
 
@@ -96,7 +71,8 @@ class Reshape(_ShapeLayer):
             )
         self.shape = target
 
-    def _target(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``shape`` with its -1 inferred; an error when the sizes do not match."""
         size = math.prod(in_shape)
         known = math.prod(s for s in self.shape if s != -1)
         if -1 in self.shape:

@@ -51,17 +51,9 @@ class SpatialLayer(Layer):
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Validate ``in_shape`` (``(h, w, c)`` or ``(t, c)``), resolve padding, return the
         output shape ``(oh, ow, c_out)`` or ``(ot, c_out)``."""
-        name = type(self).__name__
-        try:
-            shape = tuple(int(s) for s in in_shape)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{name}: input shape must be a tuple of ints, got {in_shape!r}"
-            ) from None
-        if self.out_shape is not None:
-            if shape != self.in_shape:
-                raise ValueError(f"{name} was built for input {self.in_shape}, got {shape}")
-            return self.out_shape
+        # The base class's build guard has already made in_shape a tuple of positive ints and
+        # handled a second build; this records in_shape early because _after_build reads it.
+        name, shape = type(self).__name__, in_shape
         axes = "(h, w, channels)" if self.ndim == 2 else "(steps, channels)"
         if len(shape) != self.ndim + 1 or min(shape) < 1:
             raise ValueError(f"{name} expects a per-sample input shape {axes}, got {shape}")
@@ -102,15 +94,7 @@ class SpatialLayer(Layer):
     # -- arrays ---------------------------------------------------------------------------------
     def _input4(self, x: np.ndarray) -> np.ndarray:
         """Check ``x`` against the built shape and view it as ``(n, h, w, c)``."""
-        if self.out_shape is None:
-            if x.ndim < 2:
-                raise ValueError(f"{type(self).__name__} got an input of shape {x.shape}")
-            self.build(x.shape[1:])
-        if x.shape[1:] != self.in_shape:
-            raise ValueError(
-                f"{type(self).__name__} expects inputs of shape (n, {', '.join(map(str, self.in_shape))}),"
-                f" got {x.shape}"
-            )
+        self._built_for(x)
         if x.dtype.kind != "f":
             raise ValueError(f"{type(self).__name__} expects a float input, got dtype {x.dtype}")
         return x if self.ndim == 2 else x[:, None]
