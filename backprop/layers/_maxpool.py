@@ -25,8 +25,8 @@ anchors and 0 elsewhere::
 
     dxp[q] = sum over offsets r (in row-major order) of  Gz[q - o_r] * [idx[q - o_r] == r]
 
-(each window adds its gradient at its first maximum). Windows that tile the map
-(stride = pool size, no padding) share no position, so there the sum has one term: ``Gz`` is
+(each window adds its gradient at its first maximum). Windows that tile the padded map
+(stride = pool size) share no position, so there the sum has one term: ``Gz`` is
 spread over each window by ``kw - 1`` column and ``kh - 1`` row shifted adds (``U``, and the
 same for ``idx``: ``I``), and ``dxp = U`` where ``I`` equals the offset of the position in its
 window, 0 elsewhere. Gradients are selected with integer bit masks (``bits & -1`` or ``& 0``),
@@ -77,10 +77,13 @@ def _fold_max(src, step: int, k: int, out, idx_in, idx_out, kbase: int) -> None:
             prev = idx_in if t == 1 else idx_out
             step_idx = idx_out.dtype.type(t * kbase)
             if prev is None:  # no earlier offset can win: idx = [better] * t*kbase
-                b8 = idx_out[:m]
-                np.greater(new, cur, out=b8.view(bool))
+                dst = idx_out[:m]
+                if dst.itemsize == 1:
+                    np.greater(new, cur, out=dst.view(bool))
+                else:
+                    dst[...] = np.greater(new, cur)
                 if step_idx != 1:
-                    b8 *= step_idx
+                    dst *= step_idx
                 idx_out[m:] = 0
             else:
                 b8 = np.greater(new, cur).view(np.uint8)
@@ -160,8 +163,8 @@ def _spread(src: np.ndarray, step: int, k: int) -> np.ndarray:
 
 
 def max_backward_tiled(g: np.ndarray, idx: np.ndarray, shape: tuple[int, ...], k: Pair):
-    """``dxp`` ``(n, hp, wp, c)`` for windows that tile the map (stride = pool size, no
-    padding; trailing rows/columns no window covers get 0).
+    """``dxp`` ``(n, hp, wp, c)`` for windows that tile the padded map (stride = pool size;
+    trailing rows/columns no window covers get 0; padding is never a maximum, so gets 0).
 
     ``U``: ``G + 0`` copied to every position of its window (the ``+ 0`` turns -0 into 0, as
     the scatter-add ``0 + G`` does). ``I``: ``idx``, kept at the anchors (0 elsewhere) and spread

@@ -95,7 +95,7 @@ class _MaxPool(_Pool):
         per_sample = int(np.prod(self._padded_shape(1, c)))
         shape = self._padded_shape(self._argmax.size // per_sample, c)
         g = grad_out.reshape(shape[0], *self._out2, c)
-        if self._s2 == self._k2 and self._pads == ((0, 0), (0, 0)):
+        if self._s2 == self._k2:  # the windows tile the padded map
             dxp = max_backward_tiled(g, self._argmax, shape, self._k2)
         else:
             dxp = max_backward(g, self._argmax, shape, self._k2, self._s2)
