@@ -81,11 +81,17 @@ GENERAL = [  # overlapping windows, or stride > pool size: the offset-by-offset 
 ]
 
 
+@pytest.mark.parametrize("samples_per_chunk", [None, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("cls", "in_shape", "kwargs"), TILING + GENERAL)
-def test_max_pool_matches_the_window_by_window_reference_bit_for_bit(cls, in_shape, kwargs, dtype):
+def test_max_pool_matches_the_window_by_window_reference_bit_for_bit(
+    cls, in_shape, kwargs, dtype, samples_per_chunk, monkeypatch
+):
     rng = np.random.default_rng(0)
     layer = make(cls(**kwargs), in_shape, dtype)
+    if samples_per_chunk:  # 3 samples in chunks of 2 and 1
+        per_sample = np.prod(layer._padded_shape(1, in_shape[-1]))
+        monkeypatch.setattr(_maxpool, "CHUNK_VALUES", samples_per_chunk * per_sample)
     for x in tied_inputs((3, *in_shape), dtype, rng):
         g = rng.integers(-3, 4, (3, *layer.out_shape)) * (1 + rng.random((3, *layer.out_shape)))
         g = g.astype(dtype)
@@ -125,6 +131,41 @@ def test_tiled_backward_equals_the_general_backward(cls, in_shape, kwargs, dtype
 
     monkeypatch.setattr(pooling, "max_backward", refuse)
     np.testing.assert_array_equal(bits(layer.backward(g)), bits(layer._unpad(general)))
+
+
+@pytest.mark.parametrize(
+    ("cls", "in_shape", "kwargs"),
+    [
+        (bp.MaxPool2D, (8, 8, 3), dict(pool_size=2)),
+        (bp.MaxPool2D, (7, 7, 2), dict(pool_size=3, stride=2)),
+    ],
+)
+def test_scratch_is_reused_bounded_and_its_stale_bytes_never_leak(
+    cls, in_shape, kwargs, monkeypatch
+):
+    """Training reuses one scratch buffer (no growth from step to step, none at inference), sized
+    by a chunk, not by the batch; garbage left in it by anyone changes nothing."""
+    monkeypatch.setattr(_maxpool, "CHUNK_VALUES", 2 * int(np.prod(in_shape)))
+    layer = make(cls(**kwargs), in_shape, "float32")
+    rng = np.random.default_rng(6)
+    x = tied_inputs((9, *in_shape), "float32", rng)[1]
+    g = rng.standard_normal((9, *layer.out_shape)).astype(np.float32)
+    y_ref, dx_ref = reference_max_pool(layer, x, g)
+    layer.forward(x, training=True)
+    layer.backward(g)
+    size = layer.workspace_nbytes
+    assert 0 < size <= 24 * _maxpool.CHUNK_VALUES  # a chunk of 2 samples, not the batch of 9
+    for buf in layer._ws._buffers.values():
+        buf.view(np.uint8).fill(255)  # NaN floats, index 255
+    y = layer.forward(x, training=True)
+    for buf in layer._ws._buffers.values():
+        buf.view(np.uint8).fill(255)
+    dx = layer.backward(g)
+    np.testing.assert_array_equal(bits(y), bits(y_ref))
+    np.testing.assert_array_equal(bits(dx), bits(dx_ref))
+    layer.forward(np.zeros((50, *in_shape), np.float32))  # inference: fresh arrays
+    layer.forward(x[:4], training=True)  # a smaller batch: the same buffers
+    assert layer.workspace_nbytes == size
 
 
 def test_window_larger_than_256_positions_uses_wider_indices():

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._maxpool import max_backward, max_backward_tiled, max_forward
+from ._maxpool import index_dtype, max_backward, max_backward_tiled, max_forward
 from ._windows import col2im_add
 from .base import Layer
 from .registry import register_layer
@@ -74,15 +74,27 @@ class _MaxPool(_Pool):
     ) -> None:
         super().__init__(pool_size, stride, padding)
         self._argmax: np.ndarray | None = None
+        self._idx_buf: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``y = max over each window`` by shifted maxima over the flat padded map
         (:mod:`~backprop.layers._maxpool`); when training, also the flat offsets of each
-        window's first maximum."""
+        window's first maximum, kept for backward in a buffer reused from step to step."""
         x4 = self._input4(x)
         xp = self._padded(x4, training)
-        y, self._argmax = max_forward(xp, self._k2, self._s2, self._out2, training)
+        idx = None
+        if training:
+            size = int(np.prod(self._padded_shape(x4.shape[0], x4.shape[-1])))
+            if self._idx_buf is None or self._idx_buf.size < size:
+                self._idx_buf = np.empty(size, dtype=index_dtype(self._k2))
+            idx = self._idx_buf[:size]
+        y = max_forward(xp, self._k2, self._s2, self._out2, idx, self._pool_scratch(training))
+        self._argmax = idx
         return y.reshape(x4.shape[0], *self.out_shape)
+
+    def _pool_scratch(self, training: bool):
+        """The kernels' temporaries: the reused buffer "pool" when training, else fresh."""
+        return lambda nbytes: self._scratch("pool", (nbytes,), np.uint8, training)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx[s, window position r*] += G[s, i, j, ch]`` (first maximum of each window), by
@@ -95,10 +107,11 @@ class _MaxPool(_Pool):
         per_sample = int(np.prod(self._padded_shape(1, c)))
         shape = self._padded_shape(self._argmax.size // per_sample, c)
         g = grad_out.reshape(shape[0], *self._out2, c)
+        scratch = self._pool_scratch(True)
         if self._s2 == self._k2:  # the windows tile the padded map
-            dxp = max_backward_tiled(g, self._argmax, shape, self._k2)
+            dxp = max_backward_tiled(g, self._argmax, shape, self._k2, scratch)
         else:
-            dxp = max_backward(g, self._argmax, shape, self._k2, self._s2)
+            dxp = max_backward(g, self._argmax, shape, self._k2, self._s2, scratch)
         return self._unpad(dxp)
 
 
