@@ -28,9 +28,9 @@ anchors and 0 elsewhere::
 (each window adds its gradient at its first maximum). Windows that tile the padded map
 (stride = pool size) share no position, so there the sum has one term: ``G`` is copied over
 each window (``U``), ``idx`` is spread over it by shifted adds (``I``), and ``dxp = U`` where
-``I`` equals the offset of the position in its window, 0 elsewhere. Gradients are selected with integer bit masks (``bits & -1`` or ``& 0``),
-never multiplied by a 0/1 mask: an inf or NaN gradient at a non-maximal position still gives 0,
-as the scatter-add ``0 + G`` does.
+``I`` equals the offset of the position in its window, 0 elsewhere. Gradients are selected with
+integer bit masks (``bits & -1`` or ``& 0``), never multiplied by a 0/1 mask: an inf or NaN
+gradient at a non-maximal position still gives 0, as the scatter-add ``0 + G`` does.
 
 Samples are processed in chunks of about ``CHUNK_VALUES`` values (no window crosses a sample),
 so that each pass stays in the CPU caches, and the temporaries of a chunk are carved from one
@@ -41,6 +41,7 @@ temporaries, zeroed by the kernel at every call, cost more than the passes thems
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,20 +61,15 @@ def fresh(nbytes: int) -> np.ndarray:
     return np.empty(nbytes, dtype=np.uint8)
 
 
-class _Carver:
-    """Typed flat arrays cut one after another (8-byte aligned) from a byte buffer."""
-
-    def __init__(self, specs: list[tuple[int, np.dtype]], scratch: Scratch) -> None:
-        self.sizes = [(size, np.dtype(dt)) for size, dt in specs]
-        total = sum(-(-size * dt.itemsize // 8) * 8 for size, dt in self.sizes)
-        self.buf = scratch(total)
-
-    def arrays(self) -> list[np.ndarray]:
-        out, pos = [], 0
-        for size, dt in self.sizes:
-            out.append(self.buf[pos : pos + size * dt.itemsize].view(dt))
-            pos += -(-size * dt.itemsize // 8) * 8
-        return out
+def _carve(specs: list[tuple[int, np.dtype]], scratch: Scratch) -> list[np.ndarray]:
+    """Flat arrays of the given ``(size, dtype)``, cut one after another (8-byte aligned) from
+    one ``scratch`` byte buffer."""
+    ends = [-(-size * np.dtype(dt).itemsize // 8) * 8 for size, dt in specs]
+    buf, out, pos = scratch(sum(ends)), [], 0
+    for (size, dt), nbytes in zip(specs, ends, strict=True):
+        out.append(buf[pos : pos + size * np.dtype(dt).itemsize].view(dt))
+        pos += nbytes
+    return out
 
 
 def _runs(a: np.ndarray) -> np.ndarray:
@@ -166,7 +162,7 @@ def max_forward(
     ends = _chunks(n, per)
     most = (ends[0][1] - ends[0][0]) * per
     train = idx is not None
-    col, row, cidx, better, cand = _Carver(
+    col, row, cidx, better, cand = _carve(
         [
             (most if kw > 1 else 0, dt),
             (most if kh > 1 else 0, dt),
@@ -175,7 +171,7 @@ def max_forward(
             (most if train else 0, idt),
         ],
         scratch,
-    ).arrays()
+    )
     for s0, s1 in ends:
         size, z = (s1 - s0) * per, xp[s0:s1].reshape(-1)
         i_out = idx[s0 * per : s1 * per] if train else None
@@ -210,7 +206,7 @@ def max_backward(
     dx = np.zeros(n * per, dtype=g.dtype)
     ends = _chunks(n, per)
     most = (ends[0][1] - ends[0][0]) * per
-    gz, eq, mask = _Carver([(most, g.dtype), (most, np.bool_), (most, it)], scratch).arrays()
+    gz, eq, mask = _carve([(most, g.dtype), (most, np.bool_), (most, it)], scratch)
     for s0, s1 in ends:
         size = (s1 - s0) * per
         gzs = gz[:size]
@@ -239,6 +235,21 @@ def _spread(src: np.ndarray, step: int, k: int, out: np.ndarray) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=32)
+def _tile_patterns(map_shape: tuple[int, ...], k: Pair, out: Pair, dtype: np.dtype):
+    """Per-sample flat patterns ``(hp*wp*c,)`` of tiling windows (read-only, cached): 1 at the
+    anchors (0 elsewhere), and each position's offset ``(row % kh)*kw + col % kw`` in its
+    window."""
+    (hp, wp, c), (kh, kw), (oh, ow) = map_shape, k, out
+    rows, cols = np.arange(hp), np.arange(wp)
+    anchor = ((rows % kh == 0) & (rows < oh * kh))[:, None] & ((cols % kw == 0) & (cols < ow * kw))
+    offset = (rows % kh)[:, None] * kw + cols % kw
+    patterns = tuple(np.repeat(p.reshape(-1), c).astype(dtype) for p in (anchor, offset))
+    for p in patterns:
+        p.flags.writeable = False
+    return patterns
+
+
 def max_backward_tiled(
     g: np.ndarray, idx: np.ndarray, shape: tuple[int, ...], k: Pair, scratch: Scratch = fresh
 ) -> np.ndarray:
@@ -255,17 +266,14 @@ def max_backward_tiled(
     per, it = hp * wp * c, np.dtype(f"i{g.itemsize}")
     cropped = hp != oh * kh or wp != ow * kw
     dx = np.zeros(shape, g.dtype) if cropped else np.empty(shape, g.dtype)
-    rows, cols = np.arange(hp), np.arange(wp)
-    anchor = ((rows % kh == 0) & (rows < oh * kh))[:, None] & ((cols % kw == 0) & (cols < ow * kw))
-    anchor = np.repeat(anchor.reshape(-1), c).astype(idx.dtype)
-    offset = np.repeat(((rows % kh)[:, None] * kw + cols % kw).reshape(-1), c).astype(idx.dtype)
+    anchor, offset = _tile_patterns(shape[1:], k, (oh, ow), idx.dtype)
     ends = _chunks(n, per)
     most = ends[0][1] - ends[0][0]
-    g0, i1, i2, eq, mask = _Carver(
+    g0, i1, i2, eq, mask = _carve(
         [(most * oh * ow * c, g.dtype), *[(most * per, idx.dtype)] * 2]
         + [(most * per, np.bool_), (most * per, it)],
         scratch,
-    ).arrays()
+    )
     for s0, s1 in ends:
         ns, size = s1 - s0, (s1 - s0) * per
         d = dx[s0:s1]

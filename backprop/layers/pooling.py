@@ -106,7 +106,7 @@ class _MaxPool(_Pool):
         c = self.out_shape[-1]
         per_sample = int(np.prod(self._padded_shape(1, c)))
         shape = self._padded_shape(self._argmax.size // per_sample, c)
-        g = grad_out.reshape(shape[0], *self._out2, c)
+        g = np.ascontiguousarray(grad_out).reshape(shape[0], *self._out2, c)
         scratch = self._pool_scratch(True)
         if self._s2 == self._k2:  # the windows tile the padded map
             dxp = max_backward_tiled(g, self._argmax, shape, self._k2, scratch)
