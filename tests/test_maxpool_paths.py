@@ -172,6 +172,16 @@ def test_scratch_is_reused_bounded_and_its_stale_bytes_never_leak(
     assert layer.workspace_nbytes == size
 
 
+@pytest.mark.parametrize(("cls", "in_shape", "kwargs"), [TILING[0], GENERAL[0], TILING[-2]])
+def test_an_empty_batch_pools_to_an_empty_batch(cls, in_shape, kwargs):
+    layer = make(cls(**kwargs), in_shape, "float32")
+    x = np.zeros((0, *in_shape), np.float32)
+    assert layer.forward(x).shape == (0, *layer.out_shape)
+    assert layer.forward(x, training=True).shape == (0, *layer.out_shape)
+    dx = layer.backward(np.zeros((0, *layer.out_shape), np.float32))
+    assert dx.shape == x.shape and dx.dtype == np.float32
+
+
 def test_window_larger_than_256_positions_uses_wider_indices():
     layer = make(bp.MaxPool2D(17), (17, 34, 2), "float64")
     rng = np.random.default_rng(2)

@@ -96,10 +96,11 @@ def _bit_mask(eq: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def _chunks(n: int, per: int) -> list[tuple[int, int]]:
-    """Sample ranges ``[s0, s1)`` of about ``CHUNK_VALUES`` values."""
+def _chunks(n: int, per: int) -> tuple[int, list[tuple[int, int]]]:
+    """``(most, ranges)``: sample ranges ``[s0, s1)`` of about ``CHUNK_VALUES`` values (none
+    for an empty batch) and the most samples any range holds."""
     step = max(1, CHUNK_VALUES // per)
-    return [(s, min(n, s + step)) for s in range(0, n, step)]
+    return min(n, step), [(s, min(n, s + step)) for s in range(0, n, step)]
 
 
 def index_dtype(k: Pair) -> np.dtype:
@@ -159,8 +160,8 @@ def max_forward(
     (kh, kw), per, dt = k, hp * wp * c, xp.dtype
     idt = index_dtype(k)
     y = np.empty((n, *out, c), dtype=dt)
-    ends = _chunks(n, per)
-    most = (ends[0][1] - ends[0][0]) * per
+    most, ends = _chunks(n, per)
+    most *= per
     train = idx is not None
     col, row, cidx, better, cand = _carve(
         [
@@ -204,8 +205,8 @@ def max_backward(
     n, hp, wp, c = shape
     (kh, kw), per, it = k, hp * wp * c, np.dtype(f"i{g.itemsize}")
     dx = np.zeros(n * per, dtype=g.dtype)
-    ends = _chunks(n, per)
-    most = (ends[0][1] - ends[0][0]) * per
+    most, ends = _chunks(n, per)
+    most *= per
     gz, eq, mask = _carve([(most, g.dtype), (most, np.bool_), (most, it)], scratch)
     for s0, s1 in ends:
         size = (s1 - s0) * per
@@ -267,8 +268,7 @@ def max_backward_tiled(
     cropped = hp != oh * kh or wp != ow * kw
     dx = np.zeros(shape, g.dtype) if cropped else np.empty(shape, g.dtype)
     anchor, offset = _tile_patterns(shape[1:], k, (oh, ow), idx.dtype)
-    ends = _chunks(n, per)
-    most = ends[0][1] - ends[0][0]
+    most, ends = _chunks(n, per)
     g0, i1, i2, eq, mask = _carve(
         [(most * oh * ow * c, g.dtype), *[(most * per, idx.dtype)] * 2]
         + [(most * per, np.bool_), (most * per, it)],
