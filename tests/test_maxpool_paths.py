@@ -64,6 +64,7 @@ TILING = [  # stride = pool size: the spread backward (padded or not)
     (bp.MaxPool2D, (6, 9, 2), dict(pool_size=3)),
     (bp.MaxPool2D, (5, 7, 3), dict(pool_size=2)),  # odd: the last row and column are dropped
     (bp.MaxPool2D, (4, 6, 1), dict(pool_size=(2, 3))),
+    (bp.MaxPool2D, (6, 7, 2), dict(pool_size=(3, 1))),  # a row stage only
     (bp.MaxPool2D, (6, 6, 5), dict(pool_size=2, padding="same")),  # "same" pads nothing here
     (bp.MaxPool2D, (5, 5, 3), dict(pool_size=2, padding="same")),  # a padded row and column
     (bp.MaxPool2D, (5, 7, 2), dict(pool_size=3, padding=1)),  # padded on every side
@@ -75,6 +76,7 @@ GENERAL = [  # overlapping windows, or stride > pool size: the offset-by-offset 
     (bp.MaxPool2D, (6, 6, 2), dict(pool_size=3, stride=2)),
     (bp.MaxPool2D, (5, 6, 1), dict(pool_size=(3, 2), stride=(2, 1), padding=1)),
     (bp.MaxPool2D, (7, 7, 2), dict(pool_size=2, stride=3)),
+    (bp.MaxPool2D, (5, 7, 2), dict(pool_size=(1, 3), stride=(1, 2))),  # a column stage only
     (bp.MaxPool2D, (7, 6, 4), dict(pool_size=4, stride=1, padding="same")),
     (bp.MaxPool1D, (7, 2), dict(pool_size=3, stride=2, padding=1)),
     (bp.MaxPool1D, (9, 3), dict(pool_size=3, stride=1)),

@@ -122,13 +122,17 @@ def _fold_max(src, step: int, k: int, out, idx_in, idx_out, kbase: int, better, 
         if idx_out is not None:
             prev = idx_in if t == 1 else idx_out
             step_idx = idx_out.dtype.type(t * kbase)
-            b = np.greater(new, cur, out=better[:m])
-            if prev is None:  # no earlier offset can win: idx = [better] * t*kbase
+            if prev is None and step_idx == 1 and idx_out.itemsize == 1:
+                np.greater(new, cur, out=idx_out[:m].view(np.bool_))  # idx = [better]
+                idx_out[m:] = 0
+            elif prev is None:  # no earlier offset can win: idx = [better] * t*kbase
+                b = np.greater(new, cur, out=better[:m])
                 np.multiply(b.view(np.uint8), step_idx, out=idx_out[:m])
                 idx_out[m:] = 0
             else:
                 # "take offset t where strictly greater": its index t*kbase + idx_in exceeds
                 # every earlier one, so this is a maximum with [better] * (its index)
+                b = np.greater(new, cur, out=better[:m])
                 c = cand[:m]
                 if idx_in is None:
                     np.multiply(b.view(np.uint8), step_idx, out=c)
