@@ -13,6 +13,13 @@ Ties in max pooling: the *first* maximal position of the window in row-major ord
 then left-most) receives the whole gradient; the others get zero (NumPy's ``argmax`` rule, and
 what PyTorch's CPU kernel does). Overlapping windows (stride < pool size) add their gradients.
 
+Max pooling is computed without window views (whose inner loops run over only ``c`` channels):
+:mod:`~backprop.layers._maxpool` folds shifted maxima over the flat padded map, and its backward
+selects gradients with bit masks, one spread when the windows tile the padded input. Training
+keeps the offsets of the first maxima (one byte per padded input value, in a buffer reused from
+step to step) and a scratch buffer for a chunk of samples (``workspace_nbytes``). A NaN in a
+window makes its maximum NaN, in training and inference alike.
+
 Padding: max pooling pads with -inf and average pooling divides by the number of real inputs
 in each window (padding is not counted), so padding never changes a value. A window must hold
 at least one real input: an int padding must be smaller than the pool size.
@@ -24,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ._maxpool import index_dtype, max_backward, max_backward_tiled, max_forward
 from ._windows import col2im_add
 from .base import Layer
 from .registry import register_layer
@@ -69,44 +77,44 @@ class _MaxPool(_Pool):
     ) -> None:
         super().__init__(pool_size, stride, padding)
         self._argmax: np.ndarray | None = None
+        self._idx_buf: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """``y = max over each window``, one pass per window offset; when training, also the
-        offset of the first maximum (a later offset replaces it only when strictly greater)."""
+        """``y = max over each window`` by shifted maxima over the flat padded map
+        (:mod:`~backprop.layers._maxpool`); when training, also the flat offsets of each
+        window's first maximum, kept for backward in a buffer reused from step to step."""
         x4 = self._input4(x)
-        win = self._windows(self._padded(x4, training))  # (n, oh, ow, kh, kw, c) view
-        kh, kw = self._k2
-        y = win[:, :, :, 0, 0, :].copy()
-        idx = np.zeros(y.shape, dtype=np.uint8 if kh * kw < 256 else np.intp) if training else None
-        better = np.empty(y.shape, dtype=bool) if training else None
-        for r in range(1, kh * kw):
-            v = win[:, :, :, r // kw, r % kw, :]
-            if idx is None:
-                np.maximum(y, v, out=y)
-            else:
-                better = np.greater(v, y, out=better)
-                np.copyto(y, v, where=better)
-                np.copyto(idx, r, where=better)
+        xp = self._padded(x4, training)
+        idx = None
+        if training:
+            size = int(np.prod(self._padded_shape(x4.shape[0], x4.shape[-1])))
+            if self._idx_buf is None or self._idx_buf.size < size:
+                self._idx_buf = np.empty(size, dtype=index_dtype(self._k2))
+            idx = self._idx_buf[:size]
+        y = max_forward(xp, self._k2, self._s2, self._out2, idx, self._pool_scratch(training))
         self._argmax = idx
         return y.reshape(x4.shape[0], *self.out_shape)
 
+    def _pool_scratch(self, training: bool):
+        """The kernels' temporaries: the reused buffer "pool" when training, else fresh."""
+        return lambda nbytes: self._scratch("pool", (nbytes,), np.uint8, training)
+
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """``dx[s, window position r*] += G[s, i, j, ch]`` (first maximum of each window); loops
-        over the window offsets, never over pixels. ``G = grad_out``: ``(n, *out_shape)``;
-        ``dx``: ``(n, *in_shape)``, zero except at each window's maximum."""
+        """``dx[s, window position r*] += G[s, i, j, ch]`` (first maximum of each window), by
+        shifted, masked adds over the flat padded map; one masked spread when the windows tile
+        the input. ``G = grad_out``: ``(n, *out_shape)``; ``dx``: ``(n, *in_shape)``, zero
+        except at each window's maximum."""
         if self._argmax is None:
             raise self._missing_cache()
-        idx = self._argmax
-        g = grad_out.reshape(idx.shape)
-        kh, kw = self._k2
-        (sh, sw), (oh, ow) = self._s2, self._out2
-        dxp = np.zeros(self._padded_shape(g.shape[0], g.shape[-1]), dtype=grad_out.dtype)
-        zero = np.zeros((), dtype=grad_out.dtype)
-        for r in range(kh * kw):
-            a, b = divmod(r, kw)
-            rows = slice(a, a + sh * (oh - 1) + 1, sh)
-            cols = slice(b, b + sw * (ow - 1) + 1, sw)
-            dxp[:, rows, cols, :] += np.where(idx == r, g, zero)
+        c = self.out_shape[-1]
+        per_sample = int(np.prod(self._padded_shape(1, c)))
+        shape = self._padded_shape(self._argmax.size // per_sample, c)
+        g = np.ascontiguousarray(grad_out).reshape(shape[0], *self._out2, c)
+        scratch = self._pool_scratch(True)
+        if self._s2 == self._k2:  # the windows tile the padded map
+            dxp = max_backward_tiled(g, self._argmax, shape, self._k2, scratch)
+        else:
+            dxp = max_backward(g, self._argmax, shape, self._k2, self._s2, scratch)
         return self._unpad(dxp)
 
 
