@@ -141,6 +141,6 @@ def test_lenet_chunk_rule():
     chunks = math.ceil(64 / ns)
     assert layer._chunk(64) == math.ceil(64 / chunks)
     assert layer._chunk(1) == 1
-    # the row lowering: 28 rows * 2 tiles of 14 pixels, each 5 rows * 18 input columns
+    # the row lowering: 28 rows * 4 tiles of 7 pixels, each 5 rows * 11 input columns
     layer.lowering = "rows"
-    assert layer._lowered_shape(3) == (3 * 28 * 2, 5 * 18)
+    assert layer._lowered_shape(3) == (3 * 28 * 4, 5 * 11)

@@ -19,7 +19,7 @@ not much more work::
     rows  iff  kh*kw > 1  and  kw*c < ROWS_BELOW_RUN  and  tin <= ROWS_MAX_INFLATION * kw
 
 with ``tw`` the smallest divisor of ``ow`` for which ``tw*f >= ROWS_MIN_WIDTH`` (``ow`` if none
-is). LeNet-5 on MNIST: the first layer (c = 1) lowers 2 tiles of 14 pixels (``tin = 18``, 3.6
+is). LeNet-5 on MNIST: the first layer (c = 1) lowers 4 tiles of 7 pixels (``tin = 11``, 2.2
 times the multiply-adds), the second (c = 6) 2 tiles of 5 (``tin = 9``, 1.8 times); a 3x3
 layer on 32 channels stays with im2col. Setting ``lowering`` (``"im2col"`` or ``"rows"``) or
 ``row_tile`` on an instance fixes the choice; both give the same numbers up to float rounding.
@@ -53,7 +53,7 @@ ROWS_BELOW_RUN = 64
 ROWS_MAX_INFLATION = 8
 #: The row lowering cuts the output width into tiles of ``tw`` pixels, the fewest pixels whose
 #: ``tw*f`` outputs reach this many columns of the product (wide enough for BLAS to run well).
-ROWS_MIN_WIDTH = 64
+ROWS_MIN_WIDTH = 40
 LOWERINGS = ("auto", "im2col", "rows")
 
 
