@@ -40,12 +40,14 @@ def run(layer, x, G, first_layer=False):
     return y, dx, {k: g.copy() for k, g in layer.grads.items()}
 
 
+@pytest.mark.parametrize("lowering", ["im2col", "rows"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("factory", "in_shape"), CASES)
 @pytest.mark.parametrize("chunk", [1, 2, 3])
-def test_chunked_equals_unchunked(factory, in_shape, dtype, chunk):
+def test_chunked_equals_unchunked(factory, in_shape, dtype, chunk, lowering):
     n = 7  # 3 does not divide it: a shorter last chunk
     layer = make(factory(), in_shape, dtype)
+    layer.lowering = lowering
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, *in_shape)).astype(dtype)
     G = rng.standard_normal((n, *layer.out_shape)).astype(dtype)
@@ -71,16 +73,20 @@ def test_chunked_equals_unchunked(factory, in_shape, dtype, chunk):
         np.testing.assert_allclose(g, whole[2][k], rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("lowering", ["im2col", "rows"])
 @pytest.mark.parametrize(("factory", "in_shape"), CASES[:3])
-def test_one_sample_per_chunk_passes_finite_differences(factory, in_shape):
+def test_one_sample_per_chunk_passes_finite_differences(factory, in_shape, lowering):
     layer = make(factory(), in_shape)
     layer.chunk_samples = 1
+    layer.lowering = lowering
     fd_check(layer, np.random.default_rng(1).standard_normal((3, *in_shape)))
 
 
-def test_stale_workspace_never_leaks_into_the_padding():
+@pytest.mark.parametrize("lowering", ["im2col", "rows"])
+def test_stale_workspace_never_leaks_into_the_padding(lowering):
     """Another layer (or NaNs) left in the shared buffer: the padded border is rewritten."""
     layer = make(Conv2D(2, 3, padding=2), (5, 6, 2))
+    layer.lowering = lowering
     x = np.random.default_rng(2).standard_normal((4, 5, 6, 2))
     layer.chunk_samples = 2
     for buf in layer._chunk_buffers(2, np.dtype("float64"), training=True):
@@ -92,12 +98,15 @@ def test_stale_workspace_never_leaks_into_the_padding():
     assert np.isfinite(dx).all() and np.isfinite(layer.grads["W"]).all()
 
 
-def test_workspace_is_shared_bounded_and_reused():
+@pytest.mark.parametrize("lowering", ["auto", "im2col"])
+def test_workspace_is_shared_bounded_and_reused(lowering):
     model = bp.Sequential(
         [bp.Conv2D(6, 5, padding=2), bp.ReLU(), bp.MaxPool2D(2), bp.Conv2D(16, 5), bp.ReLU()],
         input_shape=(28, 28, 1),
         dtype="float32",
     )
+    for i in (0, 3):
+        model.layers[i].lowering = lowering
     ws = shared_workspace()
     ws.clear()
     n = 64
@@ -107,7 +116,8 @@ def test_workspace_is_shared_bounded_and_reused():
     size = ws.nbytes
     largest = max(n * math.prod(layer.out_shape) for layer in model.layers) * 4
     assert 0 < size <= conv.WORKSPACE_RATIO * largest
-    assert model.layers[0]._chunk(n) < n  # the batch is really cut into chunks
+    if lowering == "im2col":  # the row lowering of LeNet's layers needs less: one chunk
+        assert model.layers[0]._chunk(n) < n  # the batch is really cut into chunks
     # a layer keeps its input, not a workspace array, between forward and backward
     model.forward(x[:40], training=True)  # a smaller batch: same buffer
     assert model.layers[3]._x is not None and not np.shares_memory(
@@ -125,8 +135,12 @@ def test_workspace_is_shared_bounded_and_reused():
 def test_lenet_chunk_rule():
     """ns = floor(RATIO * n * max(in, out) / need), evened out over the same number of chunks."""
     layer = make(Conv2D(6, 5, padding=2), (28, 28, 1), "float32")
+    layer.lowering = "im2col"
     need = 28 * 28 * 25 + 32 * 32  # im2col rows * taps + the padded image
     ns = int(conv.WORKSPACE_RATIO * 64 * 28 * 28 * 6 // need)
     chunks = math.ceil(64 / ns)
     assert layer._chunk(64) == math.ceil(64 / chunks)
     assert layer._chunk(1) == 1
+    # the row lowering: 28 rows * 4 tiles of 7 pixels, each 5 rows * 11 input columns
+    layer.lowering = "rows"
+    assert layer._lowered_shape(3) == (3 * 28 * 4, 5 * 11)

@@ -171,3 +171,82 @@ def shared_workspace() -> Workspace:
     if ws is None:
         ws = _local.workspace = Workspace()
     return ws
+
+
+# -- the row lowering: strips of input rows against a banded weight matrix ------------------------
+#
+# When im2col's rows would be short (few channels), the output width is cut into ``nt`` tiles of
+# ``tw`` pixels and one strip of ``kh`` input rows by ``tin`` columns is lowered per output row
+# and tile, instead of one ``kh x kw`` window per output pixel:
+#
+#     R[(s, i, t), (a, p, ch)] = xp[s, i*sh + a*dh, t*tw*sw + p, ch]    (n*oh*nt, kh*tin*c)
+#     B[(a, p, ch), (j, o)] = W[a, b, ch, o] if p = j*sw + b*dw, else 0  (kh*tin*c, tw*f)
+#     Y = R @ B                                       (n*oh*nt, tw*f) = y (n, oh, ow, f)
+#
+# with ``tin = (tw - 1)*sw + (kw - 1)*dw + 1`` the input columns one tile's windows read. Output
+# pixel ``(s, i, t*tw + j)`` sums ``xp[s, i*sh + a*dh, (t*tw + j)*sw + b*dw, ch] * W[a, b, ch, o]``
+# over the same taps as im2col: B holds the kernel once per pixel of a tile, shifted by
+# ``j*sw``, and is the same for every tile. Backward: ``dB = R.T @ G``, ``dW[a, b, ch, o] =
+# sum_j dB[(a, j*sw + b*dw, ch), (j, o)]`` (B's diagonals summed), and ``dR = G @ B.T`` added back
+# strip by strip (loops over ``kh`` and the few phases of overlapping tiles, never over pixels).
+
+
+def row_windows(xp: np.ndarray, oh: int, kh: int, sh: int, dh: int, tiles: Pair, tin: int):
+    """Read-only view ``(n, oh, nt, kh, tin, c)`` of ``xp`` ``(n, hp, wp, c)``, ``tiles =
+    (nt, step)``: output row ``i``, tile ``t`` reads input rows ``i*sh + a*dh`` (``a < kh``),
+    columns ``t*step .. t*step + tin - 1`` (``step = tw*sw``)."""
+    n, _, _, c = xp.shape
+    s0, s1, s2, s3 = xp.strides
+    nt, step = tiles
+    shape = (n, oh, nt, kh, tin, c)
+    strides = (s0, s1 * sh, s2 * step, s1 * dh, s2, s3)
+    return as_strided(xp, shape=shape, strides=strides, writeable=False)
+
+
+def _band_taps(B: np.ndarray, kw: int, sw: int, dw: int) -> np.ndarray:
+    """The view ``(kh, kw, c, tw, f)`` of the band ``B`` ``(kh, tin, c, tw, f)`` (C-contiguous)
+    at its non-zero places: element ``(a, b, ch, j, o)`` is ``B[a, j*sw + b*dw, ch, j, o]``."""
+    kh, _, c, tw, f = B.shape
+    e0, e1, e2, e3, e4 = B.strides
+    return as_strided(B, shape=(kh, kw, c, tw, f), strides=(e0, dw * e1, e2, sw * e1 + e3, e4))
+
+
+def band_weight(W: np.ndarray, tw: int, tin: int, sw: int, dw: int, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (``kh*tin*c*tw*f`` elements) with the banded matrix ``B`` of ``W``
+    ``(kh, kw, c, f)`` and return it as ``(kh*tin*c, tw*f)``: zeros, then ``W`` written once per
+    pixel ``j`` of a tile, at input column ``j*sw + b*dw``."""
+    kh, kw, c, f = W.shape
+    B = out.reshape(kh, tin, c, tw, f)
+    B.fill(0)
+    _band_taps(B, kw, sw, dw)[...] = W[:, :, :, None, :]
+    return out.reshape(kh * tin * c, tw * f)
+
+
+def band_weight_grad(dB: np.ndarray, tw: int, sw: int, dw: int, out: np.ndarray) -> np.ndarray:
+    """``out[a, b, ch, o] = sum_j dB[(a, j*sw + b*dw, ch), (j, o)]``, ``out`` ``(kh, kw, c, f)``:
+    the gradient of ``W`` from that of its band ``dB`` ``(kh*tin*c, tw*f)`` (the adjoint of
+    :func:`band_weight`)."""
+    kh, kw, c, f = out.shape
+    B5 = np.ascontiguousarray(dB).reshape(kh, -1, c, tw, f)
+    np.add.reduce(_band_taps(B5, kw, sw, dw), axis=3, out=out)
+    return out
+
+
+def rows_col2im_add(dxp: np.ndarray, dR: np.ndarray, sh: int, dh: int, step: int) -> None:
+    """Adjoint of :func:`row_windows`: ``dxp[s, i*sh + a*dh, t*step + p, ch] += dR[s, i, t, a, p,
+    ch]`` for ``dR`` ``(n, oh, nt, kh, tin, c)``, in place. Tiles overlap when ``tin > step``:
+    tiles ``q, q + P, q + 2P, ...`` with ``P = ceil(tin / step)`` never do, so each slice-add
+    covers one kernel row ``a`` and one such phase ``q``."""
+    _, oh, nt, kh, tin, c = dR.shape
+    phases = min(nt, -(-tin // step))
+    e0, e1, e2, e3 = dxp.strides
+    for a in range(kh):
+        for q in range(phases):
+            tiles = dR[:, :, q::phases, a]
+            start = dxp[:, a * dh :, q * step :]  # the strip's first element, as a view
+            view = as_strided(
+                start,
+                shape=tiles.shape,
+                strides=(e0, e1 * sh, e2 * step * phases, e2, e3),
+            )
+            view += tiles

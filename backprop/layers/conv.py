@@ -36,66 +36,73 @@ rows) with the kernel flipped in both spatial axes and transposed in its channel
 loops over the ``kh*kw`` offsets ``(a, b')``, each one a strided slice-add over every sample,
 position and channel; it never loops over pixels. ``dx`` is ``dxp`` without its padding.
 
+The row lowering (few channels). im2col's rows are runs of ``kw*c`` elements; with one input
+channel that is 5 numbers, so copying them dominates. Instead, for tiles of ``tw`` output pixels
+(``nt = ow / tw`` per output row) and ``tin = (tw-1)*sw + (kw-1)*dw + 1`` input columns::
+
+    R  = rows(xp)            (n*oh*nt, kh*tin*c)   row (s, i, t) = the strip xp[s, i*sh + a*dh,
+                                                   t*tw*sw + p, ch] for a < kh, p < tin
+    B  = band(W)             (kh*tin*c, tw*f)      B[(a, j*sw + b'*dw, ch), (j, o)] = W[a, b', ch, o],
+                                                   zero elsewhere: the kernel once per pixel j
+    Y  = R @ B + b           (n*oh*nt, tw*f)       the same memory as y (n, oh, ow, f)
+    dB = R.T @ G;  dW[a, b', ch, o] = sum_j dB[(a, j*sw + b'*dw, ch), (j, o)]
+    dR = G @ B.T;  dxp += rows^T(dR)               one slice-add per kernel row and tile phase
+
+Each output still sums exactly the taps of the definition; ``B``'s zeros cost ``tin / kw`` times
+im2col's multiply-adds, paid back by long copies and a product wide enough for BLAS.
+:mod:`~backprop.layers.lowering` says which lowering a layer takes and why.
+
 Memory: chunks of samples and one shared workspace. The batch is processed in chunks of ``ns``
-samples (rows ``s0*oh*ow`` to ``s1*oh*ow`` of the matrices above; the last chunk may be
-shorter). For each chunk ``[s0, s1)``::
+samples (the rows of the chunk's samples in the matrices above; the last chunk may be shorter).
+For each chunk ``[s0, s1)``, with ``L`` the lowering (im2col or rows) and ``M`` its weight
+matrix (``W2`` or ``B``)::
 
     forward:   xpc  = pad(x[s0:s1])                  (ns, hp, wp, c)   only when padded
-               Xc   = im2col(xpc)                    (ns*oh*ow, K)
-               Y[rows of the chunk] = Xc @ W2        one product per chunk; then Y += b
-    backward:  Xc   = im2col(pad(x[s0:s1])) again,   from the input kept since forward
-               dW2 += Xc.T @ Gc                      Gc = G[rows of the chunk]  (ns*oh*ow, f)
-               dXc  = Gc @ W2.T  into Xc's buffer    (offset-major: (kh*kw, ns*oh*ow, c))
-               dxp[s0:s1] += col2im(dXc)             loops over the kh*kw offsets only
-    db = G.sum(axis=0) over the whole batch, once.
+               Lc   = L(xpc)                         the chunk's lowered matrix
+               Y[rows of the chunk] = Lc @ M         one product per chunk; then Y += b
+    backward:  Lc   = L(pad(x[s0:s1])) again,        from the input kept since forward
+               dM  += Lc.T @ Gc                      Gc = G[rows of the chunk]
+               dLc  = Gc @ M.T  into Lc's buffer     (im2col: offset-major (kh*kw, rows, c))
+               dxp[s0:s1] += L^T(dLc)                col2im: loops over kernel offsets only
+    db = the sum of G over samples and positions, once.
 
 The sums over rows split into sums over chunks, so the result equals the unchunked one up to
-float rounding. ``xpc`` and ``Xc`` live in one buffer of this thread's workspace that *every*
+float rounding. ``xpc`` and ``Lc`` live in one buffer of this thread's workspace that *every*
 convolution layer shares (:func:`~backprop.layers._windows.shared_workspace`): a layer keeps
 only a reference to its input between forward and backward (an activation the network holds
 anyway), so nothing of the workspace outlives a call and the buffer is sized by the largest
-chunk of any layer, reused from step to step. The chunk size is ::
-
-    ns = clip(floor(WORKSPACE_RATIO * n * max(in_size, out_size) / need), 1, n)
-    need = oh*ow*K + (hp*wp*c if padded else 0)      workspace elements per sample
-
-(``in_size``, ``out_size``: elements of one sample's input and output), evened out over
-``ceil(n / ns)`` chunks. So the workspace holds at most ``WORKSPACE_RATIO`` times the largest
-activation of the batch (or one sample's ``need`` when that is larger). The price is a second
-im2col copy per step in backward (none for a frozen layer); ``chunk_samples`` on an instance
-fixes ``ns`` (tests compare chunked and unchunked results with it). Inference uses fresh arrays
-of the same chunk size, so predicting in large batches leaves no large buffer behind.
+chunk of any layer, reused from step to step. The chunk size (:mod:`~backprop.layers.lowering`)
+keeps the workspace within ``WORKSPACE_RATIO`` times the largest activation of the batch (or one
+sample's need when that is larger). The price is a second lowering copy per step in backward
+(none for a frozen layer); ``chunk_samples`` on an instance fixes ``ns`` (tests compare chunked
+and unchunked results with it). Inference uses fresh arrays of the same chunk size, so
+predicting in large batches leaves no large buffer behind.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from .. import initializers
-from ._windows import col2im_add, im2col_copy, shared_workspace
+from ._windows import band_weight_grad, col2im_add, rows_col2im_add
 from .base import check_positive_int
+from .lowering import (  # noqa: F401  (re-exported: they were this module's first)
+    LOWERINGS,
+    ROWS_BELOW_RUN,
+    ROWS_MAX_INFLATION,
+    ROWS_MIN_WIDTH,
+    WORKSPACE_RATIO,
+    LoweredConv,
+    clear_shared_workspace,
+    shared_workspace_nbytes,
+)
 from .registry import register_layer
-from .spatial import Ints, Padding, SpatialLayer
-
-#: A chunk's im2col workspace holds at most this many times the larger of a layer's input and
-#: output activations of the whole batch (see the module docstring).
-WORKSPACE_RATIO = 2.0
+from .spatial import Ints, Padding
 
 
-def shared_workspace_nbytes() -> int:
-    """Bytes held by this thread's convolution workspace (shared by every Conv1D/Conv2D)."""
-    return shared_workspace().nbytes
-
-
-def clear_shared_workspace() -> None:
-    """Free this thread's convolution workspace (it is re-made, sized anew, on the next call)."""
-    shared_workspace().clear()
-
-
-class _Conv(SpatialLayer):
+class _Conv(LoweredConv):
     """Shared Conv1D/Conv2D maths; subclasses fix ``ndim``."""
 
     def __init__(
@@ -117,7 +124,7 @@ class _Conv(SpatialLayer):
         self.bias_init = bias_init
         self.auto_init = "glorot_uniform"  # a Sequential picks He before a ReLU
         self._x: np.ndarray | None = None  # the input, kept from forward to backward
-        self.chunk_samples: int | None = None  # None: the WORKSPACE_RATIO rule
+        self._band: np.ndarray | None = None  # the row lowering's B, kept for backward
 
     def _out_channels(self, c_in: int) -> int:
         return self.filters
@@ -143,74 +150,28 @@ class _Conv(SpatialLayer):
         W = store["W"]
         return W.reshape(W.size // self.filters, self.filters)
 
-    # -- chunks -----------------------------------------------------------------------------------
-    def _chunk(self, n: int) -> int:
-        """Samples per chunk for a batch of ``n`` (see the module docstring)."""
-        if self.chunk_samples is not None:
-            ns = int(self.chunk_samples)
-        else:
-            (oh, ow), (kh, kw) = self._out2, self._k2
-            c = self.in_shape[-1]
-            need = oh * ow * kh * kw * c + (math.prod(self._padded_shape(1, c)) if self._pad else 0)
-            act = max(math.prod(self.in_shape), math.prod(self.out_shape))
-            ns = int(WORKSPACE_RATIO * n * act // need)
-        ns = min(n, max(1, ns))
-        return -(-n // -(-n // ns))  # the same count of chunks, evened out
-
-    @property
-    def _pad(self) -> bool:
-        return any(p != 0 for pair in self._pads for p in pair)
-
-    def _chunk_buffers(self, ns: int, dtype: np.dtype, training: bool) -> list[np.ndarray]:
-        """``[xp, cols]`` (``[cols]`` without padding) for chunks of up to ``ns`` samples: views
-        of the shared workspace while training, fresh arrays at inference."""
-        (oh, ow), (kh, kw) = self._out2, self._k2
-        c = self.in_shape[-1]
-        shapes = [(ns * oh * ow, kh * kw * c)]
-        if self._pad:
-            shapes.insert(0, self._padded_shape(ns, c))
-        if training:
-            return shared_workspace().get_many(f"conv-{dtype}", shapes, dtype)
-        return [np.empty(shape, dtype=dtype) for shape in shapes]
-
-    def _chunk_cols(self, xc: np.ndarray, bufs: list[np.ndarray]) -> np.ndarray:
-        """The im2col matrix ``(ns*oh*ow, K)`` of the chunk ``xc`` ``(ns, h, w, c)``, in the
-        chunk buffers (the padded copy rewrites its whole border: other layers share it)."""
-        ns = xc.shape[0]
-        (oh, ow), (kh, kw) = self._out2, self._k2
-        c = xc.shape[-1]
-        src = xc
-        if self._pad:
-            (t, _), (left, _) = self._pads
-            h, w = xc.shape[1:3]
-            src = bufs[0][:ns]
-            src[:, :t] = 0
-            src[:, t + h :] = 0
-            src[:, t : t + h, :left] = 0
-            src[:, t : t + h, left + w :] = 0
-            src[:, t : t + h, left : left + w] = xc
-        cols = bufs[-1][: ns * oh * ow]
-        im2col_copy(cols.reshape(ns, oh, ow, kh, kw, c), self._windows(src))
-        return cols
-
     # -- computation --------------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """``y = im2col(pad(x)) @ W2 + b``, chunk by chunk: ``(n, *in_shape)`` ->
-        ``(n, *out_shape)``."""
+        """``y = lowered(pad(x)) @ W2 + b`` (im2col and ``W2``, or the row lowering ``R`` and
+        its band ``B``), chunk by chunk: ``(n, *in_shape)`` -> ``(n, *out_shape)``."""
         x4 = self._input4(x)
         n = x4.shape[0]
-        m = self._out2[0] * self._out2[1]
-        W2 = self._W2(self.params)
+        (oh, ow), f = self._out2, self.filters
+        rows = self._rows()
+        W2 = self._band_matrix(training) if rows else self._W2(self.params)
         dtype = np.result_type(x4.dtype, W2.dtype)
         ns = self._chunk(n)
         bufs = self._chunk_buffers(ns, dtype, training)
-        y = np.empty((n * m, self.filters), dtype=dtype)
+        y = np.empty((n, oh, ow, f), dtype=dtype)
+        r = oh * ow // self._tile if rows else oh * ow  # lowered rows per sample
+        Y = y.reshape(n * r, -1)
         for s0 in range(0, n, ns):
             s1 = min(n, s0 + ns)
-            cols = self._chunk_cols(x4[s0:s1], bufs)
-            np.matmul(cols, W2, out=y[s0 * m : s1 * m])
-        y += self.params["b"]
+            np.matmul(self._chunk_cols(x4[s0:s1], bufs, rows), W2, out=Y[s0 * r : s1 * r])
+        # the bias tiled along a whole output row: adding (f,) per pixel runs f-long inner loops
+        y.reshape(n * oh, ow * f)[...] += np.tile(self.params["b"], ow)
         self._x = x4 if training else None
+        self._band = W2 if rows and training else None
         return y.reshape(n, *self.out_shape)
 
     def backward_params_only(self, grad_out: np.ndarray) -> None:
@@ -219,7 +180,8 @@ class _Conv(SpatialLayer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dW2 = X.T @ G``, ``db = sum_rows G``, ``dx = unpad(col2im(G @ W2.T))``, chunk by
-        chunk with im2col recomputed from the kept input.
+        chunk with the lowered matrix recomputed from the kept input (for the row lowering
+        ``dB = R.T @ G`` folded into ``dW``, and ``dR = G @ B.T`` added back row by row).
 
         ``grad_out`` is ``(n, *out_shape)``; returns ``(n, *in_shape)``.
         """
@@ -229,14 +191,21 @@ class _Conv(SpatialLayer):
         if self._x is None:
             raise self._missing_cache()
         x4, self._x = self._x, None
+        B, self._band = self._band, None
         n = x4.shape[0]
         (oh, ow), (kh, kw) = self._out2, self._k2
-        m, c, f = oh * ow, x4.shape[-1], self.filters
-        G = grad_out.reshape(n * m, f)
+        c, f = x4.shape[-1], self.filters
+        rows = B is not None
+        tw = self._tile
+        r = oh * ow // tw if rows else oh * ow  # lowered rows per sample
+        G = grad_out.reshape(n * r, -1)
         W = self.params["W"]
         if self.trainable:
-            dW2 = self._W2(self.grads)
-            np.add.reduce(G, axis=0, out=self.grads["b"])
+            dW2 = self._scratch("dband", B.shape, B.dtype, True) if rows else self._W2(self.grads)
+            # db = sum of G over samples and positions: over whole output rows first, then
+            # over the ow pixels of a row (a reduce to (f,) directly runs f-long inner loops)
+            row_sum = np.add.reduce(grad_out.reshape(n * oh, ow * f), axis=0)
+            np.add.reduce(row_sum.reshape(ow, f), axis=0, out=self.grads["b"])
         else:
             self.zero_grads()
             if not need_dx:
@@ -245,23 +214,30 @@ class _Conv(SpatialLayer):
         ns = self._chunk(n)
         bufs = self._chunk_buffers(ns, dtype, training=True)
         dxp = np.zeros(self._padded_shape(n, c), dtype=dtype) if need_dx else None
-        # dX = G @ W2.T computed offset-major: block (a, b) = Gc @ W[a, b].T, shape (rows, c).
-        Wt = W.reshape(kh * kw, c, f).transpose(0, 2, 1)
+        # im2col's dX = G @ W2.T offset-major: block (a, b) = Gc @ W[a, b].T, shape (rows, c).
+        Wt = B.T if rows else W.reshape(kh * kw, c, f).transpose(0, 2, 1)
         for s0 in range(0, n, ns):
             s1 = min(n, s0 + ns)
-            Gc = G[s0 * m : s1 * m]
+            Gc = G[s0 * r : s1 * r]
             if self.trainable:
-                cols = self._chunk_cols(x4[s0:s1], bufs)
+                cols = self._chunk_cols(x4[s0:s1], bufs, rows)
                 if s0 == 0:
                     np.matmul(cols.T, Gc, out=dW2)
                 else:
                     dW2 += cols.T @ Gc  # a (K, f) temporary
-            if need_dx:
-                out = bufs[-1][: (s1 - s0) * m].reshape(kh * kw, (s1 - s0) * m, c)
-                blocks = np.matmul(Gc, Wt, out=out)  # Xc is no longer needed: reuse its buffer
-                col2im_add(
-                    dxp[s0:s1], blocks.reshape(kh, kw, s1 - s0, oh, ow, c), self._s2, self._d2
-                )
+            if not need_dx:
+                continue
+            out = bufs[-1][: (s1 - s0) * r]  # the lowered matrix is no longer needed: reuse it
+            if rows:
+                dR = np.matmul(Gc, Wt, out=out).reshape(s1 - s0, oh, ow // tw, kh, self._tin, c)
+                rows_col2im_add(dxp[s0:s1], dR, self._s2[0], self._d2[0], tw * self._s2[1])
+            else:
+                blocks = np.matmul(Gc, Wt, out=out.reshape(kh * kw, (s1 - s0) * r, c))
+                blocks = blocks.reshape(kh, kw, s1 - s0, oh, ow, c)
+                col2im_add(dxp[s0:s1], blocks, self._s2, self._d2)
+        if rows and self.trainable:
+            Wg = self.grads["W"].reshape(kh, kw, c, f)
+            band_weight_grad(dW2, tw, self._s2[1], self._d2[1], out=Wg)
         return self._unpad(dxp) if need_dx else None
 
     def config(self) -> dict[str, Any]:

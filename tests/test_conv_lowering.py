@@ -1,0 +1,120 @@
+"""The two lowerings of a convolution to a matrix product: im2col (one row per output pixel) and
+the row lowering (strips of input rows against a banded weight matrix, the output width cut into
+tiles). Both must give the definition and pass finite differences for every stride, padding,
+dilation and tile width, agree with each other in float32, and "auto" must pick the row lowering
+only where it applies (few channels, narrow maps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_conv_layers import CONV2D_CASES, fd_check, make, naive_conv2d
+
+from backprop.layers import conv
+from backprop.layers._windows import band_weight, band_weight_grad
+from backprop.layers.conv import Conv1D, Conv2D
+
+
+def tile_widths(ow: int) -> list[int | None]:
+    """The default tile and the extremes: one pixel (overlapping tiles) and the whole row."""
+    return [None, 1, ow]
+
+
+@pytest.mark.parametrize("in_shape,filters,kernel,stride,padding,dilation", CONV2D_CASES)
+def test_row_lowering_matches_definition_and_finite_differences(
+    in_shape, filters, kernel, stride, padding, dilation
+):
+    layer = make(Conv2D(filters, kernel, stride, padding, dilation), in_shape)
+    layer.lowering = "rows"
+    x = np.random.default_rng(1).standard_normal((2, *in_shape))
+    ref = naive_conv2d(x, layer.params["W"], layer.params["b"], layer._s2, layer._pads, layer._d2)
+    for tile in tile_widths(layer.out_shape[1]):
+        layer.row_tile = tile
+        np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-12, atol=1e-12)
+        fd_check(layer, x)
+
+
+@pytest.mark.parametrize(
+    "in_shape,filters,kernel,stride,padding,dilation",
+    [((9, 1), 2, 3, 1, "valid", 1), ((10, 3), 2, 4, 3, "same", 1), ((11, 2), 3, 3, 2, 2, 2)],
+)
+def test_row_lowering_conv1d_finite_differences(
+    in_shape, filters, kernel, stride, padding, dilation
+):
+    layer = make(Conv1D(filters, kernel, stride, padding, dilation), in_shape)
+    x = np.random.default_rng(2).standard_normal((3, *in_shape))
+    layer.lowering = "im2col"
+    ref = layer.forward(x)
+    layer.lowering = "rows"
+    for tile in tile_widths(layer.out_shape[0]):
+        layer.row_tile = tile
+        np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-12, atol=1e-12)
+        fd_check(layer, x)
+
+
+@pytest.mark.parametrize("tile", [None, 1, 7])
+def test_lowerings_agree_in_float32_and_leave_inputs_alone(tile):
+    layer = make(Conv2D(5, 3, stride=(1, 2), padding="same"), (9, 14, 2), "float32")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 9, 14, 2)).astype(np.float32)
+    G = rng.standard_normal((6, *layer.out_shape)).astype(np.float32)
+    x_keep, G_keep = x.copy(), G.copy()
+    results = {}
+    for lowering in ("im2col", "rows"):
+        layer.lowering, layer.row_tile = lowering, tile
+        y = layer.forward(x, training=True).copy()
+        dx = layer.backward(G).copy()
+        results[lowering] = [y, dx, *(g.copy() for g in layer.grads.values())]
+    for a, b in zip(results["im2col"], results["rows"], strict=True):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(x, x_keep)
+    np.testing.assert_array_equal(G, G_keep)
+
+
+def test_band_weight_places_the_kernel_and_its_gradient_is_the_adjoint():
+    rng = np.random.default_rng(4)
+    kh, kw, c, f, tw, sw, dw = 2, 3, 2, 4, 3, 2, 2
+    tin = (tw - 1) * sw + (kw - 1) * dw + 1
+    W = rng.standard_normal((kh, kw, c, f))
+    B = band_weight(W, tw, tin, sw, dw, np.empty(kh * tin * c * tw * f)).reshape(kh, tin, c, tw, f)
+    expect = np.zeros_like(B)
+    for j in range(tw):
+        for b in range(kw):
+            expect[:, j * sw + b * dw, :, j, :] = W[:, b]
+    np.testing.assert_array_equal(B, expect)
+    # <band(W), dB> = <W, band_grad(dB)> for any dB: band_weight_grad is band_weight's adjoint
+    dB = rng.standard_normal((kh * tin * c, tw * f))
+    dW = band_weight_grad(dB, tw, sw, dw, np.empty_like(W))
+    assert np.isclose(np.sum(B.reshape(dB.shape) * dB), np.sum(W * dW), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "layer,in_shape,rows,tile",
+    [
+        (Conv2D(6, 5, padding=2), (28, 28, 1), True, 7),  # LeNet's first layer
+        (Conv2D(16, 5), (14, 14, 6), True, 5),  # its second
+        (Conv2D(32, 3, padding="same"), (16, 16, 32), False, None),  # many channels: im2col
+        (Conv2D(8, 1), (10, 10, 2), False, None),  # 1x1: nothing to lower
+        (Conv1D(4, 3), (199, 1), False, None),  # 197 outputs, prime: one tile of 66x the work
+        (Conv1D(4, 3), (200, 1), True, 11),  # 198 = 18 tiles of 11: 13/3 times the work
+        (Conv1D(8, 5, padding="same"), (30, 2), True, 5),
+    ],
+)
+def test_auto_picks_the_row_lowering_only_where_it_applies(layer, in_shape, rows, tile):
+    layer = make(layer, in_shape, "float32")
+    assert layer._rows() is rows
+    if rows:
+        assert layer._tile == tile
+        assert layer._tile * layer.filters >= conv.ROWS_MIN_WIDTH
+
+
+def test_bad_lowering_and_tile_name_the_value():
+    layer = make(Conv2D(2, 3), (6, 6, 1))
+    x = np.zeros((1, 6, 6, 1))
+    layer.lowering = "winograd"
+    with pytest.raises(ValueError, match="'winograd'"):
+        layer.forward(x)
+    layer.lowering, layer.row_tile = "rows", 3
+    with pytest.raises(ValueError, match="row_tile must divide the output width 4, got 3"):
+        layer.forward(x)
