@@ -118,3 +118,28 @@ def test_bad_lowering_and_tile_name_the_value():
     layer.lowering, layer.row_tile = "rows", 3
     with pytest.raises(ValueError, match="row_tile must divide the output width 4, got 3"):
         layer.forward(x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_copy_runs_equals_copyto_for_strided_views(dtype):
+    from numpy.lib.stride_tricks import as_strided
+
+    from backprop.layers._windows import copy_runs
+
+    rng = np.random.default_rng(5)
+    xp = rng.standard_normal((3, 9, 10, 2)).astype(dtype)
+    s0, s1, s2, s3 = xp.strides
+    views = [
+        as_strided(xp, shape=(3, 4, 2, 3, 6, 2), strides=(s0, s1 * 2, s2 * 4, s1, s2, s3)),
+        xp[:, ::2, 1::3, :],  # runs of c only
+        xp[:, :, :, ::-1],  # reversed channels: no run, plain copy
+        xp.transpose(0, 2, 1, 3),
+    ]
+    for view in views:
+        dst = np.full(view.shape, np.nan, dtype=dtype)
+        copy_runs(dst, view)
+        np.testing.assert_array_equal(dst, view)
+        big = np.full((*view.shape[:-1], view.shape[-1] + 3), np.nan, dtype=dtype)
+        copy_runs(big[..., 1:-2], view)  # a strided destination
+        np.testing.assert_array_equal(big[..., 1:-2], view)
+        assert np.isnan(big[..., 0]).all() and np.isnan(big[..., -2:]).all()

@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from ._windows import band_weight, im2col_copy, row_windows, shared_workspace
+from ._windows import band_weight, copy_runs, im2col_copy, row_windows, shared_workspace
 from .spatial import SpatialLayer
 
 #: A chunk's im2col workspace holds at most this many times the larger of a layer's input and
@@ -164,7 +164,7 @@ class LoweredConv(SpatialLayer):
             tw, tin = self._tile, self._tin
             R = bufs[-1][: ns * oh * (ow // tw)]
             view = row_windows(src, oh, kh, sh, dh, (ow // tw, tw * self._s2[1]), tin)
-            np.copyto(R.reshape(view.shape), view)
+            copy_runs(R.reshape(view.shape), view)
             return R
         cols = bufs[-1][: ns * oh * ow]
         im2col_copy(cols.reshape(ns, oh, ow, kh, kw, c), self._windows(src))
