@@ -75,6 +75,7 @@ from .losses import (
     SoftmaxCrossEntropy,
 )
 from .lr_finder import LRFinderResult, lr_find
+from .memory import keep_freed_memory
 from .model import Sequential
 from .monitors import ActivationRecorder, UpdateRatioMonitor
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
@@ -168,6 +169,7 @@ __all__ = [
     "GradientCheck",
     "GradientReport",
     "check_gradients",
+    "keep_freed_memory",
     "ELU",
     "GELU",
     "BatchNorm",

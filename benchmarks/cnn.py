@@ -15,6 +15,10 @@ defaults, NCHW ``(n, 1, 28, 28)``, ``nn.Conv2d``/``nn.MaxPool2d``, with ``torch.
 shuffled index per epoch, as the backprop Trainer does. Both use float32, Adam(lr=1e-3) and BLAS
 pinned to ``--threads`` threads (threadpoolctl for NumPy, ``torch.set_num_threads``).
 
+The process first calls ``bp.keep_freed_memory()`` (as the ``backprop`` command does), so that
+the arrays of one step reuse the heap of the last instead of being faulted in again page by page
+(``--free-memory`` leaves glibc's defaults; PyTorch runs in the same process either way).
+
 Method: one warm-up epoch on ``--warmup`` rows per system, then ``--repeats`` rounds, each timing
 one epoch of every system back to back (order rotated per round); reported: median seconds per
 epoch and the median of per-round ratios backprop/torch. Memory: after training, the bytes held by
@@ -126,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--free-memory",
+        action="store_true",
+        help="leave glibc's defaults (freed arrays go back to the kernel, faulted in again "
+        "every step) instead of bp.keep_freed_memory(), which the backprop command calls",
+    )
     args = parser.parse_args(argv)
+    kept = False if args.free_memory else bp.keep_freed_memory()
 
     path = None if args.data_dir is None else Path(args.data_dir) / "mnist.npz"
     X_train, y_train, _, _ = load_mnist(path)
@@ -143,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"LeNet-5, MNIST {X.shape[0]} rows, float32, {args.threads} BLAS threads, "
-        f"{args.repeats} rounds (shared, busy machine: absolute times move with the load)"
+        f"{args.repeats} rounds, freed memory {'kept' if kept else 'returned'} "
+        "(shared, busy machine: absolute times move with the load)"
     )
     print(
         f"{'batch':>6} {'backprop s':>11} {'torch s':>8} {'ratio':>6} "

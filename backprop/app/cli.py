@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..io import ModelFileError
+from ..memory import keep_freed_memory
 from . import config as config_mod
 from . import tools
 from .config import ConfigError
@@ -330,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 usage/config, 1 training failure)."""
     parser = build_parser()
+    if argv is None:  # the program owns its process: keep freed arrays for the next step
+        keep_freed_memory()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv[:1] == ["bench"]:  # everything after "bench" belongs to benchmarks/run.py
