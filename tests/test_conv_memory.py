@@ -143,4 +143,4 @@ def test_lenet_chunk_rule():
     assert layer._chunk(1) == 1
     # the row lowering: 28 rows * 4 tiles of 7 pixels, each 5 rows * 11 input columns
     layer.lowering = "rows"
-    assert layer._lowered_shape(3) == (3 * 28 * 4, 5 * 11)
+    assert layer._lowered_shape(3) == (3 * 28 * 4, 5 * 11 + 1)  # + the column of ones

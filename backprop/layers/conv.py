@@ -44,12 +44,15 @@ channel that is 5 numbers, so copying them dominates. Instead, for tiles of ``tw
                                                    t*tw*sw + p, ch] for a < kh, p < tin
     B  = band(W)             (kh*tin*c, tw*f)      B[(a, j*sw + b'*dw, ch), (j, o)] = W[a, b', ch, o],
                                                    zero elsewhere: the kernel once per pixel j
-    Y  = R @ B + b           (n*oh*nt, tw*f)       the same memory as y (n, oh, ow, f)
+    Y  = R @ B (+ b)         (n*oh*nt, tw*f)       the same memory as y (n, oh, ow, f)
     dB = R.T @ G;  dW[a, b', ch, o] = sum_j dB[(a, j*sw + b'*dw, ch), (j, o)]
     dR = G @ B.T;  dxp += rows^T(dR)               one slice-add per kernel row and tile phase
 
 Each output still sums exactly the taps of the definition; ``B``'s zeros cost ``tin / kw`` times
-im2col's multiply-adds, paid back by long copies and a product wide enough for BLAS.
+im2col's multiply-adds, paid back by long copies and a product wide enough for BLAS. The bias
+rides in the product: ``R`` ends with a column of ones and ``B`` with a row holding ``b`` once
+per pixel ``j``, so ``R @ B`` adds it (no pass over ``y``), and the last row of ``dB`` sums
+``G``: ``db[o] = sum_j dB[-1, (j, o)]`` (``dR`` leaves that column out).
 :mod:`~backprop.layers.lowering` says which lowering a layer takes and why.
 
 Memory: chunks of samples and one shared workspace. The batch is processed in chunks of ``ns``
@@ -168,8 +171,9 @@ class _Conv(LoweredConv):
         for s0 in range(0, n, ns):
             s1 = min(n, s0 + ns)
             np.matmul(self._chunk_cols(x4[s0:s1], bufs, rows), W2, out=Y[s0 * r : s1 * r])
-        # the bias tiled along a whole output row: adding (f,) per pixel runs f-long inner loops
-        y.reshape(n * oh, ow * f)[...] += np.tile(self.params["b"], ow)
+        if not rows:  # (the row lowering adds it in the product, by R's column of ones)
+            # the bias tiled along a whole output row: adding (f,) per pixel runs f-long loops
+            y.reshape(n * oh, ow * f)[...] += np.tile(self.params["b"], ow)
         self._x = x4 if training else None
         self._band = W2 if rows and training else None
         return y.reshape(n, *self.out_shape)
@@ -202,10 +206,11 @@ class _Conv(LoweredConv):
         W = self.params["W"]
         if self.trainable:
             dW2 = self._scratch("dband", B.shape, B.dtype, True) if rows else self._W2(self.grads)
-            # db = sum of G over samples and positions: over whole output rows first, then
-            # over the ow pixels of a row (a reduce to (f,) directly runs f-long inner loops)
-            row_sum = np.add.reduce(grad_out.reshape(n * oh, ow * f), axis=0)
-            np.add.reduce(row_sum.reshape(ow, f), axis=0, out=self.grads["b"])
+            if not rows:  # (the row lowering's dB holds it: the row of R's ones column)
+                # db = sum of G over samples and positions: over whole output rows first, then
+                # over the ow pixels of a row (a reduce to (f,) directly runs f-long loops)
+                row_sum = np.add.reduce(grad_out.reshape(n * oh, ow * f), axis=0)
+                np.add.reduce(row_sum.reshape(ow, f), axis=0, out=self.grads["b"])
         else:
             self.zero_grads()
             if not need_dx:
@@ -214,8 +219,9 @@ class _Conv(LoweredConv):
         ns = self._chunk(n)
         bufs = self._chunk_buffers(ns, dtype, training=True)
         dxp = np.zeros(self._padded_shape(n, c), dtype=dtype) if need_dx else None
-        # im2col's dX = G @ W2.T offset-major: block (a, b) = Gc @ W[a, b].T, shape (rows, c).
-        Wt = B.T if rows else W.reshape(kh * kw, c, f).transpose(0, 2, 1)
+        # im2col's dX = G @ W2.T offset-major: block (a, b) = Gc @ W[a, b].T, shape (rows, c);
+        # the row lowering's dR = G @ B.T without the bias row (its column of R is constant).
+        Wt = B[:-1].T if rows else W.reshape(kh * kw, c, f).transpose(0, 2, 1)
         for s0 in range(0, n, ns):
             s1 = min(n, s0 + ns)
             Gc = G[s0 * r : s1 * r]
@@ -227,8 +233,11 @@ class _Conv(LoweredConv):
                     dW2 += cols.T @ Gc  # a (K, f) temporary
             if not need_dx:
                 continue
-            out = bufs[-1][: (s1 - s0) * r]  # the lowered matrix is no longer needed: reuse it
+            # the lowered matrix is no longer needed: its buffer takes its gradient (for the
+            # row lowering without the ones column, so as one block of (rows, kh*tin*c))
+            out = bufs[-1][: (s1 - s0) * r]
             if rows:
+                out = bufs[-1].reshape(-1)[: out.shape[0] * Wt.shape[1]].reshape(-1, Wt.shape[1])
                 dR = np.matmul(Gc, Wt, out=out).reshape(s1 - s0, oh, ow // tw, kh, self._tin, c)
                 rows_col2im_add(dxp[s0:s1], dR, self._s2[0], self._d2[0], tw * self._s2[1])
             else:
@@ -237,7 +246,8 @@ class _Conv(LoweredConv):
                 col2im_add(dxp[s0:s1], blocks, self._s2, self._d2)
         if rows and self.trainable:
             Wg = self.grads["W"].reshape(kh, kw, c, f)
-            band_weight_grad(dW2, tw, self._s2[1], self._d2[1], out=Wg)
+            band_weight_grad(dW2[:-1], tw, self._s2[1], self._d2[1], out=Wg)
+            np.add.reduce(dW2[-1].reshape(tw, f), axis=0, out=self.grads["b"])  # ones' row
         return self._unpad(dxp) if need_dx else None
 
     def config(self) -> dict[str, Any]:

@@ -112,8 +112,13 @@ class LoweredConv(SpatialLayer):
             if ow % self.row_tile:
                 raise ValueError(f"row_tile must divide the output width {ow}, got {self.row_tile}")
             return self.row_tile
-        fits = [t for t in range(1, ow + 1) if ow % t == 0 and t * self.filters >= ROWS_MIN_WIDTH]
-        return min(fits, default=ow)
+        key = (ow, self.filters, ROWS_MIN_WIDTH)
+        if getattr(self, "_auto_tile", (None,))[0] != key:  # asked many times a step: kept
+            fits = [
+                t for t in range(1, ow + 1) if ow % t == 0 and t * self.filters >= ROWS_MIN_WIDTH
+            ]
+            self._auto_tile = (key, min(fits, default=ow))
+        return self._auto_tile[1]
 
     @property
     def _tin(self) -> int:
@@ -121,11 +126,11 @@ class LoweredConv(SpatialLayer):
         return (self._tile - 1) * self._s2[1] + (self._k2[1] - 1) * self._d2[1] + 1
 
     def _lowered_shape(self, ns: int) -> tuple[int, int]:
-        """The lowered matrix of ``ns`` samples: ``R`` ``(ns*oh, kh*tin*c)`` or im2col's
-        ``(ns*oh*ow, kh*kw*c)``."""
+        """The lowered matrix of ``ns`` samples: ``R`` ``(ns*oh*nt, kh*tin*c + 1)`` (its last
+        column all ones, for the bias) or im2col's ``(ns*oh*ow, kh*kw*c)``."""
         (oh, ow), (kh, kw), c = self._out2, self._k2, self.in_shape[-1]
         if self._rows():
-            return ns * oh * (ow // self._tile), kh * self._tin * c
+            return ns * oh * (ow // self._tile), kh * self._tin * c + 1
         return ns * oh * ow, kh * kw * c
 
     @property
@@ -145,8 +150,9 @@ class LoweredConv(SpatialLayer):
 
     def _chunk_cols(self, xc: np.ndarray, bufs: list[np.ndarray], rows: bool) -> np.ndarray:
         """The lowered matrix of the chunk ``xc`` ``(ns, h, w, c)`` in the chunk buffers: ``R``
-        ``(ns*oh, kh*tin*c)`` when ``rows``, else im2col's ``(ns*oh*ow, K)`` (the padded copy
-        rewrites its whole border: other layers share the buffer)."""
+        ``(ns*oh*nt, kh*tin*c + 1)`` (strips, then a column of ones) when ``rows``, else
+        im2col's ``(ns*oh*ow, K)`` (the padded copy rewrites its whole border and ``R`` its
+        ones: other layers share the buffer)."""
         ns = xc.shape[0]
         (oh, ow), (kh, kw), (sh, _), (dh, _) = self._out2, self._k2, self._s2, self._d2
         c = xc.shape[-1]
@@ -164,17 +170,24 @@ class LoweredConv(SpatialLayer):
             tw, tin = self._tile, self._tin
             R = bufs[-1][: ns * oh * (ow // tw)]
             view = row_windows(src, oh, kh, sh, dh, (ow // tw, tw * self._s2[1]), tin)
-            copy_runs(R.reshape(view.shape), view)
+            strips = R[:, :-1].reshape(view.shape)  # a view: R's rows split, columns unsplit
+            copy_runs(strips, view)
+            R[:, -1] = 1
             return R
         cols = bufs[-1][: ns * oh * ow]
         im2col_copy(cols.reshape(ns, oh, ow, kh, kw, c), self._windows(src))
         return cols
 
     def _band_matrix(self, training: bool) -> np.ndarray:
-        """The row lowering's ``B`` ``(kh*tin*c, ow*f)`` of the current ``W`` (module
-        docstring), in this layer's buffer while training."""
+        """The row lowering's ``B`` ``(kh*tin*c + 1, tw*f)`` of the current ``W`` and ``b``: the
+        band (module docstring), then the bias once per pixel of a tile (``R``'s ones column
+        adds it); in this layer's buffer while training."""
         W = self.params["W"]
         tw, tin, sw, dw = self._tile, self._tin, self._s2[1], self._d2[1]
         (kh, kw), (c, f) = self._k2, W.shape[-2:]
-        buf = self._scratch("band", (kh * tin * c * tw * f,), W.dtype, training)
-        return band_weight(W.reshape(kh, kw, c, f), tw, tin, sw, dw, buf)
+        K = kh * tin * c
+        buf = self._scratch("band", ((K + 1) * tw * f,), W.dtype, training)
+        B = buf.reshape(K + 1, tw * f)
+        band_weight(W.reshape(kh, kw, c, f), tw, tin, sw, dw, B[:K].reshape(-1))
+        B[K].reshape(tw, f)[...] = self.params["b"]
+        return B
