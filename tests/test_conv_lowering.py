@@ -143,3 +143,14 @@ def test_copy_runs_equals_copyto_for_strided_views(dtype):
         copy_runs(big[..., 1:-2], view)  # a strided destination
         np.testing.assert_array_equal(big[..., 1:-2], view)
         assert np.isnan(big[..., 0]).all() and np.isnan(big[..., -2:]).all()
+
+
+def test_row_tile_is_ignored_by_im2col():
+    """row_tile belongs to the row lowering: im2col neither reads nor checks it."""
+    layer = make(Conv2D(2, 3), (6, 6, 1))
+    x = np.random.default_rng(6).standard_normal((2, 6, 6, 1))
+    layer.lowering = "im2col"
+    y = layer.forward(x, training=True)
+    layer.row_tile = 3  # does not divide the output width 4
+    np.testing.assert_array_equal(layer.forward(x, training=True), y)
+    layer.backward(np.ones_like(y))

@@ -200,7 +200,7 @@ class _Conv(LoweredConv):
         (oh, ow), (kh, kw) = self._out2, self._k2
         c, f = x4.shape[-1], self.filters
         rows = B is not None
-        tw = self._tile
+        tw = self._tile if rows else 1  # (row_tile means nothing to im2col: never checked there)
         r = oh * ow // tw if rows else oh * ow  # lowered rows per sample
         G = grad_out.reshape(n * r, -1)
         W = self.params["W"]

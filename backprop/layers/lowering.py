@@ -8,10 +8,11 @@ Two lowerings (the maths of each in :mod:`~backprop.layers.conv` and
   per kernel row, so with few channels (LeNet's first layer: 5) the copy runs in tiny pieces and
   the product has a skinny ``K`` and ``f``.
 - **rows**: one row per output row and tile of ``tw`` output pixels, holding the strip of ``kh``
-  input rows by ``tin = (tw-1)*sw + (kw-1)*dw + 1`` columns that the tile reads, ``(n*oh*nt,
-  kh*tin*c)``, against the banded ``B`` ``(kh*tin*c, tw*f)`` that holds the kernel once per pixel
-  of the tile. It does ``tin / kw`` times im2col's multiply-adds (the zeros of ``B``) but copies
-  long runs and gives BLAS a product ``tw*f`` wide.
+  input rows by ``tin = (tw-1)*sw + (kw-1)*dw + 1`` columns that the tile reads, and a 1 for the
+  bias, ``(n*oh*nt, kh*tin*c + 1)``, against the banded ``B`` ``(kh*tin*c + 1, tw*f)`` that holds
+  the kernel once per pixel of the tile (and the bias in its last row). It does ``tin / kw``
+  times im2col's multiply-adds (the zeros of ``B``) but copies long runs and gives BLAS a product
+  ``tw*f`` wide.
 
 ``lowering = "auto"`` (the default) takes the rows when im2col's runs are short and the band is
 not much more work::
