@@ -154,3 +154,18 @@ def test_row_tile_is_ignored_by_im2col():
     layer.row_tile = 3  # does not divide the output width 4
     np.testing.assert_array_equal(layer.forward(x, training=True), y)
     layer.backward(np.ones_like(y))
+
+
+@pytest.mark.parametrize("lowering", ["im2col", "rows"])
+def test_an_empty_batch_passes_through(lowering):
+    layer = make(Conv2D(3, 3, padding=1), (5, 6, 2), "float32")
+    layer.lowering = lowering
+    x = np.zeros((0, 5, 6, 2), dtype=np.float32)
+    y = layer.forward(x, training=True)
+    assert y.shape == (0, 5, 6, 3) and y.dtype == np.float32
+    for g in layer.grads.values():
+        g.fill(np.nan)  # a previous step's gradients must not survive
+    dx = layer.backward(np.zeros_like(y))
+    assert dx.shape == x.shape
+    assert not layer.grads["W"].any() and not layer.grads["b"].any()
+    assert layer.forward(x).shape == (0, 5, 6, 3)

@@ -167,7 +167,7 @@ class _Conv(LoweredConv):
         bufs = self._chunk_buffers(ns, dtype, training)
         y = np.empty((n, oh, ow, f), dtype=dtype)
         r = oh * ow // self._tile if rows else oh * ow  # lowered rows per sample
-        Y = y.reshape(n * r, -1)
+        Y = y.reshape(n * r, oh * ow * f // r)
         for s0 in range(0, n, ns):
             s1 = min(n, s0 + ns)
             np.matmul(self._chunk_cols(x4[s0:s1], bufs, rows), W2, out=Y[s0 * r : s1 * r])
@@ -202,7 +202,7 @@ class _Conv(LoweredConv):
         rows = B is not None
         tw = self._tile if rows else 1  # (row_tile means nothing to im2col: never checked there)
         r = oh * ow // tw if rows else oh * ow  # lowered rows per sample
-        G = grad_out.reshape(n * r, -1)
+        G = grad_out.reshape(n * r, oh * ow * f // r)
         W = self.params["W"]
         if self.trainable:
             dW2 = self._scratch("dband", B.shape, B.dtype, True) if rows else self._W2(self.grads)
@@ -222,6 +222,8 @@ class _Conv(LoweredConv):
         # im2col's dX = G @ W2.T offset-major: block (a, b) = Gc @ W[a, b].T, shape (rows, c);
         # the row lowering's dR = G @ B.T without the bias row (its column of R is constant).
         Wt = B[:-1].T if rows else W.reshape(kh * kw, c, f).transpose(0, 2, 1)
+        if self.trainable and n == 0:
+            dW2.fill(0)  # no chunk writes it: an empty batch has zero gradients
         for s0 in range(0, n, ns):
             s1 = min(n, s0 + ns)
             Gc = G[s0 * r : s1 * r]

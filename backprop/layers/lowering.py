@@ -92,6 +92,8 @@ class LoweredConv(SpatialLayer):
             )
             act = max(math.prod(self.in_shape), math.prod(self.out_shape))
             ns = int(WORKSPACE_RATIO * n * act // need)
+        if n == 0:
+            return 1  # an empty batch: no chunk at all (and nothing to divide by)
         ns = min(n, max(1, ns))
         return -(-n // -(-n // ns))  # the same count of chunks, evened out
 
