@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import as_strided
 from test_conv_layers import CONV2D_CASES, fd_check, make, naive_conv2d
 
 from backprop.layers import conv
-from backprop.layers._windows import band_weight, band_weight_grad
+from backprop.layers._windows import band_weight, band_weight_grad, copy_runs
 from backprop.layers.conv import Conv1D, Conv2D
 
 
@@ -122,10 +123,6 @@ def test_bad_lowering_and_tile_name_the_value():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_copy_runs_equals_copyto_for_strided_views(dtype):
-    from numpy.lib.stride_tricks import as_strided
-
-    from backprop.layers._windows import copy_runs
-
     rng = np.random.default_rng(5)
     xp = rng.standard_normal((3, 9, 10, 2)).astype(dtype)
     s0, s1, s2, s3 = xp.strides
