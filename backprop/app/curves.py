@@ -24,6 +24,14 @@ import numpy as np
 from .mpl import plt
 
 
+def _finish(fig: plt.Figure, ax) -> plt.Figure:
+    """The curves' common ending: a light grid, the legend, a tight layout."""
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def read_history(path: str | Path) -> dict[str, list[float]]:
     """history.csv back into ``{column: values}`` (empty cells become NaN)."""
     with open(path, newline="") as f:
@@ -57,10 +65,7 @@ def fig_loss(history: dict[str, list[float]]) -> plt.Figure:
     if values.size and np.all(values[np.isfinite(values)] > 0):
         ax.set_yscale("log")
     ax.set(title="Loss per epoch", xlabel="epoch", ylabel="loss (incl. L1/L2 penalty)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def fig_metrics(history: dict[str, list[float]]) -> plt.Figure | None:
@@ -74,10 +79,7 @@ def fig_metrics(history: dict[str, list[float]]) -> plt.Figure | None:
         if f"val_{name}" in history:
             ax.plot(x, history[f"val_{name}"], label=f"validation {name}")
     ax.set(title="Metric per epoch", xlabel="epoch", ylabel=" / ".join(names))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def fig_lr(history: dict[str, list[float]]) -> plt.Figure | None:
@@ -86,10 +88,7 @@ def fig_lr(history: dict[str, list[float]]) -> plt.Figure | None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(_epochs(history), history["lr"], label="learning rate", color="tab:purple")
     ax.set(title="Learning rate (set at the start of each epoch)", xlabel="epoch", ylabel="lr")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def fig_grad_norms(history: dict[str, list[float]]) -> plt.Figure | None:

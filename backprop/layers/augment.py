@@ -54,9 +54,8 @@ class RandomShift2D(Layer):
 
     def __init__(self, max_shift: int = 2, seed: int | np.random.Generator | None = None):
         super().__init__()
-        if isinstance(max_shift, bool) or not isinstance(max_shift, int | np.integer):
-            raise ValueError(f"max_shift must be a non-negative integer, got {max_shift!r}")
-        if max_shift < 0:
+        ok = isinstance(max_shift, int | np.integer) and not isinstance(max_shift, bool)
+        if not ok or max_shift < 0:
             raise ValueError(f"max_shift must be a non-negative integer, got {max_shift!r}")
         self.max_shift = int(max_shift)
         self.rng = np.random.default_rng(seed)
