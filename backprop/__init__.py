@@ -1,4 +1,5 @@
-"""backprop: readable, vectorized backpropagation for multi-layer perceptrons in NumPy."""
+"""backprop: readable, vectorized backpropagation in NumPy (dense, convolutional, recurrent and
+attention layers)."""
 
 from . import (
     callbacks,

@@ -266,7 +266,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backprop",
-        description="Train, evaluate and inspect multi-layer perceptrons from TOML configs.",
+        description="Train, evaluate and inspect neural networks from TOML configs.",
         epilog="exit codes: 0 success, 2 usage, config or file error, 1 training failure, "
         "130 interrupted",
     )
