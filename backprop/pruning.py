@@ -31,9 +31,10 @@ Schedules:
 
       s_t = s_f + (s_i - s_f) * (1 - (t - t_0) / (t_1 - t_0))^power     for t_0 <= t <= t_1
 
-* rewinding: :class:`WeightSnapshot` records the weights at update ``k`` (0 = initialization);
-  :func:`rewind` puts them back on the surviving weights; :func:`reinitialize` draws fresh random
-  weights under the same mask (the lottery ticket's control).
+* rewinding: :class:`WeightSnapshot` (defined in :mod:`backprop.rewinding`) records the weights
+  at update ``k`` (0 = initialization); :func:`rewind` puts them back on the surviving weights;
+  :func:`reinitialize` draws fresh random weights under the same mask (the lottery ticket's
+  control).
 
 Structured pruning (whole units, a smaller model) is in :mod:`backprop.structured`.
 """
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from .callbacks import Callback
+from .rewinding import WeightSnapshot
 
 SCOPES = ("global", "layer")
 METHODS = ("magnitude", "random")
@@ -286,29 +288,6 @@ class GradualPruning(Callback):
 
 
 # -- rewinding and lottery tickets (Frankle & Carbin 2019) ---------------------------------------
-class WeightSnapshot(Callback):
-    """Record a copy of ``flat_parameters`` after update ``step`` (0: when training begins, i.e.
-    the initialization) into ``self.params``; the first time only."""
-
-    def __init__(self, step: int = 0) -> None:
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"step must be an integer >= 0, got {step!r}")
-        self.step = step
-        self.params: np.ndarray | None = None
-
-    def on_train_begin(self, trainer):
-        if self.params is None and trainer.step >= self.step:
-            if trainer.step > self.step:
-                raise ValueError(
-                    f"WeightSnapshot(step={self.step}) added after {trainer.step} updates"
-                )
-            self.params = trainer.model.flat_parameters.copy()
-
-    def on_batch_end(self, trainer, batch, logs):
-        if self.params is None and trainer.step == self.step:
-            self.params = trainer.model.flat_parameters.copy()
-
-
 def rewind(model: Any, params: np.ndarray, optimizer: Any = None) -> None:
     """Set every parameter to ``params`` (a snapshot of ``flat_parameters``), keep the mask
     (pruned weights stay zero) and reset the optimizer's state and step count."""

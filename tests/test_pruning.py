@@ -359,6 +359,35 @@ def test_resumed_pruning_run_keeps_its_mask_and_equals_the_uninterrupted_run(tmp
     np.testing.assert_array_equal(c.flat_parameters, a.flat_parameters)
 
 
+def test_resumed_run_keeps_its_weight_snapshot_for_rewinding(tmp_path):
+    """The snapshot is checkpointed: resuming after it was taken neither fails ("added after")
+    nor records the resumed weights instead; a snapshot added late is still refused."""
+    X, y = _data()
+    snap_a = pruning.WeightSnapshot(4)
+    a, ta, _ = _ckpt_run(tmp_path / "a.npz", [snap_a])
+    ta.fit(X, y, epochs=5)
+
+    class Stop(bp.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop_training = epoch + 1 == 2
+
+    _, tb, _ = _ckpt_run(tmp_path / "b.npz", [pruning.WeightSnapshot(4), Stop()])
+    tb.fit(X, y, epochs=5)
+    snap_c = pruning.WeightSnapshot(4)
+    c, tc, ckpt = _ckpt_run(tmp_path / "b.npz", [snap_c])
+    ckpt.resume(tc)
+    tc.fit(X, y, epochs=5 - tc.epoch)
+    assert snap_c.params.dtype == np.float32
+    np.testing.assert_array_equal(snap_c.params, snap_a.params)
+    np.testing.assert_array_equal(c.flat_parameters, a.flat_parameters)
+    late = pruning.WeightSnapshot(4)
+    tc.callbacks.insert(0, late)
+    with pytest.raises(ValueError, match=r"WeightSnapshot\(step=4\) added after \d+ updates"):
+        tc.fit(X, y, epochs=1)
+    with pytest.raises(ValueError, match="1-D float array"):
+        late.load_state_dict({"params": "not an array"})
+
+
 def test_soft_threshold_shrinks_and_zeroes():
     w = np.array([-0.3, -0.05, 0.0, 0.02, 0.5])
     soft_threshold(w, 0.1)
