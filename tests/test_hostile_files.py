@@ -491,3 +491,55 @@ def test_a_forged_input_shape_in_a_checkpoint_is_refused_before_building(tmp_pat
         tracemalloc.stop()
     assert peak < 4 * 2**20
     bp.load_checkpoint(tmp_path / "ckpt.npz", fresh())  # the unedited file loads
+
+
+@pytest.fixture
+def layered(tmp_path):
+    """A saved model with the layers whose settings a forged header edits below."""
+    model = bp.Sequential(
+        [bp.LSTM(3, return_sequences=True), bp.BatchNorm(), bp.SequencePool(), bp.Standardize(3)],
+        input_shape=(4, 2),
+        seed=0,
+    )
+    bp.save(model, tmp_path / "layered.npz")
+    return tmp_path / "layered.npz"
+
+
+def test_a_forged_standardize_width_is_refused_before_its_statistics_are_made(layered, tmp_path):
+    """Standardize made its (n_features,) statistics even while only shapes were read: a
+    forged width raised MemoryError (or filled gigabytes) instead of a ModelFileError."""
+    edit = _put("config", "layers", 3, "config", "n_features", value=10**12)
+    bad = _edit_header(layered, tmp_path / "wide.npz", edit)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ModelFileError, match=r"wide.npz: .*Standardize expected 1000000000000 features"
+        ):
+            bp.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+
+
+@pytest.mark.parametrize(
+    "keys, value, message",
+    [
+        ((0, "config", "return_sequences"), "yes", r"layer 0 \(LSTM\): return_sequences: .*'yes'"),
+        ((1, "config", "momentum"), [1, 2], r"layer 1 \(BatchNorm\): momentum: .*\[1, 2\]"),
+        ((1, "config", "eps"), [], r"layer 1 \(BatchNorm\): eps: expected a number, got \[\]"),
+        ((3, "config", "inverse"), 0, r"layer 3 \(Standardize\): inverse: .* got 0"),
+        ((0, "trainable"), "x", r"layer 0 \(LSTM\): trainable must be true or false"),
+    ],
+)
+def test_a_layer_setting_of_the_wrong_type_is_refused_by_name(
+    layered, tmp_path, keys, value, message
+):
+    """Settings were passed to the constructors unchecked: a string turned return_sequences on
+    by its truth value, a list reached BatchNorm's range check as a bare TypeError."""
+    bad = _edit_header(
+        layered, tmp_path / "typed.npz", _put("config", "layers", *keys, value=value)
+    )
+    with pytest.raises(ModelFileError, match=message):
+        bp.load(bad)
+    bp.load(layered)  # the unedited file loads

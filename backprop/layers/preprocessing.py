@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Layer, check_positive_int
+from .base import Layer, allocation_enabled, check_positive_int
 from .registry import register_layer
 
 
@@ -57,11 +57,13 @@ class Standardize(Layer):
         super().__init__()
         self.in_features = self.out_features = check_positive_int("n_features", n_features)
         self.inverse = bool(inverse)
+        self._scale: np.ndarray | None = None
+        if not allocation_enabled():  # shapes only (a file's sizes are checked before any of
+            return  # them is allocated): the statistics are made by the real construction
         dt = np.dtype(dtype)
         self._mean0 = self._checked("mean", 0.0 if mean is None else mean)
         self._scale0 = self._checked("scale", 1.0 if scale is None else scale)
         self.buffers = {"mean": self._mean0.astype(dt), "scale": self._scale0.astype(dt)}
-        self._scale: np.ndarray | None = None
 
     def _checked(self, name: str, value: Any) -> np.ndarray:
         arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.in_features,)).copy()

@@ -74,7 +74,9 @@ def layer_spec(layer: Layer) -> dict[str, Any]:
 def layer_from_spec(spec: Any, where: str = "layer") -> Layer:
     """The unbuilt layer a spec describes: ``{"type", "config", "trainable"}`` as
     :func:`layer_spec` writes it, or the flat form of a TOML table, ``{"type": "Dense",
-    "out_features": 10, "trainable": true}``. A Layer is passed through."""
+    "out_features": 10, "trainable": true}``. A Layer is passed through. Each argument must have
+    a type of :func:`constructor_arguments` (None where the default is None), and ``trainable``
+    must be a bool: a TypeError names the layer and the argument otherwise."""
     if isinstance(spec, Layer):
         return spec
     if not isinstance(spec, dict) or "type" not in spec:
@@ -88,8 +90,21 @@ def layer_from_spec(spec: Any, where: str = "layer") -> Layer:
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where}: config must be a table, got {kwargs!r}")
     cls = get(spec["type"])
+    trainable = spec.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise TypeError(
+            f"{where} ({cls.__name__}): trainable must be true or false, got {trainable!r}"
+        )
+    arguments = constructor_arguments(cls)
+    kwargs = dict(kwargs)
+    for name, value in kwargs.items():  # the signature's types, as configs get them checked
+        if name in arguments and not (value is None and arguments[name][1] is None):
+            try:
+                kwargs[name] = check_argument(value, arguments[name][0])
+            except TypeError as exc:
+                raise TypeError(f"{where} ({cls.__name__}): {name}: {exc}") from None
     layer = cls(**kwargs)
-    layer.trainable = bool(spec.get("trainable", True))
+    layer.trainable = trainable
     return layer
 
 
