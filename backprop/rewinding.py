@@ -41,7 +41,8 @@ class WeightSnapshot(Callback):
             ok = isinstance(params, np.ndarray) and params.ndim == 1 and params.dtype.kind == "f"
             if not ok:
                 raise ValueError(f"WeightSnapshot params must be a 1-D float array, got {params!r}")
-        self.params = None if params is None else params.copy()
+        if params is not None:  # None: not taken yet when saved; keep one this fit just took
+            self.params = params.copy()
 
     def on_train_begin(self, trainer):
         if self.params is None and trainer.step == self.step:

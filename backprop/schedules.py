@@ -287,7 +287,8 @@ class ReduceLROnPlateau(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         base, best = state["base_lr"], state["best"]
-        self.base_lr = None if base is None else float(base)
+        if base is not None:  # None: saved before any fit began; keep the rate this fit took
+            self.base_lr = float(base)
         self.scale = float(state["scale"])
         self.best = None if best is None else float(best)
         self.wait = int(state["wait"])

@@ -191,6 +191,7 @@ CALLBACK_STATES = {
         optional=["best_params", "best_buffers"],
     ),
     "Checkpoint": table({"best": optional(number(finite=False))}),
+    "WeightSnapshot": table({"params": optional(ARRAY_REF)}),
     "ReduceLROnPlateau": table(
         {
             "base_lr": optional(number(0)),

@@ -137,3 +137,30 @@ def test_resume_with_a_validation_split_is_bitwise_equal(tmp_path):
     trainer_c.fit(X, y, validation_split=0.2, epochs=5 - trainer_c.epoch)
     assert np.array_equal(model_a.flat_parameters, model_c.flat_parameters)
     assert trainer_a.history["val_loss"] == trainer_c.history["val_loss"]
+
+
+def test_a_checkpoint_saved_before_the_first_fit_resumes_as_a_fresh_run(tmp_path):
+    """State saved before training began (ReduceLROnPlateau's base_lr None, no weight snapshot
+    yet) is applied after on_train_begin: it used to wipe what that had just set, so the plateau
+    failed with a TypeError and the snapshot with 'added after N updates'."""
+    X, y, _, _ = _data()
+
+    def build():
+        model = bp.Sequential([bp.Dense(6, 8), bp.ReLU(), bp.Dropout(0.2), bp.Dense(8, 3)], seed=0)
+        snap = bp.pruning.WeightSnapshot(0)
+        plateau = bp.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=1.0)
+        trainer = bp.Trainer(
+            model, "cross_entropy", bp.Adam(0.01), batch_size=32, callbacks=[snap, plateau], seed=2
+        )
+        return model, trainer, snap
+
+    model_a, trainer_a, snap_a = build()
+    trainer_a.fit(X, y, epochs=4)
+    bp.save_checkpoint(tmp_path / "start.npz", build()[1])
+    model_c, trainer_c, snap_c = build()
+    bp.load_checkpoint(tmp_path / "start.npz", trainer_c)
+    trainer_c.fit(X, y, epochs=4)
+    assert np.array_equal(model_a.flat_parameters, model_c.flat_parameters)
+    assert np.array_equal(snap_a.params, snap_c.params)
+    assert trainer_a.history["lr"] == trainer_c.history["lr"]
+    assert min(trainer_a.history["lr"]) < 0.01  # the plateau did reduce the rate

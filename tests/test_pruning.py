@@ -387,6 +387,13 @@ def test_resumed_run_keeps_its_weight_snapshot_for_rewinding(tmp_path):
     with pytest.raises(ValueError, match="1-D float array"):
         late.load_state_dict({"params": "not an array"})
 
+    def no_params(header, arrays):  # a forged header: the snapshot's state without its array
+        header["trainer"]["callbacks"][1]["state"] = {}
+
+    _rewrite_header(tmp_path / "b.npz", tmp_path / "forged.npz", no_params)
+    with pytest.raises(ModelFileError, match=r"forged.npz: .*callbacks\[1\].state: missing"):
+        bp.load_checkpoint(tmp_path / "forged.npz", _ckpt_run(tmp_path / "x.npz", [late])[1])
+
 
 def test_soft_threshold_shrinks_and_zeroes():
     w = np.array([-0.3, -0.05, 0.0, 0.02, 0.5])
