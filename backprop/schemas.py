@@ -325,3 +325,36 @@ def estimator_schema(param_names: Iterable[str], classifier: bool) -> Spec:
             "fitted": table(fitted, optional=set(fitted) - set(required)),
         }
     )
+
+
+def _history_pair(v: Any, path: str) -> None:
+    list_of(anything, 2)(v, path)
+    text()(v[0], f"{path}[0]")
+    list_of(optional(number(finite=False)))(v[1], f"{path}[1]")
+
+
+def neuralnet_schema(param_names: Iterable[str], classifier: bool) -> Spec:
+    """The ``config`` table of a saved NeuralNetClassifier/NeuralNetRegressor: its constructor
+    parameters (checked when it is fitted again), the network, and the fitted attributes
+    ``predict``, ``score`` and ``warm_start`` read, with their kinds."""
+    names = list(param_names)
+    fitted = {
+        "n_features_in_": integer(1),
+        "n_outputs_": integer(1),
+        "n_iter_": integer(0),
+        "loss_curve_": list_of(number(finite=False)),
+        "history_": table({"__pairs__": list_of(_history_pair)}),
+        "_seed": integer(0),
+        "feature_names_in_": list_of(text()),
+    }
+    if classifier:
+        fitted.update(classes_=list_of(label, min_length=2), classes_dtype=_label_dtype)
+    else:
+        fitted["_y_1d"] = boolean
+    return table(
+        {
+            "params": table(dict.fromkeys(names, anything), optional=names),
+            "model": mapping(anything),
+            "fitted": table(fitted, optional=["feature_names_in_"]),
+        }
+    )

@@ -543,3 +543,53 @@ def test_a_layer_setting_of_the_wrong_type_is_refused_by_name(
     with pytest.raises(ModelFileError, match=message):
         bp.load(bad)
     bp.load(layered)  # the unedited file loads
+
+
+@pytest.fixture(scope="module")
+def neuralnet_files(tmp_path_factory):
+    """A fitted CNN classifier and LSTM regressor, saved."""
+    folder, rng = tmp_path_factory.mktemp("nn"), np.random.default_rng(0)
+    X_img, X_seq = rng.normal(size=(12, 5, 5, 1)), rng.normal(size=(12, 4, 2))
+    clf = bp.NeuralNetClassifier([bp.Conv2D(2, 3), bp.Flatten()], epochs=1, random_state=0).fit(
+        X_img, np.arange(12) % 3
+    )
+    reg = bp.NeuralNetRegressor([bp.LSTM(3)], epochs=1, random_state=0).fit(X_seq, X_seq[:, 0, 0])
+    bp.save(clf, folder / "clf.npz")
+    bp.save(reg, folder / "reg.npz")
+    return folder
+
+
+def _fit(*keys, **kw):
+    return _put("config", "fitted", *keys, **kw)
+
+
+NEURALNET_EDITS = [
+    ("clf", "params", _put("config", "params", value=-1), r"config.params: expected a table"),
+    ("clf", "fitted", _put("config", "fitted", value=[]), r"config.fitted: expected a table"),
+    ("clf", "dtype", _fit("classes_dtype", value=[]), r"classes_dtype: expected 'object'"),
+    ("clf", "classes", _fit("classes_", value=[0]), r"classes_: expected at least 2"),
+    ("clf", "n-classes", _fit("classes_", value=[0, 1]), "2 classes_ for a network of 3"),
+    ("clf", "outputs", _fit("n_outputs_", value=2), r"n_outputs_ is 2, the network gives \(3,\)"),
+    ("clf", "features", _fit("n_features_in_", value=4), r"the network takes \(5, 5, 1\)"),
+    ("clf", "seed", _fit("_seed", value="x"), r"fitted._seed: expected an integer"),
+    ("reg", "no-y-1d", _fit("_y_1d", delete=True), r"missing \['_y_1d'\]"),
+    ("reg", "y-1d", _fit("_y_1d", value=-1), r"_y_1d: expected true or false"),
+    ("reg", "history", _fit("history_", "__pairs__", 0, value=["loss", "low"]), r"history_"),
+    ("reg", "negative-outputs", _fit("n_outputs_", value=-1), r"n_outputs_: expected an integer"),
+]
+
+
+@pytest.mark.parametrize(
+    "which, edit, message",
+    [c[:1] + c[2:] for c in NEURALNET_EDITS],
+    ids=[c[1] for c in NEURALNET_EDITS],
+)
+def test_an_edited_neuralnet_table_is_refused_by_field(
+    neuralnet_files, tmp_path, which, edit, message
+):
+    """The NeuralNet estimators' fitted table had only an allow-list of names: a forged value
+    loaded and failed later in predict (AttributeError, TypeError, IndexError), or not at all."""
+    bad = _edit_header(neuralnet_files / f"{which}.npz", tmp_path / "edited.npz", edit)
+    with pytest.raises(ModelFileError, match=f"edited.npz: .*{message}"):
+        bp.load(bad)
+    bp.load(neuralnet_files / f"{which}.npz")  # the unedited file loads

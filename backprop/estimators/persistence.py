@@ -137,9 +137,9 @@ def _expected(config: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarray], where: str):
     mlp = cls in (MLPClassifier, MLPRegressor)
-    if mlp:  # the NeuralNet estimators take an allow-list of fitted names below
-        schema = schemas.estimator_schema(cls._get_param_names(), cls is MLPClassifier)
-        schemas.check(config, schema, where, "config")
+    make_schema = schemas.estimator_schema if mlp else schemas.neuralnet_schema
+    schema = make_schema(cls._get_param_names(), cls in (MLPClassifier, NeuralNetClassifier))
+    schemas.check(config, schema, where, "config")
     params = {k: _unplain(k, v) for k, v in config["params"].items()}
     est = cls(**params)
     if mlp:
@@ -165,6 +165,7 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
             if name not in NEURALNET_FITTED:
                 raise ValueError(f"unexpected fitted attribute {name!r}")
             setattr(est, name, _unplain(name, value))
+        _check_neuralnet_widths(est)
         return est
     _check_widths(est.model_, fitted)
     hidden = [layer.out_features for layer in est.model_.layers if isinstance(layer, Dense)][:-1]
@@ -190,6 +191,19 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     est._best_buffers = {k: v.copy() for k, v in est.model_.buffers().items()}
     est._no_improvement_count = 0
     return est
+
+
+def _check_neuralnet_widths(est: Any) -> None:
+    """The fitted widths of a NeuralNet estimator must be its network's own."""
+    model, n_out = est.model_, est.n_outputs_
+    if est.n_features_in_ != model.in_shape[0]:
+        raise ValueError(
+            f"n_features_in_ is {est.n_features_in_}, the network takes {model.in_shape}"
+        )
+    if model.out_shape != (n_out,):
+        raise ValueError(f"n_outputs_ is {n_out}, the network gives {model.out_shape}")
+    if hasattr(est, "classes_") and len(est.classes_) != n_out:
+        raise ValueError(f"{len(est.classes_)} classes_ for a network of {n_out} outputs")
 
 
 def _check_widths(model: Any, fitted: dict[str, Any]) -> None:
