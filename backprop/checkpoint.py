@@ -17,7 +17,8 @@ Resuming = build the same model and trainer (same callbacks, in the same order) 
 config, ``load_checkpoint`` (or ``Checkpoint.resume``), then ``fit`` the remaining
 ``total_epochs - trainer.epoch`` epochs. The callbacks get their state back right after their
 ``on_train_begin`` in that fit. On the same machine the final weights are bitwise equal to an
-uninterrupted run.
+uninterrupted run, for every optimizer but L-BFGS: its curvature pairs live inside SciPy's run,
+so a resumed run starts a new one (``load_checkpoint`` warns).
 
 The :class:`Checkpoint` callback must come last in ``callbacks`` (after EarlyStopping and any
 callback that adds to the logs), so that what it saves includes this epoch's complete state.
@@ -26,6 +27,7 @@ callback that adds to the logs), so that what it saves includes this epoch's com
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,14 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
         model.rng.bit_generator.state = header["model_rng"]
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
     set_mask(model, arrays.get("pruning/mask"))  # pruning hook: the run's mask, or none
+    if not trainer.has_learning_rate and state["epoch"] > 0:
+        warnings.warn(
+            f"{where}: L-BFGS keeps its curvature pairs inside SciPy's run, which no checkpoint "
+            "holds: the resumed run starts a new one from the saved weights, so it does not "
+            "end bitwise equal to an uninterrupted run",
+            UserWarning,
+            stacklevel=2,
+        )
     header["trainer"] = state
     return header
 
