@@ -274,6 +274,13 @@ def _checkpoint_schema_nested(trainer: Any, state: dict[str, Any]) -> Spec:
 
 
 # -- the estimator table -----------------------------------------------------------------------
+def _generator_state(v: Any, path: str) -> None:
+    """The state of the network's random stream (dropout, random shifts): a PCG64 state."""
+    import numpy as np
+
+    like(np.random.default_rng(0).bit_generator.state)(v, path)
+
+
 def label(v: Any, path: str) -> None:
     if not isinstance(v, int | float | str):  # bool is an int
         raise Invalid(path, f"expected a class label (number, bool or text), got {v!r}")
@@ -323,7 +330,9 @@ def estimator_schema(param_names: Iterable[str], classifier: bool) -> Spec:
             "params": table(dict.fromkeys(names, anything), optional=names),
             "model": mapping(anything),
             "fitted": table(fitted, optional=set(fitted) - set(required)),
-        }
+            "model_rng": _generator_state,
+        },
+        optional=["model_rng"],  # (files written before it was kept)
     )
 
 
@@ -356,5 +365,7 @@ def neuralnet_schema(param_names: Iterable[str], classifier: bool) -> Spec:
             "params": table(dict.fromkeys(names, anything), optional=names),
             "model": mapping(anything),
             "fitted": table(fitted, optional=["feature_names_in_"]),
-        }
+            "model_rng": _generator_state,
+        },
+        optional=["model_rng"],  # (files written before it was kept)
     )

@@ -138,3 +138,39 @@ def test_a_file_whose_classes_contradict_its_label_type_is_refused(tmp_path):
     bp.io.write_archive(path, {k: header[k] for k in ("kind", "config", "metadata")}, arrays)
     with pytest.raises(bp.ModelFileError, match="label type"):
         bp.load(path)
+
+
+def test_a_loaded_neuralnet_continues_its_random_stream_with_warm_start(tmp_path):
+    """The file keeps the network's random stream: warm_start after loading drew other Dropout
+    masks and RandomShift2D shifts than the saved estimator would have (weights differed)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 6, 6, 1)).astype(np.float32), np.arange(40) % 3
+    stack = [bp.RandomShift2D(1), bp.Conv2D(2, 3), bp.Flatten(), bp.Dropout(0.3)]
+    est = bp.NeuralNetClassifier(stack, epochs=2, random_state=0).fit(X, y)
+    bp.save(est, tmp_path / "est.npz")
+    loaded = bp.load(tmp_path / "est.npz")
+    assert loaded.model_.rng.bit_generator.state == est.model_.rng.bit_generator.state
+    for e in (est, loaded):
+        e.set_params(warm_start=True).fit(X, y)
+    assert np.array_equal(loaded.model_.flat_parameters, est.model_.flat_parameters)
+    assert loaded.model_.dtype == np.float32
+
+
+def test_a_forged_random_stream_state_is_refused(tmp_path):
+    from backprop.io import ModelFileError, read_archive, write_archive
+
+    est = bp.NeuralNetRegressor([bp.Dense(3), bp.Dropout(0.2)], epochs=1, random_state=0)
+    est.fit(np.zeros((8, 2)), np.zeros(8))
+    bp.save(est, tmp_path / "est.npz")
+    header, arrays = read_archive(tmp_path / "est.npz")
+    header["config"]["model_rng"]["bit_generator"] = "MT19937"
+    write_archive(
+        tmp_path / "forged.npz", {"kind": header["kind"], "config": header["config"]}, arrays
+    )
+    with pytest.raises(ModelFileError, match=r"forged.npz: config.model_rng.bit_generator"):
+        bp.load(tmp_path / "forged.npz")
+    del header["config"]["model_rng"]  # a file from before the stream was kept still loads
+    write_archive(
+        tmp_path / "old.npz", {"kind": header["kind"], "config": header["config"]}, arrays
+    )
+    assert bp.load(tmp_path / "old.npz").predict(np.zeros((2, 2))).shape == (2,)

@@ -9,7 +9,10 @@ A file holds (see :mod:`backprop.io` for the container):
 
 A loaded estimator predicts, scores and reports its fitted attributes exactly as the saved one.
 It does not carry the optimizer's state: further ``partial_fit`` or ``warm_start`` training
-continues from the saved weights with a fresh optimizer. Parameters that hold Python objects
+continues from the saved weights with a fresh optimizer. It does carry the state of the
+network's random stream (``model_rng``: Dropout masks, RandomShift2D shifts), so a NeuralNet
+estimator, whose every fit starts a fresh optimizer anyway, continues with ``warm_start``
+bitwise as the saved one would have. Parameters that hold Python objects
 (``callbacks``, a ``schedule`` instance, a ``RandomState``) cannot be written as plain values;
 they are saved as None with a warning that names them.
 """
@@ -126,7 +129,9 @@ def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         _classes_to_json(est.classes_, fitted)
     if isinstance(est, MLPClassifier):
         fitted["y_type_"] = est._label_binarizer.y_type_
-    config = {"params": params, "model": model_config, "fitted": fitted}
+    # The network's random stream (Dropout, RandomShift2D): warm_start continues it.
+    model_rng = est.model_.rng.bit_generator.state
+    config = {"params": params, "model": model_config, "fitted": fitted, "model_rng": model_rng}
     return config, arrays
 
 
@@ -148,6 +153,8 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     arrays, mask = pruning_files.expand(est.model_, config["model"], arrays)
     est.model_.load_state_dict(arrays)
     pruning_files.pruning.set_mask(est.model_, mask)
+    if config.get("model_rng") is not None:
+        est.model_.rng.bit_generator.state = config["model_rng"]
     fitted = dict(config["fitted"])
     names = fitted.pop("feature_names_in_", None)
     if names is not None:  # columns in another order are then refused, as before saving
