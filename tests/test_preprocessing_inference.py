@@ -87,6 +87,25 @@ def test_standardize_statistics_survive_sequential_and_files(tmp_path, rng):
     assert "mean" not in "".join(model.parameters())  # buffers, not trained parameters
 
 
+def test_reinitializing_a_loaded_model_keeps_its_standardization(tmp_path, rng):
+    """A loaded Standardize is built with the identity and then loads its statistics; resetting
+    its buffers put the identity back, so reset_parameters or pruning.reinitialize (the lottery
+    ticket's control) on a loaded model silently dropped the input standardization."""
+    X = rng.normal(5.0, 3.0, size=(30, 4))
+    model = bp.Sequential([bp.Standardize(4).adapt(X), bp.Dense(4, 2)], seed=0)
+    bp.save(model, tmp_path / "m.npz")
+    loaded = bp.load(tmp_path / "m.npz")
+    for m in (model, loaded):
+        bp.pruning.reinitialize(m, np.random.default_rng(3))
+    assert np.allclose(loaded.buffers()["0.mean"], X.mean(axis=0))
+    assert np.array_equal(loaded.buffers()["0.scale"], model.buffers()["0.scale"])
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    again = bp.Standardize(4).adapt(X)  # adapt, then a model: the statistics it allocates
+    assert np.array_equal(
+        bp.Sequential([again], seed=0).buffers()["0.mean"], model.buffers()["0.mean"]
+    )
+
+
 def test_run_model_predicts_from_raw_features_as_the_run_scored(run_dir):
     model = bp.load(run_dir / "model.npz")
     assert isinstance(model.layers[0], bp.Standardize)

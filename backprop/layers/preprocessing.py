@@ -43,7 +43,9 @@ class Standardize(Layer):
     Notes
     -----
     The statistics are buffers: ``model.state_dict()`` and model files hold them, optimizers and
-    L1/L2 never touch them. ``reset_buffers`` puts back the values given here (or by ``adapt``).
+    L1/L2 never touch them. They are data, not training state: ``reset_buffers`` keeps them, so
+    re-initializing a model (``reset_parameters``, ``bp.pruning.reinitialize``) keeps the
+    statistics it was given, adapted or loaded with.
     """
 
     def __init__(
@@ -85,16 +87,22 @@ class Standardize(Layer):
             )
         self._mean0 = X.mean(axis=0)
         self._scale0 = self._checked("scale", X.std(axis=0))
-        self.reset_buffers()
+        self.buffers["mean"][...] = self._mean0
+        self.buffers["scale"][...] = self._scale0
         return self
 
     def buffer_specs(self) -> dict[str, tuple[int, ...]]:
         """``{"mean": (d,), "scale": (d,)}``: saved with the model, never trained."""
         return {"mean": (self.in_features,), "scale": (self.in_features,)}
 
+    def _allocate_buffers(self, dtype: np.dtype) -> None:
+        """A model's buffers, in its dtype: the statistics given or adapted so far."""
+        self.buffers = {"mean": self._mean0.astype(dtype), "scale": self._scale0.astype(dtype)}
+
     def reset_buffers(self) -> None:
-        self.buffers["mean"][...] = self._mean0
-        self.buffers["scale"][...] = self._scale0
+        """Nothing to reset: the statistics (given, adapted or loaded) stay. (Putting back the
+        constructor's values would wipe a loaded model's statistics: it is built with the
+        identity, then loads its buffers.)"""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
