@@ -173,6 +173,12 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
     state = _join_arrays(header.get("trainer"), arrays, where)
     if not isinstance(state, dict):
         raise ModelFileError(f"{where}: the checkpoint has no trainer state")
+    had, has = state.get("schedule") is not None, trainer.state_dict()["schedule"] is not None
+    if had != has:  # (the schedule's state would be dropped, or a new one start mid-run)
+        raise ModelFileError(
+            f"{where}: the run had {'a' if had else 'no'} schedule, this trainer has "
+            f"{'one' if has else 'none'}: resume with the trainer the run had"
+        )
     flat = (model.dtype, (model.n_parameters,))
     for key, value in state.get("optimizer", {}).items():
         if isinstance(value, np.ndarray) and (value.dtype, value.shape) != flat:

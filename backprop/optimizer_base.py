@@ -134,9 +134,16 @@ class Optimizer:
         out: dict[str, Any] = {f"state.{k}": v.copy() for k, v in self.state.items()}
         out["iterations"] = self.iterations
         out["lr"] = self.lr
+        out["type"] = type(self).__name__  # another optimizer's moments are refused on load
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("type", type(self).__name__)  # (absent from older checkpoints)
+        if saved != type(self).__name__:
+            raise ValueError(
+                f"the saved state is {saved}'s, this optimizer is {type(self).__name__}: "
+                "resume with the optimizer the run had"
+            )
         self.iterations = int(state["iterations"])
         self.lr = float(state["lr"])
         self.state = {

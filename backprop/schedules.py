@@ -68,9 +68,12 @@ class Schedule:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base_lr": self.base_lr}
+        return {"base_lr": self.base_lr, "type": type(self).__name__}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("type", type(self).__name__)  # (absent from older checkpoints)
+        if saved != type(self).__name__:
+            raise ValueError(f"the saved state is {saved}'s, this schedule is {self!r}")
         base = state["base_lr"]
         self.base_lr = None if base is None else float(base)
 

@@ -214,7 +214,18 @@ def _scalars_like(live: dict[str, Any]) -> Spec:
     and any further keys (arrays, by reference) left to the optimizer's own loader."""
     specs = {k: like(v) for k, v in live.items() if not hasattr(v, "shape")}
     specs.update({k: s for k, s in (("iterations", integer(0)), ("lr", number(0))) if k in specs})
-    return table(specs, extra=True)
+    return table(specs, optional=["type"], extra=True)  # type: this optimizer's name only
+
+
+def _schedule_like(live: dict[str, Any] | None) -> Spec:
+    """A stepped schedule's state: this trainer's schedule's keys (and its type's name only);
+    whether the run had a schedule at all is :func:`~backprop.checkpoint.load_checkpoint`'s
+    check, after the model's."""
+    if live is None:
+        return optional(mapping(anything))
+    fields = {k: optional(number(finite=False)) for k in live if k != "type"}
+    fields["type"] = text([live["type"]]) if "type" in live else anything
+    return optional(table(fields, optional=["type"]))
 
 
 def checkpoint_schema(trainer: Any) -> Spec:
@@ -248,11 +259,7 @@ def _checkpoint_schema_nested(trainer: Any, state: dict[str, Any]) -> Spec:
         "epoch": integer(0),
         "step_count": integer(0),
         "optimizer": _scalars_like(state["optimizer"]),
-        "schedule": optional(
-            table(dict.fromkeys(schedule, optional(number(finite=False))))
-            if isinstance(schedule, dict)
-            else mapping(anything)
-        ),
+        "schedule": _schedule_like(schedule if isinstance(schedule, dict) else None),
         "validation_split": optional(
             table({"n": integer(1), "fraction": number(0), "val_idx": ARRAY_REF}, extra=True)
         ),

@@ -189,3 +189,55 @@ def test_resuming_lbfgs_warns_that_it_is_not_bitwise(tmp_path, optimizer):
     assert len(said) == (optimizer == "lbfgs")
     if said:
         assert "c.npz: L-BFGS" in said[0] and "not end bitwise equal" in said[0]
+
+
+@pytest.mark.parametrize(
+    "saved, resumed, message",
+    [
+        ((bp.Adam, None), (bp.SGD, None), r"optimizer.type: expected \['SGD'\], got 'Adam'"),
+        ((bp.Adam, None), (bp.AdamW, None), r"optimizer.type: expected \['AdamW'\], got 'Adam'"),
+        ((bp.Adam, "step"), (bp.Adam, None), "the run had a schedule, this trainer has none"),
+        ((bp.Adam, None), (bp.Adam, "step"), "the run had no schedule, this trainer has one"),
+        ((bp.Adam, "cosine"), (bp.Adam, "step"), r"schedule.type: expected \['StepDecay'\]"),
+    ],
+)
+def test_resuming_with_another_optimizer_or_schedule_is_refused(tmp_path, saved, resumed, message):
+    """Adam's moments were loaded into an SGD, RMSprop or AdamW as if they were its own, and a
+    schedule's state was dropped (or a new schedule started mid-run), all silently."""
+    X, y, _, _ = _data()
+    schedules = {
+        None: lambda: None,
+        "step": lambda: bp.StepDecay(1, 0.5),
+        "cosine": lambda: bp.CosineDecay(9),
+    }
+
+    def build(optimizer, schedule):
+        model = bp.Sequential([bp.Dense(6, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0)
+        return bp.Trainer(model, "cross_entropy", optimizer(0.01), schedule=schedules[schedule]())
+
+    trainer = build(*saved)
+    trainer.fit(X, y, epochs=2)
+    bp.save_checkpoint(tmp_path / "c.npz", trainer)
+    other = build(*resumed)
+    with pytest.raises(ModelFileError, match=f"c.npz: .*{message}"):
+        bp.load_checkpoint(tmp_path / "c.npz", other)
+    assert other.epoch == 0 and other.optimizer.state == {}
+    bp.load_checkpoint(tmp_path / "c.npz", build(*saved))  # the same trainer resumes
+    with pytest.raises(ValueError, match="the saved state is Adam's, this optimizer is SGD"):
+        bp.SGD(0.01).load_state_dict(bp.Adam(0.01).state_dict())
+
+
+def test_a_checkpoint_without_optimizer_and_schedule_types_still_resumes(tmp_path):
+    """Checkpoints written before the types were kept have no 'type' entries: they load."""
+    from backprop.io import read_archive, write_archive
+
+    X, y, Xv, yv = _data()
+    _, trainer, _, _ = _build(tmp_path / "a.npz")
+    trainer.fit(X, y, validation_data=(Xv, yv), epochs=2)
+    header, arrays = read_archive(tmp_path / "a.npz")
+    del header["trainer"]["optimizer"]["type"], header["trainer"]["schedule"]["type"]
+    kept = {k: v for k, v in header.items() if k not in ("format", "version", "arrays")}
+    write_archive(tmp_path / "old.npz", kept, arrays)
+    _, resumed, _, _ = _build(tmp_path / "b.npz")
+    bp.load_checkpoint(tmp_path / "old.npz", resumed)
+    assert resumed.epoch == 2 and resumed.optimizer.iterations == trainer.optimizer.iterations
