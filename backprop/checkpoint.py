@@ -10,8 +10,9 @@ holding::
              pruning/mask      the pruning mask, bool (n_weights,), when there is one
     header   model architecture, the model's dropout generator state, and the trainer's
              state_dict with each array replaced by {"__array__": name}: epoch, step_count, the
-             random streams, optimizer and schedule state, every callback's state_dict (in
-             order, whatever its type), and the history
+             random streams, optimizer and schedule state (with their types' names: another
+             optimizer or schedule, or none where the run had one, is refused on resume),
+             every callback's state_dict (in order, whatever its type), and the history
 
 Resuming = build the same model and trainer (same callbacks, in the same order) from the same
 config, ``load_checkpoint`` (or ``Checkpoint.resume``), then ``fit`` the remaining
