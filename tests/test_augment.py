@@ -36,6 +36,25 @@ def test_forward_matches_the_definition(dtype, shape, k):
     assert np.abs(layer._shifts).max() <= k
 
 
+def test_a_shift_far_larger_than_the_images_costs_no_more_than_their_size():
+    """The loop ran over every shift up to max_shift, skipping those that leave only zeros:
+    max_shift=10**7 (from a config or a model file) took seconds per batch, 10**12 hours."""
+    import time
+
+    x = np.random.default_rng(0).standard_normal((64, 5, 4, 2))
+    layer = bp.RandomShift2D(10**7, seed=1)
+    start = time.perf_counter()
+    y = layer.forward(x, training=True)
+    dx = layer.backward(y)
+    assert time.perf_counter() - start < 0.5
+    np.testing.assert_array_equal(y, reference_shift(x, layer._shifts))
+    small = bp.RandomShift2D(6, seed=2)  # some shifts inside the 5 x 4 frame, some not
+    y = small.forward(x, training=True)
+    assert (np.abs(small._shifts) >= 4).any() and (np.abs(small._shifts) < 4).all(axis=0).any()
+    np.testing.assert_array_equal(y, reference_shift(x, small._shifts))
+    assert dx.shape == x.shape
+
+
 def test_backward_is_the_adjoint_and_matches_finite_differences():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((6, 5, 4, 2))

@@ -12,8 +12,9 @@ It is linear in ``x`` with 0/1 coefficients, and its adjoint moves the gradient 
 
     dx[s, p, q, ch] = G[s, p + dy[s], q + dx[s], ch]   where that index lies inside, 0 elsewhere.
 
-Both loop over the ``(2k + 1)**2`` possible shifts (one slice copy per shift that occurs, over
-every sample drawn with it), never over samples or pixels. Outside training the layer returns
+Both loop over the ``(2k + 1)**2`` possible shifts (``k`` at most the image's size less one:
+larger shifts leave only zeros), one slice copy per shift that occurs, over every sample drawn
+with it, never over samples or pixels. Outside training the layer returns
 its input unchanged, so a saved model predicts on the images as they are. The shifts come from
 the model's dropout stream (``set_rng``), an explicit ``np.random.Generator``; the data set is
 never copied, only the batch being trained on.
@@ -79,14 +80,12 @@ class RandomShift2D(Layer):
         n, h, w, _ = src.shape
         out = np.zeros_like(src)
         shifts = self._shifts
-        k = self.max_shift
-        for dy in range(-k, k + 1):
-            if abs(dy) >= h:
-                continue
+        # A shift of the whole height or width leaves only zeros: only smaller ones are looped
+        # over (a max_shift of 10**9 from a file or config would loop for hours otherwise).
+        ky, kx = min(self.max_shift, h - 1), min(self.max_shift, w - 1)
+        for dy in range(-ky, ky + 1):
             rows_to, rows_from = _span(sign * dy, h)
-            for dx in range(-k, k + 1):
-                if abs(dx) >= w:
-                    continue
+            for dx in range(-kx, kx + 1):
                 sel = np.flatnonzero((shifts[0] == dy) & (shifts[1] == dx))
                 if sel.size == 0:
                     continue
