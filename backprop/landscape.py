@@ -260,8 +260,10 @@ class TrajectoryRecorder(Callback):
         return {"snapshots": stacked, "epochs": list(self.epochs)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.snapshots = [np.array(row) for row in state["snapshots"]]
-        self.epochs = [int(e) for e in state["epochs"]]
+        snapshots = [np.array(row) for row in state["snapshots"]]
+        if snapshots:  # none: saved before the first fit; keep the start this fit recorded
+            self.snapshots = snapshots
+            self.epochs = [int(e) for e in state["epochs"]]
 
 
 __all__ = [

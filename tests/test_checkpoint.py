@@ -8,6 +8,7 @@ import pytest
 import backprop as bp
 from backprop.checkpoint import Checkpoint
 from backprop.io import ModelFileError
+from backprop.landscape import TrajectoryRecorder
 
 
 def _data():
@@ -143,16 +144,23 @@ def test_resume_with_a_validation_split_is_bitwise_equal(tmp_path):
 
 def test_a_checkpoint_saved_before_the_first_fit_resumes_as_a_fresh_run(tmp_path):
     """State saved before training began (ReduceLROnPlateau's base_lr None, no weight snapshot
-    yet) is applied after on_train_begin: it used to wipe what that had just set, so the plateau
-    failed with a TypeError and the snapshot with 'added after N updates'."""
+    yet, no trajectory) is applied after on_train_begin: it used to wipe what that had just set,
+    so the plateau failed with a TypeError, the snapshot with 'added after N updates', and the
+    trajectory lost its starting point."""
     X, y, _, _ = _data()
 
     def build():
         model = bp.Sequential([bp.Dense(6, 8), bp.ReLU(), bp.Dropout(0.2), bp.Dense(8, 3)], seed=0)
         snap = bp.pruning.WeightSnapshot(0)
         plateau = bp.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=1.0)
+        path = TrajectoryRecorder()
         trainer = bp.Trainer(
-            model, "cross_entropy", bp.Adam(0.01), batch_size=32, callbacks=[snap, plateau], seed=2
+            model,
+            "cross_entropy",
+            bp.Adam(0.01),
+            batch_size=32,
+            callbacks=[snap, plateau, path],
+            seed=2,
         )
         return model, trainer, snap
 
@@ -166,6 +174,9 @@ def test_a_checkpoint_saved_before_the_first_fit_resumes_as_a_fresh_run(tmp_path
     assert np.array_equal(snap_a.params, snap_c.params)
     assert trainer_a.history["lr"] == trainer_c.history["lr"]
     assert min(trainer_a.history["lr"]) < 0.01  # the plateau did reduce the rate
+    path_a, path_c = trainer_a.callbacks[2], trainer_c.callbacks[2]
+    assert path_a.epochs == path_c.epochs == [0, 1, 2, 3, 4]  # the start was lost too
+    assert all(map(np.array_equal, path_a.snapshots, path_c.snapshots))
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
