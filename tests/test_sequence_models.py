@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
+from backprop import landscape
 
 
 def token_batch(rng, n=4, t=6, vocab=9):
@@ -59,6 +60,17 @@ def test_evaluating_a_per_step_loss_in_chunks_gives_the_loss_over_all_the_data(r
         for batch_size in (1, 2, 3, 1024):
             got = trainer.evaluate(ids, labels, sample_weight=w, batch_size=batch_size)["loss"]
             assert got == pytest.approx(whole, rel=1e-12), (w is None, batch_size)
+            _, line = landscape.loss_along_line(
+                model,
+                loss,
+                ids,
+                labels,
+                model.flat_parameters,
+                alphas=np.array([0.0]),
+                sample_weight=w,
+                batch_size=batch_size,
+            )  # the loss landscape sums chunks the same way
+            assert line[0] == pytest.approx(whole, rel=1e-12), (w is None, batch_size)
 
 
 @pytest.mark.parametrize("cell", [bp.RNN, bp.GRU])
