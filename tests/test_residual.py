@@ -139,21 +139,27 @@ def test_freezing_a_nested_layer_between_fits_of_one_trainer_holds_it(rng):
 
 
 def test_a_frozen_residual_freezes_the_batchnorm_statistics_inside(rng):
-    # Freezing a BatchNorm keeps its running statistics; freezing the Residual that holds it
-    # must do the same (the layer counts as frozen, summary and optimizer agree).
+    # Freezing a BatchNorm keeps its running statistics; freezing a Residual that holds it (at
+    # any depth) must do the same, and unfreezing it lets them move again.
     X, y = rng.normal(2.0, 3.0, size=(32, 4)), rng.integers(0, 2, 32)
-    for freeze in ("layer", "container"):
+    for freeze in ("layer", "container", "outer container"):
         bn = bp.BatchNorm()
-        block = bp.Residual([bp.Dense(4), bn])
-        model = bp.Sequential([block, bp.Dense(2)], input_shape=(4,), dtype="float64", seed=0)
-        (bn if freeze == "layer" else block).trainable = False
+        inner = bp.Residual([bp.Dense(4), bn])
+        outer = bp.Residual([inner, bp.Tanh()])
+        model = bp.Sequential([outer, bp.Dense(2)], input_shape=(4,), dtype="float64", seed=0)
+        frozen = {"layer": bn, "container": inner, "outer container": outer}[freeze]
+        frozen.trainable = False
+        trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=1, batch_size=8, seed=0)
         before = {k: v.copy() for k, v in model.buffers().items()}
-        bp.Trainer(model, "cross_entropy", "sgd", epochs=1, batch_size=8, seed=0).fit(X, y)
+        trainer.fit(X, y)
         for key, value in model.buffers().items():
             assert np.array_equal(before[key], value), (freeze, key)
-        assert bn.trainable is (freeze == "container") and block.trainable is (freeze == "layer")
-    report = bp.check_gradients(model, bp.SoftmaxCrossEntropy(), X[:5], y[:5])
-    assert report.passed, str(report)
+        assert bn.trainable is (freeze != "layer")  # the children's own flags are untouched
+        report = bp.check_gradients(model, bp.SoftmaxCrossEntropy(), X[:5], y[:5])
+        assert report.passed, str(report)
+        frozen.trainable = True
+        trainer.fit(X, y)
+        assert not np.array_equal(before["0.0.1.running_mean"], bn.buffers["running_mean"])
 
 
 def test_a_residual_must_keep_the_shape():

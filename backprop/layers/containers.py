@@ -10,15 +10,15 @@ Sequential, child 0 of layer 3 owns ``"3.0.W"``), and live as views in the same 
 ``bind`` hands each child its share. ``config()`` holds the children's specs, so files and
 configs nest without knowing the container.
 
-A frozen container (``trainable = False``) freezes everything inside it: while it computes, its
-children run as frozen layers (their own flags are set back afterwards), so a BatchNorm inside
-a frozen block keeps its running statistics exactly as a frozen BatchNorm does.
+A frozen container (``trainable = False``) freezes everything inside it. Its children's own
+flags are left as they are; each forward tells them ``frozen_by_container`` (True inside a
+frozen container, at any depth), which a BatchNorm reads to keep its running statistics exactly
+as a frozen BatchNorm does, and backward zeroes their gradients.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -37,20 +37,6 @@ def named_layers(
         name, t = f"{prefix}{i}", trainable and layer.trainable
         yield name, layer, t
         yield from named_layers(layer.children(), f"{name}.", t)
-
-
-@contextmanager
-def _frozen_if(frozen: bool, layers: list[Layer]) -> Iterator[None]:
-    """Run the block with every layer of ``layers`` frozen when ``frozen``; flags restored."""
-    flags = [layer.trainable for layer in layers]
-    try:
-        if frozen:
-            for layer in layers:
-                layer.trainable = False
-        yield
-    finally:
-        for layer, flag in zip(layers, flags, strict=True):
-            layer.trainable = flag
 
 
 def _share(named: dict[str, Any], j: int) -> dict[str, Any]:
@@ -165,9 +151,10 @@ class Residual(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         out = x
-        with _frozen_if(not self.trainable, self.layers):  # (see the module docstring)
-            for layer in self.layers:
-                out, _ = forward_with_mask(layer, out, training, mask)
+        frozen = not self.trainable or getattr(self, "frozen_by_container", False)
+        for layer in self.layers:
+            layer.frozen_by_container = frozen  # (see the module docstring)
+            out, _ = forward_with_mask(layer, out, training, mask)
         return out + x  # a new array: out may be x itself (Dropout at inference)
 
     def compute_mask(self, x: np.ndarray, mask: Any) -> Any:
@@ -178,9 +165,8 @@ class Residual(Layer):
         ``y = x + f(x)``, directly and back through ``f``'s layers (which fill their own
         ``grads``). ``g = grad_out`` and ``dx`` have the input's shape ``(n, *in_shape)``."""
         g = grad_out
-        with _frozen_if(not self.trainable, self.layers):
-            for layer in reversed(self.layers):
-                g = layer.backward(g)
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
         if not self.trainable:
             self.zero_grads()  # a frozen container reports zero gradients, as a frozen layer does
         return g + grad_out

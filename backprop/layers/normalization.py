@@ -174,7 +174,8 @@ class BatchNorm(_Normalization):
             )
         axes = self._axes(x)
         m = x.size // x.shape[-1]  # values per statistic
-        self._fixed_stats = m < 2 or not self.trainable
+        frozen = not self.trainable or getattr(self, "frozen_by_container", False)
+        self._fixed_stats = m < 2 or frozen
         if self._fixed_stats:
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             return self._normalize(x, rm, rv, True)
