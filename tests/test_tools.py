@@ -69,6 +69,44 @@ def test_lr_find_leaves_model_optimizer_and_trainer_bitwise_unchanged(data):
     assert model.rng.bit_generator.state == before[4]
 
 
+def test_lr_find_takes_the_trainers_own_steps(rng):
+    # Penalties scaled per sample, a frozen layer, a pruning mask and value clipping: the range
+    # test's losses are those of Trainer.train_step at the same rates on the same batches (it
+    # applied l1/l2 unscaled, revived pruned weights and ignored clip_value).
+    X, y = rng.normal(size=(64, 6, 2)), rng.integers(0, 3, 64)
+
+    def setup():
+        model = bp.Sequential(
+            [bp.Conv1D(4, 3), bp.ReLU(), bp.GRU(5), bp.Dense(3)],
+            input_shape=(6, 2),
+            dtype="float64",
+            seed=0,
+        )
+        bp.pruning.prune(model, 0.5)
+        model.layers[2].trainable = False
+        return bp.Trainer(
+            model,
+            "cross_entropy",
+            bp.SGD(0.1, momentum=0.9),
+            batch_size=16,
+            l1=0.01,
+            l2=0.5,
+            penalty_scale="per_sample",
+            clip_value=0.05,
+        )
+
+    result = bp.lr_find(setup(), X, y, start=1e-3, end=1.0, steps=8, seed=0)
+    trainer = setup()
+    order, own = np.random.default_rng(0).permutation(64), []
+    for k, lr in enumerate(result.lrs):
+        idx = np.sort(order[16 * k : 16 * (k + 1)]) if k < 4 else None
+        if idx is None:
+            break
+        trainer.optimizer.lr = lr
+        own.append(trainer.train_step(X[idx], y[idx])[0])
+    np.testing.assert_allclose(result.losses[: len(own)], own, rtol=1e-12)
+
+
 def test_lr_find_stops_when_the_loss_diverges_and_the_rates_grow_geometrically(data):
     trainer = make_trainer(mlp(), bp.SGD(0.01))
     result = bp.lr_find(trainer, data["X_train"], data["y_train"], start=1e-4, end=1e4, steps=60)
