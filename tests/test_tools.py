@@ -236,6 +236,29 @@ def test_mc_dropout_needs_dropout_and_leaves_the_model_untouched(data):
     assert all(layer.rng is model.rng for layer in model.layers if isinstance(layer, bp.Dropout))
 
 
+def test_mc_dropout_honours_padding_masks_and_dropout_inside_residuals(rng):
+    # It ran the layers one by one: padding masks never reached the LSTM (a padded sequence got
+    # other numbers than the same sequence alone), and a Dropout inside a Residual was not found.
+    def seq_model(t):
+        layers = [bp.Embedding(9, 4, mask_zero=True), bp.LSTM(4), bp.Dropout(0.5), bp.Dense(3)]
+        return bp.Sequential(layers, input_shape=(t,), dtype="float64", seed=0)
+
+    ids = rng.integers(1, 9, size=(6, 2))
+    padded = np.concatenate([ids, np.zeros((6, 3), dtype=ids.dtype)], axis=1)
+    short, long = seq_model(2), seq_model(5)
+    long.flat_parameters[...] = short.flat_parameters  # no parameter depends on t
+    a = bp.mc_dropout_predict(short, ids, n_samples=4, seed=1)
+    b = bp.mc_dropout_predict(long, padded, n_samples=4, seed=1)
+    np.testing.assert_allclose(b.mean, a.mean, rtol=1e-12)
+    np.testing.assert_allclose(b.std, a.std, rtol=1e-12, atol=1e-15)
+    nested = bp.Sequential(
+        [bp.Dense(3, 8), bp.Residual([bp.Dense(8), bp.Dropout(0.5)]), bp.Dense(2)], seed=0
+    )
+    out = bp.mc_dropout_predict(nested, rng.normal(size=(5, 3)), n_samples=4)
+    assert out.std.max() > 0  # the nested Dropout was on
+    assert "forward" not in vars(nested.layers[1].layers[1])  # its own forward again
+
+
 @pytest.mark.slow
 def test_mc_dropout_entropy_is_higher_on_a_class_never_seen(data):
     seen = data["y_train"] != 9
