@@ -33,6 +33,7 @@ import numpy as np
 from . import pruning
 from .layers import BatchNorm, Dense, Dropout, Layer, PReLU
 from .layers.activations import Activation
+from .layers.masking import forward_with_mask
 from .model import Sequential
 
 CRITERIA = ("norm", "activation")
@@ -71,9 +72,9 @@ def activations(model: Sequential, X: Any, batch_size: int = 1024) -> dict[int, 
     out: dict[int, list[np.ndarray]] = {i: [] for i in groups}
     X = np.asarray(X)
     for start in range(0, X.shape[0], batch_size):
-        h = model.check_input(X[start : start + batch_size])
+        h, mask = model.check_input(X[start : start + batch_size]), None
         for k, layer in enumerate(model.layers):
-            h = layer.forward(h, training=False)
+            h, mask = forward_with_mask(layer, h, False, mask)  # as Sequential.forward does
             if k in taps:
                 out[taps[k]].append(h)
     # units are the last axis: (n, ..., units) -> (n * ..., units)
