@@ -593,3 +593,38 @@ def test_an_edited_neuralnet_table_is_refused_by_field(
     with pytest.raises(ModelFileError, match=f"edited.npz: .*{message}"):
         bp.load(bad)
     bp.load(neuralnet_files / f"{which}.npz")  # the unedited file loads
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"type": "Dense", "config": {"in_features": 4000, "out_features": 4000}},
+        {"type": "PReLU", "config": {"n_features": 30_000_000}},
+        {"type": "Standardize", "config": {"n_features": 30_000_000}},
+    ],
+    ids=["Dense", "PReLU", "Standardize"],
+)
+def test_an_estimators_unfitted_layers_allocate_nothing_on_load(tmp_path, spec):
+    """The `layers` parameter (the unfitted stack) was rebuilt with its arrays: a 3 KB file
+    naming Dense(4000, 4000), or a 3e7-wide PReLU or Standardize, made bp.load allocate 240 to
+    720 MB (more for larger numbers) before anything was checked against the file."""
+    from sklearn.base import clone
+
+    X, y = np.random.default_rng(0).normal(size=(12, 2)), np.arange(12) % 2
+    est = bp.NeuralNetClassifier([bp.Dense(2, 3), bp.PReLU(3)], epochs=1, random_state=0)
+    bp.save(est.fit(X, y), tmp_path / "est.npz")
+    bad = _edit_header(
+        tmp_path / "est.npz",
+        tmp_path / "big.npz",
+        _put("config", "params", "layers", value={"__layers__": [spec]}),
+    )
+    tracemalloc.start()
+    try:
+        loaded = bp.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+    assert type(loaded.layers[0]).__name__ == spec["type"]
+    again = clone(bp.load(tmp_path / "est.npz")).fit(X, y)  # an unforged stack still fits
+    assert np.array_equal(again.predict_proba(X), clone(est).fit(X, y).predict_proba(X))

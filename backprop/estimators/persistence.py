@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import io, pruning_files, schemas
 from ..layers import Dense, Layer, layer_from_spec, layer_spec
+from ..layers.base import unallocated
 from .classifier import MLPClassifier
 from .conventions import hidden_sizes
 from .neuralnet import NeuralNetClassifier, NeuralNetRegressor
@@ -72,7 +73,8 @@ def _unplain(name: str, value: Any) -> Any:
     if name == "hidden_layer_sizes" and isinstance(value, list):
         return tuple(value)
     if name == "layers" and isinstance(value, dict) and "__layers__" in value:
-        return [layer_from_spec(spec) for spec in value["__layers__"]]
+        with unallocated():  # the unfitted stack: its arrays are made when it is fitted
+            return [layer_from_spec(spec) for spec in value["__layers__"]]
     return value
 
 

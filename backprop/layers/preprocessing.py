@@ -60,12 +60,20 @@ class Standardize(Layer):
         self.in_features = self.out_features = check_positive_int("n_features", n_features)
         self.inverse = bool(inverse)
         self._scale: np.ndarray | None = None
-        if not allocation_enabled():  # shapes only (a file's sizes are checked before any of
-            return  # them is allocated): the statistics are made by the real construction
-        dt = np.dtype(dtype)
-        self._mean0 = self._checked("mean", 0.0 if mean is None else mean)
-        self._scale0 = self._checked("scale", 1.0 if scale is None else scale)
-        self.buffers = {"mean": self._mean0.astype(dt), "scale": self._scale0.astype(dt)}
+        self._given, self._dtype = (mean, scale), np.dtype(dtype)
+        self._mean0: np.ndarray | None = None
+        self._scale0: np.ndarray | None = None
+        if allocation_enabled():  # else shapes only (a file's sizes are checked before any of
+            self._allocate_buffers(self._dtype)  # them is allocated): made when first needed
+
+    def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """The statistics given (or adapted): ``(mean, scale)``, each ``(d,)`` float64, checked
+        and made the first time they are needed."""
+        if self._mean0 is None or self._scale0 is None:
+            mean, scale = self._given
+            self._mean0 = self._checked("mean", 0.0 if mean is None else mean)
+            self._scale0 = self._checked("scale", 1.0 if scale is None else scale)
+        return self._mean0, self._scale0
 
     def _checked(self, name: str, value: Any) -> np.ndarray:
         arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.in_features,)).copy()
@@ -87,8 +95,11 @@ class Standardize(Layer):
             )
         self._mean0 = X.mean(axis=0)
         self._scale0 = self._checked("scale", X.std(axis=0))
-        self.buffers["mean"][...] = self._mean0
-        self.buffers["scale"][...] = self._scale0
+        if self.buffers:
+            self.buffers["mean"][...] = self._mean0
+            self.buffers["scale"][...] = self._scale0
+        else:
+            self._allocate_buffers(self._dtype)
         return self
 
     def buffer_specs(self) -> dict[str, tuple[int, ...]]:
@@ -97,7 +108,8 @@ class Standardize(Layer):
 
     def _allocate_buffers(self, dtype: np.dtype) -> None:
         """A model's buffers, in its dtype: the statistics given or adapted so far."""
-        self.buffers = {"mean": self._mean0.astype(dtype), "scale": self._scale0.astype(dtype)}
+        mean, scale = self._statistics()
+        self.buffers = {"mean": mean.astype(dtype), "scale": scale.astype(dtype)}
 
     def reset_buffers(self) -> None:
         """Nothing to reset: the statistics (given, adapted or loaded) stay. (Putting back the
