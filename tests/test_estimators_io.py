@@ -174,3 +174,23 @@ def test_a_forged_random_stream_state_is_refused(tmp_path):
         tmp_path / "old.npz", {"kind": header["kind"], "config": header["config"]}, arrays
     )
     assert bp.load(tmp_path / "old.npz").predict(np.zeros((2, 2))).shape == (2,)
+
+
+def test_a_loaded_neuralnet_refits_with_the_standardization_it_was_given(tmp_path):
+    """Standardize's mean and scale were left out of its config: the `layers` parameter of a
+    loaded estimator (its unfitted stack) came back with the identity, so refitting it (clone,
+    GridSearchCV) trained on unstandardized inputs, unlike the saved estimator."""
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(3.0, 2.0, size=(30, 2)), np.arange(30) % 2
+    front = bp.Standardize(2, mean=[3.0, 2.5], scale=[2.0, 0.5])
+    est = bp.NeuralNetClassifier([front, bp.Dense(4), bp.Tanh()], epochs=2, random_state=0)
+    bp.save(est.fit(X, y), tmp_path / "est.npz")
+    loaded = bp.load(tmp_path / "est.npz")
+    assert loaded.layers[0].config() == front.config() == {
+        "n_features": 2, "inverse": False, "mean": [3.0, 2.5], "scale": [2.0, 0.5]
+    }  # fmt: skip
+    refit, again = clone(loaded).fit(X, y), clone(est).fit(X, y)
+    assert np.array_equal(refit.predict_proba(X), again.predict_proba(X))
+    assert repr(front) == "Standardize(n_features=2, inverse=False)"  # the lists stay out

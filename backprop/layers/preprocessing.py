@@ -139,4 +139,20 @@ class Standardize(Layer):
         return grad_out * self._scale if self.inverse else grad_out / self._scale
 
     def config(self) -> dict[str, Any]:
-        return {"n_features": self.in_features, "inverse": self.inverse}
+        """``n_features``, ``inverse``, and ``mean``/``scale`` as lists when they are not the
+        identity's (an unfitted copy, in an estimator's ``layers``, keeps its statistics)."""
+        cfg: dict[str, Any] = {"n_features": self.in_features, "inverse": self.inverse}
+        if self._mean0 is None or self._scale0 is None:  # read for shapes only: as given
+            given = dict(zip(("mean", "scale"), self._given, strict=True))
+            cfg.update(
+                {k: np.asarray(v, np.float64).tolist() for k, v in given.items() if v is not None}
+            )
+            return cfg
+        if np.any(self._mean0 != 0):
+            cfg["mean"] = self._mean0.tolist()
+        if np.any(self._scale0 != 1):
+            cfg["scale"] = self._scale0.tolist()
+        return cfg
+
+    def extra_repr(self) -> str:
+        return f"n_features={self.in_features}, inverse={self.inverse}"
