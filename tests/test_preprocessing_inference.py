@@ -216,3 +216,11 @@ def test_summary_shows_short_names_and_trainability_only_with_parameters():
 def test_every_loss_backward_docstring_gives_its_gradient(name):
     doc = name.backward.__doc__ or ""
     assert name.gradient in doc and "(n, k)" in doc and name.gradient != bp.Loss.gradient
+
+
+@pytest.mark.parametrize("mean", [[1.0, 2.0], "x", [[1.0, 2.0, 3.0]]])
+def test_standardize_names_statistics_of_the_wrong_size(mean):
+    """Its config now carries the statistics, so a file can hold a wrong-sized list: the error
+    names the argument and the width instead of NumPy's broadcasting message."""
+    with pytest.raises(ValueError, match=r"Standardize mean must be a number or 3 numbers"):
+        bp.Standardize(3, mean=mean)

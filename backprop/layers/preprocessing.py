@@ -76,7 +76,12 @@ class Standardize(Layer):
         return self._mean0, self._scale0
 
     def _checked(self, name: str, value: Any) -> np.ndarray:
-        arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.in_features,)).copy()
+        try:
+            arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (self.in_features,)).copy()
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Standardize {name} must be a number or {self.in_features} numbers, got {value!r}"
+            ) from None
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"Standardize {name} must be finite, got {value!r}")
         if name == "scale":
