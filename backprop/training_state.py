@@ -56,6 +56,11 @@ class TrainerState:
         step_count = checks.non_negative_int("step_count", state["step_count"])
         for key in ("shuffle_rng", "split_rng"):  # refused here, before anything changes
             copy.deepcopy(self.shuffle_rng).bit_generator.state = state[key]
+        for key, owner in (("optimizer", self.optimizer), ("schedule", self._stepped_schedule())):
+            saved = state.get(key)
+            name = type(owner).__name__
+            if owner is not None and isinstance(saved, dict) and saved.get("type", name) != name:
+                raise ValueError(f"the saved {key} state is {saved['type']}'s, this one is {name}")
         pairs = match_callback_states(self._hooks()[:-1], state.get("callbacks", []))
         history = state["history"]
         if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):

@@ -252,3 +252,27 @@ def test_a_checkpoint_without_optimizer_and_schedule_types_still_resumes(tmp_pat
     _, resumed, _, _ = _build(tmp_path / "b.npz")
     bp.load_checkpoint(tmp_path / "old.npz", resumed)
     assert resumed.epoch == 2 and resumed.optimizer.iterations == trainer.optimizer.iterations
+
+
+def test_a_trainer_refusing_another_optimizers_state_is_left_unchanged():
+    """Trainer.load_state_dict checks the optimizer's and schedule's types before it changes
+    anything: the refusal came from the optimizer, after the epoch, step count and random
+    streams had already been overwritten."""
+    X, y, _, _ = _data()
+
+    def build(optimizer, schedule=None):
+        model = bp.Sequential([bp.Dense(6, 4), bp.Tanh(), bp.Dense(4, 3)], seed=0)
+        return bp.Trainer(model, "cross_entropy", optimizer, schedule=schedule, seed=1)
+
+    adam = build(bp.Adam(0.01), bp.StepDecay(1, 0.5))
+    adam.fit(X, y, epochs=2)
+    for other in (
+        build(bp.SGD(0.01), bp.StepDecay(1, 0.5)),
+        build(bp.Adam(0.01), bp.CosineDecay(5)),
+    ):
+        before = other.state_dict()
+        with pytest.raises(ValueError, match=r"the saved .*state is (Adam|StepDecay)'s"):
+            other.load_state_dict(adam.state_dict())
+        after = other.state_dict()
+        del before["history"], after["history"]
+        assert _same_state(before, after)
