@@ -79,6 +79,31 @@ def _join_arrays(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
     return value
 
 
+def _model_sized(
+    header: dict[str, Any], model: Any, where: str, check_names: bool = False
+) -> dict[str, tuple]:
+    """``{array: (dtype, shape)}`` of the callbacks' saved weights, whose shapes the model fixes:
+    EarlyStopping's best parameters and buffers, WeightSnapshot's snapshot (a forged (1,) array
+    would otherwise be broadcast over every weight when they are put back)."""
+    flat = (model.dtype.str, (model.n_parameters,))
+    buffers = {k: (v.dtype.str, v.shape) for k, v in model.buffers().items()}
+    out: dict[str, tuple] = {}
+    for i, entry in enumerate((header.get("trainer") or {}).get("callbacks") or []):
+        state, kind = entry["state"], entry["type"]
+        ref = state.get({"EarlyStopping": "best_params", "WeightSnapshot": "params"}.get(kind, ""))
+        if isinstance(ref, dict):
+            out[ref[ARRAY]] = flat
+        if kind == "EarlyStopping" and isinstance(ref, dict):
+            saved = state.get("best_buffers", {})
+            if set(saved) != set(buffers) and check_names:  # (after the model's own check)
+                raise ModelFileError(
+                    f"{where}: callback {i} (EarlyStopping) keeps best buffers {sorted(saved)}, "
+                    f"the model's are {sorted(buffers)}"
+                )
+            out.update({saved[k][ARRAY]: buffers[k] for k in saved if k in buffers})
+    return out
+
+
 def save_checkpoint(
     path: str | Path,
     trainer: Any,
@@ -166,11 +191,13 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
                 wanted[name] = (spec["dtype"], tuple(spec["shape"]))
             elif name == "pruning/mask":
                 wanted[name] = ("|b1", (model.n_weights,))
+        wanted.update(_model_sized(header, model, where))
         return wanted
 
     header, arrays = read_archive(path, expect)
     if header.get("model") != sequential_config(model):
         raise ModelFileError(f"{where}: the checkpoint's model differs from the configured one")
+    _model_sized(header, model, where, check_names=True)
     state = _join_arrays(header.get("trainer"), arrays, where)
     if not isinstance(state, dict):
         raise ModelFileError(f"{where}: the checkpoint has no trainer state")

@@ -276,3 +276,28 @@ def test_a_trainer_refusing_another_optimizers_state_is_left_unchanged():
         after = other.state_dict()
         del before["history"], after["history"]
         assert _same_state(before, after)
+
+
+def test_forged_best_weights_of_the_wrong_shape_are_refused_on_load(tmp_path):
+    """EarlyStopping's saved best weights were checked against nothing: a (1,) array loaded and
+    was broadcast over every weight when training ended (all weights 0.5), another shape failed
+    only then, after the whole run."""
+    from backprop.io import read_archive, write_archive
+
+    X, y, Xv, yv = _data()
+    _, trainer, _, _ = _build(tmp_path / "a.npz")
+    trainer.fit(X, y, validation_data=(Xv, yv), epochs=2)
+    header, arrays = read_archive(tmp_path / "a.npz")
+    kept = {k: v for k, v in header.items() if k not in ("format", "version", "arrays")}
+    best = "state/callbacks/1/state/best_params"
+    for name, value in [(best, np.full(1, 0.5, np.float32)), (best, np.zeros(5, np.float32))]:
+        write_archive(tmp_path / "forged.npz", kept, {**arrays, name: value})
+        with pytest.raises(ModelFileError, match=r"forged.npz: arrays do not match.*best_params"):
+            bp.load_checkpoint(tmp_path / "forged.npz", _build(tmp_path / "b.npz")[1])
+    buffers = kept["trainer"]["callbacks"][1]["state"]["best_buffers"]
+    del buffers["3.running_var"]
+    write_archive(tmp_path / "names.npz", kept, arrays)
+    with pytest.raises(
+        ModelFileError, match=r"names.npz: .*keeps best buffers \['3.running_mean'\]"
+    ):
+        bp.load_checkpoint(tmp_path / "names.npz", _build(tmp_path / "b.npz")[1])
