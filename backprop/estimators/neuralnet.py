@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -33,6 +32,7 @@ from .. import optimizers as optimizers_mod
 from ..layers import Dense, Layer, ReLU
 from ..model import Sequential
 from ..trainer import Trainer
+from .conventions import make_random_state
 
 LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
 
@@ -62,7 +62,8 @@ class NeuralNet(BaseEstimator):
         "float32", "float64", or None (default) for the dtype of X (float32 X trains a
         float32 network; float64 X, like scikit-learn's, a float64 one; token ids float32).
     random_state : Any, default None
-        None, an int or a RandomState: initial weights, dropout, batch order.
+        None (fresh entropy from the OS; NumPy's global state is never used), an int, a
+        RandomState or a Generator: initial weights, dropout, batch order.
     warm_start : bool, default False
         continue training ``model_`` on the next fit instead of starting over.
 
@@ -158,7 +159,8 @@ class NeuralNet(BaseEstimator):
                 stack.append(Dense(self.n_outputs_))
             if not stack:
                 raise ValueError("layers is empty and output_layer is False: no network to train")
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            # None: fresh OS entropy, never NumPy's global RandomState (as for the MLPs)
+            seed = int(make_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             self._seed = seed
             dtype = self.dtype
             if dtype is None:

@@ -1,0 +1,41 @@
+"""The estimators as a scikit-learn user drives them: inputs scikit-learn accepts, parameters
+changed between fits, bad parameter values, and no use of NumPy's global random state.
+
+scikit-learn's own MLP is the oracle wherever it has the behaviour; nothing is hard-coded.
+"""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+import backprop as bp
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return (X - X.mean(axis=0)) / X.std(axis=0), y
+
+
+def _global_state():
+    state = np.random.get_state()  # noqa: NPY002 - the global state we must not touch
+    return state[1].copy(), state[2]
+
+
+@pytest.mark.parametrize("kind", ["NeuralNetClassifier", "NeuralNetRegressor"])
+def test_neuralnet_without_random_state_leaves_numpys_global_generator_alone(kind):
+    """random_state=None drew the seed from NumPy's global RandomState: it advanced the
+    caller's stream, and np.random.seed(...) made 'unseeded' fits repeat."""
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = np.arange(30) % 2
+    before = _global_state()
+    getattr(bp, kind)([bp.Dense(4)], epochs=1).fit(X, y)
+    after = _global_state()
+    assert np.array_equal(before[0], after[0]) and before[1] == after[1]
+    weights = []
+    for _ in range(2):
+        np.random.seed(3)  # noqa: NPY002 - deliberately poking the global state
+        weights.append(getattr(bp, kind)([bp.Dense(4)], epochs=1).fit(X, y).model_.flat_parameters)
+    assert not np.array_equal(weights[0], weights[1])
