@@ -6,6 +6,7 @@ scikit-learn's own MLP is the oracle wherever it has the behaviour; nothing is h
 
 import numpy as np
 import pytest
+from sklearn import neural_network as sknn
 from sklearn.datasets import load_iris
 
 import backprop as bp
@@ -39,3 +40,19 @@ def test_neuralnet_without_random_state_leaves_numpys_global_generator_alone(kin
         np.random.seed(3)  # noqa: NPY002 - deliberately poking the global state
         weights.append(getattr(bp, kind)([bp.Dense(4)], epochs=1).fit(X, y).model_.flat_parameters)
     assert not np.array_equal(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("weight", [2.5, 1])
+def test_a_number_as_sample_weight_is_taken_as_scikit_learn_takes_it(iris, weight):
+    """scikit-learn broadcasts a scalar sample_weight to every sample; we raised
+    'sample_weight.shape == (), expected (150,)!'."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=30, max_iter=4, random_state=0)
+    theirs = sknn.MLPClassifier(**params).fit(X, y, sample_weight=weight)
+    ours = bp.MLPClassifier(**params).fit(X, y, sample_weight=weight)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-10)
+    kw = dict(epochs=2, batch_size=30, random_state=0)
+    net = bp.NeuralNetClassifier([bp.Dense(4)], **kw).fit(X, y, sample_weight=weight)
+    ones = bp.NeuralNetClassifier([bp.Dense(4)], **kw).fit(X, y, sample_weight=np.full(150, weight))
+    np.testing.assert_array_equal(net.model_.flat_parameters, ones.model_.flat_parameters)

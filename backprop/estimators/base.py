@@ -291,6 +291,8 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         if sample_weight is None:
             return self._class_weight(None, y_raw)
         sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim == 0:  # one number weighs every sample alike, as in scikit-learn
+            sw = np.full(X.shape[0], sw)
         if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
             raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
         if not np.all(np.isfinite(sw)):

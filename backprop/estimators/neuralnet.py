@@ -159,7 +159,6 @@ class NeuralNet(BaseEstimator):
                 stack.append(Dense(self.n_outputs_))
             if not stack:
                 raise ValueError("layers is empty and output_layer is False: no network to train")
-            # None: fresh OS entropy, never NumPy's global RandomState (as for the MLPs)
             seed = int(make_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             self._seed = seed
             dtype = self.dtype
@@ -191,6 +190,8 @@ class NeuralNet(BaseEstimator):
         )
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.ndim == 0:  # one number for every sample, as in scikit-learn
+                sample_weight = np.full(X.shape[0], sample_weight)
             if sample_weight.shape != (X.shape[0],):
                 raise ValueError(
                     f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},)!"
