@@ -56,3 +56,32 @@ def test_a_number_as_sample_weight_is_taken_as_scikit_learn_takes_it(iris, weigh
     net = bp.NeuralNetClassifier([bp.Dense(4)], **kw).fit(X, y, sample_weight=weight)
     ones = bp.NeuralNetClassifier([bp.Dense(4)], **kw).fit(X, y, sample_weight=np.full(150, weight))
     np.testing.assert_array_equal(net.model_.flat_parameters, ones.model_.flat_parameters)
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("alpha", np.inf),  # was refused by the Trainer as "l2 must be ...": not our name
+        ("tol", np.inf),  # was accepted
+        ("learning_rate_init", np.inf),
+        ("power_t", np.inf),
+        ("epsilon", np.inf),
+        ("verbose", "loud"),  # was accepted
+        ("verbose", -1),
+        ("solver", "newton"),
+        ("activation", "softmax"),
+        ("hidden_layer_sizes", 0),
+    ],
+)
+def test_bad_parameters_raise_what_scikit_learn_raises(iris, name, value):
+    """The same values are refused, with scikit-learn's error class (a ValueError and a
+    TypeError) and the parameter's own name; we raised a plain ValueError."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = iris
+    with pytest.raises(InvalidParameterError):
+        sknn.MLPClassifier(**{name: value}, max_iter=1).fit(X, y)
+    with pytest.raises(InvalidParameterError, match=name):
+        bp.MLPClassifier(**{name: value}, max_iter=1).fit(X, y)
+    with pytest.raises(TypeError, match=name):  # scikit-learn's error is a TypeError as well
+        bp.MLPRegressor(**{name: value}, max_iter=1).fit(X, X[:, 0])

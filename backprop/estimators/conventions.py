@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import InvalidParameterError
 
 from .. import checks
 
@@ -118,7 +119,9 @@ _is_int = checks.is_integer
 
 
 def _fail(est: Any, name: str, must: str, value: Any) -> None:
-    raise ValueError(
+    # scikit-learn's own error class (a ValueError and a TypeError), so that callers catching
+    # it, or TypeError, work unchanged
+    raise InvalidParameterError(
         f"The {name!r} parameter of {type(est).__name__} must be {must}. Got {value!r} instead."
     )
 
@@ -130,7 +133,7 @@ def check_real(est: Any, name: str, low: float, high: float | None = None, close
     hi_ok = high is None or (
         _is_real(v) and (v <= high if closed in ("right", "both") else v < high)
     )
-    if not (lo_ok and hi_ok) or (_is_real(v) and np.isnan(v)):
+    if not (lo_ok and hi_ok) or (_is_real(v) and not np.isfinite(v)):  # "[0, inf)" excludes inf
         left = "[" if closed in ("left", "both") else "("
         right = "]" if closed in ("right", "both") else ")"
         _fail(
@@ -183,5 +186,7 @@ def hidden_sizes(est: Any) -> list[int]:
     sizes = list(sizes)
     for s in sizes:
         if not _is_int(s) or s <= 0:
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {est.hidden_layer_sizes!r}.")
+            raise InvalidParameterError(
+                f"hidden_layer_sizes must be > 0, got {est.hidden_layer_sizes!r}."
+            )
     return [int(s) for s in sizes]
