@@ -85,3 +85,21 @@ def test_bad_parameters_raise_what_scikit_learn_raises(iris, name, value):
         bp.MLPClassifier(**{name: value}, max_iter=1).fit(X, y)
     with pytest.raises(TypeError, match=name):  # scikit-learn's error is a TypeError as well
         bp.MLPRegressor(**{name: value}, max_iter=1).fit(X, X[:, 0])
+
+
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+def test_partial_fit_uses_an_alpha_changed_between_calls(iris, kind):
+    """scikit-learn reads alpha at every batch; our partial_fit kept the first call's penalty."""
+    X, y = iris
+    target = y if kind == "MLPClassifier" else X[:, 0]
+    kw = {"classes": [0, 1, 2]} if kind == "MLPClassifier" else {}
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=50, random_state=0)
+    theirs, ours = getattr(sknn, kind)(**params), getattr(bp, kind)(**params)
+    for est in (theirs, ours):
+        est.partial_fit(X, target, **kw)
+        est.set_params(alpha=3.0)
+        est.partial_fit(X, target)
+        est.partial_fit(X, target)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    for a, b in zip(theirs.coefs_, ours.coefs_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
