@@ -103,3 +103,24 @@ def test_partial_fit_uses_an_alpha_changed_between_calls(iris, kind):
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
     for a, b in zip(theirs.coefs_, ours.coefs_, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "change", [dict(activation="tanh"), dict(dropout=0.2), dict(normalization="layer")]
+)
+def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(iris, change):
+    """warm_start and partial_fit kept training the network built first: after
+    set_params(activation="tanh") the fit ran ReLU, predict too, and get_params said tanh."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5, 4), solver="sgd", max_iter=3, random_state=0)
+    warm = bp.MLPClassifier(warm_start=True, **params).fit(X, y)
+    warm.set_params(**change)
+    with pytest.raises(ValueError, match="warm_start and partial_fit continue"):
+        warm.fit(X, y)
+    incremental = bp.MLPRegressor(**params).partial_fit(X, X[:, 0])
+    incremental.set_params(**change)
+    with pytest.raises(ValueError, match="do not match the fitted network"):
+        incremental.partial_fit(X, X[:, 0])
+    incremental.set_params(**{k: bp.MLPRegressor().get_params()[k] for k in change})
+    incremental.partial_fit(X, X[:, 0])  # set back: training continues
+    assert incremental.n_iter_ == 1 and len(incremental.loss_curve_) == 2
