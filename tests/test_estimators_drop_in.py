@@ -124,3 +124,18 @@ def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(i
     incremental.set_params(**{k: bp.MLPRegressor().get_params()[k] for k in change})
     incremental.partial_fit(X, X[:, 0])  # set back: training continues
     assert incremental.n_iter_ == 1 and len(incremental.loss_curve_) == 2
+
+
+def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):
+    """dropout=np.array([0.1, 0.2]) was refused as 'dropout rates must be in [0, 1), got
+    array([0.1, 0.2])' (rates that are in [0, 1)), and an array of activation names likewise."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=np.array([5, 4]), max_iter=3, random_state=0)
+    as_list = bp.MLPClassifier(dropout=[0.1, 0.2], activation=["tanh", "relu"], **params)
+    as_array = bp.MLPClassifier(
+        dropout=np.array([0.1, 0.2]), activation=np.array(["tanh", "relu"]), **params
+    )
+    np.testing.assert_array_equal(
+        as_array.fit(X, y).predict_proba(X), as_list.fit(X, y).predict_proba(X)
+    )
+    assert as_array.model_.summary() == as_list.model_.summary()

@@ -168,6 +168,8 @@ def check_bool(est: Any, name: str) -> None:
 def per_layer(est: Any, name: str, n_hidden: int) -> list[Any]:
     """A per-hidden-layer setting given once (applies to every hidden layer) or as a list."""
     v = getattr(est, name)
+    if isinstance(v, np.ndarray) and v.ndim == 1:  # a list in an array, as hidden_layer_sizes
+        v = v.tolist()
     if isinstance(v, str) or not isinstance(v, Sequence):
         return [v] * n_hidden
     if len(v) != n_hidden:
