@@ -139,3 +139,25 @@ def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):
         as_array.fit(X, y).predict_proba(X), as_list.fit(X, y).predict_proba(X)
     )
     assert as_array.model_.summary() == as_list.model_.summary()
+
+
+@pytest.mark.parametrize(
+    "kind,stack,n_classes",
+    [
+        ("NeuralNetClassifier", [bp.Dense(5)], 3),  # predict_proba had 5 columns for 3 classes
+        ("NeuralNetClassifier", [bp.Dense(3), bp.Softmax()], 3),  # softmax applied twice
+        ("NeuralNetRegressor", [bp.Dense(3)], 1),
+    ],
+)
+def test_neuralnet_refuses_a_network_whose_outputs_do_not_match_the_targets(kind, stack, n_classes):
+    """With output_layer=False the user's last layer is the output: a width other than the
+    number of classes trained without a word (predict then picked column indices past
+    classes_), and a final Softmax gave probabilities of probabilities."""
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    y = np.arange(30) % n_classes if n_classes > 1 else X[:, 0]
+    est = getattr(bp, kind)(stack, output_layer=False, epochs=1, random_state=0)
+    with pytest.raises(ValueError, match=r"outputs per sample; the estimator needs"):
+        est.fit(X, y)
+    ok = getattr(bp, kind)(stack[:1], epochs=1, random_state=0).fit(X, y)  # output layer added
+    if n_classes > 1:
+        assert ok.predict_proba(X).shape == (30, n_classes)

@@ -192,3 +192,17 @@ def hidden_sizes(est: Any) -> list[int]:
                 f"hidden_layer_sizes must be > 0, got {est.hidden_layer_sizes!r}."
             )
     return [int(s) for s in sizes]
+
+
+def check_network_output(model: Any, n_outputs: int, classifier: bool) -> None:
+    """A NeuralNet* network must give ``(n_outputs,)`` raw values per sample (logits for a
+    classifier, whose loss applies the softmax). Else predict_proba would have other columns than
+    ``classes_`` (or ``predict`` an index past them), or probabilities of probabilities."""
+    last = model.layers[-1]
+    if model.out_shape != (n_outputs,) or (classifier and type(last).__name__ == "Softmax"):
+        raise ValueError(
+            f"the network ends in {last!r} with {model.out_shape} outputs per sample; the "
+            f"estimator needs ({n_outputs},) raw values (a classifier's logits: its loss applies "
+            "the softmax). End the layers in features (n, k), e.g. with Flatten, and let "
+            "output_layer=True add Dense(n_outputs)"
+        )

@@ -32,7 +32,7 @@ from .. import optimizers as optimizers_mod
 from ..layers import Dense, Layer, ReLU
 from ..model import Sequential
 from ..trainer import Trainer
-from .conventions import make_random_state
+from .conventions import check_network_output, make_random_state
 
 LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
 
@@ -66,7 +66,6 @@ class NeuralNet(BaseEstimator):
         RandomState or a Generator: initial weights, dropout, batch order.
     warm_start : bool, default False
         continue training ``model_`` on the next fit instead of starting over.
-
     """
 
     def __init__(
@@ -165,6 +164,7 @@ class NeuralNet(BaseEstimator):
             if dtype is None:
                 dtype = X.dtype if X.dtype.kind == "f" else np.float32
             model = Sequential(stack, input_shape=X.shape[1:], dtype=dtype, seed=seed)
+            check_network_output(model, self.n_outputs_, hasattr(self, "classes_"))
         if X.shape[0] != len(Y):  # X.shape: a scipy.sparse X has no len()
             raise ValueError(f"X has {X.shape[0]} samples but y has {len(Y)}")
         optimizer = self.optimizer
