@@ -161,3 +161,14 @@ def test_neuralnet_refuses_a_network_whose_outputs_do_not_match_the_targets(kind
     ok = getattr(bp, kind)(stack[:1], epochs=1, random_state=0).fit(X, y)  # output layer added
     if n_classes > 1:
         assert ok.predict_proba(X).shape == (30, n_classes)
+
+
+@pytest.mark.parametrize("name", ["warm_start", "output_layer"])
+def test_neuralnet_flags_must_be_bools(name):
+    """warm_start="no" continued training the fitted network and output_layer="no" added the
+    output Dense: any non-empty string is true."""
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    est = bp.NeuralNetClassifier([bp.Dense(2)], epochs=1, random_state=0).fit(X, y)
+    est.set_params(**{name: "no"})
+    with pytest.raises(ValueError, match=f"{name} must be True or False, got 'no'"):
+        est.fit(X, y)

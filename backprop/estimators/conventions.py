@@ -206,3 +206,12 @@ def check_network_output(model: Any, n_outputs: int, classifier: bool) -> None:
             "the softmax). End the layers in features (n, k), e.g. with Flatten, and let "
             "output_layer=True add Dense(n_outputs)"
         )
+
+
+def neuralnet_warm_start(est: Any) -> bool:
+    """A NeuralNet estimator's ``warm_start``, once it and ``output_layer`` are checked to be
+    bools (a string such as "no" is true: it would continue training, or add a layer)."""
+    for name in ("warm_start", "output_layer"):
+        if not isinstance(getattr(est, name), bool | np.bool_):
+            raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    return bool(est.warm_start)

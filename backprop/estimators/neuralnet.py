@@ -32,7 +32,7 @@ from .. import optimizers as optimizers_mod
 from ..layers import Dense, Layer, ReLU
 from ..model import Sequential
 from ..trainer import Trainer
-from .conventions import check_network_output, make_random_state
+from .conventions import check_network_output, make_random_state, neuralnet_warm_start
 
 LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
 
@@ -144,7 +144,7 @@ class NeuralNet(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
-        continuing = self.warm_start and hasattr(self, "model_")
+        continuing = neuralnet_warm_start(self) and hasattr(self, "model_")
         if continuing:
             model = self.model_
             X = self._validate_X(X, False, model.integer_input)
