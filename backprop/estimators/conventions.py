@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
-from sklearn.utils._param_validation import InvalidParameterError
 
 from .. import checks
+from .sklearn_private import InvalidParameterError
 
 #: Hidden activations we accept: scikit-learn's four plus the project's extra layers.
 ACTIVATIONS = (

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.utils._param_validation import InvalidParameterError
 
 from .. import layers as L
 from ..callbacks import Callback
@@ -25,6 +24,7 @@ from ..lbfgs import LBFGS
 from ..optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from ..schedules import ReduceLROnPlateau, Schedule
 from . import conventions as C
+from .sklearn_private import InvalidParameterError
 
 SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
 STOCHASTIC = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
