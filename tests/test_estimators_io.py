@@ -169,6 +169,13 @@ def test_a_forged_random_stream_state_is_refused(tmp_path):
     )
     with pytest.raises(ModelFileError, match=r"forged.npz: config.model_rng.bit_generator"):
         bp.load(tmp_path / "forged.npz")
+    header["config"]["model_rng"]["bit_generator"] = "PCG64"
+    header["config"]["model_rng"]["uinteger"] = 10**12  # an int, but not a uint32: NumPy's check
+    write_archive(
+        tmp_path / "big.npz", {"kind": header["kind"], "config": header["config"]}, arrays
+    )
+    with pytest.raises(ModelFileError, match=r"big.npz: state the configured objects refuse"):
+        bp.load(tmp_path / "big.npz")
     del header["config"]["model_rng"]  # a file from before the stream was kept still loads
     write_archive(
         tmp_path / "old.npz", {"kind": header["kind"], "config": header["config"]}, arrays

@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from .. import io, pruning_files, schemas
+from .. import filecheck, io, pruning_files, schemas
 from ..layers import Dense, Layer, layer_from_spec, layer_spec
 from ..layers.base import unallocated
 from .classifier import MLPClassifier
@@ -156,7 +156,8 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     est.model_.load_state_dict(arrays)
     pruning_files.pruning.set_mask(est.model_, mask)
     if config.get("model_rng") is not None:
-        est.model_.rng.bit_generator.state = config["model_rng"]
+        with filecheck.owner_refusals(where):  # NumPy's own checks (an OverflowError, say)
+            est.model_.rng.bit_generator.state = config["model_rng"]
     fitted = dict(config["fitted"])
     names = fitted.pop("feature_names_in_", None)
     if names is not None:  # columns in another order are then refused, as before saving
