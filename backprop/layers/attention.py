@@ -114,6 +114,8 @@ class MultiHeadSelfAttention(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         check_sequence(x, self, None if self.in_shape is None else self.in_shape[1])
+        if not self.params:
+            raise self._unallocated()
         n, t, _ = x.shape
         mask = check_mask(mask, n, t, self)
         p = self.params

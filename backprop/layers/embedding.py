@@ -95,6 +95,8 @@ class Embedding(Layer):
 
     def forward(self, x: Any, training: bool = False, mask: Any = None) -> np.ndarray:
         ids = self._check_ids(x)
+        if not self.params:
+            raise self._unallocated()
         y = self.params["E"][ids]
         if self.mask_zero:
             y[ids == 0] = 0
@@ -175,6 +177,8 @@ class LearnedPositionalEncoding(_SequenceLayer):
                 f"LearnedPositionalEncoding was built for {self.in_shape[0]} steps, "
                 f"got {x.shape[1]}"
             )
+        if not self.params:
+            raise self._unallocated()
         return x + self.params["P"]
 
     def backward_params_only(self, grad_out: np.ndarray) -> None:

@@ -108,6 +108,8 @@ class Recurrent(Layer):
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         features = None if self.in_shape is None else self.in_shape[1]
         check_sequence(x, self, features)
+        if not self.params:
+            raise self._unallocated()
         n, t, _ = x.shape
         mask = check_mask(mask, n, t, self)
         W, b = self.params["W"], self.params["b"]

@@ -1,0 +1,119 @@
+"""What a new user hits first: a mistyped config key or a misused layer must give an error that
+names the bad value and the place, never a traceback or a silent no-op."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.app.cli import main
+
+CONFIG = """\
+[data]
+source = "classification"
+n_samples = 120
+validation_size = 0.2
+
+[[model.layers]]
+type = "Dense"
+out_features = 4
+[[model.layers]]
+type = "Dense"
+
+[loss]
+name = "cross_entropy"
+
+[trainer]
+epochs = 2
+
+[output]
+plots = false
+gradient_monitor = false
+"""
+
+
+def run_cli(tmp_path, capsys, *overrides: str) -> tuple[int, str]:
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG)
+    args = ["train", str(config), "--out", str(tmp_path / "run"), "--quiet", "--force"]
+    for item in overrides:
+        args += ["--set", item]
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("monitor", ["val_los", "val_acc", "accuracy_val"])
+def test_a_misspelled_early_stopping_monitor_is_a_config_error(tmp_path, capsys, monitor):
+    code, err = run_cli(tmp_path, capsys, f"early_stopping.monitor={monitor}")
+    assert code == 2, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert f"early_stopping.monitor = {monitor!r}" in err and "val_accuracy" in err, err
+    assert not (tmp_path / "run").exists()  # refused before anything trained
+
+
+def test_every_logged_monitor_is_still_accepted(tmp_path, capsys):
+    for monitor in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        code, err = run_cli(tmp_path, capsys, f"early_stopping.monitor={monitor}")
+        assert code == 0, err
+
+
+@pytest.mark.parametrize("sparsity", ["1.5", "-0.5"])
+def test_a_bad_pruning_sparsity_names_the_config_key(tmp_path, capsys, sparsity):
+    code, err = run_cli(tmp_path, capsys, f"pruning.sparsity={sparsity}")
+    assert code == 2 and "Traceback" not in err, err
+    assert f"pruning.sparsity must be in [0, 1), got {sparsity}" in err, err
+
+
+def test_pruning_an_unbuilt_model_is_refused_not_silently_skipped():
+    model = bp.Sequential([bp.Dense(3), bp.ReLU(), bp.Dense(2)], seed=0)
+    with pytest.raises(ValueError, match="not built"):
+        bp.pruning.prune(model, 0.5)
+    with pytest.raises(ValueError, match="not built"):
+        bp.pruning.compute_mask(model, 0.5)
+    model.build((4,))
+    assert bp.pruning.prune(model, 0.5).mean() == pytest.approx(0.5, abs=0.05)
+
+
+X3 = np.zeros((2, 5, 3), np.float32)
+X4 = np.zeros((2, 6, 6, 1), np.float32)
+
+
+@pytest.mark.parametrize(
+    "layer, x",
+    [
+        (bp.Conv2D(2, 3), X4),
+        (bp.Conv1D(2, 3), X3),
+        (bp.RNN(2), X3),
+        (bp.LSTM(2), X3),
+        (bp.GRU(2), X3),
+        (bp.MultiHeadSelfAttention(2, 2), X3),
+        (bp.LearnedPositionalEncoding(), X3),
+        (bp.Embedding(4, 2), np.zeros((2, 5), np.int64)),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, np.ndarray) else "",
+)
+def test_a_layer_used_before_it_has_parameters_says_how_to_give_it_some(layer, x):
+    name = type(layer).__name__
+    with pytest.raises(RuntimeError, match=f"{name} has no parameters yet"):
+        layer.forward(x)
+    layer.initialize(x.shape[1:], dtype="float32")  # what the message says to do
+    assert layer.forward(x).shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    "layers, input_shape, bad",
+    [
+        ([bp.Conv2D(2, 3)], (8, 8, 3), (2, 12, 12, 3)),
+        ([bp.LSTM(2)], (10, 3), (2, 12, 3)),
+    ],
+)
+def test_data_of_the_right_rank_but_wrong_size_is_not_called_the_wrong_rank(
+    layers, input_shape, bad
+):
+    model = bp.Sequential(layers, input_shape=input_shape, seed=0)
+    with pytest.raises(ValueError) as info:
+        model.forward(np.zeros(bad, np.float32))
+    message = str(info.value)
+    assert f"must be {len(bad)}-D" not in message, message  # it is that many dimensions
+    assert str(bad) in message and str(input_shape)[1:-1] in message, message
