@@ -117,3 +117,29 @@ def test_data_of_the_right_rank_but_wrong_size_is_not_called_the_wrong_rank(
     message = str(info.value)
     assert f"must be {len(bad)}-D" not in message, message  # it is that many dimensions
     assert str(bad) in message and str(input_shape)[1:-1] in message, message
+
+
+@pytest.mark.parametrize(
+    "source, key, value",
+    [("mnist", "n_train", -5), ("adding", "n_samples", -3), ("adding", "n_samples", 0)],
+)
+def test_a_negative_data_size_is_refused_and_named(
+    tmp_path, capsys, monkeypatch, source, key, value
+):
+    from backprop.app import datasets
+
+    def fake_mnist(path=None):  # the real loader needs data/mnist.npz; the sizes are what count
+        rng = np.random.default_rng(0)
+        X = rng.integers(0, 256, size=(40, 784)).astype(np.uint8)
+        return X, np.arange(40) % 10, X[:20], np.arange(20) % 10
+
+    monkeypatch.setattr(datasets, "load_mnist", fake_mnist)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[data]\nsource = "{source}"\n{key} = {value}\n[[model.layers]]\ntype = "Dense"\n'
+    )
+    loss = "cross_entropy" if source == "mnist" else "mse"
+    code = main(["train", str(config), "--set", f"loss.name={loss}", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert f"{key} must be" in err and f"got {value}" in err, err
