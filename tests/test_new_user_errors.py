@@ -143,3 +143,19 @@ def test_a_negative_data_size_is_refused_and_named(
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
     assert f"{key} must be" in err and f"got {value}" in err, err
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    import argparse
+
+    from backprop.app.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {action.dest}"
+        for name, command in sub.choices.items()
+        for action in command._actions
+        if action.help is None
+    ]
+    assert len(sub.choices) >= 10 and missing == []

@@ -263,6 +263,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
+SET_HELP = "override one config value, e.g. --set trainer.epochs=5 (repeatable)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backprop",
@@ -279,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one config value, e.g. --set trainer.epochs=5 (repeatable)",
+        help=SET_HELP,
     )
     p.add_argument("--example", metavar="NAME", help="a shipped example config, e.g. digits")
     p.add_argument("--list-examples", action="store_true", help="list the shipped examples")
@@ -308,16 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("gradcheck", help="finite-difference gradient report for a config's model")
-    p.add_argument("config")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    p.add_argument("--samples", type=_positive_int, default=16, help="batch size for the check")
+    p.add_argument("config", help="a TOML config: its model, checked on its first training rows")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=SET_HELP)
     p.add_argument(
-        "--max-entries", type=_positive_int, default=200, help="entries checked per parameter"
+        "--samples", type=_positive_int, default=16, help="batch size for the check (default 16)"
+    )
+    p.add_argument(
+        "--max-entries",
+        type=_positive_int,
+        default=200,
+        help="entries checked per parameter, drawn at random (default 200)",
     )
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("plot", help="re-draw a run directory's figures")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by backprop train")
     p.set_defaults(func=cmd_plot)
 
     tools.add_parsers(sub)
