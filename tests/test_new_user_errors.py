@@ -159,3 +159,23 @@ def test_every_option_of_every_command_has_a_help_line():
         if action.help is None
     ]
     assert len(sub.choices) >= 10 and missing == []
+
+
+def test_a_model_that_cannot_take_the_data_is_not_blamed_on_the_loss(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[data]\nsource = "digits"\n[loss]\nname = "cross_entropy"\n'
+        '[[model.layers]]\ntype = "Embedding"\nvocab_size = 17\ndim = 4\n'
+        '[[model.layers]]\ntype = "SequencePool"\n[[model.layers]]\ntype = "Dense"\n'
+    )
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "[model] cannot take the data: Embedding expects integer ids" in err, err
+    assert "loss.name" not in err, err
+
+
+@pytest.mark.parametrize("layers", ["Dense", {"type": "Dense"}])
+def test_residual_given_one_layer_instead_of_a_list_names_it(layers):
+    with pytest.raises(TypeError, match="Residual takes a list of layers, got"):
+        bp.Residual(layers)
