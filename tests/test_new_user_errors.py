@@ -179,3 +179,60 @@ def test_a_model_that_cannot_take_the_data_is_not_blamed_on_the_loss(tmp_path, c
 def test_residual_given_one_layer_instead_of_a_list_names_it(layers):
     with pytest.raises(TypeError, match="Residual takes a list of layers, got"):
         bp.Residual(layers)
+
+
+SEQUENCE = """\
+[data]
+source = "file"
+path = "{path}"
+validation_size = 0.0
+standardize = false
+
+[[model.layers]]
+type = "GRU"
+units = 4
+[[model.layers]]
+type = "Dense"
+
+[loss]
+name = "cross_entropy"
+
+[trainer]
+epochs = 1
+
+[early_stopping]
+enabled = false
+
+[output]
+plots = false
+gradient_monitor = false
+"""
+
+
+def test_predict_takes_sequences_as_npy_or_as_flat_csv_rows(tmp_path, capsys):
+    """A sequence model trained by the command had no file `backprop predict` would take:
+    .npy had to be 2-D and flat rows were refused for the (t, features) model."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5, 3)).astype(np.float32), np.arange(40) % 2
+    np.savez(tmp_path / "train.npz", X=X, y=y)
+    (tmp_path / "c.toml").write_text(SEQUENCE.format(path=tmp_path / "train.npz"))
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "c.toml"), "--out", str(run), "--quiet"]) == 0
+    expected = bp.load(run / "model.npz").predict(X[:6]).argmax(axis=1)
+    np.save(tmp_path / "seq.npy", X[:6])
+    flat = tmp_path / "flat.csv"
+    flat.write_text("\n".join(",".join(map(repr, row)) for row in X[:6].reshape(6, -1).tolist()))
+    for name in ("seq.npy", "flat.csv"):
+        out = tmp_path / f"{name}.pred.npy"
+        code = main(["predict", str(run / "model.npz"), str(tmp_path / name), "--output", str(out)])
+        assert code == 0, capsys.readouterr().err
+        assert np.array_equal(np.load(out), expected)
+    np.save(tmp_path / "wrong.npy", X[:6].transpose(0, 2, 1))  # (n, 3, 5): never reshaped
+    code = main(
+        ["predict", str(run / "model.npz"), str(tmp_path / "wrong.npy"), "--output", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and "the model expects samples of shape (5, 3), the input has shape (6, 3, 5)" in err
+    )

@@ -78,9 +78,14 @@ def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):
         raise ConfigError(f"the input must hold numbers, got {np.asarray(X).dtype}") from None
+    # Flat rows (a CSV) for a model of images or sequences, or images for a model of flat rows
+    # (a Reshape inside): viewed row-major, as the mnist source's as_sequence makes them.
+    flat = X.ndim == 2 and len(shape) > 1 or X.ndim > 2 and len(shape) == 1
+    if flat and X.ndim >= 2 and np.prod(X.shape[1:]) == np.prod(shape):
+        X = X.reshape(len(X), *shape)
     if X.shape[1:] != shape:
-        want = shape[0] if len(shape) == 1 else f"samples of shape {shape}"
-        raise ConfigError(f"the model expects {want} features, the input has shape {X.shape}")
+        want = f"{shape[0]} features" if len(shape) == 1 else f"samples of shape {shape}"
+        raise ConfigError(f"the model expects {want}, the input has shape {X.shape}")
     bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))
     if len(bad):
         r, c = bad[0]

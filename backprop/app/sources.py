@@ -134,8 +134,8 @@ def _xor(opts: dict[str, Any], seed: int):
 
 
 def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(X, y)`` from ``.npz`` (arrays ``X`` and ``target``), ``.npy`` (a 2-D array; ``target``
-    a column index or None) or ``.csv`` (``target`` a column name or None; a file without a
+    """``(X, y)`` from ``.npz`` (arrays ``X`` and ``target``), ``.npy`` (a 2-D array and
+    ``target`` a column index, or with ``target`` None any ``(n, ...)`` array) or ``.csv`` (``target`` a column name or None; a file without a
     header row, see :func:`has_header`, names its columns "0", "1", ...)."""
     path = Path(path)
     if not path.is_file():
@@ -152,10 +152,10 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
             return f["X"], (None if target is None else f[target])
     if suffix == ".npy":
         A = np.load(path, allow_pickle=False)
+        if A.ndim >= 2 and target is None:  # samples of any shape: images, sequences
+            return A, None
         if A.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D array, got shape {A.shape}")
-        if target is None:
-            return A, None
         if not isinstance(target, int) or not -A.shape[1] <= target < A.shape[1]:
             raise ValueError(f"{path}: target must be a column index below {A.shape[1]}")
         return np.delete(A, target, axis=1), A[:, target]
