@@ -236,3 +236,23 @@ def test_predict_takes_sequences_as_npy_or_as_flat_csv_rows(tmp_path, capsys):
         code == 2
         and "the model expects samples of shape (5, 3), the input has shape (6, 3, 5)" in err
     )
+
+
+def test_estimator_shape_errors_name_shapes_not_an_images_height_as_features():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 4, 4, 1)), np.arange(20) % 2
+    clf = bp.NeuralNetClassifier([bp.Conv2D(2, 3), bp.Flatten()], epochs=1, random_state=0)
+    clf.fit(X, y)
+    for bad in (rng.normal(size=(3, 5, 5, 1)), rng.normal(size=(3, 16))):
+        with pytest.raises(ValueError) as info:
+            clf.predict(bad)
+        message = str(info.value)
+        assert "features" not in message, message  # scikit-learn's: "X has 5 features, ... 4"
+        assert f"samples of shape {bad.shape[1:]}" in message and "(4, 4, 1)" in message
+
+
+@pytest.mark.parametrize("layers", [bp.Dense(3), "Dense"])
+def test_an_estimator_given_one_layer_instead_of_a_list_says_so(layers):
+    clf = bp.NeuralNetClassifier(layers, epochs=1)
+    with pytest.raises(TypeError, match="NeuralNetClassifier: layers must be a list of layers"):
+        clf.fit(np.zeros((4, 2)), [0, 1, 0, 1])

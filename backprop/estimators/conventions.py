@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted
 
 from .. import checks
 
@@ -185,3 +186,30 @@ def hidden_sizes(est: Any) -> list[int]:
         if not _is_int(s) or s <= 0:
             raise ValueError(f"hidden_layer_sizes must be > 0, got {est.hidden_layer_sizes!r}.")
     return [int(s) for s in sizes]
+
+
+def check_layer_list(est: Any) -> None:
+    """``layers`` must be a list of layers or a function returning one: a single layer, table or
+    string (which ``list()`` would take apart letter by letter) is refused by name."""
+    from ..layers.base import Layer
+
+    if isinstance(est.layers, Layer | str | dict):
+        raise TypeError(
+            f"{type(est).__name__}: layers must be a list of layers (or a function returning "
+            f"one), got {est.layers!r}"
+        )
+
+
+def check_fitted_shape(est: Any, X: Any) -> None:
+    """``est`` is fitted, and ``X`` holds samples of its network's shape (named as shapes:
+    scikit-learn's own message, kept for flat data, counts ``X.shape[1]``, an image's height, as
+    its features)."""
+    check_is_fitted(est, "model_")
+    in_shape = est.model_.in_shape
+    shape = getattr(X, "shape", None)  # arrays; anything else is validate_data's to judge
+    shape = tuple(shape)[1:] if isinstance(shape, tuple) else tuple(in_shape)
+    if (len(shape) > 1 or len(in_shape) > 1) and shape != tuple(in_shape):
+        raise ValueError(
+            f"X has samples of shape {shape}, but {type(est).__name__} was fitted on samples "
+            f"of shape {tuple(in_shape)}"
+        )

@@ -26,13 +26,14 @@ from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import column_or_1d, validate_data
 
 from .. import losses as losses_mod
 from .. import optimizers as optimizers_mod
 from ..layers import Dense, Layer, ReLU
 from ..model import Sequential
 from ..trainer import Trainer
+from . import conventions
 
 LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
 
@@ -119,6 +120,7 @@ class NeuralNet(BaseEstimator):
 
     # -- fitting --------------------------------------------------------------------------------
     def _stack(self) -> list[Layer]:
+        conventions.check_layer_list(self)
         if self.layers is None:
             stack: list[Any] = [Dense(100), ReLU()]
         elif callable(self.layers):
@@ -213,7 +215,7 @@ class NeuralNet(BaseEstimator):
 
     def _outputs(self, X: Any) -> np.ndarray:
         """The network's raw outputs for ``X`` (logits, log-rates or values)."""
-        check_is_fitted(self, "model_")
+        conventions.check_fitted_shape(self, X)
         X = self._validate_X(X, False, self.model_.integer_input)
         return self.model_.predict(X)
 
