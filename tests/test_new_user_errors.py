@@ -256,3 +256,20 @@ def test_an_estimator_given_one_layer_instead_of_a_list_says_so(layers):
     clf = bp.NeuralNetClassifier(layers, epochs=1)
     with pytest.raises(TypeError, match="NeuralNetClassifier: layers must be a list of layers"):
         clf.fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("change", ["data.seed=7", "data.test_size=0.5", "model.dtype=float64"])
+def test_a_resume_cannot_change_the_runs_data_or_model(tmp_path, capsys, change):
+    """A resumed run with another data.seed trained its last epochs on a new split (test rows
+    moved into training) and recorded the new seed as the whole run's: refused now."""
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 0, err
+    run = tmp_path / "run"
+    before = (run / "config.toml").read_text(), (run / "model.npz").read_bytes()
+    args = ["train", "--resume", str(run), "--quiet", "--set", "trainer.epochs=3"]
+    code = main([*args, "--set", change])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert f"the run's data and model cannot change ({change.split('=')[0]}: " in err, err
+    assert ((run / "config.toml").read_text(), (run / "model.npz").read_bytes()) == before
+    assert main([*args, "--set", "optimizer.lr=0.0005"]) == 0  # training settings may change

@@ -62,6 +62,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config is None and not (run_dir / "config.toml").is_file():
             return _error(f"--resume {run_dir}: not a run directory (it has no config.toml)")
     config = config_mod.load_config(args.config or run_dir / "config.toml", args.set)
+    if args.resume is not None and (run_dir / "config.toml").is_file():
+        saved = config_mod.load_config(run_dir / "config.toml")
+        if changes := config_mod.resume_changes(saved, config):
+            return _error(
+                f"--resume {run_dir}: the run's data and model cannot change ({'; '.join(changes)})"
+                "; start a new run to change them"
+            )
     if args.resume is None:
         run_dir = new_run_dir(config, args.out)
         claim_run_dir(run_dir, args.force)
