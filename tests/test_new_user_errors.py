@@ -273,3 +273,34 @@ def test_a_resume_cannot_change_the_runs_data_or_model(tmp_path, capsys, change)
     assert f"the run's data and model cannot change ({change.split('=')[0]}: " in err, err
     assert ((run / "config.toml").read_text(), (run / "model.npz").read_bytes()) == before
     assert main([*args, "--set", "optimizer.lr=0.0005"]) == 0  # training settings may change
+
+
+@pytest.mark.parametrize(
+    "arrays, task, message",
+    [
+        (
+            {"X": np.ones((50, 3)), "y": np.arange(40) % 2},
+            "auto",
+            "X has 50 rows but the target 40",
+        ),
+        ({"X": np.full((50, 3), np.nan), "y": np.arange(50) % 2}, "auto", "X holds nan at row 1"),
+        ({"X": np.ones((50, 3)), "y": np.zeros(50)}, "auto", "needs 2 classes or more in y"),
+        ({"X": np.ones((50, 3)), "y": np.arange(50) % 2}, "classify", "data.task must be auto"),
+    ],
+    ids=["short-y", "nan", "one-class", "task"],
+)
+def test_a_data_file_the_run_cannot_use_is_refused_before_training(
+    tmp_path, capsys, arrays, task, message
+):
+    """A y shorter than X raised IndexError (a traceback, exit 1); one class trained and then
+    failed writing the model; an unknown task was taken as a task named 'classify'."""
+    np.savez(tmp_path / "d.npz", **arrays)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[data]\nsource = "file"\npath = "{tmp_path / "d.npz"}"\ntask = "{task}"\n'
+        '[loss]\nname = "cross_entropy"\n[[model.layers]]\ntype = "Dense"\n'
+    )
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and message in err, err
+    assert not (tmp_path / "r").exists()

@@ -246,6 +246,7 @@ def load_source(opts: dict[str, Any]):
         if not opts["path"]:
             raise ValueError("data.path is required for source = 'file'")
         X, y = read_table(opts["path"], opts["target"])
+        check_file_data(opts, X, y)
     else:
         X, y = _generated(name, opts, seed)
     if name == "file" and opts["task"] != "auto":
@@ -258,6 +259,18 @@ def load_source(opts: dict[str, Any]):
     return np.asarray(X), np.asarray(y), task, test, image
 
 
+def check_file_data(opts: dict[str, Any], X: Any, y: Any) -> None:
+    """What a data file must hold: a task we know, as many targets as rows, finite features."""
+    path, X = opts["path"], np.asarray(X)
+    if opts["task"] not in ("auto", "classification", "regression"):
+        raise ValueError(f"data.task must be auto, classification or regression: {opts['task']!r}")
+    if y is not None and len(y) != len(X):
+        raise ValueError(f"{path}: X has {len(X)} rows but the target {len(y)}")
+    if X.dtype.kind in "fc" and not np.isfinite(X).all():
+        row, col = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[0]
+        raise ValueError(f"{path}: X holds {X.reshape(len(X), -1)[row, col]} at row {row + 1}")
+
+
 def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     """Load, split and standardize the data described by a config's ``[data]`` table."""
     X, y, task, test, image = load_source(opts)
@@ -266,6 +279,8 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     if task == "classification":
         all_y = y if test is None else np.concatenate([y, test[1]])
         classes, codes = np.unique(all_y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"classification needs 2 classes or more in y, got only {classes}")
         y, test = codes[: len(y)], (None if test is None else (test[0], codes[len(y) :]))
     strat = y if task == "classification" else None
     test_is_train = False
