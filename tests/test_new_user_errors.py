@@ -304,3 +304,17 @@ def test_a_data_file_the_run_cannot_use_is_refused_before_training(
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and message in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_landscape_of_a_run_without_a_trajectory_draws_what_it_can(tmp_path, capsys):
+    """The default run (output.trajectory = false) made `backprop landscape` crash with
+    UnboundLocalError instead of drawing the 1-D and 2-D figures and saying how to get the path."""
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 0, err
+    run = tmp_path / "run"
+    assert not (run / "trajectory.npy").exists()
+    assert main(["landscape", str(run), "--points", "3", "--samples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "no trajectory.npy in the run" in out
+    assert (run / "figures" / "landscape_1d.png").is_file()
+    assert (run / "figures" / "landscape_2d.png").is_file()

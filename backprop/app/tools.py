@@ -121,7 +121,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     grid = np.linspace(-args.span, args.span, args.points)
     Z = ls.loss_surface(trained, trainer.loss, X, y, d1, d2, grid, grid, **kw)
     figs = run_dir / "figures"
-    written = []
+    written, traj = [], None  # the training path only when the run recorded it
     path = run_dir / "trajectory.npy"
     if path.is_file():
         snaps = np.load(path, allow_pickle=False)
@@ -161,7 +161,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
             "no trajectory.npy in the run: train with --set output.trajectory=true to draw "
             "the training path"
         )
-    print(f"figures: {p1} {p2}")
+    print(f"figures: {' '.join(str(p) for p in [p1, p2, *written])}")
     return 0
 
 
