@@ -19,7 +19,7 @@ import numpy as np
 from .callbacks import Callback
 from .layers import Dense, Dropout
 from .layers.base import Layer
-from .sparse import is_sparse
+from .layers.masking import forward_with_mask
 
 
 class UpdateRatioMonitor(Callback):
@@ -79,10 +79,10 @@ class ActivationRecorder(Callback):
         self.end: dict[str, np.ndarray] = {}
 
     def record(self, model: Any) -> dict[str, np.ndarray]:
-        out = self.X if is_sparse(self.X) else np.asarray(self.X, dtype=model.dtype)
+        out, mask = model.check_input(self.X), None  # as Sequential.forward: masks travel along
         found: dict[str, np.ndarray] = {}
         for i, layer in enumerate(model.layers):
-            out = layer.forward(out, training=False)
+            out, mask = forward_with_mask(layer, out, False, mask)
             if _is_activation(layer):
                 values = out.ravel()
                 step = max(1, values.size // self.max_values)

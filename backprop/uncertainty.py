@@ -36,6 +36,7 @@ from scipy import optimize, special
 
 from . import checks
 from .layers import Dropout
+from .layers.masking import forward_with_mask
 from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 
 
@@ -130,12 +131,14 @@ def mc_dropout_predict(
         for layer in dropouts:
             layer.rng = rng
         for start in range(0, X.shape[0], batch_size):
-            xb = np.asarray(X[start : start + batch_size], dtype=model.dtype)
+            # as Sequential.forward takes it: sparse rows stay sparse, token ids stay integers,
+            # and padding masks travel along (dropout alone in training mode)
+            xb = model.check_input(X[start : start + batch_size])
             samples = []
             for _ in range(n_samples):
-                out = xb
+                out, mask = xb, None
                 for layer in model.layers:
-                    out = layer.forward(out, training=isinstance(layer, Dropout))
+                    out, mask = forward_with_mask(layer, out, isinstance(layer, Dropout), mask)
                 samples.append(_transform(out.astype(np.float64), kind))
             P = np.stack(samples)  # (T, chunk, k)
             mean = P.mean(axis=0)

@@ -216,7 +216,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     config = config_mod.load_config(args.config, [*args.set, "model.dtype=float64"])
     ds = load_data(config, np.float64)
     model = config_mod.build_model(config, ds.X_train.shape[1:], n_model_outputs(config, ds))
-    n = min(args.samples, len(ds.X_train))  # both positive (see _positive_int)
+    n = min(args.samples, ds.X_train.shape[0])  # both positive (see _positive_int); CSR too
     report = check_gradients(
         model,
         config_mod.build_loss(config),

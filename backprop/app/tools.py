@@ -109,7 +109,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         raise ConfigError(f"--span must be positive, got {args.span}")
     run_dir = Path(args.run_dir)
     config, ds, initial, trained, trainer = _load_run(run_dir)
-    n = min(args.samples, len(ds.X_train))
+    n = min(args.samples, ds.X_train.shape[0])  # a CSR matrix has no len()
     X, y = ds.X_train[:n], ds.y_train[:n]
     kw = {"l1": trainer.l1, "l2": trainer.l2}
     alphas, line = ls.loss_along_line(
