@@ -33,7 +33,9 @@ import numpy as np
 from . import pruning
 from .layers import BatchNorm, Dense, Dropout, Layer, PReLU
 from .layers.activations import Activation
+from .layers.masking import forward_with_mask
 from .model import Sequential
+from .sparse import is_sparse
 
 CRITERIA = ("norm", "activation")
 PER_UNIT = (Activation, Dropout, BatchNorm, PReLU)
@@ -69,11 +71,11 @@ def activations(model: Sequential, X: Any, batch_size: int = 1024) -> dict[int, 
     groups = hidden_groups(model)
     taps = {between[-1] if between else i: i for i, (between, _) in groups.items()}
     out: dict[int, list[np.ndarray]] = {i: [] for i in groups}
-    X = np.asarray(X)
+    X = X if is_sparse(X) else np.asarray(X)  # CSR rows stay sparse (np.asarray makes a 0-D)
     for start in range(0, X.shape[0], batch_size):
-        h = model.check_input(X[start : start + batch_size])
+        h, mask = model.check_input(X[start : start + batch_size]), None
         for k, layer in enumerate(model.layers):
-            h = layer.forward(h, training=False)
+            h, mask = forward_with_mask(layer, h, False, mask)  # as Sequential.forward
             if k in taps:
                 out[taps[k]].append(h)
     # units are the last axis: (n, ..., units) -> (n * ..., units)

@@ -88,3 +88,15 @@ def test_gradcheck_and_landscape_run_on_a_sparse_config(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
     assert main(["landscape", str(run), "--points", "3", "--samples", "20"]) == 0
+
+
+def test_unit_activations_take_sparse_rows():
+    X = sp.random(20, 30, density=0.1, format="csr", random_state=1, dtype=np.float32)
+    model = bp.Sequential([bp.Dense(30, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0)
+    sparse, dense = (
+        bp.structured.activations(model, X),
+        bp.structured.activations(model, X.toarray()),
+    )
+    np.testing.assert_allclose(sparse[0], dense[0], rtol=1e-6, atol=1e-7)
+    small = bp.structured.prune_units(model, 0.5, criterion="activation", X=X)
+    assert small.layers[0].params["W"].shape == (30, 4)
