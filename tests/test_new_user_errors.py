@@ -318,3 +318,12 @@ def test_landscape_of_a_run_without_a_trajectory_draws_what_it_can(tmp_path, cap
     assert "no trajectory.npy in the run" in out
     assert (run / "figures" / "landscape_1d.png").is_file()
     assert (run / "figures" / "landscape_2d.png").is_file()
+
+
+def test_a_channel_mismatch_shows_both_sample_shapes():
+    model = bp.Sequential([bp.Conv2D(4, 3)], input_shape=(8, 8, 3), seed=0)
+    with pytest.raises(ValueError) as info:
+        model.forward(np.zeros((2, 8, 8, 2), np.float32))
+    assert "expected 3 features, got 2 (samples of shape (8, 8, 3), got (8, 8, 2))" in str(
+        info.value
+    )
