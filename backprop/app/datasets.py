@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 KEYS = ("X_train", "y_train", "X_test", "y_test")
-FETCH_HINT = "python scripts/fetch_data.py {name}"
+FETCH_HINT = "python scripts/fetch_data.py {name} (in a checkout of the repository)"
 
 
 def data_dir() -> Path:
