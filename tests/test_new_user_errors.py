@@ -3,6 +3,8 @@ names the bad value and the place, never a traceback or a silent no-op."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -327,3 +329,21 @@ def test_a_channel_mismatch_shows_both_sample_shapes():
     assert "expected 3 features, got 2 (samples of shape (8, 8, 3), got (8, 8, 2))" in str(
         info.value
     )
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: bp.GRU(4, return_sequences="no"), "return_sequences must be True or False"),
+        (lambda: bp.MultiHeadSelfAttention(2, 4, causal="no"), "causal must be True or False"),
+        (lambda: bp.Embedding(9, 4, mask_zero="no"), "mask_zero must be True or False"),
+        (lambda: bp.SequenceCrossEntropy(ignore_index=0.5), "ignore_index must be an integer"),
+        (lambda: bp.LSTM(4, forget_bias="one"), "forget_bias must be a finite number"),
+        (lambda: bp.Masking("x"), "mask_value must be a number (not NaN), got 'x'"),
+    ],
+)
+def test_sequence_layer_flags_are_not_coerced(make, message):
+    """bool('no') is True and int(0.5) is 0: return_sequences="no" returned sequences and
+    ignore_index=0.5 silently ignored every label 0."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()

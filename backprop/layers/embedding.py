@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from .base import Layer, check_positive_int
 from .masking import check_sequence
 from .registry import register_layer
@@ -58,7 +59,7 @@ class Embedding(Layer):
         super().__init__()
         self.vocab_size = check_positive_int("vocab_size", vocab_size)
         self.dim = check_positive_int("dim", dim)
-        self.mask_zero = bool(mask_zero)
+        self.mask_zero = checks.boolean("mask_zero", mask_zero)
         self._ids: np.ndarray | None = None
         self._dtype: np.dtype = np.dtype(np.float32)
 

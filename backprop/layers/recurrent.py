@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from .. import checks
 from .base import Layer, check_positive_int
 from .masking import check_mask, check_sequence
 
@@ -69,7 +70,7 @@ class Recurrent(Layer):
     ) -> None:
         super().__init__()
         self.units = check_positive_int("units", units)
-        self.return_sequences = bool(return_sequences)
+        self.return_sequences = checks.boolean("return_sequences", return_sequences)
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
         self.reduce = reduce
