@@ -78,7 +78,7 @@ def real(
             where = ""
         else:
             where = f" in {left}{lo}, {hi}{right}"
-        kind = "a number (not NaN)" if allow_inf else "a finite number"
+        kind = "a non-NaN number" if allow_inf else "a finite number"
         raise ValueError(f"{name} must be {kind}{where}, got {value!r}")
     return float(value)
 

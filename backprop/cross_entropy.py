@@ -203,6 +203,14 @@ class SequenceCrossEntropy(Loss):
         self._grad = p
         return value
 
+    def total_weight(self, y_true: Any, sample_weight: Any, n: int) -> float:
+        """``sum_{(i,s) in V} w_i``: the weight of the real steps, which ``forward`` divides by."""
+        valid = np.asarray(y_true) != self.ignore_index
+        if sample_weight is None:
+            return float(np.count_nonzero(valid))
+        w = np.asarray(sample_weight, dtype=np.float64)
+        return float(np.dot(valid.sum(axis=1), w)) if valid.ndim == 2 else float(valid.sum())
+
     def config(self) -> dict[str, Any]:
         return {"ignore_index": self.ignore_index}
 

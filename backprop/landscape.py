@@ -50,13 +50,15 @@ from .regularization import penalty
 
 
 def _loss_at(model, loss_fn, X, y, w, batch_size: int, l1: float, l2: float) -> float:
-    """The (weighted) mean loss of ``model`` over all of X, chunk by chunk, plus the penalty."""
+    """The (weighted) mean loss of ``model`` over all of X, chunk by chunk, plus the penalty
+    (each chunk weighted by what the loss divides by: rows, weights or a sequence's real steps,
+    as in :meth:`Trainer.evaluate`)."""
     total = weight_total = 0.0
     for start in range(0, X.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         out = model.forward(X[sl])
         wb = None if w is None else w[sl]
-        bw = out.shape[0] if wb is None else float(wb.sum())
+        bw = loss_fn.total_weight(y[sl], wb, out.shape[0])
         if bw > 0:
             total += loss_fn.forward(out, y[sl], wb) * bw
             weight_total += bw

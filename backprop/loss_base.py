@@ -89,6 +89,14 @@ class Loss:
         self._grad = dl
         return value
 
+    def total_weight(self, y_true: Any, sample_weight: Any, n: int) -> float:
+        """The weight ``forward`` divides by for a batch of ``n`` rows: ``n``, or ``sum(w)`` with
+        sample weights. Evaluating data in chunks weights each chunk's loss by it, so that the
+        result is the loss over all of the data at once (a chunk of weight 0 adds nothing)."""
+        if sample_weight is None:
+            return float(n)
+        return float(np.sum(sample_weight, dtype=np.float64))
+
     def backward(self) -> np.ndarray:
         """dL/dy_pred of the last ``forward`` (a fresh array the caller may keep)."""
         if self._grad is None:

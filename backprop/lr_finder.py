@@ -40,7 +40,6 @@ import numpy as np
 
 from . import checks
 from .data import check_sample_weight, check_targets, check_X, gather
-from .regularization import add_penalty_gradient, clip_by_global_norm, global_norm, penalty
 
 
 @dataclass
@@ -113,7 +112,8 @@ def lr_find(
     ----------
     trainer : Trainer
         Supplies the model, loss, optimizer (with its state), batch size (its mode resolved as in
-        training), L1/L2 penalties and global-norm clipping. None of it is modified.
+        training) and its update (:meth:`Trainer.train_step`: L1/L2 penalties as it scales
+        them, clipping, frozen layers, pruning masks). None of it is modified.
     X, y : array-like
         Training data, ``(n_samples, *in_shape)`` and labels or targets.
     start, end : float
@@ -149,9 +149,12 @@ def lr_find(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = X.shape[0]
     batch_size = trainer.resolve_batch_size(n)
-    slices = model.trainable_slices()
-    l1, l2 = float(getattr(trainer, "l1", 0.0)), float(getattr(trainer, "l2", 0.0))
-    clip_norm = getattr(trainer, "clip_norm", None)
+    # The trainer's own update on the copies (penalties as it scales them, frozen layers,
+    # pruning masks, every clipping option, proximal L1): a shallow copy whose model,
+    # optimizer and loss are the copies; the trainer itself is never touched.
+    runner = copy.copy(trainer)
+    runner.model, runner.optimizer, runner.loss = model, optimizer, loss_fn
+    runner._trainable = None  # trainable slices recomputed for the copied model
     lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
     order = rng.permutation(n)
     pos = 0
@@ -164,15 +167,10 @@ def lr_find(
         pos += batch_size
         Xb, yb = gather(X, idx), y[idx]
         wb = None if w is None else w[idx]
-        out = model.forward(Xb, training=True)
-        loss = loss_fn.forward(out, yb, wb)
-        model.backward(loss_fn.backward(), need_input_grad=False)
-        weights, grads = model.flat_parameters[: model.n_weights], model.flat_gradients
-        if l1 or l2:
-            loss += penalty(weights, l1, l2)
-            add_penalty_gradient(weights, grads[: model.n_weights], l1, l2)
-        norm = global_norm(grads)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
+        optimizer.lr = float(lr)
+        try:
+            loss, _, _ = runner.train_step(Xb, yb, wb)
+        except FloatingPointError:  # TrainingDivergedError: a non-finite loss or gradient
             diverged = True
             break
         losses.append(float(loss))
@@ -183,10 +181,6 @@ def lr_find(
         if k > 0 and s > diverge * best:
             diverged = True
             break
-        if clip_norm is not None:
-            clip_by_global_norm(grads, clip_norm, norm)
-        optimizer.lr = float(lr)
-        optimizer.step(model.flat_parameters, grads, slices)
     if len(smoothed) < 3:
         raise ValueError(
             f"the loss diverged after {len(smoothed)} steps, at lr={lrs[len(smoothed)]:.3g}: "

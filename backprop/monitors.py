@@ -79,10 +79,10 @@ class ActivationRecorder(Callback):
         self.end: dict[str, np.ndarray] = {}
 
     def record(self, model: Any) -> dict[str, np.ndarray]:
-        out, mask = model.check_input(self.X), None  # as Sequential.forward: masks travel along
+        out, mask = model.check_input(self.X), None  # token ids stay ids, sparse stays sparse
         found: dict[str, np.ndarray] = {}
         for i, layer in enumerate(model.layers):
-            out, mask = forward_with_mask(layer, out, False, mask)
+            out, mask = forward_with_mask(layer, out, False, mask)  # as Sequential.forward
             if _is_activation(layer):
                 values = out.ravel()
                 step = max(1, values.size // self.max_values)

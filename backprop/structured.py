@@ -75,7 +75,7 @@ def activations(model: Sequential, X: Any, batch_size: int = 1024) -> dict[int, 
     for start in range(0, X.shape[0], batch_size):
         h, mask = model.check_input(X[start : start + batch_size]), None
         for k, layer in enumerate(model.layers):
-            h, mask = forward_with_mask(layer, h, False, mask)  # as Sequential.forward
+            h, mask = forward_with_mask(layer, h, False, mask)  # as Sequential.forward does
             if k in taps:
                 out[taps[k]].append(h)
     # units are the last axis: (n, ..., units) -> (n * ..., units)

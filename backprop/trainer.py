@@ -40,6 +40,7 @@ from . import schedules as schedules_mod
 from .batching import ValidationSplit, check_data, feed
 from .callbacks import Callback, History
 from .inference import Predictions
+from .layers.containers import named_layers
 from .lbfgs import LBFGS
 from .model import Sequential, spawn_generators
 from .regularization import add_penalty_gradient, global_norm, penalty, soft_threshold
@@ -218,8 +219,9 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         return min(self.batch_size, n_samples)
 
     def _refresh_masks(self) -> None:
-        """Trainable slices and the frozen mask, recomputed when a layer's flag changed."""
-        key = tuple(layer.trainable for layer in self.model.layers)
+        """Trainable slices and the frozen mask, recomputed when a layer's flag changed (any
+        layer's, nested ones inside containers included)."""
+        key = tuple(t for _, _, t in named_layers(self.model.layers))
         if key == self._trainable:
             return
         self._trainable = key

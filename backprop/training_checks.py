@@ -103,20 +103,23 @@ def check_options(trainer: Any, fitting: bool = False) -> None:
 def evaluate_arrays(trainer: Any, X, y, w, batch_size: int, prefix: str) -> dict[str, float]:
     """``Trainer.evaluate`` on checked arrays: the loss plus the penalty, scaled by the
     evaluated data's total weight as the training loss is (``trainer.penalty_terms``), and the
-    metrics, in chunks of ``batch_size`` rows in inference mode."""
+    metrics, in chunks of ``batch_size`` rows in inference mode. Each chunk's loss counts with
+    the weight the loss divides by (``loss.total_weight``: its rows or summed sample weights,
+    a sequence loss's real steps), so the result does not depend on ``batch_size``."""
     metrics = make_metrics(trainer.loss, trainer.metric_names)
-    total = weight_total = 0.0
+    total = loss_weight = weight_total = 0.0
     for start in range(0, X.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         out = trainer.model.forward(X[sl])
         wb = None if w is None else w[sl]
-        bw = out.shape[0] if wb is None else float(wb.sum())
-        if bw > 0:
-            total += trainer.loss.forward(out, y[sl], wb) * bw
-            weight_total += bw
+        weight_total += out.shape[0] if wb is None else float(wb.sum())
+        lw = trainer.loss.total_weight(y[sl], wb, out.shape[0])
+        if lw > 0:
+            total += trainer.loss.forward(out, y[sl], wb) * lw
+            loss_weight += lw
         for metric in metrics:
             metric.update(out, y[sl], wb)
-    loss = total / weight_total if weight_total else math.nan
+    loss = total / loss_weight if loss_weight else math.nan
     l1, l2 = trainer.penalty_terms(weight_total)
     loss += penalty(trainer.model.flat_parameters[: trainer.model.n_weights], l1, l2)
     result = {f"{prefix}loss": loss}

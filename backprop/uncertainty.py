@@ -10,8 +10,9 @@ losses) approximate samples from the predictive distribution::
     entropy = -sum_c mean_c log mean_c        (n,)   classification: total uncertainty
     mutual_information = entropy - 1/T sum_t H(p_t)  (n,)   the part due to the weights (BALD)
 
-Only the Dropout layers switch to training behaviour: BatchNorm keeps its running statistics and
-nothing is cached or updated. The masks come from the generator passed in, not from the model's
+Only the Dropout layers (inside containers too) switch to training behaviour; the rest is the
+model's own inference forward (padding masks, token ids): BatchNorm keeps its running
+statistics and nothing is cached or updated. The masks come from the generator passed in, not from the model's
 dropout stream, so a later training run is not disturbed.
 
 **Calibration** of a classifier. With ``M`` equal-width bins of the confidence ``max_c p_c``::
@@ -36,7 +37,7 @@ from scipy import optimize, special
 
 from . import checks
 from .layers import Dropout
-from .layers.masking import forward_with_mask
+from .layers.containers import named_layers
 from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 
 
@@ -87,6 +88,15 @@ def _entropy(p: np.ndarray) -> np.ndarray:
     return -np.sum(special.xlogy(p, p), axis=-1)
 
 
+def _always_on(layer: Dropout):
+    """``layer``'s forward in training mode whatever it is asked (MC dropout's passes)."""
+
+    def forward(x: np.ndarray, training: bool = False) -> np.ndarray:
+        return type(layer).forward(layer, x, training=True)
+
+    return forward
+
+
 def mc_dropout_predict(
     model: Any,
     X: Any,
@@ -117,7 +127,9 @@ def mc_dropout_predict(
     """
     checks.integer("n_samples", n_samples, 2)
     kind = output_transform(output)
-    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    # Every Dropout, inside containers too, is switched on for these passes; the rest of the
+    # model runs its own inference forward (padding masks and token ids included).
+    dropouts = [la for _, la, _ in named_layers(model.layers) if isinstance(la, Dropout)]
     if not dropouts:
         raise ValueError(
             "MC dropout needs a model with at least one Dropout layer; this one has none "
@@ -130,15 +142,12 @@ def mc_dropout_predict(
     try:
         for layer in dropouts:
             layer.rng = rng
+            layer.forward = _always_on(layer)  # an instance attribute, deleted below
         for start in range(0, X.shape[0], batch_size):
-            # as Sequential.forward takes it: sparse rows stay sparse, token ids stay integers,
-            # and padding masks travel along (dropout alone in training mode)
-            xb = model.check_input(X[start : start + batch_size])
+            xb = X[start : start + batch_size]
             samples = []
             for _ in range(n_samples):
-                out, mask = xb, None
-                for layer in model.layers:
-                    out, mask = forward_with_mask(layer, out, isinstance(layer, Dropout), mask)
+                out = model.forward(xb)
                 samples.append(_transform(out.astype(np.float64), kind))
             P = np.stack(samples)  # (T, chunk, k)
             mean = P.mean(axis=0)
@@ -151,6 +160,7 @@ def mc_dropout_predict(
     finally:
         for layer, r in zip(dropouts, saved, strict=True):
             layer.rng = r
+            layer.__dict__.pop("forward", None)
     return MCPrediction(
         mean=np.concatenate(means),
         std=np.concatenate(stds),

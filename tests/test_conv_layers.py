@@ -276,6 +276,8 @@ def test_bad_input_shapes_are_refused(make_layer, in_shape, match):
         (lambda: Conv2D(2, 3, padding="full"), "padding"),
         (lambda: Conv2D(2, 3, padding=-1), "padding"),
         (lambda: Conv2D(2, 3, dilation=True), "dilation"),
+        (lambda: MaxPool2D(0), "pool_size must be .* got 0"),
+        (lambda: AvgPool1D((2, 2)), r"pool_size must be .* got \(2, 2\)"),
         (lambda: Reshape((2, -1, -1)), "at most one -1"),
     ],
 )

@@ -127,3 +127,15 @@ def test_activation_recorder_takes_sparse_input():
     model = bp.Sequential([bp.Dense(6, 4), bp.ReLU(), bp.Dense(4, 2)], seed=0)
     rec = bp.ActivationRecorder(X)
     assert rec.record(model)["1 ReLU"].shape == (30 * 4,)
+
+
+def test_activation_recorder_sees_what_the_model_computes_on_padded_sequences():
+    # It ran the layers one by one: the padding mask never reached the attention layer, so the
+    # recorded activations were not the model's.
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 9, size=(6, 5))
+    ids[:, 3:] = 0
+    layers = [bp.Embedding(9, 4, mask_zero=True), bp.MultiHeadSelfAttention(1, 4), bp.Tanh()]
+    model = bp.Sequential(layers, input_shape=(5,), dtype="float64", seed=0)
+    got = bp.ActivationRecorder(ids).record(model)["2 Tanh"]
+    np.testing.assert_allclose(got, model.forward(ids).ravel(), rtol=1e-12, atol=1e-15)

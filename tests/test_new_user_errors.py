@@ -339,7 +339,7 @@ def test_a_channel_mismatch_shows_both_sample_shapes():
         (lambda: bp.Embedding(9, 4, mask_zero="no"), "mask_zero must be True or False"),
         (lambda: bp.SequenceCrossEntropy(ignore_index=0.5), "ignore_index must be an integer"),
         (lambda: bp.LSTM(4, forget_bias="one"), "forget_bias must be a finite number"),
-        (lambda: bp.Masking("x"), "mask_value must be a number (not NaN), got 'x'"),
+        (lambda: bp.Masking("x"), "mask_value must be a non-NaN number, got 'x'"),
     ],
 )
 def test_sequence_layer_flags_are_not_coerced(make, message):

@@ -190,6 +190,13 @@ def test_clear_errors(rng):
         bp.RNN(2, truncate=0)
     with pytest.raises(ValueError, match="activation"):
         bp.RNN(2, activation="sigmoid")
+    # a NaN forget bias made every output NaN, a NaN mask value masked nothing: both refused
+    with pytest.raises(ValueError, match="forget_bias must be a finite number, got nan"):
+        bp.LSTM(2, forget_bias=float("nan"))
+    with pytest.raises(ValueError, match="forget_bias must be a finite number, got 'a'"):
+        bp.LSTM(2, forget_bias="a")
+    with pytest.raises(ValueError, match="mask_value must be a .*number, got nan"):
+        bp.Masking(float("nan"))
     with pytest.raises(RuntimeError, match="without a preceding forward"):
         standalone(bp.GRU(H), (T, D)).backward(np.ones((2, H)))
 

@@ -120,6 +120,48 @@ def test_freezing_a_residual_freezes_everything_inside(rng):
     assert "2.1.1.W" not in {c.name for c in report.checks}
 
 
+def test_freezing_a_nested_layer_between_fits_of_one_trainer_holds_it(rng):
+    # The trainer caches its trainable slices; freezing a layer inside a Residual (not a
+    # top-level flag) after a first fit must still refresh them, else the L2 gradient and the
+    # optimizer's momentum keep moving the "frozen" weights.
+    model = _model()
+    trainer = bp.Trainer(
+        model, "cross_entropy", bp.SGD(0.1, momentum=0.9), l2=0.1, batch_size=4, epochs=1, seed=0
+    )
+    X, y = rng.normal(size=(16, 4)), rng.integers(0, 3, 16)
+    trainer.fit(X, y)
+    model.layers[1].layers[2].trainable = False
+    before = model.state_dict()
+    trainer.fit(X, y)
+    after = model.state_dict()
+    assert np.array_equal(before["1.2.W"], after["1.2.W"])
+    assert not np.array_equal(before["1.0.W"], after["1.0.W"])
+
+
+def test_a_frozen_residual_freezes_the_batchnorm_statistics_inside(rng):
+    # Freezing a BatchNorm keeps its running statistics; freezing a Residual that holds it (at
+    # any depth) must do the same, and unfreezing it lets them move again.
+    X, y = rng.normal(2.0, 3.0, size=(32, 4)), rng.integers(0, 2, 32)
+    for freeze in ("layer", "container", "outer container"):
+        bn = bp.BatchNorm()
+        inner = bp.Residual([bp.Dense(4), bn])
+        outer = bp.Residual([inner, bp.Tanh()])
+        model = bp.Sequential([outer, bp.Dense(2)], input_shape=(4,), dtype="float64", seed=0)
+        frozen = {"layer": bn, "container": inner, "outer container": outer}[freeze]
+        frozen.trainable = False
+        trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=1, batch_size=8, seed=0)
+        before = {k: v.copy() for k, v in model.buffers().items()}
+        trainer.fit(X, y)
+        for key, value in model.buffers().items():
+            assert np.array_equal(before[key], value), (freeze, key)
+        assert bn.trainable is (freeze != "layer")  # the children's own flags are untouched
+        report = bp.check_gradients(model, bp.SoftmaxCrossEntropy(), X[:5], y[:5])
+        assert report.passed, str(report)
+        frozen.trainable = True
+        trainer.fit(X, y)
+        assert not np.array_equal(before["0.0.1.running_mean"], bn.buffers["running_mean"])
+
+
 def test_a_residual_must_keep_the_shape():
     with pytest.raises(ValueError, match=r"Residual: its layers map input shape \(4,\) to \(2,\)"):
         bp.Residual([bp.Dense(2)]).build((4,))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
+from backprop import landscape
 
 
 def token_batch(rng, n=4, t=6, vocab=9):
@@ -34,6 +35,42 @@ def test_whole_model_gradients_with_padding_masks_and_a_per_step_loss(rng):
     )
     report = bp.check_gradients(model, bp.SequenceCrossEntropy(), ids, labels, check_input=False)
     assert report.passed, report
+
+
+def test_evaluating_a_per_step_loss_in_chunks_gives_the_loss_over_all_the_data(rng):
+    # SequenceCrossEntropy is a mean over real steps; chunks with more padding must not count
+    # as much as chunks with less (their loss was weighted by rows), and a chunk with no real
+    # step adds nothing instead of failing.
+    ids = rng.integers(1, 9, size=(7, 5))
+    labels = rng.integers(0, 3, size=ids.shape)
+    for i, length in enumerate([1, 5, 2, 5, 0, 3, 1]):
+        ids[i, length:] = 0
+    labels[ids == 0] = -1
+    model = bp.Sequential(
+        [bp.Embedding(9, 4, mask_zero=True), bp.LSTM(3, return_sequences=True), bp.Dense(3)],
+        input_shape=(5,),
+        dtype="float64",
+        seed=0,
+    )
+    loss = bp.SequenceCrossEntropy()
+    weights = rng.uniform(0.5, 2.0, size=7)
+    for w in (None, weights):
+        whole = loss.forward(model.forward(ids), labels, w)
+        trainer = bp.Trainer(model, loss, "sgd", metrics=[], l2=0.0)
+        for batch_size in (1, 2, 3, 1024):
+            got = trainer.evaluate(ids, labels, sample_weight=w, batch_size=batch_size)["loss"]
+            assert got == pytest.approx(whole, rel=1e-12), (w is None, batch_size)
+            _, line = landscape.loss_along_line(
+                model,
+                loss,
+                ids,
+                labels,
+                model.flat_parameters,
+                alphas=np.array([0.0]),
+                sample_weight=w,
+                batch_size=batch_size,
+            )  # the loss landscape sums chunks the same way
+            assert line[0] == pytest.approx(whole, rel=1e-12), (w is None, batch_size)
 
 
 @pytest.mark.parametrize("cell", [bp.RNN, bp.GRU])

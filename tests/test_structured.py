@@ -101,6 +101,26 @@ def test_activation_ranking_keeps_the_most_active_units():
     assert [half.layers[i].out_features for i in (0, 3)] == [4, 3]
 
 
+def test_activations_of_a_sequence_model_honour_its_padding_mask():
+    # The layers ran one by one without the mask: attention looked at padded steps, so the
+    # ranking and the folded means came from activations the model never produces.
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 9, size=(6, 5))
+    ids[:, 3:] = 0
+    layers = [bp.Embedding(9, 4, mask_zero=True), bp.MultiHeadSelfAttention(1, 4)]
+    model = bp.Sequential(
+        [*layers, bp.Dense(6), bp.ReLU(), bp.Dense(3)],
+        input_shape=(5,),
+        dtype="float64",
+        seed=0,
+    )
+    got = structured.activations(model, ids, batch_size=4)[2]
+    h, mask = model.check_input(ids), None
+    for layer in model.layers[:4]:
+        h, mask = bp.layers.masking.forward_with_mask(layer, h, False, mask)
+    np.testing.assert_allclose(got, h.reshape(-1, 6), rtol=1e-12, atol=1e-15)
+
+
 def test_the_smaller_model_trains_and_its_gradients_are_right():
     model, X, y = _trained()
     small = structured.prune_units(model, 0.5, criterion="norm")

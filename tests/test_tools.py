@@ -69,6 +69,44 @@ def test_lr_find_leaves_model_optimizer_and_trainer_bitwise_unchanged(data):
     assert model.rng.bit_generator.state == before[4]
 
 
+def test_lr_find_takes_the_trainers_own_steps(rng):
+    # Penalties scaled per sample, a frozen layer, a pruning mask and value clipping: the range
+    # test's losses are those of Trainer.train_step at the same rates on the same batches (it
+    # applied l1/l2 unscaled, revived pruned weights and ignored clip_value).
+    X, y = rng.normal(size=(64, 6, 2)), rng.integers(0, 3, 64)
+
+    def setup():
+        model = bp.Sequential(
+            [bp.Conv1D(4, 3), bp.ReLU(), bp.GRU(5), bp.Dense(3)],
+            input_shape=(6, 2),
+            dtype="float64",
+            seed=0,
+        )
+        bp.pruning.prune(model, 0.5)
+        model.layers[2].trainable = False
+        return bp.Trainer(
+            model,
+            "cross_entropy",
+            bp.SGD(0.1, momentum=0.9),
+            batch_size=16,
+            l1=0.01,
+            l2=0.5,
+            penalty_scale="per_sample",
+            clip_value=0.05,
+        )
+
+    result = bp.lr_find(setup(), X, y, start=1e-3, end=1.0, steps=8, seed=0)
+    trainer = setup()
+    order, own = np.random.default_rng(0).permutation(64), []
+    for k, lr in enumerate(result.lrs):
+        idx = np.sort(order[16 * k : 16 * (k + 1)]) if k < 4 else None
+        if idx is None:
+            break
+        trainer.optimizer.lr = lr
+        own.append(trainer.train_step(X[idx], y[idx])[0])
+    np.testing.assert_allclose(result.losses[: len(own)], own, rtol=1e-12)
+
+
 def test_lr_find_stops_when_the_loss_diverges_and_the_rates_grow_geometrically(data):
     trainer = make_trainer(mlp(), bp.SGD(0.01))
     result = bp.lr_find(trainer, data["X_train"], data["y_train"], start=1e-4, end=1e4, steps=60)
@@ -196,6 +234,29 @@ def test_mc_dropout_needs_dropout_and_leaves_the_model_untouched(data):
         np.testing.assert_array_equal(value, state[key], err_msg=key)
     assert model.rng.bit_generator.state == rng_state
     assert all(layer.rng is model.rng for layer in model.layers if isinstance(layer, bp.Dropout))
+
+
+def test_mc_dropout_honours_padding_masks_and_dropout_inside_residuals(rng):
+    # It ran the layers one by one: padding masks never reached the LSTM (a padded sequence got
+    # other numbers than the same sequence alone), and a Dropout inside a Residual was not found.
+    def seq_model(t):
+        layers = [bp.Embedding(9, 4, mask_zero=True), bp.LSTM(4), bp.Dropout(0.5), bp.Dense(3)]
+        return bp.Sequential(layers, input_shape=(t,), dtype="float64", seed=0)
+
+    ids = rng.integers(1, 9, size=(6, 2))
+    padded = np.concatenate([ids, np.zeros((6, 3), dtype=ids.dtype)], axis=1)
+    short, long = seq_model(2), seq_model(5)
+    long.flat_parameters[...] = short.flat_parameters  # no parameter depends on t
+    a = bp.mc_dropout_predict(short, ids, n_samples=4, seed=1)
+    b = bp.mc_dropout_predict(long, padded, n_samples=4, seed=1)
+    np.testing.assert_allclose(b.mean, a.mean, rtol=1e-12)
+    np.testing.assert_allclose(b.std, a.std, rtol=1e-12, atol=1e-15)
+    nested = bp.Sequential(
+        [bp.Dense(3, 8), bp.Residual([bp.Dense(8), bp.Dropout(0.5)]), bp.Dense(2)], seed=0
+    )
+    out = bp.mc_dropout_predict(nested, rng.normal(size=(5, 3)), n_samples=4)
+    assert out.std.max() > 0  # the nested Dropout was on
+    assert "forward" not in vars(nested.layers[1].layers[1])  # its own forward again
 
 
 @pytest.mark.slow

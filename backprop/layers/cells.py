@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import checks
+from ..checks import real
 from .recurrent import Recurrent, carry, sigmoid, split_grad
 from .registry import register_layer
 
@@ -144,7 +144,7 @@ class LSTM(Recurrent):
         truncate: int | None = None,
     ) -> None:
         super().__init__(units, return_sequences, reduce, truncate)
-        self.forget_bias = None if forget_bias is None else checks.real("forget_bias", forget_bias)
+        self.forget_bias = None if forget_bias is None else real("forget_bias", forget_bias)
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
         super().reset_parameters(rng)

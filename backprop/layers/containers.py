@@ -9,6 +9,11 @@ A container's parameters are its children's, named ``"j.key"`` for child ``j`` (
 Sequential, child 0 of layer 3 owns ``"3.0.W"``), and live as views in the same flat buffer:
 ``bind`` hands each child its share. ``config()`` holds the children's specs, so files and
 configs nest without knowing the container.
+
+A frozen container (``trainable = False``) freezes everything inside it. Its children's own
+flags are left as they are; each forward tells them ``frozen_by_container`` (True inside a
+frozen container, at any depth), which a BatchNorm reads to keep its running statistics exactly
+as a frozen BatchNorm does, and backward zeroes their gradients.
 """
 
 from __future__ import annotations
@@ -148,7 +153,9 @@ class Residual(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         out = x
+        frozen = not self.trainable or getattr(self, "frozen_by_container", False)
         for layer in self.layers:
+            layer.frozen_by_container = frozen  # (see the module docstring)
             out, _ = forward_with_mask(layer, out, training, mask)
         return out + x  # a new array: out may be x itself (Dropout at inference)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import checks
+from ..checks import real
 from .base import Layer
 from .registry import register_layer
 
@@ -81,7 +81,7 @@ class Masking(Layer):
 
     def __init__(self, mask_value: float = 0.0) -> None:
         super().__init__()
-        self.mask_value = checks.real("mask_value", mask_value, allow_inf=True)
+        self.mask_value = real("mask_value", mask_value, allow_inf=True)  # NaN never matches
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(in_shape) != 2:

@@ -130,8 +130,9 @@ class BatchNorm(_Normalization):
     Training with the running statistics instead of the batch's (they are used as constants,
     and not updated), in two cases:
 
-    * the layer is frozen (``trainable = False``): for transfer learning the layer keeps the
-      statistics it learned, as Keras does; ``gamma``/``beta`` stay fixed too;
+    * the layer is frozen (``trainable = False``, on it or on a Residual holding it): for
+      transfer learning the layer keeps the statistics it learned, as Keras does;
+      ``gamma``/``beta`` stay fixed too;
     * the batch holds a single value per feature (one sample of a 2-D batch), whose variance
       is 0: the Trainer avoids such batches
       (a last batch of one row joins the previous batch), but a stochastic run, a one-row
@@ -173,7 +174,8 @@ class BatchNorm(_Normalization):
             )
         axes = self._axes(x)
         m = x.size // x.shape[-1]  # values per statistic
-        self._fixed_stats = m < 2 or not self.trainable
+        frozen = not self.trainable or getattr(self, "frozen_by_container", False)
+        self._fixed_stats = m < 2 or frozen
         if self._fixed_stats:
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             return self._normalize(x, rm, rv, True)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._maxpool import index_dtype, max_backward, max_backward_tiled, max_forward
-from ._windows import col2im_add
+from ._windows import as_tuple, col2im_add
 from .base import Layer
 from .registry import register_layer
 from .spatial import Ints, Padding, SpatialLayer
@@ -44,6 +44,7 @@ class _Pool(SpatialLayer):
     def __init__(
         self, pool_size: Ints = 2, stride: Ints | None = None, padding: Padding = "valid"
     ) -> None:
+        as_tuple("pool_size", pool_size, self.ndim)  # a bad value named as the caller named it
         super().__init__(pool_size, pool_size if stride is None else stride, padding, 1)
 
     @property
