@@ -338,6 +338,7 @@ def test_a_channel_mismatch_shows_both_sample_shapes():
         (lambda: bp.MultiHeadSelfAttention(2, 4, causal="no"), "causal must be True or False"),
         (lambda: bp.Embedding(9, 4, mask_zero="no"), "mask_zero must be True or False"),
         (lambda: bp.SequenceCrossEntropy(ignore_index=0.5), "ignore_index must be an integer"),
+        (lambda: bp.Standardize(3, inverse="no"), "inverse must be True or False"),
         (lambda: bp.LSTM(4, forget_bias="one"), "forget_bias must be a finite number"),
         (lambda: bp.Masking("x"), "mask_value must be a non-NaN number, got 'x'"),
     ],

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from .base import Layer, check_positive_int
 from .registry import register_layer
 
@@ -56,7 +57,7 @@ class Standardize(Layer):
     ) -> None:
         super().__init__()
         self.in_features = self.out_features = check_positive_int("n_features", n_features)
-        self.inverse = bool(inverse)
+        self.inverse = checks.boolean("inverse", inverse)
         dt = np.dtype(dtype)
         self._mean0 = self._checked("mean", 0.0 if mean is None else mean)
         self._scale0 = self._checked("scale", 1.0 if scale is None else scale)
