@@ -355,3 +355,18 @@ def test_a_network_that_ends_with_image_axes_is_told_to_flatten():
     clf = bp.NeuralNetClassifier([bp.Conv2D(2, 3)], epochs=1, random_state=0)  # no Flatten
     with pytest.raises(ValueError, match=r"got shape \(30, 2, 2, 3\); .* end it with Flatten"):
         clf.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "inner, message",
+    [
+        ({"type": "Dense", "units": 8}, "Residual layer 0: unknown key(s) ['units'] for Dense"),
+        ({"type": "Dense", "trainable": "no"}, "trainable must be true or false, got 'no'"),
+        ({"type": "Dens"}, "Residual layer 0: unknown layer type 'Dens'"),
+    ],
+)
+def test_a_nested_layer_table_names_its_bad_key(inner, message):
+    """Inside a Residual the top level's checks did not reach: 'Dense.__init__() got an
+    unexpected keyword argument' and trainable = "no" read as True."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        bp.Residual([inner])
