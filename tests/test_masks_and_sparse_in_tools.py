@@ -6,6 +6,8 @@ sparse config (len() of a CSR matrix)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -88,6 +90,12 @@ def test_gradcheck_and_landscape_run_on_a_sparse_config(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
     assert main(["landscape", str(run), "--points", "3", "--samples", "20"]) == 0
+    capsys.readouterr()
+    # evaluate on the config's own test split (sparse TF-IDF rows): the run's test accuracy
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(config)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert result["accuracy"] == metrics["test"]["accuracy"]
 
 
 def test_unit_activations_take_sparse_rows():

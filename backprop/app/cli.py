@@ -78,9 +78,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # -- evaluate / predict ----------------------------------------------------------------------------
 def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
+    from ..sparse import is_sparse
     from .sources import transform_X
 
     shape = mf.obj.in_shape
+    if is_sparse(X):  # the TF-IDF rows of a text config's test split stay sparse, as in training
+        if X.shape[1:] != shape:
+            raise ConfigError(f"the model expects {shape[0]} features, the input has {X.shape}")
+        if not np.isfinite(X.data).all():
+            raise ConfigError("the input holds non-finite values; predictions need finite ones")
+        return mf.obj.predict(X)
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):
@@ -148,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         pred, _ = _predictions(mf, X)
     except ConfigError as exc:
         raise ConfigError(f"{args.data}: {exc}") from None
-    result: dict[str, Any] = {"n_samples": int(len(X))}
+    result: dict[str, Any] = {"n_samples": int(X.shape[0])}
     if mf.metadata.get("task") == "classification":
         result["accuracy"] = float(np.mean(_same_labels(pred, np.asarray(y))))
     else:
