@@ -137,6 +137,32 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
+    def _check_same_network(self) -> None:
+        """warm_start and partial_fit continue ``model_`` as it was built: an activation,
+        dropout or normalization changed since then would be ignored without a word (scikit-learn
+        applies a new activation), so it is refused."""
+        n_hidden = len(self._dense_layers()) - 1
+        norm = {"batch": L.BatchNorm, "layer": L.LayerNorm}.get(self.normalization)
+        acts = C.per_layer(self, "activation", n_hidden)
+        wanted: list[tuple] = []
+        for act, rate in zip(acts, C.per_layer(self, "dropout", n_hidden), strict=True):
+            wanted += [(norm, None)] if norm else []
+            wanted += [(ACTIVATION_LAYERS[act], None)]
+            wanted += [(L.Dropout, float(rate))] if rate > 0 else []
+        built = [
+            (type(layer), getattr(layer, "drop_rate", None))
+            for layer in self.model_.layers
+            if not isinstance(layer, L.Dense)
+        ]
+        if built != wanted:
+            names = [f"{t.__name__}({r})" if r else t.__name__ for t, r in built]
+            raise ValueError(
+                f"activation={self.activation!r}, dropout={self.dropout!r}, normalization="
+                f"{self.normalization!r} do not match the fitted network ({names} between its "
+                "Dense layers): warm_start and partial_fit continue that network unchanged. Set "
+                "the parameters back, or fit from scratch (warm_start=False)."
+            )
+
     def _make_optimizer(self):
         return make_optimizer(self)
 
@@ -165,6 +191,8 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             self.out_activation_ = self._out_activation()
             self._build(X.shape[1], dtype, rs)
             load_hand_set(self, incremental or self.warm_start)
+        else:
+            self._check_same_network()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         train, validation = self._split(X, Y, y_raw, sw, rs, validation_data)
@@ -202,6 +230,13 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             # a plateau watches the validation the monitor adds: it runs right after it
             self._plateau = [plateau] if plateau is not None else []
         trainer.batch_size = batch
+        # penalties as set now: a partial_fit after set_params(alpha=...) uses the new alpha, as
+        # scikit-learn's does (it reads alpha at every batch)
+        trainer.l1, trainer.l2, trainer.clip_norm = (
+            float(self.l1),
+            float(self.alpha),
+            self.clip_norm,
+        )
         trainer.sampler = C.ShuffleSampler(rs)
         gradual = sparsity.callbacks(self, n, batch)  # pruning (issue 15): [] when sparsity=0
         trainer.callbacks = [
@@ -291,6 +326,8 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         if sample_weight is None:
             return self._class_weight(None, y_raw)
         sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim == 0:  # one number weighs every sample alike, as in scikit-learn
+            sw = np.full(X.shape[0], sw)
         if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
             raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
         if not np.all(np.isfinite(sw)):

@@ -27,6 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from .. import checks
+from .sklearn_private import InvalidParameterError
 
 #: Hidden activations we accept: scikit-learn's four plus the project's extra layers.
 ACTIVATIONS = (
@@ -119,7 +120,9 @@ _is_int = checks.is_integer
 
 
 def _fail(est: Any, name: str, must: str, value: Any) -> None:
-    raise ValueError(
+    # scikit-learn's own error class (a ValueError and a TypeError), so that callers catching
+    # it, or TypeError, work unchanged
+    raise InvalidParameterError(
         f"The {name!r} parameter of {type(est).__name__} must be {must}. Got {value!r} instead."
     )
 
@@ -131,7 +134,7 @@ def check_real(est: Any, name: str, low: float, high: float | None = None, close
     hi_ok = high is None or (
         _is_real(v) and (v <= high if closed in ("right", "both") else v < high)
     )
-    if not (lo_ok and hi_ok) or (_is_real(v) and np.isnan(v)):
+    if not (lo_ok and hi_ok) or (_is_real(v) and not np.isfinite(v)):  # "[0, inf)" excludes inf
         left = "[" if closed in ("left", "both") else "("
         right = "]" if closed in ("right", "both") else ")"
         _fail(
@@ -166,6 +169,8 @@ def check_bool(est: Any, name: str) -> None:
 def per_layer(est: Any, name: str, n_hidden: int) -> list[Any]:
     """A per-hidden-layer setting given once (applies to every hidden layer) or as a list."""
     v = getattr(est, name)
+    if isinstance(v, np.ndarray) and v.ndim == 1:  # a list in an array, as hidden_layer_sizes
+        v = v.tolist()
     if isinstance(v, str) or not isinstance(v, Sequence):
         return [v] * n_hidden
     if len(v) != n_hidden:
@@ -184,7 +189,9 @@ def hidden_sizes(est: Any) -> list[int]:
     sizes = list(sizes)
     for s in sizes:
         if not _is_int(s) or s <= 0:
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {est.hidden_layer_sizes!r}.")
+            raise InvalidParameterError(
+                f"hidden_layer_sizes must be > 0, got {est.hidden_layer_sizes!r}."
+            )
     return [int(s) for s in sizes]
 
 
@@ -200,7 +207,7 @@ def check_layer_list(est: Any) -> None:
         )
 
 
-def check_fitted_shape(est: Any, X: Any) -> None:
+def fitted_for(est: Any, X: Any) -> None:
     """``est`` is fitted, and ``X`` holds samples of its network's shape (named as shapes:
     scikit-learn's own message, kept for flat data, counts ``X.shape[1]``, an image's height, as
     its features)."""
@@ -213,3 +220,28 @@ def check_fitted_shape(est: Any, X: Any) -> None:
             f"X has samples of shape {shape}, but {type(est).__name__} was fitted on samples "
             f"of shape {tuple(in_shape)}"
         )
+
+
+def check_network_output(model: Any, n_outputs: int, classifier: bool) -> None:
+    """A NeuralNet* network must give ``(n_outputs,)`` raw values per sample (logits for a
+    classifier, whose loss applies the softmax). Else predict_proba would have other columns than
+    ``classes_`` (or ``predict`` an index past them), or probabilities of probabilities."""
+    last = model.layers[-1]
+    if model.out_shape != (n_outputs,) or (classifier and type(last).__name__ == "Softmax"):
+        raise ValueError(
+            f"the network ends in {last!r} with {model.out_shape} outputs per sample; the "
+            f"estimator needs ({n_outputs},) raw values (a classifier's logits: its loss applies "
+            "the softmax). End the layers in features (n, k), e.g. with Flatten, and let "
+            "output_layer=True add Dense(n_outputs)"
+        )
+
+
+def neuralnet_warm_start(est: Any) -> bool:
+    """A NeuralNet estimator's ``warm_start``, once it and ``output_layer`` are checked to be
+    bools (a string such as "no" is true: it would continue training, or add a layer) and
+    ``layers`` to be a list (:func:`check_layer_list`): the parameters ``fit`` reads first."""
+    check_layer_list(est)
+    for name in ("warm_start", "output_layer"):
+        if not isinstance(getattr(est, name), bool | np.bool_):
+            raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    return bool(est.warm_start)

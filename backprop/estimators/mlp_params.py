@@ -24,6 +24,7 @@ from ..lbfgs import LBFGS
 from ..optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from ..schedules import ReduceLROnPlateau, Schedule
 from . import conventions as C
+from .sklearn_private import InvalidParameterError
 
 SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
 STOCHASTIC = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
@@ -70,13 +71,19 @@ def check_params(est: Any) -> None:
     C.check_options(est, "l1_method", ("subgradient", "proximal"))
     for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
         C.check_bool(est, name)
+    if not isinstance(est.verbose, bool | np.bool_) and not (
+        C._is_int(est.verbose) and est.verbose >= 0
+    ):
+        C._fail(
+            est, "verbose", "an int in the range [0, inf) or an instance of 'bool'", est.verbose
+        )
     n_hidden = len(C.hidden_sizes(est))
     acts = C.per_layer(est, "activation", n_hidden)
     if isinstance(est.activation, str):
         acts = [est.activation]  # checked even without hidden layers, as in scikit-learn
     for act in acts:
         if not isinstance(act, str) or act not in ACTIVATION_LAYERS:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"The 'activation' parameter of {type(est).__name__} must be a str among "
                 f"{sorted(ACTIVATION_LAYERS)} (or a list of them, one per hidden layer). "
                 f"Got {act!r} instead."

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
@@ -33,7 +32,7 @@ from .. import optimizers as optimizers_mod
 from ..layers import Dense, Layer, ReLU
 from ..model import Sequential
 from ..trainer import Trainer
-from . import conventions
+from .conventions import check_network_output, fitted_for, make_random_state, neuralnet_warm_start
 
 LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
 
@@ -63,10 +62,10 @@ class NeuralNet(BaseEstimator):
         "float32", "float64", or None (default) for the dtype of X (float32 X trains a
         float32 network; float64 X, like scikit-learn's, a float64 one; token ids float32).
     random_state : Any, default None
-        None, an int or a RandomState: initial weights, dropout, batch order.
+        None (fresh entropy from the OS; NumPy's global state is never used), an int, a
+        RandomState or a Generator: initial weights, dropout, batch order.
     warm_start : bool, default False
         continue training ``model_`` on the next fit instead of starting over.
-
     """
 
     def __init__(
@@ -120,7 +119,6 @@ class NeuralNet(BaseEstimator):
 
     # -- fitting --------------------------------------------------------------------------------
     def _stack(self) -> list[Layer]:
-        conventions.check_layer_list(self)
         if self.layers is None:
             stack: list[Any] = [Dense(100), ReLU()]
         elif callable(self.layers):
@@ -146,7 +144,7 @@ class NeuralNet(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
-        continuing = self.warm_start and hasattr(self, "model_")
+        continuing = neuralnet_warm_start(self) and hasattr(self, "model_")
         if continuing:
             model = self.model_
             X = self._validate_X(X, False, model.integer_input)
@@ -160,12 +158,13 @@ class NeuralNet(BaseEstimator):
                 stack.append(Dense(self.n_outputs_))
             if not stack:
                 raise ValueError("layers is empty and output_layer is False: no network to train")
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            seed = int(make_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             self._seed = seed
             dtype = self.dtype
             if dtype is None:
                 dtype = X.dtype if X.dtype.kind == "f" else np.float32
             model = Sequential(stack, input_shape=X.shape[1:], dtype=dtype, seed=seed)
+            check_network_output(model, self.n_outputs_, hasattr(self, "classes_"))
         if X.shape[0] != len(Y):  # X.shape: a scipy.sparse X has no len()
             raise ValueError(f"X has {X.shape[0]} samples but y has {len(Y)}")
         optimizer = self.optimizer
@@ -191,6 +190,8 @@ class NeuralNet(BaseEstimator):
         )
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.ndim == 0:  # one number for every sample, as in scikit-learn
+                sample_weight = np.full(X.shape[0], sample_weight)
             if sample_weight.shape != (X.shape[0],):
                 raise ValueError(
                     f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},)!"
@@ -215,7 +216,7 @@ class NeuralNet(BaseEstimator):
 
     def _outputs(self, X: Any) -> np.ndarray:
         """The network's raw outputs for ``X`` (logits, log-rates or values)."""
-        conventions.check_fitted_shape(self, X)
+        fitted_for(self, X)
         X = self._validate_X(X, False, self.model_.integer_input)
         return self.model_.predict(X)
 

@@ -11,7 +11,11 @@ lines and lets that suite run against backprop unchanged:
   order), computed by the Trainer's own ``loss_and_gradients``; the trailing work buffers
   that scikit-learn passes are accepted and ignored.
 
-Neither is public API: they exist for compatibility only.
+Neither is public API: they exist for compatibility only. Nor is the third mirror,
+``InvalidParameterError``: scikit-learn's parameter-error class (a ``ValueError`` and a
+``TypeError``), raised by the estimators' parameter checks so that code catching scikit-learn's
+error catches ours. It lives in a private scikit-learn module; should a later release move it,
+an equivalent class of our own takes its place instead of the import failing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+try:
+    from sklearn.utils._param_validation import InvalidParameterError
+except ImportError:  # pragma: no cover - a scikit-learn that moved its private module
+
+    class InvalidParameterError(ValueError, TypeError):  # type: ignore[no-redef]
+        """A bad estimator parameter (scikit-learn's class of the same name, mirrored)."""
 
 
 class OptimizerView:

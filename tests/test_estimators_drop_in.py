@@ -1,0 +1,174 @@
+"""The estimators as a scikit-learn user drives them: inputs scikit-learn accepts, parameters
+changed between fits, bad parameter values, and no use of NumPy's global random state.
+
+scikit-learn's own MLP is the oracle wherever it has the behaviour; nothing is hard-coded.
+"""
+
+import numpy as np
+import pytest
+from sklearn import neural_network as sknn
+from sklearn.datasets import load_iris
+
+import backprop as bp
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return (X - X.mean(axis=0)) / X.std(axis=0), y
+
+
+def _global_state():
+    state = np.random.get_state()  # noqa: NPY002 - the global state we must not touch
+    return state[1].copy(), state[2]
+
+
+@pytest.mark.parametrize("kind", ["NeuralNetClassifier", "NeuralNetRegressor"])
+def test_neuralnet_without_random_state_leaves_numpys_global_generator_alone(kind):
+    """random_state=None drew the seed from NumPy's global RandomState: it advanced the
+    caller's stream, and np.random.seed(...) made 'unseeded' fits repeat."""
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = np.arange(30) % 2
+    before = _global_state()
+    getattr(bp, kind)([bp.Dense(4)], epochs=1).fit(X, y)
+    after = _global_state()
+    assert np.array_equal(before[0], after[0]) and before[1] == after[1]
+    weights = []
+    for _ in range(2):
+        np.random.seed(3)  # noqa: NPY002 - deliberately poking the global state
+        weights.append(getattr(bp, kind)([bp.Dense(4)], epochs=1).fit(X, y).model_.flat_parameters)
+    assert not np.array_equal(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("weight", [2.5, 1])
+def test_a_number_as_sample_weight_is_taken_as_scikit_learn_takes_it(iris, weight):
+    """scikit-learn broadcasts a scalar sample_weight to every sample; we raised
+    'sample_weight.shape == (), expected (150,)!'."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=30, max_iter=4, random_state=0)
+    theirs = sknn.MLPClassifier(**params).fit(X, y, sample_weight=weight)
+    ours = bp.MLPClassifier(**params).fit(X, y, sample_weight=weight)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-10)
+    kw = dict(epochs=2, batch_size=30, random_state=0)
+    net = bp.NeuralNetClassifier([bp.Dense(4)], **kw).fit(X, y, sample_weight=weight)
+    ones = bp.NeuralNetClassifier([bp.Dense(4)], **kw).fit(X, y, sample_weight=np.full(150, weight))
+    np.testing.assert_array_equal(net.model_.flat_parameters, ones.model_.flat_parameters)
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("alpha", np.inf),  # was refused by the Trainer as "l2 must be ...": not our name
+        ("tol", np.inf),  # was accepted
+        ("learning_rate_init", np.inf),
+        ("power_t", np.inf),
+        ("epsilon", np.inf),
+        ("verbose", "loud"),  # was accepted
+        ("verbose", -1),
+        ("solver", "newton"),
+        ("activation", "softmax"),
+        ("hidden_layer_sizes", 0),
+    ],
+)
+def test_bad_parameters_raise_what_scikit_learn_raises(iris, name, value):
+    """The same values are refused, with scikit-learn's error class (a ValueError and a
+    TypeError) and the parameter's own name; we raised a plain ValueError."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = iris
+    with pytest.raises(InvalidParameterError):
+        sknn.MLPClassifier(**{name: value}, max_iter=1).fit(X, y)
+    with pytest.raises(InvalidParameterError, match=name):
+        bp.MLPClassifier(**{name: value}, max_iter=1).fit(X, y)
+    with pytest.raises(TypeError, match=name):  # scikit-learn's error is a TypeError as well
+        bp.MLPRegressor(**{name: value}, max_iter=1).fit(X, X[:, 0])
+
+
+@pytest.mark.parametrize("kind", ["MLPClassifier", "MLPRegressor"])
+def test_partial_fit_uses_an_alpha_changed_between_calls(iris, kind):
+    """scikit-learn reads alpha at every batch; our partial_fit kept the first call's penalty."""
+    X, y = iris
+    target = y if kind == "MLPClassifier" else X[:, 0]
+    kw = {"classes": [0, 1, 2]} if kind == "MLPClassifier" else {}
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=50, random_state=0)
+    theirs, ours = getattr(sknn, kind)(**params), getattr(bp, kind)(**params)
+    for est in (theirs, ours):
+        est.partial_fit(X, target, **kw)
+        est.set_params(alpha=3.0)
+        est.partial_fit(X, target)
+        est.partial_fit(X, target)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    for a, b in zip(theirs.coefs_, ours.coefs_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "change", [dict(activation="tanh"), dict(dropout=0.2), dict(normalization="layer")]
+)
+def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(iris, change):
+    """warm_start and partial_fit kept training the network built first: after
+    set_params(activation="tanh") the fit ran ReLU, predict too, and get_params said tanh."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5, 4), solver="sgd", max_iter=3, random_state=0)
+    warm = bp.MLPClassifier(warm_start=True, **params).fit(X, y)
+    warm.set_params(**change)
+    with pytest.raises(ValueError, match="warm_start and partial_fit continue"):
+        warm.fit(X, y)
+    incremental = bp.MLPRegressor(**params).partial_fit(X, X[:, 0])
+    incremental.set_params(**change)
+    with pytest.raises(ValueError, match="do not match the fitted network"):
+        incremental.partial_fit(X, X[:, 0])
+    incremental.set_params(**{k: bp.MLPRegressor().get_params()[k] for k in change})
+    incremental.partial_fit(X, X[:, 0])  # set back: training continues
+    assert incremental.n_iter_ == 1 and len(incremental.loss_curve_) == 2
+
+
+def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):
+    """dropout=np.array([0.1, 0.2]) was refused as 'dropout rates must be in [0, 1), got
+    array([0.1, 0.2])' (rates that are in [0, 1)), and an array of activation names likewise."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=np.array([5, 4]), max_iter=3, random_state=0)
+    as_list = bp.MLPClassifier(dropout=[0.1, 0.2], activation=["tanh", "relu"], **params)
+    as_array = bp.MLPClassifier(
+        dropout=np.array([0.1, 0.2]), activation=np.array(["tanh", "relu"]), **params
+    )
+    np.testing.assert_array_equal(
+        as_array.fit(X, y).predict_proba(X), as_list.fit(X, y).predict_proba(X)
+    )
+    assert as_array.model_.summary() == as_list.model_.summary()
+
+
+@pytest.mark.parametrize(
+    "kind,stack,n_classes",
+    [
+        ("NeuralNetClassifier", [bp.Dense(5)], 3),  # predict_proba had 5 columns for 3 classes
+        ("NeuralNetClassifier", [bp.Dense(3), bp.Softmax()], 3),  # softmax applied twice
+        ("NeuralNetRegressor", [bp.Dense(3)], 1),
+    ],
+)
+def test_neuralnet_refuses_a_network_whose_outputs_do_not_match_the_targets(kind, stack, n_classes):
+    """With output_layer=False the user's last layer is the output: a width other than the
+    number of classes trained without a word (predict then picked column indices past
+    classes_), and a final Softmax gave probabilities of probabilities."""
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    y = np.arange(30) % n_classes if n_classes > 1 else X[:, 0]
+    est = getattr(bp, kind)(stack, output_layer=False, epochs=1, random_state=0)
+    with pytest.raises(ValueError, match=r"outputs per sample; the estimator needs"):
+        est.fit(X, y)
+    ok = getattr(bp, kind)(stack[:1], epochs=1, random_state=0).fit(X, y)  # output layer added
+    if n_classes > 1:
+        assert ok.predict_proba(X).shape == (30, n_classes)
+
+
+@pytest.mark.parametrize("name", ["warm_start", "output_layer"])
+def test_neuralnet_flags_must_be_bools(name):
+    """warm_start="no" continued training the fitted network and output_layer="no" added the
+    output Dense: any non-empty string is true."""
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    est = bp.NeuralNetClassifier([bp.Dense(2)], epochs=1, random_state=0).fit(X, y)
+    est.set_params(**{name: "no"})
+    with pytest.raises(ValueError, match=f"{name} must be True or False, got 'no'"):
+        est.fit(X, y)
