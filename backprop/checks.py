@@ -78,7 +78,8 @@ def real(
             where = ""
         else:
             where = f" in {left}{lo}, {hi}{right}"
-        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
+        kind = "a non-NaN number" if allow_inf else "a finite number"
+        raise ValueError(f"{name} must be {kind}{where}, got {value!r}")
     return float(value)
 
 

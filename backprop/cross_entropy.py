@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from . import checks
 from .data import check_sample_weight
 from .loss_base import Loss, _targets_like
 
@@ -163,7 +164,7 @@ class SequenceCrossEntropy(Loss):
 
     def __init__(self, ignore_index: int = -1) -> None:
         super().__init__()
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = checks.integer("ignore_index", ignore_index)
 
     def forward(self, y_pred: Any, y_true: Any, sample_weight: Any = None) -> float:
         z = np.asarray(y_pred)

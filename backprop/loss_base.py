@@ -24,7 +24,16 @@ def _check_pred(y_pred: Any) -> np.ndarray:
     if y_pred.ndim == 1:
         y_pred = y_pred[:, None]
     if y_pred.ndim != 2:
-        raise ValueError(f"y_pred must be 2-D (n_samples, n_outputs), got shape {y_pred.shape}")
+        hint = ""
+        if y_pred.ndim > 2:  # a network that still has image or sequence axes at its end
+            hint = (
+                "; the network's output keeps its image or sequence axes: end it with Flatten, "
+                "a global pooling layer, SequencePool or a recurrent layer without "
+                "return_sequences (SequenceCrossEntropy takes per-step outputs)"
+            )
+        raise ValueError(
+            f"y_pred must be 2-D (n_samples, n_outputs), got shape {y_pred.shape}{hint}"
+        )
     if y_pred.dtype.kind != "f":
         y_pred = y_pred.astype(np.float64)
     return y_pred

@@ -194,11 +194,11 @@ class Sequential(FlatParameters):
         """The error for data of ``shape`` that does not fit ``(n, *in_shape)``."""
         want = self.in_shape
         if len(shape) == len(want) + 1 and shape[1:-1] == want[:-1]:
-            return ValueError(f"{name}: expected {want[-1]} features, got {shape[-1]}")
+            where = f" (samples of shape {want}, got {tuple(shape[1:])})" if len(want) > 1 else ""
+            return ValueError(f"{name}: expected {want[-1]} features, got {shape[-1]}{where}")
         dims = ", ".join(str(d) for d in want)
-        return ValueError(
-            f"{name} must be {len(want) + 1}-D (n_samples, {dims}), got shape {tuple(shape)}"
-        )
+        rank = "have shape" if len(shape) == len(want) + 1 else f"be {len(want) + 1}-D"
+        return ValueError(f"{name} must {rank} (n_samples, {dims}), got shape {tuple(shape)}")
 
     def forward(self, X: Any, training: bool = False) -> np.ndarray:
         """Output ``(n, *out_shape)`` for input ``X`` ``(n, *in_shape)``.

@@ -93,8 +93,7 @@ def _multiplier(model: Any) -> tuple[np.ndarray, bool]:
     return factor, True
 
 
-# model -> (the mask array it was made from, its 0/1 multiplier). Replace model.weight_mask
-# (set_mask does) rather than editing it in place, or call enforce(model, optimizer) after.
+# model -> (the mask array it was made from, its 0/1 multiplier); see the module docstring.
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -151,6 +150,8 @@ def _check_sparsity(value: Any, name: str = "sparsity") -> float:
 def _targets(model: Any, sparsity: float | dict[str, float], scope: str) -> dict[str, float]:
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if not model.built:  # it has no weights yet: pruning it would silently do nothing
+        raise ValueError("the model is not built: give it input_shape= or fit it before pruning")
     names = list(weight_slices(model))
     if isinstance(sparsity, dict):
         if scope != "layer":
@@ -182,8 +183,7 @@ def compute_mask(
     """A new mask pruning ``sparsity`` of the weights (of each parameter with ``scope="layer"``,
     or a dict ``{"0.W": 0.9, ...}``), on top of the current mask. Does not change the model.
 
-    ``method="magnitude"`` prunes the smallest ``|w|``; ``"random"`` draws from ``rng``.
-    """
+    ``method="magnitude"`` prunes the smallest ``|w|``; ``"random"`` draws from ``rng``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "random" and not isinstance(rng, np.random.Generator):

@@ -35,6 +35,7 @@ from .layers import BatchNorm, Dense, Dropout, Layer, PReLU
 from .layers.activations import Activation
 from .layers.masking import forward_with_mask
 from .model import Sequential
+from .sparse import is_sparse
 
 CRITERIA = ("norm", "activation")
 PER_UNIT = (Activation, Dropout, BatchNorm, PReLU)
@@ -70,7 +71,7 @@ def activations(model: Sequential, X: Any, batch_size: int = 1024) -> dict[int, 
     groups = hidden_groups(model)
     taps = {between[-1] if between else i: i for i, (between, _) in groups.items()}
     out: dict[int, list[np.ndarray]] = {i: [] for i in groups}
-    X = np.asarray(X)
+    X = X if is_sparse(X) else np.asarray(X)  # CSR rows stay sparse (np.asarray makes a 0-D)
     for start in range(0, X.shape[0], batch_size):
         h, mask = model.check_input(X[start : start + batch_size]), None
         for k, layer in enumerate(model.layers):

@@ -62,6 +62,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config is None and not (run_dir / "config.toml").is_file():
             return _error(f"--resume {run_dir}: not a run directory (it has no config.toml)")
     config = config_mod.load_config(args.config or run_dir / "config.toml", args.set)
+    if args.resume is not None and (run_dir / "config.toml").is_file():
+        saved = config_mod.load_config(run_dir / "config.toml")
+        if changes := config_mod.resume_changes(saved, config):
+            return _error(
+                f"--resume {run_dir}: the run's data and model cannot change ({'; '.join(changes)})"
+                "; start a new run to change them"
+            )
     if args.resume is None:
         run_dir = new_run_dir(config, args.out)
         claim_run_dir(run_dir, args.force)
@@ -71,16 +78,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # -- evaluate / predict ----------------------------------------------------------------------------
 def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
+    from ..sparse import is_sparse
     from .sources import transform_X
 
     shape = mf.obj.in_shape
+    if is_sparse(X):  # the TF-IDF rows of a text config's test split stay sparse, as in training
+        if X.shape[1:] != shape:
+            raise ConfigError(f"the model expects {shape[0]} features, the input has {X.shape}")
+        if not np.isfinite(X.data).all():
+            raise ConfigError("the input holds non-finite values; predictions need finite ones")
+        return mf.obj.predict(X)
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):
         raise ConfigError(f"the input must hold numbers, got {np.asarray(X).dtype}") from None
+    # Flat rows (a CSV) for a model of images or sequences, or images for a model of flat rows
+    # (a Reshape inside): viewed row-major, as the mnist source's as_sequence makes them.
+    flat = X.ndim == 2 and len(shape) > 1 or X.ndim > 2 and len(shape) == 1
+    if flat and X.ndim >= 2 and np.prod(X.shape[1:]) == np.prod(shape):
+        X = X.reshape(len(X), *shape)
     if X.shape[1:] != shape:
-        want = shape[0] if len(shape) == 1 else f"samples of shape {shape}"
-        raise ConfigError(f"the model expects {want} features, the input has shape {X.shape}")
+        want = f"{shape[0]} features" if len(shape) == 1 else f"samples of shape {shape}"
+        raise ConfigError(f"the model expects {want}, the input has shape {X.shape}")
     bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))
     if len(bad):
         r, c = bad[0]
@@ -136,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         pred, _ = _predictions(mf, X)
     except ConfigError as exc:
         raise ConfigError(f"{args.data}: {exc}") from None
-    result: dict[str, Any] = {"n_samples": int(len(X))}
+    result: dict[str, Any] = {"n_samples": int(X.shape[0])}
     if mf.metadata.get("task") == "classification":
         result["accuracy"] = float(np.mean(_same_labels(pred, np.asarray(y))))
     else:
@@ -204,7 +223,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     config = config_mod.load_config(args.config, [*args.set, "model.dtype=float64"])
     ds = load_data(config, np.float64)
     model = config_mod.build_model(config, ds.X_train.shape[1:], n_model_outputs(config, ds))
-    n = min(args.samples, len(ds.X_train))  # both positive (see _positive_int)
+    n = min(args.samples, ds.X_train.shape[0])  # both positive (see _positive_int); CSR too
     report = check_gradients(
         model,
         config_mod.build_loss(config),
@@ -263,6 +282,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
+SET_HELP = "override one config value, e.g. --set trainer.epochs=5 (repeatable)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backprop",
@@ -279,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one config value, e.g. --set trainer.epochs=5 (repeatable)",
+        help=SET_HELP,
     )
     p.add_argument("--example", metavar="NAME", help="a shipped example config, e.g. digits")
     p.add_argument("--list-examples", action="store_true", help="list the shipped examples")
@@ -308,16 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("gradcheck", help="finite-difference gradient report for a config's model")
-    p.add_argument("config")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    p.add_argument("--samples", type=_positive_int, default=16, help="batch size for the check")
+    p.add_argument("config", help="a TOML config: its model, checked on its first training rows")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=SET_HELP)
     p.add_argument(
-        "--max-entries", type=_positive_int, default=200, help="entries checked per parameter"
+        "--samples", type=_positive_int, default=16, help="batch size for the check (default 16)"
+    )
+    p.add_argument(
+        "--max-entries",
+        type=_positive_int,
+        default=200,
+        help="entries checked per parameter, drawn at random (default 200)",
     )
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("plot", help="re-draw a run directory's figures")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory written by backprop train")
     p.set_defaults(func=cmd_plot)
 
     tools.add_parsers(sub)

@@ -224,6 +224,19 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
     return out
 
 
+def resume_changes(saved: Config, config: Config) -> list[str]:
+    """What ``config`` changes in ``[data]`` and ``[model]`` from a run's ``saved`` config, as
+    ``"section.key: old -> new"``: a resumed run must keep the split its checkpoint was trained
+    on (another ``data.seed`` would move test rows into training) and the network it holds."""
+    changes = []
+    for section in ("data", "model"):
+        old, new = saved[section], config[section]
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return changes
+
+
 def dumps(resolved: dict[str, Any]) -> str:
     """The resolved config as TOML (tables of plain values, and the layers as [[model.layers]])."""
 

@@ -96,6 +96,10 @@ def build_pruning(config: Config):
     from ..pruning import GradualPruning
 
     table = dict(config["pruning"])
+    if not 0 <= table["sparsity"] < 1:  # GradualPruning would call it `final`
+        raise ConfigError(
+            f"{config.path}: pruning.sparsity must be in [0, 1), got {table['sparsity']!r}"
+        )
     if not table["sparsity"]:
         return None
     try:
@@ -105,11 +109,22 @@ def build_pruning(config: Config):
 
 
 def build_early_stopping(config: Config):
+    """The EarlyStopping callback of ``[early_stopping]``, or None when it is not enabled. Its
+    ``monitor`` must be a value the run logs (the loss, the task's metric, or their ``val_``
+    forms): checked here, as a config error, not after the first epoch."""
     from ..callbacks import EarlyStopping
+    from ..training_checks import make_metrics
 
     table = dict(config["early_stopping"])
     if not table.pop("enabled"):
         return None
+    logged = ["loss", *make_metrics(build_loss(config), "auto", names_only=True)]
+    logged += [f"val_{name}" for name in logged]
+    if table["monitor"] not in logged:
+        raise ConfigError(
+            f"{config.path}: early_stopping.monitor = {table['monitor']!r} is not a value the "
+            f"run logs; valid: {', '.join(logged)}"
+        )
     try:
         return EarlyStopping(**table)
     except ConfigError:  # already names its place

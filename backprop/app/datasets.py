@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 KEYS = ("X_train", "y_train", "X_test", "y_test")
-FETCH_HINT = "python scripts/fetch_data.py {name}"
+FETCH_HINT = "python scripts/fetch_data.py {name} (in a checkout of the repository)"
 
 
 def data_dir() -> Path:
@@ -102,6 +102,8 @@ def adding_problem(
     """
     if length < 2:
         raise ValueError(f"length must be at least 2, got {length!r}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples!r}")
     X = np.zeros((n_samples, length, 2), dtype=dtype)
     X[:, :, 0] = rng.random((n_samples, length))
     half = length // 2

@@ -112,6 +112,10 @@ def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
     loss on class labels, a classification loss on real-valued targets, or any loss whose
     forward pass rejects a sample of the targets."""
     name = config["loss"]["name"]
+    try:  # the model first: its refusal (integer ids for an Embedding, ...) is not the loss's
+        trainer.model.predict(ds.X_train[:2])
+    except ValueError as exc:
+        raise ConfigError(f"{config.path}: [model] cannot take the data: {exc}") from None
     classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
     if classifier_loss != (ds.task == "classification"):
         use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"

@@ -134,8 +134,8 @@ def _xor(opts: dict[str, Any], seed: int):
 
 
 def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(X, y)`` from ``.npz`` (arrays ``X`` and ``target``), ``.npy`` (a 2-D array; ``target``
-    a column index or None) or ``.csv`` (``target`` a column name or None; a file without a
+    """``(X, y)`` from ``.npz`` (arrays ``X`` and ``target``), ``.npy`` (a 2-D array and
+    ``target`` a column index, or with ``target`` None any ``(n, ...)`` array) or ``.csv`` (``target`` a column name or None; a file without a
     header row, see :func:`has_header`, names its columns "0", "1", ...)."""
     path = Path(path)
     if not path.is_file():
@@ -152,10 +152,10 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
             return f["X"], (None if target is None else f[target])
     if suffix == ".npy":
         A = np.load(path, allow_pickle=False)
+        if A.ndim >= 2 and target is None:  # samples of any shape: images, sequences
+            return A, None
         if A.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D array, got shape {A.shape}")
-        if target is None:
-            return A, None
         if not isinstance(target, int) or not -A.shape[1] <= target < A.shape[1]:
             raise ValueError(f"{path}: target must be a column index below {A.shape[1]}")
         return np.delete(A, target, axis=1), A[:, target]
@@ -225,6 +225,8 @@ def load_source(opts: dict[str, Any]):
     elif name in ("mnist", "fashion_mnist"):
         loader = datasets.load_mnist if name == "mnist" else datasets.load_fashion_mnist
         X, y, Xt, yt = loader(opts["path"] or None)
+        if opts["n_train"] < 0:  # X[:-5] would quietly drop the last 5 images
+            raise ValueError(f"n_train must be >= 0 (0: every image), got {opts['n_train']}")
         if opts["n_train"]:
             X, y = X[: opts["n_train"]], y[: opts["n_train"]]
         # pixels 0..255 -> [0, 1]: the usual input scale for MNIST
@@ -244,6 +246,7 @@ def load_source(opts: dict[str, Any]):
         if not opts["path"]:
             raise ValueError("data.path is required for source = 'file'")
         X, y = read_table(opts["path"], opts["target"])
+        check_file_data(opts, X, y)
     else:
         X, y = _generated(name, opts, seed)
     if name == "file" and opts["task"] != "auto":
@@ -256,6 +259,18 @@ def load_source(opts: dict[str, Any]):
     return np.asarray(X), np.asarray(y), task, test, image
 
 
+def check_file_data(opts: dict[str, Any], X: Any, y: Any) -> None:
+    """What a data file must hold: a task we know, as many targets as rows, finite features."""
+    path, X = opts["path"], np.asarray(X)
+    if opts["task"] not in ("auto", "classification", "regression"):
+        raise ValueError(f"data.task must be auto, classification or regression: {opts['task']!r}")
+    if y is not None and len(y) != len(X):
+        raise ValueError(f"{path}: X has {len(X)} rows but the target {len(y)}")
+    if X.dtype.kind in "fc" and not np.isfinite(X).all():
+        row, col = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[0]
+        raise ValueError(f"{path}: X holds {X.reshape(len(X), -1)[row, col]} at row {row + 1}")
+
+
 def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     """Load, split and standardize the data described by a config's ``[data]`` table."""
     X, y, task, test, image = load_source(opts)
@@ -264,6 +279,8 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     if task == "classification":
         all_y = y if test is None else np.concatenate([y, test[1]])
         classes, codes = np.unique(all_y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"classification needs 2 classes or more in y, got only {classes}")
         y, test = codes[: len(y)], (None if test is None else (test[0], codes[len(y) :]))
     strat = y if task == "classification" else None
     test_is_train = False

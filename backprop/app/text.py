@@ -54,7 +54,8 @@ def category_files(path: str | Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"text folder not found: {folder} (for the fortunes set run "
-            "'python scripts/fetch_data.py fortunes', which writes data/fortunes)"
+            "'python scripts/fetch_data.py fortunes' in a checkout of the repository, which writes "
+            "data/fortunes)"
         )
     return {
         f.name: f

@@ -109,7 +109,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         raise ConfigError(f"--span must be positive, got {args.span}")
     run_dir = Path(args.run_dir)
     config, ds, initial, trained, trainer = _load_run(run_dir)
-    n = min(args.samples, len(ds.X_train))
+    n = min(args.samples, ds.X_train.shape[0])  # a CSR matrix has no len()
     X, y = ds.X_train[:n], ds.y_train[:n]
     kw = {"l1": trainer.l1, "l2": trainer.l2}
     alphas, line = ls.loss_along_line(
@@ -121,7 +121,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     grid = np.linspace(-args.span, args.span, args.points)
     Z = ls.loss_surface(trained, trainer.loss, X, y, d1, d2, grid, grid, **kw)
     figs = run_dir / "figures"
-    written = []
+    written, traj = [], None  # the training path only when the run recorded it
     path = run_dir / "trajectory.npy"
     if path.is_file():
         snaps = np.load(path, allow_pickle=False)
@@ -161,7 +161,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
             "no trajectory.npy in the run: train with --set output.trajectory=true to draw "
             "the training path"
         )
-    print(f"figures: {p1} {p2}")
+    print(f"figures: {' '.join(str(p) for p in [p1, p2, *written])}")
     return 0
 
 
@@ -237,30 +237,35 @@ def cmd_cartography(args: argparse.Namespace) -> int:
 def add_parsers(sub: Any) -> None:
     """Add the tools' sub-commands to the ``backprop`` parser."""
     sets = {"action": "append", "default": [], "metavar": "SECTION.KEY=VALUE"}
+    sets["help"] = "override one config value, e.g. --set trainer.epochs=5 (repeatable)"
+    config = {"help": "a TOML config"}
+    run_dir = {"help": "a run directory written by backprop train"}
     p = sub.add_parser("lr-find", help="learning-rate range test for a config's model")
-    p.add_argument("config")
+    p.add_argument("config", **config)
     p.add_argument("--set", **sets)
-    p.add_argument("--start", type=float, default=1e-7, help="first learning rate")
-    p.add_argument("--end", type=float, default=10.0, help="last learning rate")
-    p.add_argument("--steps", type=int, default=100, help="updates (one per rate)")
+    p.add_argument("--start", type=float, default=1e-7, help="first learning rate (default 1e-7)")
+    p.add_argument("--end", type=float, default=10.0, help="last learning rate (default 10)")
+    p.add_argument("--steps", type=int, default=100, help="updates, one per rate (default 100)")
     p.add_argument("--out", help="figure path (default output.dir/NAME-lr-find.png)")
     p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("landscape", help="loss along the training line and around the minimum")
-    p.add_argument("run_dir")
-    p.add_argument("--points", type=int, default=21, help="grid points per axis (2-D)")
-    p.add_argument("--span", type=float, default=1.0, help="the 2-D grid covers +-span")
-    p.add_argument("--samples", type=int, default=2000, help="training rows evaluated")
+    p.add_argument("run_dir", **run_dir)
+    p.add_argument("--points", type=int, default=21, help="grid points per axis, 2-D (default 21)")
+    p.add_argument("--span", type=float, default=1.0, help="the 2-D grid covers +-span (default 1)")
+    p.add_argument(
+        "--samples", type=int, default=2000, help="training rows evaluated (default 2000)"
+    )
     p.set_defaults(func=cmd_landscape)
 
     p = sub.add_parser("uncertainty", help="calibration, temperature scaling and MC dropout")
-    p.add_argument("run_dir")
-    p.add_argument("--samples", type=int, default=30, help="MC dropout passes")
+    p.add_argument("run_dir", **run_dir)
+    p.add_argument("--samples", type=int, default=30, help="MC dropout passes (default 30)")
     p.set_defaults(func=cmd_uncertainty)
 
     p = sub.add_parser("cartography", help="train and rank likely mislabeled samples")
-    p.add_argument("config")
+    p.add_argument("config", **config)
     p.add_argument("--set", **sets)
-    p.add_argument("--top", type=int, default=20, help="how many samples to list")
+    p.add_argument("--top", type=int, default=20, help="how many samples to list (default 20)")
     p.add_argument("--out", help="folder (default output.dir/NAME-cartography)")
     p.set_defaults(func=cmd_cartography)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted
 
 from .. import checks
 from .sklearn_private import InvalidParameterError
@@ -194,6 +195,33 @@ def hidden_sizes(est: Any) -> list[int]:
     return [int(s) for s in sizes]
 
 
+def check_layer_list(est: Any) -> None:
+    """``layers`` must be a list of layers or a function returning one: a single layer, table or
+    string (which ``list()`` would take apart letter by letter) is refused by name."""
+    from ..layers.base import Layer
+
+    if isinstance(est.layers, Layer | str | dict):
+        raise TypeError(
+            f"{type(est).__name__}: layers must be a list of layers (or a function returning "
+            f"one), got {est.layers!r}"
+        )
+
+
+def fitted_for(est: Any, X: Any) -> None:
+    """``est`` is fitted, and ``X`` holds samples of its network's shape (named as shapes:
+    scikit-learn's own message, kept for flat data, counts ``X.shape[1]``, an image's height, as
+    its features)."""
+    check_is_fitted(est, "model_")
+    in_shape = est.model_.in_shape
+    shape = getattr(X, "shape", None)  # arrays; anything else is validate_data's to judge
+    shape = tuple(shape)[1:] if isinstance(shape, tuple) else tuple(in_shape)
+    if (len(shape) > 1 or len(in_shape) > 1) and shape != tuple(in_shape):
+        raise ValueError(
+            f"X has samples of shape {shape}, but {type(est).__name__} was fitted on samples "
+            f"of shape {tuple(in_shape)}"
+        )
+
+
 def check_network_output(model: Any, n_outputs: int, classifier: bool) -> None:
     """A NeuralNet* network must give ``(n_outputs,)`` raw values per sample (logits for a
     classifier, whose loss applies the softmax). Else predict_proba would have other columns than
@@ -210,7 +238,9 @@ def check_network_output(model: Any, n_outputs: int, classifier: bool) -> None:
 
 def neuralnet_warm_start(est: Any) -> bool:
     """A NeuralNet estimator's ``warm_start``, once it and ``output_layer`` are checked to be
-    bools (a string such as "no" is true: it would continue training, or add a layer)."""
+    bools (a string such as "no" is true: it would continue training, or add a layer) and
+    ``layers`` to be a list (:func:`check_layer_list`): the parameters ``fit`` reads first."""
+    check_layer_list(est)
     for name in ("warm_start", "output_layer"):
         if not isinstance(getattr(est, name), bool | np.bool_):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")

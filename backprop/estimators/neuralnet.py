@@ -25,14 +25,14 @@ import numpy as np
 from scipy import special
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import column_or_1d, validate_data
 
 from .. import losses as losses_mod
 from .. import optimizers as optimizers_mod
 from ..layers import Dense, Layer, ReLU
 from ..model import Sequential
 from ..trainer import Trainer
-from .conventions import check_network_output, make_random_state, neuralnet_warm_start
+from .conventions import check_network_output, fitted_for, make_random_state, neuralnet_warm_start
 
 LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
 
@@ -216,7 +216,7 @@ class NeuralNet(BaseEstimator):
 
     def _outputs(self, X: Any) -> np.ndarray:
         """The network's raw outputs for ``X`` (logits, log-rates or values)."""
-        check_is_fitted(self, "model_")
+        fitted_for(self, X)
         X = self._validate_X(X, False, self.model_.integer_input)
         return self.model_.predict(X)
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from .base import Layer, check_positive_int
 from .masking import check_mask, check_sequence
 from .registry import register_layer
@@ -61,7 +62,7 @@ class MultiHeadSelfAttention(Layer):
         super().__init__()
         self.num_heads = check_positive_int("num_heads", num_heads)
         self.key_dim = check_positive_int("key_dim", key_dim)
-        self.causal = bool(causal)
+        self.causal = checks.boolean("causal", causal)
         self._cache: dict[str, Any] | None = None
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -114,6 +115,8 @@ class MultiHeadSelfAttention(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         check_sequence(x, self, None if self.in_shape is None else self.in_shape[1])
+        if not self.params:
+            raise self._unallocated()
         n, t, _ = x.shape
         mask = check_mask(mask, n, t, self)
         p = self.params

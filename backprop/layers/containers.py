@@ -64,6 +64,8 @@ class Residual(Layer):
         self.trainable: bool = True
         self.in_shape: Shape | None = None
         self.out_shape: Shape | None = None
+        if isinstance(layers, str | dict | Layer):  # one layer, not a list (a str would iterate)
+            raise TypeError(f"Residual takes a list of layers, got {layers!r}")
         self.layers: list[Layer] = [
             layer_from_spec(spec, f"Residual layer {j}") for j, spec in enumerate(layers)
         ]

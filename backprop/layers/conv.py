@@ -158,6 +158,8 @@ class _Conv(LoweredConv):
         """``y = lowered(pad(x)) @ W2 + b`` (im2col and ``W2``, or the row lowering ``R`` and
         its band ``B``), chunk by chunk: ``(n, *in_shape)`` -> ``(n, *out_shape)``."""
         x4 = self._input4(x)
+        if not self.params:
+            raise self._unallocated()
         n = x4.shape[0]
         (oh, ow), f = self._out2, self.filters
         rows = self._rows()

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from .base import Layer, check_positive_int
 from .masking import check_sequence
 from .registry import register_layer
@@ -58,7 +59,7 @@ class Embedding(Layer):
         super().__init__()
         self.vocab_size = check_positive_int("vocab_size", vocab_size)
         self.dim = check_positive_int("dim", dim)
-        self.mask_zero = bool(mask_zero)
+        self.mask_zero = checks.boolean("mask_zero", mask_zero)
         self._ids: np.ndarray | None = None
         self._dtype: np.dtype = np.dtype(np.float32)
 
@@ -95,6 +96,8 @@ class Embedding(Layer):
 
     def forward(self, x: Any, training: bool = False, mask: Any = None) -> np.ndarray:
         ids = self._check_ids(x)
+        if not self.params:
+            raise self._unallocated()
         y = self.params["E"][ids]
         if self.mask_zero:
             y[ids == 0] = 0
@@ -175,6 +178,8 @@ class LearnedPositionalEncoding(_SequenceLayer):
                 f"LearnedPositionalEncoding was built for {self.in_shape[0]} steps, "
                 f"got {x.shape[1]}"
             )
+        if not self.params:
+            raise self._unallocated()
         return x + self.params["P"]
 
     def backward_params_only(self, grad_out: np.ndarray) -> None:

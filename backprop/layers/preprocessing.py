@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from .base import Layer, allocation_enabled, check_positive_int
 from .registry import register_layer
 
@@ -58,7 +59,7 @@ class Standardize(Layer):
     ) -> None:
         super().__init__()
         self.in_features = self.out_features = check_positive_int("n_features", n_features)
-        self.inverse = bool(inverse)
+        self.inverse = checks.boolean("inverse", inverse)
         self._scale: np.ndarray | None = None
         self._given, self._dtype = (mean, scale), np.dtype(dtype)
         self._mean0: np.ndarray | None = None

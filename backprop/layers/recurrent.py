@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from .. import checks
 from .base import Layer, check_positive_int
 from .masking import check_mask, check_sequence
 
@@ -69,7 +70,7 @@ class Recurrent(Layer):
     ) -> None:
         super().__init__()
         self.units = check_positive_int("units", units)
-        self.return_sequences = bool(return_sequences)
+        self.return_sequences = checks.boolean("return_sequences", return_sequences)
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
         self.reduce = reduce
@@ -108,6 +109,8 @@ class Recurrent(Layer):
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         features = None if self.in_shape is None else self.in_shape[1]
         check_sequence(x, self, features)
+        if not self.params:
+            raise self._unallocated()
         n, t, _ = x.shape
         mask = check_mask(mask, n, t, self)
         W, b = self.params["W"], self.params["b"]

@@ -89,10 +89,23 @@ def layer_from_spec(spec: Any, where: str = "layer") -> Layer:
     )
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where}: config must be a table, got {kwargs!r}")
-    cls = get(spec["type"])
+    try:
+        cls = get(spec["type"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):  # name the key, not a TypeError
+        unknown = sorted(set(kwargs) - set(params) - {"self"})
+        if unknown:
+            allowed = ", ".join(
+                n for n, p in params.items() if n != "self" and p.kind != p.VAR_POSITIONAL
+            )
+            raise ValueError(
+                f"{where}: unknown key(s) {unknown} for {cls.__name__}; allowed: {allowed}"
+            )
     trainable = spec.get("trainable", True)
-    if not isinstance(trainable, bool):
-        raise TypeError(
+    if not isinstance(trainable, bool):  # bool("no") is True
+        raise ValueError(
             f"{where} ({cls.__name__}): trainable must be true or false, got {trainable!r}"
         )
     arguments = constructor_arguments(cls)

@@ -1,0 +1,373 @@
+"""What a new user hits first: a mistyped config key or a misused layer must give an error that
+names the bad value and the place, never a traceback or a silent no-op."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.app.cli import main
+
+CONFIG = """\
+[data]
+source = "classification"
+n_samples = 120
+validation_size = 0.2
+
+[[model.layers]]
+type = "Dense"
+out_features = 4
+[[model.layers]]
+type = "Dense"
+
+[loss]
+name = "cross_entropy"
+
+[trainer]
+epochs = 2
+
+[output]
+plots = false
+gradient_monitor = false
+"""
+
+
+def run_cli(tmp_path, capsys, *overrides: str) -> tuple[int, str]:
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG)
+    args = ["train", str(config), "--out", str(tmp_path / "run"), "--quiet", "--force"]
+    for item in overrides:
+        args += ["--set", item]
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("monitor", ["val_los", "val_acc", "accuracy_val"])
+def test_a_misspelled_early_stopping_monitor_is_a_config_error(tmp_path, capsys, monitor):
+    code, err = run_cli(tmp_path, capsys, f"early_stopping.monitor={monitor}")
+    assert code == 2, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert f"early_stopping.monitor = {monitor!r}" in err and "val_accuracy" in err, err
+    assert not (tmp_path / "run").exists()  # refused before anything trained
+
+
+def test_every_logged_monitor_is_still_accepted(tmp_path, capsys):
+    for monitor in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        code, err = run_cli(tmp_path, capsys, f"early_stopping.monitor={monitor}")
+        assert code == 0, err
+
+
+@pytest.mark.parametrize("sparsity", ["1.5", "-0.5"])
+def test_a_bad_pruning_sparsity_names_the_config_key(tmp_path, capsys, sparsity):
+    code, err = run_cli(tmp_path, capsys, f"pruning.sparsity={sparsity}")
+    assert code == 2 and "Traceback" not in err, err
+    assert f"pruning.sparsity must be in [0, 1), got {sparsity}" in err, err
+
+
+def test_pruning_an_unbuilt_model_is_refused_not_silently_skipped():
+    model = bp.Sequential([bp.Dense(3), bp.ReLU(), bp.Dense(2)], seed=0)
+    with pytest.raises(ValueError, match="not built"):
+        bp.pruning.prune(model, 0.5)
+    with pytest.raises(ValueError, match="not built"):
+        bp.pruning.compute_mask(model, 0.5)
+    model.build((4,))
+    assert bp.pruning.prune(model, 0.5).mean() == pytest.approx(0.5, abs=0.05)
+
+
+X3 = np.zeros((2, 5, 3), np.float32)
+X4 = np.zeros((2, 6, 6, 1), np.float32)
+
+
+@pytest.mark.parametrize(
+    "layer, x",
+    [
+        (bp.Conv2D(2, 3), X4),
+        (bp.Conv1D(2, 3), X3),
+        (bp.RNN(2), X3),
+        (bp.LSTM(2), X3),
+        (bp.GRU(2), X3),
+        (bp.MultiHeadSelfAttention(2, 2), X3),
+        (bp.LearnedPositionalEncoding(), X3),
+        (bp.Embedding(4, 2), np.zeros((2, 5), np.int64)),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, np.ndarray) else "",
+)
+def test_a_layer_used_before_it_has_parameters_says_how_to_give_it_some(layer, x):
+    name = type(layer).__name__
+    with pytest.raises(RuntimeError, match=f"{name} has no parameters yet"):
+        layer.forward(x)
+    layer.initialize(x.shape[1:], dtype="float32")  # what the message says to do
+    assert layer.forward(x).shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    "layers, input_shape, bad",
+    [
+        ([bp.Conv2D(2, 3)], (8, 8, 3), (2, 12, 12, 3)),
+        ([bp.LSTM(2)], (10, 3), (2, 12, 3)),
+    ],
+)
+def test_data_of_the_right_rank_but_wrong_size_is_not_called_the_wrong_rank(
+    layers, input_shape, bad
+):
+    model = bp.Sequential(layers, input_shape=input_shape, seed=0)
+    with pytest.raises(ValueError) as info:
+        model.forward(np.zeros(bad, np.float32))
+    message = str(info.value)
+    assert f"must be {len(bad)}-D" not in message, message  # it is that many dimensions
+    assert str(bad) in message and str(input_shape)[1:-1] in message, message
+
+
+@pytest.mark.parametrize(
+    "source, key, value",
+    [("mnist", "n_train", -5), ("adding", "n_samples", -3), ("adding", "n_samples", 0)],
+)
+def test_a_negative_data_size_is_refused_and_named(
+    tmp_path, capsys, monkeypatch, source, key, value
+):
+    from backprop.app import datasets
+
+    def fake_mnist(path=None):  # the real loader needs data/mnist.npz; the sizes are what count
+        rng = np.random.default_rng(0)
+        X = rng.integers(0, 256, size=(40, 784)).astype(np.uint8)
+        return X, np.arange(40) % 10, X[:20], np.arange(20) % 10
+
+    monkeypatch.setattr(datasets, "load_mnist", fake_mnist)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[data]\nsource = "{source}"\n{key} = {value}\n[[model.layers]]\ntype = "Dense"\n'
+    )
+    loss = "cross_entropy" if source == "mnist" else "mse"
+    code = main(["train", str(config), "--set", f"loss.name={loss}", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert f"{key} must be" in err and f"got {value}" in err, err
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    import argparse
+
+    from backprop.app.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {action.dest}"
+        for name, command in sub.choices.items()
+        for action in command._actions
+        if action.help is None
+    ]
+    assert len(sub.choices) >= 10 and missing == []
+
+
+def test_a_model_that_cannot_take_the_data_is_not_blamed_on_the_loss(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[data]\nsource = "digits"\n[loss]\nname = "cross_entropy"\n'
+        '[[model.layers]]\ntype = "Embedding"\nvocab_size = 17\ndim = 4\n'
+        '[[model.layers]]\ntype = "SequencePool"\n[[model.layers]]\ntype = "Dense"\n'
+    )
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "[model] cannot take the data: Embedding expects integer ids" in err, err
+    assert "loss.name" not in err, err
+
+
+@pytest.mark.parametrize("layers", ["Dense", {"type": "Dense"}])
+def test_residual_given_one_layer_instead_of_a_list_names_it(layers):
+    with pytest.raises(TypeError, match="Residual takes a list of layers, got"):
+        bp.Residual(layers)
+
+
+SEQUENCE = """\
+[data]
+source = "file"
+path = "{path}"
+validation_size = 0.0
+standardize = false
+
+[[model.layers]]
+type = "GRU"
+units = 4
+[[model.layers]]
+type = "Dense"
+
+[loss]
+name = "cross_entropy"
+
+[trainer]
+epochs = 1
+
+[early_stopping]
+enabled = false
+
+[output]
+plots = false
+gradient_monitor = false
+"""
+
+
+def test_predict_takes_sequences_as_npy_or_as_flat_csv_rows(tmp_path, capsys):
+    """A sequence model trained by the command had no file `backprop predict` would take:
+    .npy had to be 2-D and flat rows were refused for the (t, features) model."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5, 3)).astype(np.float32), np.arange(40) % 2
+    np.savez(tmp_path / "train.npz", X=X, y=y)
+    (tmp_path / "c.toml").write_text(SEQUENCE.format(path=tmp_path / "train.npz"))
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "c.toml"), "--out", str(run), "--quiet"]) == 0
+    expected = bp.load(run / "model.npz").predict(X[:6]).argmax(axis=1)
+    np.save(tmp_path / "seq.npy", X[:6])
+    flat = tmp_path / "flat.csv"
+    flat.write_text("\n".join(",".join(map(repr, row)) for row in X[:6].reshape(6, -1).tolist()))
+    for name in ("seq.npy", "flat.csv"):
+        out = tmp_path / f"{name}.pred.npy"
+        code = main(["predict", str(run / "model.npz"), str(tmp_path / name), "--output", str(out)])
+        assert code == 0, capsys.readouterr().err
+        assert np.array_equal(np.load(out), expected)
+    np.save(tmp_path / "wrong.npy", X[:6].transpose(0, 2, 1))  # (n, 3, 5): never reshaped
+    code = main(
+        ["predict", str(run / "model.npz"), str(tmp_path / "wrong.npy"), "--output", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and "the model expects samples of shape (5, 3), the input has shape (6, 3, 5)" in err
+    )
+
+
+def test_estimator_shape_errors_name_shapes_not_an_images_height_as_features():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 4, 4, 1)), np.arange(20) % 2
+    clf = bp.NeuralNetClassifier([bp.Conv2D(2, 3), bp.Flatten()], epochs=1, random_state=0)
+    clf.fit(X, y)
+    for bad in (rng.normal(size=(3, 5, 5, 1)), rng.normal(size=(3, 16))):
+        with pytest.raises(ValueError) as info:
+            clf.predict(bad)
+        message = str(info.value)
+        assert "features" not in message, message  # scikit-learn's: "X has 5 features, ... 4"
+        assert f"samples of shape {bad.shape[1:]}" in message and "(4, 4, 1)" in message
+
+
+@pytest.mark.parametrize("layers", [bp.Dense(3), "Dense"])
+def test_an_estimator_given_one_layer_instead_of_a_list_says_so(layers):
+    clf = bp.NeuralNetClassifier(layers, epochs=1)
+    with pytest.raises(TypeError, match="NeuralNetClassifier: layers must be a list of layers"):
+        clf.fit(np.zeros((4, 2)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("change", ["data.seed=7", "data.test_size=0.5", "model.dtype=float64"])
+def test_a_resume_cannot_change_the_runs_data_or_model(tmp_path, capsys, change):
+    """A resumed run with another data.seed trained its last epochs on a new split (test rows
+    moved into training) and recorded the new seed as the whole run's: refused now."""
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 0, err
+    run = tmp_path / "run"
+    before = (run / "config.toml").read_text(), (run / "model.npz").read_bytes()
+    args = ["train", "--resume", str(run), "--quiet", "--set", "trainer.epochs=3"]
+    code = main([*args, "--set", change])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert f"the run's data and model cannot change ({change.split('=')[0]}: " in err, err
+    assert ((run / "config.toml").read_text(), (run / "model.npz").read_bytes()) == before
+    assert main([*args, "--set", "optimizer.lr=0.0005"]) == 0  # training settings may change
+
+
+@pytest.mark.parametrize(
+    "arrays, task, message",
+    [
+        (
+            {"X": np.ones((50, 3)), "y": np.arange(40) % 2},
+            "auto",
+            "X has 50 rows but the target 40",
+        ),
+        ({"X": np.full((50, 3), np.nan), "y": np.arange(50) % 2}, "auto", "X holds nan at row 1"),
+        ({"X": np.ones((50, 3)), "y": np.zeros(50)}, "auto", "needs 2 classes or more in y"),
+        ({"X": np.ones((50, 3)), "y": np.arange(50) % 2}, "classify", "data.task must be auto"),
+    ],
+    ids=["short-y", "nan", "one-class", "task"],
+)
+def test_a_data_file_the_run_cannot_use_is_refused_before_training(
+    tmp_path, capsys, arrays, task, message
+):
+    """A y shorter than X raised IndexError (a traceback, exit 1); one class trained and then
+    failed writing the model; an unknown task was taken as a task named 'classify'."""
+    np.savez(tmp_path / "d.npz", **arrays)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[data]\nsource = "file"\npath = "{tmp_path / "d.npz"}"\ntask = "{task}"\n'
+        '[loss]\nname = "cross_entropy"\n[[model.layers]]\ntype = "Dense"\n'
+    )
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and message in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_landscape_of_a_run_without_a_trajectory_draws_what_it_can(tmp_path, capsys):
+    """The default run (output.trajectory = false) made `backprop landscape` crash with
+    UnboundLocalError instead of drawing the 1-D and 2-D figures and saying how to get the path."""
+    code, err = run_cli(tmp_path, capsys)
+    assert code == 0, err
+    run = tmp_path / "run"
+    assert not (run / "trajectory.npy").exists()
+    assert main(["landscape", str(run), "--points", "3", "--samples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "no trajectory.npy in the run" in out
+    assert (run / "figures" / "landscape_1d.png").is_file()
+    assert (run / "figures" / "landscape_2d.png").is_file()
+
+
+def test_a_channel_mismatch_shows_both_sample_shapes():
+    model = bp.Sequential([bp.Conv2D(4, 3)], input_shape=(8, 8, 3), seed=0)
+    with pytest.raises(ValueError) as info:
+        model.forward(np.zeros((2, 8, 8, 2), np.float32))
+    assert "expected 3 features, got 2 (samples of shape (8, 8, 3), got (8, 8, 2))" in str(
+        info.value
+    )
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: bp.GRU(4, return_sequences="no"), "return_sequences must be True or False"),
+        (lambda: bp.MultiHeadSelfAttention(2, 4, causal="no"), "causal must be True or False"),
+        (lambda: bp.Embedding(9, 4, mask_zero="no"), "mask_zero must be True or False"),
+        (lambda: bp.SequenceCrossEntropy(ignore_index=0.5), "ignore_index must be an integer"),
+        (lambda: bp.Standardize(3, inverse="no"), "inverse must be True or False"),
+        (lambda: bp.LSTM(4, forget_bias="one"), "forget_bias must be a finite number"),
+        (lambda: bp.Masking("x"), "mask_value must be a non-NaN number, got 'x'"),
+    ],
+)
+def test_sequence_layer_flags_are_not_coerced(make, message):
+    """bool('no') is True and int(0.5) is 0: return_sequences="no" returned sequences and
+    ignore_index=0.5 silently ignored every label 0."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+def test_a_network_that_ends_with_image_axes_is_told_to_flatten():
+    X, y = np.random.default_rng(0).normal(size=(30, 4, 4, 1)), np.arange(30) % 3
+    model = bp.Sequential([bp.Conv2D(3, 3)], input_shape=(4, 4, 1), seed=0)  # no Flatten
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(), epochs=1, seed=0)
+    with pytest.raises(ValueError, match=r"got shape \(\d+, 2, 2, 3\); .* end it with Flatten"):
+        trainer.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "inner, message",
+    [
+        ({"type": "Dense", "units": 8}, "Residual layer 0: unknown key(s) ['units'] for Dense"),
+        ({"type": "Dense", "trainable": "no"}, "trainable must be true or false, got 'no'"),
+        ({"type": "Dens"}, "Residual layer 0: unknown layer type 'Dens'"),
+    ],
+)
+def test_a_nested_layer_table_names_its_bad_key(inner, message):
+    """Inside a Residual the top level's checks did not reach: 'Dense.__init__() got an
+    unexpected keyword argument' and trainable = "no" read as True."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        bp.Residual([inner])
