@@ -100,8 +100,15 @@ class FlatParameters:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Write ``state`` into the model in place. Keys and shapes must match exactly; nothing is
-        written unless every entry is valid."""
+        """Write ``state`` into the model in place. Keys and shapes must match exactly, and
+        buffers respect their layer's ``buffer_bounds`` (no negative variance, no scale <= 0);
+        nothing is written unless every entry is valid."""
+        targets = self._check_state_dict(state)
+        for key, target in targets.items():
+            target[...] = state[key]
+
+    def _check_state_dict(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Raise what :meth:`load_state_dict` refuses in ``state``; returns the live arrays."""
         targets = {**self.parameters(), **self.buffers()}
         missing = sorted(set(targets) - set(state))
         unexpected = sorted(set(state) - set(targets))
@@ -113,8 +120,19 @@ class FlatParameters:
                 raise ValueError(f"{key}: expected shape {target.shape}, got {value.shape}")
             if value.dtype.kind not in "fiu":
                 raise ValueError(f"{key}: expected real numbers, got dtype {value.dtype}")
-        for key, target in targets.items():
-            target[...] = state[key]
+        for name, layer, _ in named_layers(self.layers):
+            for k, (low, strict) in layer.buffer_bounds().items():
+                if f"{name}.{k}" not in targets:
+                    continue
+                value = np.asarray(state[f"{name}.{k}"])
+                bad = np.flatnonzero(~(value > low if strict else value >= low))
+                if bad.size:
+                    raise ValueError(
+                        f"{name}.{k} ({type(layer).__name__} {k}) must be "
+                        f"{'>' if strict else '>='} {low:g}, got {float(value.flat[bad[0]]):g} at "
+                        f"index {bad[0]} ({bad.size} of {value.size} values)"
+                    )
+        return targets
 
     @property
     def n_parameters(self) -> int:
