@@ -154,3 +154,23 @@ def test_csv_logger_keeps_the_earlier_epochs_of_a_resumed_or_continued_run(tmp_p
     appending = [bp.CSVLogger(str(tmp_path / "h.csv"), append=True)]
     bp.Trainer(model, "cross_entropy", "sgd", callbacks=appending).fit(X, y, epochs=1)
     assert _csv_epochs(tmp_path / "h.csv")[0] == [1, 1]  # append=True never removes a row
+
+
+@pytest.mark.parametrize(
+    "name, needs", [("cosine", "total"), ("step", "step_size"), ("exponential", "gamma")]
+)
+def test_a_schedule_name_that_needs_arguments_says_which_and_how(name, needs):
+    from backprop.estimators import MLPClassifier, NeuralNetRegressor
+
+    X, y = np.eye(4, 3), np.array([0, 1, 0, 1])
+    cls = bp.schedules.REGISTRY[name]
+    message = rf"schedule '{name}' needs {needs}.*schedule=bp\.{cls.__name__}\({needs}=\.\.\.\)"
+    with pytest.raises(ValueError, match=message):
+        bp.Trainer(bp.Sequential([bp.Dense(3, 2)]), "cross_entropy", "sgd", schedule=name)
+    mlp = MLPClassifier(schedule=name, max_iter=1)
+    with pytest.raises(ValueError, match=message):
+        mlp.fit(X, y)
+    assert not hasattr(mlp, "model_")  # refused with the other parameters, before fitting
+    with pytest.raises(ValueError, match=message):
+        NeuralNetRegressor(layers=[bp.Dense(2)], schedule=name, epochs=1).fit(X, y * 1.0)
+    assert bp.schedules.get(name, **{needs: 3}).__class__ is cls  # with them, the name works
