@@ -220,6 +220,12 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
             raise ModelFileError(f"{where}: model array {name!r} contains NaN or infinity")
     with filecheck.owner_refusals(where):  # the owners' own checks, as file errors
         model._check_state_dict(weights)  # (a negative variance): before anything changes
+        for entry in state.get("callbacks", []):  # best weights EarlyStopping would put back
+            if entry["type"] == "EarlyStopping" and entry["state"].get("best_buffers"):
+                try:
+                    model._check_buffer_bounds(entry["state"]["best_buffers"])
+                except ValueError as exc:
+                    raise ValueError(f"EarlyStopping's best buffers: {exc}") from None
         trainer.load_state_dict(state)
         model.rng.bit_generator.state = header["model_rng"]
     model.load_state_dict(weights)

@@ -120,11 +120,17 @@ class FlatParameters:
                 raise ValueError(f"{key}: expected shape {target.shape}, got {value.shape}")
             if value.dtype.kind not in "fiu":
                 raise ValueError(f"{key}: expected real numbers, got dtype {value.dtype}")
+        self._check_buffer_bounds(state)
+        return targets
+
+    def _check_buffer_bounds(self, buffers: dict[str, Any]) -> None:
+        """Refuse values of ``buffers`` (keyed like :meth:`buffers`) outside their layer's
+        ``buffer_bounds`` (a negative variance, a scale <= 0), naming the array."""
         for name, layer, _ in named_layers(self.layers):
             for k, (low, strict) in layer.buffer_bounds().items():
-                if f"{name}.{k}" not in targets:
+                if f"{name}.{k}" not in buffers:
                     continue
-                value = np.asarray(state[f"{name}.{k}"])
+                value = np.asarray(buffers[f"{name}.{k}"])
                 bad = np.flatnonzero(~(value > low if strict else value >= low))
                 if bad.size:
                     raise ValueError(
@@ -132,7 +138,6 @@ class FlatParameters:
                         f"{'>' if strict else '>='} {low:g}, got {float(value.flat[bad[0]]):g} at "
                         f"index {bad[0]} ({bad.size} of {value.size} values)"
                     )
-        return targets
 
     @property
     def n_parameters(self) -> int:

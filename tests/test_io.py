@@ -307,3 +307,26 @@ def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
     with pytest.raises(ModelFileError, match="model array '1.W' contains NaN"):
         bp.load_checkpoint(tmp_path / "c.npz", bp.Trainer(fresh, "cross_entropy", "sgd"))
     assert all(np.array_equal(before[k], v) for k, v in fresh.state_dict().items())
+
+
+def test_a_checkpoints_early_stopping_best_buffers_are_range_checked_too(tmp_path):
+    """EarlyStopping puts its best buffers back at the end of the resumed run: a negative
+    variance there is refused on load, like one in the model's own arrays."""
+    X, y = np.random.default_rng(0).normal(size=(16, 3)), np.arange(16) % 2
+
+    def trainer():
+        es = bp.EarlyStopping(monitor="loss", patience=5)
+        return bp.Trainer(_with_statistics(), "cross_entropy", "sgd", seed=0, callbacks=[es])
+
+    t = trainer()
+    t.fit(X, y, epochs=2)
+    t.callbacks[0].best_buffers["2.0.running_var"][0] = -0.5
+    bp.save_checkpoint(tmp_path / "c.npz", t)
+    target = trainer()
+    with pytest.raises(ModelFileError, match=r"EarlyStopping's best buffers: 2\.0\.running_var"):
+        bp.load_checkpoint(tmp_path / "c.npz", target)
+    assert target.epoch == 0
+    t.callbacks[0].best_buffers["2.0.running_var"][0] = 0.5
+    bp.save_checkpoint(tmp_path / "c.npz", t)
+    bp.load_checkpoint(tmp_path / "c.npz", target)
+    assert target.epoch == 2
