@@ -10,9 +10,11 @@ epochs, in this order::
         -> epoch logs (loss, metrics, grad_norm, grad_norm_max, val_*, lr, time) -> on_epoch_end
     -> on_train_end (always, also after Ctrl-C or an error)
 
-The epoch loss is the sample-weighted mean of the batch losses,
-``sum_b w_b loss_b / sum_b w_b`` with ``w_b`` the batch's total weight (its row count without
-weights); ``grad_norm`` is the mean of the batches' pre-clip gradient norms. The step is
+The epoch loss is the weighted mean of the batch losses, ``sum_b w_b loss_b / sum_b w_b`` with
+``w_b`` the weight the loss divides the batch by (``loss.total_weight``: its row count, or its
+summed sample weights, or a sequence loss's weighted real steps), so it is the loss over the
+epoch's data as ``evaluate`` measures it; a batch of weight 0 (zero sample weights, all labels
+padded) is skipped: no step, no hooks. ``grad_norm`` is the mean of the batches' pre-clip gradient norms. The step is
 ``Trainer.train_step`` for first-order optimizers, one L-BFGS iteration per epoch for L-BFGS
 (:func:`~backprop.lbfgs.iteration_step`), whose run is closed at the end. A step that raises
 StopIteration (L-BFGS converged) ends training; an epoch without batches is an error.
@@ -94,9 +96,13 @@ class TrainingLoop:
             for metric in metrics:
                 metric.reset()
             total = weight_total = norm_sum = norm_max = 0.0
-            n_batches = 0
+            n_batches = skipped = 0
             for b, (Xb, yb, wb) in enumerate(batches(epoch)):
                 self._position = (epoch, b)
+                bw = self.loss.total_weight(yb, wb, Xb.shape[0])
+                if bw <= 0:  # no real step, or zero weights: nothing to learn, no update
+                    skipped += 1
+                    continue
                 for cb in hooks:
                     cb.on_batch_begin(view, b)
                 if lr_schedule is not None and lr_schedule.interval == "update":
@@ -106,7 +112,6 @@ class TrainingLoop:
                 except StopIteration:
                     self.stop_training = True
                     break
-                bw = Xb.shape[0] if wb is None else float(wb.sum())
                 total += loss * bw
                 weight_total += bw
                 norm_sum += norm
@@ -119,6 +124,11 @@ class TrainingLoop:
                     cb.on_batch_end(view, b, logs)
             if self.stop_training and n_batches == 0:
                 break  # L-BFGS had converged: no iteration, no epoch
+            if n_batches == 0 and skipped:
+                raise ValueError(
+                    f"no real step in any training batch of epoch {epoch + 1}: every batch has "
+                    "zero total weight (zero sample weights, or all labels ignore_index)"
+                )
             if n_batches == 0:
                 raise ValueError(
                     f"no training batches in epoch {epoch + 1}: an iterable of batches must be "

@@ -199,3 +199,47 @@ def test_neural_net_classifier_with_sequence_models(rng):
     )
     tok.fit(ids, labels)
     assert tok.score(ids, labels) > 0.8
+
+
+def test_training_with_a_per_step_loss_weights_batches_by_real_steps_and_skips_empty_ones(rng):
+    # The epoch loss was weighted by rows (so it was not the mean over the real steps the
+    # weights were at), and a training batch with no real step (all padding, or zero sample
+    # weights) raised "no real step" in the middle of fit; such a batch now carries no update.
+    ids = rng.integers(1, 9, size=(9, 5))
+    labels = rng.integers(0, 3, size=ids.shape)
+    labels[:3] = -1  # the first batch of 3: no real step
+    labels[3:6, 1:] = -1  # the second: one real step per row
+    model = bp.Sequential(
+        [bp.Embedding(9, 4), bp.LSTM(3, return_sequences=True), bp.Dense(3)],
+        input_shape=(5,),
+        dtype="float64",
+        seed=0,
+    )
+    loss = bp.SequenceCrossEntropy()
+    for w in (None, rng.uniform(0.5, 2.0, size=9)):
+        before = model.flat_parameters.copy()
+        whole = loss.forward(model.forward(ids), labels, w)
+        trainer = bp.Trainer(model, loss, bp.SGD(1e-300), batch_size=3, shuffle=False)
+        history = trainer.fit(ids, labels, sample_weight=w, epochs=1)
+        assert history["loss"][-1] == pytest.approx(whole, rel=1e-12)
+        assert trainer.step_count == 2  # the empty batch took no step
+        model.flat_parameters[...] = before
+    sgd = bp.Trainer(model, loss, bp.SGD(0.1, momentum=0.9), batch_size=3, shuffle=False)
+    sgd.train_step(ids[3:6], labels[3:6])  # momentum that an empty batch must not apply
+    after = model.flat_parameters.copy()
+    with pytest.raises(ValueError, match="no real step in any training batch of epoch 1"):
+        sgd.fit(ids[:3], labels[:3], epochs=1)
+    assert np.array_equal(model.flat_parameters, after)
+
+
+def test_a_training_batch_of_zero_sample_weight_takes_no_step(rng):
+    # It raised "sample_weight must not sum to zero" in the middle of fit.
+    X = rng.normal(size=(6, 5, 2))
+    y = rng.integers(0, 3, size=6)
+    model = bp.Sequential(
+        [bp.Conv1D(2, 3), bp.GlobalAvgPool1D(), bp.Dense(3)], input_shape=(5, 2), seed=0
+    )
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=3, shuffle=False)
+    history = trainer.fit(X, y, sample_weight=[0, 0, 0, 1, 2, 1], epochs=2)
+    assert trainer.step_count == 2 and trainer.optimizer.iterations == 2
+    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
