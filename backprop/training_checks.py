@@ -9,6 +9,7 @@ L-BFGS and the options that cannot apply to it::
     schedule, ReduceLROnPlateau              refused: L-BFGS has no learning rate
     Dropout (rate > 0)                       refused: each evaluation draws new masks, a noisy
                                              objective on which the line search stops early
+    RandomShift2D (max_shift > 0)            refused: new shifts each evaluation, likewise
     BatchNorm                                warned: its running statistics move once per loss
                                              evaluation (a few dozen per fit), so they may still
                                              carry their initial values; inference uses them
@@ -148,6 +149,14 @@ def check_lbfgs_options(trainer: Any, plateaus: Sequence[Any], warn: bool) -> No
             "L-BFGS cannot train a model with Dropout: every loss evaluation draws new masks, "
             "and on that noisy objective the line search stops early; remove the Dropout "
             "layers or use a first-order optimizer"
+        )
+    shifts = [layer for layer in layers if getattr(layer, "max_shift", 0) > 0]
+    if shifts:
+        raise ValueError(
+            f"L-BFGS cannot train a model with {type(shifts[0]).__name__}(max_shift="
+            f"{shifts[0].max_shift}): every loss evaluation draws new random shifts, and on "
+            "that noisy objective the line search stops early; use max_shift=0 or a "
+            "first-order optimizer"
         )
     if warn and needs_pairs(trainer.model):
         warnings.warn(
