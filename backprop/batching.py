@@ -202,6 +202,20 @@ def _epoch_order(trainer, train_idx: np.ndarray) -> np.ndarray:
             raise ValueError(
                 f"sampler returned {order.shape[0]} indices for {train_idx.shape[0]} samples"
             )
+        if order.dtype.kind not in "iu":
+            raise ValueError(f"sampler must return integer indices, got dtype {order.dtype}")
+        if not np.array_equal(np.sort(order), np.sort(train_idx)):  # else validation rows train
+            extra = np.setdiff1d(order, train_idx)
+            what = (
+                f"index {extra[0]}, which is not one of them (a validation row, out of range, or "
+                "a position instead of an index)"
+                if extra.size
+                else "an index twice"
+            )
+            raise ValueError(
+                f"sampler must return a permutation of the training indices it is given; it "
+                f"returned {what}"
+            )
         return order
     return trainer.shuffle_rng.permutation(train_idx)
 

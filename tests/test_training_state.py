@@ -106,6 +106,27 @@ def test_validation_split_is_drawn_once_per_trainer_and_kept_in_checkpoints(tmp_
         trainer.fit(X[:30], y[:30], validation_split=0.25)
 
 
+def test_a_sampler_that_returns_other_rows_than_the_training_rows_is_refused(rng):
+    # A sampler returning positions (permutation(len(idx))) instead of the indices it is given
+    # trained on 4 of the 5 validation rows of this split, silently.
+    X, y = rng.normal(size=(20, 6, 6, 1)), rng.integers(0, 3, 20)
+    model = bp.Sequential(
+        [bp.Conv2D(2, 3), bp.GlobalAvgPool2D(), bp.Dense(3)], input_shape=(6, 6, 1), seed=0
+    )
+    for sampler, match in [
+        (lambda idx: rng.permutation(len(idx)), "returned index .* not one of them"),
+        (lambda idx: np.concatenate([idx[:1], idx[:-1]]), "returned an index twice"),
+        (lambda idx: idx.astype(float), "integer indices"),
+    ]:
+        trainer = bp.Trainer(model, "cross_entropy", "sgd", seed=0, sampler=sampler)
+        before = model.flat_parameters.copy()
+        with pytest.raises(ValueError, match=match):
+            trainer.fit(X, y, validation_split=0.25, epochs=1)
+        assert np.array_equal(model.flat_parameters, before)
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", seed=0, sampler=lambda idx: idx[::-1])
+    trainer.fit(X, y, validation_split=0.25, epochs=1)  # a permutation of them is fine
+
+
 def test_an_empty_stratified_split_is_a_clear_error():
     X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 10  # 10 classes x 4
     trainer = bp.Trainer(_mlp(k=10), "cross_entropy", "adam", epochs=1, seed=0)
