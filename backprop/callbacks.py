@@ -220,8 +220,8 @@ class CSVLogger(Callback):
 class GradientMonitor(Callback):
     """Per-parameter gradient and weight norms, and the fraction of dead ReLU units, per epoch.
 
-    Every ``every`` batches it measures ``||grad||`` of each named parameter (after clipping,
-    as applied); at the epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm
+    Every ``every`` batches it measures ``||grad||`` of each named parameter of a trainable
+    layer (after clipping, as applied; a frozen layer's gradient is not computed); at the epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm
     as ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
     units that output 0 for every sample of the last measured batch. It warns once per parameter
     when a gradient norm falls below ``vanish_ratio`` times the largest one (vanishing) or
@@ -265,7 +265,11 @@ class GradientMonitor(Callback):
     def on_batch_end(self, trainer, batch, logs):
         if batch % self.every:
             return
+        # a frozen layer's gradient is not computed (the trainer zeroes it): no norm, no warning
+        trainable = set(trainer.model.trainable_parameter_names())
         for name, g in trainer.model.gradients().items():
+            if name not in trainable:
+                continue
             self._sums[name] = self._sums.get(name, 0.0) + float(np.sqrt(np.vdot(g, g)))
         self._count += 1
         from .layers import ReLU

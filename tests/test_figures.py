@@ -40,6 +40,27 @@ def test_update_ratio_is_the_step_over_the_weights():
     assert "update_ratio/0.b" not in history  # weights only
 
 
+def test_monitors_report_no_gradient_or_update_for_a_frozen_layer(recwarn):
+    # The trainer zeroes a frozen layer's gradient: a logged norm of 0 (and a "vanishing
+    # gradients" warning about it) or an update ratio of 0 on the log-scale figure would report
+    # what was not measured. Its columns are absent while frozen, NaN once it is unfrozen.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 5)), rng.integers(0, 3, 64)
+    model = bp.Sequential([bp.Dense(5, 8), bp.ReLU(), bp.Dense(8, 3)], dtype="float64", seed=0)
+    model.layers[0].trainable = False
+    monitors = [bp.GradientMonitor(), bp.UpdateRatioMonitor()]
+    trainer = bp.Trainer(model, "cross_entropy", "adam", epochs=2, seed=0, callbacks=monitors)
+    history = trainer.fit(X, y)
+    assert not [w for w in recwarn if "vanishing" in str(w.message)]
+    for key in ("grad_norm/0.W", "grad_norm/0.b", "update_ratio/0.W"):
+        assert key not in history
+    assert history["grad_norm/2.W"][0] > 0 and history["update_ratio/2.W"][0] > 0
+    model.layers[0].trainable = True
+    history = trainer.fit(X, y, epochs=1)
+    assert np.isnan(history["grad_norm/0.W"][:2]).all() and history["grad_norm/0.W"][2] > 0
+    assert np.isnan(history["update_ratio/0.W"][:2]).all() and history["update_ratio/0.W"][2] > 0
+
+
 def test_plot_api_draws_from_a_trained_model(rng):
     X = rng.normal(size=(80, 2))
     y = (X[:, 0] * X[:, 1] > 0).astype(int)
