@@ -139,6 +139,23 @@ def test_run_directory_has_the_monitor_figures_and_honest_titles(tmp_path):
     from backprop.app.plotting import _points_label
 
     assert _points_label(tmp_path / "x") == "training points"
+    # the confusion matrix is of those training points too, and its title says so
+    from backprop.app import plotting
+
+    titles = []
+
+    def confusion(*args, **kwargs):
+        fig = fig_confusion(*args, **kwargs)
+        titles.append(fig.axes[0].get_title())
+        return fig
+
+    fig_confusion = plotting.fig_confusion
+    plotting.fig_confusion = confusion
+    try:
+        plotting.draw_run(tmp_path / "x")
+    finally:
+        plotting.fig_confusion = fig_confusion
+    assert len(titles) == 1 and "training set" in titles[0] and "test" not in titles[0]
 
 
 def test_activation_recorder_takes_sparse_input():
