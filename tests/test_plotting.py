@@ -34,6 +34,24 @@ def _labelled(fig, legend=True):
     plotting.plt.close(fig)
 
 
+def test_lr_figure_says_which_rate_of_the_epoch_it_draws():
+    # An "update" schedule changes the rate at every step; the history logs the last one of
+    # each epoch, not the one the epoch started with (as the title used to say).
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 1))
+    schedule = bp.ExponentialDecay(0.5, interval="update")
+    model = bp.Sequential([bp.Dense(3, 1)], dtype="float64", seed=0)
+    trainer = bp.Trainer(
+        model, "mse", bp.SGD(lr=0.1), batch_size=10, epochs=2, seed=0, schedule=schedule
+    )
+    history = trainer.fit(X, y)
+    lr0 = history["lr"][0]
+    assert lr0 == pytest.approx(0.1 * 0.5**3) and history["lr"][1] == pytest.approx(0.1 * 0.5**7)
+    title = plotting.fig_lr(history).axes[0].get_title()
+    assert "last update" in title and "start" not in title
+    plotting.plt.close("all")
+
+
 def test_history_figures_are_labelled():
     h = _history()
     _labelled(plotting.fig_loss(h))

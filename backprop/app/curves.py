@@ -5,7 +5,7 @@ function            draws, per epoch (x: the ``epoch`` column, else 1, 2, ...)
 ==================  ==========================================================================
 fig_loss            train and validation loss (log scale when every value is positive)
 fig_metrics         accuracy or R^2, train and validation (None without a metric)
-fig_lr              the learning rate (None when the history has none, e.g. L-BFGS)
+fig_lr              the rate of each epoch's last update (None without one, e.g. L-BFGS)
 fig_grad_norms      ``||dL/dparam||`` per parameter (None without ``GradientMonitor`` columns)
 ==================  ==========================================================================
 
@@ -87,7 +87,8 @@ def fig_lr(history: dict[str, list[float]]) -> plt.Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(_epochs(history), history["lr"], label="learning rate", color="tab:purple")
-    ax.set(title="Learning rate (set at the start of each epoch)", xlabel="epoch", ylabel="lr")
+    # logged after the epoch: an epoch schedule's rate, or an update schedule's last one
+    ax.set(title="Learning rate (of each epoch's last update)", xlabel="epoch", ylabel="lr")
     return _finish(fig, ax)
 
 
