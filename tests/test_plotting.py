@@ -52,6 +52,16 @@ def test_lr_figure_says_which_rate_of_the_epoch_it_draws():
     plotting.plt.close("all")
 
 
+def test_loss_figure_is_linear_when_a_validation_loss_is_not_positive():
+    # the training loss (penalty included) stays positive while a float32 cross-entropy on a
+    # separable validation set can reach exactly 0, which a log axis would not draw
+    h = {"epoch": [1, 2, 3], "loss": [0.5, 0.2, 0.1], "val_loss": [0.3, 0.01, 0.0]}
+    assert plotting.fig_loss(h).axes[0].get_yscale() == "linear"
+    h["val_loss"][2] = 0.001
+    assert plotting.fig_loss(h).axes[0].get_yscale() == "log"
+    plotting.plt.close("all")
+
+
 def test_history_figures_are_labelled():
     h = _history()
     _labelled(plotting.fig_loss(h))

@@ -61,7 +61,9 @@ def fig_loss(history: dict[str, list[float]]) -> plt.Figure:
     for key, label in (("loss", "train"), ("val_loss", "validation")):
         if key in history:
             ax.plot(x, history[key], label=label, marker="." if len(x) < 40 else None)
-    values = np.asarray(history.get("loss", []), dtype=float)
+    # log scale only when every drawn value (validation too) is positive: on a log axis a loss
+    # of 0 (float32 cross-entropy reaches it) would vanish from its curve
+    values = np.asarray([v for k in ("loss", "val_loss") for v in history.get(k, [])], float)
     if values.size and np.all(values[np.isfinite(values)] > 0):
         ax.set_yscale("log")
     ax.set(title="Loss per epoch", xlabel="epoch", ylabel="loss (incl. L1/L2 penalty)")
