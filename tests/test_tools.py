@@ -414,6 +414,21 @@ def test_the_tools_page_shows_the_numbers_of_its_results_file():
     assert f"{u['entropy_seen']:.4f}" in summary  # the summary is made from the results
 
 
+def test_the_tools_page_clips_the_network_of_the_clipping_page():
+    # Section 5 retrains exploding.make_model() (float64) with the clipping page's SGD: its
+    # unclipped and clip_norm=1 runs are that page's, number for number. (They were not: the
+    # tools results predated the float64 network and said the run was lost a batch earlier.)
+    folder = ROOT / "docs" / "experiments"
+    agc = json.loads((folder / "tools" / "results.json").read_text())["agc"]["rows"]
+    runs = json.loads((folder / "exploding" / "results.json").read_text())["runs"]
+    rows = {r["setting"]: r for r in agc}
+    for name in ("no clipping", "clip_norm=1"):
+        for key in ("diverged", "updates", "test_accuracy"):
+            assert rows[name][key] == runs[name][key], (name, key)
+    clipped = rows["clip_norm=1"]["final_train_loss"]
+    assert clipped == pytest.approx(runs["clip_norm=1"]["final_train_loss"], rel=1e-9)
+
+
 def test_the_tools_command_line(tmp_path, monkeypatch):
     from backprop.app.cli import main
 
