@@ -452,6 +452,28 @@ def test_the_tools_command_line(tmp_path, monkeypatch):
     assert main(["landscape", str(tmp_path / "nowhere")]) == 2
 
 
+def test_uncertainty_command_finds_a_dropout_inside_a_residual_block(tmp_path, capsys):
+    # mc_dropout_predict switches on every Dropout, nested ones too; the command used to look
+    # at the top-level layers only, skip MC dropout and say the model had no Dropout layer
+    from backprop.app.cli import main
+
+    config = tmp_path / "res.toml"
+    config.write_text(
+        '[data]\nsource = "digits"\nvalidation_size = 0.1\n'
+        '[[model.layers]]\ntype = "Dense"\nout_features = 32\n'
+        '[[model.layers]]\ntype = "Residual"\nlayers = [{ type = "Dense", out_features = 32 }, '
+        '{ type = "ReLU" }, { type = "Dropout", drop_rate = 0.2 }]\n'
+        '[[model.layers]]\ntype = "Dense"\n'
+        "[loss]\nname = 'cross_entropy'\n[trainer]\nepochs = 2\n[output]\nplots = false\n"
+    )
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 0
+    assert main(["uncertainty", str(run_dir), "--samples", "3"]) == 0
+    assert "no Dropout" not in capsys.readouterr().out
+    numbers = json.loads((run_dir / "uncertainty.json").read_text())
+    assert 0 <= numbers["mc_ece"] <= 1 and 0 < numbers["mc_accuracy"] <= 1
+
+
 def test_estimators_offer_mc_dropout(data):
     X, y = data["X_train"], data["y_train"]
     clf = bp.MLPClassifier(hidden_layer_sizes=(32,), dropout=0.3, max_iter=20, random_state=0)

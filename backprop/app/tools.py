@@ -21,6 +21,8 @@ from scipy import special
 from .. import landscape as ls
 from ..cartography import Cartography
 from ..io import ModelFileError, load_file
+from ..layers import Dropout
+from ..layers.containers import named_layers
 from ..lr_finder import lr_find
 from ..uncertainty import (
     TemperatureScaling,
@@ -187,7 +189,7 @@ def cmd_uncertainty(args: argparse.Namespace) -> int:
         result.update(temperature=ts.temperature_, test_ece_after=ece_t)
     else:
         print("no validation part in this run: temperature scaling skipped")
-    if any(type(la).__name__ == "Dropout" for la in trained.layers):
+    if any(isinstance(la, Dropout) for _, la, _ in named_layers(trained.layers)):  # nested too
         mc = mc_dropout_predict(trained, ds.X_test, n_samples=args.samples, seed=0)
         ece_mc = expected_calibration_error(mc.mean, y_test)
         right = mc.mean.argmax(axis=1) == y_test
