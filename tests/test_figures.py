@@ -158,6 +158,20 @@ def test_run_directory_has_the_monitor_figures_and_honest_titles(tmp_path):
     assert len(titles) == 1 and "training set" in titles[0] and "test" not in titles[0]
 
 
+def test_plot_of_a_run_that_failed_in_its_first_epoch_draws_no_empty_figure(tmp_path, capsys):
+    # training failed before an epoch ended: history.csv holds no row, and `backprop plot`
+    # used to write an empty loss.png (no curve, an empty legend) and report it as drawn
+    config = str(ROOT / "configs" / "digits.toml")
+    sets = ["--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e6"]
+    with pytest.warns(RuntimeWarning):  # the overflow that makes the loss NaN
+        assert main(["train", config, "--out", str(tmp_path / "r"), "--quiet", *sets]) == 1
+    assert (tmp_path / "r" / "history.csv").is_file()
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "r")]) == 2
+    assert "nothing to plot" in capsys.readouterr().err
+    assert not list((tmp_path / "r" / "figures").glob("*.png"))
+
+
 def test_activation_recorder_takes_sparse_input():
     from scipy import sparse
 

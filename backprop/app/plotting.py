@@ -57,6 +57,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
     history = None
     if (run_dir / "history.csv").is_file():
         history = read_history(run_dir / "history.csv")
+    if history and history.get("loss"):  # a run that failed in its first epoch has none
         figures["loss"] = fig_loss(history)
         figures["metrics"] = fig_metrics(history)
         figures["lr"] = fig_lr(history)
