@@ -182,6 +182,29 @@ def test_loss_along_line_hits_both_ends_and_batching_does_not_change_it(data):
     np.testing.assert_array_equal(trained.flat_parameters, before)  # not modified
 
 
+def test_the_default_line_holds_both_ends_exactly(data):
+    # The default grid used to be linspace(-0.25, 1.25, 41), step 0.0375: neither 0 nor 1 on
+    # it, so `backprop landscape` printed the loss at alpha 0.0125 as "at the initial weights"
+    # and at 0.9875 as "trained", and sharpness() measured from 0.0125.
+    X, y = data["X_train"][:200], data["y_train"][:200]
+    start, trained = mlp(seed=1, dtype="float64"), mlp(seed=2, dtype="float64")
+    alphas, losses = ls.loss_along_line(
+        trained, bp.SoftmaxCrossEntropy(), X, y, start.flat_parameters
+    )
+    assert alphas[0] == -0.25 and alphas[-1] == 1.25
+    assert losses[alphas == 0.0] == pytest.approx([full_loss(start, X, y)], rel=1e-12)
+    assert losses[alphas == 1.0] == pytest.approx([full_loss(trained, X, y)], rel=1e-12)
+    center = full_loss(trained, X, y)  # sharpness is measured from the segment's end here
+    beyond = 2 * trained.flat_parameters - start.flat_parameters
+    line = ls.loss_along_line(
+        trained, bp.SoftmaxCrossEntropy(), X, y, trained.flat_parameters, beyond
+    )
+    profile = line[1]
+    assert ls.sharpness(alphas, profile, 0.25) == pytest.approx(
+        np.max(profile[np.abs(alphas) <= 0.25]) - center, rel=1e-12
+    )
+
+
 def test_filter_normalized_direction_matches_each_units_weight_norm():
     model = mlp(seed=3, dtype="float64")
     d = ls.filter_normalized_direction(model, np.random.default_rng(0))
