@@ -452,7 +452,7 @@ def test_the_tools_page_clips_the_network_of_the_clipping_page():
     assert clipped == pytest.approx(runs["clip_norm=1"]["final_train_loss"], rel=1e-9)
 
 
-def test_the_tools_command_line(tmp_path, monkeypatch):
+def test_the_tools_command_line(tmp_path, monkeypatch, capsys):
     from backprop.app.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -472,6 +472,10 @@ def test_the_tools_command_line(tmp_path, monkeypatch):
     assert main(["cartography", config, *quick, "--top", "5", "--out", str(tmp_path / "c")]) == 0
     assert len((tmp_path / "c" / "suspicious.csv").read_text().splitlines()) == 6
     assert main(["landscape", str(run_dir), "--points", "2"]) == 2
+    # an even grid misses alpha = beta = 0: its printed "center" was the loss at (1/3, 1/3)
+    capsys.readouterr()
+    assert main(["landscape", str(run_dir), "--points", "4"]) == 2
+    assert "--points must be odd" in capsys.readouterr().err
     assert main(["landscape", str(tmp_path / "nowhere")]) == 2
 
 

@@ -107,6 +107,11 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     from .tool_plots import plot_landscape_1d, plot_landscape_2d
 
     _check_counts(args, points=3, samples=1)
+    if args.points % 2 == 0:  # an even grid has no point at 0: its "center" would be off it
+        raise ConfigError(
+            f"--points must be odd, so that the grid's center is the trained weights; got "
+            f"{args.points}"
+        )
     if not args.span > 0:
         raise ConfigError(f"--span must be positive, got {args.span}")
     run_dir = Path(args.run_dir)
@@ -253,7 +258,9 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("landscape", help="loss along the training line and around the minimum")
     p.add_argument("run_dir", **run_dir)
-    p.add_argument("--points", type=int, default=21, help="grid points per axis, 2-D (default 21)")
+    p.add_argument(
+        "--points", type=int, default=21, help="grid points per axis, odd, 2-D (default 21)"
+    )
     p.add_argument("--span", type=float, default=1.0, help="the 2-D grid covers +-span (default 1)")
     p.add_argument(
         "--samples", type=int, default=2000, help="training rows evaluated (default 2000)"
