@@ -62,6 +62,15 @@ def test_loss_figure_is_linear_when_a_validation_loss_is_not_positive():
     plotting.plt.close("all")
 
 
+def test_dead_relu_figure_says_what_it_counts_on():
+    # GradientMonitor's dead_relu/<i> is the share of units at 0 for every sample of the
+    # epoch's last measured batch; the axis used to say "never active", which reads as all data
+    ax = bp.plot_dead_relu({"loss": [1.0, 0.5], "dead_relu/1": [0.0, 0.25]}).axes[0]
+    assert "never" not in ax.get_ylabel() and "batch" in ax.get_ylabel()
+    assert "last measured batch" in ax.get_title()
+    plotting.plt.close("all")
+
+
 def test_history_figures_are_labelled():
     h = _history()
     _labelled(plotting.fig_loss(h))
