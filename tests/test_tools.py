@@ -501,6 +501,18 @@ def test_uncertainty_command_finds_a_dropout_inside_a_residual_block(tmp_path, c
     assert 0 <= numbers["mc_ece"] <= 1 and 0 < numbers["mc_accuracy"] <= 1
 
 
+def test_cartography_command_refuses_a_one_logit_classifier(tmp_path, capsys):
+    # XOR trains one logit with binary cross-entropy: the callback cannot read p(label) from
+    # it, and the command used to end in its ValueError's traceback after the first epoch
+    from backprop.app.cli import main
+
+    out = tmp_path / "c"
+    assert main(["cartography", str(ROOT / "configs" / "xor.toml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "one output per class" in err and "binary_cross_entropy" in err
+    assert not out.exists()
+
+
 def test_estimators_offer_mc_dropout(data):
     X, y = data["X_train"], data["y_train"]
     clf = bp.MLPClassifier(hidden_layer_sizes=(32,), dropout=0.3, max_iter=20, random_state=0)

@@ -223,6 +223,11 @@ def cmd_cartography(args: argparse.Namespace) -> int:
     ds = load_data(config)
     if ds.task != "classification":
         raise ConfigError("cartography needs a classification config")
+    if n_model_outputs(config, ds) < 2:  # Cartography reads p(label) from a softmax over k scores
+        raise ConfigError(
+            f"cartography needs one output per class (loss.name = 'cross_entropy'); "
+            f"{config.path} trains one logit with loss.name = {config['loss']['name']!r}"
+        )
     y = np.asarray(ds.y_train)
     carto = Cartography(ds.X_train, y)
     _, trainer = _model_and_trainer(config, ds, [carto])
