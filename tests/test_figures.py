@@ -172,6 +172,55 @@ def test_plot_of_a_run_that_failed_in_its_first_epoch_draws_no_empty_figure(tmp_
     assert not list((tmp_path / "r" / "figures").glob("*.png"))
 
 
+def test_feature_maps_take_the_test_image_as_the_saved_model_does(tmp_path):
+    # predictions.npz kept the *standardized* test image while model.npz standardizes its input
+    # itself: the feature-map figure standardized it twice and drew maps the model never made
+    from backprop.app import experiment
+    from backprop.app.config import load_config
+    from backprop.io import load_file
+
+    (tmp_path / "cnn.toml").write_text(
+        '[data]\nsource = "digits"\n'  # standardize = true, the default
+        '[[model.layers]]\ntype = "Reshape"\nshape = [8, 8, 1]\n'
+        '[[model.layers]]\ntype = "Conv2D"\nfilters = 2\nkernel_size = 3\n'
+        '[[model.layers]]\ntype = "Flatten"\n[[model.layers]]\ntype = "Dense"\n'
+        '[loss]\nname = "cross_entropy"\n[trainer]\nepochs = 1\n[output]\nplots = false\n'
+    )
+    run = tmp_path / "r"
+    assert main(["train", str(tmp_path / "cnn.toml"), "--out", str(run), "--quiet"]) == 0
+    saved = load_file(run / "model.npz")
+    with np.load(run / "predictions.npz") as f:
+        image = f["image"]
+    ds = experiment.load_data(load_config(run / "config.toml", []))
+    network = experiment.without_preprocessing(saved.obj, saved.metadata)
+    np.testing.assert_allclose(
+        saved.obj.predict(image), network.predict(ds.X_test[:1]), rtol=1e-5, atol=1e-5
+    )
+    # the network without its Standardize layer (what the run tools load) keeps its trained
+    # weights: with a Reshape first it used to be unbuilt, and the tools refused the run
+    assert main(["landscape", str(run), "--points", "3", "--samples", "50"]) == 0
+
+
+def test_a_regression_model_with_a_reshape_first_is_saved(tmp_path):
+    # no Standardize in front (standardize = false), a target one behind: the model.npz copy
+    # was an unbuilt Sequential, and the run ended in "cannot save a model that is not built"
+    (tmp_path / "r.toml").write_text(
+        '[data]\nsource = "diabetes"\nstandardize = false\n'
+        '[[model.layers]]\ntype = "Reshape"\nshape = [10, 1]\n'
+        '[[model.layers]]\ntype = "Flatten"\n[[model.layers]]\ntype = "Dense"\n'
+        '[loss]\nname = "mse"\n[trainer]\nepochs = 1\n[output]\nplots = false\n'
+    )
+    run = tmp_path / "r"
+    assert main(["train", str(tmp_path / "r.toml"), "--out", str(run), "--quiet"]) == 0
+    from backprop.app import experiment
+    from backprop.app.config import load_config
+
+    ds = experiment.load_data(load_config(run / "config.toml", []))
+    with np.load(run / "predictions.npz") as f:
+        expected = f["y_pred"]
+    np.testing.assert_allclose(bp.load(run / "model.npz").predict(ds.X_test), expected, rtol=1e-5)
+
+
 def test_activation_recorder_takes_sparse_input():
     from scipy import sparse
 
