@@ -103,6 +103,13 @@ class FlatParameters:
         """Write ``state`` into the model in place. Keys and shapes must match exactly; nothing is
         written unless every entry is valid."""
         targets = {**self.parameters(), **self.buffers()}
+        if not self.built and targets:
+            # layers built elsewhere (e.g. copied from another model) in a model that is not:
+            # its build at the first forward would re-draw every weight written here
+            raise ValueError(
+                "load_state_dict on a model that is not built: its first forward would "
+                "re-initialize the values written; give Sequential(..., input_shape=...) first"
+            )
         missing = sorted(set(targets) - set(state))
         unexpected = sorted(set(state) - set(targets))
         if missing or unexpected:
