@@ -94,6 +94,14 @@ class ActivationRecorder(Callback):
     def on_train_begin(self, trainer):
         self.start = self.record(trainer.model)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The start of training's activations: a resumed run keeps them (its own
+        ``on_train_begin`` sees the weights it resumes from)."""
+        return {"start": dict(self.start)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.start = {str(k): np.asarray(v, np.float64) for k, v in state.get("start", {}).items()}
+
     def on_train_end(self, trainer):
         self.end = self.record(trainer.model)
 

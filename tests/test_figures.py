@@ -221,6 +221,21 @@ def test_a_regression_model_with_a_reshape_first_is_saved(tmp_path):
     np.testing.assert_allclose(bp.load(run / "model.npz").predict(ds.X_test), expected, rtol=1e-5)
 
 
+def test_a_resumed_run_keeps_the_activations_of_its_start(tmp_path):
+    # activations.npz "start" is the start of training; a resumed run recorded it again from
+    # the weights it resumed from, so the figure's "start vs end" compared epochs 3 and 5
+    config = str(ROOT / "configs" / "digits.toml")
+    sets = ["--set", "output.checkpoint_every=1", "--set", "output.plots=false", "--quiet"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert main(["train", config, "--out", a, "--set", "trainer.epochs=3", *sets]) == 0
+    assert main(["train", config, "--resume", a, "--set", "trainer.epochs=5", *sets]) == 0
+    assert main(["train", config, "--out", b, "--set", "trainer.epochs=5", *sets]) == 0
+    with np.load(tmp_path / "a" / "activations.npz") as fa, np.load(b + "/activations.npz") as fb:
+        assert fa.files == fb.files and any(k.startswith("start/") for k in fa.files)
+        for key in fa.files:
+            np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
+
+
 def test_activation_recorder_takes_sparse_input():
     from scipy import sparse
 
