@@ -100,7 +100,9 @@ class ActivationRecorder(Callback):
         return {"start": dict(self.start)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.start = {str(k): np.asarray(v, np.float64) for k, v in state.get("start", {}).items()}
+        start = {str(k): np.asarray(v, np.float64) for k, v in state.get("start", {}).items()}
+        if start:  # none: saved before the first fit; keep the start this fit recorded
+            self.start = start
 
     def on_train_end(self, trainer):
         self.end = self.record(trainer.model)
