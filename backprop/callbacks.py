@@ -187,7 +187,8 @@ class EarlyStopping(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch to ``path`` (the header is written with the first row).
+    """Append one row per epoch to ``path`` (the header is written with the first row; rows
+    appended to a file follow its header, and a value without a column there is left out).
 
     Parameters
     ----------
@@ -207,8 +208,18 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(logs), extrasaction="ignore")
-            if not self.append or self._file.tell() == 0:
+            fields = list(logs)
+            if self._file.tell() > 0:  # appending: the file's own columns, whatever logs now holds
+                with open(self.path, newline="") as f:
+                    fields = next(csv.reader(f), None) or fields
+                if dropped := [k for k in logs if k not in fields]:
+                    warnings.warn(
+                        f"{self.path}: {', '.join(dropped)} not in its header; not written",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+            self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
+            if self._file.tell() == 0:
                 self._writer.writeheader()
         self._writer.writerow(logs)
         self._file.flush()
@@ -221,8 +232,9 @@ class GradientMonitor(Callback):
     """Per-parameter gradient and weight norms, and the fraction of dead ReLU units, per epoch.
 
     Every ``every`` batches it measures ``||grad||`` of each named parameter of a trainable
-    layer (after clipping, as applied; a frozen layer's gradient is not computed); at the epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm
-    as ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
+    layer (after clipping, as applied; a frozen layer's gradient is not computed); at the
+    epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm as
+    ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
     units that output 0 for every sample of the last measured batch. It warns once per parameter
     when a gradient norm falls below ``vanish_ratio`` times the largest one (vanishing) or
     exceeds ``explode`` (exploding).
