@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import warnings
 from typing import Any
 
@@ -187,15 +188,22 @@ class EarlyStopping(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch to ``path`` (the header is written with the first row; rows
-    appended to a file follow its header, and a value without a column there is left out).
+    """Write one row per epoch to ``path`` (the header is written with the first row).
+
+    The file follows the trainer's epochs (the ``epoch`` column). A fit that starts at epoch 0
+    overwrites it. A fit that continues a run (a resumed checkpoint, a second ``fit`` on the same
+    trainer, the estimators' ``partial_fit``) keeps the rows of the epochs already done and
+    appends under the file's own header; rows of epochs past the trainer's (written after the
+    last checkpoint of a run that then crashed) are dropped, so every epoch appears once.
+    With ``append=True`` nothing is ever removed: rows are added to whatever the file holds.
+    A value without a column in the file's header is left out, with a warning naming it.
 
     Parameters
     ----------
     path : str
         The CSV file.
     append : bool, default False
-        Add to an existing file instead of overwriting it.
+        Always add to an existing file, never overwrite or trim it.
     """
 
     def __init__(self, path: str, append: bool = False) -> None:
@@ -203,21 +211,23 @@ class CSVLogger(Callback):
         self.append = append
 
     def on_train_begin(self, trainer):
-        self._file = open(self.path, "a" if self.append else "w", newline="")  # noqa: SIM115
+        done = int(getattr(trainer, "epoch", 0))
+        fields = None
+        if self.append or done > 0:
+            fields = _keep_csv_rows(self.path, None if self.append else done)
+        self._file = open(self.path, "w" if fields is None else "a", newline="")  # noqa: SIM115
+        self._fields = fields
         self._writer: csv.DictWriter | None = None
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self._writer is None:
-            fields = list(logs)
-            if self._file.tell() > 0:  # appending: the file's own columns, whatever logs now holds
-                with open(self.path, newline="") as f:
-                    fields = next(csv.reader(f), None) or fields
-                if dropped := [k for k in logs if k not in fields]:
-                    warnings.warn(
-                        f"{self.path}: {', '.join(dropped)} not in its header; not written",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+            fields = self._fields or list(logs)
+            if dropped := [k for k in logs if k not in fields]:  # appended: the file's columns
+                warnings.warn(
+                    f"{self.path}: {', '.join(dropped)} not in its header; not written",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
             if self._file.tell() == 0:
                 self._writer.writeheader()
@@ -226,6 +236,35 @@ class CSVLogger(Callback):
 
     def on_train_end(self, trainer):
         self._file.close()
+
+
+def _keep_csv_rows(path: str, done: int | None) -> list[str] | None:
+    """The header of the CSV file at ``path`` (None when it is missing or empty), after
+    dropping its rows whose ``epoch`` exceeds ``done`` (None: keep every row)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        return None
+    if not rows or not rows[0]:
+        return None
+    header = rows[0]
+    if done is not None and "epoch" in header:
+        col = header.index("epoch")
+        kept = [r for r in rows[1:] if not (len(r) > col and _number(r[col]) > done)]
+        if len(kept) < len(rows) - 1:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows([header, *kept])
+            os.replace(tmp, path)
+    return header
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 class GradientMonitor(Callback):

@@ -214,10 +214,21 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
                 f"{where}: optimizer array {key!r} is {value.dtype} {value.shape}, the model's "
                 f"parameters are {flat[0]} {flat[1]}"
             )
+    weights = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    for name, value in weights.items():  # a run never saves these (training stops before)
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ModelFileError(f"{where}: model array {name!r} contains NaN or infinity")
     with filecheck.owner_refusals(where):  # the owners' own checks, as file errors
+        model._check_state_dict(weights)  # (a negative variance): before anything changes
+        for entry in state.get("callbacks", []):  # best weights EarlyStopping would put back
+            if entry["type"] == "EarlyStopping" and entry["state"].get("best_buffers"):
+                try:
+                    model._check_buffer_bounds(entry["state"]["best_buffers"])
+                except ValueError as exc:
+                    raise ValueError(f"EarlyStopping's best buffers: {exc}") from None
         trainer.load_state_dict(state)
         model.rng.bit_generator.state = header["model_rng"]
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
+    model.load_state_dict(weights)
     set_mask(model, arrays.get("pruning/mask"))  # pruning hook: the run's mask, or none
     if not trainer.has_learning_rate and state["epoch"] > 0:
         warnings.warn(

@@ -100,8 +100,15 @@ class FlatParameters:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Write ``state`` into the model in place. Keys and shapes must match exactly; nothing is
-        written unless every entry is valid."""
+        """Write ``state`` into the model in place. Keys and shapes must match exactly, and
+        buffers respect their layer's ``buffer_bounds`` (no negative variance, no scale <= 0);
+        nothing is written unless every entry is valid."""
+        targets = self._check_state_dict(state)
+        for key, target in targets.items():
+            target[...] = state[key]
+
+    def _check_state_dict(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Raise what :meth:`load_state_dict` refuses in ``state``; returns the live arrays."""
         targets = {**self.parameters(), **self.buffers()}
         if not self.built and targets:
             # layers built elsewhere (e.g. copied from another model) in a model that is not:
@@ -120,8 +127,24 @@ class FlatParameters:
                 raise ValueError(f"{key}: expected shape {target.shape}, got {value.shape}")
             if value.dtype.kind not in "fiu":
                 raise ValueError(f"{key}: expected real numbers, got dtype {value.dtype}")
-        for key, target in targets.items():
-            target[...] = state[key]
+        self._check_buffer_bounds(state)
+        return targets
+
+    def _check_buffer_bounds(self, buffers: dict[str, Any]) -> None:
+        """Refuse values of ``buffers`` (keyed like :meth:`buffers`) outside their layer's
+        ``buffer_bounds`` (a negative variance, a scale <= 0), naming the array."""
+        for name, layer, _ in named_layers(self.layers):
+            for k, (low, strict) in layer.buffer_bounds().items():
+                if f"{name}.{k}" not in buffers:
+                    continue
+                value = np.asarray(buffers[f"{name}.{k}"])
+                bad = np.flatnonzero(~(value > low if strict else value >= low))
+                if bad.size:
+                    raise ValueError(
+                        f"{name}.{k} ({type(layer).__name__} {k}) must be "
+                        f"{'>' if strict else '>='} {low:g}, got {float(value.flat[bad[0]]):g} at "
+                        f"index {bad[0]} ({bad.size} of {value.size} values)"
+                    )
 
     @property
     def n_parameters(self) -> int:

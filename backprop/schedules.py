@@ -27,6 +27,7 @@ The current state of a schedule is plain numbers (``state_dict``) for checkpoint
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -324,9 +325,23 @@ REGISTRY: dict[str, type[Schedule] | type[ReduceLROnPlateau]] = {
 def get(
     identifier: str | Schedule | ReduceLROnPlateau | None, **kwargs: Any
 ) -> Schedule | ReduceLROnPlateau | None:
-    """A schedule from a name (``"cosine"``, ``"step"``, ...), an instance, or None."""
+    """A schedule from a name (``"cosine"``, ``"step"``, ...), an instance, or None. A name
+    whose schedule needs arguments (``"step"``, ``"exponential"``, ``"cosine"``) needs them in
+    ``kwargs``; without them the error names the arguments and the instance to pass."""
     if identifier is None or isinstance(identifier, Schedule | ReduceLROnPlateau):
         return identifier
     if identifier not in REGISTRY:
         raise ValueError(f"unknown schedule {identifier!r}; valid names: {', '.join(REGISTRY)}")
-    return REGISTRY[identifier](**kwargs)
+    cls = REGISTRY[identifier]
+    missing = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.default is p.empty and p.kind is not p.VAR_KEYWORD and p.name not in kwargs
+    ]
+    if missing:
+        args = ", ".join(f"{name}=..." for name in missing)
+        raise ValueError(
+            f"schedule {identifier!r} needs {' and '.join(missing)}, which a name cannot give: "
+            f"pass an instance, schedule=bp.{cls.__name__}({args})"
+        )
+    return cls(**kwargs)

@@ -95,8 +95,10 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
     clip_factor : float, default 0.01
         the AGC bound ``lambda`` (0.01 by default).
     schedule : schedules_mod.Schedule | schedules_mod.ReduceLROnPlateau | str | None, default None
-        a learning-rate Schedule (or name), stepped per epoch or per update; or a
-        ReduceLROnPlateau, which then runs as the first callback.
+        a learning-rate Schedule, stepped per epoch or per update; or a
+        ReduceLROnPlateau, which then runs as the first callback; or the name of one
+        that needs no arguments ("constant", "invscaling", "plateau": "step",
+        "exponential" and "cosine" need an instance).
     callbacks : Sequence[Callback] | None, default None
         Callback instances, called in order.
     metrics : str | Sequence[str], default 'auto'

@@ -254,3 +254,79 @@ def test_a_declared_size_of_terabytes_is_refused_without_allocating(saved, tmp_p
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 20 * 2**20
+
+
+def _with_statistics():
+    return bp.Sequential(
+        [bp.Standardize(3), bp.Dense(4), bp.Residual([bp.BatchNorm(), bp.ReLU()]), bp.Dense(2)],
+        input_shape=(3,),
+        seed=0,
+    )
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "2.0.running_var",
+            -1.0,
+            r"2\.0\.running_var \(BatchNorm running_var\) must be >= 0, got -1",
+        ),
+        ("0.scale", 0.0, r"0\.scale \(Standardize scale\) must be > 0, got 0 at index 1"),
+        ("0.scale", -2.0, r"0\.scale \(Standardize scale\) must be > 0, got -2"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["model", "checkpoint"])
+def test_statistics_that_can_only_be_wrong_are_refused_on_load(tmp_path, kind, key, value, message):
+    """A negative variance or a scale <= 0 would give NaN or sign-flipped predictions: files (and
+    load_state_dict) refuse them by name, and a checkpoint changes nothing in the trainer."""
+    model = _with_statistics()
+    model.buffers()[key][1] = value
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", seed=0)
+    path = tmp_path / f"{kind}.npz"
+    bp.save(model, path) if kind == "model" else bp.save_checkpoint(path, trainer)
+    fresh = _with_statistics()
+    target = bp.Trainer(fresh, "cross_entropy", "sgd", seed=0)
+    before = fresh.state_dict()
+    with pytest.raises(ModelFileError, match=message):
+        bp.load(path) if kind == "model" else bp.load_checkpoint(path, target)
+    assert all(np.array_equal(before[k], v) for k, v in fresh.state_dict().items())
+    with pytest.raises(ValueError, match=message):
+        fresh.load_state_dict(model.state_dict())
+    model.buffers()[key][1] = 0.5  # a valid value loads
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.buffers()[key][1] == 0.5
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
+    model = _with_statistics()
+    model.parameters()["1.W"][0, 0] = np.nan
+    bp.save_checkpoint(tmp_path / "c.npz", bp.Trainer(model, "cross_entropy", "sgd"))
+    fresh = _with_statistics()
+    before = fresh.state_dict()
+    with pytest.raises(ModelFileError, match="model array '1.W' contains NaN"):
+        bp.load_checkpoint(tmp_path / "c.npz", bp.Trainer(fresh, "cross_entropy", "sgd"))
+    assert all(np.array_equal(before[k], v) for k, v in fresh.state_dict().items())
+
+
+def test_a_checkpoints_early_stopping_best_buffers_are_range_checked_too(tmp_path):
+    """EarlyStopping puts its best buffers back at the end of the resumed run: a negative
+    variance there is refused on load, like one in the model's own arrays."""
+    X, y = np.random.default_rng(0).normal(size=(16, 3)), np.arange(16) % 2
+
+    def trainer():
+        es = bp.EarlyStopping(monitor="loss", patience=5)
+        return bp.Trainer(_with_statistics(), "cross_entropy", "sgd", seed=0, callbacks=[es])
+
+    t = trainer()
+    t.fit(X, y, epochs=2)
+    t.callbacks[0].best_buffers["2.0.running_var"][0] = -0.5
+    bp.save_checkpoint(tmp_path / "c.npz", t)
+    target = trainer()
+    with pytest.raises(ModelFileError, match=r"EarlyStopping's best buffers: 2\.0\.running_var"):
+        bp.load_checkpoint(tmp_path / "c.npz", target)
+    assert target.epoch == 0
+    t.callbacks[0].best_buffers["2.0.running_var"][0] = 0.5
+    bp.save_checkpoint(tmp_path / "c.npz", t)
+    bp.load_checkpoint(tmp_path / "c.npz", target)
+    assert target.epoch == 2

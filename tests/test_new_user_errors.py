@@ -253,6 +253,31 @@ def test_estimator_shape_errors_name_shapes_not_an_images_height_as_features():
         assert f"samples of shape {bad.shape[1:]}" in message and "(4, 4, 1)" in message
 
 
+def test_sequences_of_another_length_are_named_as_shapes_in_warm_fits_and_lists():
+    """A warm_start fit, and X given as nested lists, went through scikit-learn's check, which
+    spoke of "2 features" for sequences of length 2 (the length counted as features)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3, 4)), np.arange(20) % 2
+    clf = bp.NeuralNetClassifier([bp.RNN(5)], epochs=1, random_state=0).fit(X, y)
+    short = X[:, :2]
+    calls = [
+        lambda: clf.predict(short.tolist()),
+        lambda: clf.set_params(warm_start=True).fit(short, y),
+        lambda: clf.set_params(warm_start=True).fit(short.tolist(), y),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as info:
+            call()
+        message = str(info.value)
+        assert "features" not in message, message
+        assert (
+            "samples of shape (2, 4), but NeuralNetClassifier was fitted on samples of "
+            in (message)
+            and "(3, 4)" in message
+        )
+    assert clf.set_params(warm_start=True).fit(X.tolist(), y).n_iter_ == 2  # the right shape
+
+
 @pytest.mark.parametrize("layers", [bp.Dense(3), "Dense"])
 def test_an_estimator_given_one_layer_instead_of_a_list_says_so(layers):
     clf = bp.NeuralNetClassifier(layers, epochs=1)

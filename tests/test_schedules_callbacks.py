@@ -81,8 +81,9 @@ def test_csv_logger_and_progress_bar(tmp_path):
 
 
 def test_csv_logger_appends_rows_under_the_files_own_header(tmp_path):
-    # A second fit with validation data appended rows with two more values than the header
-    # had columns: the "lr" column then held the validation loss
+    # A second fit with validation data once appended rows with two more values than the
+    # header had columns (the "lr" column then held the validation loss); the rows follow the
+    # file's header, and the values it has no column for are named in a warning
     path = str(tmp_path / "log.csv")
     model = bp.Sequential([bp.Dense(2, 2)], seed=0)
     trainer = bp.Trainer(
@@ -127,3 +128,70 @@ def test_progress_bar_prints_one_plain_line_per_epoch_when_not_a_terminal():
 def test_bad_schedule_and_callback_arguments(factory, match):
     with pytest.raises(ValueError, match=match):
         factory()
+
+
+class _Crash(bp.Callback):
+    """Raises at the end of one epoch, after the CSVLogger wrote its row (a crash)."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.at:
+            raise RuntimeError("crash")
+
+
+def _csv_epochs(path):
+    rows = list(csv.DictReader(path.open()))
+    return [int(r["epoch"]) for r in rows], [float(r["loss"]) for r in rows]
+
+
+def test_csv_logger_keeps_the_earlier_epochs_of_a_resumed_or_continued_run(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.integers(0, 2, 20)
+
+    def trainer(*extra):
+        model = bp.Sequential([bp.Dense(3, 2)], seed=0, dtype="float64")
+        logger = bp.CSVLogger(str(tmp_path / "h.csv"))
+        ckpt = bp.Checkpoint(tmp_path / "c.npz", every=2)
+        return bp.Trainer(model, "cross_entropy", "sgd", seed=0, callbacks=[logger, *extra, ckpt])
+
+    whole = trainer().fit(X, y, epochs=4)
+    t = trainer(_Crash(at=2))  # dies after epoch 3 was logged; the checkpoint holds epoch 2
+    with pytest.raises(RuntimeError, match="crash"):
+        t.fit(X, y, epochs=4)
+    assert _csv_epochs(tmp_path / "h.csv")[0] == [1, 2, 3]
+    t = trainer()
+    t.callbacks[-1].resume(t)
+    t.fit(X, y, epochs=2)
+    # epochs 1-2 kept from the first run, its epoch 3 (past the checkpoint) logged once again
+    epochs, losses = _csv_epochs(tmp_path / "h.csv")
+    assert epochs == [1, 2, 3, 4] and losses == pytest.approx(whole["loss"], rel=1e-12)
+    t.fit(X, y, epochs=1)  # a second fit continues the file as it continues the history
+    assert _csv_epochs(tmp_path / "h.csv")[0] == [1, 2, 3, 4, 5]
+    trainer().fit(X, y, epochs=1)  # a fresh run starts the file over
+    assert _csv_epochs(tmp_path / "h.csv")[0] == [1]
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    appending = [bp.CSVLogger(str(tmp_path / "h.csv"), append=True)]
+    bp.Trainer(model, "cross_entropy", "sgd", callbacks=appending).fit(X, y, epochs=1)
+    assert _csv_epochs(tmp_path / "h.csv")[0] == [1, 1]  # append=True never removes a row
+
+
+@pytest.mark.parametrize(
+    "name, needs", [("cosine", "total"), ("step", "step_size"), ("exponential", "gamma")]
+)
+def test_a_schedule_name_that_needs_arguments_says_which_and_how(name, needs):
+    from backprop.estimators import MLPClassifier, NeuralNetRegressor
+
+    X, y = np.eye(4, 3), np.array([0, 1, 0, 1])
+    cls = bp.schedules.REGISTRY[name]
+    message = rf"schedule '{name}' needs {needs}.*schedule=bp\.{cls.__name__}\({needs}=\.\.\.\)"
+    with pytest.raises(ValueError, match=message):
+        bp.Trainer(bp.Sequential([bp.Dense(3, 2)]), "cross_entropy", "sgd", schedule=name)
+    mlp = MLPClassifier(schedule=name, max_iter=1)
+    with pytest.raises(ValueError, match=message):
+        mlp.fit(X, y)
+    assert not hasattr(mlp, "model_")  # refused with the other parameters, before fitting
+    with pytest.raises(ValueError, match=message):
+        NeuralNetRegressor(layers=[bp.Dense(2)], schedule=name, epochs=1).fit(X, y * 1.0)
+    assert bp.schedules.get(name, **{needs: 3}).__class__ is cls  # with them, the name works

@@ -54,8 +54,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     weight_decay
         decoupled weight decay of the "adamw" solver.
     schedule
-        a backprop Schedule (or its name) for the stochastic solvers; replaces
-        ``learning_rate``.
+        a backprop Schedule for the stochastic solvers, replacing ``learning_rate``;
+        or the name of one that needs no arguments ("constant", "invscaling",
+        "plateau"); "step", "exponential" and "cosine" need an instance
+        (``bp.CosineDecay(total=...)``).
     class_weight
         None, "balanced" or ``{class: weight}``; multiplies ``sample_weight``.
     dtype

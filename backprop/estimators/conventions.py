@@ -207,19 +207,25 @@ def check_layer_list(est: Any) -> None:
         )
 
 
-def fitted_for(est: Any, X: Any) -> None:
+def fitted_for(est: Any, X: Any) -> Any:
     """``est`` is fitted, and ``X`` holds samples of its network's shape (named as shapes:
     scikit-learn's own message, kept for flat data, counts ``X.shape[1]``, an image's height, as
-    its features)."""
+    its features); returns the network ``est.model_``."""
     check_is_fitted(est, "model_")
     in_shape = est.model_.in_shape
-    shape = getattr(X, "shape", None)  # arrays; anything else is validate_data's to judge
+    shape = getattr(X, "shape", None)  # arrays; nested lists by their shape; anything else
+    if shape is None and isinstance(X, list | tuple):  # (ragged lists) is validate_data's
+        try:
+            shape = np.shape(X)
+        except ValueError:
+            shape = None
     shape = tuple(shape)[1:] if isinstance(shape, tuple) else tuple(in_shape)
     if (len(shape) > 1 or len(in_shape) > 1) and shape != tuple(in_shape):
         raise ValueError(
             f"X has samples of shape {shape}, but {type(est).__name__} was fitted on samples "
             f"of shape {tuple(in_shape)}"
         )
+    return est.model_
 
 
 def check_network_output(model: Any, n_outputs: int, classifier: bool) -> None:

@@ -23,6 +23,7 @@ from ..callbacks import Callback
 from ..lbfgs import LBFGS
 from ..optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from ..schedules import ReduceLROnPlateau, Schedule
+from ..schedules import get as get_schedule
 from . import conventions as C
 from .sklearn_private import InvalidParameterError
 
@@ -103,6 +104,8 @@ def check_params(est: Any) -> None:
         est.schedule, Schedule | ReduceLROnPlateau | str
     ):
         raise ValueError(f"schedule must be a backprop Schedule or its name, got {est.schedule!r}")
+    if isinstance(est.schedule, str):  # an unknown name, or one whose schedule needs arguments
+        get_schedule(est.schedule)
     for cb in est.callbacks or []:
         if not isinstance(cb, Callback):
             raise ValueError(f"callbacks must be backprop Callback instances, got {cb!r}")

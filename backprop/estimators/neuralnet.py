@@ -146,7 +146,7 @@ class NeuralNet(BaseEstimator):
             )
         continuing = neuralnet_warm_start(self) and hasattr(self, "model_")
         if continuing:
-            model = self.model_
+            model = fitted_for(self, X)  # samples of another shape are named as shapes
             X = self._validate_X(X, False, model.integer_input)
             Y = self._targets(y, reset=False)
         else:

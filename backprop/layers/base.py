@@ -208,6 +208,11 @@ class Layer:
         """``{key: shape}`` of the non-trained state arrays. Empty by default."""
         return {}
 
+    def buffer_bounds(self) -> dict[str, tuple[float, bool]]:
+        """``{key: (low, strict)}``: buffers whose values can only be ``> low`` (strict) or
+        ``>= low`` (a variance, a scale); ``load_state_dict`` refuses others. Empty by default."""
+        return {}
+
     def reset_parameters(self, rng: np.random.Generator) -> None:
         """Fill ``params`` in place with fresh initial values drawn from ``rng``."""
 

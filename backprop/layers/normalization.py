@@ -162,6 +162,10 @@ class BatchNorm(_Normalization):
             return {}
         return {"running_mean": (self.in_features,), "running_var": (self.in_features,)}
 
+    def buffer_bounds(self) -> dict[str, tuple[float, bool]]:
+        """A variance is never negative."""
+        return {"running_var": (0.0, False)}
+
     def reset_buffers(self) -> None:
         self.buffers["running_mean"].fill(0)
         self.buffers["running_var"].fill(1)

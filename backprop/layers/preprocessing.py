@@ -112,6 +112,10 @@ class Standardize(Layer):
         """``{"mean": (d,), "scale": (d,)}``: saved with the model, never trained."""
         return {"mean": (self.in_features,), "scale": (self.in_features,)}
 
+    def buffer_bounds(self) -> dict[str, tuple[float, bool]]:
+        """A scale is positive (0 is stored as 1)."""
+        return {"scale": (0.0, True)}
+
     def _allocate_buffers(self, dtype: np.dtype) -> None:
         """A model's buffers, in its dtype: the statistics given or adapted so far."""
         mean, scale = self._statistics()
