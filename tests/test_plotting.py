@@ -71,6 +71,24 @@ def test_dead_relu_figure_says_what_it_counts_on():
     plotting.plt.close("all")
 
 
+def test_pred_vs_true_title_has_the_r2_metrics_json_reports():
+    # Two outputs on very different scales: the title once pooled them (one R² over the
+    # raveled values, near 0 here) where metrics.json's r2 averages per output
+    from backprop.data import R2
+
+    rng = np.random.default_rng(0)
+    T = np.column_stack([rng.normal(size=40) * 100, rng.normal(size=40) * 0.01])
+    P = np.column_stack([T[:, 0] + rng.normal(size=40) * 50, rng.normal(size=40) * 0.01])
+    metric = R2()
+    metric.reset()
+    metric.update(P, T)
+    fig = plotting.fig_pred_vs_true(T, P)
+    assert f"R² {metric.result():.3f})" in fig.axes[0].get_title()
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "test samples, output 0" in labels and "test samples, output 1" in labels
+    plotting.plt.close("all")
+
+
 def test_history_figures_are_labelled():
     h = _history()
     _labelled(plotting.fig_loss(h))
