@@ -196,6 +196,7 @@ class CSVLogger(Callback):
     appends under the file's own header; rows of epochs past the trainer's (written after the
     last checkpoint of a run that then crashed) are dropped, so every epoch appears once.
     With ``append=True`` nothing is ever removed: rows are added to whatever the file holds.
+    A value without a column in the file's header is left out, with a warning naming it.
 
     Parameters
     ----------
@@ -221,6 +222,12 @@ class CSVLogger(Callback):
     def on_epoch_end(self, trainer, epoch, logs):
         if self._writer is None:
             fields = self._fields or list(logs)
+            if dropped := [k for k in logs if k not in fields]:  # appended: the file's columns
+                warnings.warn(
+                    f"{self.path}: {', '.join(dropped)} not in its header; not written",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
             if self._file.tell() == 0:
                 self._writer.writeheader()
@@ -263,9 +270,10 @@ def _number(text: str) -> float:
 class GradientMonitor(Callback):
     """Per-parameter gradient and weight norms, and the fraction of dead ReLU units, per epoch.
 
-    Every ``every`` batches it measures ``||grad||`` of each named parameter (after clipping,
-    as applied); at the epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm
-    as ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
+    Every ``every`` batches it measures ``||grad||`` of each named parameter of a trainable
+    layer (after clipping, as applied; a frozen layer's gradient is not computed); at the
+    epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm as
+    ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
     units that output 0 for every sample of the last measured batch. It warns once per parameter
     when a gradient norm falls below ``vanish_ratio`` times the largest one (vanishing) or
     exceeds ``explode`` (exploding).
@@ -308,7 +316,11 @@ class GradientMonitor(Callback):
     def on_batch_end(self, trainer, batch, logs):
         if batch % self.every:
             return
+        # a frozen layer's gradient is not computed (the trainer zeroes it): no norm, no warning
+        trainable = set(trainer.model.trainable_parameter_names())
         for name, g in trainer.model.gradients().items():
+            if name not in trainable:
+                continue
             self._sums[name] = self._sums.get(name, 0.0) + float(np.sqrt(np.vdot(g, g)))
         self._count += 1
         from .layers import ReLU

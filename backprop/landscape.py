@@ -101,7 +101,8 @@ def loss_along_line(
     start, end : ndarray (n_parameters,)
         Flat parameter vectors (``model.flat_parameters`` layout); ``alpha = 0`` is ``start``.
     alphas : ndarray (k,), optional
-        Where to evaluate; default 41 points on ``[-0.25, 1.25]``.
+        Where to evaluate; default 61 points on ``[-0.25, 1.25]``, step 0.025, with 0 and 1
+        among them exactly (the two ends of the segment are what the profile is read at).
     sample_weight, batch_size, l1, l2
         As in :meth:`Trainer.evaluate`.
 
@@ -118,7 +119,7 @@ def loss_along_line(
             f"start and end must have shape {copy_.flat_parameters.shape}, got {start.shape} "
             f"and {end.shape}"
         )
-    alphas = np.linspace(-0.25, 1.25, 41) if alphas is None else np.asarray(alphas, float)
+    alphas = np.arange(-10, 51) / 40 if alphas is None else np.asarray(alphas, float)
     direction = end - start
     losses = np.empty(len(alphas))
     for i, a in enumerate(alphas):

@@ -23,7 +23,8 @@ from .layers.masking import forward_with_mask
 
 
 class UpdateRatioMonitor(Callback):
-    """Per-epoch mean of ``||dW|| / ||W||`` for every parameter of kind "weight"."""
+    """Per-epoch mean of ``||dW|| / ||W||`` for every parameter of kind "weight" of a
+    trainable layer (a frozen one has no column, or NaN for the epochs it was frozen)."""
 
     def __init__(self) -> None:
         self._before: np.ndarray | None = None
@@ -41,9 +42,10 @@ class UpdateRatioMonitor(Callback):
 
     def on_batch_end(self, trainer, batch, logs):
         model = trainer.model
+        trainable = set(model.trainable_parameter_names())
         for name, sl in model.param_slices().items():
-            if sl.stop > model.n_weights:
-                continue  # not a weight: biases and gains live after n_weights
+            if sl.stop > model.n_weights or name not in trainable:
+                continue  # not a weight (biases and gains live after n_weights), or frozen
             after = model.flat_parameters[sl]
             step = np.linalg.norm(after - self._before[sl])
             size = np.linalg.norm(after)
@@ -91,6 +93,16 @@ class ActivationRecorder(Callback):
 
     def on_train_begin(self, trainer):
         self.start = self.record(trainer.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The start of training's activations: a resumed run keeps them (its own
+        ``on_train_begin`` sees the weights it resumes from)."""
+        return {"start": dict(self.start)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        start = {str(k): np.asarray(v, np.float64) for k, v in state.get("start", {}).items()}
+        if start:  # none: saved before the first fit; keep the start this fit recorded
+            self.start = start
 
     def on_train_end(self, trainer):
         self.end = self.record(trainer.model)

@@ -110,6 +110,13 @@ class FlatParameters:
     def _check_state_dict(self, state: dict[str, Any]) -> dict[str, np.ndarray]:
         """Raise what :meth:`load_state_dict` refuses in ``state``; returns the live arrays."""
         targets = {**self.parameters(), **self.buffers()}
+        if not self.built and targets:
+            # layers built elsewhere (e.g. copied from another model) in a model that is not:
+            # its build at the first forward would re-draw every weight written here
+            raise ValueError(
+                "load_state_dict on a model that is not built: its first forward would "
+                "re-initialize the values written; give Sequential(..., input_shape=...) first"
+            )
         missing = sorted(set(targets) - set(state))
         unexpected = sorted(set(state) - set(targets))
         if missing or unexpected:

@@ -130,3 +130,22 @@ def test_a_table_marked_as_from_elsewhere_is_left_out(tmp_path):
         "| run | acc |\n| --- | --- |\n| a | 0.7 |\n"
     )
     assert mismatches(page, results) == ["page.md:8: 0.7"]
+
+
+def test_the_optimizers_page_ranks_its_lowest_losses_as_its_results_do():
+    # The prose once called the lr-0.5 sweep run "the best run of the whole page": L-BFGS ends
+    # with a lower training loss, and the constant-rate schedule run a hair lower too.
+    page = (DOCS / "optimizers.md").read_text()
+    results = json.loads((DOCS / "optimizers" / "results.json").read_text())
+    losses = {
+        f"{part}/{name}": run["final_train_loss"]
+        for part in ("optimizers", "lr_sweep", "schedules")
+        for name, run in results[part].items()
+    }
+    lowest = min(losses, key=losses.get)
+    assert lowest == "optimizers/L-BFGS (full batch)"
+    first_order = sorted((v, k) for k, v in losses.items() if k != lowest)[:2]
+    assert {k for _, k in first_order} == {"lr_sweep/0.5", "schedules/Constant"}
+    assert "best run of the whole page" not in page
+    assert f"only L-BFGS ends lower, {losses[lowest]:.4f}" in page
+    assert f"0.5 ({losses['lr_sweep/0.5']:.4f}, level with the constant-rate" in page

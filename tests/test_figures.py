@@ -40,6 +40,27 @@ def test_update_ratio_is_the_step_over_the_weights():
     assert "update_ratio/0.b" not in history  # weights only
 
 
+def test_monitors_report_no_gradient_or_update_for_a_frozen_layer(recwarn):
+    # The trainer zeroes a frozen layer's gradient: a logged norm of 0 (and a "vanishing
+    # gradients" warning about it) or an update ratio of 0 on the log-scale figure would report
+    # what was not measured. Its columns are absent while frozen, NaN once it is unfrozen.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 5)), rng.integers(0, 3, 64)
+    model = bp.Sequential([bp.Dense(5, 8), bp.ReLU(), bp.Dense(8, 3)], dtype="float64", seed=0)
+    model.layers[0].trainable = False
+    monitors = [bp.GradientMonitor(), bp.UpdateRatioMonitor()]
+    trainer = bp.Trainer(model, "cross_entropy", "adam", epochs=2, seed=0, callbacks=monitors)
+    history = trainer.fit(X, y)
+    assert not [w for w in recwarn if "vanishing" in str(w.message)]
+    for key in ("grad_norm/0.W", "grad_norm/0.b", "update_ratio/0.W"):
+        assert key not in history
+    assert history["grad_norm/2.W"][0] > 0 and history["update_ratio/2.W"][0] > 0
+    model.layers[0].trainable = True
+    history = trainer.fit(X, y, epochs=1)
+    assert np.isnan(history["grad_norm/0.W"][:2]).all() and history["grad_norm/0.W"][2] > 0
+    assert np.isnan(history["update_ratio/0.W"][:2]).all() and history["update_ratio/0.W"][2] > 0
+
+
 def test_plot_api_draws_from_a_trained_model(rng):
     X = rng.normal(size=(80, 2))
     y = (X[:, 0] * X[:, 1] > 0).astype(int)
@@ -118,6 +139,101 @@ def test_run_directory_has_the_monitor_figures_and_honest_titles(tmp_path):
     from backprop.app.plotting import _points_label
 
     assert _points_label(tmp_path / "x") == "training points"
+    # the confusion matrix is of those training points too, and its title says so
+    from backprop.app import plotting
+
+    titles = []
+
+    def confusion(*args, **kwargs):
+        fig = fig_confusion(*args, **kwargs)
+        titles.append(fig.axes[0].get_title())
+        return fig
+
+    fig_confusion = plotting.fig_confusion
+    plotting.fig_confusion = confusion
+    try:
+        plotting.draw_run(tmp_path / "x")
+    finally:
+        plotting.fig_confusion = fig_confusion
+    assert len(titles) == 1 and "training set" in titles[0] and "test" not in titles[0]
+
+
+def test_plot_of_a_run_that_failed_in_its_first_epoch_draws_no_empty_figure(tmp_path, capsys):
+    # training failed before an epoch ended: history.csv holds no row, and `backprop plot`
+    # used to write an empty loss.png (no curve, an empty legend) and report it as drawn
+    config = str(ROOT / "configs" / "digits.toml")
+    sets = ["--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e6"]
+    with pytest.warns(RuntimeWarning):  # the overflow that makes the loss NaN
+        assert main(["train", config, "--out", str(tmp_path / "r"), "--quiet", *sets]) == 1
+    assert (tmp_path / "r" / "history.csv").is_file()
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "r")]) == 2
+    assert "nothing to plot" in capsys.readouterr().err
+    assert not list((tmp_path / "r" / "figures").glob("*.png"))
+
+
+def test_feature_maps_take_the_test_image_as_the_saved_model_does(tmp_path):
+    # predictions.npz kept the *standardized* test image while model.npz standardizes its input
+    # itself: the feature-map figure standardized it twice and drew maps the model never made
+    from backprop.app import experiment
+    from backprop.app.config import load_config
+    from backprop.io import load_file
+
+    (tmp_path / "cnn.toml").write_text(
+        '[data]\nsource = "digits"\n'  # standardize = true, the default
+        '[[model.layers]]\ntype = "Reshape"\nshape = [8, 8, 1]\n'
+        '[[model.layers]]\ntype = "Conv2D"\nfilters = 2\nkernel_size = 3\n'
+        '[[model.layers]]\ntype = "Flatten"\n[[model.layers]]\ntype = "Dense"\n'
+        '[loss]\nname = "cross_entropy"\n[trainer]\nepochs = 1\n[output]\nplots = false\n'
+    )
+    run = tmp_path / "r"
+    assert main(["train", str(tmp_path / "cnn.toml"), "--out", str(run), "--quiet"]) == 0
+    saved = load_file(run / "model.npz")
+    with np.load(run / "predictions.npz") as f:
+        image = f["image"]
+    ds = experiment.load_data(load_config(run / "config.toml", []))
+    network = experiment.without_preprocessing(saved.obj, saved.metadata)
+    np.testing.assert_allclose(
+        saved.obj.predict(image), network.predict(ds.X_test[:1]), rtol=1e-5, atol=1e-5
+    )
+    # the network without its Standardize layer (what the run tools load) keeps its trained
+    # weights: with a Reshape first it used to be unbuilt, and the tools refused the run
+    assert main(["landscape", str(run), "--points", "3", "--samples", "50"]) == 0
+
+
+def test_a_regression_model_with_a_reshape_first_is_saved(tmp_path):
+    # no Standardize in front (standardize = false), a target one behind: the model.npz copy
+    # was an unbuilt Sequential, and the run ended in "cannot save a model that is not built"
+    (tmp_path / "r.toml").write_text(
+        '[data]\nsource = "diabetes"\nstandardize = false\n'
+        '[[model.layers]]\ntype = "Reshape"\nshape = [10, 1]\n'
+        '[[model.layers]]\ntype = "Flatten"\n[[model.layers]]\ntype = "Dense"\n'
+        '[loss]\nname = "mse"\n[trainer]\nepochs = 1\n[output]\nplots = false\n'
+    )
+    run = tmp_path / "r"
+    assert main(["train", str(tmp_path / "r.toml"), "--out", str(run), "--quiet"]) == 0
+    from backprop.app import experiment
+    from backprop.app.config import load_config
+
+    ds = experiment.load_data(load_config(run / "config.toml", []))
+    with np.load(run / "predictions.npz") as f:
+        expected = f["y_pred"]
+    np.testing.assert_allclose(bp.load(run / "model.npz").predict(ds.X_test), expected, rtol=1e-5)
+
+
+def test_a_resumed_run_keeps_the_activations_of_its_start(tmp_path):
+    # activations.npz "start" is the start of training; a resumed run recorded it again from
+    # the weights it resumed from, so the figure's "start vs end" compared epochs 3 and 5
+    config = str(ROOT / "configs" / "digits.toml")
+    sets = ["--set", "output.checkpoint_every=1", "--set", "output.plots=false", "--quiet"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert main(["train", config, "--out", a, "--set", "trainer.epochs=3", *sets]) == 0
+    assert main(["train", config, "--resume", a, "--set", "trainer.epochs=5", *sets]) == 0
+    assert main(["train", config, "--out", b, "--set", "trainer.epochs=5", *sets]) == 0
+    with np.load(tmp_path / "a" / "activations.npz") as fa, np.load(b + "/activations.npz") as fb:
+        assert fa.files == fb.files and any(k.startswith("start/") for k in fa.files)
+        for key in fa.files:
+            np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
 
 
 def test_activation_recorder_takes_sparse_input():

@@ -264,3 +264,20 @@ def test_copies_keep_parameters_as_views_into_the_flat_buffer(how, rng):
     twin.flat_parameters *= 2  # an update of the flat vector reaches the layers
     np.testing.assert_array_equal(twin.layers[0].params["W"], 2 * model.layers[0].params["W"])
     assert not np.array_equal(twin.forward(X), model.forward(X))
+
+
+def test_load_state_dict_refuses_a_model_its_first_forward_would_reinitialize():
+    # Layers built in another model, gathered in a Sequential that is not built (its first
+    # layer fixes no input shape): the values written used to be re-drawn at the first forward
+    import copy
+
+    X = np.random.default_rng(0).normal(size=(3, 16))
+    layers = [bp.Reshape((4, 4, 1)), bp.Conv2D(2, 3), bp.Flatten(), bp.Dense(3)]
+    trained = bp.Sequential(layers, dtype="float64", seed=1)
+    trained.predict(X)
+    copied = bp.Sequential(copy.deepcopy(trained.layers), dtype="float64", seed=0)
+    with pytest.raises(ValueError, match="not built"):
+        copied.load_state_dict(trained.state_dict())
+    built = bp.Sequential(copy.deepcopy(trained.layers), input_shape=(16,), dtype="float64")
+    built.load_state_dict(trained.state_dict())
+    np.testing.assert_array_equal(built.predict(X), trained.predict(X))

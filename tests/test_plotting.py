@@ -34,6 +34,61 @@ def _labelled(fig, legend=True):
     plotting.plt.close(fig)
 
 
+def test_lr_figure_says_which_rate_of_the_epoch_it_draws():
+    # An "update" schedule changes the rate at every step; the history logs the last one of
+    # each epoch, not the one the epoch started with (as the title used to say).
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 1))
+    schedule = bp.ExponentialDecay(0.5, interval="update")
+    model = bp.Sequential([bp.Dense(3, 1)], dtype="float64", seed=0)
+    trainer = bp.Trainer(
+        model, "mse", bp.SGD(lr=0.1), batch_size=10, epochs=2, seed=0, schedule=schedule
+    )
+    history = trainer.fit(X, y)
+    lr0 = history["lr"][0]
+    assert lr0 == pytest.approx(0.1 * 0.5**3) and history["lr"][1] == pytest.approx(0.1 * 0.5**7)
+    title = plotting.fig_lr(history).axes[0].get_title()
+    assert "last update" in title and "start" not in title
+    plotting.plt.close("all")
+
+
+def test_loss_figure_is_linear_when_a_validation_loss_is_not_positive():
+    # the training loss (penalty included) stays positive while a float32 cross-entropy on a
+    # separable validation set can reach exactly 0, which a log axis would not draw
+    h = {"epoch": [1, 2, 3], "loss": [0.5, 0.2, 0.1], "val_loss": [0.3, 0.01, 0.0]}
+    assert plotting.fig_loss(h).axes[0].get_yscale() == "linear"
+    h["val_loss"][2] = 0.001
+    assert plotting.fig_loss(h).axes[0].get_yscale() == "log"
+    plotting.plt.close("all")
+
+
+def test_dead_relu_figure_says_what_it_counts_on():
+    # GradientMonitor's dead_relu/<i> is the share of units at 0 for every sample of the
+    # epoch's last measured batch; the axis used to say "never active", which reads as all data
+    ax = bp.plot_dead_relu({"loss": [1.0, 0.5], "dead_relu/1": [0.0, 0.25]}).axes[0]
+    assert "never" not in ax.get_ylabel() and "batch" in ax.get_ylabel()
+    assert "last measured batch" in ax.get_title()
+    plotting.plt.close("all")
+
+
+def test_pred_vs_true_title_has_the_r2_metrics_json_reports():
+    # Two outputs on very different scales: the title once pooled them (one R² over the
+    # raveled values, near 0 here) where metrics.json's r2 averages per output
+    from backprop.data import R2
+
+    rng = np.random.default_rng(0)
+    T = np.column_stack([rng.normal(size=40) * 100, rng.normal(size=40) * 0.01])
+    P = np.column_stack([T[:, 0] + rng.normal(size=40) * 50, rng.normal(size=40) * 0.01])
+    metric = R2()
+    metric.reset()
+    metric.update(P, T)
+    fig = plotting.fig_pred_vs_true(T, P)
+    assert f"R² {metric.result():.3f})" in fig.axes[0].get_title()
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "test samples, output 0" in labels and "test samples, output 1" in labels
+    plotting.plt.close("all")
+
+
 def test_history_figures_are_labelled():
     h = _history()
     _labelled(plotting.fig_loss(h))

@@ -80,6 +80,27 @@ def test_csv_logger_and_progress_bar(tmp_path):
     assert "val_loss" in lines[-1] and "left" in lines[-1]
 
 
+def test_csv_logger_appends_rows_under_the_files_own_header(tmp_path):
+    # A second fit with validation data once appended rows with two more values than the
+    # header had columns (the "lr" column then held the validation loss); the rows follow the
+    # file's header, and the values it has no column for are named in a warning
+    path = str(tmp_path / "log.csv")
+    model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+    trainer = bp.Trainer(
+        model, "cross_entropy", "adam", epochs=1, seed=0, callbacks=[bp.CSVLogger(path)]
+    )
+    trainer.fit(np.eye(2), [0, 1])
+    trainer.callbacks = [bp.CSVLogger(path, append=True)]
+    with pytest.warns(RuntimeWarning, match="val_loss, val_accuracy not in its header"):
+        h = trainer.fit(np.eye(2), [0, 1], validation_data=(np.eye(2), [0, 1]))
+    with open(path, newline="") as f:
+        table = list(csv.reader(f))
+    assert {len(row) for row in table} == {len(table[0])}
+    rows = [dict(zip(table[0], row, strict=True)) for row in table[1:]]
+    for key in ("epoch", "loss", "lr"):
+        assert [float(r[key]) for r in rows] == pytest.approx(h[key]), key
+
+
 def test_progress_bar_prints_one_plain_line_per_epoch_when_not_a_terminal():
     stream = io.StringIO()  # not a tty: a log file or CI
     model = bp.Sequential([bp.Dense(2, 2)], seed=0)

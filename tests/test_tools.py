@@ -182,6 +182,29 @@ def test_loss_along_line_hits_both_ends_and_batching_does_not_change_it(data):
     np.testing.assert_array_equal(trained.flat_parameters, before)  # not modified
 
 
+def test_the_default_line_holds_both_ends_exactly(data):
+    # The default grid used to be linspace(-0.25, 1.25, 41), step 0.0375: neither 0 nor 1 on
+    # it, so `backprop landscape` printed the loss at alpha 0.0125 as "at the initial weights"
+    # and at 0.9875 as "trained", and sharpness() measured from 0.0125.
+    X, y = data["X_train"][:200], data["y_train"][:200]
+    start, trained = mlp(seed=1, dtype="float64"), mlp(seed=2, dtype="float64")
+    alphas, losses = ls.loss_along_line(
+        trained, bp.SoftmaxCrossEntropy(), X, y, start.flat_parameters
+    )
+    assert alphas[0] == -0.25 and alphas[-1] == 1.25
+    assert losses[alphas == 0.0] == pytest.approx([full_loss(start, X, y)], rel=1e-12)
+    assert losses[alphas == 1.0] == pytest.approx([full_loss(trained, X, y)], rel=1e-12)
+    center = full_loss(trained, X, y)  # sharpness is measured from the segment's end here
+    beyond = 2 * trained.flat_parameters - start.flat_parameters
+    line = ls.loss_along_line(
+        trained, bp.SoftmaxCrossEntropy(), X, y, trained.flat_parameters, beyond
+    )
+    profile = line[1]
+    assert ls.sharpness(alphas, profile, 0.25) == pytest.approx(
+        np.max(profile[np.abs(alphas) <= 0.25]) - center, rel=1e-12
+    )
+
+
 def test_filter_normalized_direction_matches_each_units_weight_norm():
     model = mlp(seed=3, dtype="float64")
     d = ls.filter_normalized_direction(model, np.random.default_rng(0))
@@ -414,7 +437,22 @@ def test_the_tools_page_shows_the_numbers_of_its_results_file():
     assert f"{u['entropy_seen']:.4f}" in summary  # the summary is made from the results
 
 
-def test_the_tools_command_line(tmp_path, monkeypatch):
+def test_the_tools_page_clips_the_network_of_the_clipping_page():
+    # Section 5 retrains exploding.make_model() (float64) with the clipping page's SGD: its
+    # unclipped and clip_norm=1 runs are that page's, number for number. (They were not: the
+    # tools results predated the float64 network and said the run was lost a batch earlier.)
+    folder = ROOT / "docs" / "experiments"
+    agc = json.loads((folder / "tools" / "results.json").read_text())["agc"]["rows"]
+    runs = json.loads((folder / "exploding" / "results.json").read_text())["runs"]
+    rows = {r["setting"]: r for r in agc}
+    for name in ("no clipping", "clip_norm=1"):
+        for key in ("diverged", "updates", "test_accuracy"):
+            assert rows[name][key] == runs[name][key], (name, key)
+    clipped = rows["clip_norm=1"]["final_train_loss"]
+    assert clipped == pytest.approx(runs["clip_norm=1"]["final_train_loss"], rel=1e-9)
+
+
+def test_the_tools_command_line(tmp_path, monkeypatch, capsys):
     from backprop.app.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -434,7 +472,45 @@ def test_the_tools_command_line(tmp_path, monkeypatch):
     assert main(["cartography", config, *quick, "--top", "5", "--out", str(tmp_path / "c")]) == 0
     assert len((tmp_path / "c" / "suspicious.csv").read_text().splitlines()) == 6
     assert main(["landscape", str(run_dir), "--points", "2"]) == 2
+    # an even grid misses alpha = beta = 0: its printed "center" was the loss at (1/3, 1/3)
+    capsys.readouterr()
+    assert main(["landscape", str(run_dir), "--points", "4"]) == 2
+    assert "--points must be odd" in capsys.readouterr().err
     assert main(["landscape", str(tmp_path / "nowhere")]) == 2
+
+
+def test_uncertainty_command_finds_a_dropout_inside_a_residual_block(tmp_path, capsys):
+    # mc_dropout_predict switches on every Dropout, nested ones too; the command used to look
+    # at the top-level layers only, skip MC dropout and say the model had no Dropout layer
+    from backprop.app.cli import main
+
+    config = tmp_path / "res.toml"
+    config.write_text(
+        '[data]\nsource = "digits"\nvalidation_size = 0.1\n'
+        '[[model.layers]]\ntype = "Dense"\nout_features = 32\n'
+        '[[model.layers]]\ntype = "Residual"\nlayers = [{ type = "Dense", out_features = 32 }, '
+        '{ type = "ReLU" }, { type = "Dropout", drop_rate = 0.2 }]\n'
+        '[[model.layers]]\ntype = "Dense"\n'
+        "[loss]\nname = 'cross_entropy'\n[trainer]\nepochs = 2\n[output]\nplots = false\n"
+    )
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 0
+    assert main(["uncertainty", str(run_dir), "--samples", "3"]) == 0
+    assert "no Dropout" not in capsys.readouterr().out
+    numbers = json.loads((run_dir / "uncertainty.json").read_text())
+    assert 0 <= numbers["mc_ece"] <= 1 and 0 < numbers["mc_accuracy"] <= 1
+
+
+def test_cartography_command_refuses_a_one_logit_classifier(tmp_path, capsys):
+    # XOR trains one logit with binary cross-entropy: the callback cannot read p(label) from
+    # it, and the command used to end in its ValueError's traceback after the first epoch
+    from backprop.app.cli import main
+
+    out = tmp_path / "c"
+    assert main(["cartography", str(ROOT / "configs" / "xor.toml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "one output per class" in err and "binary_cross_entropy" in err
+    assert not out.exists()
 
 
 def test_estimators_offer_mc_dropout(data):

@@ -245,7 +245,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         return _error(f"run directory not found: {run_dir}")
     written = draw_run(run_dir)
     if not written:
-        return _error(f"{run_dir}: nothing to plot (no history.csv or model.npz)")
+        return _error(f"{run_dir}: nothing to plot (no model.npz, no epoch in history.csv)")
     for path in written:
         print(path)
     return 0

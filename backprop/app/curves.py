@@ -5,7 +5,7 @@ function            draws, per epoch (x: the ``epoch`` column, else 1, 2, ...)
 ==================  ==========================================================================
 fig_loss            train and validation loss (log scale when every value is positive)
 fig_metrics         accuracy or R^2, train and validation (None without a metric)
-fig_lr              the learning rate (None when the history has none, e.g. L-BFGS)
+fig_lr              the rate of each epoch's last update (None without one, e.g. L-BFGS)
 fig_grad_norms      ``||dL/dparam||`` per parameter (None without ``GradientMonitor`` columns)
 ==================  ==========================================================================
 
@@ -61,7 +61,9 @@ def fig_loss(history: dict[str, list[float]]) -> plt.Figure:
     for key, label in (("loss", "train"), ("val_loss", "validation")):
         if key in history:
             ax.plot(x, history[key], label=label, marker="." if len(x) < 40 else None)
-    values = np.asarray(history.get("loss", []), dtype=float)
+    # log scale only when every drawn value (validation too) is positive: on a log axis a loss
+    # of 0 (float32 cross-entropy reaches it) would vanish from its curve
+    values = np.asarray([v for k in ("loss", "val_loss") for v in history.get(k, [])], float)
     if values.size and np.all(values[np.isfinite(values)] > 0):
         ax.set_yscale("log")
     ax.set(title="Loss per epoch", xlabel="epoch", ylabel="loss (incl. L1/L2 penalty)")
@@ -87,7 +89,8 @@ def fig_lr(history: dict[str, list[float]]) -> plt.Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(_epochs(history), history["lr"], label="learning rate", color="tab:purple")
-    ax.set(title="Learning rate (set at the start of each epoch)", xlabel="epoch", ylabel="lr")
+    # logged after the epoch: an epoch schedule's rate, or an update schedule's last one
+    ax.set(title="Learning rate (of each epoch's last update)", xlabel="epoch", ylabel="lr")
     return _finish(fig, ax)
 
 

@@ -192,7 +192,8 @@ def with_preprocessing(model: Any, ds: sources.Dataset) -> Any:
     if not front and not back:
         return model
     layers = front + copy.deepcopy(model.layers) + back
-    full = Sequential(layers, dtype=model.dtype, seed=0)
+    shape = None if front else model.in_shape  # a Reshape first fixes none: unbuilt, unsavable
+    full = Sequential(layers, input_shape=shape, dtype=model.dtype, seed=0)
     shift = len(front)
     state = full.state_dict()  # the Standardize buffers, as constructed
     for key, value in model.state_dict().items():
@@ -212,7 +213,7 @@ def without_preprocessing(saved: Any, metadata: dict[str, Any]) -> Any:
     if not front and not back:
         return saved
     inner = copy.deepcopy(saved.layers[front : len(saved.layers) - back])
-    model = Sequential(inner, dtype=saved.dtype, seed=0)
+    model = Sequential(inner, input_shape=inner[0].in_shape, dtype=saved.dtype, seed=0)
     state = {}
     for key, value in saved.state_dict().items():
         index, rest = key.split(".", 1)
@@ -248,11 +249,12 @@ def save_predictions(path: Path, model: Any, ds: sources.Dataset) -> None:
     else:
         arrays["y_true"] = sources.inverse_y(ds, ds.y_test)
         arrays["y_pred"] = sources.inverse_y(ds, out)
-    if any(p.ndim > 2 for p in model.parameters().values()):  # convolutional: for feature maps
-        arrays["image"] = np.asarray(ds.X_test[:1])
-    if ds.n_features == 2:
-        X = np.asarray(ds.X_test, dtype=np.float64)
-        arrays["X"] = X if ds.x_mean is None else X * ds.x_scale + ds.x_mean
+    conv = any(p.ndim > 2 for p in model.parameters().values())  # feature maps need an image
+    if conv or ds.n_features == 2:  # raw rows, as model.npz (Standardize first) takes them
+        X = np.asarray(ds.X_test[: None if ds.n_features == 2 else 1], dtype=np.float64)
+        X = X if ds.x_mean is None else X * ds.x_scale + ds.x_mean
+        arrays.update({"image": X[:1]} if conv else {})
+        arrays.update({"X": X} if ds.n_features == 2 else {})
     np.savez(path, **arrays)
 
 

@@ -120,8 +120,10 @@ def plot_dead_relu(history: dict[str, list[float]]) -> Any:
     Any
         A matplotlib Figure.
     """
+    # GradientMonitor counts on the epoch's last measured batch, not on all the data
+    title = "Dead ReLU units per layer (each epoch's last measured batch)"
     fig = _per_layer(
-        history, "dead_relu/", "Dead ReLU units per layer", "fraction of units never active", False
+        history, "dead_relu/", title, "fraction of units at 0 on the whole batch", False
     )
     top = max(np.nanmax(v) for k, v in history.items() if k.startswith("dead_relu/"))
     fig.axes[0].set_ylim(-0.01, max(0.1, 1.15 * float(top)))  # a fraction: 0 sits at the bottom

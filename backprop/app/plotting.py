@@ -57,6 +57,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
     history = None
     if (run_dir / "history.csv").is_file():
         history = read_history(run_dir / "history.csv")
+    if history and history.get("loss"):  # a run that failed in its first epoch has none
         figures["loss"] = fig_loss(history)
         figures["metrics"] = fig_metrics(history)
         figures["lr"] = fig_lr(history)
@@ -74,13 +75,17 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         figures["conv_filters"] = fig_conv_filters(model_file.obj)
     if (run_dir / "predictions.npz").is_file() and model_file is not None:
         meta = model_file.metadata
+        points = _points_label(run_dir)  # the test set, or the training set standing in for it
+        part = points.replace("points", "set")
         check_array_file(run_dir / "predictions.npz")  # sizes against the file, before np.load
         with np.load(run_dir / "predictions.npz", allow_pickle=False) as f:
             pred = {k: f[k] for k in f.files}
         if "image" in pred:
             figures["feature_maps"] = fig_feature_maps(model_file.obj, pred["image"][0])
         if meta.get("task") == "classification":
-            figures["confusion"] = fig_confusion(pred["y_true"], pred["y_pred"], meta["classes"])
+            figures["confusion"] = fig_confusion(
+                pred["y_true"], pred["y_pred"], meta["classes"], part
+            )
             if "X" in pred and pred["X"].shape[1] == 2:
                 prep = Preprocessing(model_file.extras)
 
@@ -98,10 +103,10 @@ def draw_run(run_dir: str | Path) -> list[Path]:
                     pred["y_true"],
                     meta["classes"],
                     proba=proba,
-                    points=_points_label(run_dir),
+                    points=points,
                 )
         else:
-            figures["pred_vs_true"] = fig_pred_vs_true(pred["y_true"], pred["y_pred"])
+            figures["pred_vs_true"] = fig_pred_vs_true(pred["y_true"], pred["y_pred"], part)
     written = []
     for name, fig in figures.items():
         if fig is None:

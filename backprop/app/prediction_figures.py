@@ -19,7 +19,9 @@ import numpy as np
 from .mpl import plt
 
 
-def fig_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> plt.Figure:
+def fig_confusion(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: list, part: str = "test set"
+) -> plt.Figure:
     k = len(classes)
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
@@ -33,22 +35,28 @@ def fig_confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: list) -> plt.
     ax.set_xticks(range(k), labels)
     ax.set_yticks(range(k), labels)
     acc = np.trace(cm) / max(cm.sum(), 1)
-    ax.set(title=f"Confusion matrix, test set (accuracy {acc:.3f})", xlabel="predicted class")
+    ax.set(title=f"Confusion matrix, {part} (accuracy {acc:.3f})", xlabel="predicted class")
     ax.set_ylabel("true class")
     fig.colorbar(im, ax=ax, label="samples")
     fig.tight_layout()
     return fig
 
 
-def fig_pred_vs_true(y_true: np.ndarray, y_pred: np.ndarray) -> plt.Figure:
-    y_true, y_pred = np.ravel(y_true), np.ravel(y_pred)
+def fig_pred_vs_true(y_true: np.ndarray, y_pred: np.ndarray, part: str = "test set") -> plt.Figure:
+    """Predicted against true targets, one colour per output; the title's R² is the uniform
+    average over outputs of ``1 - SS_res / SS_tot``, as metrics.json's ``r2`` (``bp.data.R2``)."""
+    T = np.asarray(y_true, float).reshape(len(y_true), -1)
+    P = np.asarray(y_pred, float).reshape(T.shape)
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(y_true, y_pred, s=12, alpha=0.7, label="test samples")
-    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    for j in range(T.shape[1]):
+        label = part.replace("set", "samples") + (f", output {j}" if T.shape[1] > 1 else "")
+        ax.scatter(T[:, j], P[:, j], s=12, alpha=0.7, label=label)
+    lo, hi = float(min(T.min(), P.min())), float(max(T.max(), P.max()))
     ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="perfect prediction")
-    ss = np.sum((y_true - y_true.mean()) ** 2)
-    r2 = 1 - np.sum((y_true - y_pred) ** 2) / ss if ss > 0 else math.nan
-    ax.set(title=f"Predicted vs true, test set (R² {r2:.3f})", xlabel="true", ylabel="predicted")
+    ss = np.sum((T - T.mean(axis=0)) ** 2, axis=0)  # a constant output counts out, as in R2
+    ss = np.where(ss > 0, ss, np.nan)
+    r2 = np.nanmean(1 - np.sum((T - P) ** 2, axis=0) / ss) if np.isfinite(ss).any() else math.nan
+    ax.set(title=f"Predicted vs true, {part} (R² {r2:.3f})", xlabel="true", ylabel="predicted")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -21,6 +21,8 @@ from scipy import special
 from .. import landscape as ls
 from ..cartography import Cartography
 from ..io import ModelFileError, load_file
+from ..layers import Dropout
+from ..layers.containers import named_layers
 from ..lr_finder import lr_find
 from ..uncertainty import (
     TemperatureScaling,
@@ -105,6 +107,11 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     from .tool_plots import plot_landscape_1d, plot_landscape_2d
 
     _check_counts(args, points=3, samples=1)
+    if args.points % 2 == 0:  # an even grid has no point at 0: its "center" would be off it
+        raise ConfigError(
+            f"--points must be odd, so that the grid's center is the trained weights; got "
+            f"{args.points}"
+        )
     if not args.span > 0:
         raise ConfigError(f"--span must be positive, got {args.span}")
     run_dir = Path(args.run_dir)
@@ -187,7 +194,7 @@ def cmd_uncertainty(args: argparse.Namespace) -> int:
         result.update(temperature=ts.temperature_, test_ece_after=ece_t)
     else:
         print("no validation part in this run: temperature scaling skipped")
-    if any(type(la).__name__ == "Dropout" for la in trained.layers):
+    if any(isinstance(la, Dropout) for _, la, _ in named_layers(trained.layers)):  # nested too
         mc = mc_dropout_predict(trained, ds.X_test, n_samples=args.samples, seed=0)
         ece_mc = expected_calibration_error(mc.mean, y_test)
         right = mc.mean.argmax(axis=1) == y_test
@@ -216,6 +223,11 @@ def cmd_cartography(args: argparse.Namespace) -> int:
     ds = load_data(config)
     if ds.task != "classification":
         raise ConfigError("cartography needs a classification config")
+    if n_model_outputs(config, ds) < 2:  # Cartography reads p(label) from a softmax over k scores
+        raise ConfigError(
+            f"cartography needs one output per class (loss.name = 'cross_entropy'); "
+            f"{config.path} trains one logit with loss.name = {config['loss']['name']!r}"
+        )
     y = np.asarray(ds.y_train)
     carto = Cartography(ds.X_train, y)
     _, trainer = _model_and_trainer(config, ds, [carto])
@@ -251,7 +263,9 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("landscape", help="loss along the training line and around the minimum")
     p.add_argument("run_dir", **run_dir)
-    p.add_argument("--points", type=int, default=21, help="grid points per axis, 2-D (default 21)")
+    p.add_argument(
+        "--points", type=int, default=21, help="grid points per axis, odd, 2-D (default 21)"
+    )
     p.add_argument("--span", type=float, default=1.0, help="the 2-D grid covers +-span (default 1)")
     p.add_argument(
         "--samples", type=int, default=2000, help="training rows evaluated (default 2000)"
