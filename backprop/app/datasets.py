@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,27 @@ def load_npz_dataset(path: str | os.PathLike) -> tuple[np.ndarray, ...]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    with np.load(path, allow_pickle=False) as f:
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        # np.load's own messages name no file, and for a damaged file suggest allow_pickle.
+        raise ValueError(
+            f"{path} is not a readable .npz data set ({type(exc).__name__}): damaged or "
+            "truncated? Make it again; it is never unpickled"
+        ) from exc
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not an .npz with {list(KEYS)}")
+    with f:
         missing = [k for k in KEYS if k not in f.files]
         if missing:
             raise ValueError(f"{path}: missing arrays {missing}; expected {list(KEYS)}")
-        arrays = tuple(f[k] for k in KEYS)
+        try:
+            arrays = tuple(f[k] for k in KEYS)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: an array cannot be read (damaged file, or object arrays, which are "
+                f"never unpickled): {type(exc).__name__}: {exc}"
+            ) from exc
     X_train, y_train, X_test, y_test = arrays
     for name, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
         if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
@@ -51,7 +68,17 @@ def _load_named(name: str, filename: str, path: str | os.PathLike | None):
         raise FileNotFoundError(
             f"{name} not found at {path}; create it with: {FETCH_HINT.format(name=name)}"
         )
-    return load_npz_dataset(path)
+    arrays = load_npz_dataset(path)
+    for key, a in zip(KEYS, arrays, strict=True):
+        if a.dtype != np.uint8:
+            raise ValueError(f"{path}: {key} has dtype {a.dtype}, expected uint8 ({name})")
+    for key, X in (("X_train", arrays[0]), ("X_test", arrays[2])):
+        if X.shape[1] != 784:
+            raise ValueError(f"{path}: {key} has {X.shape[1]} columns, expected 784 (28x28)")
+    for key, y in (("y_train", arrays[1]), ("y_test", arrays[3])):
+        if y.size and y.max() > 9:
+            raise ValueError(f"{path}: {key} holds label {int(y.max())}, expected 0..9 ({name})")
+    return arrays
 
 
 def load_mnist(path: str | os.PathLike | None = None) -> tuple[np.ndarray, ...]:
