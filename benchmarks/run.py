@@ -56,7 +56,7 @@ PEERS = ("sklearn", "torch")
 
 
 def _default_repeats(name: str, quick: bool) -> int:
-    if name.startswith("mnist"):
+    if name.startswith(("mnist", "sgd")):  # sgd128 is an MNIST workload too
         return 2 if quick else 5
     return 3 if quick else 9
 
