@@ -69,3 +69,17 @@ def test_mnist_loaders_check_what_the_arrays_must_be(tmp_path, over, words):
     np.savez(tmp_path / "m.npz", **_arrays(**over))
     with pytest.raises(ValueError, match=words):
         datasets.load_mnist(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "junk"])
+def test_read_idx_names_a_damaged_gzip_file(tmp_path, damage):
+    import gzip
+
+    header = bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big")
+    packed = gzip.compress(header + bytes(range(10)))
+    (tmp_path / "ok.gz").write_bytes(packed)
+    assert datasets.read_idx(tmp_path / "ok.gz").tolist() == list(range(10))
+    bad = packed[:-5] if damage == "truncate" else b"garbage" * 5
+    (tmp_path / "labels-idx1-ubyte.gz").write_bytes(bad)
+    with pytest.raises(ValueError, match=r"labels-idx1-ubyte\.gz: damaged or truncated gzip"):
+        datasets.read_idx(tmp_path / "labels-idx1-ubyte.gz")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     declared size must match the bytes present."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # errors that name no file
+        raise ValueError(f"{path}: damaged or truncated gzip file: {exc}") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: not an IDX file (bad magic number)")
     if raw[2] != 0x08:
