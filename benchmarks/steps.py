@@ -229,15 +229,17 @@ def in_turns(
     return {name: turns.times(name) for name in fns}
 
 
-def summarize(times: np.ndarray) -> dict:
+def summarize(times: np.ndarray, epochs: int) -> dict:
+    """Totals of the window times; ``last_epoch_over_first`` is the median window of the last
+    epoch over that of the first (an epoch is ``len(times) // epochs`` windows)."""
     med = float(np.median(times))
+    per_epoch = max(1, len(times) // epochs)
     return {
         "total": float(times.sum()),
         "median_100": med,
         "slowest_over_median": float(times.max() / med),
         "last_epoch_over_first": float(
-            np.median(times[-max(1, len(times) // 5) :])
-            / np.median(times[: max(1, len(times) // 5)])
+            np.median(times[-per_epoch:]) / np.median(times[:per_epoch])
         ),
     }
 
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(t) == 0:
             print(f"| {name} | {batch} | - | fewer than {WINDOW} updates: no window | - | - |")
             continue
-        s = summarize(t)
+        s = summarize(t, args.epochs)
         print(
             f"| {name} | {batch} | {s['total']:.2f} | {1e3 * s['median_100']:.1f} | "
             f"{s['slowest_over_median']:.2f} | {s['last_epoch_over_first']:.2f} |"

@@ -122,8 +122,12 @@ def test_steps_benchmark_times_every_window_of_updates():
     for flush in (True, False):
         times = steps.run_backprop(X, y, 32, 2, flush=flush)  # 200 updates: 2 windows
         assert times.shape == (2,) and np.all(times > 0)
-    summary = steps.summarize(np.array([1.0, 2.0, 1.0, 1.0]))
+    summary = steps.summarize(np.array([1.0, 2.0, 1.0, 1.0]), epochs=2)
     assert summary["slowest_over_median"] == 2.0
+    # "last / first" is the last epoch's median window over the first's: with 2 epochs of 3
+    # windows, median(2, 2, 3) / median(1, 1, 2), not the last fifth over the first fifth.
+    summary = steps.summarize(np.array([1.0, 1.0, 2.0, 2.0, 2.0, 3.0]), epochs=2)
+    assert summary["last_epoch_over_first"] == 2.0
 
 
 def test_steps_benchmark_systems_take_turns():
