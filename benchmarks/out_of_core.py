@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     print(
         f"{'rows':>9} {'data MB':>9} {'fit peak MB':>12} {'predict peak MB':>16} "
-        f"{'labels+index MB':>16} {'fit s':>7}"
+        f"{'index arrays MB':>16} {'fit s':>7}"
     )
     with threadpool_limits(limits=1), tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
