@@ -298,3 +298,13 @@ def test_predict_rejects_a_batch_size_that_is_not_a_positive_integer(batch_size)
     dropped = bp.Sequential([bp.Dense(3, 2), bp.Dropout(0.5)], seed=0)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         bp.mc_dropout_predict(dropped, X, 2, batch_size=batch_size)
+    # Cartography stored np.empty rows as probabilities; the loss landscape gave NaN
+    from backprop.cartography import Cartography
+    from backprop.landscape import loss_along_line
+
+    y = np.arange(5) % 2
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        Cartography(X, y, batch_size=batch_size)
+    start = model.flat_parameters.copy()
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        loss_along_line(model, bp.SoftmaxCrossEntropy(), X, y, start, batch_size=batch_size)
