@@ -189,6 +189,24 @@ def test_trainer_inference_conveniences(rng):
     assert reg.score(X, t) == pytest.approx(reg.evaluate(X, t)["r2"])
 
 
+def test_binary_score_is_the_accuracy_evaluate_reports(rng):
+    # score counted each label of a multi-label row on its own (0.54 where evaluate and
+    # scikit-learn's subset accuracy said 0.175) and compared soft targets (0.9) to 0/1 codes
+    X = rng.normal(size=(40, 4))
+    Y = (rng.random((40, 3)) > 0.5).astype(float)
+    multi = bp.Trainer(bp.Sequential([bp.Dense(4, 3)], seed=0), "binary_cross_entropy", "sgd")
+    codes = multi.predict_classes(X)
+    subset = np.mean(np.all(codes == Y, axis=1))
+    assert np.mean(codes == Y) != pytest.approx(subset)  # the two rules differ on these data
+    assert multi.score(X, Y) == pytest.approx(subset)
+    assert multi.score(X, Y) == pytest.approx(multi.evaluate(X, Y)["accuracy"])
+    soft = np.where(Y[:, 0] > 0.5, 0.9, 0.1)
+    one = bp.Trainer(bp.Sequential([bp.Dense(4, 1)], seed=0), "binary_cross_entropy", "sgd")
+    hits = np.mean(one.predict_classes(X) == (soft > 0.5))
+    assert hits > 0 and one.score(X, soft) == pytest.approx(hits)
+    assert one.score(X, soft) == pytest.approx(one.evaluate(X, soft)["accuracy"])
+
+
 BUILT_IN = sorted(
     name for name, cls in bp.layers.REGISTRY.items() if cls.__module__.startswith("backprop.")
 )
