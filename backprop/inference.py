@@ -62,7 +62,8 @@ def classes_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np
 
 
 def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> float:
-    """Accuracy (cross-entropies; labels or one-hot rows) or R^2 (regression losses).
+    """Accuracy (cross-entropies; labels or one-hot rows) or R^2 (regression losses; for
+    Poisson, of the rates ``exp(z)``; a sequence loss raises a ValueError naming it).
 
     The accuracy is :class:`~backprop.data.Accuracy`'s, the one ``evaluate`` reports: binary
     cross-entropy counts a sample right only when every label is (scikit-learn's subset
@@ -75,6 +76,13 @@ def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> f
         accuracy = Accuracy("threshold" if loss.decision == "threshold" else "argmax")
         accuracy.update(z, y)
         return accuracy.result()
+    if isinstance(loss, losses_mod.Poisson):
+        z = np.exp(z.astype(np.float64))  # log-rates -> the predicted rates (counts)
+    elif isinstance(loss, losses_mod.SequenceCrossEntropy):
+        raise ValueError(
+            f"score needs a classification loss (accuracy) or a regression loss (R^2) on "
+            f"(n, k) outputs, got {type(loss).__name__} with outputs {z.shape}; use evaluate"
+        )
     metric = R2()  # scikit-learn's r2_score: R^2 per output, averaged uniformly
     metric.reset()
     metric.update(z, y)

@@ -207,6 +207,25 @@ def test_binary_score_is_the_accuracy_evaluate_reports(rng):
     assert one.score(X, soft) == pytest.approx(one.evaluate(X, soft)["accuracy"])
 
 
+def test_score_of_a_poisson_model_is_r2_of_the_rates_and_a_sequence_loss_is_refused(rng):
+    # score took R^2 of the log-rates against the counts (-0.25 where the rates' R^2 is 0.73)
+    # and a sequence model's score crashed in a reshape
+    from sklearn.metrics import r2_score
+
+    X = rng.normal(size=(80, 3))
+    y = rng.poisson(np.exp(X @ np.array([0.5, -0.3, 0.2]) + 1)).astype(float)[:, None]
+    model = bp.Sequential([bp.Dense(3, 1)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, bp.Poisson(), bp.Adam(lr=0.05), epochs=60, seed=0)
+    trainer.fit(X, y)
+    rates = np.exp(trainer.predict(X))
+    assert trainer.score(X, y) == pytest.approx(r2_score(y, rates))
+    assert trainer.score(X, y) > 0.3
+    seq = bp.Sequential([bp.Embedding(20, 4), bp.Dense(3)], seed=0)
+    ids = rng.integers(0, 20, size=(6, 5))
+    with pytest.raises(ValueError, match="SequenceCrossEntropy"):
+        bp.inference.score(seq, ids, ids % 3, bp.SequenceCrossEntropy())
+
+
 BUILT_IN = sorted(
     name for name, cls in bp.layers.REGISTRY.items() if cls.__module__.startswith("backprop.")
 )
