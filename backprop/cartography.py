@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from . import checks
 from .callbacks import Callback
 from .data import check_X
 
@@ -58,7 +59,7 @@ class Cartography(Callback):
                 f"y must be integer labels of shape ({self.X.shape[0]},), got {y.dtype} {y.shape}"
             )
         self.y = y.astype(np.int64)
-        self.batch_size = int(batch_size)
+        self.batch_size = checks.positive_int("batch_size", batch_size)  # -1: rows unwritten
         self._probs: list[np.ndarray] = []
         self._correct: list[np.ndarray] = []
 

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import special
 
 from . import losses as losses_mod
-from .data import R2, check_X
+from .data import R2, Accuracy, check_X
 
 _CLASSIFIERS = (losses_mod.SoftmaxCrossEntropy, losses_mod.BinaryCrossEntropy)
 
@@ -62,15 +62,27 @@ def classes_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np
 
 
 def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> float:
-    """Accuracy (cross-entropies; labels or one-hot rows) or R^2 (regression losses)."""
+    """Accuracy (cross-entropies; labels or one-hot rows) or R^2 (regression losses; for
+    Poisson, of the rates ``exp(z)``; a sequence loss raises a ValueError naming it).
+
+    The accuracy is :class:`~backprop.data.Accuracy`'s, the one ``evaluate`` reports: binary
+    cross-entropy counts a sample right only when every label is (scikit-learn's subset
+    accuracy for multi-label), a target being on when it is > 0.5.
+    """
     loss = losses_mod.get(loss)
     z = np.asarray(outputs)
     y = np.asarray(y)
     if isinstance(loss, _CLASSIFIERS):
-        pred = classes_from_outputs(z, loss)
-        if isinstance(loss, losses_mod.SoftmaxCrossEntropy) and y.ndim == 2 and y.shape[1] > 1:
-            y = y.argmax(axis=1)  # one-hot or soft rows
-        return float(np.mean(pred == y.reshape(pred.shape)))
+        accuracy = Accuracy("threshold" if loss.decision == "threshold" else "argmax")
+        accuracy.update(z, y)
+        return accuracy.result()
+    if isinstance(loss, losses_mod.Poisson):
+        z = np.exp(z.astype(np.float64))  # log-rates -> the predicted rates (counts)
+    elif isinstance(loss, losses_mod.SequenceCrossEntropy):
+        raise ValueError(
+            f"score needs a classification loss (accuracy) or a regression loss (R^2) on "
+            f"(n, k) outputs, got {type(loss).__name__} with outputs {z.shape}; use evaluate"
+        )
     metric = R2()  # scikit-learn's r2_score: R^2 per output, averaged uniformly
     metric.reset()
     metric.update(z, y)

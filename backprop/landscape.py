@@ -53,6 +53,7 @@ def _loss_at(model, loss_fn, X, y, w, batch_size: int, l1: float, l2: float) -> 
     """The (weighted) mean loss of ``model`` over all of X, chunk by chunk, plus the penalty
     (each chunk weighted by what the loss divides by: rows, weights or a sequence's real steps,
     as in :meth:`Trainer.evaluate`)."""
+    checks.positive_int("batch_size", batch_size)  # -1 read no chunk: a NaN loss
     total = weight_total = 0.0
     for start in range(0, X.shape[0], batch_size):
         sl = slice(start, start + batch_size)

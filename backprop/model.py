@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from . import sparse as sparse_mod
 from .data import check_range
 from .layers import Layer
@@ -266,6 +267,7 @@ class Sequential(FlatParameters):
         np.ndarray
             Outputs ``(n, *out_shape)`` in the model's dtype.
         """
+        batch_size = checks.positive_int("batch_size", batch_size)  # -1 left rows unwritten
         if not hasattr(X, "shape"):
             X = np.asarray(X)
         if len(X.shape) < 2:

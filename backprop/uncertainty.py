@@ -126,6 +126,7 @@ def mc_dropout_predict(
     MCPrediction
     """
     checks.integer("n_samples", n_samples, 2)
+    checks.positive_int("batch_size", batch_size)
     kind = output_transform(output)
     # Every Dropout, inside containers too, is switched on for these passes; the rest of the
     # model runs its own inference forward (padding masks and token ids included).

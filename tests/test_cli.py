@@ -113,6 +113,30 @@ def test_evaluate_matches_the_run_metrics(digits_run, capsys):
     assert result["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-12)
 
 
+def test_evaluate_r2_of_several_outputs_is_the_runs(tmp_path, capsys):
+    # evaluate pooled the outputs into one R² (0.917 where metrics.json said 0.755, averaged
+    # per output like scikit-learn): outputs on different scales weighed by their variance
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    Y = np.column_stack(
+        [X @ [1.0, 2, 3] * 100 + rng.normal(size=120) * 50, X[:, 0] * 0.01 + rng.normal(size=120)]
+    )
+    np.savez(tmp_path / "m.npz", X=X, y=Y)
+    layers = '[[model.layers]]\ntype = "Dense"\nout_features = 8\n[[model.layers]]\ntype = "Dense"'
+    config = _write(
+        tmp_path / "c.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "m.npz"}"\ntask = "regression"\n'
+        f'[model]\nseed = 0\n{layers}\n[loss]\nname = "mse"\n[optimizer]\nname = "adam"\n'
+        "lr = 0.01\n[trainer]\nepochs = 20\nseed = 0\n[output]\nplots = false\n",
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run" / "model.npz"), "--data", str(config)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert result["r2"] == pytest.approx(metrics["test"]["r2"], abs=1e-6)
+
+
 def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path, capsys):
     from sklearn.datasets import load_digits
 

@@ -281,3 +281,30 @@ def test_load_state_dict_refuses_a_model_its_first_forward_would_reinitialize():
     built = bp.Sequential(copy.deepcopy(trained.layers), input_shape=(16,), dtype="float64")
     built.load_state_dict(trained.state_dict())
     np.testing.assert_array_equal(built.predict(X), trained.predict(X))
+
+
+@pytest.mark.parametrize("batch_size", [-1, -3, 0, 2.0])
+def test_predict_rejects_a_batch_size_that_is_not_a_positive_integer(batch_size):
+    # batch_size=-1 used to fill rows n-1.. of np.empty with nothing: uninitialized memory came back
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    X = np.random.default_rng(0).random((5, 3)).astype(np.float32)
+    with pytest.raises(
+        ValueError, match=rf"batch_size must be a positive integer, got {batch_size}"
+    ):
+        model.predict(X, batch_size=batch_size)
+    trainer = bp.Trainer(model, bp.SoftmaxCrossEntropy(), bp.SGD(lr=0.1))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        trainer.predict(X, batch_size=batch_size)
+    dropped = bp.Sequential([bp.Dense(3, 2), bp.Dropout(0.5)], seed=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        bp.mc_dropout_predict(dropped, X, 2, batch_size=batch_size)
+    # Cartography stored np.empty rows as probabilities; the loss landscape gave NaN
+    from backprop.cartography import Cartography
+    from backprop.landscape import loss_along_line
+
+    y = np.arange(5) % 2
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        Cartography(X, y, batch_size=batch_size)
+    start = model.flat_parameters.copy()
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        loss_along_line(model, bp.SoftmaxCrossEntropy(), X, y, start, batch_size=batch_size)

@@ -189,6 +189,43 @@ def test_trainer_inference_conveniences(rng):
     assert reg.score(X, t) == pytest.approx(reg.evaluate(X, t)["r2"])
 
 
+def test_binary_score_is_the_accuracy_evaluate_reports(rng):
+    # score counted each label of a multi-label row on its own (0.54 where evaluate and
+    # scikit-learn's subset accuracy said 0.175) and compared soft targets (0.9) to 0/1 codes
+    X = rng.normal(size=(40, 4))
+    Y = (rng.random((40, 3)) > 0.5).astype(float)
+    multi = bp.Trainer(bp.Sequential([bp.Dense(4, 3)], seed=0), "binary_cross_entropy", "sgd")
+    codes = multi.predict_classes(X)
+    subset = np.mean(np.all(codes == Y, axis=1))
+    assert np.mean(codes == Y) != pytest.approx(subset)  # the two rules differ on these data
+    assert multi.score(X, Y) == pytest.approx(subset)
+    assert multi.score(X, Y) == pytest.approx(multi.evaluate(X, Y)["accuracy"])
+    soft = np.where(Y[:, 0] > 0.5, 0.9, 0.1)
+    one = bp.Trainer(bp.Sequential([bp.Dense(4, 1)], seed=0), "binary_cross_entropy", "sgd")
+    hits = np.mean(one.predict_classes(X) == (soft > 0.5))
+    assert hits > 0 and one.score(X, soft) == pytest.approx(hits)
+    assert one.score(X, soft) == pytest.approx(one.evaluate(X, soft)["accuracy"])
+
+
+def test_score_of_a_poisson_model_is_r2_of_the_rates_and_a_sequence_loss_is_refused(rng):
+    # score took R^2 of the log-rates against the counts (-0.25 where the rates' R^2 is 0.73)
+    # and a sequence model's score crashed in a reshape
+    from sklearn.metrics import r2_score
+
+    X = rng.normal(size=(80, 3))
+    y = rng.poisson(np.exp(X @ np.array([0.5, -0.3, 0.2]) + 1)).astype(float)[:, None]
+    model = bp.Sequential([bp.Dense(3, 1)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, bp.Poisson(), bp.Adam(lr=0.05), epochs=60, seed=0)
+    trainer.fit(X, y)
+    rates = np.exp(trainer.predict(X))
+    assert trainer.score(X, y) == pytest.approx(r2_score(y, rates))
+    assert trainer.score(X, y) > 0.3
+    seq = bp.Sequential([bp.Embedding(20, 4), bp.Dense(3)], seed=0)
+    ids = rng.integers(0, 20, size=(6, 5))
+    with pytest.raises(ValueError, match="SequenceCrossEntropy"):
+        bp.inference.score(seq, ids, ids % 3, bp.SequenceCrossEntropy())
+
+
 BUILT_IN = sorted(
     name for name, cls in bp.layers.REGISTRY.items() if cls.__module__.startswith("backprop.")
 )

@@ -106,3 +106,22 @@ def test_neural_net_estimators_on_sparse_equal_dense(digits):
         np.testing.assert_allclose(sparse.predict(X), dense.predict(X.toarray()), rtol=1e-9)
     with pytest.raises(TypeError, match="first layer, BatchNorm, cannot take sparse input"):
         bp.NeuralNetClassifier(layers=[bp.BatchNorm(), bp.Dense(8)], epochs=1).fit(X, y)
+
+
+def test_mc_dropout_predictions_take_the_sparse_input_the_estimator_was_fitted_on(digits):
+    # they used to refuse it (sklearn's "dense data is required"): X.toarray() was the only way
+    X, y = digits
+    Xs, dense = X[:120], X[:120].toarray()
+    clf = fit_quietly(
+        bp.MLPClassifier(hidden_layer_sizes=(8,), dropout=0.3, max_iter=2, random_state=0),
+        Xs,
+        y[:120],
+    )
+    reg = bp.MLPRegressor(hidden_layer_sizes=(8,), dropout=0.3, max_iter=2, random_state=0)
+    fit_quietly(reg, Xs, y[:120].astype(float))
+    mean, std = clf.predict_proba_mc(Xs, n_samples=4)
+    dense_mean, dense_std = clf.predict_proba_mc(dense, n_samples=4)
+    np.testing.assert_allclose(mean, dense_mean, atol=1e-12)
+    np.testing.assert_allclose(std, dense_std, atol=1e-12)
+    np.testing.assert_allclose(mean.sum(axis=1), 1.0)
+    np.testing.assert_allclose(reg.predict_mc(Xs, 4)[0], reg.predict_mc(dense, 4)[0], atol=1e-12)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import R2
 from ..io import ModelFileError
 from ..memory import keep_freed_memory
 from . import config as config_mod
@@ -160,8 +161,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result["accuracy"] = float(np.mean(_same_labels(pred, np.asarray(y))))
     else:
         y = np.asarray(y, dtype=np.float64).reshape(pred.shape)
-        ss = np.sum((y - y.mean(axis=0)) ** 2)
-        result["r2"] = float(1 - np.sum((y - pred) ** 2) / ss) if ss > 0 else float("nan")
+        r2 = R2()  # per output, averaged (scikit-learn's r2_score), as the run's metrics.json
+        r2.reset()
+        r2.update(pred, y)
+        result["r2"] = r2.result()
         result["rmse"] = float(np.sqrt(np.mean((y - pred) ** 2)))
         result["mae"] = float(np.mean(np.abs(y - pred)))
     print(json.dumps(result, indent=2))

@@ -353,7 +353,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         from ..uncertainty import mc_dropout_predict
 
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=(np.float64, np.float32), reset=False)
         kind = "softmax" if self.out_activation_ == "softmax" else "sigmoid"
         mc = mc_dropout_predict(self.model_, X, n_samples, output=kind, seed=random_state)
         if self.n_outputs_ == 1:

@@ -192,7 +192,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         from ..uncertainty import mc_dropout_predict
 
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=(np.float64, np.float32), reset=False)
         mc = mc_dropout_predict(self.model_, X, n_samples, output="identity", seed=random_state)
         if mc.mean.shape[1] == 1:
             return mc.mean.ravel(), mc.std.ravel()
