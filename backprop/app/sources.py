@@ -274,6 +274,13 @@ def check_file_data(opts: dict[str, Any], X: Any, y: Any) -> None:
 def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     """Load, split and standardize the data described by a config's ``[data]`` table."""
     X, y, task, test, image = load_source(opts)
+    if opts["standardize"] and opts["source"] != "text" and np.ndim(X) > 2:
+        # The model file's Standardize layer holds one mean and scale per feature of flat rows;
+        # refused here, not after training when the model is saved.
+        raise ValueError(
+            f"standardize = true needs flat rows (n, features), but X has shape {np.shape(X)} "
+            "(sequences or images): set standardize = false"
+        )
     classes = None
     rng = np.random.default_rng(opts["seed"])
     if task == "classification":
