@@ -156,6 +156,8 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
             return A, None
         if A.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D array, got shape {A.shape}")
+        if isinstance(target, str) and target.lstrip("-").isdigit():
+            target = int(target)  # --target 3 on the command line arrives as the string "3"
         if not isinstance(target, int) or not -A.shape[1] <= target < A.shape[1]:
             raise ValueError(f"{path}: target must be a column index below {A.shape[1]}")
         return np.delete(A, target, axis=1), A[:, target]
