@@ -177,6 +177,20 @@ def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path, capsys):
     assert main(["evaluate", model, "--data", str(tmp_path / "in.csv"), "--target", "label"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result == {"n_samples": 50, "accuracy": float(np.mean(from_npy == y[:50]))}
+    # a .npy table with its target column: --target is a column index ("64" and "-1" alike);
+    # it reached read_table as a string and every index was refused as "not below 65"
+    np.save(tmp_path / "xy.npy", np.column_stack([X[:50], y[:50]]))
+    for column in ("64", "-1"):
+        assert (
+            main(["evaluate", model, "--data", str(tmp_path / "xy.npy"), "--target", column]) == 0
+        )
+        assert json.loads(capsys.readouterr().out) == result
+    out_xy = tmp_path / "p_xy.npy"
+    args = ["predict", model, str(tmp_path / "xy.npy"), "--target", "64", "--output", str(out_xy)]
+    assert main(args) == 0
+    assert np.array_equal(np.load(out_xy, allow_pickle=False), from_npy)
+    assert main(["evaluate", model, "--data", str(tmp_path / "xy.npy"), "--target", "65"]) == 2
+    assert "column index below 65" in capsys.readouterr().err
 
 
 @pytest.mark.slow

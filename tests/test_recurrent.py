@@ -159,6 +159,30 @@ def test_truncation_counts_back_from_each_sequences_last_valid_step(rng):
     assert reached.tolist() == [False, False, True, True, False, False]
 
 
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_truncation_counts_valid_steps_only_with_padding_inside(cls, return_sequences, rng):
+    """Padding in the middle of a sequence (id 0 inside an Embedding(mask_zero=True) sequence)
+    is not counted by truncate=k: the padded sequence gets the input and parameter gradients of
+    the same sequence without its padded steps."""
+    t, k, keep = 7, 3, [0, 1, 2, 5, 6]
+    x = rng.standard_normal((1, t, D))
+    mask = np.zeros((1, t), dtype=bool)
+    mask[0, keep] = True
+    layer = standalone(cls(H, return_sequences=return_sequences, truncate=k), (t, D))
+    out = layer.forward(x, training=True, mask=mask)
+    g = rng.standard_normal(out.shape)
+    dx = layer.backward(g)
+    alone = standalone(cls(H, return_sequences=return_sequences, truncate=k), (len(keep), D))
+    for name in layer.params:
+        alone.params[name][...] = layer.params[name]
+    alone.forward(x[:, keep], training=True)
+    dx1 = alone.backward(g[:, keep] if return_sequences else g)
+    np.testing.assert_allclose(dx[:, keep], dx1, atol=1e-12)
+    for name in layer.grads:
+        np.testing.assert_allclose(layer.grads[name], alone.grads[name], atol=1e-12)
+
+
 def test_lstm_forget_bias_and_gate_order():
     layer = standalone(bp.LSTM(3, forget_bias=1.5), (2, 2))
     b = layer.params["b"]

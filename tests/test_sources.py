@@ -73,3 +73,30 @@ def test_mnist_style_file_keeps_its_test_split_and_scales_pixels(tmp_path):
     assert 0.0 <= ds.X_train.min() and ds.X_train.max() <= 1.0
     with pytest.raises(FileNotFoundError, match="fetch_data.py mnist"):
         sources.prepare(_opts(source="mnist", path=str(tmp_path / "none.npz")))
+
+
+@pytest.mark.parametrize("source", ["adding", "mnist-rows", "file"])
+def test_standardize_of_sequences_is_refused_before_training(source, tmp_path):
+    """The default standardize = true on (n, t, d) data used to train the whole run and then
+    crash with a traceback when model.npz was saved (Standardize holds flat per-feature
+    statistics)."""
+    if source == "adding":
+        opts = _opts(source="adding", n_samples=40, length=6)
+    elif source == "file":
+        rng = np.random.default_rng(3)
+        np.savez(tmp_path / "s.npz", X=rng.normal(size=(30, 5, 2)), y=np.arange(30) % 2)
+        opts = _opts(source="file", path=str(tmp_path / "s.npz"))
+    else:
+        rng = np.random.default_rng(4)
+        arrays = {
+            "X_train": rng.integers(0, 256, size=(20, 784), dtype=np.uint8),
+            "y_train": np.arange(20, dtype=np.uint8) % 10,
+            "X_test": rng.integers(0, 256, size=(10, 784), dtype=np.uint8),
+            "y_test": np.arange(10, dtype=np.uint8),
+        }
+        np.savez(tmp_path / "m.npz", **arrays)
+        opts = _opts(source="mnist", path=str(tmp_path / "m.npz"), as_sequence=True)
+    with pytest.raises(ValueError, match=r"standardize = true needs flat rows .*set standardize"):
+        sources.prepare(opts)
+    ds = sources.prepare({**opts, "standardize": False})
+    assert ds.X_train.ndim == 3 and ds.x_mean is None

@@ -156,6 +156,8 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
             return A, None
         if A.ndim != 2:
             raise ValueError(f"{path}: expected a 2-D array, got shape {A.shape}")
+        if isinstance(target, str) and target.lstrip("-").isdigit():
+            target = int(target)  # --target 3 on the command line arrives as the string "3"
         if not isinstance(target, int) or not -A.shape[1] <= target < A.shape[1]:
             raise ValueError(f"{path}: target must be a column index below {A.shape[1]}")
         return np.delete(A, target, axis=1), A[:, target]
@@ -274,6 +276,13 @@ def check_file_data(opts: dict[str, Any], X: Any, y: Any) -> None:
 def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     """Load, split and standardize the data described by a config's ``[data]`` table."""
     X, y, task, test, image = load_source(opts)
+    if opts["standardize"] and opts["source"] != "text" and np.ndim(X) > 2:
+        # The model file's Standardize layer holds one mean and scale per feature of flat rows;
+        # refused here, not after training when the model is saved.
+        raise ValueError(
+            f"standardize = true needs flat rows (n, features), but X has shape {np.shape(X)} "
+            "(sequences or images): set standardize = false"
+        )
     classes = None
     rng = np.random.default_rng(opts["seed"])
     if task == "classification":

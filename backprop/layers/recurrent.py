@@ -26,8 +26,8 @@ its padded steps.
 
 Truncated BPTT (``truncate=k``): the forward pass is unchanged. In the backward pass the
 recurrent edge from step s to step s-1 (``dh_{s-1}``, and the LSTM's ``dc_{s-1}``, receive nothing
-from step s) is cut at every k-th step counted back from each sequence's last valid step
-(inclusive). The sequence is thus split into chunks of k steps aligned to its end, and a loss term
+from step s) is cut at every k-th valid step counted back from each sequence's last valid step
+(inclusive; padded steps anywhere in the sequence are not counted). The sequence is thus split into chunks of k steps aligned to its end, and a loss term
 at step s reaches the inputs and parameters of its own chunk only: between 1 and k steps. For
 ``return_sequences=False, reduce="last"`` this is exactly "the gradient goes back k steps".
 ``truncate=None`` is full BPTT; ``truncate=1`` keeps no recurrent gradient at all.
@@ -163,13 +163,13 @@ class Recurrent(Layer):
             return None
         mask = self._cache["mask"]
         if mask is None:
-            last = np.full(n, t - 1)
+            back = np.broadcast_to(np.arange(t, 0, -1)[:, None], (t, n))
+            cut = back % self.truncate == 0
         else:
-            last = t - 1 - np.argmax(mask[:, ::-1], axis=1)
-            last[~mask.any(axis=1)] = -1
-        s = np.arange(t)[:, None]
-        back = last[None, :] - s + 1  # 1 at the last valid step, 2 one step earlier, ...
-        cut = (back >= 1) & (back % self.truncate == 0)
+            # Valid steps only, counted back: 1 at the last valid step, 2 at the valid step
+            # before it, ... Padded steps (which carry the state) are never counted nor cut.
+            back = np.cumsum(mask.T[::-1], axis=0)[::-1]
+            cut = mask.T & (back % self.truncate == 0)
         return (~cut).astype(dtype)[:, :, None]
 
     def backward_params_only(self, grad_out: np.ndarray) -> None:
