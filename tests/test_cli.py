@@ -379,3 +379,26 @@ def test_resume_after_the_process_was_killed(tmp_path):
     from backprop.app.plotting import read_history
 
     assert read_history(run / "history.csv")["time"][:k] == saved["history"]["time"]
+
+
+def test_predict_refuses_raw_pixels_for_a_model_of_scaled_mnist_pixels(tmp_path, capsys):
+    """The mnist sources divide pixels by 255 outside the model, so a run's model.npz expects
+    [0, 1]; raw 0..255 pixels (as data/mnist.npz stores them) were answered wrongly, silently."""
+    model = bp.Sequential([bp.Dense(784, 10)], seed=0)
+    metadata = {
+        "task": "classification",
+        "classes": list(range(10)),
+        "image_shape": [28, 28],
+        "n_features": 784,
+        "source": "mnist",
+        "loss": "cross_entropy",
+        "preprocessing_layers": [0, 0],
+    }
+    bp.save(model, tmp_path / "model.npz", metadata=metadata)
+    raw = np.random.default_rng(0).integers(0, 256, (5, 784)).astype(np.uint8)
+    np.save(tmp_path / "raw.npy", raw)
+    np.save(tmp_path / "scaled.npy", raw / 255.0)
+    args = ["predict", str(tmp_path / "model.npz")]
+    assert main([*args, str(tmp_path / "raw.npy"), "--output", str(tmp_path / "p.npy")]) == 2
+    assert "divide raw pixels by 255" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "scaled.npy"), "--output", str(tmp_path / "p.npy")]) == 0

@@ -78,6 +78,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # -- evaluate / predict ----------------------------------------------------------------------------
+#: Sources whose pixels are scaled to [0, 1] outside the model: its model.npz expects them so.
+PIXEL_SOURCES = ("mnist", "fashion_mnist")
+
+
 def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
     from ..sparse import is_sparse
     from .sources import transform_X
@@ -107,6 +111,13 @@ def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
         raise ConfigError(
             f"the input holds {X.reshape(len(X), -1)[r, c]} at row {r + 1}, column {c + 1} "
             f"({len(bad)} non-finite values in all); predictions need finite features"
+        )
+    source = mf.metadata.get("source")
+    if source in PIXEL_SOURCES and X.size and X.max() > 1:  # raw 0..255 pixels: wrong answers
+        raise ConfigError(
+            f"the model was trained on {source} pixels scaled to [0, 1] (the source divides them "
+            f"by 255 before the model sees them), but the input holds values up to {X.max():g}: "
+            "divide raw pixels by 255 first"
         )
     return mf.obj.predict(transform_X(Preprocessing(mf.extras), X, mf.obj.dtype))
 
