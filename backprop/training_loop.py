@@ -14,10 +14,11 @@ The epoch loss is the weighted mean of the batch losses, ``sum_b w_b loss_b / su
 ``w_b`` the weight the loss divides the batch by (``loss.total_weight``: its row count, or its
 summed sample weights, or a sequence loss's weighted real steps), so it is the loss over the
 epoch's data as ``evaluate`` measures it; a batch of weight 0 (zero sample weights, all labels
-padded) is skipped: no step, no hooks. ``grad_norm`` is the mean of the batches' pre-clip gradient norms. The step is
-``Trainer.train_step`` for first-order optimizers, one L-BFGS iteration per epoch for L-BFGS
-(:func:`~backprop.lbfgs.iteration_step`), whose run is closed at the end. A step that raises
-StopIteration (L-BFGS converged) ends training; an epoch without batches is an error.
+padded) is skipped: no step, no hooks. ``grad_norm`` is the mean of the batches' pre-clip
+gradient norms. The step is ``Trainer.train_step`` for first-order optimizers, one L-BFGS
+iteration per epoch for L-BFGS (:func:`~backprop.lbfgs.iteration_step`), whose run is closed
+at the end. A step that raises StopIteration (L-BFGS converged) ends training; an epoch
+without batches is an error.
 """
 
 from __future__ import annotations

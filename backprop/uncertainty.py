@@ -12,8 +12,8 @@ losses) approximate samples from the predictive distribution::
 
 Only the Dropout layers (inside containers too) switch to training behaviour; the rest is the
 model's own inference forward (padding masks, token ids): BatchNorm keeps its running
-statistics and nothing is cached or updated. The masks come from the generator passed in, not from the model's
-dropout stream, so a later training run is not disturbed.
+statistics and nothing is cached or updated. The masks come from the generator passed in, not
+from the model's dropout stream, so a later training run is not disturbed.
 
 **Calibration** of a classifier. With ``M`` equal-width bins of the confidence ``max_c p_c``::
 

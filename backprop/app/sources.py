@@ -135,8 +135,9 @@ def _xor(opts: dict[str, Any], seed: int):
 
 def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """``(X, y)`` from ``.npz`` (arrays ``X`` and ``target``), ``.npy`` (a 2-D array and
-    ``target`` a column index, or with ``target`` None any ``(n, ...)`` array) or ``.csv`` (``target`` a column name or None; a file without a
-    header row, see :func:`has_header`, names its columns "0", "1", ...)."""
+    ``target`` a column index, or with ``target`` None any ``(n, ...)`` array) or ``.csv``
+    (``target`` a column name or None; a file without a header row, see :func:`has_header`,
+    names its columns "0", "1", ...)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")

@@ -27,8 +27,9 @@ its padded steps.
 Truncated BPTT (``truncate=k``): the forward pass is unchanged. In the backward pass the
 recurrent edge from step s to step s-1 (``dh_{s-1}``, and the LSTM's ``dc_{s-1}``, receive nothing
 from step s) is cut at every k-th valid step counted back from each sequence's last valid step
-(inclusive; padded steps anywhere in the sequence are not counted). The sequence is thus split into chunks of k steps aligned to its end, and a loss term
-at step s reaches the inputs and parameters of its own chunk only: between 1 and k steps. For
+(inclusive; padded steps anywhere in the sequence are not counted). The sequence is thus split
+into chunks of k steps aligned to its end, and a loss term at step s reaches the inputs and
+parameters of its own chunk only: between 1 and k steps. For
 ``return_sequences=False, reduce="last"`` this is exactly "the gradient goes back k steps".
 ``truncate=None`` is full BPTT; ``truncate=1`` keeps no recurrent gradient at all.
 
