@@ -20,7 +20,7 @@ A ``Sequential`` (re-)initializes every layer it is given from its own seed.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -223,6 +223,17 @@ class Sequential(FlatParameters):
         for layer in self.layers:  # padding masks travel along (see layers/masking.py)
             out, mask = forward_with_mask(layer, out, training, mask)
         return out
+
+    def layer_outputs(
+        self, X: Any, training: bool = False
+    ) -> Iterator[tuple[int, Layer, np.ndarray]]:
+        """``(i, layer, output)`` of every layer in turn, computed as :meth:`forward` computes
+        them (``X`` checked and cast, padding masks passed along): for the tools that read the
+        activations between layers (``forward`` keeps its own loop: it is the training path)."""
+        out, mask = self.check_input(X), None
+        for i, layer in enumerate(self.layers):  # padding masks travel along (layers/masking.py)
+            out, mask = forward_with_mask(layer, out, training, mask)
+            yield i, layer, out
 
     def backward(self, grad_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Back-propagate dL/dy through every layer, filling each layer's ``grads``.

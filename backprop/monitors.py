@@ -19,7 +19,6 @@ import numpy as np
 from .callbacks import Callback
 from .layers import Dense, Dropout
 from .layers.base import Layer
-from .layers.masking import forward_with_mask
 
 
 class UpdateRatioMonitor(Callback):
@@ -81,10 +80,8 @@ class ActivationRecorder(Callback):
         self.end: dict[str, np.ndarray] = {}
 
     def record(self, model: Any) -> dict[str, np.ndarray]:
-        out, mask = model.check_input(self.X), None  # token ids stay ids, sparse stays sparse
         found: dict[str, np.ndarray] = {}
-        for i, layer in enumerate(model.layers):
-            out, mask = forward_with_mask(layer, out, False, mask)  # as Sequential.forward
+        for i, layer, out in model.layer_outputs(self.X):  # masks and token ids as in forward
             if _is_activation(layer):
                 values = out.ravel()
                 step = max(1, values.size // self.max_values)

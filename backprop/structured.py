@@ -33,7 +33,6 @@ import numpy as np
 from . import pruning
 from .layers import BatchNorm, Dense, Dropout, Layer, PReLU
 from .layers.activations import Activation
-from .layers.masking import forward_with_mask
 from .model import Sequential
 from .sparse import is_sparse
 
@@ -73,9 +72,7 @@ def activations(model: Sequential, X: Any, batch_size: int = 1024) -> dict[int, 
     out: dict[int, list[np.ndarray]] = {i: [] for i in groups}
     X = X if is_sparse(X) else np.asarray(X)  # CSR rows stay sparse (np.asarray makes a 0-D)
     for start in range(0, X.shape[0], batch_size):
-        h, mask = model.check_input(X[start : start + batch_size]), None
-        for k, layer in enumerate(model.layers):
-            h, mask = forward_with_mask(layer, h, False, mask)  # as Sequential.forward does
+        for k, _, h in model.layer_outputs(X[start : start + batch_size]):
             if k in taps:
                 out[taps[k]].append(h)
     # units are the last axis: (n, ..., units) -> (n * ..., units)
