@@ -266,3 +266,14 @@ def test_outputs_and_gradients_match_torch(cls, rng):
     h_n = module(xt)[1]
     h_n = h_n[0] if cls is bp.LSTM else h_n  # the LSTM returns (h_n, c_n)
     np.testing.assert_allclose(last.forward(x), h_n[0].detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_lstm_with_torch_initialized_forget_gate_saves_and_loads(tmp_path, rng):
+    """LSTM(forget_bias=None) wrote a file that load refused ("forget_bias: expected a number,
+    got None"): None was accepted only where it is the default, not where the hint allows it."""
+    model = bp.Sequential([bp.LSTM(4, forget_bias=None), bp.Dense(2)], input_shape=(T, D), seed=0)
+    bp.save(model, tmp_path / "lstm.npz")
+    loaded = bp.load(tmp_path / "lstm.npz")
+    assert loaded.layers[0].forget_bias is None
+    x = rng.standard_normal((5, T, D))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

@@ -75,7 +75,8 @@ def layer_from_spec(spec: Any, where: str = "layer") -> Layer:
     """The unbuilt layer a spec describes: ``{"type", "config", "trainable"}`` as
     :func:`layer_spec` writes it, or the flat form of a TOML table, ``{"type": "Dense",
     "out_features": 10, "trainable": true}``. A Layer is passed through. Each argument must have
-    a type of :func:`constructor_arguments` (None where the default is None), and ``trainable``
+    a type of :func:`constructor_arguments` (None where the default is None or the type hint
+    admits None, as ``LSTM(forget_bias=None)``), and ``trainable``
     must be a bool: a TypeError names the layer and the argument otherwise."""
     if isinstance(spec, Layer):
         return spec
@@ -108,10 +109,12 @@ def layer_from_spec(spec: Any, where: str = "layer") -> Layer:
         raise ValueError(
             f"{where} ({cls.__name__}): trainable must be true or false, got {trainable!r}"
         )
-    arguments = constructor_arguments(cls)
+    arguments, nullable = constructor_arguments(cls), _nullable(cls)
     kwargs = dict(kwargs)
     for name, value in kwargs.items():  # the signature's types, as configs get them checked
-        if name in arguments and not (value is None and arguments[name][1] is None):
+        if name in arguments and not (
+            value is None and (arguments[name][1] is None or name in nullable)
+        ):
             try:
                 kwargs[name] = check_argument(value, arguments[name][0])
             except TypeError as exc:
@@ -146,6 +149,15 @@ def _json_types(hint: Any) -> tuple[type, ...] | None:
     if hint in _JSON_TYPES:
         return (hint,)
     return None  # a callable, a Generator, ...: not a config value; accept what the layer takes
+
+
+def _nullable(cls: type) -> set[str]:
+    """The constructor arguments whose type hint admits None (``float | None``)."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an unresolvable hint: only a None default admits None
+        return set()
+    return {name for name, hint in hints.items() if type(None) in typing.get_args(hint)}
 
 
 def constructor_arguments(cls: type, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
