@@ -277,3 +277,13 @@ def test_lstm_with_torch_initialized_forget_gate_saves_and_loads(tmp_path, rng):
     assert loaded.layers[0].forget_bias is None
     x = rng.standard_normal((5, T, D))
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("kw", [{}, {"reduce": "mean"}, {"return_sequences": True}])
+def test_sequences_without_steps_are_refused(cls, kw):
+    """t = 0 gave NaN outputs (reduce="mean": 0 / 0) or zeros whose backward died with an
+    IndexError; a layer used on its own now refuses it, naming the shape."""
+    layer = standalone(cls(H, **kw), (T, D))
+    with pytest.raises(ValueError, match=r"at least one step.*\(2, 0, 3\)"):
+        layer.forward(np.zeros((2, 0, D)), training=True)

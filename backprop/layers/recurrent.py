@@ -113,6 +113,11 @@ class Recurrent(Layer):
         if not self.params:
             raise self._unallocated()
         n, t, _ = x.shape
+        if t == 0:
+            raise ValueError(
+                f"{type(self).__name__} needs sequences of at least one step, got an input of "
+                f"shape {x.shape}"
+            )
         mask = check_mask(mask, n, t, self)
         W, b = self.params["W"], self.params["b"]
         # Time major from here on: (t, n, ...), so that each step reads contiguous rows.
