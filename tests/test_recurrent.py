@@ -287,3 +287,21 @@ def test_sequences_without_steps_are_refused(cls, kw):
     layer = standalone(cls(H, **kw), (T, D))
     with pytest.raises(ValueError, match=r"at least one step.*\(2, 0, 3\)"):
         layer.forward(np.zeros((2, 0, D)), training=True)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("pad", [np.inf, np.nan])
+def test_infinite_or_nan_padding_does_not_leak_into_the_state(cls, pad, rng):
+    """Masking(np.inf) is allowed, but inf at padded steps made x @ W NaN there and the carry
+    (m * new + (1 - m) * old) turned 0 * NaN into NaN outputs, and x.T @ da NaN gradients."""
+    x, mask = data(rng)
+    clean = standalone(cls(H, return_sequences=True), (T, D))
+    dirty = standalone(cls(H, return_sequences=True), (T, D))
+    g = rng.standard_normal((3, T, H))
+    xp = np.where(mask[:, :, None], x, pad)
+    outs = [layer.forward(v, training=True, mask=mask) for layer, v in ((clean, x), (dirty, xp))]
+    dxs = [layer.backward(g) for layer in (clean, dirty)]
+    np.testing.assert_array_equal(outs[1], outs[0])
+    np.testing.assert_array_equal(dxs[1], dxs[0])
+    for k in clean.grads:
+        np.testing.assert_array_equal(dirty.grads[k], clean.grads[k])

@@ -20,7 +20,8 @@ Backward (BPTT), with ``dh_s`` the gradient reaching ``h_s`` from the output and
 
 Padding masks (``mask`` ``(n, t)``, True = real step; see :mod:`backprop.layers.masking`): at a
 padded step the state is carried unchanged, ``h_s = h_{s-1}`` (and ``c_s = c_{s-1}``), the
-returned sequence holds zeros, and the step's input gets a zero gradient. A sequence padded
+returned sequence holds zeros, and the step's input gets a zero gradient. The padded steps'
+inputs are never read (they are zeroed first), so any padding value works, inf and NaN too. A sequence padded
 anywhere therefore gives exactly the outputs and parameter gradients of the same sequence without
 its padded steps.
 
@@ -119,6 +120,10 @@ class Recurrent(Layer):
                 f"shape {x.shape}"
             )
         mask = check_mask(mask, n, t, self)
+        if mask is not None and not mask.all():
+            # Padded steps' inputs never reach the state: zeroed, so that inf or NaN padding
+            # (Masking(np.inf)) cannot leak in as 0 * inf = NaN, in the carry or in dW.
+            x = np.where(mask[:, :, None], x, x.dtype.type(0))
         W, b = self.params["W"], self.params["b"]
         # Time major from here on: (t, n, ...), so that each step reads contiguous rows.
         a_in = np.matmul(x.transpose(1, 0, 2), W)
