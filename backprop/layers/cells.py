@@ -128,8 +128,9 @@ class LSTM(Recurrent):
     forget_bias : float | None, default 1.0
         initial value of the forget-gate block of ``b`` (1.0 by default, which keeps
         the cell open early in training); None keeps PyTorch's uniform initialization.
-    return_sequences, reduce, truncate : bool, default False
-        as for :class:`RNN`.
+    return_sequences, reduce, truncate
+        As for :class:`RNN` (bool, default False; str, default 'last'; int | None, default
+        None).
 
     """
 
