@@ -305,3 +305,22 @@ def test_infinite_or_nan_padding_does_not_leak_into_the_state(cls, pad, rng):
     np.testing.assert_array_equal(dxs[1], dxs[0])
     for k in clean.grads:
         np.testing.assert_array_equal(dirty.grads[k], clean.grads[k])
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("kw", [{}, {"return_sequences": True}, {"reduce": "mean"}])
+def test_unpadded_rows_are_bitwise_unchanged_by_padding_elsewhere_in_the_batch(cls, kw, rng):
+    """The carry ``old + m (new - old)`` rounds: with m = 1 it gave new only to the last bit, so
+    one padded sequence in a batch changed the others' outputs and input gradients."""
+    t = 12
+    x = rng.standard_normal((5, t, D))
+    mask = np.ones((5, t), dtype=bool)
+    mask[0, 7:] = False
+    layer = standalone(cls(H, **kw), (t, D))
+    out_plain = layer.forward(x, training=True)
+    g = rng.standard_normal(out_plain.shape)
+    dx_plain = layer.backward(g)
+    out_masked = layer.forward(x, training=True, mask=mask)
+    dx_masked = layer.backward(g)
+    np.testing.assert_array_equal(out_masked[1:], out_plain[1:])
+    np.testing.assert_array_equal(dx_masked[1:], dx_plain[1:])

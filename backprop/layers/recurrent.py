@@ -261,13 +261,14 @@ class Recurrent(Layer):
 
 
 def carry(m: np.ndarray | None, new: np.ndarray, old: np.ndarray, out: np.ndarray) -> None:
-    """``out = m * new + (1 - m) * old``: the state moves on at real steps and stays at padding."""
+    """``out = m * new + (1 - m) * old``: the state moves on at real steps and stays at padding.
+    Copied, not computed (``old + m (new - old)`` rounds), so a real step's state is bitwise the
+    one it has without a mask."""
     if m is None:
         out[...] = new
     else:
-        np.subtract(new, old, out=out)
-        out *= m
-        out += old
+        np.copyto(out, old)
+        np.copyto(out, new, where=m != 0)
 
 
 def split_grad(m: np.ndarray | None, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
