@@ -324,3 +324,20 @@ def test_unpadded_rows_are_bitwise_unchanged_by_padding_elsewhere_in_the_batch(c
     dx_masked = layer.backward(g)
     np.testing.assert_array_equal(out_masked[1:], out_plain[1:])
     np.testing.assert_array_equal(dx_masked[1:], dx_plain[1:])
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("n, t", [(1, T), (3, 1)])
+def test_returned_sequence_is_not_the_layers_cache(cls, n, t, rng):
+    """For one sequence (or one step) the returned sequence was a view of the states the
+    backward pass reads: changing it in place changed the gradients."""
+    layer = standalone(cls(H, return_sequences=True), (t, D))
+    x = rng.standard_normal((n, t, D))
+    out = layer.forward(x, training=True)
+    layer.backward(np.ones_like(out))
+    expected = {k: v.copy() for k, v in layer.grads.items()}
+    out = layer.forward(x, training=True)
+    out[...] = 0
+    layer.backward(np.ones_like(out))
+    for k in expected:
+        np.testing.assert_array_equal(layer.grads[k], expected[k])

@@ -135,7 +135,8 @@ class Recurrent(Layer):
             count = np.maximum(mask.sum(axis=1), 1).astype(x.dtype)[:, None]
         if self.return_sequences:
             seq = hs[1:] if m is None else hs[1:] * m
-            out = np.ascontiguousarray(seq.transpose(1, 0, 2))
+            # A copy even where the transpose is contiguous (n = 1): never a view of the cache.
+            out = np.array(seq.transpose(1, 0, 2), order="C")
         elif self.reduce == "last":
             out = hs[t].copy()
         else:
