@@ -21,9 +21,9 @@ Backward (BPTT), with ``dh_s`` the gradient reaching ``h_s`` from the output and
 Padding masks (``mask`` ``(n, t)``, True = real step; see :mod:`backprop.layers.masking`): at a
 padded step the state is carried unchanged, ``h_s = h_{s-1}`` (and ``c_s = c_{s-1}``), the
 returned sequence holds zeros, and the step's input gets a zero gradient. The padded steps'
-inputs are never read (they are zeroed first), so any padding value works, inf and NaN too. A sequence padded
-anywhere therefore gives exactly the outputs and parameter gradients of the same sequence without
-its padded steps.
+inputs are never read (they are zeroed first), so any padding value works, inf and NaN too. A
+sequence padded anywhere therefore gives exactly the outputs and parameter gradients of the same
+sequence without its padded steps.
 
 Truncated BPTT (``truncate=k``): the forward pass is unchanged. In the backward pass the
 recurrent edge from step s to step s-1 (``dh_{s-1}``, and the LSTM's ``dc_{s-1}``, receive nothing
