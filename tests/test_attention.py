@@ -215,3 +215,34 @@ def test_sequence_pool_over_valid_steps(reduce, rng):
     expected = x[0, :2].mean(axis=0) if reduce == "mean" else x[0, 1]
     np.testing.assert_allclose(out[0], expected, rtol=1e-12)
     np.testing.assert_allclose(out[1], x[1].mean(axis=0) if reduce == "mean" else x[1, 3])
+
+
+@pytest.mark.parametrize("fill", [np.inf, -np.inf, np.nan])
+def test_non_finite_padded_steps_leave_attention_and_pooling_finite(fill, rng):
+    # Masking(mask_value=inf) is allowed, and a Dense or LayerNorm before the attention turns an
+    # inf padded step into NaN: a padded step's values must not reach a real one (0 * inf = NaN
+    # in A @ V, in x^T dQ and in the pooling sum made every output NaN).
+    n, t, length, d = 2, 5, 3, 4
+    x = rng.standard_normal((n, t, d))
+    g = rng.standard_normal((n, t, d))
+    mask = np.ones((n, t), dtype=bool)
+    mask[0, length:] = False
+    clean = x.copy()
+    x[0, length:] = fill
+    for causal in (False, True):
+        layer = standalone(bp.MultiHeadSelfAttention(2, 3, causal=causal), (t, d))
+        with np.errstate(all="raise"):
+            out = layer.forward(x, training=True, mask=mask)
+            dx = layer.backward(g)
+        grads = {k: v.copy() for k, v in layer.grads.items()}
+        ref = layer.forward(clean, training=True, mask=mask)
+        ref_dx = layer.backward(g)
+        np.testing.assert_array_equal(out, ref)
+        np.testing.assert_array_equal(dx, ref_dx)
+        for k in grads:
+            np.testing.assert_array_equal(grads[k], layer.grads[k])
+    for reduce in ("mean", "last"):
+        pool = standalone(bp.SequencePool(reduce), (t, d))
+        with np.errstate(all="raise"):
+            out = pool.forward(x, mask=mask)
+        np.testing.assert_array_equal(out, pool.forward(clean, mask=mask))

@@ -10,8 +10,10 @@ For ``x`` ``(n, t, d)``, ``h = num_heads`` heads of width ``k = key_dim`` (``hk 
     O = A @ V -> heads concatenated back to (n, t, hk)
     y = O @ Wo + bo                                            Wo: (hk, d), bo: (d,); y: (n, t, d)
 
-The output has the input's width d, so the layer sits inside ``Residual``. At padded query steps
-the output is 0. A query with no allowed key (only in a sequence that is all padding) gets A = 0.
+The output has the input's width d, so the layer sits inside ``Residual``. Padded steps of ``x``
+are read as 0 (so inf or NaN padding cannot reach a real step through ``0 * inf``); at padded
+query steps the output is 0. A query with no allowed key (only in a sequence that is all
+padding) gets A = 0.
 
 There is no key bias: it would add ``q_i . bk`` to every score of row i, which the softmax
 ignores, so its gradient is exactly 0 (torch has one; it has no effect there either).
@@ -119,6 +121,8 @@ class MultiHeadSelfAttention(Layer):
             raise self._unallocated()
         n, t, _ = x.shape
         mask = check_mask(mask, n, t, self)
+        if mask is not None:  # a padded step's values (inf, NaN) must not reach a real one
+            x = np.where(mask[:, :, None], x, x.dtype.type(0))
         p = self.params
         q = self._heads(x @ p["Wq"] + p["bq"])
         k = self._heads(x @ p["Wk"])
