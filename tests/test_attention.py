@@ -116,6 +116,9 @@ def test_embedding_gradient_mask_and_errors(rng):
         layer.forward(np.array([[1, -1, 3, 0]]))
     with pytest.raises(ValueError, match="integer ids"):
         layer.forward(np.array([[0.5, 1, 2, 3]]))
+    # a float id beyond int64 was cast first (a RuntimeWarning) and reported as id -2**63
+    with np.errstate(all="raise"), pytest.raises(ValueError, match=r"got id 1e\+20, outside"):
+        layer.forward(np.array([[1e20, 1, 2, 3]]))
     assert bp.Embedding.integer_input is True
     padded = standalone(bp.Embedding(7, 3, mask_zero=True), (4,))
     ids[0, 2:] = 0
