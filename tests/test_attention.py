@@ -249,3 +249,15 @@ def test_non_finite_padded_steps_leave_attention_and_pooling_finite(fill, rng):
         with np.errstate(all="raise"):
             out = pool.forward(x, mask=mask)
         np.testing.assert_array_equal(out, pool.forward(clean, mask=mask))
+
+
+def test_integer_sequences_give_the_numbers_of_their_float_copies(rng):
+    # Stand-alone layers took the dtype of x for constants: int(1 / sqrt(k)) = 0 scaled every
+    # attention score to 0 and the sinusoidal table cast to integers lost its values.
+    x = rng.integers(-3, 4, size=(2, 4, 6))
+    for layer in (bp.MultiHeadSelfAttention(2, 3), bp.SinusoidalPositionalEncoding()):
+        layer = standalone(layer, (4, 6))
+        np.testing.assert_allclose(layer.forward(x), layer.forward(x.astype(float)), rtol=1e-12)
+    layer = standalone(bp.MultiHeadSelfAttention(2, 3, causal=True), (4, 6), dtype="float32")
+    out = layer.forward(x.astype(np.float32), training=True)
+    assert out.dtype == np.float32 and layer.backward(out).dtype == np.float32

@@ -127,9 +127,8 @@ class MultiHeadSelfAttention(Layer):
         q = self._heads(x @ p["Wq"] + p["bq"])
         k = self._heads(x @ p["Wk"])
         v = self._heads(x @ p["Wv"] + p["bv"])
-        scale = x.dtype.type(1.0 / np.sqrt(self.key_dim))
         s = np.matmul(q, k.transpose(0, 1, 3, 2))
-        s *= scale
+        s *= s.dtype.type(1.0 / np.sqrt(self.key_dim))  # s's dtype: x may hold integers
         allowed = self._allowed(mask, t)
         if allowed is not None:
             s = np.where(allowed, s, -np.inf)
@@ -175,14 +174,13 @@ class MultiHeadSelfAttention(Layer):
         n, t, d = x.shape
         hk = self.num_heads * self.key_dim
         dy = grad_out if mask is None else grad_out * mask[:, :, None]
-        scale = x.dtype.type(1.0 / np.sqrt(self.key_dim))
         do = self._heads(dy @ p["Wo"].T)
         da = np.matmul(do, v.transpose(0, 1, 3, 2))
         dv = np.matmul(a.transpose(0, 1, 3, 2), do)
         # Softmax Jacobian: dS_il = A_il (dA_il - sum_j dA_ij A_ij).
         ds = da - (da * a).sum(axis=-1, keepdims=True)
         ds *= a
-        ds *= scale
+        ds *= ds.dtype.type(1.0 / np.sqrt(self.key_dim))
         dq = self._merge(np.matmul(ds, k))
         dk = self._merge(np.matmul(ds.transpose(0, 1, 3, 2), q))
         dv = self._merge(dv)

@@ -154,7 +154,8 @@ class SinusoidalPositionalEncoding(_SequenceLayer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         check_sequence(x, self, None if self.in_shape is None else self.in_shape[1])
-        return x + sinusoidal_table(x.shape[1], x.shape[2]).astype(x.dtype)
+        table = sinusoidal_table(x.shape[1], x.shape[2])  # float64; float32 x stays float32
+        return x + (table.astype(x.dtype) if x.dtype.kind == "f" else table)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``y = x + P`` with a fixed table: ``dx = dy``, ``(n, t, d)``."""
