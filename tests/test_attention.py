@@ -205,6 +205,10 @@ def test_sequence_cross_entropy_ignores_padded_steps(rng):
         loss.forward(z, np.full((n, t), 5))
     with pytest.raises(ValueError, match="no real"):
         loss.forward(z, np.full((n, t), -1))
+    # float labels were cast before the range check: inf and 1e20 were reported as -2**63
+    for big, shown in ((1e20, r"1e\+20"), (np.inf, "inf"), (7.0, "7")):
+        with np.errstate(all="raise"), pytest.raises(ValueError, match=f"class label {shown} out"):
+            loss.forward(z, np.where(y == -1, -1.0, big))
 
 
 @pytest.mark.parametrize("reduce", ["mean", "last"])
