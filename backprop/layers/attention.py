@@ -12,8 +12,9 @@ For ``x`` ``(n, t, d)``, ``h = num_heads`` heads of width ``k = key_dim`` (``hk 
 
 The output has the input's width d, so the layer sits inside ``Residual``. Padded steps of ``x``
 are read as 0 (so inf or NaN padding cannot reach a real step through ``0 * inf``); at padded
-query steps the output is 0. A query with no allowed key (only in a sequence that is all
-padding) gets A = 0.
+query steps the output is 0. A query with no allowed key gets A = 0: a padded query in a
+sequence that is all padding or, when causal, one before the sequence's first real step (a real
+query always sees itself).
 
 There is no key bias: it would add ``q_i . bk`` to every score of row i, which the softmax
 ignores, so its gradient is exactly 0 (torch has one; it has no effect there either).
