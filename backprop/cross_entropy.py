@@ -179,11 +179,13 @@ class SequenceCrossEntropy(Loss):
         if labels.dtype.kind not in "iu":
             if labels.dtype.kind != "f" or np.any(labels != np.round(labels)):
                 raise ValueError(f"y_true must hold integer labels, got dtype {labels.dtype}")
-            labels = labels.astype(np.intp)
         valid = labels != self.ignore_index
+        # The range is checked before float labels are cast: inf or 1e20 would wrap to -2**63.
         if np.any(valid & ((labels < 0) | (labels >= k))):
             bad = labels[valid & ((labels < 0) | (labels >= k))][0]
+            bad = int(bad) if abs(float(bad)) < 2**53 else bad
             raise ValueError(f"class label {bad} out of range for {k} outputs")
+        labels = labels.astype(np.intp, copy=False)
         w = check_sample_weight(sample_weight, n)
         weight = valid.astype(z.dtype) if w is None else valid * w[:, None].astype(z.dtype)
         total = weight.sum(dtype=np.float64)

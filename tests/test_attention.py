@@ -116,6 +116,9 @@ def test_embedding_gradient_mask_and_errors(rng):
         layer.forward(np.array([[1, -1, 3, 0]]))
     with pytest.raises(ValueError, match="integer ids"):
         layer.forward(np.array([[0.5, 1, 2, 3]]))
+    # a float id beyond int64 was cast first (a RuntimeWarning) and reported as id -2**63
+    with np.errstate(all="raise"), pytest.raises(ValueError, match=r"got id 1e\+20, outside"):
+        layer.forward(np.array([[1e20, 1, 2, 3]]))
     assert bp.Embedding.integer_input is True
     padded = standalone(bp.Embedding(7, 3, mask_zero=True), (4,))
     ids[0, 2:] = 0
@@ -202,6 +205,10 @@ def test_sequence_cross_entropy_ignores_padded_steps(rng):
         loss.forward(z, np.full((n, t), 5))
     with pytest.raises(ValueError, match="no real"):
         loss.forward(z, np.full((n, t), -1))
+    # float labels were cast before the range check: inf and 1e20 were reported as -2**63
+    for big, shown in ((1e20, r"1e\+20"), (np.inf, "inf"), (7.0, "7")):
+        with np.errstate(all="raise"), pytest.raises(ValueError, match=f"class label {shown} out"):
+            loss.forward(z, np.where(y == -1, -1.0, big))
 
 
 @pytest.mark.parametrize("reduce", ["mean", "last"])
@@ -215,3 +222,46 @@ def test_sequence_pool_over_valid_steps(reduce, rng):
     expected = x[0, :2].mean(axis=0) if reduce == "mean" else x[0, 1]
     np.testing.assert_allclose(out[0], expected, rtol=1e-12)
     np.testing.assert_allclose(out[1], x[1].mean(axis=0) if reduce == "mean" else x[1, 3])
+
+
+@pytest.mark.parametrize("fill", [np.inf, -np.inf, np.nan])
+def test_non_finite_padded_steps_leave_attention_and_pooling_finite(fill, rng):
+    # Masking(mask_value=inf) is allowed, and a Dense or LayerNorm before the attention turns an
+    # inf padded step into NaN: a padded step's values must not reach a real one (0 * inf = NaN
+    # in A @ V, in x^T dQ and in the pooling sum made every output NaN).
+    n, t, length, d = 2, 5, 3, 4
+    x = rng.standard_normal((n, t, d))
+    g = rng.standard_normal((n, t, d))
+    mask = np.ones((n, t), dtype=bool)
+    mask[0, length:] = False
+    clean = x.copy()
+    x[0, length:] = fill
+    for causal in (False, True):
+        layer = standalone(bp.MultiHeadSelfAttention(2, 3, causal=causal), (t, d))
+        with np.errstate(all="raise"):
+            out = layer.forward(x, training=True, mask=mask)
+            dx = layer.backward(g)
+        grads = {k: v.copy() for k, v in layer.grads.items()}
+        ref = layer.forward(clean, training=True, mask=mask)
+        ref_dx = layer.backward(g)
+        np.testing.assert_array_equal(out, ref)
+        np.testing.assert_array_equal(dx, ref_dx)
+        for k in grads:
+            np.testing.assert_array_equal(grads[k], layer.grads[k])
+    for reduce in ("mean", "last"):
+        pool = standalone(bp.SequencePool(reduce), (t, d))
+        with np.errstate(all="raise"):
+            out = pool.forward(x, mask=mask)
+        np.testing.assert_array_equal(out, pool.forward(clean, mask=mask))
+
+
+def test_integer_sequences_give_the_numbers_of_their_float_copies(rng):
+    # Stand-alone layers took the dtype of x for constants: int(1 / sqrt(k)) = 0 scaled every
+    # attention score to 0 and the sinusoidal table cast to integers lost its values.
+    x = rng.integers(-3, 4, size=(2, 4, 6))
+    for layer in (bp.MultiHeadSelfAttention(2, 3), bp.SinusoidalPositionalEncoding()):
+        layer = standalone(layer, (4, 6))
+        np.testing.assert_allclose(layer.forward(x), layer.forward(x.astype(float)), rtol=1e-12)
+    layer = standalone(bp.MultiHeadSelfAttention(2, 3, causal=True), (4, 6), dtype="float32")
+    out = layer.forward(x.astype(np.float32), training=True)
+    assert out.dtype == np.float32 and layer.backward(out).dtype == np.float32

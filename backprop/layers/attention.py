@@ -10,8 +10,11 @@ For ``x`` ``(n, t, d)``, ``h = num_heads`` heads of width ``k = key_dim`` (``hk 
     O = A @ V -> heads concatenated back to (n, t, hk)
     y = O @ Wo + bo                                            Wo: (hk, d), bo: (d,); y: (n, t, d)
 
-The output has the input's width d, so the layer sits inside ``Residual``. At padded query steps
-the output is 0. A query with no allowed key (only in a sequence that is all padding) gets A = 0.
+The output has the input's width d, so the layer sits inside ``Residual``. Padded steps of ``x``
+are read as 0 (so inf or NaN padding cannot reach a real step through ``0 * inf``); at padded
+query steps the output is 0. A query with no allowed key gets A = 0: a padded query in a
+sequence that is all padding or, when causal, one before the sequence's first real step (a real
+query always sees itself).
 
 There is no key bias: it would add ``q_i . bk`` to every score of row i, which the softmax
 ignores, so its gradient is exactly 0 (torch has one; it has no effect there either).
@@ -119,13 +122,14 @@ class MultiHeadSelfAttention(Layer):
             raise self._unallocated()
         n, t, _ = x.shape
         mask = check_mask(mask, n, t, self)
+        if mask is not None:  # a padded step's values (inf, NaN) must not reach a real one
+            x = np.where(mask[:, :, None], x, x.dtype.type(0))
         p = self.params
         q = self._heads(x @ p["Wq"] + p["bq"])
         k = self._heads(x @ p["Wk"])
         v = self._heads(x @ p["Wv"] + p["bv"])
-        scale = x.dtype.type(1.0 / np.sqrt(self.key_dim))
         s = np.matmul(q, k.transpose(0, 1, 3, 2))
-        s *= scale
+        s *= s.dtype.type(1.0 / np.sqrt(self.key_dim))  # s's dtype: x may hold integers
         allowed = self._allowed(mask, t)
         if allowed is not None:
             s = np.where(allowed, s, -np.inf)
@@ -171,14 +175,13 @@ class MultiHeadSelfAttention(Layer):
         n, t, d = x.shape
         hk = self.num_heads * self.key_dim
         dy = grad_out if mask is None else grad_out * mask[:, :, None]
-        scale = x.dtype.type(1.0 / np.sqrt(self.key_dim))
         do = self._heads(dy @ p["Wo"].T)
         da = np.matmul(do, v.transpose(0, 1, 3, 2))
         dv = np.matmul(a.transpose(0, 1, 3, 2), do)
         # Softmax Jacobian: dS_il = A_il (dA_il - sum_j dA_ij A_ij).
         ds = da - (da * a).sum(axis=-1, keepdims=True)
         ds *= a
-        ds *= scale
+        ds *= ds.dtype.type(1.0 / np.sqrt(self.key_dim))
         dq = self._merge(np.matmul(ds, k))
         dk = self._merge(np.matmul(ds.transpose(0, 1, 3, 2), q))
         dv = self._merge(dv)

@@ -81,18 +81,19 @@ class Embedding(Layer):
         if ids.dtype.kind == "f":
             if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
                 raise ValueError("Embedding expects integer ids, got non-integer values")
-            ids = ids.astype(np.int64)
         elif ids.dtype.kind not in "iu":
             raise ValueError(f"Embedding expects integer ids, got dtype {ids.dtype}")
         if ids.ndim != 2:
             raise ValueError(f"Embedding expects ids of shape (n, t), got shape {ids.shape}")
+        # The range is checked before a float id is cast: 1e20 would wrap to -2**63.
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = ids[(ids < 0) | (ids >= self.vocab_size)][0]
+            shown = int(bad) if abs(float(bad)) < 2**53 else bad
             raise ValueError(
-                f"Embedding got id {int(bad)}, outside 0..{self.vocab_size - 1} "
+                f"Embedding got id {shown}, outside 0..{self.vocab_size - 1} "
                 f"(vocab_size={self.vocab_size})"
             )
-        return ids
+        return ids.astype(np.int64) if ids.dtype.kind == "f" else ids
 
     def forward(self, x: Any, training: bool = False, mask: Any = None) -> np.ndarray:
         ids = self._check_ids(x)
@@ -153,7 +154,8 @@ class SinusoidalPositionalEncoding(_SequenceLayer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         check_sequence(x, self, None if self.in_shape is None else self.in_shape[1])
-        return x + sinusoidal_table(x.shape[1], x.shape[2]).astype(x.dtype)
+        table = sinusoidal_table(x.shape[1], x.shape[2])  # float64; float32 x stays float32
+        return x + (table.astype(x.dtype) if x.dtype.kind == "f" else table)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``y = x + P`` with a fixed table: ``dx = dy``, ``(n, t, d)``."""

@@ -111,8 +111,8 @@ class SequencePool(Layer):
     ``reduce="mean"``: ``y_i = sum_s m_is x_is / max(1, sum_s m_is)`` (``m = 1`` without a mask);
     ``dx_is = m_is dy_i / max(1, sum_s m_is)``. ``reduce="last"``: ``y_i = x_{i, L_i}`` with
     ``L_i`` the last valid step (the last step without a mask); ``dx`` is ``dy`` there, 0
-    elsewhere. Used after attention blocks; recurrent layers do the same with
-    ``return_sequences=False``.
+    elsewhere. Padded steps are read as 0, so inf or NaN padding does not reach the output. Used
+    after attention blocks; recurrent layers do the same with ``return_sequences=False``.
 
     Parameters
     ----------
@@ -147,6 +147,8 @@ class SequencePool(Layer):
             w[np.arange(n), last] = m[np.arange(n), last]
         if training:
             self._weights = w
+        if mask is not None:  # padded values (inf, NaN) must not leak in as 0 * inf = NaN
+            x = np.where(mask[:, :, None], x, x.dtype.type(0))
         return np.einsum("ns,nsd->nd", w, x)
 
     def compute_mask(self, x: np.ndarray, mask: Any) -> None:
