@@ -63,6 +63,11 @@ class SoftmaxCrossEntropy(Loss):
         if labels.dtype.kind == "f":
             if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
                 raise ValueError("integer class labels expected, got non-integer values")
+            out = (labels < 0) | (labels >= k)  # before the cast: 1e20 would wrap to -2**63
+            if np.any(out):
+                bad = labels[out][0]
+                bad = int(bad) if abs(float(bad)) < 2**53 else bad
+                raise ValueError(f"class label {bad} out of range for {k} outputs")
         elif labels.dtype.kind not in "iub":
             raise ValueError(f"class labels must be integers, got dtype {labels.dtype}")
         labels = labels.astype(np.intp, copy=False)

@@ -103,6 +103,9 @@ def test_float32_in_float32_out():
     [
         (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0, 3], "label 3 out of range for 3"),
         (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0.5, 1], "integer"),
+        # float labels are range-checked before the cast to int (1e20 wrapped to -2**63)
+        (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0.0, 3.0], "label 3 out of range for 3"),
+        (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0.0, 1e20], r"label 1e\+20 out of range"),
         (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0, 1, 2], "3 labels for 2"),
         (bp.MeanSquaredError(), np.zeros((2, 3)), np.zeros((2, 2)), "shape"),
         (bp.BinaryCrossEntropy(), np.zeros((2, 1)), [0, 2], r"\[0, 1\]"),
