@@ -243,3 +243,34 @@ def test_a_training_batch_of_zero_sample_weight_takes_no_step(rng):
     history = trainer.fit(X, y, sample_weight=[0, 0, 0, 1, 2, 1], epochs=2)
     assert trainer.step_count == 2 and trainer.optimizer.iterations == 2
     assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+
+
+@pytest.mark.parametrize("cell", [bp.RNN, bp.LSTM, bp.GRU])
+def test_infinite_padding_through_a_dense_layer_trains_like_zero_padding(cell):
+    """Masking(np.inf) is allowed, but it passed inf on: a Dense before the recurrent layer
+    computed inf * 0 = NaN in its weight gradient (x^T dy, dy = 0 at padded steps), so one step
+    of training filled the weights with NaN. Masking now outputs 0 at padded steps."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 6, 3))
+    X[1, 4:] = 0.0
+    X[3, 2:] = 0.0
+    Xinf = X.copy()
+    Xinf[1, 4:] = np.inf
+    Xinf[3, 2:] = np.inf
+    y = np.array([0, 1, 1, 0])
+    grads = []
+    for value, data in ((0.0, X), (np.inf, Xinf)):
+        model = bp.Sequential(
+            [bp.Masking(value), bp.Dense(5), bp.Tanh(), cell(4), bp.Dense(2)],
+            input_shape=(6, 3),
+            dtype="float64",
+            seed=0,
+        )
+        loss = bp.SoftmaxCrossEntropy()
+        loss.forward(model.forward(data, training=True), y)
+        dX = model.backward(loss.backward(), need_input_grad=True)
+        assert np.all(dX[1, 4:] == 0) and np.all(dX[3, 2:] == 0)  # padding gets no gradient
+        grads.append(model.gradients())
+    for k, g in grads[0].items():
+        assert np.all(np.isfinite(grads[1][k])), k
+        np.testing.assert_array_equal(grads[1][k], g, err_msg=k)

@@ -68,8 +68,13 @@ def check_sequence(x: np.ndarray, layer: Layer, features: int | None) -> None:
 
 @register_layer
 class Masking(Layer):
-    """Identity on ``(n, t, d)`` that marks a step as padding when all of its ``d`` features equal
-    ``mask_value``: ``mask[i, s] = any_k x[i, s, k] != mask_value``.
+    """Marks a step of ``(n, t, d)`` as padding when all of its ``d`` features equal
+    ``mask_value``: ``mask[i, s] = any_k x[i, s, k] != mask_value`` (and any incoming mask).
+
+    Values: ``y[i, s] = x[i, s]`` at a real step and 0 at a padded one, so that padding never
+    enters arithmetic (with ``mask_value=inf`` a Dense after this layer would otherwise compute
+    ``inf * 0 = NaN`` in its weight gradient ``x^T dy``, where the masked layers further on give
+    padded steps a zero gradient); ``dx = dy`` at real steps, 0 at padded ones.
 
     Parameters
     ----------
@@ -82,6 +87,7 @@ class Masking(Layer):
     def __init__(self, mask_value: float = 0.0) -> None:
         super().__init__()
         self.mask_value = real("mask_value", mask_value, allow_inf=True)  # NaN never matches
+        self._keep: np.ndarray | None = None  # the last forward's mask, None when all real
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(in_shape) != 2:
@@ -89,16 +95,25 @@ class Masking(Layer):
         return in_shape
 
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
+        """``x`` with its padded steps set to 0, ``(n, t, d)`` (``x`` itself when none is)."""
         check_sequence(x, self, None)
-        return x
+        keep = self.compute_mask(x, check_mask(mask, x.shape[0], x.shape[1], self))
+        self._keep = None if keep.all() else keep
+        if self._keep is None:
+            return x
+        return np.where(keep[:, :, None], x, x.dtype.type(0))
 
     def compute_mask(self, x: np.ndarray, mask: Any) -> np.ndarray:
         own = np.any(x != self.mask_value, axis=2)
         return own if mask is None else own & mask
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """The identity on values (it only computes the mask): ``dx = dy``, ``(n, t, d)``."""
-        return grad_out
+        """``dx = dy`` at real steps and 0 at padded ones (their output is the constant 0),
+        ``(n, t, d)``."""
+        keep = self._keep
+        if keep is None:
+            return grad_out
+        return np.where(keep[:, :, None], grad_out, grad_out.dtype.type(0))
 
     def config(self) -> dict[str, Any]:
         return {"mask_value": self.mask_value}
