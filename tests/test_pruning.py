@@ -35,6 +35,8 @@ class PrunedStayZero(bp.Callback):
 
     def _check(self, trainer):
         m = trainer.model
+        if m.weight_mask is None:  # (a schedule has not pruned yet)
+            return
         w = m.flat_parameters[: m.n_weights]
         self.worst = max(self.worst, float(np.max(np.abs(w[~m.weight_mask]), initial=0.0)))
         self.checks += 1
@@ -128,6 +130,22 @@ def test_lbfgs_never_moves_a_pruned_weight():
     assert watch.checks >= 10 and watch.worst == 0.0
     moved = model.flat_parameters[: model.n_weights][mask] != before[: model.n_weights][mask]
     assert moved.mean() > 0.9
+
+
+def test_gradual_pruning_under_lbfgs_keeps_each_new_mask_from_the_next_iteration_on():
+    # SciPy holds its own copy of the point: pruning between iterations zeroed the model's
+    # weights but the next iteration went on from SciPy's copy, reviving every pruned weight
+    X, y = _data()
+    model = _model()
+    watch = PrunedStayZero()
+    gradual = pruning.GradualPruning(0.7, begin_step=0, end_step=6, frequency=2)
+    trainer = bp.Trainer(model, "cross_entropy", bp.LBFGS(), callbacks=[gradual, watch])
+    history = trainer.fit(X, y, epochs=10)
+    assert watch.checks >= 10 and watch.worst == 0.0
+    assert history["sparsity"][-1] >= 0.69
+    assert trainer.optimizer.result.nit == 10  # the iterations of every run since the first
+    kept = model.flat_parameters[: model.n_weights][model.weight_mask]
+    assert np.count_nonzero(kept) == kept.size  # and the survivors were trained
 
 
 def test_early_stopping_restoring_older_weights_keeps_the_later_mask():

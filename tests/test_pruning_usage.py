@@ -141,6 +141,19 @@ def test_estimator_proximal_l1_gives_exact_zeros():
         bp.MLPClassifier(sparsity=1.0).fit(X, y)
 
 
+def test_estimator_lbfgs_with_sparsity_trains_the_pruned_network():
+    # L-BFGS went on from SciPy's copy of the weights after each pruning step: the pruned
+    # weights took part in the whole fit and were zeroed only at its end (test accuracy 0.28)
+    X, y = _digits()
+    kw = dict(hidden_layer_sizes=(32,), solver="lbfgs", pruning_epochs=20, max_iter=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = bp.MLPClassifier(**kw, sparsity=0.9, random_state=0).fit(X[:1200], y[:1200])
+    assert clf.model_.sparsity()["total"] > 0.89
+    assert clf.n_iter_ == 60
+    assert clf.score(X[1200:], y[1200:]) > 0.8
+
+
 def test_pruning_experiment_fast_form(tmp_path):
     from scripts.experiments import pruning as experiment
     from scripts.experiments import pruning_report
