@@ -81,50 +81,56 @@ def set_mask(model: Any, mask: np.ndarray | None, optimizer: Any = None) -> None
     enforce(model, optimizer)
 
 
-def _multiplier(model: Any) -> tuple[np.ndarray, bool]:
+def _multiplier(model: Any) -> np.ndarray:
     """The mask as 0/1 in the model's dtype (multiplying is ~10x faster than ``copyto(where=)``),
-    cached per model, and whether the mask changed since the last call."""
+    cached per model."""
     mask = model.weight_mask
     entry = _CACHE.get(model)
     if entry is not None and entry[0] is mask:
-        return entry[1], False
+        return entry[1]
     factor = mask.astype(model.dtype)
     _CACHE[model] = (mask, factor)
-    return factor, True
+    return factor
 
 
 # model -> (the mask array it was made from, its 0/1 multiplier); see the module docstring.
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# model -> (the mask, id of the optimizer) whose state enforce last zeroed under that mask
+_CLEARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def enforce(model: Any, optimizer: Any = None) -> None:
     """Zero the pruned weights and, given an optimizer, its state on them (in place)."""
     if model.weight_mask is None:
         return
-    factor, _ = _multiplier(model)
+    factor = _multiplier(model)
     model.flat_parameters[: model.n_weights] *= factor
+    if optimizer is None:  # (the state, if any, is cleared at the next after_step)
+        return
     for arr in getattr(optimizer, "state", {}).values():
         if isinstance(arr, np.ndarray) and arr.shape == model.flat_parameters.shape:
             arr[: model.n_weights] *= factor.astype(arr.dtype, copy=False)
+    _CLEARED[model] = (model.weight_mask, id(optimizer))
 
 
 def after_step(model: Any, optimizer: Any) -> None:
     """The trainer's hook after each update: zero the pruned weights; the optimizer's state on
-    them too when the mask has changed since the last step (it stays zero otherwise, since the
+    them too unless it was zeroed under this mask already (it stays zero then, since the
     pruned gradients are zero: see :func:`mask_gradients`)."""
-    if model.weight_mask is None:
+    mask = model.weight_mask
+    if mask is None:
         return
-    factor, changed = _multiplier(model)
-    if changed:
+    cleared = _CLEARED.get(model)
+    if cleared is None or cleared[0] is not mask or cleared[1] != id(optimizer):
         enforce(model, optimizer)
     else:
-        model.flat_parameters[: model.n_weights] *= factor
+        model.flat_parameters[: model.n_weights] *= _multiplier(model)
 
 
 def mask_gradients(model: Any) -> None:
     """Zero the gradients of pruned weights in ``model.flat_gradients`` (in place)."""
     if model.weight_mask is not None:
-        model.flat_gradients[: model.n_weights] *= _multiplier(model)[0]
+        model.flat_gradients[: model.n_weights] *= _multiplier(model)
 
 
 def sparsity(model: Any) -> dict[str, float]:

@@ -119,6 +119,22 @@ def test_state_left_over_from_before_pruning_would_revive_weights():
     assert np.count_nonzero(model.flat_parameters[: model.n_weights][~mask]) > 0
 
 
+def test_a_mask_set_without_the_optimizer_clears_its_state_at_the_next_step():
+    # set_mask's own enforce used up the "mask changed" note, so after_step never cleared the
+    # moments of the weights GradualPruning (which has no optimizer) pruned: they kept moving
+    # those weights at every step, zeroed again after it, until fit ended
+    X, y = _data()
+    model = _model()
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=16, seed=0)
+    for _ in range(3):
+        trainer.train_step(X[:16], y[:16])
+    mask = pruning.prune(model, 0.5)  # as GradualPruning does: no optimizer
+    trainer.train_step(X[:16], y[:16])
+    for name, s in trainer.optimizer.state.items():
+        assert np.count_nonzero(s[: model.n_weights][~mask]) == 0, name
+    assert np.all(model.flat_parameters[: model.n_weights][~mask] == 0)
+
+
 def test_lbfgs_never_moves_a_pruned_weight():
     X, y = _data()
     model = _model()
