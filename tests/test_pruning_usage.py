@@ -141,6 +141,21 @@ def test_estimator_proximal_l1_gives_exact_zeros():
         bp.MLPClassifier(sparsity=1.0).fit(X, y)
 
 
+def test_estimator_partial_fit_raises_the_sparsity_over_pruning_epochs_calls():
+    # each partial_fit call is one epoch of the schedule; the first call used to prune all of
+    # it in one shot, warning that training had stopped early (and to raise max_iter)
+    X, y = _digits()
+    clf = bp.MLPClassifier(hidden_layer_sizes=(16,), sparsity=0.8, pruning_epochs=3)
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(4):
+            clf.partial_fit(X, y, classes=np.arange(10))
+            seen.append(clf.model_.sparsity()["total"])
+    assert 0.2 < seen[0] < seen[1] < 0.79
+    assert seen[2] == seen[3] and abs(seen[2] - 0.8) < 0.01
+
+
 def test_estimator_lbfgs_with_sparsity_trains_the_pruned_network():
     # L-BFGS went on from SciPy's copy of the weights after each pruning step: the pruned
     # weights took part in the whole fit and were zeroed only at its end (test accuracy 0.28)

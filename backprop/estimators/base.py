@@ -277,7 +277,8 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        sparsity.finish(self, trainer)
+        if not incremental:  # partial_fit: the next call carries the schedule on
+            sparsity.finish(self, trainer)
         if not np.all(np.isfinite(self.model_.flat_parameters)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
