@@ -156,6 +156,21 @@ def test_estimator_partial_fit_raises_the_sparsity_over_pruning_epochs_calls():
     assert seen[2] == seen[3] and abs(seen[2] - 0.8) < 0.01
 
 
+def test_a_failing_partial_fit_puts_the_pruning_mask_back_with_the_weights():
+    X, y = _digits()
+    clf = bp.MLPClassifier(
+        hidden_layer_sizes=(16,), batch_size=50, shuffle=False, sparsity=0.8, pruning_epochs=3
+    )
+    clf.partial_fit(X[:200], y[:200], classes=np.arange(10))
+    params, mask = clf.model_.flat_parameters.copy(), clf.model_.weight_mask.copy()
+    bad = X[200:400].copy()
+    bad[120:] = 1e200  # batch 3 of 4 diverges, after two batches that pruned more
+    with pytest.raises(ValueError, match="non-finite"):
+        clf.partial_fit(bad, y[200:400])
+    np.testing.assert_array_equal(clf.model_.flat_parameters, params)
+    np.testing.assert_array_equal(clf.model_.weight_mask, mask)  # was the newer, larger mask
+
+
 def test_estimator_lbfgs_with_sparsity_trains_the_pruned_network():
     # L-BFGS went on from SciPy's copy of the weights after each pruning step: the pruned
     # weights took part in the whole fit and were zeroed only at its end (test accuracy 0.28)
