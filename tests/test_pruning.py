@@ -316,6 +316,22 @@ def test_save_load_keeps_the_mask_and_stores_the_weights_compactly(tmp_path):
     assert np.all(loaded.flat_parameters[: loaded.n_weights][~mask] == 0)
 
 
+def test_saving_a_masked_model_whose_pruned_weights_are_not_zero_is_refused(tmp_path):
+    # the compact file stores the kept weights only: the loaded model silently predicted
+    # differently from the one saved
+    X, y = _data()
+    model = _model("float32")
+    dense = model.state_dict()
+    pruning.prune(model, 0.5)
+    model.load_state_dict(dense)  # the mask stays, the pruned weights are back
+    with pytest.raises(ValueError, match=r"pruned weights are not zero.*enforce"):
+        bp.save(model, tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+    pruning.enforce(model)
+    bp.save(model, tmp_path / "m.npz")
+    np.testing.assert_array_equal(bp.load(tmp_path / "m.npz").predict(X), model.predict(X))
+
+
 def _rewrite_header(path, out, edit):
     """Copy a model file with ``edit(header, arrays)`` applied (a tampered file)."""
     header, arrays = read_archive(path)
