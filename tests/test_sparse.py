@@ -94,6 +94,25 @@ def test_sparse_batches_keep_the_epoch_order_so_dropout_equals_dense(rng):
     np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-9, atol=1e-12)
 
 
+def test_a_csr_whose_indices_point_outside_it_is_refused(rng):
+    # SciPy builds it without a word; predict then read past W (values like 6e-41) and fit
+    # wrote past dW
+    X = sp.csr_matrix((np.array([1.0, 2.0]), np.array([0, 7]), np.array([0, 1, 2])), shape=(2, 5))
+    model = bp.Sequential([bp.Dense(5, 3)], seed=0)
+    trainer = bp.Trainer(model, "mse", "sgd", batch_size=2)
+    for call in (
+        lambda: model.predict(X),
+        lambda: trainer.fit(X, np.zeros((2, 3)), epochs=1),
+        lambda: bp.MLPRegressor(max_iter=1).fit(X, np.zeros(2)),
+    ):
+        with pytest.raises(ValueError, match=r"column index 7 is outside \[0, 5\)"):
+            call()
+    X.indices[:] = [0, 1]
+    X.indptr[:] = [0, 2, 1]  # decreasing: row 1 would run backwards
+    with pytest.raises(ValueError, match="indptr decreases"):
+        model.predict(X)
+
+
 def test_float32_stays_float32_and_batches_stay_sparse(rng):
     X, y = sparse_data(rng, dtype=np.float32)
     spy = BatchSpy()
