@@ -12,7 +12,8 @@ layer that declares ``accepts_sparse = True`` (:class:`~backprop.Dense`) may be 
 Batches are row slices of the CSR gathered by index (``X[idx]`` copies only the rows of the
 batch), so memory is bounded by one batch even when ``X.data``/``X.indices``/``X.indptr`` are
 memmaps. Values keep their dtype unless the model's dtype differs, in which case each batch is
-cast on its own (the data set is never cast whole).
+cast on its own (the data set is never cast whole, except for L-BFGS, whose one batch is the
+whole training set: cast once, still sparse).
 """
 
 from __future__ import annotations
