@@ -231,7 +231,10 @@ def prune(
 def polynomial_sparsity(
     step: int, final: float, begin: int, end: int, initial: float = 0.0, power: float = 3.0
 ) -> float:
-    """``s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^power``, clamped to [t0, t1]."""
+    """``s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^power``, clamped to [t0, t1]: ``s_f``
+    from ``t1`` on (also when ``t0 = t1``), ``s_i`` before."""
+    if step >= end >= begin:
+        return final
     if step <= begin:
         return initial
     progress = 1.0 if end <= begin else min(1.0, (step - begin) / (end - begin))

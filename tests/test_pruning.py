@@ -236,6 +236,19 @@ def test_polynomial_sparsity_follows_zhu_and_gupta():
     assert f(90, 0.8, 10, 50) == pytest.approx(0.8)
 
 
+def test_gradual_pruning_with_begin_equal_to_end_prunes_to_final_at_once():
+    # t = t0 = t1 took the t <= t0 branch (s_i = 0): the one pruning step pruned nothing, and
+    # the mask never reached `final`, which the docstring says it keeps after end_step
+    assert pruning.polynomial_sparsity(5, 0.8, 5, 5) == 0.8
+    assert pruning.polynomial_sparsity(4, 0.8, 5, 5) == 0.0
+    X, y = _data()
+    model = _model()
+    gradual = pruning.GradualPruning(0.8, begin_step=3, end_step=3, frequency=100)
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=16, callbacks=[gradual])
+    trainer.fit(X, y, epochs=1)
+    assert model.sparsity()["total"] == pytest.approx(0.8, abs=0.01)
+
+
 def test_gradual_pruning_callback_reaches_the_target_monotonically():
     X, y = _data()
     model = _model()
