@@ -248,7 +248,8 @@ class GradualPruning(Callback):
         final: target sparsity ``s_f`` in [0, 1).
         begin_step, end_step: update counts ``t0`` and ``t1`` (``trainer.step_count``) between
             which pruning happens; after ``end_step`` the mask stays at ``final``.
-        frequency: prune every ``frequency`` updates (``Δt``), and at ``end_step``.
+        frequency: prune every ``frequency`` updates (``Δt``), and at ``end_step``; a fit that
+            starts at or after ``end_step`` prunes to ``final`` as it begins.
         initial: sparsity ``s_i`` at ``begin_step``.
         power: exponent of the curve (3 in the paper).
         scope: "global" or "layer" (see :func:`compute_mask`).
@@ -283,6 +284,12 @@ class GradualPruning(Callback):
         return polynomial_sparsity(
             step, self.final, self.begin_step, self.end_step, self.initial, self.power
         )
+
+    def on_train_begin(self, trainer):
+        # A fit that begins at or past end_step (end_step=0, or a trainer that already took
+        # more updates) would see no step of the schedule: its sparsity is `final` now.
+        if trainer.step >= self.end_step:
+            prune(trainer.model, self.final, scope=self.scope)
 
     def on_batch_end(self, trainer, batch, logs):
         t = trainer.step

@@ -249,6 +249,21 @@ def test_gradual_pruning_with_begin_equal_to_end_prunes_to_final_at_once():
     assert model.sparsity()["total"] == pytest.approx(0.8, abs=0.01)
 
 
+def test_gradual_pruning_on_a_trainer_already_past_end_step_prunes_to_final():
+    # its steps are counted by trainer.step: added to a trainer that had already taken more
+    # updates than end_step (or with end_step=0), it never pruned, without a word
+    X, y = _data()
+    for end, warm in ((0, 0), (20, 2)):
+        model = _model()
+        trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=16)
+        if warm:
+            trainer.fit(X, y, epochs=warm)  # 16 updates
+            trainer.fit(X, y, epochs=warm)  # 32 > end_step
+        trainer.callbacks = [pruning.GradualPruning(0.7, begin_step=0, end_step=end)]
+        trainer.fit(X, y, epochs=1)
+        assert model.sparsity()["total"] == pytest.approx(0.7, abs=0.01), end
+
+
 def test_gradual_pruning_callback_reaches_the_target_monotonically():
     X, y = _data()
     model = _model()
