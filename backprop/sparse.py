@@ -67,7 +67,7 @@ def _check_indices(X: Any, name: str, block: int = 1 << 22) -> None:
     """Refuse a CSR whose column indices fall outside ``[0, n_features)`` or whose ``indptr``
     decreases. SciPy checks neither when a CSR is built from ``(data, indices, indptr)``, and
     its products then read and write outside ``W`` and ``dW`` (garbage, or a crash). Read in
-    blocks of about 16-32 MB, so memmapped index arrays are not loaded whole."""
+    blocks, so memmapped index arrays are not loaded whole."""
     indptr, n_cols = X.indptr, X.shape[1]
     nnz = int(indptr[-1])
     for start in range(0, nnz, block):
@@ -79,8 +79,9 @@ def _check_indices(X: Any, name: str, block: int = 1 << 22) -> None:
                 f"{name} is a malformed sparse matrix: column index {bad} is outside "
                 f"[0, {n_cols}) (X.check_format(full_check=True) says more)"
             )
-    for start in range(0, indptr.shape[0] - 1, block):
-        if np.any(np.diff(indptr[start : start + block + 1]) < 0):
+    rows = 1 << 16  # np.diff allocates: at most 0.5 MB at a time, whatever the row count
+    for start in range(0, indptr.shape[0] - 1, rows):
+        if np.any(np.diff(indptr[start : start + rows + 1]) < 0):
             raise ValueError(f"{name} is a malformed sparse matrix: its indptr decreases")
 
 
