@@ -230,8 +230,10 @@ def array_batches(
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """One epoch of (X_batch, y_batch, w_batch): batch ``b`` is ``order[bounds[b]:bounds[b+1]]``
     (rows sorted inside a batch for memmaps and HDF5, which read faster, or only, in increasing
-    index order; the order of rows inside a batch does not change its gradient)."""
-    sort = type(X) is not np.ndarray
+    index order; that changes the gradient only through what goes by position, Dropout's
+    masks). A sparse ``X`` takes its rows in the epoch's order, as an ndarray does: a CSR
+    gathers any order alike, and its results then equal those on the dense data."""
+    sort = type(X) is not np.ndarray and not is_sparse(X)
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         idx = np.sort(order[a:b]) if sort else order[a:b]
         yield gather(X, idx, buffer), y[idx], None if w is None else w[idx]

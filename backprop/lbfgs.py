@@ -109,26 +109,40 @@ class LBFGSRun:
     (converged, or ``max_fun`` reached). ``close()`` ends the run and waits for the thread.
     An exception raised by the objective (divergence) comes out of ``next_iteration``, with
     ``params`` put back to the last accepted point.
+
+    SciPy iterates on its own copy of the point. When ``params`` changed between two iterations
+    (a callback pruned weights: :class:`~backprop.pruning.GradualPruning`), ``next_iteration``
+    therefore ends that ``minimize`` call and starts another from ``params`` as they are
+    (losing the curvature pairs), with the iterations and evaluations left; ``result.nit`` and
+    ``result.nfev`` count those of every call. Going on would have revived the pruned weights.
     """
 
     def __init__(self, lbfgs: LBFGS, objective, params: np.ndarray, max_iter: int) -> None:
         self.lbfgs, self.objective, self.params = lbfgs, objective, params
         self.max_iter = max_iter
         self.last_x: np.ndarray | None = None  # the parameters of the last evaluation
-        self._accepted = params.copy()  # the last point an iteration accepted
+        self.nit = self.nfev = 0  # iterations and evaluations of every minimize call so far
+        self._begin()
+
+    def _begin(self) -> None:
+        """Start a ``minimize`` call (in a new thread) from ``params``."""
+        self._accepted = self.params.copy()  # the last point an iteration accepted
         self._go: queue.Queue[bool] = queue.Queue()
         self._back: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True, name="backprop-lbfgs")
-        self._finished = False
+        self._finished = self._started = False
+        self._counts = (self.nit, self.nfev)  # before this call
         self._thread.start()
 
     def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        self.nfev += 1
         self.params[...] = x
         self.last_x = self.params.copy()  # in the model's dtype, to compare with params
         loss, grad = self.objective(x)
         return loss, grad.astype(np.float64)
 
     def _after_iteration(self, intermediate_result: Any) -> None:
+        self.nit += 1
         self.params[...] = intermediate_result.x
         self._accepted[...] = self.params
         self._back.put(("iteration", float(intermediate_result.fun)))
@@ -149,8 +163,8 @@ class LBFGSRun:
                 jac=True,
                 callback=self._after_iteration,
                 options={
-                    "maxiter": self.max_iter,
-                    "maxfun": self.lbfgs.max_fun,
+                    "maxiter": self.max_iter - self._counts[0],
+                    "maxfun": self.lbfgs.max_fun - self._counts[1],
                     "gtol": self.lbfgs.tol,
                     "maxcor": self.lbfgs.memory,
                 },
@@ -160,6 +174,7 @@ class LBFGSRun:
             self._back.put(("error", exc))
             return
         self.params[...] = result.x
+        result.nit, result.nfev = self.nit, self.nfev  # of every call since the first
         self.lbfgs.result = result
         self._back.put(("stopped", None))
 
@@ -167,6 +182,14 @@ class LBFGSRun:
         """Run one iteration; its loss, or None when SciPy has stopped."""
         if self._finished:
             return None
+        if self._started and not np.array_equal(self.params, self._accepted):
+            moved = self.params.copy()  # changed by a callback since the last iteration
+            self.close()  # (SciPy's last point comes back into params on the way out)
+            self.params[...] = moved
+            if self.nit >= self.max_iter or self.nfev >= self.lbfgs.max_fun:
+                return None
+            self._begin()
+        self._started = True
         self._go.put(True)
         kind, value = self._back.get()
         if kind == "iteration":

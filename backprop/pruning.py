@@ -81,50 +81,56 @@ def set_mask(model: Any, mask: np.ndarray | None, optimizer: Any = None) -> None
     enforce(model, optimizer)
 
 
-def _multiplier(model: Any) -> tuple[np.ndarray, bool]:
+def _multiplier(model: Any) -> np.ndarray:
     """The mask as 0/1 in the model's dtype (multiplying is ~10x faster than ``copyto(where=)``),
-    cached per model, and whether the mask changed since the last call."""
+    cached per model."""
     mask = model.weight_mask
     entry = _CACHE.get(model)
     if entry is not None and entry[0] is mask:
-        return entry[1], False
+        return entry[1]
     factor = mask.astype(model.dtype)
     _CACHE[model] = (mask, factor)
-    return factor, True
+    return factor
 
 
 # model -> (the mask array it was made from, its 0/1 multiplier); see the module docstring.
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# model -> (the mask, id of the optimizer) whose state enforce last zeroed under that mask
+_CLEARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def enforce(model: Any, optimizer: Any = None) -> None:
     """Zero the pruned weights and, given an optimizer, its state on them (in place)."""
     if model.weight_mask is None:
         return
-    factor, _ = _multiplier(model)
+    factor = _multiplier(model)
     model.flat_parameters[: model.n_weights] *= factor
+    if optimizer is None:  # (the state, if any, is cleared at the next after_step)
+        return
     for arr in getattr(optimizer, "state", {}).values():
         if isinstance(arr, np.ndarray) and arr.shape == model.flat_parameters.shape:
             arr[: model.n_weights] *= factor.astype(arr.dtype, copy=False)
+    _CLEARED[model] = (model.weight_mask, id(optimizer))
 
 
 def after_step(model: Any, optimizer: Any) -> None:
     """The trainer's hook after each update: zero the pruned weights; the optimizer's state on
-    them too when the mask has changed since the last step (it stays zero otherwise, since the
+    them too unless it was zeroed under this mask already (it stays zero then, since the
     pruned gradients are zero: see :func:`mask_gradients`)."""
-    if model.weight_mask is None:
+    mask = model.weight_mask
+    if mask is None:
         return
-    factor, changed = _multiplier(model)
-    if changed:
+    cleared = _CLEARED.get(model)
+    if cleared is None or cleared[0] is not mask or cleared[1] != id(optimizer):
         enforce(model, optimizer)
     else:
-        model.flat_parameters[: model.n_weights] *= factor
+        model.flat_parameters[: model.n_weights] *= _multiplier(model)
 
 
 def mask_gradients(model: Any) -> None:
     """Zero the gradients of pruned weights in ``model.flat_gradients`` (in place)."""
     if model.weight_mask is not None:
-        model.flat_gradients[: model.n_weights] *= _multiplier(model)[0]
+        model.flat_gradients[: model.n_weights] *= _multiplier(model)
 
 
 def sparsity(model: Any) -> dict[str, float]:
@@ -225,7 +231,10 @@ def prune(
 def polynomial_sparsity(
     step: int, final: float, begin: int, end: int, initial: float = 0.0, power: float = 3.0
 ) -> float:
-    """``s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^power``, clamped to [t0, t1]."""
+    """``s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^power``, clamped to [t0, t1]: ``s_f``
+    from ``t1`` on (also when ``t0 = t1``), ``s_i`` before."""
+    if step >= end >= begin:
+        return final
     if step <= begin:
         return initial
     progress = 1.0 if end <= begin else min(1.0, (step - begin) / (end - begin))
@@ -239,7 +248,8 @@ class GradualPruning(Callback):
         final: target sparsity ``s_f`` in [0, 1).
         begin_step, end_step: update counts ``t0`` and ``t1`` (``trainer.step_count``) between
             which pruning happens; after ``end_step`` the mask stays at ``final``.
-        frequency: prune every ``frequency`` updates (``Δt``), and at ``end_step``.
+        frequency: prune every ``frequency`` updates (``Δt``), and at ``end_step``; a fit that
+            starts at or after ``end_step`` prunes to ``final`` as it begins.
         initial: sparsity ``s_i`` at ``begin_step``.
         power: exponent of the curve (3 in the paper).
         scope: "global" or "layer" (see :func:`compute_mask`).
@@ -274,6 +284,12 @@ class GradualPruning(Callback):
         return polynomial_sparsity(
             step, self.final, self.begin_step, self.end_step, self.initial, self.power
         )
+
+    def on_train_begin(self, trainer):
+        # A fit that begins at or past end_step (end_step=0, or a trainer that already took
+        # more updates) would see no step of the schedule: its sparsity is `final` now.
+        if trainer.step >= self.end_step:
+            prune(trainer.model, self.final, scope=self.scope)
 
     def on_batch_end(self, trainer, batch, logs):
         t = trainer.step

@@ -9,7 +9,8 @@ Instead of ``0.W``, ``2.W``, ... the file holds::
 
 and the config gains ``"pruning": {"weights": ["0.W", "2.W", ...], "n_kept": n_kept}``. Biases,
 gains and buffers stay dense. At 5% of weights kept that is about 5% + 1/32 of the weights'
-dense bytes (float32). Loading checks, before reading any data, that the declared arrays have
+dense bytes (float32). Saving refuses a model whose pruned weights are not all zero (set by
+hand after the mask): the file would silently drop them. Loading checks, before reading any data, that the declared arrays have
 exactly these shapes (as :func:`backprop.io.load` does for dense files), then that the weight
 names are the architecture's, the padding bits are zero and the mask keeps ``n_kept`` weights.
 """
@@ -32,6 +33,13 @@ def compact_payload(model: Any, config: dict[str, Any], arrays: dict[str, np.nda
     mask = model.weight_mask
     if mask is None:
         return config, arrays
+    revived = np.count_nonzero(model.flat_parameters[: model.n_weights][~mask])
+    if revived:  # (they are set by hand: training, pruning and loading keep them zero)
+        raise ValueError(
+            f"{revived} pruned weights are not zero (set after the mask), and the compact file "
+            "would drop them: zero them with bp.pruning.enforce(model), or remove the mask "
+            "with bp.pruning.set_mask(model, None) to save every weight"
+        )
     names = list(pruning.weight_slices(model))
     arrays = {k: v for k, v in arrays.items() if k not in names}
     arrays[MASK] = np.packbits(mask)

@@ -12,7 +12,8 @@ layer that declares ``accepts_sparse = True`` (:class:`~backprop.Dense`) may be 
 Batches are row slices of the CSR gathered by index (``X[idx]`` copies only the rows of the
 batch), so memory is bounded by one batch even when ``X.data``/``X.indices``/``X.indptr`` are
 memmaps. Values keep their dtype unless the model's dtype differs, in which case each batch is
-cast on its own (the data set is never cast whole).
+cast on its own (the data set is never cast whole, except for L-BFGS, whose one batch is the
+whole training set: cast once, still sparse).
 """
 
 from __future__ import annotations
@@ -50,14 +51,38 @@ def check_sparse_X(X: Any, name: str = "X", allow_nan: bool = False) -> Any:
 
 
 def _real_csr(X: Any, name: str) -> Any:
-    """``X`` as a 2-D CSR of real numbers (converted once when it has another format)."""
+    """``X`` as a 2-D CSR of real numbers (converted once when it has another format), whose
+    index arrays point inside it (:func:`_check_indices`)."""
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.format != "csr":
         X = X.tocsr()
     if X.dtype.kind not in "fiub":
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    _check_indices(X, name)
     return X
+
+
+def _check_indices(X: Any, name: str, block: int = 1 << 22) -> None:
+    """Refuse a CSR whose column indices fall outside ``[0, n_features)`` or whose ``indptr``
+    decreases. SciPy checks neither when a CSR is built from ``(data, indices, indptr)``, and
+    its products then read and write outside ``W`` and ``dW`` (garbage, or a crash). Read in
+    blocks, so memmapped index arrays are not loaded whole."""
+    indptr, n_cols = X.indptr, X.shape[1]
+    nnz = int(indptr[-1])
+    for start in range(0, nnz, block):
+        chunk = X.indices[start : min(start + block, nnz)]
+        low, high = int(chunk.min()), int(chunk.max())
+        if low < 0 or high >= n_cols:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"{name} is a malformed sparse matrix: column index {bad} is outside "
+                f"[0, {n_cols}) (X.check_format(full_check=True) says more)"
+            )
+    rows = 1 << 16  # np.diff allocates: at most 0.5 MB at a time, whatever the row count
+    for start in range(0, indptr.shape[0] - 1, rows):
+        if np.any(np.diff(indptr[start : start + rows + 1]) < 0):
+            raise ValueError(f"{name} is a malformed sparse matrix: its indptr decreases")
 
 
 def _data_finite(data: np.ndarray, block: int = 1 << 22) -> bool:

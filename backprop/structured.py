@@ -140,10 +140,18 @@ def remove_units(model: Sequential, remove: dict[int, Any], X: Any = None) -> Se
     """A copy of ``model`` without the units ``remove = {i: indices}``; with ``X``, the removed
     units' mean activations on ``X`` are folded into the next layer's bias."""
     groups = hidden_groups(model)
+    checked = {}
     for i, units in remove.items():
         if i not in groups:
             raise ValueError(f"layer {i} has no prunable units; prunable layers: {sorted(groups)}")
-        units = np.asarray(units, dtype=np.int64)
+        given = np.asarray(units)
+        if given.size and (given.ndim != 1 or given.dtype.kind not in "iu"):
+            hint = " (for a boolean mask of units, pass np.flatnonzero(mask))"
+            raise ValueError(
+                f"layer {i}: units must be a 1-D list of integer unit indices, got {given.dtype} "
+                f"{given.tolist()!r}{hint if given.dtype == bool else ''}"
+            )
+        units = checked[i] = given.astype(np.int64).reshape(-1)
         n = model.layers[i].out_features
         if units.size and (units.min() < 0 or units.max() >= n):
             raise ValueError(f"layer {i} has {n} units; cannot remove units {units.tolist()}")
@@ -156,9 +164,9 @@ def remove_units(model: Sequential, remove: dict[int, Any], X: Any = None) -> Se
     keep_idx: dict[int, np.ndarray] = {}  # layer -> kept output units (for Dense i and between)
     keep_in: dict[int, np.ndarray] = {}  # Dense j -> kept input rows
     bias_shift: dict[int, np.ndarray] = {}
-    for i, units in remove.items():
+    for i, units in checked.items():
         between, j = groups[i]
-        kept = np.setdiff1d(np.arange(model.layers[i].out_features), np.asarray(units, int))
+        kept = np.setdiff1d(np.arange(model.layers[i].out_features), units)
         for k in [i, *between]:
             keep_idx[k] = kept
         keep_in[j] = kept

@@ -35,6 +35,8 @@ class PrunedStayZero(bp.Callback):
 
     def _check(self, trainer):
         m = trainer.model
+        if m.weight_mask is None:  # (a schedule has not pruned yet)
+            return
         w = m.flat_parameters[: m.n_weights]
         self.worst = max(self.worst, float(np.max(np.abs(w[~m.weight_mask]), initial=0.0)))
         self.checks += 1
@@ -117,6 +119,22 @@ def test_state_left_over_from_before_pruning_would_revive_weights():
     assert np.count_nonzero(model.flat_parameters[: model.n_weights][~mask]) > 0
 
 
+def test_a_mask_set_without_the_optimizer_clears_its_state_at_the_next_step():
+    # set_mask's own enforce used up the "mask changed" note, so after_step never cleared the
+    # moments of the weights GradualPruning (which has no optimizer) pruned: they kept moving
+    # those weights at every step, zeroed again after it, until fit ended
+    X, y = _data()
+    model = _model()
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=16, seed=0)
+    for _ in range(3):
+        trainer.train_step(X[:16], y[:16])
+    mask = pruning.prune(model, 0.5)  # as GradualPruning does: no optimizer
+    trainer.train_step(X[:16], y[:16])
+    for name, s in trainer.optimizer.state.items():
+        assert np.count_nonzero(s[: model.n_weights][~mask]) == 0, name
+    assert np.all(model.flat_parameters[: model.n_weights][~mask] == 0)
+
+
 def test_lbfgs_never_moves_a_pruned_weight():
     X, y = _data()
     model = _model()
@@ -128,6 +146,22 @@ def test_lbfgs_never_moves_a_pruned_weight():
     assert watch.checks >= 10 and watch.worst == 0.0
     moved = model.flat_parameters[: model.n_weights][mask] != before[: model.n_weights][mask]
     assert moved.mean() > 0.9
+
+
+def test_gradual_pruning_under_lbfgs_keeps_each_new_mask_from_the_next_iteration_on():
+    # SciPy holds its own copy of the point: pruning between iterations zeroed the model's
+    # weights but the next iteration went on from SciPy's copy, reviving every pruned weight
+    X, y = _data()
+    model = _model()
+    watch = PrunedStayZero()
+    gradual = pruning.GradualPruning(0.7, begin_step=0, end_step=6, frequency=2)
+    trainer = bp.Trainer(model, "cross_entropy", bp.LBFGS(), callbacks=[gradual, watch])
+    history = trainer.fit(X, y, epochs=10)
+    assert watch.checks >= 10 and watch.worst == 0.0
+    assert history["sparsity"][-1] >= 0.69
+    assert trainer.optimizer.result.nit == 10  # the iterations of every run since the first
+    kept = model.flat_parameters[: model.n_weights][model.weight_mask]
+    assert np.count_nonzero(kept) == kept.size  # and the survivors were trained
 
 
 def test_early_stopping_restoring_older_weights_keeps_the_later_mask():
@@ -200,6 +234,34 @@ def test_polynomial_sparsity_follows_zhu_and_gupta():
     assert f(30, 0.8, 10, 50) == pytest.approx(0.8 - 0.8 * 0.5**3)  # 0.7
     assert f(50, 0.8, 10, 50) == pytest.approx(0.8)
     assert f(90, 0.8, 10, 50) == pytest.approx(0.8)
+
+
+def test_gradual_pruning_with_begin_equal_to_end_prunes_to_final_at_once():
+    # t = t0 = t1 took the t <= t0 branch (s_i = 0): the one pruning step pruned nothing, and
+    # the mask never reached `final`, which the docstring says it keeps after end_step
+    assert pruning.polynomial_sparsity(5, 0.8, 5, 5) == 0.8
+    assert pruning.polynomial_sparsity(4, 0.8, 5, 5) == 0.0
+    X, y = _data()
+    model = _model()
+    gradual = pruning.GradualPruning(0.8, begin_step=3, end_step=3, frequency=100)
+    trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=16, callbacks=[gradual])
+    trainer.fit(X, y, epochs=1)
+    assert model.sparsity()["total"] == pytest.approx(0.8, abs=0.01)
+
+
+def test_gradual_pruning_on_a_trainer_already_past_end_step_prunes_to_final():
+    # its steps are counted by trainer.step: added to a trainer that had already taken more
+    # updates than end_step (or with end_step=0), it never pruned, without a word
+    X, y = _data()
+    for end, warm in ((0, 0), (20, 2)):
+        model = _model()
+        trainer = bp.Trainer(model, "cross_entropy", bp.Adam(0.01), batch_size=16)
+        if warm:
+            trainer.fit(X, y, epochs=warm)  # 16 updates
+            trainer.fit(X, y, epochs=warm)  # 32 > end_step
+        trainer.callbacks = [pruning.GradualPruning(0.7, begin_step=0, end_step=end)]
+        trainer.fit(X, y, epochs=1)
+        assert model.sparsity()["total"] == pytest.approx(0.7, abs=0.01), end
 
 
 def test_gradual_pruning_callback_reaches_the_target_monotonically():
@@ -280,6 +342,22 @@ def test_save_load_keeps_the_mask_and_stores_the_weights_compactly(tmp_path):
     # the loaded model keeps training with its mask
     bp.Trainer(loaded, "cross_entropy", "adam", batch_size=16).fit(X, y, epochs=1)
     assert np.all(loaded.flat_parameters[: loaded.n_weights][~mask] == 0)
+
+
+def test_saving_a_masked_model_whose_pruned_weights_are_not_zero_is_refused(tmp_path):
+    # the compact file stores the kept weights only: the loaded model silently predicted
+    # differently from the one saved
+    X, y = _data()
+    model = _model("float32")
+    dense = model.state_dict()
+    pruning.prune(model, 0.5)
+    model.load_state_dict(dense)  # the mask stays, the pruned weights are back
+    with pytest.raises(ValueError, match=r"pruned weights are not zero.*enforce"):
+        bp.save(model, tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+    pruning.enforce(model)
+    bp.save(model, tmp_path / "m.npz")
+    np.testing.assert_array_equal(bp.load(tmp_path / "m.npz").predict(X), model.predict(X))
 
 
 def _rewrite_header(path, out, edit):

@@ -141,6 +141,49 @@ def test_estimator_proximal_l1_gives_exact_zeros():
         bp.MLPClassifier(sparsity=1.0).fit(X, y)
 
 
+def test_estimator_partial_fit_raises_the_sparsity_over_pruning_epochs_calls():
+    # each partial_fit call is one epoch of the schedule; the first call used to prune all of
+    # it in one shot, warning that training had stopped early (and to raise max_iter)
+    X, y = _digits()
+    clf = bp.MLPClassifier(hidden_layer_sizes=(16,), sparsity=0.8, pruning_epochs=3)
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(4):
+            clf.partial_fit(X, y, classes=np.arange(10))
+            seen.append(clf.model_.sparsity()["total"])
+    assert 0.2 < seen[0] < seen[1] < 0.79
+    assert seen[2] == seen[3] and abs(seen[2] - 0.8) < 0.01
+
+
+def test_a_failing_partial_fit_puts_the_pruning_mask_back_with_the_weights():
+    X, y = _digits()
+    clf = bp.MLPClassifier(
+        hidden_layer_sizes=(16,), batch_size=50, shuffle=False, sparsity=0.8, pruning_epochs=3
+    )
+    clf.partial_fit(X[:200], y[:200], classes=np.arange(10))
+    params, mask = clf.model_.flat_parameters.copy(), clf.model_.weight_mask.copy()
+    bad = X[200:400].copy()
+    bad[120:] = 1e200  # batch 3 of 4 diverges, after two batches that pruned more
+    with pytest.raises(ValueError, match="non-finite"):
+        clf.partial_fit(bad, y[200:400])
+    np.testing.assert_array_equal(clf.model_.flat_parameters, params)
+    np.testing.assert_array_equal(clf.model_.weight_mask, mask)  # was the newer, larger mask
+
+
+def test_estimator_lbfgs_with_sparsity_trains_the_pruned_network():
+    # L-BFGS went on from SciPy's copy of the weights after each pruning step: the pruned
+    # weights took part in the whole fit and were zeroed only at its end (test accuracy 0.28)
+    X, y = _digits()
+    kw = dict(hidden_layer_sizes=(32,), solver="lbfgs", pruning_epochs=20, max_iter=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = bp.MLPClassifier(**kw, sparsity=0.9, random_state=0).fit(X[:1200], y[:1200])
+    assert clf.model_.sparsity()["total"] > 0.89
+    assert clf.n_iter_ == 60
+    assert clf.score(X[1200:], y[1200:]) > 0.8
+
+
 def test_pruning_experiment_fast_form(tmp_path):
     from scripts.experiments import pruning as experiment
     from scripts.experiments import pruning_report

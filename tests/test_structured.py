@@ -143,6 +143,21 @@ def test_a_mask_follows_the_kept_weights():
     assert np.all(small.flat_parameters[: small.n_weights][~small.weight_mask] == 0)
 
 
+def test_a_boolean_mask_of_units_is_refused_not_read_as_indices_0_and_1():
+    # np.asarray(mask, int) turned [F, F, T, F, T, F] into indices {0, 1}: the wrong units
+    # went, without a word; 2.7 became unit 2
+    model = bp.Sequential([bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 2)], seed=0)
+    dead = np.array([False, False, True, False, True, False])
+    with pytest.raises(ValueError, match="flatnonzero"):
+        structured.remove_units(model, {0: dead})
+    with pytest.raises(ValueError, match="integer unit indices"):
+        structured.remove_units(model, {0: [2.7]})
+    small = structured.remove_units(model, {0: np.flatnonzero(dead)})
+    kept = model.layers[0].params["W"][:, [0, 1, 3, 5]]
+    np.testing.assert_array_equal(small.layers[0].params["W"], kept)
+    assert structured.remove_units(model, {0: []}).layers[0].params["W"].shape == (4, 6)
+
+
 def test_bad_requests_name_the_problem():
     model, X, _ = _trained()
     with pytest.raises(ValueError, match="prunable layers: \\[0, 3\\]"):

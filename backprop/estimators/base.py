@@ -277,7 +277,8 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        sparsity.finish(self, trainer)
+        if not incremental:  # partial_fit: the next call carries the schedule on
+            sparsity.finish(self, trainer)
         if not np.all(np.isfinite(self.model_.flat_parameters)):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
@@ -286,18 +287,20 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         return self
 
     def _snapshot(self, trainer: Trainer) -> tuple:
-        """Everything one partial_fit call may change: fitted attributes, the network, the
-        dropout stream, and the trainer (optimizer state, counters, shuffle stream, history)."""
+        """Everything one partial_fit call may change: fitted attributes, the network and its
+        pruning mask, the dropout stream, and the trainer (optimizer state, counters, shuffle stream, history)."""
         skip = {"model_", "_trainer", "_plateau", *self.get_params(deep=False)}
         attrs = {k: copy.deepcopy(v) for k, v in vars(self).items() if k not in skip}
         model = self.model_
         rng_state = copy.deepcopy(model.rng.bit_generator.state)
-        return attrs, model.state_dict(), rng_state, trainer.state_dict()
+        mask = model.weight_mask  # (pruning replaces the mask, never edits it in place)
+        return attrs, model.state_dict(), rng_state, trainer.state_dict(), mask
 
     def _restore(self, trainer: Trainer, saved: tuple) -> None:
-        attrs, weights, rng_state, trainer_state = saved
+        attrs, weights, rng_state, trainer_state, mask = saved
         vars(self).update(attrs)
         self.model_.load_state_dict(weights)
+        sparsity.pruning.set_mask(self.model_, mask)  # a GradualPruning step is undone too
         self.model_.rng.bit_generator.state = rng_state
         self.model_.zero_grad()
         trainer.load_state_dict(trainer_state)

@@ -72,7 +72,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         fraction of the weights to prune by magnitude (:mod:`backprop.pruning`), raised along
         Zhu & Gupta's cubic curve over the first ``pruning_epochs`` epochs; if training stops
         before that, the rest is pruned in one shot at the end (with a warning). 0 prunes
-        nothing.
+        nothing. Each ``partial_fit`` call is one epoch of the curve: ``sparsity`` is reached
+        after ``pruning_epochs`` calls of equal size.
     pruning_epochs
         epochs over which the sparsity rises to ``sparsity``.
 

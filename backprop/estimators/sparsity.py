@@ -4,7 +4,9 @@
 cubic curve (:class:`backprop.pruning.GradualPruning`) over the first ``pruning_epochs`` epochs,
 re-pruning four times per epoch. If training stops before the curve reaches ``s`` (scikit-learn's
 ``tol`` / ``n_iter_no_change`` convergence test, or ``max_iter``), :func:`finish` prunes the rest
-in one shot and warns.
+in one shot and warns. Each ``partial_fit`` call is one epoch of the curve (the trainer's
+update count carries over), so a run of ``partial_fit`` calls reaches ``s`` after
+``pruning_epochs`` of them; none of them prunes the rest in one shot.
 """
 
 from __future__ import annotations
