@@ -33,6 +33,7 @@ import numpy as np
 from . import pruning
 from .layers import BatchNorm, Dense, Dropout, Layer, PReLU
 from .layers.activations import Activation
+from .layers.base import check_positive_int
 from .model import Sequential
 from .sparse import is_sparse
 
@@ -70,7 +71,10 @@ def activations(model: Sequential, X: Any, batch_size: int = 1024) -> dict[int, 
     groups = hidden_groups(model)
     taps = {between[-1] if between else i: i for i, (between, _) in groups.items()}
     out: dict[int, list[np.ndarray]] = {i: [] for i in groups}
+    batch_size = check_positive_int("batch_size", batch_size)
     X = X if is_sparse(X) else np.asarray(X)  # CSR rows stay sparse (np.asarray makes a 0-D)
+    if X.ndim < 1 or X.shape[0] == 0:
+        raise ValueError(f"activations need at least one sample, got X of shape {X.shape}")
     for start in range(0, X.shape[0], batch_size):
         for k, _, h in model.layer_outputs(X[start : start + batch_size]):
             if k in taps:

@@ -172,3 +172,20 @@ def test_bad_requests_name_the_problem():
         structured.prune_units(model, {0: 9})
     norm = bp.Sequential([bp.Dense(4, 6), bp.LayerNorm(6), bp.Dense(6, 2)])
     assert structured.hidden_groups(norm) == {}  # LayerNorm mixes units: not prunable
+
+
+@pytest.mark.parametrize(
+    "rows, batch_size, match",
+    [
+        (10, 0, "batch_size must be a positive integer, got 0"),
+        (10, -1, "batch_size must be a positive integer, got -1"),
+        (10, 2.5, "batch_size must be a positive integer, got 2.5"),
+        (0, 16, r"at least one sample, got X of shape \(0, 5\)"),
+    ],
+)
+def test_activations_refuse_a_bad_batch_size_or_no_samples(rows, batch_size, match):
+    """batch_size=-1 (or 0 rows) ran no batch and ended in np.concatenate's 'need at least one
+    array to concatenate', naming neither the argument nor its value."""
+    model, X, _ = _trained()
+    with pytest.raises(ValueError, match=match):
+        structured.activations(model, X[:rows], batch_size=batch_size)
