@@ -25,6 +25,25 @@ from .base import Layer, allocation_enabled, check_positive_int
 from .registry import register_layer
 
 
+def mean_and_scale(X: np.ndarray, who: str = "standardize") -> tuple[np.ndarray, np.ndarray]:
+    """Per-column ``mean`` and ``scale`` (the standard deviation) of ``X`` ``(n, d)``, float64.
+
+    A constant column (every value equal) gets its value as mean and scale 1, so it comes out as
+    exactly 0: ``X.std`` of ten copies of 0.1 is 1.4e-17, not 0 (the mean rounds), and dividing
+    by it turned the constant into 1.0 and a value 0.1 away into 1e16. Raises a ValueError for
+    an empty ``X`` or a NaN or infinite value (naming the first bad column).
+    """
+    if X.shape[0] == 0:
+        raise ValueError(f"{who} needs at least one sample, got X of shape {X.shape}")
+    bad = ~np.isfinite(X).all(axis=0)
+    if bad.any():
+        raise ValueError(f"{who}: X must be finite, column {int(np.argmax(bad))} is not")
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    constant = (X == X[0]).all(axis=0)
+    mean[constant], scale[constant] = X[0, constant], 1.0
+    return mean, scale
+
+
 @register_layer
 class Standardize(Layer):
     """Per-feature standardization ``y = (x - mean) / scale`` with saved statistics.
@@ -35,7 +54,8 @@ class Standardize(Layer):
         number of features ``d``.
     mean, scale : Any, default None
         the statistics, arrays of shape ``(d,)`` (default: 0 and 1, the identity);
-        or call :meth:`adapt` on training data. A scale of 0 is replaced by 1.
+        or call :meth:`adapt` on training data. A scale of 0 is replaced by 1 (and ``adapt``
+        gives a constant feature scale 1).
     inverse : bool, default False
         apply ``y = x * scale + mean`` instead (undo a standardization).
     dtype : str, default "float32"
@@ -92,15 +112,15 @@ class Standardize(Layer):
         return arr
 
     def adapt(self, X: Any) -> Standardize:
-        """Set ``mean`` and ``scale`` (standard deviation, 0 -> 1) from ``X`` ``(n, d)``, in
-        float64; returns the layer."""
+        """Set ``mean`` and ``scale`` from ``X`` ``(n, d)`` with :func:`mean_and_scale` (a
+        constant feature gets scale 1); returns the layer. Bad data leaves the layer as it was."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.in_features:
             raise ValueError(
                 f"Standardize.adapt expects (n_samples, {self.in_features}), got shape {X.shape}"
             )
-        self._mean0 = X.mean(axis=0)
-        self._scale0 = self._checked("scale", X.std(axis=0))
+        mean, scale = mean_and_scale(X, "Standardize.adapt")
+        self._mean0, self._scale0 = mean, self._checked("scale", scale)
         if self.buffers:
             self.buffers["mean"][...] = self._mean0
             self.buffers["scale"][...] = self._scale0
