@@ -298,3 +298,18 @@ def test_standardize_adapt_refuses_bad_data_and_keeps_its_statistics(X, match):
     }
     model = bp.Sequential([layer, bp.Dense(1)], dtype="float64", seed=0)
     assert np.array_equal(model.buffers()["0.mean"], [1.0, 2.0])
+
+
+def test_statistics_loaded_into_a_standardize_are_its_statistics(rng):
+    """load_state_dict wrote the statistics into the buffers, but the layer's config kept the
+    constructor's (the identity), and a new Sequential around the same layers (a new head on a
+    loaded trunk) put the identity back: its predictions silently lost the standardization."""
+    X = rng.normal(5.0, 3.0, size=(30, 4))
+    fitted = bp.Sequential([bp.Standardize(4).adapt(X), bp.Dense(2)], seed=0)
+    model = bp.Sequential([bp.Standardize(4), bp.Dense(2)], seed=1)
+    model.load_state_dict(fitted.state_dict())
+    stats = fitted.layers[0].buffers
+    assert model.layers[0].config()["mean"] == stats["mean"].astype(np.float64).tolist()
+    trunk = bp.Sequential([model.layers[0], bp.Dense(2)], seed=0)
+    assert np.array_equal(trunk.buffers()["0.mean"], stats["mean"])
+    assert np.array_equal(trunk.buffers()["0.scale"], stats["scale"])

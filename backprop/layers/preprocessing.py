@@ -89,11 +89,22 @@ class Standardize(Layer):
 
     def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """The statistics given (or adapted): ``(mean, scale)``, each ``(d,)`` float64, checked
-        and made the first time they are needed."""
+        and made the first time they are needed; the buffers' values instead when something
+        else was written into them (``load_state_dict``, a checkpoint), so that the config and
+        a new model around this layer keep what it holds."""
         if self._mean0 is None or self._scale0 is None:
             mean, scale = self._given
             self._mean0 = self._checked("mean", 0.0 if mean is None else mean)
             self._scale0 = self._checked("scale", 1.0 if scale is None else scale)
+        if self.buffers:
+            held = self.buffers["mean"], self.buffers["scale"]
+            mine = (self._mean0, self._scale0)
+            moved = any(
+                not np.array_equal(b, v.astype(b.dtype)) for b, v in zip(held, mine, strict=True)
+            )
+            valid = all(np.isfinite(b).all() for b in held) and (held[1] > 0).all()
+            if moved and valid:  # (invalid values are refused where they are loaded)
+                self._mean0, self._scale0 = (b.astype(np.float64) for b in held)
         return self._mean0, self._scale0
 
     def _checked(self, name: str, value: Any) -> np.ndarray:
@@ -178,10 +189,11 @@ class Standardize(Layer):
                 {k: np.asarray(v, np.float64).tolist() for k, v in given.items() if v is not None}
             )
             return cfg
-        if np.any(self._mean0 != 0):
-            cfg["mean"] = self._mean0.tolist()
-        if np.any(self._scale0 != 1):
-            cfg["scale"] = self._scale0.tolist()
+        mean, scale = self._statistics()
+        if np.any(mean != 0):
+            cfg["mean"] = mean.tolist()
+        if np.any(scale != 1):
+            cfg["scale"] = scale.tolist()
         return cfg
 
     def extra_repr(self) -> str:
