@@ -313,3 +313,12 @@ def test_statistics_loaded_into_a_standardize_are_its_statistics(rng):
     trunk = bp.Sequential([model.layers[0], bp.Dense(2)], seed=0)
     assert np.array_equal(trunk.buffers()["0.mean"], stats["mean"])
     assert np.array_equal(trunk.buffers()["0.scale"], stats["scale"])
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float16", "banana"])
+def test_standardize_takes_the_float_dtypes_every_layer_takes(dtype):
+    """dtype='int32' truncated mean 0.5 to 0 and scale 2.5 to 2 (ones came out as 0.5, not
+    0.2); 'float16' was kept; 'banana' gave NumPy's TypeError. LayerNorm and BatchNorm refuse
+    all three with the model's message."""
+    with pytest.raises(ValueError, match=f"dtype must be 'float32' or 'float64', got '{dtype}'"):
+        bp.Standardize(2, mean=[0.5, 0.5], scale=[2.5, 2.5], dtype=dtype)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import checks
-from .base import Layer, allocation_enabled, check_positive_int
+from .base import Layer, allocation_enabled, as_float_dtype, check_positive_int
 from .registry import register_layer
 
 
@@ -81,7 +81,7 @@ class Standardize(Layer):
         self.in_features = self.out_features = check_positive_int("n_features", n_features)
         self.inverse = checks.boolean("inverse", inverse)
         self._scale: np.ndarray | None = None
-        self._given, self._dtype = (mean, scale), np.dtype(dtype)
+        self._given, self._dtype = (mean, scale), as_float_dtype(dtype)
         self._mean0: np.ndarray | None = None
         self._scale0: np.ndarray | None = None
         if allocation_enabled():  # else shapes only (a file's sizes are checked before any of
