@@ -39,7 +39,7 @@ def mean_and_scale(X: np.ndarray, who: str = "standardize") -> tuple[np.ndarray,
     if bad.any():
         raise ValueError(f"{who}: X must be finite, column {int(np.argmax(bad))} is not")
     mean, scale = X.mean(axis=0), X.std(axis=0)
-    constant = (X == X[0]).all(axis=0)
+    constant = X.max(axis=0) == X.min(axis=0)
     mean[constant], scale[constant] = X[0, constant], 1.0
     return mean, scale
 
