@@ -12,8 +12,9 @@ variance over one row is 0). Each update is :meth:`Trainer.train_step`::
     forward -> loss -> backward -> + L1/L2 -> clip (record the pre-clip norm) -> finite? -> step
 
 A non-finite loss or gradient raises :class:`TrainingDivergedError` naming the epoch and batch,
-before the step, so the model keeps the last good weights (and running statistics). L-BFGS is full-batch: each epoch is
-one batch, the whole training set, whose step is one L-BFGS iteration (:mod:`backprop.lbfgs`).
+before the step, so the model keeps the last good weights (and running statistics). L-BFGS is
+full-batch: each epoch is one batch, the whole training set, whose step is one L-BFGS iteration
+(:mod:`backprop.lbfgs`).
 Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the
 validation loss and :meth:`Trainer.evaluate`, so all three agree under every ``penalty_scale``.
 Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. ``seed`` is split into a
