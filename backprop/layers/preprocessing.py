@@ -31,14 +31,20 @@ def mean_and_scale(X: np.ndarray, who: str = "standardize") -> tuple[np.ndarray,
     A constant column (every value equal) gets its value as mean and scale 1, so it comes out as
     exactly 0: ``X.std`` of ten copies of 0.1 is 1.4e-17, not 0 (the mean rounds), and dividing
     by it turned the constant into 1.0 and a value 0.1 away into 1e16. Raises a ValueError for
-    an empty ``X`` or a NaN or infinite value (naming the first bad column).
+    an empty ``X``, a NaN or infinite value, or a column whose variance overflows (naming it).
     """
     if X.shape[0] == 0:
         raise ValueError(f"{who} needs at least one sample, got X of shape {X.shape}")
-    bad = ~np.isfinite(X).all(axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf: refused below
+        mean = X.mean(axis=0, dtype=np.float64)
+        scale = X.std(axis=0).astype(np.float64)  # in X's dtype: no float64 copy of float32 X
+    bad = ~(np.isfinite(mean) & np.isfinite(scale))
     if bad.any():
-        raise ValueError(f"{who}: X must be finite, column {int(np.argmax(bad))} is not")
-    mean, scale = X.mean(axis=0), X.std(axis=0)
+        j = int(np.argmax(bad))
+        raise ValueError(
+            f"{who}: X must be finite, column {j} is not (mean {mean[j]:g}, standard deviation "
+            f"{scale[j]:g})"
+        )
     constant = X.max(axis=0) == X.min(axis=0)
     mean[constant], scale[constant] = X[0, constant], 1.0
     return mean, scale
