@@ -282,6 +282,7 @@ def test_a_constant_feature_standardizes_to_zero_whatever_its_rounding():
         (np.array([[1.0, np.nan], [2.0, 3.0]]), r"X must be finite, column 1 is not"),
         (np.array([[1.0, np.inf], [2.0, 3.0]]), r"X must be finite, column 1 is not"),
         (np.zeros((0, 2)), r"needs at least one sample"),
+        (np.array([[1e200, 0.0], [-1e200, 1.0]]), r"X must be finite, column 0 is not"),
     ],
 )
 def test_standardize_adapt_refuses_bad_data_and_keeps_its_statistics(X, match):
