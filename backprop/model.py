@@ -87,6 +87,14 @@ class Sequential(FlatParameters):
                     f"layer {i} ({type(layer).__name__}) has no params/grads/buffers: "
                     "its __init__ must call super().__init__()"
                 )
+        seen: dict[int, str] = {}  # one object at two places would hold one place's parameters
+        for name, layer, _ in named_layers(self.layers):  # and cache one place's forward
+            if id(layer) in seen:
+                raise ValueError(
+                    f"layer {name} ({type(layer).__name__}) is the same object as layer "
+                    f"{seen[id(layer)]}: weights are not shared, give each place its own layer"
+                )
+            seen[id(layer)] = name
         self.dtype = as_float_dtype(dtype)
         self.seed = seed if isinstance(seed, int) else None
         self._init_rng, self.rng = spawn_generators(seed, 2)

@@ -38,7 +38,10 @@ def penalty(w: np.ndarray, l1: float = 0.0, l2: float = 0.0) -> float:
     if l1:
         value += l1 * float(np.abs(w).sum(dtype=np.float64))
     if l2:
-        value += 0.5 * l2 * float(np.dot(w, w))
+        # np.dot would sum float32 weights in float32; float64 ones keep np.dot's sum
+        f64 = w.dtype == np.float64
+        sq = np.dot(w, w) if f64 else np.einsum("i,i->", w, w, dtype=np.float64)
+        value += 0.5 * l2 * float(sq)
     return value
 
 

@@ -12,8 +12,9 @@ variance over one row is 0). Each update is :meth:`Trainer.train_step`::
     forward -> loss -> backward -> + L1/L2 -> clip (record the pre-clip norm) -> finite? -> step
 
 A non-finite loss or gradient raises :class:`TrainingDivergedError` naming the epoch and batch,
-before the step, so the model keeps the last good weights. L-BFGS is full-batch: each epoch is
-one batch, the whole training set, whose step is one L-BFGS iteration (:mod:`backprop.lbfgs`).
+before the step, so the model keeps the last good weights (and running statistics). L-BFGS is
+full-batch: each epoch is one batch, the whole training set, whose step is one L-BFGS iteration
+(:mod:`backprop.lbfgs`).
 Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the
 validation loss and :meth:`Trainer.evaluate`, so all three agree under every ``penalty_scale``.
 Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. ``seed`` is split into a
@@ -57,7 +58,8 @@ MODES = ("stochastic", "batch", "minibatch")
 
 
 class TrainingDivergedError(FloatingPointError):
-    """A non-finite loss or gradient; the model keeps the weights from before that batch."""
+    """A non-finite loss or gradient; the model keeps its weights and buffers (running
+    statistics) from before that batch."""
 
 
 class Trainer(Predictions, TrainingLoop, TrainerState):
@@ -263,16 +265,22 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
 
     def checked_loss_and_gradients(self, Xb, yb, wb=None) -> tuple[float, np.ndarray, float]:
         """:meth:`loss_and_gradients`, then ``(loss, output, gradient norm)``; a non-finite loss
-        or norm raises :class:`TrainingDivergedError` naming the epoch and batch."""
+        or norm raises :class:`TrainingDivergedError` naming the epoch and batch, with the
+        buffers (BatchNorm's running statistics, which the batch's forward moved) put back."""
+        buffers = self.model.buffers()
+        before = {k: v.copy() for k, v in buffers.items()}
         loss, out = self.loss_and_gradients(Xb, yb, wb)
         norm = global_norm(self.model.flat_gradients)
         if not (math.isfinite(loss) and math.isfinite(norm)):
+            for k, v in before.items():
+                buffers[k][...] = v
             epoch, batch = self._position
             what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
             raise TrainingDivergedError(
                 f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped "
-                "and the model keeps the weights from before this batch (lower the learning "
-                "rate, clip the gradients, or check the data for extreme values)"
+                "and the model keeps its weights and running statistics from before this batch "
+                "(lower the learning rate, clip the gradients, or check the data for extreme "
+                "values)"
             )
         return loss, out, norm
 

@@ -161,6 +161,28 @@ def test_dropout_rejects_bad_rates(bad):
         bp.Dropout(bad)
 
 
+def test_dropout_takes_a_numpy_integer_rate():
+    """np.int64(0) (an integer rate read from an array) was refused as 'not a number'."""
+    assert bp.Dropout(np.int64(0)).drop_rate == 0.0
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: bp.BatchNorm(momentum="0.9"), r"momentum must be in \[0, 1\), got '0.9'"),
+        (lambda: bp.BatchNorm(momentum=None), r"momentum must be in \[0, 1\), got None"),
+        (lambda: bp.BatchNorm(eps="1e-5"), r"eps must be a positive number, got '1e-5'"),
+        (lambda: bp.LayerNorm(eps=None), r"eps must be a positive number, got None"),
+        (lambda: bp.LayerNorm(eps=True), r"eps must be a positive number, got True"),
+    ],
+)
+def test_normalization_arguments_of_the_wrong_type_name_the_argument(make, match):
+    """A string or None gave TypeError '<=' not supported between 'float' and 'str' (or from
+    np.isfinite), naming no argument; eps=True was taken as 1.0."""
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
 def test_batchnorm_running_statistics_and_inference(rng):
     layer = bp.BatchNorm(3, momentum=0.5, dtype="float64")
     X = rng.normal(loc=[1.0, -2.0, 5.0], scale=[1.0, 3.0, 0.5], size=(64, 3))

@@ -261,3 +261,65 @@ def test_standardize_names_statistics_of_the_wrong_size(mean):
     names the argument and the width instead of NumPy's broadcasting message."""
     with pytest.raises(ValueError, match=r"Standardize mean must be a number or 3 numbers"):
         bp.Standardize(3, mean=mean)
+
+
+def test_a_constant_feature_standardizes_to_zero_whatever_its_rounding():
+    """np.std of ten copies of 0.1 is 1.4e-17, not 0 (the mean rounds): adapt kept that as the
+    scale, so the constant feature came out as 1.0 instead of 0, and a value 0.1 away from
+    1e6 + 0.1 came out as 8.6e8. A feature whose values are all equal now gets scale 1 and its
+    own value as mean, exactly as a zero standard deviation does."""
+    X = np.column_stack([np.full(10, 0.1), np.full(10, 1e6 + 0.1), np.arange(10.0)])
+    layer = bp.Standardize(3, dtype="float64").adapt(X)
+    assert np.array_equal(layer.buffers["scale"][:2], [1.0, 1.0])
+    assert np.array_equal(layer.forward(X)[:, :2], np.zeros((10, 2)))
+    assert np.allclose(layer.forward(np.array([[0.2, 1e6 + 0.2, 4.5]])), [[0.1, 0.1, 0.0]])
+    assert layer.config()["scale"] == [1.0, 1.0, X[:, 2].std()]
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0]]), r"X must be finite, column 1 is not"),
+        (np.array([[1.0, np.inf], [2.0, 3.0]]), r"X must be finite, column 1 is not"),
+        (np.zeros((0, 2)), r"needs at least one sample"),
+        (np.array([[1e200, 0.0], [-1e200, 1.0]]), r"X must be finite, column 0 is not"),
+    ],
+)
+def test_standardize_adapt_refuses_bad_data_and_keeps_its_statistics(X, match):
+    """adapt on data with a NaN set the mean to NaN, then failed on the *scale* ('scale must be
+    finite'): the layer kept the NaN mean, and a model built from it predicted NaN everywhere."""
+    layer = bp.Standardize(2, mean=[1.0, 2.0], scale=[3.0, 4.0])
+    with pytest.raises(ValueError, match=match):
+        layer.adapt(X)
+    assert layer.config() == {
+        "n_features": 2,
+        "inverse": False,
+        "mean": [1.0, 2.0],
+        "scale": [3.0, 4.0],
+    }
+    model = bp.Sequential([layer, bp.Dense(1)], dtype="float64", seed=0)
+    assert np.array_equal(model.buffers()["0.mean"], [1.0, 2.0])
+
+
+def test_statistics_loaded_into_a_standardize_are_its_statistics(rng):
+    """load_state_dict wrote the statistics into the buffers, but the layer's config kept the
+    constructor's (the identity), and a new Sequential around the same layers (a new head on a
+    loaded trunk) put the identity back: its predictions silently lost the standardization."""
+    X = rng.normal(5.0, 3.0, size=(30, 4))
+    fitted = bp.Sequential([bp.Standardize(4).adapt(X), bp.Dense(2)], seed=0)
+    model = bp.Sequential([bp.Standardize(4), bp.Dense(2)], seed=1)
+    model.load_state_dict(fitted.state_dict())
+    stats = fitted.layers[0].buffers
+    assert model.layers[0].config()["mean"] == stats["mean"].astype(np.float64).tolist()
+    trunk = bp.Sequential([model.layers[0], bp.Dense(2)], seed=0)
+    assert np.array_equal(trunk.buffers()["0.mean"], stats["mean"])
+    assert np.array_equal(trunk.buffers()["0.scale"], stats["scale"])
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float16", "banana"])
+def test_standardize_takes_the_float_dtypes_every_layer_takes(dtype):
+    """dtype='int32' truncated mean 0.5 to 0 and scale 2.5 to 2 (ones came out as 0.5, not
+    0.2); 'float16' was kept; 'banana' gave NumPy's TypeError. LayerNorm and BatchNorm refuse
+    all three with the model's message."""
+    with pytest.raises(ValueError, match=f"dtype must be 'float32' or 'float64', got '{dtype}'"):
+        bp.Standardize(2, mean=[0.5, 0.5], scale=[2.5, 2.5], dtype=dtype)

@@ -215,3 +215,20 @@ def test_checkpoint_and_resume_bitwise(tmp_path):
     assert np.array_equal(straight.flat_parameters, resumed.flat_parameters)
     for key, value in straight.buffers().items():
         assert np.array_equal(resumed.buffers()[key], value), key
+
+
+@pytest.mark.parametrize(
+    "build, name",
+    [
+        (lambda ln: [bp.Dense(4), ln, bp.Dense(4), ln, bp.Dense(2)], "3"),
+        (lambda ln: [bp.Dense(4), bp.Residual([ln]), bp.Residual([ln]), bp.Dense(2)], "2.0"),
+        (lambda ln: [bp.Dense(4), bp.Residual([ln, bp.Dense(4), ln]), bp.Dense(2)], "1.2"),
+    ],
+)
+def test_one_layer_object_at_two_places_is_refused(build, name):
+    """The same LayerNorm object at two places was accepted: it was bound to the second place's
+    parameters, and its cache held the last forward only, so its gradients were wrong without a
+    word (check_gradients failed). Sharing is not supported: the error names both places."""
+    ln = bp.LayerNorm()
+    with pytest.raises(ValueError, match=rf"layer {name} \(LayerNorm\) is the same object as"):
+        bp.Sequential(build(ln), input_shape=(3,), seed=0)

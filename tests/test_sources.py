@@ -57,6 +57,17 @@ def test_npz_file_regression(tmp_path):
     assert ds.task == "regression" and ds.n_outputs == 1
 
 
+def test_a_constant_column_of_a_file_standardizes_to_zero(tmp_path):
+    """A column of 0.1 everywhere has np.std 1.4e-17 (the mean rounds): that was the scale, so
+    the constant came out as 1.0 and a test value of 0.2 as 7e15."""
+    rng = np.random.default_rng(1)
+    X = np.column_stack([np.full(50, 0.1), rng.normal(size=50)])
+    np.savez(tmp_path / "d.npz", X=X, y=X[:, 1] + 0.5)
+    ds = sources.prepare(_opts(source="file", path=str(tmp_path / "d.npz")))
+    assert ds.x_scale[0] == 1.0 and not ds.X_train[:, 0].any()
+    assert sources.transform_X(ds, np.array([[0.2, 0.0]]))[0, 0] == np.float32(0.1)
+
+
 def test_mnist_style_file_keeps_its_test_split_and_scales_pixels(tmp_path):
     rng = np.random.default_rng(2)
     arrays = {

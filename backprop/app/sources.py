@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import filecheck
 from ..data import split_indices
+from ..layers.preprocessing import mean_and_scale
 from . import datasets, text
 
 BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
@@ -312,9 +313,7 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     if opts["source"] == "text":  # sparse TF-IDF rows: unit length already, never centered
         text.vectorize(ds, opts, dtype)
     elif opts["standardize"]:
-        ds.x_mean = X.mean(axis=0)
-        scale = X.std(axis=0)
-        ds.x_scale = np.where(scale > 0, scale, 1.0)
+        ds.x_mean, ds.x_scale = mean_and_scale(X)
     if task == "regression" and opts["standardize_target"]:
         ds.y_mean = np.atleast_1d(y.mean(axis=0))
         ds.y_scale = np.atleast_1d(np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0))

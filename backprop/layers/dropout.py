@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import is_real
 from .base import Layer
 from .registry import register_layer
 
@@ -38,7 +39,7 @@ class Dropout(Layer):
 
     def __init__(self, drop_rate: float = 0.5, seed: int | np.random.Generator | None = None):
         super().__init__()
-        if isinstance(drop_rate, bool) or not isinstance(drop_rate, int | float | np.floating):
+        if not is_real(drop_rate):
             raise ValueError(f"drop_rate must be a number in [0, 1), got {drop_rate!r}")
         if not 0.0 <= float(drop_rate) < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import is_real
 from .base import Layer, Shape, allocation_enabled, check_positive_int
 from .registry import register_layer
 
@@ -40,7 +41,7 @@ class _Normalization(Layer):
         if n_features is not None:
             self.in_features = self.out_features = check_positive_int("n_features", n_features)
         self._given = self.in_features
-        if not np.isfinite(eps) or eps <= 0:
+        if not is_real(eps) or not np.isfinite(eps) or eps <= 0:
             raise ValueError(f"eps must be a positive number, got {eps!r}")
         self.eps = float(eps)
         self._xhat: np.ndarray | None = None
@@ -149,7 +150,7 @@ class BatchNorm(_Normalization):
         dtype: Any = "float32",
     ) -> None:
         super().__init__(n_features, eps, dtype)
-        if not 0.0 <= momentum < 1.0:
+        if not is_real(momentum) or not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
         self._stand_alone(dtype)

@@ -21,8 +21,33 @@ from typing import Any
 import numpy as np
 
 from .. import checks
-from .base import Layer, allocation_enabled, check_positive_int
+from .base import Layer, allocation_enabled, as_float_dtype, check_positive_int
 from .registry import register_layer
+
+
+def mean_and_scale(X: np.ndarray, who: str = "standardize") -> tuple[np.ndarray, np.ndarray]:
+    """Per-column ``mean`` and ``scale`` (the standard deviation) of ``X`` ``(n, d)``, float64.
+
+    A constant column (every value equal) gets its value as mean and scale 1, so it comes out as
+    exactly 0: ``X.std`` of ten copies of 0.1 is 1.4e-17, not 0 (the mean rounds), and dividing
+    by it turned the constant into 1.0 and a value 0.1 away into 1e16. Raises a ValueError for
+    an empty ``X``, a NaN or infinite value, or a column whose variance overflows (naming it).
+    """
+    if X.shape[0] == 0:
+        raise ValueError(f"{who} needs at least one sample, got X of shape {X.shape}")
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf: refused below
+        mean = X.mean(axis=0, dtype=np.float64)
+        scale = X.std(axis=0).astype(np.float64)  # in X's dtype: no float64 copy of float32 X
+    bad = ~(np.isfinite(mean) & np.isfinite(scale))
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise ValueError(
+            f"{who}: X must be finite, column {j} is not (mean {mean[j]:g}, standard deviation "
+            f"{scale[j]:g})"
+        )
+    constant = X.max(axis=0) == X.min(axis=0)
+    mean[constant], scale[constant] = X[0, constant], 1.0
+    return mean, scale
 
 
 @register_layer
@@ -35,7 +60,8 @@ class Standardize(Layer):
         number of features ``d``.
     mean, scale : Any, default None
         the statistics, arrays of shape ``(d,)`` (default: 0 and 1, the identity);
-        or call :meth:`adapt` on training data. A scale of 0 is replaced by 1.
+        or call :meth:`adapt` on training data. A scale of 0 is replaced by 1 (and ``adapt``
+        gives a constant feature scale 1).
     inverse : bool, default False
         apply ``y = x * scale + mean`` instead (undo a standardization).
     dtype : str, default "float32"
@@ -61,7 +87,7 @@ class Standardize(Layer):
         self.in_features = self.out_features = check_positive_int("n_features", n_features)
         self.inverse = checks.boolean("inverse", inverse)
         self._scale: np.ndarray | None = None
-        self._given, self._dtype = (mean, scale), np.dtype(dtype)
+        self._given, self._dtype = (mean, scale), as_float_dtype(dtype)
         self._mean0: np.ndarray | None = None
         self._scale0: np.ndarray | None = None
         if allocation_enabled():  # else shapes only (a file's sizes are checked before any of
@@ -69,11 +95,22 @@ class Standardize(Layer):
 
     def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """The statistics given (or adapted): ``(mean, scale)``, each ``(d,)`` float64, checked
-        and made the first time they are needed."""
+        and made the first time they are needed; the buffers' values instead when something
+        else was written into them (``load_state_dict``, a checkpoint), so that the config and
+        a new model around this layer keep what it holds."""
         if self._mean0 is None or self._scale0 is None:
             mean, scale = self._given
             self._mean0 = self._checked("mean", 0.0 if mean is None else mean)
             self._scale0 = self._checked("scale", 1.0 if scale is None else scale)
+        if self.buffers:
+            held = self.buffers["mean"], self.buffers["scale"]
+            mine = (self._mean0, self._scale0)
+            moved = any(
+                not np.array_equal(b, v.astype(b.dtype)) for b, v in zip(held, mine, strict=True)
+            )
+            valid = all(np.isfinite(b).all() for b in held) and (held[1] > 0).all()
+            if moved and valid:  # (invalid values are refused where they are loaded)
+                self._mean0, self._scale0 = (b.astype(np.float64) for b in held)
         return self._mean0, self._scale0
 
     def _checked(self, name: str, value: Any) -> np.ndarray:
@@ -92,15 +129,15 @@ class Standardize(Layer):
         return arr
 
     def adapt(self, X: Any) -> Standardize:
-        """Set ``mean`` and ``scale`` (standard deviation, 0 -> 1) from ``X`` ``(n, d)``, in
-        float64; returns the layer."""
+        """Set ``mean`` and ``scale`` from ``X`` ``(n, d)`` with :func:`mean_and_scale` (a
+        constant feature gets scale 1); returns the layer. Bad data leaves the layer as it was."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.in_features:
             raise ValueError(
                 f"Standardize.adapt expects (n_samples, {self.in_features}), got shape {X.shape}"
             )
-        self._mean0 = X.mean(axis=0)
-        self._scale0 = self._checked("scale", X.std(axis=0))
+        mean, scale = mean_and_scale(X, "Standardize.adapt")
+        self._mean0, self._scale0 = mean, self._checked("scale", scale)
         if self.buffers:
             self.buffers["mean"][...] = self._mean0
             self.buffers["scale"][...] = self._scale0
@@ -158,10 +195,11 @@ class Standardize(Layer):
                 {k: np.asarray(v, np.float64).tolist() for k, v in given.items() if v is not None}
             )
             return cfg
-        if np.any(self._mean0 != 0):
-            cfg["mean"] = self._mean0.tolist()
-        if np.any(self._scale0 != 1):
-            cfg["scale"] = self._scale0.tolist()
+        mean, scale = self._statistics()
+        if np.any(mean != 0):
+            cfg["mean"] = mean.tolist()
+        if np.any(scale != 1):
+            cfg["scale"] = scale.tolist()
         return cfg
 
     def extra_repr(self) -> str:
