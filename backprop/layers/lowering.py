@@ -41,6 +41,7 @@ import math
 import numpy as np
 
 from ._windows import band_weight, copy_runs, im2col_copy, row_windows, shared_workspace
+from .base import check_positive_int
 from .spatial import SpatialLayer
 
 #: A chunk's im2col workspace holds at most this many times the larger of a layer's input and
@@ -84,7 +85,7 @@ class LoweredConv(SpatialLayer):
     def _chunk(self, n: int) -> int:
         """Samples per chunk for a batch of ``n`` (see the module docstring)."""
         if self.chunk_samples is not None:
-            ns = int(self.chunk_samples)
+            ns = check_positive_int("chunk_samples", self.chunk_samples)
         else:
             c = self.in_shape[-1]
             need = math.prod(self._lowered_shape(1)) + (
@@ -112,14 +113,17 @@ class LoweredConv(SpatialLayer):
         divisor ``tw`` of ``ow`` with ``tw*f >= ROWS_MIN_WIDTH`` (``ow`` when none is)."""
         ow = self._out2[1]
         if self.row_tile is not None:
+            check_positive_int("row_tile", self.row_tile)
             if ow % self.row_tile:
                 raise ValueError(f"row_tile must divide the output width {ow}, got {self.row_tile}")
             return self.row_tile
         key = (ow, self.filters, ROWS_MIN_WIDTH)
         if getattr(self, "_auto_tile", (None,))[0] != key:  # asked many times a step: kept
-            fits = [
-                t for t in range(1, ow + 1) if ow % t == 0 and t * self.filters >= ROWS_MIN_WIDTH
-            ]
+            # the divisors in pairs (t, ow // t) for t up to sqrt(ow): a loop up to ow took
+            # minutes for the huge widths a forged padding or dilation makes
+            small = [t for t in range(1, math.isqrt(ow) + 1) if ow % t == 0]
+            divisors = small + [ow // t for t in small]
+            fits = [t for t in divisors if t * self.filters >= ROWS_MIN_WIDTH]
             self._auto_tile = (key, min(fits, default=ow))
         return self._auto_tile[1]
 
