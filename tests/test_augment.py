@@ -114,6 +114,22 @@ def test_rejects_non_images():
         bp.Sequential([bp.RandomShift2D(1), bp.Flatten(), bp.Dense(2)], input_shape=(4, 4))
 
 
+def test_rejects_images_of_another_shape_than_it_was_built_for():
+    """Only the number of axes was checked: a layer built for 4 x 4 images shifted a batch of
+    5 x 4 ones (or of 4 x 4 x 3) without a word, where Conv2D and the pooling layers refuse."""
+    layer = bp.RandomShift2D(1, seed=0)
+    layer.initialize((4, 4, 1))
+    for shape in [(2, 5, 4, 1), (2, 4, 4, 3)]:
+        for training in (True, False):
+            with pytest.raises(ValueError, match=r"expects inputs of shape \(n, 4, 4, 1\)"):
+                layer.forward(np.zeros(shape), training=training)
+    alone = bp.RandomShift2D(1, seed=0)
+    alone.forward(np.zeros((2, 3, 3, 1)), training=True)  # built by its first batch
+    with pytest.raises(ValueError, match=r"\(n, 3, 3, 1\)"):
+        alone.forward(np.zeros((2, 3, 4, 1)), training=True)
+    assert layer.forward(np.zeros((0, 4, 4, 1)), training=True).shape == (0, 4, 4, 1)
+
+
 def test_in_a_model_shifts_follow_the_model_seed_and_files_round_trip(tmp_path):
     def model(seed):
         return bp.Sequential(

@@ -72,8 +72,11 @@ class RandomShift2D(Layer):
         return in_shape
 
     def _check_images(self, x: np.ndarray) -> None:
+        """A batch ``(n, h, w, c)`` of the built image shape (built by the first batch when used
+        on its own), like the convolution and pooling layers' inputs."""
         if x.ndim != 4:
             raise ValueError(f"RandomShift2D expects a batch (n, h, w, c), got shape {x.shape}")
+        self._built_for(x)
 
     def _move(self, src: np.ndarray, sign: int) -> np.ndarray:
         """``out[s] = src[s]`` shifted by ``sign * shifts[s]``, zero-filled (sign -1: adjoint)."""
