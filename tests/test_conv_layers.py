@@ -279,6 +279,10 @@ def test_bad_input_shapes_are_refused(make_layer, in_shape, match):
         (lambda: MaxPool2D(0), "pool_size must be .* got 0"),
         (lambda: AvgPool1D((2, 2)), r"pool_size must be .* got \(2, 2\)"),
         (lambda: Reshape((2, -1, -1)), "at most one -1"),
+        # a string or bytes was read character by character: "12" became (1, 2), b"12" (49, 50)
+        (lambda: Reshape("12"), "sequence of ints, got '12'"),
+        (lambda: Reshape(b"12"), r"sequence of ints, got b'12'"),
+        (lambda: Reshape({2: 1}), r"sequence of ints, got \{2: 1\}"),  # was (2,): its keys
     ],
 )
 def test_bad_arguments_name_the_value(factory, match):
