@@ -23,7 +23,9 @@ with ``tw`` the smallest divisor of ``ow`` for which ``tw*f >= ROWS_MIN_WIDTH`` 
 is). LeNet-5 on MNIST: the first layer (c = 1) lowers 4 tiles of 7 pixels (``tin = 11``, 2.2
 times the multiply-adds), the second (c = 6) 2 tiles of 5 (``tin = 9``, 1.8 times); a 3x3
 layer on 32 channels stays with im2col. Setting ``lowering`` (``"im2col"`` or ``"rows"``) or
-``row_tile`` on an instance fixes the choice; both give the same numbers up to float rounding.
+``row_tile`` on an instance fixes the choice; both give the same numbers up to float rounding
+for finite inputs (an inf or NaN input times the band's zeros makes NaN every output of the tiles
+whose strips read it, where im2col touches only the outputs whose windows hold it).
 
 Chunks: the batch is processed in chunks of ``ns`` samples whose padded input and lowered
 matrix live in one buffer of this thread's workspace, shared by every convolution layer::
