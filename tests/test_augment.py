@@ -101,10 +101,17 @@ def test_every_shift_is_drawn_and_uniformly():
     assert counts.shape == (25,) and counts.min() > 150  # 200 expected each
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2", 2**63 - 1, 10**39])
 def test_rejects_bad_max_shift(bad):
+    """2**63 - 1 and 10**39 (a model file may hold 39 digits) were accepted, then the first
+    training batch failed in NumPy ("high is out of bounds for int64"), max_shift unnamed."""
     with pytest.raises(ValueError, match="max_shift"):
         bp.RandomShift2D(bad)
+
+
+def test_the_largest_max_shift_trains():
+    layer = bp.RandomShift2D(2**63 - 2, seed=0)
+    assert not layer.forward(np.ones((3, 4, 4, 1)), training=True).any()  # shifted far away
 
 
 def test_rejects_non_images():
