@@ -142,6 +142,10 @@ def test_the_auto_tile_of_a_huge_output_width_is_found_at_once():
     start = time.perf_counter()
     assert layer._tile == 217  # 2*10**8 + 3 = 7 * 31 * 921659: the first divisor >= 40
     assert time.perf_counter() - start < 2.0
+    layer = make(Conv1D(1, 3, padding=10**18), (5, 1))  # divisor pairs: 10**9 of them
+    start = time.perf_counter()
+    assert not layer._rows()  # the auto rule looks at tiles up to 22 pixels only (tin <= 24)
+    assert time.perf_counter() - start < 2.0
     layer = make(Conv1D(2, 3, padding=10**8), (5, 1))
     assert layer._tile == 31  # two filters: the first divisor >= 20
     layer = make(Conv1D(1, 3, padding=10**8 - 1), (5, 1))

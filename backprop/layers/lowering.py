@@ -107,7 +107,35 @@ class LoweredConv(SpatialLayer):
         if self.lowering != "auto":
             return self.lowering == "rows"
         (kh, kw), c = self._k2, self.in_shape[-1]
-        return kh * kw > 1 and kw * c < ROWS_BELOW_RUN and self._tin <= ROWS_MAX_INFLATION * kw
+        if kh * kw == 1 or kw * c >= ROWS_BELOW_RUN:
+            return False
+        if self.row_tile is not None:
+            return self._tin <= ROWS_MAX_INFLATION * kw
+        # tin <= ROWS_MAX_INFLATION * kw  <=>  tw <= widest: only tiles up to widest need looking
+        # at (the rule's tile is then found, or is wider and the band too much work)
+        widest = (ROWS_MAX_INFLATION * kw - (kw - 1) * self._d2[1] - 1) // self._s2[1] + 1
+        return self._auto_tile(widest) is not None
+
+    def _auto_tile(self, widest: int) -> int | None:
+        """The rule's tile (the smallest divisor ``tw`` of ``ow`` with ``tw*f >= ROWS_MIN_WIDTH``,
+        ``ow`` when none is) if it is at most ``widest``, else None. Kept per ``(ow, f, widest)``:
+        asked many times a step. The search runs up to ``widest``; when that is ``ow`` and ``ow``
+        is large, over the divisor pairs ``(t, ow // t)``, ``t <= sqrt(ow)`` (a loop up to ``ow``
+        took minutes for the widths a forged padding or dilation makes)."""
+        ow, f = self._out2[1], self.filters
+        key = (ow, f, widest, ROWS_MIN_WIDTH)
+        cache = self.__dict__.setdefault("_auto_tiles", {})
+        if key not in cache:
+            first = -(-ROWS_MIN_WIDTH // f)  # the narrowest tile wide enough
+            if ow <= first:
+                tile = ow
+            elif min(widest, ow) <= 4096:
+                tile = next((t for t in range(first, min(widest, ow) + 1) if ow % t == 0), None)
+            else:
+                small = [t for t in range(1, math.isqrt(ow) + 1) if ow % t == 0]
+                tile = min(t for t in small + [ow // t for t in small] if t >= first)
+            cache[key] = tile if tile is not None and tile <= widest else None
+        return cache[key]
 
     @property
     def _tile(self) -> int:
@@ -119,15 +147,7 @@ class LoweredConv(SpatialLayer):
             if ow % self.row_tile:
                 raise ValueError(f"row_tile must divide the output width {ow}, got {self.row_tile}")
             return self.row_tile
-        key = (ow, self.filters, ROWS_MIN_WIDTH)
-        if getattr(self, "_auto_tile", (None,))[0] != key:  # asked many times a step: kept
-            # the divisors in pairs (t, ow // t) for t up to sqrt(ow): a loop up to ow took
-            # minutes for the huge widths a forged padding or dilation makes
-            small = [t for t in range(1, math.isqrt(ow) + 1) if ow % t == 0]
-            divisors = small + [ow // t for t in small]
-            fits = [t for t in divisors if t * self.filters >= ROWS_MIN_WIDTH]
-            self._auto_tile = (key, min(fits, default=ow))
-        return self._auto_tile[1]
+        return self._auto_tile(ow)
 
     @property
     def _tin(self) -> int:
