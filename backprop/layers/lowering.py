@@ -119,19 +119,17 @@ class LoweredConv(SpatialLayer):
     def _auto_tile(self, widest: int) -> int | None:
         """The rule's tile (the smallest divisor ``tw`` of ``ow`` with ``tw*f >= ROWS_MIN_WIDTH``,
         ``ow`` when none is) if it is at most ``widest``, else None. Kept per ``(ow, f, widest)``:
-        asked many times a step. The search runs up to ``widest``; when that is ``ow`` and ``ow``
-        is large, over the divisor pairs ``(t, ow // t)``, ``t <= sqrt(ow)`` (a loop up to ``ow``
-        took minutes for the widths a forged padding or dilation makes)."""
+        asked many times a step. The search tries tiles up to ``widest`` (at most 4096 of them),
+        then, if the tile may be wider still, the divisor pairs ``(t, ow // t)``, ``t <= sqrt(ow)``
+        (a loop up to ``ow`` took minutes for the widths a forged padding or dilation makes)."""
         ow, f = self._out2[1], self.filters
         key = (ow, f, widest, ROWS_MIN_WIDTH)
         cache = self.__dict__.setdefault("_auto_tiles", {})
         if key not in cache:
             first = -(-ROWS_MIN_WIDTH // f)  # the narrowest tile wide enough
-            if ow <= first:
-                tile = ow
-            elif min(widest, ow) <= 4096:
-                tile = next((t for t in range(first, min(widest, ow) + 1) if ow % t == 0), None)
-            else:
+            near = range(first, min(widest, ow, max(first, 4096)) + 1)
+            tile = ow if ow <= first else next((t for t in near if ow % t == 0), None)
+            if tile is None and min(widest, ow) > near.stop - 1:  # beyond the first 4096
                 small = [t for t in range(1, math.isqrt(ow) + 1) if ow % t == 0]
                 tile = min(t for t in small + [ow // t for t in small] if t >= first)
             cache[key] = tile if tile is not None and tile <= widest else None
