@@ -101,10 +101,17 @@ def test_every_shift_is_drawn_and_uniformly():
     assert counts.shape == (25,) and counts.min() > 150  # 200 expected each
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2", 2**63 - 1, 10**39])
 def test_rejects_bad_max_shift(bad):
+    """2**63 - 1 and 10**39 (a model file may hold 39 digits) were accepted, then the first
+    training batch failed in NumPy ("high is out of bounds for int64"), max_shift unnamed."""
     with pytest.raises(ValueError, match="max_shift"):
         bp.RandomShift2D(bad)
+
+
+def test_the_largest_max_shift_trains():
+    layer = bp.RandomShift2D(2**63 - 2, seed=0)
+    assert not layer.forward(np.ones((3, 4, 4, 1)), training=True).any()  # shifted far away
 
 
 def test_rejects_non_images():
@@ -112,6 +119,22 @@ def test_rejects_non_images():
         bp.RandomShift2D(1).forward(np.zeros((3, 4, 4)), training=True)
     with pytest.raises(ValueError, match="images"):
         bp.Sequential([bp.RandomShift2D(1), bp.Flatten(), bp.Dense(2)], input_shape=(4, 4))
+
+
+def test_rejects_images_of_another_shape_than_it_was_built_for():
+    """Only the number of axes was checked: a layer built for 4 x 4 images shifted a batch of
+    5 x 4 ones (or of 4 x 4 x 3) without a word, where Conv2D and the pooling layers refuse."""
+    layer = bp.RandomShift2D(1, seed=0)
+    layer.initialize((4, 4, 1))
+    for shape in [(2, 5, 4, 1), (2, 4, 4, 3)]:
+        for training in (True, False):
+            with pytest.raises(ValueError, match=r"expects inputs of shape \(n, 4, 4, 1\)"):
+                layer.forward(np.zeros(shape), training=training)
+    alone = bp.RandomShift2D(1, seed=0)
+    alone.forward(np.zeros((2, 3, 3, 1)), training=True)  # built by its first batch
+    with pytest.raises(ValueError, match=r"\(n, 3, 3, 1\)"):
+        alone.forward(np.zeros((2, 3, 4, 1)), training=True)
+    assert layer.forward(np.zeros((0, 4, 4, 1)), training=True).shape == (0, 4, 4, 1)
 
 
 def test_in_a_model_shifts_follow_the_model_seed_and_files_round_trip(tmp_path):

@@ -279,6 +279,10 @@ def test_bad_input_shapes_are_refused(make_layer, in_shape, match):
         (lambda: MaxPool2D(0), "pool_size must be .* got 0"),
         (lambda: AvgPool1D((2, 2)), r"pool_size must be .* got \(2, 2\)"),
         (lambda: Reshape((2, -1, -1)), "at most one -1"),
+        # a string or bytes was read character by character: "12" became (1, 2), b"12" (49, 50)
+        (lambda: Reshape("12"), "sequence of ints, got '12'"),
+        (lambda: Reshape(b"12"), r"sequence of ints, got b'12'"),
+        (lambda: Reshape({2: 1}), r"sequence of ints, got \{2: 1\}"),  # was (2,): its keys
     ],
 )
 def test_bad_arguments_name_the_value(factory, match):
@@ -332,3 +336,59 @@ def test_agrees_with_pytorch_when_installed():
     np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(conv.grads["W"], Wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-10)
     np.testing.assert_allclose(conv.grads["b"], bt.grad.numpy(), rtol=1e-10)
+
+
+HUGE = 10**39  # a model file's header may hold integers of up to 40 digits
+
+
+@pytest.mark.parametrize(
+    "factory, same_as, in_shape",
+    [
+        (lambda s: Conv2D(2, 3, stride=s), lambda: Conv2D(2, 3, stride=6), (6, 6, 2)),
+        (
+            lambda s: Conv2D(2, 3, stride=(1, s), padding=1),
+            lambda: Conv2D(2, 3, padding=1, stride=(1, 9)),
+            (5, 6, 1),
+        ),
+        (
+            lambda s: Conv2D(2, 3, stride=s, padding="same"),
+            lambda: Conv2D(2, 3, stride=7, padding="same"),
+            (6, 5, 1),
+        ),
+        (lambda s: Conv2D(2, (1, 3), dilation=(s, 1)), lambda: Conv2D(2, (1, 3)), (4, 6, 2)),
+        (lambda s: Conv1D(3, 2, stride=s), lambda: Conv1D(3, 2, stride=5), (5, 2)),
+        (lambda s: MaxPool2D(2, stride=s), lambda: MaxPool2D(2, stride=5), (5, 4, 2)),
+        (
+            lambda s: AvgPool2D(3, stride=s, padding=1),
+            lambda: AvgPool2D(3, stride=8, padding=1),
+            (5, 4, 2),
+        ),
+        (lambda s: MaxPool1D(3, stride=s), lambda: MaxPool1D(3, stride=7), (6, 1)),
+    ],
+)
+@pytest.mark.parametrize("lowering", ["im2col", "rows"])
+def test_a_stride_or_dilation_that_is_never_applied_may_be_huge(
+    factory, same_as, in_shape, lowering
+):
+    """A stride along an axis with one window (or a dilation along a kernel of one tap) never
+    moves a window, but it was multiplied into the strided views' byte strides: from 2**60 on
+    (a model file can hold 10**39) forward died in NumPy with "Python int too large to convert
+    to C long". It computes what any stride giving one window computes, and keeps its value."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, *in_shape))
+    G = None
+    results = []
+    for layer in (make(factory(HUGE), in_shape), make(same_as(), in_shape)):
+        if hasattr(layer, "lowering"):
+            layer.lowering = lowering
+        y = layer.forward(x, training=True)
+        G = rng.standard_normal(y.shape) if G is None else G
+        results.append((y, layer.backward(G), {k: g.copy() for k, g in layer.grads.items()}))
+    (y, dx, grads), (y_ref, dx_ref, grads_ref) = results
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], grads_ref[k], rtol=1e-12, atol=1e-12)
+    assert HUGE in json.loads(json.dumps(factory(HUGE).config())).values() or any(
+        HUGE in v for v in factory(HUGE).config().values() if isinstance(v, list)
+    )

@@ -119,6 +119,37 @@ def test_bad_lowering_and_tile_name_the_value():
     layer.lowering, layer.row_tile = "rows", 3
     with pytest.raises(ValueError, match="row_tile must divide the output width 4, got 3"):
         layer.forward(x)
+    for bad in (0, -2, -4, 2.0, True):  # were ZeroDivisionError, NumPy shape errors, TypeError
+        layer.row_tile = bad
+        with pytest.raises(ValueError, match=f"row_tile must be a positive integer, got {bad}"):
+            layer.forward(x)
+    layer.lowering, layer.row_tile = "im2col", None
+    for bad in (0, -1, 2.5):  # were taken as 1, 1 and 2 without a word
+        layer.chunk_samples = bad
+        with pytest.raises(
+            ValueError, match=f"chunk_samples must be a positive integer, got {bad}"
+        ):
+            layer.forward(x)
+
+
+def test_the_auto_tile_of_a_huge_output_width_is_found_at_once():
+    """The tile search looped over every number up to the output width: a Conv1D whose
+    padding (as a forged model file may set) makes 2*10**8 outputs spent about 30 s there
+    before predict could even fail to allocate."""
+    import time
+
+    layer = make(Conv1D(1, 3, padding=10**8), (5, 1))
+    start = time.perf_counter()
+    assert layer._tile == 217  # 2*10**8 + 3 = 7 * 31 * 921659: the first divisor >= 40
+    assert time.perf_counter() - start < 2.0
+    layer = make(Conv1D(1, 3, padding=10**18), (5, 1))  # divisor pairs: 10**9 of them
+    start = time.perf_counter()
+    assert not layer._rows()  # the auto rule looks at tiles up to 22 pixels only (tin <= 24)
+    assert time.perf_counter() - start < 2.0
+    layer = make(Conv1D(2, 3, padding=10**8), (5, 1))
+    assert layer._tile == 31  # two filters: the first divisor >= 20
+    layer = make(Conv1D(1, 3, padding=10**8 - 1), (5, 1))
+    assert layer._tile == 66666667  # 2*10**8 + 1 = 3 * 66666667: a divisor above sqrt(ow)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -29,6 +29,9 @@ import numpy as np
 from .base import Layer
 from .registry import register_layer
 
+#: Shifts are drawn as int64 from ``[-max_shift, max_shift + 1)``: the bound must fit in int64.
+MAX_SHIFT_LIMIT = 2**63 - 1
+
 
 def _span(d: int, size: int) -> tuple[slice, slice]:
     """Destination and source slices along one axis for a shift by ``d`` (|d| < size)."""
@@ -56,8 +59,11 @@ class RandomShift2D(Layer):
     def __init__(self, max_shift: int = 2, seed: int | np.random.Generator | None = None):
         super().__init__()
         ok = isinstance(max_shift, int | np.integer) and not isinstance(max_shift, bool)
-        if not ok or max_shift < 0:
-            raise ValueError(f"max_shift must be a non-negative integer, got {max_shift!r}")
+        # the shifts are drawn as int64 from [-k, k + 1): k + 1 must fit
+        if not ok or not 0 <= max_shift < MAX_SHIFT_LIMIT:
+            raise ValueError(
+                f"max_shift must be a non-negative integer below 2**63 - 1, got {max_shift!r}"
+            )
         self.max_shift = int(max_shift)
         self.rng = np.random.default_rng(seed)
         self._shifts: np.ndarray | None = None
@@ -72,8 +78,11 @@ class RandomShift2D(Layer):
         return in_shape
 
     def _check_images(self, x: np.ndarray) -> None:
+        """A batch ``(n, h, w, c)`` of the built image shape (built by the first batch when used
+        on its own), like the convolution and pooling layers' inputs."""
         if x.ndim != 4:
             raise ValueError(f"RandomShift2D expects a batch (n, h, w, c), got shape {x.shape}")
+        self._built_for(x)
 
     def _move(self, src: np.ndarray, sign: int) -> np.ndarray:
         """``out[s] = src[s]`` shifted by ``sign * shifts[s]``, zero-filled (sign -1: adjoint)."""

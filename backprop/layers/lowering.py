@@ -23,7 +23,9 @@ with ``tw`` the smallest divisor of ``ow`` for which ``tw*f >= ROWS_MIN_WIDTH`` 
 is). LeNet-5 on MNIST: the first layer (c = 1) lowers 4 tiles of 7 pixels (``tin = 11``, 2.2
 times the multiply-adds), the second (c = 6) 2 tiles of 5 (``tin = 9``, 1.8 times); a 3x3
 layer on 32 channels stays with im2col. Setting ``lowering`` (``"im2col"`` or ``"rows"``) or
-``row_tile`` on an instance fixes the choice; both give the same numbers up to float rounding.
+``row_tile`` on an instance fixes the choice; both give the same numbers up to float rounding
+for finite inputs (an inf or NaN input times the band's zeros makes NaN every output of the tiles
+whose strips read it, where im2col touches only the outputs whose windows hold it).
 
 Chunks: the batch is processed in chunks of ``ns`` samples whose padded input and lowered
 matrix live in one buffer of this thread's workspace, shared by every convolution layer::
@@ -41,6 +43,7 @@ import math
 import numpy as np
 
 from ._windows import band_weight, copy_runs, im2col_copy, row_windows, shared_workspace
+from .base import check_positive_int
 from .spatial import SpatialLayer
 
 #: A chunk's im2col workspace holds at most this many times the larger of a layer's input and
@@ -84,7 +87,7 @@ class LoweredConv(SpatialLayer):
     def _chunk(self, n: int) -> int:
         """Samples per chunk for a batch of ``n`` (see the module docstring)."""
         if self.chunk_samples is not None:
-            ns = int(self.chunk_samples)
+            ns = check_positive_int("chunk_samples", self.chunk_samples)
         else:
             c = self.in_shape[-1]
             need = math.prod(self._lowered_shape(1)) + (
@@ -104,7 +107,33 @@ class LoweredConv(SpatialLayer):
         if self.lowering != "auto":
             return self.lowering == "rows"
         (kh, kw), c = self._k2, self.in_shape[-1]
-        return kh * kw > 1 and kw * c < ROWS_BELOW_RUN and self._tin <= ROWS_MAX_INFLATION * kw
+        if kh * kw == 1 or kw * c >= ROWS_BELOW_RUN:
+            return False
+        if self.row_tile is not None:
+            return self._tin <= ROWS_MAX_INFLATION * kw
+        # tin <= ROWS_MAX_INFLATION * kw  <=>  tw <= widest: only tiles up to widest need looking
+        # at (the rule's tile is then found, or is wider and the band too much work)
+        widest = (ROWS_MAX_INFLATION * kw - (kw - 1) * self._d2[1] - 1) // self._s2[1] + 1
+        return self._auto_tile(widest) is not None
+
+    def _auto_tile(self, widest: int) -> int | None:
+        """The rule's tile (the smallest divisor ``tw`` of ``ow`` with ``tw*f >= ROWS_MIN_WIDTH``,
+        ``ow`` when none is) if it is at most ``widest``, else None. Kept per ``(ow, f, widest)``:
+        asked many times a step. The search tries tiles up to ``widest`` (at most 4096 of them),
+        then, if the tile may be wider still, the divisor pairs ``(t, ow // t)``, ``t <= sqrt(ow)``
+        (a loop up to ``ow`` took minutes for the widths a forged padding or dilation makes)."""
+        ow, f = self._out2[1], self.filters
+        key = (ow, f, widest, ROWS_MIN_WIDTH)
+        cache = self.__dict__.setdefault("_auto_tiles", {})
+        if key not in cache:
+            first = -(-ROWS_MIN_WIDTH // f)  # the narrowest tile wide enough
+            near = range(first, min(widest, ow, max(first, 4096)) + 1)
+            tile = ow if ow <= first else next((t for t in near if ow % t == 0), None)
+            if tile is None and min(widest, ow) > near.stop - 1:  # beyond the first 4096
+                small = [t for t in range(1, math.isqrt(ow) + 1) if ow % t == 0]
+                tile = min(t for t in small + [ow // t for t in small] if t >= first)
+            cache[key] = tile if tile is not None and tile <= widest else None
+        return cache[key]
 
     @property
     def _tile(self) -> int:
@@ -112,16 +141,11 @@ class LoweredConv(SpatialLayer):
         divisor ``tw`` of ``ow`` with ``tw*f >= ROWS_MIN_WIDTH`` (``ow`` when none is)."""
         ow = self._out2[1]
         if self.row_tile is not None:
+            check_positive_int("row_tile", self.row_tile)
             if ow % self.row_tile:
                 raise ValueError(f"row_tile must divide the output width {ow}, got {self.row_tile}")
             return self.row_tile
-        key = (ow, self.filters, ROWS_MIN_WIDTH)
-        if getattr(self, "_auto_tile", (None,))[0] != key:  # asked many times a step: kept
-            fits = [
-                t for t in range(1, ow + 1) if ow % t == 0 and t * self.filters >= ROWS_MIN_WIDTH
-            ]
-            self._auto_tile = (key, min(fits, default=ow))
-        return self._auto_tile[1]
+        return self._auto_tile(ow)
 
     @property
     def _tin(self) -> int:

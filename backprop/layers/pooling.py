@@ -181,7 +181,9 @@ class MaxPool2D(_MaxPool):
 
 @register_layer
 class AvgPool2D(_AvgPool):
-    """Average pooling on ``(n, h, w, c)``; arguments as :class:`MaxPool2D`.
+    """Average pooling on ``(n, h, w, c)``; arguments as :class:`MaxPool2D`. Each window is
+    divided by the number of real inputs it holds: padding is not counted (Keras' rule; PyTorch's
+    ``count_include_pad=False``).
 
     Parameters
     ----------
@@ -216,6 +218,7 @@ class MaxPool1D(_MaxPool):
 @register_layer
 class AvgPool1D(_AvgPool):
     """Average pooling on ``(n, t, c)``: ``pool_size`` (default 2), ``stride``, ``padding``.
+    Each window is divided by the number of real inputs it holds (padding is not counted).
 
     Parameters
     ----------

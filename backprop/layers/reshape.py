@@ -10,6 +10,7 @@ their input or their gradient.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,8 @@ class Reshape(_ShapeLayer):
     def __init__(self, shape: tuple[int, ...] | list[int]) -> None:
         super().__init__()
         try:
+            if isinstance(shape, str | bytes | Mapping):  # iterable, but not a shape
+                raise TypeError
             target = tuple(int(s) for s in shape)
         except (TypeError, ValueError):
             raise ValueError(f"Reshape: shape must be a sequence of ints, got {shape!r}") from None

@@ -79,6 +79,14 @@ class SpatialLayer(Layer):
             outs.append(out)
         self._pads = (pads[0], pads[1])
         self._out2 = (outs[0], outs[1])
+        # A stride along an axis of one window, or a dilation along a kernel of one tap, is never
+        # applied: min(stride, kernel) and 1 compute the same (the former keeps "the windows tile"
+        # true), where a huge one (from a file) overflowed the strided views' byte strides.
+        s2, k2, d2 = self._s2, self._k2, self._d2
+        self._s2 = tuple(
+            s if out > 1 else min(s, k) for s, k, out in zip(s2, k2, outs, strict=True)
+        )
+        self._d2 = tuple(d if k > 1 else 1 for d, k in zip(d2, k2, strict=True))
         spatial = tuple(outs) if self.ndim == 2 else (outs[1],)
         self.in_shape = shape
         self.out_shape = (*spatial, self._out_channels(shape[-1]))
