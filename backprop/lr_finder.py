@@ -121,7 +121,8 @@ def lr_find(
     steps : int
         At most this many updates, one per rate (>= 5).
     sample_weight : array-like (n_samples,), optional
-        Per-sample weights, as in :meth:`Trainer.fit`.
+        Per-sample weights, as in :meth:`Trainer.fit`; a batch of zero total weight is skipped
+        (no step), as ``fit`` skips it.
     beta : float
         Smoothing of the moving average, in ``[0, 1)``.
     diverge : float
@@ -156,17 +157,25 @@ def lr_find(
     runner.model, runner.optimizer, runner.loss = model, optimizer, loss_fn
     runner._trainable = None  # trainable slices recomputed for the copied model
     lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
+    if loss_fn.total_weight(y, w, n) <= 0:  # every batch would be skipped: no step at all
+        raise ValueError(
+            "the data have zero total weight (zero sample weights, or all labels "
+            "ignore_index): the range test has nothing to train on"
+        )
     order = rng.permutation(n)
     pos = 0
     losses, smoothed = [], []
     avg, best, diverged = 0.0, math.inf, False
     for k, lr in enumerate(lrs):
-        if pos + batch_size > n:  # a new pass over the data, in a new order
-            order, pos = rng.permutation(n), 0
-        idx = np.sort(order[pos : pos + batch_size])
-        pos += batch_size
-        Xb, yb = gather(X, idx), y[idx]
-        wb = None if w is None else w[idx]
+        while True:  # a batch of zero weight is skipped, as fit skips it (no step)
+            if pos + batch_size > n:  # a new pass over the data, in a new order
+                order, pos = rng.permutation(n), 0
+            idx = np.sort(order[pos : pos + batch_size])
+            pos += batch_size
+            yb, wb = y[idx], None if w is None else w[idx]
+            if loss_fn.total_weight(yb, wb, len(idx)) > 0:
+                break
+        Xb = gather(X, idx)
         optimizer.lr = float(lr)
         try:
             loss, _, _ = runner.train_step(Xb, yb, wb)

@@ -139,6 +139,21 @@ def test_lr_find_refuses_bad_ranges(data, kwargs, match):
         bp.lr_find(make_trainer(mlp(), bp.Adam()), data["X_train"], data["y_train"], **kwargs)
 
 
+def test_lr_find_skips_batches_of_zero_weight_as_fit_does(rng):
+    # Weights that are zero for most rows (a class left out, a subset selected): fit skips a
+    # batch of zero total weight, but the range test stepped on it and stopped with the loss's
+    # "sample_weight must not sum to zero". Every rate now gets a batch with some weight.
+    X, y = rng.normal(size=(96, 5)), rng.integers(0, 3, 96)
+    w = np.zeros(96)
+    w[:6] = 1.0
+    model = bp.Sequential([bp.Dense(5, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0, dtype="float64")
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), batch_size=8)
+    result = bp.lr_find(trainer, X, y, start=1e-3, end=1.0, steps=12, sample_weight=w)
+    assert len(result.lrs) == len(result.losses) >= 3 and np.all(np.isfinite(result.losses))
+    with pytest.raises(ValueError, match="zero total weight"):
+        bp.lr_find(trainer, X, y, steps=12, sample_weight=np.zeros(96))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "make, hand",
