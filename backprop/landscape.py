@@ -124,8 +124,11 @@ def loss_along_line(
     direction = end - start
     losses = np.empty(len(alphas))
     for i, a in enumerate(alphas):
-        np.multiply(direction, copy_.dtype.type(a), out=copy_.flat_parameters)
-        copy_.flat_parameters += start
+        if a == 1.0:  # start + (end - start) rounds (float32): the end itself, exactly
+            copy_.flat_parameters[...] = end
+        else:
+            np.multiply(direction, copy_.dtype.type(a), out=copy_.flat_parameters)
+            copy_.flat_parameters += start
         losses[i] = _loss_at(copy_, loss, X, y, w, batch_size, l1, l2)
     return alphas, losses
 
