@@ -2,8 +2,9 @@
 
 **MC dropout** (Gal & Ghahramani 2016). Dropout stays on at inference and the model is run ``T``
 times on the same input, each time with fresh masks ``m_t``; the outputs ``p_t = s(f(x; m_t))``
-(``s`` = softmax for SoftmaxCrossEntropy, sigmoid for BinaryCrossEntropy, identity for regression
-losses) approximate samples from the predictive distribution::
+(``s`` = softmax for SoftmaxCrossEntropy, over each step's classes for SequenceCrossEntropy;
+sigmoid for BinaryCrossEntropy; identity for regression losses) approximate samples from the
+predictive distribution (``k`` classes; ``(n, t, k)`` and ``(n, t)`` for a sequence loss)::
 
     mean = 1/T sum_t p_t                      (n, k)
     std  = sqrt(1/T sum_t (p_t - mean)^2)     (n, k)
@@ -38,7 +39,7 @@ from scipy import optimize, special
 from . import checks
 from .layers import Dropout
 from .layers.containers import named_layers
-from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+from .losses import BinaryCrossEntropy, SequenceCrossEntropy, SoftmaxCrossEntropy
 
 
 def output_transform(loss: Any) -> str:
@@ -50,7 +51,7 @@ def output_transform(loss: Any) -> str:
                 f"output must be 'softmax', 'sigmoid', 'identity' or a Loss, got {loss!r}"
             )
         return loss
-    if isinstance(loss, SoftmaxCrossEntropy):
+    if isinstance(loss, SoftmaxCrossEntropy | SequenceCrossEntropy):  # per step for sequences
         return "softmax"
     if isinstance(loss, BinaryCrossEntropy):
         return "sigmoid"
@@ -75,7 +76,8 @@ class MCPrediction:
         Mean and standard deviation over the ``n_samples`` passes (probabilities for
         classification losses, outputs for regression).
     entropy, mutual_information : ndarray (n,) or None
-        Predictive entropy of ``mean`` and its epistemic part (softmax outputs only).
+        Predictive entropy of ``mean`` and its epistemic part (softmax outputs only; per step,
+        ``(n, t)``, for a sequence loss).
     """
 
     mean: np.ndarray

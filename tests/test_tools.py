@@ -310,6 +310,28 @@ def test_mc_dropout_honours_padding_masks_and_dropout_inside_residuals(rng):
     assert "forward" not in vars(nested.layers[1].layers[1])  # its own forward again
 
 
+def test_mc_dropout_of_a_sequence_classifier_averages_per_step_probabilities(rng):
+    # output_transform called SequenceCrossEntropy a regression ("identity"): the MC mean was
+    # the mean of the logits, the std that of logits, and no entropy was given.
+    layers = [bp.Embedding(9, 4), bp.LSTM(5, return_sequences=True), bp.Dropout(0.5), bp.Dense(3)]
+    model = bp.Sequential(layers, input_shape=(4,), dtype="float64", seed=0)
+    ids = rng.integers(0, 9, size=(6, 4))
+    loss = bp.SequenceCrossEntropy()
+    assert bp.uncertainty.output_transform(loss) == "softmax"
+    mc = bp.mc_dropout_predict(model, ids, n_samples=5, output=loss, seed=2)
+    masks = np.random.default_rng(2)
+    passes = []
+    for _ in range(5):  # the same masks, drawn by hand: softmax over each step's classes
+        h = model.layers[1].forward(model.layers[0].forward(ids))
+        keep = masks.random(h.shape) < 0.5
+        passes.append(special.softmax(model.layers[3].forward(h * keep / 0.5), axis=-1))
+    P = np.stack(passes)
+    np.testing.assert_allclose(mc.mean, P.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(mc.std, P.std(0), rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(mc.mean.sum(axis=-1), 1.0, rtol=1e-12)
+    assert mc.entropy.shape == (6, 4) and mc.mutual_information.shape == (6, 4)
+
+
 @pytest.mark.slow
 def test_mc_dropout_entropy_is_higher_on_a_class_never_seen(data):
     seen = data["y_train"] != 9
