@@ -274,7 +274,8 @@ class GradientMonitor(Callback):
     layer (after clipping, as applied; a frozen layer's gradient is not computed); at the
     epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm as
     ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
-    units that output 0 for every sample of the last measured batch. It warns once per parameter
+    units (indices of the last axis: a conv filter at all positions, a recurrent unit at all
+    steps) at 0 for every sample of the last measured batch. It warns once per parameter
     when a gradient norm falls below ``vanish_ratio`` times the largest one (vanishing) or
     exceeds ``explode`` (exploding).
 
@@ -327,8 +328,8 @@ class GradientMonitor(Callback):
 
         for i, layer in enumerate(trainer.model.layers):
             y = layer.last_output if isinstance(layer, ReLU) else None
-            if y is not None:
-                self._dead[i] = float(np.mean(~np.any(y > 0, axis=0)))
+            if y is not None:  # a unit: one index of the last axis, over every other one
+                self._dead[i] = float(np.mean(~np.any(y > 0, axis=tuple(range(y.ndim - 1)))))
 
     def on_epoch_end(self, trainer, epoch, logs):
         if not self._count:
