@@ -89,6 +89,15 @@ def test_pred_vs_true_title_has_the_r2_metrics_json_reports():
     plotting.plt.close("all")
 
 
+def test_pred_vs_true_title_counts_a_constant_output_out_as_metrics_json_does():
+    # The title computed T - T.mean() itself: the mean of seven 0.1 is not exactly 0.1, so the
+    # constant output's SS_tot was ~1e-32, not 0, and the title read R² -2.6e29
+    T = np.column_stack([np.arange(7.0), np.full(7, 0.1)])
+    fig = plotting.fig_pred_vs_true(T, T + 0.01)
+    assert "R² 1.000)" in fig.axes[0].get_title()
+    plotting.plt.close("all")
+
+
 def test_history_figures_are_labelled():
     h = _history()
     _labelled(plotting.fig_loss(h))
