@@ -173,12 +173,19 @@ def mc_dropout_predict(
 
 
 def _check_probs(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(n, k)`` as float64 and integer labels in ``[0, k)``, ``n >= 1``."""
     probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y)
-    if probs.ndim != 2 or probs.shape[0] != y.shape[0] or y.ndim != 1:
+    if probs.ndim != 2 or y.ndim != 1 or probs.shape[0] != y.shape[0]:
         raise ValueError(
             f"expected probabilities (n, n_classes) and labels (n,), got {probs.shape} and "
             f"{y.shape}"
         )
+    if not y.size:
+        raise ValueError("no samples: calibration needs at least one")
+    if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
+        raise ValueError(f"y must hold integer labels, got {y.dtype} values such as {y[0]!r}")
+    if np.any(bad := (y < 0) | (y >= probs.shape[1])):
+        raise ValueError(f"label {y[bad][0]:g} out of range for {probs.shape[1]} classes")
     return probs, y.astype(np.int64)
 
 
@@ -201,6 +208,7 @@ def reliability_curve(
     confidence, accuracy : ndarray (n_bins,)
     counts : ndarray (n_bins,) of int
     """
+    checks.positive_int("n_bins", n_bins)
     probs, y = _check_probs(probs, y)
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)

@@ -357,6 +357,27 @@ def test_ece_of_a_hand_worked_example():
     assert counts.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0, 3]
 
 
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda p, y: bp.expected_calibration_error(p, y, n_bins=0), "n_bins"),
+        (lambda p, y: bp.reliability_curve(p, y, n_bins=2.5), "n_bins"),
+        (lambda p, y: bp.expected_calibration_error(p[:0], y[:0]), "no samples"),
+        (lambda p, y: bp.TemperatureScaling().fit(p[:0], y[:0]), "no samples"),
+        (lambda p, y: bp.expected_calibration_error(p, y + 2), "label 2 out of range"),
+        (lambda p, y: bp.TemperatureScaling().fit(p, y - 1), "label -1 out of range"),
+        (lambda p, y: bp.TemperatureScaling().fit(p, y + 0.5), "integer labels"),
+    ],
+)
+def test_calibration_refuses_what_it_cannot_measure(call, match):
+    # n_bins=0 failed inside np.bincount, no data gave NaN (a temperature of 0.49 from a NaN
+    # objective), label -1 read the last column (T = 20) and 5 was counted wrong or raised
+    # an IndexError; float labels were truncated
+    probs, y = np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 1])
+    with pytest.raises(ValueError, match=match):
+        call(probs, y)
+
+
 def test_temperature_scaling_recovers_the_temperature_that_made_the_labels():
     rng = np.random.default_rng(0)
     logits = 3.0 * rng.standard_normal((20000, 5))
