@@ -423,6 +423,18 @@ def test_cartography_records_p_of_the_given_label():
         bp.Cartography(X, np.array([0, 1, 2])).confidence()
 
 
+def test_cartography_refuses_labels_outside_the_models_classes():
+    # label -1 read the last class's probability, and a label past the last class raised an
+    # IndexError from inside the epoch's end
+    X = np.eye(3, dtype=np.float32)
+    view = type("View", (), {"model": bp.Sequential([bp.Dense(3, 3)], seed=0)})()
+    with pytest.raises(ValueError, match="label -1"):
+        bp.Cartography(X, np.array([0, -1, 2]))
+    carto = bp.Cartography(X, np.array([0, 3, 2]))
+    with pytest.raises(ValueError, match="label 3 out of range for 3 classes"):
+        carto.on_epoch_end(view, 0, {})
+
+
 # -- adaptive gradient clipping ----------------------------------------------------------------------
 @settings(max_examples=50, deadline=None)
 @given(
