@@ -37,6 +37,7 @@ import numpy as np
 from scipy import optimize, special
 
 from . import checks
+from .data import check_X
 from .layers import Dropout
 from .layers.containers import named_layers
 from .losses import BinaryCrossEntropy, SequenceCrossEntropy, SoftmaxCrossEntropy
@@ -139,7 +140,7 @@ def mc_dropout_predict(
             f"({', '.join(type(la).__name__ for la in model.layers)})"
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    X = np.asarray(X) if not hasattr(X, "shape") else X
+    X = check_X(X)  # at least one row: an empty X has no outputs to average
     saved = [layer.rng for layer in dropouts]
     means, stds, ents, mis = [], [], [], []
     try:

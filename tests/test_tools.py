@@ -310,6 +310,13 @@ def test_mc_dropout_honours_padding_masks_and_dropout_inside_residuals(rng):
     assert "forward" not in vars(nested.layers[1].layers[1])  # its own forward again
 
 
+def test_mc_dropout_names_an_empty_input():
+    # it ended in np.concatenate's "need at least one array to concatenate"
+    model = bp.Sequential([bp.Dense(3, 4), bp.Dropout(0.5), bp.Dense(4, 2)], seed=0)
+    with pytest.raises(ValueError, match="X has 0 samples"):
+        bp.mc_dropout_predict(model, np.empty((0, 3)))
+
+
 def test_mc_dropout_of_a_sequence_classifier_averages_per_step_probabilities(rng):
     # output_transform called SequenceCrossEntropy a regression ("identity"): the MC mean was
     # the mean of the logits, the std that of logits, and no entropy was given.
