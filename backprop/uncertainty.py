@@ -3,8 +3,9 @@
 **MC dropout** (Gal & Ghahramani 2016). Dropout stays on at inference and the model is run ``T``
 times on the same input, each time with fresh masks ``m_t``; the outputs ``p_t = s(f(x; m_t))``
 (``s`` = softmax for SoftmaxCrossEntropy, over each step's classes for SequenceCrossEntropy;
-sigmoid for BinaryCrossEntropy; identity for regression losses) approximate samples from the
-predictive distribution (``k`` classes; ``(n, t, k)`` and ``(n, t)`` for a sequence loss)::
+sigmoid for BinaryCrossEntropy; exp for Poisson's log-rates; identity for the other regression
+losses) approximate samples from the predictive distribution (``k`` classes; ``(n, t, k)`` and
+``(n, t)`` for a sequence loss)::
 
     mean = 1/T sum_t p_t                      (n, k)
     std  = sqrt(1/T sum_t (p_t - mean)^2)     (n, k)
@@ -40,18 +41,21 @@ from . import checks
 from .data import check_X
 from .layers import Dropout
 from .layers.containers import named_layers
-from .losses import BinaryCrossEntropy, SequenceCrossEntropy, SoftmaxCrossEntropy
+from .losses import BinaryCrossEntropy, Poisson, SequenceCrossEntropy, SoftmaxCrossEntropy
 
 
 def output_transform(loss: Any) -> str:
-    """``"softmax"``, ``"sigmoid"`` or ``"identity"``: what turns the model's outputs into
-    predictions for this loss (an instance or one of those names)."""
+    """``"softmax"``, ``"sigmoid"``, ``"exp"`` (Poisson's log-rates to rates) or
+    ``"identity"``: what turns the model's outputs into predictions for this loss (an instance
+    or one of those names)."""
     if isinstance(loss, str):
-        if loss not in ("softmax", "sigmoid", "identity"):
+        if loss not in ("softmax", "sigmoid", "exp", "identity"):
             raise ValueError(
-                f"output must be 'softmax', 'sigmoid', 'identity' or a Loss, got {loss!r}"
+                f"output must be 'softmax', 'sigmoid', 'exp', 'identity' or a Loss, got {loss!r}"
             )
         return loss
+    if isinstance(loss, Poisson):
+        return "exp"
     if isinstance(loss, SoftmaxCrossEntropy | SequenceCrossEntropy):  # per step for sequences
         return "softmax"
     if isinstance(loss, BinaryCrossEntropy):
@@ -64,6 +68,8 @@ def _transform(out: np.ndarray, kind: str) -> np.ndarray:
         return special.softmax(out, axis=-1)
     if kind == "sigmoid":
         return special.expit(out)
+    if kind == "exp":
+        return np.exp(out)
     return out
 
 
@@ -117,7 +123,7 @@ def mc_dropout_predict(
     X : array-like of shape ``(n_samples, *in_shape)``
     n_samples : int
         Forward passes per input, each with new masks (>= 2).
-    output : Loss or {"softmax", "sigmoid", "identity"}
+    output : Loss or {"softmax", "sigmoid", "exp", "identity"}
         How outputs become predictions (see :func:`output_transform`).
     batch_size : int
         Rows per chunk: memory holds one chunk's activations and its ``n_samples`` outputs.

@@ -623,3 +623,33 @@ def test_estimators_offer_mc_dropout(data):
         reg.fit(X[:200], y[:200].astype(float))
     m, s = reg.predict_mc(X[:7], n_samples=4)
     assert m.shape == s.shape == (7,)
+
+
+def test_mc_dropout_of_a_poisson_model_averages_rates_not_log_rates(rng):
+    # Poisson outputs are log-rates (predict and score take exp); output_transform called the
+    # loss a plain regression, so MLPRegressor(loss="poisson").predict_mc averaged log-rates
+    # and returned negative "counts" next to predict's positive ones
+    X = rng.normal(size=(120, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] + 1.0))
+    assert bp.uncertainty.output_transform(bp.Poisson()) == "exp"
+    reg = bp.MLPRegressor(
+        hidden_layer_sizes=(8,), loss="poisson", dropout=0.2, max_iter=5, random_state=0
+    )
+    with pytest.warns(Warning):
+        reg.fit(X, y)
+    mean, std = reg.predict_mc(X[:6], n_samples=5, random_state=1)
+    masks = np.random.default_rng(1)
+    model = reg.model_
+    passes = []
+    for _ in range(5):  # the same masks by hand: rates exp(z) of each pass
+        h = X[:6]
+        for layer in model.layers:
+            if isinstance(layer, bp.Dropout):
+                keep = masks.random(h.shape, dtype=h.dtype) < 1 - layer.drop_rate
+                h = h * keep / (1 - layer.drop_rate)
+            else:
+                h = layer.forward(h)
+        passes.append(np.exp(h.astype(np.float64)).ravel())
+    np.testing.assert_allclose(mean, np.mean(passes, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, np.std(passes, axis=0), rtol=1e-5, atol=1e-12)
+    assert np.all(mean > 0)
