@@ -111,6 +111,19 @@ def test_history_figures_are_labelled():
     assert plotting.fig_grad_norms({"loss": [1.0]}) is None
 
 
+def test_weight_histograms_cover_every_weight_matrix_and_say_so():
+    # The figure took the "*.W" parameters only (an LSTM's recurrent U was left out) and was
+    # titled "per Dense layer" over convolution and LSTM kernels too
+    model = bp.Sequential(
+        [bp.Conv1D(3, 2), bp.LSTM(4), bp.Dense(2)], input_shape=(6, 3), dtype="float64", seed=0
+    )
+    fig = plotting.fig_weights(model)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert [t.split()[0] for t in titles] == ["0.W", "1.W", "1.U", "2.W"]
+    assert "Dense" not in fig._suptitle.get_text()
+    plotting.plt.close("all")
+
+
 def test_model_and_prediction_figures_are_labelled():
     model = bp.Sequential([bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 3)], seed=0)
     _labelled(plotting.fig_weights(model), legend=False)
