@@ -11,8 +11,9 @@ average (the same correction Adam applies to its moments)::
     a_k = beta * a_{k-1} + (1 - beta) * L_k,   a_{-1} = 0
     s_k = a_k / (1 - beta ** (k + 1))
 
-The test stops early when ``s_k > diverge * min_{j<=k} s_j`` or a loss is not finite: past that
-point the rate is too large to train at all.
+The test stops early when ``s_k - m_k > (diverge - 1) |m_k|``, ``m_k = min_{j<=k} s_j`` (for a
+positive loss: ``s_k > diverge * m_k``; a Poisson loss, which drops ``log t!``, goes below 0),
+or when a loss is not finite: past that point the rate is too large to train at all.
 
 The suggested rate is the rate of the smoothed minimum divided by ten, ``lr[argmin s] / 10``: a
 rate still well inside the stable range. The rate at which the smoothed loss falls fastest per
@@ -126,7 +127,8 @@ def lr_find(
     beta : float
         Smoothing of the moving average, in ``[0, 1)``.
     diverge : float
-        Stop once the smoothed loss exceeds ``diverge`` times its minimum so far.
+        Stop once the smoothed loss exceeds its minimum so far by ``(diverge - 1)`` times the
+        minimum's magnitude (``diverge`` times the minimum, for a positive loss).
     seed : int, Generator or None
         The batch order (the trainer's own streams are left untouched).
 
@@ -187,7 +189,7 @@ def lr_find(
         s = avg / (1.0 - beta ** (k + 1))
         smoothed.append(float(s))
         best = min(best, s)
-        if k > 0 and s > diverge * best:
+        if k > 0 and s - best > (diverge - 1.0) * abs(best):  # s > diverge * best when best > 0
             diverged = True
             break
     if len(smoothed) < 3:

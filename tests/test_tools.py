@@ -117,6 +117,22 @@ def test_lr_find_stops_when_the_loss_diverges_and_the_rates_grow_geometrically(d
     assert result.smoothed[-1] > 4 * result.smoothed.min() or not np.isfinite(result.losses[-1])
 
 
+def test_lr_find_does_not_call_a_loss_that_falls_below_zero_diverged(rng):
+    # Poisson's loss drops log t! and goes negative; the rule s > 4 * min fired as soon as the
+    # falling loss crossed 0 (-0.087 > 4 * -0.087), and the test stopped there, "diverged"
+    X = rng.normal(size=(400, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, :1] + 2.0)).astype(float)
+    model = bp.Sequential([bp.Dense(3, 8), bp.ReLU(), bp.Dense(8, 1)], seed=0, dtype="float64")
+    model.layers[2].params["b"][:] = 2.0
+    trainer = bp.Trainer(model, "poisson", bp.SGD(0.01), batch_size=16)
+    result = bp.lr_find(trainer, X, y, start=1e-5, end=1.0, steps=40, seed=0)
+    s = result.smoothed
+    best = np.minimum.accumulate(s)
+    assert best[-1] < -1.0  # it went on well below 0
+    assert np.all(s[:-1] - best[:-1] <= 3 * np.abs(best[:-1]))  # no earlier stop was due
+    assert result.diverged and s[-1] - best[-1] > 3 * abs(best[-1])
+
+
 def test_suggest_takes_the_minimum_over_ten_and_the_steepest_descent_before_it():
     lrs = np.geomspace(1e-5, 1.0, 11)  # 1e-5, 1e-4.5, ..., 1
     smoothed = np.array([3.0, 3.0, 2.9, 2.5, 1.5, 1.0, 0.8, 0.7, 0.9, 2.0, 5.0])
