@@ -154,3 +154,28 @@ def test_history_csv_round_trip(tmp_path):
     assert list(back) == list(h)
     for key in h:
         assert back[key] == pytest.approx(h[key], nan_ok=True)
+
+
+def test_landscape_figures_draw_a_loss_below_zero_on_a_linear_scale(tmp_path):
+    # A Poisson loss drops log t! and can be negative: the 1-D profile's log axis dropped
+    # those points and the 2-D contours clipped them to log10(1e-12) = -12, one flat color
+    from matplotlib.image import imread
+
+    from backprop.app import tool_plots
+
+    alphas = np.linspace(-1.0, 1.0, 5)
+    line = np.array([2.0, -0.5, -1.0, -0.5, 2.0])
+    captured = []
+    real_save = tool_plots._save
+    tool_plots._save = lambda fig, path: (captured.append(fig), real_save(fig, path))[1]
+    try:
+        tool_plots.plot_landscape_1d({"p": (alphas, line)}, tmp_path / "a.png", "alpha")
+        Z = line[None, :] + line[:, None]
+        tool_plots.plot_landscape_2d({"p": (alphas, alphas, Z, None)}, tmp_path / "b.png")
+    finally:
+        tool_plots._save = real_save
+    one, two = captured
+    assert one.axes[0].get_yscale() == "linear"
+    assert "log" not in one.axes[0].get_ylabel()
+    assert "log10" not in two.axes[-1].get_ylabel()  # the colorbar
+    assert imread(tmp_path / "b.png").shape[0] > 100
