@@ -179,3 +179,15 @@ def test_landscape_figures_draw_a_loss_below_zero_on_a_linear_scale(tmp_path):
     assert "log" not in one.axes[0].get_ylabel()
     assert "log10" not in two.axes[-1].get_ylabel()  # the colorbar
     assert imread(tmp_path / "b.png").shape[0] > 100
+
+
+def test_landscape_contours_survive_a_grid_point_whose_loss_overflowed(tmp_path):
+    # float32 logits far from the minimum can overflow to an infinite loss: the color levels
+    # were linspace(min, max) over every point, inf included, and contourf raised
+    from backprop.app import tool_plots
+
+    a = np.linspace(-1.0, 1.0, 5)
+    Z = 1.0 + a[None, :] ** 2 + a[:, None] ** 2
+    Z[0, 0], Z[4, 4] = np.inf, np.nan
+    path = tool_plots.plot_landscape_2d({"p": (a, a, Z, None)}, tmp_path / "z.png")
+    assert path.stat().st_size > 5_000

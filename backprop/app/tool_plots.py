@@ -79,7 +79,10 @@ def plot_landscape_2d(
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.8), squeeze=False)
     log = _positive([Z for _, _, Z, _ in panels.values()])
     logs = [np.log10(Z) if log else Z for _, _, Z, _ in panels.values()]
-    levels = np.linspace(min(z.min() for z in logs), max(z.max() for z in logs), 25)
+    finite = np.concatenate([z[np.isfinite(z)] for z in logs])  # an overflowed point: blank
+    if not finite.size:
+        raise ValueError("every loss on the grid is infinite or NaN: nothing to draw")
+    levels = np.linspace(finite.min(), finite.max() if np.ptp(finite) else finite.min() + 1, 25)
     for ax, (name, (a, b, _, traj)), logZ in zip(axes[0], panels.items(), logs, strict=True):
         cs = ax.contourf(a, b, logZ, levels=levels, cmap="viridis")
         ax.contour(a, b, logZ, levels=levels, colors="k", linewidths=0.3)
