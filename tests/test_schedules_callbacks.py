@@ -228,3 +228,22 @@ def test_callbacks_that_began_are_ended_when_a_later_one_refuses_to_begin(tmp_pa
         trainer.fit(rng.normal(size=(8, 3)), rng.integers(0, 2, 8))
     assert calls == ["begin", "end"]
     assert csv_logger._file.closed
+
+
+def test_csv_logger_names_a_value_that_first_appears_after_its_header(tmp_path):
+    # The header is the first epoch's keys; a value logged from a later epoch on (a layer
+    # unfrozen for fine-tuning starts its update_ratio column) was dropped with no word
+    class LateKey(bp.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch >= 1:
+                logs["late"] = float(epoch)
+
+    path = tmp_path / "log.csv"
+    model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+    trainer = bp.Trainer(
+        model, "cross_entropy", "sgd", epochs=3, callbacks=[LateKey(), bp.CSVLogger(str(path))]
+    )
+    with pytest.warns(RuntimeWarning, match="late not in its header") as caught:
+        trainer.fit(np.eye(2), [0, 1])
+    assert sum("late" in str(w.message) for w in caught) == 1  # once, not every epoch
+    assert len(list(csv.DictReader(path.open()))) == 3
