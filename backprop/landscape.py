@@ -95,6 +95,8 @@ def loss_along_line(
     ----------
     model : Sequential
         Gives the architecture (and ``end``'s default: its current weights). Not modified.
+        Its buffers stay as they are at every ``alpha``: with BatchNorm, ``alpha = 0`` is the
+        start's parameters with this model's running statistics, not the start model itself.
     loss : Loss
         The loss to evaluate.
     X, y : array-like

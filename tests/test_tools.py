@@ -585,6 +585,32 @@ def test_the_tools_command_line(tmp_path, monkeypatch, capsys):
     assert main(["landscape", str(tmp_path / "nowhere")]) == 2
 
 
+def test_landscape_command_says_what_batchnorm_does_to_the_initial_end(tmp_path, capsys):
+    # The line moves the parameters only: BatchNorm's running statistics are the trained ones
+    # at every alpha, so "loss at the initial weights" (2.74 here) was not the initial model's
+    # loss (2.43); the command now prints that one too and says why they differ
+    from backprop.app.cli import main
+    from backprop.app.tools import _load_run
+
+    config = tmp_path / "bn.toml"
+    config.write_text(
+        '[data]\nsource = "digits"\nvalidation_size = 0.1\n'
+        '[[model.layers]]\ntype = "Dense"\nout_features = 16\n'
+        '[[model.layers]]\ntype = "BatchNorm"\n[[model.layers]]\ntype = "ReLU"\n'
+        '[[model.layers]]\ntype = "Dense"\n'
+        "[loss]\nname = 'cross_entropy'\n[trainer]\nepochs = 2\n[output]\nplots = false\n"
+    )
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["landscape", str(run_dir), "--points", "3", "--samples", "200"]) == 0
+    out = capsys.readouterr().out
+    _, ds, initial, _, trainer = _load_run(run_dir)
+    own = bp.Trainer(initial, trainer.loss, "sgd").evaluate(ds.X_train[:200], ds.y_train[:200])
+    assert f"the initial model itself: {own['loss']:.4g}" in out
+    assert "running statistics" in out
+
+
 def test_uncertainty_command_finds_a_dropout_inside_a_residual_block(tmp_path, capsys):
     # mc_dropout_predict switches on every Dropout, nested ones too; the command used to look
     # at the top-level layers only, skip MC dropout and say the model had no Dropout layer
