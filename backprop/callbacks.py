@@ -196,7 +196,8 @@ class CSVLogger(Callback):
     appends under the file's own header; rows of epochs past the trainer's (written after the
     last checkpoint of a run that then crashed) are dropped, so every epoch appears once.
     With ``append=True`` nothing is ever removed: rows are added to whatever the file holds.
-    A value without a column in the file's header is left out, with a warning naming it.
+    A value without a column in the file's header (appended to an older file, or first logged
+    after the header was written) is left out, with one warning naming it.
 
     Parameters
     ----------
@@ -216,21 +217,19 @@ class CSVLogger(Callback):
         if self.append or done > 0:
             fields = _keep_csv_rows(self.path, None if self.append else done)
         self._file = open(self.path, "w" if fields is None else "a", newline="")  # noqa: SIM115
-        self._fields = fields
+        self._fields, self._dropped = fields, set()
         self._writer: csv.DictWriter | None = None
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self._writer is None:
-            fields = self._fields or list(logs)
-            if dropped := [k for k in logs if k not in fields]:  # appended: the file's columns
-                warnings.warn(
-                    f"{self.path}: {', '.join(dropped)} not in its header; not written",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
+            self._fields = self._fields or list(logs)  # appended: the file's own columns
+            self._writer = csv.DictWriter(self._file, self._fields, extrasaction="ignore")
             if self._file.tell() == 0:
                 self._writer.writeheader()
+        if dropped := [k for k in logs if k not in self._fields and k not in self._dropped]:
+            self._dropped.update(dropped)  # named once (see the class docstring)
+            msg = f"{self.path}: {', '.join(dropped)} not in its header; not written"
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
         self._writer.writerow(logs)
         self._file.flush()
 
@@ -274,7 +273,8 @@ class GradientMonitor(Callback):
     layer (after clipping, as applied; a frozen layer's gradient is not computed); at the
     epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm as
     ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
-    units that output 0 for every sample of the last measured batch. It warns once per parameter
+    units (indices of the last axis: a conv filter at all positions, a recurrent unit at all
+    steps) at 0 for every sample of the last measured batch. It warns once per parameter
     when a gradient norm falls below ``vanish_ratio`` times the largest one (vanishing) or
     exceeds ``explode`` (exploding).
 
@@ -327,8 +327,8 @@ class GradientMonitor(Callback):
 
         for i, layer in enumerate(trainer.model.layers):
             y = layer.last_output if isinstance(layer, ReLU) else None
-            if y is not None:
-                self._dead[i] = float(np.mean(~np.any(y > 0, axis=0)))
+            if y is not None:  # a unit: one index of the last axis, over every other one
+                self._dead[i] = float(np.mean(~np.any(y > 0, axis=tuple(range(y.ndim - 1)))))
 
     def on_epoch_end(self, trainer, epoch, logs):
         if not self._count:

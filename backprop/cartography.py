@@ -58,6 +58,8 @@ class Cartography(Callback):
             raise ValueError(
                 f"y must be integer labels of shape ({self.X.shape[0]},), got {y.dtype} {y.shape}"
             )
+        if y.size and y.min() < 0:
+            raise ValueError(f"label {y.min()} out of range: labels are class indices >= 0")
         self.y = y.astype(np.int64)
         self.batch_size = checks.positive_int("batch_size", batch_size)  # -1: rows unwritten
         self._probs: list[np.ndarray] = []
@@ -74,6 +76,8 @@ class Cartography(Callback):
                 raise ValueError(
                     f"Cartography needs class scores (n, n_classes >= 2), got outputs {out.shape}"
                 )
+            if (top := int(self.y.max(initial=0))) >= out.shape[1]:
+                raise ValueError(f"label {top} out of range for {out.shape[1]} classes")
             logp = special.log_softmax(out.astype(np.float64), axis=1)
             p[sl] = np.exp(logp[np.arange(len(logp)), self.y[sl]])
             ok[sl] = out.argmax(axis=1) == self.y[sl]

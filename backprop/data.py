@@ -215,28 +215,41 @@ class Accuracy:
 
 class R2:
     """Coefficient of determination, averaged uniformly over outputs (scikit-learn's r2_score),
-    accumulated from running sums so it needs no second pass over the data."""
+    accumulated chunk by chunk so it needs no second pass over the data. Each chunk's weighted
+    mean and centered sum of squares are merged (Chan et al.'s update), never ``sum y^2 -
+    (sum y)^2 / n``, which cancels; an output that is constant over the data has no spread and
+    counts out of the average."""
 
     name = "r2"
 
     def reset(self) -> None:
         self.n = 0.0
-        self.sum_y = self.sum_y2 = self.sse = 0.0
+        self.mean = self.sst = self.sse = 0.0
+        self.low = self.high = None  # per output: a constant output has SS_tot exactly 0
 
     def update(self, out: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> None:
         y = y.reshape(out.shape).astype(np.float64)
+        weights = np.ones(len(y)) if w is None else np.asarray(w, np.float64)
+        n_b = float(weights.sum())
+        if n_b <= 0:
+            return
         r = out - y
-        weights = np.ones(len(y)) if w is None else w
-        self.n += float(weights.sum())
-        self.sum_y = self.sum_y + weights @ y
-        self.sum_y2 = self.sum_y2 + weights @ (y * y)
+        mean_b = weights @ y / n_b
+        sst_b = weights @ ((y - mean_b) ** 2)
+        delta, n = mean_b - self.mean, self.n + n_b
+        self.sst = self.sst + sst_b + delta**2 * (self.n * n_b / n)
+        self.mean = self.mean + delta * (n_b / n)
+        self.n = n
         self.sse = self.sse + weights @ (r * r)
+        used = y[weights > 0]
+        low, high = used.min(axis=0), used.max(axis=0)
+        self.low = low if self.low is None else np.minimum(self.low, low)
+        self.high = high if self.high is None else np.maximum(self.high, high)
 
     def result(self) -> float:
         if not self.n:
             return float("nan")
-        sst = self.sum_y2 - self.sum_y**2 / self.n
-        sst = np.where(sst > 0, sst, np.nan)
+        sst = np.where((self.high > self.low) & (self.sst > 0), self.sst, np.nan)
         return float(np.nanmean(1 - self.sse / sst)) if np.any(np.isfinite(sst)) else float("nan")
 
 

@@ -95,6 +95,8 @@ def loss_along_line(
     ----------
     model : Sequential
         Gives the architecture (and ``end``'s default: its current weights). Not modified.
+        Its buffers stay as they are at every ``alpha``: with BatchNorm, ``alpha = 0`` is the
+        start's parameters with this model's running statistics, not the start model itself.
     loss : Loss
         The loss to evaluate.
     X, y : array-like
@@ -124,8 +126,11 @@ def loss_along_line(
     direction = end - start
     losses = np.empty(len(alphas))
     for i, a in enumerate(alphas):
-        np.multiply(direction, copy_.dtype.type(a), out=copy_.flat_parameters)
-        copy_.flat_parameters += start
+        if a == 1.0:  # start + (end - start) rounds (float32): the end itself, exactly
+            copy_.flat_parameters[...] = end
+        else:
+            np.multiply(direction, copy_.dtype.type(a), out=copy_.flat_parameters)
+            copy_.flat_parameters += start
         losses[i] = _loss_at(copy_, loss, X, y, w, batch_size, l1, l2)
     return alphas, losses
 

@@ -11,8 +11,9 @@ average (the same correction Adam applies to its moments)::
     a_k = beta * a_{k-1} + (1 - beta) * L_k,   a_{-1} = 0
     s_k = a_k / (1 - beta ** (k + 1))
 
-The test stops early when ``s_k > diverge * min_{j<=k} s_j`` or a loss is not finite: past that
-point the rate is too large to train at all.
+The test stops early when ``s_k - m_k > (diverge - 1) |m_k|``, ``m_k = min_{j<=k} s_j`` (for a
+positive loss: ``s_k > diverge * m_k``; a Poisson loss, which drops ``log t!``, goes below 0),
+or when a loss is not finite: past that point the rate is too large to train at all.
 
 The suggested rate is the rate of the smoothed minimum divided by ten, ``lr[argmin s] / 10``: a
 rate still well inside the stable range. The rate at which the smoothed loss falls fastest per
@@ -121,11 +122,13 @@ def lr_find(
     steps : int
         At most this many updates, one per rate (>= 5).
     sample_weight : array-like (n_samples,), optional
-        Per-sample weights, as in :meth:`Trainer.fit`.
+        Per-sample weights, as in :meth:`Trainer.fit`; a batch of zero total weight is skipped
+        (no step), as ``fit`` skips it.
     beta : float
         Smoothing of the moving average, in ``[0, 1)``.
     diverge : float
-        Stop once the smoothed loss exceeds ``diverge`` times its minimum so far.
+        Stop once the smoothed loss exceeds its minimum so far by ``(diverge - 1)`` times the
+        minimum's magnitude (``diverge`` times the minimum, for a positive loss).
     seed : int, Generator or None
         The batch order (the trainer's own streams are left untouched).
 
@@ -156,17 +159,25 @@ def lr_find(
     runner.model, runner.optimizer, runner.loss = model, optimizer, loss_fn
     runner._trainable = None  # trainable slices recomputed for the copied model
     lrs = start * (end / start) ** (np.arange(steps) / (steps - 1))
+    if loss_fn.total_weight(y, w, n) <= 0:  # every batch would be skipped: no step at all
+        raise ValueError(
+            "the data have zero total weight (zero sample weights, or all labels "
+            "ignore_index): the range test has nothing to train on"
+        )
     order = rng.permutation(n)
     pos = 0
     losses, smoothed = [], []
     avg, best, diverged = 0.0, math.inf, False
     for k, lr in enumerate(lrs):
-        if pos + batch_size > n:  # a new pass over the data, in a new order
-            order, pos = rng.permutation(n), 0
-        idx = np.sort(order[pos : pos + batch_size])
-        pos += batch_size
-        Xb, yb = gather(X, idx), y[idx]
-        wb = None if w is None else w[idx]
+        while True:  # a batch of zero weight is skipped, as fit skips it (no step)
+            if pos + batch_size > n:  # a new pass over the data, in a new order
+                order, pos = rng.permutation(n), 0
+            idx = np.sort(order[pos : pos + batch_size])
+            pos += batch_size
+            yb, wb = y[idx], None if w is None else w[idx]
+            if loss_fn.total_weight(yb, wb, len(idx)) > 0:
+                break
+        Xb = gather(X, idx)
         optimizer.lr = float(lr)
         try:
             loss, _, _ = runner.train_step(Xb, yb, wb)
@@ -178,7 +189,7 @@ def lr_find(
         s = avg / (1.0 - beta ** (k + 1))
         smoothed.append(float(s))
         best = min(best, s)
-        if k > 0 and s > diverge * best:
+        if k > 0 and s - best > (diverge - 1.0) * abs(best):  # s > diverge * best when best > 0
             diverged = True
             break
     if len(smoothed) < 3:

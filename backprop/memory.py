@@ -26,6 +26,8 @@ M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 #: glibc refuses an mmap threshold above 32 MiB on 64-bit systems (HEAP_MAX_SIZE / 2).
 MMAP_MAX = 32 * 2**20
+#: mallopt's value is a C ``int``.
+INT_MAX = 2**31 - 1
 
 
 def keep_freed_memory(keep: int = 256 * 2**20, mmap_max: int = MMAP_MAX) -> bool:
@@ -35,7 +37,8 @@ def keep_freed_memory(keep: int = 256 * 2**20, mmap_max: int = MMAP_MAX) -> bool
     Parameters
     ----------
     keep : int, default 256 MiB
-        ``M_TRIM_THRESHOLD``: free memory at the top of the heap kept before trimming.
+        ``M_TRIM_THRESHOLD``: free memory at the top of the heap kept before trimming (at
+        most ``2**31 - 1``: mallopt takes a C int).
     mmap_max : int, default 32 MiB
         ``M_MMAP_THRESHOLD``: blocks larger than this are still mapped on their own.
 
@@ -47,6 +50,10 @@ def keep_freed_memory(keep: int = 256 * 2**20, mmap_max: int = MMAP_MAX) -> bool
     for name, value in (("keep", keep), ("mmap_max", mmap_max)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a byte count >= 0, got {value!r}")
+        if value > INT_MAX:  # ctypes would wrap it silently: 4 GiB became 0
+            raise ValueError(
+                f"{name} must be at most {INT_MAX} (mallopt takes a C int), got {value}"
+            )
     if mmap_max > MMAP_MAX:
         raise ValueError(f"mmap_max must be at most {MMAP_MAX} (glibc's limit), got {mmap_max}")
     name = ctypes.util.find_library("c")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .callbacks import Callback
 from .layers import Dense, Dropout
 from .layers.base import Layer
@@ -75,7 +76,7 @@ class ActivationRecorder(Callback):
 
     def __init__(self, X: Any, max_values: int = 20_000) -> None:
         self.X = X
-        self.max_values = int(max_values)
+        self.max_values = checks.positive_int("max_values", max_values)
         self.start: dict[str, np.ndarray] = {}
         self.end: dict[str, np.ndarray] = {}
 
@@ -84,7 +85,7 @@ class ActivationRecorder(Callback):
         for i, layer, out in model.layer_outputs(self.X):  # masks and token ids as in forward
             if _is_activation(layer):
                 values = out.ravel()
-                step = max(1, values.size // self.max_values)
+                step = max(1, -(-values.size // self.max_values))  # ceil: at most max_values
                 found[f"{i} {type(layer).__name__}"] = values[::step].astype(np.float64)
         return found
 

@@ -8,7 +8,8 @@ epochs, in this order::
         on_epoch_begin -> lr from an "epoch" schedule -> per batch:
             on_batch_begin -> lr from an "update" schedule -> step -> on_batch_end
         -> epoch logs (loss, metrics, grad_norm, grad_norm_max, val_*, lr, time) -> on_epoch_end
-    -> on_train_end (always, also after Ctrl-C or an error)
+    -> on_train_end (always, also after Ctrl-C or an error; when an on_train_begin raises,
+       for the callbacks whose on_train_begin had returned)
 
 The epoch loss is the weighted mean of the batch losses, ``sum_b w_b loss_b / sum_b w_b`` with
 ``w_b`` the weight the loss divides the batch by (``loss.total_weight``: its row count, or its
@@ -48,11 +49,13 @@ class TrainingLoop:
         pruning.enforce(self.model, self.optimizer)  # pruning hook: a mask set before fit
         self.initial_epoch, self.end_epoch = self.epoch, self.epoch + epochs
         view = TrainingView(self)
-        for cb in hooks:
-            cb.on_train_begin(view)
-        self._apply_pending_callback_states()
-        run = None
+        self._position = (self.initial_epoch, 0)
+        run, begun = None, []  # only a callback that began is ended (its file, its bar)
         try:
+            for cb in hooks:
+                cb.on_train_begin(view)
+                begun.append(cb)
+            self._apply_pending_callback_states()
             if (schedule := self._stepped_schedule()) is not None:
                 schedule.start(self.optimizer.lr)
             if not self.has_learning_rate:
@@ -74,7 +77,7 @@ class TrainingLoop:
         finally:
             if run is not None:
                 run.close()
-            for cb in hooks:
+            for cb in begun:
                 cb.on_train_end(view)
             pruning.enforce(self.model, self.optimizer)  # pruning hook: restored weights too
         return self.history

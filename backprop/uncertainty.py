@@ -2,8 +2,10 @@
 
 **MC dropout** (Gal & Ghahramani 2016). Dropout stays on at inference and the model is run ``T``
 times on the same input, each time with fresh masks ``m_t``; the outputs ``p_t = s(f(x; m_t))``
-(``s`` = softmax for SoftmaxCrossEntropy, sigmoid for BinaryCrossEntropy, identity for regression
-losses) approximate samples from the predictive distribution::
+(``s`` = softmax for SoftmaxCrossEntropy, over each step's classes for SequenceCrossEntropy;
+sigmoid for BinaryCrossEntropy; exp for Poisson's log-rates; identity for the other regression
+losses) approximate samples from the predictive distribution (``k`` classes; ``(n, t, k)`` and
+``(n, t)`` for a sequence loss)::
 
     mean = 1/T sum_t p_t                      (n, k)
     std  = sqrt(1/T sum_t (p_t - mean)^2)     (n, k)
@@ -36,21 +38,25 @@ import numpy as np
 from scipy import optimize, special
 
 from . import checks
+from .data import check_X
 from .layers import Dropout
 from .layers.containers import named_layers
-from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+from .losses import BinaryCrossEntropy, Poisson, SequenceCrossEntropy, SoftmaxCrossEntropy
 
 
 def output_transform(loss: Any) -> str:
-    """``"softmax"``, ``"sigmoid"`` or ``"identity"``: what turns the model's outputs into
-    predictions for this loss (an instance or one of those names)."""
+    """``"softmax"``, ``"sigmoid"``, ``"exp"`` (Poisson's log-rates to rates) or
+    ``"identity"``: what turns the model's outputs into predictions for this loss (an instance
+    or one of those names)."""
     if isinstance(loss, str):
-        if loss not in ("softmax", "sigmoid", "identity"):
+        if loss not in ("softmax", "sigmoid", "exp", "identity"):
             raise ValueError(
-                f"output must be 'softmax', 'sigmoid', 'identity' or a Loss, got {loss!r}"
+                f"output must be 'softmax', 'sigmoid', 'exp', 'identity' or a Loss, got {loss!r}"
             )
         return loss
-    if isinstance(loss, SoftmaxCrossEntropy):
+    if isinstance(loss, Poisson):
+        return "exp"
+    if isinstance(loss, SoftmaxCrossEntropy | SequenceCrossEntropy):  # per step for sequences
         return "softmax"
     if isinstance(loss, BinaryCrossEntropy):
         return "sigmoid"
@@ -62,6 +68,8 @@ def _transform(out: np.ndarray, kind: str) -> np.ndarray:
         return special.softmax(out, axis=-1)
     if kind == "sigmoid":
         return special.expit(out)
+    if kind == "exp":
+        return np.exp(out)
     return out
 
 
@@ -75,7 +83,8 @@ class MCPrediction:
         Mean and standard deviation over the ``n_samples`` passes (probabilities for
         classification losses, outputs for regression).
     entropy, mutual_information : ndarray (n,) or None
-        Predictive entropy of ``mean`` and its epistemic part (softmax outputs only).
+        Predictive entropy of ``mean`` and its epistemic part (softmax outputs only; per step,
+        ``(n, t)``, for a sequence loss).
     """
 
     mean: np.ndarray
@@ -114,7 +123,7 @@ def mc_dropout_predict(
     X : array-like of shape ``(n_samples, *in_shape)``
     n_samples : int
         Forward passes per input, each with new masks (>= 2).
-    output : Loss or {"softmax", "sigmoid", "identity"}
+    output : Loss or {"softmax", "sigmoid", "exp", "identity"}
         How outputs become predictions (see :func:`output_transform`).
     batch_size : int
         Rows per chunk: memory holds one chunk's activations and its ``n_samples`` outputs.
@@ -137,7 +146,7 @@ def mc_dropout_predict(
             f"({', '.join(type(la).__name__ for la in model.layers)})"
         )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    X = np.asarray(X) if not hasattr(X, "shape") else X
+    X = check_X(X)  # at least one row: an empty X has no outputs to average
     saved = [layer.rng for layer in dropouts]
     means, stds, ents, mis = [], [], [], []
     try:
@@ -171,12 +180,19 @@ def mc_dropout_predict(
 
 
 def _check_probs(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(n, k)`` as float64 and integer labels in ``[0, k)``, ``n >= 1``."""
     probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y)
-    if probs.ndim != 2 or probs.shape[0] != y.shape[0] or y.ndim != 1:
+    if probs.ndim != 2 or y.ndim != 1 or probs.shape[0] != y.shape[0]:
         raise ValueError(
             f"expected probabilities (n, n_classes) and labels (n,), got {probs.shape} and "
             f"{y.shape}"
         )
+    if not y.size:
+        raise ValueError("no samples: calibration needs at least one")
+    if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
+        raise ValueError(f"y must hold integer labels, got {y.dtype} values such as {y[0]!r}")
+    if np.any(bad := (y < 0) | (y >= probs.shape[1])):
+        raise ValueError(f"label {y[bad][0]:g} out of range for {probs.shape[1]} classes")
     return probs, y.astype(np.int64)
 
 
@@ -199,6 +215,7 @@ def reliability_curve(
     confidence, accuracy : ndarray (n_bins,)
     counts : ndarray (n_bins,) of int
     """
+    checks.positive_int("n_bins", n_bins)
     probs, y = _check_probs(probs, y)
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)

@@ -255,3 +255,17 @@ def test_activation_recorder_sees_what_the_model_computes_on_padded_sequences():
     model = bp.Sequential(layers, input_shape=(5,), dtype="float64", seed=0)
     got = bp.ActivationRecorder(ids).record(model)["2 Tanh"]
     np.testing.assert_allclose(got, model.forward(ids).ravel(), rtol=1e-12, atol=1e-15)
+
+
+def test_activation_recorder_keeps_at_most_max_values():
+    # The stride was size // max_values: 30 x 7 = 210 values with max_values=100 gave stride 2
+    # and 105 values kept, 199 values gave stride 1 and all 199; max_values=0 divided by zero.
+    model = bp.Sequential([bp.Dense(6, 7), bp.ReLU()], seed=0, dtype="float64")
+    X = np.random.default_rng(0).normal(size=(30, 6))
+    for max_values in (100, 199, 209, 210, 1):
+        kept = bp.ActivationRecorder(X, max_values=max_values).record(model)["1 ReLU"]
+        assert 0 < kept.size <= max_values, (max_values, kept.size)
+    full = bp.ActivationRecorder(X, max_values=210).record(model)["1 ReLU"]
+    np.testing.assert_array_equal(full, model.forward(X).ravel())
+    with pytest.raises(ValueError, match="max_values"):
+        bp.ActivationRecorder(X, max_values=0)

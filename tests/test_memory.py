@@ -54,6 +54,8 @@ def test_kept_memory_is_not_faulted_in_again():
         ({"keep": -1}, "keep must be a byte count >= 0, got -1"),
         ({"keep": 1.5}, "keep must be a byte count"),
         ({"mmap_max": 2**26}, r"mmap_max must be at most 33554432 \(glibc's limit\), got 67108864"),
+        # mallopt takes a C int: 4 GiB wrapped to 0 (trim every freed byte, the opposite)
+        ({"keep": 2**32}, r"keep must be at most 2147483647 \(mallopt takes a C int\)"),
     ],
 )
 def test_bad_sizes_name_the_value(kwargs, match):

@@ -89,6 +89,15 @@ def test_pred_vs_true_title_has_the_r2_metrics_json_reports():
     plotting.plt.close("all")
 
 
+def test_pred_vs_true_title_counts_a_constant_output_out_as_metrics_json_does():
+    # The title computed T - T.mean() itself: the mean of seven 0.1 is not exactly 0.1, so the
+    # constant output's SS_tot was ~1e-32, not 0, and the title read R² -2.6e29
+    T = np.column_stack([np.arange(7.0), np.full(7, 0.1)])
+    fig = plotting.fig_pred_vs_true(T, T + 0.01)
+    assert "R² 1.000)" in fig.axes[0].get_title()
+    plotting.plt.close("all")
+
+
 def test_history_figures_are_labelled():
     h = _history()
     _labelled(plotting.fig_loss(h))
@@ -100,6 +109,19 @@ def test_history_figures_are_labelled():
     _labelled(fig)
     assert plotting.fig_metrics({"loss": [1.0]}) is None
     assert plotting.fig_grad_norms({"loss": [1.0]}) is None
+
+
+def test_weight_histograms_cover_every_weight_matrix_and_say_so():
+    # The figure took the "*.W" parameters only (an LSTM's recurrent U was left out) and was
+    # titled "per Dense layer" over convolution and LSTM kernels too
+    model = bp.Sequential(
+        [bp.Conv1D(3, 2), bp.LSTM(4), bp.Dense(2)], input_shape=(6, 3), dtype="float64", seed=0
+    )
+    fig = plotting.fig_weights(model)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert [t.split()[0] for t in titles] == ["0.W", "1.W", "1.U", "2.W"]
+    assert "Dense" not in fig._suptitle.get_text()
+    plotting.plt.close("all")
 
 
 def test_model_and_prediction_figures_are_labelled():
@@ -132,3 +154,40 @@ def test_history_csv_round_trip(tmp_path):
     assert list(back) == list(h)
     for key in h:
         assert back[key] == pytest.approx(h[key], nan_ok=True)
+
+
+def test_landscape_figures_draw_a_loss_below_zero_on_a_linear_scale(tmp_path):
+    # A Poisson loss drops log t! and can be negative: the 1-D profile's log axis dropped
+    # those points and the 2-D contours clipped them to log10(1e-12) = -12, one flat color
+    from matplotlib.image import imread
+
+    from backprop.app import tool_plots
+
+    alphas = np.linspace(-1.0, 1.0, 5)
+    line = np.array([2.0, -0.5, -1.0, -0.5, 2.0])
+    captured = []
+    real_save = tool_plots._save
+    tool_plots._save = lambda fig, path: (captured.append(fig), real_save(fig, path))[1]
+    try:
+        tool_plots.plot_landscape_1d({"p": (alphas, line)}, tmp_path / "a.png", "alpha")
+        Z = line[None, :] + line[:, None]
+        tool_plots.plot_landscape_2d({"p": (alphas, alphas, Z, None)}, tmp_path / "b.png")
+    finally:
+        tool_plots._save = real_save
+    one, two = captured
+    assert one.axes[0].get_yscale() == "linear"
+    assert "log" not in one.axes[0].get_ylabel()
+    assert "log10" not in two.axes[-1].get_ylabel()  # the colorbar
+    assert imread(tmp_path / "b.png").shape[0] > 100
+
+
+def test_landscape_contours_survive_a_grid_point_whose_loss_overflowed(tmp_path):
+    # float32 logits far from the minimum can overflow to an infinite loss: the color levels
+    # were linspace(min, max) over every point, inf included, and contourf raised
+    from backprop.app import tool_plots
+
+    a = np.linspace(-1.0, 1.0, 5)
+    Z = 1.0 + a[None, :] ** 2 + a[:, None] ** 2
+    Z[0, 0], Z[4, 4] = np.inf, np.nan
+    path = tool_plots.plot_landscape_2d({"p": (a, a, Z, None)}, tmp_path / "z.png")
+    assert path.stat().st_size > 5_000

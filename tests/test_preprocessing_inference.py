@@ -231,6 +231,25 @@ BUILT_IN = sorted(
 )
 
 
+def test_r2_does_not_cancel_on_a_constant_output_or_large_targets():
+    # R2 kept sum y and sum y^2 and took sum y^2 - (sum y)^2 / n: a constant output of 0.1
+    # left ~1e-17 instead of 0, so score() was -2.5e13 instead of the other output's 0.999975;
+    # targets near 1e8 lost the digits of their spread (0.9453 for sklearn's 0.9375).
+    from sklearn.metrics import r2_score
+
+    T = np.c_[np.arange(7.0), np.full(7, 0.1)]
+    P = T + 0.01
+    got = bp.inference.score_outputs(P, T, "mse")  # the constant output counts out
+    assert got == pytest.approx(r2_score(T[:, 0], P[:, 0]), rel=1e-12)
+    T = np.arange(7.0) + 1e8
+    w = np.linspace(0.5, 2.0, 7)
+    metric = bp.data.R2()
+    metric.reset()
+    for k in range(0, 7, 2):  # chunks, as evaluate feeds it
+        metric.update(T[k : k + 2, None] + 0.5, T[k : k + 2], w[k : k + 2])
+    assert metric.result() == pytest.approx(r2_score(T, T + 0.5, sample_weight=w), rel=1e-9)
+
+
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_every_layer_backward_docstring_gives_its_formula_with_shapes(name):
     doc = bp.layers.REGISTRY[name].backward.__doc__ or ""

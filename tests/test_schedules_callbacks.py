@@ -195,3 +195,55 @@ def test_a_schedule_name_that_needs_arguments_says_which_and_how(name, needs):
     with pytest.raises(ValueError, match=message):
         NeuralNetRegressor(layers=[bp.Dense(2)], schedule=name, epochs=1).fit(X, y * 1.0)
     assert bp.schedules.get(name, **{needs: 3}).__class__ is cls  # with them, the name works
+
+
+def test_callbacks_that_began_are_ended_when_a_later_one_refuses_to_begin(tmp_path):
+    # on_train_end came only once every on_train_begin had returned: a CSVLogger before an
+    # EarlyStopping that refuses (val_loss without validation data) kept its file open, a
+    # ProgressBar its bar; the callbacks that began are now ended, the others are not called.
+    calls = []
+
+    class Spy(bp.Callback):
+        def on_train_begin(self, trainer):
+            calls.append("begin")
+
+        def on_train_end(self, trainer):
+            calls.append("end")
+
+    class After(bp.Callback):
+        def on_train_end(self, trainer):
+            calls.append("after ended without beginning")
+
+    csv_logger = bp.CSVLogger(str(tmp_path / "log.csv"))
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    trainer = bp.Trainer(
+        model,
+        "cross_entropy",
+        "sgd",
+        epochs=1,
+        callbacks=[Spy(), csv_logger, bp.EarlyStopping("val_loss"), After()],
+    )
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="no validation data"):
+        trainer.fit(rng.normal(size=(8, 3)), rng.integers(0, 2, 8))
+    assert calls == ["begin", "end"]
+    assert csv_logger._file.closed
+
+
+def test_csv_logger_names_a_value_that_first_appears_after_its_header(tmp_path):
+    # The header is the first epoch's keys; a value logged from a later epoch on (a layer
+    # unfrozen for fine-tuning starts its update_ratio column) was dropped with no word
+    class LateKey(bp.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch >= 1:
+                logs["late"] = float(epoch)
+
+    path = tmp_path / "log.csv"
+    model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+    trainer = bp.Trainer(
+        model, "cross_entropy", "sgd", epochs=3, callbacks=[LateKey(), bp.CSVLogger(str(path))]
+    )
+    with pytest.warns(RuntimeWarning, match="late not in its header") as caught:
+        trainer.fit(np.eye(2), [0, 1])
+    assert sum("late" in str(w.message) for w in caught) == 1  # once, not every epoch
+    assert len(list(csv.DictReader(path.open()))) == 3

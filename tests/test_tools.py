@@ -117,6 +117,22 @@ def test_lr_find_stops_when_the_loss_diverges_and_the_rates_grow_geometrically(d
     assert result.smoothed[-1] > 4 * result.smoothed.min() or not np.isfinite(result.losses[-1])
 
 
+def test_lr_find_does_not_call_a_loss_that_falls_below_zero_diverged(rng):
+    # Poisson's loss drops log t! and goes negative; the rule s > 4 * min fired as soon as the
+    # falling loss crossed 0 (-0.087 > 4 * -0.087), and the test stopped there, "diverged"
+    X = rng.normal(size=(400, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, :1] + 2.0)).astype(float)
+    model = bp.Sequential([bp.Dense(3, 8), bp.ReLU(), bp.Dense(8, 1)], seed=0, dtype="float64")
+    model.layers[2].params["b"][:] = 2.0
+    trainer = bp.Trainer(model, "poisson", bp.SGD(0.01), batch_size=16)
+    result = bp.lr_find(trainer, X, y, start=1e-5, end=1.0, steps=40, seed=0)
+    s = result.smoothed
+    best = np.minimum.accumulate(s)
+    assert best[-1] < -1.0  # it went on well below 0
+    assert np.all(s[:-1] - best[:-1] <= 3 * np.abs(best[:-1]))  # no earlier stop was due
+    assert result.diverged and s[-1] - best[-1] > 3 * abs(best[-1])
+
+
 def test_suggest_takes_the_minimum_over_ten_and_the_steepest_descent_before_it():
     lrs = np.geomspace(1e-5, 1.0, 11)  # 1e-5, 1e-4.5, ..., 1
     smoothed = np.array([3.0, 3.0, 2.9, 2.5, 1.5, 1.0, 0.8, 0.7, 0.9, 2.0, 5.0])
@@ -137,6 +153,21 @@ def test_suggest_takes_the_minimum_over_ten_and_the_steepest_descent_before_it()
 def test_lr_find_refuses_bad_ranges(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         bp.lr_find(make_trainer(mlp(), bp.Adam()), data["X_train"], data["y_train"], **kwargs)
+
+
+def test_lr_find_skips_batches_of_zero_weight_as_fit_does(rng):
+    # Weights that are zero for most rows (a class left out, a subset selected): fit skips a
+    # batch of zero total weight, but the range test stepped on it and stopped with the loss's
+    # "sample_weight must not sum to zero". Every rate now gets a batch with some weight.
+    X, y = rng.normal(size=(96, 5)), rng.integers(0, 3, 96)
+    w = np.zeros(96)
+    w[:6] = 1.0
+    model = bp.Sequential([bp.Dense(5, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0, dtype="float64")
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), batch_size=8)
+    result = bp.lr_find(trainer, X, y, start=1e-3, end=1.0, steps=12, sample_weight=w)
+    assert len(result.lrs) == len(result.losses) >= 3 and np.all(np.isfinite(result.losses))
+    with pytest.raises(ValueError, match="zero total weight"):
+        bp.lr_find(trainer, X, y, steps=12, sample_weight=np.zeros(96))
 
 
 @pytest.mark.slow
@@ -203,6 +234,19 @@ def test_the_default_line_holds_both_ends_exactly(data):
     assert ls.sharpness(alphas, profile, 0.25) == pytest.approx(
         np.max(profile[np.abs(alphas) <= 0.25]) - center, rel=1e-12
     )
+
+
+def test_a_float32_line_ends_exactly_at_its_end_weights(data):
+    # start + 1 * (end - start) rounds in float32 (about 800 of 4810 weights off by an ulp):
+    # the "trained" loss that `backprop landscape` prints differed from the trained model's
+    X, y = data["X_train"][:200], data["y_train"][:200]
+    start, trained = mlp(seed=1), mlp(seed=2)
+    trained.flat_parameters[...] *= 3
+    _, losses = ls.loss_along_line(
+        trained, bp.SoftmaxCrossEntropy(), X, y, start.flat_parameters, alphas=np.array([0.0, 1.0])
+    )
+    assert losses[0] == full_loss(start, X, y)
+    assert losses[1] == full_loss(trained, X, y)
 
 
 def test_filter_normalized_direction_matches_each_units_weight_norm():
@@ -282,6 +326,35 @@ def test_mc_dropout_honours_padding_masks_and_dropout_inside_residuals(rng):
     assert "forward" not in vars(nested.layers[1].layers[1])  # its own forward again
 
 
+def test_mc_dropout_names_an_empty_input():
+    # it ended in np.concatenate's "need at least one array to concatenate"
+    model = bp.Sequential([bp.Dense(3, 4), bp.Dropout(0.5), bp.Dense(4, 2)], seed=0)
+    with pytest.raises(ValueError, match="X has 0 samples"):
+        bp.mc_dropout_predict(model, np.empty((0, 3)))
+
+
+def test_mc_dropout_of_a_sequence_classifier_averages_per_step_probabilities(rng):
+    # output_transform called SequenceCrossEntropy a regression ("identity"): the MC mean was
+    # the mean of the logits, the std that of logits, and no entropy was given.
+    layers = [bp.Embedding(9, 4), bp.LSTM(5, return_sequences=True), bp.Dropout(0.5), bp.Dense(3)]
+    model = bp.Sequential(layers, input_shape=(4,), dtype="float64", seed=0)
+    ids = rng.integers(0, 9, size=(6, 4))
+    loss = bp.SequenceCrossEntropy()
+    assert bp.uncertainty.output_transform(loss) == "softmax"
+    mc = bp.mc_dropout_predict(model, ids, n_samples=5, output=loss, seed=2)
+    masks = np.random.default_rng(2)
+    passes = []
+    for _ in range(5):  # the same masks, drawn by hand: softmax over each step's classes
+        h = model.layers[1].forward(model.layers[0].forward(ids))
+        keep = masks.random(h.shape) < 0.5
+        passes.append(special.softmax(model.layers[3].forward(h * keep / 0.5), axis=-1))
+    P = np.stack(passes)
+    np.testing.assert_allclose(mc.mean, P.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(mc.std, P.std(0), rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(mc.mean.sum(axis=-1), 1.0, rtol=1e-12)
+    assert mc.entropy.shape == (6, 4) and mc.mutual_information.shape == (6, 4)
+
+
 @pytest.mark.slow
 def test_mc_dropout_entropy_is_higher_on_a_class_never_seen(data):
     seen = data["y_train"] != 9
@@ -305,6 +378,27 @@ def test_ece_of_a_hand_worked_example():
     assert bp.expected_calibration_error(probs, y, n_bins=10) == pytest.approx(expected)
     conf, acc, counts = bp.reliability_curve(probs, y, n_bins=10)
     assert counts.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0, 3]
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda p, y: bp.expected_calibration_error(p, y, n_bins=0), "n_bins"),
+        (lambda p, y: bp.reliability_curve(p, y, n_bins=2.5), "n_bins"),
+        (lambda p, y: bp.expected_calibration_error(p[:0], y[:0]), "no samples"),
+        (lambda p, y: bp.TemperatureScaling().fit(p[:0], y[:0]), "no samples"),
+        (lambda p, y: bp.expected_calibration_error(p, y + 2), "label 2 out of range"),
+        (lambda p, y: bp.TemperatureScaling().fit(p, y - 1), "label -1 out of range"),
+        (lambda p, y: bp.TemperatureScaling().fit(p, y + 0.5), "integer labels"),
+    ],
+)
+def test_calibration_refuses_what_it_cannot_measure(call, match):
+    # n_bins=0 failed inside np.bincount, no data gave NaN (a temperature of 0.49 from a NaN
+    # objective), label -1 read the last column (T = 20) and 5 was counted wrong or raised
+    # an IndexError; float labels were truncated
+    probs, y = np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 1])
+    with pytest.raises(ValueError, match=match):
+        call(probs, y)
 
 
 def test_temperature_scaling_recovers_the_temperature_that_made_the_labels():
@@ -350,6 +444,18 @@ def test_cartography_records_p_of_the_given_label():
         bp.Cartography(X, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(RuntimeError, match="no epoch"):
         bp.Cartography(X, np.array([0, 1, 2])).confidence()
+
+
+def test_cartography_refuses_labels_outside_the_models_classes():
+    # label -1 read the last class's probability, and a label past the last class raised an
+    # IndexError from inside the epoch's end
+    X = np.eye(3, dtype=np.float32)
+    view = type("View", (), {"model": bp.Sequential([bp.Dense(3, 3)], seed=0)})()
+    with pytest.raises(ValueError, match="label -1"):
+        bp.Cartography(X, np.array([0, -1, 2]))
+    carto = bp.Cartography(X, np.array([0, 3, 2]))
+    with pytest.raises(ValueError, match="label 3 out of range for 3 classes"):
+        carto.on_epoch_end(view, 0, {})
 
 
 # -- adaptive gradient clipping ----------------------------------------------------------------------
@@ -479,6 +585,32 @@ def test_the_tools_command_line(tmp_path, monkeypatch, capsys):
     assert main(["landscape", str(tmp_path / "nowhere")]) == 2
 
 
+def test_landscape_command_says_what_batchnorm_does_to_the_initial_end(tmp_path, capsys):
+    # The line moves the parameters only: BatchNorm's running statistics are the trained ones
+    # at every alpha, so "loss at the initial weights" (2.74 here) was not the initial model's
+    # loss (2.43); the command now prints that one too and says why they differ
+    from backprop.app.cli import main
+    from backprop.app.tools import _load_run
+
+    config = tmp_path / "bn.toml"
+    config.write_text(
+        '[data]\nsource = "digits"\nvalidation_size = 0.1\n'
+        '[[model.layers]]\ntype = "Dense"\nout_features = 16\n'
+        '[[model.layers]]\ntype = "BatchNorm"\n[[model.layers]]\ntype = "ReLU"\n'
+        '[[model.layers]]\ntype = "Dense"\n'
+        "[loss]\nname = 'cross_entropy'\n[trainer]\nepochs = 2\n[output]\nplots = false\n"
+    )
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["landscape", str(run_dir), "--points", "3", "--samples", "200"]) == 0
+    out = capsys.readouterr().out
+    _, ds, initial, _, trainer = _load_run(run_dir)
+    own = bp.Trainer(initial, trainer.loss, "sgd").evaluate(ds.X_train[:200], ds.y_train[:200])
+    assert f"the initial model itself: {own['loss']:.4g}" in out
+    assert "running statistics" in out
+
+
 def test_uncertainty_command_finds_a_dropout_inside_a_residual_block(tmp_path, capsys):
     # mc_dropout_predict switches on every Dropout, nested ones too; the command used to look
     # at the top-level layers only, skip MC dropout and say the model had no Dropout layer
@@ -533,3 +665,33 @@ def test_estimators_offer_mc_dropout(data):
         reg.fit(X[:200], y[:200].astype(float))
     m, s = reg.predict_mc(X[:7], n_samples=4)
     assert m.shape == s.shape == (7,)
+
+
+def test_mc_dropout_of_a_poisson_model_averages_rates_not_log_rates(rng):
+    # Poisson outputs are log-rates (predict and score take exp); output_transform called the
+    # loss a plain regression, so MLPRegressor(loss="poisson").predict_mc averaged log-rates
+    # and returned negative "counts" next to predict's positive ones
+    X = rng.normal(size=(120, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] + 1.0))
+    assert bp.uncertainty.output_transform(bp.Poisson()) == "exp"
+    reg = bp.MLPRegressor(
+        hidden_layer_sizes=(8,), loss="poisson", dropout=0.2, max_iter=5, random_state=0
+    )
+    with pytest.warns(Warning):
+        reg.fit(X, y)
+    mean, std = reg.predict_mc(X[:6], n_samples=5, random_state=1)
+    masks = np.random.default_rng(1)
+    model = reg.model_
+    passes = []
+    for _ in range(5):  # the same masks by hand: rates exp(z) of each pass
+        h = X[:6]
+        for layer in model.layers:
+            if isinstance(layer, bp.Dropout):
+                keep = masks.random(h.shape, dtype=h.dtype) < 1 - layer.drop_rate
+                h = h * keep / (1 - layer.drop_rate)
+            else:
+                h = layer.forward(h)
+        passes.append(np.exp(h.astype(np.float64)).ravel())
+    np.testing.assert_allclose(mean, np.mean(passes, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, np.std(passes, axis=0), rtol=1e-5, atol=1e-12)
+    assert np.all(mean > 0)

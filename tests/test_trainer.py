@@ -481,6 +481,43 @@ def test_gradient_monitor_reports_dead_relus(rng):
     assert h["dead_relu/1"][0] >= 0.5
 
 
+def test_dead_relu_counts_units_not_positions_or_padded_steps(rng):
+    # It took every entry of an (n, t, units) or (n, h, w, filters) output as a unit: the
+    # padded steps of a sequence batch (zeros) counted as dead units (0.4 for 2 padded steps
+    # of 5, with no unit dead), and so did a live filter's positions that happened to be 0.
+    ids = rng.integers(1, 9, size=(40, 5))
+    ids[:, 3:] = 0
+    layers = [bp.Embedding(9, 4, mask_zero=True), bp.RNN(6, return_sequences=True), bp.ReLU()]
+    model = bp.Sequential(
+        [*layers, bp.SequencePool(), bp.Dense(2)], input_shape=(5,), dtype="float64", seed=0
+    )
+    trainer = bp.Trainer(
+        model, "cross_entropy", bp.SGD(1e-6), batch_size=40, callbacks=[bp.GradientMonitor()]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        h = trainer.fit(ids, rng.integers(0, 2, 40), epochs=1)
+    out = model.layers[2].last_output  # (40, 5, 6): each unit fires at some real step
+    expected = np.mean(~np.any(out > 0, axis=(0, 1)))
+    assert h["dead_relu/2"] == [expected] and expected < 0.4
+    conv = bp.Sequential(
+        [bp.Conv2D(3, 3, padding="same"), bp.ReLU(), bp.Flatten(), bp.Dense(2)],
+        input_shape=(5, 5, 1),
+        dtype="float64",
+        seed=0,
+    )
+    conv.layers[0].params["b"][0] = -100.0  # filter 0 never fires; 1 and 2 fire somewhere
+    trainer = bp.Trainer(
+        conv, "cross_entropy", bp.SGD(1e-6), batch_size=8, callbacks=[bp.GradientMonitor()]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        h = trainer.fit(rng.normal(size=(8, 5, 5, 1)), rng.integers(0, 2, 8), epochs=1)
+    fired = np.any(conv.layers[1].last_output > 0, axis=(0, 1, 2))
+    assert fired.tolist() == [False, True, True]
+    assert h["dead_relu/1"] == [1 / 3]
+
+
 def test_recorded_norm_is_taken_before_every_kind_of_clipping(rng):
     X, y = rng.normal(size=(16, 5)) * 10, rng.integers(0, 3, 16)
     model = bp.Sequential([bp.Dense(5, 8), bp.ReLU(), bp.Dense(8, 3)], dtype="float64", seed=0)

@@ -4,7 +4,7 @@ what its layers make of one input.
 =================  ============================================================================
 function           draws
 =================  ============================================================================
-fig_weights        a histogram of each weight matrix (``"*.W"``)
+fig_weights        a histogram of each weight matrix (parameters of kind "weight")
 fig_sparsity       per-matrix density of a pruned model, and the sparsity per epoch if logged
 fig_first_layer    the first layer's weights of each hidden unit as an image of the input shape
 fig_conv_filters   the first Conv2D's filters ``(kh, kw)``, averaged over input channels
@@ -26,13 +26,16 @@ from .mpl import plt
 
 
 def fig_weights(model: Any) -> plt.Figure:
-    weights = [(k, v) for k, v in model.parameters().items() if k.endswith(".W")]
+    """A histogram of each parameter of kind "weight" (Dense and convolution kernels, a
+    recurrent layer's input and recurrent matrices); biases and gains are left out."""
+    params, slices = model.parameters(), model.param_slices()
+    weights = [(k, params[k]) for k, sl in slices.items() if sl.stop <= model.n_weights]
     n = max(len(weights), 1)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
     for ax, (name, W) in zip(axes[0], weights, strict=False):
         ax.hist(np.ravel(W), bins=50, color="tab:blue")
         ax.set(title=f"{name} {W.shape}", xlabel="weight value", ylabel="count")
-    fig.suptitle("Weight histograms per Dense layer")
+    fig.suptitle("Weight histograms per weight matrix")
     fig.tight_layout()
     return fig
 

@@ -11,11 +11,11 @@ fig_decision_boundary   a classifier's decision regions (or probabilities) over 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 
+from ..data import R2
 from .mpl import plt
 
 
@@ -53,9 +53,10 @@ def fig_pred_vs_true(y_true: np.ndarray, y_pred: np.ndarray, part: str = "test s
         ax.scatter(T[:, j], P[:, j], s=12, alpha=0.7, label=label)
     lo, hi = float(min(T.min(), P.min())), float(max(T.max(), P.max()))
     ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="perfect prediction")
-    ss = np.sum((T - T.mean(axis=0)) ** 2, axis=0)  # a constant output counts out, as in R2
-    ss = np.where(ss > 0, ss, np.nan)
-    r2 = np.nanmean(1 - np.sum((T - P) ** 2, axis=0) / ss) if np.isfinite(ss).any() else math.nan
+    metric = R2()  # the metric itself: a constant output counts out exactly as there
+    metric.reset()
+    metric.update(P, T)
+    r2 = metric.result()
     ax.set(title=f"Predicted vs true, {part} (R² {r2:.3f})", xlabel="true", ylabel="predicted")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -44,14 +44,23 @@ def plot_lr_find(curves: dict[str, object], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _positive(values) -> bool:
+    """Whether every finite value is > 0 (a log scale shows them all; a Poisson loss, which
+    drops log t!, can be negative and is drawn on a linear scale)."""
+    v = np.concatenate([np.ravel(x) for x in values]).astype(float)
+    return bool(np.all(v[np.isfinite(v)] > 0))
+
+
 def plot_landscape_1d(profiles: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, xlabel: str):
-    """Loss profiles ``name -> (alphas, losses)`` on one axis (log loss)."""
+    """Loss profiles ``name -> (alphas, losses)`` on one axis (log loss when all positive)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, (a, loss) in profiles.items():
         ax.plot(a, loss, label=name)
-    ax.set_yscale("log")
+    log = _positive([loss for _, loss in profiles.values()])
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("training loss (log scale)")
+    ax.set_ylabel("training loss (log scale)" if log else "training loss")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return _save(fig, path)
@@ -62,13 +71,18 @@ def plot_landscape_2d(
     path: Path,
     normalized: bool = True,
 ) -> Path:
-    """Contours of ``log10(loss)`` for ``name -> (alphas, betas, Z, trajectory or None)``, one
-    panel each, on a shared color scale; the trajectory (k, 2) is drawn with its start marked.
+    """Contours of ``log10(loss)`` (of the loss itself when some are <= 0) for
+    ``name -> (alphas, betas, Z, trajectory or None)``, one panel each, on a shared color
+    scale; the trajectory (k, 2) is drawn with its start marked.
     ``normalized``: the axes are filter-normalized random directions (else the path's
     principal directions, in parameter units)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.8), squeeze=False)
-    logs = [np.log10(np.maximum(Z, 1e-12)) for _, _, Z, _ in panels.values()]
-    levels = np.linspace(min(z.min() for z in logs), max(z.max() for z in logs), 25)
+    log = _positive([Z for _, _, Z, _ in panels.values()])
+    logs = [np.log10(Z) if log else Z for _, _, Z, _ in panels.values()]
+    finite = np.concatenate([z[np.isfinite(z)] for z in logs])  # an overflowed point: blank
+    if not finite.size:
+        raise ValueError("every loss on the grid is infinite or NaN: nothing to draw")
+    levels = np.linspace(finite.min(), finite.max() if np.ptp(finite) else finite.min() + 1, 25)
     for ax, (name, (a, b, _, traj)), logZ in zip(axes[0], panels.items(), logs, strict=True):
         cs = ax.contourf(a, b, logZ, levels=levels, cmap="viridis")
         ax.contour(a, b, logZ, levels=levels, colors="k", linewidths=0.3)
@@ -81,7 +95,7 @@ def plot_landscape_2d(
         kind = "filter-normalized" if normalized else "principal direction of the path"
         ax.set_xlabel(f"alpha (direction 1, {kind})")
         ax.set_ylabel(f"beta (direction 2, {kind})")
-    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 training loss")
+    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 training loss" if log else "training loss")
     return _save(fig, path)
 
 

@@ -159,6 +159,14 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         f"loss at the initial weights {line[np.argmin(np.abs(alphas))]:.4g}, trained "
         f"{line[np.argmin(np.abs(alphas - 1))]:.4g}"
     )
+    buffers = initial.buffers()
+    if any(not np.array_equal(v, buffers[k]) for k, v in trained.buffers().items()):
+        # the line moves the parameters only; BatchNorm's statistics stay the trained ones
+        own = ls.loss_along_line(initial, trainer.loss, X, y, initial.flat_parameters, **kw)
+        print(
+            f"  (along the line the running statistics are the trained model's; the initial "
+            f"model itself: {own[1][np.argmin(np.abs(own[0]))]:.4g})"
+        )
     print(
         f"2-D, +-{args.span} filter-normalized: center {center:.4g}, largest {Z.max():.4g}, "
         f"mean {Z.mean():.4g}"
