@@ -88,11 +88,8 @@ class Adagrad(Optimizer):
         self.eps = _check_number("eps", eps, 0.0, low_inclusive=False)
         self.initial_accumulator = _check_number("initial_accumulator", initial_accumulator)
 
-    def _ensure_state(self, params):
-        fresh = "sum_sq" not in self.state or self.state["sum_sq"].shape != params.shape
-        super()._ensure_state(params)
-        if fresh:
-            self.state["sum_sq"].fill(self.initial_accumulator)
+    def _fresh_state(self, name, params):
+        return np.full_like(params, self.initial_accumulator)
 
     def _update(self, p, g, state):
         s, tmp = state["sum_sq"], self._scratch(p)

@@ -30,6 +30,8 @@ number, since ``sqrt(2.0e-31) = 4.5e-16`` is below half an ulp of ``eps = 1e-8``
 
 from __future__ import annotations
 
+import copy
+import weakref
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,18 @@ def flush_tiny(a: np.ndarray, work: np.ndarray, mask: np.ndarray) -> None:
     np.copyto(a, 0, where=mask)
 
 
+def _root(a: np.ndarray) -> Any:
+    """The object that owns ``a``'s memory (``a`` itself unless it is a view)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
+def _where(a: np.ndarray) -> tuple:
+    """Where ``a`` lies in its memory: address, shape and strides."""
+    return (a.__array_interface__["data"][0], a.shape, a.strides)
+
+
 def _check_number(name: str, value: Any, low: float = 0.0, low_inclusive: bool = True) -> float:
     return checks.real(name, value, low, None, "left" if low_inclusive else "neither")
 
@@ -82,12 +96,46 @@ class Optimizer:
         self.lr = _check_number("lr", lr, 0.0, low_inclusive=False)
         self.iterations = 0  # number of steps taken
         self.state: dict[str, np.ndarray] = {}
+        # (weak reference to the array the state belongs to, where in it): see _ensure_state
+        self._owner: tuple[weakref.ref, tuple] | None = None
+
+    def _fresh_state(self, name: str, params: np.ndarray) -> np.ndarray:
+        """The initial value of state array ``name``: zeros shaped like ``params``."""
+        return np.zeros_like(params)
 
     def _ensure_state(self, params: np.ndarray) -> None:
+        """Create the missing state arrays, and check that the state belongs to ``params``.
+
+        The state is the moments of one parameter vector: an optimizer that has stepped one
+        model and is given another (one instance passed to two Trainers) would start that model
+        from the first one's moments and step count, so it is refused, as is a loaded state of
+        another size. Arrays of another float dtype (a float64 state loaded for float32
+        parameters) are converted."""
+        owner = _root(params)
+        bound = None if self._owner is None else self._owner[0]()
+        if self._owner is not None and (bound is not owner or self._owner[1] != _where(params)):
+            raise ValueError(
+                f"this {type(self).__name__} holds the state of another parameter vector (it "
+                f"has stepped another model's parameters, {self.iterations} steps): give each "
+                "model its own optimizer, call reset() to start afresh, or copy.deepcopy() it "
+                "to carry the state over to a copy of the model"
+            )
         for name in self.state_names:
             arr = self.state.get(name)
-            if arr is None or arr.shape != params.shape or arr.dtype != params.dtype:
-                self.state[name] = np.zeros_like(params)
+            if arr is None:
+                self.state[name] = self._fresh_state(name, params)
+            elif arr.shape != params.shape:
+                raise ValueError(
+                    f"the optimizer state {name} has shape {arr.shape}, the parameters "
+                    f"{params.shape}: it was saved for another model; call reset() to start "
+                    "afresh"
+                )
+            elif arr.dtype != params.dtype:
+                self.state[name] = arr.astype(params.dtype)
+        try:
+            self._owner = (weakref.ref(owner), _where(params))
+        except TypeError:  # a buffer that takes no weak reference: not checked
+            self._owner = None
 
     def step(
         self, params: np.ndarray, grads: np.ndarray, slices: list[slice] | None = None
@@ -129,6 +177,7 @@ class Optimizer:
         """Forget all state (as if no step had been taken)."""
         self.state = {}
         self.iterations = 0
+        self._owner = None
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {f"state.{k}": v.copy() for k, v in self.state.items()}
@@ -149,6 +198,18 @@ class Optimizer:
         self.state = {
             k.split(".", 1)[1]: np.array(v) for k, v in state.items() if k.startswith("state.")
         }
+        self._owner = None  # the next step's parameters take it (sizes checked there)
+
+    def __deepcopy__(self, memo: dict) -> Optimizer:
+        """A copy whose state is not bound to the original's parameters: the first ``step``
+        binds it to the parameters it is given (a copy of the model, say)."""
+        new = copy.copy(self)
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            if key != "_owner":
+                setattr(new, key, copy.deepcopy(value, memo))
+        new._owner = None
+        return new
 
     def config(self) -> dict[str, Any]:
         return {"lr": self.lr}

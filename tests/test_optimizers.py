@@ -1,5 +1,7 @@
 """Optimizers: one hand-worked step each (arithmetic in the comments), in-place updates, state."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -131,3 +133,45 @@ def test_state_dict_round_trip_continues_identically():
 def test_bad_hyperparameters_are_named(factory, match):
     with pytest.raises(ValueError, match=match):
         factory()
+
+
+def test_an_optimizer_that_stepped_one_model_refuses_another():
+    # One optimizer passed to two Trainers: the second model would start from the first one's
+    # moments and step count (same size), or from fresh moments with the old step count (another
+    # size, Adam's bias correction then scaling its first step by ~3). Refused, with the way out.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 3, 64)
+    opt = bp.Adam(0.01)
+    first = bp.Sequential([bp.Dense(4, 5), bp.Dense(5, 3)], seed=0)
+    bp.Trainer(first, "cross_entropy", opt, seed=0).fit(X, y, epochs=2)
+    for hidden in (5, 8):
+        other = bp.Sequential([bp.Dense(4, hidden), bp.Dense(hidden, 3)], seed=1)
+        with pytest.raises(ValueError, match="another parameter vector.*reset"):
+            bp.Trainer(other, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)
+    bp.Trainer(first, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)  # its own model: fine
+    # the ways out: reset() starts afresh; a deep copy carries the state over to a copy
+    copied = first.copy()
+    carried = copy.deepcopy(opt)
+    p, g = first.flat_parameters, np.ones_like(first.flat_parameters)
+    opt.step(p, g)
+    carried.step(copied.flat_parameters, g)
+    np.testing.assert_array_equal(p, copied.flat_parameters)
+    opt.reset()
+    opt.step(other.flat_parameters, np.ones_like(other.flat_parameters))
+    assert opt.iterations == 1
+
+
+def test_loaded_state_of_another_size_is_refused_and_of_another_dtype_is_converted():
+    a, p64 = bp.Adam(0.1), np.zeros(4)
+    a.step(p64, np.ones(4))
+    b = bp.Adam(0.1)
+    b.load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="m .*shape \\(4,\\).*\\(5,\\)"):
+        b.step(np.zeros(5), np.ones(5))
+    c = bp.Adam(0.1)
+    c.load_state_dict(a.state_dict())  # float64 moments, float32 parameters: kept, converted
+    p32 = p64.astype(np.float32)  # where a is now
+    c.step(p32, np.ones(4, np.float32))
+    a.step(p64, np.ones(4))
+    assert c.state["m"].dtype == np.float32 and c.iterations == 2
+    np.testing.assert_allclose(p32, p64, rtol=1e-6)
