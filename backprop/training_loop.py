@@ -93,7 +93,7 @@ class TrainingLoop:
             for cb in hooks:
                 cb.on_epoch_begin(view, epoch)
             if lr_schedule is not None and lr_schedule.interval == "epoch":
-                self.optimizer.lr = lr_schedule(epoch)
+                self.optimizer.lr = _scheduled(lr_schedule, epoch)
             for metric in metrics:
                 metric.reset()
             total = weight_total = norm_sum = norm_max = 0.0
@@ -107,7 +107,7 @@ class TrainingLoop:
                 for cb in hooks:
                     cb.on_batch_begin(view, b)
                 if lr_schedule is not None and lr_schedule.interval == "update":
-                    self.optimizer.lr = lr_schedule(self.step_count)
+                    self.optimizer.lr = _scheduled(lr_schedule, self.step_count)
                 try:
                     loss, out, norm = step(Xb, yb, wb)
                 except StopIteration:
@@ -148,3 +148,12 @@ class TrainingLoop:
             logs["time"] = time.perf_counter() - start
             for cb in hooks:
                 cb.on_epoch_end(view, epoch, logs)
+
+
+def _scheduled(schedule, t: int) -> float:
+    """``schedule(t)``, refused unless a finite rate >= 0 (a negative one would climb the loss,
+    NaN would fill the weights with NaN)."""
+    lr = schedule(t)
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"{schedule!r} gave lr {lr} at step {t}: a rate must be finite and >= 0")
+    return lr

@@ -195,3 +195,27 @@ def test_a_schedule_name_that_needs_arguments_says_which_and_how(name, needs):
     with pytest.raises(ValueError, match=message):
         NeuralNetRegressor(layers=[bp.Dense(2)], schedule=name, epochs=1).fit(X, y * 1.0)
     assert bp.schedules.get(name, **{needs: 3}).__class__ is cls  # with them, the name works
+
+
+class _BadRate(bp.Schedule):
+    def lr_at(self, t):
+        return -0.1 if t >= 1 else self.base_lr
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf])
+def test_a_callback_or_schedule_setting_a_bad_rate_is_refused(bad):
+    # a negative rate would climb the loss, NaN would fill the weights with NaN: both silently
+    class SetRate(bp.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.lr = bad
+
+    model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), callbacks=[SetRate()], seed=0)
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+        trainer.fit(np.eye(2), [0, 1], epochs=2)
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), schedule=_BadRate(), seed=0)
+    with pytest.raises(ValueError, match="_BadRate.*gave lr -0.1"):
+        trainer.fit(np.eye(2), [0, 1], epochs=3)
+    view = bp.TrainingView(trainer)
+    view.lr = 0.0  # a rate of 0 (a cosine's end) is fine
+    assert trainer.optimizer.lr == 0.0
