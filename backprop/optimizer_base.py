@@ -71,6 +71,62 @@ def _where(a: np.ndarray) -> tuple:
     return (a.__array_interface__["data"][0], a.shape, a.strides)
 
 
+def count_steps(
+    counts: list[list[int]], slices: list[slice]
+) -> tuple[list[list[int]], list[tuple[slice, int]]]:
+    """Per-entry step counts, run-length coded: ``counts`` is ``[[start, stop, t], ...]``
+    covering the vector in order (entries ``start:stop`` have taken ``t`` steps). Count one step
+    on every entry of ``slices``; returns the new counts (equal neighbours merged) and the runs
+    stepped with their new counts, ``[(slice, t), ...]``."""
+    if len(counts) == 1 and len(slices) == 1 and slices[0] == slice(*counts[0][:2]):
+        counts[0][2] += 1  # the usual case: every entry, always
+        return counts, [(slices[0], counts[0][2])]
+    cuts = sorted({b for s in slices for b in (s.start, s.stop)})
+    pieces = []  # the runs of counts, cut at the slices' ends
+    for a, b, t in counts:
+        inner = [c for c in cuts if a < c < b]
+        pieces += [[lo, hi, t] for lo, hi in zip([a, *inner], [*inner, b], strict=True) if lo < hi]
+    stepped: list[list[int]] = []
+    for piece in pieces:
+        if any(s.start <= piece[0] and piece[1] <= s.stop for s in slices):
+            piece[2] += 1
+            if stepped and stepped[-1][1] == piece[0] and stepped[-1][2] == piece[2]:
+                stepped[-1][1] = piece[1]
+            else:
+                stepped.append(list(piece))
+    merged: list[list[int]] = []
+    for piece in pieces:
+        if merged and merged[-1][2] == piece[2]:
+            merged[-1][1] = piece[1]
+        else:
+            merged.append(piece)
+    return merged, [(slice(a, b), t) for a, b, t in stepped]
+
+
+def check_counts(counts: Any, iterations: int) -> list[list[int]]:
+    """Saved step counts (see :func:`count_steps`), checked: ``[start, stop, t]`` runs that
+    tile ``[0, n)`` in order, each ``0 <= t <= iterations``."""
+    ok = isinstance(counts, list) and len(counts) > 0
+    end = 0
+    for run in counts if ok else ():
+        ok = (
+            isinstance(run, list | tuple)
+            and len(run) == 3
+            and all(checks.is_integer(v) for v in run)
+            and run[0] == end < run[1]
+            and 0 <= run[2] <= iterations
+        )
+        if not ok:
+            break
+        end = int(run[1])
+    if not ok:
+        raise ValueError(
+            f"step_counts must be [start, stop, steps] runs tiling [0, n) in order, with "
+            f"0 <= steps <= iterations ({iterations}); got {counts!r}"
+        )
+    return [[int(v) for v in run] for run in counts]
+
+
 def _check_number(name: str, value: Any, low: float = 0.0, low_inclusive: bool = True) -> float:
     return checks.real(name, value, low, None, "left" if low_inclusive else "neither")
 
@@ -90,14 +146,16 @@ class Optimizer:
     """
 
     state_names: tuple[str, ...] = ()
+    # (weak reference to the array the state belongs to, where in it), or None: not bound yet
+    # (see _ensure_state); a class default for optimizers pickled before it existed
+    _owner: tuple[weakref.ref, tuple] | None = None
     flush_every: int = 16  # steps between flushes of near-subnormal state (0: never)
 
     def __init__(self, lr: float) -> None:
         self.lr = _check_number("lr", lr, 0.0, low_inclusive=False)
         self.iterations = 0  # number of steps taken
         self.state: dict[str, np.ndarray] = {}
-        # (weak reference to the array the state belongs to, where in it): see _ensure_state
-        self._owner: tuple[weakref.ref, tuple] | None = None
+        self._owner = None
 
     def _fresh_state(self, name: str, params: np.ndarray) -> np.ndarray:
         """The initial value of state array ``name``: zeros shaped like ``params``."""
@@ -143,13 +201,17 @@ class Optimizer:
         """Apply one update to ``params`` in place from ``grads``."""
         self._ensure_state(params)
         self.iterations += 1
+        self._apply(params, grads, slices)
+        if self.flush_every and self.iterations % self.flush_every == 0:
+            self.flush_subnormals()
+
+    def _apply(self, params: np.ndarray, grads: np.ndarray, slices: list[slice] | None) -> None:
+        """``_update`` on the whole vectors, or on each of ``slices`` (its state sliced alike)."""
         if slices is None or (len(slices) == 1 and slices[0] == slice(0, params.size)):
             self._update(params, grads, self.state)
         else:
             for s in slices:
                 self._update(params[s], grads[s], {k: v[s] for k, v in self.state.items()})
-        if self.flush_every and self.iterations % self.flush_every == 0:
-            self.flush_subnormals()
 
     def flush_subnormals(self) -> None:
         """Zero every state entry too small to matter before it decays into the subnormal
@@ -200,6 +262,11 @@ class Optimizer:
         }
         self._owner = None  # the next step's parameters take it (sizes checked there)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the binding (a weak reference): the unpickled optimizer is bound
+        by its first ``step``, to the unpickled model's parameters."""
+        return {k: v for k, v in self.__dict__.items() if k != "_owner"}
+
     def __deepcopy__(self, memo: dict) -> Optimizer:
         """A copy whose state is not bound to the original's parameters: the first ``step``
         binds it to the parameters it is given (a copy of the model, say)."""
@@ -219,4 +286,4 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-__all__ = ["Optimizer", "axpy", "flush_tiny", "scal"]
+__all__ = ["Optimizer", "axpy", "check_counts", "count_steps", "flush_tiny", "scal"]
