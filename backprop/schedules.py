@@ -19,7 +19,8 @@ InverseScaling         base_lr / (t + 1) ** power                 (sklearn's 'in
 CosineDecay            warm-up: base_lr * (t + 1) / warmup for t < warmup, then
                        min_lr + (base_lr - min_lr) * (1 + cos(pi * s)) / 2,
                        s = min(1, (t - warmup) / (total - warmup))
-ReduceLROnPlateau      multiply by ``factor`` after ``patience`` epochs without improvement
+ReduceLROnPlateau      multiply by ``factor`` after ``patience + 1`` epochs in a row without
+                       improvement (``patience`` are tolerated, as in torch)
 =====================  ==================================================================
 
 The current state of a schedule is plain numbers (``state_dict``) for checkpoints.
@@ -212,8 +213,14 @@ class CosineDecay(Schedule):
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by more than
-    ``min_delta`` for ``patience`` epochs; never below ``min_lr``.
+    """Multiply the learning rate by ``factor`` when ``monitor`` has gone ``patience + 1`` epochs
+    in a row without improving by more than ``min_delta``; never below ``min_lr``.
+
+    ``patience`` bad epochs are tolerated and the next one reduces the rate, as in
+    ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (``patience=0``: every epoch without
+    improvement reduces it; ``patience=2``: the third in a row). The count restarts after each
+    reduction. :class:`~backprop.EarlyStopping` counts differently: it stops after ``patience``
+    bad epochs, as Keras's does.
 
     A callback (see the module docstring); ``schedule="plateau"`` or ``schedule=`` an instance
     also works. ``mode`` is "min", "max" or "auto" (max for names containing accuracy/r2/score).
@@ -231,7 +238,7 @@ class ReduceLROnPlateau(Callback):
     factor : float, default 0.1
         Multiplier of the rate on a plateau.
     patience : int, default 5
-        Epochs without improvement before the rate drops.
+        Epochs without improvement tolerated; the next one drops the rate.
     min_delta : float, default 0.0
         Smallest change that counts as an improvement.
     min_lr : float, default 0.0
@@ -267,7 +274,8 @@ class ReduceLROnPlateau(Callback):
         return max(self.base_lr * self.scale, self.min_lr)
 
     def observe(self, value: float) -> None:
-        """One epoch's monitored value: count it, and reduce the scale after ``patience``."""
+        """One epoch's monitored value: count it, and reduce the scale at the
+        ``patience + 1``-th epoch in a row without improvement."""
         if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.wait = float(value), 0
             return

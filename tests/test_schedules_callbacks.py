@@ -219,3 +219,16 @@ def test_a_callback_or_schedule_setting_a_bad_rate_is_refused(bad):
     view = bp.TrainingView(trainer)
     view.lr = 0.0  # a rate of 0 (a cosine's end) is fine
     assert trainer.optimizer.lr == 0.0
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_plateau_tolerates_patience_bad_epochs_and_reduces_at_the_next(patience):
+    # as documented (and as torch's ReduceLROnPlateau): patience + 1 bad epochs in a row
+    s = bp.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=patience)
+    s.base_lr = 1.0
+    s.observe(1.0)  # the first value is the best so far
+    lrs = []
+    for _ in range(2 * (patience + 1)):
+        s.observe(2.0)
+        lrs.append(s.lr())
+    assert lrs == [1.0] * patience + [0.5] * (patience + 1) + [0.25]
