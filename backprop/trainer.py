@@ -166,7 +166,7 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         self.clip_value = checks.optional_positive("clip_value", clip_value)
         self.clip_param_norm = checks.optional_positive("clip_param_norm", clip_param_norm)
         self.clip_mode = checks.one_of("clip_mode", clip_mode, (None, "agc"))
-        self.clip_factor = checks.optional_positive("clip_factor", clip_factor)
+        self.clip_factor = checks.positive("clip_factor", clip_factor)
         self.schedule = schedules_mod.get(schedule)
         self.callbacks = list(callbacks or [])
         self.metric_names = make_metrics(self.loss, metrics, names_only=True)
