@@ -344,3 +344,22 @@ def test_adams_per_entry_step_counts_resume_bitwise_and_forged_ones_are_refused(
     write_archive(tmp_path / "forged.npz", kept, arrays)
     with pytest.raises(ModelFileError, match="forged.npz: .*step_counts"):
         bp.load_checkpoint(tmp_path / "forged.npz", build()[1])
+
+
+def test_a_best_checkpoint_whose_monitor_never_appears_is_an_error(tmp_path):
+    # without validation data (or with a misspelt key) best_path was silently never written
+    X, y, Xv, yv = _data()
+    model = bp.Sequential([bp.Dense(6, 3)], seed=0)
+    best = tmp_path / "best.npz"
+    ckpt = Checkpoint(tmp_path / "c.npz", best_path=best)
+    trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt], seed=0)
+    with pytest.raises(ValueError, match="Checkpoint monitors 'val_loss' but fit got no valid"):
+        trainer.fit(X, y, epochs=1)
+    ckpt = Checkpoint(tmp_path / "c.npz", best_path=best, monitor="val_los")
+    trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt], seed=0)
+    with pytest.raises(KeyError, match="Checkpoint monitors 'val_los', which is not in"):
+        trainer.fit(X, y, validation_data=(Xv, yv), epochs=1)
+    assert not best.exists()
+    trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[Checkpoint(best)], seed=0)
+    trainer.fit(X, y, epochs=1)  # no best_path: the monitor is not used, nothing to check
+    assert best.exists()
