@@ -164,7 +164,10 @@ class Adam(Optimizer):
                 f"the step counts cover {self._counts[-1][1]} entries, the parameters {n}: "
                 "they were saved for another model; call reset() to start afresh"
             )
-        runs = [slice(0, n)] if slices is None else [slice(*s.indices(n)[:2]) for s in slices]
+        runs = [slice(0, n)] if slices is None else [slice(*s.indices(n)) for s in slices]
+        if any(s.step not in (None, 1) for s in runs):
+            raise ValueError(f"slices must be contiguous runs (step 1), got {slices!r}")
+        runs = [slice(s.start, s.stop) for s in runs]
         self._counts, stepped = count_steps(self._counts, runs)
         for run, t in stepped:
             # The bias-corrected step size depends on t only: once per run of equal counts.

@@ -223,3 +223,8 @@ def test_a_pickled_optimizer_continues_on_the_unpickled_model():
     opt.step(model.flat_parameters, g)
     opt2.step(model2.flat_parameters, g)
     np.testing.assert_array_equal(model.flat_parameters, model2.flat_parameters)
+
+
+def test_adam_refuses_strided_slices_it_would_count_wrongly():
+    with pytest.raises(ValueError, match="contiguous runs"):
+        bp.Adam().step(np.zeros(6), np.ones(6), [slice(0, 6, 2)])
