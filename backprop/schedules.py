@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from typing import Any
 
 from . import checks
@@ -51,15 +52,32 @@ class Schedule:
         "epoch" or "update": what one step ``t`` of the schedule counts.
     """
 
+    # weak reference to the Trainer that started it (see start); a class default for
+    # schedules pickled before it existed
+    _owner: weakref.ref | None = None
+
     def __init__(self, interval: str = "epoch") -> None:
         self.interval = checks.one_of("interval", interval, ("epoch", "update"))
         self.base_lr: float | None = None
 
-    def start(self, base_lr: float) -> None:
-        """Called by the trainer when training begins (only the first time, so resuming keeps
-        the original base rate)."""
+    def start(self, base_lr: float, owner: Any = None) -> None:
+        """Called by the trainer ``owner`` when training begins: the base rate is taken the
+        first time only, so resuming keeps the original one. A schedule started by another
+        trainer is refused: its base rate is that trainer's (one schedule object reused over a
+        learning-rate sweep would give every run the first run's rate)."""
+        if owner is not None:
+            if self._owner is not None and self._owner() is not owner:
+                raise ValueError(
+                    f"this {self!r} was started by another Trainer (base_lr {self.base_lr}): "
+                    "give each Trainer its own schedule (a new instance)"
+                )
+            self._owner = weakref.ref(owner)
         if self.base_lr is None:
             self.base_lr = float(base_lr)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the trainer that started it (a weak reference)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_owner"}
 
     def __call__(self, t: int) -> float:
         if self.base_lr is None:
@@ -78,6 +96,7 @@ class Schedule:
             raise ValueError(f"the saved state is {saved}'s, this schedule is {self!r}")
         base = state["base_lr"]
         self.base_lr = None if base is None else float(base)
+        self._owner = None  # the trainer resuming the run starts it
 
     def config(self) -> dict[str, Any]:
         return {"interval": self.interval}

@@ -54,7 +54,7 @@ class TrainingLoop:
         run = None
         try:
             if (schedule := self._stepped_schedule()) is not None:
-                schedule.start(self.optimizer.lr)
+                schedule.start(self.optimizer.lr, owner=self)
             if not self.has_learning_rate:
                 run, step = iteration_step(self, batches)
             else:

@@ -232,3 +232,29 @@ def test_plateau_tolerates_patience_bad_epochs_and_reduces_at_the_next(patience)
         s.observe(2.0)
         lrs.append(s.lr())
     assert lrs == [1.0] * patience + [0.5] * (patience + 1) + [0.25]
+
+
+def test_a_schedule_started_by_one_trainer_refuses_another():
+    # a learning-rate sweep reusing one schedule object: every run after the first silently
+    # took the first run's base rate (start() keeps the first one, for resuming)
+    X, y = np.eye(2), [0, 1]
+    schedule = bp.StepDecay(step_size=1, gamma=0.5)
+    first = bp.Trainer(
+        bp.Sequential([bp.Dense(2, 2)], seed=0),
+        "cross_entropy",
+        bp.SGD(0.1),
+        schedule=schedule,
+        seed=0,
+    )
+    first.fit(X, y, epochs=2)
+    first.fit(X, y, epochs=1)  # its own trainer again: fine
+    assert first.history["lr"] == pytest.approx([0.1, 0.05, 0.025])
+    second = bp.Trainer(
+        bp.Sequential([bp.Dense(2, 2)], seed=0),
+        "cross_entropy",
+        bp.SGD(0.01),
+        schedule=schedule,
+        seed=0,
+    )
+    with pytest.raises(ValueError, match="started by another Trainer.*its own schedule"):
+        second.fit(X, y, epochs=1)
