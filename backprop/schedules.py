@@ -267,6 +267,7 @@ class ReduceLROnPlateau(Callback):
     """
 
     interval = "epoch"
+    _owner: weakref.ref | None = None  # the model it was started on (see on_train_begin)
 
     def __init__(
         self,
@@ -305,6 +306,15 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, trainer):
         check_monitor_has_validation(self, trainer)
+        # its base rate, scale and best value are one run's: another model's run is refused
+        model = getattr(trainer, "model", None)
+        if model is not None:
+            if self._owner is not None and self._owner() is not model:
+                raise ValueError(
+                    f"this {self!r} was started on another model (base_lr {self.base_lr}, "
+                    f"scale {self.scale:g}): give each run its own plateau (a new instance)"
+                )
+            self._owner = weakref.ref(model)
         if self.base_lr is None:
             self.base_lr = float(trainer.lr)
         trainer.lr = self.lr()
@@ -323,6 +333,11 @@ class ReduceLROnPlateau(Callback):
         self.scale = float(state["scale"])
         self.best = None if best is None else float(best)
         self.wait = int(state["wait"])
+        self._owner = None  # the run that resumes it takes it
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the model it was started on (a weak reference)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_owner"}
 
     def config(self) -> dict[str, Any]:
         return {

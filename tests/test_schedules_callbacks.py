@@ -258,3 +258,18 @@ def test_a_schedule_started_by_one_trainer_refuses_another():
     )
     with pytest.raises(ValueError, match="started by another Trainer.*its own schedule"):
         second.fit(X, y, epochs=1)
+
+
+def test_a_plateau_started_on_one_model_refuses_another():
+    # reused over two runs it gave the second the first one's base rate and reduced scale
+    X, y = np.eye(2), [0, 1]
+    plateau = bp.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1.0)
+    model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+    bp.Trainer(model, "cross_entropy", bp.SGD(0.1), callbacks=[plateau], seed=0).fit(X, y, epochs=3)
+    assert plateau.scale < 1
+    again = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), callbacks=[plateau], seed=0)
+    again.fit(X, y, epochs=1)  # the same model, continued by a new Trainer: fine
+    other = bp.Sequential([bp.Dense(2, 2)], seed=1)
+    trainer = bp.Trainer(other, "cross_entropy", bp.SGD(0.01), schedule=plateau, seed=0)
+    with pytest.raises(ValueError, match="started on another model.*new instance"):
+        trainer.fit(X, y, epochs=1)
