@@ -50,7 +50,7 @@ from .training_checks import (
     evaluate_arrays,
     make_metrics,
 )
-from .training_loop import TrainingLoop
+from .training_loop import TrainingLoop, restored_weights
 from .training_state import TrainerState
 
 MODES = ("stochastic", "batch", "minibatch")
@@ -269,10 +269,14 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         if not (math.isfinite(loss) and math.isfinite(norm)):
             epoch, batch = self._position
             what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+            kept = restored_weights(self._hooks())
+            kept = (
+                f"; {kept}" if kept else " and the model keeps the weights from before this batch"
+            )
             raise TrainingDivergedError(
-                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped "
-                "and the model keeps the weights from before this batch (lower the learning "
-                "rate, clip the gradients, or check the data for extreme values)"
+                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped"
+                f"{kept} (lower the learning rate, clip the gradients, or check the data for "
+                "extreme values)"
             )
         return loss, out, norm
 

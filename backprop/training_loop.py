@@ -65,9 +65,10 @@ class TrainingLoop:
             if interrupt == "raise":
                 raise
             epoch, batch = self._position
+            kept = restored_weights(hooks) or "the model keeps the weights reached so far"
             warnings.warn(
-                f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; the model keeps "
-                f"the weights reached so far ({self.epoch} complete epochs in the history)",
+                f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; {kept} "
+                f"({self.epoch} complete epochs in the history)",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -157,3 +158,15 @@ def _scheduled(schedule, t: int) -> float:
     if not (math.isfinite(lr) and lr >= 0):
         raise ValueError(f"{schedule!r} gave lr {lr} at step {t}: a rate must be finite and >= 0")
     return lr
+
+
+def restored_weights(hooks: list[Callback]) -> str | None:
+    """What a run that ends early (Ctrl-C, divergence) leaves in the model when a callback
+    puts other weights back in ``on_train_end`` (EarlyStopping's best epoch), or None."""
+    for cb in hooks:
+        if (
+            getattr(cb, "restore_best_weights", False)
+            and getattr(cb, "best_params", None) is not None
+        ):
+            return f"{type(cb).__name__} puts back the weights of epoch {cb.best_epoch + 1}"
+    return None

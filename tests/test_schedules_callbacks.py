@@ -273,3 +273,32 @@ def test_a_plateau_started_on_one_model_refuses_another():
     trainer = bp.Trainer(other, "cross_entropy", bp.SGD(0.01), schedule=plateau, seed=0)
     with pytest.raises(ValueError, match="started on another model.*new instance"):
         trainer.fit(X, y, epochs=1)
+
+
+def test_interrupted_or_diverged_runs_say_early_stopping_puts_back_its_best_weights():
+    # the messages said the model keeps the weights reached so far / from before the batch,
+    # but EarlyStopping's on_train_end then put back its best epoch's
+    X, y = np.eye(2), [0, 1]
+
+    class Stop(bp.Callback):
+        def __init__(self, error):
+            self.error = error
+
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 3 and self.error is KeyboardInterrupt:
+                raise KeyboardInterrupt
+            if epoch == 3:
+                trainer.model.flat_parameters[0] = np.inf  # the next loss is not finite
+
+    for error, kind in [(KeyboardInterrupt, RuntimeWarning), (bp.TrainingDivergedError, None)]:
+        model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+        es = bp.EarlyStopping(monitor="loss", patience=10, min_delta=10.0)  # best: epoch 1
+        trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.5), callbacks=[es, Stop(error)])
+        message = "EarlyStopping puts back the weights of epoch 1"
+        if kind is RuntimeWarning:
+            with pytest.warns(RuntimeWarning, match=message):
+                trainer.fit(X, y, epochs=6)
+        else:
+            with pytest.raises(error, match=message):
+                trainer.fit(X, y, epochs=6)
+        assert np.array_equal(model.flat_parameters, es.best_params)
