@@ -59,6 +59,7 @@ class Schedule:
     def __init__(self, interval: str = "epoch") -> None:
         self.interval = checks.one_of("interval", interval, ("epoch", "update"))
         self.base_lr: float | None = None
+        self._owner = None
 
     def start(self, base_lr: float, owner: Any = None) -> None:
         """Called by the trainer ``owner`` when training begins: the base rate is taken the
@@ -288,6 +289,7 @@ class ReduceLROnPlateau(Callback):
         self.scale = 1.0
         self.best: float | None = None
         self.wait = 0
+        self._owner = None
 
     def lr(self) -> float:
         """The rate this plateau asks for now."""
