@@ -59,7 +59,11 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
-        self.state_names = ("velocity",) if self.momentum else ()
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The velocity, when there is momentum (read at each step: ``momentum`` may change)."""
+        return ("velocity",) if self.momentum else ()
 
     def _update(self, p, g, state):
         if not self.momentum:

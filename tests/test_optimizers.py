@@ -228,3 +228,13 @@ def test_a_pickled_optimizer_continues_on_the_unpickled_model():
 def test_adam_refuses_strided_slices_it_would_count_wrongly():
     with pytest.raises(ValueError, match="contiguous runs"):
         bp.Adam().step(np.zeros(6), np.ones(6), [slice(0, 6, 2)])
+
+
+def test_sgd_momentum_switched_on_after_construction_gets_its_velocity():
+    # state_names was fixed at construction: a KeyError 'velocity' at the next step
+    opt, p = bp.SGD(lr=0.1), np.zeros(2)
+    opt.step(p, np.ones(2))
+    opt.momentum = 0.5
+    opt.step(p, np.ones(2))  # v = -0.1, p = -0.1 - 0.1
+    opt.step(p, np.ones(2))  # v = 0.5 * -0.1 - 0.1 = -0.15
+    np.testing.assert_allclose(p, [-0.35, -0.35])
