@@ -12,6 +12,12 @@ Update rules (``g`` gradient, ``p`` parameter, ``t`` the update count starting a
                p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
     AdamW:     Adam, then p -= lr * weight_decay * p    (decoupled weight decay)
 
+Adam's ``t`` is each entry's own count of updates, as torch.optim.Adam keeps one per parameter:
+an entry that was frozen (left out of ``slices``) for some steps has moments that started later,
+and the global count would make its first steps after unfreezing 3 to 6 times too large. The
+counts are run-length coded (``[start, stop, t]`` runs, a single run unless something was
+frozen) and saved as ``step_counts``.
+
 Adam's bias correction is folded into the step size as in Kingma & Ba (Algorithm 1, final
 paragraph of section 2) and as scikit-learn does, so ``eps`` is added to the *uncorrected*
 ``sqrt(v)``. The protocol, the in-place kernels and the flushing of near-subnormal state are
@@ -24,7 +30,15 @@ import math
 
 import numpy as np
 
-from .optimizer_base import Optimizer, _check_fraction, _check_number, axpy, scal
+from .optimizer_base import (
+    Optimizer,
+    _check_fraction,
+    _check_number,
+    axpy,
+    check_counts,
+    count_steps,
+    scal,
+)
 
 
 def _step_by_root(
@@ -88,11 +102,8 @@ class Adagrad(Optimizer):
         self.eps = _check_number("eps", eps, 0.0, low_inclusive=False)
         self.initial_accumulator = _check_number("initial_accumulator", initial_accumulator)
 
-    def _ensure_state(self, params):
-        fresh = "sum_sq" not in self.state or self.state["sum_sq"].shape != params.shape
-        super()._ensure_state(params)
-        if fresh:
-            self.state["sum_sq"].fill(self.initial_accumulator)
+    def _fresh_state(self, name, params):
+        return np.full_like(params, self.initial_accumulator)
 
     def _update(self, p, g, state):
         s, tmp = state["sum_sq"], self._scratch(p)
@@ -136,11 +147,47 @@ class Adam(Optimizer):
         self.amsgrad = bool(amsgrad)
         self.state_names = ("m", "v", "v_max") if self.amsgrad else ("m", "v")
 
-    def step(self, params, grads, slices=None):
-        # The bias-corrected step size depends on t only: compute it once per step.
-        t = self.iterations + 1
-        self._step_size = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        super().step(params, grads, slices)
+        self._counts = None
+
+    # Steps taken by each entry, run-length coded (see optimizer_base.count_steps): an entry
+    # frozen for some steps has moments that started later, so its bias correction counts its
+    # own steps, as torch.optim.Adam's per-parameter step does. None: every entry has taken
+    # ``iterations`` steps (also the class default, for an Adam pickled before the counts).
+    _counts: list[list[int]] | None = None
+
+    def _apply(self, params, grads, slices):
+        n = params.size
+        if self._counts is None:
+            self._counts = [[0, n, self.iterations - 1]]  # (iterations counts this step)
+        if self._counts[-1][1] != n:
+            raise ValueError(
+                f"the step counts cover {self._counts[-1][1]} entries, the parameters {n}: "
+                "they were saved for another model; call reset() to start afresh"
+            )
+        runs = [slice(0, n)] if slices is None else [slice(*s.indices(n)) for s in slices]
+        if any(s.step not in (None, 1) for s in runs):
+            raise ValueError(f"slices must be contiguous runs (step 1), got {slices!r}")
+        runs = [slice(s.start, s.stop) for s in runs]
+        self._counts, stepped = count_steps(self._counts, runs)
+        for run, t in stepped:
+            # The bias-corrected step size depends on t only: once per run of equal counts.
+            self._step_size = self.lr * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+            super()._apply(params, grads, [run])
+
+    def reset(self):
+        super().reset()
+        self._counts = None
+
+    def state_dict(self):
+        out = super().state_dict()
+        if self._counts is not None:
+            out["step_counts"] = [list(run) for run in self._counts]
+        return out
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        counts = state.get("step_counts")  # (absent from older checkpoints: all equal)
+        self._counts = None if counts is None else check_counts(counts, self.iterations)
 
     # The update is elementwise, so a large flat vector is updated block by block: a block of
     # p, g, m, v and the work array (5 x 128 KiB in float32) stays in the L2 cache through all

@@ -35,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from . import checks, filecheck, schemas
-from .callbacks import Callback, History, improved, resolve_mode
+from .callbacks import (
+    Callback,
+    History,
+    check_monitor_has_validation,
+    improved,
+    monitored,
+    resolve_mode,
+)
 from .io import (
     ModelFileError,
     expected_sequential_arrays,
@@ -260,6 +267,8 @@ class Checkpoint(Callback):
     """Save the full training state every ``every`` epochs (and at the last epoch) to ``path``;
     with ``best_path``, also whenever ``monitor`` improves. Writes are atomic.
 
+    With ``best_path``, a ``val_*`` monitor without validation data, or a monitored key that
+    never appears in the logs, is an error (as for EarlyStopping), not a best file never written.
     Put it last in ``callbacks``. ``resume(trainer)`` loads ``path`` into a freshly built
     trainer; every callback gets its state back when training begins.
 
@@ -303,8 +312,12 @@ class Checkpoint(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = None if state["best"] is None else float(state["best"])
 
+    def on_train_begin(self, trainer):
+        if self.best_path is not None:  # a monitor that never appears would never save one
+            check_monitor_has_validation(self, trainer)
+
     def on_epoch_end(self, trainer, epoch, logs):
-        value = logs.get(self.monitor, math.nan)
+        value = monitored(self, logs) if self.best_path is not None else math.nan
         better = self.best_path is not None and improved(value, self.best, self.mode, 0.0)
         if better:
             self.best = float(value)

@@ -30,6 +30,8 @@ number, since ``sqrt(2.0e-31) = 4.5e-16`` is below half an ulp of ``eps = 1e-8``
 
 from __future__ import annotations
 
+import copy
+import weakref
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,74 @@ def flush_tiny(a: np.ndarray, work: np.ndarray, mask: np.ndarray) -> None:
     np.copyto(a, 0, where=mask)
 
 
+def _root(a: np.ndarray) -> Any:
+    """The object that owns ``a``'s memory (``a`` itself unless it is a view)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
+def _where(a: np.ndarray) -> tuple:
+    """Where ``a`` lies in its memory: address, shape and strides."""
+    return (a.__array_interface__["data"][0], a.shape, a.strides)
+
+
+def count_steps(
+    counts: list[list[int]], slices: list[slice]
+) -> tuple[list[list[int]], list[tuple[slice, int]]]:
+    """Per-entry step counts, run-length coded: ``counts`` is ``[[start, stop, t], ...]``
+    covering the vector in order (entries ``start:stop`` have taken ``t`` steps). Count one step
+    on every entry of ``slices``; returns the new counts (equal neighbours merged) and the runs
+    stepped with their new counts, ``[(slice, t), ...]``."""
+    if len(counts) == 1 and len(slices) == 1 and slices[0] == slice(*counts[0][:2]):
+        counts[0][2] += 1  # the usual case: every entry, always
+        return counts, [(slices[0], counts[0][2])]
+    cuts = sorted({b for s in slices for b in (s.start, s.stop)})
+    pieces = []  # the runs of counts, cut at the slices' ends
+    for a, b, t in counts:
+        inner = [c for c in cuts if a < c < b]
+        pieces += [[lo, hi, t] for lo, hi in zip([a, *inner], [*inner, b], strict=True) if lo < hi]
+    stepped: list[list[int]] = []
+    for piece in pieces:
+        if any(s.start <= piece[0] and piece[1] <= s.stop for s in slices):
+            piece[2] += 1
+            if stepped and stepped[-1][1] == piece[0] and stepped[-1][2] == piece[2]:
+                stepped[-1][1] = piece[1]
+            else:
+                stepped.append(list(piece))
+    merged: list[list[int]] = []
+    for piece in pieces:
+        if merged and merged[-1][2] == piece[2]:
+            merged[-1][1] = piece[1]
+        else:
+            merged.append(piece)
+    return merged, [(slice(a, b), t) for a, b, t in stepped]
+
+
+def check_counts(counts: Any, iterations: int) -> list[list[int]]:
+    """Saved step counts (see :func:`count_steps`), checked: ``[start, stop, t]`` runs that
+    tile ``[0, n)`` in order, each ``0 <= t <= iterations``."""
+    ok = isinstance(counts, list) and len(counts) > 0
+    end = 0
+    for run in counts if ok else ():
+        ok = (
+            isinstance(run, list | tuple)
+            and len(run) == 3
+            and all(checks.is_integer(v) for v in run)
+            and run[0] == end < run[1]
+            and 0 <= run[2] <= iterations
+        )
+        if not ok:
+            break
+        end = int(run[1])
+    if not ok:
+        raise ValueError(
+            f"step_counts must be [start, stop, steps] runs tiling [0, n) in order, with "
+            f"0 <= steps <= iterations ({iterations}); got {counts!r}"
+        )
+    return [[int(v) for v in run] for run in counts]
+
+
 def _check_number(name: str, value: Any, low: float = 0.0, low_inclusive: bool = True) -> float:
     return checks.real(name, value, low, None, "left" if low_inclusive else "neither")
 
@@ -76,18 +146,54 @@ class Optimizer:
     """
 
     state_names: tuple[str, ...] = ()
+    # (weak reference to the array the state belongs to, where in it), or None: not bound yet
+    # (see _ensure_state); a class default for optimizers pickled before it existed
+    _owner: tuple[weakref.ref, tuple] | None = None
     flush_every: int = 16  # steps between flushes of near-subnormal state (0: never)
 
     def __init__(self, lr: float) -> None:
         self.lr = _check_number("lr", lr, 0.0, low_inclusive=False)
         self.iterations = 0  # number of steps taken
         self.state: dict[str, np.ndarray] = {}
+        self._owner = None
+
+    def _fresh_state(self, name: str, params: np.ndarray) -> np.ndarray:
+        """The initial value of state array ``name``: zeros shaped like ``params``."""
+        return np.zeros_like(params)
 
     def _ensure_state(self, params: np.ndarray) -> None:
+        """Create the missing state arrays, and check that the state belongs to ``params``.
+
+        The state is the moments of one parameter vector: an optimizer that has stepped one
+        model and is given another (one instance passed to two Trainers) would start that model
+        from the first one's moments and step count, so it is refused, as is a loaded state of
+        another size. Arrays of another float dtype (a float64 state loaded for float32
+        parameters) are converted."""
+        owner = _root(params)
+        bound = None if self._owner is None else self._owner[0]()
+        if self._owner is not None and (bound is not owner or self._owner[1] != _where(params)):
+            raise ValueError(
+                f"this {type(self).__name__} holds the state of another parameter vector (it "
+                f"has stepped another model's parameters, {self.iterations} steps): give each "
+                "model its own optimizer, call reset() to start afresh, or copy.deepcopy() it "
+                "to carry the state over to a copy of the model"
+            )
         for name in self.state_names:
             arr = self.state.get(name)
-            if arr is None or arr.shape != params.shape or arr.dtype != params.dtype:
-                self.state[name] = np.zeros_like(params)
+            if arr is None:
+                self.state[name] = self._fresh_state(name, params)
+            elif arr.shape != params.shape:
+                raise ValueError(
+                    f"the optimizer state {name} has shape {arr.shape}, the parameters "
+                    f"{params.shape}: it was saved for another model; call reset() to start "
+                    "afresh"
+                )
+            elif arr.dtype != params.dtype:
+                self.state[name] = arr.astype(params.dtype)
+        try:
+            self._owner = (weakref.ref(owner), _where(params))
+        except TypeError:  # a buffer that takes no weak reference: not checked
+            self._owner = None
 
     def step(
         self, params: np.ndarray, grads: np.ndarray, slices: list[slice] | None = None
@@ -95,13 +201,17 @@ class Optimizer:
         """Apply one update to ``params`` in place from ``grads``."""
         self._ensure_state(params)
         self.iterations += 1
+        self._apply(params, grads, slices)
+        if self.flush_every and self.iterations % self.flush_every == 0:
+            self.flush_subnormals()
+
+    def _apply(self, params: np.ndarray, grads: np.ndarray, slices: list[slice] | None) -> None:
+        """``_update`` on the whole vectors, or on each of ``slices`` (its state sliced alike)."""
         if slices is None or (len(slices) == 1 and slices[0] == slice(0, params.size)):
             self._update(params, grads, self.state)
         else:
             for s in slices:
                 self._update(params[s], grads[s], {k: v[s] for k, v in self.state.items()})
-        if self.flush_every and self.iterations % self.flush_every == 0:
-            self.flush_subnormals()
 
     def flush_subnormals(self) -> None:
         """Zero every state entry too small to matter before it decays into the subnormal
@@ -129,6 +239,7 @@ class Optimizer:
         """Forget all state (as if no step had been taken)."""
         self.state = {}
         self.iterations = 0
+        self._owner = None
 
     def state_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {f"state.{k}": v.copy() for k, v in self.state.items()}
@@ -149,6 +260,23 @@ class Optimizer:
         self.state = {
             k.split(".", 1)[1]: np.array(v) for k, v in state.items() if k.startswith("state.")
         }
+        self._owner = None  # the next step's parameters take it (sizes checked there)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the binding (a weak reference): the unpickled optimizer is bound
+        by its first ``step``, to the unpickled model's parameters."""
+        return {k: v for k, v in self.__dict__.items() if k != "_owner"}
+
+    def __deepcopy__(self, memo: dict) -> Optimizer:
+        """A copy whose state is not bound to the original's parameters: the first ``step``
+        binds it to the parameters it is given (a copy of the model, say)."""
+        new = copy.copy(self)
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            if key != "_owner":
+                setattr(new, key, copy.deepcopy(value, memo))
+        new._owner = None
+        return new
 
     def config(self) -> dict[str, Any]:
         return {"lr": self.lr}
@@ -158,4 +286,4 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-__all__ = ["Optimizer", "axpy", "flush_tiny", "scal"]
+__all__ = ["Optimizer", "axpy", "check_counts", "count_steps", "flush_tiny", "scal"]

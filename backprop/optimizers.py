@@ -5,7 +5,10 @@ Protocol: ``optimizer.step(params, grads, slices=None)`` where ``params``/``grad
 State (velocity, moments) is one flat array per kind, the size of ``params``, created on the first
 step, so each update is a handful of vectorized NumPy calls for the whole network. ``lr`` is a
 plain attribute that schedules overwrite. ``state_dict()``/``load_state_dict()`` copy the state
-out and back for checkpoints.
+out and back for checkpoints. The state belongs to the parameter vector it was built for: an
+optimizer that has stepped one model refuses another (one instance passed to two Trainers would
+give the second model the first one's moments); ``reset()`` starts afresh, and a
+``copy.deepcopy`` carries the state over to a copy of the model.
 
 Update rules (``g`` gradient, ``p`` parameter)::
 
@@ -56,7 +59,11 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = bool(nesterov)
-        self.state_names = ("velocity",) if self.momentum else ()
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The velocity, when there is momentum (read at each step: ``momentum`` may change)."""
+        return ("velocity",) if self.momentum else ()
 
     def _update(self, p, g, state):
         if not self.momentum:

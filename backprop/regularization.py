@@ -33,7 +33,9 @@ import numpy as np
 
 
 def penalty(w: np.ndarray, l1: float = 0.0, l2: float = 0.0) -> float:
-    """``l1 * sum|w| + l2/2 * sum w^2`` (computed in float64)."""
+    """``l1 * sum|w| + l2/2 * sum w^2``: ``sum|w|`` accumulated in float64, ``sum w^2`` one
+    dot product in ``w``'s dtype (in float32 within about 1e-5 relative of the float64 value
+    for 4 million weights), returned as a Python float."""
     value = 0.0
     if l1:
         value += l1 * float(np.abs(w).sum(dtype=np.float64))

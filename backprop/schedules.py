@@ -19,7 +19,8 @@ InverseScaling         base_lr / (t + 1) ** power                 (sklearn's 'in
 CosineDecay            warm-up: base_lr * (t + 1) / warmup for t < warmup, then
                        min_lr + (base_lr - min_lr) * (1 + cos(pi * s)) / 2,
                        s = min(1, (t - warmup) / (total - warmup))
-ReduceLROnPlateau      multiply by ``factor`` after ``patience`` epochs without improvement
+ReduceLROnPlateau      multiply by ``factor`` after ``patience + 1`` epochs in a row without
+                       improvement (``patience`` are tolerated, as in torch)
 =====================  ==================================================================
 
 The current state of a schedule is plain numbers (``state_dict``) for checkpoints.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import weakref
 from typing import Any
 
 from . import checks
@@ -50,15 +52,33 @@ class Schedule:
         "epoch" or "update": what one step ``t`` of the schedule counts.
     """
 
+    # weak reference to the Trainer that started it (see start); a class default for
+    # schedules pickled before it existed
+    _owner: weakref.ref | None = None
+
     def __init__(self, interval: str = "epoch") -> None:
         self.interval = checks.one_of("interval", interval, ("epoch", "update"))
         self.base_lr: float | None = None
+        self._owner = None
 
-    def start(self, base_lr: float) -> None:
-        """Called by the trainer when training begins (only the first time, so resuming keeps
-        the original base rate)."""
+    def start(self, base_lr: float, owner: Any = None) -> None:
+        """Called by the trainer ``owner`` when training begins: the base rate is taken the
+        first time only, so resuming keeps the original one. A schedule started by another
+        trainer is refused: its base rate is that trainer's (one schedule object reused over a
+        learning-rate sweep would give every run the first run's rate)."""
+        if owner is not None:
+            if self._owner is not None and self._owner() is not owner:
+                raise ValueError(
+                    f"this {self!r} was started by another Trainer (base_lr {self.base_lr}): "
+                    "give each Trainer its own schedule (a new instance)"
+                )
+            self._owner = weakref.ref(owner)
         if self.base_lr is None:
             self.base_lr = float(base_lr)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the trainer that started it (a weak reference)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_owner"}
 
     def __call__(self, t: int) -> float:
         if self.base_lr is None:
@@ -77,6 +97,7 @@ class Schedule:
             raise ValueError(f"the saved state is {saved}'s, this schedule is {self!r}")
         base = state["base_lr"]
         self.base_lr = None if base is None else float(base)
+        self._owner = None  # the trainer resuming the run starts it
 
     def config(self) -> dict[str, Any]:
         return {"interval": self.interval}
@@ -212,8 +233,14 @@ class CosineDecay(Schedule):
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by more than
-    ``min_delta`` for ``patience`` epochs; never below ``min_lr``.
+    """Multiply the learning rate by ``factor`` when ``monitor`` has gone ``patience + 1`` epochs
+    in a row without improving by more than ``min_delta``; never below ``min_lr``.
+
+    ``patience`` bad epochs are tolerated and the next one reduces the rate, as in
+    ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (``patience=0``: every epoch without
+    improvement reduces it; ``patience=2``: the third in a row). The count restarts after each
+    reduction. :class:`~backprop.EarlyStopping` counts differently: it stops after ``patience``
+    bad epochs, as Keras's does.
 
     A callback (see the module docstring); ``schedule="plateau"`` or ``schedule=`` an instance
     also works. ``mode`` is "min", "max" or "auto" (max for names containing accuracy/r2/score).
@@ -231,7 +258,7 @@ class ReduceLROnPlateau(Callback):
     factor : float, default 0.1
         Multiplier of the rate on a plateau.
     patience : int, default 5
-        Epochs without improvement before the rate drops.
+        Epochs without improvement tolerated; the next one drops the rate.
     min_delta : float, default 0.0
         Smallest change that counts as an improvement.
     min_lr : float, default 0.0
@@ -241,6 +268,7 @@ class ReduceLROnPlateau(Callback):
     """
 
     interval = "epoch"
+    _owner: weakref.ref | None = None  # the model it was started on (see on_train_begin)
 
     def __init__(
         self,
@@ -261,13 +289,15 @@ class ReduceLROnPlateau(Callback):
         self.scale = 1.0
         self.best: float | None = None
         self.wait = 0
+        self._owner = None
 
     def lr(self) -> float:
         """The rate this plateau asks for now."""
         return max(self.base_lr * self.scale, self.min_lr)
 
     def observe(self, value: float) -> None:
-        """One epoch's monitored value: count it, and reduce the scale after ``patience``."""
+        """One epoch's monitored value: count it, and reduce the scale at the
+        ``patience + 1``-th epoch in a row without improvement."""
         if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.wait = float(value), 0
             return
@@ -278,6 +308,15 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, trainer):
         check_monitor_has_validation(self, trainer)
+        # its base rate, scale and best value are one run's: another model's run is refused
+        model = getattr(trainer, "model", None)
+        if model is not None:
+            if self._owner is not None and self._owner() is not model:
+                raise ValueError(
+                    f"this {self!r} was started on another model (base_lr {self.base_lr}, "
+                    f"scale {self.scale:g}): give each run its own plateau (a new instance)"
+                )
+            self._owner = weakref.ref(model)
         if self.base_lr is None:
             self.base_lr = float(trainer.lr)
         trainer.lr = self.lr()
@@ -296,6 +335,11 @@ class ReduceLROnPlateau(Callback):
         self.scale = float(state["scale"])
         self.best = None if best is None else float(best)
         self.wait = int(state["wait"])
+        self._owner = None  # the run that resumes it takes it
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled and copied without the model it was started on (a weak reference)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_owner"}
 
     def config(self) -> dict[str, Any]:
         return {

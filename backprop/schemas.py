@@ -214,7 +214,8 @@ def _scalars_like(live: dict[str, Any]) -> Spec:
     and any further keys (arrays, by reference) left to the optimizer's own loader."""
     specs = {k: like(v) for k, v in live.items() if not hasattr(v, "shape")}
     specs.update({k: s for k, s in (("iterations", integer(0)), ("lr", number(0))) if k in specs})
-    return table(specs, optional=["type"], extra=True)  # type: this optimizer's name only
+    # type: this optimizer's name only; step_counts: Adam's, absent from older checkpoints
+    return table(specs, optional=["type", "step_counts"], extra=True)
 
 
 def _schedule_like(live: dict[str, Any] | None) -> Spec:

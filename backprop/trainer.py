@@ -51,7 +51,7 @@ from .training_checks import (
     evaluate_arrays,
     make_metrics,
 )
-from .training_loop import TrainingLoop
+from .training_loop import TrainingLoop, restored_weights
 from .training_state import TrainerState
 
 MODES = ("stochastic", "batch", "minibatch")
@@ -168,7 +168,7 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         self.clip_value = checks.optional_positive("clip_value", clip_value)
         self.clip_param_norm = checks.optional_positive("clip_param_norm", clip_param_norm)
         self.clip_mode = checks.one_of("clip_mode", clip_mode, (None, "agc"))
-        self.clip_factor = checks.optional_positive("clip_factor", clip_factor)
+        self.clip_factor = checks.positive("clip_factor", clip_factor)
         self.schedule = schedules_mod.get(schedule)
         self.callbacks = list(callbacks or [])
         self.metric_names = make_metrics(self.loss, metrics, names_only=True)
@@ -276,11 +276,17 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
                 buffers[k][...] = v
             epoch, batch = self._position
             what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+            kept = restored_weights(self._hooks())
+            kept = (
+                f"; {kept}"
+                if kept
+                else " and the model keeps its weights and running statistics from before this "
+                "batch"
+            )
             raise TrainingDivergedError(
-                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped "
-                "and the model keeps its weights and running statistics from before this batch "
-                "(lower the learning rate, clip the gradients, or check the data for extreme "
-                "values)"
+                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped"
+                f"{kept} (lower the learning rate, clip the gradients, or check the data for "
+                "extreme values)"
             )
         return loss, out, norm
 

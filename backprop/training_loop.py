@@ -57,7 +57,7 @@ class TrainingLoop:
                 begun.append(cb)
             self._apply_pending_callback_states()
             if (schedule := self._stepped_schedule()) is not None:
-                schedule.start(self.optimizer.lr)
+                schedule.start(self.optimizer.lr, owner=self)
             if not self.has_learning_rate:
                 run, step = iteration_step(self, batches)
             else:
@@ -68,9 +68,10 @@ class TrainingLoop:
             if interrupt == "raise":
                 raise
             epoch, batch = self._position
+            kept = restored_weights(hooks) or "the model keeps the weights reached so far"
             warnings.warn(
-                f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; the model keeps "
-                f"the weights reached so far ({self.epoch} complete epochs in the history)",
+                f"training interrupted at epoch {epoch + 1}, batch {batch + 1}; {kept} "
+                f"({self.epoch} complete epochs in the history)",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -96,7 +97,7 @@ class TrainingLoop:
             for cb in hooks:
                 cb.on_epoch_begin(view, epoch)
             if lr_schedule is not None and lr_schedule.interval == "epoch":
-                self.optimizer.lr = lr_schedule(epoch)
+                self.optimizer.lr = _scheduled(lr_schedule, epoch)
             for metric in metrics:
                 metric.reset()
             total = weight_total = norm_sum = norm_max = 0.0
@@ -110,7 +111,7 @@ class TrainingLoop:
                 for cb in hooks:
                     cb.on_batch_begin(view, b)
                 if lr_schedule is not None and lr_schedule.interval == "update":
-                    self.optimizer.lr = lr_schedule(self.step_count)
+                    self.optimizer.lr = _scheduled(lr_schedule, self.step_count)
                 try:
                     loss, out, norm = step(Xb, yb, wb)
                 except StopIteration:
@@ -151,3 +152,24 @@ class TrainingLoop:
             logs["time"] = time.perf_counter() - start
             for cb in hooks:
                 cb.on_epoch_end(view, epoch, logs)
+
+
+def _scheduled(schedule, t: int) -> float:
+    """``schedule(t)``, refused unless a finite rate >= 0 (a negative one would climb the loss,
+    NaN would fill the weights with NaN)."""
+    lr = schedule(t)
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"{schedule!r} gave lr {lr} at step {t}: a rate must be finite and >= 0")
+    return lr
+
+
+def restored_weights(hooks: list[Callback]) -> str | None:
+    """What a run that ends early (Ctrl-C, divergence) leaves in the model when a callback
+    puts other weights back in ``on_train_end`` (EarlyStopping's best epoch), or None."""
+    for cb in hooks:
+        if (
+            getattr(cb, "restore_best_weights", False)
+            and getattr(cb, "best_params", None) is not None
+        ):
+            return f"{type(cb).__name__} puts back the weights of epoch {cb.best_epoch + 1}"
+    return None

@@ -12,7 +12,7 @@ model               the Sequential being trained (read its weights, gradients, b
 loss                the loss function object (to measure other data sets the same way)
 epoch               epochs completed so far (across calls to fit)
 step                optimizer updates taken so far (L-BFGS: iterations)
-lr                  the optimizer's learning rate (NaN for L-BFGS); assignable
+lr                  the optimizer's learning rate (NaN for L-BFGS); assignable, >= 0
 stop_training       set it to True to end training after this epoch
 note(text)          leave a line for the user (why training stopped, say); ProgressBar prints
                     the notes of the run at its end, so no callback reads another's state
@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+from . import checks
 
 
 class TrainingView:
@@ -74,7 +76,8 @@ class TrainingView:
     def lr(self, value: float) -> None:
         if not self._trainer.has_learning_rate:
             raise ValueError("L-BFGS has no learning rate to set")
-        self._trainer.optimizer.lr = float(value)
+        # a negative rate climbs the loss and NaN fills the weights with NaN, both silently
+        self._trainer.optimizer.lr = checks.real("lr", value, 0.0, None, "left")
 
     @property
     def stop_training(self) -> bool:

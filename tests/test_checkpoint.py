@@ -301,3 +301,65 @@ def test_forged_best_weights_of_the_wrong_shape_are_refused_on_load(tmp_path):
         ModelFileError, match=r"names.npz: .*keeps best buffers \['3.running_mean'\]"
     ):
         bp.load_checkpoint(tmp_path / "names.npz", _build(tmp_path / "b.npz")[1])
+
+
+class UnfreezeAt(bp.Callback):
+    """Layer 0 frozen until ``epoch`` (gradual unfreezing)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, trainer, epoch):
+        trainer.model.layers[0].trainable = epoch >= self.epoch
+
+
+def test_adams_per_entry_step_counts_resume_bitwise_and_forged_ones_are_refused(tmp_path):
+    from backprop.checkpoint import save_checkpoint
+    from backprop.io import read_archive, write_archive
+
+    X, y, _, _ = _data()
+
+    def build():
+        model = bp.Sequential([bp.Dense(6, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0)
+        trainer = bp.Trainer(
+            model, "cross_entropy", bp.Adam(0.01), batch_size=32, callbacks=[UnfreezeAt(2)], seed=1
+        )
+        return model, trainer
+
+    model_a, trainer_a = build()
+    trainer_a.fit(X, y, epochs=5)
+    _, trainer_b = build()
+    trainer_b.fit(X, y, epochs=3)
+    save_checkpoint(tmp_path / "b.npz", trainer_b)
+    model_c, trainer_c = build()
+    bp.load_checkpoint(tmp_path / "b.npz", trainer_c)
+    trainer_c.fit(X, y, epochs=2)
+    assert np.array_equal(model_a.flat_parameters, model_c.flat_parameters)
+    # layer 0 (its W, then its b after the other weights) took 2 epochs fewer steps
+    assert [t for _, _, t in trainer_a.optimizer.state_dict()["step_counts"]] == [24, 40, 24, 40]
+
+    header, arrays = read_archive(tmp_path / "b.npz")
+    kept = {k: v for k, v in header.items() if k not in ("format", "version", "arrays")}
+    kept["trainer"]["optimizer"]["step_counts"] = [[0, 5, 10**6]]
+    write_archive(tmp_path / "forged.npz", kept, arrays)
+    with pytest.raises(ModelFileError, match="forged.npz: .*step_counts"):
+        bp.load_checkpoint(tmp_path / "forged.npz", build()[1])
+
+
+def test_a_best_checkpoint_whose_monitor_never_appears_is_an_error(tmp_path):
+    # without validation data (or with a misspelt key) best_path was silently never written
+    X, y, Xv, yv = _data()
+    model = bp.Sequential([bp.Dense(6, 3)], seed=0)
+    best = tmp_path / "best.npz"
+    ckpt = Checkpoint(tmp_path / "c.npz", best_path=best)
+    trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt], seed=0)
+    with pytest.raises(ValueError, match="Checkpoint monitors 'val_loss' but fit got no valid"):
+        trainer.fit(X, y, epochs=1)
+    ckpt = Checkpoint(tmp_path / "c.npz", best_path=best, monitor="val_los")
+    trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt], seed=0)
+    with pytest.raises(KeyError, match="Checkpoint monitors 'val_los', which is not in"):
+        trainer.fit(X, y, validation_data=(Xv, yv), epochs=1)
+    assert not best.exists()
+    trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[Checkpoint(best)], seed=0)
+    trainer.fit(X, y, epochs=1)  # no best_path: the monitor is not used, nothing to check
+    assert best.exists()

@@ -1,5 +1,7 @@
 """Optimizers: one hand-worked step each (arithmetic in the comments), in-place updates, state."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -131,3 +133,108 @@ def test_state_dict_round_trip_continues_identically():
 def test_bad_hyperparameters_are_named(factory, match):
     with pytest.raises(ValueError, match=match):
         factory()
+
+
+def test_an_optimizer_that_stepped_one_model_refuses_another():
+    # One optimizer passed to two Trainers: the second model would start from the first one's
+    # moments and step count (same size), or from fresh moments with the old step count (another
+    # size, Adam's bias correction then scaling its first step by ~3). Refused, with the way out.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 3, 64)
+    opt = bp.Adam(0.01)
+    first = bp.Sequential([bp.Dense(4, 5), bp.Dense(5, 3)], seed=0)
+    bp.Trainer(first, "cross_entropy", opt, seed=0).fit(X, y, epochs=2)
+    for hidden in (5, 8):
+        other = bp.Sequential([bp.Dense(4, hidden), bp.Dense(hidden, 3)], seed=1)
+        with pytest.raises(ValueError, match="another parameter vector.*reset"):
+            bp.Trainer(other, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)
+    bp.Trainer(first, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)  # its own model: fine
+    # the ways out: reset() starts afresh; a deep copy carries the state over to a copy
+    copied = first.copy()
+    carried = copy.deepcopy(opt)
+    p, g = first.flat_parameters, np.ones_like(first.flat_parameters)
+    opt.step(p, g)
+    carried.step(copied.flat_parameters, g)
+    np.testing.assert_array_equal(p, copied.flat_parameters)
+    opt.reset()
+    opt.step(other.flat_parameters, np.ones_like(other.flat_parameters))
+    assert opt.iterations == 1
+
+
+def test_loaded_state_of_another_size_is_refused_and_of_another_dtype_is_converted():
+    a, p64 = bp.Adam(0.1), np.zeros(4)
+    a.step(p64, np.ones(4))
+    b = bp.Adam(0.1)
+    b.load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="m .*shape \\(4,\\).*\\(5,\\)"):
+        b.step(np.zeros(5), np.ones(5))
+    c = bp.Adam(0.1)
+    c.load_state_dict(a.state_dict())  # float64 moments, float32 parameters: kept, converted
+    p32 = p64.astype(np.float32)  # where a is now
+    c.step(p32, np.ones(4, np.float32))
+    a.step(p64, np.ones(4))
+    assert c.state["m"].dtype == np.float32 and c.iterations == 2
+    np.testing.assert_allclose(p32, p64, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [bp.Adam, bp.AdamW])
+def test_adam_counts_the_steps_of_each_entry_for_its_bias_correction(cls):
+    # A layer frozen for the first steps, then unfrozen (gradual unfreezing): its moments start
+    # at zero, so its bias correction must count its own steps, as torch.optim.Adam's per-
+    # parameter step does; with the global count its first steps were ~3 to 6 times too large.
+    rng = np.random.default_rng(0)
+    grads = rng.normal(size=(9, 6))
+    opt, p = cls(lr=0.1), np.zeros(6)
+    head, tail = cls(lr=0.1), cls(lr=0.1)  # the same entries, each with its own optimizer
+    ph, pt = np.zeros(3), np.zeros(3)
+    for k, g in enumerate(grads):
+        opt.step(p, g, [slice(0, 3)] if k < 5 else None)  # entries 3: frozen for 5 steps
+        head.step(ph, g[:3])
+        if k >= 5:
+            tail.step(pt, g[3:])
+    np.testing.assert_array_equal(p[:3], ph)
+    np.testing.assert_array_equal(p[3:], pt)
+    assert opt.iterations == 9
+
+
+def test_adam_step_counts_survive_a_state_dict_round_trip():
+    rng = np.random.default_rng(1)
+    grads = rng.normal(size=(6, 5))
+    a, pa = bp.Adam(lr=0.1), np.zeros(5)
+    for k, g in enumerate(grads[:3]):
+        a.step(pa, g, [slice(0, 2)] if k < 2 else None)
+    b, pb = bp.Adam(lr=0.1), pa.copy()
+    b.load_state_dict(a.state_dict())
+    for g in grads[3:]:
+        a.step(pa, g)
+        b.step(pb, g)
+    np.testing.assert_array_equal(pa, pb)
+    with pytest.raises(ValueError, match="step_counts"):
+        bp.Adam().load_state_dict({**a.state_dict(), "step_counts": [[0, 2, 3], [3, 5, 1]]})
+
+
+def test_a_pickled_optimizer_continues_on_the_unpickled_model():
+    import pickle
+
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    opt, g = bp.Adam(0.1), np.ones(model.n_parameters, np.float32)
+    opt.step(model.flat_parameters, g, [slice(0, 6)])
+    model2, opt2 = pickle.loads(pickle.dumps((model, opt)))
+    opt.step(model.flat_parameters, g)
+    opt2.step(model2.flat_parameters, g)
+    np.testing.assert_array_equal(model.flat_parameters, model2.flat_parameters)
+
+
+def test_adam_refuses_strided_slices_it_would_count_wrongly():
+    with pytest.raises(ValueError, match="contiguous runs"):
+        bp.Adam().step(np.zeros(6), np.ones(6), [slice(0, 6, 2)])
+
+
+def test_sgd_momentum_switched_on_after_construction_gets_its_velocity():
+    # state_names was fixed at construction: a KeyError 'velocity' at the next step
+    opt, p = bp.SGD(lr=0.1), np.zeros(2)
+    opt.step(p, np.ones(2))
+    opt.momentum = 0.5
+    opt.step(p, np.ones(2))  # v = -0.1, p = -0.1 - 0.1
+    opt.step(p, np.ones(2))  # v = 0.5 * -0.1 - 0.1 = -0.15
+    np.testing.assert_allclose(p, [-0.35, -0.35])

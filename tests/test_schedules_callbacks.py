@@ -247,3 +247,110 @@ def test_csv_logger_names_a_value_that_first_appears_after_its_header(tmp_path):
         trainer.fit(np.eye(2), [0, 1])
     assert sum("late" in str(w.message) for w in caught) == 1  # once, not every epoch
     assert len(list(csv.DictReader(path.open()))) == 3
+
+
+class _BadRate(bp.Schedule):
+    def lr_at(self, t):
+        return -0.1 if t >= 1 else self.base_lr
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf])
+def test_a_callback_or_schedule_setting_a_bad_rate_is_refused(bad):
+    # a negative rate would climb the loss, NaN would fill the weights with NaN: both silently
+    class SetRate(bp.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.lr = bad
+
+    model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), callbacks=[SetRate()], seed=0)
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+        trainer.fit(np.eye(2), [0, 1], epochs=2)
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), schedule=_BadRate(), seed=0)
+    with pytest.raises(ValueError, match="_BadRate.*gave lr -0.1"):
+        trainer.fit(np.eye(2), [0, 1], epochs=3)
+    view = bp.TrainingView(trainer)
+    view.lr = 0.0  # a rate of 0 (a cosine's end) is fine
+    assert trainer.optimizer.lr == 0.0
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_plateau_tolerates_patience_bad_epochs_and_reduces_at_the_next(patience):
+    # as documented (and as torch's ReduceLROnPlateau): patience + 1 bad epochs in a row
+    s = bp.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=patience)
+    s.base_lr = 1.0
+    s.observe(1.0)  # the first value is the best so far
+    lrs = []
+    for _ in range(2 * (patience + 1)):
+        s.observe(2.0)
+        lrs.append(s.lr())
+    assert lrs == [1.0] * patience + [0.5] * (patience + 1) + [0.25]
+
+
+def test_a_schedule_started_by_one_trainer_refuses_another():
+    # a learning-rate sweep reusing one schedule object: every run after the first silently
+    # took the first run's base rate (start() keeps the first one, for resuming)
+    X, y = np.eye(2), [0, 1]
+    schedule = bp.StepDecay(step_size=1, gamma=0.5)
+    first = bp.Trainer(
+        bp.Sequential([bp.Dense(2, 2)], seed=0),
+        "cross_entropy",
+        bp.SGD(0.1),
+        schedule=schedule,
+        seed=0,
+    )
+    first.fit(X, y, epochs=2)
+    first.fit(X, y, epochs=1)  # its own trainer again: fine
+    assert first.history["lr"] == pytest.approx([0.1, 0.05, 0.025])
+    second = bp.Trainer(
+        bp.Sequential([bp.Dense(2, 2)], seed=0),
+        "cross_entropy",
+        bp.SGD(0.01),
+        schedule=schedule,
+        seed=0,
+    )
+    with pytest.raises(ValueError, match="started by another Trainer.*its own schedule"):
+        second.fit(X, y, epochs=1)
+
+
+def test_a_plateau_started_on_one_model_refuses_another():
+    # reused over two runs it gave the second the first one's base rate and reduced scale
+    X, y = np.eye(2), [0, 1]
+    plateau = bp.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, min_delta=1.0)
+    model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+    bp.Trainer(model, "cross_entropy", bp.SGD(0.1), callbacks=[plateau], seed=0).fit(X, y, epochs=3)
+    assert plateau.scale < 1
+    again = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), callbacks=[plateau], seed=0)
+    again.fit(X, y, epochs=1)  # the same model, continued by a new Trainer: fine
+    other = bp.Sequential([bp.Dense(2, 2)], seed=1)
+    trainer = bp.Trainer(other, "cross_entropy", bp.SGD(0.01), schedule=plateau, seed=0)
+    with pytest.raises(ValueError, match="started on another model.*new instance"):
+        trainer.fit(X, y, epochs=1)
+
+
+def test_interrupted_or_diverged_runs_say_early_stopping_puts_back_its_best_weights():
+    # the messages said the model keeps the weights reached so far / from before the batch,
+    # but EarlyStopping's on_train_end then put back its best epoch's
+    X, y = np.eye(2), [0, 1]
+
+    class Stop(bp.Callback):
+        def __init__(self, error):
+            self.error = error
+
+        def on_epoch_begin(self, trainer, epoch):
+            if epoch == 3 and self.error is KeyboardInterrupt:
+                raise KeyboardInterrupt
+            if epoch == 3:
+                trainer.model.flat_parameters[0] = np.inf  # the next loss is not finite
+
+    for error, kind in [(KeyboardInterrupt, RuntimeWarning), (bp.TrainingDivergedError, None)]:
+        model = bp.Sequential([bp.Dense(2, 2)], seed=0)
+        es = bp.EarlyStopping(monitor="loss", patience=10, min_delta=10.0)  # best: epoch 1
+        trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.5), callbacks=[es, Stop(error)])
+        message = "EarlyStopping puts back the weights of epoch 1"
+        if kind is RuntimeWarning:
+            with pytest.warns(RuntimeWarning, match=message):
+                trainer.fit(X, y, epochs=6)
+        else:
+            with pytest.raises(error, match=message):
+                trainer.fit(X, y, epochs=6)
+        assert np.array_equal(model.flat_parameters, es.best_params)

@@ -361,6 +361,8 @@ def test_validation_split_is_stratified_and_reported(rng):
         ({"epochs": 1.5}, "epochs"),
         ({"l2": -1}, "l2"),
         ({"clip_norm": 0}, "clip_norm"),
+        # None passed the check and failed mid-fit: "'>' not supported ... NoneType"
+        ({"clip_mode": "agc", "clip_factor": None}, "clip_factor must be a finite number > 0"),
         ({"metrics": ["f1"]}, "metric"),
         ({"penalty_scale": "x"}, "penalty_scale"),
     ],
