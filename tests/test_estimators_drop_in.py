@@ -106,7 +106,13 @@ def test_partial_fit_uses_an_alpha_changed_between_calls(iris, kind):
 
 
 @pytest.mark.parametrize(
-    "change", [dict(activation="tanh"), dict(dropout=0.2), dict(normalization="layer")]
+    "change",
+    [
+        dict(activation="tanh"),
+        dict(dropout=0.2),
+        dict(normalization="layer"),
+        dict(hidden_layer_sizes=(3,)),
+    ],
 )
 def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(iris, change):
     """warm_start and partial_fit kept training the network built first: after
@@ -121,7 +127,7 @@ def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(i
     incremental.set_params(**change)
     with pytest.raises(ValueError, match="do not match the fitted network"):
         incremental.partial_fit(X, X[:, 0])
-    incremental.set_params(**{k: bp.MLPRegressor().get_params()[k] for k in change})
+    incremental.set_params(**{k: params.get(k, bp.MLPRegressor().get_params()[k]) for k in change})
     incremental.partial_fit(X, X[:, 0])  # set back: training continues
     assert incremental.n_iter_ == 1 and len(incremental.loss_curve_) == 2
 

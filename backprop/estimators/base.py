@@ -138,10 +138,11 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             self.best_validation_score_ = None
 
     def _check_same_network(self) -> None:
-        """warm_start and partial_fit continue ``model_`` as it was built: an activation,
-        dropout or normalization changed since then would be ignored without a word (scikit-learn
-        applies a new activation), so it is refused."""
-        n_hidden = len(self._dense_layers()) - 1
+        """warm_start and partial_fit continue ``model_`` as it was built: hidden layer sizes,
+        an activation, dropout or normalization changed since then would be ignored without a
+        word (and the file saved afterwards would not load), so they are refused."""
+        sizes = [layer.out_features for layer in self._dense_layers()[:-1]]
+        n_hidden = len(C.hidden_sizes(self))  # the per-layer settings are checked against it
         norm = {"batch": L.BatchNorm, "layer": L.LayerNorm}.get(self.normalization)
         acts = C.per_layer(self, "activation", n_hidden)
         wanted: list[tuple] = []
@@ -154,13 +155,14 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             for layer in self.model_.layers
             if not isinstance(layer, L.Dense)
         ]
-        if built != wanted:
+        if built != wanted or C.hidden_sizes(self) != sizes:
             names = [f"{t.__name__}({r})" if r else t.__name__ for t, r in built]
             raise ValueError(
-                f"activation={self.activation!r}, dropout={self.dropout!r}, normalization="
-                f"{self.normalization!r} do not match the fitted network ({names} between its "
-                "Dense layers): warm_start and partial_fit continue that network unchanged. Set "
-                "the parameters back, or fit from scratch (warm_start=False)."
+                f"hidden_layer_sizes={self.hidden_layer_sizes!r}, activation={self.activation!r}"
+                f", dropout={self.dropout!r}, normalization={self.normalization!r} do not match "
+                f"the fitted network (hidden sizes {sizes}, {names} between its Dense layers): "
+                "warm_start and partial_fit continue that network unchanged. Set the parameters "
+                "back, or fit from scratch (warm_start=False)."
             )
 
     def _make_optimizer(self):
