@@ -132,6 +132,24 @@ def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(i
     assert incremental.n_iter_ == 1 and len(incremental.loss_curve_) == 2
 
 
+@pytest.mark.parametrize("continue_with", ["warm_start", "partial_fit"])
+def test_targets_of_another_width_are_refused_by_name_when_training_continues(iris, continue_with):
+    """A regressor fitted on 2 targets and continued on 1 failed inside the loss with 'y_true
+    has shape (150, 1), y_pred has shape (150, 2)', naming neither the estimator nor the fitted
+    width (and a warm fit had reset n_iter_ to 0 first)."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    warm = continue_with == "warm_start"
+    reg = bp.MLPRegressor(warm_start=warm, **params)
+    reg.fit(X, X[:, :2]) if warm else reg.partial_fit(X, X[:, :2])
+    before = [c.copy() for c in reg.coefs_], reg.n_iter_, list(reg.loss_curve_)
+    with pytest.raises(ValueError, match=r"y has 1 output.*fitted on 2"):
+        reg.fit(X, X[:, 0]) if warm else reg.partial_fit(X, X[:, 0])
+    assert reg.n_iter_ == before[1] and reg.loss_curve_ == before[2]
+    for a, b in zip(before[0], reg.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):
     """dropout=np.array([0.1, 0.2]) was refused as 'dropout rates must be in [0, 1), got
     array([0.1, 0.2])' (rates that are in [0, 1)), and an array of activation names likewise."""

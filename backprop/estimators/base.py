@@ -184,6 +184,12 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         self._check_params()
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, Y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
+        if not first_pass and Y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {Y.shape[1]} output(s) per sample, but {type(self).__name__} was fitted "
+                f"on {self.n_outputs_}: warm_start and partial_fit continue that network. Pass "
+                "targets of the fitted width, or fit from scratch (warm_start=False)."
+            )
         sw = self._sample_weight(sample_weight, X, y_raw, training=True, incremental=incremental)
         dtype = self._train_dtype(X) if first_pass else self.model_.dtype
         Y = Y.astype(dtype)
