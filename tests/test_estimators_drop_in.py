@@ -150,6 +150,43 @@ def test_targets_of_another_width_are_refused_by_name_when_training_continues(ir
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize(
+    "first, then",
+    [
+        (dict(early_stopping=True), dict(early_stopping=False)),
+        (dict(early_stopping=False), dict(early_stopping=True)),
+        (dict(solver="lbfgs"), dict(solver="adam")),
+        (dict(solver="lbfgs"), dict(solver="sgd", early_stopping=True)),
+    ],
+)
+def test_warm_start_may_switch_early_stopping_or_solver(iris, first, then):
+    """The bookkeeping of the first fit (best_loss_ None with early stopping or L-BFGS,
+    best_validation_score_ None without) broke the next warm fit with "unsupported operand
+    type(s) for -: 'NoneType' and 'float'" (scikit-learn crashes alike): the fit continues with
+    the bookkeeping the new setting needs, from the weights the first fit ended with."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), max_iter=4, random_state=0, warm_start=True)
+    est = bp.MLPClassifier(**params, **first).fit(X, y)
+    est.set_params(**then)
+    est.fit(X, y)
+    assert est.n_iter_ == 4 and np.isfinite(est.loss_curve_).all()
+    if est.early_stopping:
+        assert len(est.validation_scores_) >= 4 and est.best_loss_ is None
+        assert est.best_validation_score_ == max(est.validation_scores_[-4:])
+    else:
+        assert est.best_loss_ == min(est.loss_curve_[-4:])
+    partial = bp.MLPRegressor(**params, **first).fit(X, X[:, 0]).set_params(**then)
+    if not partial.early_stopping:
+        start = partial.predict(X)
+        partial.set_params(solver="sgd", batch_size=len(X)).partial_fit(X, X[:, 0])
+        assert partial.best_loss_ == partial.loss_curve_[-1]
+        # one full batch of sgd: the epoch's loss is the loss where the first fit ended (the
+        # L-BFGS trainer of that fit was reused, and ran L-BFGS iterations)
+        penalty = partial.alpha * sum((c**2).sum() for c in partial.coefs_) / (2 * len(X))
+        expected = ((start - X[:, 0]) ** 2).mean() / 2
+        assert partial.loss_curve_[-1] == pytest.approx(expected, rel=1e-2, abs=penalty * 2)
+
+
 def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):
     """dropout=np.array([0.1, 0.2]) was refused as 'dropout rates must be in [0, 1), got
     array([0.1, 0.2])' (rates that are in [0, 1)), and an array of activation names likewise."""

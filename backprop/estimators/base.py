@@ -39,7 +39,7 @@ from .mlp_params import (  # noqa: F401  (re-exported: they were defined here fi
     check_params,
     make_optimizer,
 )
-from .monitor import SklearnMonitor, record_divergence
+from .monitor import SklearnMonitor, record_divergence, resume_bookkeeping
 from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
 
 
@@ -201,6 +201,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             load_hand_set(self, incremental or self.warm_start)
         else:
             self._check_same_network()
+            resume_bookkeeping(self)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         train, validation = self._split(X, Y, y_raw, sw, rs, validation_data)
@@ -210,7 +211,10 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         n = Xt.shape[0]
         batch = n if self.solver == "lbfgs" else self._batch_size(n)
         monitor = SklearnMonitor(self, n, batch, validation, incremental)
-        trainer = self._trainer if incremental else None
+        # partial_fit continues the optimizer of the last fit unless that was L-BFGS (whose
+        # solver was switched since; scikit-learn then makes a new one too)
+        resumable = incremental and getattr(self._trainer, "mode", "batch") != "batch"
+        trainer = self._trainer if resumable else None
         if trainer is None:
             # A fresh fit gets a fresh copy of the schedule: the constructor's object is never
             # started or stepped (fit must not change constructor parameters), and no state

@@ -156,6 +156,27 @@ class SklearnMonitor(Callback):
                 v[...] = est._best_buffers[k]
 
 
+def resume_bookkeeping(est: Any) -> None:
+    """Before a ``warm_start`` fit or ``partial_fit`` continues a fitted ``est``: the state
+    :class:`SklearnMonitor` updates, as the current ``early_stopping`` and ``solver`` need it.
+
+    A first fit with early stopping leaves ``best_loss_`` None; one without leaves
+    ``best_validation_score_`` None; L-BFGS leaves both None. Switching either setting between
+    fits then made the monitor compute ``None - tol`` (scikit-learn crashes alike). The new
+    quantity is tracked from this fit on: ``best_loss_ = inf`` or ``best_validation_score_ =
+    -inf`` with ``validation_scores_ = []`` (``best_loss_`` None, as early stopping has it), and
+    the no-improvement count restarts at 0."""
+    if est.solver == "lbfgs":
+        return
+    if est.early_stopping and est.best_validation_score_ is None:
+        est.validation_scores_ = [] if est.validation_scores_ is None else est.validation_scores_
+        est.best_validation_score_, est.best_loss_ = -np.inf, None
+        est._no_improvement_count = 0
+    elif not est.early_stopping and est.best_loss_ is None:
+        est.best_loss_ = np.inf
+        est._no_improvement_count = 0
+
+
 def record_divergence(est: Any, exc: BaseException) -> None:
     """End a diverging fit with early stopping as scikit-learn does (its issue #29504): no error,
     NaN recorded as the epoch's loss and validation score, and the best weights so far (which
