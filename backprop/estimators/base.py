@@ -40,7 +40,7 @@ from .mlp_params import (  # noqa: F401  (re-exported: they were defined here fi
     make_optimizer,
 )
 from .monitor import SklearnMonitor, record_divergence, resume_bookkeeping
-from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
+from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set, write_weights
 
 
 class BaseMLP(SklearnPrivateMixin, BaseEstimator):
@@ -69,8 +69,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         if "model_" not in vars(self):  # kept as given; partial_fit or warm_start starts there
             vars(self)[f"_hand_set_{key}"] = values if isinstance(values, list) else list(values)
             return
-        for layer, value in zip(self._dense_layers(), values, strict=True):
-            layer.params[key][...] = value
+        write_weights(self._dense_layers(), key, values)
 
     @property
     def coefs_(self) -> list[np.ndarray]:
