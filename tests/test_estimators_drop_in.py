@@ -4,10 +4,13 @@ changed between fits, bad parameter values, and no use of NumPy's global random 
 scikit-learn's own MLP is the oracle wherever it has the behaviour; nothing is hard-coded.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import neural_network as sknn
 from sklearn.datasets import load_iris
+from sklearn.exceptions import ConvergenceWarning
 
 import backprop as bp
 
@@ -185,6 +188,24 @@ def test_warm_start_may_switch_early_stopping_or_solver(iris, first, then):
         penalty = partial.alpha * sum((c**2).sum() for c in partial.coefs_) / (2 * len(X))
         expected = ((start - X[:, 0]) ** 2).mean() / 2
         assert partial.loss_curve_[-1] == pytest.approx(expected, rel=1e-2, abs=penalty * 2)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_no_convergence_warning_when_training_converges_in_the_last_allowed_epoch(
+    iris, early_stopping
+):
+    """The tol/n_iter_no_change stop in epoch max_iter still warned 'Maximum iterations (3)
+    reached and the optimization hasn't converged yet'; scikit-learn stops before it warns."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), tol=10.0, n_iter_no_change=1, max_iter=3)
+    for module in (sknn, bp):
+        est = module.MLPClassifier(random_state=0, early_stopping=early_stopping, **params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            est.fit(X, y)
+        assert est.n_iter_ == 3
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        bp.MLPClassifier(random_state=0, **dict(params, tol=0.0)).fit(X, y)
 
 
 def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):

@@ -95,8 +95,9 @@ class SklearnMonitor(Callback):
                 est._no_improvement_count = 0
         if self.incremental:
             trainer.stop_training = True
-        elif est.n_iter_ == est.max_iter:
-            self.max_iter_reached = True  # the estimator warns once fit returns
+        elif est.n_iter_ == est.max_iter and not trainer.stop_training:
+            # the estimator warns once fit returns; a tol stop in this epoch has converged
+            self.max_iter_reached = True
 
     def _validate(self, trainer, logs):
         est = self.est
