@@ -109,6 +109,27 @@ def test_same_random_state_same_model_and_warm_start_continues():
     assert not np.array_equal(before, first.flat_parameters)
 
 
+@pytest.mark.parametrize(
+    "change", [dict(layers=[bp.Dense(7), bp.Tanh()]), dict(output_layer=False)]
+)
+def test_warm_start_refuses_a_changed_layer_list(change):
+    """set_params(layers=...) between warm_start fits kept training the network built first,
+    while get_params (and a file saved then) named the new layers."""
+    X, y = _images()
+    X = X.reshape(len(X), -1)
+    warm = bp.NeuralNetClassifier([bp.Dense(5), bp.ReLU()], epochs=1, random_state=0)
+    warm.set_params(warm_start=True).fit(X, y)
+    before = warm.model_.flat_parameters.copy()
+    warm.set_params(**change)
+    with pytest.raises(ValueError, match="do not match the fitted network"):
+        warm.fit(X, y)
+    np.testing.assert_array_equal(warm.model_.flat_parameters, before)
+    warm.set_params(layers=[bp.Dense(5), bp.ReLU()], output_layer=True)
+    warm.model_.layers[0].trainable = False  # freezing a fitted layer is no change of stack
+    warm.fit(X, y)
+    assert warm.n_iter_ == 2
+
+
 def test_regressor_with_residual_blocks_in_a_pipeline():
     rng = np.random.default_rng(1)
     X = rng.uniform(-2, 2, size=(200, 3))

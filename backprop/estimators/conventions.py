@@ -250,4 +250,36 @@ def neuralnet_warm_start(est: Any) -> bool:
     for name in ("warm_start", "output_layer"):
         if not isinstance(getattr(est, name), bool | np.bool_):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    if est.warm_start and hasattr(est, "model_"):
+        check_same_stack(est)
     return bool(est.warm_start)
+
+
+def check_same_stack(est: Any) -> None:
+    """A warm fit continues ``est.model_``: a ``layers`` list or ``output_layer`` changed since
+    it was built would be ignored without a word, so it is refused. Layers are compared by
+    their specs (type and settings; ``trainable`` may differ: freezing is fine-tuning); a
+    function's stack, or one with unregistered layers, is not compared."""
+    from ..layers import Dense, ReLU, layer_spec
+
+    given = [Dense(100), ReLU()] if est.layers is None else est.layers
+    if callable(given):
+        return
+    built = est.model_.layers[:-1] if est.output_layer else est.model_.layers
+
+    def spec(layer: Any) -> tuple:
+        full = layer_spec(layer)
+        return full["type"], full["config"]
+
+    same = len(given) == len(built)
+    try:
+        same = same and all(spec(a) == spec(b) for a, b in zip(given, built, strict=True))
+    except TypeError:  # an unregistered layer: only the number of layers is compared
+        pass
+    if not same:
+        raise ValueError(
+            f"layers={given!r} and output_layer={est.output_layer!r} do not match the fitted "
+            f"network ({[type(layer).__name__ for layer in est.model_.layers]}): warm_start "
+            "continues that network unchanged. Set them back, or fit from scratch "
+            "(warm_start=False)."
+        )
