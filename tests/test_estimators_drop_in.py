@@ -115,6 +115,7 @@ def test_partial_fit_uses_an_alpha_changed_between_calls(iris, kind):
         dict(dropout=0.2),
         dict(normalization="layer"),
         dict(hidden_layer_sizes=(3,)),
+        dict(dtype="float32"),
     ],
 )
 def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(iris, change):

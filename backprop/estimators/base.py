@@ -138,7 +138,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
 
     def _check_same_network(self) -> None:
         """warm_start and partial_fit continue ``model_`` as it was built: hidden layer sizes,
-        an activation, dropout or normalization changed since then would be ignored without a
+        an activation, dropout, normalization or dtype changed since then would be ignored without a
         word (and the file saved afterwards would not load), so they are refused."""
         sizes = [layer.out_features for layer in self._dense_layers()[:-1]]
         n_hidden = len(C.hidden_sizes(self))  # the per-layer settings are checked against it
@@ -154,12 +154,14 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             for layer in self.model_.layers
             if not isinstance(layer, L.Dense)
         ]
-        if built != wanted or C.hidden_sizes(self) != sizes:
+        dtype = self.model_.dtype if self.dtype is None else np.dtype(self.dtype)
+        if built != wanted or C.hidden_sizes(self) != sizes or dtype != self.model_.dtype:
             names = [f"{t.__name__}({r})" if r else t.__name__ for t, r in built]
             raise ValueError(
                 f"hidden_layer_sizes={self.hidden_layer_sizes!r}, activation={self.activation!r}"
-                f", dropout={self.dropout!r}, normalization={self.normalization!r} do not match "
-                f"the fitted network (hidden sizes {sizes}, {names} between its Dense layers): "
+                f", dropout={self.dropout!r}, normalization={self.normalization!r}, dtype="
+                f"{self.dtype!r} do not match the fitted network ({self.model_.dtype}, hidden "
+                f"sizes {sizes}, {names} between its Dense layers): "
                 "warm_start and partial_fit continue that network unchanged. Set the parameters "
                 "back, or fit from scratch (warm_start=False)."
             )
