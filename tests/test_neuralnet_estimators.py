@@ -130,6 +130,22 @@ def test_warm_start_refuses_a_changed_layer_list(change):
     assert warm.n_iter_ == 2
 
 
+def test_warm_start_history_keeps_one_entry_per_epoch_in_every_key():
+    """A warm fit appended each key's new values to the old lists: with validation_split added
+    in the second fit, history_["val_loss"][0] belonged to epoch 3 of history_["loss"], and
+    "epoch" restarted at 1. Epochs without a value now hold NaN and the epochs count on."""
+    X, y = _images()
+    X = X.reshape(len(X), -1)
+    warm = bp.NeuralNetClassifier([bp.Dense(5), bp.ReLU()], epochs=2, random_state=0)
+    warm.set_params(warm_start=True).fit(X, y)
+    warm.set_params(validation_split=0.2).fit(X, y)
+    warm.set_params(validation_split=None, epochs=1).fit(X, y)
+    assert {len(values) for values in warm.history_.values()} == {5}
+    assert warm.history_["epoch"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    val = np.array(warm.history_["val_loss"])
+    assert np.isnan(val[[0, 1, 4]]).all() and np.isfinite(val[2:4]).all()
+
+
 def test_regressor_with_residual_blocks_in_a_pipeline():
     rng = np.random.default_rng(1)
     X = rng.uniform(-2, 2, size=(200, 3))

@@ -18,6 +18,7 @@ the operating system's entropy.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -283,3 +284,16 @@ def check_same_stack(est: Any) -> None:
             "continues that network unchanged. Set them back, or fit from scratch "
             "(warm_start=False)."
         )
+
+
+def merge_history(old: dict[str, list], new: dict[str, list]) -> dict[str, list]:
+    """The per-epoch logs of a warm fit appended to those of the fits before: every key keeps
+    one value per epoch (NaN where a fit did not log it, e.g. ``val_loss`` of a fit without
+    validation), and ``epoch`` counts on from the last one."""
+    n_old, n_new = len(old.get("loss", [])), len(new.get("loss", []))
+    shift = old["epoch"][-1] if old.get("epoch") else 0.0
+    new = {**new, "epoch": [shift + e for e in new["epoch"]]} if "epoch" in new else new
+    return {
+        key: list(old.get(key, [math.nan] * n_old)) + list(new.get(key, [math.nan] * n_new))
+        for key in {**old, **new}
+    }

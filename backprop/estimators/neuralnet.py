@@ -32,6 +32,7 @@ from .. import optimizers as optimizers_mod
 from ..layers import Dense, Layer, ReLU
 from ..model import Sequential
 from ..trainer import Trainer
+from . import conventions
 from .conventions import check_network_output, fitted_for, make_random_state, neuralnet_warm_start
 
 LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
@@ -202,11 +203,7 @@ class NeuralNet(BaseEstimator):
             X, Y, validation_split=self.validation_split, sample_weight=sample_weight
         )
         logs = {k: [float(v) for v in values] for k, values in history.items()}
-        if continuing:
-            for key, values in logs.items():
-                self.history_.setdefault(key, []).extend(values)
-        else:
-            self.history_ = logs
+        self.history_ = conventions.merge_history(self.history_, logs) if continuing else logs
         self.model_ = model
         self.n_iter_ = len(self.history_["loss"])
         self.loss_curve_ = list(self.history_["loss"])
