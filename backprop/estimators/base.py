@@ -363,16 +363,13 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             Xv, Yv, yv = self._validate_eval(validation_data[0], validation_data[1])
             w_given = validation_data[2] if len(validation_data) == 3 else None
             wv = self._sample_weight(w_given, Xv, yv)  # checked, class weights applied
+            C.check_validation_set(Yv, Y.shape[1], given=True)
             return (X, Y, sw), (Xv, yv, Yv.astype(self.model_.dtype), wv)
         if not (self.early_stopping and self.solver in STOCHASTIC):
             return (X, Y, sw), None
         stratify = Y.astype(bool) if self._stratify() else None
         tr, va = C.early_stopping_split(rs, X.shape[0], self.validation_fraction, stratify)
-        if len(va) < 2:
-            raise ValueError(
-                "The validation set is too small. Increase 'validation_fraction' or the size of "
-                "your dataset."
-            )
+        C.check_validation_set(Y[va], Y.shape[1], given=False)
         w_tr = None if sw is None else sw[tr]
         w_va = None if sw is None else sw[va]
         return (X[tr], Y[tr], w_tr), (X[va], y_raw[va], Y[va], w_va)

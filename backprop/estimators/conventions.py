@@ -115,6 +115,26 @@ def early_stopping_split(
     return train, val
 
 
+def check_validation_set(Y_val: np.ndarray, n_outputs: int, given: bool) -> None:
+    """A validation set the monitor can score: at least 2 samples (r2 of one sample is NaN, and
+    early stopping on NaN scores never keeps a best epoch) and the training targets' width.
+    ``given``: from ``validation_data`` rather than scikit-learn's split of the training data."""
+    if Y_val.shape[0] < 2:
+        raise ValueError(
+            "The validation set is too small. "
+            + (
+                f"validation_data has {Y_val.shape[0]} sample(s); pass at least 2."
+                if given
+                else "Increase 'validation_fraction' or the size of your dataset."
+            )
+        )
+    if Y_val.shape[1] != n_outputs:
+        raise ValueError(
+            f"validation_data has {Y_val.shape[1]} output(s) per sample, the training targets "
+            f"{n_outputs}"
+        )
+
+
 # -- constructor-parameter validation, with scikit-learn's wording --------------------------------
 _is_real = checks.is_real  # one definition of a number for the library (backprop.checks)
 _is_int = checks.is_integer
