@@ -136,6 +136,25 @@ def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(i
     assert incremental.n_iter_ == 1 and len(incremental.loss_curve_) == 2
 
 
+@pytest.mark.parametrize(
+    "first, then", [("poisson", "squared_error"), ("squared_error", "poisson")]
+)
+def test_a_changed_regression_loss_is_refused_when_training_continues(iris, first, then):
+    """loss="poisson" -> "squared_error" between warm fits kept training with the Poisson
+    deviance through the exp link while get_params said squared_error (and the reverse trained
+    squared error on an identity output)."""
+    X, _ = iris
+    y = np.abs(X[:, 0])
+    params = dict(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    warm = bp.MLPRegressor(loss=first, warm_start=True, **params).fit(X, y)
+    with pytest.raises(ValueError, match=f"loss='{then}' does not match the fitted network"):
+        warm.set_params(loss=then).fit(X, y)
+    partial = bp.MLPRegressor(loss=first, **params).partial_fit(X, y).set_params(loss=then)
+    with pytest.raises(ValueError, match="does not match the fitted network"):
+        partial.partial_fit(X, y)
+    assert partial.n_iter_ == 1 and len(partial.loss_curve_) == 1
+
+
 @pytest.mark.parametrize("continue_with", ["warm_start", "partial_fit"])
 def test_targets_of_another_width_are_refused_by_name_when_training_continues(iris, continue_with):
     """A regressor fitted on 2 targets and continued on 1 failed inside the loss with 'y_true
