@@ -39,7 +39,7 @@ from .mlp_params import (  # noqa: F401  (re-exported: they were defined here fi
     check_params,
     make_optimizer,
 )
-from .monitor import SklearnMonitor, record_divergence, resume_bookkeeping
+from .monitor import CURVES, SklearnMonitor, record_divergence, resume_bookkeeping
 from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set, write_weights
 
 
@@ -299,17 +299,21 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         return self
 
     def _snapshot(self, trainer: Trainer) -> tuple:
-        """Everything one partial_fit call may change: fitted attributes, the network, the
-        dropout stream, and the trainer (optimizer state, counters, shuffle stream, history)."""
-        skip = {"model_", "_trainer", "_plateau", *self.get_params(deep=False)}
+        """Everything one partial_fit call may change: fitted attributes (the curves, which only
+        grow, by their lengths: copying them made each call slower than the last), the network,
+        the dropout stream, and the trainer (optimizer state, counters, shuffle stream)."""
+        curves = {k: (v, len(v)) for k, v in vars(self).items() if k in CURVES and v is not None}
+        skip = {"model_", "_trainer", "_plateau", *curves, *self.get_params(deep=False)}
         attrs = {k: copy.deepcopy(v) for k, v in vars(self).items() if k not in skip}
-        model = self.model_
-        rng_state = copy.deepcopy(model.rng.bit_generator.state)
-        return attrs, model.state_dict(), rng_state, trainer.state_dict()
+        rng_state = copy.deepcopy(self.model_.rng.bit_generator.state)
+        return attrs, curves, self.model_.state_dict(), rng_state, trainer.state_dict()
 
     def _restore(self, trainer: Trainer, saved: tuple) -> None:
-        attrs, weights, rng_state, trainer_state = saved
+        attrs, curves, weights, rng_state, trainer_state = saved
         vars(self).update(attrs)
+        for name, (curve, n) in curves.items():
+            del curve[n:]
+            setattr(self, name, curve)
         self.model_.load_state_dict(weights)
         self.model_.rng.bit_generator.state = rng_state
         self.model_.zero_grad()

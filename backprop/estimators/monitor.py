@@ -30,6 +30,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..callbacks import Callback
 
+#: The per-epoch lists the monitor appends to (and nothing else changes them during a fit).
+CURVES = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
+
 
 class SklearnMonitor(Callback):
     """Args:
