@@ -175,6 +175,22 @@ def test_poisson_regressor_predicts_rates():
         bp.NeuralNetRegressor(loss="hinge").fit(X, y)
 
 
+def test_poisson_predictions_follow_the_fitted_loss_not_a_later_set_params(tmp_path):
+    """predict read the loss parameter at predict time: set_params(loss="mse") after a Poisson
+    fit turned rates into log-rates without a refit (and a file saved then loaded so)."""
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0, 1, size=(50, 2))
+    y = rng.poisson(np.exp(1.0 + X[:, 0]))
+    est = bp.NeuralNetRegressor([], loss="poisson", epochs=2, random_state=0).fit(X, y)
+    rates = est.predict(X)
+    est.set_params(loss="mse")
+    np.testing.assert_array_equal(est.predict(X), rates)
+    bp.save(est, tmp_path / "est.bp")
+    np.testing.assert_array_equal(bp.load(tmp_path / "est.bp").predict(X), rates)
+    est.set_params(warm_start=True).fit(X, y)  # the network goes on as a regression of y
+    np.testing.assert_array_equal(est.predict(X), est.model_.predict(X).ravel())
+
+
 class Lookup(bp.Layer):
     """Integer ids -> rows of a learned table (test-local; the rnn issue brings Embedding)."""
 

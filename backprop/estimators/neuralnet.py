@@ -361,6 +361,7 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
         if y.dtype.kind not in "fiub":
             y = y.astype(np.float64)  # objects holding numbers; anything else raises here
         y = y.astype(np.float64)
+        self._exp_link = self.loss == "poisson"  # predict's link: the loss of the last fit
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
         if not np.all(np.isfinite(y)):
@@ -387,7 +388,7 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
             ``(n_samples,)`` for a 1-D training target, else ``(n_samples, n_outputs)``.
         """
         z = self._outputs(X).astype(np.float64)
-        p = np.exp(z) if self.loss == "poisson" else z
+        p = np.exp(z) if getattr(self, "_exp_link", self.loss == "poisson") else z
         return p.ravel() if self._y_1d and p.shape[1] == 1 else p
 
     def __sklearn_tags__(self):

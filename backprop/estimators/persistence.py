@@ -48,6 +48,7 @@ NEURALNET_FITTED = (
     "history_",
     "_seed",
     "_y_1d",
+    "_exp_link",
 )
 
 
