@@ -325,6 +325,7 @@ def estimator_schema(param_names: Iterable[str], classifier: bool) -> Spec:
         "validation_loss_curve_": optional(curve),
         "validation_scores_": optional(curve),
         "feature_names_in_": list_of(text()),
+        "_no_improvement_count": integer(0),  # the tol stop of a warm fit goes on counting
     }
     required = ["n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_"]
     if classifier:
