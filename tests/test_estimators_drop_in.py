@@ -228,6 +228,22 @@ def test_no_convergence_warning_when_training_converges_in_the_last_allowed_epoc
         bp.MLPClassifier(random_state=0, **dict(params, tol=0.0)).fit(X, y)
 
 
+def test_early_stopping_switched_back_on_does_not_restore_weights_from_before_the_gap(iris):
+    """warm fits with early stopping, then without, then with again: the third fit compared
+    its scores with the best of the first and, if none beat it, ended with the first fit's
+    weights, silently discarding the two fits since. A fit without early stopping ends its
+    best_validation_score_ (None, as scikit-learn documents it then)."""
+    X, y = iris
+    shuffled = np.random.default_rng(0).permutation(y)
+    est = bp.MLPClassifier((8,), max_iter=30, learning_rate_init=0.05, warm_start=True,
+                           early_stopping=True, random_state=0)  # fmt: skip
+    est.fit(X, y, validation_data=(X, y))
+    est.set_params(early_stopping=False, max_iter=5).fit(X, y)
+    assert est.best_validation_score_ is None
+    est.set_params(early_stopping=True, max_iter=3).fit(X, y, validation_data=(X, shuffled))
+    assert est.best_validation_score_ == max(est.validation_scores_[-3:])
+
+
 def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):
     """dropout=np.array([0.1, 0.2]) was refused as 'dropout rates must be in [0, 1), got
     array([0.1, 0.2])' (rates that are in [0, 1)), and an array of activation names likewise."""

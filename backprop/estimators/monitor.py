@@ -169,7 +169,9 @@ def resume_bookkeeping(est: Any) -> None:
     fits then made the monitor compute ``None - tol`` (scikit-learn crashes alike). The new
     quantity is tracked from this fit on: ``best_loss_ = inf`` or ``best_validation_score_ =
     -inf`` with ``validation_scores_ = []`` (``best_loss_`` None, as early stopping has it), and
-    the no-improvement count restarts at 0."""
+    the no-improvement count restarts at 0. A fit without early stopping ends the best
+    validation score (None): switched on again, early stopping must not put back weights from
+    before the fits in between."""
     if est.solver == "lbfgs":
         return
     if est.early_stopping and est.best_validation_score_ is None:
@@ -177,7 +179,7 @@ def resume_bookkeeping(est: Any) -> None:
         est.best_validation_score_, est.best_loss_ = -np.inf, None
         est._no_improvement_count = 0
     elif not est.early_stopping and est.best_loss_ is None:
-        est.best_loss_ = np.inf
+        est.best_loss_, est.best_validation_score_ = np.inf, None
         est._no_improvement_count = 0
 
 
