@@ -244,6 +244,20 @@ def test_early_stopping_switched_back_on_does_not_restore_weights_from_before_th
     assert est.best_validation_score_ == max(est.validation_scores_[-3:])
 
 
+def test_weights_without_a_positive_value_are_refused_up_front(iris):
+    """All-zero sample weights failed inside the training loop ('no real step in any training
+    batch of epoch 1'), all-zero validation weights only after a first epoch, in the metric.
+    scikit-learn refuses the former up front with the message matched here."""
+    X, y = iris
+    zeros = np.zeros(len(y))
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        sknn.MLPClassifier(max_iter=2).fit(X, y, sample_weight=zeros)
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        bp.MLPClassifier(max_iter=2).fit(X, y, sample_weight=zeros)
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        bp.MLPRegressor(early_stopping=True, max_iter=2).fit(X, y, validation_data=(X, y, zeros))
+
+
 def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):
     """dropout=np.array([0.1, 0.2]) was refused as 'dropout rates must be in [0, 1), got
     array([0.1, 0.2])' (rates that are in [0, 1)), and an array of activation names likewise."""

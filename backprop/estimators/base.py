@@ -341,17 +341,13 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         if training:
             self._fit_class_weights(y_raw, incremental)
         if sample_weight is None:
-            return self._class_weight(None, y_raw)
+            return C.checked_weights(self._class_weight(None, y_raw))
         sw = np.asarray(sample_weight, dtype=np.float64)
         if sw.ndim == 0:  # one number weighs every sample alike, as in scikit-learn
             sw = np.full(X.shape[0], sw)
         if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
             raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
-        if not np.all(np.isfinite(sw)):
-            raise ValueError("sample_weight contains NaN or infinity")
-        if np.any(sw < 0):
-            raise ValueError("Negative values in data passed to sample_weight")
-        return self._class_weight(sw, y_raw)
+        return C.checked_weights(self._class_weight(sw, y_raw))
 
     def _fit_class_weights(self, y_raw, incremental):
         pass

@@ -115,6 +115,21 @@ def early_stopping_split(
     return train, val
 
 
+def checked_weights(w: np.ndarray | None) -> np.ndarray | None:
+    """Per-sample weights (class weights applied) that train or score something: finite, not
+    negative, and not all zero (scikit-learn's message; a validation set weighted all zero
+    cannot be scored), checked before any training."""
+    if w is None:
+        return None
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or infinity")
+    if np.any(w < 0):
+        raise ValueError("Negative values in data passed to sample_weight")
+    if not np.any(w > 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return w
+
+
 def check_validation_set(Y_val: np.ndarray, n_outputs: int, given: bool) -> None:
     """A validation set the monitor can score: at least 2 samples (r2 of one sample is NaN, and
     early stopping on NaN scores never keeps a best epoch) and the training targets' width.
