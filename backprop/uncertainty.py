@@ -2,8 +2,8 @@
 
 **MC dropout** (Gal & Ghahramani 2016). Dropout stays on at inference and the model is run ``T``
 times on the same input, each time with fresh masks ``m_t``; the outputs ``p_t = s(f(x; m_t))``
-(``s`` = softmax for SoftmaxCrossEntropy, sigmoid for BinaryCrossEntropy, identity for regression
-losses) approximate samples from the predictive distribution::
+(``s`` = softmax for SoftmaxCrossEntropy, sigmoid for BinaryCrossEntropy, exp for the Poisson
+losses, whose outputs are log-rates, identity for other regression losses) approximate samples from the predictive distribution::
 
     mean = 1/T sum_t p_t                      (n, k)
     std  = sqrt(1/T sum_t (p_t - mean)^2)     (n, k)
@@ -38,22 +38,24 @@ from scipy import optimize, special
 from . import checks
 from .layers import Dropout
 from .layers.containers import named_layers
-from .losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+from .losses import BinaryCrossEntropy, Poisson, SoftmaxCrossEntropy
 
 
 def output_transform(loss: Any) -> str:
-    """``"softmax"``, ``"sigmoid"`` or ``"identity"``: what turns the model's outputs into
-    predictions for this loss (an instance or one of those names)."""
+    """``"softmax"``, ``"sigmoid"``, ``"exp"`` or ``"identity"``: what turns the model's outputs
+    into predictions for this loss (an instance or one of those names)."""
     if isinstance(loss, str):
-        if loss not in ("softmax", "sigmoid", "identity"):
+        if loss not in ("softmax", "sigmoid", "exp", "identity"):
             raise ValueError(
-                f"output must be 'softmax', 'sigmoid', 'identity' or a Loss, got {loss!r}"
+                f"output must be 'softmax', 'sigmoid', 'exp', 'identity' or a Loss, got {loss!r}"
             )
         return loss
     if isinstance(loss, SoftmaxCrossEntropy):
         return "softmax"
     if isinstance(loss, BinaryCrossEntropy):
         return "sigmoid"
+    if isinstance(loss, Poisson) or getattr(loss, "out_activation", None) == "exp":
+        return "exp"  # log-rates out: the rate exp(z) is the prediction
     return "identity"
 
 
@@ -62,6 +64,8 @@ def _transform(out: np.ndarray, kind: str) -> np.ndarray:
         return special.softmax(out, axis=-1)
     if kind == "sigmoid":
         return special.expit(out)
+    if kind == "exp":
+        return np.exp(out)
     return out
 
 
@@ -114,7 +118,7 @@ def mc_dropout_predict(
     X : array-like of shape ``(n_samples, *in_shape)``
     n_samples : int
         Forward passes per input, each with new masks (>= 2).
-    output : Loss or {"softmax", "sigmoid", "identity"}
+    output : Loss or {"softmax", "sigmoid", "exp", "identity"}
         How outputs become predictions (see :func:`output_transform`).
     batch_size : int
         Rows per chunk: memory holds one chunk's activations and its ``n_samples`` outputs.

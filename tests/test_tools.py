@@ -533,3 +533,22 @@ def test_estimators_offer_mc_dropout(data):
         reg.fit(X[:200], y[:200].astype(float))
     m, s = reg.predict_mc(X[:7], n_samples=4)
     assert m.shape == s.shape == (7,)
+
+
+def test_mc_dropout_of_a_poisson_model_averages_rates_not_log_rates():
+    """MLPRegressor(loss="poisson").predict_mc (and mc_dropout_predict with a Poisson loss)
+    averaged the raw log-rates: negative "counts" next to predict's exp(z) rates."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, 0]))
+    reg = bp.MLPRegressor(hidden_layer_sizes=(8,), loss="poisson", dropout=0.1, max_iter=20,
+                          learning_rate_init=0.01, random_state=0)  # fmt: skip
+    with pytest.warns(Warning):
+        reg.fit(X, y)
+    mean, std = reg.predict_mc(X[:5], n_samples=200)
+    assert np.all(mean > 0) and np.all(std > 0)
+    np.testing.assert_allclose(mean, reg.predict(X[:5]), rtol=0.2)
+    model = bp.Sequential([bp.Dense(3, 4), bp.Dropout(0.2), bp.Dense(4, 1)], seed=0)
+    mc = bp.mc_dropout_predict(model, X[:5], n_samples=4, output=bp.losses.Poisson())
+    z = bp.mc_dropout_predict(model, X[:5], n_samples=4, output="identity")
+    assert np.all(mc.mean > 0) and not np.allclose(mc.mean, z.mean)

@@ -204,7 +204,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
         check_is_fitted(self, "model_")
         X = validate_data(self, X, accept_sparse="csr", dtype=(np.float64, np.float32), reset=False)
-        mc = mc_dropout_predict(self.model_, X, n_samples, output="identity", seed=random_state)
+        link = "exp" if self.out_activation_ == "exp" else "identity"  # Poisson: rates
+        mc = mc_dropout_predict(self.model_, X, n_samples, output=link, seed=random_state)
         if mc.mean.shape[1] == 1:
             return mc.mean.ravel(), mc.std.ravel()
         return mc.mean, mc.std
