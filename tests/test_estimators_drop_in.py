@@ -242,6 +242,11 @@ def test_early_stopping_switched_back_on_does_not_restore_weights_from_before_th
     assert est.best_validation_score_ is None
     est.set_params(early_stopping=True, max_iter=3).fit(X, y, validation_data=(X, shuffled))
     assert est.best_validation_score_ == max(est.validation_scores_[-3:])
+    # a refused call changes nothing (it used to set up early stopping's bookkeeping first)
+    partial = bp.MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        partial.set_params(early_stopping=True).partial_fit(X, y)
+    assert partial.best_validation_score_ is None and partial.validation_scores_ is None
 
 
 def test_weights_without_a_positive_value_are_refused_up_front(iris):

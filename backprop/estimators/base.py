@@ -202,9 +202,9 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             load_hand_set(self, incremental or self.warm_start)
         else:
             self._check_same_network()
-            resume_bookkeeping(self)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        resume_bookkeeping(self)  # (a no-op on a first pass)
         train, validation = self._split(X, Y, y_raw, sw, rs, validation_data)
         if validation is not None and self.validation_scores_ is None:
             self.validation_scores_ = []
