@@ -326,6 +326,7 @@ def estimator_schema(param_names: Iterable[str], classifier: bool) -> Spec:
         "validation_loss_curve_": optional(curve),
         "validation_scores_": optional(curve),
         "feature_names_in_": list_of(text()),
+        "_no_improvement_count": integer(0),  # the tol stop of a warm fit goes on counting
     }
     required = ["n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_"]
     if classifier:
@@ -367,12 +368,12 @@ def neuralnet_schema(param_names: Iterable[str], classifier: bool) -> Spec:
     if classifier:
         fitted.update(classes_=list_of(label, min_length=2), classes_dtype=_label_dtype)
     else:
-        fitted["_y_1d"] = boolean
+        fitted.update(_y_1d=boolean, _exp_link=boolean)
     return table(
         {
             "params": table(dict.fromkeys(names, anything), optional=names),
             "model": mapping(anything),
-            "fitted": table(fitted, optional=["feature_names_in_"]),
+            "fitted": table(fitted, optional=["feature_names_in_", "_exp_link"]),  # (older files)
             "model_rng": _generator_state,
         },
         optional=["model_rng"],  # (files written before it was kept)

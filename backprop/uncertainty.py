@@ -60,6 +60,8 @@ def output_transform(loss: Any) -> str:
         return "softmax"
     if isinstance(loss, BinaryCrossEntropy):
         return "sigmoid"
+    if isinstance(loss, Poisson) or getattr(loss, "out_activation", None) == "exp":
+        return "exp"  # log-rates out: the rate exp(z) is the prediction
     return "identity"
 
 

@@ -4,10 +4,13 @@ changed between fits, bad parameter values, and no use of NumPy's global random 
 scikit-learn's own MLP is the oracle wherever it has the behaviour; nothing is hard-coded.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import neural_network as sknn
 from sklearn.datasets import load_iris
+from sklearn.exceptions import ConvergenceWarning
 
 import backprop as bp
 
@@ -106,7 +109,14 @@ def test_partial_fit_uses_an_alpha_changed_between_calls(iris, kind):
 
 
 @pytest.mark.parametrize(
-    "change", [dict(activation="tanh"), dict(dropout=0.2), dict(normalization="layer")]
+    "change",
+    [
+        dict(activation="tanh"),
+        dict(dropout=0.2),
+        dict(normalization="layer"),
+        dict(hidden_layer_sizes=(3,)),
+        dict(dtype="float32"),
+    ],
 )
 def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(iris, change):
     """warm_start and partial_fit kept training the network built first: after
@@ -121,9 +131,136 @@ def test_a_changed_architecture_is_refused_not_ignored_when_training_continues(i
     incremental.set_params(**change)
     with pytest.raises(ValueError, match="do not match the fitted network"):
         incremental.partial_fit(X, X[:, 0])
-    incremental.set_params(**{k: bp.MLPRegressor().get_params()[k] for k in change})
+    incremental.set_params(**{k: params.get(k, bp.MLPRegressor().get_params()[k]) for k in change})
     incremental.partial_fit(X, X[:, 0])  # set back: training continues
     assert incremental.n_iter_ == 1 and len(incremental.loss_curve_) == 2
+
+
+@pytest.mark.parametrize(
+    "first, then", [("poisson", "squared_error"), ("squared_error", "poisson")]
+)
+def test_a_changed_regression_loss_is_refused_when_training_continues(iris, first, then):
+    """loss="poisson" -> "squared_error" between warm fits kept training with the Poisson
+    deviance through the exp link while get_params said squared_error (and the reverse trained
+    squared error on an identity output)."""
+    X, _ = iris
+    y = np.abs(X[:, 0])
+    params = dict(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    warm = bp.MLPRegressor(loss=first, warm_start=True, **params).fit(X, y)
+    with pytest.raises(ValueError, match=f"loss='{then}' does not match the fitted network"):
+        warm.set_params(loss=then).fit(X, y)
+    partial = bp.MLPRegressor(loss=first, **params).partial_fit(X, y).set_params(loss=then)
+    with pytest.raises(ValueError, match="does not match the fitted network"):
+        partial.partial_fit(X, y)
+    assert partial.n_iter_ == 1 and len(partial.loss_curve_) == 1
+
+
+@pytest.mark.parametrize("continue_with", ["warm_start", "partial_fit"])
+def test_targets_of_another_width_are_refused_by_name_when_training_continues(iris, continue_with):
+    """A regressor fitted on 2 targets and continued on 1 failed inside the loss with 'y_true
+    has shape (150, 1), y_pred has shape (150, 2)', naming neither the estimator nor the fitted
+    width (and a warm fit had reset n_iter_ to 0 first)."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    warm = continue_with == "warm_start"
+    reg = bp.MLPRegressor(warm_start=warm, **params)
+    reg.fit(X, X[:, :2]) if warm else reg.partial_fit(X, X[:, :2])
+    before = [c.copy() for c in reg.coefs_], reg.n_iter_, list(reg.loss_curve_)
+    with pytest.raises(ValueError, match=r"y has 1 output.*fitted on 2"):
+        reg.fit(X, X[:, 0]) if warm else reg.partial_fit(X, X[:, 0])
+    assert reg.n_iter_ == before[1] and reg.loss_curve_ == before[2]
+    for a, b in zip(before[0], reg.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "first, then",
+    [
+        (dict(early_stopping=True), dict(early_stopping=False)),
+        (dict(early_stopping=False), dict(early_stopping=True)),
+        (dict(solver="lbfgs"), dict(solver="adam")),
+        (dict(solver="lbfgs"), dict(solver="sgd", early_stopping=True)),
+    ],
+)
+def test_warm_start_may_switch_early_stopping_or_solver(iris, first, then):
+    """The bookkeeping of the first fit (best_loss_ None with early stopping or L-BFGS,
+    best_validation_score_ None without) broke the next warm fit with "unsupported operand
+    type(s) for -: 'NoneType' and 'float'" (scikit-learn crashes alike): the fit continues with
+    the bookkeeping the new setting needs, from the weights the first fit ended with."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), max_iter=4, random_state=0, warm_start=True)
+    est = bp.MLPClassifier(**params, **first).fit(X, y)
+    est.set_params(**then)
+    est.fit(X, y)
+    assert est.n_iter_ == 4 and np.isfinite(est.loss_curve_).all()
+    if est.early_stopping:
+        assert len(est.validation_scores_) >= 4 and est.best_loss_ is None
+        assert est.best_validation_score_ == max(est.validation_scores_[-4:])
+    else:
+        assert est.best_loss_ == min(est.loss_curve_[-4:])
+    partial = bp.MLPRegressor(**params, **first).fit(X, X[:, 0]).set_params(**then)
+    if not partial.early_stopping:
+        start = partial.predict(X)
+        partial.set_params(solver="sgd", batch_size=len(X)).partial_fit(X, X[:, 0])
+        assert partial.best_loss_ == partial.loss_curve_[-1]
+        # one full batch of sgd: the epoch's loss is the loss where the first fit ended (the
+        # L-BFGS trainer of that fit was reused, and ran L-BFGS iterations)
+        penalty = partial.alpha * sum((c**2).sum() for c in partial.coefs_) / (2 * len(X))
+        expected = ((start - X[:, 0]) ** 2).mean() / 2
+        assert partial.loss_curve_[-1] == pytest.approx(expected, rel=1e-2, abs=penalty * 2)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_no_convergence_warning_when_training_converges_in_the_last_allowed_epoch(
+    iris, early_stopping
+):
+    """The tol/n_iter_no_change stop in epoch max_iter still warned 'Maximum iterations (3)
+    reached and the optimization hasn't converged yet'; scikit-learn stops before it warns."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), tol=10.0, n_iter_no_change=1, max_iter=3)
+    for module in (sknn, bp):
+        est = module.MLPClassifier(random_state=0, early_stopping=early_stopping, **params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            est.fit(X, y)
+        assert est.n_iter_ == 3
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        bp.MLPClassifier(random_state=0, **dict(params, tol=0.0)).fit(X, y)
+
+
+def test_early_stopping_switched_back_on_does_not_restore_weights_from_before_the_gap(iris):
+    """warm fits with early stopping, then without, then with again: the third fit compared
+    its scores with the best of the first and, if none beat it, ended with the first fit's
+    weights, silently discarding the two fits since. A fit without early stopping ends its
+    best_validation_score_ (None, as scikit-learn documents it then)."""
+    X, y = iris
+    shuffled = np.random.default_rng(0).permutation(y)
+    est = bp.MLPClassifier((8,), max_iter=30, learning_rate_init=0.05, warm_start=True,
+                           early_stopping=True, random_state=0)  # fmt: skip
+    est.fit(X, y, validation_data=(X, y))
+    est.set_params(early_stopping=False, max_iter=5).fit(X, y)
+    assert est.best_validation_score_ is None
+    est.set_params(early_stopping=True, max_iter=3).fit(X, y, validation_data=(X, shuffled))
+    assert est.best_validation_score_ == max(est.validation_scores_[-3:])
+    # a refused call changes nothing (it used to set up early stopping's bookkeeping first)
+    partial = bp.MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        partial.set_params(early_stopping=True).partial_fit(X, y)
+    assert partial.best_validation_score_ is None and partial.validation_scores_ is None
+
+
+def test_weights_without_a_positive_value_are_refused_up_front(iris):
+    """All-zero sample weights failed inside the training loop ('no real step in any training
+    batch of epoch 1'), all-zero validation weights only after a first epoch, in the metric.
+    scikit-learn refuses the former up front with the message matched here."""
+    X, y = iris
+    zeros = np.zeros(len(y))
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        sknn.MLPClassifier(max_iter=2).fit(X, y, sample_weight=zeros)
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        bp.MLPClassifier(max_iter=2).fit(X, y, sample_weight=zeros)
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        bp.MLPRegressor(early_stopping=True, max_iter=2).fit(X, y, validation_data=(X, y, zeros))
 
 
 def test_per_layer_settings_may_come_as_arrays_like_hidden_layer_sizes(iris):

@@ -150,3 +150,16 @@ def test_validation_weights_are_checked(iris):
         clf(max_iter=2).fit(X, y, validation_data=(X, y, np.ones(3)))
     est = clf(max_iter=2).fit(X, y, validation_data=(X, y, (y == 0).astype(float)))
     assert est.validation_scores_[-1] == pytest.approx(est.score(X[y == 0], y[y == 0]))
+
+
+def test_a_validation_set_that_cannot_be_scored_is_refused_before_training(iris):
+    """validation_data with one sample gave NaN r2 scores: early stopping never found a best
+    epoch and handed back the *initial* weights without a word. Targets of another width
+    failed only after the first epoch, inside r2_score, without naming validation_data."""
+    X, y = iris
+    reg = bp.MLPRegressor(hidden_layer_sizes=(5,), early_stopping=True, max_iter=3)
+    with pytest.raises(ValueError, match="validation set is too small"):
+        reg.fit(X, X[:, 0], validation_data=(X[:1], X[:1, 0]))
+    with pytest.raises(ValueError, match="validation_data has 1 output.*training targets 2"):
+        reg.fit(X, X[:, :2], validation_data=(X[:10], X[:10, 0]))
+    assert not hasattr(reg, "model_") or reg.n_iter_ == 0

@@ -85,6 +85,27 @@ def test_loaded_estimator_can_keep_training(tmp_path):
     assert np.shares_memory(back.coefs_[0], back.model_.flat_parameters)
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_loaded_mlp_continues_a_warm_fit_as_the_saved_one(tmp_path, solver):
+    """A warm_start fit starts a new optimizer anyway, so a loaded estimator can continue it
+    exactly; but the file dropped the no-improvement count, so the tol stop (or the 'adaptive'
+    rate cut) of the next fit came epochs later than in the estimator that was saved."""
+    X, y = load_iris(return_X_y=True)
+    params = dict(hidden_layer_sizes=(5,), tol=0.05, n_iter_no_change=4, max_iter=6)
+    adaptive = (
+        dict(learning_rate="adaptive", n_iter_no_change=8, tol=1.0) if solver == "sgd" else {}
+    )
+    params = {**params, **adaptive}
+    est = fitted(bp.MLPClassifier(solver=solver, warm_start=True, random_state=0, **params), X, y)
+    assert est._no_improvement_count > 0
+    bp.save(est, tmp_path / "est.bp")
+    back = bp.load(tmp_path / "est.bp")
+    for model in (est, back):
+        fitted(model, X, y)
+    assert back.n_iter_ == est.n_iter_ and back.loss_curve_ == est.loss_curve_
+    np.testing.assert_array_equal(back.model_.flat_parameters, est.model_.flat_parameters)
+
+
 def test_object_parameters_are_dropped_with_a_warning(tmp_path):
     X, y = load_iris(return_X_y=True)
     est = fitted(

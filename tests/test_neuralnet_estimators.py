@@ -109,6 +109,43 @@ def test_same_random_state_same_model_and_warm_start_continues():
     assert not np.array_equal(before, first.flat_parameters)
 
 
+@pytest.mark.parametrize(
+    "change", [dict(layers=[bp.Dense(7), bp.Tanh()]), dict(output_layer=False)]
+)
+def test_warm_start_refuses_a_changed_layer_list(change):
+    """set_params(layers=...) between warm_start fits kept training the network built first,
+    while get_params (and a file saved then) named the new layers."""
+    X, y = _images()
+    X = X.reshape(len(X), -1)
+    warm = bp.NeuralNetClassifier([bp.Dense(5), bp.ReLU()], epochs=1, random_state=0)
+    warm.set_params(warm_start=True).fit(X, y)
+    before = warm.model_.flat_parameters.copy()
+    warm.set_params(**change)
+    with pytest.raises(ValueError, match="do not match the fitted network"):
+        warm.fit(X, y)
+    np.testing.assert_array_equal(warm.model_.flat_parameters, before)
+    warm.set_params(layers=[bp.Dense(5), bp.ReLU()], output_layer=True)
+    warm.model_.layers[0].trainable = False  # freezing a fitted layer is no change of stack
+    warm.fit(X, y)
+    assert warm.n_iter_ == 2
+
+
+def test_warm_start_history_keeps_one_entry_per_epoch_in_every_key():
+    """A warm fit appended each key's new values to the old lists: with validation_split added
+    in the second fit, history_["val_loss"][0] belonged to epoch 3 of history_["loss"], and
+    "epoch" restarted at 1. Epochs without a value now hold NaN and the epochs count on."""
+    X, y = _images()
+    X = X.reshape(len(X), -1)
+    warm = bp.NeuralNetClassifier([bp.Dense(5), bp.ReLU()], epochs=2, random_state=0)
+    warm.set_params(warm_start=True).fit(X, y)
+    warm.set_params(validation_split=0.2).fit(X, y)
+    warm.set_params(validation_split=None, epochs=1).fit(X, y)
+    assert {len(values) for values in warm.history_.values()} == {5}
+    assert warm.history_["epoch"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    val = np.array(warm.history_["val_loss"])
+    assert np.isnan(val[[0, 1, 4]]).all() and np.isfinite(val[2:4]).all()
+
+
 def test_regressor_with_residual_blocks_in_a_pipeline():
     rng = np.random.default_rng(1)
     X = rng.uniform(-2, 2, size=(200, 3))
@@ -136,6 +173,22 @@ def test_poisson_regressor_predicts_rates():
     assert b[0] == pytest.approx(1.0, abs=0.25) and W[0, 0] == pytest.approx(1.0, abs=0.3)
     with pytest.raises(ValueError, match="loss must be one of"):
         bp.NeuralNetRegressor(loss="hinge").fit(X, y)
+
+
+def test_poisson_predictions_follow_the_fitted_loss_not_a_later_set_params(tmp_path):
+    """predict read the loss parameter at predict time: set_params(loss="mse") after a Poisson
+    fit turned rates into log-rates without a refit (and a file saved then loaded so)."""
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0, 1, size=(50, 2))
+    y = rng.poisson(np.exp(1.0 + X[:, 0]))
+    est = bp.NeuralNetRegressor([], loss="poisson", epochs=2, random_state=0).fit(X, y)
+    rates = est.predict(X)
+    est.set_params(loss="mse")
+    np.testing.assert_array_equal(est.predict(X), rates)
+    bp.save(est, tmp_path / "est.bp")
+    np.testing.assert_array_equal(bp.load(tmp_path / "est.bp").predict(X), rates)
+    est.set_params(warm_start=True).fit(X, y)  # the network goes on as a regression of y
+    np.testing.assert_array_equal(est.predict(X), est.model_.predict(X).ravel())
 
 
 class Lookup(bp.Layer):

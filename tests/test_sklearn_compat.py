@@ -58,6 +58,28 @@ def test_assigning_an_item_of_coefs_writes_into_the_fitted_model():
         clf.coefs_[1] = np.zeros((3, 5))
 
 
+def test_weights_of_the_wrong_shape_are_refused_not_broadcast_or_reshaped():
+    """`clf.coefs_ = [...]` on a fitted estimator broadcast a (1, 5) array into every row of a
+    (4, 5) W, and hand-set weights before partial_fit were reshaped whenever their size fitted,
+    so a transposed (5, 4) W trained scrambled; scikit-learn fails on both (a matmul error)."""
+    X, y = load_iris(return_X_y=True)
+    clf = bp.MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    before = [c.copy() for c in clf.coefs_]
+    with pytest.raises(ValueError, match=r"coefs_\[0\]: expected shape \(4, 5\), got \(1, 5\)"):
+        clf.coefs_ = [np.ones((1, 5)), np.ones((5, 3))]
+    with pytest.raises(ValueError, match="intercepts_ has 1 arrays but the network has 2"):
+        clf.intercepts_ = [np.zeros(5)]
+    for a, b in zip(before, clf.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    est = hand_set(bp.MLPClassifier(hidden_layer_sizes=2, random_state=1, solver="sgd"))
+    est.coefs_[0] = est.coefs_[0].T.copy()  # (2, 3) for a (3, 2) W
+    with pytest.raises(ValueError, match=r"coefs_\[0\]: expected shape \(3, 2\), got \(2, 3\)"):
+        est.partial_fit(np.ones((2, 3)), np.array([0, 1]), classes=[0, 1])
+
+
 def diverging(early_stopping):
     return bp.MLPRegressor(
         hidden_layer_sizes=20, activation="identity", solver="sgd", learning_rate_init=1.0,

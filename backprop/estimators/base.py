@@ -39,8 +39,8 @@ from .mlp_params import (  # noqa: F401  (re-exported: they were defined here fi
     check_params,
     make_optimizer,
 )
-from .monitor import SklearnMonitor, record_divergence
-from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set
+from .monitor import CURVES, SklearnMonitor, record_divergence, resume_bookkeeping
+from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set, write_weights
 
 
 class BaseMLP(SklearnPrivateMixin, BaseEstimator):
@@ -69,8 +69,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         if "model_" not in vars(self):  # kept as given; partial_fit or warm_start starts there
             vars(self)[f"_hand_set_{key}"] = values if isinstance(values, list) else list(values)
             return
-        for layer, value in zip(self._dense_layers(), values, strict=True):
-            layer.params[key][...] = value
+        write_weights(self._dense_layers(), key, values)
 
     @property
     def coefs_(self) -> list[np.ndarray]:
@@ -138,10 +137,11 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             self.best_validation_score_ = None
 
     def _check_same_network(self) -> None:
-        """warm_start and partial_fit continue ``model_`` as it was built: an activation,
-        dropout or normalization changed since then would be ignored without a word (scikit-learn
-        applies a new activation), so it is refused."""
-        n_hidden = len(self._dense_layers()) - 1
+        """warm_start and partial_fit continue ``model_`` as it was built: hidden layer sizes,
+        an activation, dropout, normalization or dtype changed since then would be ignored without a
+        word (and the file saved afterwards would not load), so they are refused."""
+        sizes = [layer.out_features for layer in self._dense_layers()[:-1]]
+        n_hidden = len(C.hidden_sizes(self))  # the per-layer settings are checked against it
         norm = {"batch": L.BatchNorm, "layer": L.LayerNorm}.get(self.normalization)
         acts = C.per_layer(self, "activation", n_hidden)
         wanted: list[tuple] = []
@@ -154,13 +154,16 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             for layer in self.model_.layers
             if not isinstance(layer, L.Dense)
         ]
-        if built != wanted:
+        dtype = self.model_.dtype if self.dtype is None else np.dtype(self.dtype)
+        if built != wanted or C.hidden_sizes(self) != sizes or dtype != self.model_.dtype:
             names = [f"{t.__name__}({r})" if r else t.__name__ for t, r in built]
             raise ValueError(
-                f"activation={self.activation!r}, dropout={self.dropout!r}, normalization="
-                f"{self.normalization!r} do not match the fitted network ({names} between its "
-                "Dense layers): warm_start and partial_fit continue that network unchanged. Set "
-                "the parameters back, or fit from scratch (warm_start=False)."
+                f"hidden_layer_sizes={self.hidden_layer_sizes!r}, activation={self.activation!r}"
+                f", dropout={self.dropout!r}, normalization={self.normalization!r}, dtype="
+                f"{self.dtype!r} do not match the fitted network ({self.model_.dtype}, hidden "
+                f"sizes {sizes}, {names} between its Dense layers): "
+                "warm_start and partial_fit continue that network unchanged. Set the parameters "
+                "back, or fit from scratch (warm_start=False)."
             )
 
     def _make_optimizer(self):
@@ -182,6 +185,12 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         self._check_params()
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, Y, y_raw = self._validate_input(X, y, incremental, reset=first_pass)
+        if not first_pass and Y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {Y.shape[1]} output(s) per sample, but {type(self).__name__} was fitted "
+                f"on {self.n_outputs_}: warm_start and partial_fit continue that network. Pass "
+                "targets of the fitted width, or fit from scratch (warm_start=False)."
+            )
         sw = self._sample_weight(sample_weight, X, y_raw, training=True, incremental=incremental)
         dtype = self._train_dtype(X) if first_pass else self.model_.dtype
         Y = Y.astype(dtype)
@@ -195,6 +204,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             self._check_same_network()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        resume_bookkeeping(self)  # (a no-op on a first pass)
         train, validation = self._split(X, Y, y_raw, sw, rs, validation_data)
         if validation is not None and self.validation_scores_ is None:
             self.validation_scores_ = []
@@ -202,7 +212,10 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         n = Xt.shape[0]
         batch = n if self.solver == "lbfgs" else self._batch_size(n)
         monitor = SklearnMonitor(self, n, batch, validation, incremental)
-        trainer = self._trainer if incremental else None
+        # partial_fit continues the optimizer of the last fit unless that was L-BFGS (whose
+        # solver was switched since; scikit-learn then makes a new one too)
+        resumable = incremental and getattr(self._trainer, "mode", "batch") != "batch"
+        trainer = self._trainer if resumable else None
         if trainer is None:
             # A fresh fit gets a fresh copy of the schedule: the constructor's object is never
             # started or stepped (fit must not change constructor parameters), and no state
@@ -287,18 +300,23 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         return self
 
     def _snapshot(self, trainer: Trainer) -> tuple:
-        """Everything one partial_fit call may change: fitted attributes, the network and its
-        pruning mask, the dropout stream, and the trainer (optimizer state, counters, shuffle stream, history)."""
-        skip = {"model_", "_trainer", "_plateau", *self.get_params(deep=False)}
+        """All one partial_fit call may change: fitted attributes (the curves, which only grow,
+        by their lengths: copying them made each call slower than the last), the network and its
+        mask, the dropout stream, the trainer (optimizer state, counters, shuffle, history)."""
+        curves = {k: (v, len(v)) for k, v in vars(self).items() if k in CURVES and v is not None}
+        skip = {"model_", "_trainer", "_plateau", *curves, *self.get_params(deep=False)}
         attrs = {k: copy.deepcopy(v) for k, v in vars(self).items() if k not in skip}
         model = self.model_
         rng_state = copy.deepcopy(model.rng.bit_generator.state)
         mask = model.weight_mask  # (pruning replaces the mask, never edits it in place)
-        return attrs, model.state_dict(), rng_state, trainer.state_dict(), mask
+        return attrs, curves, model.state_dict(), rng_state, trainer.state_dict(), mask
 
     def _restore(self, trainer: Trainer, saved: tuple) -> None:
-        attrs, weights, rng_state, trainer_state, mask = saved
+        attrs, curves, weights, rng_state, trainer_state, mask = saved
         vars(self).update(attrs)
+        for name, (curve, n) in curves.items():
+            del curve[n:]
+            setattr(self, name, curve)
         self.model_.load_state_dict(weights)
         sparsity.pruning.set_mask(self.model_, mask)  # a GradualPruning step is undone too
         self.model_.rng.bit_generator.state = rng_state
@@ -327,17 +345,13 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
         if training:
             self._fit_class_weights(y_raw, incremental)
         if sample_weight is None:
-            return self._class_weight(None, y_raw)
+            return C.checked_weights(self._class_weight(None, y_raw))
         sw = np.asarray(sample_weight, dtype=np.float64)
         if sw.ndim == 0:  # one number weighs every sample alike, as in scikit-learn
             sw = np.full(X.shape[0], sw)
         if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
             raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({X.shape[0]},)!")
-        if not np.all(np.isfinite(sw)):
-            raise ValueError("sample_weight contains NaN or infinity")
-        if np.any(sw < 0):
-            raise ValueError("Negative values in data passed to sample_weight")
-        return self._class_weight(sw, y_raw)
+        return C.checked_weights(self._class_weight(sw, y_raw))
 
     def _fit_class_weights(self, y_raw, incremental):
         pass
@@ -353,16 +367,13 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             Xv, Yv, yv = self._validate_eval(validation_data[0], validation_data[1])
             w_given = validation_data[2] if len(validation_data) == 3 else None
             wv = self._sample_weight(w_given, Xv, yv)  # checked, class weights applied
+            C.check_validation_set(Yv, Y.shape[1], given=True)
             return (X, Y, sw), (Xv, yv, Yv.astype(self.model_.dtype), wv)
         if not (self.early_stopping and self.solver in STOCHASTIC):
             return (X, Y, sw), None
         stratify = Y.astype(bool) if self._stratify() else None
         tr, va = C.early_stopping_split(rs, X.shape[0], self.validation_fraction, stratify)
-        if len(va) < 2:
-            raise ValueError(
-                "The validation set is too small. Increase 'validation_fraction' or the size of "
-                "your dataset."
-            )
+        C.check_validation_set(Y[va], Y.shape[1], given=False)
         w_tr = None if sw is None else sw[tr]
         w_va = None if sw is None else sw[va]
         return (X[tr], Y[tr], w_tr), (X[va], y_raw[va], Y[va], w_va)

@@ -18,6 +18,7 @@ the operating system's entropy.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -112,6 +113,41 @@ def early_stopping_split(
     idx = np.arange(n_samples)
     train, val = train_test_split(idx, random_state=rs, test_size=fraction, stratify=stratify)
     return train, val
+
+
+def checked_weights(w: np.ndarray | None) -> np.ndarray | None:
+    """Per-sample weights (class weights applied) that train or score something: finite, not
+    negative, and not all zero (scikit-learn's message; a validation set weighted all zero
+    cannot be scored), checked before any training."""
+    if w is None:
+        return None
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or infinity")
+    if np.any(w < 0):
+        raise ValueError("Negative values in data passed to sample_weight")
+    if not np.any(w > 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return w
+
+
+def check_validation_set(Y_val: np.ndarray, n_outputs: int, given: bool) -> None:
+    """A validation set the monitor can score: at least 2 samples (r2 of one sample is NaN, and
+    early stopping on NaN scores never keeps a best epoch) and the training targets' width.
+    ``given``: from ``validation_data`` rather than scikit-learn's split of the training data."""
+    if Y_val.shape[0] < 2:
+        raise ValueError(
+            "The validation set is too small. "
+            + (
+                f"validation_data has {Y_val.shape[0]} sample(s); pass at least 2."
+                if given
+                else "Increase 'validation_fraction' or the size of your dataset."
+            )
+        )
+    if Y_val.shape[1] != n_outputs:
+        raise ValueError(
+            f"validation_data has {Y_val.shape[1]} output(s) per sample, the training targets "
+            f"{n_outputs}"
+        )
 
 
 # -- constructor-parameter validation, with scikit-learn's wording --------------------------------
@@ -250,4 +286,49 @@ def neuralnet_warm_start(est: Any) -> bool:
     for name in ("warm_start", "output_layer"):
         if not isinstance(getattr(est, name), bool | np.bool_):
             raise ValueError(f"{name} must be True or False, got {getattr(est, name)!r}")
+    if est.warm_start and hasattr(est, "model_"):
+        check_same_stack(est)
     return bool(est.warm_start)
+
+
+def check_same_stack(est: Any) -> None:
+    """A warm fit continues ``est.model_``: a ``layers`` list or ``output_layer`` changed since
+    it was built would be ignored without a word, so it is refused. Layers are compared by
+    their specs (type and settings; ``trainable`` may differ: freezing is fine-tuning); a
+    function's stack, or one with unregistered layers, is not compared."""
+    from ..layers import Dense, ReLU, layer_spec
+
+    given = [Dense(100), ReLU()] if est.layers is None else est.layers
+    if callable(given):
+        return
+    built = est.model_.layers[:-1] if est.output_layer else est.model_.layers
+
+    def spec(layer: Any) -> tuple:
+        full = layer_spec(layer)
+        return full["type"], full["config"]
+
+    same = len(given) == len(built)
+    try:
+        same = same and all(spec(a) == spec(b) for a, b in zip(given, built, strict=True))
+    except TypeError:  # an unregistered layer: only the number of layers is compared
+        pass
+    if not same:
+        raise ValueError(
+            f"layers={given!r} and output_layer={est.output_layer!r} do not match the fitted "
+            f"network ({[type(layer).__name__ for layer in est.model_.layers]}): warm_start "
+            "continues that network unchanged. Set them back, or fit from scratch "
+            "(warm_start=False)."
+        )
+
+
+def merge_history(old: dict[str, list], new: dict[str, list]) -> dict[str, list]:
+    """The per-epoch logs of a warm fit appended to those of the fits before: every key keeps
+    one value per epoch (NaN where a fit did not log it, e.g. ``val_loss`` of a fit without
+    validation), and ``epoch`` counts on from the last one."""
+    n_old, n_new = len(old.get("loss", [])), len(new.get("loss", []))
+    shift = old["epoch"][-1] if old.get("epoch") else 0.0
+    new = {**new, "epoch": [shift + e for e in new["epoch"]]} if "epoch" in new else new
+    return {
+        key: list(old.get(key, [math.nan] * n_old)) + list(new.get(key, [math.nan] * n_new))
+        for key in {**old, **new}
+    }

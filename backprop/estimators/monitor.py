@@ -30,6 +30,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..callbacks import Callback
 
+#: The per-epoch lists the monitor appends to (and nothing else changes them during a fit).
+CURVES = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
+
 
 class SklearnMonitor(Callback):
     """Args:
@@ -95,8 +98,9 @@ class SklearnMonitor(Callback):
                 est._no_improvement_count = 0
         if self.incremental:
             trainer.stop_training = True
-        elif est.n_iter_ == est.max_iter:
-            self.max_iter_reached = True  # the estimator warns once fit returns
+        elif est.n_iter_ == est.max_iter and not trainer.stop_training:
+            # the estimator warns once fit returns; a tol stop in this epoch has converged
+            self.max_iter_reached = True
 
     def _validate(self, trainer, logs):
         est = self.est
@@ -154,6 +158,29 @@ class SklearnMonitor(Callback):
             trainer.model.flat_parameters[...] = est._best_params
             for k, v in trainer.model.buffers().items():
                 v[...] = est._best_buffers[k]
+
+
+def resume_bookkeeping(est: Any) -> None:
+    """Before a ``warm_start`` fit or ``partial_fit`` continues a fitted ``est``: the state
+    :class:`SklearnMonitor` updates, as the current ``early_stopping`` and ``solver`` need it.
+
+    A first fit with early stopping leaves ``best_loss_`` None; one without leaves
+    ``best_validation_score_`` None; L-BFGS leaves both None. Switching either setting between
+    fits then made the monitor compute ``None - tol`` (scikit-learn crashes alike). The new
+    quantity is tracked from this fit on: ``best_loss_ = inf`` or ``best_validation_score_ =
+    -inf`` with ``validation_scores_ = []`` (``best_loss_`` None, as early stopping has it), and
+    the no-improvement count restarts at 0. A fit without early stopping ends the best
+    validation score (None): switched on again, early stopping must not put back weights from
+    before the fits in between."""
+    if est.solver == "lbfgs":
+        return
+    if est.early_stopping and est.best_validation_score_ is None:
+        est.validation_scores_ = [] if est.validation_scores_ is None else est.validation_scores_
+        est.best_validation_score_, est.best_loss_ = -np.inf, None
+        est._no_improvement_count = 0
+    elif not est.early_stopping and est.best_loss_ is None:
+        est.best_loss_, est.best_validation_score_ = np.inf, None
+        est._no_improvement_count = 0
 
 
 def record_divergence(est: Any, exc: BaseException) -> None:

@@ -32,6 +32,7 @@ from .. import optimizers as optimizers_mod
 from ..layers import Dense, Layer, ReLU
 from ..model import Sequential
 from ..trainer import Trainer
+from . import conventions
 from .conventions import check_network_output, fitted_for, make_random_state, neuralnet_warm_start
 
 LayerStack = Sequence[Layer] | Callable[[], Sequence[Layer]] | None
@@ -202,11 +203,7 @@ class NeuralNet(BaseEstimator):
             X, Y, validation_split=self.validation_split, sample_weight=sample_weight
         )
         logs = {k: [float(v) for v in values] for k, values in history.items()}
-        if continuing:
-            for key, values in logs.items():
-                self.history_.setdefault(key, []).extend(values)
-        else:
-            self.history_ = logs
+        self.history_ = conventions.merge_history(self.history_, logs) if continuing else logs
         self.model_ = model
         self.n_iter_ = len(self.history_["loss"])
         self.loss_curve_ = list(self.history_["loss"])
@@ -364,6 +361,7 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
         if y.dtype.kind not in "fiub":
             y = y.astype(np.float64)  # objects holding numbers; anything else raises here
         y = y.astype(np.float64)
+        self._exp_link = self.loss == "poisson"  # predict's link: the loss of the last fit
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
         if not np.all(np.isfinite(y)):
@@ -390,7 +388,7 @@ class NeuralNetRegressor(RegressorMixin, NeuralNet):
             ``(n_samples,)`` for a 1-D training target, else ``(n_samples, n_outputs)``.
         """
         z = self._outputs(X).astype(np.float64)
-        p = np.exp(z) if self.loss == "poisson" else z
+        p = np.exp(z) if getattr(self, "_exp_link", self.loss == "poisson") else z
         return p.ravel() if self._y_1d and p.shape[1] == 1 else p
 
     def __sklearn_tags__(self):

@@ -8,8 +8,9 @@ A file holds (see :mod:`backprop.io` for the container):
   keep their values and dtype).
 
 A loaded estimator predicts, scores and reports its fitted attributes exactly as the saved one.
-It does not carry the optimizer's state: further ``partial_fit`` or ``warm_start`` training
-continues from the saved weights with a fresh optimizer. It does carry the state of the
+It does not carry the optimizer's state: further ``partial_fit`` training continues from the
+saved weights with a fresh optimizer. A ``warm_start`` fit starts a fresh optimizer anyway: an
+MLP's continues exactly as the saved estimator's would (the tol stop's count is kept). It does carry the state of the
 network's random stream (``model_rng``: Dropout masks, RandomShift2D shifts), so a NeuralNet
 estimator, whose every fit starts a fresh optimizer anyway, continues with ``warm_start``
 bitwise as the saved one would have. Parameters that hold Python objects
@@ -37,7 +38,7 @@ from .regressor import MLPRegressor
 FITTED_SCALARS = (
     "n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_", "t_", "loss_",
     "best_loss_", "best_validation_score_", "loss_curve_", "validation_loss_curve_",
-    "validation_scores_", "feature_names_in_",
+    "validation_scores_", "feature_names_in_", "_no_improvement_count",
 )  # fmt: skip
 # NeuralNet estimators: fitted attributes, and the private state predict and warm_start read.
 NEURALNET_FITTED = (
@@ -48,6 +49,7 @@ NEURALNET_FITTED = (
     "history_",
     "_seed",
     "_y_1d",
+    "_exp_link",
 )
 
 
@@ -199,7 +201,7 @@ def _from_payload(cls: type, config: dict[str, Any], arrays: dict[str, np.ndarra
     est._trainer = None
     est._best_params = est.model_.flat_parameters.copy()
     est._best_buffers = {k: v.copy() for k, v in est.model_.buffers().items()}
-    est._no_improvement_count = 0
+    vars(est).setdefault("_no_improvement_count", 0)  # (files written before it was kept)
     return est
 
 

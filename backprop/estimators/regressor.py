@@ -125,6 +125,17 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         check_options(self, "loss", ("squared_error", "poisson"))
         super()._check_params()
 
+    def _check_same_network(self) -> None:
+        """Also the loss: the fitted network's output link (``exp`` for Poisson) and its loss
+        are kept when training continues, so a loss changed since is refused."""
+        super()._check_same_network()
+        if self._out_activation() != self.out_activation_:
+            raise ValueError(
+                f"loss={self.loss!r} does not match the fitted network (output "
+                f"{self.out_activation_!r}): warm_start and partial_fit continue that network "
+                "with its loss. Set loss back, or fit from scratch (warm_start=False)."
+            )
+
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
             self,

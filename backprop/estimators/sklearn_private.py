@@ -105,13 +105,22 @@ def load_hand_set(est: Any, use: bool) -> None:
     hand = [vars(est).pop(f"_hand_set_{key}", None) for key in ("W", "b")]
     if not use or any(h is None for h in hand):
         return
-    layers = est._dense_layers()
-    for key, name, values in zip(("W", "b"), ("coefs_", "intercepts_"), hand, strict=True):
-        if len(values) != len(layers):
-            raise ValueError(f"{name} has {len(values)} arrays but the network has {len(layers)}")
-        for i, (layer, value) in enumerate(zip(layers, values, strict=True)):
-            value = np.asarray(value)
-            target = layer.params[key]
-            if value.size != target.size:
-                raise ValueError(f"{name}[{i}]: expected shape {target.shape}, got {value.shape}")
-            target[...] = value.reshape(target.shape)
+    for key, values in zip(("W", "b"), hand, strict=True):
+        write_weights(est._dense_layers(), key, values)
+
+
+def write_weights(layers: list[Any], key: str, values: Any) -> None:
+    """Write ``values[i]`` into ``layers[i].params[key]`` (``"W"`` or ``"b"``), every array of
+    exactly its layer's shape: all are checked before any is written, so a bad list changes
+    nothing (never broadcast, never reshaped: a transposed ``W`` would train scrambled)."""
+    name = "coefs_" if key == "W" else "intercepts_"
+    values = [np.asarray(v) for v in values]
+    if len(values) != len(layers):
+        raise ValueError(f"{name} has {len(values)} arrays but the network has {len(layers)}")
+    for i, (layer, value) in enumerate(zip(layers, values, strict=True)):
+        if value.shape != layer.params[key].shape:
+            raise ValueError(
+                f"{name}[{i}]: expected shape {layer.params[key].shape}, got {value.shape}"
+            )
+    for layer, value in zip(layers, values, strict=True):
+        layer.params[key][...] = value
