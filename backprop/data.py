@@ -141,8 +141,10 @@ def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
 def split_indices(
     n: int, fraction: float, rng: np.random.Generator, stratify: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled (train, validation) index arrays with ``round(fraction * n)`` validation rows
-    (at least 1); stratified by class when ``stratify`` holds labels."""
+    """Shuffled (train, validation) index arrays with ``n_val = round(fraction * n)`` validation
+    rows (at least 1, and at least 1 left for training); stratified by class when ``stratify``
+    holds labels: ``round(n_c * n_val / n)`` rows of each class of ``n_c`` members, so the total
+    can differ from ``n_val`` by a few rows, but is never 0 nor every row."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_split must be in (0, 1), got {fraction!r}")
     n_val = max(1, int(round(fraction * n)))
@@ -151,12 +153,14 @@ def split_indices(
     if stratify is None:
         perm = rng.permutation(n)
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    val: list[np.ndarray] = []
     classes, inverse = np.unique(stratify, return_inverse=True)
-    for c in range(len(classes)):
-        members = rng.permutation(np.flatnonzero(inverse == c))
-        val.append(members[: int(round(len(members) * n_val / n))])
-    val_idx = np.sort(np.concatenate(val))
+    members = [rng.permutation(np.flatnonzero(inverse == c)) for c in range(len(classes))]
+    counts = [int(round(len(m) * n_val / n)) for m in members]
+    if sum(counts) == 0:  # every class rounds to 0 rows: the largest one gives one
+        counts[int(np.argmax([len(m) for m in members]))] = 1
+    elif sum(counts) == n:  # every class rounds up to all of its rows: keep one to train on
+        counts[int(np.argmax(counts))] -= 1
+    val_idx = np.sort(np.concatenate([m[:k] for m, k in zip(members, counts, strict=True)]))
     mask = np.ones(n, bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx

@@ -27,6 +27,21 @@ def test_splits_are_disjoint_stratified_and_scaled_on_train_only():
     assert ds.X_train.dtype == np.float32 and ds.image_shape == (8, 8)
 
 
+def test_a_split_that_leaves_nothing_names_the_config_key():
+    """The error named the Trainer's ``validation_split`` for a config's ``test_size``."""
+    with pytest.raises(ValueError, match=r"^test_size=0\.9999 leaves no training"):
+        sources.prepare(_opts(source="digits", test_size=0.9999))
+    with pytest.raises(ValueError, match=r"^validation_size=0\.9 leaves no training"):
+        sources.prepare(_opts(source="xor", test_size=0.0, validation_size=0.9))
+
+
+def test_a_tiny_stratified_split_still_has_a_validation_row():
+    """test_size = 0.99 left 17 training digits, whose 10 % validation share rounded to 0 rows
+    in every class: the run failed ("X_val has 0 samples", exit 1) after making its folder."""
+    ds = sources.prepare(_opts(source="digits", test_size=0.99, validation_size=0.1))
+    assert len(ds.X_val) >= 1 and len(ds.X_train) >= 1
+
+
 def test_regression_targets_are_scaled_with_training_statistics():
     ds = sources.prepare(_opts(source="diabetes"))
     assert ds.task == "regression" and ds.y_train.shape[1] == 1

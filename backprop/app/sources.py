@@ -297,14 +297,14 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     if test is not None:
         X_test, y_test = test
     elif opts["test_size"] > 0:
-        tr, te = split_indices(len(X), opts["test_size"], rng, stratify=strat)
+        tr, te = _split(len(X), opts, "test_size", rng, strat)
         X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
     else:
         X_test, y_test, test_is_train = X, y, True
     X_val = y_val = None
     if opts["validation_size"] > 0:
         strat = y if task == "classification" else None
-        tr, va = split_indices(len(X), opts["validation_size"], rng, stratify=strat)
+        tr, va = _split(len(X), opts, "validation_size", rng, strat)
         X, y, X_val, y_val = X[tr], y[tr], X[va], y[va]
     ds = Dataset(X, y, X_val, y_val, X_test, y_test, task, image_shape=image)
     ds.test_is_train = test_is_train
@@ -329,6 +329,14 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     ds.info.update(source=opts["source"], n_train=ds.X_train.shape[0], n_test=ds.X_test.shape[0])
     ds.info["n_val"] = 0 if X_val is None else X_val.shape[0]
     return ds
+
+
+def _split(n: int, opts: dict[str, Any], key: str, rng: Any, strat: Any) -> tuple[Any, Any]:
+    """:func:`~backprop.data.split_indices` with its error naming the config's key."""
+    try:
+        return split_indices(n, opts[key], rng, stratify=strat)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("validation_split", f"{key}")) from None
 
 
 def transform_X(ds: Any, X: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
