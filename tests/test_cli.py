@@ -302,6 +302,11 @@ def test_resuming_a_run_that_stopped_early_changes_nothing(digits_run, tmp_path)
     after = json.loads((run / "metrics.json").read_text())
     assert after["epochs"] == 2 and after["stopped_early"]
     assert np.array_equal(bp.load(run / "model.npz").flat_parameters, before)
+    # the run's training time is its epochs' (history.csv), not this session's 0.0 s
+    rows = (run / "history.csv").read_text().splitlines()
+    column = rows[0].split(",").index("time")
+    epoch_seconds = sum(float(row.split(",")[column]) for row in rows[1:])
+    assert epoch_seconds > 0 and after["time_seconds"] >= round(epoch_seconds, 3) - 1e-3
 
 
 KILLABLE = """\

@@ -8,7 +8,7 @@ The run directory (``output.dir/<name>-<time>`` or ``--out``) holds::
     model.npz          the final model, with preprocessing and class names (bp.load reads it)
     history.csv        one row per epoch: loss, metrics, val_*, lr, grad norms, time
     predictions.npz    test-set targets and predictions (and 2-D inputs) for the figures
-    metrics.json       final train / validation / test figures, epochs, time
+    metrics.json       final train / validation / test figures, epochs, the run's whole time
     figures/*.png      see backprop.app.plotting
 """
 
@@ -285,6 +285,7 @@ def run(
         log(model.summary())
         log(f"data: {ds.info}; task: {ds.task}")
     remaining = total - trainer.epoch
+    earlier = float(sum(trainer.history.get("time", []))) if resume else 0.0  # checkpoint's
     start = time.perf_counter()
     validation = None if ds.X_val is None else (ds.X_val, ds.y_val)
     if remaining > 0 and not finished:
@@ -303,7 +304,7 @@ def run(
         es.on_train_end(trainer)
     if resume and (remaining <= 0 or finished):
         log(nothing_to_train(trainer.epoch, total, es if finished else None))
-    seconds = time.perf_counter() - start
+    seconds = earlier + time.perf_counter() - start
     metrics: dict[str, Any] = evaluate_all(trainer, ds)
     metrics.update(
         epochs=trainer.epoch,
