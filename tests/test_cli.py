@@ -105,6 +105,20 @@ def test_resume_continues_to_the_same_weights(digits_run, tmp_path, capsys):
     assert len(rows) == 7 and rows[:4] == first_rows
 
 
+@pytest.mark.parametrize("flag", [["--out", "copy"], ["--force"]])
+def test_resume_refuses_out_and_force_instead_of_ignoring_them(digits_run, tmp_path, flag, capsys):
+    """``--resume RUN --out COPY`` trained on in RUN, overwriting it, and never made COPY."""
+    config, _ = digits_run
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", "trainer.epochs=1"]) == 0
+    before = (run / "metrics.json").read_text()
+    flag = [flag[0], str(tmp_path / flag[1])] if flag[0] == "--out" else flag
+    assert main(["train", "--resume", str(run), *flag, *args, "--set", "trainer.epochs=2"]) == 2
+    assert "does not go with --resume" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == before and not (tmp_path / "copy").exists()
+
+
 def test_evaluate_matches_the_run_metrics(digits_run, capsys):
     config, run = digits_run
     assert main(["evaluate", str(run / "model.npz"), "--data", str(config)]) == 0

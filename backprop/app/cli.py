@@ -56,6 +56,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.config is None and args.resume is None:
         return _error("train needs a CONFIG (or --resume RUN_DIR), or --example NAME")
     if args.resume is not None:
+        if args.out is not None or args.force:  # the run continues in its own folder, only
+            flag = "--out" if args.out is not None else "--force"
+            return _error(f"{flag} does not go with --resume, which continues the run in place")
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             what = "is not a directory" if run_dir.exists() else "run directory not found"
@@ -310,17 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train from a config and write a run directory")
     p.add_argument("config", nargs="?", help="a TOML config (default with --resume: its own)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help=SET_HELP,
-    )
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=SET_HELP)
     p.add_argument("--example", metavar="NAME", help="a shipped example config, e.g. digits")
     p.add_argument("--list-examples", action="store_true", help="list the shipped examples")
     p.add_argument("--out", help="run directory (default: output.dir/NAME-TIME)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR, in place")
     p.add_argument(
         "--force", action="store_true", help="replace the run already in --out (else refused)"
     )
