@@ -119,6 +119,19 @@ def test_resume_refuses_out_and_force_instead_of_ignoring_them(digits_run, tmp_p
     assert (run / "metrics.json").read_text() == before and not (tmp_path / "copy").exists()
 
 
+def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, capsys):
+    """The checkpoint holds Adam's moments: resuming with sgd failed on an unknown key
+    optimizer.amsgrad of the run's config.toml (and, past that, on the checkpoint's header)."""
+    config, _ = digits_run
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", "trainer.epochs=1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), *args, "--set", "optimizer.name=sgd"]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer cannot change (optimizer.name: 'adam' -> 'sgd')" in err
+
+
 def test_evaluate_matches_the_run_metrics(digits_run, capsys):
     config, run = digits_run
     assert main(["evaluate", str(run / "model.npz"), "--data", str(config)]) == 0

@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = config_mod.load_config(run_dir / "config.toml")
         if changes := config_mod.resume_changes(saved, config):
             return _error(
-                f"--resume {run_dir}: the run's data and model cannot change ({'; '.join(changes)})"
+                f"--resume {run_dir}: the run's data, model and optimizer cannot change ({'; '.join(changes)})"
                 "; start a new run to change them"
             )
     if args.resume is None:

@@ -127,6 +127,8 @@ def resolve(
         section, key, value = parse_override(item)
         if section not in SECTIONS:
             raise ConfigError(f"--set {item!r}: unknown section {section!r}; sections: {SECTIONS}")
+        if isinstance(raw.get(section), dict) and (section, key) in CHOOSERS:
+            _drop_defaults_of_replaced(raw[section], section, key, value)
         raw.setdefault(section, {})[key] = value
         origins[f"{section}.{key}"] = f"--set {item}"
 
@@ -174,12 +176,47 @@ def resolve(
     return Config(where, out, text, origins)
 
 
+#: The keys that choose a class (or data source) and with it the table's other keys.
+CHOOSERS = {("data", "source"), *((section, "name") for section in NAMED)}
+
+
+def _arguments_of(section: str, choice: Any) -> dict[str, tuple[Any, Any]]:
+    """``{key: (types, default)}`` that ``section`` takes when ``choice`` names its class."""
+    if section == "data":
+        return {k: (None, v) for k, v in {**COMMON_OPTIONS, **SOURCE_OPTIONS[choice]}.items()}
+    return class_arguments(_named_class(section, choice))
+
+
+def _drop_defaults_of_replaced(table: dict[str, Any], section: str, key: str, new: Any) -> None:
+    """``--set optimizer.name=sgd`` on a table written for another class: drop the keys that
+    only the old class takes and that hold its defaults (a run's config.toml spells out every
+    default, so without this no --set could change the class). A key set to another value
+    stays, and the new class's check refuses it, naming the file and line."""
+    old = table.get(key, COMMON_OPTIONS["source"] if section == "data" else NAMED[section])
+    if old == new:
+        return
+    try:
+        before, after = _arguments_of(section, old), _arguments_of(section, new)
+    except (ConfigError, KeyError, ValueError, TypeError):
+        return  # an unknown name: the checks below say so
+    for k in [k for k in table if k != key and k in before and k not in after]:
+        if table[k] == before[k][1]:
+            del table[k]
+
+
 def _check_table(table, spec, section, where_is) -> dict[str, Any]:
     unknown = sorted(set(table) - set(spec))
     if unknown:
         key = unknown[0]
+        chooser = "source" if section == "data" else "name"
+        chosen = where_is(section, chooser)  # "--set optimizer.name=sgd" if that replaced it
+        hint = (
+            f" ({chosen} replaced the {chooser} this key was for)"
+            if chosen.startswith("--set")
+            else ""
+        )
         raise ConfigError(
-            f"{where_is(section, key)}: unknown key {section}.{key}; "
+            f"{where_is(section, key)}: unknown key {section}.{key}{hint}; "
             f"allowed keys in [{section}]: {', '.join(spec)}"
         )
     out = {}
@@ -225,10 +262,12 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
 
 
 def resume_changes(saved: Config, config: Config) -> list[str]:
-    """What ``config`` changes in ``[data]`` and ``[model]`` from a run's ``saved`` config, as
-    ``"section.key: old -> new"``: a resumed run must keep the split its checkpoint was trained
-    on (another ``data.seed`` would move test rows into training) and the network it holds."""
-    changes = []
+    """What ``config`` changes in ``[data]``, ``[model]`` and ``optimizer.name`` from a run's
+    ``saved`` config, as ``"section.key: old -> new"``: a resumed run must keep the split its
+    checkpoint was trained on (another ``data.seed`` would move test rows into training), the
+    network it holds and the optimizer whose state it holds."""
+    old, new = saved["optimizer"]["name"], config["optimizer"]["name"]
+    changes = [] if old == new else [f"optimizer.name: {old!r} -> {new!r}"]
     for section in ("data", "model"):
         old, new = saved[section], config[section]
         for key in sorted(set(old) | set(new)):
