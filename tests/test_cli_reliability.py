@@ -196,6 +196,19 @@ def test_an_existing_run_is_not_reused_without_force(trained, tmp_path, capsys):
     assert (run / "notes.txt").read_text() == "mine"  # --force replaces only a run's own files
 
 
+def test_force_removes_every_file_the_old_run_wrote(tmp_path, capsys):
+    """--force kept the old run's activations.npz (and `backprop uncertainty`'s json): a new run
+    without the gradient monitor then showed the old run's activations as its own figure."""
+    config = small_config(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    monitor = ["--set", "output.gradient_monitor=true"]
+    assert main(["train", str(config), "--out", str(run), "--quiet", *monitor]) == 0
+    assert (run / "activations.npz").is_file()
+    (run / "uncertainty.json").write_text("{}")
+    assert main(["train", str(config), "--out", str(run), "--quiet", "--force"]) == 0
+    assert not (run / "activations.npz").exists() and not (run / "uncertainty.json").exists()
+
+
 def _unwritable_dirs(tmp_path):
     dirs = []
     if os.geteuid() != 0:  # root writes anywhere: chmod cannot stop it

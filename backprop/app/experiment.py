@@ -86,7 +86,7 @@ def new_run_dir(config: Config, out: str | None) -> Path:
 # The files a run writes (and ``--force`` replaces); other files in the folder are left alone.
 RUN_FILES = (
     "config.toml", "checkpoint.npz", "checkpoint-best.npz", "model.npz", "history.csv",
-    "predictions.npz", "metrics.json", "trajectory.npy",
+    "predictions.npz", "metrics.json", "trajectory.npy", "activations.npz", "uncertainty.json",
 )  # fmt: skip
 
 
