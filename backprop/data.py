@@ -142,9 +142,10 @@ def split_indices(
     n: int, fraction: float, rng: np.random.Generator, stratify: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled (train, validation) index arrays with ``n_val = round(fraction * n)`` validation
-    rows (at least 1, and at least 1 left for training); stratified by class when ``stratify``
-    holds labels: ``round(n_c * n_val / n)`` rows of each class of ``n_c`` members, so the total
-    can differ from ``n_val`` by a few rows, but is never 0 nor every row."""
+    rows (at least 1); stratified by class when ``stratify`` holds labels: ``round(n_c * n_val /
+    n)`` rows of each class of ``n_c`` members, so the total can differ from ``n_val`` by a few
+    rows, and is 0 when every class rounds down (the callers refuse that, naming their setting).
+    A split that leaves no training row is refused."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_split must be in (0, 1), got {fraction!r}")
     n_val = max(1, int(round(fraction * n)))
@@ -153,14 +154,17 @@ def split_indices(
     if stratify is None:
         perm = rng.permutation(n)
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    val: list[np.ndarray] = []
     classes, inverse = np.unique(stratify, return_inverse=True)
-    members = [rng.permutation(np.flatnonzero(inverse == c)) for c in range(len(classes))]
-    counts = [int(round(len(m) * n_val / n)) for m in members]
-    if sum(counts) == 0:  # every class rounds to 0 rows: the largest one gives one
-        counts[int(np.argmax([len(m) for m in members]))] = 1
-    elif sum(counts) == n:  # every class rounds up to all of its rows: keep one to train on
-        counts[int(np.argmax(counts))] -= 1
-    val_idx = np.sort(np.concatenate([m[:k] for m, k in zip(members, counts, strict=True)]))
+    for c in range(len(classes)):
+        members = rng.permutation(np.flatnonzero(inverse == c))
+        val.append(members[: int(round(len(members) * n_val / n))])
+    val_idx = np.sort(np.concatenate(val))
+    if len(val_idx) == n:  # every class rounded up to all of its rows
+        raise ValueError(
+            f"validation_split={fraction} leaves no training samples out of {n} (stratified over "
+            f"{len(classes)} classes: each gives round(its count * fraction) rows)"
+        )
     mask = np.ones(n, bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx

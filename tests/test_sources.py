@@ -35,11 +35,13 @@ def test_a_split_that_leaves_nothing_names_the_config_key():
         sources.prepare(_opts(source="xor", test_size=0.0, validation_size=0.9))
 
 
-def test_a_tiny_stratified_split_still_has_a_validation_row():
+def test_a_stratified_split_of_no_row_is_refused_naming_the_key():
     """test_size = 0.99 left 17 training digits, whose 10 % validation share rounded to 0 rows
     in every class: the run failed ("X_val has 0 samples", exit 1) after making its folder."""
-    ds = sources.prepare(_opts(source="digits", test_size=0.99, validation_size=0.1))
-    assert len(ds.X_val) >= 1 and len(ds.X_train) >= 1
+    with pytest.raises(
+        ValueError, match=r"^validation_size=0\.1 of \d+ samples in 10 classes gives no row"
+    ):
+        sources.prepare(_opts(source="digits", test_size=0.99, validation_size=0.1))
 
 
 def test_regression_targets_are_scaled_with_training_statistics():
@@ -82,6 +84,7 @@ def test_mnist_style_file_keeps_its_test_split_and_scales_pixels(tmp_path):
     }
     np.savez(tmp_path / "m.npz", **arrays)
     opts = _opts(source="mnist", path=str(tmp_path / "m.npz"), standardize=False, n_train=20)
+    opts["validation_size"] = 0.5  # 2 images per class: 10 % of each rounds to none
     ds = sources.prepare(opts)
     assert len(ds.X_test) == 7 and np.all(ds.X_test == 1.0)
     assert len(ds.X_train) + len(ds.X_val) == 20 and ds.image_shape == (28, 28)
@@ -111,6 +114,7 @@ def test_standardize_of_sequences_is_refused_before_training(source, tmp_path):
         }
         np.savez(tmp_path / "m.npz", **arrays)
         opts = _opts(source="mnist", path=str(tmp_path / "m.npz"), as_sequence=True)
+        opts["validation_size"] = 0.5  # 2 images per class: 10 % of each rounds to none
     with pytest.raises(ValueError, match=r"standardize = true needs flat rows .*set standardize"):
         sources.prepare(opts)
     ds = sources.prepare({**opts, "standardize": False})

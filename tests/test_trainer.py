@@ -319,20 +319,14 @@ def test_validation_split_is_stratified_and_reported(rng):
     assert len(np.intersect1d(train_idx, val_idx)) == 0
 
 
-@pytest.mark.parametrize(
-    "n, fraction, labels",
-    [
-        (20, 0.05, np.repeat(np.arange(10), 2)),  # every class rounds 0.1 rows down to 0
-        (4, 0.7, np.array([0, 0, 1, 1])),  # every class rounds 1.5 rows up to all of them
-    ],
-)
-def test_stratified_split_keeps_a_row_on_each_side(n, fraction, labels):
-    """A stratified split rounds each class's share on its own: it once gave 0 validation rows
-    (the run failed with "X_val has 0 samples" after its directory was made) or no training
-    row, although the docstring promised at least 1."""
-    train_idx, val_idx = bp.data.split_indices(n, fraction, np.random.default_rng(0), labels)
-    assert len(val_idx) >= 1 and len(train_idx) >= 1
-    assert sorted(np.concatenate([train_idx, val_idx]).tolist()) == list(range(n))
+def test_a_stratified_split_never_takes_every_row():
+    """Every class rounding its share up (2 x 1.5 rows -> 2) took all 4 rows for validation and
+    left none to train on, where the unstratified split says so."""
+    labels = np.array([0, 0, 1, 1])
+    with pytest.raises(
+        ValueError, match="validation_split=0.7 leaves no training samples out of 4"
+    ):
+        bp.data.split_indices(4, 0.7, np.random.default_rng(0), stratify=labels)
 
 
 @pytest.mark.parametrize(

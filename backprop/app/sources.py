@@ -334,9 +334,16 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
 def _split(n: int, opts: dict[str, Any], key: str, rng: Any, strat: Any) -> tuple[Any, Any]:
     """:func:`~backprop.data.split_indices` with its error naming the config's key."""
     try:
-        return split_indices(n, opts[key], rng, stratify=strat)
+        train, held_out = split_indices(n, opts[key], rng, stratify=strat)
     except ValueError as exc:
-        raise ValueError(str(exc).replace("validation_split", f"{key}")) from None
+        raise ValueError(str(exc).replace("validation_split", key)) from None
+    if len(held_out) == 0:  # stratified: every class rounded its share down to 0 rows
+        raise ValueError(
+            f"{key}={opts[key]} of {n} samples in {len(np.unique(strat))} classes gives no row "
+            f"(the split is stratified: each class gives round(its count * {key}) rows); "
+            f"raise {key} or set it to 0"
+        )
+    return train, held_out
 
 
 def transform_X(ds: Any, X: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
