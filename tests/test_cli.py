@@ -221,6 +221,22 @@ def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_predict_on_rows_with_their_target_column_names_the_fix(digits_run, tmp_path, capsys):
+    """A CSV with its label column said only "expects 64 features, the input has shape
+    (5, 65)", not that --target leaves the column out."""
+    _, run = digits_run
+    header = ",".join([f"p{j}" for j in range(64)] + ["label"])
+    rows = "\n".join(",".join(["0"] * 65) for _ in range(5))
+    path = _write(tmp_path / "rows.csv", f"{header}\n{rows}\n")
+    out = str(tmp_path / "p.csv")
+    assert main(["predict", str(run / "model.npz"), str(path), "--output", out]) == 2
+    assert "leave it out with --target COLUMN" in capsys.readouterr().err
+    assert (
+        main(["predict", str(run / "model.npz"), str(path), "--output", out, "--target", "label"])
+        == 0
+    )
+
+
 def test_plot_redraws_the_figures(digits_run):
     _, run = digits_run
     for p in (run / "figures").iterdir():

@@ -107,7 +107,9 @@ def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
         X = X.reshape(len(X), *shape)
     if X.shape[1:] != shape:
         want = f"{shape[0]} features" if len(shape) == 1 else f"samples of shape {shape}"
-        raise ConfigError(f"the model expects {want}, the input has shape {X.shape}")
+        extra = X.ndim == 2 and len(shape) == 1 and X.shape[1] == shape[0] + 1
+        hint = "; if one column is the target, leave it out with --target COLUMN" if extra else ""
+        raise ConfigError(f"the model expects {want}, the input has shape {X.shape}{hint}")
     bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))
     if len(bad):
         r, c = bad[0]
