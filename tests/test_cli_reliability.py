@@ -196,6 +196,16 @@ def test_an_existing_run_is_not_reused_without_force(trained, tmp_path, capsys):
     assert (run / "notes.txt").read_text() == "mine"  # --force replaces only a run's own files
 
 
+@pytest.mark.parametrize(
+    "item", ["trainer.epochs=0", "optimizer.lr=-1", "output.checkpoint_every=0", "loss.name=mse"]
+)
+def test_a_bad_value_from_set_is_blamed_on_the_set_not_the_file(tmp_path, capsys, item):
+    """``--set trainer.epochs=0`` was reported as "c.toml: [trainer]: epochs must be a positive
+    integer, got 0", sending the user to a file whose epochs were fine."""
+    code = main(["train", str(small_config(tmp_path)), "--quiet", "--set", item])
+    one_line_error(capsys, code, 2, f"c.toml (--set {item}): ")
+
+
 def test_force_removes_every_file_the_old_run_wrote(tmp_path, capsys):
     """--force kept the old run's activations.npz (and `backprop uncertainty`'s json): a new run
     without the gradient monitor then showed the old run's activations as its own figure."""

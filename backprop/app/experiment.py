@@ -55,7 +55,7 @@ def load_data(config: Config, dtype: Any = None) -> sources.Dataset:
     except ConfigError:  # already names its place
         raise
     except (ValueError, ImportError) as exc:
-        raise ConfigError(f"{config.path}: [data]: {exc}") from None
+        raise ConfigError(f"{config.at('data')}: [data]: {exc}") from None
 
 
 def n_model_outputs(config: Config, ds: sources.Dataset) -> int:
@@ -115,19 +115,19 @@ def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
     try:  # the model first: its refusal (integer ids for an Embedding, ...) is not the loss's
         trainer.model.predict(ds.X_train[:2])
     except ValueError as exc:
-        raise ConfigError(f"{config.path}: [model] cannot take the data: {exc}") from None
+        raise ConfigError(f"{config.at('model')}: [model] cannot take the data: {exc}") from None
     classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
     if classifier_loss != (ds.task == "classification"):
         use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
         raise ConfigError(
-            f"{config.path}: loss.name = {name!r} does not fit the data ({config['data']['source']}"
+            f"{config.at('loss')}: loss.name = {name!r} does not fit the data ({config['data']['source']}"
             f" is a {ds.task} task); use {use}"
         )
     try:
         trainer.evaluate(ds.X_train[:2], ds.y_train[:2])
     except ValueError as exc:
         raise ConfigError(
-            f"{config.path}: loss.name = {name!r} cannot score the data: {exc}"
+            f"{config.at('loss')}: loss.name = {name!r} cannot score the data: {exc}"
         ) from None
 
 
@@ -158,7 +158,7 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     try:
         ckpt = Checkpoint(run_dir / "checkpoint.npz", out["checkpoint_every"], best_path=best)
     except ValueError as exc:
-        raise ConfigError(f"{config.path}: output.checkpoint_every: {exc}") from None
+        raise ConfigError(f"{config.at('output')}: output.checkpoint_every: {exc}") from None
     callbacks.append(ckpt)
     trainer = config_mod.build_trainer(config, model, callbacks)
     return model, trainer, es, ckpt
