@@ -154,6 +154,12 @@ def test_set_can_change_the_class_of_a_resolved_config(small, tmp_path):
     )
 
 
+def test_an_empty_layer_list_from_set_names_the_set(small):
+    """It named the file's [model] line, where the layers were fine."""
+    with pytest.raises(bp.ConfigError, match=r"^--set model.layers=\[\]: \[model\] needs"):
+        bp.load_config(small, ["model.layers=[]"])
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(bp.ConfigError, match="config file not found: .*nope.toml"):
         bp.load_config(tmp_path / "nope.toml")

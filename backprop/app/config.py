@@ -230,9 +230,9 @@ def _check_table(table, spec, section, where_is) -> dict[str, Any]:
 
 def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
     if not isinstance(specs, list) or not specs:
-        raise ConfigError(
-            f"{where_is('model')}: [model] needs a non-empty list of [[model.layers]]"
-        )
+        at = where_is("model", "layers")  # "--set model.layers=[]", or the file's [model]
+        at = at if at.startswith("--set") else where_is("model")
+        raise ConfigError(f"{at}: [model] needs a non-empty list of [[model.layers]]")
     out = []
     for i, spec in enumerate(specs):
         at = where_is("model.layers", None, i)
