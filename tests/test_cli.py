@@ -132,6 +132,13 @@ def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, 
     assert "optimizer cannot change (optimizer.name: 'adam' -> 'sgd')" in err
 
 
+def test_evaluate_refuses_a_target_it_would_ignore(digits_run, capsys):
+    """--target with a config was dropped without a word (the config names its target)."""
+    config, run = digits_run
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(config), "--target", "x"]) == 2
+    assert "names its own target" in capsys.readouterr().err
+
+
 def test_evaluate_matches_the_run_metrics(digits_run, capsys):
     config, run = digits_run
     assert main(["evaluate", str(run / "model.npz"), "--data", str(config)]) == 0

@@ -141,6 +141,8 @@ def _raw_data(data: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     from .sources import prepare, read_table
 
     if data.endswith(".toml"):
+        if target is not None:
+            raise ConfigError(f"--target {target}: a config ({data}) names its own target")
         cfg = config_mod.load_config(data)
         opts = {**cfg["data"], "standardize": False, "standardize_target": False}
         ds = prepare(opts, np.float64)  # the same split; the model's own scaling comes later
