@@ -56,8 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.config is None and args.resume is None:
         return _error("train needs a CONFIG (or --resume RUN_DIR), or --example NAME")
     if args.resume is not None:
-        if args.out is not None or args.force:  # the run continues in its own folder, only
-            flag = "--out" if args.out is not None else "--force"
+        if flag := "--out" if args.out is not None else "--force" if args.force else None:
             return _error(f"{flag} does not go with --resume, which continues the run in place")
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
