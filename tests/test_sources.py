@@ -66,6 +66,15 @@ def test_csv_file_with_a_named_string_target(tmp_path):
         sources.prepare(_opts(source="file", path=str(tmp_path / "missing.csv")))
 
 
+@pytest.mark.parametrize("target, shown", [("y", "'y'"), (5, "5"), ("-9", "-9")])
+def test_a_bad_npy_target_is_named(tmp_path, target, shown):
+    """A .npy file's target must be a column index; the error did not say what it got (the
+    default target "y" of source = "file" is no index)."""
+    np.save(tmp_path / "d.npy", np.zeros((6, 5)))
+    with pytest.raises(ValueError, match=f"column index below 5, got {shown}$"):
+        sources.read_table(tmp_path / "d.npy", target)
+
+
 def test_npz_file_regression(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(50, 4))

@@ -160,7 +160,9 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
         if isinstance(target, str) and target.lstrip("-").isdigit():
             target = int(target)  # --target 3 on the command line arrives as the string "3"
         if not isinstance(target, int) or not -A.shape[1] <= target < A.shape[1]:
-            raise ValueError(f"{path}: target must be a column index below {A.shape[1]}")
+            raise ValueError(
+                f"{path}: target must be a column index below {A.shape[1]}, got {target!r}"
+            )
         return np.delete(A, target, axis=1), A[:, target]
     if suffix == ".csv":
         with open(path, newline="") as f:
