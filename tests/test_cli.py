@@ -119,6 +119,21 @@ def test_resume_refuses_out_and_force_instead_of_ignoring_them(digits_run, tmp_p
     assert (run / "metrics.json").read_text() == before and not (tmp_path / "copy").exists()
 
 
+def test_a_resume_with_nothing_to_train_keeps_the_runs_config(digits_run, tmp_path, capsys):
+    """--resume with trainer.epochs below the checkpoint's trained nothing, yet rewrote the run's
+    config.toml with the smaller epochs (and any other --set), so the file no longer described
+    the run it sat in."""
+    config, _ = digits_run
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", "trainer.epochs=3"]) == 0
+    before = (run / "config.toml").read_text()
+    more = ["--set", "trainer.epochs=2", "--set", "optimizer.lr=0.5"]
+    assert main(["train", "--resume", str(run), *args, *more]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert (run / "config.toml").read_text() == before
+
+
 def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, capsys):
     """The checkpoint holds Adam's moments: resuming with sgd failed on an unknown key
     optimizer.amsgrad of the run's config.toml (and, past that, on the checkpoint's header)."""

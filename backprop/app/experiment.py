@@ -276,11 +276,11 @@ def run(
         if not ckpt.path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from: {ckpt.path}")
         header = ckpt.resume(trainer)
-        # a run that stopped early or used all its epochs is over: its results are rebuilt
-        # from the checkpoint (early stopping's best weights included), never retrained
+        # a run that is over (stopped early, all epochs done) is rebuilt, never retrained
         finished = stopped_early(header) or trainer.epoch >= total
         log(f"resuming {run_dir} at epoch {trainer.epoch} of {total}")
-    (run_dir / "config.toml").write_text(config_mod.dumps(config.resolved))
+    if not finished:  # a run that is over keeps the config it was trained with
+        (run_dir / "config.toml").write_text(config_mod.dumps(config.resolved))
     if not quiet:
         log(model.summary())
         log(f"data: {ds.info}; task: {ds.task}")
