@@ -219,6 +219,20 @@ def test_force_removes_every_file_the_old_run_wrote(tmp_path, capsys):
     assert not (run / "activations.npz").exists() and not (run / "uncertainty.json").exists()
 
 
+@pytest.mark.parametrize("item", ["loss.name=mse", "data.validation_size=0"])
+def test_force_keeps_the_old_run_when_the_new_config_is_refused(tmp_path, capsys, item):
+    """--force deleted the old run's files first; a config then refused (a loss that does not
+    fit the data, early stopping on a missing validation split) left an empty folder."""
+    config = small_config(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code = main(["train", str(config), "--out", str(run), "--quiet", "--force", "--set", item])
+    one_line_error(capsys, code, 2)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def _unwritable_dirs(tmp_path):
     dirs = []
     if os.geteuid() != 0:  # root writes anywhere: chmod cannot stop it

@@ -69,13 +69,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = config_mod.load_config(run_dir / "config.toml")
         if changes := config_mod.resume_changes(saved, config):
             return _error(
-                f"--resume {run_dir}: the run's data, model and optimizer cannot change ({'; '.join(changes)})"
-                "; start a new run to change them"
+                f"--resume {run_dir}: the run's data, model and optimizer cannot change "
+                f"({'; '.join(changes)}); start a new run to change them"
             )
+    replace: list[str] = []  # with --force: the old run's files, deleted once this one is checked
     if args.resume is None:
         run_dir = new_run_dir(config, args.out)
-        claim_run_dir(run_dir, args.force)
-    code, _ = run(config, run_dir, resume=args.resume is not None, quiet=args.quiet)
+        replace = claim_run_dir(run_dir, args.force)
+    code, _ = run(config, run_dir, args.resume is not None, args.quiet, replace=replace)
     return code
 
 
@@ -321,9 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-examples", action="store_true", help="list the shipped examples")
     p.add_argument("--out", help="run directory (default: output.dir/NAME-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR, in place")
-    p.add_argument(
-        "--force", action="store_true", help="replace the run already in --out (else refused)"
-    )
+    p.add_argument("--force", action="store_true", help="replace the run in --out (else refused)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_train)
 

@@ -90,9 +90,10 @@ RUN_FILES = (
 )  # fmt: skip
 
 
-def claim_run_dir(path: Path, force: bool = False) -> None:
-    """Refuse ``--out`` naming a file, or a folder that already holds a run (unless ``force``,
-    which deletes that run's files and figures first)."""
+def claim_run_dir(path: Path, force: bool = False) -> list[str]:
+    """Refuse ``--out`` naming a file, or a folder that already holds a run (unless ``force``).
+    Returns that run's files: :func:`run` deletes them, and the figures, only once the new run
+    has passed its checks (a refused config must not cost the old run)."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: is a file, not a directory")
     old = [name for name in RUN_FILES if (path / name).exists()]
@@ -101,10 +102,7 @@ def claim_run_dir(path: Path, force: bool = False) -> None:
             f"--out {path}: already holds a run ({', '.join(old)}); pass --force to replace it, "
             f"--resume {path} to continue it, or choose another --out"
         )
-    for name in old:
-        (path / name).unlink()
-    for figure in (path / "figures").glob("*.png") if old else ():
-        figure.unlink()
+    return old
 
 
 def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
@@ -162,10 +160,6 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     callbacks.append(ckpt)
     trainer = config_mod.build_trainer(config, model, callbacks)
     return model, trainer, es, ckpt
-
-
-def targets(ds: sources.Dataset, part: str) -> np.ndarray:
-    return getattr(ds, f"y_{part}")
 
 
 def evaluate_all(trainer: Any, ds: sources.Dataset) -> dict[str, dict[str, float]]:
@@ -264,11 +258,16 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     log: Any = print,
+    replace: list[str] = (),
 ) -> tuple[int, dict[str, Any]]:
-    """Train and write the run directory; returns (exit code, metrics)."""
+    """Train and write the run directory (after deleting ``replace``, the files of the run that
+    ``--force`` replaces, and its figures); returns (exit code, metrics)."""
     ds = load_data(config)
     model, trainer, es, ckpt = build(config, ds, run_dir, quiet)
     check_loss_fits(config, ds, trainer)
+    if replace:  # the new run passed its checks: now the old one may go
+        for path in [*(run_dir / name for name in replace), *(run_dir / "figures").glob("*.png")]:
+            path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     total = config["trainer"]["epochs"]
     finished = False
