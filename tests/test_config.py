@@ -160,6 +160,13 @@ def test_an_empty_layer_list_from_set_names_the_set(small):
         bp.load_config(small, ["model.layers=[]"])
 
 
+def test_a_run_directory_given_as_config_says_what_it_is(tmp_path):
+    """`backprop train runs/x` said "config file not found: runs/x" of a folder that exists."""
+    (tmp_path / "config.toml").write_text(SMALL)
+    with pytest.raises(bp.ConfigError, match=r"is a directory, not a config file \(a run: its"):
+        bp.load_config(tmp_path)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(bp.ConfigError, match="config file not found: .*nope.toml"):
         bp.load_config(tmp_path / "nope.toml")

@@ -108,6 +108,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         The validated config.
     """
     path = Path(path)
+    if path.is_dir():  # `backprop train runs/x` for `--resume runs/x`, or a tool given a run
+        run = (path / "config.toml").is_file()
+        hint = f" (a run: its config is {path / 'config.toml'}; --resume {path} continues it)"
+        raise ConfigError(f"{path}: is a directory, not a config file{hint if run else ''}")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     text = path.read_text()
