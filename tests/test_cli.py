@@ -144,7 +144,7 @@ def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, 
     capsys.readouterr()
     assert main(["train", "--resume", str(run), *args, "--set", "optimizer.name=sgd"]) == 2
     err = capsys.readouterr().err
-    assert "optimizer cannot change (optimizer.name: 'adam' -> 'sgd')" in err
+    assert "optimizer and seed cannot change (optimizer.name: 'adam' -> 'sgd')" in err
 
 
 def test_evaluate_refuses_a_target_it_would_ignore(digits_run, capsys):

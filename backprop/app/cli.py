@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = config_mod.load_config(run_dir / "config.toml")
         if changes := config_mod.resume_changes(saved, config):
             return _error(
-                f"--resume {run_dir}: the run's data, model and optimizer cannot change "
+                f"--resume {run_dir}: the run's data, model, optimizer and seed cannot change "
                 f"({'; '.join(changes)}); start a new run to change them"
             )
     replace: list[str] = []  # with --force: the old run's files, deleted once this one is checked

@@ -266,12 +266,15 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
 
 
 def resume_changes(saved: Config, config: Config) -> list[str]:
-    """What ``config`` changes in ``[data]``, ``[model]`` and ``optimizer.name`` from a run's
-    ``saved`` config, as ``"section.key: old -> new"``: a resumed run must keep the split its
-    checkpoint was trained on (another ``data.seed`` would move test rows into training), the
-    network it holds and the optimizer whose state it holds."""
-    old, new = saved["optimizer"]["name"], config["optimizer"]["name"]
-    changes = [] if old == new else [f"optimizer.name: {old!r} -> {new!r}"]
+    """What ``config`` changes in ``[data]``, ``[model]``, ``optimizer.name`` and
+    ``trainer.seed`` from a run's ``saved`` config, as ``"section.key: old -> new"``: a resumed
+    run must keep the split its checkpoint was trained on (another ``data.seed`` would move test
+    rows into training), the network it holds, the optimizer whose state it holds, and the
+    seed whose shuffle stream it restores (a new seed would do nothing, yet be recorded)."""
+    changes = []
+    for section, key in (("optimizer", "name"), ("trainer", "seed")):
+        old, new = saved[section][key], config[section][key]
+        changes += [] if old == new else [f"{section}.{key}: {old!r} -> {new!r}"]
     for section in ("data", "model"):
         old, new = saved[section], config[section]
         for key in sorted(set(old) | set(new)):
