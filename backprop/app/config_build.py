@@ -122,8 +122,8 @@ def build_early_stopping(config: Config):
     logged += [f"val_{name}" for name in logged]
     if table["monitor"] not in logged:
         raise ConfigError(
-            f"{config.at('early_stopping')}: early_stopping.monitor = {table['monitor']!r} is not a value the "
-            f"run logs; valid: {', '.join(logged)}"
+            f"{config.at('early_stopping')}: early_stopping.monitor = {table['monitor']!r} is "
+            f"not a value the run logs; valid: {', '.join(logged)}"
         )
     try:
         return EarlyStopping(**table)

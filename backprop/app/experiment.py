@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,8 +118,8 @@ def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
     if classifier_loss != (ds.task == "classification"):
         use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
         raise ConfigError(
-            f"{config.at('loss')}: loss.name = {name!r} does not fit the data ({config['data']['source']}"
-            f" is a {ds.task} task); use {use}"
+            f"{config.at('loss')}: loss.name = {name!r} does not fit the data "
+            f"({config['data']['source']} is a {ds.task} task); use {use}"
         )
     try:
         trainer.evaluate(ds.X_train[:2], ds.y_train[:2])
@@ -258,7 +258,7 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     log: Any = print,
-    replace: list[str] = (),
+    replace: Sequence[str] = (),
 ) -> tuple[int, dict[str, Any]]:
     """Train and write the run directory (after deleting ``replace``, the files of the run that
     ``--force`` replaces, and its figures); returns (exit code, metrics)."""
