@@ -134,6 +134,30 @@ def test_a_resume_with_nothing_to_train_keeps_the_runs_config(digits_run, tmp_pa
     assert (run / "config.toml").read_text() == before
 
 
+def test_ctrl_c_in_a_resumed_run_leaves_no_stale_metrics(digits_run, tmp_path, monkeypatch):
+    """Ctrl-C saved the new model.npz but kept the first session's metrics.json and
+    predictions.npz, which described the earlier model (`backprop plot` then drew its confusion
+    matrix beside the new model's figures)."""
+    from backprop.app.cli import _raw_data
+
+    config, _ = digits_run
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", "trainer.epochs=1"]) == 0
+    fit = bp.Trainer.fit
+
+    def fit_then_ctrl_c(self, *a, epochs=None, **k):  # two more epochs, then Ctrl-C
+        fit(self, *a, epochs=2, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bp.Trainer, "fit", fit_then_ctrl_c)
+    assert main(["train", "--resume", str(run), *args, "--set", "trainer.epochs=6"]) == 130
+    assert not (run / "metrics.json").exists()  # it described the 1-epoch model
+    X, _ = _raw_data(str(config), None)
+    expected = bp.load(run / "model.npz").predict(X).argmax(axis=1)
+    assert np.array_equal(np.load(run / "predictions.npz")["y_pred"], expected)
+
+
 def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, capsys):
     """The checkpoint holds Adam's moments: resuming with sgd failed on an unknown key
     optimizer.amsgrad of the run's config.toml (and, past that, on the checkpoint's header)."""

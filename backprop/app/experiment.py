@@ -60,10 +60,8 @@ def load_data(config: Config, dtype: Any = None) -> sources.Dataset:
 
 def n_model_outputs(config: Config, ds: sources.Dataset) -> int:
     """Output width: one logit for two classes under binary cross-entropy, else k."""
-    if ds.task == "classification" and isinstance(
-        config_mod.build_loss(config), BinaryCrossEntropy
-    ):
-        if len(ds.classes) == 2:
+    if ds.task == "classification" and len(ds.classes) == 2:
+        if isinstance(config_mod.build_loss(config), BinaryCrossEntropy):
             return 1
     return ds.n_outputs
 
@@ -365,10 +363,12 @@ def interrupts() -> Iterator[list[bool]]:
 def interrupted_exit(
     run_dir: Path, model: Any, ds: sources.Dataset, config: Config, trainer: Any, total: int
 ) -> int:
-    """After Ctrl-C: keep the model as training left it (the weights reached, or early
-    stopping's best so far when it restores them) and the history, say so in one line, and
-    return 130 (128 + SIGINT, the shell's convention)."""
+    """After Ctrl-C: keep the model as training left it (the weights reached, or early stopping's
+    best so far), its test predictions and the history (an earlier session's metrics.json, of
+    another model, goes), say so in one line, and return 130 (128 + SIGINT)."""
     save_model(run_dir / "model.npz", model, ds, config)
+    save_predictions(run_dir / "predictions.npz", model, ds)
+    (run_dir / "metrics.json").unlink(missing_ok=True)
     write_history(trainer.history, run_dir / "history.csv")
     print(
         f"backprop: interrupted after {trainer.epoch} of {total} epochs; {run_dir / 'model.npz'} "
