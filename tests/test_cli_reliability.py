@@ -206,6 +206,22 @@ def test_a_bad_value_from_set_is_blamed_on_the_set_not_the_file(tmp_path, capsys
     one_line_error(capsys, code, 2, f"c.toml (--set {item}): ")
 
 
+def test_metrics_json_is_strict_json_when_a_figure_is_nan(tmp_path):
+    """One validation row gives an R^2 of NaN, which metrics.json held as the bare token NaN:
+    not JSON (jq and JavaScript refuse the file); it is null now, as the code meant."""
+    config = small_config(tmp_path, source="regression", loss="mse", epochs=1)
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "data.validation_size=0.008"]  # 1 of 120 training rows
+    assert main(["train", str(config), "--out", str(run), *args]) == 0
+    text = (run / "metrics.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    metrics = json.loads(text, parse_constant=refuse)
+    assert metrics["data"]["n_val"] == 1 and metrics["validation"]["r2"] is None
+
+
 def test_force_removes_every_file_the_old_run_wrote(tmp_path, capsys):
     """--force kept the old run's activations.npz (and `backprop uncertainty`'s json): a new run
     without the gradient monitor then showed the old run's activations as its own figure."""

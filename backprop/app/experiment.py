@@ -15,8 +15,6 @@ The run directory (``output.dir/<name>-<time>`` or ``--out``) holds::
 from __future__ import annotations
 
 import copy
-import json
-import math
 import signal
 import sys
 import time
@@ -42,6 +40,7 @@ from ..pruning import set_mask
 from . import config as config_mod
 from . import sources
 from .config import Config, ConfigError
+from .curves import write_json
 from .plotting import class_codes, write_history
 
 
@@ -322,7 +321,7 @@ def run(
     for cb in trainer.callbacks:
         if isinstance(cb, ActivationRecorder) and cb.end:
             np.savez(run_dir / "activations.npz", **cb.arrays())
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
+    write_json(metrics, run_dir / "metrics.json")
     if config["output"]["plots"]:
         from .plotting import draw_run
 
@@ -391,9 +390,3 @@ def nothing_to_train(epoch: int, total: int, es: Any = None) -> str:
         f"nothing to train: the checkpoint is at epoch {epoch} and trainer.epochs is {total}; "
         f"add --set trainer.epochs=N with N > {epoch} to train further"
     )
-
-
-def _nan_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return str(v)
