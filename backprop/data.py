@@ -141,8 +141,11 @@ def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
 def split_indices(
     n: int, fraction: float, rng: np.random.Generator, stratify: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled (train, validation) index arrays with ``round(fraction * n)`` validation rows
-    (at least 1); stratified by class when ``stratify`` holds labels."""
+    """Shuffled (train, validation) index arrays with ``n_val = round(fraction * n)`` validation
+    rows (at least 1); stratified by class when ``stratify`` holds labels: ``round(n_c * n_val /
+    n)`` rows of each class of ``n_c`` members, so the total can differ from ``n_val`` by a few
+    rows, and is 0 when every class rounds down (the callers refuse that, naming their setting).
+    A split that leaves no training row is refused."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_split must be in (0, 1), got {fraction!r}")
     n_val = max(1, int(round(fraction * n)))
@@ -157,6 +160,11 @@ def split_indices(
         members = rng.permutation(np.flatnonzero(inverse == c))
         val.append(members[: int(round(len(members) * n_val / n))])
     val_idx = np.sort(np.concatenate(val))
+    if len(val_idx) == n:  # every class rounded up to all of its rows
+        raise ValueError(
+            f"validation_split={fraction} leaves no training samples out of {n} (stratified over "
+            f"{len(classes)} classes: each gives round(its count * fraction) rows)"
+        )
     mask = np.ones(n, bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx

@@ -455,7 +455,8 @@ CASES = [
             load_config(ROOT / "configs/xor.toml", ["optimizer.lr=-1"]), trainer().model, []
         ),
         ConfigError,
-        r"^[^:]*xor.toml: \[optimizer\]: lr must be a finite number > 0, got -1.0$",
+        r"^[^:]*xor.toml \(--set optimizer.lr=-1\): \[optimizer\]: lr must be a finite number > 0, "
+        r"got -1.0$",
         {},
     ),
     (

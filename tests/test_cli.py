@@ -105,6 +105,79 @@ def test_resume_continues_to_the_same_weights(digits_run, tmp_path, capsys):
     assert len(rows) == 7 and rows[:4] == first_rows
 
 
+@pytest.mark.parametrize("flag", [["--out", "copy"], ["--force"]])
+def test_resume_refuses_out_and_force_instead_of_ignoring_them(digits_run, tmp_path, flag, capsys):
+    """``--resume RUN --out COPY`` trained on in RUN, overwriting it, and never made COPY."""
+    config, _ = digits_run
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", "trainer.epochs=1"]) == 0
+    before = (run / "metrics.json").read_text()
+    flag = [flag[0], str(tmp_path / flag[1])] if flag[0] == "--out" else flag
+    assert main(["train", "--resume", str(run), *flag, *args, "--set", "trainer.epochs=2"]) == 2
+    assert "does not go with --resume" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == before and not (tmp_path / "copy").exists()
+
+
+def test_a_resume_with_nothing_to_train_keeps_the_runs_config(digits_run, tmp_path, capsys):
+    """--resume with trainer.epochs below the checkpoint's trained nothing, yet rewrote the run's
+    config.toml with the smaller epochs (and any other --set), so the file no longer described
+    the run it sat in."""
+    config, _ = digits_run
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", "trainer.epochs=3"]) == 0
+    before = (run / "config.toml").read_text()
+    more = ["--set", "trainer.epochs=2", "--set", "optimizer.lr=0.5"]
+    assert main(["train", "--resume", str(run), *args, *more]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert (run / "config.toml").read_text() == before
+
+
+def test_ctrl_c_in_a_resumed_run_leaves_no_stale_metrics(digits_run, tmp_path, monkeypatch):
+    """Ctrl-C saved the new model.npz but kept the first session's metrics.json and
+    predictions.npz, which described the earlier model (`backprop plot` then drew its confusion
+    matrix beside the new model's figures)."""
+    from backprop.app.cli import _raw_data
+
+    config, _ = digits_run
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", "trainer.epochs=1"]) == 0
+    fit = bp.Trainer.fit
+
+    def fit_then_ctrl_c(self, *a, epochs=None, **k):  # two more epochs, then Ctrl-C
+        fit(self, *a, epochs=2, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bp.Trainer, "fit", fit_then_ctrl_c)
+    assert main(["train", "--resume", str(run), *args, "--set", "trainer.epochs=6"]) == 130
+    assert not (run / "metrics.json").exists()  # it described the 1-epoch model
+    X, _ = _raw_data(str(config), None)
+    expected = bp.load(run / "model.npz").predict(X).argmax(axis=1)
+    assert np.array_equal(np.load(run / "predictions.npz")["y_pred"], expected)
+
+
+def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, capsys):
+    """The checkpoint holds Adam's moments: resuming with sgd failed on an unknown key
+    optimizer.amsgrad of the run's config.toml (and, past that, on the checkpoint's header)."""
+    config, _ = digits_run
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", "trainer.epochs=1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), *args, "--set", "optimizer.name=sgd"]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer and seed cannot change (optimizer.name: 'adam' -> 'sgd')" in err
+
+
+def test_evaluate_refuses_a_target_it_would_ignore(digits_run, capsys):
+    """--target with a config was dropped without a word (the config names its target)."""
+    config, run = digits_run
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(config), "--target", "x"]) == 2
+    assert "names its own target" in capsys.readouterr().err
+
+
 def test_evaluate_matches_the_run_metrics(digits_run, capsys):
     config, run = digits_run
     assert main(["evaluate", str(run / "model.npz"), "--data", str(config)]) == 0
@@ -194,6 +267,22 @@ def test_predict_writes_csv_npy_and_npz(digits_run, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_predict_on_rows_with_their_target_column_names_the_fix(digits_run, tmp_path, capsys):
+    """A CSV with its label column said only "expects 64 features, the input has shape
+    (5, 65)", not that --target leaves the column out."""
+    _, run = digits_run
+    header = ",".join([f"p{j}" for j in range(64)] + ["label"])
+    rows = "\n".join(",".join(["0"] * 65) for _ in range(5))
+    path = _write(tmp_path / "rows.csv", f"{header}\n{rows}\n")
+    out = str(tmp_path / "p.csv")
+    assert main(["predict", str(run / "model.npz"), str(path), "--output", out]) == 2
+    assert "leave it out with --target COLUMN" in capsys.readouterr().err
+    assert (
+        main(["predict", str(run / "model.npz"), str(path), "--output", out, "--target", "label"])
+        == 0
+    )
+
+
 def test_plot_redraws_the_figures(digits_run):
     _, run = digits_run
     for p in (run / "figures").iterdir():
@@ -302,6 +391,11 @@ def test_resuming_a_run_that_stopped_early_changes_nothing(digits_run, tmp_path)
     after = json.loads((run / "metrics.json").read_text())
     assert after["epochs"] == 2 and after["stopped_early"]
     assert np.array_equal(bp.load(run / "model.npz").flat_parameters, before)
+    # the run's training time is its epochs' (history.csv), not this session's 0.0 s
+    rows = (run / "history.csv").read_text().splitlines()
+    column = rows[0].split(",").index("time")
+    epoch_seconds = sum(float(row.split(",")[column]) for row in rows[1:])
+    assert epoch_seconds > 0 and after["time_seconds"] >= round(epoch_seconds, 3) - 1e-3
 
 
 KILLABLE = """\

@@ -196,6 +196,59 @@ def test_an_existing_run_is_not_reused_without_force(trained, tmp_path, capsys):
     assert (run / "notes.txt").read_text() == "mine"  # --force replaces only a run's own files
 
 
+@pytest.mark.parametrize(
+    "item", ["trainer.epochs=0", "optimizer.lr=-1", "output.checkpoint_every=0", "loss.name=mse"]
+)
+def test_a_bad_value_from_set_is_blamed_on_the_set_not_the_file(tmp_path, capsys, item):
+    """``--set trainer.epochs=0`` was reported as "c.toml: [trainer]: epochs must be a positive
+    integer, got 0", sending the user to a file whose epochs were fine."""
+    code = main(["train", str(small_config(tmp_path)), "--quiet", "--set", item])
+    one_line_error(capsys, code, 2, f"c.toml (--set {item}): ")
+
+
+def test_metrics_json_is_strict_json_when_a_figure_is_nan(tmp_path):
+    """One validation row gives an R^2 of NaN, which metrics.json held as the bare token NaN:
+    not JSON (jq and JavaScript refuse the file); it is null now, as the code meant."""
+    config = small_config(tmp_path, source="regression", loss="mse", epochs=1)
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "data.validation_size=0.008"]  # 1 of 120 training rows
+    assert main(["train", str(config), "--out", str(run), *args]) == 0
+    text = (run / "metrics.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    metrics = json.loads(text, parse_constant=refuse)
+    assert metrics["data"]["n_val"] == 1 and metrics["validation"]["r2"] is None
+
+
+def test_force_removes_every_file_the_old_run_wrote(tmp_path, capsys):
+    """--force kept the old run's activations.npz (and `backprop uncertainty`'s json): a new run
+    without the gradient monitor then showed the old run's activations as its own figure."""
+    config = small_config(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    monitor = ["--set", "output.gradient_monitor=true"]
+    assert main(["train", str(config), "--out", str(run), "--quiet", *monitor]) == 0
+    assert (run / "activations.npz").is_file()
+    (run / "uncertainty.json").write_text("{}")
+    assert main(["train", str(config), "--out", str(run), "--quiet", "--force"]) == 0
+    assert not (run / "activations.npz").exists() and not (run / "uncertainty.json").exists()
+
+
+@pytest.mark.parametrize("item", ["loss.name=mse", "data.validation_size=0"])
+def test_force_keeps_the_old_run_when_the_new_config_is_refused(tmp_path, capsys, item):
+    """--force deleted the old run's files first; a config then refused (a loss that does not
+    fit the data, early stopping on a missing validation split) left an empty folder."""
+    config = small_config(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code = main(["train", str(config), "--out", str(run), "--quiet", "--force", "--set", item])
+    one_line_error(capsys, code, 2)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def _unwritable_dirs(tmp_path):
     dirs = []
     if os.geteuid() != 0:  # root writes anywhere: chmod cannot stop it

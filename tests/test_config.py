@@ -136,6 +136,37 @@ def test_resolved_config_round_trips_through_toml(small):
     assert again.resolved == config.resolved
 
 
+def test_set_can_change_the_class_of_a_resolved_config(small, tmp_path):
+    """A run's config.toml spells out every default of its optimizer (amsgrad = false, ...), so
+    ``--set optimizer.name=sgd`` on it was refused: "config.toml, line 37: unknown key
+    optimizer.amsgrad", naming a line the user never wrote. The old class's defaults go; a key
+    the user set stays and is refused, naming the --set that replaced its class."""
+    resolved = tmp_path / "config.toml"
+    resolved.write_text(cfg.dumps(bp.load_config(small, ["data.source=moons"]).resolved))
+    config = bp.load_config(resolved, ["optimizer.name=sgd", "data.source=digits"])
+    assert config["optimizer"] == {"name": "sgd", "lr": 0.001, "momentum": 0.0, "nesterov": False}
+    assert "n_samples" not in config["data"] and config["data"]["source"] == "digits"
+    resolved.write_text(resolved.read_text().replace("amsgrad = false", "amsgrad = true"))
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(resolved, ["optimizer.name=sgd"])
+    assert "unknown key optimizer.amsgrad (--set optimizer.name=sgd replaced the name" in str(
+        err.value
+    )
+
+
+def test_an_empty_layer_list_from_set_names_the_set(small):
+    """It named the file's [model] line, where the layers were fine."""
+    with pytest.raises(bp.ConfigError, match=r"^--set model.layers=\[\]: \[model\] needs"):
+        bp.load_config(small, ["model.layers=[]"])
+
+
+def test_a_run_directory_given_as_config_says_what_it_is(tmp_path):
+    """`backprop train runs/x` said "config file not found: runs/x" of a folder that exists."""
+    (tmp_path / "config.toml").write_text(SMALL)
+    with pytest.raises(bp.ConfigError, match=r"is a directory, not a config file \(a run: its"):
+        bp.load_config(tmp_path)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(bp.ConfigError, match="config file not found: .*nope.toml"):
         bp.load_config(tmp_path / "nope.toml")

@@ -285,7 +285,9 @@ def test_an_estimator_given_one_layer_instead_of_a_list_says_so(layers):
         clf.fit(np.zeros((4, 2)), [0, 1, 0, 1])
 
 
-@pytest.mark.parametrize("change", ["data.seed=7", "data.test_size=0.5", "model.dtype=float64"])
+@pytest.mark.parametrize(
+    "change", ["data.seed=7", "data.test_size=0.5", "model.dtype=float64", "trainer.seed=3"]
+)
 def test_a_resume_cannot_change_the_runs_data_or_model(tmp_path, capsys, change):
     """A resumed run with another data.seed trained its last epochs on a new split (test rows
     moved into training) and recorded the new seed as the whole run's: refused now."""
@@ -297,7 +299,9 @@ def test_a_resume_cannot_change_the_runs_data_or_model(tmp_path, capsys, change)
     code = main([*args, "--set", change])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
-    assert f"the run's data and model cannot change ({change.split('=')[0]}: " in err, err
+    assert (
+        f"the run's data, model, optimizer and seed cannot change ({change.split('=')[0]}: " in err
+    )
     assert ((run / "config.toml").read_text(), (run / "model.npz").read_bytes()) == before
     assert main([*args, "--set", "optimizer.lr=0.0005"]) == 0  # training settings may change
 

@@ -27,6 +27,23 @@ def test_splits_are_disjoint_stratified_and_scaled_on_train_only():
     assert ds.X_train.dtype == np.float32 and ds.image_shape == (8, 8)
 
 
+def test_a_split_that_leaves_nothing_names_the_config_key():
+    """The error named the Trainer's ``validation_split`` for a config's ``test_size``."""
+    with pytest.raises(ValueError, match=r"^test_size=0\.9999 leaves no training"):
+        sources.prepare(_opts(source="digits", test_size=0.9999))
+    with pytest.raises(ValueError, match=r"^validation_size=0\.9 leaves no training"):
+        sources.prepare(_opts(source="xor", test_size=0.0, validation_size=0.9))
+
+
+def test_a_stratified_split_of_no_row_is_refused_naming_the_key():
+    """test_size = 0.99 left 17 training digits, whose 10 % validation share rounded to 0 rows
+    in every class: the run failed ("X_val has 0 samples", exit 1) after making its folder."""
+    with pytest.raises(
+        ValueError, match=r"^validation_size=0\.1 of \d+ samples in 10 classes gives no row"
+    ):
+        sources.prepare(_opts(source="digits", test_size=0.99, validation_size=0.1))
+
+
 def test_regression_targets_are_scaled_with_training_statistics():
     ds = sources.prepare(_opts(source="diabetes"))
     assert ds.task == "regression" and ds.y_train.shape[1] == 1
@@ -47,6 +64,15 @@ def test_csv_file_with_a_named_string_target(tmp_path):
         sources.prepare(_opts(source="file", path=str(tmp_path / "d.csv"), target="lbl"))
     with pytest.raises(FileNotFoundError, match="data file not found: .*missing.csv"):
         sources.prepare(_opts(source="file", path=str(tmp_path / "missing.csv")))
+
+
+@pytest.mark.parametrize("target, shown", [("y", "'y'"), (5, "5"), ("-9", "-9")])
+def test_a_bad_npy_target_is_named(tmp_path, target, shown):
+    """A .npy file's target must be a column index; the error did not say what it got (the
+    default target "y" of source = "file" is no index)."""
+    np.save(tmp_path / "d.npy", np.zeros((6, 5)))
+    with pytest.raises(ValueError, match=f"column index below 5, got {shown}$"):
+        sources.read_table(tmp_path / "d.npy", target)
 
 
 def test_npz_file_regression(tmp_path):
@@ -78,6 +104,7 @@ def test_mnist_style_file_keeps_its_test_split_and_scales_pixels(tmp_path):
     }
     np.savez(tmp_path / "m.npz", **arrays)
     opts = _opts(source="mnist", path=str(tmp_path / "m.npz"), standardize=False, n_train=20)
+    opts["validation_size"] = 0.5  # 2 images per class: 10 % of each rounds to none
     ds = sources.prepare(opts)
     assert len(ds.X_test) == 7 and np.all(ds.X_test == 1.0)
     assert len(ds.X_train) + len(ds.X_val) == 20 and ds.image_shape == (28, 28)
@@ -107,6 +134,7 @@ def test_standardize_of_sequences_is_refused_before_training(source, tmp_path):
         }
         np.savez(tmp_path / "m.npz", **arrays)
         opts = _opts(source="mnist", path=str(tmp_path / "m.npz"), as_sequence=True)
+        opts["validation_size"] = 0.5  # 2 images per class: 10 % of each rounds to none
     with pytest.raises(ValueError, match=r"standardize = true needs flat rows .*set standardize"):
         sources.prepare(opts)
     ds = sources.prepare({**opts, "standardize": False})

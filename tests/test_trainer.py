@@ -353,6 +353,16 @@ def test_validation_split_is_stratified_and_reported(rng):
     assert len(np.intersect1d(train_idx, val_idx)) == 0
 
 
+def test_a_stratified_split_never_takes_every_row():
+    """Every class rounding its share up (2 x 1.5 rows -> 2) took all 4 rows for validation and
+    left none to train on, where the unstratified split says so."""
+    labels = np.array([0, 0, 1, 1])
+    with pytest.raises(
+        ValueError, match="validation_split=0.7 leaves no training samples out of 4"
+    ):
+        bp.data.split_indices(4, 0.7, np.random.default_rng(0), stratify=labels)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -56,6 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.config is None and args.resume is None:
         return _error("train needs a CONFIG (or --resume RUN_DIR), or --example NAME")
     if args.resume is not None:
+        if flag := "--out" if args.out is not None else "--force" if args.force else None:
+            return _error(f"{flag} does not go with --resume, which continues the run in place")
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             what = "is not a directory" if run_dir.exists() else "run directory not found"
@@ -67,13 +69,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = config_mod.load_config(run_dir / "config.toml")
         if changes := config_mod.resume_changes(saved, config):
             return _error(
-                f"--resume {run_dir}: the run's data and model cannot change ({'; '.join(changes)})"
-                "; start a new run to change them"
+                f"--resume {run_dir}: the run's data, model, optimizer and seed cannot change "
+                f"({'; '.join(changes)}); start a new run to change them"
             )
+    replace: list[str] = []  # with --force: the old run's files, deleted once this one is checked
     if args.resume is None:
         run_dir = new_run_dir(config, args.out)
-        claim_run_dir(run_dir, args.force)
-    code, _ = run(config, run_dir, resume=args.resume is not None, quiet=args.quiet)
+        replace = claim_run_dir(run_dir, args.force)
+    code, _ = run(config, run_dir, args.resume is not None, args.quiet, replace=replace)
     return code
 
 
@@ -104,7 +107,9 @@ def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
         X = X.reshape(len(X), *shape)
     if X.shape[1:] != shape:
         want = f"{shape[0]} features" if len(shape) == 1 else f"samples of shape {shape}"
-        raise ConfigError(f"the model expects {want}, the input has shape {X.shape}")
+        extra = X.ndim == 2 and len(shape) == 1 and X.shape[1] == shape[0] + 1
+        hint = "; if one column is the target, leave it out with --target COLUMN" if extra else ""
+        raise ConfigError(f"the model expects {want}, the input has shape {X.shape}{hint}")
     bad = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))
     if len(bad):
         r, c = bad[0]
@@ -136,6 +141,8 @@ def _raw_data(data: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     from .sources import prepare, read_table
 
     if data.endswith(".toml"):
+        if target is not None:
+            raise ConfigError(f"--target {target}: a config ({data}) names its own target")
         cfg = config_mod.load_config(data)
         opts = {**cfg["data"], "standardize": False, "standardize_target": False}
         ds = prepare(opts, np.float64)  # the same split; the model's own scaling comes later
@@ -310,20 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train from a config and write a run directory")
     p.add_argument("config", nargs="?", help="a TOML config (default with --resume: its own)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help=SET_HELP,
-    )
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=SET_HELP)
     p.add_argument("--example", metavar="NAME", help="a shipped example config, e.g. digits")
     p.add_argument("--list-examples", action="store_true", help="list the shipped examples")
     p.add_argument("--out", help="run directory (default: output.dir/NAME-TIME)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    p.add_argument(
-        "--force", action="store_true", help="replace the run already in --out (else refused)"
-    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR, in place")
+    p.add_argument("--force", action="store_true", help="replace the run in --out (else refused)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_train)
 

@@ -108,6 +108,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         The validated config.
     """
     path = Path(path)
+    if path.is_dir():  # `backprop train runs/x` for `--resume runs/x`, or a tool given a run
+        run = (path / "config.toml").is_file()
+        hint = f" (a run: its config is {path / 'config.toml'}; --resume {path} continues it)"
+        raise ConfigError(f"{path}: is a directory, not a config file{hint if run else ''}")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     text = path.read_text()
@@ -127,6 +131,8 @@ def resolve(
         section, key, value = parse_override(item)
         if section not in SECTIONS:
             raise ConfigError(f"--set {item!r}: unknown section {section!r}; sections: {SECTIONS}")
+        if isinstance(raw.get(section), dict) and (section, key) in CHOOSERS:
+            _drop_defaults_of_replaced(raw[section], section, key, value)
         raw.setdefault(section, {})[key] = value
         origins[f"{section}.{key}"] = f"--set {item}"
 
@@ -174,12 +180,47 @@ def resolve(
     return Config(where, out, text, origins)
 
 
+#: The keys that choose a class (or data source) and with it the table's other keys.
+CHOOSERS = {("data", "source"), *((section, "name") for section in NAMED)}
+
+
+def _arguments_of(section: str, choice: Any) -> dict[str, tuple[Any, Any]]:
+    """``{key: (types, default)}`` that ``section`` takes when ``choice`` names its class."""
+    if section == "data":
+        return {k: (None, v) for k, v in {**COMMON_OPTIONS, **SOURCE_OPTIONS[choice]}.items()}
+    return class_arguments(_named_class(section, choice))
+
+
+def _drop_defaults_of_replaced(table: dict[str, Any], section: str, key: str, new: Any) -> None:
+    """``--set optimizer.name=sgd`` on a table written for another class: drop the keys that
+    only the old class takes and that hold its defaults (a run's config.toml spells out every
+    default, so without this no --set could change the class). A key set to another value
+    stays, and the new class's check refuses it, naming the file and line."""
+    old = table.get(key, COMMON_OPTIONS["source"] if section == "data" else NAMED[section])
+    if old == new:
+        return
+    try:
+        before, after = _arguments_of(section, old), _arguments_of(section, new)
+    except (ConfigError, KeyError, ValueError, TypeError):
+        return  # an unknown name: the checks below say so
+    for k in [k for k in table if k != key and k in before and k not in after]:
+        if table[k] == before[k][1]:
+            del table[k]
+
+
 def _check_table(table, spec, section, where_is) -> dict[str, Any]:
     unknown = sorted(set(table) - set(spec))
     if unknown:
         key = unknown[0]
+        chooser = "source" if section == "data" else "name"
+        chosen = where_is(section, chooser)  # "--set optimizer.name=sgd" if that replaced it
+        hint = (
+            f" ({chosen} replaced the {chooser} this key was for)"
+            if chosen.startswith("--set")
+            else ""
+        )
         raise ConfigError(
-            f"{where_is(section, key)}: unknown key {section}.{key}; "
+            f"{where_is(section, key)}: unknown key {section}.{key}{hint}; "
             f"allowed keys in [{section}]: {', '.join(spec)}"
         )
     out = {}
@@ -193,9 +234,9 @@ def _check_table(table, spec, section, where_is) -> dict[str, Any]:
 
 def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
     if not isinstance(specs, list) or not specs:
-        raise ConfigError(
-            f"{where_is('model')}: [model] needs a non-empty list of [[model.layers]]"
-        )
+        at = where_is("model", "layers")  # "--set model.layers=[]", or the file's [model]
+        at = at if at.startswith("--set") else where_is("model")
+        raise ConfigError(f"{at}: [model] needs a non-empty list of [[model.layers]]")
     out = []
     for i, spec in enumerate(specs):
         at = where_is("model.layers", None, i)
@@ -225,10 +266,15 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
 
 
 def resume_changes(saved: Config, config: Config) -> list[str]:
-    """What ``config`` changes in ``[data]`` and ``[model]`` from a run's ``saved`` config, as
-    ``"section.key: old -> new"``: a resumed run must keep the split its checkpoint was trained
-    on (another ``data.seed`` would move test rows into training) and the network it holds."""
+    """What ``config`` changes in ``[data]``, ``[model]``, ``optimizer.name`` and
+    ``trainer.seed`` from a run's ``saved`` config, as ``"section.key: old -> new"``: a resumed
+    run must keep the split its checkpoint was trained on (another ``data.seed`` would move test
+    rows into training), the network it holds, the optimizer whose state it holds, and the
+    seed whose shuffle stream it restores (a new seed would do nothing, yet be recorded)."""
     changes = []
+    for section, key in (("optimizer", "name"), ("trainer", "seed")):
+        old, new = saved[section][key], config[section][key]
+        changes += [] if old == new else [f"{section}.{key}: {old!r} -> {new!r}"]
     for section in ("data", "model"):
         old, new = saved[section], config[section]
         for key in sorted(set(old) | set(new)):

@@ -33,7 +33,7 @@ def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: in
         except ConfigError:  # already names its place
             raise
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{config.path}: layer {i} ({cls.__name__}): {exc}") from None
+            raise ConfigError(f"{config.at('model')}: layer {i} ({cls.__name__}): {exc}") from None
         layer.trainable = spec.get("trainable", True)
         layers.append(layer)
     shape = (n_features,) if isinstance(n_features, int) else tuple(n_features)
@@ -44,7 +44,7 @@ def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: in
     except ConfigError:  # already names its place
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [model]: {exc}") from None
+        raise ConfigError(f"{config.at('model')}: [model]: {exc}") from None
 
 
 def _build_named(config: Config, section: str):
@@ -57,7 +57,7 @@ def _build_named(config: Config, section: str):
     except ConfigError:  # already names its place
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [{section}]: {exc}") from None
+        raise ConfigError(f"{config.at(section)}: [{section}]: {exc}") from None
 
 
 def build_loss(config: Config):
@@ -88,7 +88,7 @@ def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
     except ConfigError:  # already names its place
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [trainer]: {exc}") from None
+        raise ConfigError(f"{config.at('trainer')}: [trainer]: {exc}") from None
 
 
 def build_pruning(config: Config):
@@ -98,14 +98,14 @@ def build_pruning(config: Config):
     table = dict(config["pruning"])
     if not 0 <= table["sparsity"] < 1:  # GradualPruning would call it `final`
         raise ConfigError(
-            f"{config.path}: pruning.sparsity must be in [0, 1), got {table['sparsity']!r}"
+            f"{config.at('pruning')}: pruning.sparsity must be in [0, 1), got {table['sparsity']!r}"
         )
     if not table["sparsity"]:
         return None
     try:
         return GradualPruning(table.pop("sparsity"), **table)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [pruning]: {exc}") from None
+        raise ConfigError(f"{config.at('pruning')}: [pruning]: {exc}") from None
 
 
 def build_early_stopping(config: Config):
@@ -122,12 +122,12 @@ def build_early_stopping(config: Config):
     logged += [f"val_{name}" for name in logged]
     if table["monitor"] not in logged:
         raise ConfigError(
-            f"{config.path}: early_stopping.monitor = {table['monitor']!r} is not a value the "
-            f"run logs; valid: {', '.join(logged)}"
+            f"{config.at('early_stopping')}: early_stopping.monitor = {table['monitor']!r} is "
+            f"not a value the run logs; valid: {', '.join(logged)}"
         )
     try:
         return EarlyStopping(**table)
     except ConfigError:  # already names its place
         raise
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config.path}: [early_stopping]: {exc}") from None
+        raise ConfigError(f"{config.at('early_stopping')}: [early_stopping]: {exc}") from None

@@ -127,3 +127,9 @@ class Config:
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.resolved[section]
+
+    def at(self, section: str) -> str:
+        """Where ``section``'s values come from, for errors: the file, and the ``--set`` items
+        that changed the section (a bad value given on the command line is not the file's)."""
+        sets = [origin for key, origin in self.origins.items() if key.split(".")[0] == section]
+        return f"{self.path} ({', '.join(sets)})" if sets else self.path

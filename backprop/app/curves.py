@@ -10,14 +10,16 @@ fig_grad_norms      ``||dL/dparam||`` per parameter (None without ``GradientMoni
 ==================  ==========================================================================
 
 ``read_history``/``write_history`` convert between ``{column: values}`` and the CSV file (an
-empty cell is NaN: columns may start late).
+empty cell is NaN: columns may start late); ``write_json`` writes a run's metrics as JSON.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +50,21 @@ def write_history(history: dict[str, list[float]], path: str | Path) -> None:
         w.writerow(keys)
         for i in range(n):
             w.writerow([repr(float(history[k][i])) if i < len(history[k]) else "" for k in keys])
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """``obj`` as JSON, NaN and infinities written as null: JSON has no such numbers, and
+    ``json.dumps`` would write the non-standard ``NaN`` that strict readers refuse (an R^2 over
+    one validation row is NaN). Other types it cannot write become strings."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [finite(x) for x in v]
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    Path(path).write_text(json.dumps(finite(obj), indent=2, allow_nan=False, default=str) + "\n")
 
 
 def _epochs(history: dict[str, list[float]]) -> np.ndarray:

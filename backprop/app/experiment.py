@@ -8,20 +8,18 @@ The run directory (``output.dir/<name>-<time>`` or ``--out``) holds::
     model.npz          the final model, with preprocessing and class names (bp.load reads it)
     history.csv        one row per epoch: loss, metrics, val_*, lr, grad norms, time
     predictions.npz    test-set targets and predictions (and 2-D inputs) for the figures
-    metrics.json       final train / validation / test figures, epochs, time
+    metrics.json       final train / validation / test figures, epochs, the run's whole time
     figures/*.png      see backprop.app.plotting
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import math
 import signal
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +40,7 @@ from ..pruning import set_mask
 from . import config as config_mod
 from . import sources
 from .config import Config, ConfigError
+from .curves import write_json
 from .plotting import class_codes, write_history
 
 
@@ -55,15 +54,13 @@ def load_data(config: Config, dtype: Any = None) -> sources.Dataset:
     except ConfigError:  # already names its place
         raise
     except (ValueError, ImportError) as exc:
-        raise ConfigError(f"{config.path}: [data]: {exc}") from None
+        raise ConfigError(f"{config.at('data')}: [data]: {exc}") from None
 
 
 def n_model_outputs(config: Config, ds: sources.Dataset) -> int:
     """Output width: one logit for two classes under binary cross-entropy, else k."""
-    if ds.task == "classification" and isinstance(
-        config_mod.build_loss(config), BinaryCrossEntropy
-    ):
-        if len(ds.classes) == 2:
+    if ds.task == "classification" and len(ds.classes) == 2:
+        if isinstance(config_mod.build_loss(config), BinaryCrossEntropy):
             return 1
     return ds.n_outputs
 
@@ -86,13 +83,14 @@ def new_run_dir(config: Config, out: str | None) -> Path:
 # The files a run writes (and ``--force`` replaces); other files in the folder are left alone.
 RUN_FILES = (
     "config.toml", "checkpoint.npz", "checkpoint-best.npz", "model.npz", "history.csv",
-    "predictions.npz", "metrics.json", "trajectory.npy",
+    "predictions.npz", "metrics.json", "trajectory.npy", "activations.npz", "uncertainty.json",
 )  # fmt: skip
 
 
-def claim_run_dir(path: Path, force: bool = False) -> None:
-    """Refuse ``--out`` naming a file, or a folder that already holds a run (unless ``force``,
-    which deletes that run's files and figures first)."""
+def claim_run_dir(path: Path, force: bool = False) -> list[str]:
+    """Refuse ``--out`` naming a file, or a folder that already holds a run (unless ``force``).
+    Returns that run's files: :func:`run` deletes them, and the figures, only once the new run
+    has passed its checks (a refused config must not cost the old run)."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: is a file, not a directory")
     old = [name for name in RUN_FILES if (path / name).exists()]
@@ -101,10 +99,7 @@ def claim_run_dir(path: Path, force: bool = False) -> None:
             f"--out {path}: already holds a run ({', '.join(old)}); pass --force to replace it, "
             f"--resume {path} to continue it, or choose another --out"
         )
-    for name in old:
-        (path / name).unlink()
-    for figure in (path / "figures").glob("*.png") if old else ():
-        figure.unlink()
+    return old
 
 
 def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
@@ -115,19 +110,19 @@ def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
     try:  # the model first: its refusal (integer ids for an Embedding, ...) is not the loss's
         trainer.model.predict(ds.X_train[:2])
     except ValueError as exc:
-        raise ConfigError(f"{config.path}: [model] cannot take the data: {exc}") from None
+        raise ConfigError(f"{config.at('model')}: [model] cannot take the data: {exc}") from None
     classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
     if classifier_loss != (ds.task == "classification"):
         use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
         raise ConfigError(
-            f"{config.path}: loss.name = {name!r} does not fit the data ({config['data']['source']}"
-            f" is a {ds.task} task); use {use}"
+            f"{config.at('loss')}: loss.name = {name!r} does not fit the data "
+            f"({config['data']['source']} is a {ds.task} task); use {use}"
         )
     try:
         trainer.evaluate(ds.X_train[:2], ds.y_train[:2])
     except ValueError as exc:
         raise ConfigError(
-            f"{config.path}: loss.name = {name!r} cannot score the data: {exc}"
+            f"{config.at('loss')}: loss.name = {name!r} cannot score the data: {exc}"
         ) from None
 
 
@@ -158,14 +153,10 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     try:
         ckpt = Checkpoint(run_dir / "checkpoint.npz", out["checkpoint_every"], best_path=best)
     except ValueError as exc:
-        raise ConfigError(f"{config.path}: output.checkpoint_every: {exc}") from None
+        raise ConfigError(f"{config.at('output')}: output.checkpoint_every: {exc}") from None
     callbacks.append(ckpt)
     trainer = config_mod.build_trainer(config, model, callbacks)
     return model, trainer, es, ckpt
-
-
-def targets(ds: sources.Dataset, part: str) -> np.ndarray:
-    return getattr(ds, f"y_{part}")
 
 
 def evaluate_all(trainer: Any, ds: sources.Dataset) -> dict[str, dict[str, float]]:
@@ -264,11 +255,16 @@ def run(
     resume: bool = False,
     quiet: bool = False,
     log: Any = print,
+    replace: Sequence[str] = (),
 ) -> tuple[int, dict[str, Any]]:
-    """Train and write the run directory; returns (exit code, metrics)."""
+    """Train and write the run directory (after deleting ``replace``, the files of the run that
+    ``--force`` replaces, and its figures); returns (exit code, metrics)."""
     ds = load_data(config)
     model, trainer, es, ckpt = build(config, ds, run_dir, quiet)
     check_loss_fits(config, ds, trainer)
+    if replace:  # the new run passed its checks: now the old one may go
+        for path in [*(run_dir / name for name in replace), *(run_dir / "figures").glob("*.png")]:
+            path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     total = config["trainer"]["epochs"]
     finished = False
@@ -276,15 +272,16 @@ def run(
         if not ckpt.path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from: {ckpt.path}")
         header = ckpt.resume(trainer)
-        # a run that stopped early or used all its epochs is over: its results are rebuilt
-        # from the checkpoint (early stopping's best weights included), never retrained
+        # a run that is over (stopped early, all epochs done) is rebuilt, never retrained
         finished = stopped_early(header) or trainer.epoch >= total
         log(f"resuming {run_dir} at epoch {trainer.epoch} of {total}")
-    (run_dir / "config.toml").write_text(config_mod.dumps(config.resolved))
+    if not finished:  # a run that is over keeps the config it was trained with
+        (run_dir / "config.toml").write_text(config_mod.dumps(config.resolved))
     if not quiet:
         log(model.summary())
         log(f"data: {ds.info}; task: {ds.task}")
     remaining = total - trainer.epoch
+    earlier = float(sum(trainer.history.get("time", []))) if resume else 0.0  # checkpoint's
     start = time.perf_counter()
     validation = None if ds.X_val is None else (ds.X_val, ds.y_val)
     if remaining > 0 and not finished:
@@ -303,7 +300,7 @@ def run(
         es.on_train_end(trainer)
     if resume and (remaining <= 0 or finished):
         log(nothing_to_train(trainer.epoch, total, es if finished else None))
-    seconds = time.perf_counter() - start
+    seconds = earlier + time.perf_counter() - start
     metrics: dict[str, Any] = evaluate_all(trainer, ds)
     metrics.update(
         epochs=trainer.epoch,
@@ -324,7 +321,7 @@ def run(
     for cb in trainer.callbacks:
         if isinstance(cb, ActivationRecorder) and cb.end:
             np.savez(run_dir / "activations.npz", **cb.arrays())
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_nan_safe) + "\n")
+    write_json(metrics, run_dir / "metrics.json")
     if config["output"]["plots"]:
         from .plotting import draw_run
 
@@ -365,10 +362,12 @@ def interrupts() -> Iterator[list[bool]]:
 def interrupted_exit(
     run_dir: Path, model: Any, ds: sources.Dataset, config: Config, trainer: Any, total: int
 ) -> int:
-    """After Ctrl-C: keep the model as training left it (the weights reached, or early
-    stopping's best so far when it restores them) and the history, say so in one line, and
-    return 130 (128 + SIGINT, the shell's convention)."""
+    """After Ctrl-C: keep the model as training left it (the weights reached, or early stopping's
+    best so far), its test predictions and the history (an earlier session's metrics.json, of
+    another model, goes), say so in one line, and return 130 (128 + SIGINT)."""
     save_model(run_dir / "model.npz", model, ds, config)
+    save_predictions(run_dir / "predictions.npz", model, ds)
+    (run_dir / "metrics.json").unlink(missing_ok=True)
     write_history(trainer.history, run_dir / "history.csv")
     print(
         f"backprop: interrupted after {trainer.epoch} of {total} epochs; {run_dir / 'model.npz'} "
@@ -391,9 +390,3 @@ def nothing_to_train(epoch: int, total: int, es: Any = None) -> str:
         f"nothing to train: the checkpoint is at epoch {epoch} and trainer.epochs is {total}; "
         f"add --set trainer.epochs=N with N > {epoch} to train further"
     )
-
-
-def _nan_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return str(v)

@@ -161,7 +161,9 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
         if isinstance(target, str) and target.lstrip("-").isdigit():
             target = int(target)  # --target 3 on the command line arrives as the string "3"
         if not isinstance(target, int) or not -A.shape[1] <= target < A.shape[1]:
-            raise ValueError(f"{path}: target must be a column index below {A.shape[1]}")
+            raise ValueError(
+                f"{path}: target must be a column index below {A.shape[1]}, got {target!r}"
+            )
         return np.delete(A, target, axis=1), A[:, target]
     if suffix == ".csv":
         with open(path, newline="") as f:
@@ -298,14 +300,14 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     if test is not None:
         X_test, y_test = test
     elif opts["test_size"] > 0:
-        tr, te = split_indices(len(X), opts["test_size"], rng, stratify=strat)
+        tr, te = _split(len(X), opts, "test_size", rng, strat)
         X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
     else:
         X_test, y_test, test_is_train = X, y, True
     X_val = y_val = None
     if opts["validation_size"] > 0:
         strat = y if task == "classification" else None
-        tr, va = split_indices(len(X), opts["validation_size"], rng, stratify=strat)
+        tr, va = _split(len(X), opts, "validation_size", rng, strat)
         X, y, X_val, y_val = X[tr], y[tr], X[va], y[va]
     ds = Dataset(X, y, X_val, y_val, X_test, y_test, task, image_shape=image)
     ds.test_is_train = test_is_train
@@ -328,6 +330,21 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     ds.info.update(source=opts["source"], n_train=ds.X_train.shape[0], n_test=ds.X_test.shape[0])
     ds.info["n_val"] = 0 if X_val is None else X_val.shape[0]
     return ds
+
+
+def _split(n: int, opts: dict[str, Any], key: str, rng: Any, strat: Any) -> tuple[Any, Any]:
+    """:func:`~backprop.data.split_indices` with its error naming the config's key."""
+    try:
+        train, held_out = split_indices(n, opts[key], rng, stratify=strat)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("validation_split", key)) from None
+    if len(held_out) == 0:  # stratified: every class rounded its share down to 0 rows
+        raise ValueError(
+            f"{key}={opts[key]} of {n} samples in {len(np.unique(strat))} classes gives no row "
+            f"(the split is stratified: each class gives round(its count * {key}) rows); "
+            f"raise {key} or set it to 0"
+        )
+    return train, held_out
 
 
 def transform_X(ds: Any, X: np.ndarray, dtype: Any = np.float32) -> np.ndarray:

@@ -11,7 +11,6 @@ Each prints its numbers and writes its figures; see ``docs/tools.md``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from ..uncertainty import (
 )
 from . import config as config_mod
 from .config import ConfigError
+from .curves import write_json
 from .experiment import load_data, n_model_outputs, without_preprocessing
 
 
@@ -216,7 +216,7 @@ def cmd_uncertainty(args: argparse.Namespace) -> int:
     else:
         print("no Dropout layer in this model: MC dropout skipped")
     path = plot_reliability(curves, run_dir / "figures" / "reliability.png")
-    (run_dir / "uncertainty.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, run_dir / "uncertainty.json")
     for k, v in result.items():
         print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
     print(f"figure: {path}")
