@@ -42,7 +42,10 @@ parameters of its own chunk only: between 1 and k steps. For
 ``return_sequences=False, reduce="last"`` this is exactly "the gradient goes back k steps".
 ``truncate=None`` is full BPTT; ``truncate=1`` keeps no recurrent gradient at all.
 
-Initialization follows PyTorch: every parameter uniform in ``[-1/sqrt(H), 1/sqrt(H)]``.
+Initialization follows PyTorch: every parameter uniform in ``[-1/sqrt(H), 1/sqrt(H)]``. Our
+``b`` is drawn once, where torch draws ``bias_ih`` and ``bias_hh`` so and adds them (a sum
+spanning twice the range); the LSTM then sets its forget block to ``forget_bias`` (1.0 unless
+None).
 """
 
 from __future__ import annotations
