@@ -392,3 +392,36 @@ def test_a_stride_or_dilation_that_is_never_applied_may_be_huge(
     assert HUGE in json.loads(json.dumps(factory(HUGE).config())).values() or any(
         HUGE in v for v in factory(HUGE).config().values() if isinstance(v, list)
     )
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, dilation, padding",
+    [((3, 2), (2, 3), (1, 2), 1), ((2, 3), (1, 2), (2, 1), "same"), (3, 2, 1, "valid")],
+)
+def test_dx_is_the_full_correlation_of_the_dilated_gradient_with_the_flipped_kernel(
+    kernel, stride, dilation, padding
+):
+    # The statement of conv.py's docstring and of docs/experiments/convolution.md, step 4:
+    # dxp = full correlation of G (sh - 1 zeros between rows) with the kernel flipped in both
+    # spatial axes, dilated as in the forward pass, its channel axes swapped; computed here
+    # with a second Conv2D (stride 1) as the correlation.
+    rng = np.random.default_rng(5)
+    conv = make(Conv2D(4, kernel, stride=stride, padding=padding, dilation=dilation), (9, 11, 3))
+    x = rng.standard_normal((2, 9, 11, 3))
+    G = rng.standard_normal((2, *conv.out_shape))
+    conv.forward(x, training=True)
+    dx = conv.backward(G)
+    (kh, kw), (sh, sw), (dh, dw) = conv._k2, conv._s2, conv._d2
+    n, oh, ow, f = G.shape
+    Gd = np.zeros((n, (oh - 1) * sh + 1, (ow - 1) * sw + 1, f))
+    Gd[:, ::sh, ::sw] = G
+    eh, ew = dh * (kh - 1), dw * (kw - 1)  # "full": every window that overlaps the map
+    Gp = np.pad(Gd, ((0, 0), (eh, eh), (ew, ew), (0, 0)))
+    flipped = make(Conv2D(3, kernel, dilation=dilation), Gp.shape[1:])
+    flipped.params["W"][...] = conv.params["W"][::-1, ::-1].transpose(0, 1, 3, 2)
+    flipped.params["b"][...] = 0
+    full = flipped.forward(Gp)  # dxp for rows and columns up to the last window's reach
+    _, hp, wp, _ = conv._padded_shape(n, 3)
+    dxp = np.zeros((n, hp, wp, 3))
+    dxp[:, : full.shape[1], : full.shape[2]] = full[:, :hp, :wp]
+    np.testing.assert_allclose(dx, conv._unpad(dxp), rtol=1e-12, atol=1e-12)

@@ -149,3 +149,35 @@ def test_the_optimizers_page_ranks_its_lowest_losses_as_its_results_do():
     assert "best run of the whole page" not in page
     assert f"only L-BFGS ends lower, {losses[lowest]:.4f}" in page
     assert f"0.5 ({losses['lr_sweep/0.5']:.4f}, level with the constant-rate" in page
+
+
+def test_the_convolution_page_describes_the_model_its_gradient_check_ran():
+    # The page once said its AvgPool2D(2) pooled "an odd map": the model feeds it 4x2, which
+    # tiles exactly (and the script's docstring listed a Flatten the model does not have).
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from scripts.experiments.convolution import gradient_model
+
+    model = gradient_model()
+    page = (DOCS / "convolution.md").read_text()
+    described = page.split("## check_gradients", 1)[1].split("```", 1)[0]
+    described = " ".join(described.split())
+    for layer in model.layers:
+        if "Pool2D" in type(layer).__name__ and "Global" not in type(layer).__name__:
+            h, w = layer.in_shape[:2]
+            assert f"{type(layer).__name__} {layer.pool_size[0]}" in described
+            assert f"on the {h}x{w} map" in described, type(layer).__name__
+    assert "odd map" not in described
+
+
+def test_the_convolution_page_states_its_parameter_budgets_as_measured():
+    # "the same number of parameters to within 0.2%": the first pair, 4780 and 4793, differ
+    # by 0.27%.
+    page = (DOCS / "convolution.md").read_text()
+    rows = json.loads((DOCS / "convolution" / "results.json").read_text())["comparison"]
+    pairs = zip(rows[::2], rows[1::2], strict=True)
+    worst = max(abs(b["parameters"] - a["parameters"]) / a["parameters"] for a, b in pairs)
+    claim = re.search(r"same number of parameters to within ([\d.]+)%", " ".join(page.split()))
+    assert claim, "the page no longer states how close the budgets are"
+    assert 100 * worst <= float(claim.group(1)) < 100 * worst + 0.1

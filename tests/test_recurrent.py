@@ -341,3 +341,22 @@ def test_returned_sequence_is_not_the_layers_cache(cls, n, t, rng):
     layer.backward(np.ones_like(out))
     for k in expected:
         np.testing.assert_array_equal(layer.grads[k], expected[k])
+
+
+def test_gru_recurrent_gradient_is_the_input_one_with_its_n_block_times_r(rng):
+    # The BPTT equations in layers/recurrent.py: the GRU's dU and dh_{s-1} take da_rec, equal to
+    # da_in except in the n block, where the reset gate multiplies: da_rec = r * da_in.
+    n, t, d, H = 3, 5, 4, 2
+    layer = standalone(bp.GRU(H, return_sequences=True), (t, d))
+    x = rng.standard_normal((n, t, d))
+    layer.forward(x, training=True)
+    g = rng.standard_normal((n, t, H))
+    cache = layer._cache
+    da_in, da_rec = layer._steps_backward(np.ascontiguousarray(g.transpose(1, 0, 2)), None)
+    r = cache["gates"][:, :, :H]
+    np.testing.assert_array_equal(da_rec[:, :, : 2 * H], da_in[:, :, : 2 * H])
+    np.testing.assert_allclose(da_rec[:, :, 2 * H :], r * da_in[:, :, 2 * H :], rtol=1e-14)
+    layer.backward(g)
+    hs = cache["hs"][:-1].reshape(t * n, H)
+    np.testing.assert_allclose(layer.grads["U"], hs.T @ da_rec.reshape(t * n, 3 * H), rtol=1e-12)
+    np.testing.assert_allclose(layer.grads["b_hn"], da_rec[:, :, 2 * H :].sum((0, 1)), rtol=1e-12)

@@ -32,7 +32,8 @@ Written per input pixel, col2im gives ::
 
 over the offsets for which ``(p - a*dh)/sh`` and ``(q - b'*dw)/sw`` are whole and inside the
 output: the *full* correlation of the output gradient (stride-dilated: ``sh - 1`` zeros between
-rows) with the kernel flipped in both spatial axes and transposed in its channel axes. col2im
+rows, and zero-padded by ``dh*(kh-1)`` on each side) with the kernel flipped in both spatial axes,
+dilated by ``(dh, dw)`` as in the forward pass and transposed in its channel axes. col2im
 loops over the ``kh*kw`` offsets ``(a, b')``, each one a strided slice-add over every sample,
 position and channel; it never loops over pixels. ``dx`` is ``dxp`` without its padding.
 

@@ -16,7 +16,8 @@ what PyTorch's CPU kernel does). Overlapping windows (stride < pool size) add th
 Max pooling is computed without window views (whose inner loops run over only ``c`` channels):
 :mod:`~backprop.layers._maxpool` folds shifted maxima over the flat padded map, and its backward
 selects gradients with bit masks, one spread when the windows tile the padded input. Training
-keeps the offsets of the first maxima (one byte per padded input value, in a buffer reused from
+keeps the offsets of the first maxima (one byte per padded input value, four for windows of
+over 256 positions, in a buffer reused from
 step to step) and a scratch buffer for a chunk of samples (``workspace_nbytes``). A NaN in a
 window makes its maximum NaN, in training and inference alike.
 

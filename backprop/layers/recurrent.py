@@ -6,6 +6,9 @@ gates keeps a state ``h_s`` ``(n, H)`` (and, for the LSTM, a cell ``c_s``), star
     a_s = x_s @ W + b + h_{s-1} @ U        W: (d, G*H)   U: (H, G*H)   b: (G*H,)
     h_s = cell(a_s, h_{s-1}, c_{s-1})      (the cell equations are in RNN, LSTM and GRU)
 
+(The GRU keeps the two terms of its n block apart: the reset gate multiplies ``h_{s-1} @ U_n +
+b_hn`` only; see :mod:`.cells`.)
+
 The input product ``x @ W + b`` is one matrix product over all steps; the loop over steps then does
 one ``(n, H) @ (H, G*H)`` product each. The outputs are ``(n, t, H)`` with
 ``return_sequences=True``; otherwise one vector ``(n, H)`` per sequence: ``reduce="last"`` takes
@@ -17,6 +20,11 @@ Backward (BPTT), with ``dh_s`` the gradient reaching ``h_s`` from the output and
     dh_{s-1} = da_s @ U.T (+ the cell's direct paths)
     dW = sum_s x_s.T @ da_s     dU = sum_s h_{s-1}.T @ da_s     db = sum_s sum_i da_s[i]
     dx_s = da_s @ W.T
+
+For the GRU, ``da_s`` is two arrays: ``da_in_s`` (of ``x_s @ W + b``) takes the places of ``da_s``
+in ``dW``, ``db`` and ``dx_s``; ``da_rec_s`` (of ``h_{s-1} @ U``) in ``dU`` and ``dh_{s-1}``. They
+differ in the n block only, where ``da_rec_s = r * da_in_s`` (and ``db_hn = sum_s sum_i`` of
+that block).
 
 Padding masks (``mask`` ``(n, t)``, True = real step; see :mod:`backprop.layers.masking`): at a
 padded step the state is carried unchanged, ``h_s = h_{s-1}`` (and ``c_s = c_{s-1}``), the
@@ -34,7 +42,10 @@ parameters of its own chunk only: between 1 and k steps. For
 ``return_sequences=False, reduce="last"`` this is exactly "the gradient goes back k steps".
 ``truncate=None`` is full BPTT; ``truncate=1`` keeps no recurrent gradient at all.
 
-Initialization follows PyTorch: every parameter uniform in ``[-1/sqrt(H), 1/sqrt(H)]``.
+Initialization follows PyTorch: every parameter uniform in ``[-1/sqrt(H), 1/sqrt(H)]``. Our
+``b`` is drawn once, where torch draws ``bias_ih`` and ``bias_hh`` so and adds them (a sum
+spanning twice the range); the LSTM then sets its forget block to ``forget_bias`` (1.0 unless
+None).
 """
 
 from __future__ import annotations
@@ -197,7 +208,8 @@ class Recurrent(Layer):
             dW = sum_s x_s.T @ da_s   dU = sum_s h_{s-1}.T @ da_s   db = sum_s sum_i da_s[i]
             dx_s = da_s @ W.T                            dx: (n, t, d)
 
-        Padded steps pass ``dh`` through unchanged and give ``dx_s = 0``."""
+        (The GRU's ``dU`` and ``dh_{s-1}`` take ``da_s`` with its n block times ``r``: see the
+        module docstring.) Padded steps pass ``dh`` through unchanged and give ``dx_s = 0``."""
         return self._backward(grad_out, need_input_grad=True)
 
     def _backward(self, grad_out: np.ndarray, need_input_grad: bool) -> np.ndarray | None:

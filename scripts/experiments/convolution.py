@@ -2,8 +2,8 @@
 same number of parameters.
 
 1. ``bp.check_gradients`` on a float64 CNN that uses every new layer kind with awkward settings
-   (stride 2 with "same" padding, dilation, an even kernel, overlapping max pooling, average
-   pooling that does not tile, Flatten, GlobalAvgPool): every analytic gradient against central
+   (stride 2 with "same" padding, dilation, an even kernel, overlapping padded max pooling,
+   average pooling, a 1x1 convolution, GlobalAvgPool): every analytic gradient against central
    finite differences.
 2. Three parameter budgets (about 5k, 20k and 50k). At each, an MLP (784-h-10) and a CNN
    (conv 3x3 c1 -> ReLU -> max pool 2 -> conv 3x3 c2 -> ReLU -> max pool 2 -> dense 10, "same"
@@ -60,8 +60,9 @@ def cnn(side: int, c1: int, c2: int, seed: int) -> bp.Sequential:
     return bp.Sequential(layers, input_shape=(side * side,), seed=seed)
 
 
-def gradient_report() -> bp.GradientReport:
-    """check_gradients of a small float64 CNN using every new layer with awkward settings."""
+def gradient_model() -> bp.Sequential:
+    """The small float64 CNN of the gradient check: every new layer, with awkward settings
+    (the page lists them, with the shape each pooling layer reads)."""
     layers = [
         bp.Conv2D(3, 3, stride=2, padding="same"),
         bp.Tanh(),
@@ -72,7 +73,12 @@ def gradient_report() -> bp.GradientReport:
         bp.GlobalAvgPool2D(),
         bp.Dense(3),
     ]
-    model = bp.Sequential(layers, input_shape=(11, 10, 2), dtype="float64", seed=SEED)
+    return bp.Sequential(layers, input_shape=(11, 10, 2), dtype="float64", seed=SEED)
+
+
+def gradient_report() -> bp.GradientReport:
+    """check_gradients of :func:`gradient_model` on 4 random images."""
+    model = gradient_model()
     rng = np.random.default_rng(SEED)
     X = rng.standard_normal((4, 11, 10, 2))
     y = rng.integers(0, 3, size=4)
