@@ -108,7 +108,9 @@ class LBFGSRun:
     objective left them, at that point); it returns None once SciPy has stopped on its own
     (converged, or ``max_fun`` reached). ``close()`` ends the run and waits for the thread.
     An exception raised by the objective (divergence) comes out of ``next_iteration``, with
-    ``params`` put back to the last accepted point.
+    ``params`` put back to the last accepted point. When SciPy stops on its own, ``params``
+    ends at its result; ``close()`` leaves ``params`` as they are (the last accepted point, or
+    what a callback set after it: the last epoch's ``on_epoch_end`` runs before the close).
 
     SciPy iterates on its own copy of the point. When ``params`` changed between two iterations
     (a callback pruned weights: :class:`~backprop.pruning.GradualPruning`), ``next_iteration``
@@ -130,7 +132,7 @@ class LBFGSRun:
         self._go: queue.Queue[bool] = queue.Queue()
         self._back: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True, name="backprop-lbfgs")
-        self._finished = self._started = False
+        self._finished = self._started = self._stopped = False
         self._counts = (self.nit, self.nfev)  # before this call
         self._thread.start()
 
@@ -147,6 +149,7 @@ class LBFGSRun:
         self._accepted[...] = self.params
         self._back.put(("iteration", float(intermediate_result.fun)))
         if not self._go.get():
+            self._stopped = True  # by close(): params stay as the trainer left them
             raise StopIteration
 
     def _work(self) -> None:
@@ -173,7 +176,8 @@ class LBFGSRun:
             self.params[...] = self._accepted  # not the trial point that failed
             self._back.put(("error", exc))
             return
-        self.params[...] = result.x
+        if not self._stopped:  # SciPy stopped on its own, maybe after a trial point
+            self.params[...] = result.x
         result.nit, result.nfev = self.nit, self.nfev  # of every call since the first
         self.lbfgs.result = result
         self._back.put(("stopped", None))
@@ -184,7 +188,7 @@ class LBFGSRun:
             return None
         if self._started and not np.array_equal(self.params, self._accepted):
             moved = self.params.copy()  # changed by a callback since the last iteration
-            self.close()  # (SciPy's last point comes back into params on the way out)
+            self.close()
             self.params[...] = moved
             if self.nit >= self.max_iter or self.nfev >= self.lbfgs.max_fun:
                 return None

@@ -545,3 +545,24 @@ def test_recorded_norm_is_taken_before_every_kind_of_clipping(rng):
     assert before == pytest.approx(unclipped.history["grad_norm"][0], rel=1e-9)
     assert h["grad_norm"][0] == pytest.approx(before, rel=1e-12)
     assert after <= 1e-3 * (1 + 1e-9) < before
+
+
+class _SetWeightsAtTheEnd(bp.Callback):
+    """Sets every parameter to 0.5 in the last epoch's on_epoch_end (weight averaging does)."""
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == trainer.end_epoch - 1:
+            trainer.model.flat_parameters[:] = 0.5
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_weights_set_by_a_callback_in_the_last_epoch_are_kept(optimizer, rng):
+    """Closing the L-BFGS run wrote SciPy's last point back into the model after the last
+    on_epoch_end, silently undoing what a callback had set there (SGD kept it)."""
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    model = bp.Sequential([bp.Dense(4, 5), bp.Tanh(), bp.Dense(5, 3)], dtype="float64", seed=0)
+    trainer = bp.Trainer(
+        model, "cross_entropy", optimizer, epochs=3, callbacks=[_SetWeightsAtTheEnd()], seed=0
+    )
+    trainer.fit(X, y)
+    assert np.all(model.flat_parameters == 0.5)
