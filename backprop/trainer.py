@@ -342,7 +342,8 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
             for classification losses). Drawn once per Trainer and kept (in checkpoints
             too): later fits on the same data validate on the same rows.
         sample_weight : Any, default None
-            ``(n_samples,)`` non-negative weights.
+            ``(n_samples,)`` non-negative weights; each batch's loss is their weighted mean
+            over its rows (with one row per batch a weight cancels: a warning says so).
         interrupt : str, default 'warn'
             what Ctrl-C does: "warn" ends training with a warning, keeping the
             weights reached so far (``self.interrupted`` is then True); "raise" re-raises

@@ -566,3 +566,30 @@ def test_weights_set_by_a_callback_in_the_last_epoch_are_kept(optimizer, rng):
     )
     trainer.fit(X, y)
     assert np.all(model.flat_parameters == 0.5)
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "stochastic"}, {"batch_size": 1}])
+def test_sample_weights_without_effect_on_one_row_batches_are_named(kwargs, rng):
+    """Each batch's loss is the weighted mean over its rows, so with one row per batch a
+    weight cancels: the run equals the unweighted one bit for bit. That was silent."""
+    X, y = rng.normal(size=(20, 4)), rng.integers(0, 3, 20)
+    w = rng.uniform(0.1, 10.0, 20)
+    params = []
+    for weights in (None, w):
+        model = bp.Sequential([bp.Dense(4, 3)], dtype="float64", seed=0)
+        trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=2, seed=0, **kwargs)
+        if weights is None:
+            trainer.fit(X, y)
+        else:
+            with pytest.warns(RuntimeWarning, match="no effect"):
+                trainer.fit(X, y, sample_weight=weights)
+        params.append(model.flat_parameters.copy())
+    assert np.array_equal(*params)
+    with warnings.catch_warnings():  # equal (or zero) weights lose nothing: no warning
+        warnings.simplefilter("error")
+        bp.Trainer(model, "cross_entropy", "sgd", mode="stochastic", epochs=1, seed=0).fit(
+            X, y, sample_weight=np.where(np.arange(20) % 3, 2.0, 0.0)
+        )
+        bp.Trainer(model, "cross_entropy", "sgd", batch_size=4, epochs=1, seed=0).fit(
+            X, y, sample_weight=w
+        )
