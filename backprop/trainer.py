@@ -16,7 +16,7 @@ before the step, so the model keeps the last good weights (and running statistic
 full-batch: each epoch is one batch, the whole training set, whose step is one L-BFGS iteration
 (:mod:`backprop.lbfgs`).
 Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the
-validation loss and :meth:`Trainer.evaluate`, so all three agree under every ``penalty_scale``.
+validation loss and :meth:`Trainer.evaluate`, so all three apply one rule per ``penalty_scale``.
 Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. ``seed`` is split into a
 shuffling and a validation-split stream, independent of the model's own streams.
 

@@ -593,3 +593,20 @@ def test_sample_weights_without_effect_on_one_row_batches_are_named(kwargs, rng)
         bp.Trainer(model, "cross_entropy", "sgd", batch_size=4, epochs=1, seed=0).fit(
             X, y, sample_weight=w
         )
+
+
+def test_the_epoch_loss_is_measured_on_the_weights_the_docs_name(rng):
+    """Full batch: the loss at the weights the epoch began with (before its one update), as
+    NumPy gives it; L-BFGS: at the point the iteration reached, as evaluate gives it after."""
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    model = bp.Sequential([bp.Dense(4, 5), bp.Tanh(), bp.Dense(5, 3)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.5), mode="batch", l2=0.1, seed=0)
+    for _ in range(3):
+        before = trainer.evaluate(X, y)["loss"]
+        h = trainer.fit(X, y, epochs=1)
+        assert h["loss"][-1] == pytest.approx(before, rel=1e-12)
+        assert trainer.evaluate(X, y)["loss"] < before
+    trainer = bp.Trainer(model, "cross_entropy", "lbfgs", l2=0.1, seed=0)
+    for _ in range(3):
+        h = trainer.fit(X, y, epochs=1)
+        assert h["loss"][-1] == pytest.approx(trainer.evaluate(X, y)["loss"], rel=1e-12)
