@@ -8,9 +8,12 @@ mini-batch step. Only one of the two threads runs at any moment, so results are 
 One iteration is one epoch (one "batch" of the whole training set) in the history; the hooks,
 ``grad_norm`` and GradientMonitor work as with any optimizer.
 
-The objective is the Trainer's ``loss_and_gradients`` over the whole training set, and SciPy
-gets the model's flat parameter vector, in float64, directly. ``max_fun`` bounds the number of
-loss evaluations.
+The objective is the Trainer's ``loss_and_gradients`` over the whole training set (L1/L2
+penalty included, as in the other modes). SciPy works in float64 on a copy of the model's flat
+parameter vector: each point it tries is written into the model's parameters (rounded, for a
+float32 model) and the gradient goes back cast to float64, so the weights keep their dtype and a
+float32 run stops at a gradient a little larger than a float64 one. ``fit``'s ``epochs`` bound
+the iterations (SciPy's ``maxiter``), ``max_fun`` the loss evaluations.
 
 L-BFGS assumes a deterministic objective: with Dropout every evaluation draws new masks and
 the line search stops early, and BatchNorm's running statistics move once per evaluation, not
@@ -35,7 +38,9 @@ class LBFGS:
     Parameters
     ----------
     tol : float, default 1e-05
-        stop when the largest gradient entry falls below ``tol`` (SciPy's ``gtol``).
+        stop when the largest gradient entry falls below ``tol`` (SciPy's ``gtol``); SciPy
+        also stops when an iteration lowers the loss by a relative 2.2e-9 or less (its
+        default ``ftol``).
     max_fun : int, default 15000
         maximum number of loss-and-gradient evaluations.
     memory : int, default 10
