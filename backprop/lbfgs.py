@@ -42,7 +42,8 @@ class LBFGS:
         also stops when an iteration lowers the loss by a relative 2.2e-9 or less (its
         default ``ftol``).
     max_fun : int, default 15000
-        maximum number of loss-and-gradient evaluations.
+        bound on the loss-and-gradient evaluations: SciPy stops at the end of the iteration
+        in which their count exceeds it (so ``result.nfev`` is at least ``max_fun + 1``).
     memory : int, default 10
         number of correction pairs kept (SciPy's ``maxcor``).
 

@@ -610,3 +610,14 @@ def test_the_epoch_loss_is_measured_on_the_weights_the_docs_name(rng):
     for _ in range(3):
         h = trainer.fit(X, y, epochs=1)
         assert h["loss"][-1] == pytest.approx(trainer.evaluate(X, y)["loss"], rel=1e-12)
+
+
+def test_lbfgs_max_fun_is_checked_at_the_end_of_an_iteration(rng):
+    """As its docstring says: SciPy stops once the count exceeds max_fun, and the model ends
+    at the point of the last logged iteration."""
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    model = bp.Sequential([bp.Dense(4, 5), bp.Tanh(), bp.Dense(5, 3)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.LBFGS(max_fun=4), epochs=50, seed=0)
+    h = trainer.fit(X, y)
+    assert trainer.optimizer.result.nfev > 4 and len(h["loss"]) < 50
+    assert h["loss"][-1] == pytest.approx(trainer.evaluate(X, y)["loss"], rel=1e-12)
