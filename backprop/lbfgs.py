@@ -12,7 +12,9 @@ The objective is the Trainer's ``loss_and_gradients`` over the whole training se
 penalty included, as in the other modes). SciPy works in float64 on a copy of the model's flat
 parameter vector: each point it tries is written into the model's parameters (rounded, for a
 float32 model) and the gradient goes back cast to float64, so the weights keep their dtype and a
-float32 run stops at a gradient a little larger than a float64 one. ``fit``'s ``epochs`` bound
+float32 run stops at a gradient a little larger than a float64 one, or, when SciPy's steps
+fall below the weights' resolution so that an iteration cannot move them, far earlier: then a
+RuntimeWarning says so. ``fit``'s ``epochs`` bound
 the iterations (SciPy's ``maxiter``), ``max_fun`` the loss evaluations.
 
 L-BFGS assumes a deterministic objective: with Dropout every evaluation draws new masks and
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -138,7 +141,8 @@ class LBFGSRun:
         self._go: queue.Queue[bool] = queue.Queue()
         self._back: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True, name="backprop-lbfgs")
-        self._finished = self._started = self._stopped = False
+        self._finished = self._started = self._stopped = self._stalled = False
+        self._stall_note: str | None = None  # why SciPy's own stop deserves a warning
         self._counts = (self.nit, self.nfev)  # before this call
         self._thread.start()
 
@@ -151,6 +155,10 @@ class LBFGSRun:
 
     def _after_iteration(self, intermediate_result: Any) -> None:
         self.nit += 1
+        # an iteration that left the weights as they were (in their dtype): float32 rounding
+        self._stalled = np.array_equal(
+            intermediate_result.x.astype(self.params.dtype), self._accepted
+        )
         self.params[...] = intermediate_result.x
         self._accepted[...] = self.params
         self._back.put(("iteration", float(intermediate_result.fun)))
@@ -184,9 +192,22 @@ class LBFGSRun:
             return
         if not self._stopped:  # SciPy stopped on its own, maybe after a trial point
             self.params[...] = result.x
+            self._note_stall(result)
         result.nit, result.nfev = self.nit, self.nfev  # of every call since the first
         self.lbfgs.result = result
         self._back.put(("stopped", None))
+
+    def _note_stall(self, result: Any) -> None:
+        """A stop right after an iteration that could not move the weights, with the gradient
+        above ``tol``: SciPy's float64 steps fell below the weights' resolution (float32)."""
+        gmax = float(np.abs(result.jac).max()) if result.jac.size else 0.0
+        if self._stalled and gmax > self.lbfgs.tol:
+            self._stall_note = (
+                f"L-BFGS stopped ({result.message}) after an iteration that left the "
+                f"{self.params.dtype} weights unchanged: its steps fell below their resolution, "
+                f"with the largest gradient entry still {gmax:.3g} (tol {self.lbfgs.tol:g}); "
+                "train a float64 model (dtype='float64') or rescale the inputs"
+            )
 
     def next_iteration(self) -> float | None:
         """Run one iteration; its loss, or None when SciPy has stopped."""
@@ -208,6 +229,8 @@ class LBFGSRun:
         self._thread.join()
         if kind == "error":
             raise value
+        if self._stall_note is not None:
+            warnings.warn(self._stall_note, RuntimeWarning, stacklevel=2)
         return None
 
     def close(self) -> None:

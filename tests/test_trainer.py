@@ -621,3 +621,23 @@ def test_lbfgs_max_fun_is_checked_at_the_end_of_an_iteration(rng):
     h = trainer.fit(X, y)
     assert trainer.optimizer.result.nfev > 4 and len(h["loss"]) < 50
     assert h["loss"][-1] == pytest.approx(trainer.evaluate(X, y)["loss"], rel=1e-12)
+
+
+def test_lbfgs_says_when_its_steps_fall_below_float32_resolution():
+    """A float32 model under L-BFGS: once SciPy's (float64) steps are smaller than the weights'
+    float32 spacing, every trial point rounds to the same weights, the loss does not move and
+    SciPy reports convergence with a gradient entry of 6.6e7. That was silent."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 5)) * 10, rng.poisson(5, size=(100, 1)).astype(float)
+    for dtype in ("float32", "float64"):
+        model = bp.Sequential([bp.Dense(5, 1)], dtype=dtype, seed=0)
+        trainer = bp.Trainer(model, bp.Poisson(), "lbfgs", epochs=100, seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h = trainer.fit(X, y)
+        stalled = [w for w in caught if "resolution" in str(w.message)]
+        if dtype == "float32":
+            assert len(stalled) == 1 and "float64" in str(stalled[0].message)
+            assert h["loss"][-1] > 1e6  # where it stopped
+        else:
+            assert not stalled and h["loss"][-1] < 0  # float64 trains on
