@@ -276,17 +276,17 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
                 buffers[k][...] = v
             epoch, batch = self._position
             what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
-            kept = restored_weights(self._hooks())
-            kept = (
-                f"; {kept}"
-                if kept
-                else " and the model keeps its weights and running statistics from before this "
-                "batch"
+            lbfgs = not self.has_learning_rate  # a line-search trial point, not a step
+            kept = restored_weights(self._hooks()) or (
+                "the model keeps its weights and running statistics from "
+                + ("the last iteration" if lbfgs else "before this batch")
             )
+            advice = "lower the learning rate, clip the gradients, or check the data for"
+            if lbfgs:
+                advice = "rescale the inputs, add an l2 penalty, or check the data for"
             raise TrainingDivergedError(
-                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped"
-                f"{kept} (lower the learning rate, clip the gradients, or check the data for "
-                "extreme values)"
+                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped;"
+                f" {kept} ({advice} extreme values)"
             )
         return loss, out, norm
 

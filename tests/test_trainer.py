@@ -641,3 +641,19 @@ def test_lbfgs_says_when_its_steps_fall_below_float32_resolution():
             assert h["loss"][-1] > 1e6  # where it stopped
         else:
             assert not stalled and h["loss"][-1] < 0  # float64 trains on
+
+
+def test_an_lbfgs_divergence_gives_advice_that_applies_to_lbfgs():
+    """L-BFGS has no learning rate and refuses clipping; its divergence error advised both."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 5)) * 30, rng.poisson(5, size=(100, 1)).astype(float)
+    model = bp.Sequential([bp.Dense(5, 1)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, bp.Poisson(), "lbfgs", epochs=100, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow in exp
+        with pytest.raises(bp.TrainingDivergedError, match="epoch 2") as err:
+            trainer.fit(X, y)
+    message = str(err.value)
+    assert "learning rate" not in message and "clip" not in message
+    assert "rescale the inputs" in message and "last iteration" in message
+    assert np.isfinite(trainer.evaluate(X, y)["loss"])  # the accepted point, kept
