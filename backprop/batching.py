@@ -156,10 +156,11 @@ def _warn_weights_cancel(w: np.ndarray) -> None:
     positive = w[w > 0]
     if positive.size and positive.min() != positive.max():
         warnings.warn(
-            "sample_weight has no effect on training with one row per batch (mode='stochastic' "
-            "or batch_size=1): each batch's loss is the weighted mean over its rows, so a row's "
-            "weight cancels (only zero-weight rows, which are skipped, and the logged loss "
-            "see the weights); use mode='minibatch' or 'batch', or repeat rows by weight",
+            "sample_weight does not weight the rows' losses with one row per batch "
+            "(mode='stochastic' or batch_size=1): each batch's loss is the weighted mean over "
+            "its rows, so a row's weight cancels (only zero-weight rows, which are skipped, the "
+            "logged loss and a per_sample penalty see the weights); use mode='minibatch' or "
+            "'batch', or repeat rows by weight",
             RuntimeWarning,
             stacklevel=4,
         )
