@@ -17,8 +17,8 @@ full-batch: each epoch is one batch, the whole training set, whose step is one L
 (:mod:`backprop.lbfgs`).
 Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the
 validation loss and :meth:`Trainer.evaluate`, so all three apply one rule per ``penalty_scale``.
-Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. ``seed`` is split into a
-shuffling and a validation-split stream, independent of the model's own streams.
+Callbacks see a :class:`~backprop.view.TrainingView`. ``seed`` gives a shuffle and a split stream
+as the model's seed gives its init and dropout ones: one int for both gives them the same bits.
 
 The Trainer is this module (options, the maths of one update, evaluation) and three mixins: the
 epoch loop and its hooks (:mod:`backprop.training_loop`), the checkpoint state
