@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -130,6 +131,8 @@ def feed(trainer: Any, X, y, sample_weight, validation_data, validation_split):
         trainer.steps_per_epoch = 1
         return (lambda epoch: iter([batch])), val
     batch_size = trainer.resolve_batch_size(len(train_idx))
+    if batch_size == 1 and w is not None:
+        _warn_weights_cancel(w[train_idx])
     pairs = needs_pairs(trainer.model) and len(train_idx) > 1
     n_batches = -(-len(train_idx) // batch_size)
     if pairs and len(train_idx) % batch_size == 1:
@@ -144,6 +147,23 @@ def feed(trainer: Any, X, y, sample_weight, validation_data, validation_split):
         return array_batches(X, y, w, order, bounds, buffer)
 
     return batches, val
+
+
+def _warn_weights_cancel(w: np.ndarray) -> None:
+    """Warn when batches of one row meet unequal positive sample weights: a batch's loss is
+    ``sum_i w_i l_i / sum_i w_i``, which for one row is ``l_i`` whatever ``w_i`` (as in
+    scikit-learn's MLP with ``batch_size=1``); only a zero weight (the row is skipped) acts."""
+    positive = w[w > 0]
+    if positive.size and positive.min() != positive.max():
+        warnings.warn(
+            "sample_weight does not weight the rows' losses with one row per batch "
+            "(mode='stochastic' or batch_size=1): each batch's loss is the weighted mean over "
+            "its rows, so a row's weight cancels (only zero-weight rows, which are skipped, the "
+            "logged loss and a per_sample penalty see the weights); use mode='minibatch' or "
+            "'batch', or repeat rows by weight",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def _stream(trainer, X, validation_data, validation_split, sample_weight):

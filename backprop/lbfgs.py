@@ -8,9 +8,14 @@ mini-batch step. Only one of the two threads runs at any moment, so results are 
 One iteration is one epoch (one "batch" of the whole training set) in the history; the hooks,
 ``grad_norm`` and GradientMonitor work as with any optimizer.
 
-The objective is the Trainer's ``loss_and_gradients`` over the whole training set, and SciPy
-gets the model's flat parameter vector, in float64, directly. ``max_fun`` bounds the number of
-loss evaluations.
+The objective is the Trainer's ``loss_and_gradients`` over the whole training set (L1/L2
+penalty included, as in the other modes). SciPy works in float64 on a copy of the model's flat
+parameter vector: each point it tries is written into the model's parameters (rounded, for a
+float32 model) and the gradient goes back cast to float64, so the weights keep their dtype and a
+float32 run stops at a gradient a little larger than a float64 one, or, when SciPy's steps
+fall below the weights' resolution so that an iteration cannot move them, far earlier: then a
+RuntimeWarning says so. ``fit``'s ``epochs`` bound
+the iterations (SciPy's ``maxiter``), ``max_fun`` the loss evaluations.
 
 L-BFGS assumes a deterministic objective: with Dropout every evaluation draws new masks and
 the line search stops early, and BatchNorm's running statistics move once per evaluation, not
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -35,9 +41,12 @@ class LBFGS:
     Parameters
     ----------
     tol : float, default 1e-05
-        stop when the largest gradient entry falls below ``tol`` (SciPy's ``gtol``).
+        stop when the largest gradient entry falls below ``tol`` (SciPy's ``gtol``); SciPy
+        also stops when an iteration lowers the loss by a relative 2.2e-9 or less (its
+        default ``ftol``).
     max_fun : int, default 15000
-        maximum number of loss-and-gradient evaluations.
+        bound on the loss-and-gradient evaluations: SciPy stops at the end of the iteration
+        in which their count exceeds it (so ``result.nfev`` is at least ``max_fun + 1``).
     memory : int, default 10
         number of correction pairs kept (SciPy's ``maxcor``).
 
@@ -108,7 +117,9 @@ class LBFGSRun:
     objective left them, at that point); it returns None once SciPy has stopped on its own
     (converged, or ``max_fun`` reached). ``close()`` ends the run and waits for the thread.
     An exception raised by the objective (divergence) comes out of ``next_iteration``, with
-    ``params`` put back to the last accepted point.
+    ``params`` put back to the last accepted point. When SciPy stops on its own, ``params``
+    ends at its result; ``close()`` leaves ``params`` as they are (the last accepted point, or
+    what a callback set after it: the last epoch's ``on_epoch_end`` runs before the close).
 
     SciPy iterates on its own copy of the point. When ``params`` changed between two iterations
     (a callback pruned weights: :class:`~backprop.pruning.GradualPruning`), ``next_iteration``
@@ -130,7 +141,8 @@ class LBFGSRun:
         self._go: queue.Queue[bool] = queue.Queue()
         self._back: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True, name="backprop-lbfgs")
-        self._finished = self._started = False
+        self._finished = self._started = self._stopped = self._stalled = False
+        self._stall_note: str | None = None  # why SciPy's own stop deserves a warning
         self._counts = (self.nit, self.nfev)  # before this call
         self._thread.start()
 
@@ -143,10 +155,15 @@ class LBFGSRun:
 
     def _after_iteration(self, intermediate_result: Any) -> None:
         self.nit += 1
+        # an iteration that left the weights as they were (in their dtype): float32 rounding
+        self._stalled = np.array_equal(
+            intermediate_result.x.astype(self.params.dtype), self._accepted
+        )
         self.params[...] = intermediate_result.x
         self._accepted[...] = self.params
         self._back.put(("iteration", float(intermediate_result.fun)))
         if not self._go.get():
+            self._stopped = True  # by close(): params stay as the trainer left them
             raise StopIteration
 
     def _work(self) -> None:
@@ -173,10 +190,24 @@ class LBFGSRun:
             self.params[...] = self._accepted  # not the trial point that failed
             self._back.put(("error", exc))
             return
-        self.params[...] = result.x
+        if not self._stopped:  # SciPy stopped on its own, maybe after a trial point
+            self.params[...] = result.x
+            self._note_stall(result)
         result.nit, result.nfev = self.nit, self.nfev  # of every call since the first
         self.lbfgs.result = result
         self._back.put(("stopped", None))
+
+    def _note_stall(self, result: Any) -> None:
+        """A stop right after an iteration that could not move the weights, with the gradient
+        above ``tol``: SciPy's float64 steps fell below the weights' resolution (float32)."""
+        gmax = float(np.abs(result.jac).max()) if result.jac.size else 0.0
+        if self._stalled and gmax > self.lbfgs.tol:
+            self._stall_note = (
+                f"L-BFGS stopped ({result.message}) after an iteration that left the "
+                f"{self.params.dtype} weights unchanged: its steps fell below their resolution, "
+                f"with the largest gradient entry still {gmax:.3g} (tol {self.lbfgs.tol:g}); "
+                "train a float64 model (dtype='float64') or rescale the inputs"
+            )
 
     def next_iteration(self) -> float | None:
         """Run one iteration; its loss, or None when SciPy has stopped."""
@@ -184,7 +215,7 @@ class LBFGSRun:
             return None
         if self._started and not np.array_equal(self.params, self._accepted):
             moved = self.params.copy()  # changed by a callback since the last iteration
-            self.close()  # (SciPy's last point comes back into params on the way out)
+            self.close()
             self.params[...] = moved
             if self.nit >= self.max_iter or self.nfev >= self.lbfgs.max_fun:
                 return None
@@ -198,6 +229,8 @@ class LBFGSRun:
         self._thread.join()
         if kind == "error":
             raise value
+        if self._stall_note is not None:
+            warnings.warn(self._stall_note, RuntimeWarning, stacklevel=2)
         return None
 
     def close(self) -> None:

@@ -16,9 +16,9 @@ before the step, so the model keeps the last good weights (and running statistic
 full-batch: each epoch is one batch, the whole training set, whose step is one L-BFGS iteration
 (:mod:`backprop.lbfgs`).
 Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the
-validation loss and :meth:`Trainer.evaluate`, so all three agree under every ``penalty_scale``.
-Callbacks see a :class:`~backprop.view.TrainingView`, not the Trainer. ``seed`` is split into a
-shuffling and a validation-split stream, independent of the model's own streams.
+validation loss and :meth:`Trainer.evaluate`, so all three apply one rule per ``penalty_scale``.
+Callbacks see a :class:`~backprop.view.TrainingView`. ``seed`` gives a shuffle and a split stream
+as the model's seed gives its init and dropout ones: one int for both gives them the same bits.
 
 The Trainer is this module (options, the maths of one update, evaluation) and three mixins: the
 epoch loop and its hooks (:mod:`backprop.training_loop`), the checkpoint state
@@ -276,17 +276,17 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
                 buffers[k][...] = v
             epoch, batch = self._position
             what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
-            kept = restored_weights(self._hooks())
-            kept = (
-                f"; {kept}"
-                if kept
-                else " and the model keeps its weights and running statistics from before this "
-                "batch"
+            lbfgs = not self.has_learning_rate  # a line-search trial point, not a step
+            kept = restored_weights(self._hooks()) or (
+                "the model keeps its weights and running statistics from "
+                + ("the last iteration" if lbfgs else "before this batch")
             )
+            advice = "lower the learning rate, clip the gradients, or check the data for"
+            if lbfgs:
+                advice = "rescale the inputs, add an l2 penalty, or check the data for"
             raise TrainingDivergedError(
-                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped"
-                f"{kept} (lower the learning rate, clip the gradients, or check the data for "
-                "extreme values)"
+                f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped;"
+                f" {kept} ({advice} extreme values)"
             )
         return loss, out, norm
 
@@ -342,7 +342,8 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
             for classification losses). Drawn once per Trainer and kept (in checkpoints
             too): later fits on the same data validate on the same rows.
         sample_weight : Any, default None
-            ``(n_samples,)`` non-negative weights.
+            ``(n_samples,)`` non-negative weights; each batch's loss is their weighted mean
+            over its rows (with one row per batch a weight cancels: a warning says so).
         interrupt : str, default 'warn'
             what Ctrl-C does: "warn" ends training with a warning, keeping the
             weights reached so far (``self.interrupted`` is then True); "raise" re-raises

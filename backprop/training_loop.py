@@ -13,9 +13,15 @@ epochs, in this order::
 
 The epoch loss is the weighted mean of the batch losses, ``sum_b w_b loss_b / sum_b w_b`` with
 ``w_b`` the weight the loss divides the batch by (``loss.total_weight``: its row count, or its
-summed sample weights, or a sequence loss's weighted real steps), so it is the loss over the
-epoch's data as ``evaluate`` measures it; a batch of weight 0 (zero sample weights, all labels
-padded) is skipped: no step, no hooks. ``grad_norm`` is the mean of the batches' pre-clip
+summed sample weights, or a sequence loss's weighted real steps), so its rows count as in
+``evaluate``. But each batch's loss (and its metrics and gradient norm) is taken in training mode
+(Dropout on, BatchNorm on batch statistics) at the weights *before* that batch's update: one
+full batch gives the loss at the weights the epoch began with, while ``val_*`` are measured after
+the epoch; L-BFGS logs the loss at the point its iteration reached. With
+``penalty_scale="per_sample"`` each batch adds the penalty divided by its own weight, so with
+several batches the logged penalty is that many times ``evaluate``'s (scikit-learn's
+``loss_curve_`` counts it so too). A batch of weight 0 (zero sample weights, all labels padded)
+is skipped: no step, no hooks. ``grad_norm`` is the mean of the batches' pre-clip
 gradient norms. The step is ``Trainer.train_step`` for first-order optimizers, one L-BFGS
 iteration per epoch for L-BFGS (:func:`~backprop.lbfgs.iteration_step`), whose run is closed
 at the end. A step that raises StopIteration (L-BFGS converged) ends training; an epoch

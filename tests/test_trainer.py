@@ -555,3 +555,115 @@ def test_recorded_norm_is_taken_before_every_kind_of_clipping(rng):
     assert before == pytest.approx(unclipped.history["grad_norm"][0], rel=1e-9)
     assert h["grad_norm"][0] == pytest.approx(before, rel=1e-12)
     assert after <= 1e-3 * (1 + 1e-9) < before
+
+
+class _SetWeightsAtTheEnd(bp.Callback):
+    """Sets every parameter to 0.5 in the last epoch's on_epoch_end (weight averaging does)."""
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == trainer.end_epoch - 1:
+            trainer.model.flat_parameters[:] = 0.5
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_weights_set_by_a_callback_in_the_last_epoch_are_kept(optimizer, rng):
+    """Closing the L-BFGS run wrote SciPy's last point back into the model after the last
+    on_epoch_end, silently undoing what a callback had set there (SGD kept it)."""
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    model = bp.Sequential([bp.Dense(4, 5), bp.Tanh(), bp.Dense(5, 3)], dtype="float64", seed=0)
+    trainer = bp.Trainer(
+        model, "cross_entropy", optimizer, epochs=3, callbacks=[_SetWeightsAtTheEnd()], seed=0
+    )
+    trainer.fit(X, y)
+    assert np.all(model.flat_parameters == 0.5)
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "stochastic"}, {"batch_size": 1}])
+def test_sample_weights_without_effect_on_one_row_batches_are_named(kwargs, rng):
+    """Each batch's loss is the weighted mean over its rows, so with one row per batch a
+    weight cancels: the run equals the unweighted one bit for bit. That was silent."""
+    X, y = rng.normal(size=(20, 4)), rng.integers(0, 3, 20)
+    w = rng.uniform(0.1, 10.0, 20)
+    params = []
+    for weights in (None, w):
+        model = bp.Sequential([bp.Dense(4, 3)], dtype="float64", seed=0)
+        trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=2, seed=0, **kwargs)
+        if weights is None:
+            trainer.fit(X, y)
+        else:
+            with pytest.warns(RuntimeWarning, match="weight cancels"):
+                trainer.fit(X, y, sample_weight=weights)
+        params.append(model.flat_parameters.copy())
+    assert np.array_equal(*params)
+    with warnings.catch_warnings():  # equal (or zero) weights lose nothing: no warning
+        warnings.simplefilter("error")
+        bp.Trainer(model, "cross_entropy", "sgd", mode="stochastic", epochs=1, seed=0).fit(
+            X, y, sample_weight=np.where(np.arange(20) % 3, 2.0, 0.0)
+        )
+        bp.Trainer(model, "cross_entropy", "sgd", batch_size=4, epochs=1, seed=0).fit(
+            X, y, sample_weight=w
+        )
+
+
+def test_the_epoch_loss_is_measured_on_the_weights_the_docs_name(rng):
+    """Full batch: the loss at the weights the epoch began with (before its one update), as
+    NumPy gives it; L-BFGS: at the point the iteration reached, as evaluate gives it after."""
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    model = bp.Sequential([bp.Dense(4, 5), bp.Tanh(), bp.Dense(5, 3)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.5), mode="batch", l2=0.1, seed=0)
+    for _ in range(3):
+        before = trainer.evaluate(X, y)["loss"]
+        h = trainer.fit(X, y, epochs=1)
+        assert h["loss"][-1] == pytest.approx(before, rel=1e-12)
+        assert trainer.evaluate(X, y)["loss"] < before
+    trainer = bp.Trainer(model, "cross_entropy", "lbfgs", l2=0.1, seed=0)
+    for _ in range(3):
+        h = trainer.fit(X, y, epochs=1)
+        assert h["loss"][-1] == pytest.approx(trainer.evaluate(X, y)["loss"], rel=1e-12)
+
+
+def test_lbfgs_max_fun_is_checked_at_the_end_of_an_iteration(rng):
+    """As its docstring says: SciPy stops once the count exceeds max_fun, and the model ends
+    at the point of the last logged iteration."""
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    model = bp.Sequential([bp.Dense(4, 5), bp.Tanh(), bp.Dense(5, 3)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", bp.LBFGS(max_fun=4), epochs=50, seed=0)
+    h = trainer.fit(X, y)
+    assert trainer.optimizer.result.nfev > 4 and len(h["loss"]) < 50
+    assert h["loss"][-1] == pytest.approx(trainer.evaluate(X, y)["loss"], rel=1e-12)
+
+
+def test_lbfgs_says_when_its_steps_fall_below_float32_resolution():
+    """A float32 model under L-BFGS: once SciPy's (float64) steps are smaller than the weights'
+    float32 spacing, every trial point rounds to the same weights, the loss does not move and
+    SciPy reports convergence with a gradient entry of 6.6e7. That was silent."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 5)) * 10, rng.poisson(5, size=(100, 1)).astype(float)
+    for dtype in ("float32", "float64"):
+        model = bp.Sequential([bp.Dense(5, 1)], dtype=dtype, seed=0)
+        trainer = bp.Trainer(model, bp.Poisson(), "lbfgs", epochs=100, seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h = trainer.fit(X, y)
+        stalled = [w for w in caught if "resolution" in str(w.message)]
+        if dtype == "float32":
+            assert len(stalled) == 1 and "float64" in str(stalled[0].message)
+            assert h["loss"][-1] > 1e6  # where it stopped
+        else:
+            assert not stalled and h["loss"][-1] < 0  # float64 trains on
+
+
+def test_an_lbfgs_divergence_gives_advice_that_applies_to_lbfgs():
+    """L-BFGS has no learning rate and refuses clipping; its divergence error advised both."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 5)) * 30, rng.poisson(5, size=(100, 1)).astype(float)
+    model = bp.Sequential([bp.Dense(5, 1)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, bp.Poisson(), "lbfgs", epochs=100, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow in exp
+        with pytest.raises(bp.TrainingDivergedError, match="epoch 2") as err:
+            trainer.fit(X, y)
+    message = str(err.value)
+    assert "learning rate" not in message and "clip" not in message
+    assert "rescale the inputs" in message and "last iteration" in message
+    assert np.isfinite(trainer.evaluate(X, y)["loss"])  # the accepted point, kept
