@@ -17,6 +17,11 @@ name                   distribution
 ``lecun_normal``       N(0, s^2), s = sqrt(1 / fan_in)
 =====================  =====================================================
 
+Any other shape is read the way the layers lay out their weights, outputs on the last axis:
+``fan_out = shape[-1]`` and ``fan_in`` the product of the other axes (a Conv2D kernel
+``(kh, kw, c, f)`` has ``fan_in = kh*kw*c``, ``fan_out = f``, the fans ``Conv2D`` uses); a 1-D
+shape ``(n,)`` has ``fan_in = fan_out = n``. The normal initializers are not truncated.
+
 ``xavier_*`` and ``kaiming_*`` are aliases. :func:`get` turns a name into the function and names
 the valid ones when it does not know the name. :func:`default_for_activation` gives the
 activation-aware default used by ``Dense(init="auto")`` inside a ``Sequential``: He for the ReLU
@@ -33,9 +38,10 @@ Initializer = Callable[[tuple[int, ...], np.random.Generator, np.dtype], np.ndar
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)``: ``(prod(shape[:-1]), shape[-1])``, or ``(n, n)`` for ``(n,)``."""
     if len(shape) == 1:
         return shape[0], shape[0]
-    return shape[0], shape[1]
+    return int(np.prod(shape[:-1])), shape[-1]
 
 
 def zeros(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
