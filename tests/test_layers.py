@@ -215,3 +215,24 @@ def test_activation_values():
     np.testing.assert_allclose(bp.GELU().forward(x)[0, 3], 0.5 * 0.691462461274013)
     np.testing.assert_allclose(bp.SiLU().forward(x)[0, 4], 2 / (1 + np.exp(-2)))
     np.testing.assert_allclose(bp.Tanh().forward(x), np.tanh(x))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: bp.LeakyReLU("0.1"), r"negative_slope must be a finite number, got '0.1'"),
+        (lambda: bp.LeakyReLU(None), r"negative_slope must be a finite number, got None"),
+        (lambda: bp.LeakyReLU(True), r"negative_slope must be a finite number, got True"),
+        (lambda: bp.ELU("1"), r"alpha must be a finite number > 0, got '1'"),
+        (lambda: bp.ELU(None), r"alpha must be a finite number > 0, got None"),
+        (lambda: bp.ELU(0.0), r"alpha must be a finite number > 0, got 0.0"),
+        (lambda: bp.PReLU(init=None), r"init must be a finite number, got None"),
+        (lambda: bp.PReLU(init="x"), r"init must be a finite number, got 'x'"),
+        (lambda: bp.PReLU(init=float("nan")), r"init must be a finite number, got nan"),
+    ],
+)
+def test_activation_arguments_of_the_wrong_type_name_the_argument(make, match):
+    """A string or None gave NumPy's "ufunc 'isfinite' not supported" TypeError naming no
+    argument; LeakyReLU(True) was taken as slope 1.0 and PReLU(init=nan) was accepted."""
+    with pytest.raises(ValueError, match=match):
+        make()

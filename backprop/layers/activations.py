@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from .. import checks
 from ._relu import relu, relu_grad
 from .base import Layer, Shape, allocation_enabled, check_positive_int
 from .registry import register_layer
@@ -175,9 +176,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if not np.isfinite(negative_slope):
-            raise ValueError(f"negative_slope must be finite, got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = checks.real("negative_slope", negative_slope)
 
     def _f(self, x):
         return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
@@ -203,9 +202,7 @@ class ELU(Activation):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        if not np.isfinite(alpha) or alpha <= 0:
-            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = checks.positive("alpha", alpha)
 
     def _f(self, x):
         a = x.dtype.type(self.alpha)
@@ -356,7 +353,7 @@ class PReLU(Layer):
         if n_features is not None:
             self.in_features = self.out_features = check_positive_int("n_features", n_features)
         self._given = self.in_features
-        self.init = float(init)
+        self.init = checks.real("init", init)
         self._x: np.ndarray | None = None
         if self.in_features is not None and allocation_enabled():
             self._allocate(dtype, np.random.default_rng(0))
