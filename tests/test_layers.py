@@ -236,3 +236,20 @@ def test_activation_arguments_of_the_wrong_type_name_the_argument(make, match):
     argument; LeakyReLU(True) was taken as slope 1.0 and PReLU(init=nan) was accepted."""
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [bp.LeakyReLU(0.1), bp.ELU(1.5), bp.ReLU(), bp.Tanh(), bp.GELU(), bp.Softplus(), bp.Softmax()],
+    ids=lambda layer: type(layer).__name__,
+)
+@pytest.mark.parametrize("dtype", [np.int64, np.int8, np.bool_])
+def test_an_activation_on_its_own_computes_integer_input_in_float64(layer, dtype):
+    """LeakyReLU(0.1) on [[-5, 3]] gave [[0, 3]] (the slope cast to the integer 0), ELU(1.5)
+    used alpha = 1, ReLU kept int8 and Softmax raised NumPy's casting error on exp."""
+    x = np.array([[-5, 3, 0, 1]]).astype(dtype)
+    y = layer.forward(x, training=True)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, layer.forward(x.astype(np.float64)), rtol=1e-15)
+    dx = layer.backward(np.ones((1, 4)))
+    assert dx.dtype == np.float64

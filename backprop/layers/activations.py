@@ -42,6 +42,11 @@ _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 _INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
 
 
+def _floating(x: np.ndarray) -> np.ndarray:
+    """``x`` itself if floating, else (integers, bools) in float64, as NumPy's ``np.tanh``."""
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
 def _elementwise_doc(derivative: str) -> str:
     return (
         f"Backward of an elementwise activation: ``dx = grad_out * f'(x)`` with\n\n"
@@ -85,6 +90,7 @@ class Activation(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        x = _floating(x)
         y = self._f(x)
         if training:
             self._x, self._y = x, y
@@ -102,8 +108,6 @@ class Activation(Layer):
 @register_layer
 class Identity(Activation):
     """``y = x``."""
-
-    derivative = "1"
 
     def _f(self, x):
         return x.copy()
@@ -205,8 +209,7 @@ class ELU(Activation):
         self.alpha = checks.positive("alpha", alpha)
 
     def _f(self, x):
-        a = x.dtype.type(self.alpha)
-        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+        return np.where(x > 0, x, x.dtype.type(self.alpha) * np.expm1(np.minimum(x, 0)))
 
     def _df(self, x, y):
         return np.where(x > 0, 1, y + x.dtype.type(self.alpha)).astype(x.dtype, copy=False)
@@ -233,9 +236,8 @@ class GELU(Activation):
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
-    # The tanh form saturates: beyond |x| = 10, tanh(u) is +-1 to within 1e-37, so
-    # Phi(x) and the derivative are exactly 1 (x > 0) or 0 (x < 0) in float32 and float64.
-    # Clipping x there keeps x**3 and x**2 from overflowing (inf * 0 = NaN in the derivative).
+    # The tanh form saturates past |x| = 10 (tanh(u) is +-1 to within 1e-37): clipping x there
+    # changes no value and keeps x**3, x**2 finite (inf * 0 = NaN in the derivative).
     _TANH_SATURATION = 10.0
 
     def _cdf(self, x):
@@ -272,6 +274,7 @@ class SiLU(Activation):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        x = _floating(x)
         s = special.expit(x)
         if training:
             self._x, self._y = x, s  # cache the sigmoid: the derivative needs it
@@ -309,6 +312,7 @@ class Softmax(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        x = _floating(x)
         z = x - x.max(axis=-1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=-1, keepdims=True)
@@ -340,7 +344,6 @@ class PReLU(Layer):
         the last axis' width; None (default) learns it when the layer is built.
     init : float, default 0.25
         the initial slope.
-
     """
 
     def __init__(
