@@ -253,3 +253,23 @@ def test_an_activation_on_its_own_computes_integer_input_in_float64(layer, dtype
     np.testing.assert_allclose(y, layer.forward(x.astype(np.float64)), rtol=1e-15)
     dx = layer.backward(np.ones((1, 4)))
     assert dx.dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_keeps_its_relative_accuracy_in_the_negative_tail(dtype):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 cancels for negative x: in float32 GELU(-5) was 4%
+    off and GELU(-8.4) was 0 instead of -2.3e-16 (Phi now comes from scipy's ndtr)."""
+    from scipy import special
+
+    x = np.linspace(-12.0, 3.0, 1501).reshape(1, -1)
+    ref = x * special.ndtr(x)  # float64
+    ref_d = special.ndtr(x) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+    layer = bp.GELU()
+    y = layer.forward(x.astype(dtype), training=True)
+    d = layer.backward(np.ones_like(y))
+    assert y.dtype == dtype and d.dtype == dtype
+    tol = 2e-5 if dtype == np.float32 else 1e-13  # float32: exp(-x^2 / 2) rounds x^2
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=1e-37)
+    tail = x[0] < -2  # relative error of f' only away from its zero at x = -0.75
+    np.testing.assert_allclose(d[0, tail], ref_d[0, tail], rtol=tol, atol=1e-37)
+    np.testing.assert_allclose(d, ref_d, rtol=0, atol=tol)

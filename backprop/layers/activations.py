@@ -37,7 +37,6 @@ from .base import Layer, Shape, allocation_enabled, check_positive_int
 from .registry import register_layer
 
 # Python floats, not NumPy scalars: they keep float32 arrays float32 (NEP 50).
-_SQRT_2 = float(np.sqrt(2.0))
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 _INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
 
@@ -244,7 +243,7 @@ class GELU(Activation):
         if self.approximate == "tanh":
             x = np.clip(x, -self._TANH_SATURATION, self._TANH_SATURATION)
             return 0.5 * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-        return 0.5 * (1 + special.erf(x / _SQRT_2))
+        return special.ndtr(x)  # not (1 + erf(x / sqrt 2)) / 2, which cancels for x < 0
 
     def _f(self, x):
         return (x * self._cdf(x)).astype(x.dtype, copy=False)
