@@ -24,8 +24,11 @@ shape ``(n,)`` has ``fan_in = fan_out = n``. The normal initializers are not tru
 
 ``xavier_*`` and ``kaiming_*`` are aliases. :func:`get` turns a name into the function and names
 the valid ones when it does not know the name. :func:`default_for_activation` gives the
-activation-aware default used by ``Dense(init="auto")`` inside a ``Sequential``: He for the ReLU
-family, Glorot otherwise.
+activation-aware default used by ``Dense(init="auto")`` and ``Conv1D/Conv2D(init="auto")`` inside
+a ``Sequential``: ``he_uniform`` when the next activation (looking through Dropout, BatchNorm,
+LayerNorm, pooling and reshapes) is in the ReLU family -- ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU
+or a subclass of one -- and ``glorot_uniform`` otherwise (Sigmoid, Tanh, Softplus, Softmax,
+Identity, another Dense, or nothing, as for the output layer or a layer on its own).
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ def get(identifier: str | Initializer) -> Initializer:
 
 
 def default_for_activation(activation_name: str | None) -> str:
-    """'he_uniform' for the ReLU family, 'glorot_uniform' for anything else (or no activation)."""
+    """'he_uniform' for the ReLU family (ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU; the class name,
+    any case), 'glorot_uniform' for anything else (or None: no activation)."""
     if activation_name is not None and activation_name.lower() in _RELU_FAMILY:
         return "he_uniform"
     return "glorot_uniform"

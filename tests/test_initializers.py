@@ -85,3 +85,19 @@ def test_auto_init_is_he_before_the_relu_family_even_through_dropout_and_batchno
 def test_auto_init_is_glorot_before_anything_else(activation):
     model = bp.Sequential([bp.Dense(4, 5), activation(), bp.Dense(2)], seed=0)
     assert model.layers[0].auto_init == "glorot_uniform"
+
+
+def test_auto_init_sees_the_relu_family_through_a_subclass():
+    """A ReLU subclass (say, one that records its outputs) was looked up by its own class name,
+    not in the family, and silently got Glorot instead of He."""
+
+    class RecordingReLU(bp.ReLU):
+        pass
+
+    class ScaledTanh(bp.Tanh):
+        pass
+
+    relu = bp.Sequential([bp.Dense(4, 5), RecordingReLU(), bp.Dense(2)], seed=0)
+    tanh = bp.Sequential([bp.Dense(4, 5), ScaledTanh(), bp.Dense(2)], seed=0)
+    assert relu.layers[0].auto_init == "he_uniform"
+    assert tanh.layers[0].auto_init == "glorot_uniform"

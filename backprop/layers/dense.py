@@ -45,8 +45,9 @@ class Dense(Layer):
         the same sizes as keywords.
     init : str | Any, default 'auto'
         weight initializer name (see :mod:`backprop.initializers`) or callable. ``"auto"``
-        picks He for the ReLU family and Glorot otherwise, from the activation that follows
-        the layer inside a ``Sequential`` (Glorot uniform when the layer stands alone).
+        picks ``he_uniform`` for the ReLU family and ``glorot_uniform`` otherwise (the list is in
+        :mod:`backprop.initializers`), from the activation that follows the layer inside a
+        ``Sequential`` (Glorot uniform when the layer stands alone).
     bias_init : str | Any, default 'zeros'
         bias initializer name or callable (zeros by default).
     dtype : Any, default 'float32'
@@ -178,11 +179,17 @@ class Dense(Layer):
 
 
 def _activation_after(layers: list[Layer], i: int) -> str | None:
-    """The activation that follows layer ``i``, looking through Dropout and normalization."""
+    """The class name of the activation that follows layer ``i``, looking through Dropout,
+    normalization, pooling and reshapes; a subclass of a built-in activation gives the
+    built-in's name when that one calls for He (so ``class MyReLU(ReLU)`` counts as a ReLU)."""
     for layer in layers[i + 1 :]:
         if layer.init_transparent:
             continue
-        return None if hasattr(layer, "auto_init") else type(layer).__name__
+        if hasattr(layer, "auto_init"):
+            return None
+        names = [cls.__name__ for cls in type(layer).__mro__]
+        he = (n for n in names if initializers.default_for_activation(n) == "he_uniform")
+        return next(he, names[0])
     return None
 
 
