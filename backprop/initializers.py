@@ -123,6 +123,31 @@ def get(identifier: str | Initializer) -> Initializer:
     )
 
 
+def draw(
+    identifier: str | Initializer,
+    shape: tuple[int, ...],
+    rng: np.random.Generator,
+    dtype: np.dtype,
+    what: str,
+) -> np.ndarray:
+    """``get(identifier)(shape, rng, dtype)``, checked to be an array of exactly ``shape`` with
+    finite values; ``what`` names the argument and the layer in the error ("init of Dense")."""
+    init = get(identifier)
+    name = getattr(init, "__name__", repr(init))
+    w = init(shape, rng, dtype)
+    if w is None:
+        raise ValueError(f"{what} ({name}) returned None instead of an array of shape {shape}")
+    w = np.asarray(w)
+    if w.shape != tuple(shape):
+        layout = " (a weight is (fan_in, fan_out))" if len(shape) == 2 else ""
+        raise ValueError(
+            f"{what} ({name}) returned shape {w.shape}, not the {tuple(shape)} asked for{layout}"
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{what} ({name}) returned non-finite values")
+    return w
+
+
 def default_for_activation(activation_name: str | None) -> str:
     """'he_uniform' for the ReLU family (ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU; the class name,
     any case), 'glorot_uniform' for anything else (or None: no activation)."""

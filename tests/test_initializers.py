@@ -101,3 +101,24 @@ def test_auto_init_sees_the_relu_family_through_a_subclass():
     tanh = bp.Sequential([bp.Dense(4, 5), ScaledTanh(), bp.Dense(2)], seed=0)
     assert relu.layers[0].auto_init == "he_uniform"
     assert tanh.layers[0].auto_init == "glorot_uniform"
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda s, r, d: None, r"returned None"),
+        (lambda s, r, d: np.ones((1, 3)), r"shape \(1, 3\), not the \(4, 3\) asked for"),
+        (lambda s, r, d: np.ones((3, 4)), r"shape \(3, 4\), not the \(4, 3\) asked for"),
+        (lambda s, r, d: np.full(s, np.nan), r"non-finite"),
+    ],
+)
+def test_a_custom_initializer_that_returns_the_wrong_thing_is_named(bad, match):
+    """None filled W with NaN, a (1, fan_out) row was broadcast to every input (symmetric
+    units) and NaN weights were taken, all silently; a transposed (fan_out, fan_in) array gave
+    NumPy's 'could not broadcast' error without saying which initializer or layout."""
+    with pytest.raises(ValueError, match=r"init of Dense.*" + match):
+        bp.Sequential([bp.Dense(4, 3, init=bad)], seed=0)
+    with pytest.raises(ValueError, match=r"bias_init of Dense"):
+        bp.Sequential([bp.Dense(4, 3, bias_init=lambda s, r, d: None)], seed=0)
+    with pytest.raises(ValueError, match=r"init of Conv2D"):
+        bp.Sequential([bp.Conv2D(3, 2, init=bad)], input_shape=(4, 4, 2), seed=0)

@@ -119,9 +119,9 @@ class Dense(Layer):
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
         W, b = self.params["W"], self.params["b"]
-        init = initializers.get(self.auto_init if self.init == "auto" else self.init)
-        W[...] = init(W.shape, rng, W.dtype)
-        b[...] = initializers.get(self.bias_init)(b.shape, rng, b.dtype)
+        init = self.auto_init if self.init == "auto" else self.init
+        W[...] = initializers.draw(init, W.shape, rng, W.dtype, "init of Dense")
+        b[...] = initializers.draw(self.bias_init, b.shape, rng, b.dtype, "bias_init of Dense")
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
