@@ -273,3 +273,44 @@ def test_gelu_keeps_its_relative_accuracy_in_the_negative_tail(dtype):
     tail = x[0] < -2  # relative error of f' only away from its zero at x = -0.75
     np.testing.assert_allclose(d[0, tail], ref_d[0, tail], rtol=tol, atol=1e-37)
     np.testing.assert_allclose(d, ref_d, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_derivatives_at_the_kink_are_the_documented_one_sided_ones(dtype):
+    """At x = 0 (and -0.0) the table of the activations module takes the left derivative, as
+    PyTorch does: ReLU 0, LeakyReLU the slope, ELU alpha, PReLU its alpha."""
+    x = np.array([[0.0, -0.0]], dtype=dtype)
+    prelu = bp.PReLU(2, init=0.3, dtype=np.dtype(dtype).name)
+    for layer, slope in [
+        (bp.ReLU(), 0.0),
+        (bp.LeakyReLU(0.2), 0.2),
+        (bp.ELU(0.7), 0.7),
+        (prelu, 0.3),
+    ]:
+        y = layer.forward(x, training=True)
+        np.testing.assert_array_equal(y, 0.0)
+        dx = layer.backward(np.full_like(x, 2.0))
+        assert dx.dtype == dtype
+        np.testing.assert_allclose(dx, 2.0 * np.float32(slope), rtol=1e-7)
+    np.testing.assert_allclose(prelu.grads["alpha"], 0.0)  # min(x, 0) = 0 at the kink
+
+
+EXTREME = [0.0, -0.0, 1e-45, -1e-45, 5e-324, 1e-4, 20, -20, 88, -88, 89, -89, 710, -710, 1e4, -1e4]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "name", [n for n in make_layers() if n not in ("Dense", "Dropout", "BatchNorm", "LayerNorm")]
+)
+def test_every_activation_is_finite_and_quiet_at_extreme_finite_inputs(name, dtype):
+    """+-1e4, +-88/89 (float32's exp limit), +-710 (float64's), subnormals and -0.0: no
+    overflow or invalid-value warning, finite values and derivatives, the input's dtype."""
+    layer = bp.PReLU(init=0.2) if name == "PReLU" else make_layers()[name]
+    if name == "PReLU":
+        layer.initialize((len(EXTREME),), dtype=np.dtype(dtype).name, seed=0)
+    x = np.array([EXTREME, [-v for v in EXTREME]], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = layer.forward(x, training=True)
+        dx = layer.backward(np.ones_like(y))
+    assert y.dtype == dtype and dx.dtype == dtype
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
