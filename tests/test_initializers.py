@@ -122,3 +122,19 @@ def test_a_custom_initializer_that_returns_the_wrong_thing_is_named(bad, match):
         bp.Sequential([bp.Dense(4, 3, bias_init=lambda s, r, d: None)], seed=0)
     with pytest.raises(ValueError, match=r"init of Conv2D"):
         bp.Sequential([bp.Conv2D(3, 2, init=bad)], input_shape=(4, 4, 2), seed=0)
+
+
+@pytest.mark.parametrize("bad", ["abc", 1.5, True, -1, [1, 2]])
+def test_a_stand_alone_layer_names_a_bad_seed(bad):
+    """Dense(seed="abc") or layer.initialize(seed=1.5) failed inside NumPy with "SeedSequence
+    expects int or sequence of ints", naming no argument; seed=True was taken as 1."""
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0, a numpy Generator or None"):
+        bp.Dense(4, 3, seed=bad)
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0, a numpy Generator or None"):
+        bp.Dense(3).initialize((4,), seed=bad)
+
+
+def test_a_stand_alone_layer_takes_an_int_a_generator_or_none():
+    a = bp.Dense(4, 3, seed=np.int64(2)).params["W"]
+    np.testing.assert_array_equal(a, bp.Dense(4, 3, seed=np.random.default_rng(2)).params["W"])
+    assert bp.Dense(4, 3, seed=None).params["W"].shape == (4, 3)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers
+from .. import checks, initializers
 from .. import sparse as sparse_mod
 from .base import Layer, Shape, allocation_enabled, check_positive_int
 from .registry import register_layer
@@ -102,7 +102,7 @@ class Dense(Layer):
         self.auto_init = "glorot_uniform"  # set by Sequential from the following activation
         self._x: np.ndarray | None = None
         if self.in_features is not None and allocation_enabled():
-            self._allocate(dtype, np.random.default_rng(seed))
+            self._allocate(dtype, checks.generator("seed", seed))
 
     def build(self, in_shape: Shape) -> Shape:
         self._check_last_axis(in_shape)
