@@ -251,8 +251,7 @@ class GELU(Activation):
     def _df(self, x, y):
         if self.approximate == "tanh":
             x = np.clip(x, -self._TANH_SATURATION, self._TANH_SATURATION)
-            u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
-            t = np.tanh(u)
+            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
         else:
@@ -343,6 +342,8 @@ class PReLU(Layer):
         the last axis' width; None (default) learns it when the layer is built.
     init : float, default 0.25
         the initial slope.
+    dtype : Any, default 'float32'
+        dtype of a stand-alone layer's ``alpha``; a ``Sequential`` replaces it with its own.
     """
 
     def __init__(
