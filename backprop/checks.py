@@ -109,6 +109,15 @@ def boolean(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def generator(name: str, value: Any) -> np.random.Generator:
+    """A ``np.random.Generator`` as it is; an int ``>= 0`` or None (OS entropy) seeds a new one."""
+    if isinstance(value, np.random.Generator):
+        return value
+    if value is not None and not (is_integer(value) and value >= 0):
+        raise ValueError(f"{name} must be an int >= 0, a numpy Generator or None, got {value!r}")
+    return np.random.default_rng(value)
+
+
 def one_of(name: str, value: Any, options: tuple) -> Any:
     """``value`` itself when it is one of ``options``."""
     if not isinstance(value, str | type(None)) or value not in options:

@@ -17,10 +17,18 @@ name                   distribution
 ``lecun_normal``       N(0, s^2), s = sqrt(1 / fan_in)
 =====================  =====================================================
 
+Any other shape is read the way the layers lay out their weights, outputs on the last axis:
+``fan_out = shape[-1]`` and ``fan_in`` the product of the other axes (a Conv2D kernel
+``(kh, kw, c, f)`` has ``fan_in = kh*kw*c``, ``fan_out = f``, the fans ``Conv2D`` uses); a 1-D
+shape ``(n,)`` has ``fan_in = fan_out = n``. The normal initializers are not truncated.
+
 ``xavier_*`` and ``kaiming_*`` are aliases. :func:`get` turns a name into the function and names
 the valid ones when it does not know the name. :func:`default_for_activation` gives the
-activation-aware default used by ``Dense(init="auto")`` inside a ``Sequential``: He for the ReLU
-family, Glorot otherwise.
+activation-aware default used by ``Dense(init="auto")`` and ``Conv1D/Conv2D(init="auto")`` inside
+a ``Sequential``: ``he_uniform`` when the next activation (looking through Dropout, BatchNorm,
+LayerNorm, pooling and reshapes) is in the ReLU family -- ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU
+or a subclass of one -- and ``glorot_uniform`` otherwise (Sigmoid, Tanh, Softplus, Softmax,
+Identity, another Dense, or nothing, as for the output layer or a layer on its own).
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ Initializer = Callable[[tuple[int, ...], np.random.Generator, np.dtype], np.ndar
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)``: ``(prod(shape[:-1]), shape[-1])``, or ``(n, n)`` for ``(n,)``."""
     if len(shape) == 1:
         return shape[0], shape[0]
-    return shape[0], shape[1]
+    return int(np.prod(shape[:-1])), shape[-1]
 
 
 def zeros(shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
@@ -114,8 +123,34 @@ def get(identifier: str | Initializer) -> Initializer:
     )
 
 
+def draw(
+    identifier: str | Initializer,
+    shape: tuple[int, ...],
+    rng: np.random.Generator,
+    dtype: np.dtype,
+    what: str,
+) -> np.ndarray:
+    """``get(identifier)(shape, rng, dtype)``, checked to be an array of exactly ``shape`` with
+    finite values; ``what`` names the argument and the layer in the error ("init of Dense")."""
+    init = get(identifier)
+    name = getattr(init, "__name__", repr(init))
+    w = init(shape, rng, dtype)
+    if w is None:
+        raise ValueError(f"{what} ({name}) returned None instead of an array of shape {shape}")
+    w = np.asarray(w)
+    if w.shape != tuple(shape):
+        layout = " (a weight is (fan_in, fan_out))" if len(shape) == 2 else ""
+        raise ValueError(
+            f"{what} ({name}) returned shape {w.shape}, not the {tuple(shape)} asked for{layout}"
+        )
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{what} ({name}) returned non-finite values")
+    return w
+
+
 def default_for_activation(activation_name: str | None) -> str:
-    """'he_uniform' for the ReLU family, 'glorot_uniform' for anything else (or no activation)."""
+    """'he_uniform' for the ReLU family (ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU; the class name,
+    any case), 'glorot_uniform' for anything else (or None: no activation)."""
     if activation_name is not None and activation_name.lower() in _RELU_FAMILY:
         return "he_uniform"
     return "glorot_uniform"

@@ -31,14 +31,19 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from .. import checks
 from ._relu import relu, relu_grad
 from .base import Layer, Shape, allocation_enabled, check_positive_int
 from .registry import register_layer
 
 # Python floats, not NumPy scalars: they keep float32 arrays float32 (NEP 50).
-_SQRT_2 = float(np.sqrt(2.0))
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 _INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
+
+
+def _floating(x: np.ndarray) -> np.ndarray:
+    """``x`` itself if floating, else (integers, bools) in float64, as NumPy's ``np.tanh``."""
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
 
 
 def _elementwise_doc(derivative: str) -> str:
@@ -84,6 +89,7 @@ class Activation(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        x = _floating(x)
         y = self._f(x)
         if training:
             self._x, self._y = x, y
@@ -101,8 +107,6 @@ class Activation(Layer):
 @register_layer
 class Identity(Activation):
     """``y = x``."""
-
-    derivative = "1"
 
     def _f(self, x):
         return x.copy()
@@ -175,9 +179,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if not np.isfinite(negative_slope):
-            raise ValueError(f"negative_slope must be finite, got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = checks.real("negative_slope", negative_slope)
 
     def _f(self, x):
         return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
@@ -203,13 +205,10 @@ class ELU(Activation):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        if not np.isfinite(alpha) or alpha <= 0:
-            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = checks.positive("alpha", alpha)
 
     def _f(self, x):
-        a = x.dtype.type(self.alpha)
-        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+        return np.where(x > 0, x, x.dtype.type(self.alpha) * np.expm1(np.minimum(x, 0)))
 
     def _df(self, x, y):
         return np.where(x > 0, 1, y + x.dtype.type(self.alpha)).astype(x.dtype, copy=False)
@@ -236,16 +235,15 @@ class GELU(Activation):
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
-    # The tanh form saturates: beyond |x| = 10, tanh(u) is +-1 to within 1e-37, so
-    # Phi(x) and the derivative are exactly 1 (x > 0) or 0 (x < 0) in float32 and float64.
-    # Clipping x there keeps x**3 and x**2 from overflowing (inf * 0 = NaN in the derivative).
+    # The tanh form saturates past |x| = 10 (tanh(u) is +-1 to within 1e-37): clipping x there
+    # changes no value and keeps x**3, x**2 finite (inf * 0 = NaN in the derivative).
     _TANH_SATURATION = 10.0
 
     def _cdf(self, x):
         if self.approximate == "tanh":
             x = np.clip(x, -self._TANH_SATURATION, self._TANH_SATURATION)
             return 0.5 * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-        return 0.5 * (1 + special.erf(x / _SQRT_2))
+        return special.ndtr(x)  # not (1 + erf(x / sqrt 2)) / 2, which cancels for x < 0
 
     def _f(self, x):
         return (x * self._cdf(x)).astype(x.dtype, copy=False)
@@ -253,8 +251,7 @@ class GELU(Activation):
     def _df(self, x, y):
         if self.approximate == "tanh":
             x = np.clip(x, -self._TANH_SATURATION, self._TANH_SATURATION)
-            u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
-            t = np.tanh(u)
+            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x**2)
             d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
         else:
@@ -275,6 +272,7 @@ class SiLU(Activation):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        x = _floating(x)
         s = special.expit(x)
         if training:
             self._x, self._y = x, s  # cache the sigmoid: the derivative needs it
@@ -312,6 +310,7 @@ class Softmax(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        x = _floating(x)
         z = x - x.max(axis=-1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=-1, keepdims=True)
@@ -343,7 +342,8 @@ class PReLU(Layer):
         the last axis' width; None (default) learns it when the layer is built.
     init : float, default 0.25
         the initial slope.
-
+    dtype : Any, default 'float32'
+        dtype of a stand-alone layer's ``alpha``; a ``Sequential`` replaces it with its own.
     """
 
     def __init__(
@@ -356,7 +356,7 @@ class PReLU(Layer):
         if n_features is not None:
             self.in_features = self.out_features = check_positive_int("n_features", n_features)
         self._given = self.in_features
-        self.init = float(init)
+        self.init = checks.real("init", init)
         self._x: np.ndarray | None = None
         if self.in_features is not None and allocation_enabled():
             self._allocate(dtype, np.random.default_rng(0))

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 Shape = tuple[int, ...]
 
@@ -195,8 +197,7 @@ class Layer:
         """Stand-alone use: build for ``in_shape``, allocate own arrays of ``dtype`` and draw the
         initial parameters from ``seed``; returns the output shape."""
         out = self.build(in_shape)
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        self._allocate(dtype, rng)
+        self._allocate(dtype, checks.generator("seed", seed))
         return out
 
     # -- parameters -----------------------------------------------------------------------------

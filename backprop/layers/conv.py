@@ -145,10 +145,11 @@ class _Conv(LoweredConv):
     def reset_parameters(self, rng: np.random.Generator) -> None:
         """Draw ``W`` as a ``(kh*kw*c, f)`` matrix (fan_in = kh*kw*c, fan_out = f), bias from
         ``bias_init``."""
-        W, b = self.params["W"], self.params["b"]
-        init = initializers.get(self.auto_init if self.init == "auto" else self.init)
-        W[...] = init((W.size // self.filters, self.filters), rng, W.dtype).reshape(W.shape)
-        b[...] = initializers.get(self.bias_init)(b.shape, rng, b.dtype)
+        W, b, name = self.params["W"], self.params["b"], type(self).__name__
+        init = self.auto_init if self.init == "auto" else self.init
+        shape = (W.size // self.filters, self.filters)
+        W[...] = initializers.draw(init, shape, rng, W.dtype, f"init of {name}").reshape(W.shape)
+        b[...] = initializers.draw(self.bias_init, b.shape, rng, b.dtype, f"bias_init of {name}")
 
     def _W2(self, store: dict[str, np.ndarray]) -> np.ndarray:
         W = store["W"]

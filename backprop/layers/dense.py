@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers
+from .. import checks, initializers
 from .. import sparse as sparse_mod
 from .base import Layer, Shape, allocation_enabled, check_positive_int
 from .registry import register_layer
@@ -45,8 +45,9 @@ class Dense(Layer):
         the same sizes as keywords.
     init : str | Any, default 'auto'
         weight initializer name (see :mod:`backprop.initializers`) or callable. ``"auto"``
-        picks He for the ReLU family and Glorot otherwise, from the activation that follows
-        the layer inside a ``Sequential`` (Glorot uniform when the layer stands alone).
+        picks ``he_uniform`` for the ReLU family and ``glorot_uniform`` otherwise (the list is in
+        :mod:`backprop.initializers`), from the activation that follows the layer inside a
+        ``Sequential`` (Glorot uniform when the layer stands alone).
     bias_init : str | Any, default 'zeros'
         bias initializer name or callable (zeros by default).
     dtype : Any, default 'float32'
@@ -101,7 +102,7 @@ class Dense(Layer):
         self.auto_init = "glorot_uniform"  # set by Sequential from the following activation
         self._x: np.ndarray | None = None
         if self.in_features is not None and allocation_enabled():
-            self._allocate(dtype, np.random.default_rng(seed))
+            self._allocate(dtype, checks.generator("seed", seed))
 
     def build(self, in_shape: Shape) -> Shape:
         self._check_last_axis(in_shape)
@@ -118,9 +119,9 @@ class Dense(Layer):
 
     def reset_parameters(self, rng: np.random.Generator) -> None:
         W, b = self.params["W"], self.params["b"]
-        init = initializers.get(self.auto_init if self.init == "auto" else self.init)
-        W[...] = init(W.shape, rng, W.dtype)
-        b[...] = initializers.get(self.bias_init)(b.shape, rng, b.dtype)
+        init = self.auto_init if self.init == "auto" else self.init
+        W[...] = initializers.draw(init, W.shape, rng, W.dtype, "init of Dense")
+        b[...] = initializers.draw(self.bias_init, b.shape, rng, b.dtype, "bias_init of Dense")
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
@@ -178,11 +179,17 @@ class Dense(Layer):
 
 
 def _activation_after(layers: list[Layer], i: int) -> str | None:
-    """The activation that follows layer ``i``, looking through Dropout and normalization."""
+    """The class name of the activation that follows layer ``i``, looking through Dropout,
+    normalization, pooling and reshapes; a subclass of a built-in activation gives the
+    built-in's name when that one calls for He (so ``class MyReLU(ReLU)`` counts as a ReLU)."""
     for layer in layers[i + 1 :]:
         if layer.init_transparent:
             continue
-        return None if hasattr(layer, "auto_init") else type(layer).__name__
+        if hasattr(layer, "auto_init"):
+            return None
+        names = [cls.__name__ for cls in type(layer).__mro__]
+        he = (n for n in names if initializers.default_for_activation(n) == "he_uniform")
+        return next(he, names[0])
     return None
 
 
