@@ -76,15 +76,13 @@ def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> f
         accuracy = Accuracy("threshold" if loss.decision == "threshold" else "argmax")
         accuracy.update(z, y)
         return accuracy.result()
-    if isinstance(loss, losses_mod.Poisson):
-        z = np.exp(z.astype(np.float64))  # log-rates -> the predicted rates (counts)
-    elif isinstance(loss, losses_mod.SequenceCrossEntropy):
+    if isinstance(loss, losses_mod.SequenceCrossEntropy):
         raise ValueError(
             f"score needs a classification loss (accuracy) or a regression loss (R^2) on "
             f"(n, k) outputs, got {type(loss).__name__} with outputs {z.shape}; use evaluate"
         )
-    metric = R2()  # scikit-learn's r2_score: R^2 per output, averaged uniformly
-    metric.reset()
+    # scikit-learn's r2_score: R^2 per output, averaged uniformly; Poisson's of the rates exp(z)
+    metric = R2(rates=isinstance(loss, losses_mod.Poisson))
     metric.update(z, y)
     return metric.result()
 

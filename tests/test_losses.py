@@ -133,3 +133,26 @@ def test_loss_does_not_modify_inputs():
         loss.backward()
     np.testing.assert_array_equal(z, z0)
     np.testing.assert_array_equal(t, t0)
+
+
+def test_r2_metric_of_poisson_is_that_of_the_rates_as_score_reports():
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = rng.poisson(np.exp(0.5 * X[:, :1])).astype(float)
+    model = bp.Sequential([bp.Dense(3, 1)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, bp.Poisson(), "sgd", epochs=1, metrics=["r2"], seed=0)
+    expected = r2_score(y, np.exp(trainer.predict(X)))  # the outputs are log-rates
+    assert trainer.evaluate(X, y)["r2"] == pytest.approx(expected, rel=1e-12)
+    assert trainer.score(X, y) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "loss", [bp.SoftmaxCrossEntropy(), bp.BinaryCrossEntropy(), bp.SequenceCrossEntropy()]
+)
+def test_r2_metric_with_a_classification_loss_is_refused(loss):
+    # r2 of logits against labels is meaningless (and crashed on a reshape for softmax CE)
+    model = bp.Sequential([bp.Dense(3, 2)], seed=0)
+    with pytest.raises(ValueError, match="r2 metric needs a regression loss"):
+        bp.Trainer(model, loss, "sgd", metrics=["r2"])
