@@ -46,9 +46,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = checks.real("label_smoothing", label_smoothing, 0.0, 1.0, "left")
         self._rows: np.ndarray | None = None
 
     def _labels(self, z: np.ndarray, y_true: Any) -> np.ndarray | None:

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .cross_entropy import BinaryCrossEntropy, SequenceCrossEntropy, SoftmaxCrossEntropy
 from .loss_base import (  # noqa: F401  (re-exported: the checks were this module's first)
     Loss,
@@ -87,9 +88,7 @@ class Huber(Loss):
 
     def __init__(self, delta: float = 1.0) -> None:
         super().__init__()
-        if not np.isfinite(delta) or delta <= 0:
-            raise ValueError(f"delta must be a positive number, got {delta!r}")
-        self.delta = float(delta)
+        self.delta = checks.positive("delta", delta)
 
     def _forward(self, y_pred, y_true):
         r = y_pred - _targets_like(y_pred, y_true)

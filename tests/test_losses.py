@@ -156,3 +156,16 @@ def test_r2_metric_with_a_classification_loss_is_refused(loss):
     model = bp.Sequential([bp.Dense(3, 2)], seed=0)
     with pytest.raises(ValueError, match="r2 metric needs a regression loss"):
         bp.Trainer(model, loss, "sgd", metrics=["r2"])
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: bp.Huber("1"), "delta must be a finite number > 0, got '1'"),
+        (lambda: bp.Huber(True), "delta must be a finite number > 0, got True"),
+        (lambda: bp.SoftmaxCrossEntropy("0.1"), r"label_smoothing must be .* in \[0, 1\)"),
+    ],
+)
+def test_loss_parameters_of_the_wrong_type_get_clear_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
