@@ -26,9 +26,27 @@ from .data import check_sample_weight
 from .loss_base import Loss, _targets_like
 
 
+def _check_rows(t: np.ndarray) -> np.ndarray:
+    """Probability rows: entries >= 0, each row summing to 1 (within 1e-3). Any other row makes
+    ``l_i(z + c) = l_i(z) + c (1 - sum_k t_ik)`` unbounded below: training would only drift."""
+    if not t.size:
+        return t
+    sums = t.sum(axis=1, dtype=np.float64)
+    bad = ~(np.abs(sums - 1.0) <= 1e-3)  # NaN rows are bad too
+    if bad.any() or t.min() < 0:
+        i = int(np.flatnonzero(bad | (t < 0).any(axis=1))[0])
+        raise ValueError(
+            "SoftmaxCrossEntropy targets (n, k) must be probability rows (entries >= 0, each "
+            f"row summing to 1); row {i} is {t[i].tolist()!r:.80} (sum {sums[i]:.6g}). Integer "
+            "class labels go as (n,); several labels on at once need BinaryCrossEntropy"
+        )
+    return t
+
+
 class SoftmaxCrossEntropy(Loss):
     """Cross-entropy of ``softmax(z)`` against integer labels ``(n,)`` or probability rows
-    ``(n, k)`` (one-hot or soft), from logits ``z`` ``(n, k)``.
+    ``(n, k)`` (one-hot or soft: entries >= 0, rows summing to 1 within 1e-3, else a
+    ValueError), from logits ``z`` ``(n, k)``.
 
     ``label_smoothing = e`` replaces the target ``t`` by ``(1 - e) t + e / k``.
     Gradient: ``dl_i/dz = softmax(z_i) - t_i``.
@@ -83,7 +101,7 @@ class SoftmaxCrossEntropy(Loss):
             t = np.zeros((n, k), dtype=z.dtype)
             t[np.arange(n), labels] = 1
         else:
-            t = _targets_like(z, y_true)
+            t = _check_rows(_targets_like(z, y_true))
         if self.label_smoothing:
             e = self.label_smoothing
             t = (1 - e) * t + e / k

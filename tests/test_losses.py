@@ -159,6 +159,35 @@ def test_r2_metric_with_a_classification_loss_is_refused(loss):
 
 
 @pytest.mark.parametrize(
+    "rows",
+    [
+        [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]],  # multi-hot: a job for BinaryCrossEntropy
+        [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]],  # an all-zero row
+        [[2.0, -1.0, 0.0], [0.0, 1.0, 0.0]],  # sums to 1, but a negative "probability"
+        [[np.nan, 0.0, 1.0], [0.0, 1.0, 0.0]],
+    ],
+)
+def test_softmax_cross_entropy_refuses_target_rows_that_are_not_probabilities(rows):
+    # l(z + c) = l(z) + c (1 - sum t): unbounded below unless every row sums to 1 (and with a
+    # negative entry, below in the direction of that class), so training would only drift
+    z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="row 0 is"):
+        bp.SoftmaxCrossEntropy().forward(z, np.array(rows))
+
+
+def test_softmax_cross_entropy_single_output_zero_labels_column_is_refused():
+    # (n, 1) zeros with one output read as probability rows summing to 0: the loss was z itself
+    with pytest.raises(ValueError, match="probability rows"):
+        bp.SoftmaxCrossEntropy().forward(np.full((3, 1), -0.4), np.zeros((3, 1), int))
+
+
+def test_softmax_cross_entropy_accepts_rows_summing_to_one_up_to_rounding():
+    z = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    t = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)  # float32 rounding in the sums
+    assert np.isfinite(bp.SoftmaxCrossEntropy(label_smoothing=0.1).forward(z, t))
+
+
+@pytest.mark.parametrize(
     "make, match",
     [
         (lambda: bp.Huber("1"), "delta must be a finite number > 0, got '1'"),
