@@ -145,6 +145,11 @@ def get(identifier: str | Loss, **kwargs: Any) -> Loss:
     """A loss instance from a name (``"mse"``, ``"cross_entropy"``, ...) or an instance."""
     if isinstance(identifier, Loss):
         return identifier
-    if identifier not in REGISTRY:
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        name = identifier.__name__
+        raise TypeError(
+            f"loss must be a Loss instance or a name, got the class {name}; use {name}()"
+        )
+    if not isinstance(identifier, str) or identifier not in REGISTRY:
         raise ValueError(f"unknown loss {identifier!r}; valid names: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[identifier](**kwargs)

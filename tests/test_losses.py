@@ -198,3 +198,12 @@ def test_softmax_cross_entropy_accepts_rows_summing_to_one_up_to_rounding():
 def test_loss_parameters_of_the_wrong_type_get_clear_errors(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_a_loss_class_or_a_list_instead_of_a_loss_gets_a_clear_error():
+    with pytest.raises(
+        TypeError, match=r"got the class SoftmaxCrossEntropy; use SoftmaxCrossEntropy\(\)"
+    ):
+        bp.Trainer(bp.Sequential([bp.Dense(3, 2)]), bp.SoftmaxCrossEntropy, "sgd")
+    with pytest.raises(ValueError, match=r"unknown loss \['mse'\]; valid names"):
+        bp.losses.get(["mse"])  # was: TypeError: unhashable type: 'list'
