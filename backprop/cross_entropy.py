@@ -122,16 +122,24 @@ class SoftmaxCrossEntropy(Loss):
         if labels is not None:
             target_logit = shifted[rows, labels]
         else:
+            # Rows: l_i = -sum_k t_ik log softmax(z_i)_k = T_i log s_i - sum_k t_ik (z_ik - m_i)
+            # with T_i = sum_k t_ik (1 up to rounding), from the shifted logits: t . z - m
+            # cancels (a float32 logit of 1e4 has an ulp of 1e-3) and a rounded T_i != 1
+            # would add m_i (1 - T_i). Gradient T_i softmax(z_i) - t_i.
             t = self._targets(z, y_true)
-            target_logit = np.einsum("ij,ij->i", t, z) - m[:, 0]
+            row_sums = t.sum(axis=1)
+            target_logit = np.einsum("ij,ij->i", t, shifted)
         p = np.exp(shifted, out=shifted)
         s = p.sum(axis=1, keepdims=True)
         p /= s
         per_sample = np.log(s[:, 0])
-        per_sample -= target_logit
         if labels is not None:
+            per_sample -= target_logit
             p[rows, labels] -= 1
         else:
+            per_sample *= row_sums
+            per_sample -= target_logit
+            p *= row_sums[:, None]
             p -= t
         return per_sample, p
 
