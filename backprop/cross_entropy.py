@@ -216,8 +216,10 @@ class SequenceCrossEntropy(Loss):
             raise ValueError(f"class label {bad} out of range for {k} outputs")
         labels = labels.astype(np.intp, copy=False)
         w = check_sample_weight(sample_weight, n)
-        weight = valid.astype(z.dtype) if w is None else valid * w[:, None].astype(z.dtype)
-        total = weight.sum(dtype=np.float64)
+        # w_i / sum_V w in float64, cast once: weights cast first overflowed (1e39 in float32)
+        # or went subnormal (1e-40), as Loss's _check_weights also avoids.
+        weight = valid.astype(np.float64) if w is None else valid * w[:, None]
+        total = weight.sum()
         if total <= 0:
             raise ValueError("SequenceCrossEntropy: no real (non-ignored, weighted) step")
         # Softmax and log-sum-exp shifted by each step's maximum, as in SoftmaxCrossEntropy.
@@ -228,9 +230,10 @@ class SequenceCrossEntropy(Loss):
         s = p.sum(axis=2, keepdims=True)
         p /= s
         per_step = np.log(s[:, :, 0]) - target
-        value = float((per_step * weight).sum(dtype=np.float64) / total)
+        weight /= total
+        value = float(np.einsum("ij,ij->", per_step, weight, dtype=np.float64))
         np.put_along_axis(p, safe[:, :, None], np.take_along_axis(p, safe[:, :, None], 2) - 1, 2)
-        p *= (weight / z.dtype.type(total))[:, :, None]
+        p *= weight.astype(z.dtype)[:, :, None]
         self._grad = p
         return value
 

@@ -227,3 +227,20 @@ def test_cross_entropy_of_rows_keeps_float32_precision_for_large_logits(smoothin
     ce = bp.SoftmaxCrossEntropy(label_smoothing=smoothing)
     assert ce.forward(z, labels) == pytest.approx(expected, abs=2e-6)
     assert bp.SoftmaxCrossEntropy().forward(z, soft) == pytest.approx(expected_soft, abs=2e-6)
+
+
+@pytest.mark.parametrize("scale", [1e39, 1e-40])
+def test_sequence_cross_entropy_weights_beyond_float32_range_scale_out(scale):
+    # only w_i / sum(w) matters, as for the other losses; weights cast to float32 before the
+    # division overflowed to inf (a NaN loss) or went subnormal (a wrong loss)
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(3, 4, 5)).astype(np.float32)
+    y = rng.integers(0, 5, (3, 4))
+    y[0, 2:] = -1
+    loss = bp.SequenceCrossEntropy()
+    expected = loss.forward(z, y, np.array([1.0, 2.0, 3.0]))
+    grad = loss.backward().copy()
+    assert loss.forward(z, y, scale * np.array([1.0, 2.0, 3.0])) == pytest.approx(
+        expected, rel=1e-9
+    )
+    np.testing.assert_allclose(loss.backward(), grad, rtol=1e-5, atol=1e-9)
