@@ -18,7 +18,8 @@ BinaryCrossEntropy), with no factor 1/2::
     MeanSquaredError            mean_k (y_ik - t_ik)^2
     MeanAbsoluteError           mean_k |y_ik - t_ik|
     Huber(delta)                mean_k h(r_ik),  h(r) = r^2 / 2 if |r| <= delta else delta (|r| - delta / 2)
-    SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik      (targets t rows sum to 1)
+    SoftmaxCrossEntropy         -sum_k t_ik log softmax(z_i)_k = logsumexp_k z_ik - sum_k t_ik z_ik
+                                (targets t: labels, or rows of probabilities summing to 1)
     BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))   (from logits z)
     Poisson                     mean_k  exp(z) - t z                         (from log-rates z)
     ==========================  ===============================================================

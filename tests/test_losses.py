@@ -244,3 +244,14 @@ def test_sequence_cross_entropy_weights_beyond_float32_range_scale_out(scale):
         expected, rel=1e-9
     )
     np.testing.assert_allclose(loss.backward(), grad, rtol=1e-5, atol=1e-9)
+
+
+def test_softmax_cross_entropy_accepts_rows_rounded_to_a_few_decimals():
+    # [0.33] * 3 sums to 0.99; ten classes rounded to 2 decimals can be off by 0.05 at most
+    z = np.zeros((2, 10))
+    t = np.zeros((2, 10))
+    t[0, :3] = 0.33
+    t[1] = np.round(np.full(10, 0.096), 2)  # 0.1 each: sums to 1.0
+    t[1, 0] = 0.07
+    value = bp.SoftmaxCrossEntropy().forward(z, t)  # each row's sum times log(10)
+    assert value == pytest.approx((0.99 + t[1].sum()) / 2 * np.log(10))
