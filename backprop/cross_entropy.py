@@ -51,8 +51,9 @@ class SoftmaxCrossEntropy(Loss):
     ``(n, k)`` (one-hot or soft: entries >= 0, rows summing to 1 within 0.05, else a
     ValueError), from logits ``z`` ``(n, k)``.
 
-    ``label_smoothing = e`` replaces the target ``t`` by ``(1 - e) t + e / k``.
-    Gradient: ``dl_i/dz = softmax(z_i) - t_i``.
+    ``l_i = -sum_k t_ik log softmax(z_i)_k``; ``label_smoothing = e`` replaces the target ``t``
+    by ``(1 - e) t + e / k``. Gradient: ``dl_i/dz = T_i softmax(z_i) - t_i`` with
+    ``T_i = sum_k t_ik``, which is 1 for labels and probability rows (up to their rounding).
 
     Parameters
     ----------
@@ -61,7 +62,8 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     gradient = (
-        "softmax(z) - t        (softmax and cross-entropy fused: no division by a probability)"
+        "softmax(z) - t        (softmax and cross-entropy fused: no division by a probability;\n"
+        "    T softmax(z) - t for rows t that sum to T, a rounding away from 1)"
     )
     decision = "argmax"
 
