@@ -3,7 +3,8 @@
 ==========================  =====================================================================
 loss                        l_i (from logits z; targets t)
 ==========================  =====================================================================
-SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik        (t rows sum to 1, or labels)
+SoftmaxCrossEntropy         -sum_k t_ik log softmax(z_i)_k = logsumexp_k z_ik - sum_k t_ik z_ik
+                            (t: labels, or rows of probabilities summing to 1)
 BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))  (binary and multi-label)
 SequenceCrossEntropy        mean over real steps of the softmax cross-entropy, (n, t, k) logits
 ==========================  =====================================================================
@@ -26,12 +27,33 @@ from .data import check_sample_weight
 from .loss_base import Loss, _targets_like
 
 
+def _check_rows(t: np.ndarray) -> np.ndarray:
+    """Probability rows: entries >= 0, each row summing to 1 (within 0.05, so that rows rounded
+    to a few decimals pass). A negative entry makes ``-sum_k t_ik log softmax(z_i)_k``
+    unbounded below; a row far from summing to 1 is a mistake (multi-hot rows meant for
+    BinaryCrossEntropy, an all-zero row that silently drops its sample, a column of labels)."""
+    if not t.size:
+        return t
+    sums = t.sum(axis=1, dtype=np.float64)
+    bad = ~(np.abs(sums - 1.0) <= 0.05)  # NaN rows are bad too
+    if bad.any() or t.min() < 0:
+        i = int(np.flatnonzero(bad | (t < 0).any(axis=1))[0])
+        raise ValueError(
+            "SoftmaxCrossEntropy targets (n, k) must be probability rows (entries >= 0, each "
+            f"row summing to 1); row {i} is {t[i].tolist()!r:.80} (sum {sums[i]:.6g}). Integer "
+            "class labels go as (n,); several labels on at once need BinaryCrossEntropy"
+        )
+    return t
+
+
 class SoftmaxCrossEntropy(Loss):
     """Cross-entropy of ``softmax(z)`` against integer labels ``(n,)`` or probability rows
-    ``(n, k)`` (one-hot or soft), from logits ``z`` ``(n, k)``.
+    ``(n, k)`` (one-hot or soft: entries >= 0, rows summing to 1 within 0.05, else a
+    ValueError), from logits ``z`` ``(n, k)``.
 
-    ``label_smoothing = e`` replaces the target ``t`` by ``(1 - e) t + e / k``.
-    Gradient: ``dl_i/dz = softmax(z_i) - t_i``.
+    ``l_i = -sum_k t_ik log softmax(z_i)_k``; ``label_smoothing = e`` replaces the target ``t``
+    by ``(1 - e) t + e / k``. Gradient: ``dl_i/dz = T_i softmax(z_i) - t_i`` with
+    ``T_i = sum_k t_ik``, which is 1 for labels and probability rows (up to their rounding).
 
     Parameters
     ----------
@@ -40,15 +62,14 @@ class SoftmaxCrossEntropy(Loss):
     """
 
     gradient = (
-        "softmax(z) - t        (softmax and cross-entropy fused: no division by a probability)"
+        "softmax(z) - t        (softmax and cross-entropy fused: no division by a probability;\n"
+        "    T softmax(z) - t for rows t that sum to T, a rounding away from 1)"
     )
     decision = "argmax"
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = checks.real("label_smoothing", label_smoothing, 0.0, 1.0, "left")
         self._rows: np.ndarray | None = None
 
     def _labels(self, z: np.ndarray, y_true: Any) -> np.ndarray | None:
@@ -85,7 +106,7 @@ class SoftmaxCrossEntropy(Loss):
             t = np.zeros((n, k), dtype=z.dtype)
             t[np.arange(n), labels] = 1
         else:
-            t = _targets_like(z, y_true)
+            t = _check_rows(_targets_like(z, y_true))
         if self.label_smoothing:
             e = self.label_smoothing
             t = (1 - e) * t + e / k
@@ -106,16 +127,24 @@ class SoftmaxCrossEntropy(Loss):
         if labels is not None:
             target_logit = shifted[rows, labels]
         else:
+            # Rows: l_i = -sum_k t_ik log softmax(z_i)_k = T_i log s_i - sum_k t_ik (z_ik - m_i)
+            # with T_i = sum_k t_ik (1 up to rounding), from the shifted logits: t . z - m
+            # cancels (a float32 logit of 1e4 has an ulp of 1e-3) and a rounded T_i != 1
+            # would add m_i (1 - T_i). Gradient T_i softmax(z_i) - t_i.
             t = self._targets(z, y_true)
-            target_logit = np.einsum("ij,ij->i", t, z) - m[:, 0]
+            row_sums = t.sum(axis=1)
+            target_logit = np.einsum("ij,ij->i", t, shifted)
         p = np.exp(shifted, out=shifted)
         s = p.sum(axis=1, keepdims=True)
         p /= s
         per_sample = np.log(s[:, 0])
-        per_sample -= target_logit
         if labels is not None:
+            per_sample -= target_logit
             p[rows, labels] -= 1
         else:
+            per_sample *= row_sums
+            per_sample -= target_logit
+            p *= row_sums[:, None]
             p -= t
         return per_sample, p
 
@@ -192,8 +221,10 @@ class SequenceCrossEntropy(Loss):
             raise ValueError(f"class label {bad} out of range for {k} outputs")
         labels = labels.astype(np.intp, copy=False)
         w = check_sample_weight(sample_weight, n)
-        weight = valid.astype(z.dtype) if w is None else valid * w[:, None].astype(z.dtype)
-        total = weight.sum(dtype=np.float64)
+        # w_i / sum_V w in float64, cast once: weights cast first overflowed (1e39 in float32)
+        # or went subnormal (1e-40), as Loss's _check_weights also avoids.
+        weight = valid.astype(np.float64) if w is None else valid * w[:, None]
+        total = weight.sum()
         if total <= 0:
             raise ValueError("SequenceCrossEntropy: no real (non-ignored, weighted) step")
         # Softmax and log-sum-exp shifted by each step's maximum, as in SoftmaxCrossEntropy.
@@ -204,9 +235,10 @@ class SequenceCrossEntropy(Loss):
         s = p.sum(axis=2, keepdims=True)
         p /= s
         per_step = np.log(s[:, :, 0]) - target
-        value = float((per_step * weight).sum(dtype=np.float64) / total)
+        weight /= total
+        value = float(np.einsum("ij,ij->", per_step, weight, dtype=np.float64))
         np.put_along_axis(p, safe[:, :, None], np.take_along_axis(p, safe[:, :, None], 2) - 1, 2)
-        p *= (weight / z.dtype.type(total))[:, :, None]
+        p *= weight.astype(z.dtype)[:, :, None]
         self._grad = p
         return value
 

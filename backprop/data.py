@@ -226,9 +226,16 @@ class R2:
     accumulated chunk by chunk so it needs no second pass over the data. Each chunk's weighted
     mean and centered sum of squares are merged (Chan et al.'s update), never ``sum y^2 -
     (sum y)^2 / n``, which cancels; an output that is constant over the data has no spread and
-    counts out of the average."""
+    counts out of the average.
+
+    ``rates=True`` scores ``exp(out)`` instead of ``out``: the Poisson loss's outputs are
+    log-rates, and its R^2 is that of the predicted rates (as ``score`` reports it)."""
 
     name = "r2"
+
+    def __init__(self, rates: bool = False) -> None:
+        self.rates = bool(rates)
+        self.reset()
 
     def reset(self) -> None:
         self.n = 0.0
@@ -237,6 +244,8 @@ class R2:
 
     def update(self, out: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> None:
         y = y.reshape(out.shape).astype(np.float64)
+        if self.rates:
+            out = np.exp(out.astype(np.float64))  # log-rates -> the predicted rates
         weights = np.ones(len(y)) if w is None else np.asarray(w, np.float64)
         n_b = float(weights.sum())
         if n_b <= 0:

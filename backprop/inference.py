@@ -20,7 +20,7 @@ import numpy as np
 from scipy import special
 
 from . import losses as losses_mod
-from .data import R2, Accuracy, check_X
+from .data import R2, Accuracy, check_targets, check_X
 
 _CLASSIFIERS = (losses_mod.SoftmaxCrossEntropy, losses_mod.BinaryCrossEntropy)
 
@@ -61,6 +61,27 @@ def classes_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np
     return codes[:, 0] if codes.shape[1] == 1 else codes
 
 
+def _check_score_targets(y: np.ndarray, z: np.ndarray, loss: losses_mod.Loss) -> np.ndarray:
+    """``y`` checked against the outputs ``z`` ``(n, k)``: as many rows, and one target per
+    output, except class labels ``(n,)`` (or ``(n, 1)``) for the softmax cross-entropy."""
+    if z.ndim == 2 and not isinstance(loss, losses_mod.SequenceCrossEntropy):
+        y = check_targets(y, z.shape[0])
+        labels = isinstance(loss, losses_mod.SoftmaxCrossEntropy) and (
+            y.ndim == 1 or y.shape[1] == 1
+        )
+        if not labels and y.reshape(len(y), -1).shape[1] != z.shape[1]:
+            raise ValueError(
+                f"y has shape {y.shape} for outputs of shape {z.shape}: "
+                f"{type(loss).__name__} scores one target per output"
+                + (
+                    ", or class labels (n,)"
+                    if isinstance(loss, losses_mod.SoftmaxCrossEntropy)
+                    else ""
+                )
+            )
+    return y
+
+
 def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> float:
     """Accuracy (cross-entropies; labels or one-hot rows) or R^2 (regression losses; for
     Poisson, of the rates ``exp(z)``; a sequence loss raises a ValueError naming it).
@@ -71,20 +92,18 @@ def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> f
     """
     loss = losses_mod.get(loss)
     z = np.asarray(outputs)
-    y = np.asarray(y)
+    y = _check_score_targets(np.asarray(y), z, loss)
     if isinstance(loss, _CLASSIFIERS):
         accuracy = Accuracy("threshold" if loss.decision == "threshold" else "argmax")
         accuracy.update(z, y)
         return accuracy.result()
-    if isinstance(loss, losses_mod.Poisson):
-        z = np.exp(z.astype(np.float64))  # log-rates -> the predicted rates (counts)
-    elif isinstance(loss, losses_mod.SequenceCrossEntropy):
+    if isinstance(loss, losses_mod.SequenceCrossEntropy):
         raise ValueError(
             f"score needs a classification loss (accuracy) or a regression loss (R^2) on "
             f"(n, k) outputs, got {type(loss).__name__} with outputs {z.shape}; use evaluate"
         )
-    metric = R2()  # scikit-learn's r2_score: R^2 per output, averaged uniformly
-    metric.reset()
+    # scikit-learn's r2_score: R^2 per output, averaged uniformly; Poisson's of the rates exp(z)
+    metric = R2(rates=isinstance(loss, losses_mod.Poisson))
     metric.update(z, y)
     return metric.result()
 

@@ -18,7 +18,8 @@ BinaryCrossEntropy), with no factor 1/2::
     MeanSquaredError            mean_k (y_ik - t_ik)^2
     MeanAbsoluteError           mean_k |y_ik - t_ik|
     Huber(delta)                mean_k h(r_ik),  h(r) = r^2 / 2 if |r| <= delta else delta (|r| - delta / 2)
-    SoftmaxCrossEntropy         logsumexp_k z_ik - sum_k t_ik z_ik      (targets t rows sum to 1)
+    SoftmaxCrossEntropy         -sum_k t_ik log softmax(z_i)_k = logsumexp_k z_ik - sum_k t_ik z_ik
+                                (targets t: labels, or rows of probabilities summing to 1)
     BinaryCrossEntropy          mean_k  max(z,0) - z t + log1p(exp(-|z|))   (from logits z)
     Poisson                     mean_k  exp(z) - t z                         (from log-rates z)
     ==========================  ===============================================================
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .cross_entropy import BinaryCrossEntropy, SequenceCrossEntropy, SoftmaxCrossEntropy
 from .loss_base import (  # noqa: F401  (re-exported: the checks were this module's first)
     Loss,
@@ -87,9 +89,7 @@ class Huber(Loss):
 
     def __init__(self, delta: float = 1.0) -> None:
         super().__init__()
-        if not np.isfinite(delta) or delta <= 0:
-            raise ValueError(f"delta must be a positive number, got {delta!r}")
-        self.delta = float(delta)
+        self.delta = checks.positive("delta", delta)
 
     def _forward(self, y_pred, y_true):
         r = y_pred - _targets_like(y_pred, y_true)
@@ -146,6 +146,11 @@ def get(identifier: str | Loss, **kwargs: Any) -> Loss:
     """A loss instance from a name (``"mse"``, ``"cross_entropy"``, ...) or an instance."""
     if isinstance(identifier, Loss):
         return identifier
-    if identifier not in REGISTRY:
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        name = identifier.__name__
+        raise TypeError(
+            f"loss must be a Loss instance or a name, got the class {name}; use {name}()"
+        )
+    if not isinstance(identifier, str) or identifier not in REGISTRY:
         raise ValueError(f"unknown loss {identifier!r}; valid names: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[identifier](**kwargs)

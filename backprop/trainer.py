@@ -104,9 +104,10 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
     callbacks : Sequence[Callback] | None, default None
         Callback instances, called in order.
     metrics : str | Sequence[str], default 'auto'
-        "auto" (accuracy for cross-entropies, r2 for regression losses), or a list of
+        "auto" (accuracy for cross-entropies, r2 for MSE, MAE and Huber), or a list of
         names from ``("accuracy", "r2")``, or ``[]``. Accuracy follows the loss: argmax
-        for SoftmaxCrossEntropy, logit > 0 for BinaryCrossEntropy.
+        for SoftmaxCrossEntropy, logit > 0 for BinaryCrossEntropy; r2 needs a regression
+        loss (with Poisson, the R^2 of the rates ``exp(z)``).
     seed : int | np.random.Generator | None, default None
         int, Generator or None: batch order and validation split.
     sampler : Callable[[np.ndarray], np.ndarray] | None, default None

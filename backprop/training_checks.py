@@ -26,7 +26,7 @@ import numpy as np
 
 from . import losses as losses_mod
 from .callbacks import Callback
-from .data import METRICS, Accuracy
+from .data import METRICS, R2, Accuracy
 from .regularization import (
     clip_adaptive,
     clip_by_global_norm,
@@ -74,9 +74,20 @@ def make_metrics(loss: losses_mod.Loss, metrics: str | Sequence[str], names_only
                 f"the accuracy metric needs a classification loss (one with a decision rule); "
                 f"{type(loss).__name__} has none"
             )
+        if name == "r2" and (
+            loss.decision is not None or isinstance(loss, losses_mod.SequenceCrossEntropy)
+        ):
+            raise ValueError(
+                f"the r2 metric needs a regression loss on (n, k) outputs; {type(loss).__name__} "
+                "classifies (use accuracy)"
+            )
     if names_only:
         return names
-    metrics = [Accuracy(loss.decision) if n == "accuracy" else METRICS[n]() for n in names]
+    rates = isinstance(loss, losses_mod.Poisson)  # r2 of the rates exp(z), as score reports
+    metrics = [
+        Accuracy(loss.decision) if n == "accuracy" else R2(rates) if n == "r2" else METRICS[n]()
+        for n in names
+    ]
     for metric in metrics:
         metric.reset()
     return metrics

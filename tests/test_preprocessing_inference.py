@@ -226,6 +226,24 @@ def test_score_of_a_poisson_model_is_r2_of_the_rates_and_a_sequence_loss_is_refu
         bp.inference.score(seq, ids, ids % 3, bp.SequenceCrossEntropy())
 
 
+def test_score_checks_the_targets_against_the_outputs(rng):
+    # one-hot rows of 4 classes against 3 outputs scored an accuracy (argmax of each), and a
+    # label per row against 3 binary outputs or 2 regression outputs crashed in a reshape
+    X = rng.normal(size=(20, 3))
+    ce = bp.Trainer(bp.Sequential([bp.Dense(3, 3)], seed=0), "cross_entropy", "sgd")
+    with pytest.raises(ValueError, match=r"y has shape \(20, 4\) for outputs of shape \(20, 3\)"):
+        ce.score(X, np.eye(4)[rng.integers(0, 4, 20)])
+    assert 0 <= ce.score(X, rng.integers(0, 3, 20)) <= 1  # labels (n,) stay fine
+    bce = bp.Trainer(bp.Sequential([bp.Dense(3, 3)], seed=0), "binary_cross_entropy", "sgd")
+    with pytest.raises(ValueError, match="one target per output"):
+        bce.score(X, rng.integers(0, 3, 20))
+    mse = bp.Trainer(bp.Sequential([bp.Dense(3, 2)], seed=0), "mse", "sgd")
+    with pytest.raises(ValueError, match="one target per output"):
+        mse.score(X, rng.normal(size=20))
+    with pytest.raises(ValueError, match="X has 20 samples but y has 19"):
+        mse.score(X, rng.normal(size=(19, 2)))
+
+
 BUILT_IN = sorted(
     name for name, cls in bp.layers.REGISTRY.items() if cls.__module__.startswith("backprop.")
 )
