@@ -282,12 +282,11 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
                 "the model keeps its weights and running statistics from "
                 + ("the last iteration" if lbfgs else "before this batch")
             )
-            advice = "lower the learning rate, clip the gradients, or check the data for"
-            if lbfgs:
-                advice = "rescale the inputs, add an l2 penalty, or check the data for"
+            advice = "lower the learning rate, clip the gradients,"
+            advice = "rescale the inputs, add an l2 penalty," if lbfgs else advice
             raise TrainingDivergedError(
                 f"non-finite {what} at epoch {epoch + 1}, batch {batch + 1}: training stopped;"
-                f" {kept} ({advice} extreme values)"
+                f" {kept} ({advice} or check the data for extreme values)"
             )
         return loss, out, norm
 
