@@ -61,6 +61,14 @@ def classes_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np
     return codes[:, 0] if codes.shape[1] == 1 else codes
 
 
+def values_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np.ndarray:
+    """Predicted values ``(n, k)`` from a regression model's raw outputs under ``loss``: the
+    rates ``exp(z)`` for Poisson, whose outputs are log-rates ``z``; the outputs themselves for
+    every other loss."""
+    z = np.asarray(outputs)
+    return np.exp(z) if isinstance(losses_mod.get(loss), losses_mod.Poisson) else z
+
+
 def _check_score_targets(y: np.ndarray, z: np.ndarray, loss: losses_mod.Loss) -> np.ndarray:
     """``y`` checked against the outputs ``z`` ``(n, k)``: as many rows, and one target per
     output, except class labels ``(n,)`` (or ``(n, 1)``) for the softmax cross-entropy."""

@@ -496,3 +496,42 @@ def test_predict_refuses_raw_pixels_for_a_model_of_scaled_mnist_pixels(tmp_path,
     assert main([*args, str(tmp_path / "raw.npy"), "--output", str(tmp_path / "p.npy")]) == 2
     assert "divide raw pixels by 255" in capsys.readouterr().err
     assert main([*args, str(tmp_path / "scaled.npy"), "--output", str(tmp_path / "p.npy")]) == 0
+
+
+def test_a_poisson_run_reports_and_predicts_rates_not_log_rates(tmp_path, capsys):
+    # A Poisson model's outputs are log-rates z: metrics.json's rmse/mae, predictions.npz,
+    # `evaluate` and `predict` used z itself against the counts (rmse 165.8 on diabetes)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = rng.poisson(np.exp(0.8 * X[:, 0] + 2.0)).astype(np.float64)
+    np.savez(tmp_path / "counts.npz", X=X, y=y)
+    layers = '[[model.layers]]\ntype = "Dense"\nout_features = 8\n[[model.layers]]\ntype = "Dense"'
+    config = _write(
+        tmp_path / "c.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "counts.npz"}"\ntask = "regression"\n'
+        f"standardize_target = false\n[model]\nseed = 0\n{layers}\n"
+        '[loss]\nname = "poisson"\n[optimizer]\nname = "adam"\nlr = 0.02\n'
+        "[trainer]\nepochs = 60\nseed = 0\n[output]\nplots = false\n",
+    )
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    model = bp.load(run / "model.npz")
+    saved = np.load(run / "predictions.npz")
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
+    true, pred = saved["y_true"].ravel(), saved["y_pred"].ravel()
+    assert np.all(pred > 0)  # rates, not log-rates
+    assert metrics["rmse"] == pytest.approx(float(np.sqrt(np.mean((pred - true) ** 2))))
+    assert metrics["rmse"] < np.std(true)  # better than the mean: it learnt something
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(config)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rmse"] == pytest.approx(metrics["rmse"], rel=1e-6)
+    np.save(tmp_path / "rows.npy", X[:5])
+    out = tmp_path / "pred.npy"
+    assert (
+        main(["predict", str(run / "model.npz"), str(tmp_path / "rows.npy"), "--output", str(out)])
+        == 0
+    )
+    np.testing.assert_allclose(
+        np.load(out).ravel(), np.exp(model.predict(X[:5])).ravel(), rtol=1e-6
+    )

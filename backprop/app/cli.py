@@ -128,13 +128,14 @@ def _outputs(mf: Any, X: np.ndarray) -> np.ndarray:
 
 
 def _predictions(mf: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions in the data's own terms, raw outputs)."""
+    """(predictions in the data's own terms (Poisson: the rates exp(z)), raw outputs)."""
+    from ..inference import values_from_outputs as values
     from .sources import inverse_y
 
     out = _outputs(mf, X)
     if mf.metadata.get("task") == "classification":
         return np.asarray(mf.metadata["classes"])[class_codes(out)], out
-    return inverse_y(Preprocessing(mf.extras), out), out
+    return inverse_y(Preprocessing(mf.extras), values(out, mf.metadata.get("loss", "mse"))), out
 
 
 def _raw_data(data: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..callbacks import GradientMonitor
 from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
+from ..inference import values_from_outputs
 from ..io import save
 from ..landscape import TrajectoryRecorder
 from ..layers import Standardize
@@ -165,7 +166,7 @@ def evaluate_all(trainer: Any, ds: sources.Dataset) -> dict[str, dict[str, float
         parts["validation"] = (ds.X_val, ds.y_val)
     result = {name: trainer.evaluate(X, y) for name, (X, y) in parts.items()}
     if ds.task == "regression":
-        pred = sources.inverse_y(ds, trainer.predict(ds.X_test))
+        pred = sources.inverse_y(ds, values_from_outputs(trainer.predict(ds.X_test), trainer.loss))
         true = sources.inverse_y(ds, ds.y_test)
         result["test"]["rmse"] = float(np.sqrt(np.mean((pred - true) ** 2)))
         result["test"]["mae"] = float(np.mean(np.abs(pred - true)))
@@ -231,7 +232,7 @@ def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> N
     save(with_preprocessing(model, ds), path, metadata=metadata)
 
 
-def save_predictions(path: Path, model: Any, ds: sources.Dataset) -> None:
+def save_predictions(path: Path, model: Any, ds: sources.Dataset, loss: str) -> None:
     out = model.predict(ds.X_test)
     arrays: dict[str, np.ndarray] = {}
     if ds.task == "classification":
@@ -239,7 +240,7 @@ def save_predictions(path: Path, model: Any, ds: sources.Dataset) -> None:
         arrays["y_pred"] = class_codes(out)
     else:
         arrays["y_true"] = sources.inverse_y(ds, ds.y_test)
-        arrays["y_pred"] = sources.inverse_y(ds, out)
+        arrays["y_pred"] = sources.inverse_y(ds, values_from_outputs(out, loss))  # Poisson: rates
     conv = any(p.ndim > 2 for p in model.parameters().values())  # feature maps need an image
     if conv or ds.n_features == 2:  # raw rows, as model.npz (Standardize first) takes them
         X = np.asarray(ds.X_test[: None if ds.n_features == 2 else 1], dtype=np.float64)
@@ -313,7 +314,7 @@ def run(
         data=ds.info,
     )
     save_model(run_dir / "model.npz", model, ds, config)
-    save_predictions(run_dir / "predictions.npz", model, ds)
+    save_predictions(run_dir / "predictions.npz", model, ds, config["loss"]["name"])
     for cb in trainer.callbacks:
         if isinstance(cb, TrajectoryRecorder) and cb.snapshots:  # none if nothing was trained
             np.save(run_dir / "trajectory.npy", np.stack(cb.snapshots), allow_pickle=False)
@@ -366,7 +367,7 @@ def interrupted_exit(
     best so far), its test predictions and the history (an earlier session's metrics.json, of
     another model, goes), say so in one line, and return 130 (128 + SIGINT)."""
     save_model(run_dir / "model.npz", model, ds, config)
-    save_predictions(run_dir / "predictions.npz", model, ds)
+    save_predictions(run_dir / "predictions.npz", model, ds, config["loss"]["name"])
     (run_dir / "metrics.json").unlink(missing_ok=True)
     write_history(trainer.history, run_dir / "history.csv")
     print(
