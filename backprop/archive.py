@@ -115,7 +115,7 @@ def read_archive(
     with open(path, "rb") as f:
         try:
             z = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:
             raise ModelFileError(
                 f"{where}: not a backprop model file (not a valid .npz archive, or truncated: "
                 f"{exc})"
@@ -126,6 +126,8 @@ def read_archive(
                 return _read_checked(z, where, expect)
             except (zipfile.BadZipFile, EOFError, OSError, struct.error) as exc:
                 raise ModelFileError(f"{where}: corrupt or truncated archive ({exc})") from None
+            except NotImplementedError as exc:  # a zip feature zipfile lacks (never written here)
+                raise ModelFileError(f"{where}: unsupported zip archive ({exc})") from None
 
 
 def _read_checked(z: zipfile.ZipFile, where: str, expect):

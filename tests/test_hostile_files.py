@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
+from backprop import filecheck
 from backprop.app.cli import main
 from backprop.io import HEADER, ModelFileError, read_archive, write_archive
 
@@ -628,3 +629,23 @@ def test_an_estimators_unfitted_layers_allocate_nothing_on_load(tmp_path, spec):
     assert type(loaded.layers[0]).__name__ == spec["type"]
     again = clone(bp.load(tmp_path / "est.npz")).fit(X, y)  # an unforged stack still fits
     assert np.array_equal(again.predict_proba(X), clone(est).fit(X, y).predict_proba(X))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [(6, 99), (8, 1), (8, 1 << 6), (10, 99)],  # version 9.9, encryption, unknown method
+    ids=["zip-version", "encrypted", "strong-encryption", "compression-method"],
+)
+def test_zip_features_zipfile_cannot_read_are_refused_by_name(saved, tmp_path, field, value):
+    """A central-directory entry asking for what zipfile does not implement made it raise
+    NotImplementedError (RuntimeError for a password), which escaped as a traceback instead of
+    a ModelFileError."""
+    data = bytearray(saved.read_bytes())
+    cd = data.find(b"PK\x01\x02")  # the first entry: the header member
+    struct.pack_into("<H", data, cd + field, value)
+    bad = tmp_path / "odd.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="odd.npz: "):
+        bp.load(bad)
+    with pytest.raises(ModelFileError, match="odd.npz: "):
+        filecheck.check_array_file(bad)
