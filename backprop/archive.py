@@ -14,7 +14,8 @@ dtype and shape (read from the member's own ``.npy`` header) and a byte count th
 only then is any data read (the zip's own layout is checked first by :mod:`backprop.filecheck`).
 Anything else raises :class:`ModelFileError` naming the file and the problem.
 
-Writes are atomic: a temporary file in the target's folder, flushed to disk, then ``os.replace``.
+Writes are atomic: a temporary file in the target's folder (mode 0666 less the umask, as
+``open`` makes), flushed to disk, then ``os.replace``.
 What the header's ``kind`` and ``config`` mean is :mod:`backprop.io`'s business.
 """
 
@@ -23,8 +24,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import struct
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -62,7 +63,7 @@ def write_archive(path: str | os.PathLike, header: dict[str, Any], arrays: dict[
     }
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
@@ -76,6 +77,21 @@ def write_archive(path: str | os.PathLike, header: dict[str, Any], arrays: dict[
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new file beside ``path``, opened for writing with mode 0666 less the umask (what
+    ``open`` gives; ``tempfile.mkstemp``'s 0600 would make every saved file private)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+_BINARY = getattr(os, "O_BINARY", 0)
 
 
 def _member_header(z: zipfile.ZipFile, info: zipfile.ZipInfo, where: str):

@@ -1,6 +1,8 @@
 """Model files: round trips, and clear refusals of malformed, truncated or foreign files."""
 
 import json
+import os
+import stat
 import zipfile
 
 import numpy as np
@@ -184,6 +186,20 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         write_archive(path, {"kind": "x"}, {"a": np.arange(3), "b": np.array([None])})
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+def test_a_saved_file_gets_the_permissions_of_an_ordinary_file(tmp_path):
+    """The atomic write's temporary file came from mkstemp, mode 0600: every model file and
+    checkpoint was readable by its owner only, whatever the umask (np.save gives 0644)."""
+    old = os.umask(0o022)
+    try:
+        bp.save(bp.Sequential([bp.Dense(2, 1)], seed=0), tmp_path / "m.npz")
+        os.umask(0o077)
+        write_archive(tmp_path / "private.npz", {"kind": "x"}, {"a": np.arange(3)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.npz").stat().st_mode) == 0o600
 
 
 class _Pair:
