@@ -26,6 +26,7 @@ Plugging in another kind of object (the hook estimators use)::
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from .archive import (  # noqa: F401  (re-exported: the archive's names were io'
     read_archive,
     write_archive,
 )
+from .layers.containers import named_layers
 from .model import Sequential
 
 
@@ -209,6 +211,7 @@ def load(path: str | os.PathLike) -> Any:
 def sequential_config(model: Sequential) -> dict[str, Any]:
     """The architecture as JSON: dtype, input shape (when known) and one spec per layer, each
     from the layer itself (:func:`backprop.layers.layer_spec`)."""
+    _check_json_settings(model)
     config: dict[str, Any] = {
         "dtype": model.dtype.name,
         "layers": [layers_mod.layer_spec(layer) for layer in model.layers],
@@ -216,6 +219,21 @@ def sequential_config(model: Sequential) -> dict[str, Any]:
     if model.in_shape is not None:
         config["input_shape"] = list(model.in_shape)
     return config
+
+
+def _check_json_settings(model: Sequential) -> None:
+    """Raise a TypeError naming the layer and the setting when a layer's ``config()`` holds a
+    value JSON cannot store (a NumPy scalar, say): json.dumps would name neither."""
+    for name, layer, _ in named_layers(model.layers):
+        for key, value in ({} if layer.children() else layer.config()).items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"layer {name} ({type(layer).__name__}): config()[{key!r}] is {value!r} of "
+                    f"type {type(value).__name__}, not a JSON value (a number, string, bool, "
+                    f"None, list or dict; a NumPy scalar needs .item()): {exc}"
+                ) from None
 
 
 def _sequential_to_payload(model: Sequential):

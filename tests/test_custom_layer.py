@@ -170,6 +170,33 @@ def test_registration_is_checked_and_an_unregistered_layer_cannot_be_saved(tmp_p
     assert bp.layers.get("Dense") is bp.Dense
 
 
+def test_a_config_value_json_cannot_hold_is_named_when_saving(tmp_path):
+    """A NumPy scalar in ``config()`` failed deep in json.dumps with "Object of type float32
+    is not JSON serializable", naming neither the layer nor the setting."""
+
+    @bp.register_layer
+    class NumpyScaled(bp.Layer):
+        def __init__(self, scale: float = 1.0) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x, training=False):
+            return x * self.scale
+
+        def config(self):
+            return {"scale": self.scale}
+
+    try:
+        model = bp.Sequential([bp.Dense(2, 2), NumpyScaled(np.float32(0.5))], seed=0)
+        with pytest.raises(
+            TypeError, match=r"layer 1 \(NumpyScaled\): config\(\)\['scale'\] .* of type float32"
+        ):
+            bp.save(model, tmp_path / "m.npz")
+        assert not (tmp_path / "m.npz").exists()
+    finally:
+        bp.layers.REGISTRY.pop("NumpyScaled")
+
+
 def test_poisson_loss_is_exported():
     loss = bp.Poisson()
     z = np.array([[0.0], [1.0]])
