@@ -179,7 +179,7 @@ def _read_checked(z: zipfile.ZipFile, where: str, expect):
         ok = ok and all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in spec["shape"]
         )
-        if not ok or spec.get("dtype") not in ALLOWED_DTYPES:
+        if not ok or not isinstance(spec.get("dtype"), str) or spec["dtype"] not in ALLOWED_DTYPES:
             raise ModelFileError(f"{where}: array {name!r} has a malformed declaration {spec!r}")
         specs[name] = (spec["dtype"], tuple(spec["shape"]))
     if expect is not None:

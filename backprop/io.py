@@ -150,6 +150,8 @@ def load_file(path: str | os.PathLike) -> ModelFile:
 
     def expect(header):
         name = header.get("kind")
+        if not isinstance(name, str):  # (a list or table is no key of KINDS)
+            raise ModelFileError(f"{where}: header's kind must be a name, got {name!r}")
         if name not in KINDS and name in LAZY_KINDS:
             importlib.import_module(LAZY_KINDS[name])
         if name == "checkpoint":

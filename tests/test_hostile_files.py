@@ -649,3 +649,20 @@ def test_zip_features_zipfile_cannot_read_are_refused_by_name(saved, tmp_path, f
         bp.load(bad)
     with pytest.raises(ModelFileError, match="odd.npz: "):
         filecheck.check_array_file(bad)
+
+
+@pytest.mark.parametrize("where", ["kind", "dtype"])
+@pytest.mark.parametrize("value", [[1, 2], {"a": 1}])
+def test_a_list_or_table_where_the_header_wants_a_name_is_refused(saved, tmp_path, where, value):
+    """A header whose kind, or an array's dtype, was a JSON list or table raised
+    "TypeError: unhashable type" from a set lookup instead of a ModelFileError."""
+    members = dict(_members(saved))
+    header = json.loads(np.lib.format.read_array(io.BytesIO(members[f"{HEADER}.npy"])).tobytes())
+    if where == "kind":
+        header["kind"] = value
+    else:
+        header["arrays"]["param/0.W"]["dtype"] = value
+    members[f"{HEADER}.npy"] = _json_member(header)
+    bad = _rezip(tmp_path / "named.npz", list(members.items()))
+    with pytest.raises(ModelFileError, match=f"named.npz: .*{where}"):
+        bp.load(bad)
