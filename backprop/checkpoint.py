@@ -111,6 +111,30 @@ def _model_sized(
     return out
 
 
+def _check_optimizer_sizes(saved: dict[str, Any], model: Any, where: str) -> None:
+    """The optimizer's moments (``state.*``) must be arrays of the model's flat dtype and shape,
+    and Adam's step counts must cover its parameters: the optimizer's own loader cannot know
+    the model, so it would take them and fail at the next step, after the resume."""
+    flat = (model.dtype, (model.n_parameters,))
+    for key, value in saved.items():
+        if not (key.startswith("state.") or isinstance(value, np.ndarray)):
+            continue
+        if not isinstance(value, np.ndarray):
+            raise ModelFileError(f"{where}: optimizer state {key!r} is {value!r}, not an array")
+        if (value.dtype, value.shape) != flat:
+            raise ModelFileError(
+                f"{where}: optimizer array {key!r} is {value.dtype} {value.shape}, the model's "
+                f"parameters are {flat[0]} {flat[1]}"
+            )
+    counts = saved.get("step_counts")
+    last = counts[-1] if isinstance(counts, list) and counts else None
+    if isinstance(last, list) and len(last) == 3 and last[1] != model.n_parameters:
+        raise ModelFileError(
+            f"{where}: the optimizer's step_counts cover {last[1]!r} entries, the model has "
+            f"{model.n_parameters} parameters"
+        )
+
+
 def save_checkpoint(
     path: str | Path,
     trainer: Any,
@@ -214,13 +238,7 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
             f"{where}: the run had {'a' if had else 'no'} schedule, this trainer has "
             f"{'one' if has else 'none'}: resume with the trainer the run had"
         )
-    flat = (model.dtype, (model.n_parameters,))
-    for key, value in state.get("optimizer", {}).items():
-        if isinstance(value, np.ndarray) and (value.dtype, value.shape) != flat:
-            raise ModelFileError(
-                f"{where}: optimizer array {key!r} is {value.dtype} {value.shape}, the model's "
-                f"parameters are {flat[0]} {flat[1]}"
-            )
+    _check_optimizer_sizes(state.get("optimizer", {}), model, where)
     weights = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
     for name, value in weights.items():  # a run never saves these (training stops before)
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):

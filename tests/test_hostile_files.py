@@ -279,6 +279,16 @@ CHECKPOINT_EDITS = [
     ("lr", _in("optimizer", "lr", value="fast"), r"optimizer.lr: .* got 'fast'"),
     ("lr-negative", _in("optimizer", "lr", value=-1.0), "optimizer.lr: expected a finite"),
     ("iterations", _in("optimizer", "iterations", value=-4), "optimizer.iterations"),
+    # an optimizer moment that is no array, or step counts for another model, were taken by
+    # the loader and failed only at the next fit's first step, after everything was changed
+    ("moment-scalar", _in("optimizer", "state.m", value=0.5), r"optimizer.*state.m.*0.5"),
+    ("moment-list", _in("optimizer", "state.v", value=[1, 2]), r"optimizer.*state.v"),
+    ("moment-null", _in("optimizer", "state.m", value=None), r"optimizer.*state.m"),
+    (
+        "step-counts",
+        _in("optimizer", "step_counts", value=[[0, 10**20, 1]]),
+        r"step_counts cover 100000000000000000000 .*26",
+    ),
     ("history", _put("trainer", "history", "loss", value="low"), "trainer.history.loss"),
     ("es-best", _in("es", "best", value="x"), ES + r".best: .* got 'x'"),
     ("es-wait", _in("es", "wait", value=-2), ES + r".wait: .* got -2"),
