@@ -27,6 +27,7 @@ callback that adds to the logs), so that what it saves includes this epoch's com
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -135,6 +136,28 @@ def _check_optimizer_sizes(saved: dict[str, Any], model: Any, where: str) -> Non
         )
 
 
+def _check_same_model(saved: Any, model: Any, where: str) -> None:
+    """Refuse a checkpoint of another architecture, naming the first difference. The model's
+    config is compared as the file holds it (JSON: a layer's tuple setting is a list there)."""
+    live = json.loads(json.dumps(sequential_config(model)))
+    if saved == live:
+        return
+    diff = "its architecture"
+    if isinstance(saved, dict):
+        for key in ("dtype", "input_shape"):
+            if saved.get(key) != live.get(key):
+                diff = f"{key} is {saved.get(key)!r} in the checkpoint, {live.get(key)!r} here"
+        layers = saved.get("layers")
+        if isinstance(layers, list) and len(layers) != len(live["layers"]):
+            diff = f"{len(layers)} layers in the checkpoint, {len(live['layers'])} here"
+        elif isinstance(layers, list):
+            for i, (a, b) in enumerate(zip(layers, live["layers"], strict=True)):
+                if a != b:
+                    diff = f"layer {i} is {a} in the checkpoint, {b} in the configured model"
+                    break
+    raise ModelFileError(f"{where}: the checkpoint's model differs from the configured one: {diff}")
+
+
 def save_checkpoint(
     path: str | Path,
     trainer: Any,
@@ -226,8 +249,7 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
         return wanted
 
     header, arrays = read_archive(path, expect)
-    if header.get("model") != sequential_config(model):
-        raise ModelFileError(f"{where}: the checkpoint's model differs from the configured one")
+    _check_same_model(header.get("model"), model, where)
     _model_sized(header, model, where, check_names=True)
     state = _join_arrays(header.get("trainer"), arrays, where)
     if not isinstance(state, dict):

@@ -124,6 +124,49 @@ def test_it_checkpoints_and_resumes_bitwise(tmp_path):
     assert np.array_equal(straight.flat_parameters, resumed.flat_parameters)
 
 
+@bp.register_layer
+class Offsets(bp.Layer):
+    """``y = x + offsets[0]``: a setting that is a tuple, which JSON gives back as a list."""
+
+    def __init__(self, offsets: tuple = (0.0, 1.0)) -> None:
+        super().__init__()
+        self.offsets = offsets
+
+    def forward(self, x, training=False):
+        return x + self.offsets[0]
+
+    def backward(self, grad_out):
+        return grad_out
+
+    def config(self):
+        return {"offsets": self.offsets}
+
+
+def test_a_tuple_setting_does_not_stop_its_checkpoint_from_resuming(tmp_path):
+    """The checkpoint's model (JSON: lists) was compared with the live config (tuples): a
+    layer with a tuple setting could never resume ("the checkpoint's model differs")."""
+
+    def trainer():
+        model = bp.Sequential([bp.Dense(3, 2), Offsets((0.5, 2.0))], seed=0)
+        return bp.Trainer(model, "mse", bp.SGD(0.1), batch_size=4, seed=0)
+
+    X = np.ones((8, 3))
+    run = trainer()
+    run.fit(X, np.zeros((8, 2)), epochs=1)
+    save_checkpoint(tmp_path / "c.npz", run)
+    resumed = trainer()
+    load_checkpoint(tmp_path / "c.npz", resumed)
+    assert resumed.epoch == 1
+    assert np.array_equal(resumed.model.flat_parameters, run.model.flat_parameters)
+    other = bp.Trainer(
+        bp.Sequential([bp.Dense(3, 2), Offsets((0.5, 3.0))], seed=0), "mse", bp.SGD(0.1)
+    )
+    with pytest.raises(
+        bp.ModelFileError, match=r"layer 1 is .*Offsets.*\[0.5, 2.0\].* in the checkpoint, .*3.0"
+    ):
+        load_checkpoint(tmp_path / "c.npz", other)  # a real difference is named
+
+
 def test_it_shows_in_the_summary():
     model = _model()
     model.build((5,))
