@@ -26,7 +26,6 @@ Plugging in another kind of object (the hook estimators use)::
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,6 +136,7 @@ def save(
         Arrays stored under ``extra/``.
     """
     kind = kind_of(obj)
+    _check_json(metadata or {}, "metadata")
     config, arrays = kind.to_payload(obj)
     arrays = {f"param/{k}": v for k, v in arrays.items()}
     arrays.update({f"extra/{k}": np.asarray(v) for k, v in (extras or {}).items()})
@@ -223,19 +223,29 @@ def sequential_config(model: Sequential) -> dict[str, Any]:
     return config
 
 
+def _check_json(value: Any, path: str) -> None:
+    """Raise a TypeError naming ``path`` (``metadata['run']['loss']``) and the value when
+    ``value`` holds what JSON cannot store (a NumPy scalar, say): json.dumps names neither."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise TypeError(f"{path} has the key {key!r}: JSON keys are strings")
+            _check_json(item, f"{path}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]")
+    elif not (value is None or isinstance(value, str | int | float | bool)):
+        raise TypeError(
+            f"{path} is {value!r} of type {type(value).__name__}, not a JSON value (a number, "
+            "string, bool, None, list or dict; a NumPy scalar needs .item())"
+        )
+
+
 def _check_json_settings(model: Sequential) -> None:
-    """Raise a TypeError naming the layer and the setting when a layer's ``config()`` holds a
-    value JSON cannot store (a NumPy scalar, say): json.dumps would name neither."""
+    """A TypeError naming the layer and the setting for a ``config()`` value JSON cannot store."""
     for name, layer, _ in named_layers(model.layers):
-        for key, value in ({} if layer.children() else layer.config()).items():
-            try:
-                json.dumps(value)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(
-                    f"layer {name} ({type(layer).__name__}): config()[{key!r}] is {value!r} of "
-                    f"type {type(value).__name__}, not a JSON value (a number, string, bool, "
-                    f"None, list or dict; a NumPy scalar needs .item()): {exc}"
-                ) from None
+        if not layer.children():
+            _check_json(layer.config(), f"layer {name} ({type(layer).__name__}): config()")
 
 
 def _sequential_to_payload(model: Sequential):

@@ -202,6 +202,15 @@ def test_a_saved_file_gets_the_permissions_of_an_ordinary_file(tmp_path):
     assert stat.S_IMODE((tmp_path / "private.npz").stat().st_mode) == 0o600
 
 
+def test_metadata_json_cannot_hold_is_named(tmp_path):
+    """A NumPy float32 in the metadata (a loss, say) failed with json's bare "Object of type
+    float32 is not JSON serializable", naming neither the argument nor the entry."""
+    model = bp.Sequential([bp.Dense(2, 1)], seed=0)
+    with pytest.raises(TypeError, match=r"metadata\['run'\]\['loss'\] is .*float32.*\.item\(\)"):
+        bp.save(model, tmp_path / "m.npz", metadata={"run": {"loss": np.float32(0.5)}})
+    assert not (tmp_path / "m.npz").exists()
+
+
 class _Pair:
     def __init__(self, scale: float, w: np.ndarray):
         self.scale, self.w = scale, w
