@@ -153,10 +153,15 @@ def _read_checked(z: zipfile.ZipFile, where: str, expect):
         raise ModelFileError(f"{where}: no {HEADER} member; not a backprop model file")
     if info.file_size > MAX_HEADER_BYTES:
         raise ModelFileError(f"{where}: header of {info.file_size} bytes is implausibly large")
+    dtype, shape, offset = _member_header(z, info, where)  # its own .npy header, read first
+    if dtype != np.uint8 or len(shape) != 1:
+        raise ModelFileError(f"{where}: header must be 1-D uint8, got {dtype} {shape}")
+    if offset + shape[0] != info.file_size:  # else NumPy would allocate what it declares
+        raise ModelFileError(
+            f"{where}: header declares {shape[0]} bytes, its member holds {info.file_size - offset}"
+        )
     with z.open(info) as f:
         blob = np.lib.format.read_array(f, allow_pickle=False)
-    if blob.dtype != np.uint8 or blob.ndim != 1:
-        raise ModelFileError(f"{where}: header must be 1-D uint8, got {blob.dtype} {blob.shape}")
     try:
         text = blob.tobytes().decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -676,3 +676,22 @@ def test_a_list_or_table_where_the_header_wants_a_name_is_refused(saved, tmp_pat
     bad = _rezip(tmp_path / "named.npz", list(members.items()))
     with pytest.raises(ModelFileError, match=f"named.npz: .*{where}"):
         bp.load(bad)
+
+
+@pytest.mark.parametrize("n", [2**40, 50 * 2**20])
+def test_a_header_member_declaring_more_bytes_than_it_holds_allocates_nothing(saved, tmp_path, n):
+    """The header member's own .npy header was trusted: declaring 2^40 bytes made NumPy
+    allocate them before it found the member short (a MemoryError, or a bare "EOF" ValueError
+    naming no file after allocating 50 MiB)."""
+    members = dict(_members(saved))
+    blob = np.lib.format.read_array(io.BytesIO(members[f"{HEADER}.npy"])).tobytes()
+    members[f"{HEADER}.npy"] = _npy_header("|u1", (n,)) + blob
+    bad = _rezip(tmp_path / "long.npz", list(members.items()))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=r"long.npz: .*header"):
+            bp.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
