@@ -281,6 +281,8 @@ def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, t
 
 
 def _specs(config: dict[str, Any]) -> list[Any]:
+    if not isinstance(config, dict):  # (an estimator's "model" entry, edited)
+        raise ValueError(f"the model config must be a table, got {config!r}")
     specs = config.get("layers")
     if not isinstance(specs, list) or not specs:
         raise ValueError("'layers' must be a non-empty list")

@@ -349,6 +349,9 @@ ESTIMATOR_EDITS = [
     ("dtype", _put("config", "fitted", "classes_dtype", value="|O"), "classes_dtype"),
     ("curve", _put("config", "fitted", "loss_curve_", value="x"), "loss_curve_"),
     ("no-iter", _put("config", "fitted", "n_iter_", delete=True), r"missing \['n_iter_'\]"),
+    # the network's table as a number or text raised AttributeError ('int' has no 'get')
+    ("model-number", _put("config", "model", value=0), "model config must be a table, got 0"),
+    ("model-text", _put("config", "model", value="x"), "model config must be a table"),
 ]
 
 
