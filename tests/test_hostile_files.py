@@ -352,6 +352,9 @@ ESTIMATOR_EDITS = [
     # the network's table as a number or text raised AttributeError ('int' has no 'get')
     ("model-number", _put("config", "model", value=0), "model config must be a table, got 0"),
     ("model-text", _put("config", "model", value="x"), "model config must be a table"),
+    # labels classes_dtype cannot hold: an OverflowError escaped, or 0.5 was cut to 0
+    ("class-overflow", _put("config", "fitted", "classes_", value=[10**19, 1, 2]), "classes_"),
+    ("class-cut", _put("config", "fitted", "classes_", value=[0.5, 1, 2]), r"classes_ \[0.5"),
 ]
 
 
