@@ -25,6 +25,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import struct
 import zipfile
 from collections.abc import Callable
@@ -80,14 +81,20 @@ def write_archive(path: str | os.PathLike, header: dict[str, Any], arrays: dict[
 
 
 def _temporary(path: Path) -> tuple[int, str]:
-    """A new file beside ``path``, opened for writing with mode 0666 less the umask (what
-    ``open`` gives; ``tempfile.mkstemp``'s 0600 would make every saved file private)."""
+    """A new file beside ``path``, opened for writing with the mode of the file it replaces,
+    else 0666 less the umask (what ``open`` gives; ``tempfile.mkstemp``'s 0600 would make every
+    saved file private)."""
     for _ in range(100):
         tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o666), str(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o666)
         except FileExistsError:
             continue
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except OSError:  # no file to replace (or one we may not read): keep open()'s mode
+            pass
+        return fd, str(tmp)
     raise FileExistsError(f"no free temporary name beside {path}")
 
 

@@ -200,6 +200,9 @@ def test_a_saved_file_gets_the_permissions_of_an_ordinary_file(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "private.npz").stat().st_mode) == 0o600
+    os.chmod(tmp_path / "m.npz", 0o640)  # a file replaced keeps its own mode
+    bp.save(bp.Sequential([bp.Dense(2, 1)], seed=1), tmp_path / "m.npz")
+    assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o640
 
 
 def test_metadata_json_cannot_hold_is_named(tmp_path):
