@@ -131,7 +131,10 @@ class FlatParameters:
                 raise ValueError(f"{key}: expected real numbers, got dtype {value.dtype}")
             if value.dtype.kind == "f" and value.dtype.itemsize > target.dtype.itemsize:
                 _check_fits(key, value, target.dtype)
-        self._check_buffer_bounds(state)
+        buffers = self.buffers()  # bounds hold for the values as cast (1e-50 is 0 in float32)
+        self._check_buffer_bounds(
+            {k: np.asarray(state[k], dtype=v.dtype) for k, v in buffers.items()}
+        )
         return targets
 
     def _check_buffer_bounds(self, buffers: dict[str, Any]) -> None:

@@ -235,6 +235,17 @@ def test_load_state_dict_refuses_float64_values_a_float32_model_cannot_hold():
     assert np.isnan(small.parameters()["0.b"][0])
 
 
+def test_buffer_bounds_are_checked_on_the_values_the_model_will_hold():
+    """A float64 scale of 1e-50 passed the check "scale > 0", then became 0.0 in the float32
+    model: Standardize divided by zero (inf predictions)."""
+    model = bp.Sequential([bp.Standardize(3), bp.Dense(2)], input_shape=(3,), seed=0)
+    state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+    state["0.scale"][0] = 1e-50
+    with pytest.raises(ValueError, match=r"0.scale .* must be > 0, got 0 at index 0"):
+        model.load_state_dict(state)
+    assert np.all(model.buffers()["0.scale"] == 1)  # nothing written
+
+
 def test_chunked_predict_equals_forward(rng):
     model = mlp(dtype="float32")
     X = rng.normal(size=(1000, 4)).astype(np.float32)
