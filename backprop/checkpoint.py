@@ -250,7 +250,14 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
 
     header, arrays = read_archive(path, expect)
     _check_same_model(header.get("model"), model, where)
-    _model_sized(header, model, where, check_names=True)
+    weight_like = [  # never NaN in a saved run (training stops first): the model's arrays,
+        *(n for n in arrays if n.startswith(("model/", "state/optimizer/"))),  # the moments,
+        *_model_sized(header, model, where, check_names=True),  # the best weights kept
+    ]
+    for name in weight_like:
+        value = arrays.get(name)
+        if value is not None and value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ModelFileError(f"{where}: array {name!r} contains NaN or infinity")
     state = _join_arrays(header.get("trainer"), arrays, where)
     if not isinstance(state, dict):
         raise ModelFileError(f"{where}: the checkpoint has no trainer state")
@@ -262,9 +269,6 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
         )
     _check_optimizer_sizes(state.get("optimizer", {}), model, where)
     weights = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-    for name, value in weights.items():  # a run never saves these (training stops before)
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise ModelFileError(f"{where}: model array {name!r} contains NaN or infinity")
     with filecheck.owner_refusals(where):  # the owners' own checks, as file errors
         model._check_state_dict(weights)  # (a negative variance): before anything changes
         for entry in state.get("callbacks", []):  # best weights EarlyStopping would put back
