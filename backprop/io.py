@@ -26,6 +26,7 @@ Plugging in another kind of object (the hook estimators use)::
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -242,10 +243,21 @@ def _check_json(value: Any, path: str) -> None:
 
 
 def _check_json_settings(model: Sequential) -> None:
-    """A TypeError naming the layer and the setting for a ``config()`` value JSON cannot store."""
+    """A TypeError naming the layer (and the setting) when a ``config()`` holds a value JSON
+    cannot store, or cannot rebuild its layer as loading will: a file that could never load."""
     for name, layer, _ in named_layers(model.layers):
-        if not layer.children():
-            _check_json(layer.config(), f"layer {name} ({type(layer).__name__}): config()")
+        if layer.children():
+            continue
+        where = f"layer {name} ({type(layer).__name__})"
+        spec = layers_mod.layer_spec(layer)  # (an unregistered type is refused here)
+        _check_json(spec["config"], f"{where}: config()")
+        try:  # from the spec as the file will hold it (JSON: a tuple comes back a list)
+            layers_mod.layer_from_spec(json.loads(json.dumps(spec)), f"layer {name}")
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{where} cannot be rebuilt from its config() {spec['config']!r}, as loading "
+                f"would: {exc}; config() must return the constructor's arguments"
+            ) from None
 
 
 def _sequential_to_payload(model: Sequential):

@@ -124,6 +124,28 @@ def test_it_checkpoints_and_resumes_bitwise(tmp_path):
     assert np.array_equal(straight.flat_parameters, resumed.flat_parameters)
 
 
+def test_a_layer_its_config_cannot_rebuild_is_refused_when_saving(tmp_path):
+    """A layer whose config() left out a required argument saved without a word, and the file
+    could never be loaded ("Mul.__init__() missing 1 required positional argument")."""
+
+    @bp.register_layer
+    class Mul(bp.Layer):
+        def __init__(self, k: float) -> None:
+            super().__init__()
+            self.k = k
+
+        def forward(self, x, training=False):
+            return x * self.k
+
+    try:
+        model = bp.Sequential([bp.Dense(2, 2), Mul(3.0)], seed=0)
+        with pytest.raises(TypeError, match=r"layer 1 \(Mul\) cannot be rebuilt from its config"):
+            bp.save(model, tmp_path / "m.npz")
+        assert not (tmp_path / "m.npz").exists()
+    finally:
+        bp.layers.REGISTRY.pop("Mul")
+
+
 @bp.register_layer
 class Offsets(bp.Layer):
     """``y = x + offsets[0]``: a setting that is a tuple, which JSON gives back as a list."""
