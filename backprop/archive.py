@@ -14,7 +14,8 @@ dtype and shape (read from the member's own ``.npy`` header) and a byte count th
 only then is any data read (the zip's own layout is checked first by :mod:`backprop.filecheck`).
 Anything else raises :class:`ModelFileError` naming the file and the problem.
 
-Writes are atomic: a temporary file in the target's folder, flushed to disk, then ``os.replace``.
+Writes are atomic: a temporary file in the target's folder (mode 0666 less the umask, as
+``open`` makes), flushed to disk, then ``os.replace``.
 What the header's ``kind`` and ``config`` mean is :mod:`backprop.io`'s business.
 """
 
@@ -23,8 +24,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
+import stat
 import struct
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -62,7 +64,7 @@ def write_archive(path: str | os.PathLike, header: dict[str, Any], arrays: dict[
     }
     blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
@@ -76,6 +78,27 @@ def write_archive(path: str | os.PathLike, header: dict[str, Any], arrays: dict[
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new file beside ``path``, opened for writing with the mode of the file it replaces,
+    else 0666 less the umask (what ``open`` gives; ``tempfile.mkstemp``'s 0600 would make every
+    saved file private)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except OSError:  # no file to replace (or one we may not read): keep open()'s mode
+            pass
+        return fd, str(tmp)
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+_BINARY = getattr(os, "O_BINARY", 0)
 
 
 def _member_header(z: zipfile.ZipFile, info: zipfile.ZipInfo, where: str):
@@ -115,7 +138,7 @@ def read_archive(
     with open(path, "rb") as f:
         try:
             z = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:
             raise ModelFileError(
                 f"{where}: not a backprop model file (not a valid .npz archive, or truncated: "
                 f"{exc})"
@@ -126,6 +149,8 @@ def read_archive(
                 return _read_checked(z, where, expect)
             except (zipfile.BadZipFile, EOFError, OSError, struct.error) as exc:
                 raise ModelFileError(f"{where}: corrupt or truncated archive ({exc})") from None
+            except NotImplementedError as exc:  # a zip feature zipfile lacks (never written here)
+                raise ModelFileError(f"{where}: unsupported zip archive ({exc})") from None
 
 
 def _read_checked(z: zipfile.ZipFile, where: str, expect):
@@ -135,10 +160,15 @@ def _read_checked(z: zipfile.ZipFile, where: str, expect):
         raise ModelFileError(f"{where}: no {HEADER} member; not a backprop model file")
     if info.file_size > MAX_HEADER_BYTES:
         raise ModelFileError(f"{where}: header of {info.file_size} bytes is implausibly large")
+    dtype, shape, offset = _member_header(z, info, where)  # its own .npy header, read first
+    if dtype != np.uint8 or len(shape) != 1:
+        raise ModelFileError(f"{where}: header must be 1-D uint8, got {dtype} {shape}")
+    if offset + shape[0] != info.file_size:  # else NumPy would allocate what it declares
+        raise ModelFileError(
+            f"{where}: header declares {shape[0]} bytes, its member holds {info.file_size - offset}"
+        )
     with z.open(info) as f:
         blob = np.lib.format.read_array(f, allow_pickle=False)
-    if blob.dtype != np.uint8 or blob.ndim != 1:
-        raise ModelFileError(f"{where}: header must be 1-D uint8, got {blob.dtype} {blob.shape}")
     try:
         text = blob.tobytes().decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -161,7 +191,7 @@ def _read_checked(z: zipfile.ZipFile, where: str, expect):
         ok = ok and all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in spec["shape"]
         )
-        if not ok or spec.get("dtype") not in ALLOWED_DTYPES:
+        if not ok or not isinstance(spec.get("dtype"), str) or spec["dtype"] not in ALLOWED_DTYPES:
             raise ModelFileError(f"{where}: array {name!r} has a malformed declaration {spec!r}")
         specs[name] = (spec["dtype"], tuple(spec["shape"]))
     if expect is not None:

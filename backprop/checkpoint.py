@@ -27,6 +27,7 @@ callback that adds to the logs), so that what it saves includes this epoch's com
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -109,6 +110,52 @@ def _model_sized(
                 )
             out.update({saved[k][ARRAY]: buffers[k] for k in saved if k in buffers})
     return out
+
+
+def _check_optimizer_sizes(saved: dict[str, Any], model: Any, where: str) -> None:
+    """The optimizer's moments (``state.*``) must be arrays of the model's flat dtype and shape,
+    and Adam's step counts must cover its parameters: the optimizer's own loader cannot know
+    the model, so it would take them and fail at the next step, after the resume."""
+    flat = (model.dtype, (model.n_parameters,))
+    for key, value in saved.items():
+        if not (key.startswith("state.") or isinstance(value, np.ndarray)):
+            continue
+        if not isinstance(value, np.ndarray):
+            raise ModelFileError(f"{where}: optimizer state {key!r} is {value!r}, not an array")
+        if (value.dtype, value.shape) != flat:
+            raise ModelFileError(
+                f"{where}: optimizer array {key!r} is {value.dtype} {value.shape}, the model's "
+                f"parameters are {flat[0]} {flat[1]}"
+            )
+    counts = saved.get("step_counts")
+    last = counts[-1] if isinstance(counts, list) and counts else None
+    if isinstance(last, list) and len(last) == 3 and last[1] != model.n_parameters:
+        raise ModelFileError(
+            f"{where}: the optimizer's step_counts cover {last[1]!r} entries, the model has "
+            f"{model.n_parameters} parameters"
+        )
+
+
+def _check_same_model(saved: Any, model: Any, where: str) -> None:
+    """Refuse a checkpoint of another architecture, naming the first difference. The model's
+    config is compared as the file holds it (JSON: a layer's tuple setting is a list there)."""
+    live = json.loads(json.dumps(sequential_config(model)))
+    if saved == live:
+        return
+    diff = "its architecture"
+    if isinstance(saved, dict):
+        for key in ("dtype", "input_shape"):
+            if saved.get(key) != live.get(key):
+                diff = f"{key} is {saved.get(key)!r} in the checkpoint, {live.get(key)!r} here"
+        layers = saved.get("layers")
+        if isinstance(layers, list) and len(layers) != len(live["layers"]):
+            diff = f"{len(layers)} layers in the checkpoint, {len(live['layers'])} here"
+        elif isinstance(layers, list):
+            for i, (a, b) in enumerate(zip(layers, live["layers"], strict=True)):
+                if a != b:
+                    diff = f"layer {i} is {a} in the checkpoint, {b} in the configured model"
+                    break
+    raise ModelFileError(f"{where}: the checkpoint's model differs from the configured one: {diff}")
 
 
 def save_checkpoint(
@@ -202,9 +249,15 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
         return wanted
 
     header, arrays = read_archive(path, expect)
-    if header.get("model") != sequential_config(model):
-        raise ModelFileError(f"{where}: the checkpoint's model differs from the configured one")
-    _model_sized(header, model, where, check_names=True)
+    _check_same_model(header.get("model"), model, where)
+    weight_like = [  # never NaN in a saved run (training stops first): the model's arrays,
+        *(n for n in arrays if n.startswith(("model/", "state/optimizer/"))),  # the moments,
+        *_model_sized(header, model, where, check_names=True),  # the best weights kept
+    ]
+    for name in weight_like:
+        value = arrays.get(name)
+        if value is not None and value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ModelFileError(f"{where}: array {name!r} contains NaN or infinity")
     state = _join_arrays(header.get("trainer"), arrays, where)
     if not isinstance(state, dict):
         raise ModelFileError(f"{where}: the checkpoint has no trainer state")
@@ -214,17 +267,8 @@ def load_checkpoint(path: str | Path, trainer: Any) -> dict[str, Any]:
             f"{where}: the run had {'a' if had else 'no'} schedule, this trainer has "
             f"{'one' if has else 'none'}: resume with the trainer the run had"
         )
-    flat = (model.dtype, (model.n_parameters,))
-    for key, value in state.get("optimizer", {}).items():
-        if isinstance(value, np.ndarray) and (value.dtype, value.shape) != flat:
-            raise ModelFileError(
-                f"{where}: optimizer array {key!r} is {value.dtype} {value.shape}, the model's "
-                f"parameters are {flat[0]} {flat[1]}"
-            )
+    _check_optimizer_sizes(state.get("optimizer", {}), model, where)
     weights = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-    for name, value in weights.items():  # a run never saves these (training stops before)
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise ModelFileError(f"{where}: model array {name!r} contains NaN or infinity")
     with filecheck.owner_refusals(where):  # the owners' own checks, as file errors
         model._check_state_dict(weights)  # (a negative variance): before anything changes
         for entry in state.get("callbacks", []):  # best weights EarlyStopping would put back

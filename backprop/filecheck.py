@@ -40,14 +40,17 @@ def _error(where: str, message: str) -> Exception:
 
 # -- the container ---------------------------------------------------------------------------
 def check_zip_layout(z: zipfile.ZipFile, f: Any, file_size: int, where: str) -> None:
-    """Refuse repeated member names, and members whose data would lie (even partly) outside
-    the file's real ``file_size`` bytes or overlap another member. ``f`` is the open file."""
+    """Refuse repeated member names, encrypted members, and members whose data would lie (even
+    partly) outside the file's real ``file_size`` bytes or overlap another member. ``f`` is the
+    open file."""
     infos = z.infolist()
     repeated = sorted(n for n, k in Counter(i.filename for i in infos).items() if k > 1)
     if repeated:
         raise _error(where, f"members {repeated} appear more than once")
     spans = []
     for info in infos:
+        if info.flag_bits & 0x1:  # zipfile would ask for a password (a RuntimeError)
+            raise _error(where, f"member {info.filename} is encrypted")
         start = info.header_offset
         if not 0 <= start <= file_size - LOCAL_HEADER.size:
             raise _error(where, f"member {info.filename} starts outside the file")
@@ -107,9 +110,9 @@ def check_array_file(path: Any) -> None:
             return
         try:
             z = zipfile.ZipFile(f)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, NotImplementedError) as exc:
             raise _error(where, f"not a valid .npz archive ({exc})") from None
-        with z:
+        with z, _unsupported_zip(where):
             check_zip_layout(z, f, size, where)
             for info in z.infolist():
                 if not info.filename.endswith(".npy"):
@@ -123,6 +126,16 @@ def check_array_file(path: Any) -> None:
                     raise _error(
                         where, f"{info.filename} declares {need} bytes of data it cannot hold"
                     )
+
+
+@contextmanager
+def _unsupported_zip(where: str) -> Iterator[None]:
+    """zipfile's NotImplementedError (encryption, an unknown compression method) as a
+    ModelFileError naming the file."""
+    try:
+        yield
+    except NotImplementedError as exc:
+        raise _error(where, f"unsupported zip archive ({exc})") from None
 
 
 # -- the JSON header ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ Plugging in another kind of object (the hook estimators use)::
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from .archive import (  # noqa: F401  (re-exported: the archive's names were io'
     read_archive,
     write_archive,
 )
+from .layers.containers import named_layers
 from .model import Sequential
 
 
@@ -135,6 +137,7 @@ def save(
         Arrays stored under ``extra/``.
     """
     kind = kind_of(obj)
+    _check_json(metadata or {}, "metadata")
     config, arrays = kind.to_payload(obj)
     arrays = {f"param/{k}": v for k, v in arrays.items()}
     arrays.update({f"extra/{k}": np.asarray(v) for k, v in (extras or {}).items()})
@@ -148,6 +151,8 @@ def load_file(path: str | os.PathLike) -> ModelFile:
 
     def expect(header):
         name = header.get("kind")
+        if not isinstance(name, str):  # (a list or table is no key of KINDS)
+            raise ModelFileError(f"{where}: header's kind must be a name, got {name!r}")
         if name not in KINDS and name in LAZY_KINDS:
             importlib.import_module(LAZY_KINDS[name])
         if name == "checkpoint":
@@ -209,6 +214,7 @@ def load(path: str | os.PathLike) -> Any:
 def sequential_config(model: Sequential) -> dict[str, Any]:
     """The architecture as JSON: dtype, input shape (when known) and one spec per layer, each
     from the layer itself (:func:`backprop.layers.layer_spec`)."""
+    _check_json_settings(model)
     config: dict[str, Any] = {
         "dtype": model.dtype.name,
         "layers": [layers_mod.layer_spec(layer) for layer in model.layers],
@@ -216,6 +222,42 @@ def sequential_config(model: Sequential) -> dict[str, Any]:
     if model.in_shape is not None:
         config["input_shape"] = list(model.in_shape)
     return config
+
+
+def _check_json(value: Any, path: str) -> None:
+    """Raise a TypeError naming ``path`` (``metadata['run']['loss']``) and the value when
+    ``value`` holds what JSON cannot store (a NumPy scalar, say): json.dumps names neither."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise TypeError(f"{path} has the key {key!r}: JSON keys are strings")
+            _check_json(item, f"{path}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]")
+    elif not (value is None or isinstance(value, str | int | float | bool)):
+        raise TypeError(
+            f"{path} is {value!r} of type {type(value).__name__}, not a JSON value (a number, "
+            "string, bool, None, list or dict; a NumPy scalar needs .item())"
+        )
+
+
+def _check_json_settings(model: Sequential) -> None:
+    """A TypeError naming the layer (and the setting) when a ``config()`` holds a value JSON
+    cannot store, or cannot rebuild its layer as loading will: a file that could never load."""
+    for name, layer, _ in named_layers(model.layers):
+        if layer.children():
+            continue
+        where = f"layer {name} ({type(layer).__name__})"
+        spec = layers_mod.layer_spec(layer)  # (an unregistered type is refused here)
+        _check_json(spec["config"], f"{where}: config()")
+        try:  # from the spec as the file will hold it (JSON: a tuple comes back a list)
+            layers_mod.layer_from_spec(json.loads(json.dumps(spec)), f"layer {name}")
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{where} cannot be rebuilt from its config() {spec['config']!r}, as loading "
+                f"would: {exc}; config() must return the constructor's arguments"
+            ) from None
 
 
 def _sequential_to_payload(model: Sequential):
@@ -251,6 +293,8 @@ def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, t
 
 
 def _specs(config: dict[str, Any]) -> list[Any]:
+    if not isinstance(config, dict):  # (an estimator's "model" entry, edited)
+        raise ValueError(f"the model config must be a table, got {config!r}")
     specs = config.get("layers")
     if not isinstance(specs, list) or not specs:
         raise ValueError("'layers' must be a non-empty list")

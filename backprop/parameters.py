@@ -100,9 +100,11 @@ class FlatParameters:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Write ``state`` into the model in place. Keys and shapes must match exactly, and
-        buffers respect their layer's ``buffer_bounds`` (no negative variance, no scale <= 0);
-        nothing is written unless every entry is valid."""
+        """Write ``state`` into the model in place, cast to the model's dtype. Keys and shapes
+        must match exactly, a finite value must stay finite in the model's dtype (no float64
+        1e300 becoming inf in a float32 model), and buffers respect their layer's
+        ``buffer_bounds`` (no negative variance, no scale <= 0); nothing is written unless every
+        entry is valid."""
         targets = self._check_state_dict(state)
         for key, target in targets.items():
             target[...] = state[key]
@@ -127,7 +129,12 @@ class FlatParameters:
                 raise ValueError(f"{key}: expected shape {target.shape}, got {value.shape}")
             if value.dtype.kind not in "fiu":
                 raise ValueError(f"{key}: expected real numbers, got dtype {value.dtype}")
-        self._check_buffer_bounds(state)
+            if value.dtype.kind == "f" and value.dtype.itemsize > target.dtype.itemsize:
+                _check_fits(key, value, target.dtype)
+        buffers = self.buffers()  # bounds hold for the values as cast (1e-50 is 0 in float32)
+        self._check_buffer_bounds(
+            {k: np.asarray(state[k], dtype=v.dtype) for k, v in buffers.items()}
+        )
         return targets
 
     def _check_buffer_bounds(self, buffers: dict[str, Any]) -> None:
@@ -188,3 +195,15 @@ class FlatParameters:
 
     def zero_grad(self) -> None:
         self.flat_gradients.fill(0)
+
+
+def _check_fits(key: str, value: np.ndarray, dtype: np.dtype) -> None:
+    """Refuse finite values of ``value`` that ``dtype`` can only hold as infinity."""
+    limit = float(np.finfo(dtype).max)
+    over = np.flatnonzero(np.isfinite(value) & (np.abs(value) > limit))
+    if over.size:
+        raise ValueError(
+            f"{key} holds {float(value.flat[over[0]]):g} at index {over[0]} ({over.size} of "
+            f"{value.size} values), beyond the range of the model's {dtype} (largest "
+            f"{limit:.4g}): it would become infinite"
+        )

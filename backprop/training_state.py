@@ -61,6 +61,9 @@ class TrainerState:
             name = type(owner).__name__
             if owner is not None and isinstance(saved, dict) and saved.get("type", name) != name:
                 raise ValueError(f"the saved {key} state is {saved['type']}'s, this one is {name}")
+        for key, owner in (("optimizer", self.optimizer), ("schedule", self._stepped_schedule())):
+            if owner is not None and state.get(key) is not None:  # their own loaders' refusals,
+                copy.deepcopy(owner).load_state_dict(state[key])  # on a copy: nothing changes
         pairs = match_callback_states(self._hooks()[:-1], state.get("callbacks", []))
         history = state["history"]
         if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):

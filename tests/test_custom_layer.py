@@ -124,6 +124,71 @@ def test_it_checkpoints_and_resumes_bitwise(tmp_path):
     assert np.array_equal(straight.flat_parameters, resumed.flat_parameters)
 
 
+def test_a_layer_its_config_cannot_rebuild_is_refused_when_saving(tmp_path):
+    """A layer whose config() left out a required argument saved without a word, and the file
+    could never be loaded ("Mul.__init__() missing 1 required positional argument")."""
+
+    @bp.register_layer
+    class Mul(bp.Layer):
+        def __init__(self, k: float) -> None:
+            super().__init__()
+            self.k = k
+
+        def forward(self, x, training=False):
+            return x * self.k
+
+    try:
+        model = bp.Sequential([bp.Dense(2, 2), Mul(3.0)], seed=0)
+        with pytest.raises(TypeError, match=r"layer 1 \(Mul\) cannot be rebuilt from its config"):
+            bp.save(model, tmp_path / "m.npz")
+        assert not (tmp_path / "m.npz").exists()
+    finally:
+        bp.layers.REGISTRY.pop("Mul")
+
+
+@bp.register_layer
+class Offsets(bp.Layer):
+    """``y = x + offsets[0]``: a setting that is a tuple, which JSON gives back as a list."""
+
+    def __init__(self, offsets: tuple = (0.0, 1.0)) -> None:
+        super().__init__()
+        self.offsets = offsets
+
+    def forward(self, x, training=False):
+        return x + self.offsets[0]
+
+    def backward(self, grad_out):
+        return grad_out
+
+    def config(self):
+        return {"offsets": self.offsets}
+
+
+def test_a_tuple_setting_does_not_stop_its_checkpoint_from_resuming(tmp_path):
+    """The checkpoint's model (JSON: lists) was compared with the live config (tuples): a
+    layer with a tuple setting could never resume ("the checkpoint's model differs")."""
+
+    def trainer():
+        model = bp.Sequential([bp.Dense(3, 2), Offsets((0.5, 2.0))], seed=0)
+        return bp.Trainer(model, "mse", bp.SGD(0.1), batch_size=4, seed=0)
+
+    X = np.ones((8, 3))
+    run = trainer()
+    run.fit(X, np.zeros((8, 2)), epochs=1)
+    save_checkpoint(tmp_path / "c.npz", run)
+    resumed = trainer()
+    load_checkpoint(tmp_path / "c.npz", resumed)
+    assert resumed.epoch == 1
+    assert np.array_equal(resumed.model.flat_parameters, run.model.flat_parameters)
+    other = bp.Trainer(
+        bp.Sequential([bp.Dense(3, 2), Offsets((0.5, 3.0))], seed=0), "mse", bp.SGD(0.1)
+    )
+    with pytest.raises(
+        bp.ModelFileError, match=r"layer 1 is .*Offsets.*\[0.5, 2.0\].* in the checkpoint, .*3.0"
+    ):
+        load_checkpoint(tmp_path / "c.npz", other)  # a real difference is named
+
+
 def test_it_shows_in_the_summary():
     model = _model()
     model.build((5,))
@@ -168,6 +233,33 @@ def test_registration_is_checked_and_an_unregistered_layer_cannot_be_saved(tmp_p
     with pytest.raises(ValueError, match="'Dense' is already registered"):
         bp.register_layer(Dense)
     assert bp.layers.get("Dense") is bp.Dense
+
+
+def test_a_config_value_json_cannot_hold_is_named_when_saving(tmp_path):
+    """A NumPy scalar in ``config()`` failed deep in json.dumps with "Object of type float32
+    is not JSON serializable", naming neither the layer nor the setting."""
+
+    @bp.register_layer
+    class NumpyScaled(bp.Layer):
+        def __init__(self, scale: float = 1.0) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x, training=False):
+            return x * self.scale
+
+        def config(self):
+            return {"scale": self.scale}
+
+    try:
+        model = bp.Sequential([bp.Dense(2, 2), NumpyScaled(np.float32(0.5))], seed=0)
+        with pytest.raises(
+            TypeError, match=r"layer 1 \(NumpyScaled\): config\(\)\['scale'\] .* of type float32"
+        ):
+            bp.save(model, tmp_path / "m.npz")
+        assert not (tmp_path / "m.npz").exists()
+    finally:
+        bp.layers.REGISTRY.pop("NumpyScaled")
 
 
 def test_poisson_loss_is_exported():

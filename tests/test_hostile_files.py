@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
+from backprop import filecheck
 from backprop.app.cli import main
 from backprop.io import HEADER, ModelFileError, read_archive, write_archive
 
@@ -278,6 +279,16 @@ CHECKPOINT_EDITS = [
     ("lr", _in("optimizer", "lr", value="fast"), r"optimizer.lr: .* got 'fast'"),
     ("lr-negative", _in("optimizer", "lr", value=-1.0), "optimizer.lr: expected a finite"),
     ("iterations", _in("optimizer", "iterations", value=-4), "optimizer.iterations"),
+    # an optimizer moment that is no array, or step counts for another model, were taken by
+    # the loader and failed only at the next fit's first step, after everything was changed
+    ("moment-scalar", _in("optimizer", "state.m", value=0.5), r"optimizer.*state.m.*0.5"),
+    ("moment-list", _in("optimizer", "state.v", value=[1, 2]), r"optimizer.*state.v"),
+    ("moment-null", _in("optimizer", "state.m", value=None), r"optimizer.*state.m"),
+    (
+        "step-counts",
+        _in("optimizer", "step_counts", value=[[0, 10**20, 1]]),
+        r"step_counts cover 100000000000000000000 .*26",
+    ),
     ("history", _put("trainer", "history", "loss", value="low"), "trainer.history.loss"),
     ("es-best", _in("es", "best", value="x"), ES + r".best: .* got 'x'"),
     ("es-wait", _in("es", "wait", value=-2), ES + r".wait: .* got -2"),
@@ -338,6 +349,12 @@ ESTIMATOR_EDITS = [
     ("dtype", _put("config", "fitted", "classes_dtype", value="|O"), "classes_dtype"),
     ("curve", _put("config", "fitted", "loss_curve_", value="x"), "loss_curve_"),
     ("no-iter", _put("config", "fitted", "n_iter_", delete=True), r"missing \['n_iter_'\]"),
+    # the network's table as a number or text raised AttributeError ('int' has no 'get')
+    ("model-number", _put("config", "model", value=0), "model config must be a table, got 0"),
+    ("model-text", _put("config", "model", value="x"), "model config must be a table"),
+    # labels classes_dtype cannot hold: an OverflowError escaped, or 0.5 was cut to 0
+    ("class-overflow", _put("config", "fitted", "classes_", value=[10**19, 1, 2]), "classes_"),
+    ("class-cut", _put("config", "fitted", "classes_", value=[0.5, 1, 2]), r"classes_ \[0.5"),
 ]
 
 
@@ -628,3 +645,59 @@ def test_an_estimators_unfitted_layers_allocate_nothing_on_load(tmp_path, spec):
     assert type(loaded.layers[0]).__name__ == spec["type"]
     again = clone(bp.load(tmp_path / "est.npz")).fit(X, y)  # an unforged stack still fits
     assert np.array_equal(again.predict_proba(X), clone(est).fit(X, y).predict_proba(X))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [(6, 99), (8, 1), (8, 1 << 6), (10, 99)],  # version 9.9, encryption, unknown method
+    ids=["zip-version", "encrypted", "strong-encryption", "compression-method"],
+)
+def test_zip_features_zipfile_cannot_read_are_refused_by_name(saved, tmp_path, field, value):
+    """A central-directory entry asking for what zipfile does not implement made it raise
+    NotImplementedError (RuntimeError for a password), which escaped as a traceback instead of
+    a ModelFileError."""
+    data = bytearray(saved.read_bytes())
+    cd = data.find(b"PK\x01\x02")  # the first entry: the header member
+    struct.pack_into("<H", data, cd + field, value)
+    bad = tmp_path / "odd.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="odd.npz: "):
+        bp.load(bad)
+    with pytest.raises(ModelFileError, match="odd.npz: "):
+        filecheck.check_array_file(bad)
+
+
+@pytest.mark.parametrize("where", ["kind", "dtype"])
+@pytest.mark.parametrize("value", [[1, 2], {"a": 1}])
+def test_a_list_or_table_where_the_header_wants_a_name_is_refused(saved, tmp_path, where, value):
+    """A header whose kind, or an array's dtype, was a JSON list or table raised
+    "TypeError: unhashable type" from a set lookup instead of a ModelFileError."""
+    members = dict(_members(saved))
+    header = json.loads(np.lib.format.read_array(io.BytesIO(members[f"{HEADER}.npy"])).tobytes())
+    if where == "kind":
+        header["kind"] = value
+    else:
+        header["arrays"]["param/0.W"]["dtype"] = value
+    members[f"{HEADER}.npy"] = _json_member(header)
+    bad = _rezip(tmp_path / "named.npz", list(members.items()))
+    with pytest.raises(ModelFileError, match=f"named.npz: .*{where}"):
+        bp.load(bad)
+
+
+@pytest.mark.parametrize("n", [2**40, 50 * 2**20])
+def test_a_header_member_declaring_more_bytes_than_it_holds_allocates_nothing(saved, tmp_path, n):
+    """The header member's own .npy header was trusted: declaring 2^40 bytes made NumPy
+    allocate them before it found the member short (a MemoryError, or a bare "EOF" ValueError
+    naming no file after allocating 50 MiB)."""
+    members = dict(_members(saved))
+    blob = np.lib.format.read_array(io.BytesIO(members[f"{HEADER}.npy"])).tobytes()
+    members[f"{HEADER}.npy"] = _npy_header("|u1", (n,)) + blob
+    bad = _rezip(tmp_path / "long.npz", list(members.items()))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=r"long.npz: .*header"):
+            bp.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20

@@ -1,6 +1,9 @@
 """Model files: round trips, and clear refusals of malformed, truncated or foreign files."""
 
+import io
 import json
+import os
+import stat
 import zipfile
 
 import numpy as np
@@ -186,6 +189,32 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
 
 
+def test_a_saved_file_gets_the_permissions_of_an_ordinary_file(tmp_path):
+    """The atomic write's temporary file came from mkstemp, mode 0600: every model file and
+    checkpoint was readable by its owner only, whatever the umask (np.save gives 0644)."""
+    old = os.umask(0o022)
+    try:
+        bp.save(bp.Sequential([bp.Dense(2, 1)], seed=0), tmp_path / "m.npz")
+        os.umask(0o077)
+        write_archive(tmp_path / "private.npz", {"kind": "x"}, {"a": np.arange(3)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.npz").stat().st_mode) == 0o600
+    os.chmod(tmp_path / "m.npz", 0o640)  # a file replaced keeps its own mode
+    bp.save(bp.Sequential([bp.Dense(2, 1)], seed=1), tmp_path / "m.npz")
+    assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o640
+
+
+def test_metadata_json_cannot_hold_is_named(tmp_path):
+    """A NumPy float32 in the metadata (a loss, say) failed with json's bare "Object of type
+    float32 is not JSON serializable", naming neither the argument nor the entry."""
+    model = bp.Sequential([bp.Dense(2, 1)], seed=0)
+    with pytest.raises(TypeError, match=r"metadata\['run'\]\['loss'\] is .*float32.*\.item\(\)"):
+        bp.save(model, tmp_path / "m.npz", metadata={"run": {"loss": np.float32(0.5)}})
+    assert not (tmp_path / "m.npz").exists()
+
+
 class _Pair:
     def __init__(self, scale: float, w: np.ndarray):
         self.scale, self.w = scale, w
@@ -304,9 +333,45 @@ def test_a_checkpoint_with_nan_weights_is_refused(tmp_path):
     bp.save_checkpoint(tmp_path / "c.npz", bp.Trainer(model, "cross_entropy", "sgd"))
     fresh = _with_statistics()
     before = fresh.state_dict()
-    with pytest.raises(ModelFileError, match="model array '1.W' contains NaN"):
+    with pytest.raises(ModelFileError, match="array 'model/1.W' contains NaN"):
         bp.load_checkpoint(tmp_path / "c.npz", bp.Trainer(fresh, "cross_entropy", "sgd"))
     assert all(np.array_equal(before[k], v) for k, v in fresh.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        "state/optimizer/state.m",
+        "state/callbacks/0/state/best_params",
+        "state/callbacks/0/state/best_buffers/1.running_mean",
+    ],
+)
+def test_nan_in_a_checkpoints_weight_like_arrays_is_refused(tmp_path, array):
+    """Only the model's own arrays were checked: NaN in the optimizer's moments or in the best
+    weights EarlyStopping puts back loaded, though files.md says NaN in an array is refused."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 3)), np.arange(30) % 2
+
+    def trainer():
+        model = bp.Sequential([bp.Dense(3, 4), bp.BatchNorm(4), bp.Dense(2)], seed=0)
+        es = bp.EarlyStopping(patience=5, restore_best_weights=True)
+        return bp.Trainer(model, "cross_entropy", bp.Adam(0.01), callbacks=[es], seed=0)
+
+    run = trainer()
+    run.fit(X, y, epochs=2, validation_split=0.2)
+    bp.save_checkpoint(tmp_path / "c.npz", run)
+    with zipfile.ZipFile(tmp_path / "c.npz") as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    value = np.lib.format.read_array(io.BytesIO(members[f"{array}.npy"])).copy()
+    value[0] = np.nan
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, value)
+    members[f"{array}.npy"] = buf.getvalue()
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(ModelFileError, match=f"bad.npz: array '{array}' contains NaN"):
+        bp.load_checkpoint(tmp_path / "bad.npz", trainer())
 
 
 def test_a_checkpoints_early_stopping_best_buffers_are_range_checked_too(tmp_path):

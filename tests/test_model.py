@@ -210,6 +210,42 @@ def test_state_dict_round_trip_and_validation(rng):
         other.load_state_dict(bad)
 
 
+def test_load_state_dict_refuses_float64_values_a_float32_model_cannot_hold():
+    """A finite float64 value beyond float32's range was written as inf (a RuntimeWarning at
+    most); ``model.copy(dtype="float32")`` of such a float64 model did the same. NaN and inf
+    given are kept as given: only the silent change is refused."""
+    small = bp.Sequential([bp.Dense(3, 4), bp.BatchNorm(4)], seed=0)
+    before = small.flat_parameters.copy()
+    state = {k: v.astype(np.float64) for k, v in small.state_dict().items()}
+    state["0.W"][1, 2] = -1e300
+    with pytest.raises(ValueError, match=r"0.W .*-1e\+300 at index 6.*float32"):
+        small.load_state_dict(state)
+    np.testing.assert_array_equal(small.flat_parameters, before)  # nothing written
+    state["0.W"][1, 2] = 0.5
+    state["1.running_var"][0] = 1e39
+    with pytest.raises(ValueError, match="1.running_var"):
+        small.load_state_dict(state)
+    big = bp.Sequential([bp.Dense(3, 4)], dtype="float64", seed=0)
+    big.parameters()["0.b"][0] = 1e200
+    with pytest.raises(ValueError, match="0.b"):
+        big.copy(dtype="float32")
+    state["1.running_var"][0] = 1.0
+    state["0.b"][0] = np.nan  # not a value the cast changes
+    small.load_state_dict(state)
+    assert np.isnan(small.parameters()["0.b"][0])
+
+
+def test_buffer_bounds_are_checked_on_the_values_the_model_will_hold():
+    """A float64 scale of 1e-50 passed the check "scale > 0", then became 0.0 in the float32
+    model: Standardize divided by zero (inf predictions)."""
+    model = bp.Sequential([bp.Standardize(3), bp.Dense(2)], input_shape=(3,), seed=0)
+    state = {k: v.astype(np.float64) for k, v in model.state_dict().items()}
+    state["0.scale"][0] = 1e-50
+    with pytest.raises(ValueError, match=r"0.scale .* must be > 0, got 0 at index 0"):
+        model.load_state_dict(state)
+    assert np.all(model.buffers()["0.scale"] == 1)  # nothing written
+
+
 def test_chunked_predict_equals_forward(rng):
     model = mlp(dtype="float32")
     X = rng.normal(size=(1000, 4)).astype(np.float32)

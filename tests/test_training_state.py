@@ -640,15 +640,26 @@ def test_the_library_modules_import_no_cycle():
         (lambda s: s.update(step_count="7"), "step_count must be a non-negative integer"),
         (lambda s: s["validation_split"].update(val_idx=np.array([-1])), r"indices in \[0, 40\)"),
         (lambda s: s["callbacks"].append({"type": "Mystery", "state": {"x": 1}}), "lacks: Mystery"),
+        # refused by the optimizer's and the schedule's own loaders, which ran after the epoch,
+        # step count, generators and split had been overwritten (and the optimizer's lr)
+        (lambda s: s["optimizer"].update(step_counts=[[0, 67, 99]]), "step_counts must be"),
+        (lambda s: s["optimizer"].update(lr="fast"), "could not convert"),
+        (lambda s: s["schedule"].update(base_lr="high"), "could not convert|base_lr"),
     ],
 )
 def test_an_edited_trainer_state_is_refused_and_changes_nothing(edit, match):
     X, y = _blobs(40)
-    trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=2, seed=0)
+    trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=2, seed=0, schedule=_step())
     trainer.fit(X, y, validation_split=0.25)
     state = trainer.state_dict()
     edit(state)
-    fresh = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=2, seed=0)
+    fresh = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=2, seed=0, schedule=_step())
     with pytest.raises(ValueError, match=match):
         fresh.load_state_dict(state)
     assert fresh.epoch == 0 and fresh.step_count == 0 and not fresh.history
+    assert fresh.optimizer.iterations == 0 and fresh.optimizer.lr == 0.001
+    assert fresh.optimizer.state_dict() == bp.Adam().state_dict()
+
+
+def _step():
+    return bp.StepDecay(1, 0.5)

@@ -102,7 +102,16 @@ def _classes_from_json(fitted: dict[str, Any]) -> np.ndarray:
     labels, dtype = fitted.pop("classes_"), fitted.pop("classes_dtype")
     if not isinstance(labels, list) or not labels:
         raise ValueError(f"classes_ must be a non-empty list, got {labels!r}")
-    return np.asarray(labels, dtype=object if dtype == "object" else np.dtype(dtype))
+    if dtype == "object":
+        return np.asarray(labels, dtype=object)
+    try:  # labels the dtype cannot hold (10**19 in int64, 0.5 in int64) are refused, not cut
+        classes = np.asarray(labels, dtype=np.dtype(dtype))
+        exact = classes.tolist() == labels
+    except OverflowError:
+        exact = False
+    if not exact:
+        raise ValueError(f"classes_ {labels!r} are not all values of classes_dtype {dtype!r}")
+    return classes
 
 
 def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
