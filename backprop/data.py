@@ -131,10 +131,10 @@ def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     if out is None:
         return np.asarray(X[idx])
     buf = out[: len(idx)]
-    if type(X) is np.ndarray and X.dtype == buf.dtype:
+    if type(X) is np.ndarray and X.dtype == buf.dtype and X.flags.c_contiguous:
         np.take(X, idx, axis=0, out=buf, mode="clip")  # indices are valid; "clip" avoids a copy
-    else:
-        buf[...] = X[idx]  # memmaps, other array-likes and dtype casts
+    else:  # memmaps, other array-likes, dtype casts, and Fortran-ordered or strided arrays,
+        buf[...] = X[idx]  # which np.take would first copy whole, at every batch
     return buf
 
 
