@@ -142,7 +142,9 @@ def split_indices(
     n: int, fraction: float, rng: np.random.Generator, stratify: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled (train, validation) index arrays with ``round(fraction * n)`` validation rows
-    (at least 1); stratified by class when ``stratify`` holds labels."""
+    (at least 1); stratified by class when ``stratify`` holds labels: a class of ``m`` rows
+    then gives ``round(m * n_val / n)`` of them (the total may differ from ``n_val`` a little),
+    but never all ``m``, so that every class keeps a training row."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_split must be in (0, 1), got {fraction!r}")
     n_val = max(1, int(round(fraction * n)))
@@ -155,7 +157,8 @@ def split_indices(
     classes, inverse = np.unique(stratify, return_inverse=True)
     for c in range(len(classes)):
         members = rng.permutation(np.flatnonzero(inverse == c))
-        val.append(members[: int(round(len(members) * n_val / n))])
+        k = min(int(round(len(members) * n_val / n)), len(members) - 1)
+        val.append(members[:k])
     val_idx = np.sort(np.concatenate(val))
     mask = np.ones(n, bool)
     mask[val_idx] = False

@@ -652,3 +652,17 @@ def test_an_edited_trainer_state_is_refused_and_changes_nothing(edit, match):
     with pytest.raises(ValueError, match=match):
         fresh.load_state_dict(state)
     assert fresh.epoch == 0 and fresh.step_count == 0 and not fresh.history
+
+
+def test_a_stratified_split_leaves_every_class_a_training_row():
+    # round(m * fraction) can be all m rows of a class: 10 classes x 2 rows at 0.9 put every row
+    # in validation (fit then failed with ZeroDivisionError), and a 1-row class at 0.6 was left
+    # out of training.
+    X, y = np.random.default_rng(0).normal(size=(20, 4)), np.arange(20) % 10
+    trainer = bp.Trainer(_mlp(k=10), "cross_entropy", "adam", epochs=1, batch_size=4, seed=0)
+    trainer.fit(X, y, validation_split=0.9)
+    train_idx, val_idx = trainer.validation_rows.indices(20, 0.9)
+    assert len(train_idx) == 10 and set(y[train_idx]) == set(range(10))
+    y = np.array([0] * 50 + [1] * 50 + [2])
+    train_idx, val_idx = bp.data.split_indices(101, 0.6, np.random.default_rng(0), stratify=y)
+    assert set(y[train_idx]) == {0, 1, 2} and len(np.intersect1d(train_idx, val_idx)) == 0
