@@ -49,6 +49,28 @@ def test_csv_file_with_a_named_string_target(tmp_path):
         sources.prepare(_opts(source="file", path=str(tmp_path / "missing.csv")))
 
 
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        # a short row: IndexError traceback ("list index out of range") from the CLI
+        ("1,2,0\n3,4\n", r"line 3: 2 cells, but 3 columns"),
+        # a long row (an unquoted comma): its last cell was dropped without a word
+        ("1,2,0\n3,4,1,5\n", r"line 3: 4 cells, but 3 columns"),
+        # a blank label became a class '' of its own
+        ("1,2,0\n3,4,\n5,6,1\n", r"line 3: the target 'y' holds no value"),
+        # a NaN target made the task regression, then failed at fit naming no row
+        ("1,2,0\n3,4,nan\n5,6,1\n", r"line 3: the target 'y' holds 'nan'"),
+        # a missing feature: "could not convert string to float: ''", no row, no column
+        ("1,2,0\n3,,1\n", r"line 3: column 'b' holds a missing value"),
+        ("1,2,0\n\n3,x,1\n", r"line 4: column 'b' holds 'x'"),
+    ],
+)
+def test_a_bad_csv_row_is_named_by_line_and_column(tmp_path, body, match):
+    (tmp_path / "d.csv").write_text("a,b,y\n" + body)
+    with pytest.raises(ValueError, match=match):
+        sources.read_table(tmp_path / "d.csv", "y")
+
+
 def test_npz_file_regression(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(50, 4))

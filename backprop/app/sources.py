@@ -164,32 +164,51 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
             raise ValueError(f"{path}: target must be a column index below {A.shape[1]}")
         return np.delete(A, target, axis=1), A[:, target]
     if suffix == ".csv":
-        with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r]  # blank lines hold no row
-        if not rows:
-            raise ValueError(f"{path}: empty file")
-        if has_header(rows):
-            header, body = rows[0], rows[1:]
-        else:  # every row is data; columns are known by their 0-based index
-            header, body = [str(i) for i in range(len(rows[0]))], rows
-        if not body:
-            raise ValueError(f"{path}: a header row and no data rows")
-        if target is not None and str(target) not in header:
-            raise ValueError(f"{path}: no column {target!r}; columns: {header}")
-        t = None if target is None else header.index(str(target))
-        feats = [i for i in range(len(header)) if i != t]
-        try:
-            X = np.array([[float(r[i]) for i in feats] for r in body], dtype=np.float64)
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"{path}: non-numeric or missing feature value ({exc})") from None
-        if t is None:
-            return X, None
-        labels = [r[t] for r in body]
-        try:
-            return X, np.array([float(v) for v in labels])
-        except ValueError:
-            return X, np.array(labels)
+        return _read_csv(path, target)
     raise ValueError(f"{path}: unsupported file type {suffix!r} (use .npz, .npy or .csv)")
+
+
+def _read_csv(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A CSV's ``(X, y)`` (see :func:`read_table`). Every row must have the header's number of
+    cells, every feature must be a number and every target present (not empty, not NaN): an
+    error names the line and column, never a short row read as data or a blank label as a
+    class."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        rows = [(reader.line_num, r) for r in reader if r]  # blank lines hold no row
+    if not rows:
+        raise ValueError(f"{path}: empty file")
+    if has_header([r for _, r in rows]):
+        header, body = rows[0][1], rows[1:]
+    else:  # every row is data; columns are known by their 0-based index
+        header, body = [str(i) for i in range(len(rows[0][1]))], rows
+    if not body:
+        raise ValueError(f"{path}: a header row and no data rows")
+    if target is not None and str(target) not in header:
+        raise ValueError(f"{path}: no column {target!r}; columns: {header}")
+    for line, r in body:
+        if len(r) != len(header):
+            raise ValueError(f"{path}, line {line}: {len(r)} cells, but {len(header)} columns")
+    t = None if target is None else header.index(str(target))
+    X = np.empty((len(body), len(header) - (t is not None)), dtype=np.float64)
+    for row, (line, r) in enumerate(body):
+        try:
+            X[row] = [float(v) for i, v in enumerate(r) if i != t]
+        except ValueError:
+            j = next(i for i, v in enumerate(r) if i != t and not _is_number(v))
+            what = f"{r[j]!r}" if r[j].strip() else "a missing value"
+            raise ValueError(f"{path}, line {line}: column {header[j]!r} holds {what}") from None
+    if t is None:
+        return X, None
+    labels = [r[t] for _, r in body]
+    for (line, _), v in zip(body, labels, strict=True):
+        if not v.strip() or (_is_number(v) and np.isnan(float(v))):
+            what = repr(v) if v.strip() else "no value"
+            raise ValueError(f"{path}, line {line}: the target {header[t]!r} holds {what}")
+    try:
+        return X, np.array([float(v) for v in labels])
+    except ValueError:
+        return X, np.array(labels)
 
 
 def _is_number(text: str) -> bool:
