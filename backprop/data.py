@@ -82,7 +82,12 @@ def check_range(X: Any, name: str, dtype: np.dtype) -> None:
 
 
 def check_targets(y: Any, n_samples: int) -> np.ndarray:
+    """``y`` as an array of numbers, ``(n_samples,)`` or ``(n_samples, k)``, finite. An object
+    array whose entries are all real numbers (a pandas column of mixed ints and floats) is
+    converted; strings are refused with a hint to encode them."""
     y = np.asarray(y)
+    if y.dtype.kind == "O" and y.size and all(_is_real(v) for v in y.flat):
+        y = np.asarray(y.tolist())
     if y.dtype.kind in "USO":
         shown = ", ".join(repr(str(v)) for v in np.unique(y.astype(str))[:3])
         raise ValueError(
@@ -99,6 +104,10 @@ def check_targets(y: Any, n_samples: int) -> np.ndarray:
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinity")
     return y
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating | np.bool_)
 
 
 def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
