@@ -177,10 +177,10 @@ def _validation(trainer, X, y, w, validation_data, validation_split):
         return np.arange(n), _check_val(trainer, validation_data)
     if validation_split is None:
         return np.arange(n), None
-    classify = trainer.loss.decision == "argmax" and y.ndim == 1
-    train_idx, val_idx = trainer.validation_rows.indices(
-        n, validation_split, y if classify else None
-    )
+    labels = None  # stratified by class for argmax losses: labels, a column of them, or the
+    if trainer.loss.decision == "argmax":  # argmax of one-hot / probability rows
+        labels = y.reshape(n) if y.ndim == 1 or y.shape[1] == 1 else y.argmax(axis=1)
+    train_idx, val_idx = trainer.validation_rows.indices(n, validation_split, labels)
     wv = None if w is None else w[val_idx]
     return train_idx, (gather(X, val_idx), y[val_idx], wv)
 

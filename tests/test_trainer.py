@@ -351,6 +351,12 @@ def test_validation_split_is_stratified_and_reported(rng):
     train_idx, val_idx = bp.data.split_indices(100, 0.2, np.random.default_rng(0), stratify=y)
     assert len(val_idx) == 20 and np.all(np.bincount(y[val_idx]) == 5)
     assert len(np.intersect1d(train_idx, val_idx)) == 0
+    # the same labels as a column or one-hot rows were split without regard to class
+    for targets in (y[:, None], np.eye(4)[y]):
+        trainer = bp.Trainer(model, "cross_entropy", "adam", epochs=1, seed=0)
+        trainer.fit(X, targets, validation_split=0.2)
+        _, val_idx = trainer.validation_rows.indices(100, 0.2)
+        assert np.all(np.bincount(y[val_idx]) == 5)
 
 
 @pytest.mark.parametrize(
