@@ -104,6 +104,8 @@ def test_mnist_style_file_keeps_its_test_split_and_scales_pixels(tmp_path):
     assert len(ds.X_test) == 7 and np.all(ds.X_test == 1.0)
     assert len(ds.X_train) + len(ds.X_val) == 20 and ds.image_shape == (28, 28)
     assert 0.0 <= ds.X_train.min() and ds.X_train.max() <= 1.0
+    with pytest.raises(ValueError, match=r"n_train must be in \[0, 30\].*got 31"):
+        sources.prepare({**opts, "n_train": 31})  # quietly trained on the 30 there are
     with pytest.raises(FileNotFoundError, match="fetch_data.py mnist"):
         sources.prepare(_opts(source="mnist", path=str(tmp_path / "none.npz")))
 

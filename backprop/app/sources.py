@@ -248,8 +248,10 @@ def load_source(opts: dict[str, Any]):
     elif name in ("mnist", "fashion_mnist"):
         loader = datasets.load_mnist if name == "mnist" else datasets.load_fashion_mnist
         X, y, Xt, yt = loader(opts["path"] or None)
-        if opts["n_train"] < 0:  # X[:-5] would quietly drop the last 5 images
-            raise ValueError(f"n_train must be >= 0 (0: every image), got {opts['n_train']}")
+        if not 0 <= opts["n_train"] <= len(X):  # X[:-5] would quietly drop the last 5 images,
+            raise ValueError(  # X[:100000] quietly give the 60,000 there are
+                f"n_train must be in [0, {len(X)}] (0: every image), got {opts['n_train']}"
+            )
         if opts["n_train"]:
             X, y = X[: opts["n_train"]], y[: opts["n_train"]]
         # pixels 0..255 -> [0, 1]: the usual input scale for MNIST
