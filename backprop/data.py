@@ -72,11 +72,13 @@ def _all_finite(X: Any) -> bool:
 def check_range(X: Any, name: str, dtype: np.dtype) -> None:
     """Refuse finite values that become infinite in ``dtype`` (float64 data, float32 model)."""
     limit = float(np.finfo(dtype).max)
-    for block in _blocks(X):
-        big = np.abs(block[np.isfinite(block)]) if block.size else block
-        if big.size and float(big.max()) > limit:
+    for block in _blocks(X):  # max and min over the finite values: no copy of the block
+        finite = np.isfinite(block)
+        top = float(np.max(block, where=finite, initial=-np.inf))
+        big = max(top, -float(np.min(block, where=finite, initial=np.inf)))
+        if big > limit:
             raise ValueError(
-                f"{name} holds a value of magnitude {float(big.max()):.4g}, beyond the range of the model's {dtype} "
+                f"{name} holds a value of magnitude {big:.4g}, beyond the range of the model's {dtype} "
                 f"(largest {limit:.4g}); scale the data, or use a float64 model"
             )
 
