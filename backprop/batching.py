@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -158,9 +159,12 @@ def _stream(trainer, X, validation_data, validation_split, sample_weight):
         raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
     val = None if validation_data is None else _check_val(trainer, validation_data)
     if not trainer.model.built:  # the first batch fixes the input shape
-        first = next(iter(X), None)
+        source = iter(X)
+        first = next(source, None)
         if isinstance(first, tuple | list) and first:
             trainer.model.build(np.shape(first[0])[1:])
+        if source is X and first is not None:  # a one-shot generator: put the batch back
+            X = itertools.chain([first], source)
     trainer.steps_per_epoch = 0  # unknown until the first pass
 
     def check(*item, name):

@@ -120,6 +120,19 @@ def test_a_one_shot_generator_fails_clearly_on_the_second_epoch(rng):
         trainer.fit(gen)
 
 
+def test_a_one_shot_generator_trains_on_every_batch_when_it_builds_the_model(rng):
+    # The first batch, read to build an unbuilt model, was consumed: one epoch over a generator
+    # of 5 batches took 4 steps and never saw the first 8 rows.
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    losses = []
+    for built in (True, False):
+        model = bp.Sequential([bp.Dense(3, 2) if built else bp.Dense(2)], seed=0)
+        trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=1, seed=0)
+        losses.append(trainer.fit((X[i : i + 8], y[i : i + 8]) for i in range(0, 40, 8))["loss"])
+        assert trainer.steps_per_epoch == 5
+    assert losses[0] == losses[1]
+
+
 def test_a_nan_in_a_streamed_batch_names_the_epoch_and_batch(rng):
     X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
     bad = X.copy()
