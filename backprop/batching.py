@@ -161,8 +161,8 @@ def _stream(trainer, X, validation_data, validation_split, sample_weight):
     if not trainer.model.built:  # the first batch fixes the input shape
         source = iter(X)
         first = next(source, None)
-        if isinstance(first, tuple | list) and first:
-            trainer.model.build(np.shape(first[0])[1:])
+        if isinstance(first, tuple | list) and first and np.ndim(first[0]) >= 2:
+            trainer.model.build(np.shape(first[0])[1:])  # else the batch check names the fault
         if source is X and first is not None:  # a one-shot generator: put the batch back
             X = itertools.chain([first], source)
     trainer.steps_per_epoch = 0  # unknown until the first pass

@@ -131,6 +131,11 @@ def test_a_one_shot_generator_trains_on_every_batch_when_it_builds_the_model(rng
         losses.append(trainer.fit((X[i : i + 8], y[i : i + 8]) for i in range(0, 40, 8))["loss"])
         assert trainer.steps_per_epoch == 5
     assert losses[0] == losses[1]
+    trainer = bp.Trainer(bp.Sequential([bp.Dense(2)]), "cross_entropy", "sgd", epochs=1)
+    with pytest.raises(ValueError, match="batch 1: X_batch must be 2-D"):  # was: input_shape ()
+        trainer.fit([(X[:, 0], y)])
+    with pytest.raises(ValueError, match="in epoch 1: the iterable of batches gave none .*empty"):
+        trainer.fit([])  # was told it must not be a one-shot generator
 
 
 def test_a_nan_in_a_streamed_batch_names_the_epoch_and_batch(rng):
