@@ -71,6 +71,20 @@ def test_a_bad_csv_row_is_named_by_line_and_column(tmp_path, body, match):
         sources.read_table(tmp_path / "d.csv", "y")
 
 
+def test_an_npz_target_column_is_read_as_its_1d_form_and_must_be_finite(tmp_path):
+    X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 3
+    opts = _opts(source="file", path=str(tmp_path / "d.npz"))
+    for target in (y, y[:, None], y.astype(float), y[:, None].astype(float)):
+        np.savez(tmp_path / "d.npz", X=X, y=target)  # a float column was taken as regression
+        ds = sources.prepare(opts)
+        assert ds.task == "classification" and ds.classes == [0, 1, 2]
+    # a NaN target passed into the split and the target's standardization, then fit refused
+    # "y contains NaN or infinity" naming no row
+    np.savez(tmp_path / "d.npz", X=X, y=np.where(np.arange(60) == 7, np.nan, 0.5 * y))
+    with pytest.raises(ValueError, match="d.npz: the target holds .*nan.* at row 8"):
+        sources.prepare(opts)
+
+
 def test_npz_file_regression(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(50, 4))

@@ -233,7 +233,8 @@ def has_header(rows: list[list[str]]) -> bool:
 def _is_classification(y: np.ndarray) -> bool:
     if y.dtype.kind in "iubUSO":
         return True
-    return y.ndim == 1 and bool(np.all(y == np.round(y))) and len(np.unique(y)) <= 50
+    one_column = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)  # (n,) or (n, 1) alike
+    return one_column and bool(np.all(y == np.round(y))) and len(np.unique(y)) <= 50
 
 
 def load_source(opts: dict[str, Any]):
@@ -294,6 +295,10 @@ def check_file_data(opts: dict[str, Any], X: Any, y: Any) -> None:
     if X.dtype.kind in "fc" and not np.isfinite(X).all():
         row, col = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[0]
         raise ValueError(f"{path}: X holds {X.reshape(len(X), -1)[row, col]} at row {row + 1}")
+    y = None if y is None else np.asarray(y)
+    if y is not None and y.dtype.kind in "fc" and not np.isfinite(y).all():
+        row = np.argwhere(~np.isfinite(y.reshape(len(y), -1)))[0, 0]
+        raise ValueError(f"{path}: the target holds {y.reshape(len(y), -1)[row]} at row {row + 1}")
 
 
 def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
