@@ -21,7 +21,8 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False, dtype: Any = None)
 
     ndarrays (memmaps included) are returned as they are, never copied. Other array-likes with
     ``shape``, ``dtype`` and ``__getitem__`` (an HDF5 dataset) are kept as they are too, so
-    that training reads them batch by batch; anything else goes through ``np.asarray``. The
+    that training reads them batch by batch, if their ``dtype`` is a NumPy dtype; anything
+    else (a list, a DataFrame, a torch tensor) goes through ``np.asarray``. The
     finite check reads the rows in blocks of about 16 MB. A scipy.sparse ``X`` comes back as
     CSR, never dense (:func:`backprop.sparse.check_sparse_X`).
     """
@@ -36,6 +37,7 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False, dtype: Any = None)
         return X
     if not isinstance(X, np.ndarray):
         array_like = all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__"))
+        array_like = array_like and isinstance(X.dtype, np.dtype)  # not a torch tensor's dtype
         if not (array_like and len(X.shape) >= 2):
             X = np.asarray(X)
     if X.dtype.kind not in "fiub":

@@ -74,6 +74,33 @@ def test_array_like_with_sorted_fancy_indexing(rng):
     assert X.largest_read <= 3000
 
 
+class TensorLike:
+    """What a torch tensor offers: shape, __getitem__, __array__, and a dtype that is not
+    NumPy's."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype = data, data.shape, "torch.float32"
+
+    def __getitem__(self, idx):
+        return TensorLike(self.data[idx])
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data
+
+
+def test_an_array_like_with_a_foreign_dtype_is_converted(rng):
+    # fit(torch_tensor, ...) failed with AttributeError: 'torch.dtype' object has no attribute
+    # 'kind' (predict took it)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    losses = []
+    for data in (X, TensorLike(X)):
+        trainer = bp.Trainer(
+            bp.Sequential([bp.Dense(3, 2)], seed=0), "cross_entropy", "sgd", seed=0
+        )
+        losses.append(trainer.fit(data, y, epochs=2, validation_split=0.2)["val_loss"])
+    assert losses[0] == losses[1]
+
+
 @pytest.mark.slow
 def test_array_like_reads_are_bounded_by_the_block_size(rng):
     data = rng.normal(size=(5000, 4096)).astype(np.float32)  # 82 MB: several 16 MB blocks
@@ -151,7 +178,7 @@ def test_a_nan_in_a_streamed_batch_names_the_epoch_and_batch(rng):
 
 
 def test_stream_errors_are_named(rng):
-    trainer = bp.Trainer(bp.Sequential([bp.Dense(3, 2)], seed=0), "cross_entropy", "sgd")
+    trainer = bp.Trainer(bp.Sequential([bp.Dense(3, 2)], seed=0), "cross_entropy", "sgd", seed=0)
     with pytest.raises(ValueError, match="y is required"):
         trainer.fit(np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"tuple \(X, y\)"):
