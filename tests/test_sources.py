@@ -69,6 +69,11 @@ def test_a_bad_csv_row_is_named_by_line_and_column(tmp_path, body, match):
     (tmp_path / "d.csv").write_text("a,b,y\n" + body)
     with pytest.raises(ValueError, match=match):
         sources.read_table(tmp_path / "d.csv", "y")
+    # a file without a header whose first row misses a value: that row was taken as the
+    # header, and predict answered for one row fewer than the file has
+    (tmp_path / "d.csv").write_text("1,,0\n3,4,1\n")
+    with pytest.raises(ValueError, match="line 1: column '1' holds a missing value"):
+        sources.read_table(tmp_path / "d.csv", None)
 
 
 def test_an_npz_target_column_is_read_as_its_1d_form_and_must_be_finite(tmp_path):

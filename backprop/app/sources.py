@@ -222,10 +222,15 @@ def _is_number(text: str) -> bool:
 def has_header(rows: list[list[str]]) -> bool:
     """Whether a CSV's first row names its columns, decided by content: it does when one of its
     cells is not a number in a column whose other cells are all numbers (or when it is the only
-    row and holds a non-number). A first row of numbers only is data, never a header."""
+    row and holds a non-number). An empty cell is a missing value, no name. A first row of
+    numbers only is data, never a header."""
     first, rest = rows[0], rows[1:]
     for j, cell in enumerate(first):
-        if not _is_number(cell) and all(_is_number(r[j]) for r in rest if j < len(r)):
+        if (
+            cell.strip()
+            and not _is_number(cell)
+            and all(_is_number(r[j]) for r in rest if j < len(r))
+        ):
             return True
     return False
 
