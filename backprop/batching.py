@@ -185,8 +185,18 @@ def _validation(trainer, X, y, w, validation_data, validation_split):
     if trainer.loss.decision == "argmax":  # argmax of one-hot / probability rows
         labels = y.reshape(n) if y.ndim == 1 or y.shape[1] == 1 else y.argmax(axis=1)
     train_idx, val_idx = trainer.validation_rows.indices(n, validation_split, labels)
-    wv = None if w is None else w[val_idx]
+    wv = None if w is None else _scorable(w[val_idx], "the validation_split rows' weights")
     return train_idx, (gather(X, val_idx), y[val_idx], wv)
+
+
+def _scorable(w: np.ndarray | None, what: str) -> np.ndarray | None:
+    """Validation weights that can score: a total of 0 makes every val_ metric 0/0 = NaN."""
+    if w is not None and not np.any(w > 0):
+        raise ValueError(
+            f"{what} are all 0: the validation loss and metrics would be NaN at every epoch; "
+            "give the validation rows some weight"
+        )
+    return w
 
 
 def _check_val(trainer, validation_data):
@@ -194,7 +204,8 @@ def _check_val(trainer, validation_data):
         raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
     Xv, yv = validation_data[0], validation_data[1]
     wv = validation_data[2] if len(validation_data) == 3 else None
-    return check_data(trainer.model, Xv, yv, wv, name="X_val")
+    Xv, yv, wv = check_data(trainer.model, Xv, yv, wv, name="X_val")
+    return Xv, yv, _scorable(wv, "validation_data's sample weights")
 
 
 def _epoch_order(trainer, train_idx: np.ndarray) -> np.ndarray:

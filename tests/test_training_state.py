@@ -666,3 +666,14 @@ def test_a_stratified_split_leaves_every_class_a_training_row():
     y = np.array([0] * 50 + [1] * 50 + [2])
     train_idx, val_idx = bp.data.split_indices(101, 0.6, np.random.default_rng(0), stratify=y)
     assert set(y[train_idx]) == {0, 1, 2} and len(np.intersect1d(train_idx, val_idx)) == 0
+
+
+def test_validation_rows_weighted_all_zero_are_refused():
+    # val_loss and val_accuracy were NaN at every epoch, without a word
+    X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 3
+    trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=1, seed=0)
+    with pytest.raises(ValueError, match="validation_data's sample weights are all 0"):
+        trainer.fit(X, y, validation_data=(X[:5], y[:5], np.zeros(5)))
+    trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=1, seed=0)
+    with pytest.raises(ValueError, match="validation_split rows' weights are all 0"):
+        trainer.fit(X, y, sample_weight=np.r_[np.zeros(39), 1.0], validation_split=0.25)
