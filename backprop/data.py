@@ -152,17 +152,23 @@ def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
 
 
 def split_indices(
-    n: int, fraction: float, rng: np.random.Generator, stratify: np.ndarray | None = None
+    n: int,
+    fraction: float,
+    rng: np.random.Generator,
+    stratify: np.ndarray | None = None,
+    name: str = "validation_split",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled (train, validation) index arrays with ``round(fraction * n)`` validation rows
-    (at least 1); stratified by class when ``stratify`` holds labels: a class of ``m`` rows
-    then gives ``round(m * n_val / n)`` of them (the total may differ from ``n_val`` a little),
-    but never all ``m``, so that every class keeps a training row."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation_split must be in (0, 1), got {fraction!r}")
+    (at least 1; errors name the option ``name``); stratified by class when ``stratify`` holds
+    labels: a class of ``m`` rows then gives ``round(m * n_val / n)`` of them (the total may
+    differ from ``n_val`` a little), but never all ``m``, so that every class keeps a training
+    row."""
+    real = isinstance(fraction, int | float | np.integer | np.floating)
+    if isinstance(fraction, bool) or not real or not 0.0 < fraction < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {fraction!r}")
     n_val = max(1, int(round(fraction * n)))
     if n_val >= n:
-        raise ValueError(f"validation_split={fraction} leaves no training samples out of {n}")
+        raise ValueError(f"{name}={fraction} leaves no training samples out of {n}")
     if stratify is None:
         perm = rng.permutation(n)
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])

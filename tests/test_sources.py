@@ -154,3 +154,14 @@ def test_standardize_of_sequences_is_refused_before_training(source, tmp_path):
         sources.prepare(opts)
     ds = sources.prepare({**opts, "standardize": False})
     assert ds.X_train.ndim == 3 and ds.x_mean is None
+
+
+def test_split_errors_name_the_option_that_was_set():
+    # prepare's test and validation splits said "validation_split", an option no config has;
+    # a string fraction failed with "'<' not supported between instances of 'float' and 'str'"
+    with pytest.raises(ValueError, match=r"data.test_size=0.9 leaves no training samples out of 4"):
+        sources.prepare(_opts(source="xor", test_size=0.9))
+    with pytest.raises(
+        ValueError, match="validation_split must be a number in \\(0, 1\\), got '0.1'"
+    ):
+        sources.split_indices(10, "0.1", np.random.default_rng(0))

@@ -329,14 +329,14 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     if test is not None:
         X_test, y_test = test
     elif opts["test_size"] > 0:
-        tr, te = split_indices(len(X), opts["test_size"], rng, stratify=strat)
+        tr, te = split_indices(len(X), opts["test_size"], rng, strat, "data.test_size")
         X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
     else:
         X_test, y_test, test_is_train = X, y, True
     X_val = y_val = None
     if opts["validation_size"] > 0:
         strat = y if task == "classification" else None
-        tr, va = split_indices(len(X), opts["validation_size"], rng, stratify=strat)
+        tr, va = split_indices(len(X), opts["validation_size"], rng, strat, "data.validation_size")
         X, y, X_val, y_val = X[tr], y[tr], X[va], y[va]
     ds = Dataset(X, y, X_val, y_val, X_test, y_test, task, image_shape=image)
     ds.test_is_train = test_is_train
