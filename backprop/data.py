@@ -165,7 +165,7 @@ def split_indices(
     row."""
     real = isinstance(fraction, int | float | np.integer | np.floating)
     if isinstance(fraction, bool) or not real or not 0.0 < fraction < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1), got {fraction!r}")
+        raise ValueError(f"{name} must be in (0, 1), got {fraction!r}")
     n_val = max(1, int(round(fraction * n)))
     if n_val >= n:
         raise ValueError(f"{name}={fraction} leaves no training samples out of {n}")

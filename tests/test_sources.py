@@ -161,7 +161,5 @@ def test_split_errors_name_the_option_that_was_set():
     # a string fraction failed with "'<' not supported between instances of 'float' and 'str'"
     with pytest.raises(ValueError, match=r"data.test_size=0.9 leaves no training samples out of 4"):
         sources.prepare(_opts(source="xor", test_size=0.9))
-    with pytest.raises(
-        ValueError, match="validation_split must be a number in \\(0, 1\\), got '0.1'"
-    ):
+    with pytest.raises(ValueError, match="validation_split must be in \\(0, 1\\), got '0.1'"):
         sources.split_indices(10, "0.1", np.random.default_rng(0))
