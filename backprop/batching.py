@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -178,9 +179,12 @@ def _stream(trainer, X, validation_data, validation_split, sample_weight):
         raise ValueError("L-BFGS needs the whole training set as arrays, not batches")
     val = None if validation_data is None else _check_val(trainer, validation_data)
     if not trainer.model.built:  # the first batch fixes the input shape
-        first = next(iter(X), None)
-        if isinstance(first, tuple | list) and first:
-            trainer.model.build(np.shape(first[0])[1:])
+        source = iter(X)
+        first = next(source, None)
+        if isinstance(first, tuple | list) and first and np.ndim(first[0]) >= 2:
+            trainer.model.build(np.shape(first[0])[1:])  # else the batch check names the fault
+        if source is X and first is not None:  # a one-shot generator: put the batch back
+            X = itertools.chain([first], source)
     trainer.steps_per_epoch = 0  # unknown until the first pass
 
     def check(*item, name):
@@ -197,12 +201,22 @@ def _validation(trainer, X, y, w, validation_data, validation_split):
         return np.arange(n), _check_val(trainer, validation_data)
     if validation_split is None:
         return np.arange(n), None
-    classify = trainer.loss.decision == "argmax" and y.ndim == 1
-    train_idx, val_idx = trainer.validation_rows.indices(
-        n, validation_split, y if classify else None
-    )
-    wv = None if w is None else w[val_idx]
+    labels = None  # stratified by class for argmax losses: labels, a column of them, or the
+    if trainer.loss.decision == "argmax":  # argmax of one-hot / probability rows
+        labels = y.reshape(n) if y.ndim == 1 or y.shape[1] == 1 else y.argmax(axis=1)
+    train_idx, val_idx = trainer.validation_rows.indices(n, validation_split, labels)
+    wv = None if w is None else _scorable(w[val_idx], "the validation_split rows' weights")
     return train_idx, (gather(X, val_idx), y[val_idx], wv)
+
+
+def _scorable(w: np.ndarray | None, what: str) -> np.ndarray | None:
+    """Validation weights that can score: a total of 0 makes every val_ metric 0/0 = NaN."""
+    if w is not None and not np.any(w > 0):
+        raise ValueError(
+            f"{what} are all 0: the validation loss and metrics would be NaN at every epoch; "
+            "give the validation rows some weight"
+        )
+    return w
 
 
 def _check_val(trainer, validation_data):
@@ -210,7 +224,8 @@ def _check_val(trainer, validation_data):
         raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, w_val)")
     Xv, yv = validation_data[0], validation_data[1]
     wv = validation_data[2] if len(validation_data) == 3 else None
-    return check_data(trainer.model, Xv, yv, wv, name="X_val")
+    Xv, yv, wv = check_data(trainer.model, Xv, yv, wv, name="X_val")
+    return Xv, yv, _scorable(wv, "validation_data's sample weights")
 
 
 def _epoch_order(trainer, train_idx: np.ndarray) -> np.ndarray:

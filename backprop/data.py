@@ -21,7 +21,8 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False, dtype: Any = None)
 
     ndarrays (memmaps included) are returned as they are, never copied. Other array-likes with
     ``shape``, ``dtype`` and ``__getitem__`` (an HDF5 dataset) are kept as they are too, so
-    that training reads them batch by batch; anything else goes through ``np.asarray``. The
+    that training reads them batch by batch, if their ``dtype`` is a NumPy dtype; anything
+    else (a list, a DataFrame, a torch tensor) goes through ``np.asarray``. The
     finite check reads the rows in blocks of about 16 MB. A scipy.sparse ``X`` comes back as
     CSR, never dense (:func:`backprop.sparse.check_sparse_X`).
     """
@@ -36,6 +37,7 @@ def check_X(X: Any, name: str = "X", allow_nan: bool = False, dtype: Any = None)
         return X
     if not isinstance(X, np.ndarray):
         array_like = all(hasattr(X, a) for a in ("shape", "dtype", "__getitem__"))
+        array_like = array_like and isinstance(X.dtype, np.dtype)  # not a torch tensor's dtype
         if not (array_like and len(X.shape) >= 2):
             X = np.asarray(X)
     if X.dtype.kind not in "fiub":
@@ -72,17 +74,24 @@ def _all_finite(X: Any) -> bool:
 def check_range(X: Any, name: str, dtype: np.dtype) -> None:
     """Refuse finite values that become infinite in ``dtype`` (float64 data, float32 model)."""
     limit = float(np.finfo(dtype).max)
-    for block in _blocks(X):
-        big = np.abs(block[np.isfinite(block)]) if block.size else block
-        if big.size and float(big.max()) > limit:
+    for block in _blocks(X):  # max and min over the finite values: no copy of the block
+        finite = np.isfinite(block)
+        top = float(np.max(block, where=finite, initial=-np.inf))
+        big = max(top, -float(np.min(block, where=finite, initial=np.inf)))
+        if big > limit:
             raise ValueError(
-                f"{name} holds a value of magnitude {float(big.max()):.4g}, beyond the range of the model's {dtype} "
+                f"{name} holds a value of magnitude {big:.4g}, beyond the range of the model's {dtype} "
                 f"(largest {limit:.4g}); scale the data, or use a float64 model"
             )
 
 
 def check_targets(y: Any, n_samples: int) -> np.ndarray:
+    """``y`` as an array of numbers, ``(n_samples,)`` or ``(n_samples, k)``, finite. An object
+    array whose entries are all real numbers (a pandas column of mixed ints and floats) is
+    converted; strings are refused with a hint to encode them."""
     y = np.asarray(y)
+    if y.dtype.kind == "O" and y.size and all(_is_real(v) for v in y.flat):
+        y = np.asarray(y.tolist())
     if y.dtype.kind in "USO":
         shown = ", ".join(repr(str(v)) for v in np.unique(y.astype(str))[:3])
         raise ValueError(
@@ -99,6 +108,10 @@ def check_targets(y: Any, n_samples: int) -> np.ndarray:
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinity")
     return y
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating | np.bool_)
 
 
 def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
@@ -131,26 +144,32 @@ def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     if out is None:
         return np.asarray(X[idx])
     buf = out[: len(idx)]
-    if type(X) is np.ndarray and X.dtype == buf.dtype:
+    if type(X) is np.ndarray and X.dtype == buf.dtype and X.flags.c_contiguous:
         np.take(X, idx, axis=0, out=buf, mode="clip")  # indices are valid; "clip" avoids a copy
-    else:
-        buf[...] = X[idx]  # memmaps, other array-likes and dtype casts
+    else:  # memmaps, other array-likes, dtype casts, and Fortran-ordered or strided arrays,
+        buf[...] = X[idx]  # which np.take would first copy whole, at every batch
     return buf
 
 
 def split_indices(
-    n: int, fraction: float, rng: np.random.Generator, stratify: np.ndarray | None = None
+    n: int,
+    fraction: float,
+    rng: np.random.Generator,
+    stratify: np.ndarray | None = None,
+    name: str = "validation_split",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled (train, validation) index arrays with ``n_val = round(fraction * n)`` validation
-    rows (at least 1); stratified by class when ``stratify`` holds labels: ``round(n_c * n_val /
-    n)`` rows of each class of ``n_c`` members, so the total can differ from ``n_val`` by a few
-    rows, and is 0 when every class rounds down (the callers refuse that, naming their setting).
-    A split that leaves no training row is refused."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"validation_split must be in (0, 1), got {fraction!r}")
+    rows (at least 1; errors name the option ``name``); stratified by class when ``stratify``
+    holds labels: ``round(n_c * n_val / n)`` rows of each class of ``n_c`` members, but never all
+    of them, so that every class keeps a training row. The stratified total can differ from
+    ``n_val`` by a few rows, and is 0 when every class rounds down (the callers refuse that,
+    naming their setting). A split that leaves no training row is refused."""
+    real = isinstance(fraction, int | float | np.integer | np.floating)
+    if isinstance(fraction, bool) or not real or not 0.0 < fraction < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {fraction!r}")
     n_val = max(1, int(round(fraction * n)))
     if n_val >= n:
-        raise ValueError(f"validation_split={fraction} leaves no training samples out of {n}")
+        raise ValueError(f"{name}={fraction} leaves no training samples out of {n}")
     if stratify is None:
         perm = rng.permutation(n)
         return np.sort(perm[n_val:]), np.sort(perm[:n_val])
@@ -158,13 +177,9 @@ def split_indices(
     classes, inverse = np.unique(stratify, return_inverse=True)
     for c in range(len(classes)):
         members = rng.permutation(np.flatnonzero(inverse == c))
-        val.append(members[: int(round(len(members) * n_val / n))])
+        k = min(int(round(len(members) * n_val / n)), len(members) - 1)
+        val.append(members[:k])
     val_idx = np.sort(np.concatenate(val))
-    if len(val_idx) == n:  # every class rounded up to all of its rows
-        raise ValueError(
-            f"validation_split={fraction} leaves no training samples out of {n} (stratified over "
-            f"{len(classes)} classes: each gives round(its count * fraction) rows)"
-        )
     mask = np.ones(n, bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx

@@ -113,7 +113,7 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
     sampler : Callable[[np.ndarray], np.ndarray] | None, default None
         ``sampler(indices) -> order``, called once per epoch with the training indices,
         returns the epoch's order (a permutation of them). Default: a permutation drawn
-        from the trainer's shuffle stream (or the indices as they are with shuffle=False).
+        from the trainer's shuffle stream. shuffle=False never calls it (increasing order).
     penalty_scale : str, default 'constant'
         "constant" applies ``l1``/``l2`` as given; "per_sample" divides them by
         the total sample weight of the data they are measured on (a training batch, the

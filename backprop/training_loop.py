@@ -142,9 +142,10 @@ class TrainingLoop:
                 )
             if n_batches == 0:
                 raise ValueError(
-                    f"no training batches in epoch {epoch + 1}: an iterable of batches must be "
-                    "re-iterable for several epochs (a list, or an object whose __iter__ starts "
-                    "over), not a one-shot generator"
+                    f"no training batches in epoch {epoch + 1}: the iterable of batches gave "
+                    "none (it is empty, or a one-shot generator already used up: for several "
+                    "epochs it must be re-iterable, a list or an object whose __iter__ starts "
+                    "over)"
                 )
             self.steps_per_epoch = n_batches
             logs: dict[str, float] = {"epoch": epoch + 1, "loss": total / max(weight_total, 1e-300)}

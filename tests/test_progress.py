@@ -83,6 +83,10 @@ def test_string_labels_get_an_error_that_shows_the_way():
     trainer = bp.Trainer(model, "cross_entropy", "adam", epochs=1)
     with pytest.raises(ValueError, match=r"not numbers \('cat', 'dog'.*np.unique.*MLPClassifier"):
         trainer.fit(np.eye(2), np.array(["cat", "dog"]))
+    # an object array of numbers (a pandas column of ints and floats) was called "not numbers"
+    trainer.fit(np.eye(2), np.array([0, 1.0], dtype=object))
+    with pytest.raises(ValueError, match=r"not numbers \('1', 'None'"):
+        trainer.fit(np.eye(2), np.array([1, None], dtype=object))
 
 
 def test_a_notebook_gets_the_live_display(monkeypatch):

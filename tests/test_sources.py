@@ -75,6 +75,47 @@ def test_a_bad_npy_target_is_named(tmp_path, target, shown):
         sources.read_table(tmp_path / "d.npy", target)
 
 
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        # a short row: IndexError traceback ("list index out of range") from the CLI
+        ("1,2,0\n3,4\n", r"line 3: 2 cells, but 3 columns"),
+        # a long row (an unquoted comma): its last cell was dropped without a word
+        ("1,2,0\n3,4,1,5\n", r"line 3: 4 cells, but 3 columns"),
+        # a blank label became a class '' of its own
+        ("1,2,0\n3,4,\n5,6,1\n", r"line 3: the target 'y' holds no value"),
+        # a NaN target made the task regression, then failed at fit naming no row
+        ("1,2,0\n3,4,nan\n5,6,1\n", r"line 3: the target 'y' holds 'nan'"),
+        # a missing feature: "could not convert string to float: ''", no row, no column
+        ("1,2,0\n3,,1\n", r"line 3: column 'b' holds a missing value"),
+        ("1,2,0\n\n3,x,1\n", r"line 4: column 'b' holds 'x'"),
+    ],
+)
+def test_a_bad_csv_row_is_named_by_line_and_column(tmp_path, body, match):
+    (tmp_path / "d.csv").write_text("a,b,y\n" + body)
+    with pytest.raises(ValueError, match=match):
+        sources.read_table(tmp_path / "d.csv", "y")
+    # a file without a header whose first row misses a value: that row was taken as the
+    # header, and predict answered for one row fewer than the file has
+    (tmp_path / "d.csv").write_text("1,,0\n3,4,1\n")
+    with pytest.raises(ValueError, match="line 1: column '1' holds a missing value"):
+        sources.read_table(tmp_path / "d.csv", None)
+
+
+def test_an_npz_target_column_is_read_as_its_1d_form_and_must_be_finite(tmp_path):
+    X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 3
+    opts = _opts(source="file", path=str(tmp_path / "d.npz"))
+    for target in (y, y[:, None], y.astype(float), y[:, None].astype(float)):
+        np.savez(tmp_path / "d.npz", X=X, y=target)  # a float column was taken as regression
+        ds = sources.prepare(opts)
+        assert ds.task == "classification" and ds.classes == [0, 1, 2]
+    # a NaN target passed into the split and the target's standardization, then fit refused
+    # "y contains NaN or infinity" naming no row
+    np.savez(tmp_path / "d.npz", X=X, y=np.where(np.arange(60) == 7, np.nan, 0.5 * y))
+    with pytest.raises(ValueError, match="d.npz: the target holds .*nan.* at row 8"):
+        sources.prepare(opts)
+
+
 def test_npz_file_regression(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(50, 4))
@@ -109,6 +150,8 @@ def test_mnist_style_file_keeps_its_test_split_and_scales_pixels(tmp_path):
     assert len(ds.X_test) == 7 and np.all(ds.X_test == 1.0)
     assert len(ds.X_train) + len(ds.X_val) == 20 and ds.image_shape == (28, 28)
     assert 0.0 <= ds.X_train.min() and ds.X_train.max() <= 1.0
+    with pytest.raises(ValueError, match=r"n_train must be in \[0, 30\].*got 31"):
+        sources.prepare({**opts, "n_train": 31})  # quietly trained on the 30 there are
     with pytest.raises(FileNotFoundError, match="fetch_data.py mnist"):
         sources.prepare(_opts(source="mnist", path=str(tmp_path / "none.npz")))
 
@@ -139,3 +182,12 @@ def test_standardize_of_sequences_is_refused_before_training(source, tmp_path):
         sources.prepare(opts)
     ds = sources.prepare({**opts, "standardize": False})
     assert ds.X_train.ndim == 3 and ds.x_mean is None
+
+
+def test_split_errors_name_the_option_that_was_set():
+    # prepare's test and validation splits said "validation_split", an option no config has;
+    # a string fraction failed with "'<' not supported between instances of 'float' and 'str'"
+    with pytest.raises(ValueError, match=r"^test_size=0.9 leaves no training samples out of 4"):
+        sources.prepare(_opts(source="xor", test_size=0.9))
+    with pytest.raises(ValueError, match="validation_split must be in \\(0, 1\\), got '0.1'"):
+        sources.split_indices(10, "0.1", np.random.default_rng(0))

@@ -351,16 +351,20 @@ def test_validation_split_is_stratified_and_reported(rng):
     train_idx, val_idx = bp.data.split_indices(100, 0.2, np.random.default_rng(0), stratify=y)
     assert len(val_idx) == 20 and np.all(np.bincount(y[val_idx]) == 5)
     assert len(np.intersect1d(train_idx, val_idx)) == 0
+    # the same labels as a column or one-hot rows were split without regard to class
+    for targets in (y[:, None], np.eye(4)[y]):
+        trainer = bp.Trainer(model, "cross_entropy", "adam", epochs=1, seed=0)
+        trainer.fit(X, targets, validation_split=0.2)
+        _, val_idx = trainer.validation_rows.indices(100, 0.2)
+        assert np.all(np.bincount(y[val_idx]) == 5)
 
 
 def test_a_stratified_split_never_takes_every_row():
     """Every class rounding its share up (2 x 1.5 rows -> 2) took all 4 rows for validation and
-    left none to train on, where the unstratified split says so."""
+    left none to train on; each class now keeps a training row."""
     labels = np.array([0, 0, 1, 1])
-    with pytest.raises(
-        ValueError, match="validation_split=0.7 leaves no training samples out of 4"
-    ):
-        bp.data.split_indices(4, 0.7, np.random.default_rng(0), stratify=labels)
+    train, val = bp.data.split_indices(4, 0.7, np.random.default_rng(0), stratify=labels)
+    assert sorted(labels[train]) == [0, 1] and sorted(labels[val]) == [0, 1]
 
 
 @pytest.mark.parametrize(

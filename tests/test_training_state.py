@@ -663,3 +663,28 @@ def test_an_edited_trainer_state_is_refused_and_changes_nothing(edit, match):
 
 def _step():
     return bp.StepDecay(1, 0.5)
+
+
+def test_a_stratified_split_leaves_every_class_a_training_row():
+    # round(m * fraction) can be all m rows of a class: 10 classes x 2 rows at 0.9 put every row
+    # in validation (fit then failed with ZeroDivisionError), and a 1-row class at 0.6 was left
+    # out of training.
+    X, y = np.random.default_rng(0).normal(size=(20, 4)), np.arange(20) % 10
+    trainer = bp.Trainer(_mlp(k=10), "cross_entropy", "adam", epochs=1, batch_size=4, seed=0)
+    trainer.fit(X, y, validation_split=0.9)
+    train_idx, val_idx = trainer.validation_rows.indices(20, 0.9)
+    assert len(train_idx) == 10 and set(y[train_idx]) == set(range(10))
+    y = np.array([0] * 50 + [1] * 50 + [2])
+    train_idx, val_idx = bp.data.split_indices(101, 0.6, np.random.default_rng(0), stratify=y)
+    assert set(y[train_idx]) == {0, 1, 2} and len(np.intersect1d(train_idx, val_idx)) == 0
+
+
+def test_validation_rows_weighted_all_zero_are_refused():
+    # val_loss and val_accuracy were NaN at every epoch, without a word
+    X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 3
+    trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=1, seed=0)
+    with pytest.raises(ValueError, match="validation_data's sample weights are all 0"):
+        trainer.fit(X, y, validation_data=(X[:5], y[:5], np.zeros(5)))
+    trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=1, seed=0)
+    with pytest.raises(ValueError, match="validation_split rows' weights are all 0"):
+        trainer.fit(X, y, sample_weight=np.r_[np.zeros(39), 1.0], validation_split=0.25)

@@ -166,32 +166,51 @@ def read_table(path: str | Path, target: str | int | None) -> tuple[np.ndarray, 
             )
         return np.delete(A, target, axis=1), A[:, target]
     if suffix == ".csv":
-        with open(path, newline="") as f:
-            rows = [r for r in csv.reader(f) if r]  # blank lines hold no row
-        if not rows:
-            raise ValueError(f"{path}: empty file")
-        if has_header(rows):
-            header, body = rows[0], rows[1:]
-        else:  # every row is data; columns are known by their 0-based index
-            header, body = [str(i) for i in range(len(rows[0]))], rows
-        if not body:
-            raise ValueError(f"{path}: a header row and no data rows")
-        if target is not None and str(target) not in header:
-            raise ValueError(f"{path}: no column {target!r}; columns: {header}")
-        t = None if target is None else header.index(str(target))
-        feats = [i for i in range(len(header)) if i != t]
-        try:
-            X = np.array([[float(r[i]) for i in feats] for r in body], dtype=np.float64)
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"{path}: non-numeric or missing feature value ({exc})") from None
-        if t is None:
-            return X, None
-        labels = [r[t] for r in body]
-        try:
-            return X, np.array([float(v) for v in labels])
-        except ValueError:
-            return X, np.array(labels)
+        return _read_csv(path, target)
     raise ValueError(f"{path}: unsupported file type {suffix!r} (use .npz, .npy or .csv)")
+
+
+def _read_csv(path: Path, target: str | int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A CSV's ``(X, y)`` (see :func:`read_table`). Every row must have the header's number of
+    cells, every feature must be a number and every target present (not empty, not NaN): an
+    error names the line and column, never a short row read as data or a blank label as a
+    class."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        rows = [(reader.line_num, r) for r in reader if r]  # blank lines hold no row
+    if not rows:
+        raise ValueError(f"{path}: empty file")
+    if has_header([r for _, r in rows]):
+        header, body = rows[0][1], rows[1:]
+    else:  # every row is data; columns are known by their 0-based index
+        header, body = [str(i) for i in range(len(rows[0][1]))], rows
+    if not body:
+        raise ValueError(f"{path}: a header row and no data rows")
+    if target is not None and str(target) not in header:
+        raise ValueError(f"{path}: no column {target!r}; columns: {header}")
+    for line, r in body:
+        if len(r) != len(header):
+            raise ValueError(f"{path}, line {line}: {len(r)} cells, but {len(header)} columns")
+    t = None if target is None else header.index(str(target))
+    X = np.empty((len(body), len(header) - (t is not None)), dtype=np.float64)
+    for row, (line, r) in enumerate(body):
+        try:
+            X[row] = [float(v) for i, v in enumerate(r) if i != t]
+        except ValueError:
+            j = next(i for i, v in enumerate(r) if i != t and not _is_number(v))
+            what = f"{r[j]!r}" if r[j].strip() else "a missing value"
+            raise ValueError(f"{path}, line {line}: column {header[j]!r} holds {what}") from None
+    if t is None:
+        return X, None
+    labels = [r[t] for _, r in body]
+    for (line, _), v in zip(body, labels, strict=True):
+        if not v.strip() or (_is_number(v) and np.isnan(float(v))):
+            what = repr(v) if v.strip() else "no value"
+            raise ValueError(f"{path}, line {line}: the target {header[t]!r} holds {what}")
+    try:
+        return X, np.array([float(v) for v in labels])
+    except ValueError:
+        return X, np.array(labels)
 
 
 def _is_number(text: str) -> bool:
@@ -205,10 +224,15 @@ def _is_number(text: str) -> bool:
 def has_header(rows: list[list[str]]) -> bool:
     """Whether a CSV's first row names its columns, decided by content: it does when one of its
     cells is not a number in a column whose other cells are all numbers (or when it is the only
-    row and holds a non-number). A first row of numbers only is data, never a header."""
+    row and holds a non-number). An empty cell is a missing value, no name. A first row of
+    numbers only is data, never a header."""
     first, rest = rows[0], rows[1:]
     for j, cell in enumerate(first):
-        if not _is_number(cell) and all(_is_number(r[j]) for r in rest if j < len(r)):
+        if (
+            cell.strip()
+            and not _is_number(cell)
+            and all(_is_number(r[j]) for r in rest if j < len(r))
+        ):
             return True
     return False
 
@@ -216,7 +240,8 @@ def has_header(rows: list[list[str]]) -> bool:
 def _is_classification(y: np.ndarray) -> bool:
     if y.dtype.kind in "iubUSO":
         return True
-    return y.ndim == 1 and bool(np.all(y == np.round(y))) and len(np.unique(y)) <= 50
+    one_column = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)  # (n,) or (n, 1) alike
+    return one_column and bool(np.all(y == np.round(y))) and len(np.unique(y)) <= 50
 
 
 def load_source(opts: dict[str, Any]):
@@ -231,8 +256,10 @@ def load_source(opts: dict[str, Any]):
     elif name in ("mnist", "fashion_mnist"):
         loader = datasets.load_mnist if name == "mnist" else datasets.load_fashion_mnist
         X, y, Xt, yt = loader(opts["path"] or None)
-        if opts["n_train"] < 0:  # X[:-5] would quietly drop the last 5 images
-            raise ValueError(f"n_train must be >= 0 (0: every image), got {opts['n_train']}")
+        if not 0 <= opts["n_train"] <= len(X):  # X[:-5] would quietly drop the last 5 images,
+            raise ValueError(  # X[:100000] quietly give the 60,000 there are
+                f"n_train must be in [0, {len(X)}] (0: every image), got {opts['n_train']}"
+            )
         if opts["n_train"]:
             X, y = X[: opts["n_train"]], y[: opts["n_train"]]
         # pixels 0..255 -> [0, 1]: the usual input scale for MNIST
@@ -275,6 +302,10 @@ def check_file_data(opts: dict[str, Any], X: Any, y: Any) -> None:
     if X.dtype.kind in "fc" and not np.isfinite(X).all():
         row, col = np.argwhere(~np.isfinite(X.reshape(len(X), -1)))[0]
         raise ValueError(f"{path}: X holds {X.reshape(len(X), -1)[row, col]} at row {row + 1}")
+    y = None if y is None else np.asarray(y)
+    if y is not None and y.dtype.kind in "fc" and not np.isfinite(y).all():
+        row = np.argwhere(~np.isfinite(y.reshape(len(y), -1)))[0, 0]
+        raise ValueError(f"{path}: the target holds {y.reshape(len(y), -1)[row]} at row {row + 1}")
 
 
 def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
@@ -334,10 +365,7 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
 
 def _split(n: int, opts: dict[str, Any], key: str, rng: Any, strat: Any) -> tuple[Any, Any]:
     """:func:`~backprop.data.split_indices` with its error naming the config's key."""
-    try:
-        train, held_out = split_indices(n, opts[key], rng, stratify=strat)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("validation_split", key)) from None
+    train, held_out = split_indices(n, opts[key], rng, stratify=strat, name=key)
     if len(held_out) == 0:  # stratified: every class rounded its share down to 0 rows
         raise ValueError(
             f"{key}={opts[key]} of {n} samples in {len(np.unique(strat))} classes gives no row "
