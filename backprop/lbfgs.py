@@ -12,10 +12,10 @@ The objective is the Trainer's ``loss_and_gradients`` over the whole training se
 penalty included, as in the other modes). SciPy works in float64 on a copy of the model's flat
 parameter vector: each point it tries is written into the model's parameters (rounded, for a
 float32 model) and the gradient goes back cast to float64, so the weights keep their dtype and a
-float32 run stops at a gradient a little larger than a float64 one, or, when SciPy's steps
-fall below the weights' resolution so that an iteration cannot move them, far earlier: then a
-RuntimeWarning says so. ``fit``'s ``epochs`` bound
-the iterations (SciPy's ``maxiter``), ``max_fun`` the loss evaluations.
+float32 run stops at a gradient a little larger than a float64 one, or, when SciPy's steps fall
+below the weights' resolution so that an iteration cannot move them, far earlier: then a
+RuntimeWarning says so. ``fit``'s ``epochs`` bound the iterations (SciPy's ``maxiter``),
+``max_fun`` the loss evaluations.
 
 L-BFGS assumes a deterministic objective: with Dropout every evaluation draws new masks and
 the line search stops early, and BatchNorm's running statistics move once per evaluation, not
