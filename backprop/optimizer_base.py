@@ -275,9 +275,9 @@ class Optimizer:
         binds it to the parameters it is given (a copy of the model, say)."""
         new = copy.copy(self)
         memo[id(self)] = new
-        for key, value in self.__dict__.items():
-            if key != "_owner":
-                setattr(new, key, copy.deepcopy(value, memo))
+        for key, value in self.__dict__.items():  # (not setattr: an SGD pickled before its
+            if key != "_owner":  # state_names became a property holds one in its __dict__)
+                new.__dict__[key] = copy.deepcopy(value, memo)
         new._owner = None
         return new
 

@@ -256,3 +256,20 @@ def test_an_optimizer_without_state_may_step_several_models():
     bp.Trainer(model, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)
     with pytest.raises(ValueError, match="another parameter vector"):
         bp.Trainer(alone, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)
+
+
+def test_an_sgd_pickled_before_state_names_became_a_property_still_copies():
+    # SGD's state_names was an instance attribute until it became a property: an SGD unpickled
+    # from an older version holds it in its __dict__, and deepcopy (a resumed trainer's
+    # load_state_dict, lr_find, an estimator's fit) failed on "property has no setter".
+    old = bp.SGD(0.1, momentum=0.9)
+    old.__dict__["state_names"] = ("velocity",)  # as pickle.loads restores an older SGD
+    p = np.zeros(3)
+    old.step(p, np.ones(3))
+    new = copy.deepcopy(old)
+    q = p.copy()
+    new.step(q, np.ones(3))
+    old.step(p, np.ones(3))
+    np.testing.assert_array_equal(p, q)
+    new.momentum = 0.0
+    assert new.state_names == ()  # the property, not the unpickled attribute
