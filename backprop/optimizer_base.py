@@ -167,8 +167,11 @@ class Optimizer:
         The state is the moments of one parameter vector: an optimizer that has stepped one
         model and is given another (one instance passed to two Trainers) would start that model
         from the first one's moments and step count, so it is refused, as is a loaded state of
-        another size. Arrays of another float dtype (a float64 state loaded for float32
+        another size. An optimizer without state (SGD without momentum) carries nothing over
+        and binds to nothing. Arrays of another float dtype (a float64 state loaded for float32
         parameters) are converted."""
+        if not self.state_names:
+            return
         owner = _root(params)
         bound = None if self._owner is None else self._owner[0]()
         if self._owner is not None and (bound is not owner or self._owner[1] != _where(params)):
@@ -272,9 +275,9 @@ class Optimizer:
         binds it to the parameters it is given (a copy of the model, say)."""
         new = copy.copy(self)
         memo[id(self)] = new
-        for key, value in self.__dict__.items():
-            if key != "_owner":
-                setattr(new, key, copy.deepcopy(value, memo))
+        for key, value in self.__dict__.items():  # (not setattr: an SGD pickled before its
+            if key != "_owner":  # state_names became a property holds one in its __dict__)
+                new.__dict__[key] = copy.deepcopy(value, memo)
         new._owner = None
         return new
 

@@ -8,7 +8,8 @@ plain attribute that schedules overwrite. ``state_dict()``/``load_state_dict()``
 out and back for checkpoints. The state belongs to the parameter vector it was built for: an
 optimizer that has stepped one model refuses another (one instance passed to two Trainers would
 give the second model the first one's moments); ``reset()`` starts afresh, and a
-``copy.deepcopy`` carries the state over to a copy of the model.
+``copy.deepcopy`` carries the state over to a copy of the model. An optimizer without state (SGD
+without momentum) carries nothing over and may step several models.
 
 Update rules (``g`` gradient, ``p`` parameter)::
 

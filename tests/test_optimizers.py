@@ -238,3 +238,38 @@ def test_sgd_momentum_switched_on_after_construction_gets_its_velocity():
     opt.step(p, np.ones(2))  # v = -0.1, p = -0.1 - 0.1
     opt.step(p, np.ones(2))  # v = 0.5 * -0.1 - 0.1 = -0.15
     np.testing.assert_allclose(p, [-0.35, -0.35])
+
+
+def test_an_optimizer_without_state_may_step_several_models():
+    # Plain SGD keeps no moments: one instance for several models (a sweep over seeds) carries
+    # nothing from one to the next, as before the owner check; an SGD with momentum is refused.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 3, 64)
+    opt = bp.SGD(0.1)
+    for seed in (0, 1):
+        model = bp.Sequential([bp.Dense(4, 5), bp.Dense(5, 3)], seed=seed)
+        bp.Trainer(model, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)
+        alone = bp.Sequential([bp.Dense(4, 5), bp.Dense(5, 3)], seed=seed)
+        bp.Trainer(alone, "cross_entropy", bp.SGD(0.1), seed=0).fit(X, y, epochs=1)
+        np.testing.assert_array_equal(model.flat_parameters, alone.flat_parameters)
+    opt.momentum = 0.9  # now it has a velocity, which belongs to the next model it steps
+    bp.Trainer(model, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)
+    with pytest.raises(ValueError, match="another parameter vector"):
+        bp.Trainer(alone, "cross_entropy", opt, seed=0).fit(X, y, epochs=1)
+
+
+def test_an_sgd_pickled_before_state_names_became_a_property_still_copies():
+    # SGD's state_names was an instance attribute until it became a property: an SGD unpickled
+    # from an older version holds it in its __dict__, and deepcopy (a resumed trainer's
+    # load_state_dict, lr_find, an estimator's fit) failed on "property has no setter".
+    old = bp.SGD(0.1, momentum=0.9)
+    old.__dict__["state_names"] = ("velocity",)  # as pickle.loads restores an older SGD
+    p = np.zeros(3)
+    old.step(p, np.ones(3))
+    new = copy.deepcopy(old)
+    q = p.copy()
+    new.step(q, np.ones(3))
+    old.step(p, np.ones(3))
+    np.testing.assert_array_equal(p, q)
+    new.momentum = 0.0
+    assert new.state_names == ()  # the property, not the unpickled attribute
