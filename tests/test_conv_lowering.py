@@ -6,11 +6,14 @@ only where it applies (few channels, narrow maps)."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import as_strided
 from test_conv_layers import CONV2D_CASES, fd_check, make, naive_conv2d
 
+import backprop as bp
 from backprop.layers import conv
 from backprop.layers._windows import band_weight, band_weight_grad, copy_runs
 from backprop.layers.conv import Conv1D, Conv2D
@@ -197,3 +200,14 @@ def test_an_empty_batch_passes_through(lowering):
     assert dx.shape == x.shape
     assert not layer.grads["W"].any() and not layer.grads["b"].any()
     assert layer.forward(x).shape == (0, 5, 6, 3)
+
+
+def test_a_layer_pickled_with_the_old_tile_cache_still_runs():
+    """Layers pickled before the tile search became the method ``_auto_tile`` carry the old cache
+    under that name, ``(key, tile)``: the instance attribute hid the method ('tuple' object is
+    not callable) and such a model failed on its first forward."""
+    model = bp.Sequential([bp.Conv2D(6, 5, padding=2), bp.Flatten(), bp.Dense(3)], (28, 28, 1))
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    want = model.forward(x)
+    vars(model.layers[0])["_auto_tile"] = ((28, 6, 16), 7)  # as 34d9876 left it
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).forward(x), want)

@@ -360,3 +360,26 @@ def test_gru_recurrent_gradient_is_the_input_one_with_its_n_block_times_r(rng):
     hs = cache["hs"][:-1].reshape(t * n, H)
     np.testing.assert_allclose(layer.grads["U"], hs.T @ da_rec.reshape(t * n, 3 * H), rtol=1e-12)
     np.testing.assert_allclose(layer.grads["b_hn"], da_rec[:, :, 2 * H :].sum((0, 1)), rtol=1e-12)
+
+
+def test_masking_adds_no_copy_for_zero_padding_nor_a_first_layer_backward(rng, monkeypatch):
+    """Masking zeroes padded steps (for inf padding), but Masking(0.0)'s padded steps already
+    are 0: it copied the batch anyway, and as a model's first layer its backward_params_only
+    ran the gradient np.where for nothing (it has no parameters): ~3% of an LSTM(64) step."""
+    x = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    x[1, 3:] = 0.0
+    layer = standalone(bp.Masking(0.0), (6, 3))
+    assert layer.forward(x, training=True) is x
+    model = bp.Sequential([bp.Masking(0.0), bp.LSTM(5), bp.Dense(2)], input_shape=(6, 3), seed=0)
+    y = model.forward(x, training=True)
+
+    def refuse(self, grad_out):
+        raise AssertionError("Masking.backward ran for a first layer")
+
+    monkeypatch.setattr(bp.Masking, "backward", refuse)
+    model.backward(np.ones_like(y), need_input_grad=False)
+    # an incoming mask over non-zero steps is still zeroed
+    mask = np.ones((4, 6), dtype=bool)
+    mask[2, 4:] = False
+    out = layer.forward(x, mask=mask)
+    assert not out[2, 4:].any() and np.array_equal(out[mask], x[mask])

@@ -114,14 +114,15 @@ class LoweredConv(SpatialLayer):
         # tin <= ROWS_MAX_INFLATION * kw  <=>  tw <= widest: only tiles up to widest need looking
         # at (the rule's tile is then found, or is wider and the band too much work)
         widest = (ROWS_MAX_INFLATION * kw - (kw - 1) * self._d2[1] - 1) // self._s2[1] + 1
-        return self._auto_tile(widest) is not None
+        return self._rule_tile(widest) is not None
 
-    def _auto_tile(self, widest: int) -> int | None:
+    def _rule_tile(self, widest: int) -> int | None:
         """The rule's tile (the smallest divisor ``tw`` of ``ow`` with ``tw*f >= ROWS_MIN_WIDTH``,
         ``ow`` when none is) if it is at most ``widest``, else None. Kept per ``(ow, f, widest)``:
         asked many times a step. The search tries tiles up to ``widest`` (at most 4096 of them),
         then, if the tile may be wider still, the divisor pairs ``(t, ow // t)``, ``t <= sqrt(ow)``
-        (a loop up to ``ow`` took minutes for the widths a forged padding or dilation makes)."""
+        (a loop up to ``ow`` took minutes for the widths a forged padding or dilation makes).
+        (Not named ``_auto_tile``: layers pickled before hold their cache under that name.)"""
         ow, f = self._out2[1], self.filters
         key = (ow, f, widest, ROWS_MIN_WIDTH)
         cache = self.__dict__.setdefault("_auto_tiles", {})
@@ -145,7 +146,7 @@ class LoweredConv(SpatialLayer):
             if ow % self.row_tile:
                 raise ValueError(f"row_tile must divide the output width {ow}, got {self.row_tile}")
             return self.row_tile
-        return self._auto_tile(ow)
+        return self._rule_tile(ow)
 
     @property
     def _tin(self) -> int:

@@ -74,7 +74,9 @@ class Masking(Layer):
     Values: ``y[i, s] = x[i, s]`` at a real step and 0 at a padded one, so that padding never
     enters arithmetic (with ``mask_value=inf`` a Dense after this layer would otherwise compute
     ``inf * 0 = NaN`` in its weight gradient ``x^T dy``, where the masked layers further on give
-    padded steps a zero gradient); ``dx = dy`` at real steps, 0 at padded ones.
+    padded steps a zero gradient); ``dx = dy`` at real steps, 0 at padded ones. With
+    ``mask_value=0`` and no incoming mask the padded steps already are 0: ``y`` is ``x`` itself
+    (no copy) and ``dx = dy``.
 
     Parameters
     ----------
@@ -97,8 +99,11 @@ class Masking(Layer):
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
         """``x`` with its padded steps set to 0, ``(n, t, d)`` (``x`` itself when none is)."""
         check_sequence(x, self, None)
-        keep = self.compute_mask(x, check_mask(mask, x.shape[0], x.shape[1], self))
-        self._keep = None if keep.all() else keep
+        mask = check_mask(mask, x.shape[0], x.shape[1], self)
+        keep = self.compute_mask(x, mask)
+        # Masking(0.0) without an incoming mask: the padded steps already are 0, no copy
+        zero = mask is None and self.mask_value == 0
+        self._keep = None if zero or keep.all() else keep
         if self._keep is None:
             return x
         return np.where(keep[:, :, None], x, x.dtype.type(0))
@@ -108,12 +113,15 @@ class Masking(Layer):
         return own if mask is None else own & mask
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """``dx = dy`` at real steps and 0 at padded ones (their output is the constant 0),
-        ``(n, t, d)``."""
+        """``dx = dy`` at real steps and 0 at padded ones (their output is the constant 0; not
+        zeroed when the forward pass returned ``x`` itself), ``(n, t, d)``."""
         keep = self._keep
         if keep is None:
             return grad_out
         return np.where(keep[:, :, None], grad_out, grad_out.dtype.type(0))
+
+    def backward_params_only(self, grad_out: np.ndarray) -> None:
+        """No parameters: nothing to do (a model's first layer)."""
 
     def config(self) -> dict[str, Any]:
         return {"mask_value": self.mask_value}
