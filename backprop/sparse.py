@@ -99,6 +99,14 @@ def _data_finite(data: np.ndarray, block: int = 1 << 22) -> bool:
     return True
 
 
+def checked_view(X: Any, dtype: Any) -> Any:
+    """A CSR checked by :func:`check_sparse_X`, cast to ``dtype`` (else a new matrix object on
+    the same arrays, never the caller's), marked as checked like :func:`gather_rows`' batches."""
+    view = X.astype(dtype) if X.dtype != dtype else type(X)(X, copy=False)
+    setattr(view, _CHECKED, True)
+    return view
+
+
 def gather_rows(X: Any, idx: np.ndarray | slice, dtype: Any = None) -> Any:
     """Rows ``X[idx]`` of a CSR as a new CSR holding only those rows, cast to ``dtype``.
     ``X`` must have passed :func:`check_sparse_X` (the batch is marked as checked)."""

@@ -127,6 +127,10 @@ def test_training_checks_the_csr_indices_once_not_at_every_batch(rng, monkeypatc
     trainer = bp.Trainer(mlp(X.shape[1]), "cross_entropy", "sgd", batch_size=8, epochs=2, seed=0)
     trainer.fit(X, y)
     assert len(calls) <= 2  # X itself (and at most its first-batch probe), not 2 x 15 batches
+    calls.clear()  # L-BFGS: its one batch is X itself, evaluated at every iteration
+    trainer = bp.Trainer(mlp(X.shape[1]), "cross_entropy", "lbfgs", epochs=5, seed=0)
+    trainer.fit(X, y)
+    assert trainer.step_count > 2 and len(calls) <= 2
     calls.clear()
     mlp(X.shape[1]).predict(X[:5])  # a CSR from outside is still checked
     assert calls
