@@ -26,7 +26,7 @@ import numpy as np
 
 from . import checks
 from .data import check_sample_weight, check_targets, check_X, gather, split_indices
-from .sparse import is_sparse
+from .sparse import checked_view, is_sparse
 from .training_checks import needs_pairs
 
 
@@ -124,8 +124,8 @@ def feed(trainer: Any, X, y, sample_weight, validation_data, validation_split):
     if not trainer.has_learning_rate:  # L-BFGS: one batch, the whole training set, gathered once
         full = len(train_idx) == X.shape[0]
         Xt = X if full else gather(X, train_idx)
-        if is_sparse(Xt):  # CSR stays CSR, cast once (L-BFGS reads the whole set anyway)
-            Xt = Xt if Xt.dtype == dtype else Xt.astype(dtype)
+        if is_sparse(Xt):  # CSR stays CSR, cast once (L-BFGS reads the whole set anyway),
+            Xt = checked_view(Xt, dtype)  # not re-checked at every evaluation
         else:
             Xt = np.asarray(Xt, dtype=dtype)
         batch = (Xt, y[train_idx], None if w is None else w[train_idx])

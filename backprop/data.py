@@ -255,33 +255,42 @@ class R2:
     def reset(self) -> None:
         self.n = 0.0
         self.mean = self.sst = self.sse = 0.0
-        self.low = self.high = None  # per output: a constant output has SS_tot exactly 0
 
     def update(self, out: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> None:
         y = y.reshape(out.shape).astype(np.float64)
         if self.rates:
             out = np.exp(out.astype(np.float64))  # log-rates -> the predicted rates
-        weights = np.ones(len(y)) if w is None else np.asarray(w, np.float64)
-        n_b = float(weights.sum())
-        if n_b <= 0:
-            return
         r = out - y
-        mean_b = weights @ y / n_b
-        sst_b = weights @ ((y - mean_b) ** 2)
+        # The chunk's mean as y0 + mean(y - y0), y0 one of its (weighted) rows: on an output
+        # that is constant the differences are exactly 0, so its mean is exact and its sst stays
+        # exactly 0 through every merge (the mean of n copies of 0.1 is not 0.1, and would
+        # leave a rounding-sized spread that R^2 divides by).
+        if w is None:  # the common case, per training batch: plain sums
+            n_b = float(len(y))
+            if not n_b:
+                return
+            y0 = y[0]
+            mean_b = y0 + (y - y0).sum(axis=0) / n_b
+            d = y - mean_b
+            sst_b, sse_b = (d * d).sum(axis=0), (r * r).sum(axis=0)
+        else:
+            weights = np.asarray(w, np.float64)
+            n_b = float(weights.sum())
+            if n_b <= 0:
+                return
+            y0 = y[np.argmax(weights > 0)]
+            mean_b = y0 + weights @ (y - y0) / n_b
+            sst_b, sse_b = weights @ ((y - mean_b) ** 2), weights @ (r * r)
         delta, n = mean_b - self.mean, self.n + n_b
         self.sst = self.sst + sst_b + delta**2 * (self.n * n_b / n)
         self.mean = self.mean + delta * (n_b / n)
         self.n = n
-        self.sse = self.sse + weights @ (r * r)
-        used = y[weights > 0]
-        low, high = used.min(axis=0), used.max(axis=0)
-        self.low = low if self.low is None else np.minimum(self.low, low)
-        self.high = high if self.high is None else np.maximum(self.high, high)
+        self.sse = self.sse + sse_b
 
     def result(self) -> float:
         if not self.n:
             return float("nan")
-        sst = np.where((self.high > self.low) & (self.sst > 0), self.sst, np.nan)
+        sst = np.where(self.sst > 0, self.sst, np.nan)  # a constant output: exactly 0
         return float(np.nanmean(1 - self.sse / sst)) if np.any(np.isfinite(sst)) else float("nan")
 
 

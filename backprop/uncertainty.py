@@ -54,14 +54,12 @@ def output_transform(loss: Any) -> str:
                 f"output must be 'softmax', 'sigmoid', 'exp', 'identity' or a Loss, got {loss!r}"
             )
         return loss
-    if isinstance(loss, Poisson):
+    if isinstance(loss, Poisson):  # log-rates out: the rate exp(z) is the prediction
         return "exp"
     if isinstance(loss, SoftmaxCrossEntropy | SequenceCrossEntropy):  # per step for sequences
         return "softmax"
     if isinstance(loss, BinaryCrossEntropy):
         return "sigmoid"
-    if isinstance(loss, Poisson) or getattr(loss, "out_activation", None) == "exp":
-        return "exp"  # log-rates out: the rate exp(z) is the prediction
     return "identity"
 
 

@@ -268,6 +268,24 @@ def test_r2_does_not_cancel_on_a_constant_output_or_large_targets():
     assert metric.result() == pytest.approx(r2_score(T, T + 0.5, sample_weight=w), rel=1e-9)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_r2_in_training_batches_counts_a_constant_output_out_and_equals_sklearn(weighted):
+    # R2.update runs at every training batch: it keeps no per-output min/max (4 reductions
+    # more a batch), yet an output constant at 0.1 over every batch keeps an sst of exactly 0
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(0)
+    T = np.c_[rng.normal(3.0, 2.0, 50), np.full(50, 0.1)]
+    P = T + rng.normal(0, 0.5, T.shape)
+    w = rng.random(50) if weighted else None
+    metric = bp.data.R2()
+    for k in range(0, 50, 7):
+        metric.update(P[k : k + 7], T[k : k + 7], None if w is None else w[k : k + 7])
+    assert metric.sst[1] == 0.0
+    expected = r2_score(T[:, 0], P[:, 0], sample_weight=w)
+    assert metric.result() == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_every_layer_backward_docstring_gives_its_formula_with_shapes(name):
     doc = bp.layers.REGISTRY[name].backward.__doc__ or ""

@@ -113,6 +113,29 @@ def test_a_csr_whose_indices_point_outside_it_is_refused(rng):
         model.predict(X)
 
 
+def test_training_checks_the_csr_indices_once_not_at_every_batch(rng, monkeypatch):
+    # the batches are SciPy's row slices of the checked X: re-checking each one (4 reductions
+    # and their Python overhead) cost ~10 us a batch, ~5-10 % of a small model's step
+    from backprop import sparse as sparse_mod
+
+    calls = []
+    check = sparse_mod._check_indices
+    monkeypatch.setattr(
+        sparse_mod, "_check_indices", lambda X, name: calls.append(name) or check(X, name)
+    )
+    X, y = sparse_data(rng)
+    trainer = bp.Trainer(mlp(X.shape[1]), "cross_entropy", "sgd", batch_size=8, epochs=2, seed=0)
+    trainer.fit(X, y)
+    assert len(calls) <= 2  # X itself (and at most its first-batch probe), not 2 x 15 batches
+    calls.clear()  # L-BFGS: its one batch is X itself, evaluated at every iteration
+    trainer = bp.Trainer(mlp(X.shape[1]), "cross_entropy", "lbfgs", epochs=5, seed=0)
+    trainer.fit(X, y)
+    assert trainer.step_count > 2 and len(calls) <= 2
+    calls.clear()
+    mlp(X.shape[1]).predict(X[:5])  # a CSR from outside is still checked
+    assert calls
+
+
 def test_float32_stays_float32_and_batches_stay_sparse(rng):
     X, y = sparse_data(rng, dtype=np.float32)
     spy = BatchSpy()
