@@ -535,3 +535,29 @@ def test_a_poisson_run_reports_and_predicts_rates_not_log_rates(tmp_path, capsys
     np.testing.assert_allclose(
         np.load(out).ravel(), np.exp(model.predict(X[:5])).ravel(), rtol=1e-6
     )
+
+
+def test_evaluate_prints_strict_json_when_a_figure_is_nan(tmp_path, capsys):
+    # the R2 of a constant target is NaN: evaluate printed the token NaN, which strict JSON
+    # readers refuse (metrics.json already writes null)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    np.savez(tmp_path / "m.npz", X=X, y=X[:, 0] + 0.5 * X[:, 1])
+    layers = '[[model.layers]]\ntype = "Dense"\nout_features = 4\n[[model.layers]]\ntype = "Dense"'
+    config = _write(
+        tmp_path / "c.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "m.npz"}"\ntask = "regression"\n'
+        f'[model]\nseed = 0\n{layers}\n[loss]\nname = "mse"\n[optimizer]\nname = "adam"\n'
+        "[trainer]\nepochs = 2\nseed = 0\n[output]\nplots = false\n",
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    np.savez(tmp_path / "flat.npz", X=X[:10], y=np.full(10, 3.0))
+    capsys.readouterr()
+    model = str(tmp_path / "run" / "model.npz")
+    assert main(["evaluate", model, "--data", str(tmp_path / "flat.npz")]) == 0
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    result = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert result["r2"] is None and result["rmse"] > 0 and result["n_samples"] == 10

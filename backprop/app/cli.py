@@ -181,12 +181,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         y = np.asarray(y, dtype=np.float64).reshape(pred.shape)
         r2 = R2()  # per output, averaged (scikit-learn's r2_score), as the run's metrics.json
-        r2.reset()
         r2.update(pred, y)
         result["r2"] = r2.result()
         result["rmse"] = float(np.sqrt(np.mean((y - pred) ** 2)))
         result["mae"] = float(np.mean(np.abs(y - pred)))
-    print(json.dumps(result, indent=2))
+    # strict JSON: a NaN figure (R2 of a constant target) is null, as in metrics.json
+    print(json.dumps({k: v if np.isfinite(v) else None for k, v in result.items()}, indent=2))
     return 0
 
 
