@@ -62,6 +62,23 @@ def _write(path, text):
     return path
 
 
+def _regression_run(tmp_path, X, y, units, loss="mse", lr=0.01, epochs=20, data=""):
+    """Train a one-hidden-layer regression config on ``X, y`` (saved as an .npz) into
+    ``tmp_path / "run"``; returns ``(config, run)``. ``data``: more ``[data]`` lines."""
+    np.savez(tmp_path / "m.npz", X=X, y=y)
+    dense = '[[model.layers]]\ntype = "Dense"\n'
+    layers = f"{dense}out_features = {units}\n{dense}"
+    config = _write(
+        tmp_path / "c.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "m.npz"}"\ntask = "regression"\n{data}'
+        f'[model]\nseed = 0\n{layers}\n[loss]\nname = "{loss}"\n[optimizer]\nname = "adam"\n'
+        f"lr = {lr}\n[trainer]\nepochs = {epochs}\nseed = 0\n[output]\nplots = false\n",
+    )
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    return config, run
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("digits")
@@ -194,19 +211,11 @@ def test_evaluate_r2_of_several_outputs_is_the_runs(tmp_path, capsys):
     Y = np.column_stack(
         [X @ [1.0, 2, 3] * 100 + rng.normal(size=120) * 50, X[:, 0] * 0.01 + rng.normal(size=120)]
     )
-    np.savez(tmp_path / "m.npz", X=X, y=Y)
-    layers = '[[model.layers]]\ntype = "Dense"\nout_features = 8\n[[model.layers]]\ntype = "Dense"'
-    config = _write(
-        tmp_path / "c.toml",
-        f'[data]\nsource = "file"\npath = "{tmp_path / "m.npz"}"\ntask = "regression"\n'
-        f'[model]\nseed = 0\n{layers}\n[loss]\nname = "mse"\n[optimizer]\nname = "adam"\n'
-        "lr = 0.01\n[trainer]\nepochs = 20\nseed = 0\n[output]\nplots = false\n",
-    )
-    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    config, run = _regression_run(tmp_path, X, Y, units=8)
     capsys.readouterr()
-    assert main(["evaluate", str(tmp_path / "run" / "model.npz"), "--data", str(config)]) == 0
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(config)]) == 0
     result = json.loads(capsys.readouterr().out)
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
     assert result["r2"] == pytest.approx(metrics["test"]["r2"], abs=1e-6)
 
 
@@ -504,17 +513,9 @@ def test_a_poisson_run_reports_and_predicts_rates_not_log_rates(tmp_path, capsys
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 3))
     y = rng.poisson(np.exp(0.8 * X[:, 0] + 2.0)).astype(np.float64)
-    np.savez(tmp_path / "counts.npz", X=X, y=y)
-    layers = '[[model.layers]]\ntype = "Dense"\nout_features = 8\n[[model.layers]]\ntype = "Dense"'
-    config = _write(
-        tmp_path / "c.toml",
-        f'[data]\nsource = "file"\npath = "{tmp_path / "counts.npz"}"\ntask = "regression"\n'
-        f"standardize_target = false\n[model]\nseed = 0\n{layers}\n"
-        '[loss]\nname = "poisson"\n[optimizer]\nname = "adam"\nlr = 0.02\n'
-        "[trainer]\nepochs = 60\nseed = 0\n[output]\nplots = false\n",
+    config, run = _regression_run(
+        tmp_path, X, y, 8, "poisson", lr=0.02, epochs=60, data="standardize_target = false\n"
     )
-    run = tmp_path / "run"
-    assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
     capsys.readouterr()
     model = bp.load(run / "model.npz")
     saved = np.load(run / "predictions.npz")
@@ -542,18 +543,10 @@ def test_evaluate_prints_strict_json_when_a_figure_is_nan(tmp_path, capsys):
     # readers refuse (metrics.json already writes null)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 2))
-    np.savez(tmp_path / "m.npz", X=X, y=X[:, 0] + 0.5 * X[:, 1])
-    layers = '[[model.layers]]\ntype = "Dense"\nout_features = 4\n[[model.layers]]\ntype = "Dense"'
-    config = _write(
-        tmp_path / "c.toml",
-        f'[data]\nsource = "file"\npath = "{tmp_path / "m.npz"}"\ntask = "regression"\n'
-        f'[model]\nseed = 0\n{layers}\n[loss]\nname = "mse"\n[optimizer]\nname = "adam"\n'
-        "[trainer]\nepochs = 2\nseed = 0\n[output]\nplots = false\n",
-    )
-    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    _, run = _regression_run(tmp_path, X, X[:, 0] + 0.5 * X[:, 1], 4, epochs=2)
     np.savez(tmp_path / "flat.npz", X=X[:10], y=np.full(10, 3.0))
     capsys.readouterr()
-    model = str(tmp_path / "run" / "model.npz")
+    model = str(run / "model.npz")
     assert main(["evaluate", model, "--data", str(tmp_path / "flat.npz")]) == 0
 
     def refuse(token):
