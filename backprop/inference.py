@@ -66,7 +66,7 @@ def values_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np.
     rates ``exp(z)`` for Poisson, whose outputs are log-rates ``z``; the outputs themselves for
     every other loss."""
     z = np.asarray(outputs)
-    return np.exp(z) if isinstance(losses_mod.get(loss), losses_mod.Poisson) else z
+    return np.exp(z) if losses_mod.get(loss).link == "exp" else z
 
 
 def _check_score_targets(y: np.ndarray, z: np.ndarray, loss: losses_mod.Loss) -> np.ndarray:
@@ -111,7 +111,7 @@ def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> f
             f"(n, k) outputs, got {type(loss).__name__} with outputs {z.shape}; use evaluate"
         )
     # scikit-learn's r2_score: R^2 per output, averaged uniformly; Poisson's of the rates exp(z)
-    metric = R2(rates=isinstance(loss, losses_mod.Poisson))
+    metric = R2(rates=loss.link == "exp")
     metric.update(z, y)
     return metric.result()
 

@@ -56,10 +56,13 @@ class Loss:
 
     ``decision`` says how a classification loss's outputs become classes, which is what the
     accuracy metric uses: "argmax" (one class per row), "threshold" (each output is a label,
-    on when its logit is > 0), or None for losses that do not classify.
+    on when its logit is > 0), or None for losses that do not classify. ``link`` says how a
+    regression loss's outputs become predicted values: "identity", or "exp" for outputs that
+    are log-rates (Poisson); predictions, R^2 and MC dropout read it.
     """
 
     decision: str | None = None
+    link: str = "identity"
 
     #: dl_i/dy_pred of one sample (before the 1/n or weight scaling), shown by help(backward)
     gradient = "dl_i/dy_pred"

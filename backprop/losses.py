@@ -114,6 +114,8 @@ class Poisson(Loss):
     differs by a term in ``t`` only; see :mod:`backprop.estimators.losses`.)
     """
 
+    link = "exp"  # the outputs are log-rates: the predicted value is exp(z)
+
     gradient = "(exp(z) - t) / k"
 
     def _forward(self, z, y_true):

@@ -83,7 +83,7 @@ def make_metrics(loss: losses_mod.Loss, metrics: str | Sequence[str], names_only
             )
     if names_only:
         return names
-    rates = isinstance(loss, losses_mod.Poisson)  # r2 of the rates exp(z), as score reports
+    rates = loss.link == "exp"  # Poisson: r2 of the rates exp(z), as score reports
     metrics = [
         Accuracy(loss.decision) if n == "accuracy" else R2(rates) if n == "r2" else METRICS[n]()
         for n in names

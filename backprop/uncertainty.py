@@ -41,7 +41,7 @@ from . import checks
 from .data import check_X
 from .layers import Dropout
 from .layers.containers import named_layers
-from .losses import BinaryCrossEntropy, Poisson, SequenceCrossEntropy, SoftmaxCrossEntropy
+from .losses import BinaryCrossEntropy, SequenceCrossEntropy, SoftmaxCrossEntropy
 
 
 def output_transform(loss: Any) -> str:
@@ -54,7 +54,7 @@ def output_transform(loss: Any) -> str:
                 f"output must be 'softmax', 'sigmoid', 'exp', 'identity' or a Loss, got {loss!r}"
             )
         return loss
-    if isinstance(loss, Poisson):  # log-rates out: the rate exp(z) is the prediction
+    if getattr(loss, "link", None) == "exp":  # log-rates out (Poisson): the rate exp(z)
         return "exp"
     if isinstance(loss, SoftmaxCrossEntropy | SequenceCrossEntropy):  # per step for sequences
         return "softmax"
