@@ -327,6 +327,7 @@ def estimator_schema(param_names: Iterable[str], classifier: bool) -> Spec:
         "validation_scores_": optional(curve),
         "feature_names_in_": list_of(text()),
         "_no_improvement_count": integer(0),  # the tol stop of a warm fit goes on counting
+        "_updates": integer(0),  # the update count the next partial_fit goes on from
     }
     required = ["n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_"]
     if classifier:

@@ -156,6 +156,31 @@ def test_estimator_partial_fit_raises_the_sparsity_over_pruning_epochs_calls():
     assert seen[2] == seen[3] and abs(seen[2] - 0.8) < 0.01
 
 
+def test_a_reloaded_estimator_goes_on_with_its_pruning_and_lr_schedules(tmp_path):
+    # a file kept no update count: the partial_fit calls after bp.load started the pruning curve
+    # (and any step-based learning-rate schedule) over, so sparsity 0.8 came two calls late
+    X, y = _digits()
+    kw = dict(hidden_layer_sizes=(16,), sparsity=0.8, pruning_epochs=4, random_state=0)
+    whole, part = bp.MLPClassifier(**kw), bp.MLPClassifier(**kw)
+    for clf in (whole, part):
+        for _ in range(2):
+            clf.partial_fit(X, y, classes=np.arange(10))
+    bp.save(part, tmp_path / "m.npz")
+    bp.save(bp.load(tmp_path / "m.npz"), tmp_path / "again.npz")  # kept through a re-save too
+    loaded = bp.load(tmp_path / "again.npz")
+    for _ in range(2):
+        whole.partial_fit(X, y)
+        loaded.partial_fit(X, y)
+        assert loaded._trainer.step_count == whole._trainer.step_count
+        assert loaded.model_.sparsity()["total"] == whole.model_.sparsity()["total"]
+    assert abs(loaded.model_.sparsity()["total"] - 0.8) < 0.01
+    loaded.set_params(warm_start=True, max_iter=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded.fit(X, y)  # a fit (warm or not) starts its schedules at update 0, as before
+    assert loaded._trainer.step_count == -(-len(X) // 200)
+
+
 def test_a_failing_partial_fit_puts_the_pruning_mask_back_with_the_weights():
     X, y = _digits()
     clf = bp.MLPClassifier(

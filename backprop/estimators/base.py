@@ -240,16 +240,14 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 l1_method=self.l1_method,
             )
             self._trainer = trainer
+            trainer.step_count = sparsity.carried_updates(self, incremental)
             # a plateau watches the validation the monitor adds: it runs right after it
             self._plateau = [plateau] if plateau is not None else []
         trainer.batch_size = batch
         # penalties as set now: a partial_fit after set_params(alpha=...) uses the new alpha, as
         # scikit-learn's does (it reads alpha at every batch)
-        trainer.l1, trainer.l2, trainer.clip_norm = (
-            float(self.l1),
-            float(self.alpha),
-            self.clip_norm,
-        )
+        trainer.l1, trainer.l2 = float(self.l1), float(self.alpha)
+        trainer.clip_norm = self.clip_norm
         trainer.sampler = C.ShuffleSampler(rs)
         gradual = sparsity.callbacks(self, n, batch)  # pruning (issue 15): [] when sparsity=0
         trainer.callbacks = [

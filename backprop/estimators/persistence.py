@@ -9,8 +9,10 @@ A file holds (see :mod:`backprop.io` for the container):
 
 A loaded estimator predicts, scores and reports its fitted attributes exactly as the saved one.
 It does not carry the optimizer's state: further ``partial_fit`` training continues from the
-saved weights with a fresh optimizer. A ``warm_start`` fit starts a fresh optimizer anyway: an
-MLP's continues exactly as the saved estimator's would (the tol stop's count is kept). It does carry the state of the
+saved weights with a fresh optimizer, but from the saved update count (``_updates``), so that the
+pruning curve and a step-based learning-rate schedule go on where they were. A ``warm_start``
+fit starts a fresh optimizer anyway: an MLP's continues exactly as the saved estimator's would
+(the tol stop's count is kept). It does carry the state of the
 network's random stream (``model_rng``: Dropout masks, RandomShift2D shifts), so a NeuralNet
 estimator, whose every fit starts a fresh optimizer anyway, continues with ``warm_start``
 bitwise as the saved one would have. Parameters that hold Python objects
@@ -34,6 +36,7 @@ from .classifier import MLPClassifier
 from .conventions import hidden_sizes
 from .neuralnet import NeuralNetClassifier, NeuralNetRegressor
 from .regressor import MLPRegressor
+from .sparsity import updates_taken
 
 FITTED_SCALARS = (
     "n_features_in_", "n_outputs_", "out_activation_", "n_layers_", "n_iter_", "t_", "loss_",
@@ -142,6 +145,8 @@ def _to_payload(est: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         _classes_to_json(est.classes_, fitted)
     if isinstance(est, MLPClassifier):
         fitted["y_type_"] = est._label_binarizer.y_type_
+    if isinstance(est, MLPClassifier | MLPRegressor):  # where the next partial_fit goes on from
+        fitted["_updates"] = updates_taken(est)
     # The network's random stream (Dropout, RandomShift2D): warm_start continues it.
     model_rng = est.model_.rng.bit_generator.state
     config = {"params": params, "model": model_config, "fitted": fitted, "model_rng": model_rng}

@@ -5,8 +5,9 @@ cubic curve (:class:`backprop.pruning.GradualPruning`) over the first ``pruning_
 re-pruning four times per epoch. If training stops before the curve reaches ``s`` (scikit-learn's
 ``tol`` / ``n_iter_no_change`` convergence test, or ``max_iter``), :func:`finish` prunes the rest
 in one shot and warns. Each ``partial_fit`` call is one epoch of the curve (the trainer's
-update count carries over), so a run of ``partial_fit`` calls reaches ``s`` after
-``pruning_epochs`` of them; none of them prunes the rest in one shot.
+update count carries over, through ``bp.save``/``bp.load`` too: :func:`updates_taken`), so a
+run of ``partial_fit`` calls reaches ``s`` after ``pruning_epochs`` of them; none of them prunes
+the rest in one shot.
 """
 
 from __future__ import annotations
@@ -28,6 +29,24 @@ def callbacks(est: Any, n_samples: int, batch_size: int) -> list[Callback]:
     steps = 1 if est.solver == "lbfgs" else -(-n_samples // batch_size)  # updates per epoch
     end = int(est.pruning_epochs) * steps
     return [pruning.GradualPruning(float(est.sparsity), 0, end, max(1, steps // 4))]
+
+
+def updates_taken(est: Any) -> int:
+    """The update count a file keeps (``_updates``): that of the estimator's trainer, from
+    which its next ``partial_fit`` goes on (0 after L-BFGS, whose trainer it does not reuse),
+    or the one it was loaded with while it has no trainer yet."""
+    trainer = getattr(est, "_trainer", None)
+    if trainer is None:
+        return int(getattr(est, "_updates", 0))
+    return 0 if trainer.mode == "batch" else int(trainer.step_count)
+
+
+def carried_updates(est: Any, incremental: bool) -> int:
+    """The first update count of a new trainer: a ``partial_fit`` after ``bp.load`` goes on
+    from the saved estimator's (its pruning curve and step-based learning-rate schedule with
+    it, as without the file); a ``fit`` starts at 0."""
+    updates = int(vars(est).pop("_updates", 0))
+    return updates if incremental else 0
 
 
 def finish(est: Any, trainer: Any) -> None:
