@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -280,9 +281,11 @@ def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, t
     if shape is None:
         raise ValueError("the file gives no input_shape and layer 0 does not imply one")
     shape = layers_mod.base.as_shape(shape, "input_shape")
+    _check_sample_size("input_shape", shape)
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     for i, layer in enumerate(layers):
         shape = layer.build(shape)
+        _check_sample_size(f"layer {i} ({type(layer).__name__}) output", shape)
         for key, (pshape, _) in layer.param_specs().items():
             out[f"{i}.{key}"] = (dtype.str, tuple(pshape))
         for key, bshape in layer.buffer_specs().items():
@@ -290,6 +293,21 @@ def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, t
         for key, buf in layer.buffers.items():  # buffers a layer made without declaring them
             out.setdefault(f"{i}.{key}", (dtype.str, tuple(buf.shape)))
     return out
+
+
+#: The most values one sample may have in any activation of a model read from a file (1 GiB in
+#: float32; an ImageNet network's largest is about 3 million): a forged padding or input shape
+#: declares no array to refuse, yet would make predict allocate terabytes.
+MAX_SAMPLE_VALUES = 2**28
+
+
+def _check_sample_size(what: str, shape: tuple[int, ...]) -> None:
+    values = math.prod(shape)
+    if values > MAX_SAMPLE_VALUES:
+        raise ValueError(
+            f"{what} {tuple(shape)} holds {values} values per sample, over the "
+            f"{MAX_SAMPLE_VALUES} a model file may declare"
+        )
 
 
 def _specs(config: dict[str, Any]) -> list[Any]:

@@ -497,11 +497,11 @@ def test_a_forged_input_shape_in_a_checkpoint_is_refused_before_building(tmp_pat
     trainer.fit(np.zeros((8, 3)), np.zeros((8, 2)))
     bp.save_checkpoint(tmp_path / "ckpt.npz", trainer)
     bad = _edit_header(
-        tmp_path / "ckpt.npz", tmp_path / "shape.npz", _put("model", "input_shape", value=[10**9])
+        tmp_path / "ckpt.npz", tmp_path / "shape.npz", _put("model", "input_shape", value=[10**8])
     )
     tracemalloc.start()
     try:
-        with pytest.raises(ModelFileError, match="shape.npz: its model needs 16000000056 bytes"):
+        with pytest.raises(ModelFileError, match="shape.npz: its model needs 1600000056 bytes"):
             bp.load_checkpoint(bad, fresh())
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -701,3 +701,32 @@ def test_a_header_member_declaring_more_bytes_than_it_holds_allocates_nothing(sa
     finally:
         tracemalloc.stop()
     assert peak < 2**20
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda layers, cfg: layers[0]["config"].update(padding=10**6),  # 2e6 x 2e6 outputs
+        lambda layers, cfg: cfg.update(input_shape=[2**15, 2**15, 1]),  # 1e9 pixels per image
+    ],
+    ids=["conv padding", "input_shape"],
+)
+def test_a_forged_activation_size_is_refused_at_load(tmp_path, edit):
+    # no parameter depends on a convolution's padding or on the image size ahead of a global
+    # pooling, so the file loaded and predict then asked NumPy for terabytes (or silently
+    # gigabytes per sample)
+    model = bp.Sequential(
+        [bp.Conv2D(2, 3, padding=1), bp.GlobalAvgPool2D(), bp.Dense(2)], input_shape=(5, 5, 1)
+    )
+    bp.save(model, tmp_path / "m.npz")
+
+    def forge(header):
+        edit(header["config"]["layers"], header["config"])
+
+    _edit_header(tmp_path / "m.npz", tmp_path / "bad.npz", forge)
+    with pytest.raises(ModelFileError, match=r"values per sample, over the 268435456"):
+        bp.load(tmp_path / "bad.npz")
+    assert bp.load(tmp_path / "m.npz").predict(np.ones((1, 5, 5, 1), np.float32)).shape == (
+        1,
+        2,
+    )  # the original loads
