@@ -177,6 +177,7 @@ class Sequential(FlatParameters):
         passes uncast when the first layer takes integers); builds the model on first use. A
         scipy.sparse ``X`` stays sparse (CSR) and needs a first layer that takes it
         (:mod:`backprop.sparse`)."""
+        self._check_owned()  # another model may have taken this one's layers
         if sparse_mod.is_sparse(X):
             X = sparse_mod.as_model_input(X, self.dtype, self.layers[0], name)
             if not self.built:
