@@ -66,6 +66,8 @@ class FlatParameters:
         for layer in self.layers:
             layer._allocate_buffers(self.dtype)
             layer.set_rng(self.rng)
+            # no container above it here, whichever one it was taken from (see containers.py)
+            layer.frozen_by_container = False
         set_auto_init(self.layers)
         self._claim()
 

@@ -1,5 +1,7 @@
 """Residual(layers): x + f(x), nested names in the flat buffer, nesting everywhere (issue 12)."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -272,3 +274,28 @@ def _rename(key):
         return "1.0." + key[4:]
     index, rest = key.split(".", 1)
     return f"{int(index) + 1}.{rest}"
+
+
+def test_a_batchnorm_taken_out_of_a_frozen_residual_trains_in_its_new_model(rng):
+    """A frozen Residual marks its children frozen_by_container on every forward, and the mark
+    stayed when a layer was taken out (a block's layers reused in a new model): the BatchNorm,
+    trainable and at the top of a new model, kept normalizing training batches with its running
+    statistics and never updated them, as if still frozen."""
+    X = rng.normal(5.0, 3.0, size=(16, 3))
+    block = bp.Residual([bp.BatchNorm(), bp.Dense(3)])
+    block.trainable = False
+    bp.Sequential([bp.Dense(3, 3), block], seed=0).forward(X, training=True)
+    for new in (
+        bp.Sequential(copy.deepcopy(block.layers), input_shape=(3,), dtype="float64", seed=0),
+        bp.Sequential(block.layers, input_shape=(3,), dtype="float64", seed=0),
+    ):
+        bn = new.layers[0]
+        out = new.forward(X, training=True)
+        ref = bp.Sequential([bp.BatchNorm(), bp.Dense(3)], input_shape=(3,), dtype="float64")
+        ref.load_state_dict(new.state_dict())
+        np.testing.assert_allclose(out, ref.forward(X, training=True), rtol=1e-12)
+        assert not np.all(bn.buffers["running_mean"] == 0)  # the statistics move
+    solo = copy.deepcopy(block.layers[0])
+    solo.initialize((3,), dtype="float64")
+    solo.forward(X, training=True)
+    assert not np.all(solo.buffers["running_mean"] == 0)

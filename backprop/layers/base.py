@@ -238,6 +238,7 @@ class Layer:
         layer's state no longer does: it refuses to run, see ``FlatParameters._claim``)."""
         for layer in _with_descendants(self):
             layer._owner = None
+        self.frozen_by_container = False  # on its own now, in no container (see containers.py)
         dt = as_float_dtype(dtype)
         specs = self.param_specs()
         self.bind(
