@@ -131,7 +131,15 @@ class Sequential(FlatParameters):
                     f"the model was built for input shape {self.in_shape}, not {shape}"
                 )
             return self.out_shape
-        out = self._build_shapes(shape)
+        fresh = [lay for _, lay, _ in named_layers(self.layers) if not lay.built]
+        before = [dict(vars(lay)) for lay in fresh]
+        try:
+            out = self._build_shapes(shape)
+        except BaseException:  # no layer stays half built for a shape the model refused
+            for layer, attrs in zip(fresh, before, strict=True):
+                vars(layer).clear()
+                vars(layer).update(attrs)
+            raise
         self._allocate()
         self.in_shape, self.out_shape = shape, out
         self.reset_parameters(self._init_rng)
