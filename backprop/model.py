@@ -32,6 +32,7 @@ from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
 from .layers.containers import named_layers
 from .layers.masking import forward_with_mask
+from .layers.registry import not_a_layer_hint
 from .parameters import FlatParameters
 
 SeedLike = int | np.random.Generator | None
@@ -81,7 +82,8 @@ class Sequential(FlatParameters):
             raise ValueError("Sequential needs at least one layer")
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layer {i} is {layer!r}, not a backprop Layer")
+                hint = not_a_layer_hint(layer)
+                raise TypeError(f"layer {i} is {layer!r}, not a backprop Layer{hint}")
             if not all(hasattr(layer, a) for a in ("params", "grads", "buffers", "trainable")):
                 raise TypeError(
                     f"layer {i} ({type(layer).__name__}) has no params/grads/buffers: "
