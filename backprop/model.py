@@ -32,6 +32,7 @@ from .layers import Layer
 from .layers.base import Shape, as_float_dtype, as_shape
 from .layers.containers import named_layers
 from .layers.masking import forward_with_mask
+from .layers.registry import not_a_layer_hint
 from .parameters import FlatParameters
 
 SeedLike = int | np.random.Generator | None
@@ -81,7 +82,8 @@ class Sequential(FlatParameters):
             raise ValueError("Sequential needs at least one layer")
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layer {i} is {layer!r}, not a backprop Layer")
+                hint = not_a_layer_hint(layer)
+                raise TypeError(f"layer {i} is {layer!r}, not a backprop Layer{hint}")
             if not all(hasattr(layer, a) for a in ("params", "grads", "buffers", "trainable")):
                 raise TypeError(
                     f"layer {i} ({type(layer).__name__}) has no params/grads/buffers: "
@@ -131,7 +133,15 @@ class Sequential(FlatParameters):
                     f"the model was built for input shape {self.in_shape}, not {shape}"
                 )
             return self.out_shape
-        out = self._build_shapes(shape)
+        fresh = [lay for _, lay, _ in named_layers(self.layers) if not lay.built]
+        before = [dict(vars(lay)) for lay in fresh]
+        try:
+            out = self._build_shapes(shape)
+        except BaseException:  # no layer stays half built for a shape the model refused
+            for layer, attrs in zip(fresh, before, strict=True):
+                vars(layer).clear()
+                vars(layer).update(attrs)
+            raise
         self._allocate()
         self.in_shape, self.out_shape = shape, out
         self.reset_parameters(self._init_rng)
@@ -177,6 +187,7 @@ class Sequential(FlatParameters):
         passes uncast when the first layer takes integers); builds the model on first use. A
         scipy.sparse ``X`` stays sparse (CSR) and needs a first layer that takes it
         (:mod:`backprop.sparse`)."""
+        self._check_owned()  # another model may have taken this one's layers
         if sparse_mod.is_sparse(X):
             X = sparse_mod.as_model_input(X, self.dtype, self.layers[0], name)
             if not self.built:

@@ -23,8 +23,22 @@ from typing import Any
 
 import numpy as np
 
+from .layers.base import Layer
 from .layers.containers import named_layers
 from .layers.dense import set_auto_init
+
+
+class _Owner:
+    """A model's mark on the layers it holds the state of (see :meth:`FlatParameters._claim`)."""
+
+
+def _holds_state(layer: Layer) -> bool:
+    """True for a layer whose parameters, buffers or random stream a model hands it (containers
+    hand theirs down to their children, which are checked instead)."""
+    if layer.children():
+        return False
+    uses_rng = type(layer).set_rng is not Layer.set_rng
+    return bool(layer.param_specs() or layer.buffer_specs() or layer.buffers or uses_rng)
 
 
 class FlatParameters:
@@ -52,7 +66,32 @@ class FlatParameters:
         for layer in self.layers:
             layer._allocate_buffers(self.dtype)
             layer.set_rng(self.rng)
+            # no container above it here, whichever one it was taken from (see containers.py)
+            layer.frozen_by_container = False
         set_auto_init(self.layers)
+        self._claim()
+
+    def _claim(self) -> None:
+        """Mark the layers this model now holds the state of. A second Sequential built from the
+        same layer objects re-binds them to its own buffers and stream: this model would go on
+        computing with the other one's weights while its optimizer updated its own buffer, which
+        no layer reads any more. :meth:`_check_owned` then refuses to use it."""
+        self._owner = _Owner()
+        self._owned = [(n, lay) for n, lay, _ in named_layers(self.layers) if _holds_state(lay)]
+        for _, layer in self._owned:
+            layer._owner = self._owner
+
+    def _check_owned(self) -> None:
+        """Raise when another model (or ``layer.initialize``) has taken one of this model's
+        layers (see :meth:`_claim`)."""
+        for name, layer in getattr(self, "_owned", ()):
+            if getattr(layer, "_owner", None) is not self._owner:
+                raise RuntimeError(
+                    f"layer {name} ({type(layer).__name__}) was taken by another Sequential "
+                    "built from the same layer object (or by layer.initialize): it computes "
+                    "with that one's weights now, not this model's. Give each model its own "
+                    "layers: Sequential(copy.deepcopy(layers)), or model.copy()"
+                )
 
     def _bind_views(self) -> None:
         """Make every layer's ``params``/``grads`` views into the two flat buffers."""
@@ -75,6 +114,7 @@ class FlatParameters:
 
     # -- parameters by name -------------------------------------------------------------------
     def _named(self, what: str) -> dict[str, np.ndarray]:
+        self._check_owned()
         return {
             f"{i}.{k}": v
             for i, layer in enumerate(self.layers)

@@ -344,3 +344,56 @@ def test_predict_rejects_a_batch_size_that_is_not_a_positive_integer(batch_size)
     start = model.flat_parameters.copy()
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         loss_along_line(model, bp.SoftmaxCrossEntropy(), X, y, start, batch_size=batch_size)
+
+
+def test_a_model_whose_layers_another_sequential_took_refuses_to_run(tmp_path, rng):
+    """A second Sequential built from the same layer objects re-bound them to its own buffers
+    and dropout stream: the first model then predicted with the second one's weights, and
+    training it changed nothing (its optimizer stepped a buffer no layer read; loss and
+    predictions stayed put, gradient norm 0), all without a word. The first model now refuses,
+    naming the layer; the second, and rebuilding from one list of layers, work as before."""
+    X, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 1))
+    layers = [bp.Dense(4, 6), bp.Dropout(0.1), bp.Dense(1)]
+    first = bp.Sequential(layers, dtype="float64", seed=0)
+    second = bp.Sequential(layers, dtype="float64", seed=1)
+    trainer = bp.Trainer(first, "mse", bp.SGD(0.1), epochs=1, batch_size=16)
+    for use in (
+        lambda: first.predict(X),
+        lambda: trainer.fit(X, y),
+        first.state_dict,
+        lambda: bp.save(first, tmp_path / "first.npz"),
+    ):
+        with pytest.raises(RuntimeError, match=r"layer 0 \(Dense\) was taken by another"):
+            use()
+    assert second.predict(X).shape == (16, 1)
+    bp.Trainer(second, "mse", bp.SGD(0.1), epochs=1, batch_size=16).fit(X, y)
+    assert layers[1].rng is second.rng
+    # a layer taken by layer.initialize, or only a Dropout (the model's stream), counts too
+    solo = bp.Sequential([bp.Dense(4, 3), drop := bp.Dropout(0.5)], dtype="float64", seed=0)
+    bp.Sequential([bp.Dense(4, 3), drop], seed=0)
+    with pytest.raises(RuntimeError, match=r"layer 1 \(Dropout\) was taken"):
+        solo.forward(X, training=True)
+    second.layers[2].initialize((6,), seed=0)
+    with pytest.raises(RuntimeError, match=r"layer 2 \(Dense\) was taken"):
+        second.predict(X)
+    # a parameter-free layer holds no model's state: sharing it is harmless
+    relu = bp.ReLU()
+    a = bp.Sequential([bp.Dense(4, 3), relu], seed=0)
+    bp.Sequential([bp.Dense(4, 3), relu], seed=0)
+    assert a.predict(X).shape == (16, 3)
+
+
+def test_copies_and_nested_layers_keep_their_own_model(rng):
+    """model.copy(), deepcopy and rebuilding nested containers claim their own layers; the
+    original keeps working (the ownership mark is per model, not per class)."""
+    import copy
+
+    X = rng.normal(size=(5, 4))
+    model = bp.Sequential([bp.Dense(4, 6), bp.Residual([bp.Dense(6), bp.Tanh()])], seed=0)
+    for twin in (model.copy(), copy.deepcopy(model), bp.Sequential(copy.deepcopy(model.layers))):
+        twin.predict(X)
+        model.predict(X)
+    inner = model.layers[1].layers[0]
+    bp.Sequential([bp.Dense(4, 6), inner], seed=0)
+    with pytest.raises(RuntimeError, match=r"layer 1\.0 \(Dense\) was taken"):
+        model.predict(X)

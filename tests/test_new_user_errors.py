@@ -400,3 +400,17 @@ def test_a_nested_layer_table_names_its_bad_key(inner, message):
     unexpected keyword argument' and trainable = "no" read as True."""
     with pytest.raises(ValueError, match=re.escape(message)):
         bp.Residual([inner])
+
+
+def test_a_layer_class_or_a_sequential_in_a_list_of_layers_says_what_to_give():
+    """`Sequential([bp.Dense, ...])` and a Sequential nested in a Sequential or a Residual were
+    refused as "not a backprop Layer" or "malformed entry ... (a table with a type is
+    needed)", which does not say to call the class or to give the model's layers."""
+    inner = bp.Sequential([bp.Dense(3)])
+    with pytest.raises(TypeError, match=r"the class itself: make a layer, Dense\(\.\.\.\)"):
+        bp.Sequential([bp.Dense, bp.ReLU()])
+    with pytest.raises(ValueError, match=r"Residual layer 0: .*make a layer, ReLU\(\.\.\.\)"):
+        bp.Residual([bp.ReLU])
+    for build in (lambda: bp.Sequential([inner, bp.Dense(2)]), lambda: bp.Residual([inner])):
+        with pytest.raises((TypeError, ValueError), match=r"give its layers, model\.layers"):
+            build()

@@ -1,5 +1,7 @@
 """Residual(layers): x + f(x), nested names in the flat buffer, nesting everywhere (issue 12)."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -232,3 +234,68 @@ def test_one_layer_object_at_two_places_is_refused(build, name):
     ln = bp.LayerNorm()
     with pytest.raises(ValueError, match=rf"layer {name} \(LayerNorm\) is the same object as"):
         bp.Sequential(build(ln), input_shape=(3,), seed=0)
+
+
+def _masked_pair(inside, cell):
+    """Masking(0) inside the Residual or before it: the same function of the data when the mask
+    made inside reaches the layers after it (padded steps are 0, so masking them first changes
+    no value)."""
+    d = 4
+    if inside:
+        layers = [bp.Residual([bp.Masking(0.0), bp.MultiHeadSelfAttention(2, 2)]), cell]
+    else:
+        layers = [bp.Masking(0.0), bp.Residual([bp.MultiHeadSelfAttention(2, 2)]), cell]
+    return bp.Sequential(layers + [bp.Dense(2)], input_shape=(5, d), dtype="float64", seed=0)
+
+
+@pytest.mark.parametrize("make_cell", [lambda: bp.LSTM(3), lambda: bp.SequencePool("mean")])
+def test_a_mask_made_inside_a_residual_reaches_the_layers_inside_and_after_it(make_cell, rng):
+    """Residual ran each of its layers with the incoming mask and handed that mask on, so the
+    mask of a Masking inside it was lost: the attention beside it and the LSTM (or mean pool)
+    after it read the padded steps, and the predictions changed with the padding."""
+    X = rng.standard_normal((3, 5, 4))
+    X[0, 3:], X[1, 1:] = 0.0, 0.0  # padded steps
+    inside, outside = _masked_pair(True, make_cell()), _masked_pair(False, make_cell())
+    inside_state = inside.state_dict()
+    outside.load_state_dict({_rename(k): v for k, v in inside_state.items()})
+    np.testing.assert_allclose(inside.forward(X), outside.forward(X), rtol=1e-12, atol=1e-12)
+    # and the gradients agree too (the layers cached the mask they were given)
+    for model in (inside, outside):
+        model.forward(X, training=True)
+        model.backward(np.ones((3, 2)))
+    grads = outside.gradients()
+    for key, g in inside.gradients().items():
+        np.testing.assert_allclose(g, grads[_rename(key)], rtol=1e-10, atol=1e-12)
+
+
+def _rename(key):
+    """A parameter of the model with Masking inside the Residual, named as in the other one."""
+    if key.startswith("0.1."):
+        return "1.0." + key[4:]
+    index, rest = key.split(".", 1)
+    return f"{int(index) + 1}.{rest}"
+
+
+def test_a_batchnorm_taken_out_of_a_frozen_residual_trains_in_its_new_model(rng):
+    """A frozen Residual marks its children frozen_by_container on every forward, and the mark
+    stayed when a layer was taken out (a block's layers reused in a new model): the BatchNorm,
+    trainable and at the top of a new model, kept normalizing training batches with its running
+    statistics and never updated them, as if still frozen."""
+    X = rng.normal(5.0, 3.0, size=(16, 3))
+    block = bp.Residual([bp.BatchNorm(), bp.Dense(3)])
+    block.trainable = False
+    bp.Sequential([bp.Dense(3, 3), block], seed=0).forward(X, training=True)
+    for new in (
+        bp.Sequential(copy.deepcopy(block.layers), input_shape=(3,), dtype="float64", seed=0),
+        bp.Sequential(block.layers, input_shape=(3,), dtype="float64", seed=0),
+    ):
+        bn = new.layers[0]
+        out = new.forward(X, training=True)
+        ref = bp.Sequential([bp.BatchNorm(), bp.Dense(3)], input_shape=(3,), dtype="float64")
+        ref.load_state_dict(new.state_dict())
+        np.testing.assert_allclose(out, ref.forward(X, training=True), rtol=1e-12)
+        assert not np.all(bn.buffers["running_mean"] == 0)  # the statistics move
+    solo = copy.deepcopy(block.layers[0])
+    solo.initialize((3,), dtype="float64")
+    solo.forward(X, training=True)
+    assert not np.all(solo.buffers["running_mean"] == 0)

@@ -301,3 +301,20 @@ def test_every_layer_keeps_the_batch_and_middle_axes_of_any_rank(name, shape, n)
     assert model.backward(np.ones_like(out)).shape == x.shape
     for key, g in model.gradients().items():
         assert g.shape == model.parameters()[key].shape
+
+
+def test_a_build_the_model_refuses_leaves_no_layer_built(rng):
+    """A first forward whose shape a later layer refused left the layers before it built for
+    that shape: the model was not built, yet the right data then failed with "Flatten was built
+    for input shape (3,)", and only new layer objects could recover."""
+    layers = [bp.Flatten(), bp.Residual([bp.LayerNorm(), bp.Tanh()]), bp.Reshape((2, -1))]
+    model = bp.Sequential([*layers, bp.LSTM(3), bp.Dense(2)], dtype="float64", seed=0)
+    with pytest.raises(ValueError, match=r"layer 2 \(Reshape\) cannot take shape \(3,\)"):
+        model.forward(np.ones((2, 3)))
+    assert model.forward(rng.normal(size=(2, 4))).shape == (2, 2)
+    assert model.layers[0].in_shape == (4,) and model.layers[1].layers[0].in_shape == (4,)
+    # an inferred width is forgotten too: Dense(5) learnt 3 inputs in the refused build
+    bad = bp.Sequential([bp.Flatten(), bp.Dense(5), bp.Reshape((2, -1))], seed=0)
+    with pytest.raises(ValueError, match=r"layer 2 \(Reshape\) cannot take shape \(5,\)"):
+        bad.forward(np.ones((2, 3)))
+    assert not any(layer.built for layer in bad.layers) and bad.layers[1].in_features is None

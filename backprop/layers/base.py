@@ -81,6 +81,12 @@ def as_shape(shape: Any, what: str = "shape") -> Shape:
 _ALLOCATE = [True]
 
 
+def _with_descendants(layer: Layer) -> Iterator[Layer]:
+    yield layer
+    for child in layer.children():
+        yield from _with_descendants(child)
+
+
 @contextlib.contextmanager
 def unallocated() -> Iterator[None]:
     """Construct layers without their stand-alone arrays (to read their shapes only: a file's
@@ -228,7 +234,11 @@ class Layer:
         return []
 
     def _allocate(self, dtype: Any, rng: np.random.Generator) -> None:
-        """Give a stand-alone layer its own arrays and initialize them."""
+        """Give a stand-alone layer its own arrays and initialize them (a model that held this
+        layer's state no longer does: it refuses to run, see ``FlatParameters._claim``)."""
+        for layer in _with_descendants(self):
+            layer._owner = None
+        self.frozen_by_container = False  # on its own now, in no container (see containers.py)
         dt = as_float_dtype(dtype)
         specs = self.param_specs()
         self.bind(

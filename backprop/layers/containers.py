@@ -5,6 +5,9 @@ must keep the shape. Backward sums both paths::
 
     dL/dx = g + f'(x)^T g          (g = dL/dy)
 
+A padding mask travels through ``f``'s layers as through a Sequential's (see ``masking.py``),
+and the output carries the incoming mask narrowed by any made inside (a ``Masking`` in ``f``).
+
 A container's parameters are its children's, named ``"j.key"`` for child ``j`` (so inside a
 Sequential, child 0 of layer 3 owns ``"3.0.W"``), and live as views in the same flat buffer:
 ``bind`` hands each child its share. ``config()`` holds the children's specs, so files and
@@ -152,15 +155,24 @@ class Residual(Layer):
     supports_mask = True  # hands a padding mask to its layers (see masking.py)
 
     def forward(self, x: np.ndarray, training: bool = False, mask: Any = None) -> np.ndarray:
-        out = x
+        """``x + f(x)``; the padding mask travels through ``f``'s layers as through a
+        Sequential's, so a mask made inside (a ``Masking``) reaches the layers after it."""
+        out, inner = x, mask
         frozen = not self.trainable or getattr(self, "frozen_by_container", False)
         for layer in self.layers:
             layer.frozen_by_container = frozen  # (see the module docstring)
-            out, _ = forward_with_mask(layer, out, training, mask)
+            out, inner = forward_with_mask(layer, out, training, inner)
+        # The output's mask: the incoming one, narrowed by one made inside (None when neither).
+        if inner is None or mask is None:
+            self._mask_out = mask if inner is None else inner
+        else:
+            self._mask_out = inner & mask
         return out + x  # a new array: out may be x itself (Dropout at inference)
 
     def compute_mask(self, x: np.ndarray, mask: Any) -> Any:
-        return mask
+        """The mask of the last forward's output (called right after it, by
+        :func:`~backprop.layers.masking.forward_with_mask`)."""
+        return getattr(self, "_mask_out", mask)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = g + df/dx^T g``: the gradient reaches the input along both paths of

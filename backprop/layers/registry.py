@@ -71,6 +71,17 @@ def layer_spec(layer: Layer) -> dict[str, Any]:
     return {"type": name, "config": layer.config(), "trainable": bool(layer.trainable)}
 
 
+def not_a_layer_hint(obj: Any) -> str:
+    """What to do instead, for two common non-layers in a list of layers ("" for others)."""
+    if isinstance(obj, type) and issubclass(obj, Layer):
+        return f" (the class itself: make a layer, {obj.__name__}(...))"
+    if hasattr(obj, "layers") and hasattr(obj, "flat_parameters"):
+        return (
+            " (a Sequential is no layer: give its layers, model.layers, or wrap them in a Residual)"
+        )
+    return ""
+
+
 def layer_from_spec(spec: Any, where: str = "layer") -> Layer:
     """The unbuilt layer a spec describes: ``{"type", "config", "trainable"}`` as
     :func:`layer_spec` writes it, or the flat form of a TOML table, ``{"type": "Dense",
@@ -81,7 +92,8 @@ def layer_from_spec(spec: Any, where: str = "layer") -> Layer:
     if isinstance(spec, Layer):
         return spec
     if not isinstance(spec, dict) or "type" not in spec:
-        raise ValueError(f"{where}: malformed entry {spec!r} (a table with a type is needed)")
+        hint = not_a_layer_hint(spec) or " (a table with a type is needed)"
+        raise ValueError(f"{where}: malformed entry {spec!r}{hint}")
     nested = "config" in spec and not set(spec) - {"type", "config", "trainable"}
     kwargs = (
         spec.get("config", {})
