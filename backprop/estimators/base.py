@@ -243,13 +243,11 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
             # a plateau watches the validation the monitor adds: it runs right after it
             self._plateau = [plateau] if plateau is not None else []
         trainer.batch_size = batch
-        # penalties as set now: a partial_fit after set_params(alpha=...) uses the new alpha, as
-        # scikit-learn's does (it reads alpha at every batch)
-        trainer.l1, trainer.l2, trainer.clip_norm = (
-            float(self.l1),
-            float(self.alpha),
-            self.clip_norm,
-        )
+        # penalties and shuffle as set now: a partial_fit after set_params(alpha=..., shuffle=...)
+        # uses the new values, as scikit-learn's does (it reads them at every call)
+        trainer.l1, trainer.l2 = float(self.l1), float(self.alpha)
+        trainer.l1_method, trainer.clip_norm = self.l1_method, self.clip_norm
+        trainer.shuffle = bool(self.shuffle)
         trainer.sampler = C.ShuffleSampler(rs)
         gradual = sparsity.callbacks(self, n, batch)  # pruning (issue 15): [] when sparsity=0
         trainer.callbacks = [
