@@ -39,7 +39,7 @@ from .mlp_params import (  # noqa: F401  (re-exported: they were defined here fi
     check_params,
     make_optimizer,
 )
-from .monitor import CURVES, SklearnMonitor, record_divergence, resume_bookkeeping
+from .monitor import CURVES, SklearnMonitor, rate_rule, record_divergence, resume_bookkeeping
 from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set, write_weights
 
 
@@ -239,7 +239,7 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 penalty_scale="per_sample",
                 l1_method=self.l1_method,
             )
-            self._trainer = trainer
+            self._trainer, self._rate_rule = trainer, rate_rule(self)
             # a plateau watches the validation the monitor adds: it runs right after it
             self._plateau = [plateau] if plateau is not None else []
         trainer.batch_size = batch
