@@ -182,8 +182,6 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
             "penalty_scale", penalty_scale, ("constant", "per_sample")
         )
         self.l1_method = checks.one_of("l1_method", l1_method, ("subgradient", "proximal"))
-        if l1_method == "proximal" and isinstance(self.optimizer, LBFGS):
-            raise ValueError("l1_method='proximal' needs a first-order optimizer, not L-BFGS")
         self.history = History()
         self.epoch = 0  # epochs completed, across calls to fit
         self.step_count = 0  # optimizer updates taken (L-BFGS: iterations)
