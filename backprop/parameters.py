@@ -8,7 +8,7 @@ its gradient into ``flat_gradients``), laid out weights first::
 
 so that an optimizer step is a few vectorized calls over the whole network, the global gradient
 norm is one dot product, L-BFGS hands SciPy the flat vector directly, and "weights only" (for
-L1/L2 and max-norm) is the slice ``flat_parameters[:n_weights]``. Names are ``"index.key"``;
+L1/L2 and pruning masks) is the slice ``flat_parameters[:n_weights]``. Names are ``"index.key"``;
 a container's children add their own index (``"4.0.W"``). ``_offsets[name] = (start, stop)``
 is where each named parameter lives; ``param_slices()`` gives them as slices.
 

@@ -9,21 +9,21 @@ never sampling with replacement); the last, smaller batch is used, not dropped, 
 last batch of a single row joins the previous batch when the model has a BatchNorm (whose
 variance over one row is 0). Each update is :meth:`Trainer.train_step`::
 
-    forward -> loss -> backward -> + L1/L2 -> clip (record the pre-clip norm) -> finite? -> step
+    forward -> loss -> backward -> + L1/L2 -> masks -> norm, finite? -> clip -> step
 
-A non-finite loss or gradient raises :class:`TrainingDivergedError` naming the epoch and batch,
-before the step, so the model keeps the last good weights (and running statistics). L-BFGS is
-full-batch: each epoch is one batch, the whole training set, whose step is one L-BFGS iteration
-(:mod:`backprop.lbfgs`).
-Penalties (:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the
-validation loss and :meth:`Trainer.evaluate`, so all three apply one rule per ``penalty_scale``.
-Callbacks see a :class:`~backprop.view.TrainingView`. ``seed`` gives a shuffle and a split stream
-as the model's seed gives its init and dropout ones: one int for both gives them the same bits.
+(masks: frozen and pruned gradients zeroed; the history records the norm taken there, before
+clipping). A non-finite loss or norm raises :class:`TrainingDivergedError` naming the epoch and
+batch, before clipping (which would hide an infinite entry) and the step, so the model keeps the
+last good weights (and running statistics). L-BFGS is full-batch: each epoch is one batch, the
+whole training set, whose step is one L-BFGS iteration (:mod:`backprop.lbfgs`). Penalties
+(:meth:`Trainer.penalty_terms`) are computed in one place for the training loss, the validation
+loss and :meth:`Trainer.evaluate`, so all three apply one rule per ``penalty_scale``. Callbacks see
+a :class:`~backprop.view.TrainingView`. ``seed`` gives a shuffle and a split stream as the model's
+seed gives its init and dropout ones: one int for both gives them the same bits.
 
 The Trainer is this module (options, the maths of one update, evaluation) and three mixins: the
-epoch loop and its hooks (:mod:`backprop.training_loop`), the checkpoint state
-(:mod:`backprop.training_state`) and the predictions that know the loss
-(:class:`backprop.inference.Predictions`).
+epoch loop (:mod:`backprop.training_loop`), the checkpoint state (:mod:`backprop.training_state`)
+and the predictions that know the loss (:class:`backprop.inference.Predictions`).
 """
 
 from __future__ import annotations
@@ -182,8 +182,6 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
             "penalty_scale", penalty_scale, ("constant", "per_sample")
         )
         self.l1_method = checks.one_of("l1_method", l1_method, ("subgradient", "proximal"))
-        if l1_method == "proximal" and isinstance(self.optimizer, LBFGS):
-            raise ValueError("l1_method='proximal' needs a first-order optimizer, not L-BFGS")
         self.history = History()
         self.epoch = 0  # epochs completed, across calls to fit
         self.step_count = 0  # optimizer updates taken (L-BFGS: iterations)

@@ -6,6 +6,8 @@ L-BFGS and the options that cannot apply to it::
 
     clip_norm, clip_value, clip_param_norm   refused: SciPy's line search needs the true
                                              gradient, a clipped one breaks it
+    l1_method="proximal"                     refused: a step after the step; L-BFGS would
+                                             see the L1 term in the loss, not in the gradient
     schedule, ReduceLROnPlateau              refused: L-BFGS has no learning rate
     Dropout (rate > 0)                       refused: each evaluation draws new masks, a noisy
                                              objective on which the line search stops early
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from . import losses as losses_mod
 from .callbacks import Callback
 from .data import METRICS, R2, Accuracy
@@ -95,8 +98,17 @@ def make_metrics(loss: losses_mod.Loss, metrics: str | Sequence[str], names_only
 
 def check_options(trainer: Any, fitting: bool = False) -> None:
     """The checks that span several options, run at construction and again by ``fit`` (the
-    estimators set ``callbacks`` after construction): callbacks are Callbacks; a plateau does
-    not share a run with another schedule; L-BFGS gets only what applies to it."""
+    estimators set ``callbacks`` and the penalties after construction): the penalty and clipping
+    options are valid; callbacks are Callbacks; a plateau does not share a run with another
+    schedule; L-BFGS gets only what applies to it."""
+    for name in ("l1", "l2"):
+        checks.non_negative(name, getattr(trainer, name))
+    for name in ("clip_norm", "clip_value", "clip_param_norm"):
+        checks.optional_positive(name, getattr(trainer, name))
+    checks.positive("clip_factor", trainer.clip_factor)
+    checks.one_of("clip_mode", trainer.clip_mode, (None, "agc"))
+    checks.one_of("penalty_scale", trainer.penalty_scale, ("constant", "per_sample"))
+    checks.one_of("l1_method", trainer.l1_method, ("subgradient", "proximal"))
     for cb in trainer.callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
@@ -154,6 +166,8 @@ def check_lbfgs_options(trainer: Any, plateaus: Sequence[Any], warn: bool) -> No
         )
     if trainer.schedule is not None or plateaus:
         raise ValueError("learning-rate schedules do not apply to L-BFGS: it has no learning rate")
+    if trainer.l1_method == "proximal":
+        raise ValueError("l1_method='proximal' needs a first-order optimizer, not L-BFGS")
     layers = list(_walk(trainer.model.layers))
     if any(getattr(layer, "drop_rate", 0) > 0 for layer in layers):
         raise ValueError(

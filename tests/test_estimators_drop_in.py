@@ -108,6 +108,70 @@ def test_partial_fit_uses_an_alpha_changed_between_calls(iris, kind):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
 
 
+def test_partial_fit_uses_a_shuffle_changed_between_calls(iris):
+    """scikit-learn reads shuffle at every call; our partial_fit kept the first call's
+    (the trainer it resumes was built with it), so set_params(shuffle=False) still shuffled."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=30, random_state=5)
+    theirs, ours = sknn.MLPClassifier(**params), bp.MLPClassifier(**params)
+    for est in (theirs, ours):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+        est.set_params(shuffle=False)
+        est.partial_fit(X, y)
+        est.set_params(shuffle=True)
+        est.partial_fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    for a, b in zip(theirs.coefs_, ours.coefs_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "first,then",
+    [
+        (dict(learning_rate="constant"), dict(learning_rate="invscaling")),
+        (dict(learning_rate="invscaling"), dict(learning_rate="constant")),
+        (dict(learning_rate="invscaling"), dict(power_t=0.9, learning_rate_init=0.05)),
+        (dict(learning_rate="adaptive", tol=0.5), dict(learning_rate="constant")),
+        (dict(learning_rate="invscaling"), dict(solver="adam")),
+    ],
+)
+def test_partial_fit_keeps_the_rate_rule_of_its_optimizer(iris, first, then):
+    """scikit-learn's partial_fit keeps the optimizer of its first call, with the rate rule
+    (learning_rate, learning_rate_init, power_t) it was built with; ours read the rule from the
+    current parameters at every epoch: set_params(learning_rate="constant") after
+    'invscaling' froze the rate at its last decayed value, neither rule's."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=30, random_state=0)
+    params.update(n_iter_no_change=1, **first)
+    theirs, ours = sknn.MLPClassifier(**params), bp.MLPClassifier(**params)
+    for est in (theirs, ours):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+        est.set_params(**then)
+        for _ in range(4):
+            est.partial_fit(X, y)
+    assert ours._trainer.optimizer.lr == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    for a, b in zip(theirs.coefs_, ours.coefs_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
+
+
+def test_partial_fit_uses_an_l1_method_changed_between_calls(iris):
+    """set_params(l1_method="proximal") between partial_fit calls was ignored: the resumed
+    trainer kept the subgradient, so no weight became exactly zero. It now continues as an
+    estimator switched to proximal L1 after its first call."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=30, random_state=5, l1=20.0)
+    params.update(learning_rate_init=0.1)
+    switched = bp.MLPClassifier(**params).partial_fit(X, y, classes=[0, 1, 2])
+    switched.set_params(l1_method="proximal")
+    kept = bp.MLPClassifier(**params).partial_fit(X, y, classes=[0, 1, 2])
+    for _ in range(3):
+        switched.partial_fit(X, y)
+        kept.partial_fit(X, y)
+    assert np.count_nonzero(switched.coefs_[0] == 0) > 0
+    assert np.count_nonzero(kept.coefs_[0] == 0) == 0
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -196,6 +196,31 @@ def test_clip_by_value_and_per_parameter_norm():
     np.testing.assert_allclose(b, [0.3, 0.4])  # already within the bound
 
 
+@pytest.mark.parametrize(
+    "optimizer,change,match",
+    [
+        ("lbfgs", dict(l1_method="proximal"), "L-BFGS"),  # l1 in the loss, not in the gradient
+        ("sgd", dict(l1_method="prox"), "l1_method"),  # silently the subgradient
+        ("sgd", dict(l2=-5.0), "l2"),  # a negative penalty: the loss fell below 0 unchecked
+        ("sgd", dict(penalty_scale="per_batch"), "penalty_scale"),  # silently "constant"
+    ],
+)
+def test_penalty_options_changed_after_construction_are_checked_by_fit(optimizer, change, match):
+    """The penalty options were checked by the constructor only: set afterwards (as the
+    estimators set theirs between partial_fit calls), a bad value trained silently, and
+    l1_method="proximal" with L-BFGS gave SciPy a loss with the L1 term but a gradient without
+    it (its line search failed, 'ABNORMAL')."""
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    model = bp.Sequential([bp.Dense(3, 2)], dtype="float64", seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", optimizer, epochs=2, l1=0.5, seed=0)
+    for name, value in change.items():
+        setattr(trainer, name, value)
+    before = model.flat_parameters.copy()
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(X, y)
+    np.testing.assert_array_equal(model.flat_parameters, before)
+
+
 def test_early_stopping_stops_at_patience_and_restores_the_best_weights(rng):
     X = rng.normal(size=(60, 4))
     y = (X[:, 0] + rng.normal(scale=2.0, size=60) > 0).astype(int)  # noisy: it will overfit

@@ -39,7 +39,7 @@ from .mlp_params import (  # noqa: F401  (re-exported: they were defined here fi
     check_params,
     make_optimizer,
 )
-from .monitor import CURVES, SklearnMonitor, record_divergence, resume_bookkeeping
+from .monitor import CURVES, SklearnMonitor, rate_rule, record_divergence, resume_bookkeeping
 from .sklearn_private import SklearnPrivateMixin, WeightViews, load_hand_set, write_weights
 
 
@@ -239,15 +239,16 @@ class BaseMLP(SklearnPrivateMixin, BaseEstimator):
                 penalty_scale="per_sample",
                 l1_method=self.l1_method,
             )
-            self._trainer = trainer
+            self._trainer, self._rate_rule = trainer, rate_rule(self)
             trainer.step_count = sparsity.carried_updates(self, incremental)
             # a plateau watches the validation the monitor adds: it runs right after it
             self._plateau = [plateau] if plateau is not None else []
         trainer.batch_size = batch
-        # penalties as set now: a partial_fit after set_params(alpha=...) uses the new alpha, as
-        # scikit-learn's does (it reads alpha at every batch)
+        # penalties and shuffle as set now: a partial_fit after set_params(alpha=..., shuffle=...)
+        # uses the new values, as scikit-learn's does (it reads them at every call)
         trainer.l1, trainer.l2 = float(self.l1), float(self.alpha)
-        trainer.clip_norm = self.clip_norm
+        trainer.l1_method, trainer.clip_norm = self.l1_method, self.clip_norm
+        trainer.shuffle = bool(self.shuffle)
         trainer.sampler = C.ShuffleSampler(rs)
         gradual = sparsity.callbacks(self, n, batch)  # pruning (issue 15): [] when sparsity=0
         trainer.callbacks = [

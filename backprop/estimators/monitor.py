@@ -13,10 +13,11 @@ at the end of every epoch::
     count > n_iter_no_change:  'adaptive' sgd divides lr by 5 (stops once lr <= 1e-6),
                                everything else stops the Trainer
 
-and, at the end of training with early stopping, puts back the best weights. The state it
-updates lives on the estimator (``loss_curve_``, ``best_loss_``, ``_no_improvement_count``, ...),
-so it carries over ``warm_start`` and ``partial_fit`` as in scikit-learn. With L-BFGS it only
-records the loss of every iteration.
+('invscaling' and 'adaptive' with the learning_rate, learning_rate_init and power_t the trainer's
+optimizer was made with: :func:`rate_rule`) and, at the end of training with early stopping, puts
+back the best weights. The state it updates lives on the estimator (``loss_curve_``,
+``best_loss_``, ``_no_improvement_count``, ...), so it carries over ``warm_start`` and
+``partial_fit`` as in scikit-learn. With L-BFGS it only records the loss of every iteration.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ class SklearnMonitor(Callback):
         if self.validation is not None:
             self._validate(trainer, logs)
         self._count_no_improvement(trainer)
-        if est.solver == "sgd" and est.learning_rate == "invscaling" and est.schedule is None:
-            trainer.lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
+        rule, lr_init, power_t = self._rule()
+        if rule == "invscaling":
+            trainer.lr = lr_init / (est.t_ + 1) ** power_t
         if est._no_improvement_count > est.n_iter_no_change:
             what = "Validation score" if est.early_stopping else "Training loss"
             msg = (
@@ -101,6 +103,10 @@ class SklearnMonitor(Callback):
         elif est.n_iter_ == est.max_iter and not trainer.stop_training:
             # the estimator warns once fit returns; a tol stop in this epoch has converged
             self.max_iter_reached = True
+
+    def _rule(self) -> tuple[str, float, float]:
+        """The rate rule the trainer's optimizer was made with (:func:`rate_rule`)."""
+        return vars(self.est).get("_rate_rule") or rate_rule(self.est)
 
     def _validate(self, trainer, logs):
         est = self.est
@@ -138,8 +144,7 @@ class SklearnMonitor(Callback):
     def _adapt_or_stop(self, trainer, msg: str) -> bool:
         """True to stop; 'adaptive' sgd divides the rate by 5 instead while it is > 1e-6."""
         est = self.est
-        adaptive = est.solver == "sgd" and est.learning_rate == "adaptive" and est.schedule is None
-        if not adaptive:
+        if self._rule()[0] != "adaptive":
             if est.verbose:
                 print(msg + " Stopping.")
             return True
@@ -158,6 +163,16 @@ class SklearnMonitor(Callback):
             trainer.model.flat_parameters[...] = est._best_params
             for k, v in trainer.model.buffers().items():
                 v[...] = est._best_buffers[k]
+
+
+def rate_rule(est: Any) -> tuple[str, float, float]:
+    """``(learning_rate, learning_rate_init, power_t)`` by which the monitor sets the rate of
+    solver 'sgd' without a ``schedule`` (``("constant", 0, 0)`` otherwise: nothing to set). Taken
+    when the trainer and its optimizer are made and kept with them, as scikit-learn's optimizer
+    keeps them: a partial_fit that continues them ignores a set_params of these, as there."""
+    if est.solver != "sgd" or est.schedule is not None:
+        return ("constant", 0.0, 0.0)
+    return (est.learning_rate, float(est.learning_rate_init), float(est.power_t))
 
 
 def resume_bookkeeping(est: Any) -> None:

@@ -27,7 +27,7 @@ Then:
   equivalent unbuilt layer. With :func:`register_layer` this is all files and configs need.
 
 A parametric layer declares its parameters in ``param_specs()``: ``{key: (shape, kind)}`` where
-``kind`` is ``"weight"`` (penalized by L1/L2 and max-norm, pruned by masks) or ``"other"``
+``kind`` is ``"weight"`` (penalized by L1/L2, pruned by masks) or ``"other"``
 (biases, gains, slopes), and fills them in ``reset_parameters(rng)``.
 """
 
