@@ -179,8 +179,11 @@ def mc_dropout_predict(
     )
 
 
-def _check_probs(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Scores ``(n, k)`` as float64 and integer labels in ``[0, k)``, ``n >= 1``."""
+def _check_probs(probs: Any, y: Any, rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(n, k)`` as float64 and integer labels in ``[0, k)``, ``n >= 1``; with ``rows``,
+    the scores must be probability rows (finite entries in [0, 1], each row summing to 1 within
+    0.05, as SoftmaxCrossEntropy's target rows): logits or a single sigmoid column would give
+    an ECE above 1, or a bin index out of range."""
     probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y)
     if probs.ndim != 2 or y.ndim != 1 or probs.shape[0] != y.shape[0]:
         raise ValueError(
@@ -193,6 +196,16 @@ def _check_probs(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"y must hold integer labels, got {y.dtype} values such as {y[0]!r}")
     if np.any(bad := (y < 0) | (y >= probs.shape[1])):
         raise ValueError(f"label {y[bad][0]:g} out of range for {probs.shape[1]} classes")
+    if rows:
+        sums = probs.sum(axis=1)
+        bad = ~((probs >= 0) & (probs <= 1)).all(axis=1) | ~(np.abs(sums - 1) <= 0.05)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                "probs must be predicted probabilities (n, n_classes): entries in [0, 1], each "
+                f"row summing to 1; row {i} is {probs[i].tolist()!r:.80} (sum {sums[i]:.6g}). "
+                "Logits go through softmax first; a binary classifier's p(1) as [1 - p, p]"
+            )
     return probs, y.astype(np.int64)
 
 
@@ -216,7 +229,7 @@ def reliability_curve(
     counts : ndarray (n_bins,) of int
     """
     checks.positive_int("n_bins", n_bins)
-    probs, y = _check_probs(probs, y)
+    probs, y = _check_probs(probs, y, rows=True)
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
     bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)

@@ -390,12 +390,18 @@ def test_ece_of_a_hand_worked_example():
         (lambda p, y: bp.expected_calibration_error(p, y + 2), "label 2 out of range"),
         (lambda p, y: bp.TemperatureScaling().fit(p, y - 1), "label -1 out of range"),
         (lambda p, y: bp.TemperatureScaling().fit(p, y + 0.5), "integer labels"),
+        (lambda p, y: bp.expected_calibration_error(3 * p, y), "predicted probabilities"),
+        (lambda p, y: bp.reliability_curve(p - 0.5, y), "predicted probabilities"),
+        (lambda p, y: bp.expected_calibration_error(p[:, 1:], 0 * y), "predicted probabilities"),
+        (lambda p, y: bp.reliability_curve(np.where(p > 0.8, np.nan, p), y), "probabilities"),
     ],
 )
 def test_calibration_refuses_what_it_cannot_measure(call, match):
     # n_bins=0 failed inside np.bincount, no data gave NaN (a temperature of 0.49 from a NaN
     # objective), label -1 read the last column (T = 20) and 5 was counted wrong or raised
-    # an IndexError; float labels were truncated
+    # an IndexError; float labels were truncated. Logits (3 * p) gave an ECE of 1.1, above its
+    # bound of 1; negative or NaN scores failed inside np.bincount; a single column of p(1)
+    # put every sample in class 0
     probs, y = np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 1])
     with pytest.raises(ValueError, match=match):
         call(probs, y)
