@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .losses import Loss
 from .model import Sequential
 from .regularization import add_penalty_gradient, penalty
@@ -194,6 +195,8 @@ def check_gradients(
         raise ValueError(
             f"max_entries must be a positive integer or None (all entries), got {max_entries!r}"
         )
+    eps, rtol = checks.positive("eps", eps), checks.positive("rtol", rtol)  # both divide
+    atol, l1, l2 = (checks.non_negative(k, v) for k, v in (("atol", atol), ("l1", l1), ("l2", l2)))
     if np.ndim(X) < 1 or np.shape(X)[0] < 1:
         raise ValueError(f"X must hold at least one sample, got shape {np.shape(X)}")
     if not model.built:
