@@ -69,7 +69,8 @@ def _loss_at(model, loss_fn, X, y, w, batch_size: int, l1: float, l2: float) -> 
     return float(loss)
 
 
-def _prepare(model, X, y, sample_weight):
+def _prepare(model, X, y, sample_weight, l1: float, l2: float):
+    checks.non_negative("l1", l1), checks.non_negative("l2", l2)  # as the Trainer refuses them
     X = check_X(X)
     y = check_targets(y, X.shape[0])
     w = check_sample_weight(sample_weight, X.shape[0])
@@ -114,7 +115,7 @@ def loss_along_line(
     alphas : ndarray (k,)
     losses : ndarray (k,)
     """
-    copy_, X, y, w = _prepare(model, X, y, sample_weight)
+    copy_, X, y, w = _prepare(model, X, y, sample_weight, l1, l2)
     start = np.asarray(start, dtype=copy_.dtype)
     end = copy_.flat_parameters.copy() if end is None else np.asarray(end, dtype=copy_.dtype)
     if start.shape != copy_.flat_parameters.shape or end.shape != start.shape:
@@ -177,9 +178,14 @@ def loss_surface(
     ndarray (len(betas), len(alphas))
         Row ``j`` is ``beta_j`` (the layout ``matplotlib.contour(alphas, betas, Z)`` takes).
     """
-    copy_, X, y, w = _prepare(model, X, y, sample_weight)
+    copy_, X, y, w = _prepare(model, X, y, sample_weight, l1, l2)
     center = copy_.flat_parameters.copy()
     d1, d2 = np.asarray(d1, copy_.dtype), np.asarray(d2, copy_.dtype)
+    if d1.shape != center.shape or d2.shape != center.shape:
+        raise ValueError(
+            f"d1 and d2 must have shape {center.shape} (the model's flat parameters), got "
+            f"{d1.shape} and {d2.shape}"
+        )
     Z = np.empty((len(betas), len(alphas)))
     for j, b in enumerate(betas):
         for i, a in enumerate(alphas):
@@ -196,8 +202,16 @@ def project_trajectory(
 ) -> np.ndarray:
     """Least-squares coordinates ``(k, 2)`` of the points ``trajectory`` ``(k, n_parameters)``
     on the plane through ``center`` spanned by ``d1`` and ``d2``."""
-    A = np.stack([d1, d2], axis=1).astype(np.float64)
-    B = (np.asarray(trajectory, np.float64) - np.asarray(center, np.float64)).T
+    center, d1, d2 = (np.asarray(a, np.float64) for a in (center, d1, d2))
+    trajectory = np.asarray(trajectory, np.float64)
+    if d1.ndim != 1 or not center.shape == d1.shape == d2.shape:
+        raise ValueError(
+            f"center, d1 and d2 must have shape {center.shape}, got {d1.shape} and {d2.shape}"
+        )
+    if trajectory.ndim != 2 or trajectory.shape[1] != d1.size:
+        raise ValueError(f"trajectory must have shape (k, {d1.size}), got {trajectory.shape}")
+    A = np.stack([d1, d2], axis=1)
+    B = (trajectory - center).T
     coords, *_ = np.linalg.lstsq(A, B, rcond=None)
     return coords.T
 
@@ -226,7 +240,13 @@ def pca_directions(
 def sharpness(alphas: np.ndarray, losses: np.ndarray, radius: float) -> float:
     """The largest loss increase within ``|alpha| <= radius`` of ``alpha = 0`` along a 1-D
     profile centered on the minimum (a simple measure of how sharp the minimum is)."""
+    checks.non_negative("radius", radius)
     alphas, losses = np.asarray(alphas), np.asarray(losses)
+    if alphas.ndim != 1 or alphas.shape != losses.shape or not alphas.size:
+        raise ValueError(
+            f"alphas and losses must be a profile of the same length >= 1, got {alphas.shape} "
+            f"and {losses.shape}"
+        )
     center = losses[int(np.argmin(np.abs(alphas)))]
     return float(np.max(losses[np.abs(alphas) <= radius]) - center)
 

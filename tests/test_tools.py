@@ -283,6 +283,31 @@ def test_loss_surface_center_is_the_trained_loss_and_a_direction_raises_it(data)
     assert Z.min() == Z[1, 1]  # a trained minimum: every unit step away is worse
 
 
+def test_landscape_functions_name_their_bad_arguments():
+    # A direction of the wrong length failed in a NumPy broadcast, a negative penalty gave a
+    # loss below the data loss (-8.4), and sharpness with a radius below 0 or no profile failed
+    # in a reduction of an empty array.
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((10, 64)), rng.integers(0, 10, 10)
+    model, loss = mlp(dtype="float64"), bp.SoftmaxCrossEntropy()
+    model.build((64,))
+    w, short = model.flat_parameters, np.zeros(3)
+    with pytest.raises(ValueError, match=rf"d1 and d2 must have shape \({w.size},\) .*got \(3,\)"):
+        ls.loss_surface(model, loss, X, y, short, w, [0.0], [0.0])
+    with pytest.raises(ValueError, match="l2 must be a finite number >= 0, got -1"):
+        ls.loss_along_line(model, loss, X, y, w, alphas=[0.0, 1.0], l2=-1.0)
+    with pytest.raises(ValueError, match="l1 must be a finite number >= 0"):
+        ls.loss_surface(model, loss, X, y, w, w, [0.0], [0.0], l1=float("nan"))
+    with pytest.raises(ValueError, match=r"center, d1 and d2 must have shape \(5,\)"):
+        ls.project_trajectory(np.zeros((3, 5)), np.zeros(5), np.zeros(5), np.zeros(4))
+    with pytest.raises(ValueError, match="trajectory must have shape"):
+        ls.project_trajectory(np.zeros((3, 4)), np.zeros(5), np.zeros(5), np.zeros(5))
+    with pytest.raises(ValueError, match="radius must be a finite number >= 0, got -1"):
+        ls.sharpness([-1.0, 0.0, 1.0], [2.0, 1.0, 3.0], -1.0)
+    with pytest.raises(ValueError, match="alphas and losses"):
+        ls.sharpness([], [], 0.5)
+
+
 # -- MC dropout and calibration ----------------------------------------------------------------------
 def test_mc_dropout_needs_dropout_and_leaves_the_model_untouched(data):
     with pytest.raises(ValueError, match="Dropout"):
