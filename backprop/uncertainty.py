@@ -17,7 +17,9 @@ model's own inference forward (padding masks, token ids): BatchNorm keeps its ru
 statistics and nothing is cached or updated. The masks come from the generator passed in, not
 from the model's dropout stream, so a later training run is not disturbed.
 
-**Calibration** of a classifier. With ``M`` equal-width bins of the confidence ``max_c p_c``::
+**Calibration** of a classifier. With ``M`` equal-width bins of the confidence ``max_c p_c``,
+bin ``b`` holding the confidences in ``((b - 1) / M, b / M]`` (Guo et al.; the first bin
+includes 0)::
 
     ECE = sum_b (n_b / n) |accuracy_b - confidence_b|
 
@@ -221,7 +223,7 @@ def reliability_curve(
     y : array-like (n,)
         Integer labels.
     n_bins : int
-        Equal-width bins over [0, 1].
+        Equal-width bins over [0, 1], closed on the right: ``((b - 1) / M, b / M]``.
 
     Returns
     -------
@@ -232,7 +234,9 @@ def reliability_curve(
     probs, y = _check_probs(probs, y, rows=True)
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    # Edges from linspace, not floor(conf * M): 0.7 * 10 rounds to 7.000000000000001.
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
     counts = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.bincount(bins, conf, n_bins) / counts

@@ -405,6 +405,19 @@ def test_ece_of_a_hand_worked_example():
     assert counts.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0, 3]
 
 
+def test_ece_bins_are_closed_on_the_right_as_guo_et_al_define_them():
+    # Bin m is ((m - 1) / M, m / M] (Guo et al. 2017; scikit-learn's calibration_curve and
+    # torchmetrics bin so too). Bins closed on the left put the confidence 0.6 alone in
+    # [0.6, 0.7) and gave an ECE of 0.475 instead of |1/2 - 0.575| = 0.075.
+    probs, y = np.array([[0.4, 0.6], [0.45, 0.55]]), np.array([1, 0])
+    assert bp.expected_calibration_error(probs, y, n_bins=10) == pytest.approx(0.075)
+    conf, acc, counts = bp.reliability_curve(probs, y, n_bins=10)
+    assert counts.tolist() == [0, 0, 0, 0, 0, 2, 0, 0, 0, 0] and acc[5] == 0.5
+    # Confidences 0.7 = 7 / 10 (0.7 * 10 rounds above 7) and 1 close bins 6 and 9.
+    probs = np.array([[0.3, 0.7], [0.0, 1.0], [0.35, 0.65]])
+    assert bp.reliability_curve(probs, [1, 1, 0], n_bins=10)[2].tolist() == [0] * 6 + [2, 0, 0, 1]
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
