@@ -222,10 +222,15 @@ def check_gradients(
         return loss.forward(out, y, sample_weight) + penalty(w, l1, l2)
 
     # Analytic gradients, all in one backward pass.
-    objective(X64)
+    start = objective(X64)
     dX = m.backward(loss.backward(), need_input_grad=check_input)
     add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1, l2)
     analytic = m.flat_gradients.copy()
+    if not (np.isfinite(start) and np.isfinite(analytic).all()):  # else NaN "disagreements"
+        raise ValueError(
+            f"the loss is {start} on this batch (gradient norm {np.linalg.norm(analytic):g}): "
+            "X or y holds NaN or infinity, or the weights overflow; nothing to compare"
+        )
 
     def compare(name: str, values: np.ndarray, grad: np.ndarray, inputs: np.ndarray) -> None:
         flat_v, flat_g = values.reshape(-1), grad.reshape(-1)
