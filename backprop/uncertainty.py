@@ -304,6 +304,9 @@ class TemperatureScaling:
         TemperatureScaling
         """
         logits, y = _check_probs(logits, y)
+        if not np.isfinite(logits).all():  # a NaN objective: minimize_scalar returns any T
+            i, j = np.argwhere(~np.isfinite(logits))[0]
+            raise ValueError(f"logits must be finite, got {logits[i, j]} in row {i}")
         lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
         res = optimize.minimize_scalar(
             lambda log_t: self._nll(logits, y, float(np.exp(log_t))),

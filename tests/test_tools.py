@@ -432,6 +432,9 @@ def test_ece_bins_are_closed_on_the_right_as_guo_et_al_define_them():
         (lambda p, y: bp.reliability_curve(p - 0.5, y), "predicted probabilities"),
         (lambda p, y: bp.expected_calibration_error(p[:, 1:], 0 * y), "predicted probabilities"),
         (lambda p, y: bp.reliability_curve(np.where(p > 0.8, np.nan, p), y), "probabilities"),
+        # a NaN or infinite logit made the objective NaN: T = 0.49 came back, silently
+        (lambda p, y: bp.TemperatureScaling().fit(np.where(p > 0.8, np.nan, p), y), "finite"),
+        (lambda p, y: bp.TemperatureScaling().fit(np.where(p > 0.8, np.inf, p), y), "finite"),
     ],
 )
 def test_calibration_refuses_what_it_cannot_measure(call, match):
