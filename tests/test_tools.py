@@ -491,6 +491,9 @@ def test_cartography_records_p_of_the_given_label():
         bp.Cartography(X, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(RuntimeError, match="no epoch"):
         bp.Cartography(X, np.array([0, 1, 2])).confidence()
+    assert carto.suspicious(5).size == 3 and carto.suspicious(0).size == 0
+    with pytest.raises(ValueError, match="k must be a non-negative integer or None, got -1"):
+        carto.suspicious(-1)  # it gave every sample but the least suspicious one
 
 
 def test_cartography_refuses_labels_outside_the_models_classes():
