@@ -275,23 +275,22 @@ class GradientMonitor(Callback):
     ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
     units (indices of the last axis: a conv filter at all positions, a recurrent unit at all
     steps) at 0 for every sample of the last measured batch. It warns once per parameter
-    when a gradient norm falls below ``vanish_ratio`` times the largest one (vanishing) or
-    exceeds ``explode`` (exploding).
+    when a weight's gradient norm falls below ``vanish_ratio`` times the largest weight's
+    (vanishing; not biases) or a gradient norm exceeds ``explode`` (exploding).
 
     Parameters
     ----------
     every : int, default 1
         Measure on every ``every``-th batch.
     vanish_ratio : float, default 0.0001
-        Warn when a parameter's gradient norm falls below this fraction of the largest one.
+        Warn when a weight's gradient norm falls below this fraction of the largest one.
     explode : float, default 10000.0
-        Warn when a gradient norm exceeds this value.
+        Warn when a gradient norm exceeds this value (``inf``: never).
     """
 
     def __init__(self, every: int = 1, vanish_ratio: float = 1e-4, explode: float = 1e4) -> None:
         self.every = checks.positive_int("every", every)
         self.vanish_ratio = checks.real("vanish_ratio", vanish_ratio, 0, None, "left")
-        # explode=inf switches that warning off
         self.explode = checks.real("explode", explode, 0, None, "neither", allow_inf=True)
         self._warned: set[str] = set()
         self._sums: dict[str, float] = {}
@@ -334,12 +333,14 @@ class GradientMonitor(Callback):
         if not self._count:
             return
         norms = {name: s / self._count for name, s in self._sums.items()}
-        largest = max(norms.values(), default=0.0)
+        m = trainer.model  # vanishing: weights only (a bias feeding a BatchNorm gets 0)
+        weights = {n for n, sl in m.param_slices().items() if sl.stop <= m.n_weights}
+        largest = max((v for n, v in norms.items() if n in weights), default=0.0)
         for name, value in norms.items():
             logs[f"grad_norm/{name}"] = value
             if name in self._warned:
                 continue
-            if largest > 0 and value < self.vanish_ratio * largest:
+            if name in weights and largest > 0 and value < self.vanish_ratio * largest:
                 self._warned.add(name)
                 warnings.warn(
                     f"epoch {epoch + 1}: gradient of {name} has norm {value:.3g}, below "

@@ -492,6 +492,20 @@ def test_gradient_monitor_sees_vanishing_gradients_in_a_deep_sigmoid_net(rng):
     assert h["grad_norm/0.W"][0] < 1e-4 * h["grad_norm/18.W"][0]
 
 
+def test_gradient_monitor_does_not_call_the_bias_before_a_batchnorm_vanishing(rng, recwarn):
+    # BatchNorm subtracts the batch mean, so the bias of the Dense before it has gradient 0 by
+    # construction (round-off: 1e-8): every Dense -> BatchNorm network was warned of "vanishing
+    # gradients of 0.b". The warning is about weights; a vanishing W is still caught above.
+    model = bp.Sequential([bp.Dense(5, 8), bp.BatchNorm(8), bp.ReLU(), bp.Dense(8, 3)], seed=1)
+    trainer = bp.Trainer(
+        model, "cross_entropy", bp.Adam(0.01), batch_size=16, epochs=2, seed=0,
+        callbacks=[bp.GradientMonitor()],
+    )  # fmt: skip
+    h = trainer.fit(rng.normal(size=(64, 5)), rng.integers(0, 3, 64))
+    assert h["grad_norm/0.b"][0] < 1e-6  # still logged
+    assert not [w for w in recwarn if "vanishing" in str(w.message)]
+
+
 def test_gradient_monitor_reports_dead_relus(rng):
     model = bp.Sequential([bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 2)], seed=0)
     model.layers[0].params["b"][:3] = -100.0  # three units can never fire
