@@ -29,7 +29,8 @@ Two random directions in a space of thousands of dimensions are almost orthogona
 the weights took, so the path projects to a dot near the center. To see the path, take the plane
 of its two principal directions instead (Li et al. 2018, section 7): the top two right singular
 vectors of the matrix of ``theta_t - theta`` (:func:`pca_directions`), which hold most of the
-path's variance.
+path's squared distance from ``theta``. Not centered first (Li et al.'s code runs scikit-learn's
+PCA, which centers): the plane goes through ``theta``, where the picture is drawn.
 
 Memory: one copy of the model, whose flat parameter vector is overwritten for each grid point;
 the data go through it in chunks of ``batch_size`` rows, in inference mode (no cache). Nothing
@@ -220,7 +221,8 @@ def pca_directions(
     trajectory: np.ndarray, center: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The two principal directions of the path ``trajectory`` ``(k, n_parameters)`` around
-    ``center`` (unit vectors), and the share of the path's variance each explains.
+    ``center`` (unit vectors), and the share of ``sum_t ||theta_t - center||^2`` each holds
+    (the matrix of ``theta_t - center`` is not centered: a plane through ``center``).
 
     Returns
     -------
