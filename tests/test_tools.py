@@ -107,6 +107,20 @@ def test_lr_find_takes_the_trainers_own_steps(rng):
     np.testing.assert_allclose(result.losses[: len(own)], own, rtol=1e-12)
 
 
+def test_lr_find_on_an_unbuilt_model_trains_its_copy(data):
+    # Its copy, unbuilt, took no step at all (Trainer.train_step took the trainable slices
+    # before the first forward built it): the curve was the untrained model's noise and the
+    # suggestion that noise's minimum.
+    X, y = data["X_train"][:400], data["y_train"][:400]
+    lazy = bp.Sequential([bp.Dense(64), bp.ReLU(), bp.Dense(10)], seed=0)
+    built = mlp()
+    runs = [
+        bp.lr_find(make_trainer(m, bp.SGD(0.01), epochs=1), X, y, steps=30) for m in (lazy, built)
+    ]
+    np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
+    assert runs[0].suggestion == runs[1].suggestion and not lazy.built
+
+
 def test_lr_find_stops_when_the_loss_diverges_and_the_rates_grow_geometrically(data):
     trainer = make_trainer(mlp(), bp.SGD(0.01))
     result = bp.lr_find(trainer, data["X_train"], data["y_train"], start=1e-4, end=1e4, steps=60)

@@ -506,6 +506,21 @@ def test_gradient_monitor_does_not_call_the_bias_before_a_batchnorm_vanishing(rn
     assert not [w for w in recwarn if "vanishing" in str(w.message)]
 
 
+def test_train_step_on_an_unbuilt_model_trains_it(rng):
+    # The trainable slices were taken before the first forward built the model: none, and the
+    # cache (keyed by the layers' trainable flags) kept them, so every step left the weights
+    # as they were while returning a loss and a gradient norm as if it had trained.
+    X, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    lazy, built = (bp.Sequential([bp.Dense(8), bp.ReLU(), bp.Dense(3)], seed=1) for _ in "ab")
+    built.build((5,))
+    losses = {}
+    for name, model in (("lazy", lazy), ("built", built)):
+        trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), seed=0)
+        losses[name] = [trainer.train_step(X, y)[0] for _ in range(3)]
+    assert losses["lazy"] == losses["built"] and losses["lazy"][2] < losses["lazy"][0]
+    np.testing.assert_array_equal(lazy.flat_parameters, built.flat_parameters)
+
+
 def test_gradient_monitor_reports_dead_relus(rng):
     model = bp.Sequential([bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 2)], seed=0)
     model.layers[0].params["b"][:3] = -100.0  # three units can never fire
