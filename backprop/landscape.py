@@ -70,7 +70,16 @@ def _loss_at(model, loss_fn, X, y, w, batch_size: int, l1: float, l2: float) -> 
     return float(loss)
 
 
+def _need_weights(model: Any) -> None:
+    if not model.built:  # no flat parameters to move along a direction
+        raise ValueError(
+            "the model is not built, so it has no weights to evaluate: train it first, or "
+            "call model.build(input_shape)"
+        )
+
+
 def _prepare(model, X, y, sample_weight, l1: float, l2: float):
+    _need_weights(model)
     checks.non_negative("l1", l1), checks.non_negative("l2", l2)  # as the Trainer refuses them
     X = check_X(X)
     y = check_targets(y, X.shape[0])
@@ -145,6 +154,7 @@ def filter_normalized_direction(model: Any, rng: np.random.Generator) -> np.ndar
     ndarray (n_parameters,)
         Zero on every parameter of kind "other".
     """
+    _need_weights(model)
     d = np.zeros_like(model.flat_parameters)
     params = model.parameters()
     for name, sl in model.param_slices().items():

@@ -316,6 +316,11 @@ def test_landscape_functions_name_their_bad_arguments():
         ls.project_trajectory(np.zeros((3, 5)), np.zeros(5), np.zeros(5), np.zeros(4))
     with pytest.raises(ValueError, match="trajectory must have shape"):
         ls.project_trajectory(np.zeros((3, 4)), np.zeros(5), np.zeros(5), np.zeros(5))
+    lazy = bp.Sequential([bp.Dense(8), bp.Dense(3)])  # no weights yet: the shapes said (0,)
+    with pytest.raises(ValueError, match=r"not built.*model.build\(input_shape\)"):
+        ls.loss_along_line(lazy, loss, X, y, np.zeros(3))
+    with pytest.raises(ValueError, match="not built"):
+        ls.filter_normalized_direction(lazy, rng)  # it returned an empty direction
     with pytest.raises(ValueError, match="radius must be a finite number >= 0, got -1"):
         ls.sharpness([-1.0, 0.0, 1.0], [2.0, 1.0, 3.0], -1.0)
     with pytest.raises(ValueError, match="alphas and losses"):
