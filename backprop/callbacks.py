@@ -272,11 +272,11 @@ class GradientMonitor(Callback):
     Every ``every`` batches it measures ``||grad||`` of each named parameter of a trainable
     layer (after clipping, as applied; a frozen layer's gradient is not computed); at the
     epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm as
-    ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
-    units (indices of the last axis: a conv filter at all positions, a recurrent unit at all
-    steps) at 0 for every sample of the last measured batch. It warns once per parameter
-    when a weight's gradient norm falls below ``vanish_ratio`` times the largest weight's
-    (vanishing; not biases) or a gradient norm exceeds ``explode`` (exploding).
+    ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>`` ("3.1" in a block)
+    the fraction of its units (indices of the last axis: a conv filter at all positions, a
+    recurrent unit at all steps) at 0 for every sample of the last measured batch. It warns
+    once when a weight's gradient norm falls below ``vanish_ratio`` times the largest
+    weight's (vanishing; not biases) or a gradient norm exceeds ``explode`` (exploding).
 
     Parameters
     ----------
@@ -295,7 +295,7 @@ class GradientMonitor(Callback):
         self._warned: set[str] = set()
         self._sums: dict[str, float] = {}
         self._count = 0
-        self._dead: dict[int, float] = {}
+        self._dead: dict[str, float] = {}
 
     def on_train_begin(self, trainer):
         self._warned = set()
@@ -310,7 +310,7 @@ class GradientMonitor(Callback):
     def on_epoch_begin(self, trainer, epoch):
         self._sums: dict[str, float] = {}
         self._count = 0
-        self._dead: dict[int, float] = {}
+        self._dead: dict[str, float] = {}
 
     def on_batch_end(self, trainer, batch, logs):
         if batch % self.every:
@@ -322,9 +322,9 @@ class GradientMonitor(Callback):
                 continue
             self._sums[name] = self._sums.get(name, 0.0) + float(np.sqrt(np.vdot(g, g)))
         self._count += 1
-        from .layers import ReLU
+        from .layers import ReLU, containers  # named_layers: inside Residual blocks, "3.1"
 
-        for i, layer in enumerate(trainer.model.layers):
+        for i, layer, _ in containers.named_layers(trainer.model.layers):
             y = layer.last_output if isinstance(layer, ReLU) else None
             if y is not None:  # a unit: one index of the last axis, over every other one
                 self._dead[i] = float(np.mean(~np.any(y > 0, axis=tuple(range(y.ndim - 1)))))

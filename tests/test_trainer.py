@@ -533,6 +533,20 @@ def test_gradient_monitor_reports_dead_relus(rng):
     assert h["dead_relu/1"][0] >= 0.5
 
 
+def test_gradient_monitor_counts_the_dead_relus_inside_a_residual_block(rng):
+    # Only the top-level layers were looked at: a residual network's ReLUs had no dead_relu
+    # column, and plot_dead_relu told its user to "train a network with ReLU layers".
+    block = bp.Residual([bp.Dense(6, 6), bp.ReLU(), bp.Dense(6, 6)])
+    model = bp.Sequential([bp.Dense(4, 6), block, bp.ReLU(), bp.Dense(6, 2)], seed=0)
+    block.layers[0].params["b"][:3] = -100.0  # three of the block's units can never fire
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(1e-4), epochs=1, seed=0)
+    trainer.callbacks = [bp.GradientMonitor()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        h = trainer.fit(rng.normal(size=(32, 4)), rng.integers(0, 2, 32))
+    assert h["dead_relu/1.1"][0] >= 0.5 and "dead_relu/2" in h.keys()
+
+
 def test_dead_relu_counts_units_not_positions_or_padded_steps(rng):
     # It took every entry of an (n, t, units) or (n, h, w, filters) output as a unit: the
     # padded steps of a sequence batch (zeros) counted as dead units (0.4 for 2 padded steps
