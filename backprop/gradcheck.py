@@ -171,7 +171,7 @@ def check_gradients(
         weight penalties, as the trainer applies them.
     eps : float, default 1e-06
         finite-difference step.
-    rtol, atol : float, default 1e-05
+    rtol, atol : float, default 1e-05 and 1e-08
         agreement tolerance per entry (see the module docstring): an entry agrees
         when ``|a - n| <= max(rtol * (|a| + |n|), atol)``.
     max_entries : int | None, default None
