@@ -272,31 +272,30 @@ class GradientMonitor(Callback):
     Every ``every`` batches it measures ``||grad||`` of each named parameter of a trainable
     layer (after clipping, as applied; a frozen layer's gradient is not computed); at the
     epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm as
-    ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>``: the fraction of its
-    units (indices of the last axis: a conv filter at all positions, a recurrent unit at all
-    steps) at 0 for every sample of the last measured batch. It warns once per parameter
-    when a gradient norm falls below ``vanish_ratio`` times the largest one (vanishing) or
-    exceeds ``explode`` (exploding).
+    ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>`` ("3.1" in a block)
+    the fraction of its units (indices of the last axis: a conv filter at all positions, a
+    recurrent unit at all steps) at 0 for every sample of the last measured batch. It warns
+    once when a weight's gradient norm falls below ``vanish_ratio`` times the largest
+    weight's (vanishing; not biases) or a gradient norm exceeds ``explode`` (exploding).
 
     Parameters
     ----------
     every : int, default 1
         Measure on every ``every``-th batch.
     vanish_ratio : float, default 0.0001
-        Warn when a parameter's gradient norm falls below this fraction of the largest one.
+        Warn when a weight's gradient norm falls below this fraction of the largest one.
     explode : float, default 10000.0
-        Warn when a gradient norm exceeds this value.
+        Warn when a gradient norm exceeds this value (``inf``: never).
     """
 
     def __init__(self, every: int = 1, vanish_ratio: float = 1e-4, explode: float = 1e4) -> None:
         self.every = checks.positive_int("every", every)
         self.vanish_ratio = checks.real("vanish_ratio", vanish_ratio, 0, None, "left")
-        # explode=inf switches that warning off
         self.explode = checks.real("explode", explode, 0, None, "neither", allow_inf=True)
         self._warned: set[str] = set()
         self._sums: dict[str, float] = {}
         self._count = 0
-        self._dead: dict[int, float] = {}
+        self._dead: dict[str, float] = {}
 
     def on_train_begin(self, trainer):
         self._warned = set()
@@ -311,7 +310,7 @@ class GradientMonitor(Callback):
     def on_epoch_begin(self, trainer, epoch):
         self._sums: dict[str, float] = {}
         self._count = 0
-        self._dead: dict[int, float] = {}
+        self._dead: dict[str, float] = {}
 
     def on_batch_end(self, trainer, batch, logs):
         if batch % self.every:
@@ -323,9 +322,9 @@ class GradientMonitor(Callback):
                 continue
             self._sums[name] = self._sums.get(name, 0.0) + float(np.sqrt(np.vdot(g, g)))
         self._count += 1
-        from .layers import ReLU
+        from .layers import ReLU, containers  # named_layers: inside Residual blocks, "3.1"
 
-        for i, layer in enumerate(trainer.model.layers):
+        for i, layer, _ in containers.named_layers(trainer.model.layers):
             y = layer.last_output if isinstance(layer, ReLU) else None
             if y is not None:  # a unit: one index of the last axis, over every other one
                 self._dead[i] = float(np.mean(~np.any(y > 0, axis=tuple(range(y.ndim - 1)))))
@@ -334,12 +333,14 @@ class GradientMonitor(Callback):
         if not self._count:
             return
         norms = {name: s / self._count for name, s in self._sums.items()}
-        largest = max(norms.values(), default=0.0)
+        m = trainer.model  # vanishing: weights only (a bias feeding a BatchNorm gets 0)
+        weights = {n for n, sl in m.param_slices().items() if sl.stop <= m.n_weights}
+        largest = max((v for n, v in norms.items() if n in weights), default=0.0)
         for name, value in norms.items():
             logs[f"grad_norm/{name}"] = value
             if name in self._warned:
                 continue
-            if largest > 0 and value < self.vanish_ratio * largest:
+            if name in weights and largest > 0 and value < self.vanish_ratio * largest:
                 self._warned.add(name)
                 warnings.warn(
                     f"epoch {epoch + 1}: gradient of {name} has norm {value:.3g}, below "

@@ -124,6 +124,8 @@ class Cartography(Callback):
         -------
         ndarray of int
         """
+        if k is not None and not (checks.is_integer(k) and k >= 0):  # -1 dropped the last one
+            raise ValueError(f"k must be a non-negative integer or None, got {k!r}")
         order = np.lexsort((self.variability(), self.confidence()))
         return order if k is None else order[:k]
 

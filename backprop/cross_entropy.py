@@ -164,8 +164,10 @@ class BinaryCrossEntropy(Loss):
 
     def _forward(self, z, y_true):
         t = _targets_like(z, y_true)
-        if t.size and (t.min() < 0 or t.max() > 1):
-            raise ValueError("BinaryCrossEntropy targets must lie in [0, 1]")
+        if t.size and not (t.min() >= 0 and t.max() <= 1):  # NaN fails both comparisons
+            raise ValueError(
+                f"BinaryCrossEntropy targets must lie in [0, 1], got {t.min()}..{t.max()}"
+            )
         k = z.shape[1]
         per_elem = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
         dl = special.expit(z)

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .losses import Loss
 from .model import Sequential
 from .regularization import add_penalty_gradient, penalty
@@ -170,7 +171,7 @@ def check_gradients(
         weight penalties, as the trainer applies them.
     eps : float, default 1e-06
         finite-difference step.
-    rtol, atol : float, default 1e-05
+    rtol, atol : float, default 1e-05 and 1e-08
         agreement tolerance per entry (see the module docstring): an entry agrees
         when ``|a - n| <= max(rtol * (|a| + |n|), atol)``.
     max_entries : int | None, default None
@@ -194,6 +195,8 @@ def check_gradients(
         raise ValueError(
             f"max_entries must be a positive integer or None (all entries), got {max_entries!r}"
         )
+    eps, rtol = checks.positive("eps", eps), checks.positive("rtol", rtol)  # both divide
+    atol, l1, l2 = (checks.non_negative(k, v) for k, v in (("atol", atol), ("l1", l1), ("l2", l2)))
     if np.ndim(X) < 1 or np.shape(X)[0] < 1:
         raise ValueError(f"X must hold at least one sample, got shape {np.shape(X)}")
     if not model.built:
@@ -219,10 +222,15 @@ def check_gradients(
         return loss.forward(out, y, sample_weight) + penalty(w, l1, l2)
 
     # Analytic gradients, all in one backward pass.
-    objective(X64)
+    start = objective(X64)
     dX = m.backward(loss.backward(), need_input_grad=check_input)
     add_penalty_gradient(w, m.flat_gradients[: m.n_weights], l1, l2)
     analytic = m.flat_gradients.copy()
+    if not (np.isfinite(start) and np.isfinite(analytic).all()):  # else NaN "disagreements"
+        raise ValueError(
+            f"the loss is {start} on this batch (gradient norm {np.linalg.norm(analytic):g}): "
+            "X or y holds NaN or infinity, or the weights overflow; nothing to compare"
+        )
 
     def compare(name: str, values: np.ndarray, grad: np.ndarray, inputs: np.ndarray) -> None:
         flat_v, flat_g = values.reshape(-1), grad.reshape(-1)

@@ -29,7 +29,8 @@ Two random directions in a space of thousands of dimensions are almost orthogona
 the weights took, so the path projects to a dot near the center. To see the path, take the plane
 of its two principal directions instead (Li et al. 2018, section 7): the top two right singular
 vectors of the matrix of ``theta_t - theta`` (:func:`pca_directions`), which hold most of the
-path's variance.
+path's squared distance from ``theta``. Not centered first (Li et al.'s code runs scikit-learn's
+PCA, which centers): the plane goes through ``theta``, where the picture is drawn.
 
 Memory: one copy of the model, whose flat parameter vector is overwritten for each grid point;
 the data go through it in chunks of ``batch_size`` rows, in inference mode (no cache). Nothing
@@ -69,7 +70,17 @@ def _loss_at(model, loss_fn, X, y, w, batch_size: int, l1: float, l2: float) -> 
     return float(loss)
 
 
-def _prepare(model, X, y, sample_weight):
+def _need_weights(model: Any) -> None:
+    if not model.built:  # no flat parameters to move along a direction
+        raise ValueError(
+            "the model is not built, so it has no weights to evaluate: train it first, or "
+            "call model.build(input_shape)"
+        )
+
+
+def _prepare(model, X, y, sample_weight, l1: float, l2: float):
+    _need_weights(model)
+    checks.non_negative("l1", l1), checks.non_negative("l2", l2)  # as the Trainer refuses them
     X = check_X(X)
     y = check_targets(y, X.shape[0])
     w = check_sample_weight(sample_weight, X.shape[0])
@@ -114,7 +125,7 @@ def loss_along_line(
     alphas : ndarray (k,)
     losses : ndarray (k,)
     """
-    copy_, X, y, w = _prepare(model, X, y, sample_weight)
+    copy_, X, y, w = _prepare(model, X, y, sample_weight, l1, l2)
     start = np.asarray(start, dtype=copy_.dtype)
     end = copy_.flat_parameters.copy() if end is None else np.asarray(end, dtype=copy_.dtype)
     if start.shape != copy_.flat_parameters.shape or end.shape != start.shape:
@@ -143,6 +154,7 @@ def filter_normalized_direction(model: Any, rng: np.random.Generator) -> np.ndar
     ndarray (n_parameters,)
         Zero on every parameter of kind "other".
     """
+    _need_weights(model)
     d = np.zeros_like(model.flat_parameters)
     params = model.parameters()
     for name, sl in model.param_slices().items():
@@ -177,9 +189,14 @@ def loss_surface(
     ndarray (len(betas), len(alphas))
         Row ``j`` is ``beta_j`` (the layout ``matplotlib.contour(alphas, betas, Z)`` takes).
     """
-    copy_, X, y, w = _prepare(model, X, y, sample_weight)
+    copy_, X, y, w = _prepare(model, X, y, sample_weight, l1, l2)
     center = copy_.flat_parameters.copy()
     d1, d2 = np.asarray(d1, copy_.dtype), np.asarray(d2, copy_.dtype)
+    if d1.shape != center.shape or d2.shape != center.shape:
+        raise ValueError(
+            f"d1 and d2 must have shape {center.shape} (the model's flat parameters), got "
+            f"{d1.shape} and {d2.shape}"
+        )
     Z = np.empty((len(betas), len(alphas)))
     for j, b in enumerate(betas):
         for i, a in enumerate(alphas):
@@ -196,8 +213,16 @@ def project_trajectory(
 ) -> np.ndarray:
     """Least-squares coordinates ``(k, 2)`` of the points ``trajectory`` ``(k, n_parameters)``
     on the plane through ``center`` spanned by ``d1`` and ``d2``."""
-    A = np.stack([d1, d2], axis=1).astype(np.float64)
-    B = (np.asarray(trajectory, np.float64) - np.asarray(center, np.float64)).T
+    center, d1, d2 = (np.asarray(a, np.float64) for a in (center, d1, d2))
+    trajectory = np.asarray(trajectory, np.float64)
+    if d1.ndim != 1 or not center.shape == d1.shape == d2.shape:
+        raise ValueError(
+            f"center, d1 and d2 must have shape {center.shape}, got {d1.shape} and {d2.shape}"
+        )
+    if trajectory.ndim != 2 or trajectory.shape[1] != d1.size:
+        raise ValueError(f"trajectory must have shape (k, {d1.size}), got {trajectory.shape}")
+    A = np.stack([d1, d2], axis=1)
+    B = (trajectory - center).T
     coords, *_ = np.linalg.lstsq(A, B, rcond=None)
     return coords.T
 
@@ -206,7 +231,8 @@ def pca_directions(
     trajectory: np.ndarray, center: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The two principal directions of the path ``trajectory`` ``(k, n_parameters)`` around
-    ``center`` (unit vectors), and the share of the path's variance each explains.
+    ``center`` (unit vectors), and the share of ``sum_t ||theta_t - center||^2`` each holds
+    (the matrix of ``theta_t - center`` is not centered: a plane through ``center``).
 
     Returns
     -------
@@ -226,7 +252,13 @@ def pca_directions(
 def sharpness(alphas: np.ndarray, losses: np.ndarray, radius: float) -> float:
     """The largest loss increase within ``|alpha| <= radius`` of ``alpha = 0`` along a 1-D
     profile centered on the minimum (a simple measure of how sharp the minimum is)."""
+    checks.non_negative("radius", radius)
     alphas, losses = np.asarray(alphas), np.asarray(losses)
+    if alphas.ndim != 1 or alphas.shape != losses.shape or not alphas.size:
+        raise ValueError(
+            f"alphas and losses must be a profile of the same length >= 1, got {alphas.shape} "
+            f"and {losses.shape}"
+        )
     center = losses[int(np.argmin(np.abs(alphas)))]
     return float(np.max(losses[np.abs(alphas) <= radius]) - center)
 

@@ -7,7 +7,9 @@
 A healthy ratio is often quoted near 1e-3: far below, the layer barely learns; far above, the
 step is too large for it. ``ActivationRecorder`` keeps the output of every activation layer on a
 fixed sample of inputs at the start and at the end of training (``start``, ``end``: dicts
-``"<i> <Layer>" -> values``), for histograms of saturated or dead units.
+``"<i> <Layer>" -> values``), for histograms of saturated or dead units. The activation layers
+are the top-level ReLU, Tanh, ..., Softmax and PReLU layers (not Flatten, pooling or Masking;
+not the layers inside a Residual block).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from . import checks
 from .callbacks import Callback
-from .layers import Dense, Dropout
+from .layers.activations import Activation, PReLU, Softmax
 from .layers.base import Layer
 
 
@@ -59,7 +61,10 @@ class UpdateRatioMonitor(Callback):
 
 
 def _is_activation(layer: Layer) -> bool:
-    return not layer.params and not isinstance(layer, Dropout | Dense) and not layer.buffers
+    """An activation layer (ReLU, Tanh, ..., Softmax, PReLU with its learned slope); not a
+    layer that only moves values around (Flatten, pooling, Masking), whose output would be
+    plotted as a histogram of activations."""
+    return isinstance(layer, Activation | PReLU | Softmax)
 
 
 class ActivationRecorder(Callback):

@@ -222,9 +222,9 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         return min(self.batch_size, n_samples)
 
     def _refresh_masks(self) -> None:
-        """Trainable slices and the frozen mask, recomputed when a layer's flag changed (any
-        layer's, nested ones inside containers included)."""
-        key = tuple(t for _, _, t in named_layers(self.model.layers))
+        """Trainable slices and the frozen mask, recomputed when a layer's trainable flag (nested
+        ones too) or the parameter count (a first forward builds the model) changed."""
+        key = (self.model.n_parameters, *(t for _, _, t in named_layers(self.model.layers)))
         if key == self._trainable:
             return
         self._trainable = key
@@ -247,8 +247,8 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         """Forward, loss, backward and penalties for one batch: returns (loss, output) and leaves
         dL/dparams in ``model.flat_gradients``. Shared by the step and by L-BFGS."""
         m = self.model
-        self._refresh_masks()
         out = m.forward(Xb, training=True)
+        self._refresh_masks()  # after the forward, which builds an unbuilt model
         loss = self.loss.forward(out, yb, wb)
         m.backward(self.loss.backward(), need_input_grad=False)
         if self.l1 or self.l2:

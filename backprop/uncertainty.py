@@ -17,7 +17,9 @@ model's own inference forward (padding masks, token ids): BatchNorm keeps its ru
 statistics and nothing is cached or updated. The masks come from the generator passed in, not
 from the model's dropout stream, so a later training run is not disturbed.
 
-**Calibration** of a classifier. With ``M`` equal-width bins of the confidence ``max_c p_c``::
+**Calibration** of a classifier. With ``M`` equal-width bins of the confidence ``max_c p_c``,
+bin ``b`` holding the confidences in ``((b - 1) / M, b / M]`` (Guo et al.; the first bin
+includes 0)::
 
     ECE = sum_b (n_b / n) |accuracy_b - confidence_b|
 
@@ -179,8 +181,11 @@ def mc_dropout_predict(
     )
 
 
-def _check_probs(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Scores ``(n, k)`` as float64 and integer labels in ``[0, k)``, ``n >= 1``."""
+def _check_probs(probs: Any, y: Any, rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(n, k)`` as float64 and integer labels in ``[0, k)``, ``n >= 1``; with ``rows``,
+    the scores must be probability rows (finite entries in [0, 1], each row summing to 1 within
+    0.05, as SoftmaxCrossEntropy's target rows): logits or a single sigmoid column would give
+    an ECE above 1, or a bin index out of range."""
     probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y)
     if probs.ndim != 2 or y.ndim != 1 or probs.shape[0] != y.shape[0]:
         raise ValueError(
@@ -193,6 +198,16 @@ def _check_probs(probs: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"y must hold integer labels, got {y.dtype} values such as {y[0]!r}")
     if np.any(bad := (y < 0) | (y >= probs.shape[1])):
         raise ValueError(f"label {y[bad][0]:g} out of range for {probs.shape[1]} classes")
+    if rows:
+        sums = probs.sum(axis=1)
+        bad = ~((probs >= 0) & (probs <= 1)).all(axis=1) | ~(np.abs(sums - 1) <= 0.05)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                "probs must be predicted probabilities (n, n_classes): entries in [0, 1], each "
+                f"row summing to 1; row {i} is {probs[i].tolist()!r:.80} (sum {sums[i]:.6g}). "
+                "Logits go through softmax first; a binary classifier's p(1) as [1 - p, p]"
+            )
     return probs, y.astype(np.int64)
 
 
@@ -208,7 +223,7 @@ def reliability_curve(
     y : array-like (n,)
         Integer labels.
     n_bins : int
-        Equal-width bins over [0, 1].
+        Equal-width bins over [0, 1], closed on the right: ``((b - 1) / M, b / M]``.
 
     Returns
     -------
@@ -216,10 +231,12 @@ def reliability_curve(
     counts : ndarray (n_bins,) of int
     """
     checks.positive_int("n_bins", n_bins)
-    probs, y = _check_probs(probs, y)
+    probs, y = _check_probs(probs, y, rows=True)
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    # Edges from linspace, not floor(conf * M): 0.7 * 10 rounds to 7.000000000000001.
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
     counts = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.bincount(bins, conf, n_bins) / counts
@@ -287,6 +304,9 @@ class TemperatureScaling:
         TemperatureScaling
         """
         logits, y = _check_probs(logits, y)
+        if not np.isfinite(logits).all():  # a NaN objective: minimize_scalar returns any T
+            i, j = np.argwhere(~np.isfinite(logits))[0]
+            raise ValueError(f"logits must be finite, got {logits[i, j]} in row {i}")
         lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
         res = optimize.minimize_scalar(
             lambda log_t: self._nll(logits, y, float(np.exp(log_t))),

@@ -432,6 +432,34 @@ CASES = [
         "max_entries must be a positive integer or None .*got 0",
         {"X": X4, "y": Y3},
     ),
+    *[
+        (
+            f"gradcheck-{name}={value}",
+            # eps=0 and rtol=0 raised ZeroDivisionError; a negative eps or penalty passed
+            lambda a, t, kw=kw: bp.check_gradients(
+                trainer().model, bp.SoftmaxCrossEntropy(), a["X"], a["y"], **kw
+            ),
+            ValueError,
+            f"{name} must be a finite number .*got {value}",
+            {"X": X4, "y": Y3},
+        )
+        for name, value, kw in [
+            ("eps", 0, {"eps": 0}),
+            ("eps", -1e-06, {"eps": -1e-6}),
+            ("rtol", 0, {"rtol": 0}),
+            ("atol", -1, {"atol": -1}),
+            ("l2", -0.1, {"l2": -0.1}),
+            ("l1", "nan", {"l1": float("nan")}),
+        ]
+    ],
+    (
+        "gradcheck-nan",
+        # the report said SOME GRADIENTS DISAGREE, with NaN errors: a bug in backprop, it read
+        lambda a, t: bp.check_gradients(trainer().model, bp.SoftmaxCrossEntropy(), a["X"], a["y"]),
+        ValueError,
+        r"the loss is nan on this batch .*nothing to compare",
+        {"X": np.where(np.arange(4) == 2, np.nan, X4), "y": Y3},
+    ),
     (
         "gradcheck-empty",
         lambda a, t: bp.check_gradients(trainer().model, bp.SoftmaxCrossEntropy(), a["X"], a["y"]),

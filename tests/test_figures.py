@@ -269,3 +269,16 @@ def test_activation_recorder_keeps_at_most_max_values():
     np.testing.assert_array_equal(full, model.forward(X).ravel())
     with pytest.raises(ValueError, match="max_values"):
         bp.ActivationRecorder(X, max_values=0)
+
+
+def test_activation_recorder_records_the_activation_layers_and_nothing_else():
+    # It kept every layer without parameters or buffers: MaxPool2D, Flatten and Masking outputs
+    # were plotted as "activations" (a Flatten after a ReLU doubled its histogram), while a
+    # PReLU, an activation with a learned slope, was left out.
+    X = np.random.default_rng(0).normal(size=(3, 6, 6, 1))
+    layers = [bp.Conv2D(2, 3), bp.ReLU(), bp.MaxPool2D(2), bp.Flatten(), bp.Dense(8, 4)]
+    layers += [bp.PReLU(), bp.Dense(4, 3), bp.Softmax()]
+    model = bp.Sequential(layers, input_shape=(6, 6, 1), seed=0, dtype="float64")
+    found = bp.ActivationRecorder(X).record(model)
+    assert list(found) == ["1 ReLU", "5 PReLU", "7 Softmax"]
+    np.testing.assert_array_equal(found["7 Softmax"], model.forward(X).ravel())

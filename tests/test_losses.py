@@ -109,6 +109,8 @@ def test_float32_in_float32_out():
         (bp.SoftmaxCrossEntropy(), np.zeros((2, 3)), [0, 1, 2], "3 labels for 2"),
         (bp.MeanSquaredError(), np.zeros((2, 3)), np.zeros((2, 2)), "shape"),
         (bp.BinaryCrossEntropy(), np.zeros((2, 1)), [0, 2], r"\[0, 1\]"),
+        # a NaN target passed the range check (NaN < 0 is False) and gave a NaN loss
+        (bp.BinaryCrossEntropy(), np.zeros((2, 1)), [0, np.nan], r"\[0, 1\]"),
         (bp.Poisson(), np.zeros((2, 1)), [1, -1], "counts >= 0"),
     ],
 )

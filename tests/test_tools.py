@@ -107,6 +107,20 @@ def test_lr_find_takes_the_trainers_own_steps(rng):
     np.testing.assert_allclose(result.losses[: len(own)], own, rtol=1e-12)
 
 
+def test_lr_find_on_an_unbuilt_model_trains_its_copy(data):
+    # Its copy, unbuilt, took no step at all (Trainer.train_step took the trainable slices
+    # before the first forward built it): the curve was the untrained model's noise and the
+    # suggestion that noise's minimum.
+    X, y = data["X_train"][:400], data["y_train"][:400]
+    lazy = bp.Sequential([bp.Dense(64), bp.ReLU(), bp.Dense(10)], seed=0)
+    built = mlp()
+    runs = [
+        bp.lr_find(make_trainer(m, bp.SGD(0.01), epochs=1), X, y, steps=30) for m in (lazy, built)
+    ]
+    np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
+    assert runs[0].suggestion == runs[1].suggestion and not lazy.built
+
+
 def test_lr_find_stops_when_the_loss_diverges_and_the_rates_grow_geometrically(data):
     trainer = make_trainer(mlp(), bp.SGD(0.01))
     result = bp.lr_find(trainer, data["X_train"], data["y_train"], start=1e-4, end=1e4, steps=60)
@@ -283,6 +297,36 @@ def test_loss_surface_center_is_the_trained_loss_and_a_direction_raises_it(data)
     assert Z.min() == Z[1, 1]  # a trained minimum: every unit step away is worse
 
 
+def test_landscape_functions_name_their_bad_arguments():
+    # A direction of the wrong length failed in a NumPy broadcast, a negative penalty gave a
+    # loss below the data loss (-8.4), and sharpness with a radius below 0 or no profile failed
+    # in a reduction of an empty array.
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((10, 64)), rng.integers(0, 10, 10)
+    model, loss = mlp(dtype="float64"), bp.SoftmaxCrossEntropy()
+    model.build((64,))
+    w, short = model.flat_parameters, np.zeros(3)
+    with pytest.raises(ValueError, match=rf"d1 and d2 must have shape \({w.size},\) .*got \(3,\)"):
+        ls.loss_surface(model, loss, X, y, short, w, [0.0], [0.0])
+    with pytest.raises(ValueError, match="l2 must be a finite number >= 0, got -1"):
+        ls.loss_along_line(model, loss, X, y, w, alphas=[0.0, 1.0], l2=-1.0)
+    with pytest.raises(ValueError, match="l1 must be a finite number >= 0"):
+        ls.loss_surface(model, loss, X, y, w, w, [0.0], [0.0], l1=float("nan"))
+    with pytest.raises(ValueError, match=r"center, d1 and d2 must have shape \(5,\)"):
+        ls.project_trajectory(np.zeros((3, 5)), np.zeros(5), np.zeros(5), np.zeros(4))
+    with pytest.raises(ValueError, match="trajectory must have shape"):
+        ls.project_trajectory(np.zeros((3, 4)), np.zeros(5), np.zeros(5), np.zeros(5))
+    lazy = bp.Sequential([bp.Dense(8), bp.Dense(3)])  # no weights yet: the shapes said (0,)
+    with pytest.raises(ValueError, match=r"not built.*model.build\(input_shape\)"):
+        ls.loss_along_line(lazy, loss, X, y, np.zeros(3))
+    with pytest.raises(ValueError, match="not built"):
+        ls.filter_normalized_direction(lazy, rng)  # it returned an empty direction
+    with pytest.raises(ValueError, match="radius must be a finite number >= 0, got -1"):
+        ls.sharpness([-1.0, 0.0, 1.0], [2.0, 1.0, 3.0], -1.0)
+    with pytest.raises(ValueError, match="alphas and losses"):
+        ls.sharpness([], [], 0.5)
+
+
 # -- MC dropout and calibration ----------------------------------------------------------------------
 def test_mc_dropout_needs_dropout_and_leaves_the_model_untouched(data):
     with pytest.raises(ValueError, match="Dropout"):
@@ -380,6 +424,19 @@ def test_ece_of_a_hand_worked_example():
     assert counts.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0, 3]
 
 
+def test_ece_bins_are_closed_on_the_right_as_guo_et_al_define_them():
+    # Bin m is ((m - 1) / M, m / M] (Guo et al. 2017; scikit-learn's calibration_curve and
+    # torchmetrics bin so too). Bins closed on the left put the confidence 0.6 alone in
+    # [0.6, 0.7) and gave an ECE of 0.475 instead of |1/2 - 0.575| = 0.075.
+    probs, y = np.array([[0.4, 0.6], [0.45, 0.55]]), np.array([1, 0])
+    assert bp.expected_calibration_error(probs, y, n_bins=10) == pytest.approx(0.075)
+    conf, acc, counts = bp.reliability_curve(probs, y, n_bins=10)
+    assert counts.tolist() == [0, 0, 0, 0, 0, 2, 0, 0, 0, 0] and acc[5] == 0.5
+    # Confidences 0.7 = 7 / 10 (0.7 * 10 rounds above 7) and 1 close bins 6 and 9.
+    probs = np.array([[0.3, 0.7], [0.0, 1.0], [0.35, 0.65]])
+    assert bp.reliability_curve(probs, [1, 1, 0], n_bins=10)[2].tolist() == [0] * 6 + [2, 0, 0, 1]
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -390,12 +447,21 @@ def test_ece_of_a_hand_worked_example():
         (lambda p, y: bp.expected_calibration_error(p, y + 2), "label 2 out of range"),
         (lambda p, y: bp.TemperatureScaling().fit(p, y - 1), "label -1 out of range"),
         (lambda p, y: bp.TemperatureScaling().fit(p, y + 0.5), "integer labels"),
+        (lambda p, y: bp.expected_calibration_error(3 * p, y), "predicted probabilities"),
+        (lambda p, y: bp.reliability_curve(p - 0.5, y), "predicted probabilities"),
+        (lambda p, y: bp.expected_calibration_error(p[:, 1:], 0 * y), "predicted probabilities"),
+        (lambda p, y: bp.reliability_curve(np.where(p > 0.8, np.nan, p), y), "probabilities"),
+        # a NaN or infinite logit made the objective NaN: T = 0.49 came back, silently
+        (lambda p, y: bp.TemperatureScaling().fit(np.where(p > 0.8, np.nan, p), y), "finite"),
+        (lambda p, y: bp.TemperatureScaling().fit(np.where(p > 0.8, np.inf, p), y), "finite"),
     ],
 )
 def test_calibration_refuses_what_it_cannot_measure(call, match):
     # n_bins=0 failed inside np.bincount, no data gave NaN (a temperature of 0.49 from a NaN
     # objective), label -1 read the last column (T = 20) and 5 was counted wrong or raised
-    # an IndexError; float labels were truncated
+    # an IndexError; float labels were truncated. Logits (3 * p) gave an ECE of 1.1, above its
+    # bound of 1; negative or NaN scores failed inside np.bincount; a single column of p(1)
+    # put every sample in class 0
     probs, y = np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 1])
     with pytest.raises(ValueError, match=match):
         call(probs, y)
@@ -444,6 +510,9 @@ def test_cartography_records_p_of_the_given_label():
         bp.Cartography(X, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(RuntimeError, match="no epoch"):
         bp.Cartography(X, np.array([0, 1, 2])).confidence()
+    assert carto.suspicious(5).size == 3 and carto.suspicious(0).size == 0
+    with pytest.raises(ValueError, match="k must be a non-negative integer or None, got -1"):
+        carto.suspicious(-1)  # it gave every sample but the least suspicious one
 
 
 def test_cartography_refuses_labels_outside_the_models_classes():

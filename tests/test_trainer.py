@@ -517,6 +517,35 @@ def test_gradient_monitor_sees_vanishing_gradients_in_a_deep_sigmoid_net(rng):
     assert h["grad_norm/0.W"][0] < 1e-4 * h["grad_norm/18.W"][0]
 
 
+def test_gradient_monitor_does_not_call_the_bias_before_a_batchnorm_vanishing(rng, recwarn):
+    # BatchNorm subtracts the batch mean, so the bias of the Dense before it has gradient 0 by
+    # construction (round-off: 1e-8): every Dense -> BatchNorm network was warned of "vanishing
+    # gradients of 0.b". The warning is about weights; a vanishing W is still caught above.
+    model = bp.Sequential([bp.Dense(5, 8), bp.BatchNorm(8), bp.ReLU(), bp.Dense(8, 3)], seed=1)
+    trainer = bp.Trainer(
+        model, "cross_entropy", bp.Adam(0.01), batch_size=16, epochs=2, seed=0,
+        callbacks=[bp.GradientMonitor()],
+    )  # fmt: skip
+    h = trainer.fit(rng.normal(size=(64, 5)), rng.integers(0, 3, 64))
+    assert h["grad_norm/0.b"][0] < 1e-6  # still logged
+    assert not [w for w in recwarn if "vanishing" in str(w.message)]
+
+
+def test_train_step_on_an_unbuilt_model_trains_it(rng):
+    # The trainable slices were taken before the first forward built the model: none, and the
+    # cache (keyed by the layers' trainable flags) kept them, so every step left the weights
+    # as they were while returning a loss and a gradient norm as if it had trained.
+    X, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    lazy, built = (bp.Sequential([bp.Dense(8), bp.ReLU(), bp.Dense(3)], seed=1) for _ in "ab")
+    built.build((5,))
+    losses = {}
+    for name, model in (("lazy", lazy), ("built", built)):
+        trainer = bp.Trainer(model, "cross_entropy", bp.SGD(0.1), seed=0)
+        losses[name] = [trainer.train_step(X, y)[0] for _ in range(3)]
+    assert losses["lazy"] == losses["built"] and losses["lazy"][2] < losses["lazy"][0]
+    np.testing.assert_array_equal(lazy.flat_parameters, built.flat_parameters)
+
+
 def test_gradient_monitor_reports_dead_relus(rng):
     model = bp.Sequential([bp.Dense(4, 6), bp.ReLU(), bp.Dense(6, 2)], seed=0)
     model.layers[0].params["b"][:3] = -100.0  # three units can never fire
@@ -527,6 +556,20 @@ def test_gradient_monitor_reports_dead_relus(rng):
         warnings.simplefilter("ignore", RuntimeWarning)
         h = trainer.fit(rng.normal(size=(32, 4)), rng.integers(0, 2, 32))
     assert h["dead_relu/1"][0] >= 0.5
+
+
+def test_gradient_monitor_counts_the_dead_relus_inside_a_residual_block(rng):
+    # Only the top-level layers were looked at: a residual network's ReLUs had no dead_relu
+    # column, and plot_dead_relu told its user to "train a network with ReLU layers".
+    block = bp.Residual([bp.Dense(6, 6), bp.ReLU(), bp.Dense(6, 6)])
+    model = bp.Sequential([bp.Dense(4, 6), block, bp.ReLU(), bp.Dense(6, 2)], seed=0)
+    block.layers[0].params["b"][:3] = -100.0  # three of the block's units can never fire
+    trainer = bp.Trainer(model, "cross_entropy", bp.SGD(1e-4), epochs=1, seed=0)
+    trainer.callbacks = [bp.GradientMonitor()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        h = trainer.fit(rng.normal(size=(32, 4)), rng.integers(0, 2, 32))
+    assert h["dead_relu/1.1"][0] >= 0.5 and "dead_relu/2" in h.keys()
 
 
 def test_dead_relu_counts_units_not_positions_or_padded_steps(rng):

@@ -142,7 +142,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         reach = 1.2 * np.abs(traj).max(axis=0)
         a_grid, b_grid = (np.linspace(-r, r, args.points) for r in reach)
         Zp = ls.loss_surface(trained, trainer.loss, X, y, p1, p2, a_grid, b_grid, **kw)
-        title = f"training path ({explained.sum():.0%} of its variance)"
+        title = f"training path ({explained.sum():.0%} of its squared distance)"
         written.append(
             plot_landscape_2d(
                 {title: (a_grid, b_grid, Zp, traj)}, figs / "landscape_path.png", normalized=False
