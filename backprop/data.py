@@ -88,7 +88,9 @@ def check_range(X: Any, name: str, dtype: np.dtype) -> None:
 def check_targets(y: Any, n_samples: int) -> np.ndarray:
     """``y`` as an array of numbers, ``(n_samples,)`` or ``(n_samples, k)``, finite. An object
     array whose entries are all real numbers (a pandas column of mixed ints and floats) is
-    converted; strings are refused with a hint to encode them."""
+    converted; strings are refused with a hint to encode them, scipy.sparse targets with a hint
+    to make them dense (they would be ``(n, k)`` rows of outputs the model computes densely)."""
+    _refuse_sparse(y, "y")
     y = np.asarray(y)
     if y.dtype.kind == "O" and y.size and all(_is_real(v) for v in y.flat):
         y = np.asarray(y.tolist())
@@ -114,9 +116,20 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating | np.bool_)
 
 
+def _refuse_sparse(a: Any, name: str) -> None:
+    """np.asarray makes a 0-D object array of a scipy.sparse matrix, and the checks after it
+    then fail with NumPy's "setting an array element with a sequence"."""
+    if sparse_mod.is_sparse(a):
+        raise ValueError(
+            f"{name} is a scipy.sparse matrix {a.shape}; only X may be sparse: pass "
+            f"{name}.toarray()"
+        )
+
+
 def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
+    _refuse_sparse(sample_weight, "sample_weight")
     w = np.asarray(sample_weight, dtype=np.float64)
     if w.shape != (n_samples,):
         raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")

@@ -69,10 +69,12 @@ def values_from_outputs(outputs: np.ndarray, loss: losses_mod.Loss | str) -> np.
     return np.exp(z) if losses_mod.get(loss).link == "exp" else z
 
 
-def _check_score_targets(y: np.ndarray, z: np.ndarray, loss: losses_mod.Loss) -> np.ndarray:
+def _check_score_targets(y: Any, z: np.ndarray, loss: losses_mod.Loss) -> np.ndarray:
     """``y`` checked against the outputs ``z`` ``(n, k)``: as many rows, and one target per
     output, except class labels ``(n,)`` (or ``(n, 1)``) for the softmax cross-entropy."""
-    if z.ndim == 2 and not isinstance(loss, losses_mod.SequenceCrossEntropy):
+    if z.ndim != 2 or isinstance(loss, losses_mod.SequenceCrossEntropy):
+        y = np.asarray(y)
+    else:
         y = check_targets(y, z.shape[0])
         labels = isinstance(loss, losses_mod.SoftmaxCrossEntropy) and (
             y.ndim == 1 or y.shape[1] == 1
@@ -100,7 +102,7 @@ def score_outputs(outputs: np.ndarray, y: Any, loss: losses_mod.Loss | str) -> f
     """
     loss = losses_mod.get(loss)
     z = np.asarray(outputs)
-    y = _check_score_targets(np.asarray(y), z, loss)
+    y = _check_score_targets(y, z, loss)
     if isinstance(loss, _CLASSIFIERS):
         accuracy = Accuracy("threshold" if loss.decision == "threshold" else "argmax")
         accuracy.update(z, y)

@@ -283,12 +283,14 @@ class Sequential(FlatParameters):
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Inference in chunks of ``batch_size`` rows, so that only one chunk's activations are
         alive at a time; returns ``(n, *out_shape)`` in the model's dtype. ``X`` may be a
-        memmap or another array-like with row slicing: it is read one chunk at a time.
+        memmap or another array-like with row slicing: it is read one chunk at a time. A
+        scipy.sparse ``X`` of any format is sliced as CSR.
 
         Parameters
         ----------
         X : Any
-            Input ``(n, *in_shape)``: an ndarray, a memmap or a row-sliceable array-like.
+            Input ``(n, *in_shape)``: an ndarray, a memmap, a row-sliceable array-like or a
+            scipy.sparse matrix.
         batch_size : int, default 1024
             Rows per chunk.
 
@@ -298,7 +300,9 @@ class Sequential(FlatParameters):
             Outputs ``(n, *out_shape)`` in the model's dtype.
         """
         batch_size = checks.positive_int("batch_size", batch_size)  # -1 left rows unwritten
-        if not hasattr(X, "shape"):
+        if sparse_mod.is_sparse(X):
+            X = X.tocsr()  # rows are sliced below: DIA, BSR (and COO, slowly) cannot be
+        elif not hasattr(X, "shape"):
             X = np.asarray(X)
         if len(X.shape) < 2:
             raise ValueError(f"X must be at least 2-D (n_samples, ...), got shape {X.shape}")

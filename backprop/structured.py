@@ -72,7 +72,8 @@ def activations(model: Sequential, X: Any, batch_size: int = 1024) -> dict[int, 
     taps = {between[-1] if between else i: i for i, (between, _) in groups.items()}
     out: dict[int, list[np.ndarray]] = {i: [] for i in groups}
     batch_size = check_positive_int("batch_size", batch_size)
-    X = X if is_sparse(X) else np.asarray(X)  # CSR rows stay sparse (np.asarray makes a 0-D)
+    X = X.tocsr() if is_sparse(X) else np.asarray(X)  # sparse rows stay sparse, as CSR (rows
+    # are sliced below, which DIA and BSR cannot be; np.asarray would make a 0-D object array)
     if X.ndim < 1 or X.shape[0] == 0:
         raise ValueError(f"activations need at least one sample, got X of shape {X.shape}")
     for start in range(0, X.shape[0], batch_size):

@@ -377,7 +377,7 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         y : Any
             Labels or targets.
         sample_weight : Any, default None
-            Optional ``(n_samples,)`` weights.
+            Optional ``(n_samples,)`` weights, not all 0 (the means would be 0/0).
         batch_size : int, default 1024
             Rows per chunk.
         prefix : str, default ''

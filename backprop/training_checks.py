@@ -129,7 +129,13 @@ def evaluate_arrays(trainer: Any, X, y, w, batch_size: int, prefix: str) -> dict
     evaluated data's total weight as the training loss is (``trainer.penalty_terms``), and the
     metrics, in chunks of ``batch_size`` rows in inference mode. Each chunk's loss counts with
     the weight the loss divides by (``loss.total_weight``: its rows or summed sample weights,
-    a sequence loss's real steps), so the result does not depend on ``batch_size``."""
+    a sequence loss's real steps), so the result does not depend on ``batch_size``. Weights
+    that are all 0 are refused: every weighted mean would be 0/0."""
+    if w is not None and not np.any(w > 0):
+        raise ValueError(
+            "sample_weight is all 0: the weighted loss and metrics over these rows are 0/0 "
+            "(NaN); give some rows weight"
+        )
     metrics = make_metrics(trainer.loss, trainer.metric_names)
     total = loss_weight = weight_total = 0.0
     for start in range(0, X.shape[0], batch_size):

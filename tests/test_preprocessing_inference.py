@@ -378,3 +378,21 @@ def test_standardize_takes_the_float_dtypes_every_layer_takes(dtype):
     all three with the model's message."""
     with pytest.raises(ValueError, match=f"dtype must be 'float32' or 'float64', got '{dtype}'"):
         bp.Standardize(2, mean=[0.5, 0.5], scale=[2.5, 2.5], dtype=dtype)
+
+
+def test_standardize_adapt_makes_no_float64_copy_of_float32_data(tmp_path):
+    # adapt converted X to float64 before mean_and_scale (which reduces without that copy): a
+    # float32 memmap of MNIST's size peaked at 4x its bytes (the copy, then std's temporary)
+    import tracemalloc
+
+    X = np.random.default_rng(0).normal(3.0, 2.0, size=(20_000, 25)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    Xm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    exact = bp.Standardize(25, dtype="float64").adapt(X.astype(np.float64))
+    tracemalloc.start()
+    layer = bp.Standardize(25, dtype="float64").adapt(Xm)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2.5 * X.nbytes, f"peak {peak / X.nbytes:.1f}x the data"
+    for key in ("mean", "scale"):  # the same float64 statistics as from a float64 copy
+        np.testing.assert_array_equal(layer.buffers[key], exact.buffers[key], err_msg=key)

@@ -266,3 +266,30 @@ def test_the_sparse_out_of_core_benchmark_runs(capsys):
     rows = [line.split() for line in lines[1:]]
     assert [r[0] for r in rows] == ["1000", "2000"]
     assert all(float(v) >= 0 for r in rows for v in r)
+
+
+@pytest.mark.parametrize("fmt", ["dia", "bsr", "coo", "csc"])
+def test_chunked_predict_and_activations_take_every_sparse_format(rng, fmt):
+    # forward converted any format to CSR, but predict and activations sliced rows first:
+    # a DIA matrix is not subscriptable, a BSR one raised a bare NotImplementedError
+    X, _ = sparse_data(rng, n=30)
+    model = mlp(X.shape[1])
+    Xf = X.asformat(fmt)
+    np.testing.assert_allclose(model.predict(Xf, batch_size=8), model.predict(X.toarray()))
+    dense = bp.structured.activations(model, X.toarray(), batch_size=8)
+    np.testing.assert_allclose(bp.structured.activations(model, Xf, batch_size=8)[0], dense[0])
+
+
+def test_sparse_targets_and_weights_get_an_error_that_names_them(rng):
+    # a multi-label y from MultiLabelBinarizer(sparse_output=True) failed deep in the labels
+    # message with "setting an array element with a sequence"; sparse weights alike
+    X, y = sparse_data(rng, n=30)
+    Y = sp.csr_array(np.eye(2)[y])
+    trainer = bp.Trainer(mlp(X.shape[1]), "binary_cross_entropy", "adam", epochs=1)
+    calls = (lambda: trainer.fit(X, Y), lambda: trainer.evaluate(X, Y), lambda: trainer.score(X, Y))
+    for call in calls:
+        with pytest.raises(ValueError, match=r"y is a scipy.sparse matrix .*y.toarray\(\)"):
+            call()
+    w = sp.csr_array(np.ones((1, 30)))
+    with pytest.raises(ValueError, match=r"sample_weight is a scipy.sparse matrix"):
+        trainer.fit(X, Y.toarray(), sample_weight=w)

@@ -688,3 +688,15 @@ def test_validation_rows_weighted_all_zero_are_refused():
     trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=1, seed=0)
     with pytest.raises(ValueError, match="validation_split rows' weights are all 0"):
         trainer.fit(X, y, sample_weight=np.r_[np.zeros(39), 1.0], validation_split=0.25)
+
+
+def test_evaluate_on_rows_weighted_all_zero_is_refused():
+    # evaluate returned {'loss': nan, 'accuracy': nan} without a word, where the loss itself,
+    # fit and validation_data refuse weights that sum to zero
+    X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 3
+    trainer = bp.Trainer(_mlp(), "cross_entropy", "adam", epochs=1, seed=0)
+    trainer.fit(X, y)
+    with pytest.raises(ValueError, match="sample_weight is all 0"):
+        trainer.evaluate(X, y, sample_weight=np.zeros(40))
+    w = np.r_[np.zeros(39), 2.0]  # one weighted row, in the last chunk: its loss, not NaN
+    assert trainer.evaluate(X, y, sample_weight=w, batch_size=8) == trainer.evaluate(X[39:], y[39:])

@@ -25,8 +25,13 @@ from .base import Layer, allocation_enabled, as_float_dtype, check_positive_int
 from .registry import register_layer
 
 
-def mean_and_scale(X: np.ndarray, who: str = "standardize") -> tuple[np.ndarray, np.ndarray]:
+def mean_and_scale(
+    X: np.ndarray, who: str = "standardize", dtype: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-column ``mean`` and ``scale`` (the standard deviation) of ``X`` ``(n, d)``, float64.
+    The mean is reduced in float64; the deviation in ``dtype`` (default: X's own, so a float32
+    ``X`` costs one float32 temporary; ``np.float64`` costs one float64 temporary and gives
+    what a float64 copy of ``X`` would).
 
     A constant column (every value equal) gets its value as mean and scale 1, so it comes out as
     exactly 0: ``X.std`` of ten copies of 0.1 is 1.4e-17, not 0 (the mean rounds), and dividing
@@ -37,7 +42,7 @@ def mean_and_scale(X: np.ndarray, who: str = "standardize") -> tuple[np.ndarray,
         raise ValueError(f"{who} needs at least one sample, got X of shape {X.shape}")
     with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf: refused below
         mean = X.mean(axis=0, dtype=np.float64)
-        scale = X.std(axis=0).astype(np.float64)  # in X's dtype: no float64 copy of float32 X
+        scale = X.std(axis=0, dtype=dtype).astype(np.float64)  # never a float64 copy of X
     bad = ~(np.isfinite(mean) & np.isfinite(scale))
     if bad.any():
         j = int(np.argmax(bad))
@@ -130,13 +135,16 @@ class Standardize(Layer):
 
     def adapt(self, X: Any) -> Standardize:
         """Set ``mean`` and ``scale`` from ``X`` ``(n, d)`` with :func:`mean_and_scale` (a
-        constant feature gets scale 1); returns the layer. Bad data leaves the layer as it was."""
-        X = np.asarray(X, dtype=np.float64)
+        constant feature gets scale 1); returns the layer. Bad data leaves the layer as it was.
+        The statistics are float64's, without a float64 copy of a float32 (or memmapped) X."""
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":  # an object array of numbers; strings fail here
+            X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.in_features:
             raise ValueError(
                 f"Standardize.adapt expects (n_samples, {self.in_features}), got shape {X.shape}"
             )
-        mean, scale = mean_and_scale(X, "Standardize.adapt")
+        mean, scale = mean_and_scale(X, "Standardize.adapt", dtype=np.float64)
         self._mean0, self._scale0 = mean, self._checked("scale", scale)
         if self.buffers:
             self.buffers["mean"][...] = self._mean0
