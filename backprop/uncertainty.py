@@ -129,6 +129,9 @@ def mc_dropout_predict(
         How outputs become predictions (see :func:`output_transform`).
     batch_size : int
         Rows per chunk: memory holds one chunk's activations and its ``n_samples`` outputs.
+        The masks are drawn chunk by chunk, so a row's estimate depends on ``batch_size`` and
+        on the rows before it (``mc(X)[:7]`` is not ``mc(X[:7])`` for the same seed): equally
+        valid draws, reproducible for the same ``X``, ``batch_size`` and seed.
     seed : int, Generator or None
         The dropout masks.
 
