@@ -26,6 +26,7 @@ Masks from :mod:`backprop.pruning` are carried over to the kept weights.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -192,6 +193,9 @@ def remove_units(model: Sequential, remove: dict[int, Any], X: Any = None) -> Se
         shift = shift[keep_idx[j]] if j in keep_idx else shift  # j may lose units itself
         state[f"{j}.b"] = (state[f"{j}.b"] + shift).astype(model.dtype)
     new.load_state_dict(state)
+    # the dropout stream goes on from the model's, as with model.copy()
+    new.rng.bit_generator.state = copy.deepcopy(model.rng.bit_generator.state)
+    new.seed = model.seed
     if mask is not None:
         parts = [
             _slice(int(n.split(".", 1)[0]), n.split(".", 1)[1], m, keep_in, keep_idx, model).ravel()

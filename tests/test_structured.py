@@ -143,6 +143,17 @@ def test_a_mask_follows_the_kept_weights():
     assert np.all(small.flat_parameters[: small.n_weights][~small.weight_mask] == 0)
 
 
+def test_the_smaller_model_goes_on_with_the_dropout_stream():
+    # remove_units built the new model with seed=0: its Dropout masks started over from the
+    # seed-0 stream instead of going on from the trained model's (as model.copy() does)
+    model, X, _ = _trained()
+    assert any(isinstance(layer, bp.Dropout) for layer in model.layers)
+    model.rng.random(5)  # (training drew its masks from it too: not where seed 0's starts)
+    small = structured.remove_units(model, {0: [0, 1]})
+    assert small.rng.bit_generator.state == model.rng.bit_generator.state
+    assert small.rng is not model.rng and small.seed == model.seed
+
+
 def test_a_boolean_mask_of_units_is_refused_not_read_as_indices_0_and_1():
     # np.asarray(mask, int) turned [F, F, T, F, T, F] into indices {0, 1}: the wrong units
     # went, without a word; 2.7 became unit 2
