@@ -331,7 +331,10 @@ class TemperatureScaling:
         -------
         ndarray (n, n_classes)
         """
-        return special.softmax(np.asarray(logits, np.float64) / self.temperature_, axis=1)
+        logits = np.asarray(logits, np.float64)
+        if logits.ndim != 2:
+            raise ValueError(f"logits must be 2-D (n, n_classes), got shape {logits.shape}")
+        return special.softmax(logits / self.temperature_, axis=1)
 
 
 __all__ = [

@@ -454,6 +454,8 @@ def test_ece_bins_are_closed_on_the_right_as_guo_et_al_define_them():
         # a NaN or infinite logit made the objective NaN: T = 0.49 came back, silently
         (lambda p, y: bp.TemperatureScaling().fit(np.where(p > 0.8, np.nan, p), y), "finite"),
         (lambda p, y: bp.TemperatureScaling().fit(np.where(p > 0.8, np.inf, p), y), "finite"),
+        # one row of logits failed in SciPy with an AxisError
+        (lambda p, y: bp.TemperatureScaling().transform(p[0]), r"2-D \(n, n_classes\)"),
     ],
 )
 def test_calibration_refuses_what_it_cannot_measure(call, match):
