@@ -138,16 +138,6 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
     return w
 
 
-def batch_indices(order: np.ndarray, batch_size: int, sort: bool = False) -> Iterator[np.ndarray]:
-    """Yield ``ceil(len(order) / batch_size)`` consecutive batches of the index array ``order``
-    (each index exactly once; the last batch may be smaller). ``sort=True`` sorts the indices
-    inside each batch, for arrays that read faster (memmaps) or only (HDF5) in increasing order;
-    the order of rows inside a batch does not change its gradient."""
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        yield np.sort(batch) if sort else batch
-
-
 def gather(X: Any, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Rows ``X[idx]``, written into (and cast to the dtype of) ``out[:len(idx)]`` when given.
     A sparse ``X`` gives a CSR of those rows alone (cast to ``out``'s dtype; ``out`` may then
