@@ -180,7 +180,22 @@ def save_checkpoint(
         The epoch's logs when called from ``on_epoch_end``.
     extra : dict[str, Any] | None, default None
         JSON values stored in the header.
+
+    Raises
+    ------
+    ValueError
+        When the trainer is inside an epoch (a fit stopped part-way by Ctrl-C or an error, or
+        a save from a batch hook): only an epoch's end can be resumed as if nothing stopped.
     """
+    owner = getattr(trainer, "_trainer", trainer)  # the Trainer behind a TrainingView
+    if (unfinished := getattr(owner, "_unfinished", None)) is not None:
+        raise ValueError(
+            f"the trainer is inside epoch {unfinished + 1} (stopped by Ctrl-C or an error, or "
+            f"saving from a batch hook): its weights, optimizer state and random streams are "
+            f"part-way through that epoch while its state counts {owner.epoch} complete epochs, "
+            "so a resumed run would repeat the epoch with another batch order; checkpoint at an "
+            "epoch's end (Checkpoint does), or keep these weights with bp.save(model, path)"
+        )
     model = trainer.model
     state = trainer.state_dict()
     if logs is not None:

@@ -45,6 +45,10 @@ from .view import TrainingView
 class TrainingLoop:
     """Mixin of :class:`~backprop.Trainer`: the epoch loop of ``fit`` (see the module docstring)."""
 
+    # the epoch begun and not completed (Ctrl-C, an error, a batch hook): its weights, moments
+    # and random streams are part-way through it, which no checkpoint may hold (None: between)
+    _unfinished: int | None = None
+
     def _run(self, batches: Callable, val: tuple | None, epochs: int, interrupt: str) -> History:
         """Run ``epochs`` epochs over ``batches(epoch)``, validating on ``val`` (or None) after
         each; Ctrl-C warns or re-raises as ``interrupt`` says. Returns the history."""
@@ -98,6 +102,7 @@ class TrainingLoop:
         for epoch in range(self.initial_epoch, self.end_epoch):
             if self.stop_training:
                 break
+            self._unfinished = epoch  # until its end: no checkpoint of a part-way state
             start = time.perf_counter()
             self._position = (epoch, 0)
             for cb in hooks:
@@ -134,6 +139,7 @@ class TrainingLoop:
                 for cb in hooks:
                     cb.on_batch_end(view, b, logs)
             if self.stop_training and n_batches == 0:
+                self._unfinished = None
                 break  # L-BFGS had converged: no iteration, no epoch
             if n_batches == 0 and skipped:
                 raise ValueError(
@@ -155,7 +161,7 @@ class TrainingLoop:
             if val is not None:
                 logs.update(self._evaluate(*val, prefix="val_"))
             logs["lr"] = float(getattr(self.optimizer, "lr", math.nan))
-            self.epoch = epoch + 1
+            self.epoch, self._unfinished = epoch + 1, None
             logs["time"] = time.perf_counter() - start
             for cb in hooks:
                 cb.on_epoch_end(view, epoch, logs)

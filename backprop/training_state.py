@@ -70,6 +70,7 @@ class TrainerState:
             raise ValueError("the saved history must map names to lists")
         self.validation_rows.load_state_dict(state.get("validation_split"))  # checks first
         self.epoch, self.step_count = epoch, step_count
+        self._unfinished = None  # at the end of a saved epoch now
         self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
         self.validation_rows.rng.bit_generator.state = state["split_rng"]
         self.optimizer.load_state_dict(state["optimizer"])

@@ -1,6 +1,7 @@
 """Checkpoints: a run stopped mid-way and resumed ends bitwise equal to an uninterrupted run."""
 
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -363,3 +364,56 @@ def test_a_best_checkpoint_whose_monitor_never_appears_is_an_error(tmp_path):
     trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[Checkpoint(best)], seed=0)
     trainer.fit(X, y, epochs=1)  # no best_path: the monitor is not used, nothing to check
     assert best.exists()
+
+
+class RaiseAt(bp.Callback):
+    """Raise ``error`` after batch ``batch`` of epoch ``epoch`` (a Ctrl-C, a failing hook)."""
+
+    def __init__(self, epoch, batch, error=KeyboardInterrupt):
+        self.at, self.error, self.epoch = (epoch, batch), error, None
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, trainer, batch, logs):
+        if (self.epoch, batch) == self.at:
+            raise self.error("stop")
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_a_checkpoint_of_a_trainer_stopped_inside_an_epoch_is_refused(tmp_path, error):
+    """Ctrl-C (or an error) inside epoch 3 leaves weights, optimizer moments and the shuffle
+    stream part-way through it while trainer.epoch says 2: save_checkpoint wrote that silently,
+    and the resumed run repeated epoch 3 with another batch order and 4 extra steps. Such a
+    save is now refused; a fit that completes the epoch makes the trainer savable again."""
+    X, y, _, _ = _data()
+    model = bp.Sequential([bp.Dense(6, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "adam", batch_size=16, seed=0)
+    trainer.callbacks = [RaiseAt(2, 3, error)]
+    with (
+        warnings.catch_warnings(),
+        pytest.raises(error) if error is RuntimeError else nullcontext(),
+    ):
+        warnings.simplefilter("ignore")
+        trainer.fit(X, y, epochs=5)
+    assert trainer.epoch == 2 and trainer.step_count == 2 * 15 + 4
+    with pytest.raises(ValueError, match="inside epoch 3"):
+        bp.save_checkpoint(tmp_path / "c.npz", trainer)
+    assert not (tmp_path / "c.npz").exists()
+    trainer.callbacks = []
+    trainer.fit(X, y, epochs=1)
+    bp.save_checkpoint(tmp_path / "c.npz", trainer)  # at an epoch's end again
+
+
+def test_a_checkpoint_saved_from_a_batch_hook_is_refused(tmp_path):
+    """Only an epoch's end is a resumable point: a save from on_batch_end is refused too."""
+    X, y, _, _ = _data()
+
+    class SaveEveryBatch(bp.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            bp.save_checkpoint(tmp_path / "c.npz", trainer)
+
+    model = bp.Sequential([bp.Dense(6, 3)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", callbacks=[SaveEveryBatch()])
+    with pytest.raises(ValueError, match="inside epoch 1"):
+        trainer.fit(X, y, epochs=1)
