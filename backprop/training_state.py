@@ -81,6 +81,31 @@ class TrainerState:
         self.history.clear()
         self.history.update({k: list(v) for k, v in state["history"].items()})
 
+    def _rebase_lr(self, lr: float) -> float | None:
+        """Make ``lr`` the base rate of a run just loaded from a checkpoint (the command line's
+        ``--resume --set optimizer.lr=...``), which the optimizer's saved rate and a schedule's
+        or plateau's saved ``base_lr`` would otherwise override. A schedule keeps its position
+        and a plateau its reductions: the rate becomes ``schedule(t)`` from the new base, or
+        ``max(lr * scale, min_lr)``. Returns the base rate replaced, or None if it was ``lr``."""
+        from .schedules import ReduceLROnPlateau
+
+        lr = checks.positive("lr", lr)
+        pending = self._pending_callback_states or []
+        plateau = next(
+            (i for i, (cb, st) in enumerate(pending) if isinstance(cb, ReduceLROnPlateau)), None
+        )
+        stepped = self._stepped_schedule()
+        if stepped is not None and stepped.base_lr is not None:
+            old, stepped.base_lr = stepped.base_lr, lr  # (it sets the optimizer's rate)
+        elif plateau is not None and pending[plateau][1].get("base_lr") is not None:
+            cb, state = pending[plateau]
+            old = float(state["base_lr"])
+            pending[plateau] = (cb, {**state, "base_lr": lr})  # given to it when fit begins
+            self.optimizer.lr = max(lr * float(state["scale"]), cb.min_lr)
+        else:
+            old, self.optimizer.lr = self.optimizer.lr, lr
+        return None if old == lr else old
+
     def restore_callbacks(self) -> None:
         """Give the callbacks the state loaded by :meth:`load_state_dict` now (a finished run
         that is not fitted again, say)."""

@@ -188,6 +188,43 @@ def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, 
     assert "optimizer and seed cannot change (optimizer.name: 'adam' -> 'sgd')" in err
 
 
+SCHEDULES = {
+    "step": '[schedule]\nname = "step"\nstep_size = 2\ngamma = 0.7\n',
+    "none": "",
+    "plateau": '[schedule]\nname = "plateau"\npatience = 0\nfactor = 0.5\n',
+}
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_resume_with_a_new_learning_rate_trains_at_that_rate(tmp_path, schedule, capsys):
+    """cli.md says optimizer.lr may change on --resume, and config.toml recorded the new rate,
+    but the checkpoint's optimizer rate (and the schedule's or plateau's base rate) overrode
+    it: the resumed epochs ran at the old rate. The new rate is now the run's base rate; the
+    schedule keeps its position and the plateau its reductions."""
+    text = DIGITS.replace(SCHEDULES["step"], SCHEDULES[schedule])
+    config = _write(tmp_path / "c.toml", text)
+    args = ["--quiet", "--set", "output.plots=false", "--set", "output.checkpoint_every=1"]
+    rates = {}
+    for name, lr in (("full", "0.01"), ("half", "0.001")):
+        run = tmp_path / name
+        more = ["--set", "trainer.epochs=2"] if name == "half" else []
+        assert main(["train", str(config), "--out", str(run), *args, *more]) == 0
+        if name == "half":
+            capsys.readouterr()
+            more = ["--set", "trainer.epochs=6", "--set", f"optimizer.lr={lr}"]
+            assert main(["train", "--resume", str(run), *args, *more]) == 0
+            said = capsys.readouterr().out
+        history = (run / "history.csv").read_text().splitlines()
+        column = history[0].split(",").index("lr")
+        rates[name] = [float(row.split(",")[column]) for row in history[1:]]
+    assert rates["half"][:2] == rates["full"][:2]
+    # the third epoch's rate: the schedule's position, or the plateau's reductions, kept
+    assert rates["half"][2] == pytest.approx(rates["full"][2] / 10, rel=1e-12)
+    if schedule != "plateau":  # (a plateau's later reductions follow the new run's losses)
+        assert rates["half"][2:] == pytest.approx([r / 10 for r in rates["full"][2:]], rel=1e-12)
+    assert "optimizer.lr 0.01 -> 0.001 from epoch 3 on" in said
+
+
 def test_evaluate_refuses_a_target_it_would_ignore(digits_run, capsys):
     """--target with a config was dropped without a word (the config names its target)."""
     config, run = digits_run

@@ -276,6 +276,9 @@ def run(
         # a run that is over (stopped early, all epochs done) is rebuilt, never retrained
         finished = stopped_early(header) or trainer.epoch >= total
         log(f"resuming {run_dir} at epoch {trainer.epoch} of {total}")
+        lr = config["optimizer"].get("lr")  # --set optimizer.lr: the checkpoint's would win
+        if lr is not None and not finished and (old := trainer._rebase_lr(lr)) is not None:
+            log(f"optimizer.lr {old:g} -> {lr:g} from epoch {trainer.epoch + 1} on")
     if not finished:  # a run that is over keeps the config it was trained with
         (run_dir / "config.toml").write_text(config_mod.dumps(config.resolved))
     if not quiet:
