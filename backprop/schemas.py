@@ -195,12 +195,25 @@ CALLBACK_STATES = {
     "ReduceLROnPlateau": table(
         {
             "base_lr": optional(number(0)),
-            "scale": number(0),
+            "scale": lambda v, path: _plateau_scale(v, path),
             "best": optional(number(finite=False)),
             "wait": integer(0),
         }
     ),
 }
+CALLBACK_STATES["GradientMonitor"] = table({"warned": list_of(text())})
+CALLBACK_STATES["TrajectoryRecorder"] = table(
+    {"snapshots": ARRAY_REF, "epochs": list_of(integer(0))}
+)
+
+
+def _plateau_scale(v: Any, path: str) -> None:
+    """A plateau's scale: a product of factors in (0, 1), so in [0, 1] (0 after underflow)."""
+    number(0)(v, path)
+    if v > 1:
+        raise Invalid(path, f"expected a number in [0, 1] (a product of factors < 1), got {v!r}")
+
+
 EXTRA = table({"checkpoint_best": optional(number(finite=False))}, ["checkpoint_best"], True)
 
 

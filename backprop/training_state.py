@@ -65,6 +65,8 @@ class TrainerState:
             if owner is not None and state.get(key) is not None:  # their own loaders' refusals,
                 copy.deepcopy(owner).load_state_dict(state[key])  # on a copy: nothing changes
         pairs = match_callback_states(self._hooks()[:-1], state.get("callbacks", []))
+        for cb, saved in pairs:  # their loaders' refusals now, on copies, not at the next fit
+            copy.copy(cb).load_state_dict(saved)
         history = state["history"]
         if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
             raise ValueError("the saved history must map names to lists")

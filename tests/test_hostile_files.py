@@ -314,6 +314,48 @@ def test_an_edited_checkpoint_header_is_refused_by_field(checkpoint_file, tmp_pa
     bp.load_checkpoint(checkpoint_file, _ckpt_trainer())  # the unedited file loads
 
 
+def _monitored_trainer():
+    model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2)], seed=0)
+    plateau = bp.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5)
+    monitors = [bp.GradientMonitor(), bp.TrajectoryRecorder()]
+    return bp.Trainer(model, "cross_entropy", bp.Adam(0.01), schedule=plateau, callbacks=monitors)
+
+
+def _callback_state(i, key, value=None, delete=False):
+    return _put("trainer", "callbacks", i, "state", key, value=value, delete=delete)
+
+
+CALLBACK_EDITS = [  # 0: the plateau, 1: GradientMonitor, 2: TrajectoryRecorder
+    ("plateau-scale-neg", _callback_state(0, "scale", -0.5), r"callbacks\[0\].state.scale"),
+    ("plateau-scale-big", _callback_state(0, "scale", 1e6), r"callbacks\[0\].state.scale"),
+    ("monitor-int", _callback_state(1, "warned", 5), r"callbacks\[1\].state.warned"),
+    ("monitor-text", _callback_state(1, "warned", "abc"), r"callbacks\[1\].state.warned"),
+    ("monitor-missing", _callback_state(1, "warned", delete=True), r"callbacks\[1\].state"),
+    ("trajectory-epochs", _callback_state(2, "epochs", 3), r"callbacks\[2\].state"),
+]
+
+
+@pytest.mark.parametrize(
+    "edit, message", [c[1:] for c in CALLBACK_EDITS], ids=[c[0] for c in CALLBACK_EDITS]
+)
+def test_an_edited_callback_state_is_refused_on_load(tmp_path, edit, message):
+    """A plateau scale of 1e6 (a product of factors below 1) or -0.5 was loaded and trained
+    at lr 10000 or 0; a GradientMonitor or TrajectoryRecorder state of the wrong kind was loaded without
+    a word and failed at the next fit's start with a bare TypeError or KeyError, or (text for
+    a list) was taken letter by letter. Each is now refused on load, naming the field."""
+    X, y = np.random.default_rng(0).normal(size=(32, 3)), np.arange(32) % 2
+    trainer = _monitored_trainer()
+    trainer.fit(X, y, epochs=2)
+    good = tmp_path / "c.npz"
+    bp.save_checkpoint(good, trainer)
+    bad = _edit_header(good, tmp_path / "edited.npz", edit)
+    with pytest.raises(ModelFileError, match=f"edited.npz: .*{message}"):
+        bp.load_checkpoint(bad, _monitored_trainer())
+    resumed = _monitored_trainer()
+    bp.load_checkpoint(good, resumed)  # the unedited file loads and trains on
+    resumed.fit(X, y, epochs=1)
+
+
 def _fitted_estimator():
     import pandas as pd
 
