@@ -225,6 +225,25 @@ def test_resume_with_a_new_learning_rate_trains_at_that_rate(tmp_path, schedule,
     assert "optimizer.lr 0.01 -> 0.001 from epoch 3 on" in said
 
 
+@pytest.mark.parametrize(
+    "key", ["early_stopping.enabled", "output.gradient_monitor", "output.trajectory"]
+)
+def test_resume_that_turns_off_a_callback_with_state_names_the_setting(tmp_path, key, capsys):
+    """Turning off early stopping or the monitors on --resume was refused by the checkpoint
+    loader in its own words: 'state the configured objects refuse: ValueError('the saved state
+    holds callbacks this trainer lacks: EarlyStopping; build it with the same callbacks')',
+    which names no setting a command-line user can change. The setting is now named."""
+    config = _write(tmp_path / "c.toml", DIGITS)
+    run = tmp_path / "run"
+    args = ["--quiet", "--set", "output.plots=false", "--set", "trainer.epochs=1"]
+    assert main(["train", str(config), "--out", str(run), *args, "--set", f"{key}=true"]) == 0
+    capsys.readouterr()
+    more = ["--set", "trainer.epochs=2", "--set", f"{key}=false"]
+    assert main(["train", "--resume", str(run), *args[:3], *more]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {run}: {key}: true -> false" in err and "checkpoint holds" in err
+
+
 def test_evaluate_refuses_a_target_it_would_ignore(digits_run, capsys):
     """--target with a config was dropped without a word (the config names its target)."""
     config, run = digits_run
