@@ -37,7 +37,7 @@ from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from ..model import Sequential
 from ..monitors import ActivationRecorder, UpdateRatioMonitor
 from ..progress import ProgressBar
-from ..pruning import set_mask
+from ..pruning import enforce, set_mask
 from . import config as config_mod
 from . import sources
 from .config import Config, ConfigError
@@ -302,6 +302,7 @@ def run(
         # the run was over: put back early stopping's best weights, as the run's end did
         restore_early_stopping(trainer, header)
         es.on_train_end(trainer)
+        enforce(model, trainer.optimizer)  # its best weights predate later pruning, as fit does
     if resume and (remaining <= 0 or finished):
         log(nothing_to_train(trainer.epoch, total, es if finished else None))
     seconds = earlier + time.perf_counter() - start
