@@ -22,7 +22,8 @@ uninterrupted run, for every optimizer but L-BFGS: its curvature pairs live insi
 so a resumed run starts a new one (``load_checkpoint`` warns).
 
 The :class:`Checkpoint` callback must come last in ``callbacks`` (after EarlyStopping and any
-callback that adds to the logs), so that what it saves includes this epoch's complete state.
+callback that adds to the logs), so that what it saves includes this epoch's complete state; the
+Trainer refuses a callback with state after it (stateless ones, a ProgressBar, may follow).
 """
 
 from __future__ import annotations

@@ -417,3 +417,23 @@ def test_a_checkpoint_saved_from_a_batch_hook_is_refused(tmp_path):
     trainer = bp.Trainer(model, "cross_entropy", "sgd", callbacks=[SaveEveryBatch()])
     with pytest.raises(ValueError, match="inside epoch 1"):
         trainer.fit(X, y, epochs=1)
+
+
+@pytest.mark.parametrize(
+    "after", [lambda: bp.EarlyStopping(monitor="loss"), bp.GradientMonitor, bp.ReduceLROnPlateau]
+)
+def test_a_callback_with_state_after_the_checkpoint_is_refused(tmp_path, after):
+    """The docs say Checkpoint must come last, but nothing checked it: with EarlyStopping or
+    GradientMonitor after it, each file held their state (and the history's grad_norm/* of
+    the epoch, NaN) one epoch behind, and the resumed run silently differed. A callback
+    with state after a Checkpoint is now refused; stateless ones (ProgressBar) may follow."""
+    model = bp.Sequential([bp.Dense(6, 3)], seed=0)
+    ckpt = Checkpoint(tmp_path / "c.npz")
+    with pytest.raises(ValueError, match=r"comes after Checkpoint.*put Checkpoint last"):
+        bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt, after()])
+    trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[after(), ckpt])
+    trainer.callbacks = [ckpt, after()]  # (estimators set callbacks later): refused by fit
+    X, y, _, _ = _data()
+    with pytest.raises(ValueError, match="comes after Checkpoint"):
+        trainer.fit(X, y, epochs=1)
+    bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt, bp.ProgressBar(enabled=False)])
