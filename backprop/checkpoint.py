@@ -189,13 +189,15 @@ def save_checkpoint(
         a save from a batch hook): only an epoch's end can be resumed as if nothing stopped.
     """
     owner = getattr(trainer, "_trainer", trainer)  # the Trainer behind a TrainingView
-    if (unfinished := getattr(owner, "_unfinished", None)) is not None:
+    unfinished = getattr(owner, "_unfinished", None)
+    at_its_end = logs is not None and unfinished == owner.epoch - 1  # on_epoch_end, with logs
+    if unfinished is not None and not at_its_end:
         raise ValueError(
-            f"the trainer is inside epoch {unfinished + 1} (stopped by Ctrl-C or an error, or "
-            f"saving from a batch hook): its weights, optimizer state and random streams are "
-            f"part-way through that epoch while its state counts {owner.epoch} complete epochs, "
-            "so a resumed run would repeat the epoch with another batch order; checkpoint at an "
-            "epoch's end (Checkpoint does), or keep these weights with bp.save(model, path)"
+            f"the trainer is inside epoch {unfinished + 1} or its end hooks (stopped by Ctrl-C "
+            "or an error, or saving from a batch hook): its weights, optimizer state, random "
+            "streams, callbacks and history are part-way through that epoch, so a resumed run "
+            "would not continue it; checkpoint at an epoch's end (Checkpoint does, from "
+            "on_epoch_end with its logs), or keep these weights with bp.save(model, path)"
         )
     model = trainer.model
     state = trainer.state_dict()

@@ -45,8 +45,9 @@ from .view import TrainingView
 class TrainingLoop:
     """Mixin of :class:`~backprop.Trainer`: the epoch loop of ``fit`` (see the module docstring)."""
 
-    # the epoch begun and not completed (Ctrl-C, an error, a batch hook): its weights, moments
-    # and random streams are part-way through it, which no checkpoint may hold (None: between)
+    # the epoch begun and not completed, its end hooks included (Ctrl-C, an error, a batch
+    # hook): its weights, moments and random streams, or its callbacks' states and history, are
+    # part-way through it, which no checkpoint may hold (None: between epochs)
     _unfinished: int | None = None
 
     def _run(self, batches: Callable, val: tuple | None, epochs: int, interrupt: str) -> History:
@@ -161,10 +162,11 @@ class TrainingLoop:
             if val is not None:
                 logs.update(self._evaluate(*val, prefix="val_"))
             logs["lr"] = float(getattr(self.optimizer, "lr", math.nan))
-            self.epoch, self._unfinished = epoch + 1, None
+            self.epoch = epoch + 1
             logs["time"] = time.perf_counter() - start
             for cb in hooks:
                 cb.on_epoch_end(view, epoch, logs)
+            self._unfinished = None  # (after History: the epoch is in the history now)
 
 
 def _scheduled(schedule, t: int) -> float:

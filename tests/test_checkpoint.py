@@ -380,12 +380,24 @@ class RaiseAt(bp.Callback):
             raise self.error("stop")
 
 
+class RaiseAtEpochEnd(bp.Callback):
+    """Ctrl-C in the end hooks of epoch ``epoch`` (during a slow save, say), before History."""
+
+    def __init__(self, epoch, error=KeyboardInterrupt):
+        self.at, self.error = epoch, error
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.at:
+            raise self.error("stop")
+
+
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
 def test_a_checkpoint_of_a_trainer_stopped_inside_an_epoch_is_refused(tmp_path, error):
     """Ctrl-C (or an error) inside epoch 3 leaves weights, optimizer moments and the shuffle
     stream part-way through it while trainer.epoch says 2: save_checkpoint wrote that silently,
     and the resumed run repeated epoch 3 with another batch order and 4 extra steps. Such a
-    save is now refused; a fit that completes the epoch makes the trainer savable again."""
+    save is now refused, as is one after Ctrl-C in an epoch's end hooks (the epoch counted,
+    its history row and later callbacks' states not); a completed epoch makes it savable."""
     X, y, _, _ = _data()
     model = bp.Sequential([bp.Dense(6, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0)
     trainer = bp.Trainer(model, "cross_entropy", "adam", batch_size=16, seed=0)
@@ -400,6 +412,16 @@ def test_a_checkpoint_of_a_trainer_stopped_inside_an_epoch_is_refused(tmp_path, 
     with pytest.raises(ValueError, match="inside epoch 3"):
         bp.save_checkpoint(tmp_path / "c.npz", trainer)
     assert not (tmp_path / "c.npz").exists()
+    trainer.callbacks = [RaiseAtEpochEnd(3, error)]  # epoch 4 counted, not yet in the history
+    with (
+        warnings.catch_warnings(),
+        pytest.raises(error) if error is RuntimeError else nullcontext(),
+    ):
+        warnings.simplefilter("ignore")
+        trainer.fit(X, y, epochs=5)
+    assert trainer.epoch == 4 and len(trainer.history["loss"]) == 3
+    with pytest.raises(ValueError, match="inside epoch 4 or its end hooks"):
+        bp.save_checkpoint(tmp_path / "c.npz", trainer)
     trainer.callbacks = []
     trainer.fit(X, y, epochs=1)
     bp.save_checkpoint(tmp_path / "c.npz", trainer)  # at an epoch's end again
