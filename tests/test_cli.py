@@ -175,6 +175,24 @@ def test_ctrl_c_in_a_resumed_run_leaves_no_stale_metrics(digits_run, tmp_path, m
     assert np.array_equal(np.load(run / "predictions.npz")["y_pred"], expected)
 
 
+def test_ctrl_c_before_the_first_checkpoint_does_not_point_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before any checkpoint was written (in the first epoch, or before the first
+    output.checkpoint_every) said 'checkpoint.npz the last saved epoch (continue with: backprop train --resume
+    RUN)', and that --resume then failed with 'no checkpoint to resume from'."""
+    config = _write(tmp_path / "c.toml", DIGITS)
+    run = tmp_path / "run"
+
+    def ctrl_c(self, *a, **k):  # in the first epoch: no checkpoint yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bp.Trainer, "fit", ctrl_c)
+    args = ["--quiet", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(run), *args]) == 130
+    err = capsys.readouterr().err
+    assert not (run / "checkpoint.npz").exists() and "--resume" not in err
+    assert "no checkpoint was saved yet" in err and f"--out {run} --force" in err
+
+
 def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, capsys):
     """The checkpoint holds Adam's moments: resuming with sgd failed on an unknown key
     optimizer.amsgrad of the run's config.toml (and, past that, on the checkpoint's header)."""

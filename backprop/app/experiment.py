@@ -374,10 +374,12 @@ def interrupted_exit(
     save_predictions(run_dir / "predictions.npz", model, ds, config["loss"]["name"])
     (run_dir / "metrics.json").unlink(missing_ok=True)
     write_history(trainer.history, run_dir / "history.csv")
+    then = f"checkpoint.npz the last saved epoch (continue with: backprop train --resume {run_dir})"
+    if not (run_dir / "checkpoint.npz").is_file():  # nothing to resume from before the first save
+        then = f"no checkpoint was saved yet (train it again with --out {run_dir} --force)"
     print(
         f"backprop: interrupted after {trainer.epoch} of {total} epochs; {run_dir / 'model.npz'} "
-        f"holds the model as training left it and checkpoint.npz the last saved epoch (continue "
-        f"with: backprop train --resume {run_dir})",
+        f"holds the model as training left it and {then}",
         file=sys.stderr,
     )
     return 130
