@@ -93,7 +93,8 @@ def _model_sized(
 ) -> dict[str, tuple]:
     """``{array: (dtype, shape)}`` of the callbacks' saved weights, whose shapes the model fixes:
     EarlyStopping's best parameters and buffers, WeightSnapshot's snapshot (a forged (1,) array
-    would otherwise be broadcast over every weight when they are put back)."""
+    would otherwise be broadcast over every weight when they are put back), TrajectoryRecorder's
+    snapshots (one row per recorded epoch, as many as the file declares)."""
     flat = (model.dtype.str, (model.n_parameters,))
     buffers = {k: (v.dtype.str, v.shape) for k, v in model.buffers().items()}
     out: dict[str, tuple] = {}
@@ -102,6 +103,10 @@ def _model_sized(
         ref = state.get({"EarlyStopping": "best_params", "WeightSnapshot": "params"}.get(kind, ""))
         if isinstance(ref, dict):
             out[ref[ARRAY]] = flat
+        rows = state.get("snapshots") if kind == "TrajectoryRecorder" else None
+        spec = (header.get("arrays") or {}).get(rows[ARRAY]) if isinstance(rows, dict) else None
+        if isinstance(spec, dict) and spec.get("shape") and spec["shape"][0]:  # (0: none yet)
+            out[rows[ARRAY]] = (flat[0], (spec["shape"][0], model.n_parameters))
         if kind == "EarlyStopping" and isinstance(ref, dict):
             saved = state.get("best_buffers", {})
             if set(saved) != set(buffers) and check_names:  # (after the model's own check)

@@ -356,6 +356,27 @@ def test_an_edited_callback_state_is_refused_on_load(tmp_path, edit, message):
     resumed.fit(X, y, epochs=1)
 
 
+def test_a_trajectory_of_another_models_size_is_refused_on_load(tmp_path):
+    """A TrajectoryRecorder's snapshots of the wrong width (or with another count of epochs)
+    were loaded, trained on for an epoch, then failed in the next save with NumPy's 'all
+    input arrays must have the same shape'."""
+    X, y = np.random.default_rng(0).normal(size=(32, 3)), np.arange(32) % 2
+    trainer = _monitored_trainer()
+    trainer.fit(X, y, epochs=2)
+    bp.save_checkpoint(tmp_path / "c.npz", trainer)
+    header, arrays = read_archive(tmp_path / "c.npz")
+    header = {k: v for k, v in header.items() if k not in ("format", "version", "arrays")}
+    name = header["trainer"]["callbacks"][2]["state"]["snapshots"]["__array__"]
+    assert arrays[name].shape == (3, trainer.model.n_parameters)
+    write_archive(tmp_path / "wide.npz", header, {**arrays, name: np.zeros((3, 5), np.float32)})
+    with pytest.raises(ModelFileError, match="wide.npz: .*snapshots"):
+        bp.load_checkpoint(tmp_path / "wide.npz", _monitored_trainer())
+    header["trainer"]["callbacks"][2]["state"]["epochs"] = [0, 1]
+    write_archive(tmp_path / "short.npz", header, arrays)
+    with pytest.raises(ModelFileError, match="short.npz: .*2 epochs for 3 snapshots"):
+        bp.load_checkpoint(tmp_path / "short.npz", _monitored_trainer())
+
+
 def _fitted_estimator():
     import pandas as pd
 
