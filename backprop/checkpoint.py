@@ -374,9 +374,11 @@ class Checkpoint(Callback):
         return load_checkpoint(self.path if path is None else path, trainer)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {"best": self.best, "monitor": self.monitor, "mode": self.mode}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["best"] is not None:  # (without best_path it never keeps one)
+            checks.same_monitor(self, state)
         self.best = None if state["best"] is None else float(state["best"])
 
     def on_train_begin(self, trainer):

@@ -178,6 +178,7 @@ HISTORY = mapping(list_of(optional(number(finite=False))))
 
 
 ARRAY_REF = table({"__array__": text()})  # an array stored beside the header, by name
+MONITOR = {"monitor": text(), "mode": text(["min", "max"])}  # what a best value is of
 CALLBACK_STATES = {
     "EarlyStopping": table(
         {
@@ -187,10 +188,11 @@ CALLBACK_STATES = {
             "stopped_epoch": optional(integer(0)),
             "best_params": ARRAY_REF,
             "best_buffers": mapping(ARRAY_REF),
+            **MONITOR,
         },
-        optional=["best_params", "best_buffers"],
+        optional=["best_params", "best_buffers", *MONITOR],  # (monitor: absent from older files)
     ),
-    "Checkpoint": table({"best": optional(number(finite=False))}),
+    "Checkpoint": table({"best": optional(number(finite=False)), **MONITOR}, optional=MONITOR),
     "WeightSnapshot": table({"params": optional(ARRAY_REF)}),
     "ReduceLROnPlateau": table(
         {
@@ -198,7 +200,9 @@ CALLBACK_STATES = {
             "scale": lambda v, path: _plateau_scale(v, path),
             "best": optional(number(finite=False)),
             "wait": integer(0),
-        }
+            **MONITOR,
+        },
+        optional=MONITOR,
     ),
 }
 CALLBACK_STATES["GradientMonitor"] = table({"warned": list_of(text())})

@@ -459,3 +459,30 @@ def test_a_callback_with_state_after_the_checkpoint_is_refused(tmp_path, after):
     with pytest.raises(ValueError, match="comes after Checkpoint"):
         trainer.fit(X, y, epochs=1)
     bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt, bp.ProgressBar(enabled=False)])
+
+
+@pytest.mark.parametrize(
+    "saved, resumed",
+    [
+        (lambda: bp.EarlyStopping(), lambda: bp.EarlyStopping(monitor="val_accuracy")),
+        (lambda: bp.EarlyStopping(), lambda: bp.EarlyStopping(mode="max")),
+        (lambda: bp.ReduceLROnPlateau(), lambda: bp.ReduceLROnPlateau(monitor="loss")),
+    ],
+)
+def test_resuming_with_another_monitor_is_refused(tmp_path, saved, resumed):
+    """EarlyStopping's and the plateau's states hold a best value and counters of the
+    quantity they watched; resumed with another monitor (--resume --set
+    early_stopping.monitor=val_accuracy) they compared accuracies with the saved best loss,
+    and restored weights chosen by it, without a word."""
+    X, y, Xv, yv = _data()
+
+    def trainer(callback):
+        model = bp.Sequential([bp.Dense(6, 3)], seed=0)
+        return bp.Trainer(model, "cross_entropy", "adam", callbacks=[callback], seed=0)
+
+    first = trainer(saved())
+    first.fit(X, y, validation_data=(Xv, yv), epochs=2)
+    bp.save_checkpoint(tmp_path / "c.npz", first)
+    with pytest.raises(ModelFileError, match="watched 'val_loss' \\(min\\), this one watches"):
+        bp.load_checkpoint(tmp_path / "c.npz", trainer(resumed()))
+    bp.load_checkpoint(tmp_path / "c.npz", trainer(saved()))  # the same monitor resumes
