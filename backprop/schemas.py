@@ -206,6 +206,7 @@ CALLBACK_STATES = {
     ),
 }
 CALLBACK_STATES["GradientMonitor"] = table({"warned": list_of(text())})
+CALLBACK_STATES["ActivationRecorder"] = table({"start": mapping(ARRAY_REF)})
 CALLBACK_STATES["TrajectoryRecorder"] = table(
     {"snapshots": ARRAY_REF, "epochs": list_of(integer(0))}
 )

@@ -377,6 +377,37 @@ def test_a_trajectory_of_another_models_size_is_refused_on_load(tmp_path):
         bp.load_checkpoint(tmp_path / "short.npz", _monitored_trainer())
 
 
+@pytest.mark.parametrize("what", ["cartography-width", "cartography-rows", "activations"])
+def test_a_record_of_the_wrong_shape_is_refused_on_load(tmp_path, what):
+    """Cartography's per-sample records of another data size, or of different epoch counts,
+    and an ActivationRecorder 'start' that is no table were loaded without a word: the first
+    failed at the next epoch's end or in confidence() with NumPy's shape errors, the last at
+    load with a bare AttributeError."""
+    X, y = np.random.default_rng(0).normal(size=(32, 3)), np.arange(32) % 2
+
+    def trainer():
+        model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2)], seed=0)
+        records = [bp.Cartography(X, y), bp.ActivationRecorder(X)]
+        return bp.Trainer(model, "cross_entropy", "adam", callbacks=records)
+
+    first = trainer()
+    first.fit(X, y, epochs=2)
+    bp.save_checkpoint(tmp_path / "c.npz", first)
+    header, arrays = read_archive(tmp_path / "c.npz")
+    header = {k: v for k, v in header.items() if k not in ("format", "version", "arrays")}
+    states = header["trainer"]["callbacks"]
+    if what == "activations":
+        states[1]["state"]["start"] = 5
+    else:
+        name = states[0]["state"]["probabilities"]["__array__"]
+        shape = (2, 5) if what == "cartography-width" else (1, 32)
+        arrays = {**arrays, name: np.zeros(shape, np.float32)}
+    write_archive(tmp_path / "bad.npz", header, arrays)
+    with pytest.raises(ModelFileError, match="bad.npz: "):
+        bp.load_checkpoint(tmp_path / "bad.npz", trainer())
+    bp.load_checkpoint(tmp_path / "c.npz", trainer())
+
+
 def _fitted_estimator():
     import pandas as pd
 
