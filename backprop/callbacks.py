@@ -161,18 +161,15 @@ class EarlyStopping(Callback):
                 v[...] = self.best_buffers[k]
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "wait": self.wait,
-            "stopped_epoch": self.stopped_epoch,
-        }
+        keys = ("best", "best_epoch", "wait", "stopped_epoch", "monitor", "mode")
+        state: dict[str, Any] = {k: getattr(self, k) for k in keys}
         if self.best_params is not None:
             state["best_params"] = self.best_params.copy()
             state["best_buffers"] = {k: v.copy() for k, v in (self.best_buffers or {}).items()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        checks.same_monitor(self, state)  # a best of another quantity would mislead it
         self.best = None if state["best"] is None else float(state["best"])
         self.best_epoch = None if state["best_epoch"] is None else int(state["best_epoch"])
         self.wait = int(state["wait"])

@@ -133,8 +133,15 @@ class Cartography(Callback):
         return {"probabilities": self.probabilities, "correct": self.correct}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._probs = [np.asarray(r, np.float32) for r in state["probabilities"]]
-        self._correct = [np.asarray(r, bool) for r in state["correct"]]
+        probs, correct = np.asarray(state["probabilities"]), np.asarray(state["correct"])
+        n = self.X.shape[0]
+        if probs.ndim != 2 or probs.shape[1] != n or correct.shape != probs.shape:
+            raise ValueError(
+                f"Cartography records must be (epochs, {n}) arrays of the same shape, got "
+                f"probabilities {probs.shape} and correct {correct.shape}"
+            )
+        self._probs = [np.asarray(r, np.float32) for r in probs]
+        self._correct = [np.asarray(r, bool) for r in correct]
 
 
 __all__ = ["Cartography"]

@@ -22,7 +22,8 @@ uninterrupted run, for every optimizer but L-BFGS: its curvature pairs live insi
 so a resumed run starts a new one (``load_checkpoint`` warns).
 
 The :class:`Checkpoint` callback must come last in ``callbacks`` (after EarlyStopping and any
-callback that adds to the logs), so that what it saves includes this epoch's complete state.
+callback that adds to the logs), so that what it saves includes this epoch's complete state; the
+Trainer refuses a callback with state after it (stateless ones, a ProgressBar, may follow).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def _model_sized(
 ) -> dict[str, tuple]:
     """``{array: (dtype, shape)}`` of the callbacks' saved weights, whose shapes the model fixes:
     EarlyStopping's best parameters and buffers, WeightSnapshot's snapshot (a forged (1,) array
-    would otherwise be broadcast over every weight when they are put back)."""
+    would otherwise be broadcast over every weight when they are put back), TrajectoryRecorder's
+    snapshots (one row per recorded epoch, as many as the file declares)."""
     flat = (model.dtype.str, (model.n_parameters,))
     buffers = {k: (v.dtype.str, v.shape) for k, v in model.buffers().items()}
     out: dict[str, tuple] = {}
@@ -101,6 +103,10 @@ def _model_sized(
         ref = state.get({"EarlyStopping": "best_params", "WeightSnapshot": "params"}.get(kind, ""))
         if isinstance(ref, dict):
             out[ref[ARRAY]] = flat
+        rows = state.get("snapshots") if kind == "TrajectoryRecorder" else None
+        spec = (header.get("arrays") or {}).get(rows[ARRAY]) if isinstance(rows, dict) else None
+        if isinstance(spec, dict) and spec.get("shape") and spec["shape"][0]:  # (0: none yet)
+            out[rows[ARRAY]] = (flat[0], (spec["shape"][0], model.n_parameters))
         if kind == "EarlyStopping" and isinstance(ref, dict):
             saved = state.get("best_buffers", {})
             if set(saved) != set(buffers) and check_names:  # (after the model's own check)
@@ -180,7 +186,24 @@ def save_checkpoint(
         The epoch's logs when called from ``on_epoch_end``.
     extra : dict[str, Any] | None, default None
         JSON values stored in the header.
+
+    Raises
+    ------
+    ValueError
+        When the trainer is inside an epoch (a fit stopped part-way by Ctrl-C or an error, or
+        a save from a batch hook): only an epoch's end can be resumed as if nothing stopped.
     """
+    owner = getattr(trainer, "_trainer", trainer)  # the Trainer behind a TrainingView
+    unfinished = getattr(owner, "_unfinished", None)
+    at_its_end = logs is not None and unfinished == owner.epoch - 1  # on_epoch_end, with logs
+    if unfinished is not None and not at_its_end:
+        raise ValueError(
+            f"the trainer is inside epoch {unfinished + 1} or its end hooks (stopped by Ctrl-C "
+            "or an error, or saving from a batch hook): its weights, optimizer state, random "
+            "streams, callbacks and history are part-way through that epoch, so a resumed run "
+            "would not continue it; checkpoint at an epoch's end (Checkpoint does, from "
+            "on_epoch_end with its logs), or keep these weights with bp.save(model, path)"
+        )
     model = trainer.model
     state = trainer.state_dict()
     if logs is not None:
@@ -351,9 +374,11 @@ class Checkpoint(Callback):
         return load_checkpoint(self.path if path is None else path, trainer)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {"best": self.best, "monitor": self.monitor, "mode": self.mode}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["best"] is not None:  # (without best_path it never keeps one)
+            checks.same_monitor(self, state)
         self.best = None if state["best"] is None else float(state["best"])
 
     def on_train_begin(self, trainer):

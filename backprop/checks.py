@@ -123,3 +123,16 @@ def one_of(name: str, value: Any, options: tuple) -> Any:
     if not isinstance(value, str | type(None)) or value not in options:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
     return value
+
+
+def same_monitor(owner: Any, state: dict[str, Any]) -> None:
+    """Refuse a saved state of ``owner`` (EarlyStopping, ReduceLROnPlateau, Checkpoint) that
+    watched another quantity or direction: its best value and counters would be compared with
+    this one's (a best loss with accuracies). A state saved without them passes."""
+    saved = (state.get("monitor", owner.monitor), state.get("mode", owner.mode))
+    if saved != (owner.monitor, owner.mode):
+        raise ValueError(
+            f"the saved {type(owner).__name__} state watched {saved[0]!r} ({saved[1]}), this one "
+            f"watches {owner.monitor!r} ({owner.mode}): its best value and counters would be "
+            "compared with the other's; resume with the same monitor, or start a new run"
+        )

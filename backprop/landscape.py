@@ -302,6 +302,11 @@ class TrajectoryRecorder(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         snapshots = [np.array(row) for row in state["snapshots"]]
+        if len(snapshots) != len(state["epochs"]):
+            raise ValueError(
+                f"TrajectoryRecorder state holds {len(state['epochs'])} epochs for "
+                f"{len(snapshots)} snapshots"
+            )
         if snapshots:  # none: saved before the first fit; keep the start this fit recorded
             self.snapshots = snapshots
             self.epochs = [int(e) for e in state["epochs"]]

@@ -326,9 +326,11 @@ class ReduceLROnPlateau(Callback):
         trainer.lr = self.lr()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base_lr": self.base_lr, "scale": self.scale, "best": self.best, "wait": self.wait}
+        keys = ("base_lr", "scale", "best", "wait", "monitor", "mode")
+        return {k: getattr(self, k) for k in keys}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        checks.same_monitor(self, state)  # a best of another quantity would mislead it
         base, best = state["base_lr"], state["best"]
         if base is not None:  # None: saved before any fit began; keep the rate this fit took
             self.base_lr = float(base)

@@ -178,6 +178,7 @@ HISTORY = mapping(list_of(optional(number(finite=False))))
 
 
 ARRAY_REF = table({"__array__": text()})  # an array stored beside the header, by name
+MONITOR = {"monitor": text(), "mode": text(["min", "max"])}  # what a best value is of
 CALLBACK_STATES = {
     "EarlyStopping": table(
         {
@@ -187,20 +188,37 @@ CALLBACK_STATES = {
             "stopped_epoch": optional(integer(0)),
             "best_params": ARRAY_REF,
             "best_buffers": mapping(ARRAY_REF),
+            **MONITOR,
         },
-        optional=["best_params", "best_buffers"],
+        optional=["best_params", "best_buffers", *MONITOR],  # (monitor: absent from older files)
     ),
-    "Checkpoint": table({"best": optional(number(finite=False))}),
+    "Checkpoint": table({"best": optional(number(finite=False)), **MONITOR}, optional=MONITOR),
     "WeightSnapshot": table({"params": optional(ARRAY_REF)}),
     "ReduceLROnPlateau": table(
         {
             "base_lr": optional(number(0)),
-            "scale": number(0),
+            "scale": lambda v, path: _plateau_scale(v, path),
             "best": optional(number(finite=False)),
             "wait": integer(0),
-        }
+            **MONITOR,
+        },
+        optional=MONITOR,
     ),
 }
+CALLBACK_STATES["GradientMonitor"] = table({"warned": list_of(text())})
+CALLBACK_STATES["ActivationRecorder"] = table({"start": mapping(ARRAY_REF)})
+CALLBACK_STATES["TrajectoryRecorder"] = table(
+    {"snapshots": ARRAY_REF, "epochs": list_of(integer(0))}
+)
+
+
+def _plateau_scale(v: Any, path: str) -> None:
+    """A plateau's scale: a product of factors in (0, 1), so in [0, 1] (0 after underflow)."""
+    number(0)(v, path)
+    if v > 1:
+        raise Invalid(path, f"expected a number in [0, 1] (a product of factors < 1), got {v!r}")
+
+
 EXTRA = table({"checkpoint_best": optional(number(finite=False))}, ["checkpoint_best"], True)
 
 

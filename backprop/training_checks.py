@@ -122,6 +122,24 @@ def check_options(trainer: Any, fitting: bool = False) -> None:
         )
     if not trainer.has_learning_rate:
         check_lbfgs_options(trainer, plateaus, warn=fitting)
+    check_checkpoint_last(trainer.callbacks)
+
+
+def check_checkpoint_last(callbacks: Sequence[Any]) -> None:
+    """Refuse a callback with state after a Checkpoint: the Checkpoint saves in its
+    ``on_epoch_end``, before that callback has taken in the epoch, so every file would hold
+    its state one epoch behind, and a resumed run would differ. Stateless callbacks (a
+    ProgressBar, a CSVLogger) may follow it."""
+    from .checkpoint import Checkpoint  # (it imports this module's importers)
+
+    first = next((i for i, cb in enumerate(callbacks) if isinstance(cb, Checkpoint)), None)
+    for cb in [] if first is None else callbacks[first + 1 :]:
+        if not isinstance(cb, Checkpoint) and cb.state_dict():
+            raise ValueError(
+                f"{type(cb).__name__} comes after Checkpoint in callbacks: the checkpoint is "
+                f"written before {type(cb).__name__} takes in each epoch, so it would hold that "
+                "state one epoch behind and a resumed run would differ; put Checkpoint last"
+            )
 
 
 def evaluate_arrays(trainer: Any, X, y, w, batch_size: int, prefix: str) -> dict[str, float]:

@@ -45,6 +45,11 @@ from .view import TrainingView
 class TrainingLoop:
     """Mixin of :class:`~backprop.Trainer`: the epoch loop of ``fit`` (see the module docstring)."""
 
+    # the epoch begun and not completed, its end hooks included (Ctrl-C, an error, a batch
+    # hook): its weights, moments and random streams, or its callbacks' states and history, are
+    # part-way through it, which no checkpoint may hold (None: between epochs)
+    _unfinished: int | None = None
+
     def _run(self, batches: Callable, val: tuple | None, epochs: int, interrupt: str) -> History:
         """Run ``epochs`` epochs over ``batches(epoch)``, validating on ``val`` (or None) after
         each; Ctrl-C warns or re-raises as ``interrupt`` says. Returns the history."""
@@ -98,6 +103,7 @@ class TrainingLoop:
         for epoch in range(self.initial_epoch, self.end_epoch):
             if self.stop_training:
                 break
+            self._unfinished = epoch  # until its end: no checkpoint of a part-way state
             start = time.perf_counter()
             self._position = (epoch, 0)
             for cb in hooks:
@@ -134,6 +140,7 @@ class TrainingLoop:
                 for cb in hooks:
                     cb.on_batch_end(view, b, logs)
             if self.stop_training and n_batches == 0:
+                self._unfinished = None
                 break  # L-BFGS had converged: no iteration, no epoch
             if n_batches == 0 and skipped:
                 raise ValueError(
@@ -159,6 +166,7 @@ class TrainingLoop:
             logs["time"] = time.perf_counter() - start
             for cb in hooks:
                 cb.on_epoch_end(view, epoch, logs)
+            self._unfinished = None  # (after History: the epoch is in the history now)
 
 
 def _scheduled(schedule, t: int) -> float:

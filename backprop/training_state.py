@@ -65,11 +65,14 @@ class TrainerState:
             if owner is not None and state.get(key) is not None:  # their own loaders' refusals,
                 copy.deepcopy(owner).load_state_dict(state[key])  # on a copy: nothing changes
         pairs = match_callback_states(self._hooks()[:-1], state.get("callbacks", []))
+        for cb, saved in pairs:  # their loaders' refusals now, on copies, not at the next fit
+            copy.copy(cb).load_state_dict(saved)
         history = state["history"]
         if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
             raise ValueError("the saved history must map names to lists")
         self.validation_rows.load_state_dict(state.get("validation_split"))  # checks first
         self.epoch, self.step_count = epoch, step_count
+        self._unfinished = None  # at the end of a saved epoch now
         self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
         self.validation_rows.rng.bit_generator.state = state["split_rng"]
         self.optimizer.load_state_dict(state["optimizer"])
@@ -79,6 +82,31 @@ class TrainerState:
         self._pending_callback_states = pairs
         self.history.clear()
         self.history.update({k: list(v) for k, v in state["history"].items()})
+
+    def _rebase_lr(self, lr: float) -> float | None:
+        """Make ``lr`` the base rate of a run just loaded from a checkpoint (the command line's
+        ``--resume --set optimizer.lr=...``), which the optimizer's saved rate and a schedule's
+        or plateau's saved ``base_lr`` would otherwise override. A schedule keeps its position
+        and a plateau its reductions: the rate becomes ``schedule(t)`` from the new base, or
+        ``max(lr * scale, min_lr)``. Returns the base rate replaced, or None if it was ``lr``."""
+        from .schedules import ReduceLROnPlateau
+
+        lr = checks.positive("lr", lr)
+        pending = self._pending_callback_states or []
+        plateau = next(
+            (i for i, (cb, st) in enumerate(pending) if isinstance(cb, ReduceLROnPlateau)), None
+        )
+        stepped = self._stepped_schedule()
+        if stepped is not None and stepped.base_lr is not None:
+            old, stepped.base_lr = stepped.base_lr, lr  # (it sets the optimizer's rate)
+        elif plateau is not None and pending[plateau][1].get("base_lr") is not None:
+            cb, state = pending[plateau]
+            old = float(state["base_lr"])
+            pending[plateau] = (cb, {**state, "base_lr": lr})  # given to it when fit begins
+            self.optimizer.lr = max(lr * float(state["scale"]), cb.min_lr)
+        else:
+            old, self.optimizer.lr = self.optimizer.lr, lr
+        return None if old == lr else old
 
     def restore_callbacks(self) -> None:
         """Give the callbacks the state loaded by :meth:`load_state_dict` now (a finished run

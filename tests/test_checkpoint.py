@@ -1,6 +1,7 @@
 """Checkpoints: a run stopped mid-way and resumed ends bitwise equal to an uninterrupted run."""
 
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -363,3 +364,125 @@ def test_a_best_checkpoint_whose_monitor_never_appears_is_an_error(tmp_path):
     trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[Checkpoint(best)], seed=0)
     trainer.fit(X, y, epochs=1)  # no best_path: the monitor is not used, nothing to check
     assert best.exists()
+
+
+class RaiseAt(bp.Callback):
+    """Raise ``error`` after batch ``batch`` of epoch ``epoch`` (a Ctrl-C, a failing hook)."""
+
+    def __init__(self, epoch, batch, error=KeyboardInterrupt):
+        self.at, self.error, self.epoch = (epoch, batch), error, None
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, trainer, batch, logs):
+        if (self.epoch, batch) == self.at:
+            raise self.error("stop")
+
+
+class RaiseAtEpochEnd(bp.Callback):
+    """Ctrl-C in the end hooks of epoch ``epoch`` (during a slow save, say), before History."""
+
+    def __init__(self, epoch, error=KeyboardInterrupt):
+        self.at, self.error = epoch, error
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.at:
+            raise self.error("stop")
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_a_checkpoint_of_a_trainer_stopped_inside_an_epoch_is_refused(tmp_path, error):
+    """Ctrl-C (or an error) inside epoch 3 leaves weights, optimizer moments and the shuffle
+    stream part-way through it while trainer.epoch says 2: save_checkpoint wrote that silently,
+    and the resumed run repeated epoch 3 with another batch order and 4 extra steps. Such a
+    save is now refused, as is one after Ctrl-C in an epoch's end hooks (the epoch counted,
+    its history row and later callbacks' states not); a completed epoch makes it savable."""
+    X, y, _, _ = _data()
+    model = bp.Sequential([bp.Dense(6, 8), bp.ReLU(), bp.Dense(8, 3)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "adam", batch_size=16, seed=0)
+    trainer.callbacks = [RaiseAt(2, 3, error)]
+    with (
+        warnings.catch_warnings(),
+        pytest.raises(error) if error is RuntimeError else nullcontext(),
+    ):
+        warnings.simplefilter("ignore")
+        trainer.fit(X, y, epochs=5)
+    assert trainer.epoch == 2 and trainer.step_count == 2 * 15 + 4
+    with pytest.raises(ValueError, match="inside epoch 3"):
+        bp.save_checkpoint(tmp_path / "c.npz", trainer)
+    assert not (tmp_path / "c.npz").exists()
+    trainer.callbacks = [RaiseAtEpochEnd(3, error)]  # epoch 4 counted, not yet in the history
+    with (
+        warnings.catch_warnings(),
+        pytest.raises(error) if error is RuntimeError else nullcontext(),
+    ):
+        warnings.simplefilter("ignore")
+        trainer.fit(X, y, epochs=5)
+    assert trainer.epoch == 4 and len(trainer.history["loss"]) == 3
+    with pytest.raises(ValueError, match="inside epoch 4 or its end hooks"):
+        bp.save_checkpoint(tmp_path / "c.npz", trainer)
+    trainer.callbacks = []
+    trainer.fit(X, y, epochs=1)
+    bp.save_checkpoint(tmp_path / "c.npz", trainer)  # at an epoch's end again
+
+
+def test_a_checkpoint_saved_from_a_batch_hook_is_refused(tmp_path):
+    """Only an epoch's end is a resumable point: a save from on_batch_end is refused too."""
+    X, y, _, _ = _data()
+
+    class SaveEveryBatch(bp.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            bp.save_checkpoint(tmp_path / "c.npz", trainer)
+
+    model = bp.Sequential([bp.Dense(6, 3)], seed=0)
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", callbacks=[SaveEveryBatch()])
+    with pytest.raises(ValueError, match="inside epoch 1"):
+        trainer.fit(X, y, epochs=1)
+
+
+@pytest.mark.parametrize(
+    "after", [lambda: bp.EarlyStopping(monitor="loss"), bp.GradientMonitor, bp.ReduceLROnPlateau]
+)
+def test_a_callback_with_state_after_the_checkpoint_is_refused(tmp_path, after):
+    """The docs say Checkpoint must come last, but nothing checked it: with EarlyStopping or
+    GradientMonitor after it, each file held their state (and the history's grad_norm/* of
+    the epoch, NaN) one epoch behind, and the resumed run silently differed. A callback
+    with state after a Checkpoint is now refused; stateless ones (ProgressBar) may follow."""
+    model = bp.Sequential([bp.Dense(6, 3)], seed=0)
+    ckpt = Checkpoint(tmp_path / "c.npz")
+    with pytest.raises(ValueError, match=r"comes after Checkpoint.*put Checkpoint last"):
+        bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt, after()])
+    trainer = bp.Trainer(model, "cross_entropy", "adam", callbacks=[after(), ckpt])
+    trainer.callbacks = [ckpt, after()]  # (estimators set callbacks later): refused by fit
+    X, y, _, _ = _data()
+    with pytest.raises(ValueError, match="comes after Checkpoint"):
+        trainer.fit(X, y, epochs=1)
+    bp.Trainer(model, "cross_entropy", "adam", callbacks=[ckpt, bp.ProgressBar(enabled=False)])
+
+
+@pytest.mark.parametrize(
+    "saved, resumed",
+    [
+        (lambda: bp.EarlyStopping(), lambda: bp.EarlyStopping(monitor="val_accuracy")),
+        (lambda: bp.EarlyStopping(), lambda: bp.EarlyStopping(mode="max")),
+        (lambda: bp.ReduceLROnPlateau(), lambda: bp.ReduceLROnPlateau(monitor="loss")),
+    ],
+)
+def test_resuming_with_another_monitor_is_refused(tmp_path, saved, resumed):
+    """EarlyStopping's and the plateau's states hold a best value and counters of the
+    quantity they watched; resumed with another monitor (--resume --set
+    early_stopping.monitor=val_accuracy) they compared accuracies with the saved best loss,
+    and restored weights chosen by it, without a word."""
+    X, y, Xv, yv = _data()
+
+    def trainer(callback):
+        model = bp.Sequential([bp.Dense(6, 3)], seed=0)
+        return bp.Trainer(model, "cross_entropy", "adam", callbacks=[callback], seed=0)
+
+    first = trainer(saved())
+    first.fit(X, y, validation_data=(Xv, yv), epochs=2)
+    bp.save_checkpoint(tmp_path / "c.npz", first)
+    with pytest.raises(ModelFileError, match="watched 'val_loss' \\(min\\), this one watches"):
+        bp.load_checkpoint(tmp_path / "c.npz", trainer(resumed()))
+    bp.load_checkpoint(tmp_path / "c.npz", trainer(saved()))  # the same monitor resumes

@@ -106,6 +106,25 @@ def test_a_loaded_mlp_continues_a_warm_fit_as_the_saved_one(tmp_path, solver):
     np.testing.assert_array_equal(back.model_.flat_parameters, est.model_.flat_parameters)
 
 
+def test_a_loaded_mlp_continues_partial_fit_at_its_invscaling_rate(tmp_path):
+    """'invscaling' sets lr = learning_rate_init / (t_ + 1) ** power_t after each epoch, and
+    the file keeps t_; but the loaded estimator's new optimizer started its first partial_fit
+    at learning_rate_init again (21x the rate after 3 calls here), so even plain SGD, which
+    has no optimizer state to lose, went elsewhere than the estimator that was saved."""
+    X, y = load_iris(return_X_y=True)
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", momentum=0.0, random_state=0)
+    est = bp.MLPClassifier(learning_rate="invscaling", batch_size=16, **params)
+    for _ in range(3):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    bp.save(est, tmp_path / "est.bp")
+    back = bp.load(tmp_path / "est.bp")
+    for _ in range(2):
+        for model in (est, back):
+            model.partial_fit(X, y)
+    assert back.loss_curve_ == est.loss_curve_
+    np.testing.assert_array_equal(back.model_.flat_parameters, est.model_.flat_parameters)
+
+
 def test_object_parameters_are_dropped_with_a_warning(tmp_path):
     X, y = load_iris(return_X_y=True)
     est = fitted(

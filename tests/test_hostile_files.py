@@ -314,6 +314,100 @@ def test_an_edited_checkpoint_header_is_refused_by_field(checkpoint_file, tmp_pa
     bp.load_checkpoint(checkpoint_file, _ckpt_trainer())  # the unedited file loads
 
 
+def _monitored_trainer():
+    model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2)], seed=0)
+    plateau = bp.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5)
+    monitors = [bp.GradientMonitor(), bp.TrajectoryRecorder()]
+    return bp.Trainer(model, "cross_entropy", bp.Adam(0.01), schedule=plateau, callbacks=monitors)
+
+
+def _callback_state(i, key, value=None, delete=False):
+    return _put("trainer", "callbacks", i, "state", key, value=value, delete=delete)
+
+
+CALLBACK_EDITS = [  # 0: the plateau, 1: GradientMonitor, 2: TrajectoryRecorder
+    ("plateau-scale-neg", _callback_state(0, "scale", -0.5), r"callbacks\[0\].state.scale"),
+    ("plateau-scale-big", _callback_state(0, "scale", 1e6), r"callbacks\[0\].state.scale"),
+    ("monitor-int", _callback_state(1, "warned", 5), r"callbacks\[1\].state.warned"),
+    ("monitor-text", _callback_state(1, "warned", "abc"), r"callbacks\[1\].state.warned"),
+    ("monitor-missing", _callback_state(1, "warned", delete=True), r"callbacks\[1\].state"),
+    ("trajectory-epochs", _callback_state(2, "epochs", 3), r"callbacks\[2\].state"),
+]
+
+
+@pytest.mark.parametrize(
+    "edit, message", [c[1:] for c in CALLBACK_EDITS], ids=[c[0] for c in CALLBACK_EDITS]
+)
+def test_an_edited_callback_state_is_refused_on_load(tmp_path, edit, message):
+    """A plateau scale of 1e6 (a product of factors below 1) or -0.5 was loaded and trained
+    at lr 10000 or 0; a GradientMonitor or TrajectoryRecorder state of the wrong kind was loaded without
+    a word and failed at the next fit's start with a bare TypeError or KeyError, or (text for
+    a list) was taken letter by letter. Each is now refused on load, naming the field."""
+    X, y = np.random.default_rng(0).normal(size=(32, 3)), np.arange(32) % 2
+    trainer = _monitored_trainer()
+    trainer.fit(X, y, epochs=2)
+    good = tmp_path / "c.npz"
+    bp.save_checkpoint(good, trainer)
+    bad = _edit_header(good, tmp_path / "edited.npz", edit)
+    with pytest.raises(ModelFileError, match=f"edited.npz: .*{message}"):
+        bp.load_checkpoint(bad, _monitored_trainer())
+    resumed = _monitored_trainer()
+    bp.load_checkpoint(good, resumed)  # the unedited file loads and trains on
+    resumed.fit(X, y, epochs=1)
+
+
+def test_a_trajectory_of_another_models_size_is_refused_on_load(tmp_path):
+    """A TrajectoryRecorder's snapshots of the wrong width (or with another count of epochs)
+    were loaded, trained on for an epoch, then failed in the next save with NumPy's 'all
+    input arrays must have the same shape'."""
+    X, y = np.random.default_rng(0).normal(size=(32, 3)), np.arange(32) % 2
+    trainer = _monitored_trainer()
+    trainer.fit(X, y, epochs=2)
+    bp.save_checkpoint(tmp_path / "c.npz", trainer)
+    header, arrays = read_archive(tmp_path / "c.npz")
+    header = {k: v for k, v in header.items() if k not in ("format", "version", "arrays")}
+    name = header["trainer"]["callbacks"][2]["state"]["snapshots"]["__array__"]
+    assert arrays[name].shape == (3, trainer.model.n_parameters)
+    write_archive(tmp_path / "wide.npz", header, {**arrays, name: np.zeros((3, 5), np.float32)})
+    with pytest.raises(ModelFileError, match="wide.npz: .*snapshots"):
+        bp.load_checkpoint(tmp_path / "wide.npz", _monitored_trainer())
+    header["trainer"]["callbacks"][2]["state"]["epochs"] = [0, 1]
+    write_archive(tmp_path / "short.npz", header, arrays)
+    with pytest.raises(ModelFileError, match="short.npz: .*2 epochs for 3 snapshots"):
+        bp.load_checkpoint(tmp_path / "short.npz", _monitored_trainer())
+
+
+@pytest.mark.parametrize("what", ["cartography-width", "cartography-rows", "activations"])
+def test_a_record_of_the_wrong_shape_is_refused_on_load(tmp_path, what):
+    """Cartography's per-sample records of another data size, or of different epoch counts,
+    and an ActivationRecorder 'start' that is no table were loaded without a word: the first
+    failed at the next epoch's end or in confidence() with NumPy's shape errors, the last at
+    load with a bare AttributeError."""
+    X, y = np.random.default_rng(0).normal(size=(32, 3)), np.arange(32) % 2
+
+    def trainer():
+        model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2)], seed=0)
+        records = [bp.Cartography(X, y), bp.ActivationRecorder(X)]
+        return bp.Trainer(model, "cross_entropy", "adam", callbacks=records)
+
+    first = trainer()
+    first.fit(X, y, epochs=2)
+    bp.save_checkpoint(tmp_path / "c.npz", first)
+    header, arrays = read_archive(tmp_path / "c.npz")
+    header = {k: v for k, v in header.items() if k not in ("format", "version", "arrays")}
+    states = header["trainer"]["callbacks"]
+    if what == "activations":
+        states[1]["state"]["start"] = 5
+    else:
+        name = states[0]["state"]["probabilities"]["__array__"]
+        shape = (2, 5) if what == "cartography-width" else (1, 32)
+        arrays = {**arrays, name: np.zeros(shape, np.float32)}
+    write_archive(tmp_path / "bad.npz", header, arrays)
+    with pytest.raises(ModelFileError, match="bad.npz: "):
+        bp.load_checkpoint(tmp_path / "bad.npz", trainer())
+    bp.load_checkpoint(tmp_path / "c.npz", trainer())
+
+
 def _fitted_estimator():
     import pandas as pd
 

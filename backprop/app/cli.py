@@ -67,11 +67,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_mod.load_config(args.config or run_dir / "config.toml", args.set)
     if args.resume is not None and (run_dir / "config.toml").is_file():
         saved = config_mod.load_config(run_dir / "config.toml")
-        if changes := config_mod.resume_changes(saved, config):
-            return _error(
-                f"--resume {run_dir}: the run's data, model, optimizer and seed cannot change "
-                f"({'; '.join(changes)}); start a new run to change them"
-            )
+        if refusal := config_mod.resume_refusal(saved, config):
+            return _error(f"--resume {run_dir}: {refusal}")
     replace: list[str] = []  # with --force: the old run's files, deleted once this one is checked
     if args.resume is None:
         run_dir = new_run_dir(config, args.out)

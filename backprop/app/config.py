@@ -283,6 +283,42 @@ def resume_changes(saved: Config, config: Config) -> list[str]:
     return changes
 
 
+#: Settings that, turned off, drop a callback whose state a run's checkpoint holds.
+STATEFUL_CALLBACKS = (
+    ("early_stopping", "enabled"),
+    ("output", "gradient_monitor"),
+    ("output", "trajectory"),
+)
+
+
+def resume_dropped_callbacks(saved: Config, config: Config) -> list[str]:
+    """The settings in :data:`STATEFUL_CALLBACKS` that ``config`` turns off from a run's
+    ``saved`` config, as ``"section.key: true -> false"``: the checkpoint holds their
+    callbacks' state (early stopping's counters and best weights, the monitors' records),
+    which a resumed run without them would lose, so the loader refuses it."""
+    return [
+        f"{section}.{key}: true -> false"
+        for section, key in STATEFUL_CALLBACKS
+        if saved[section][key] and not config[section][key]
+    ]
+
+
+def resume_refusal(saved: Config, config: Config) -> str | None:
+    """Why ``config`` cannot resume the run whose config was ``saved``, or None: a change
+    :func:`resume_changes` lists, or a setting :func:`resume_dropped_callbacks` lists."""
+    if changes := resume_changes(saved, config):
+        return (
+            f"the run's data, model, optimizer and seed cannot change ({'; '.join(changes)}); "
+            "start a new run to change them"
+        )
+    if dropped := resume_dropped_callbacks(saved, config):
+        return (
+            f"{'; '.join(dropped)}: the checkpoint holds the state of what this turns off; "
+            "resume with it on, or start a new run"
+        )
+    return None
+
+
 def dumps(resolved: dict[str, Any]) -> str:
     """The resolved config as TOML (tables of plain values, and the layers as [[model.layers]])."""
 

@@ -37,7 +37,7 @@ from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
 from ..model import Sequential
 from ..monitors import ActivationRecorder, UpdateRatioMonitor
 from ..progress import ProgressBar
-from ..pruning import set_mask
+from ..pruning import enforce, set_mask
 from . import config as config_mod
 from . import sources
 from .config import Config, ConfigError
@@ -276,6 +276,9 @@ def run(
         # a run that is over (stopped early, all epochs done) is rebuilt, never retrained
         finished = stopped_early(header) or trainer.epoch >= total
         log(f"resuming {run_dir} at epoch {trainer.epoch} of {total}")
+        lr = config["optimizer"].get("lr")  # --set optimizer.lr: the checkpoint's would win
+        if lr is not None and not finished and (old := trainer._rebase_lr(lr)) is not None:
+            log(f"optimizer.lr {old:g} -> {lr:g} from epoch {trainer.epoch + 1} on")
     if not finished:  # a run that is over keeps the config it was trained with
         (run_dir / "config.toml").write_text(config_mod.dumps(config.resolved))
     if not quiet:
@@ -299,6 +302,7 @@ def run(
         # the run was over: put back early stopping's best weights, as the run's end did
         restore_early_stopping(trainer, header)
         es.on_train_end(trainer)
+        enforce(model, trainer.optimizer)  # its best weights predate later pruning, as fit does
     if resume and (remaining <= 0 or finished):
         log(nothing_to_train(trainer.epoch, total, es if finished else None))
     seconds = earlier + time.perf_counter() - start
@@ -370,10 +374,12 @@ def interrupted_exit(
     save_predictions(run_dir / "predictions.npz", model, ds, config["loss"]["name"])
     (run_dir / "metrics.json").unlink(missing_ok=True)
     write_history(trainer.history, run_dir / "history.csv")
+    then = f"checkpoint.npz the last saved epoch (continue with: backprop train --resume {run_dir})"
+    if not (run_dir / "checkpoint.npz").is_file():  # nothing to resume from before the first save
+        then = f"no checkpoint was saved yet (train it again with --out {run_dir} --force)"
     print(
         f"backprop: interrupted after {trainer.epoch} of {total} epochs; {run_dir / 'model.npz'} "
-        f"holds the model as training left it and checkpoint.npz the last saved epoch (continue "
-        f"with: backprop train --resume {run_dir})",
+        f"holds the model as training left it and {then}",
         file=sys.stderr,
     )
     return 130

@@ -62,6 +62,19 @@ class SklearnMonitor(Callback):
         self.provides_validation = validation is not None
         self._accumulated = 0.0
 
+    def on_train_begin(self, trainer):
+        # partial_fit goes on at the rate of the samples seen, t_, which a saved estimator
+        # keeps: also with the new optimizer of one loaded from a file (the same trainer's
+        # optimizer has that rate already)
+        if self.incremental and self.est.t_ and (rate := self._invscaling()) is not None:
+            trainer.lr = rate
+
+    def _invscaling(self) -> float | None:
+        """'invscaling''s rate after ``t_`` samples, or None for another rate rule (the rule
+        the trainer's optimizer was made with: :meth:`_rule`)."""
+        rule, lr_init, power_t = self._rule()
+        return lr_init / (self.est.t_ + 1) ** power_t if rule == "invscaling" else None
+
     def on_epoch_begin(self, trainer, epoch):
         self._accumulated = 0.0
 
@@ -85,9 +98,8 @@ class SklearnMonitor(Callback):
         if self.validation is not None:
             self._validate(trainer, logs)
         self._count_no_improvement(trainer)
-        rule, lr_init, power_t = self._rule()
-        if rule == "invscaling":
-            trainer.lr = lr_init / (est.t_ + 1) ** power_t
+        if (rate := self._invscaling()) is not None:
+            trainer.lr = rate
         if est._no_improvement_count > est.n_iter_no_change:
             what = "Validation score" if est.early_stopping else "Training loss"
             msg = (
