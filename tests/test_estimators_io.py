@@ -125,6 +125,25 @@ def test_a_loaded_mlp_continues_partial_fit_at_its_invscaling_rate(tmp_path):
     np.testing.assert_array_equal(back.model_.flat_parameters, est.model_.flat_parameters)
 
 
+def test_a_loaded_mlp_continues_partial_fit_at_its_update_count(tmp_path):
+    """The file keeps the update count (``_updates``), so a loaded estimator's partial_fit goes
+    on along the pruning curve (and a step-based schedule, given again) where the saved one
+    was; no test covered it: without it the curve started over and the weights differed."""
+    X, y = load_iris(return_X_y=True)
+    params = dict(hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, random_state=0)
+    make = lambda: bp.MLPClassifier(batch_size=16, sparsity=0.5, **params)  # noqa: E731
+    est = make()
+    for _ in range(3):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    bp.save(est, tmp_path / "est.bp")
+    back = bp.load(tmp_path / "est.bp")
+    for _ in range(3):
+        for model in (est, back):
+            model.partial_fit(X, y)
+    assert back._trainer.step_count == est._trainer.step_count == 6 * 10
+    np.testing.assert_array_equal(back.model_.flat_parameters, est.model_.flat_parameters)
+
+
 def test_object_parameters_are_dropped_with_a_warning(tmp_path):
     X, y = load_iris(return_X_y=True)
     est = fitted(
