@@ -191,6 +191,8 @@ def test_ctrl_c_before_the_first_checkpoint_does_not_point_to_resume(tmp_path, m
     err = capsys.readouterr().err
     assert not (run / "checkpoint.npz").exists() and "--resume" not in err
     assert "no checkpoint was saved yet" in err and f"--out {run} --force" in err
+    # the command it gives runs as written (without a CONFIG, train refuses it)
+    assert f"backprop train {run / 'config.toml'} --out {run} --force" in err
 
 
 def test_resume_with_another_optimizer_is_refused_by_name(digits_run, tmp_path, capsys):

@@ -376,7 +376,8 @@ def interrupted_exit(
     write_history(trainer.history, run_dir / "history.csv")
     then = f"checkpoint.npz the last saved epoch (continue with: backprop train --resume {run_dir})"
     if not (run_dir / "checkpoint.npz").is_file():  # nothing to resume from before the first save
-        then = f"no checkpoint was saved yet (train it again with --out {run_dir} --force)"
+        again = f"backprop train {run_dir / 'config.toml'} --out {run_dir} --force"
+        then = f"no checkpoint was saved yet (train it again: {again})"
     print(
         f"backprop: interrupted after {trainer.epoch} of {total} epochs; {run_dir / 'model.npz'} "
         f"holds the model as training left it and {then}",
