@@ -272,8 +272,9 @@ class GradientMonitor(Callback):
     ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>`` ("3.1" in a block)
     the fraction of its units (indices of the last axis: a conv filter at all positions, a
     recurrent unit at all steps) at 0 for every sample of the last measured batch. It warns
-    once when a weight's gradient norm falls below ``vanish_ratio`` times the largest
-    weight's (vanishing; not biases) or a gradient norm exceeds ``explode`` (exploding).
+    once per parameter when a weight's gradient norm falls below ``vanish_ratio`` times the
+    largest weight's (vanishing; not biases) or its gradient norm exceeds ``explode``
+    (exploding).
 
     Parameters
     ----------
