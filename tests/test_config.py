@@ -170,3 +170,22 @@ def test_a_run_directory_given_as_config_says_what_it_is(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(bp.ConfigError, match="config file not found: .*nope.toml"):
         bp.load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    "section, name", [("optimizer", "SGD"), ("loss", "CrossEntropy"), ("schedule", "cosin")]
+)
+def test_an_unknown_class_name_names_its_file_line_or_set(small, section, name):
+    """`name = "SGD"` said only "unknown optimizer 'SGD'": no file, no line, no --set, while
+    every other bad value of a config named its place."""
+    table = f'\n[{section}]\nname = "{name}"\n'
+    text = SMALL.replace('[loss]\nname = "cross_entropy"\n', "") + table
+    small.write_text(text)
+    line = text.splitlines().index(f'name = "{name}"') + 1
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small)
+    assert f"{small}, line {line}: unknown {section} {name!r}; valid names:" in str(err.value)
+    small.write_text(SMALL)
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small, [f"{section}.name={name}"])
+    assert f"--set {section}.name={name}: unknown {section} {name!r}" in str(err.value)

@@ -169,7 +169,11 @@ def resolve(
                 continue
             name = table.get("name", NAMED[section])
             check_type(name, str, f"{where_is(section, 'name')}: {section}.name")
-            spec = {"name": (str, name), **class_arguments(_named_class(section, name))}
+            try:
+                cls = _named_class(section, name)
+            except ConfigError as exc:  # it names the valid ones; say where the bad one is
+                raise ConfigError(f"{where_is(section, 'name')}: {exc}") from None
+            spec = {"name": (str, name), **class_arguments(cls)}
         else:
             spec = FIXED[section]
         out[section] = _check_table(table, spec, section, where_is)
