@@ -400,3 +400,29 @@ def test_a_nested_layer_table_names_its_bad_key(inner, message):
     unexpected keyword argument' and trainable = "no" read as True."""
     with pytest.raises(ValueError, match=re.escape(message)):
         bp.Residual([inner])
+
+
+def test_a_missing_data_file_names_the_config_line_and_where_it_was_looked_for(
+    tmp_path, capsys, monkeypatch
+):
+    """A data file next to its config, `path = "d.npz"`, run from another folder said only
+    "data file not found: d.npz": not which config or line, nor that a relative path is read
+    from the working directory (not the config's folder)."""
+    (tmp_path / "cfg").mkdir()
+    np.savez(tmp_path / "cfg" / "d.npz", X=np.ones((40, 3)), y=np.arange(40) % 2)
+    config = tmp_path / "cfg" / "c.toml"
+    config.write_text(
+        '[data]\nsource = "file"\npath = "d.npz"\n[loss]\nname = "cross_entropy"\n'
+        '[[model.layers]]\ntype = "Dense"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert f"{config}, line 3: data file not found: d.npz" in err, err
+    assert f"working directory {tmp_path}" in err, err
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--set", "data.path=e.csv"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--set data.path=e.csv: data file not found: e.csv" in err, err
+    monkeypatch.chdir(tmp_path / "cfg")  # from the config's folder the same config trains
+    assert main(["train", "c.toml", "--out", str(tmp_path / "r"), "--quiet"]) == 0

@@ -39,7 +39,7 @@ from ..monitors import ActivationRecorder, UpdateRatioMonitor
 from ..progress import ProgressBar
 from ..pruning import set_mask
 from . import config as config_mod
-from . import sources
+from . import datasets, sources
 from .config import Config, ConfigError
 from .curves import write_json
 from .plotting import class_codes, write_history
@@ -50,8 +50,9 @@ def load_data(config: Config, dtype: Any = None) -> sources.Dataset:
     dtype = config["model"]["dtype"] if dtype is None else dtype
     try:
         return sources.prepare(config["data"], dtype)
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as exc:  # say which key, and where a relative path was read
+        note = datasets.relative_note(config["data"])
+        raise ConfigError(f"{config.where('data', 'path')}: {exc}{note}") from None
     except ConfigError:  # already names its place
         raise
     except (ValueError, ImportError) as exc:
