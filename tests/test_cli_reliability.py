@@ -392,3 +392,16 @@ def test_evaluate_refuses_non_finite_input(trained, tmp_path, capsys):
     np.savez(tmp_path / "d.npz", X=X, y=np.zeros(4))
     code = main(["evaluate", str(trained / "model.npz"), "--data", str(tmp_path / "d.npz")])
     one_line_error(capsys, code, 2, "d.npz: the input holds inf at row 2, column 1")
+
+
+@pytest.mark.parametrize("name", ["lr.txt", "lr"])
+def test_lr_find_refuses_a_figure_name_it_cannot_write_before_the_range_test(
+    tmp_path, capsys, monkeypatch, name
+):
+    """`lr-find --out lr.txt` ran the whole range test, then died in matplotlib's savefig with
+    a traceback (exit 1): "Format 'txt' is not supported"."""
+    ran = []
+    monkeypatch.setattr("backprop.app.tools.lr_find", lambda *a, **k: ran.append(1))
+    code = main(["lr-find", str(small_config(tmp_path)), "--out", str(tmp_path / name)])
+    one_line_error(capsys, code, 2, f"--out {tmp_path / name}:", ".png")
+    assert not ran and not (tmp_path / name).exists()

@@ -26,6 +26,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def check_figure_path(path: Path) -> None:
+    """Refuse a file name whose suffix matplotlib cannot write (``.txt``, or none, which
+    savefig would quietly turn into ``NAME.png``): a ValueError, before any work is done."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if Path(path).suffix.lower().lstrip(".") not in kinds:
+        raise ValueError(
+            f"{path}: a figure file name ends in .png, .pdf, .svg, ... (one of {', '.join(sorted(kinds))})"
+        )
+
+
 def plot_lr_find(curves: dict[str, object], path: Path) -> Path:
     """One range-test curve per entry of ``curves`` (name -> LRFinderResult), with the
     suggested rate marked."""

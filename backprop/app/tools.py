@@ -55,10 +55,15 @@ def _check_counts(args: argparse.Namespace, **minimums: int) -> None:
 
 # -- lr-find -------------------------------------------------------------------------------------
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from .tool_plots import plot_lr_find
+    from .tool_plots import check_figure_path, plot_lr_find
 
     _check_counts(args, steps=5)
     config = config_mod.load_config(args.config, args.set)
+    out = Path(args.out) if args.out else _default_path(config, "lr-find.png")
+    try:
+        check_figure_path(out)
+    except ValueError as exc:
+        raise ConfigError(f"--out {exc}") from None
     ds = load_data(config)
     _, trainer = _model_and_trainer(config, ds, [])
     try:
@@ -67,7 +72,6 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"lr-find: {exc}") from None
-    out = Path(args.out) if args.out else _default_path(config, "lr-find.png")
     plot_lr_find({type(trainer.optimizer).__name__: result}, out)
     stop = "the loss diverged" if result.diverged else "the last rate was reached"
     print(
