@@ -123,7 +123,13 @@ def test_data_of_the_right_rank_but_wrong_size_is_not_called_the_wrong_rank(
 
 @pytest.mark.parametrize(
     "source, key, value",
-    [("mnist", "n_train", -5), ("adding", "n_samples", -3), ("adding", "n_samples", 0)],
+    [
+        ("mnist", "n_train", -5),
+        ("adding", "n_samples", -3),
+        ("adding", "n_samples", 0),
+        ("xor", "n_samples", -4),  # said "classification needs 2 classes or more in y, got only []"
+        ("xor", "noise", -0.5),  # trained: a negative standard deviation, silently
+    ],
 )
 def test_a_negative_data_size_is_refused_and_named(
     tmp_path, capsys, monkeypatch, source, key, value
@@ -140,7 +146,7 @@ def test_a_negative_data_size_is_refused_and_named(
     config.write_text(
         f'[data]\nsource = "{source}"\n{key} = {value}\n[[model.layers]]\ntype = "Dense"\n'
     )
-    loss = "cross_entropy" if source == "mnist" else "mse"
+    loss = "mse" if source == "adding" else "cross_entropy"
     code = main(["train", str(config), "--set", f"loss.name={loss}", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
