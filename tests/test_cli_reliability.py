@@ -405,3 +405,21 @@ def test_lr_find_refuses_a_figure_name_it_cannot_write_before_the_range_test(
     code = main(["lr-find", str(small_config(tmp_path)), "--out", str(tmp_path / name)])
     one_line_error(capsys, code, 2, f"--out {tmp_path / name}:", ".png")
     assert not ran and not (tmp_path / name).exists()
+
+
+def test_a_resume_keeps_the_runs_recorded_training_time(tmp_path, capsys):
+    """metrics.json's time_seconds is the run's whole training time, earlier sessions included.
+    A resume summed the checkpoint's per-epoch times instead, which leave out the callbacks
+    (checkpoint writes, monitors): a resume with nothing to train lowered the recorded time,
+    and a resume that trained on could record less time than the run before it."""
+    run = tmp_path / "run"
+    config = small_config(tmp_path).read_text().replace("gradient_monitor = false", "")
+    (tmp_path / "m.toml").write_text(config)  # the monitors' time is the callbacks' time
+    assert main(["train", str(tmp_path / "m.toml"), "--out", str(run), "--quiet"]) == 0
+    first = json.loads((run / "metrics.json").read_text())["time_seconds"]
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # nothing to train
+    assert json.loads((run / "metrics.json").read_text())["time_seconds"] == first
+    assert main(["train", "--resume", str(run), "--quiet", "--set", "trainer.epochs=4"]) == 0
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["epochs"] == 4 and again["time_seconds"] > first
+    assert f"(4 epochs, {again['time_seconds']:.1f}s)" in capsys.readouterr().out

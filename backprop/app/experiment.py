@@ -41,7 +41,7 @@ from ..pruning import set_mask
 from . import config as config_mod
 from . import datasets, sources
 from .config import Config, ConfigError
-from .curves import write_json
+from .curves import earlier_seconds, write_json
 from .plotting import class_codes, write_history
 
 
@@ -283,7 +283,7 @@ def run(
         log(model.summary())
         log(f"data: {ds.info}; task: {ds.task}")
     remaining = total - trainer.epoch
-    earlier = float(sum(trainer.history.get("time", []))) if resume else 0.0  # checkpoint's
+    earlier = earlier_seconds(run_dir, trainer.epoch, trainer.history) if resume else 0.0
     start = time.perf_counter()
     validation = None if ds.X_val is None else (ds.X_val, ds.y_val)
     if remaining > 0 and not finished:
@@ -302,7 +302,7 @@ def run(
         es.on_train_end(trainer)
     if resume and (remaining <= 0 or finished):
         log(nothing_to_train(trainer.epoch, total, es if finished else None))
-    seconds = earlier + time.perf_counter() - start
+    seconds = earlier + (time.perf_counter() - start if remaining > 0 and not finished else 0.0)
     metrics: dict[str, Any] = evaluate_all(trainer, ds)
     metrics.update(
         epochs=trainer.epoch,
