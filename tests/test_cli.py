@@ -554,3 +554,53 @@ def test_evaluate_prints_strict_json_when_a_figure_is_nan(tmp_path, capsys):
 
     result = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert result["r2"] is None and result["rmse"] > 0 and result["n_samples"] == 10
+
+
+def test_the_model_figures_name_parameters_as_the_training_curves_do(tmp_path, monkeypatch):
+    """weights.png titled the first Dense's matrix "1.W" (the index in model.npz, which holds a
+    Standardize layer in front) while grad_norms.png, history.csv and gradcheck call it "0.W"."""
+    from backprop.app import plotting
+
+    drawn = {}
+
+    def spy(name):
+        real = getattr(plotting, name)
+
+        def wrapper(model, *args, **kwargs):
+            drawn[name] = sorted(model.parameters())
+            return real(model, *args, **kwargs)
+
+        monkeypatch.setattr(plotting, name, wrapper)
+
+    spy("fig_weights")
+    spy("fig_first_layer")
+    run = tmp_path / "run"
+    config = _write(tmp_path / "d.toml", DIGITS.replace("epochs = 6", "epochs = 1"))
+    assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    columns = (run / "history.csv").read_text().splitlines()[0].split(",")
+    trained = sorted(c.split("/", 1)[1] for c in columns if c.startswith("grad_norm/"))
+    assert trained == ["0.W", "0.b", "3.W", "3.b"]
+    assert drawn == {"fig_weights": trained, "fig_first_layer": trained}
+
+
+def test_feature_maps_number_layers_as_the_config_does(tmp_path, monkeypatch):
+    """feature_maps.png labelled the Conv2D of a standardized run "2: Conv2D": its index in
+    model.npz, behind the Standardize layer, where the config and summary() say layer 1."""
+    from backprop.app import plotting
+
+    labels = []
+    real = plotting.fig_feature_maps
+
+    def spy(*args, **kwargs):
+        fig = real(*args, **kwargs)
+        labels.extend(row[0].get_ylabel() for row in np.reshape(fig.axes, (-1, 8)))
+        return fig
+
+    monkeypatch.setattr(plotting, "fig_feature_maps", spy)
+    conv = '[[model.layers]]\ntype = "Reshape"\nshape = [8, 8, 1]\n[[model.layers]]\n'
+    conv += 'type = "Conv2D"\nfilters = 8\nkernel_size = 3\n[[model.layers]]\ntype = "Flatten"\n'
+    text = DIGITS.replace("epochs = 6", "epochs = 1")
+    text = text.replace('[[model.layers]]\ntype = "Dense"\nout_features = 24\n', conv)
+    config = _write(tmp_path / "c.toml", text)
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert labels == ["input", "1: Conv2D"]
