@@ -189,3 +189,16 @@ def test_an_unknown_class_name_names_its_file_line_or_set(small, section, name):
     with pytest.raises(bp.ConfigError) as err:
         bp.load_config(small, [f"{section}.name={name}"])
     assert f"--set {section}.name={name}: unknown {section} {name!r}" in str(err.value)
+
+
+def test_a_schedule_table_without_a_name_says_it_needs_one(small):
+    """`[schedule]` with `total = 40` and no name said "schedule.name: expected a string, got
+    None": about a value the user never wrote."""
+    text = SMALL + "\n[schedule]\ntotal = 40\n"
+    small.write_text(text)
+    line = text.splitlines().index("[schedule]") + 1
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small)
+    message = str(err.value)
+    assert f"{small}, line {line}: [schedule] needs a name" in message, message
+    assert "cosine" in message and "None" not in message, message

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import layers as layers_mod
+from .. import schedules as schedules_mod
 from .config_build import (  # noqa: F401  (re-exported: the builders were this module's first)
     _build_named,
     build_early_stopping,
@@ -168,6 +169,11 @@ def resolve(
                 out[section] = None
                 continue
             name = table.get("name", NAMED[section])
+            if name is None:  # a [schedule] of arguments only: the class is not optional
+                raise ConfigError(
+                    f'{where_is(section)}: [{section}] needs a name, e.g. name = "cosine"; '
+                    f"valid names: {', '.join(sorted(schedules_mod.REGISTRY))}"
+                )
             check_type(name, str, f"{where_is(section, 'name')}: {section}.name")
             try:
                 cls = _named_class(section, name)
