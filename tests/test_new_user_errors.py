@@ -432,3 +432,40 @@ def test_a_missing_data_file_names_the_config_line_and_where_it_was_looked_for(
     assert code == 2 and "--set data.path=e.csv: data file not found: e.csv" in err, err
     monkeypatch.chdir(tmp_path / "cfg")  # from the config's folder the same config trains
     assert main(["train", "c.toml", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize(
+    "width, loss, needs",
+    [
+        (5, "cross_entropy", "needs 10 (10 classes;"),  # trained, then failed: exit 1
+        (12, "cross_entropy", "needs 10 (10 classes;"),  # trained, then refused at the save
+        (
+            2,
+            "binary_cross_entropy",
+            "needs 1 (2 classes; binary cross-entropy takes one logit",
+        ),  # 2 classes: one logit
+    ],
+)
+def test_a_last_layer_of_the_wrong_width_is_refused_before_training(
+    tmp_path, capsys, width, loss, needs
+):
+    """`out_features = 5` on the 10 digit classes passed the loss check (its two sample labels
+    were below 5) and failed mid-training, "class label 6 out of range" (exit 1); 12 trained to
+    the end and then failed writing model.npz. Neither named the layer or its line."""
+    source = "digits" if loss == "cross_entropy" else "xor"
+    text = (
+        f'[data]\nsource = "{source}"\n[loss]\nname = "{loss}"\n[[model.layers]]\n'
+        f'type = "Dense"\nout_features = 8\n[[model.layers]]\ntype = "ReLU"\n'
+        f'[[model.layers]]\ntype = "Dense"\nout_features = {width}\n'
+    )
+    if source == "xor":
+        text = text.replace('"xor"\n', '"xor"\nn_samples = 40\n')
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    line = text.splitlines().index(f"out_features = {width}") + 1
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert f"{config}, line {line}: layer 2 (Dense) out_features = {width}" in err, err
+    assert needs in err, err
+    assert not (tmp_path / "r").exists()

@@ -131,3 +131,29 @@ def build_early_stopping(config: Config):
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{config.at('early_stopping')}: [early_stopping]: {exc}") from None
+
+
+def check_output_width(
+    config: Config, shape: tuple[int, ...], wanted: int, classes: list | None
+) -> None:
+    """Refuse a model whose outputs per sample (``shape[1]`` of a 2-D output) are not the
+    ``wanted`` that the data needs (one logit per class, one for two classes under binary
+    cross-entropy, one output per target): a last layer sized by hand, which would fail
+    mid-training at the first label it cannot score, or after training, writing the model."""
+    if len(shape) != 2 or shape[1] == wanted:
+        return
+    specs = config["model"]["layers"]
+    sized = [i for i, s in enumerate(specs) if layers_mod.get(s["type"]).output_size_argument]
+    need = "one output per target column" if classes is None else f"{len(classes)} classes"
+    need += "; binary cross-entropy takes one logit" if classes is not None and wanted == 1 else ""
+    what, place = "[model]", config.at("model")
+    if sized:
+        i = sized[-1]
+        key = layers_mod.get(specs[i]["type"]).output_size_argument
+        if key in specs[i]:
+            place = config.where("model.layers", key, i)
+            what = f"layer {i} ({specs[i]['type']}) {key} = {specs[i][key]}"
+            need += f"; leave {key} out to have it inferred"
+    raise ConfigError(
+        f"{place}: {what} gives {shape[1]} outputs per sample, but the data needs {wanted} ({need})"
+    )

@@ -134,12 +134,13 @@ class Config:
         sets = [origin for key, origin in self.origins.items() if key.split(".")[0] == section]
         return f"{self.path} ({', '.join(sets)})" if sets else self.path
 
-    def where(self, section: str, key: str) -> str:
+    def where(self, section: str, key: str, index: int = 0) -> str:
         """Where ``section.key`` comes from, for errors: its ``--set`` item, or the file and
-        the key's line (the file alone when the key is not written in it)."""
+        the key's line (in the ``index``-th ``[[section]]``; the file alone when the key is not
+        written in it)."""
         from .config import line_of
 
         if f"{section}.{key}" in self.origins:
             return self.origins[f"{section}.{key}"]
-        line = line_of(self.text, section, key) if self.text else None
+        line = line_of(self.text, section, key, index) if self.text else None
         return f"{self.path}, line {line}" if line else self.path

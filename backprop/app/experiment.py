@@ -110,9 +110,10 @@ def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
     forward pass rejects a sample of the targets."""
     name = config["loss"]["name"]
     try:  # the model first: its refusal (integer ids for an Embedding, ...) is not the loss's
-        trainer.model.predict(ds.X_train[:2])
+        out = trainer.model.predict(ds.X_train[:2])
     except ValueError as exc:
         raise ConfigError(f"{config.at('model')}: [model] cannot take the data: {exc}") from None
+    config_mod.check_output_width(config, out.shape, n_model_outputs(config, ds), ds.classes)
     classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
     if classifier_loss != (ds.task == "classification"):
         use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
