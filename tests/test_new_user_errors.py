@@ -469,3 +469,15 @@ def test_a_last_layer_of_the_wrong_width_is_refused_before_training(
     assert f"{config}, line {line}: layer 2 (Dense) out_features = {width}" in err, err
     assert needs in err, err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_clip_factor_without_adaptive_clipping_is_refused_not_ignored(tmp_path, capsys):
+    """`trainer.clip_factor = 0.1` without `clip_mode = "agc"` trained unclipped: the factor
+    only bounds adaptive gradient clipping, and nothing said it was unused."""
+    code, err = run_cli(tmp_path, capsys, "trainer.clip_factor=0.1")
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "--set trainer.clip_factor=0.1: trainer.clip_factor = 0.1 does nothing" in err, err
+    assert 'clip_mode = "agc"' in err, err
+    assert not (tmp_path / "run").exists()
+    code, err = run_cli(tmp_path, capsys, "trainer.clip_factor=0.1", "trainer.clip_mode=agc")
+    assert code == 0, err

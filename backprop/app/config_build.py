@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import layers as layers_mod
-from .config_schema import Config, ConfigError, _named_class
+from .config_schema import FIXED, Config, ConfigError, _named_class
 
 
 def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: int):
@@ -76,6 +76,14 @@ def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
     """The Trainer for ``model`` from ``[loss]``, ``[optimizer]``, ``[schedule]``, ``[trainer]``."""
     from ..trainer import Trainer
 
+    table = config["trainer"]
+    default = FIXED["trainer"]["clip_factor"][1]
+    if table.get("clip_mode") is None and table["clip_factor"] != default:  # would be unused
+        raise ConfigError(
+            f"{config.where('trainer', 'clip_factor')}: trainer.clip_factor = "
+            f'{table["clip_factor"]} does nothing without clip_mode = "agc" (adaptive gradient '
+            'clipping is what it bounds): set clip_mode = "agc", or leave clip_factor out'
+        )
     try:
         return Trainer(
             model,
