@@ -604,3 +604,24 @@ def test_feature_maps_number_layers_as_the_config_does(tmp_path, monkeypatch):
     config = _write(tmp_path / "c.toml", text)
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert labels == ["input", "1: Conv2D"]
+
+
+@pytest.mark.parametrize("change", ["seed = 1", "test_size = 0.2"])
+def test_evaluate_refuses_a_config_that_splits_the_data_otherwise(
+    digits_run, tmp_path, capsys, change
+):
+    """`evaluate --data` with the config edited after training (another data.seed or
+    test_size) scored a "test" split holding rows the model had trained on: 0.998 for a model
+    whose test accuracy was 0.982, without a word."""
+    config, run = digits_run
+    key = change.split(" = ")[0]
+    text = config.read_text().replace('source = "digits"', f'source = "digits"\n{change}')
+    other = _write(tmp_path / "other.toml", text)
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{other}: its [data] is not the one" in err, err
+    assert f"data.{key}: " in err and "config.toml" in err, err
+    scaled = text.replace('source = "digits"', 'source = "digits"\nstandardize = false')
+    same = _write(tmp_path / "same.toml", scaled.replace(f"\n{change}", ""))
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(same)]) == 0  # the scaling
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(run / "config.toml")]) == 0

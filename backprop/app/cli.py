@@ -138,17 +138,13 @@ def _predictions(mf: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse_y(Preprocessing(mf.extras), values(out, mf.metadata.get("loss", "mse"))), out
 
 
-def _raw_data(data: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
-    from .sources import prepare, read_table
+def _raw_data(data: str, target: str | None, trained: Any = None) -> tuple[np.ndarray, Any]:
+    from .sources import read_table
 
     if data.endswith(".toml"):
         if target is not None:
             raise ConfigError(f"--target {target}: a config ({data}) names its own target")
-        cfg = config_mod.load_config(data)
-        opts = {**cfg["data"], "standardize": False, "standardize_target": False}
-        ds = prepare(opts, np.float64)  # the same split; the model's own scaling comes later
-        y = ds.y_test if ds.task == "regression" else np.asarray(ds.classes)[ds.y_test]
-        return ds.X_test, y
+        return config_mod.evaluation_split(data, trained)
     X, y = read_table(
         data, target if target is not None else ("y" if data.endswith(".npz") else None)
     )
@@ -168,7 +164,7 @@ def _same_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     mf = checked_model_file(args.model)
     try:
-        X, y = _raw_data(args.data, args.target)
+        X, y = _raw_data(args.data, args.target, mf.metadata.get("data"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:

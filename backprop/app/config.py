@@ -324,3 +324,40 @@ def dumps(resolved: dict[str, Any]) -> str:
                 lines += [f"{k} = {value(v)}" for k, v in spec.items()]
                 lines.append("")
     return "\n".join(lines)
+
+
+#: [data] keys that do not change which rows a config's test split holds: the scaling (a model
+#: file holds its own), the validation part (drawn after the test part), the path (the same file
+#: may be reached from elsewhere); and for MNIST, whose test set is the official one, n_train
+#: and the seed.
+SPLIT_NEUTRAL = ("standardize", "standardize_target", "validation_size", "path")
+
+
+def evaluation_split(path: str | Path, trained: Any = None) -> tuple[Any, Any]:
+    """``(X, y)`` of the test split of the config at ``path``, unscaled (a model file holds its
+    scaling; class labels as the data names them), for ``backprop evaluate``. Refused when its
+    ``[data]`` would split the rows otherwise than ``trained``, the ``[data]`` a model was
+    trained with (its file's metadata; None in a file written before it was recorded): another
+    seed or test size would put rows the model trained on into the test split."""
+    import numpy as np
+
+    from .sources import prepare
+
+    data = load_config(path)["data"]
+    if isinstance(trained, dict):
+        official = ("n_train", "seed") if data["source"] in ("mnist", "fashion_mnist") else ()
+        keys = sorted((set(trained) | set(data)) - {*SPLIT_NEUTRAL, *official})
+        changes = [
+            f"data.{k}: {trained.get(k)!r} -> {data.get(k)!r}"
+            for k in keys
+            if trained.get(k) != data.get(k)
+        ]
+        if changes:
+            raise ConfigError(
+                f"{path}: its [data] is not the one the model was trained with "
+                f"({'; '.join(changes)}), so its test split would hold other rows, some of them "
+                "training rows; evaluate with the run's config.toml"
+            )
+    ds = prepare({**data, "standardize": False, "standardize_target": False}, np.float64)
+    y = ds.y_test if ds.task == "regression" else np.asarray(ds.classes)[ds.y_test]
+    return ds.X_test, y

@@ -228,6 +228,7 @@ def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> N
         "n_features": ds.n_features,
         "source": config["data"]["source"],
         "loss": config["loss"]["name"],
+        "data": config["data"],  # evaluate --data CONFIG checks that it splits the rows alike
         # Standardize layers added in front of and behind the trained network
         "preprocessing_layers": [int(ds.x_mean is not None), int(ds.y_mean is not None)],
     }
