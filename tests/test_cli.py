@@ -625,3 +625,26 @@ def test_evaluate_refuses_a_config_that_splits_the_data_otherwise(
     same = _write(tmp_path / "same.toml", scaled.replace(f"\n{change}", ""))
     assert main(["evaluate", str(run / "model.npz"), "--data", str(same)]) == 0  # the scaling
     assert main(["evaluate", str(run / "model.npz"), "--data", str(run / "config.toml")]) == 0
+
+
+def test_the_lr_find_figure_is_not_flattened_by_the_diverged_tail(tmp_path, monkeypatch):
+    """On moons the last raw batch loss of the range test was 185 against ~0.7 before: the
+    linear y axis ran to 185 and every curve before the blow-up was a flat line at 0."""
+    from backprop.app import tool_plots
+    from backprop.lr_finder import LRFinderResult
+
+    lrs = np.geomspace(1e-5, 10, 40)
+    smoothed = np.r_[np.linspace(0.7, 0.1, 35), [0.3, 1.0, 5.0, 20.0, 60.0]]
+    losses = smoothed * (1 + 0.1 * np.sin(np.arange(40)))
+    losses[-1] = 185.0
+    result = LRFinderResult(lrs, losses, smoothed, float(lrs[34] / 10), float(lrs[10]), True)
+    figures = []
+    monkeypatch.setattr(tool_plots, "_save", lambda fig, path: figures.append(fig) or path)
+    tool_plots.plot_lr_find({"Adam": result}, tmp_path / "lr.png")
+    low, high = figures[0].axes[0].get_ylim()
+    assert high <= 3 * 0.7 + 1e-9 and low <= 0.1, (low, high)  # the dip fills the axis
+    assert "cut" in figures[0].axes[0].get_ylabel()
+    # a test that never diverged keeps its whole range
+    calm = LRFinderResult(lrs[:30], smoothed[:30], smoothed[:30], 1e-3, 1e-4, False)
+    tool_plots.plot_lr_find({"Adam": calm}, tmp_path / "lr2.png")
+    assert figures[1].axes[0].get_ylim()[1] >= 0.7 and "cut" not in figures[1].axes[0].get_ylabel()
