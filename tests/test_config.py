@@ -202,3 +202,20 @@ def test_a_schedule_table_without_a_name_says_it_needs_one(small):
     message = str(err.value)
     assert f"{small}, line {line}: [schedule] needs a name" in message, message
     assert "cosine" in message and "None" not in message, message
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ('[{type = "Dense", out_features = 8}, {type = "Relu"}]', "unknown layer type 'Relu'"),
+        ('[{type = "Dense", units = 8}]', "unknown key 'units' for layer 0 (Dense)"),
+        ('[{type = "Dense", out_features = "8"}]', "layer 0 out_features: expected an integer"),
+    ],
+)
+def test_a_bad_layer_given_by_set_is_blamed_on_the_set(small, layers, message):
+    """A bad layer in `--set model.layers=[...]` was blamed on the file's line of its first
+    [[model.layers]] table, which holds nothing wrong."""
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small, [f"model.layers={layers}"])
+    assert str(err.value).startswith(f"--set model.layers={layers}: "), str(err.value)
+    assert message in str(err.value) and "line" not in str(err.value), str(err.value)

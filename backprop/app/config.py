@@ -142,6 +142,8 @@ def resolve(
         dotted = f"{section}.{key}"
         if dotted in origins:
             return origins[dotted]
+        if section == "model.layers" and section in origins:  # --set model.layers=[...]
+            return origins[section]
         line = line_of(text, section, key, index) if text else None
         return f"{where}, line {line}" if line else where
 
