@@ -481,3 +481,42 @@ def test_a_clip_factor_without_adaptive_clipping_is_refused_not_ignored(tmp_path
     assert not (tmp_path / "run").exists()
     code, err = run_cli(tmp_path, capsys, "trainer.clip_factor=0.1", "trainer.clip_mode=agc")
     assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "old, new, table, message",
+    [
+        (
+            "out_features = 4\n",
+            'out_features = 4\n[[model.layers]]\ntype = "Dropout"\ndrop_rate = 1.5\n',
+            '[[model.layers]]\ntype = "Dropout"',
+            "layer 1 (Dropout): drop_rate must be in [0, 1), got 1.5",
+        ),
+        (
+            "[trainer]\n",
+            "[optimizer]\nlr = -0.5\n[trainer]\n",
+            "[optimizer]",
+            "[optimizer]: lr must be a finite number > 0, got -0.5",
+        ),
+        (
+            "[trainer]\n",
+            "[early_stopping]\npatience = -1\n[trainer]\n",
+            "[early_stopping]",
+            "[early_stopping]: patience must be a non-negative integer, got -1",
+        ),
+    ],
+)
+def test_a_value_its_class_refuses_names_the_line_of_its_table(
+    tmp_path, capsys, old, new, table, message
+):
+    """A value the layer, optimizer or callback refused (drop_rate = 1.5, lr = -0.5) was
+    reported with the file's name only, where a wrong key or type names its line."""
+    text = CONFIG.replace(old, new, 1)
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    code = main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    line = text.index(table)
+    line = text[:line].count("\n") + 1
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{config}, line {line}: {message}" in err, err

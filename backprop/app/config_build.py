@@ -33,7 +33,8 @@ def build_model(config: Config, n_features: int | tuple[int, ...], n_outputs: in
         except ConfigError:  # already names its place
             raise
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{config.at('model')}: layer {i} ({cls.__name__}): {exc}") from None
+            at = config.where("model.layers", None, i)  # the layer's [[model.layers]] line
+            raise ConfigError(f"{at}: layer {i} ({cls.__name__}): {exc}") from None
         layer.trainable = spec.get("trainable", True)
         layers.append(layer)
     shape = (n_features,) if isinstance(n_features, int) else tuple(n_features)
