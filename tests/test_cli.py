@@ -648,3 +648,14 @@ def test_the_lr_find_figure_is_not_flattened_by_the_diverged_tail(tmp_path, monk
     calm = LRFinderResult(lrs[:30], smoothed[:30], smoothed[:30], 1e-3, 1e-4, False)
     tool_plots.plot_lr_find({"Adam": calm}, tmp_path / "lr2.png")
     assert figures[1].axes[0].get_ylim()[1] >= 0.7 and "cut" not in figures[1].axes[0].get_ylabel()
+
+
+def test_a_run_without_a_test_split_does_not_print_training_figures_as_test(tmp_path, capsys):
+    """With test_size = 0 (xor) the run printed "test: loss 0.0013, accuracy 1.0000" for the
+    training points themselves; metrics.json says test_is_training_data, the line did not."""
+    config = ROOT / "configs" / "xor.toml"
+    args = ["--quiet", "--set", "trainer.epochs=2", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), *args]) == 0
+    out = capsys.readouterr().out
+    assert "test (the training data, test_size = 0): loss" in out, out
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["test_is_training_data"]

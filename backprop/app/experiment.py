@@ -332,7 +332,8 @@ def run(
         draw_run(run_dir)
     test = metrics["test"]
     shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
-    log(f"test: {shown}  ({trainer.epoch} epochs, {seconds:.1f}s)")
+    part = "test (the training data, test_size = 0)" if ds.test_is_train else "test"
+    log(f"{part}: {shown}  ({trainer.epoch} epochs, {seconds:.1f}s)")
     log(f"run directory: {run_dir}")
     return 0, metrics
 
