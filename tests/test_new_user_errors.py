@@ -520,3 +520,16 @@ def test_a_value_its_class_refuses_names_the_line_of_its_table(
     line = text[:line].count("\n") + 1
     assert code == 2 and err.count("\n") == 1, err
     assert f"{config}, line {line}: {message}" in err, err
+
+
+def test_a_pruning_schedule_that_ends_after_the_run_is_refused(tmp_path, capsys):
+    """`pruning.sparsity = 0.9` with the default end_step = 1000 on a run of 6 updates ended
+    at a fraction of the sparsity asked for, and neither the output nor metrics.json said so."""
+    code, err = run_cli(tmp_path, capsys, "pruning.sparsity=0.9")
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "pruning.end_step = 1000 is past the run's last update (6: 2 epochs of 3)" in err, err
+    assert not (tmp_path / "run").exists()
+    code, err = run_cli(tmp_path, capsys, "pruning.sparsity=0.9", "pruning.end_step=6")
+    assert code == 0, err
+    model = bp.load(tmp_path / "run" / "model.npz")
+    assert model.sparsity()["total"] == pytest.approx(0.9, abs=0.01)

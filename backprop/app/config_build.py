@@ -100,8 +100,10 @@ def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
         raise ConfigError(f"{config.at('trainer')}: [trainer]: {exc}") from None
 
 
-def build_pruning(config: Config):
-    """The GradualPruning callback of ``[pruning]``, or None when its sparsity is 0."""
+def build_pruning(config: Config, n_train: int | None = None):
+    """The GradualPruning callback of ``[pruning]``, or None when its sparsity is 0. With the
+    number of training rows, a schedule whose ``end_step`` comes after the run's last update is
+    refused: the run would end short of the sparsity asked for, without a word."""
     from ..pruning import GradualPruning
 
     table = dict(config["pruning"])
@@ -111,6 +113,18 @@ def build_pruning(config: Config):
         )
     if not table["sparsity"]:
         return None
+    trainer = config["trainer"]
+    if n_train:  # updates per epoch, as Trainer.resolve_batch_size makes the batches
+        size = {"stochastic": 1, "batch": n_train}.get(trainer["mode"], trainer["batch_size"])
+        per_epoch = -(-n_train // min(size, n_train))
+        last = trainer["epochs"] * per_epoch
+        if table["end_step"] > last:
+            raise ConfigError(
+                f"{config.where('pruning', 'end_step')}: pruning.end_step = {table['end_step']} "
+                f"is past the run's last update ({last}: {trainer['epochs']} epochs of "
+                f"{per_epoch}), so the sparsity would never reach {table['sparsity']}: lower "
+                "end_step or raise trainer.epochs"
+            )
     try:
         return GradualPruning(table.pop("sparsity"), **table)
     except (TypeError, ValueError) as exc:

@@ -144,7 +144,9 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
         callbacks += [GradientMonitor(), UpdateRatioMonitor()]
     if out["trajectory"]:  # for `backprop landscape`: the weights after every epoch
         callbacks.append(TrajectoryRecorder())
-    pruning = config_mod.build_pruning(config)  # [pruning] (issue 15): before the checkpoint
+    pruning = config_mod.build_pruning(
+        config, ds.X_train.shape[0]
+    )  # [pruning] (issue 15): before the checkpoint
     if pruning is not None:
         callbacks.append(pruning)
     if es is not None:
