@@ -47,6 +47,7 @@ from .config_build import (  # noqa: F401  (re-exported: the builders were this 
     build_pruning,
     build_schedule,
     build_trainer,
+    check_loss_fits,
     check_output_width,
 )
 from .config_schema import (  # noqa: F401  (re-exported)

@@ -180,3 +180,34 @@ def check_output_width(
     raise ConfigError(
         f"{place}: {what} gives {shape[1]} outputs per sample, but the data needs {wanted} ({need})"
     )
+
+
+def check_loss_fits(config: Config, ds: Any, trainer: Any, n_outputs: int) -> None:
+    """Refuse, before the run directory exists, a loss that cannot score the data: a regression
+    loss on class labels, a classification loss on real-valued targets, or any loss whose
+    forward pass rejects a sample of the targets; and a model without the ``n_outputs`` the
+    data needs (see :func:`check_output_width`)."""
+    from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+
+    name = config["loss"]["name"]
+    try:  # the model first: its refusal (integer ids for an Embedding, ...) is not the loss's
+        out = trainer.model.predict(ds.X_train[:2])
+    except ValueError as exc:
+        raise ConfigError(f"{config.at('model')}: [model] cannot take the data: {exc}") from None
+    check_output_width(config, out.shape, n_outputs, ds.classes)
+    classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
+    if classifier_loss != (ds.task == "classification"):
+        use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
+        if config["data"].get("task") == "auto":  # a file's task, guessed from its targets
+            other = "regression" if ds.task == "classification" else "classification"
+            use += f', or data.task = "{other}" (the task was guessed from the targets)'
+        raise ConfigError(
+            f"{config.at('loss')}: loss.name = {name!r} does not fit the data "
+            f"({config['data']['source']} is a {ds.task} task); use {use}"
+        )
+    try:
+        trainer.evaluate(ds.X_train[:2], ds.y_train[:2])
+    except ValueError as exc:
+        raise ConfigError(
+            f"{config.at('loss')}: loss.name = {name!r} cannot score the data: {exc}"
+        ) from None

@@ -33,7 +33,7 @@ from ..inference import values_from_outputs
 from ..io import save
 from ..landscape import TrajectoryRecorder
 from ..layers import Standardize
-from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+from ..losses import BinaryCrossEntropy
 from ..model import Sequential
 from ..monitors import ActivationRecorder, UpdateRatioMonitor
 from ..progress import ProgressBar
@@ -102,31 +102,6 @@ def claim_run_dir(path: Path, force: bool = False) -> list[str]:
             f"--resume {path} to continue it, or choose another --out"
         )
     return old
-
-
-def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
-    """Refuse, before the run directory exists, a loss that cannot score the data: a regression
-    loss on class labels, a classification loss on real-valued targets, or any loss whose
-    forward pass rejects a sample of the targets."""
-    name = config["loss"]["name"]
-    try:  # the model first: its refusal (integer ids for an Embedding, ...) is not the loss's
-        out = trainer.model.predict(ds.X_train[:2])
-    except ValueError as exc:
-        raise ConfigError(f"{config.at('model')}: [model] cannot take the data: {exc}") from None
-    config_mod.check_output_width(config, out.shape, n_model_outputs(config, ds), ds.classes)
-    classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
-    if classifier_loss != (ds.task == "classification"):
-        use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
-        raise ConfigError(
-            f"{config.at('loss')}: loss.name = {name!r} does not fit the data "
-            f"({config['data']['source']} is a {ds.task} task); use {use}"
-        )
-    try:
-        trainer.evaluate(ds.X_train[:2], ds.y_train[:2])
-    except ValueError as exc:
-        raise ConfigError(
-            f"{config.at('loss')}: loss.name = {name!r} cannot score the data: {exc}"
-        ) from None
 
 
 def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
@@ -267,7 +242,7 @@ def run(
     ``--force`` replaces, and its figures); returns (exit code, metrics)."""
     ds = load_data(config)
     model, trainer, es, ckpt = build(config, ds, run_dir, quiet)
-    check_loss_fits(config, ds, trainer)
+    config_mod.check_loss_fits(config, ds, trainer, n_model_outputs(config, ds))
     if replace:  # the new run passed its checks: now the old one may go
         for path in [*(run_dir / name for name in replace), *(run_dir / "figures").glob("*.png")]:
             path.unlink()
