@@ -423,3 +423,18 @@ def test_a_resume_keeps_the_runs_recorded_training_time(tmp_path, capsys):
     again = json.loads((run / "metrics.json").read_text())
     assert again["epochs"] == 4 and again["time_seconds"] > first
     assert f"(4 epochs, {again['time_seconds']:.1f}s)" in capsys.readouterr().out
+
+
+def test_a_diverged_run_is_one_line_without_numpys_overflow_warnings(tmp_path, capsys):
+    """lr = 1e8 stopped with the one-line "training failed: non-finite loss" (exit 1), after
+    four numpy RuntimeWarnings (overflow in matmul, invalid value in divide, ...), each with
+    a file path and a source line: eight lines of noise before the one that explains."""
+    import warnings
+
+    sets = ["--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e8", "--quiet"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        config = small_config(tmp_path, source="regression", loss="mse")
+        code = main(["train", str(config), "--out", str(tmp_path / "r"), *sets])
+    one_line_error(capsys, code, 1, "training failed: non-finite loss")
+    assert not [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]

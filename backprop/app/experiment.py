@@ -267,7 +267,9 @@ def run(
     validation = None if ds.X_val is None else (ds.X_val, ds.y_val)
     if remaining > 0 and not finished:
         try:
-            with interrupts() as interrupted:
+            # a diverging run overflows before the loss check stops it with its one-line reason:
+            # numpy's warnings (a file and a source line each) would only bury that line
+            with interrupts() as interrupted, np.errstate(over="ignore", invalid="ignore"):
                 trainer.fit(ds.X_train, ds.y_train, validation_data=validation, epochs=remaining)
         except (FloatingPointError, ValueError, RuntimeError) as exc:
             print(f"backprop: training failed: {exc}", file=sys.stderr)
