@@ -659,3 +659,24 @@ def test_a_run_without_a_test_split_does_not_print_training_figures_as_test(tmp_
     out = capsys.readouterr().out
     assert "test (the training data, test_size = 0): loss" in out, out
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["test_is_training_data"]
+
+
+def test_evaluate_with_a_config_whose_data_file_is_missing_names_the_config(
+    tmp_path, capsys, monkeypatch
+):
+    """evaluate --data CONFIG said only "data file not found: d.npz" (train names the config,
+    its line and the working directory a relative path is read from)."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(60, 3)), y=np.arange(60) % 2)
+    config = _write(
+        tmp_path / "c.toml",
+        '[data]\nsource = "file"\npath = "d.npz"\n[loss]\nname = "cross_entropy"\n'
+        '[[model.layers]]\ntype = "Dense"\n[trainer]\nepochs = 1\n',
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "c.toml", "--out", "run", "--quiet"]) == 0
+    monkeypatch.chdir(ROOT)
+    assert main(["evaluate", str(tmp_path / "run" / "model.npz"), "--data", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}, line 3: data file not found: d.npz" in err, err
+    assert "working directory" in err, err

@@ -344,9 +344,11 @@ def evaluation_split(path: str | Path, trained: Any = None) -> tuple[Any, Any]:
     seed or test size would put rows the model trained on into the test split."""
     import numpy as np
 
+    from .datasets import relative_note
     from .sources import prepare
 
-    data = load_config(path)["data"]
+    config = load_config(path)
+    data = config["data"]
     if isinstance(trained, dict):
         official = ("n_train", "seed") if data["source"] in ("mnist", "fashion_mnist") else ()
         keys = sorted((set(trained) | set(data)) - {*SPLIT_NEUTRAL, *official})
@@ -361,6 +363,10 @@ def evaluation_split(path: str | Path, trained: Any = None) -> tuple[Any, Any]:
                 f"({'; '.join(changes)}), so its test split would hold other rows, some of them "
                 "training rows; evaluate with the run's config.toml"
             )
-    ds = prepare({**data, "standardize": False, "standardize_target": False}, np.float64)
+    try:
+        ds = prepare({**data, "standardize": False, "standardize_target": False}, np.float64)
+    except FileNotFoundError as exc:  # as train says it: the key, and where it was looked for
+        note = relative_note(data)
+        raise ConfigError(f"{config.where('data', 'path')}: {exc}{note}") from None
     y = ds.y_test if ds.task == "regression" else np.asarray(ds.classes)[ds.y_test]
     return ds.X_test, y
