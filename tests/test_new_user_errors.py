@@ -551,3 +551,15 @@ def test_a_guessed_task_that_does_not_fit_the_loss_points_to_data_task(tmp_path,
     assert code == 2 and 'data.task = "regression"' in err, err
     args = ["--set", "data.task=regression", "--set", "trainer.epochs=1"]
     assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet", *args]) == 0
+
+
+@pytest.mark.parametrize("mode", ["batch", "stochastic"])
+def test_a_batch_size_its_mode_does_not_use_is_refused_not_ignored(tmp_path, capsys, mode):
+    """`mode = "batch"` (every update takes all rows) or "stochastic" (one row) with
+    `batch_size = 16` trained without a word that the batch size was not used."""
+    code, err = run_cli(tmp_path, capsys, f"trainer.mode={mode}", "trainer.batch_size=16")
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert f"trainer.batch_size = 16 is not used with mode = '{mode}'" in err, err
+    assert "--set trainer.batch_size=16" in err, err
+    code, err = run_cli(tmp_path, capsys, f"trainer.mode={mode}")  # the default 32: a run's
+    assert code == 0, err  # config.toml spells it out

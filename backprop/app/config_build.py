@@ -85,6 +85,13 @@ def build_trainer(config: Config, model: Any, callbacks: list) -> Any:
             f'{table["clip_factor"]} does nothing without clip_mode = "agc" (adaptive gradient '
             'clipping is what it bounds): set clip_mode = "agc", or leave clip_factor out'
         )
+    if table["mode"] != "minibatch" and table["batch_size"] != FIXED["trainer"]["batch_size"][1]:
+        rows = "all the training rows" if table["mode"] == "batch" else "one row"
+        raise ConfigError(
+            f"{config.where('trainer', 'batch_size')}: trainer.batch_size = "
+            f"{table['batch_size']} is not used with mode = {table['mode']!r} (every update "
+            f'takes {rows}): use mode = "minibatch", or leave batch_size out'
+        )
     try:
         return Trainer(
             model,
