@@ -680,3 +680,19 @@ def test_evaluate_with_a_config_whose_data_file_is_missing_names_the_config(
     err = capsys.readouterr().err
     assert f"{config}, line 3: data file not found: d.npz" in err, err
     assert "working directory" in err, err
+
+
+def test_a_regression_run_says_its_loss_is_of_the_standardized_target(tmp_path, capsys):
+    """diabetes printed "test: loss 0.5171, r2 0.4564, rmse 55.6424": the loss is the MSE of
+    the standardized target, rmse is in the target's units (55.6**2 is 3096, not 0.517), and
+    nothing said which was which."""
+    config = ROOT / "configs" / "diabetes.toml"
+    args = ["--quiet", "--set", "trainer.epochs=2", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), *args]) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("test")][0]
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())["test"]
+    assert line.startswith(f"test: loss (standardized target) {metrics['loss']:.4f}, r2 "), line
+    assert f"rmse {metrics['rmse']:.4f}" in line, line
+    unscaled = ["--set", "data.standardize_target=false", "--force"]
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), *args, *unscaled]) == 0
+    assert "test: loss 2" in capsys.readouterr().out  # an MSE in the target's own units

@@ -310,7 +310,9 @@ def run(
 
         draw_run(run_dir)
     test = metrics["test"]
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+    # a standardized target's loss is in its standard deviations; rmse and mae in its units
+    scaled = {"loss": "loss (standardized target)"} if ds.y_mean is not None else {}
+    shown = ", ".join(f"{scaled.get(k, k)} {v:.4f}" for k, v in test.items())
     part = "test (the training data, test_size = 0)" if ds.test_is_train else "test"
     log(f"{part}: {shown}  ({trainer.epoch} epochs, {seconds:.1f}s)")
     log(f"run directory: {run_dir}")
