@@ -219,3 +219,13 @@ def test_a_bad_layer_given_by_set_is_blamed_on_the_set(small, layers, message):
         bp.load_config(small, [f"model.layers={layers}"])
     assert str(err.value).startswith(f"--set model.layers={layers}: "), str(err.value)
     assert message in str(err.value) and "line" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("section", ["model", "trainer", "data"])
+def test_a_negative_seed_is_named(small, section):
+    """`--set model.seed=-1` said "[model]: expected non-negative integer" (numpy's words: no
+    key, no value); data.seed = -1 quoted sklearn's make_moons random_state."""
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small, [f"{section}.seed=-1"])
+    message = str(err.value)
+    assert f"--set {section}.seed=-1: {section}.seed must be an integer >= 0, got -1" in message

@@ -191,6 +191,12 @@ def resolve(
     for key in ("test_size", "validation_size"):
         if not 0 <= out["data"][key] < 1:
             raise ConfigError(f"{where_is('data', key)}: data.{key} must be in [0, 1)")
+    for section in ("data", "model", "trainer"):  # numpy's own refusal names neither
+        if out[section]["seed"] < 0:
+            raise ConfigError(
+                f"{where_is(section, 'seed')}: {section}.seed must be an integer >= 0, "
+                f"got {out[section]['seed']}"
+            )
     return Config(where, out, text, origins)
 
 
