@@ -438,3 +438,20 @@ def test_a_diverged_run_is_one_line_without_numpys_overflow_warnings(tmp_path, c
         code = main(["train", str(config), "--out", str(tmp_path / "r"), *sets])
     one_line_error(capsys, code, 1, "training failed: non-finite loss")
     assert not [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize("which", ["model", "input"])
+def test_predict_does_not_write_over_its_model_or_input(trained, tmp_path, capsys, which):
+    """`predict run/model.npz X.npy --output run/model.npz` replaced the model with its own
+    predictions ("wrote 160 predictions"); the next evaluate found no model in the file."""
+    import shutil
+
+    model = tmp_path / "model.npz"
+    shutil.copy(trained / "model.npz", model)
+    X = tmp_path / "X.npz"
+    np.savez(X, X=np.zeros((3, bp.load(model).in_shape[0])))
+    target = model if which == "model" else X
+    before = target.read_bytes()
+    code = main(["predict", str(model), str(X), "--output", str(target)])
+    one_line_error(capsys, code, 2, f"--output {target}: that is the {which} file")
+    assert target.read_bytes() == before

@@ -209,6 +209,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = Path(args.output)
     if path.suffix not in (".npy", ".npz", ".csv"):
         return _error(f"--output {path}: use a .npy, .npz or .csv file name")
+    for what, given in (("model", args.model), ("input", args.input)):  # never write over them
+        if path.exists() and path.resolve() == Path(given).resolve():
+            return _error(f"--output {path}: that is the {what} file; write to another")
     shown, names = pred, None
     if args.proba:
         shown = _probabilities(mf, out)
