@@ -229,3 +229,12 @@ def test_a_negative_seed_is_named(small, section):
         bp.load_config(small, [f"{section}.seed=-1"])
     message = str(err.value)
     assert f"--set {section}.seed=-1: {section}.seed must be an integer >= 0, got -1" in message
+
+
+@pytest.mark.parametrize("item", ["data.test_size=1.5", "data.validation_size=-0.1"])
+def test_a_split_size_out_of_range_names_its_value(small, item):
+    """ "data.test_size must be in [0, 1)" named the key but not the value it was given."""
+    key, value = item.split("=")
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small, [item])
+    assert f"--set {item}: {key} must be in [0, 1), got {value}" in str(err.value)

@@ -190,7 +190,9 @@ def resolve(
     out["model"]["layers"] = _check_layers(out["model"].get("layers"), where_is)
     for key in ("test_size", "validation_size"):
         if not 0 <= out["data"][key] < 1:
-            raise ConfigError(f"{where_is('data', key)}: data.{key} must be in [0, 1)")
+            raise ConfigError(
+                f"{where_is('data', key)}: data.{key} must be in [0, 1), got {out['data'][key]}"
+            )
     for section in ("data", "model", "trainer"):  # numpy's own refusal names neither
         if out[section]["seed"] < 0:
             raise ConfigError(
