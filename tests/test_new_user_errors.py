@@ -563,3 +563,16 @@ def test_a_batch_size_its_mode_does_not_use_is_refused_not_ignored(tmp_path, cap
     assert "--set trainer.batch_size=16" in err, err
     code, err = run_cli(tmp_path, capsys, f"trainer.mode={mode}")  # the default 32: a run's
     assert code == 0, err  # config.toml spells it out
+
+
+@pytest.mark.parametrize("name", ["cosine", "plateau"])
+def test_a_schedule_floor_above_the_learning_rate_is_refused(tmp_path, capsys, name):
+    """`min_lr = 0.1` under `lr = 0.001`: the cosine "decay" raised the rate a hundredfold over
+    the run, and the plateau schedule set it to the floor at once, without a word."""
+    sets = [f"schedule.name={name}", "schedule.min_lr=0.1", "optimizer.lr=0.001"]
+    sets += ["schedule.total=2"] if name == "cosine" else []
+    code, err = run_cli(tmp_path, capsys, *sets)
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "--set schedule.min_lr=0.1: schedule.min_lr = 0.1 is above optimizer.lr = 0.001" in err
+    code, err = run_cli(tmp_path, capsys, *[s.replace("0.1", "0.0001") for s in sets])
+    assert code == 0, err  # a floor below the rate is what min_lr is for

@@ -70,6 +70,14 @@ def build_optimizer(config: Config):
 
 
 def build_schedule(config: Config):
+    """The ``[schedule]``, or None; a floor ``min_lr`` above ``optimizer.lr`` is refused (the
+    cosine "decay" would raise the rate to it, the plateau schedule set it there at once)."""
+    table, lr = config["schedule"], config["optimizer"].get("lr")
+    if table and lr is not None and table.get("min_lr", 0.0) > lr:
+        raise ConfigError(
+            f"{config.where('schedule', 'min_lr')}: schedule.min_lr = {table['min_lr']} is above "
+            f"optimizer.lr = {lr}: the rate would rise to it; min_lr is the floor of the decay"
+        )
     return _build_named(config, "schedule")
 
 
