@@ -696,3 +696,47 @@ def test_a_regression_run_says_its_loss_is_of_the_standardized_target(tmp_path, 
     unscaled = ["--set", "data.standardize_target=false", "--force"]
     assert main(["train", str(config), "--out", str(tmp_path / "r"), *args, *unscaled]) == 0
     assert "test: loss 2" in capsys.readouterr().out  # an MSE in the target's own units
+
+
+def test_predict_quotes_csv_labels_that_hold_commas_or_quotes(tmp_path, capsys):
+    """Class names read from a CSV ("north, east", 'south "x"') were joined with bare commas:
+    predict's .csv had rows of two cells under a one-column header, and the --proba header
+    split "proba_north, east" in two."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    with open(tmp_path / "q.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x0", "x1", "label"])
+        w.writerows([a, b, "north, east" if a > 0 else 'south "x"'] for a, b in X)
+    config = _write(
+        tmp_path / "q.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "q.csv"}"\ntarget = "label"\n'
+        '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n'
+        "[trainer]\nepochs = 2\n[output]\nplots = false\n",
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    model, data = str(tmp_path / "r" / "model.npz"), str(tmp_path / "q.csv")
+    for out, extra in (("p.csv", []), ("pp.csv", ["--proba"])):
+        assert (
+            main(
+                [
+                    "predict",
+                    model,
+                    data,
+                    "--target",
+                    "label",
+                    "--output",
+                    str(tmp_path / out),
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        with open(tmp_path / out, newline="") as f:
+            rows = list(csv.reader(f))
+        assert len(rows) == 81 and {len(r) for r in rows} == {len(rows[0])}, rows[:3]
+    assert rows[0] == ["proba_north, east", 'proba_south "x"']
+    with open(tmp_path / "p.csv", newline="") as f:
+        assert {r[0] for r in list(csv.reader(f))[1:]} <= {"north, east", 'south "x"'}

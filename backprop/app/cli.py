@@ -18,6 +18,7 @@ Every error is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import json
 import sys
@@ -229,8 +230,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if cols.shape[1] == 1
                 else [f"prediction_{j}" for j in range(cols.shape[1])]
             )
-        lines = [",".join(names)] + [",".join(str(v) for v in row) for row in cols.tolist()]
-        path.write_text("\n".join(lines) + "\n")
+        with open(path, "w", newline="") as f:  # quoted: class names may hold commas
+            csv.writer(f, lineterminator="\n").writerows([names, *cols.tolist()])
     what = "probability rows" if args.proba else "predictions"
     print(f"wrote {len(pred)} {what} to {path}")
     return 0
