@@ -740,3 +740,29 @@ def test_predict_quotes_csv_labels_that_hold_commas_or_quotes(tmp_path, capsys):
     assert rows[0] == ["proba_north, east", 'proba_south "x"']
     with open(tmp_path / "p.csv", newline="") as f:
         assert {r[0] for r in list(csv.reader(f))[1:]} <= {"north, east", 'south "x"'}
+
+
+def test_cartography_lists_the_labels_the_data_gave(tmp_path, capsys):
+    """suspicious.csv's given_label held the internal class code (0, 1), not the label of the
+    data ("north, east"), and its rows were joined with bare commas."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    with open(tmp_path / "q.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x0", "x1", "label"])
+        w.writerows([a, b, "north, east" if a > 0 else "south"] for a, b in X)
+    config = _write(
+        tmp_path / "q.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "q.csv"}"\ntarget = "label"\n'
+        '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n[trainer]\nepochs = 2\n',
+    )
+    assert main(["cartography", str(config), "--top", "5", "--out", str(tmp_path / "c")]) == 0
+    with open(tmp_path / "c" / "suspicious.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["rank", "index", "given_label", "confidence", "variability"]
+    assert len(rows) == 6 and {len(r) for r in rows} == {5}, rows
+    assert {r[2] for r in rows[1:]} <= {"north, east", "south"}, rows
+    out = capsys.readouterr().out
+    assert "(north, east)" in out or "(south)" in out, out

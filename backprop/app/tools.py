@@ -11,6 +11,7 @@ Each prints its numbers and writes its figures; see ``docs/tools.md``.
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -248,12 +249,15 @@ def cmd_cartography(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     top = carto.suspicious(args.top)
     conf, var = carto.confidence(), carto.variability()
-    lines = ["rank,index,given_label,confidence,variability"]
-    lines += [f"{r + 1},{i},{y[i]},{conf[i]:.4f},{var[i]:.4f}" for r, i in enumerate(top)]
-    (out / "suspicious.csv").write_text("\n".join(lines) + "\n")
+    label = np.asarray(ds.classes)[y]  # the data's own labels, not the internal class codes
+    rows = [[r + 1, i, label[i], f"{conf[i]:.4f}", f"{var[i]:.4f}"] for r, i in enumerate(top)]
+    with open(out / "suspicious.csv", "w", newline="") as f:  # quoted: labels may hold commas
+        csv.writer(f, lineterminator="\n").writerows(
+            [["rank", "index", "given_label", "confidence", "variability"], *rows]
+        )
     fig = plot_cartography(conf, var, out / "cartography.png", flagged=top)
     print(f"{len(top)} most suspicious training samples (index in the training part, label):")
-    print("  " + ", ".join(f"{i} ({y[i]})" for i in top))
+    print("  " + ", ".join(f"{i} ({label[i]})" for i in top))
     print(f"list: {out / 'suspicious.csv'}  figure: {fig}")
     return 0
 
