@@ -576,3 +576,26 @@ def test_a_schedule_floor_above_the_learning_rate_is_refused(tmp_path, capsys, n
     assert "--set schedule.min_lr=0.1: schedule.min_lr = 0.1 is above optimizer.lr = 0.001" in err
     code, err = run_cli(tmp_path, capsys, *[s.replace("0.1", "0.0001") for s in sets])
     assert code == 0, err  # a floor below the rate is what min_lr is for
+
+
+@pytest.mark.parametrize(
+    "source, loss, last",
+    [("classification", "cross_entropy", "Softmax"), ("xor", "binary_cross_entropy", "Sigmoid")],
+)
+def test_a_network_that_squashes_its_logits_is_refused(tmp_path, capsys, source, loss, last):
+    """A final Softmax under cross_entropy (or Sigmoid under binary_cross_entropy) trained
+    silently on probabilities of probabilities: xor stayed at accuracy 0.5 (every output > 0 is
+    class 1), digits reached loss 1.6 where 0.3 was usual. The estimators refuse it already."""
+    text = (
+        f'[data]\nsource = "{source}"\nn_samples = 120\n[loss]\nname = "{loss}"\n'
+        '[[model.layers]]\ntype = "Dense"\nout_features = 4\n[[model.layers]]\ntype = "Dense"\n'
+        f'[[model.layers]]\ntype = "{last}"\n'
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    line = text.splitlines().index(f'type = "{last}"')  # its [[model.layers]] line
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{config}, line {line}: layer 2 ({last}) " in err and "logits" in err, err
+    assert not (tmp_path / "r").exists()

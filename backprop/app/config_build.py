@@ -211,6 +211,15 @@ def check_loss_fits(config: Config, ds: Any, trainer: Any, n_outputs: int) -> No
         raise ConfigError(f"{config.at('model')}: [model] cannot take the data: {exc}") from None
     check_output_width(config, out.shape, n_outputs, ds.classes)
     classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
+    specs = config["model"]["layers"]
+    if classifier_loss and specs[-1]["type"] in ("Softmax", "Sigmoid"):  # as the estimators
+        squash = "softmax" if isinstance(trainer.loss, SoftmaxCrossEntropy) else "sigmoid"
+        raise ConfigError(
+            f"{config.where('model.layers', None, len(specs) - 1)}: layer {len(specs) - 1} "
+            f"({specs[-1]['type']}) squashes the logits that loss.name = {name!r} takes (the "
+            f"loss applies the {squash} itself): remove the layer; predict --proba gives the "
+            "probabilities"
+        )
     if classifier_loss != (ds.task == "classification"):
         use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
         if config["data"].get("task") == "auto":  # a file's task, guessed from its targets
