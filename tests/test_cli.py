@@ -652,3 +652,215 @@ def test_evaluate_prints_strict_json_when_a_figure_is_nan(tmp_path, capsys):
 
     result = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert result["r2"] is None and result["rmse"] > 0 and result["n_samples"] == 10
+
+
+def test_the_model_figures_name_parameters_as_the_training_curves_do(tmp_path, monkeypatch):
+    """weights.png titled the first Dense's matrix "1.W" (the index in model.npz, which holds a
+    Standardize layer in front) while grad_norms.png, history.csv and gradcheck call it "0.W"."""
+    from backprop.app import plotting
+
+    drawn = {}
+
+    def spy(name):
+        real = getattr(plotting, name)
+
+        def wrapper(model, *args, **kwargs):
+            drawn[name] = sorted(model.parameters())
+            return real(model, *args, **kwargs)
+
+        monkeypatch.setattr(plotting, name, wrapper)
+
+    spy("fig_weights")
+    spy("fig_first_layer")
+    run = tmp_path / "run"
+    config = _write(tmp_path / "d.toml", DIGITS.replace("epochs = 6", "epochs = 1"))
+    assert main(["train", str(config), "--out", str(run), "--quiet"]) == 0
+    columns = (run / "history.csv").read_text().splitlines()[0].split(",")
+    trained = sorted(c.split("/", 1)[1] for c in columns if c.startswith("grad_norm/"))
+    assert trained == ["0.W", "0.b", "3.W", "3.b"]
+    assert drawn == {"fig_weights": trained, "fig_first_layer": trained}
+
+
+def test_feature_maps_number_layers_as_the_config_does(tmp_path, monkeypatch):
+    """feature_maps.png labelled the Conv2D of a standardized run "2: Conv2D": its index in
+    model.npz, behind the Standardize layer, where the config and summary() say layer 1."""
+    from backprop.app import plotting
+
+    labels = []
+    real = plotting.fig_feature_maps
+
+    def spy(*args, **kwargs):
+        fig = real(*args, **kwargs)
+        labels.extend(row[0].get_ylabel() for row in np.reshape(fig.axes, (-1, 8)))
+        return fig
+
+    monkeypatch.setattr(plotting, "fig_feature_maps", spy)
+    conv = '[[model.layers]]\ntype = "Reshape"\nshape = [8, 8, 1]\n[[model.layers]]\n'
+    conv += 'type = "Conv2D"\nfilters = 8\nkernel_size = 3\n[[model.layers]]\ntype = "Flatten"\n'
+    text = DIGITS.replace("epochs = 6", "epochs = 1")
+    text = text.replace('[[model.layers]]\ntype = "Dense"\nout_features = 24\n', conv)
+    config = _write(tmp_path / "c.toml", text)
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert labels == ["input", "1: Conv2D"]
+
+
+@pytest.mark.parametrize("change", ["seed = 1", "test_size = 0.2"])
+def test_evaluate_refuses_a_config_that_splits_the_data_otherwise(
+    digits_run, tmp_path, capsys, change
+):
+    """`evaluate --data` with the config edited after training (another data.seed or
+    test_size) scored a "test" split holding rows the model had trained on: 0.998 for a model
+    whose test accuracy was 0.982, without a word."""
+    config, run = digits_run
+    key = change.split(" = ")[0]
+    text = config.read_text().replace('source = "digits"', f'source = "digits"\n{change}')
+    other = _write(tmp_path / "other.toml", text)
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{other}: its [data] is not the one" in err, err
+    assert f"data.{key}: " in err and "config.toml" in err, err
+    scaled = text.replace('source = "digits"', 'source = "digits"\nstandardize = false')
+    same = _write(tmp_path / "same.toml", scaled.replace(f"\n{change}", ""))
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(same)]) == 0  # the scaling
+    assert main(["evaluate", str(run / "model.npz"), "--data", str(run / "config.toml")]) == 0
+
+
+def test_the_lr_find_figure_is_not_flattened_by_the_diverged_tail(tmp_path, monkeypatch):
+    """On moons the last raw batch loss of the range test was 185 against ~0.7 before: the
+    linear y axis ran to 185 and every curve before the blow-up was a flat line at 0."""
+    from backprop.app import tool_plots
+    from backprop.lr_finder import LRFinderResult
+
+    lrs = np.geomspace(1e-5, 10, 40)
+    smoothed = np.r_[np.linspace(0.7, 0.1, 35), [0.3, 1.0, 5.0, 20.0, 60.0]]
+    losses = smoothed * (1 + 0.1 * np.sin(np.arange(40)))
+    losses[-1] = 185.0
+    result = LRFinderResult(lrs, losses, smoothed, float(lrs[34] / 10), float(lrs[10]), True)
+    figures = []
+    monkeypatch.setattr(tool_plots, "_save", lambda fig, path: figures.append(fig) or path)
+    tool_plots.plot_lr_find({"Adam": result}, tmp_path / "lr.png")
+    low, high = figures[0].axes[0].get_ylim()
+    assert high <= 3 * 0.7 + 1e-9 and low <= 0.1, (low, high)  # the dip fills the axis
+    assert "cut" in figures[0].axes[0].get_ylabel()
+    # a test that never diverged keeps its whole range
+    calm = LRFinderResult(lrs[:30], smoothed[:30], smoothed[:30], 1e-3, 1e-4, False)
+    tool_plots.plot_lr_find({"Adam": calm}, tmp_path / "lr2.png")
+    assert figures[1].axes[0].get_ylim()[1] >= 0.7 and "cut" not in figures[1].axes[0].get_ylabel()
+
+
+def test_a_run_without_a_test_split_does_not_print_training_figures_as_test(tmp_path, capsys):
+    """With test_size = 0 (xor) the run printed "test: loss 0.0013, accuracy 1.0000" for the
+    training points themselves; metrics.json says test_is_training_data, the line did not."""
+    config = ROOT / "configs" / "xor.toml"
+    args = ["--quiet", "--set", "trainer.epochs=2", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), *args]) == 0
+    out = capsys.readouterr().out
+    assert "test (the training data, test_size = 0): loss" in out, out
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["test_is_training_data"]
+
+
+def test_evaluate_with_a_config_whose_data_file_is_missing_names_the_config(
+    tmp_path, capsys, monkeypatch
+):
+    """evaluate --data CONFIG said only "data file not found: d.npz" (train names the config,
+    its line and the working directory a relative path is read from)."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(60, 3)), y=np.arange(60) % 2)
+    config = _write(
+        tmp_path / "c.toml",
+        '[data]\nsource = "file"\npath = "d.npz"\n[loss]\nname = "cross_entropy"\n'
+        '[[model.layers]]\ntype = "Dense"\n[trainer]\nepochs = 1\n',
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "c.toml", "--out", "run", "--quiet"]) == 0
+    monkeypatch.chdir(ROOT)
+    assert main(["evaluate", str(tmp_path / "run" / "model.npz"), "--data", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}, line 3: data file not found: d.npz" in err, err
+    assert "working directory" in err, err
+
+
+def test_a_regression_run_says_its_loss_is_of_the_standardized_target(tmp_path, capsys):
+    """diabetes printed "test: loss 0.5171, r2 0.4564, rmse 55.6424": the loss is the MSE of
+    the standardized target, rmse is in the target's units (55.6**2 is 3096, not 0.517), and
+    nothing said which was which."""
+    config = ROOT / "configs" / "diabetes.toml"
+    args = ["--quiet", "--set", "trainer.epochs=2", "--set", "output.plots=false"]
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), *args]) == 0
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("test")][0]
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())["test"]
+    assert line.startswith(f"test: loss (standardized target) {metrics['loss']:.4f}, r2 "), line
+    assert f"rmse {metrics['rmse']:.4f}" in line, line
+    unscaled = ["--set", "data.standardize_target=false", "--force"]
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), *args, *unscaled]) == 0
+    assert "test: loss 2" in capsys.readouterr().out  # an MSE in the target's own units
+
+
+def test_predict_quotes_csv_labels_that_hold_commas_or_quotes(tmp_path, capsys):
+    """Class names read from a CSV ("north, east", 'south "x"') were joined with bare commas:
+    predict's .csv had rows of two cells under a one-column header, and the --proba header
+    split "proba_north, east" in two."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    with open(tmp_path / "q.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x0", "x1", "label"])
+        w.writerows([a, b, "north, east" if a > 0 else 'south "x"'] for a, b in X)
+    config = _write(
+        tmp_path / "q.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "q.csv"}"\ntarget = "label"\n'
+        '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n'
+        "[trainer]\nepochs = 2\n[output]\nplots = false\n",
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    model, data = str(tmp_path / "r" / "model.npz"), str(tmp_path / "q.csv")
+    for out, extra in (("p.csv", []), ("pp.csv", ["--proba"])):
+        assert (
+            main(
+                [
+                    "predict",
+                    model,
+                    data,
+                    "--target",
+                    "label",
+                    "--output",
+                    str(tmp_path / out),
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        with open(tmp_path / out, newline="") as f:
+            rows = list(csv.reader(f))
+        assert len(rows) == 81 and {len(r) for r in rows} == {len(rows[0])}, rows[:3]
+    assert rows[0] == ["proba_north, east", 'proba_south "x"']
+    with open(tmp_path / "p.csv", newline="") as f:
+        assert {r[0] for r in list(csv.reader(f))[1:]} <= {"north, east", 'south "x"'}
+
+
+def test_cartography_lists_the_labels_the_data_gave(tmp_path, capsys):
+    """suspicious.csv's given_label held the internal class code (0, 1), not the label of the
+    data ("north, east"), and its rows were joined with bare commas."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    with open(tmp_path / "q.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x0", "x1", "label"])
+        w.writerows([a, b, "north, east" if a > 0 else "south"] for a, b in X)
+    config = _write(
+        tmp_path / "q.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "q.csv"}"\ntarget = "label"\n'
+        '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n[trainer]\nepochs = 2\n',
+    )
+    assert main(["cartography", str(config), "--top", "5", "--out", str(tmp_path / "c")]) == 0
+    with open(tmp_path / "c" / "suspicious.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["rank", "index", "given_label", "confidence", "variability"]
+    assert len(rows) == 6 and {len(r) for r in rows} == {5}, rows
+    assert {r[2] for r in rows[1:]} <= {"north, east", "south"}, rows
+    out = capsys.readouterr().out
+    assert "(north, east)" in out or "(south)" in out, out

@@ -392,3 +392,66 @@ def test_evaluate_refuses_non_finite_input(trained, tmp_path, capsys):
     np.savez(tmp_path / "d.npz", X=X, y=np.zeros(4))
     code = main(["evaluate", str(trained / "model.npz"), "--data", str(tmp_path / "d.npz")])
     one_line_error(capsys, code, 2, "d.npz: the input holds inf at row 2, column 1")
+
+
+@pytest.mark.parametrize("name", ["lr.txt", "lr"])
+def test_lr_find_refuses_a_figure_name_it_cannot_write_before_the_range_test(
+    tmp_path, capsys, monkeypatch, name
+):
+    """`lr-find --out lr.txt` ran the whole range test, then died in matplotlib's savefig with
+    a traceback (exit 1): "Format 'txt' is not supported"."""
+    ran = []
+    monkeypatch.setattr("backprop.app.tools.lr_find", lambda *a, **k: ran.append(1))
+    code = main(["lr-find", str(small_config(tmp_path)), "--out", str(tmp_path / name)])
+    one_line_error(capsys, code, 2, f"--out {tmp_path / name}:", ".png")
+    assert not ran and not (tmp_path / name).exists()
+
+
+def test_a_resume_keeps_the_runs_recorded_training_time(tmp_path, capsys):
+    """metrics.json's time_seconds is the run's whole training time, earlier sessions included.
+    A resume summed the checkpoint's per-epoch times instead, which leave out the callbacks
+    (checkpoint writes, monitors): a resume with nothing to train lowered the recorded time,
+    and a resume that trained on could record less time than the run before it."""
+    run = tmp_path / "run"
+    config = small_config(tmp_path).read_text().replace("gradient_monitor = false", "")
+    (tmp_path / "m.toml").write_text(config)  # the monitors' time is the callbacks' time
+    assert main(["train", str(tmp_path / "m.toml"), "--out", str(run), "--quiet"]) == 0
+    first = json.loads((run / "metrics.json").read_text())["time_seconds"]
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # nothing to train
+    assert json.loads((run / "metrics.json").read_text())["time_seconds"] == first
+    assert main(["train", "--resume", str(run), "--quiet", "--set", "trainer.epochs=4"]) == 0
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["epochs"] == 4 and again["time_seconds"] > first
+    assert f"(4 epochs, {again['time_seconds']:.1f}s)" in capsys.readouterr().out
+
+
+def test_a_diverged_run_is_one_line_without_numpys_overflow_warnings(tmp_path, capsys):
+    """lr = 1e8 stopped with the one-line "training failed: non-finite loss" (exit 1), after
+    four numpy RuntimeWarnings (overflow in matmul, invalid value in divide, ...), each with
+    a file path and a source line: eight lines of noise before the one that explains."""
+    import warnings
+
+    sets = ["--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e8", "--quiet"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        config = small_config(tmp_path, source="regression", loss="mse")
+        code = main(["train", str(config), "--out", str(tmp_path / "r"), *sets])
+    one_line_error(capsys, code, 1, "training failed: non-finite loss")
+    assert not [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize("which", ["model", "input"])
+def test_predict_does_not_write_over_its_model_or_input(trained, tmp_path, capsys, which):
+    """`predict run/model.npz X.npy --output run/model.npz` replaced the model with its own
+    predictions ("wrote 160 predictions"); the next evaluate found no model in the file."""
+    import shutil
+
+    model = tmp_path / "model.npz"
+    shutil.copy(trained / "model.npz", model)
+    X = tmp_path / "X.npz"
+    np.savez(X, X=np.zeros((3, bp.load(model).in_shape[0])))
+    target = model if which == "model" else X
+    before = target.read_bytes()
+    code = main(["predict", str(model), str(X), "--output", str(target)])
+    one_line_error(capsys, code, 2, f"--output {target}: that is the {which} file")
+    assert target.read_bytes() == before

@@ -170,3 +170,71 @@ def test_a_run_directory_given_as_config_says_what_it_is(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(bp.ConfigError, match="config file not found: .*nope.toml"):
         bp.load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    "section, name", [("optimizer", "SGD"), ("loss", "CrossEntropy"), ("schedule", "cosin")]
+)
+def test_an_unknown_class_name_names_its_file_line_or_set(small, section, name):
+    """`name = "SGD"` said only "unknown optimizer 'SGD'": no file, no line, no --set, while
+    every other bad value of a config named its place."""
+    table = f'\n[{section}]\nname = "{name}"\n'
+    text = SMALL.replace('[loss]\nname = "cross_entropy"\n', "") + table
+    small.write_text(text)
+    line = text.splitlines().index(f'name = "{name}"') + 1
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small)
+    assert f"{small}, line {line}: unknown {section} {name!r}; valid names:" in str(err.value)
+    small.write_text(SMALL)
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small, [f"{section}.name={name}"])
+    assert f"--set {section}.name={name}: unknown {section} {name!r}" in str(err.value)
+
+
+def test_a_schedule_table_without_a_name_says_it_needs_one(small):
+    """`[schedule]` with `total = 40` and no name said "schedule.name: expected a string, got
+    None": about a value the user never wrote."""
+    text = SMALL + "\n[schedule]\ntotal = 40\n"
+    small.write_text(text)
+    line = text.splitlines().index("[schedule]") + 1
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small)
+    message = str(err.value)
+    assert f"{small}, line {line}: [schedule] needs a name" in message, message
+    assert "cosine" in message and "None" not in message, message
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ('[{type = "Dense", out_features = 8}, {type = "Relu"}]', "unknown layer type 'Relu'"),
+        ('[{type = "Dense", units = 8}]', "unknown key 'units' for layer 0 (Dense)"),
+        ('[{type = "Dense", out_features = "8"}]', "layer 0 out_features: expected an integer"),
+    ],
+)
+def test_a_bad_layer_given_by_set_is_blamed_on_the_set(small, layers, message):
+    """A bad layer in `--set model.layers=[...]` was blamed on the file's line of its first
+    [[model.layers]] table, which holds nothing wrong."""
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small, [f"model.layers={layers}"])
+    assert str(err.value).startswith(f"--set model.layers={layers}: "), str(err.value)
+    assert message in str(err.value) and "line" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("section", ["model", "trainer", "data"])
+def test_a_negative_seed_is_named(small, section):
+    """`--set model.seed=-1` said "[model]: expected non-negative integer" (numpy's words: no
+    key, no value); data.seed = -1 quoted sklearn's make_moons random_state."""
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small, [f"{section}.seed=-1"])
+    message = str(err.value)
+    assert f"--set {section}.seed=-1: {section}.seed must be an integer >= 0, got -1" in message
+
+
+@pytest.mark.parametrize("item", ["data.test_size=1.5", "data.validation_size=-0.1"])
+def test_a_split_size_out_of_range_names_its_value(small, item):
+    """ "data.test_size must be in [0, 1)" named the key but not the value it was given."""
+    key, value = item.split("=")
+    with pytest.raises(bp.ConfigError) as err:
+        bp.load_config(small, [item])
+    assert f"--set {item}: {key} must be in [0, 1), got {value}" in str(err.value)

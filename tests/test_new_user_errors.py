@@ -123,7 +123,13 @@ def test_data_of_the_right_rank_but_wrong_size_is_not_called_the_wrong_rank(
 
 @pytest.mark.parametrize(
     "source, key, value",
-    [("mnist", "n_train", -5), ("adding", "n_samples", -3), ("adding", "n_samples", 0)],
+    [
+        ("mnist", "n_train", -5),
+        ("adding", "n_samples", -3),
+        ("adding", "n_samples", 0),
+        ("xor", "n_samples", -4),  # said "classification needs 2 classes or more in y, got only []"
+        ("xor", "noise", -0.5),  # trained: a negative standard deviation, silently
+    ],
 )
 def test_a_negative_data_size_is_refused_and_named(
     tmp_path, capsys, monkeypatch, source, key, value
@@ -140,7 +146,7 @@ def test_a_negative_data_size_is_refused_and_named(
     config.write_text(
         f'[data]\nsource = "{source}"\n{key} = {value}\n[[model.layers]]\ntype = "Dense"\n'
     )
-    loss = "cross_entropy" if source == "mnist" else "mse"
+    loss = "mse" if source == "adding" else "cross_entropy"
     code = main(["train", str(config), "--set", f"loss.name={loss}", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
@@ -414,3 +420,196 @@ def test_a_layer_class_or_a_sequential_in_a_list_of_layers_says_what_to_give():
     for build in (lambda: bp.Sequential([inner, bp.Dense(2)]), lambda: bp.Residual([inner])):
         with pytest.raises((TypeError, ValueError), match=r"give its layers, model\.layers"):
             build()
+
+
+def test_a_missing_data_file_names_the_config_line_and_where_it_was_looked_for(
+    tmp_path, capsys, monkeypatch
+):
+    """A data file next to its config, `path = "d.npz"`, run from another folder said only
+    "data file not found: d.npz": not which config or line, nor that a relative path is read
+    from the working directory (not the config's folder)."""
+    (tmp_path / "cfg").mkdir()
+    np.savez(tmp_path / "cfg" / "d.npz", X=np.ones((40, 3)), y=np.arange(40) % 2)
+    config = tmp_path / "cfg" / "c.toml"
+    config.write_text(
+        '[data]\nsource = "file"\npath = "d.npz"\n[loss]\nname = "cross_entropy"\n'
+        '[[model.layers]]\ntype = "Dense"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert f"{config}, line 3: data file not found: d.npz" in err, err
+    assert f"working directory {tmp_path}" in err, err
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--set", "data.path=e.csv"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--set data.path=e.csv: data file not found: e.csv" in err, err
+    monkeypatch.chdir(tmp_path / "cfg")  # from the config's folder the same config trains
+    assert main(["train", "c.toml", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize(
+    "width, loss, needs",
+    [
+        (5, "cross_entropy", "needs 10 (10 classes;"),  # trained, then failed: exit 1
+        (12, "cross_entropy", "needs 10 (10 classes;"),  # trained, then refused at the save
+        (
+            2,
+            "binary_cross_entropy",
+            "needs 1 (2 classes; binary cross-entropy takes one logit",
+        ),  # 2 classes: one logit
+    ],
+)
+def test_a_last_layer_of_the_wrong_width_is_refused_before_training(
+    tmp_path, capsys, width, loss, needs
+):
+    """`out_features = 5` on the 10 digit classes passed the loss check (its two sample labels
+    were below 5) and failed mid-training, "class label 6 out of range" (exit 1); 12 trained to
+    the end and then failed writing model.npz. Neither named the layer or its line."""
+    source = "digits" if loss == "cross_entropy" else "xor"
+    text = (
+        f'[data]\nsource = "{source}"\n[loss]\nname = "{loss}"\n[[model.layers]]\n'
+        f'type = "Dense"\nout_features = 8\n[[model.layers]]\ntype = "ReLU"\n'
+        f'[[model.layers]]\ntype = "Dense"\nout_features = {width}\n'
+    )
+    if source == "xor":
+        text = text.replace('"xor"\n', '"xor"\nn_samples = 40\n')
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    line = text.splitlines().index(f"out_features = {width}") + 1
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert f"{config}, line {line}: layer 2 (Dense) out_features = {width}" in err, err
+    assert needs in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_clip_factor_without_adaptive_clipping_is_refused_not_ignored(tmp_path, capsys):
+    """`trainer.clip_factor = 0.1` without `clip_mode = "agc"` trained unclipped: the factor
+    only bounds adaptive gradient clipping, and nothing said it was unused."""
+    code, err = run_cli(tmp_path, capsys, "trainer.clip_factor=0.1")
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "--set trainer.clip_factor=0.1: trainer.clip_factor = 0.1 does nothing" in err, err
+    assert 'clip_mode = "agc"' in err, err
+    assert not (tmp_path / "run").exists()
+    code, err = run_cli(tmp_path, capsys, "trainer.clip_factor=0.1", "trainer.clip_mode=agc")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "old, new, table, message",
+    [
+        (
+            "out_features = 4\n",
+            'out_features = 4\n[[model.layers]]\ntype = "Dropout"\ndrop_rate = 1.5\n',
+            '[[model.layers]]\ntype = "Dropout"',
+            "layer 1 (Dropout): drop_rate must be in [0, 1), got 1.5",
+        ),
+        (
+            "[trainer]\n",
+            "[optimizer]\nlr = -0.5\n[trainer]\n",
+            "[optimizer]",
+            "[optimizer]: lr must be a finite number > 0, got -0.5",
+        ),
+        (
+            "[trainer]\n",
+            "[early_stopping]\npatience = -1\n[trainer]\n",
+            "[early_stopping]",
+            "[early_stopping]: patience must be a non-negative integer, got -1",
+        ),
+    ],
+)
+def test_a_value_its_class_refuses_names_the_line_of_its_table(
+    tmp_path, capsys, old, new, table, message
+):
+    """A value the layer, optimizer or callback refused (drop_rate = 1.5, lr = -0.5) was
+    reported with the file's name only, where a wrong key or type names its line."""
+    text = CONFIG.replace(old, new, 1)
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    code = main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    line = text.index(table)
+    line = text[:line].count("\n") + 1
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{config}, line {line}: {message}" in err, err
+
+
+def test_a_pruning_schedule_that_ends_after_the_run_is_refused(tmp_path, capsys):
+    """`pruning.sparsity = 0.9` with the default end_step = 1000 on a run of 6 updates ended
+    at a fraction of the sparsity asked for, and neither the output nor metrics.json said so."""
+    code, err = run_cli(tmp_path, capsys, "pruning.sparsity=0.9")
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "pruning.end_step = 1000 is past the run's last update (6: 2 epochs of 3)" in err, err
+    assert not (tmp_path / "run").exists()
+    code, err = run_cli(tmp_path, capsys, "pruning.sparsity=0.9", "pruning.end_step=6")
+    assert code == 0, err
+    model = bp.load(tmp_path / "run" / "model.npz")
+    assert model.sparsity()["total"] == pytest.approx(0.9, abs=0.01)
+
+
+def test_a_guessed_task_that_does_not_fit_the_loss_points_to_data_task(tmp_path, capsys):
+    """A file of ages (39 distinct whole numbers) under mse was refused as "a classification
+    task; use cross_entropy", never saying the task was a guess that data.task overrides."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    np.savez(tmp_path / "ages.npz", X=X, y=np.round(40 + 10 * X[:, 0]))
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[data]\nsource = "file"\npath = "{tmp_path / "ages.npz"}"\n[[model.layers]]\n'
+        'type = "Dense"\n[loss]\nname = "mse"\n'
+    )
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and 'data.task = "regression"' in err, err
+    args = ["--set", "data.task=regression", "--set", "trainer.epochs=1"]
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet", *args]) == 0
+
+
+@pytest.mark.parametrize("mode", ["batch", "stochastic"])
+def test_a_batch_size_its_mode_does_not_use_is_refused_not_ignored(tmp_path, capsys, mode):
+    """`mode = "batch"` (every update takes all rows) or "stochastic" (one row) with
+    `batch_size = 16` trained without a word that the batch size was not used."""
+    code, err = run_cli(tmp_path, capsys, f"trainer.mode={mode}", "trainer.batch_size=16")
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert f"trainer.batch_size = 16 is not used with mode = '{mode}'" in err, err
+    assert "--set trainer.batch_size=16" in err, err
+    code, err = run_cli(tmp_path, capsys, f"trainer.mode={mode}")  # the default 32: a run's
+    assert code == 0, err  # config.toml spells it out
+
+
+@pytest.mark.parametrize("name", ["cosine", "plateau"])
+def test_a_schedule_floor_above_the_learning_rate_is_refused(tmp_path, capsys, name):
+    """`min_lr = 0.1` under `lr = 0.001`: the cosine "decay" raised the rate a hundredfold over
+    the run, and the plateau schedule set it to the floor at once, without a word."""
+    sets = [f"schedule.name={name}", "schedule.min_lr=0.1", "optimizer.lr=0.001"]
+    sets += ["schedule.total=2"] if name == "cosine" else []
+    code, err = run_cli(tmp_path, capsys, *sets)
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert "--set schedule.min_lr=0.1: schedule.min_lr = 0.1 is above optimizer.lr = 0.001" in err
+    code, err = run_cli(tmp_path, capsys, *[s.replace("0.1", "0.0001") for s in sets])
+    assert code == 0, err  # a floor below the rate is what min_lr is for
+
+
+@pytest.mark.parametrize(
+    "source, loss, last",
+    [("classification", "cross_entropy", "Softmax"), ("xor", "binary_cross_entropy", "Sigmoid")],
+)
+def test_a_network_that_squashes_its_logits_is_refused(tmp_path, capsys, source, loss, last):
+    """A final Softmax under cross_entropy (or Sigmoid under binary_cross_entropy) trained
+    silently on probabilities of probabilities: xor stayed at accuracy 0.5 (every output > 0 is
+    class 1), digits reached loss 1.6 where 0.3 was usual. The estimators refuse it already."""
+    text = (
+        f'[data]\nsource = "{source}"\nn_samples = 120\n[loss]\nname = "{loss}"\n'
+        '[[model.layers]]\ntype = "Dense"\nout_features = 4\n[[model.layers]]\ntype = "Dense"\n'
+        f'[[model.layers]]\ntype = "{last}"\n'
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    line = text.splitlines().index(f'type = "{last}"')  # its [[model.layers]] line
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{config}, line {line}: layer 2 ({last}) " in err and "logits" in err, err
+    assert not (tmp_path / "r").exists()

@@ -18,6 +18,7 @@ Every error is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import json
 import sys
@@ -135,17 +136,13 @@ def _predictions(mf: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse_y(Preprocessing(mf.extras), values(out, mf.metadata.get("loss", "mse"))), out
 
 
-def _raw_data(data: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
-    from .sources import prepare, read_table
+def _raw_data(data: str, target: str | None, trained: Any = None) -> tuple[np.ndarray, Any]:
+    from .sources import read_table
 
     if data.endswith(".toml"):
         if target is not None:
             raise ConfigError(f"--target {target}: a config ({data}) names its own target")
-        cfg = config_mod.load_config(data)
-        opts = {**cfg["data"], "standardize": False, "standardize_target": False}
-        ds = prepare(opts, np.float64)  # the same split; the model's own scaling comes later
-        y = ds.y_test if ds.task == "regression" else np.asarray(ds.classes)[ds.y_test]
-        return ds.X_test, y
+        return config_mod.evaluation_split(data, trained)
     X, y = read_table(
         data, target if target is not None else ("y" if data.endswith(".npz") else None)
     )
@@ -165,7 +162,7 @@ def _same_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     mf = checked_model_file(args.model)
     try:
-        X, y = _raw_data(args.data, args.target)
+        X, y = _raw_data(args.data, args.target, mf.metadata.get("data"))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:
@@ -210,6 +207,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = Path(args.output)
     if path.suffix not in (".npy", ".npz", ".csv"):
         return _error(f"--output {path}: use a .npy, .npz or .csv file name")
+    for what, given in (("model", args.model), ("input", args.input)):  # never write over them
+        if path.exists() and path.resolve() == Path(given).resolve():
+            return _error(f"--output {path}: that is the {what} file; write to another")
     shown, names = pred, None
     if args.proba:
         shown = _probabilities(mf, out)
@@ -227,8 +227,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if cols.shape[1] == 1
                 else [f"prediction_{j}" for j in range(cols.shape[1])]
             )
-        lines = [",".join(names)] + [",".join(str(v) for v in row) for row in cols.tolist()]
-        path.write_text("\n".join(lines) + "\n")
+        with open(path, "w", newline="") as f:  # quoted: class names may hold commas
+            csv.writer(f, lineterminator="\n").writerows([names, *cols.tolist()])
     what = "probability rows" if args.proba else "predictions"
     print(f"wrote {len(pred)} {what} to {path}")
     return 0

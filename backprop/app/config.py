@@ -25,7 +25,8 @@ are strings) and must have the key's type. Nothing is ever evaluated as code.
 
 This module reads and validates (:func:`load_config`) and writes back (:func:`dumps`); the
 tables' keys, types and :class:`ConfigError` are :mod:`.config_schema`, the objects built from a
-config :mod:`.config_build`. Every name is importable from here.
+config :mod:`.config_build`, what a resumed run may not change :mod:`.resume_checks`. Every
+name is importable from here.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import layers as layers_mod
+from .. import schedules as schedules_mod
 from .config_build import (  # noqa: F401  (re-exported: the builders were this module's first)
     _build_named,
     build_early_stopping,
@@ -46,6 +48,8 @@ from .config_build import (  # noqa: F401  (re-exported: the builders were this 
     build_pruning,
     build_schedule,
     build_trainer,
+    check_loss_fits,
+    check_output_width,
 )
 from .config_schema import (  # noqa: F401  (re-exported)
     FIXED,
@@ -57,6 +61,12 @@ from .config_schema import (  # noqa: F401  (re-exported)
     _named_class,
     check_type,
     class_arguments,
+)
+from .resume_checks import (  # noqa: F401  (re-exported: they were this module's first)
+    STATEFUL_CALLBACKS,
+    resume_changes,
+    resume_dropped_callbacks,
+    resume_refusal,
 )
 from .sources import COMMON_OPTIONS, SOURCE_OPTIONS
 
@@ -140,6 +150,8 @@ def resolve(
         dotted = f"{section}.{key}"
         if dotted in origins:
             return origins[dotted]
+        if section == "model.layers" and section in origins:  # --set model.layers=[...]
+            return origins[section]
         line = line_of(text, section, key, index) if text else None
         return f"{where}, line {line}" if line else where
 
@@ -168,15 +180,32 @@ def resolve(
                 out[section] = None
                 continue
             name = table.get("name", NAMED[section])
+            if name is None:  # a [schedule] of arguments only: the class is not optional
+                raise ConfigError(
+                    f'{where_is(section)}: [{section}] needs a name, e.g. name = "cosine"; '
+                    f"valid names: {', '.join(sorted(schedules_mod.REGISTRY))}"
+                )
             check_type(name, str, f"{where_is(section, 'name')}: {section}.name")
-            spec = {"name": (str, name), **class_arguments(_named_class(section, name))}
+            try:
+                cls = _named_class(section, name)
+            except ConfigError as exc:  # it names the valid ones; say where the bad one is
+                raise ConfigError(f"{where_is(section, 'name')}: {exc}") from None
+            spec = {"name": (str, name), **class_arguments(cls)}
         else:
             spec = FIXED[section]
         out[section] = _check_table(table, spec, section, where_is)
     out["model"]["layers"] = _check_layers(out["model"].get("layers"), where_is)
     for key in ("test_size", "validation_size"):
         if not 0 <= out["data"][key] < 1:
-            raise ConfigError(f"{where_is('data', key)}: data.{key} must be in [0, 1)")
+            raise ConfigError(
+                f"{where_is('data', key)}: data.{key} must be in [0, 1), got {out['data'][key]}"
+            )
+    for section in ("data", "model", "trainer"):  # numpy's own refusal names neither
+        if out[section]["seed"] < 0:
+            raise ConfigError(
+                f"{where_is(section, 'seed')}: {section}.seed must be an integer >= 0, "
+                f"got {out[section]['seed']}"
+            )
     return Config(where, out, text, origins)
 
 
@@ -265,60 +294,6 @@ def _check_layers(specs: Any, where_is) -> list[dict[str, Any]]:
     return out
 
 
-def resume_changes(saved: Config, config: Config) -> list[str]:
-    """What ``config`` changes in ``[data]``, ``[model]``, ``optimizer.name`` and
-    ``trainer.seed`` from a run's ``saved`` config, as ``"section.key: old -> new"``: a resumed
-    run must keep the split its checkpoint was trained on (another ``data.seed`` would move test
-    rows into training), the network it holds, the optimizer whose state it holds, and the
-    seed whose shuffle stream it restores (a new seed would do nothing, yet be recorded)."""
-    changes = []
-    for section, key in (("optimizer", "name"), ("trainer", "seed")):
-        old, new = saved[section][key], config[section][key]
-        changes += [] if old == new else [f"{section}.{key}: {old!r} -> {new!r}"]
-    for section in ("data", "model"):
-        old, new = saved[section], config[section]
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                changes.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
-    return changes
-
-
-#: Settings that, turned off, drop a callback whose state a run's checkpoint holds.
-STATEFUL_CALLBACKS = (
-    ("early_stopping", "enabled"),
-    ("output", "gradient_monitor"),
-    ("output", "trajectory"),
-)
-
-
-def resume_dropped_callbacks(saved: Config, config: Config) -> list[str]:
-    """The settings in :data:`STATEFUL_CALLBACKS` that ``config`` turns off from a run's
-    ``saved`` config, as ``"section.key: true -> false"``: the checkpoint holds their
-    callbacks' state (early stopping's counters and best weights, the monitors' records),
-    which a resumed run without them would lose, so the loader refuses it."""
-    return [
-        f"{section}.{key}: true -> false"
-        for section, key in STATEFUL_CALLBACKS
-        if saved[section][key] and not config[section][key]
-    ]
-
-
-def resume_refusal(saved: Config, config: Config) -> str | None:
-    """Why ``config`` cannot resume the run whose config was ``saved``, or None: a change
-    :func:`resume_changes` lists, or a setting :func:`resume_dropped_callbacks` lists."""
-    if changes := resume_changes(saved, config):
-        return (
-            f"the run's data, model, optimizer and seed cannot change ({'; '.join(changes)}); "
-            "start a new run to change them"
-        )
-    if dropped := resume_dropped_callbacks(saved, config):
-        return (
-            f"{'; '.join(dropped)}: the checkpoint holds the state of what this turns off; "
-            "resume with it on, or start a new run"
-        )
-    return None
-
-
 def dumps(resolved: dict[str, Any]) -> str:
     """The resolved config as TOML (tables of plain values, and the layers as [[model.layers]])."""
 
@@ -349,3 +324,46 @@ def dumps(resolved: dict[str, Any]) -> str:
                 lines += [f"{k} = {value(v)}" for k, v in spec.items()]
                 lines.append("")
     return "\n".join(lines)
+
+
+#: [data] keys that do not change which rows a config's test split holds: the scaling (a model
+#: file holds its own), the validation part (drawn after the test part), the path (the same file
+#: may be reached from elsewhere); and for MNIST, whose test set is the official one, n_train
+#: and the seed.
+SPLIT_NEUTRAL = ("standardize", "standardize_target", "validation_size", "path")
+
+
+def evaluation_split(path: str | Path, trained: Any = None) -> tuple[Any, Any]:
+    """``(X, y)`` of the test split of the config at ``path``, unscaled (a model file holds its
+    scaling; class labels as the data names them), for ``backprop evaluate``. Refused when its
+    ``[data]`` would split the rows otherwise than ``trained``, the ``[data]`` a model was
+    trained with (its file's metadata; None in a file written before it was recorded): another
+    seed or test size would put rows the model trained on into the test split."""
+    import numpy as np
+
+    from .datasets import relative_note
+    from .sources import prepare
+
+    config = load_config(path)
+    data = config["data"]
+    if isinstance(trained, dict):
+        official = ("n_train", "seed") if data["source"] in ("mnist", "fashion_mnist") else ()
+        keys = sorted((set(trained) | set(data)) - {*SPLIT_NEUTRAL, *official})
+        changes = [
+            f"data.{k}: {trained.get(k)!r} -> {data.get(k)!r}"
+            for k in keys
+            if trained.get(k) != data.get(k)
+        ]
+        if changes:
+            raise ConfigError(
+                f"{path}: its [data] is not the one the model was trained with "
+                f"({'; '.join(changes)}), so its test split would hold other rows, some of them "
+                "training rows; evaluate with the run's config.toml"
+            )
+    try:
+        ds = prepare({**data, "standardize": False, "standardize_target": False}, np.float64)
+    except FileNotFoundError as exc:  # as train says it: the key, and where it was looked for
+        note = relative_note(data)
+        raise ConfigError(f"{config.where('data', 'path')}: {exc}{note}") from None
+    y = ds.y_test if ds.task == "regression" else np.asarray(ds.classes)[ds.y_test]
+    return ds.X_test, y

@@ -129,7 +129,20 @@ class Config:
         return self.resolved[section]
 
     def at(self, section: str) -> str:
-        """Where ``section``'s values come from, for errors: the file, and the ``--set`` items
-        that changed the section (a bad value given on the command line is not the file's)."""
+        """Where ``section``'s values come from, for errors: the file and the line of the
+        table, or with the ``--set`` items that changed the section (a bad value given on the
+        command line is not the file's)."""
         sets = [origin for key, origin in self.origins.items() if key.split(".")[0] == section]
-        return f"{self.path} ({', '.join(sets)})" if sets else self.path
+        return f"{self.path} ({', '.join(sets)})" if sets else self.where(section)
+
+    def where(self, section: str, key: str | None = None, index: int = 0) -> str:
+        """Where ``section.key`` comes from, for errors: its ``--set`` item, or the file and
+        the key's line (in the ``index``-th ``[[section]]``; the table's own line without a
+        ``key``; the file alone when it is not written there)."""
+        from .config import line_of
+
+        for dotted in (f"{section}.{key}", section):  # model.layers: --set model.layers=[...]
+            if dotted in self.origins:
+                return self.origins[dotted]
+        line = line_of(self.text, section, key, index) if self.text else None
+        return f"{self.path}, line {line}" if line else self.path

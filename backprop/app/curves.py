@@ -10,7 +10,8 @@ fig_grad_norms      ``||dL/dparam||`` per parameter (None without ``GradientMoni
 ==================  ==========================================================================
 
 ``read_history``/``write_history`` convert between ``{column: values}`` and the CSV file (an
-empty cell is NaN: columns may start late); ``write_json`` writes a run's metrics as JSON.
+empty cell is NaN: columns may start late); ``write_json`` writes a run's metrics as JSON, and
+``earlier_seconds`` reads back the training time a resumed run had before.
 """
 
 from __future__ import annotations
@@ -129,3 +130,18 @@ def fig_grad_norms(history: dict[str, list[float]]) -> plt.Figure | None:
     ax.legend(ncol=2, fontsize="small", title="parameter")
     fig.tight_layout()
     return fig
+
+
+def earlier_seconds(run_dir: Path, epoch: int, history: dict[str, list[float]]) -> float:
+    """Training time of a resumed run's first ``epoch`` epochs: the ``time_seconds`` of its
+    ``metrics.json`` when that file is of the same epoch (wall time, callbacks included, as a
+    run records it), else the sum of the checkpoint's per-epoch times (which leave out the
+    callbacks: checkpoint writes, monitors)."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        recorded = metrics.get("time_seconds") if metrics.get("epochs") == epoch else None
+    except (OSError, ValueError, AttributeError):  # no file, not JSON, not an object
+        recorded = None
+    if isinstance(recorded, (int, float)) and math.isfinite(recorded) and recorded >= 0:
+        return float(recorded)
+    return float(sum(history.get("time", [])))

@@ -28,6 +28,17 @@ def data_dir() -> Path:
     return Path(os.environ.get("BACKPROP_DATA", "data"))
 
 
+def relative_note(opts: dict) -> str:
+    """For a data file that was not found: where a relative ``path`` was looked for (the working
+    directory, not the config's folder), or "" for an absolute path."""
+    path = opts.get("path") or ""
+    if not path and opts.get("source") in ("mnist", "fashion_mnist"):
+        path = str(data_dir())  # the default data/NAME.npz, or $BACKPROP_DATA
+    if not path or Path(path).is_absolute():
+        return ""
+    return f" (a relative path is read from the working directory {Path.cwd()})"
+
+
 def load_npz_dataset(path: str | os.PathLike) -> tuple[np.ndarray, ...]:
     """``(X_train, y_train, X_test, y_test)`` from an ``.npz`` with those four arrays."""
     path = Path(path)

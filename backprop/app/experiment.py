@@ -33,15 +33,15 @@ from ..inference import values_from_outputs
 from ..io import save
 from ..landscape import TrajectoryRecorder
 from ..layers import Standardize
-from ..losses import BinaryCrossEntropy, SoftmaxCrossEntropy
+from ..losses import BinaryCrossEntropy
 from ..model import Sequential
 from ..monitors import ActivationRecorder, UpdateRatioMonitor
 from ..progress import ProgressBar
 from ..pruning import enforce, set_mask
 from . import config as config_mod
-from . import sources
+from . import datasets, sources
 from .config import Config, ConfigError
-from .curves import write_json
+from .curves import earlier_seconds, write_json
 from .plotting import class_codes, write_history
 
 
@@ -50,8 +50,9 @@ def load_data(config: Config, dtype: Any = None) -> sources.Dataset:
     dtype = config["model"]["dtype"] if dtype is None else dtype
     try:
         return sources.prepare(config["data"], dtype)
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as exc:  # say which key, and where a relative path was read
+        note = datasets.relative_note(config["data"])
+        raise ConfigError(f"{config.where('data', 'path')}: {exc}{note}") from None
     except ConfigError:  # already names its place
         raise
     except (ValueError, ImportError) as exc:
@@ -103,30 +104,6 @@ def claim_run_dir(path: Path, force: bool = False) -> list[str]:
     return old
 
 
-def check_loss_fits(config: Config, ds: sources.Dataset, trainer: Any) -> None:
-    """Refuse, before the run directory exists, a loss that cannot score the data: a regression
-    loss on class labels, a classification loss on real-valued targets, or any loss whose
-    forward pass rejects a sample of the targets."""
-    name = config["loss"]["name"]
-    try:  # the model first: its refusal (integer ids for an Embedding, ...) is not the loss's
-        trainer.model.predict(ds.X_train[:2])
-    except ValueError as exc:
-        raise ConfigError(f"{config.at('model')}: [model] cannot take the data: {exc}") from None
-    classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
-    if classifier_loss != (ds.task == "classification"):
-        use = "cross_entropy or binary_cross_entropy" if ds.task == "classification" else "mse"
-        raise ConfigError(
-            f"{config.at('loss')}: loss.name = {name!r} does not fit the data "
-            f"({config['data']['source']} is a {ds.task} task); use {use}"
-        )
-    try:
-        trainer.evaluate(ds.X_train[:2], ds.y_train[:2])
-    except ValueError as exc:
-        raise ConfigError(
-            f"{config.at('loss')}: loss.name = {name!r} cannot score the data: {exc}"
-        ) from None
-
-
 def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
     """(model, trainer, early_stopping, checkpoint) for ``config``; Checkpoint comes last."""
     model = config_mod.build_model(config, ds.X_train.shape[1:], n_model_outputs(config, ds))
@@ -142,7 +119,9 @@ def build(config: Config, ds: sources.Dataset, run_dir: Path, quiet: bool):
         callbacks += [GradientMonitor(), UpdateRatioMonitor()]
     if out["trajectory"]:  # for `backprop landscape`: the weights after every epoch
         callbacks.append(TrajectoryRecorder())
-    pruning = config_mod.build_pruning(config)  # [pruning] (issue 15): before the checkpoint
+    pruning = config_mod.build_pruning(
+        config, ds.X_train.shape[0]
+    )  # [pruning] (issue 15): before the checkpoint
     if pruning is not None:
         callbacks.append(pruning)
     if es is not None:
@@ -226,6 +205,7 @@ def save_model(path: Path, model: Any, ds: sources.Dataset, config: Config) -> N
         "n_features": ds.n_features,
         "source": config["data"]["source"],
         "loss": config["loss"]["name"],
+        "data": config["data"],  # evaluate --data CONFIG checks that it splits the rows alike
         # Standardize layers added in front of and behind the trained network
         "preprocessing_layers": [int(ds.x_mean is not None), int(ds.y_mean is not None)],
     }
@@ -262,7 +242,7 @@ def run(
     ``--force`` replaces, and its figures); returns (exit code, metrics)."""
     ds = load_data(config)
     model, trainer, es, ckpt = build(config, ds, run_dir, quiet)
-    check_loss_fits(config, ds, trainer)
+    config_mod.check_loss_fits(config, ds, trainer, n_model_outputs(config, ds))
     if replace:  # the new run passed its checks: now the old one may go
         for path in [*(run_dir / name for name in replace), *(run_dir / "figures").glob("*.png")]:
             path.unlink()
@@ -285,12 +265,14 @@ def run(
         log(model.summary())
         log(f"data: {ds.info}; task: {ds.task}")
     remaining = total - trainer.epoch
-    earlier = float(sum(trainer.history.get("time", []))) if resume else 0.0  # checkpoint's
+    earlier = earlier_seconds(run_dir, trainer.epoch, trainer.history) if resume else 0.0
     start = time.perf_counter()
     validation = None if ds.X_val is None else (ds.X_val, ds.y_val)
     if remaining > 0 and not finished:
         try:
-            with interrupts() as interrupted:
+            # a diverging run overflows before the loss check stops it with its one-line reason:
+            # numpy's warnings (a file and a source line each) would only bury that line
+            with interrupts() as interrupted, np.errstate(over="ignore", invalid="ignore"):
                 trainer.fit(ds.X_train, ds.y_train, validation_data=validation, epochs=remaining)
         except (FloatingPointError, ValueError, RuntimeError) as exc:
             print(f"backprop: training failed: {exc}", file=sys.stderr)
@@ -305,7 +287,7 @@ def run(
         enforce(model, trainer.optimizer)  # its best weights predate later pruning, as fit does
     if resume and (remaining <= 0 or finished):
         log(nothing_to_train(trainer.epoch, total, es if finished else None))
-    seconds = earlier + time.perf_counter() - start
+    seconds = earlier + (time.perf_counter() - start if remaining > 0 and not finished else 0.0)
     metrics: dict[str, Any] = evaluate_all(trainer, ds)
     metrics.update(
         epochs=trainer.epoch,
@@ -332,8 +314,11 @@ def run(
 
         draw_run(run_dir)
     test = metrics["test"]
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
-    log(f"test: {shown}  ({trainer.epoch} epochs, {seconds:.1f}s)")
+    # a standardized target's loss is in its standard deviations; rmse and mae in its units
+    scaled = {"loss": "loss (standardized target)"} if ds.y_mean is not None else {}
+    shown = ", ".join(f"{scaled.get(k, k)} {v:.4f}" for k, v in test.items())
+    part = "test (the training data, test_size = 0)" if ds.test_is_train else "test"
+    log(f"{part}: {shown}  ({trainer.epoch} epochs, {seconds:.1f}s)")
     log(f"run directory: {run_dir}")
     return 0, metrics
 

@@ -130,9 +130,10 @@ def fig_conv_filters(model: Any, n: int = 32) -> plt.Figure | None:
     return fig
 
 
-def fig_feature_maps(model: Any, x: np.ndarray, n: int = 8) -> plt.Figure | None:
+def fig_feature_maps(model: Any, x: np.ndarray, n: int = 8, skip: int = 0) -> plt.Figure | None:
     """One input sample ``x`` (a row as the model takes it) through the model: the input image
-    and then, per layer whose output is an image ``(h, w, c)``, its first ``n`` channels."""
+    and then, per layer whose output is an image ``(h, w, c)``, its first ``n`` channels. Layers
+    are numbered from the ``skip``-th (a model file's preprocessing layers come first)."""
     out = np.asarray(x, dtype=model.dtype)[None]
     maps: list[tuple[str, np.ndarray]] = []
     if out.ndim == 4:
@@ -141,7 +142,8 @@ def fig_feature_maps(model: Any, x: np.ndarray, n: int = 8) -> plt.Figure | None
         out = layer.forward(out)
         if out.ndim == 4:  # a Reshape of the input rows shows the input image itself
             reshape = not layer.params and type(layer).__name__ == "Reshape"
-            maps.append(("input" if reshape and not maps else f"{i}: {type(layer).__name__}", out))
+            name = f"{i - skip}: {type(layer).__name__}"
+            maps.append(("input" if reshape and not maps else name, out))
     if not maps:
         return None
     cols = min(n, max(m.shape[-1] for _, m in maps))

@@ -63,16 +63,22 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         figures["lr"] = fig_lr(history)
         figures["grad_norms"] = fig_grad_norms(history)
         figures.update(_monitor_figures(run_dir, history))
-    model_file = None
+    model_file = front = None
     if (run_dir / "model.npz").is_file():
+        from .experiment import without_preprocessing
+
         model_file = checked_model_file(run_dir / "model.npz")
-        figures["weights"] = fig_weights(model_file.obj)
-        if model_file.obj.weight_mask is not None:  # a pruned model (issue 15)
-            figures["sparsity"] = fig_sparsity(model_file.obj, history)
+        # the trained network, named as history.csv, gradcheck and the curves name it ("0.W"),
+        # not with the indices of the file's Standardize layers in front ("1.W")
+        net = without_preprocessing(model_file.obj, model_file.metadata)
+        front = model_file.metadata.get("preprocessing_layers", [0, 0])[0]
+        figures["weights"] = fig_weights(net)
+        if net.weight_mask is not None:  # a pruned model (issue 15)
+            figures["sparsity"] = fig_sparsity(net, history)
         shape = model_file.metadata.get("image_shape")
         if shape:
-            figures["first_layer"] = fig_first_layer(model_file.obj, tuple(shape))
-        figures["conv_filters"] = fig_conv_filters(model_file.obj)
+            figures["first_layer"] = fig_first_layer(net, tuple(shape))
+        figures["conv_filters"] = fig_conv_filters(net)
     if (run_dir / "predictions.npz").is_file() and model_file is not None:
         meta = model_file.metadata
         points = _points_label(run_dir)  # the test set, or the training set standing in for it
@@ -81,7 +87,7 @@ def draw_run(run_dir: str | Path) -> list[Path]:
         with np.load(run_dir / "predictions.npz", allow_pickle=False) as f:
             pred = {k: f[k] for k in f.files}
         if "image" in pred:
-            figures["feature_maps"] = fig_feature_maps(model_file.obj, pred["image"][0])
+            figures["feature_maps"] = fig_feature_maps(model_file.obj, pred["image"][0], skip=front)
         if meta.get("task") == "classification":
             figures["confusion"] = fig_confusion(
                 pred["y_true"], pred["y_pred"], meta["classes"], part

@@ -128,6 +128,9 @@ def _generated(name: str, opts: dict[str, Any], seed: int):
 
 def _xor(opts: dict[str, Any], seed: int):
     """The four corners of the unit square, labelled by XOR, repeated to ``n_samples``."""
+    for key, low in (("n_samples", 1), ("noise", 0)):  # as sklearn's generators refuse them
+        if opts[key] < low:
+            raise ValueError(f"{key} must be at least {low}, got {opts[key]}")
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
     idx = np.arange(opts["n_samples"]) % 4
     X = corners[idx] + opts["noise"] * np.random.default_rng(seed).standard_normal((len(idx), 2))

@@ -26,6 +26,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def check_figure_path(path: Path) -> None:
+    """Refuse a file name whose suffix matplotlib cannot write (``.txt``, or none, which
+    savefig would quietly turn into ``NAME.png``): a ValueError, before any work is done."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if Path(path).suffix.lower().lstrip(".") not in kinds:
+        raise ValueError(
+            f"{path}: a figure file name ends in .png, .pdf, .svg, ... (one of {', '.join(sorted(kinds))})"
+        )
+
+
 def plot_lr_find(curves: dict[str, object], path: Path) -> Path:
     """One range-test curve per entry of ``curves`` (name -> LRFinderResult), with the
     suggested rate marked."""
@@ -37,7 +49,16 @@ def plot_lr_find(curves: dict[str, object], path: Path) -> Path:
         ax.plot([r.suggestion], [r.smoothed[i]], "o", color=color, ms=7)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale), raised every update")
-    ax.set_ylabel("training loss (faint: raw batch loss; line: smoothed)")
+    ylabel = "training loss (faint: raw batch loss; line: smoothed)"
+    # A diverged tail (a batch loss hundreds of times the first) would stretch the axis until
+    # the whole descent is a flat line at the bottom: cut the axis at 3x the first loss.
+    first = max(float(r.smoothed[0]) for r in curves.values())
+    low = min(float(np.nanmin(r.losses)) for r in curves.values())
+    peak = max(float(np.nanmax(r.losses)) for r in curves.values())
+    if first > 0 and peak > 3 * first:
+        ax.set_ylim(min(0.0, low) if low < 0 else 0.9 * low, 3 * first)
+        ylabel += ";\ny axis cut at 3x the first loss"
+    ax.set_ylabel(ylabel)
     ax.set_title("Learning-rate range test (dot: minimum of the smoothed loss / 10)")
     ax.grid(alpha=0.3, which="both")
     ax.legend()

@@ -11,6 +11,7 @@ Each prints its numbers and writes its figures; see ``docs/tools.md``.
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,15 @@ def _check_counts(args: argparse.Namespace, **minimums: int) -> None:
 
 # -- lr-find -------------------------------------------------------------------------------------
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from .tool_plots import plot_lr_find
+    from .tool_plots import check_figure_path, plot_lr_find
 
     _check_counts(args, steps=5)
     config = config_mod.load_config(args.config, args.set)
+    out = Path(args.out) if args.out else _default_path(config, "lr-find.png")
+    try:
+        check_figure_path(out)
+    except ValueError as exc:
+        raise ConfigError(f"--out {exc}") from None
     ds = load_data(config)
     _, trainer = _model_and_trainer(config, ds, [])
     try:
@@ -67,7 +73,6 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"lr-find: {exc}") from None
-    out = Path(args.out) if args.out else _default_path(config, "lr-find.png")
     plot_lr_find({type(trainer.optimizer).__name__: result}, out)
     stop = "the loss diverged" if result.diverged else "the last rate was reached"
     print(
@@ -244,12 +249,15 @@ def cmd_cartography(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     top = carto.suspicious(args.top)
     conf, var = carto.confidence(), carto.variability()
-    lines = ["rank,index,given_label,confidence,variability"]
-    lines += [f"{r + 1},{i},{y[i]},{conf[i]:.4f},{var[i]:.4f}" for r, i in enumerate(top)]
-    (out / "suspicious.csv").write_text("\n".join(lines) + "\n")
+    label = np.asarray(ds.classes)[y]  # the data's own labels, not the internal class codes
+    rows = [[r + 1, i, label[i], f"{conf[i]:.4f}", f"{var[i]:.4f}"] for r, i in enumerate(top)]
+    with open(out / "suspicious.csv", "w", newline="") as f:  # quoted: labels may hold commas
+        csv.writer(f, lineterminator="\n").writerows(
+            [["rank", "index", "given_label", "confidence", "variability"], *rows]
+        )
     fig = plot_cartography(conf, var, out / "cartography.png", flagged=top)
     print(f"{len(top)} most suspicious training samples (index in the training part, label):")
-    print("  " + ", ".join(f"{i} ({y[i]})" for i in top))
+    print("  " + ", ".join(f"{i} ({label[i]})" for i in top))
     print(f"list: {out / 'suspicious.csv'}  figure: {fig}")
     return 0
 
