@@ -306,7 +306,8 @@ def _check_sample_size(what: str, shape: tuple[int, ...]) -> None:
     if values > MAX_SAMPLE_VALUES:
         raise ValueError(
             f"{what} {tuple(shape)} holds {values} values per sample, over the "
-            f"{MAX_SAMPLE_VALUES} a model file may declare"
+            f"{MAX_SAMPLE_VALUES} a model file may declare (for a file you trust, raise "
+            "bp.io.MAX_SAMPLE_VALUES)"
         )
 
 

@@ -845,3 +845,18 @@ def test_a_forged_padding_with_a_stride_that_undoes_it_is_refused_at_load(tmp_pa
     where = r"layer 0\.0 \(Conv2D\)" if nested else r"layer 0 \(Conv2D\)"
     with pytest.raises(ModelFileError, match=where + r" padded input \(200007, 200007, 1\)"):
         bp.load(tmp_path / "bad.npz")
+
+
+def test_a_model_over_the_activation_bound_that_saved_loads_once_the_bound_is_raised(
+    tmp_path, monkeypatch
+):
+    # save takes any model, and load refused one whose input holds over 2**28 values per
+    # sample without saying how to read a file one trusts (the bound is a module constant)
+    model = bp.Sequential(
+        [bp.GlobalAvgPool2D(), bp.Dense(1)], input_shape=(2**14, 2**14, 2), seed=0
+    )
+    bp.save(model, tmp_path / "big.npz")
+    with pytest.raises(ModelFileError, match=r"for a file you trust, raise bp\.io\.MAX_SAMPLE"):
+        bp.load(tmp_path / "big.npz")
+    monkeypatch.setattr(bp.io, "MAX_SAMPLE_VALUES", 2**29)
+    assert bp.load(tmp_path / "big.npz").in_shape == (2**14, 2**14, 2)
