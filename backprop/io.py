@@ -285,7 +285,7 @@ def expected_sequential_arrays(config: dict[str, Any]) -> dict[str, tuple[str, t
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     for i, layer in enumerate(layers):
         shape = layer.build(shape)
-        _check_sample_size(f"layer {i} ({type(layer).__name__}) output", shape)
+        _check_activations(i, layer)
         for key, (pshape, _) in layer.param_specs().items():
             out[f"{i}.{key}"] = (dtype.str, tuple(pshape))
         for key, bshape in layer.buffer_specs().items():
@@ -306,8 +306,21 @@ def _check_sample_size(what: str, shape: tuple[int, ...]) -> None:
     if values > MAX_SAMPLE_VALUES:
         raise ValueError(
             f"{what} {tuple(shape)} holds {values} values per sample, over the "
-            f"{MAX_SAMPLE_VALUES} a model file may declare"
+            f"{MAX_SAMPLE_VALUES} a model file may declare (for a file you trust, raise "
+            "bp.io.MAX_SAMPLE_VALUES)"
         )
+
+
+def _check_activations(i: int, layer: Any) -> None:
+    """Layer ``i``'s activations per sample: its output, a Residual's layers' outputs, and the
+    padded input of a convolution or pooling (a large padding with a stride that undoes it
+    leaves the output small, yet the padded images are made)."""
+    for name, part, _ in named_layers([layer]):
+        what = f"layer {i}{name[1:]} ({type(part).__name__})"
+        _check_sample_size(f"{what} output", part.out_shape)
+        if hasattr(part, "_padded_shape"):
+            padded = part._padded_shape(1, part.in_shape[-1])[1:]
+            _check_sample_size(f"{what} padded input", padded)
 
 
 def _specs(config: dict[str, Any]) -> list[Any]:

@@ -824,3 +824,39 @@ def test_a_forged_activation_size_is_refused_at_load(tmp_path, edit):
         1,
         2,
     )  # the original loads
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["top level", "inside a Residual"])
+def test_a_forged_padding_with_a_stride_that_undoes_it_is_refused_at_load(tmp_path, nested):
+    # the bound read the layers' outputs only: a padding of 10^5 with a stride of 5 * 10^4
+    # keeps the output at 5 x 5, yet predict pads every image to 2 * 10^5 pixels a side (160
+    # GB of float32); and a Residual's layers were not read at all
+    conv = bp.Conv2D(1, 3, padding=1)
+    layers = [bp.Residual([conv]) if nested else conv, bp.GlobalAvgPool2D(), bp.Dense(2)]
+    model = bp.Sequential(layers, input_shape=(5, 5, 1), seed=0)
+    bp.save(model, tmp_path / "m.npz")
+
+    def forge(header):
+        spec = header["config"]["layers"][0]
+        spec = spec["config"]["layers"][0] if nested else spec
+        spec["config"].update(padding=10**5 + 1, stride=50_001)  # (5 + 200002 - 3) // s + 1 = 5
+
+    _edit_header(tmp_path / "m.npz", tmp_path / "bad.npz", forge)
+    where = r"layer 0\.0 \(Conv2D\)" if nested else r"layer 0 \(Conv2D\)"
+    with pytest.raises(ModelFileError, match=where + r" padded input \(200007, 200007, 1\)"):
+        bp.load(tmp_path / "bad.npz")
+
+
+def test_a_model_over_the_activation_bound_that_saved_loads_once_the_bound_is_raised(
+    tmp_path, monkeypatch
+):
+    # save takes any model, and load refused one whose input holds over 2**28 values per
+    # sample without saying how to read a file one trusts (the bound is a module constant)
+    model = bp.Sequential(
+        [bp.GlobalAvgPool2D(), bp.Dense(1)], input_shape=(2**14, 2**14, 2), seed=0
+    )
+    bp.save(model, tmp_path / "big.npz")
+    with pytest.raises(ModelFileError, match=r"for a file you trust, raise bp\.io\.MAX_SAMPLE"):
+        bp.load(tmp_path / "big.npz")
+    monkeypatch.setattr(bp.io, "MAX_SAMPLE_VALUES", 2**29)
+    assert bp.load(tmp_path / "big.npz").in_shape == (2**14, 2**14, 2)
