@@ -8,8 +8,8 @@ A healthy ratio is often quoted near 1e-3: far below, the layer barely learns; f
 step is too large for it. ``ActivationRecorder`` keeps the output of every activation layer on a
 fixed sample of inputs at the start and at the end of training (``start``, ``end``: dicts
 ``"<i> <Layer>" -> values``), for histograms of saturated or dead units. The activation layers
-are the top-level ReLU, Tanh, ..., Softmax and PReLU layers (not Flatten, pooling or Masking;
-not the layers inside a Residual block).
+are the top-level ReLU, Tanh, ..., Softmax and PReLU layers and a user's own shape-keeping layers
+without parameters (not Flatten, pooling or Masking; not the layers inside a Residual block).
 """
 
 from __future__ import annotations
@@ -63,8 +63,14 @@ class UpdateRatioMonitor(Callback):
 def _is_activation(layer: Layer) -> bool:
     """An activation layer (ReLU, Tanh, ..., Softmax, PReLU with its learned slope); not a
     layer that only moves values around (Flatten, pooling, Masking), whose output would be
-    plotted as a histogram of activations."""
-    return isinstance(layer, Activation | PReLU | Softmax)
+    plotted as a histogram of activations. A user's own layer (defined outside backprop, as
+    custom activations are written) counts when it keeps its input's shape and holds no
+    parameters or buffers."""
+    if isinstance(layer, Activation | PReLU | Softmax):
+        return True
+    own = not type(layer).__module__.startswith("backprop.")
+    plain = not layer.params and not layer.buffers
+    return own and plain and layer.in_shape is not None and layer.in_shape == layer.out_shape
 
 
 class ActivationRecorder(Callback):

@@ -282,3 +282,25 @@ def test_activation_recorder_records_the_activation_layers_and_nothing_else():
     found = bp.ActivationRecorder(X).record(model)
     assert list(found) == ["1 ReLU", "5 PReLU", "7 Softmax"]
     np.testing.assert_array_equal(found["7 Softmax"], model.forward(X).ravel())
+
+
+def test_activation_recorder_records_a_users_own_activation():
+    # narrowed to the library's activation classes, it dropped an activation written as a plain
+    # bp.Layer (the documented way), which it had recorded before; a user's reshaping layer is
+    # still left out
+
+    class Cube(bp.Layer):
+        def forward(self, x, training=False):
+            return x**3
+
+    class Halve(bp.Layer):
+        def build(self, in_shape):
+            self.in_shape, self.out_shape = in_shape, (in_shape[0] // 2,)
+            return self.out_shape
+
+        def forward(self, x, training=False):
+            return x[:, ::2]
+
+    X = np.random.default_rng(0).normal(size=(3, 4))
+    model = bp.Sequential([bp.Dense(6), Cube(), Halve(), bp.Dense(2)], input_shape=(4,), seed=0)
+    assert list(bp.ActivationRecorder(X).record(model)) == ["1 Cube"]
