@@ -90,7 +90,7 @@ class Masking(Layer):
         super().__init__()
         self.mask_value = real("mask_value", mask_value, allow_inf=True)  # NaN never matches
         self._keep: np.ndarray | None = None  # the last training forward's mask (None: all real)
-        self._spent = False  # a backward used (and released) the last forward's mask
+        self._spent = False  # no mask for backward (used and released, or an inference forward)
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(in_shape) != 2:
@@ -106,7 +106,7 @@ class Masking(Layer):
         zero = mask is None and self.mask_value == 0
         identity = zero or keep.all()
         self._keep = None if identity or not training else keep
-        self._spent = False
+        self._spent = not (training or identity)  # an inference forward keeps no mask
         if identity:
             return x
         return np.where(keep[:, :, None], x, x.dtype.type(0))
@@ -117,8 +117,8 @@ class Masking(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = dy`` at real steps and 0 at padded ones (their output is the constant 0; not
-        zeroed when the forward pass returned ``x`` itself), ``(n, t, d)``. The mask is
-        released: a second backward needs a new forward."""
+        zeroed when the forward pass returned ``x`` itself), ``(n, t, d)``. The mask comes from
+        a training forward and is released once used (an inference forward keeps none)."""
         if self._spent:
             raise self._missing_cache()
         keep, self._keep, self._spent = self._keep, None, True
