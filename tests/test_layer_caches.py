@@ -91,7 +91,9 @@ def inputs(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return X
 
 
-def held_arrays(layer: bp.Layer, path: str = "") -> list[tuple[str, tuple[int, ...]]]:
+def held_arrays(
+    layer: bp.Layer | bp.Sequential, path: str = ""
+) -> list[tuple[str, tuple[int, ...]]]:
     """``(name, shape)`` of every array a layer (and, recursively, its children) keeps in its
     attributes, in dicts, lists and tuples of them; not its declared parameters, gradients and
     buffers, nor its scratch buffers (a Workspace, not looked into)."""
@@ -108,18 +110,21 @@ def held_arrays(layer: bp.Layer, path: str = "") -> list[tuple[str, tuple[int, .
                 visit(f"{name}[{k}]", v)
 
     for key, value in vars(layer).items():
-        if key not in ("params", "grads", "buffers", "layers"):
+        if key not in ("params", "grads", "buffers", "layers", "weight_mask"):
             visit(f"{path}{type(layer).__name__}.{key}", value)
-    for j, child in enumerate(layer.children()):
+    for j, child in enumerate(getattr(layer, "children", list)()):
         found += held_arrays(child, f"{path}{j}.")
     return found
 
 
 def batch_sized(model: bp.Sequential, sizes: tuple[int, ...]) -> list:
+    """Arrays with an axis of one of ``sizes`` kept by the layers, or by the model itself
+    (which keeps a step's arrays until the next forward: not after fit)."""
+    own = [(name, shape) for name, shape in held_arrays(model) if not name.startswith("flat")]
     return [
-        (f"{i}.{name}", shape)
-        for i, layer in enumerate(model.layers)
-        for name, shape in held_arrays(layer)
+        (name, shape)
+        for name, shape in own
+        + [(f"{i}.{n}", shape) for i, la in enumerate(model.layers) for n, shape in held_arrays(la)]
         if any(s in sizes for s in shape)
     ]
 
