@@ -122,9 +122,6 @@ class ActivationRecorder(Callback):
         return arrays
 
 
-__all__ = ["ActivationRecorder", "UpdateRatioMonitor"]
-
-
 class GradientMonitor(Callback):
     """Per-parameter gradient and weight norms, and the fraction of dead ReLU units, per epoch.
 
@@ -226,3 +223,6 @@ class GradientMonitor(Callback):
             logs[f"weight_norm/{name}"] = float(np.sqrt(np.vdot(p, p)))
         for i, frac in self._dead.items():
             logs[f"dead_relu/{i}"] = frac
+
+
+__all__ = ["ActivationRecorder", "GradientMonitor", "UpdateRatioMonitor"]

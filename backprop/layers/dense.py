@@ -159,8 +159,9 @@ class Dense(Layer):
             db = sum_i g[i]       (out_features,)               written into grads["b"]
             dx = g @ W.T          (n, in_features)              returned
 
-        ``x`` is the input cached by ``forward(x, training=True)``. A sparse ``x`` (CSR) gets
-        ``dW`` and ``db`` but no ``dx`` (None): nothing upstream of a first layer needs it.
+        ``x`` is the input cached by ``forward(x, training=True)``, released here (a second
+        backward needs a new forward). A sparse ``x`` (CSR) gets ``dW`` and ``db`` but no
+        ``dx`` (None): nothing upstream of a first layer needs it.
         """
         sparse = sparse_mod.is_sparse(self._x)
         self.backward_params_only(grad_out)  # (releases the cached x)
