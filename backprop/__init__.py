@@ -17,7 +17,7 @@ from . import (
     uncertainty,
 )
 from ._version import __version__ as __version__
-from .callbacks import Callback, CSVLogger, EarlyStopping, GradientMonitor, History
+from .callbacks import Callback, CSVLogger, EarlyStopping, History
 from .cartography import Cartography
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .gradcheck import GradientCheck, GradientReport, check_gradients
@@ -78,7 +78,7 @@ from .losses import (
 from .lr_finder import LRFinderResult, lr_find
 from .memory import keep_freed_memory
 from .model import Sequential
-from .monitors import ActivationRecorder, UpdateRatioMonitor
+from .monitors import ActivationRecorder, GradientMonitor, UpdateRatioMonitor
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .progress import ProgressBar
 from .schedules import (

@@ -263,103 +263,6 @@ def _number(text: str) -> float:
         return math.nan
 
 
-class GradientMonitor(Callback):
-    """Per-parameter gradient and weight norms, and the fraction of dead ReLU units, per epoch.
-
-    Every ``every`` batches it measures ``||grad||`` of each named parameter of a trainable
-    layer (after clipping, as applied; a frozen layer's gradient is not computed); at the
-    epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm as
-    ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>`` ("3.1" in a block)
-    the fraction of its units (indices of the last axis: a conv filter at all positions, a
-    recurrent unit at all steps) at 0 for every sample of the last measured batch. It warns
-    once per parameter when a weight's gradient norm falls below ``vanish_ratio`` times the
-    largest weight's (vanishing; not biases) or its gradient norm exceeds ``explode``
-    (exploding).
-
-    Parameters
-    ----------
-    every : int, default 1
-        Measure on every ``every``-th batch.
-    vanish_ratio : float, default 0.0001
-        Warn when a weight's gradient norm falls below this fraction of the largest one.
-    explode : float, default 10000.0
-        Warn when a gradient norm exceeds this value (``inf``: never).
-    """
-
-    def __init__(self, every: int = 1, vanish_ratio: float = 1e-4, explode: float = 1e4) -> None:
-        self.every = checks.positive_int("every", every)
-        self.vanish_ratio = checks.real("vanish_ratio", vanish_ratio, 0, None, "left")
-        self.explode = checks.real("explode", explode, 0, None, "neither", allow_inf=True)
-        self._warned: set[str] = set()
-        self._sums: dict[str, float] = {}
-        self._count = 0
-        self._dead: dict[str, float] = {}
-
-    def on_train_begin(self, trainer):
-        self._warned = set()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The parameters already warned about (a resumed run does not warn again)."""
-        return {"warned": sorted(self._warned)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._warned = {str(name) for name in state["warned"]}
-
-    def on_epoch_begin(self, trainer, epoch):
-        self._sums: dict[str, float] = {}
-        self._count = 0
-        self._dead: dict[str, float] = {}
-
-    def on_batch_end(self, trainer, batch, logs):
-        if batch % self.every:
-            return
-        # a frozen layer's gradient is not computed (the trainer zeroes it): no norm, no warning
-        trainable = set(trainer.model.trainable_parameter_names())
-        for name, g in trainer.model.gradients().items():
-            if name not in trainable:
-                continue
-            self._sums[name] = self._sums.get(name, 0.0) + float(np.sqrt(np.vdot(g, g)))
-        self._count += 1
-        from .layers import ReLU, containers  # named_layers: inside Residual blocks, "3.1"
-
-        for i, layer, _ in containers.named_layers(trainer.model.layers):
-            y = layer.last_output if isinstance(layer, ReLU) else None
-            if y is not None:  # a unit: one index of the last axis, over every other one
-                self._dead[i] = float(np.mean(~np.any(y > 0, axis=tuple(range(y.ndim - 1)))))
-
-    def on_epoch_end(self, trainer, epoch, logs):
-        if not self._count:
-            return
-        norms = {name: s / self._count for name, s in self._sums.items()}
-        m = trainer.model  # vanishing: weights only (a bias feeding a BatchNorm gets 0)
-        weights = {n for n, sl in m.param_slices().items() if sl.stop <= m.n_weights}
-        largest = max((v for n, v in norms.items() if n in weights), default=0.0)
-        for name, value in norms.items():
-            logs[f"grad_norm/{name}"] = value
-            if name in self._warned:
-                continue
-            if name in weights and largest > 0 and value < self.vanish_ratio * largest:
-                self._warned.add(name)
-                warnings.warn(
-                    f"epoch {epoch + 1}: gradient of {name} has norm {value:.3g}, below "
-                    f"{self.vanish_ratio:g} x the largest ({largest:.3g}): vanishing gradients",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            elif value > self.explode:
-                self._warned.add(name)
-                warnings.warn(
-                    f"epoch {epoch + 1}: gradient of {name} has norm {value:.3g} > "
-                    f"{self.explode:g}: exploding gradients",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        for name, p in trainer.model.parameters().items():
-            logs[f"weight_norm/{name}"] = float(np.sqrt(np.vdot(p, p)))
-        for i, frac in self._dead.items():
-            logs[f"dead_relu/{i}"] = frac
-
-
 def resolve_mode(monitor: str, mode: str) -> str:
     """'min' or 'max' for a monitored quantity; 'auto' maximizes accuracy/r2/score names."""
     if mode not in ("auto", "min", "max"):
@@ -396,3 +299,13 @@ def check_monitor_has_validation(cb: Any, trainer: Any) -> None:
             f"{type(cb).__name__} monitors {cb.monitor!r} but fit got no validation data; "
             "pass validation_data= or validation_split=, or monitor='loss'"
         )
+
+
+def __getattr__(name: str) -> Any:
+    """``backprop.callbacks.GradientMonitor``, its home before 0.2.0 (now
+    :mod:`backprop.monitors`, imported on first use: that module builds on this one)."""
+    if name == "GradientMonitor":
+        from .monitors import GradientMonitor
+
+        return GradientMonitor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -194,6 +194,9 @@ class LBFGSRun:
             self.params[...] = result.x
             self._note_stall(result)
         result.nit, result.nfev = self.nit, self.nfev  # of every call since the first
+        # Its inverse-Hessian operator holds the 2 * memory curvature vectors: kept with the
+        # trainer (and a pickled estimator) they weighed up to 20 times the parameters.
+        result.pop("hess_inv", None)
         self.lbfgs.result = result
         self._back.put(("stopped", None))
 

@@ -110,10 +110,12 @@ class Loss:
         return float(np.sum(sample_weight, dtype=np.float64))
 
     def backward(self) -> np.ndarray:
-        """dL/dy_pred of the last ``forward`` (a fresh array the caller may keep)."""
+        """dL/dy_pred of the last ``forward`` (a fresh array the caller may keep: the loss lets
+        go of it, so a second backward needs a new forward)."""
         if self._grad is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return self._grad
+        grad, self._grad = self._grad, None
+        return grad
 
     def _forward(self, y_pred: np.ndarray, y_true: Any) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError

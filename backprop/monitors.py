@@ -1,5 +1,8 @@
 """Callbacks that watch how training changes the network (for the run directory's figures).
 
+``GradientMonitor`` logs gradient and weight norms and the share of dead ReLU units, and warns
+of vanishing or exploding gradients.
+
 ``UpdateRatioMonitor`` logs, per epoch and per weight matrix, the mean over the epoch's updates of
 
     ||W_after - W_before|| / ||W_after||            (history key "update_ratio/<i>.W")
@@ -14,13 +17,15 @@ without parameters (not Flatten, pooling or Masking; not the layers inside a Res
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from . import checks
 from .callbacks import Callback
-from .layers.activations import Activation, PReLU, Softmax
+from .layers import containers
+from .layers.activations import Activation, PReLU, ReLU, Softmax
 from .layers.base import Layer
 
 
@@ -123,4 +128,108 @@ class ActivationRecorder(Callback):
         return arrays
 
 
-__all__ = ["ActivationRecorder", "UpdateRatioMonitor"]
+class GradientMonitor(Callback):
+    """Per-parameter gradient and weight norms, and the fraction of dead ReLU units, per epoch.
+
+    Every ``every`` batches it measures ``||grad||`` of each named parameter of a trainable
+    layer (after clipping, as applied; a frozen layer's gradient is not computed); at the
+    epoch's end it logs their mean as ``grad_norm/<name>``, the weight norm as
+    ``weight_norm/<name>``, and for each ReLU layer ``dead_relu/<index>`` ("3.1" in a block)
+    the fraction of its units (indices of the last axis: a conv filter at all positions, a
+    recurrent unit at all steps) at 0 for every sample of the last measured batch. It warns
+    once per parameter when a weight's gradient norm falls below ``vanish_ratio`` times the
+    largest weight's (vanishing; not biases) or its gradient norm exceeds ``explode``
+    (exploding).
+
+    Parameters
+    ----------
+    every : int, default 1
+        Measure on every ``every``-th batch.
+    vanish_ratio : float, default 0.0001
+        Warn when a weight's gradient norm falls below this fraction of the largest one.
+    explode : float, default 10000.0
+        Warn when a gradient norm exceeds this value (``inf``: never).
+    """
+
+    def __init__(self, every: int = 1, vanish_ratio: float = 1e-4, explode: float = 1e4) -> None:
+        self.every = checks.positive_int("every", every)
+        self.vanish_ratio = checks.real("vanish_ratio", vanish_ratio, 0, None, "left")
+        self.explode = checks.real("explode", explode, 0, None, "neither", allow_inf=True)
+        self._warned: set[str] = set()
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._dead: dict[str, float] = {}
+        self._relus: list[tuple[str, ReLU]] = []
+
+    def on_train_begin(self, trainer):
+        self._warned = set()
+        named = containers.named_layers(trainer.model.layers)  # in Residual blocks too: "3.1"
+        self._relus = [(i, la) for i, la, _ in named if isinstance(la, ReLU)]
+        for _, layer in self._relus:  # read after backward, their outputs outlive it meanwhile
+            layer.keep_output = True
+
+    def on_train_end(self, trainer):
+        for _, layer in self._relus:  # and are released (a trained layer keeps no batch)
+            layer.keep_output, layer._y = False, None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The parameters already warned about (a resumed run does not warn again)."""
+        return {"warned": sorted(self._warned)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._warned = {str(name) for name in state["warned"]}
+
+    def on_epoch_begin(self, trainer, epoch):
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._dead: dict[str, float] = {}
+
+    def on_batch_end(self, trainer, batch, logs):
+        if batch % self.every:
+            return
+        # a frozen layer's gradient is not computed (the trainer zeroes it): no norm, no warning
+        trainable = set(trainer.model.trainable_parameter_names())
+        for name, g in trainer.model.gradients().items():
+            if name not in trainable:
+                continue
+            self._sums[name] = self._sums.get(name, 0.0) + float(np.sqrt(np.vdot(g, g)))
+        self._count += 1
+        for i, layer in self._relus:
+            y = layer.last_output
+            if y is not None:  # a unit: one index of the last axis, over every other one
+                self._dead[i] = float(np.mean(~np.any(y > 0, axis=tuple(range(y.ndim - 1)))))
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if not self._count:
+            return
+        norms = {name: s / self._count for name, s in self._sums.items()}
+        m = trainer.model  # vanishing: weights only (a bias feeding a BatchNorm gets 0)
+        weights = {n for n, sl in m.param_slices().items() if sl.stop <= m.n_weights}
+        largest = max((v for n, v in norms.items() if n in weights), default=0.0)
+        for name, value in norms.items():
+            logs[f"grad_norm/{name}"] = value
+            if name in self._warned:
+                continue
+            if name in weights and largest > 0 and value < self.vanish_ratio * largest:
+                self._warned.add(name)
+                warnings.warn(
+                    f"epoch {epoch + 1}: gradient of {name} has norm {value:.3g}, below "
+                    f"{self.vanish_ratio:g} x the largest ({largest:.3g}): vanishing gradients",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            elif value > self.explode:
+                self._warned.add(name)
+                warnings.warn(
+                    f"epoch {epoch + 1}: gradient of {name} has norm {value:.3g} > "
+                    f"{self.explode:g}: exploding gradients",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        for name, p in trainer.model.parameters().items():
+            logs[f"weight_norm/{name}"] = float(np.sqrt(np.vdot(p, p)))
+        for i, frac in self._dead.items():
+            logs[f"dead_relu/{i}"] = frac
+
+
+__all__ = ["ActivationRecorder", "GradientMonitor", "UpdateRatioMonitor"]

@@ -89,6 +89,7 @@ class TrainingLoop:
         finally:
             if run is not None:
                 run.close()
+            self.model._held = None  # the last step's arrays (see Sequential.backward)
             for cb in begun:
                 cb.on_train_end(view)
             pruning.enforce(self.model, self.optimizer)  # pruning hook: restored weights too

@@ -176,6 +176,7 @@ def mc_dropout_predict(
         for layer, r in zip(dropouts, saved, strict=True):
             layer.rng = r
             layer.__dict__.pop("forward", None)
+            layer._scaled_mask = None  # the last pass's mask: no backward will release it
     return MCPrediction(
         mean=np.concatenate(means),
         std=np.concatenate(stds),

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from ..callbacks import GradientMonitor
 from ..checkpoint import Checkpoint, restore_early_stopping, stopped_early
 from ..inference import values_from_outputs
 from ..io import save
@@ -35,7 +34,7 @@ from ..landscape import TrajectoryRecorder
 from ..layers import Standardize
 from ..losses import BinaryCrossEntropy
 from ..model import Sequential
-from ..monitors import ActivationRecorder, UpdateRatioMonitor
+from ..monitors import ActivationRecorder, GradientMonitor, UpdateRatioMonitor
 from ..progress import ProgressBar
 from ..pruning import enforce, set_mask
 from . import config as config_mod

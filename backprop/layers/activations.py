@@ -49,17 +49,16 @@ def _floating(x: np.ndarray) -> np.ndarray:
 def _elementwise_doc(derivative: str) -> str:
     return (
         f"Backward of an elementwise activation: ``dx = grad_out * f'(x)`` with\n\n"
-        f"    f'(x) = {derivative}\n\n"
-        "``grad_out = dL/dy`` and ``dx = dL/dx`` have the input's shape ``(n, d)``; no parameter "
-        "gradients. Needs a preceding ``forward(x, training=True)``."
+        f"    f'(x) = {derivative}\n\n``grad_out = dL/dy`` and ``dx = dL/dx`` have the input's "
+        "shape ``(n, d)``; no parameter gradients. Needs a preceding ``forward(x, training=True)``."
     )
 
 
 class Activation(Layer):
     """An elementwise activation: subclasses implement ``_f(x)`` and ``_df(x, y)``.
 
-    ``forward`` caches ``x`` and ``y`` when training; ``backward`` returns ``grad_out * f'(x)``.
-    Subclasses set ``derivative``, the formula of ``f'`` that ``help(cls.backward)`` shows.
+    ``forward`` caches ``x`` and ``y`` when training; ``backward`` returns ``grad_out * f'(x)``
+    and releases them. Subclasses set ``derivative``, the ``f'`` that ``help(cls.backward)`` shows.
     """
 
     derivative = "f'(x)"
@@ -76,10 +75,8 @@ class Activation(Layer):
         backward.__qualname__ = f"{cls.__qualname__}.backward"
         cls.backward = backward
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._x: np.ndarray | None = None
-        self._y: np.ndarray | None = None
+    _x: np.ndarray | None = None  # the training forward's input and output, until backward
+    _y: np.ndarray | None = None
 
     def _f(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -99,7 +96,8 @@ class Activation(Layer):
         """``dx = grad_out * f'(x)``, elementwise; ``grad_out``, ``dx``: ``(n, d)``."""
         if self._x is None:
             raise self._missing_cache()
-        dx = self._df(self._x, self._y)
+        (x, self._x), (y, self._y) = (self._x, None), (self._y, None)
+        dx = self._df(x, y)
         dx *= grad_out
         return dx
 
@@ -113,6 +111,7 @@ class Identity(Activation):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = grad_out`` (a copy), shape ``(n, d)``: the derivative of ``x`` is 1."""
+        self._x = self._y = None
         return grad_out.copy()
 
 
@@ -148,13 +147,15 @@ class Tanh(Activation):
 class ReLU(Activation):
     """``y = max(x, 0)``, ``dy/dx = [x > 0]`` (0 at x = 0)."""
 
+    keep_output = False  # keep y after backward, for last_output (GradientMonitor's switch)
+
     def _f(self, x):
         return relu(x)
 
     @property
     def last_output(self) -> np.ndarray | None:
-        """``y`` of the last ``forward(x, training=True)`` (None before one): read by
-        GradientMonitor to count dead units."""
+        """``y`` of the last ``forward(x, training=True)`` (None before one, and after its
+        backward unless ``keep_output`` is set): read by GradientMonitor to count dead units."""
         return self._y
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
@@ -162,7 +163,8 @@ class ReLU(Activation):
         elsewhere (0 at ``x = 0`` too); ``grad_out``, ``dx``: ``(n, d)``."""
         if self._y is None:
             raise self._missing_cache()
-        return relu_grad(grad_out, self._y)  # a cast mask times grad_out: no branches
+        y, self._x, self._y = self._y, None, (self._y if self.keep_output else None)
+        return relu_grad(grad_out, y)  # a cast mask times grad_out: no branches
 
 
 @register_layer
@@ -304,9 +306,7 @@ class Softmax(Layer):
     classification, prefer feeding logits to ``SoftmaxCrossEntropy`` (fused and more accurate).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._y: np.ndarray | None = None
+    _y: np.ndarray | None = None  # the training forward's output, until backward
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
@@ -325,7 +325,7 @@ class Softmax(Layer):
         ``SoftmaxCrossEntropy`` computes that directly from logits.)"""
         if self._y is None:
             raise self._missing_cache()
-        y = self._y
+        y, self._y = self._y, None
         dot = np.einsum("...j,...j->...", grad_out, y)[..., None]
         return y * (grad_out - dot)
 
@@ -385,7 +385,7 @@ class PReLU(Layer):
         ``dalpha_j = sum_i g_ij min(x_ij, 0)`` ``(d,)``, written into ``grads["alpha"]``."""
         if self._x is None:
             raise self._missing_cache()
-        x = self._x
+        x, self._x = self._x, None
         if self.trainable:
             axes = tuple(range(x.ndim - 1))
             np.sum(grad_out * np.minimum(x, 0), axis=axes, out=self.grads["alpha"])

@@ -171,6 +171,7 @@ class MultiHeadSelfAttention(Layer):
         if self._cache is None:
             raise self._missing_cache()
         c, p, g = self._cache, self.params, self.grads
+        self._cache = None  # released: a trained layer keeps no batch
         x, q, k, v, a, o, mask = (c[key] for key in ("x", "q", "k", "v", "a", "o", "mask"))
         n, t, d = x.shape
         hk = self.num_heads * self.key_dim

@@ -67,6 +67,7 @@ class RandomShift2D(Layer):
         self.max_shift = int(max_shift)
         self.rng = np.random.default_rng(seed)
         self._shifts: np.ndarray | None = None
+        self._spent = False  # a backward used (and released) the last forward's shifts
 
     def set_rng(self, rng: np.random.Generator) -> None:
         self.rng = rng
@@ -105,6 +106,7 @@ class RandomShift2D(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """``y`` ``(n, h, w, c)``: ``x`` shifted per image while training, ``x`` itself else."""
         self._check_images(x)
+        self._spent = False
         if not training:
             self._shifts = None
             return x
@@ -114,15 +116,21 @@ class RandomShift2D(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = G`` shifted back by each image's ``(-dy, -dx)``, zero-filled; ``(n, h, w, c)``
-        (the identity after an inference forward)."""
+        (the identity after an inference forward). The shifts are released: a second backward
+        needs a new forward."""
+        if self._spent:
+            raise self._missing_cache()
         if self._shifts is None:
+            self._spent = True
             return grad_out.copy()
         if self._shifts.shape[1] != grad_out.shape[0]:
             raise ValueError(
                 f"RandomShift2D.backward: gradient for {grad_out.shape[0]} images, the forward "
                 f"shifted {self._shifts.shape[1]}"
             )
-        return self._move(grad_out, -1)
+        dx = self._move(grad_out, -1)
+        self._shifts, self._spent = None, True
+        return dx
 
     def config(self) -> dict[str, Any]:
         return {"max_shift": self.max_shift}

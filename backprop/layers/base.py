@@ -19,7 +19,9 @@ Then:
 * ``forward(x, training=False)`` returns the output. Only when ``training`` is true does it cache,
   under named private attributes, exactly what ``backward`` needs; each call overwrites the cache.
 * ``backward(grad_out)`` takes dL/dy ``(n, *out_shape)``, overwrites ``grads`` with dL/dparams
-  and returns dL/dx ``(n, *in_shape)``. It never writes into ``grad_out``.
+  and returns dL/dx ``(n, *in_shape)``. It never writes into ``grad_out``. It releases the cache
+  once used (``x, self._x = self._x, None``; ``backward_params_only`` too), so that a trained
+  layer keeps no batch; a second backward without a new forward then raises a RuntimeError.
 * ``trainable = False`` freezes the layer: its gradients are left at zero and optimizers skip it.
 * ``buffers`` holds non-trained state saved with the model (BatchNorm's running statistics),
   declared by ``buffer_specs()`` and reset by ``reset_buffers()``.

@@ -171,8 +171,8 @@ class Residual(Layer):
 
     def compute_mask(self, x: np.ndarray, mask: Any) -> Any:
         """The mask of the last forward's output (called right after it, by
-        :func:`~backprop.layers.masking.forward_with_mask`)."""
-        return getattr(self, "_mask_out", mask)
+        :func:`~backprop.layers.masking.forward_with_mask`), handed over: not kept."""
+        return vars(self).pop("_mask_out", mask)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = g + df/dx^T g``: the gradient reaches the input along both paths of

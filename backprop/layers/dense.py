@@ -139,10 +139,11 @@ class Dense(Layer):
     def backward_params_only(self, grad_out: np.ndarray) -> None:
         if self._x is None:
             raise self._missing_cache()
+        x, self._x = self._x, None  # released: a trained layer keeps no batch
         if not self.trainable:
             self.zero_grads()
             return
-        x, g = self._x, grad_out
+        g = grad_out
         if x.ndim != 2:  # rows of the last axis: every middle position is a sample of the map
             x, g = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
         if sparse_mod.is_sparse(x):
@@ -158,11 +159,13 @@ class Dense(Layer):
             db = sum_i g[i]       (out_features,)               written into grads["b"]
             dx = g @ W.T          (n, in_features)              returned
 
-        ``x`` is the input cached by ``forward(x, training=True)``. A sparse ``x`` (CSR) gets
-        ``dW`` and ``db`` but no ``dx`` (None): nothing upstream of a first layer needs it.
+        ``x`` is the input cached by ``forward(x, training=True)``, released here (a second
+        backward needs a new forward). A sparse ``x`` (CSR) gets ``dW`` and ``db`` but no
+        ``dx`` (None): nothing upstream of a first layer needs it.
         """
-        self.backward_params_only(grad_out)
-        if sparse_mod.is_sparse(self._x):
+        sparse = sparse_mod.is_sparse(self._x)
+        self.backward_params_only(grad_out)  # (releases the cached x)
+        if sparse:
             return None  # no dL/dx for a sparse input: nothing upstream needs it
         return grad_out @ self.params["W"].T
 

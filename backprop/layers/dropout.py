@@ -46,12 +46,14 @@ class Dropout(Layer):
         self.drop_rate = float(drop_rate)
         self.rng = np.random.default_rng(seed)
         self._scaled_mask: np.ndarray | None = None
+        self._spent = False  # a backward used (and released) the last forward's mask
 
     def set_rng(self, rng: np.random.Generator) -> None:
         self.rng = rng
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         self._check_input(x)
+        self._spent = False
         if not training or self.drop_rate == 0.0:
             self._scaled_mask = None
             return x.copy() if training else x
@@ -64,10 +66,14 @@ class Dropout(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = grad_out * m / (1 - p)`` with the training forward's mask ``m`` and drop rate
-        ``p``; ``grad_out``, ``dx``: ``(n, d)`` (the identity when nothing was dropped)."""
-        if self._scaled_mask is None:
+        ``p``; ``grad_out``, ``dx``: ``(n, d)`` (the identity when nothing was dropped). The
+        mask is released: a second backward needs a new forward."""
+        if self._spent:
+            raise self._missing_cache()
+        mask, self._scaled_mask, self._spent = self._scaled_mask, None, True
+        if mask is None:
             return grad_out.copy()
-        return grad_out * self._scaled_mask
+        return grad_out * mask
 
     def config(self) -> dict[str, Any]:
         return {"drop_rate": self.drop_rate}

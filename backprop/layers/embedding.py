@@ -115,11 +115,12 @@ class Embedding(Layer):
     def backward_params_only(self, grad_out: np.ndarray) -> None:
         if self._ids is None:
             raise self._missing_cache()
+        ids, self._ids = self._ids, None  # released: a trained layer keeps no batch
         dE = self.grads["E"]
         dE.fill(0)
         if not self.trainable:
             return
-        np.add.at(dE, self._ids.reshape(-1), grad_out.reshape(-1, self.dim))
+        np.add.at(dE, ids.reshape(-1), grad_out.reshape(-1, self.dim))
         if self.mask_zero:
             dE[0] = 0
 
@@ -130,8 +131,9 @@ class Embedding(Layer):
             dx = 0                                                     (n, t): ids have no gradient
 
         (with ``mask_zero``, row 0, the padding id, gets no gradient)."""
+        shape = grad_out.shape[:-1]  # the ids' (n, t)
         self.backward_params_only(grad_out)
-        return np.zeros(self._ids.shape, dtype=grad_out.dtype)
+        return np.zeros(shape, dtype=grad_out.dtype)
 
     def config(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size, "dim": self.dim, "mask_zero": self.mask_zero}

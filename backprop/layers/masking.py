@@ -89,7 +89,8 @@ class Masking(Layer):
     def __init__(self, mask_value: float = 0.0) -> None:
         super().__init__()
         self.mask_value = real("mask_value", mask_value, allow_inf=True)  # NaN never matches
-        self._keep: np.ndarray | None = None  # the last forward's mask, None when all real
+        self._keep: np.ndarray | None = None  # the last training forward's mask (None: all real)
+        self._spent = False  # no mask for backward (used and released, or an inference forward)
 
     def build(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(in_shape) != 2:
@@ -103,8 +104,10 @@ class Masking(Layer):
         keep = self.compute_mask(x, mask)
         # Masking(0.0) without an incoming mask: the padded steps already are 0, no copy
         zero = mask is None and self.mask_value == 0
-        self._keep = None if zero or keep.all() else keep
-        if self._keep is None:
+        identity = zero or keep.all()
+        self._keep = None if identity or not training else keep
+        self._spent = not (training or identity)  # an inference forward keeps no mask
+        if identity:
             return x
         return np.where(keep[:, :, None], x, x.dtype.type(0))
 
@@ -114,14 +117,18 @@ class Masking(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """``dx = dy`` at real steps and 0 at padded ones (their output is the constant 0; not
-        zeroed when the forward pass returned ``x`` itself), ``(n, t, d)``."""
-        keep = self._keep
+        zeroed when the forward pass returned ``x`` itself), ``(n, t, d)``. The mask comes from
+        a training forward and is released once used (an inference forward keeps none)."""
+        if self._spent:
+            raise self._missing_cache()
+        keep, self._keep, self._spent = self._keep, None, True
         if keep is None:
             return grad_out
         return np.where(keep[:, :, None], grad_out, grad_out.dtype.type(0))
 
     def backward_params_only(self, grad_out: np.ndarray) -> None:
-        """No parameters: nothing to do (a model's first layer)."""
+        """No parameters: nothing to do (a model's first layer) but release the mask."""
+        self._keep, self._spent = None, True
 
     def config(self) -> dict[str, Any]:
         return {"mask_value": self.mask_value}
@@ -183,7 +190,8 @@ class SequencePool(Layer):
         valid step and 0 elsewhere for ``reduce="last"``)."""
         if self._weights is None:
             raise self._missing_cache()
-        return self._weights[:, :, None] * grad_out[:, None, :]
+        w, self._weights = self._weights, None
+        return w[:, :, None] * grad_out[:, None, :]
 
     def config(self) -> dict[str, Any]:
         return {"reduce": self.reduce}

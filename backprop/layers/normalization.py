@@ -90,7 +90,8 @@ class _Normalization(Layer):
         """
         if self._xhat is None:
             raise self._missing_cache()
-        xhat, ax = self._xhat, self._axes(self._xhat)
+        (xhat, self._xhat), (inv_std, self._inv_std) = (self._xhat, None), (self._inv_std, None)
+        ax = self._axes(xhat)
         all_but_last = tuple(range(xhat.ndim - 1))
         if self.trainable:
             np.sum(grad_out * xhat, axis=all_but_last, out=self.grads["gamma"])
@@ -99,12 +100,12 @@ class _Normalization(Layer):
             self.zero_grads()
         dxhat = grad_out * self.params["gamma"]
         if self._fixed_stats:  # mu and var were constants: xhat is affine in x
-            return dxhat * self._inv_std
+            return dxhat * inv_std
         mean_dxhat = dxhat.mean(axis=ax, keepdims=True)
         mean_dxhat_xhat = (dxhat * xhat).mean(axis=ax, keepdims=True)
         dx = dxhat - mean_dxhat
         dx -= xhat * mean_dxhat_xhat
-        dx *= self._inv_std
+        dx *= inv_std
         return dx
 
     def _check_ready(self, x: np.ndarray) -> None:

@@ -108,15 +108,16 @@ class _MaxPool(_Pool):
         except at each window's maximum."""
         if self._argmax is None:
             raise self._missing_cache()
+        argmax, self._argmax = self._argmax, None  # (a view of the reused index buffer)
         c = self.out_shape[-1]
         per_sample = int(np.prod(self._padded_shape(1, c)))
-        shape = self._padded_shape(self._argmax.size // per_sample, c)
+        shape = self._padded_shape(argmax.size // per_sample, c)
         g = np.ascontiguousarray(grad_out).reshape(shape[0], *self._out2, c)
         scratch = self._pool_scratch(True)
         if self._s2 == self._k2:  # the windows tile the padded map
-            dxp = max_backward_tiled(g, self._argmax, shape, self._k2, scratch)
+            dxp = max_backward_tiled(g, argmax, shape, self._k2, scratch)
         else:
-            dxp = max_backward(g, self._argmax, shape, self._k2, self._s2, scratch)
+            dxp = max_backward(g, argmax, shape, self._k2, self._s2, scratch)
         return self._unpad(dxp)
 
 
@@ -155,6 +156,7 @@ class _AvgPool(_Pool):
         ``dx``: ``(n, *in_shape)``."""
         if not self._cached:
             raise self._missing_cache()
+        self._cached = False  # one backward per training forward, as the other layers
         n, (oh, ow) = grad_out.shape[0], self._out2
         g = grad_out.reshape(n, oh, ow, grad_out.shape[-1])
         g = g * self._inverse_counts(grad_out.dtype)
@@ -265,6 +267,7 @@ class _GlobalAvgPool(Layer):
         ``(n, channels)``; ``dx``: ``(n, *in_shape)``."""
         if not self._cached:
             raise self._missing_cache()
+        self._cached = False  # one backward per training forward, as the other layers
         n, c = grad_out.shape
         dx = np.empty((n, *self.in_shape), dtype=grad_out.dtype)
         dx[...] = (grad_out / self._n_positions).reshape(n, *([1] * self.ndim), c)

@@ -191,7 +191,8 @@ class Standardize(Layer):
         """
         if self._scale is None:
             raise self._missing_cache()
-        return grad_out * self._scale if self.inverse else grad_out / self._scale
+        scale, self._scale = self._scale, None  # one backward per training forward
+        return grad_out * scale if self.inverse else grad_out / scale
 
     def config(self) -> dict[str, Any]:
         """``n_features``, ``inverse``, and ``mean``/``scale`` as lists when they are not the

@@ -222,6 +222,7 @@ class Recurrent(Layer):
         keep = self._keep(n, t, dH.dtype)
         self._state_grads = np.zeros_like(dH) if self.record_state_grads else None
         da_in, da_rec = self._steps_backward(dH, keep)
+        self._cache = None  # released: a trained layer keeps no batch
         if self._state_grads is not None:
             self.state_grad_norms = np.linalg.norm(self._state_grads, axis=2).mean(axis=1)
             self._state_grads = None
