@@ -299,13 +299,3 @@ def check_monitor_has_validation(cb: Any, trainer: Any) -> None:
             f"{type(cb).__name__} monitors {cb.monitor!r} but fit got no validation data; "
             "pass validation_data= or validation_split=, or monitor='loss'"
         )
-
-
-def __getattr__(name: str) -> Any:
-    """``backprop.callbacks.GradientMonitor``, its home before 0.2.0 (now
-    :mod:`backprop.monitors`, imported on first use: that module builds on this one)."""
-    if name == "GradientMonitor":
-        from .monitors import GradientMonitor
-
-        return GradientMonitor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
