@@ -582,6 +582,20 @@ def test_a_batch_size_its_mode_does_not_use_is_refused_not_ignored(tmp_path, cap
     assert code == 0, err  # config.toml spells it out
 
 
+def test_a_mode_given_by_set_overrides_the_files_batch_size(tmp_path):
+    """`--set trainer.mode=batch` on a config written for minibatches (batch_size = 64) was
+    refused for the file's batch_size, which only `--set trainer.batch_size=32` (the default,
+    as no --set can leave a key out) got past; the file's size goes with the file's mode."""
+    config = tmp_path / "c.toml"
+    text = '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n'
+    config.write_text(text + "[trainer]\nbatch_size = 64\nepochs = 1\n")
+    run = tmp_path / "r"
+    args = ["--set", "trainer.mode=batch", "--quiet"]
+    assert main(["train", str(config), "--out", str(run), *args]) == 0
+    assert 'mode = "batch"\nbatch_size = 32\n' in (run / "config.toml").read_text()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # its config.toml is taken
+
+
 @pytest.mark.parametrize("name", ["cosine", "plateau"])
 def test_a_schedule_floor_above_the_learning_rate_is_refused(tmp_path, capsys, name):
     """`min_lr = 0.1` under `lr = 0.001`: the cosine "decay" raised the rate a hundredfold over

@@ -206,6 +206,11 @@ def resolve(
                 f"{where_is(section, 'seed')}: {section}.seed must be an integer >= 0, "
                 f"got {out[section]['seed']}"
             )
+    if "trainer.mode" in origins and "trainer.batch_size" not in origins:
+        # --set trainer.mode=batch on a file written for minibatches: its batch_size is the
+        # file's, for its mode; the run (and its config.toml) goes back to the unused default
+        if out["trainer"]["mode"] != "minibatch":
+            out["trainer"]["batch_size"] = FIXED["trainer"]["batch_size"][1]
     return Config(where, out, text, origins)
 
 
