@@ -11,6 +11,7 @@ import pytest
 
 import backprop as bp
 from backprop.app.cli import main
+from backprop.app.config import ConfigError, evaluation_split, load_config
 
 ROOT = Path(__file__).parent.parent
 
@@ -864,3 +865,29 @@ def test_cartography_lists_the_labels_the_data_gave(tmp_path, capsys):
     assert {r[2] for r in rows[1:]} <= {"north, east", "south"}, rows
     out = capsys.readouterr().out
     assert "(north, east)" in out or "(south)" in out, out
+
+
+def test_evaluate_takes_new_draws_and_mnist_test_size(tmp_path):
+    """evaluate --data refused a config whose [data] differed from the run's, saying its test
+    split would hold training rows, also where it could not: moons with another data.seed draws
+    new points (a fair test on fresh data), and MNIST's test set is the official one whatever
+    data.test_size says. Another test_size on moons still splits the same points otherwise."""
+    layer = '[[model.layers]]\ntype = "Dense"\n'
+    moons = _write(tmp_path / "moons.toml", f'[data]\nsource = "moons"\nseed = 3\n{layer}')
+    trained = load_config(moons)["data"]
+    X, _ = evaluation_split(moons, {**trained, "seed": 0})
+    assert len(X) == 124  # a stratified quarter of 500 points
+    with pytest.raises(ConfigError, match="data.test_size: 0.2 -> 0.25"):
+        evaluation_split(moons, {**trained, "test_size": 0.2})
+    rng, sizes = np.random.default_rng(0), (("train", 20), ("test", 8))
+    images = {f"X_{k}": rng.integers(0, 256, (n, 784)).astype(np.uint8) for k, n in sizes}
+    np.savez(
+        tmp_path / "m.npz",
+        **images,
+        **{f"y_{k}": (np.arange(n) % 10).astype(np.uint8) for k, n in sizes},
+    )
+    text = f'[data]\nsource = "mnist"\nvalidation_size = 0\npath = "{tmp_path / "m.npz"}"\n{layer}'
+    mnist = _write(tmp_path / "mnist.toml", text)
+    trained = load_config(mnist)["data"]
+    X, _ = evaluation_split(mnist, {**trained, "test_size": 0.1})
+    assert len(X) == 8

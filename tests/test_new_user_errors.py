@@ -549,16 +549,19 @@ def test_a_pruning_schedule_that_ends_after_the_run_is_refused(tmp_path, capsys)
     assert model.sparsity()["total"] == pytest.approx(0.9, abs=0.01)
 
 
-def test_a_guessed_task_that_does_not_fit_the_loss_points_to_data_task(tmp_path, capsys):
+@pytest.mark.parametrize("width", ["", "out_features = 1\n"])
+def test_a_guessed_task_that_does_not_fit_the_loss_points_to_data_task(tmp_path, capsys, width):
     """A file of ages (39 distinct whole numbers) under mse was refused as "a classification
-    task; use cross_entropy", never saying the task was a guess that data.task overrides."""
+    task; use cross_entropy", never saying the task was a guess that data.task overrides. With
+    the regression's one output written out, the last layer's width was blamed instead ("the
+    data needs 39 (39 classes)"): the task is checked first."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 3))
     np.savez(tmp_path / "ages.npz", X=X, y=np.round(40 + 10 * X[:, 0]))
     config = tmp_path / "c.toml"
     config.write_text(
         f'[data]\nsource = "file"\npath = "{tmp_path / "ages.npz"}"\n[[model.layers]]\n'
-        'type = "Dense"\n[loss]\nname = "mse"\n'
+        f'type = "Dense"\n{width}[loss]\nname = "mse"\n'
     )
     code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err
@@ -577,6 +580,20 @@ def test_a_batch_size_its_mode_does_not_use_is_refused_not_ignored(tmp_path, cap
     assert "--set trainer.batch_size=16" in err, err
     code, err = run_cli(tmp_path, capsys, f"trainer.mode={mode}")  # the default 32: a run's
     assert code == 0, err  # config.toml spells it out
+
+
+def test_a_mode_given_by_set_overrides_the_files_batch_size(tmp_path):
+    """`--set trainer.mode=batch` on a config written for minibatches (batch_size = 64) was
+    refused for the file's batch_size, which only `--set trainer.batch_size=32` (the default,
+    as no --set can leave a key out) got past; the file's size goes with the file's mode."""
+    config = tmp_path / "c.toml"
+    text = '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n'
+    config.write_text(text + "[trainer]\nbatch_size = 64\nepochs = 1\n")
+    run = tmp_path / "r"
+    args = ["--set", "trainer.mode=batch", "--quiet"]
+    assert main(["train", str(config), "--out", str(run), *args]) == 0
+    assert 'mode = "batch"\nbatch_size = 32\n' in (run / "config.toml").read_text()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # its config.toml is taken
 
 
 @pytest.mark.parametrize("name", ["cosine", "plateau"])

@@ -206,6 +206,11 @@ def resolve(
                 f"{where_is(section, 'seed')}: {section}.seed must be an integer >= 0, "
                 f"got {out[section]['seed']}"
             )
+    if "trainer.mode" in origins and "trainer.batch_size" not in origins:
+        # --set trainer.mode=batch on a file written for minibatches: its batch_size is the
+        # file's, for its mode; the run (and its config.toml) goes back to the unused default
+        if out["trainer"]["mode"] != "minibatch":
+            out["trainer"]["batch_size"] = FIXED["trainer"]["batch_size"][1]
     return Config(where, out, text, origins)
 
 
@@ -328,9 +333,12 @@ def dumps(resolved: dict[str, Any]) -> str:
 
 #: [data] keys that do not change which rows a config's test split holds: the scaling (a model
 #: file holds its own), the validation part (drawn after the test part), the path (the same file
-#: may be reached from elsewhere); and for MNIST, whose test set is the official one, n_train
-#: and the seed.
+#: may be reached from elsewhere); and for MNIST, whose test set is the official one, n_train,
+#: the seed and test_size (unused).
 SPLIT_NEUTRAL = ("standardize", "standardize_target", "validation_size", "path")
+#: Generators that draw their points from one fixed distribution: another data.seed draws new
+#: points, none of them a training row (the split is of other data, not another split).
+FRESH_DRAWS = ("moons", "circles", "adding")
 
 
 def evaluation_split(path: str | Path, trained: Any = None) -> tuple[Any, Any]:
@@ -346,8 +354,10 @@ def evaluation_split(path: str | Path, trained: Any = None) -> tuple[Any, Any]:
 
     config = load_config(path)
     data = config["data"]
-    if isinstance(trained, dict):
-        official = ("n_train", "seed") if data["source"] in ("mnist", "fashion_mnist") else ()
+    source, trained = data["source"], trained if isinstance(trained, dict) else None
+    new_draw = source in FRESH_DRAWS and trained and trained.get("source") == source
+    if trained and not (new_draw and trained.get("seed") != data["seed"]):
+        official = ("n_train", "seed", "test_size") if source in ("mnist", "fashion_mnist") else ()
         keys = sorted((set(trained) | set(data)) - {*SPLIT_NEUTRAL, *official})
         changes = [
             f"data.{k}: {trained.get(k)!r} -> {data.get(k)!r}"

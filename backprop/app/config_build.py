@@ -209,7 +209,6 @@ def check_loss_fits(config: Config, ds: Any, trainer: Any, n_outputs: int) -> No
         out = trainer.model.predict(ds.X_train[:2])
     except ValueError as exc:
         raise ConfigError(f"{config.at('model')}: [model] cannot take the data: {exc}") from None
-    check_output_width(config, out.shape, n_outputs, ds.classes)
     classifier_loss = isinstance(trainer.loss, SoftmaxCrossEntropy | BinaryCrossEntropy)
     specs = config["model"]["layers"]
     if classifier_loss and specs[-1]["type"] in ("Softmax", "Sigmoid"):  # as the estimators
@@ -229,6 +228,9 @@ def check_loss_fits(config: Config, ds: Any, trainer: Any, n_outputs: int) -> No
             f"{config.at('loss')}: loss.name = {name!r} does not fit the data "
             f"({config['data']['source']} is a {ds.task} task); use {use}"
         )
+    # after the task: a width sized for the other task (1 for a regression the file's targets
+    # made a guessed classification) would otherwise be blamed instead of the loss or data.task
+    check_output_width(config, out.shape, n_outputs, ds.classes)
     try:
         trainer.evaluate(ds.X_train[:2], ds.y_train[:2])
     except ValueError as exc:
