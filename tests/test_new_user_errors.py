@@ -570,6 +570,24 @@ def test_a_guessed_task_that_does_not_fit_the_loss_points_to_data_task(tmp_path,
     assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet", *args]) == 0
 
 
+@pytest.mark.parametrize("task", ["classification", "auto"])
+def test_a_multi_label_target_from_a_file_is_refused_with_what_to_use(tmp_path, capsys, task):
+    """A file's 0/1 target of several columns (multi-label rows) died with an IndexError
+    traceback in the test split: np.unique made a "label" of every cell, 3 per row."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(60, 4)), (rng.random((60, 3)) > 0.5).astype(np.int64)
+    np.savez(tmp_path / "d.npz", X=X, y=Y)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[data]\nsource = "file"\npath = "{tmp_path / "d.npz"}"\ntask = "{task}"\n'
+        '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "binary_cross_entropy"\n'
+    )
+    code = main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "one label per row, not y of shape (60, 3)" in err and "MLPClassifier" in err, err
+
+
 @pytest.mark.parametrize("mode", ["batch", "stochastic"])
 def test_a_batch_size_its_mode_does_not_use_is_refused_not_ignored(tmp_path, capsys, mode):
     """`mode = "batch"` (every update takes all rows) or "stochastic" (one row) with

@@ -324,6 +324,11 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
     classes = None
     rng = np.random.default_rng(opts["seed"])
     if task == "classification":
+        if np.ndim(y) == 2 and np.shape(y)[1] > 1:  # (np.unique would label each cell)
+            raise ValueError(
+                f"a classification target is one label per row, not y of shape {np.shape(y)} "
+                "(multi-label rows: bp.MLPClassifier, or a Trainer with binary_cross_entropy)"
+            )
         all_y = y if test is None else np.concatenate([y, test[1]])
         classes, codes = np.unique(all_y, return_inverse=True)
         if len(classes) < 2:
@@ -354,12 +359,10 @@ def prepare(opts: dict[str, Any], dtype: Any = np.float32) -> Dataset:
         ds.y_mean = np.atleast_1d(y.mean(axis=0))
         ds.y_scale = np.atleast_1d(np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0))
     if opts["source"] != "text":
-        ds.X_train = transform_X(ds, ds.X_train, dtype)
-        ds.X_test = transform_X(ds, ds.X_test, dtype)
+        ds.X_train, ds.X_test = (transform_X(ds, part, dtype) for part in (ds.X_train, ds.X_test))
         ds.X_val = None if X_val is None else transform_X(ds, X_val, dtype)
     if task == "regression":
-        ds.y_train = transform_y(ds, ds.y_train, dtype)
-        ds.y_test = transform_y(ds, ds.y_test, dtype)
+        ds.y_train, ds.y_test = (transform_y(ds, part, dtype) for part in (ds.y_train, ds.y_test))
         ds.y_val = None if y_val is None else transform_y(ds, y_val, dtype)
     ds.info.update(source=opts["source"], n_train=ds.X_train.shape[0], n_test=ds.X_test.shape[0])
     ds.info["n_val"] = 0 if X_val is None else X_val.shape[0]
