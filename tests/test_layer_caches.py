@@ -250,3 +250,15 @@ def test_a_convolution_input_is_not_held_to_the_end_of_the_step():
     before = sys.getrefcount(x)
     model.backward(np.ones_like(out))
     assert sys.getrefcount(x) == before - 1  # the layer's reference went, and no other came
+
+
+def test_gradient_monitor_gives_back_a_relu_kept_by_its_user():
+    """A user who sets ``keep_output`` reads ``last_output`` after training: the monitor turned
+    it off (and dropped the output) when training ended."""
+    rng = np.random.default_rng(0)
+    model = bp.Sequential([bp.Dense(6), bp.ReLU(), bp.Dense(3)], input_shape=(6,), seed=0)
+    model.layers[1].keep_output = True
+    monitor = bp.GradientMonitor()
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=1, batch_size=N, callbacks=[monitor])
+    trainer.fit(rng.normal(size=(N, 6)), rng.integers(0, 3, N))
+    assert model.layers[1].keep_output and model.layers[1].last_output.shape == (N, 6)
