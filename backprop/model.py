@@ -391,6 +391,9 @@ class Sequential(FlatParameters):
 
 
 def _arrays(layer: Layer) -> Any:
-    """What a layer (and its children) holds: references that keep its cache's arrays alive."""
+    """What a layer (and its children) holds: references that keep its cache's arrays alive
+    (not a convolution's: it freed its input mid-backward, where holding it adds to the peak)."""
+    if not getattr(layer, "held_by_model", True):
+        return None
     kids = layer.children()
     return [vars(layer).copy(), *map(_arrays, kids)] if kids else vars(layer).copy()

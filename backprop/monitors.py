@@ -160,17 +160,20 @@ class GradientMonitor(Callback):
         self._count = 0
         self._dead: dict[str, float] = {}
         self._relus: list[tuple[str, ReLU]] = []
+        self._kept: list[bool] = []
 
     def on_train_begin(self, trainer):
         self._warned = set()
         named = containers.named_layers(trainer.model.layers)  # in Residual blocks too: "3.1"
         self._relus = [(i, la) for i, la, _ in named if isinstance(la, ReLU)]
+        self._kept = [la.keep_output for _, la in self._relus]  # (a user's setting, restored)
         for _, layer in self._relus:  # read after backward, their outputs outlive it meanwhile
             layer.keep_output = True
 
     def on_train_end(self, trainer):
-        for _, layer in self._relus:  # and are released (a trained layer keeps no batch)
-            layer.keep_output, layer._y = False, None
+        for (_, layer), kept in zip(self._relus, self._kept, strict=True):
+            layer.keep_output = kept  # released unless kept (a trained layer keeps no batch)
+            layer._y = layer._y if kept else None
 
     def state_dict(self) -> dict[str, Any]:
         """The parameters already warned about (a resumed run does not warn again)."""

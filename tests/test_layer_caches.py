@@ -8,6 +8,7 @@ pickled ``MLPClassifier(solver="lbfgs")`` of 0.04 MB of parameters weighed 3.5 M
 from __future__ import annotations
 
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -234,3 +235,30 @@ def test_gradient_monitor_still_counts_dead_units_and_mc_dropout_leaves_no_mask(
     assert batch_sized(model, (BATCH, N)) == [] and not model.layers[1].keep_output
     bp.mc_dropout_predict(model, X[:N_PREDICT], n_samples=3)
     assert batch_sized(model, (N_PREDICT,)) == []
+
+
+def test_a_convolution_input_is_not_held_to_the_end_of_the_step():
+    """Conv2D frees its input mid-backward, as it did before the other layers learnt to: the
+    Sequential's held arrays kept it to the step's end (LeNet-5's peak: +0.6 MB of 12.9)."""
+    model = bp.Sequential(
+        [bp.Conv2D(2, 3), bp.ReLU(), bp.MaxPool2D(2), bp.Conv2D(2, 3), bp.Flatten(), bp.Dense(3)],
+        input_shape=(8, 8, 1),
+        seed=0,
+    )
+    out = model.forward(np.random.default_rng(0).normal(size=(4, 8, 8, 1)), training=True)
+    x = model.layers[3]._x
+    before = sys.getrefcount(x)
+    model.backward(np.ones_like(out))
+    assert sys.getrefcount(x) == before - 1  # the layer's reference went, and no other came
+
+
+def test_gradient_monitor_gives_back_a_relu_kept_by_its_user():
+    """A user who sets ``keep_output`` reads ``last_output`` after training: the monitor turned
+    it off (and dropped the output) when training ended."""
+    rng = np.random.default_rng(0)
+    model = bp.Sequential([bp.Dense(6), bp.ReLU(), bp.Dense(3)], input_shape=(6,), seed=0)
+    model.layers[1].keep_output = True
+    monitor = bp.GradientMonitor()
+    trainer = bp.Trainer(model, "cross_entropy", "sgd", epochs=1, batch_size=N, callbacks=[monitor])
+    trainer.fit(rng.normal(size=(N, 6)), rng.integers(0, 3, N))
+    assert model.layers[1].keep_output and model.layers[1].last_output.shape == (N, 6)

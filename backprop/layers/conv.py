@@ -109,6 +109,8 @@ from .spatial import Ints, Padding
 class _Conv(LoweredConv):
     """Shared Conv1D/Conv2D maths; subclasses fix ``ndim``."""
 
+    held_by_model = False  # freed in backward mid-step: Sequential._held keeping it raised the peak
+
     def __init__(
         self,
         filters: int,
