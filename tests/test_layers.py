@@ -197,6 +197,29 @@ def test_batchnorm_running_statistics_and_inference(rng):
     np.testing.assert_allclose(out.std(axis=0), 1, rtol=2e-2)
 
 
+@pytest.mark.parametrize("case", ["frozen", "one-row"])
+def test_batchnorm_with_fixed_statistics_matches_finite_differences(case, rng):
+    """A frozen BatchNorm, or one fed a single row, normalizes with its running statistics as
+    constants: ``dx = gamma g / sqrt(running_var + eps)``. The batch-statistics test above never
+    reaches that branch (a backward that forgot the ``1 / sqrt(var + eps)`` there passed)."""
+    model = bp.Sequential([bp.Dense(D, 4), bp.BatchNorm(), bp.Dense(4, 2)], dtype="float64", seed=1)
+    bn = model.layers[1]
+    bn.params["gamma"][...] = rng.uniform(0.5, 2.0, 4)
+    bn.params["beta"][...] = rng.normal(size=4)
+    bn.buffers["running_mean"][...] = rng.normal(size=4)
+    bn.buffers["running_var"][...] = rng.uniform(0.2, 4.0, 4)  # far from 1: inv_std matters
+    if case == "frozen":
+        bn.trainable = False
+    n = 1 if case == "one-row" else 6
+    X, target = rng.normal(size=(n, D)), rng.normal(size=(n, 2))
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, target)
+    assert report.passed, str(report)
+    names = {c.name for c in report.checks}
+    assert "input" in names
+    if case == "one-row":
+        assert names >= {"1.gamma", "1.beta"}
+
+
 def test_layernorm_normalizes_each_row(rng):
     X = rng.normal(size=(4, 6)) * 10 + 3
     out = bp.LayerNorm(6, dtype="float64").forward(X)
