@@ -52,6 +52,38 @@ def test_layer_gradients_match_finite_differences(name, rng):
     assert names >= set(model.parameters())
 
 
+HIGHER_RANK = {
+    "BatchNorm": lambda: bp.BatchNorm(),
+    "LayerNorm": lambda: bp.LayerNorm(),
+    "PReLU": lambda: bp.PReLU(),
+    "Dense": lambda: bp.Dense(3),
+    "Softmax": lambda: bp.Softmax(),
+}
+
+
+@pytest.mark.parametrize("shape", [(4, D), (3, 2, D)], ids=["sequence", "image"])
+@pytest.mark.parametrize("name", list(HIGHER_RANK))
+def test_last_axis_layers_on_higher_rank_inputs_match_finite_differences(name, shape, rng):
+    """Sequences ``(n, t, d)`` and maps ``(n, h, w, d)``: the statistics, slopes and weights
+    act on the last axis and their gradients sum over every other one. Only 2-D inputs were
+    checked, so a BatchNorm backward whose mean ran over the batch axis alone (not over the
+    map's positions too) passed, as did a PReLU whose slope gradient summed over axis 0 only."""
+    layer = HIGHER_RANK[name]()
+    model = bp.Sequential([layer, bp.Flatten()], input_shape=shape, dtype="float64", seed=3)
+    if name == "PReLU":
+        layer.params["alpha"][...] = np.linspace(-0.3, 0.6, D)
+    if name in ("BatchNorm", "LayerNorm"):
+        layer.params["gamma"][...] = rng.uniform(0.5, 2.0, D)
+        layer.params["beta"][...] = rng.normal(size=D)
+    if name == "Dense":
+        layer.params["b"][...] = rng.normal(size=3)
+    X = rng.normal(size=(3, *shape)) * 2.0
+    target = rng.normal(size=model.forward(X).shape)
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, target)
+    assert report.passed, str(report)
+    assert {c.name for c in report.checks} >= {"input", *(f"0.{k}" for k in layer.params)}
+
+
 def test_gradient_check_catches_a_wrong_backward(rng):
     class BrokenTanh(bp.Tanh):
         def _df(self, x, y):  # forgets the square: 1 - y instead of 1 - y^2
