@@ -98,6 +98,25 @@ def test_gradient_check_catches_a_wrong_backward(rng):
     assert "FAIL" in str(report)
 
 
+def test_gradient_check_catches_a_gradient_off_by_a_tenth_of_a_percent(rng):
+    """The standard's tolerance, not just gross errors: a derivative 0.1% too large is a bug
+    (rel ~ 5e-4, fifty times rtol). A checker whose first acceptance test was loosened to
+    ``rel <= 1000 rtol`` still failed the BrokenTanh above, and would have passed this."""
+
+    class SlightlyBrokenTanh(bp.Tanh):
+        def _df(self, x, y):
+            return 1.001 * (1 - y * y)
+
+    model = bp.Sequential(
+        [bp.Dense(D, 4), SlightlyBrokenTanh(), bp.Dense(4, 2)], dtype="float64", seed=0
+    )
+    X = rng.normal(size=(5, D))
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, rng.normal(size=(5, 2)))
+    assert not report.passed
+    assert not report["0.W"].passed and 1e-4 < report["0.W"].max_rel_error < 1e-3
+    assert report["2.W"].passed
+
+
 @pytest.mark.parametrize("name", list(make_layers()))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_dtype_is_kept_and_input_not_modified(name, dtype, rng):
