@@ -157,6 +157,35 @@ def test_masking_layer_marks_all_equal_steps(rng):
     assert layer.compute_mask(x, None).tolist() == [[True] * 3, [True, True, False]]
 
 
+@pytest.mark.parametrize("mask_value", [9.0, np.inf])
+def test_masking_backward_zeroes_padded_steps_and_matches_finite_differences(mask_value, rng):
+    """``y = x`` at real steps, the constant 0 at padded ones, so ``dx = dy`` and 0 there. The
+    padded steps sit on the mask's edge (any change makes them real), so finite differences check
+    the real steps only and the padded ones are checked to be exactly 0. A backward that passed
+    ``dy`` through unmasked met no test: the layers after a Masking zero those steps again.
+    (``Masking(0.0)`` is the identity, padded steps included, so its ``dx = dy`` everywhere.)"""
+    n, t, d = 2, 4, 3
+    x = rng.standard_normal((n, t, d))
+    x[0, 2:] = mask_value
+    x[1, 1] = mask_value
+    padded = np.zeros((n, t), dtype=bool)
+    padded[0, 2:] = padded[1, 1] = True
+    layer = standalone(bp.Masking(mask_value), (t, d))
+    R = rng.standard_normal((n, t, d))
+    layer.forward(x, training=True)
+    dx = layer.backward(R)
+    assert np.all(dx[padded] == 0)
+    np.testing.assert_array_equal(dx[~padded], R[~padded])
+    eps = 1e-6
+    for idx in zip(*np.nonzero(~padded), strict=True):
+        for j in range(d):
+            up, down = x.copy(), x.copy()
+            up[(*idx, j)] += eps
+            down[(*idx, j)] -= eps
+            num = ((layer.forward(up) - layer.forward(down)) * R).sum() / (2 * eps)
+            assert num == pytest.approx(dx[(*idx, j)], rel=1e-6, abs=1e-9)
+
+
 def test_positional_encodings(rng):
     t, d = 5, 4
     x = rng.standard_normal((2, t, d))

@@ -38,6 +38,20 @@ def test_row_lowering_matches_definition_and_finite_differences(
         fd_check(layer, x)
 
 
+@pytest.mark.parametrize("in_shape,filters,kernel,stride,padding,dilation", CONV2D_CASES)
+def test_im2col_lowering_matches_definition_and_finite_differences(
+    in_shape, filters, kernel, stride, padding, dilation
+):
+    """im2col forced: "auto" picks the row lowering for these small maps, so without this a
+    col2im that dropped the dilation (or the bias gradient) met no finite-difference check."""
+    layer = make(Conv2D(filters, kernel, stride, padding, dilation), in_shape)
+    layer.lowering = "im2col"
+    x = np.random.default_rng(1).standard_normal((2, *in_shape))
+    ref = naive_conv2d(x, layer.params["W"], layer.params["b"], layer._s2, layer._pads, layer._d2)
+    np.testing.assert_allclose(layer.forward(x), ref, rtol=1e-12, atol=1e-12)
+    fd_check(layer, x)
+
+
 @pytest.mark.parametrize(
     "in_shape,filters,kernel,stride,padding,dilation",
     [((9, 1), 2, 3, 1, "valid", 1), ((10, 3), 2, 4, 3, "same", 1), ((11, 2), 3, 3, 2, 2, 2)],

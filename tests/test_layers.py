@@ -52,6 +52,38 @@ def test_layer_gradients_match_finite_differences(name, rng):
     assert names >= set(model.parameters())
 
 
+HIGHER_RANK = {
+    "BatchNorm": lambda: bp.BatchNorm(),
+    "LayerNorm": lambda: bp.LayerNorm(),
+    "PReLU": lambda: bp.PReLU(),
+    "Dense": lambda: bp.Dense(3),
+    "Softmax": lambda: bp.Softmax(),
+}
+
+
+@pytest.mark.parametrize("shape", [(4, D), (3, 2, D)], ids=["sequence", "image"])
+@pytest.mark.parametrize("name", list(HIGHER_RANK))
+def test_last_axis_layers_on_higher_rank_inputs_match_finite_differences(name, shape, rng):
+    """Sequences ``(n, t, d)`` and maps ``(n, h, w, d)``: the statistics, slopes and weights
+    act on the last axis and their gradients sum over every other one. Only 2-D inputs were
+    checked, so a BatchNorm backward whose mean ran over the batch axis alone (not over the
+    map's positions too) passed, as did a PReLU whose slope gradient summed over axis 0 only."""
+    layer = HIGHER_RANK[name]()
+    model = bp.Sequential([layer, bp.Flatten()], input_shape=shape, dtype="float64", seed=3)
+    if name == "PReLU":
+        layer.params["alpha"][...] = np.linspace(-0.3, 0.6, D)
+    if name in ("BatchNorm", "LayerNorm"):
+        layer.params["gamma"][...] = rng.uniform(0.5, 2.0, D)
+        layer.params["beta"][...] = rng.normal(size=D)
+    if name == "Dense":
+        layer.params["b"][...] = rng.normal(size=3)
+    X = rng.normal(size=(3, *shape)) * 2.0
+    target = rng.normal(size=model.forward(X).shape)
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, target)
+    assert report.passed, str(report)
+    assert {c.name for c in report.checks} >= {"input", *(f"0.{k}" for k in layer.params)}
+
+
 def test_gradient_check_catches_a_wrong_backward(rng):
     class BrokenTanh(bp.Tanh):
         def _df(self, x, y):  # forgets the square: 1 - y instead of 1 - y^2
@@ -64,6 +96,25 @@ def test_gradient_check_catches_a_wrong_backward(rng):
     assert not report["0.W"].passed and report["0.W"].max_rel_error > 1e-2
     assert report["2.W"].passed  # the layer after the broken one is unaffected
     assert "FAIL" in str(report)
+
+
+def test_gradient_check_catches_a_gradient_off_by_a_tenth_of_a_percent(rng):
+    """The standard's tolerance, not just gross errors: a derivative 0.1% too large is a bug
+    (rel ~ 5e-4, fifty times rtol). A checker whose first acceptance test was loosened to
+    ``rel <= 1000 rtol`` still failed the BrokenTanh above, and would have passed this."""
+
+    class SlightlyBrokenTanh(bp.Tanh):
+        def _df(self, x, y):
+            return 1.001 * (1 - y * y)
+
+    model = bp.Sequential(
+        [bp.Dense(D, 4), SlightlyBrokenTanh(), bp.Dense(4, 2)], dtype="float64", seed=0
+    )
+    X = rng.normal(size=(5, D))
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, rng.normal(size=(5, 2)))
+    assert not report.passed
+    assert not report["0.W"].passed and 1e-4 < report["0.W"].max_rel_error < 1e-3
+    assert report["2.W"].passed
 
 
 @pytest.mark.parametrize("name", list(make_layers()))
@@ -195,6 +246,29 @@ def test_batchnorm_running_statistics_and_inference(rng):
     out = layer.forward(X)  # inference uses the running estimates: close to standardized
     np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-6)
     np.testing.assert_allclose(out.std(axis=0), 1, rtol=2e-2)
+
+
+@pytest.mark.parametrize("case", ["frozen", "one-row"])
+def test_batchnorm_with_fixed_statistics_matches_finite_differences(case, rng):
+    """A frozen BatchNorm, or one fed a single row, normalizes with its running statistics as
+    constants: ``dx = gamma g / sqrt(running_var + eps)``. The batch-statistics test above never
+    reaches that branch (a backward that forgot the ``1 / sqrt(var + eps)`` there passed)."""
+    model = bp.Sequential([bp.Dense(D, 4), bp.BatchNorm(), bp.Dense(4, 2)], dtype="float64", seed=1)
+    bn = model.layers[1]
+    bn.params["gamma"][...] = rng.uniform(0.5, 2.0, 4)
+    bn.params["beta"][...] = rng.normal(size=4)
+    bn.buffers["running_mean"][...] = rng.normal(size=4)
+    bn.buffers["running_var"][...] = rng.uniform(0.2, 4.0, 4)  # far from 1: inv_std matters
+    if case == "frozen":
+        bn.trainable = False
+    n = 1 if case == "one-row" else 6
+    X, target = rng.normal(size=(n, D)), rng.normal(size=(n, 2))
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, target)
+    assert report.passed, str(report)
+    names = {c.name for c in report.checks}
+    assert "input" in names
+    if case == "one-row":
+        assert names >= {"1.gamma", "1.beta"}
 
 
 def test_layernorm_normalizes_each_row(rng):

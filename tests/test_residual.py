@@ -164,6 +164,24 @@ def test_a_frozen_residual_freezes_the_batchnorm_statistics_inside(rng):
         assert not np.array_equal(before["0.0.1.running_mean"], bn.buffers["running_mean"])
 
 
+def test_a_frozen_residual_reports_zero_gradients_and_still_passes_dx(rng):
+    """A frozen container reports zero gradients, as a frozen layer does (its children, whose
+    own flags stay trainable, fill theirs and the container zeroes them); dx still goes through
+    both paths, checked against finite differences. A backward that forgot the zeroing passed
+    every test: the trainer skips frozen slices anyway."""
+    block = bp.Residual([bp.Dense(4), bp.Tanh(), bp.Dense(4)])
+    model = bp.Sequential([bp.Dense(4), block, bp.Dense(2)], input_shape=(3,), dtype="float64")
+    block.trainable = False
+    X = rng.normal(size=(5, 3))
+    model.forward(X, training=True)
+    model.backward(rng.normal(size=(5, 2)))
+    assert block.grads and all(np.all(g == 0) for g in block.grads.values())
+    assert all(np.any(g != 0) for g in model.layers[0].grads.values())
+    report = bp.check_gradients(model, bp.MeanSquaredError(), X, rng.normal(size=(5, 2)))
+    assert report.passed, str(report)
+    assert "input" in {c.name for c in report.checks}
+
+
 def test_a_residual_must_keep_the_shape():
     with pytest.raises(ValueError, match=r"Residual: its layers map input shape \(4,\) to \(2,\)"):
         bp.Residual([bp.Dense(2)]).build((4,))

@@ -130,6 +130,10 @@ def numeric_loss_gradient(trainer, X, y, w=None, eps=1e-6):
 @pytest.mark.parametrize("penalty_scale", ["constant", "per_sample"])
 def test_penalized_gradient_matches_finite_differences(penalty_scale, rng):
     model = bp.Sequential([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 2)], dtype="float64", seed=0)
+    # non-zero biases: at zero, l1 sign(b) + l2 b is 0, so penalizing them would go unseen
+    model.flat_parameters[model.n_weights :] = rng.normal(
+        size=model.flat_parameters.size - model.n_weights
+    )
     trainer = bp.Trainer(
         model, "cross_entropy", "sgd", l1=0.03, l2=0.2, penalty_scale=penalty_scale
     )
