@@ -396,3 +396,19 @@ def test_standardize_adapt_makes_no_float64_copy_of_float32_data(tmp_path):
     assert peak < 2.5 * X.nbytes, f"peak {peak / X.nbytes:.1f}x the data"
     for key in ("mean", "scale"):  # the same float64 statistics as from a float64 copy
         np.testing.assert_array_equal(layer.buffers[key], exact.buffers[key], err_msg=key)
+
+
+def test_standardize_statistics_a_float32_model_cannot_hold_are_refused():
+    # scale=1e300 became inf in a float32 model (x / inf = 0 for every input) and 1e-50 became
+    # 0, with only NumPy's overflow warning, where load_state_dict refuses the same values
+    for scale in (1e300, 1e-50):
+        with pytest.raises(ValueError, match=r"Standardize scale .* out of float32's range"):
+            bp.Sequential([bp.Standardize(2, scale=scale), bp.Dense(1)], input_shape=(2,))
+    wide = bp.Sequential(
+        [bp.Standardize(2, scale=1e300), bp.Dense(1)], input_shape=(2,), dtype="float64"
+    )
+    assert wide.layers[0].buffers["scale"].tolist() == [1e300, 1e300]  # float64 holds it
+    model = bp.Sequential([bp.Standardize(2), bp.Dense(1)], input_shape=(2,))
+    with pytest.raises(ValueError, match=r"Standardize mean .* out of float32's range"):
+        model.layers[0].adapt(np.array([[0.0, 0.0], [1e39, 1.0]]))
+    assert model.layers[0].buffers["scale"].tolist() == [1.0, 1.0]  # unchanged

@@ -96,7 +96,7 @@ class Standardize(Layer):
         self._mean0: np.ndarray | None = None
         self._scale0: np.ndarray | None = None
         if allocation_enabled():  # else shapes only (a file's sizes are checked before any of
-            self._allocate_buffers(self._dtype)  # them is allocated): made when first needed
+            self._allocate_buffers(self._dtype, strict=False)  # them is allocated)
 
     def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """The statistics given (or adapted): ``(mean, scale)``, each ``(d,)`` float64, checked
@@ -110,9 +110,11 @@ class Standardize(Layer):
         if self.buffers:
             held = self.buffers["mean"], self.buffers["scale"]
             mine = (self._mean0, self._scale0)
-            moved = any(
-                not np.array_equal(b, v.astype(b.dtype)) for b, v in zip(held, mine, strict=True)
-            )
+            with np.errstate(over="ignore"):  # (a float64 statistic out of float32's range)
+                moved = any(
+                    not np.array_equal(b, v.astype(b.dtype))
+                    for b, v in zip(held, mine, strict=True)
+                )
             valid = all(np.isfinite(b).all() for b in held) and (held[1] > 0).all()
             if moved and valid:  # (invalid values are refused where they are loaded)
                 self._mean0, self._scale0 = (b.astype(np.float64) for b in held)
@@ -145,12 +147,15 @@ class Standardize(Layer):
                 f"Standardize.adapt expects (n_samples, {self.in_features}), got shape {X.shape}"
             )
         mean, scale = mean_and_scale(X, "Standardize.adapt", dtype=np.float64)
-        self._mean0, self._scale0 = mean, self._checked("scale", scale)
-        if self.buffers:
-            self.buffers["mean"][...] = self._mean0
-            self.buffers["scale"][...] = self._scale0
+        scale = self._checked("scale", scale)
+        if self.buffers:  # (cast first: statistics the buffers' dtype cannot hold change nothing)
+            dtype = self.buffers["mean"].dtype
+            cast = self._in_dtype("mean", mean, dtype), self._in_dtype("scale", scale, dtype)
+            self._mean0, self._scale0 = mean, scale
+            self.buffers["mean"][...], self.buffers["scale"][...] = cast
         else:
-            self._allocate_buffers(self._dtype)
+            self._mean0, self._scale0 = mean, scale
+            self._allocate_buffers(self._dtype, strict=False)
         return self
 
     def buffer_specs(self) -> dict[str, tuple[int, ...]]:
@@ -161,10 +166,34 @@ class Standardize(Layer):
         """A scale is positive (0 is stored as 1)."""
         return {"scale": (0.0, True)}
 
-    def _allocate_buffers(self, dtype: np.dtype) -> None:
-        """A model's buffers, in its dtype: the statistics given or adapted so far."""
+    def _allocate_buffers(self, dtype: np.dtype, strict: bool = True) -> None:
+        """A model's buffers, in its dtype: the statistics given or adapted so far (the
+        constructor's stand-alone ones, ``strict=False``, may be re-made by a float64 model)."""
         mean, scale = self._statistics()
-        self.buffers = {"mean": mean.astype(dtype), "scale": scale.astype(dtype)}
+        if not strict:
+            with np.errstate(over="ignore"):
+                self.buffers = {"mean": mean.astype(dtype), "scale": scale.astype(dtype)}
+            return
+        self.buffers = {
+            "mean": self._in_dtype("mean", mean, dtype),
+            "scale": self._in_dtype("scale", scale, dtype),
+        }
+
+    @staticmethod
+    def _in_dtype(name: str, values: np.ndarray, dtype: Any) -> np.ndarray:
+        """``values`` (float64) cast to the model's ``dtype``, refused when the cast makes a
+        value infinite, or a scale 0 (``1e300`` or ``1e-50`` in float32), as ``load_state_dict``
+        refuses them."""
+        with np.errstate(over="ignore"):
+            cast = values.astype(dtype)
+        bad = ~np.isfinite(cast) | ((cast <= 0) if name == "scale" else False)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"Standardize {name} {values[i]!r} (feature {i}) is out of {np.dtype(dtype).name}'s "
+                "range: rescale the data, or use a float64 model"
+            )
+        return cast
 
     def reset_buffers(self) -> None:
         """Nothing to reset: the statistics (given, adapted or loaded) stay. (Putting back the
