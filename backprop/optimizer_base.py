@@ -53,7 +53,11 @@ def scal(a: float, x: np.ndarray) -> None:
 
 def flush_tiny(a: np.ndarray, work: np.ndarray, mask: np.ndarray) -> None:
     """Set to zero, in place, the entries of ``a`` with ``|a| < tiny * 2**24`` (see the module
-    docstring); ``work`` and ``mask`` are scratch arrays of ``a``'s shape (float and bool)."""
+    docstring); ``work`` and ``mask`` are scratch arrays of ``a``'s shape (float and bool).
+    Only float32 and wider: float16's bound would be 1024 (every useful entry), and NumPy
+    computes float16 in software, where subnormals cost nothing extra."""
+    if a.dtype.itemsize < 4:
+        return
     bound = np.finfo(a.dtype).tiny * 2.0**24
     np.less(np.abs(a, out=work), bound, out=mask)
     np.copyto(a, 0, where=mask)
