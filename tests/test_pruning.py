@@ -312,6 +312,16 @@ def test_snapshot_at_update_k_equals_k_updates_of_the_same_run():
     np.testing.assert_array_equal(snap.params, b.flat_parameters)
 
 
+def test_snapshot_step_takes_a_numpy_integer_and_refuses_bad_ones():
+    """``WeightSnapshot(np.int64(5))`` (a step computed with NumPy) was refused as "step must be
+    an integer >= 0"."""
+    assert pruning.WeightSnapshot(np.int64(5)).step == 5
+    assert type(pruning.WeightSnapshot(np.int64(5)).step) is int
+    for bad in (-1, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="step must be"):
+            pruning.WeightSnapshot(bad)
+
+
 def test_iterative_pruning_reaches_the_final_sparsity_in_geometric_rounds():
     assert pruning.round_sparsities(0.875, 3) == pytest.approx([0.5, 0.75, 0.875])
     X, y = _data()
