@@ -78,8 +78,7 @@ def _check_range(start: float, end: float, steps: int, beta: float, diverge: flo
     if not end > start:
         raise ValueError(f"end must be larger than start, got start={start!r}, end={end!r}")
     checks.integer("steps", steps, 5)
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    checks.real("beta", beta, 0.0, 1.0, "left")
     if not diverge > 1.0:
         raise ValueError(f"diverge must be larger than 1, got {diverge!r}")
 
@@ -138,6 +137,7 @@ def lr_find(
         The curve and the suggested rates.
     """
     _check_range(start, end, steps, beta, diverge)
+    rng = checks.generator("seed", seed)
     X = check_X(X)
     y = check_targets(y, X.shape[0])
     w = check_sample_weight(sample_weight, X.shape[0])
@@ -149,7 +149,6 @@ def lr_find(
             f"lr_find needs a first-order optimizer with a learning rate, got "
             f"{type(optimizer).__name__} (L-BFGS chooses its own step by line search)"
         )
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = X.shape[0]
     batch_size = trainer.resolve_batch_size(n)
     # The trainer's own update on the copies (penalties as it scales them, frozen layers,

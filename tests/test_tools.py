@@ -162,6 +162,12 @@ def test_suggest_takes_the_minimum_over_ten_and_the_steepest_descent_before_it()
         ({"start": 1.0, "end": 0.1}, "end must be larger"),
         ({"steps": 2}, "steps"),
         ({"diverge": 1.0}, "diverge"),
+        # a TypeError from a comparison, and NumPy's "expected non-negative integer" naming
+        # nothing, before these were checked
+        ({"beta": "0.9"}, r"beta must be a finite number in \[0, 1\), got '0.9'"),
+        ({"beta": None}, "beta must be a finite number"),
+        ({"seed": -1}, "seed must be an int >= 0, a numpy Generator or None, got -1"),
+        ({"seed": "a"}, "seed must be an int"),
     ],
 )
 def test_lr_find_refuses_bad_ranges(data, kwargs, match):
