@@ -205,7 +205,17 @@ class Optimizer:
     def step(
         self, params: np.ndarray, grads: np.ndarray, slices: list[slice] | None = None
     ) -> None:
-        """Apply one update to ``params`` in place from ``grads``."""
+        """Apply one update to ``params`` in place from ``grads`` (flat vectors of one shape).
+
+        ``slices``: the parts of the vectors to update (``model.trainable_slices()``: the
+        layers not frozen), a list of ``slice`` objects; None updates everything."""
+        if slices is not None and not (
+            isinstance(slices, list | tuple) and all(isinstance(s, slice) for s in slices)
+        ):
+            raise ValueError(
+                f"slices must be a list of slice objects (model.trainable_slices()) or None, "
+                f"got {slices!r}"
+            )
         self._ensure_state(params)
         self.iterations += 1
         self._apply(params, grads, slices)

@@ -273,3 +273,16 @@ def test_an_sgd_pickled_before_state_names_became_a_property_still_copies():
     np.testing.assert_array_equal(p, q)
     new.momentum = 0.0
     assert new.state_names == ()  # the property, not the unpickled attribute
+
+
+@pytest.mark.parametrize("make", [lambda: bp.SGD(0.1), lambda: bp.RMSprop(), lambda: bp.Adam()])
+@pytest.mark.parametrize(
+    "slices", [[np.array([0, 2])], [np.array([True, False, True, False])], [(0, 2)], slice(0, 2)]
+)
+def test_step_refuses_slices_that_are_not_slice_objects(make, slices):
+    """Index arrays or tuples as ``slices`` failed with NumPy's "truth value of an array is
+    ambiguous" (SGD, RMSprop) or "'numpy.ndarray' object has no attribute 'indices'" (Adam)."""
+    p = np.ones(4)
+    with pytest.raises(ValueError, match=r"slices must be a list of slice objects .*got"):
+        make().step(p, np.ones(4), slices)
+    np.testing.assert_array_equal(p, np.ones(4))
