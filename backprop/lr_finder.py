@@ -138,6 +138,11 @@ def lr_find(
     """
     _check_range(start, end, steps, beta, diverge)
     rng = checks.generator("seed", seed)
+    if y is None:  # (fit's stream of batches has no rows to draw batches of the test's size from)
+        raise ValueError(
+            "lr_find needs the arrays X and y (a stream of batches is not supported: draw "
+            "arrays from it), got y=None"
+        )
     X = check_X(X)
     y = check_targets(y, X.shape[0])
     w = check_sample_weight(sample_weight, X.shape[0])

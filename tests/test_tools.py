@@ -175,6 +175,15 @@ def test_lr_find_refuses_bad_ranges(data, kwargs, match):
         bp.lr_find(make_trainer(mlp(), bp.Adam()), data["X_train"], data["y_train"], **kwargs)
 
 
+@pytest.mark.parametrize("X_of", [lambda X, y: X, lambda X, y: [(X[:10], y[:10])]])
+def test_lr_find_without_y_says_it_needs_arrays(data, X_of):
+    """``y=None`` (an array X, or a list of batches as fit takes) failed with "y holds labels
+    that are not numbers ('None', ...)" or NumPy's "inhomogeneous shape"."""
+    X = X_of(data["X_train"], data["y_train"])
+    with pytest.raises(ValueError, match=r"lr_find needs the arrays X and y.*got y=None"):
+        bp.lr_find(make_trainer(mlp(), bp.Adam()), X, None)
+
+
 def test_lr_find_skips_batches_of_zero_weight_as_fit_does(rng):
     # Weights that are zero for most rows (a class left out, a subset selected): fit skips a
     # batch of zero total weight, but the range test stepped on it and stopped with the loss's
