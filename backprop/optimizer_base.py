@@ -216,6 +216,10 @@ class Optimizer:
                 f"slices must be a list of slice objects (model.trainable_slices()) or None, "
                 f"got {slices!r}"
             )
+        if np.shape(grads) != np.shape(params):  # (a (1,) gradient would be broadcast)
+            raise ValueError(
+                f"grads has shape {np.shape(grads)}, params {np.shape(params)}: they must match"
+            )
         self._ensure_state(params)
         self.iterations += 1
         self._apply(params, grads, slices)

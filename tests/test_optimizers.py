@@ -1,6 +1,7 @@
 """Optimizers: one hand-worked step each (arithmetic in the comments), in-place updates, state."""
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -321,3 +322,17 @@ def test_adam_matches_a_per_entry_step_count_over_random_freeze_patterns(amsgrad
             np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-15)
         coded = np.concatenate([np.full(b - a, c) for a, b, c in opt.state_dict()["step_counts"]])
         np.testing.assert_array_equal(coded, t)
+
+
+@pytest.mark.parametrize("make", [lambda: bp.SGD(0.1), lambda: bp.Adam(), lambda: bp.Adagrad()])
+@pytest.mark.parametrize("shape", [(1,), (), (5,), (4, 1)])
+def test_step_refuses_gradients_of_another_shape_before_changing_anything(make, shape):
+    """A (1,) or 0-d gradient was broadcast over every parameter (the same step for all, no
+    error); a (5,) one failed with a broadcasting error after ``iterations`` had counted it."""
+    opt, p = make(), np.zeros(4)
+    with pytest.raises(
+        ValueError, match=rf"grads has shape {re.escape(str(shape))}, params \(4,\)"
+    ):
+        opt.step(p, np.ones(shape))
+    np.testing.assert_array_equal(p, np.zeros(4))
+    assert opt.iterations == 0
