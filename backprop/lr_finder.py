@@ -84,8 +84,20 @@ def _check_range(start: float, end: float, steps: int, beta: float, diverge: flo
 
 
 def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:
-    """``(rate of the minimum / 10, steepest-descent rate)`` from a smoothed range-test curve."""
+    """``(rate of the minimum / 10, steepest-descent rate)`` from a smoothed range-test curve:
+    ``lrs`` (k,) positive rates and ``smoothed`` (k,) finite losses, ``k >= 1``."""
     lrs, smoothed = np.asarray(lrs, float), np.asarray(smoothed, float)
+    if lrs.ndim != 1 or smoothed.ndim != 1:
+        raise ValueError(f"lrs and smoothed must be 1-D, got shapes {lrs.shape}, {smoothed.shape}")
+    if lrs.size != smoothed.size or lrs.size == 0:
+        raise ValueError(
+            f"lrs and smoothed must have one length, at least one point; got {lrs.size} and "
+            f"{smoothed.size}"
+        )
+    if not np.all(np.isfinite(lrs) & (lrs > 0)):
+        raise ValueError(f"lrs must be positive and finite, got {lrs!r}")
+    if not np.all(np.isfinite(smoothed)):
+        raise ValueError(f"smoothed must be finite, got {smoothed!r}")
     i_min = int(np.argmin(smoothed))
     lr_min_over_10 = float(lrs[i_min] / 10.0)
     if i_min < 2:

@@ -156,6 +156,22 @@ def test_suggest_takes_the_minimum_over_ten_and_the_steepest_descent_before_it()
 
 
 @pytest.mark.parametrize(
+    "lrs, smoothed, match",
+    [
+        # lengths that differ: the minimum's index was looked up in lrs all the same
+        ([1e-3, 1e-2, 1e-1], [3.0, 2.0], r"one length.*got 3 and 2"),
+        ([], [], r"at least one point"),
+        ([[1e-3, 1e-2]], [[3.0, 2.0]], r"1-D"),
+        ([1e-3, 0.0, 1e-1], [3.0, 2.0, 1.0], r"lrs must be positive and finite"),
+        ([1e-3, 1e-2, 1e-1], [3.0, np.nan, 1.0], r"smoothed must be finite"),
+    ],
+)
+def test_suggest_refuses_curves_it_cannot_read(lrs, smoothed, match):
+    with pytest.raises(ValueError, match=match):
+        bp.lr_finder.suggest(np.array(lrs), np.array(smoothed))
+
+
+@pytest.mark.parametrize(
     "kwargs, match",
     [
         ({"start": 0.0}, "start"),
