@@ -78,15 +78,26 @@ def _check_range(start: float, end: float, steps: int, beta: float, diverge: flo
     if not end > start:
         raise ValueError(f"end must be larger than start, got start={start!r}, end={end!r}")
     checks.integer("steps", steps, 5)
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    checks.real("beta", beta, 0.0, 1.0, "left")
     if not diverge > 1.0:
         raise ValueError(f"diverge must be larger than 1, got {diverge!r}")
 
 
 def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:
-    """``(rate of the minimum / 10, steepest-descent rate)`` from a smoothed range-test curve."""
+    """``(rate of the minimum / 10, steepest-descent rate)`` from a smoothed range-test curve:
+    ``lrs`` (k,) positive rates and ``smoothed`` (k,) finite losses, ``k >= 1``."""
     lrs, smoothed = np.asarray(lrs, float), np.asarray(smoothed, float)
+    if lrs.ndim != 1 or smoothed.ndim != 1:
+        raise ValueError(f"lrs and smoothed must be 1-D, got shapes {lrs.shape}, {smoothed.shape}")
+    if lrs.size != smoothed.size or lrs.size == 0:
+        raise ValueError(
+            f"lrs and smoothed must have one length, at least one point; got {lrs.size} and "
+            f"{smoothed.size}"
+        )
+    if not np.all(np.isfinite(lrs) & (lrs > 0)):
+        raise ValueError(f"lrs must be positive and finite, got {lrs!r}")
+    if not np.all(np.isfinite(smoothed)):
+        raise ValueError(f"smoothed must be finite, got {smoothed!r}")
     i_min = int(np.argmin(smoothed))
     lr_min_over_10 = float(lrs[i_min] / 10.0)
     if i_min < 2:
@@ -138,6 +149,12 @@ def lr_find(
         The curve and the suggested rates.
     """
     _check_range(start, end, steps, beta, diverge)
+    rng = checks.generator("seed", seed)
+    if y is None:  # (fit's stream of batches has no rows to draw batches of the test's size from)
+        raise ValueError(
+            "lr_find needs the arrays X and y (a stream of batches is not supported: draw "
+            "arrays from it), got y=None"
+        )
     X = check_X(X)
     y = check_targets(y, X.shape[0])
     w = check_sample_weight(sample_weight, X.shape[0])
@@ -149,7 +166,6 @@ def lr_find(
             f"lr_find needs a first-order optimizer with a learning rate, got "
             f"{type(optimizer).__name__} (L-BFGS chooses its own step by line search)"
         )
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n = X.shape[0]
     batch_size = trainer.resolve_batch_size(n)
     # The trainer's own update on the copies (penalties as it scales them, frozen layers,

@@ -22,6 +22,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+from . import checks
+
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 #: glibc refuses an mmap threshold above 32 MiB on 64-bit systems (HEAP_MAX_SIZE / 2).
@@ -48,7 +50,7 @@ def keep_freed_memory(keep: int = 256 * 2**20, mmap_max: int = MMAP_MAX) -> bool
         True when glibc took both settings; False without glibc (nothing changed).
     """
     for name, value in (("keep", keep), ("mmap_max", mmap_max)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not checks.is_integer(value) or value < 0:  # (a NumPy integer too)
             raise ValueError(f"{name} must be a byte count >= 0, got {value!r}")
         if value > INT_MAX:  # ctypes would wrap it silently: 4 GiB became 0
             raise ValueError(
@@ -65,4 +67,5 @@ def keep_freed_memory(keep: int = 256 * 2**20, mmap_max: int = MMAP_MAX) -> bool
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
+    mmap_max, keep = int(mmap_max), int(keep)
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_max)) and bool(mallopt(M_TRIM_THRESHOLD, keep))

@@ -53,7 +53,11 @@ def scal(a: float, x: np.ndarray) -> None:
 
 def flush_tiny(a: np.ndarray, work: np.ndarray, mask: np.ndarray) -> None:
     """Set to zero, in place, the entries of ``a`` with ``|a| < tiny * 2**24`` (see the module
-    docstring); ``work`` and ``mask`` are scratch arrays of ``a``'s shape (float and bool)."""
+    docstring); ``work`` and ``mask`` are scratch arrays of ``a``'s shape (float and bool).
+    Only float32 and wider: float16's bound would be 1024 (every useful entry), and NumPy
+    computes float16 in software, where subnormals cost nothing extra."""
+    if a.dtype.itemsize < 4:
+        return
     bound = np.finfo(a.dtype).tiny * 2.0**24
     np.less(np.abs(a, out=work), bound, out=mask)
     np.copyto(a, 0, where=mask)
@@ -201,7 +205,21 @@ class Optimizer:
     def step(
         self, params: np.ndarray, grads: np.ndarray, slices: list[slice] | None = None
     ) -> None:
-        """Apply one update to ``params`` in place from ``grads``."""
+        """Apply one update to ``params`` in place from ``grads`` (flat vectors of one shape).
+
+        ``slices``: the parts of the vectors to update (``model.trainable_slices()``: the
+        layers not frozen), a list of ``slice`` objects; None updates everything."""
+        if slices is not None and not (
+            isinstance(slices, list | tuple) and all(isinstance(s, slice) for s in slices)
+        ):
+            raise ValueError(
+                f"slices must be a list of slice objects (model.trainable_slices()) or None, "
+                f"got {slices!r}"
+            )
+        if np.shape(grads) != np.shape(params):  # (a (1,) gradient would be broadcast)
+            raise ValueError(
+                f"grads has shape {np.shape(grads)}, params {np.shape(params)}: they must match"
+            )
         self._ensure_state(params)
         self.iterations += 1
         self._apply(params, grads, slices)

@@ -57,6 +57,12 @@ class ProgressBar(Callback):
     ) -> None:
         if live not in ("auto", True, False):
             raise ValueError(f"live must be 'auto', True or False, got {live!r}")
+        if stream is not None and not callable(getattr(stream, "write", None)):
+            # (else a whole epoch trains before the first line fails to be written)
+            raise ValueError(
+                f"stream must be a text stream with a write method (sys.stdout, a file from "
+                f"open(path, 'w')) or None, got {stream!r}"
+            )
         self.stream = stream
         self.force = force
         self.enabled = bool(enabled)

@@ -307,6 +307,8 @@ class GradualPruning(Callback):
 def rewind(model: Any, params: np.ndarray, optimizer: Any = None) -> None:
     """Set every parameter to ``params`` (a snapshot of ``flat_parameters``), keep the mask
     (pruned weights stay zero) and reset the optimizer's state and step count."""
+    if params is None:  # (a WeightSnapshot holds None until its step is reached)
+        raise ValueError("no snapshot (None): the WeightSnapshot's step was never reached")
     params = np.asarray(params)
     if params.shape != model.flat_parameters.shape:
         raise ValueError(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .callbacks import Callback
 
 
@@ -26,9 +27,7 @@ class WeightSnapshot(Callback):
     """
 
     def __init__(self, step: int = 0) -> None:
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"step must be an integer >= 0, got {step!r}")
-        self.step = step
+        self.step = checks.integer("step", step, 0)  # (a NumPy integer too, as an int)
         self.params: np.ndarray | None = None
 
     def state_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import backprop as bp
@@ -61,3 +62,13 @@ def test_kept_memory_is_not_faulted_in_again():
 def test_bad_sizes_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         bp.keep_freed_memory(**kwargs)
+
+
+def test_numpy_integer_sizes_are_taken(monkeypatch):
+    """A size computed with NumPy (``np.int64``) is a byte count too: it was refused with
+    "keep must be a byte count >= 0, got 1048576", which names a perfectly good value. (No C
+    library is found here, so this process's allocator is left as it is.)"""
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
+    assert bp.keep_freed_memory(keep=np.int64(256 * 2**20), mmap_max=np.int32(2**20)) is False
+    with pytest.raises(ValueError, match="keep must be a byte count"):
+        bp.keep_freed_memory(keep=np.True_)

@@ -154,3 +154,23 @@ def test_flushing_changes_no_training_result_bitwise():
         bp.Trainer(model, bp.SoftmaxCrossEntropy(), opt, batch_size=8, epochs=20, seed=0).fit(X, y)
         results.append(model.flat_parameters.copy())
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_flush_leaves_float16_state_alone():
+    """float16's ``tiny * 2**24`` is 1024: the flush would zero every sensible state entry (and
+    overflow computing the bound). Its subnormals are emulated in software, not slow: no flush."""
+    a = np.array([0.5, -3.0, 1e-6, 1000.0], dtype=np.float16)
+    kept = a.copy()
+    with np.errstate(over="raise"):
+        flush_tiny(a, np.empty_like(a), np.empty(a.shape, bool))
+    np.testing.assert_array_equal(a, kept)
+    runs = []
+    for flush in (16, 0):
+        opt = bp.SGD(0.1, momentum=0.9)
+        opt.flush_every = flush
+        p = np.ones(4, np.float16)
+        for _ in range(16):
+            opt.step(p, np.full(4, 0.5, np.float16))
+        runs.append((p.copy(), opt.state["velocity"].copy()))
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])

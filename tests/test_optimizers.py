@@ -1,6 +1,7 @@
 """Optimizers: one hand-worked step each (arithmetic in the comments), in-place updates, state."""
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -273,3 +274,65 @@ def test_an_sgd_pickled_before_state_names_became_a_property_still_copies():
     np.testing.assert_array_equal(p, q)
     new.momentum = 0.0
     assert new.state_names == ()  # the property, not the unpickled attribute
+
+
+@pytest.mark.parametrize("make", [lambda: bp.SGD(0.1), lambda: bp.RMSprop(), lambda: bp.Adam()])
+@pytest.mark.parametrize(
+    "slices", [[np.array([0, 2])], [np.array([True, False, True, False])], [(0, 2)], slice(0, 2)]
+)
+def test_step_refuses_slices_that_are_not_slice_objects(make, slices):
+    """Index arrays or tuples as ``slices`` failed with NumPy's "truth value of an array is
+    ambiguous" (SGD, RMSprop) or "'numpy.ndarray' object has no attribute 'indices'" (Adam)."""
+    p = np.ones(4)
+    with pytest.raises(ValueError, match=r"slices must be a list of slice objects .*got"):
+        make().step(p, np.ones(4), slices)
+    np.testing.assert_array_equal(p, np.ones(4))
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decay", [0.0, 0.1])
+def test_adam_matches_a_per_entry_step_count_over_random_freeze_patterns(amsgrad, decay):
+    """The run-length coded ``step_counts`` against a plain per-entry count ``t`` (NumPy), over
+    random sets of trainable runs per step, with a state_dict round trip half-way."""
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        n = int(rng.integers(1, 16))
+        opt = bp.AdamW(0.01, weight_decay=decay, amsgrad=amsgrad)
+        p = rng.normal(size=n)
+        q, m, v, v_max, t = p.copy(), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        for k in range(12):
+            ends = np.unique(rng.integers(0, n + 1, size=2 * int(rng.integers(0, 4))))
+            slices = [slice(int(a), int(b)) for a, b in zip(ends[::2], ends[1::2], strict=False)]
+            if k == 6:
+                saved = opt.state_dict()
+                opt = bp.AdamW(**opt.config())
+                opt.load_state_dict(saved)
+            g = rng.normal(size=n)
+            opt.step(p, g, None if k % 5 == 0 else slices)
+            on = np.zeros(n, bool)
+            for s in [slice(0, n)] if k % 5 == 0 else slices:
+                on[s] = True
+            t[on] += 1
+            q[on] *= 1 - 0.01 * decay
+            m[on] = 0.9 * m[on] + 0.1 * g[on]
+            v[on] = 0.999 * v[on] + 0.001 * g[on] ** 2
+            v_max[on] = np.maximum(v_max[on], v[on])
+            root = np.sqrt((v_max if amsgrad else v)[on])
+            q[on] -= 0.01 * np.sqrt(1 - 0.999 ** t[on]) / (1 - 0.9 ** t[on]) * m[on] / (root + 1e-8)
+            np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-15)
+        coded = np.concatenate([np.full(b - a, c) for a, b, c in opt.state_dict()["step_counts"]])
+        np.testing.assert_array_equal(coded, t)
+
+
+@pytest.mark.parametrize("make", [lambda: bp.SGD(0.1), lambda: bp.Adam(), lambda: bp.Adagrad()])
+@pytest.mark.parametrize("shape", [(1,), (), (5,), (4, 1)])
+def test_step_refuses_gradients_of_another_shape_before_changing_anything(make, shape):
+    """A (1,) or 0-d gradient was broadcast over every parameter (the same step for all, no
+    error); a (5,) one failed with a broadcasting error after ``iterations`` had counted it."""
+    opt, p = make(), np.zeros(4)
+    with pytest.raises(
+        ValueError, match=rf"grads has shape {re.escape(str(shape))}, params \(4,\)"
+    ):
+        opt.step(p, np.ones(shape))
+    np.testing.assert_array_equal(p, np.zeros(4))
+    assert opt.iterations == 0

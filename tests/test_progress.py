@@ -5,6 +5,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 
 import backprop as bp
 from backprop.app.cli import main
@@ -101,3 +102,14 @@ def test_a_notebook_gets_the_live_display(monkeypatch):
     assert in_notebook()
     assert ProgressBar()._is_live()  # stderr of a kernel is no terminal, yet the bar is live
     assert not ProgressBar(live=False)._is_live()
+
+
+def test_a_stream_that_cannot_be_written_is_refused_at_once(tmp_path):
+    """``ProgressBar(stream="train.log")`` (a path, not a file) trained a whole epoch and then
+    failed with "'str' object has no attribute 'write'"."""
+    for bad in ("train.log", tmp_path, 3):
+        with pytest.raises(ValueError, match=r"stream must be a text stream .*open\(path, 'w'\)"):
+            bp.ProgressBar(stream=bad)
+    out = io.StringIO()
+    _fit([bp.ProgressBar(stream=out)], epochs=1)
+    assert out.getvalue().startswith("epoch 1/1")

@@ -312,6 +312,31 @@ def test_snapshot_at_update_k_equals_k_updates_of_the_same_run():
     np.testing.assert_array_equal(snap.params, b.flat_parameters)
 
 
+def test_rewind_to_a_snapshot_never_taken_says_so():
+    """A WeightSnapshot whose step the run never reached holds None; rewinding to it said
+    "snapshot has shape (), the model's parameters (n,)"."""
+    X, y = _data()
+    snap = pruning.WeightSnapshot(10**6)
+    model = _model()
+    bp.Trainer(model, "cross_entropy", bp.SGD(0.1), batch_size=8, callbacks=[snap]).fit(
+        X, y, epochs=1
+    )
+    before = model.flat_parameters.copy()
+    with pytest.raises(ValueError, match=r"no snapshot \(None\).*step was never reached"):
+        pruning.rewind(model, snap.params)
+    np.testing.assert_array_equal(model.flat_parameters, before)
+
+
+def test_snapshot_step_takes_a_numpy_integer_and_refuses_bad_ones():
+    """``WeightSnapshot(np.int64(5))`` (a step computed with NumPy) was refused as "step must be
+    an integer >= 0"."""
+    assert pruning.WeightSnapshot(np.int64(5)).step == 5
+    assert type(pruning.WeightSnapshot(np.int64(5)).step) is int
+    for bad in (-1, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="step must be"):
+            pruning.WeightSnapshot(bad)
+
+
 def test_iterative_pruning_reaches_the_final_sparsity_in_geometric_rounds():
     assert pruning.round_sparsities(0.875, 3) == pytest.approx([0.5, 0.75, 0.875])
     X, y = _data()

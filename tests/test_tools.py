@@ -156,17 +156,48 @@ def test_suggest_takes_the_minimum_over_ten_and_the_steepest_descent_before_it()
 
 
 @pytest.mark.parametrize(
+    "lrs, smoothed, match",
+    [
+        # lengths that differ: the minimum's index was looked up in lrs all the same
+        ([1e-3, 1e-2, 1e-1], [3.0, 2.0], r"one length.*got 3 and 2"),
+        ([], [], r"at least one point"),
+        ([[1e-3, 1e-2]], [[3.0, 2.0]], r"1-D"),
+        ([1e-3, 0.0, 1e-1], [3.0, 2.0, 1.0], r"lrs must be positive and finite"),
+        ([1e-3, 1e-2, 1e-1], [3.0, np.nan, 1.0], r"smoothed must be finite"),
+    ],
+)
+def test_suggest_refuses_curves_it_cannot_read(lrs, smoothed, match):
+    with pytest.raises(ValueError, match=match):
+        bp.lr_finder.suggest(np.array(lrs), np.array(smoothed))
+
+
+@pytest.mark.parametrize(
     "kwargs, match",
     [
         ({"start": 0.0}, "start"),
         ({"start": 1.0, "end": 0.1}, "end must be larger"),
         ({"steps": 2}, "steps"),
         ({"diverge": 1.0}, "diverge"),
+        # a TypeError from a comparison, and NumPy's "expected non-negative integer" naming
+        # nothing, before these were checked
+        ({"beta": "0.9"}, r"beta must be a finite number in \[0, 1\), got '0.9'"),
+        ({"beta": None}, "beta must be a finite number"),
+        ({"seed": -1}, "seed must be an int >= 0, a numpy Generator or None, got -1"),
+        ({"seed": "a"}, "seed must be an int"),
     ],
 )
 def test_lr_find_refuses_bad_ranges(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         bp.lr_find(make_trainer(mlp(), bp.Adam()), data["X_train"], data["y_train"], **kwargs)
+
+
+@pytest.mark.parametrize("X_of", [lambda X, y: X, lambda X, y: [(X[:10], y[:10])]])
+def test_lr_find_without_y_says_it_needs_arrays(data, X_of):
+    """``y=None`` (an array X, or a list of batches as fit takes) failed with "y holds labels
+    that are not numbers ('None', ...)" or NumPy's "inhomogeneous shape"."""
+    X = X_of(data["X_train"], data["y_train"])
+    with pytest.raises(ValueError, match=r"lr_find needs the arrays X and y.*got y=None"):
+        bp.lr_find(make_trainer(mlp(), bp.Adam()), X, None)
 
 
 def test_lr_find_skips_batches_of_zero_weight_as_fit_does(rng):
