@@ -797,42 +797,36 @@ def test_a_regression_run_says_its_loss_is_of_the_standardized_target(tmp_path, 
     assert "test: loss 2" in capsys.readouterr().out  # an MSE in the target's own units
 
 
+def _labelled_csv_config(tmp_path, other: str, extra: str = "") -> Path:
+    """A CSV of 80 points labelled "north, east" (x0 > 0) or ``other``, and a config training a
+    one-layer classifier on it for 2 epochs."""
+    import csv
+
+    X = np.random.default_rng(0).normal(size=(80, 2))
+    with open(tmp_path / "q.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x0", "x1", "label"])
+        w.writerows([a, b, "north, east" if a > 0 else other] for a, b in X)
+    return _write(
+        tmp_path / "q.toml",
+        f'[data]\nsource = "file"\npath = "{tmp_path / "q.csv"}"\ntarget = "label"\n'
+        '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n'
+        f"[trainer]\nepochs = 2\n{extra}",
+    )
+
+
 def test_predict_quotes_csv_labels_that_hold_commas_or_quotes(tmp_path, capsys):
     """Class names read from a CSV ("north, east", 'south "x"') were joined with bare commas:
     predict's .csv had rows of two cells under a one-column header, and the --proba header
     split "proba_north, east" in two."""
     import csv
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(80, 2))
-    with open(tmp_path / "q.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["x0", "x1", "label"])
-        w.writerows([a, b, "north, east" if a > 0 else 'south "x"'] for a, b in X)
-    config = _write(
-        tmp_path / "q.toml",
-        f'[data]\nsource = "file"\npath = "{tmp_path / "q.csv"}"\ntarget = "label"\n'
-        '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n'
-        "[trainer]\nepochs = 2\n[output]\nplots = false\n",
-    )
+    config = _labelled_csv_config(tmp_path, 'south "x"', "[output]\nplots = false\n")
     assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 0
     model, data = str(tmp_path / "r" / "model.npz"), str(tmp_path / "q.csv")
     for out, extra in (("p.csv", []), ("pp.csv", ["--proba"])):
-        assert (
-            main(
-                [
-                    "predict",
-                    model,
-                    data,
-                    "--target",
-                    "label",
-                    "--output",
-                    str(tmp_path / out),
-                    *extra,
-                ]
-            )
-            == 0
-        )
+        args = ["predict", model, data, "--target", "label", "--output", str(tmp_path / out)]
+        assert main([*args, *extra]) == 0
         with open(tmp_path / out, newline="") as f:
             rows = list(csv.reader(f))
         assert len(rows) == 81 and {len(r) for r in rows} == {len(rows[0])}, rows[:3]
@@ -846,17 +840,7 @@ def test_cartography_lists_the_labels_the_data_gave(tmp_path, capsys):
     data ("north, east"), and its rows were joined with bare commas."""
     import csv
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(80, 2))
-    with open(tmp_path / "q.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["x0", "x1", "label"])
-        w.writerows([a, b, "north, east" if a > 0 else "south"] for a, b in X)
-    config = _write(
-        tmp_path / "q.toml",
-        f'[data]\nsource = "file"\npath = "{tmp_path / "q.csv"}"\ntarget = "label"\n'
-        '[[model.layers]]\ntype = "Dense"\n[loss]\nname = "cross_entropy"\n[trainer]\nepochs = 2\n',
-    )
+    config = _labelled_csv_config(tmp_path, "south")
     assert main(["cartography", str(config), "--top", "5", "--out", str(tmp_path / "c")]) == 0
     with open(tmp_path / "c" / "suspicious.csv", newline="") as f:
         rows = list(csv.reader(f))
