@@ -106,33 +106,23 @@ def test_a_loaded_mlp_continues_a_warm_fit_as_the_saved_one(tmp_path, solver):
     np.testing.assert_array_equal(back.model_.flat_parameters, est.model_.flat_parameters)
 
 
-def test_a_loaded_mlp_continues_partial_fit_at_its_invscaling_rate(tmp_path):
-    """'invscaling' sets lr = learning_rate_init / (t_ + 1) ** power_t after each epoch, and
-    the file keeps t_; but the loaded estimator's new optimizer started its first partial_fit
-    at learning_rate_init again (21x the rate after 3 calls here), so even plain SGD, which
-    has no optimizer state to lose, went elsewhere than the estimator that was saved."""
+@pytest.mark.parametrize(
+    "kw",
+    [
+        # 'invscaling' sets lr = learning_rate_init / (t_ + 1) ** power_t after each epoch, and
+        # the file keeps t_; but the loaded estimator's new optimizer started its first
+        # partial_fit at learning_rate_init again (21x the rate after 3 calls here), so even
+        # plain SGD, which has no optimizer state to lose, went elsewhere than the saved one
+        dict(hidden_layer_sizes=(5,), learning_rate="invscaling"),
+        # the file keeps the update count (_updates), so the pruning curve (and a step-based
+        # schedule, given again) goes on where the saved one was; it started over
+        dict(hidden_layer_sizes=(8,), sparsity=0.5),
+    ],
+    ids=["invscaling-rate", "update-count"],
+)
+def test_a_loaded_mlp_continues_partial_fit_where_the_saved_one_was(tmp_path, kw):
     X, y = load_iris(return_X_y=True)
-    params = dict(hidden_layer_sizes=(5,), solver="sgd", momentum=0.0, random_state=0)
-    est = bp.MLPClassifier(learning_rate="invscaling", batch_size=16, **params)
-    for _ in range(3):
-        est.partial_fit(X, y, classes=[0, 1, 2])
-    bp.save(est, tmp_path / "est.bp")
-    back = bp.load(tmp_path / "est.bp")
-    for _ in range(2):
-        for model in (est, back):
-            model.partial_fit(X, y)
-    assert back.loss_curve_ == est.loss_curve_
-    np.testing.assert_array_equal(back.model_.flat_parameters, est.model_.flat_parameters)
-
-
-def test_a_loaded_mlp_continues_partial_fit_at_its_update_count(tmp_path):
-    """The file keeps the update count (``_updates``), so a loaded estimator's partial_fit goes
-    on along the pruning curve (and a step-based schedule, given again) where the saved one
-    was; no test covered it: without it the curve started over and the weights differed."""
-    X, y = load_iris(return_X_y=True)
-    params = dict(hidden_layer_sizes=(8,), solver="sgd", momentum=0.0, random_state=0)
-    make = lambda: bp.MLPClassifier(batch_size=16, sparsity=0.5, **params)  # noqa: E731
-    est = make()
+    est = bp.MLPClassifier(solver="sgd", momentum=0.0, random_state=0, batch_size=16, **kw)
     for _ in range(3):
         est.partial_fit(X, y, classes=[0, 1, 2])
     bp.save(est, tmp_path / "est.bp")
@@ -141,6 +131,7 @@ def test_a_loaded_mlp_continues_partial_fit_at_its_update_count(tmp_path):
         for model in (est, back):
             model.partial_fit(X, y)
     assert back._trainer.step_count == est._trainer.step_count == 6 * 10
+    assert back.loss_curve_ == est.loss_curve_
     np.testing.assert_array_equal(back.model_.flat_parameters, est.model_.flat_parameters)
 
 
