@@ -163,13 +163,11 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         self.batch_size = checks.positive_int("batch_size", batch_size)
         self.epochs = checks.positive_int("epochs", epochs)
         self.shuffle = checks.boolean("shuffle", shuffle)
-        self.l1 = checks.non_negative("l1", l1)
-        self.l2 = checks.non_negative("l2", l2)
-        self.clip_norm = checks.optional_positive("clip_norm", clip_norm)
-        self.clip_value = checks.optional_positive("clip_value", clip_value)
-        self.clip_param_norm = checks.optional_positive("clip_param_norm", clip_param_norm)
-        self.clip_mode = checks.one_of("clip_mode", clip_mode, (None, "agc"))
-        self.clip_factor = checks.positive("clip_factor", clip_factor)
+        # penalties and clipping: checked (and made floats) by _check_options, here and in fit
+        self.l1, self.l2, self.l1_method, self.penalty_scale = l1, l2, l1_method, penalty_scale
+        self.clip_norm, self.clip_value = clip_norm, clip_value
+        self.clip_param_norm = clip_param_norm
+        self.clip_mode, self.clip_factor = clip_mode, clip_factor
         self.schedule = schedules_mod.get(schedule)
         self.callbacks = list(callbacks or [])
         self.metric_names = make_metrics(self.loss, metrics, names_only=True)
@@ -178,10 +176,6 @@ class Trainer(Predictions, TrainingLoop, TrainerState):
         if sampler is not None and not callable(sampler):
             raise TypeError(f"sampler must be callable, got {sampler!r}")
         self.sampler = sampler
-        self.penalty_scale = checks.one_of(
-            "penalty_scale", penalty_scale, ("constant", "per_sample")
-        )
-        self.l1_method = checks.one_of("l1_method", l1_method, ("subgradient", "proximal"))
         self.history = History()
         self.epoch = 0  # epochs completed, across calls to fit
         self.step_count = 0  # optimizer updates taken (L-BFGS: iterations)

@@ -99,16 +99,18 @@ def make_metrics(loss: losses_mod.Loss, metrics: str | Sequence[str], names_only
 def check_options(trainer: Any, fitting: bool = False) -> None:
     """The checks that span several options, run at construction and again by ``fit`` (the
     estimators set ``callbacks`` and the penalties after construction): the penalty and clipping
-    options are valid; callbacks are Callbacks; a plateau does not share a run with another
+    options are valid (numbers made floats); callbacks are Callbacks; a plateau does not share a run with another
     schedule; L-BFGS gets only what applies to it."""
     for name in ("l1", "l2"):
-        checks.non_negative(name, getattr(trainer, name))
+        setattr(trainer, name, checks.non_negative(name, getattr(trainer, name)))
     for name in ("clip_norm", "clip_value", "clip_param_norm"):
-        checks.optional_positive(name, getattr(trainer, name))
-    checks.positive("clip_factor", trainer.clip_factor)
-    checks.one_of("clip_mode", trainer.clip_mode, (None, "agc"))
-    checks.one_of("penalty_scale", trainer.penalty_scale, ("constant", "per_sample"))
-    checks.one_of("l1_method", trainer.l1_method, ("subgradient", "proximal"))
+        setattr(trainer, name, checks.optional_positive(name, getattr(trainer, name)))
+    trainer.clip_factor = checks.positive("clip_factor", trainer.clip_factor)
+    trainer.clip_mode = checks.one_of("clip_mode", trainer.clip_mode, (None, "agc"))
+    scales = ("constant", "per_sample")
+    trainer.penalty_scale = checks.one_of("penalty_scale", trainer.penalty_scale, scales)
+    methods = ("subgradient", "proximal")
+    trainer.l1_method = checks.one_of("l1_method", trainer.l1_method, methods)
     for cb in trainer.callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be Callback instances, got {cb!r}")

@@ -687,6 +687,23 @@ def test_the_tools_command_line(tmp_path, monkeypatch, capsys):
     assert main(["landscape", str(tmp_path / "nowhere")]) == 2
 
 
+def _digits_run(tmp_path, hidden: str):
+    """Train ``hidden`` (``[[model.layers]]`` tables), then a Dense output, on digits for 2
+    epochs with the ``backprop`` command; returns the run directory."""
+    from backprop.app.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[data]\nsource = "digits"\nvalidation_size = 0.1\n'
+        + hidden
+        + '[[model.layers]]\ntype = "Dense"\n'
+        "[loss]\nname = 'cross_entropy'\n[trainer]\nepochs = 2\n[output]\nplots = false\n"
+    )
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 0
+    return run_dir
+
+
 def test_landscape_command_says_what_batchnorm_does_to_the_initial_end(tmp_path, capsys):
     # The line moves the parameters only: BatchNorm's running statistics are the trained ones
     # at every alpha, so "loss at the initial weights" (2.74 here) was not the initial model's
@@ -694,16 +711,11 @@ def test_landscape_command_says_what_batchnorm_does_to_the_initial_end(tmp_path,
     from backprop.app.cli import main
     from backprop.app.tools import _load_run
 
-    config = tmp_path / "bn.toml"
-    config.write_text(
-        '[data]\nsource = "digits"\nvalidation_size = 0.1\n'
+    run_dir = _digits_run(
+        tmp_path,
         '[[model.layers]]\ntype = "Dense"\nout_features = 16\n'
-        '[[model.layers]]\ntype = "BatchNorm"\n[[model.layers]]\ntype = "ReLU"\n'
-        '[[model.layers]]\ntype = "Dense"\n'
-        "[loss]\nname = 'cross_entropy'\n[trainer]\nepochs = 2\n[output]\nplots = false\n"
+        '[[model.layers]]\ntype = "BatchNorm"\n[[model.layers]]\ntype = "ReLU"\n',
     )
-    run_dir = tmp_path / "run"
-    assert main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["landscape", str(run_dir), "--points", "3", "--samples", "200"]) == 0
     out = capsys.readouterr().out
@@ -718,17 +730,12 @@ def test_uncertainty_command_finds_a_dropout_inside_a_residual_block(tmp_path, c
     # at the top-level layers only, skip MC dropout and say the model had no Dropout layer
     from backprop.app.cli import main
 
-    config = tmp_path / "res.toml"
-    config.write_text(
-        '[data]\nsource = "digits"\nvalidation_size = 0.1\n'
+    run_dir = _digits_run(
+        tmp_path,
         '[[model.layers]]\ntype = "Dense"\nout_features = 32\n'
         '[[model.layers]]\ntype = "Residual"\nlayers = [{ type = "Dense", out_features = 32 }, '
-        '{ type = "ReLU" }, { type = "Dropout", drop_rate = 0.2 }]\n'
-        '[[model.layers]]\ntype = "Dense"\n'
-        "[loss]\nname = 'cross_entropy'\n[trainer]\nepochs = 2\n[output]\nplots = false\n"
+        '{ type = "ReLU" }, { type = "Dropout", drop_rate = 0.2 }]\n',
     )
-    run_dir = tmp_path / "run"
-    assert main(["train", str(config), "--out", str(run_dir), "--quiet"]) == 0
     assert main(["uncertainty", str(run_dir), "--samples", "3"]) == 0
     assert "no Dropout" not in capsys.readouterr().out
     numbers = json.loads((run_dir / "uncertainty.json").read_text())
